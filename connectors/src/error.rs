@@ -1,0 +1,80 @@
+//! The error type of every connector.
+
+use std::fmt;
+
+/// Result of a connector operation.
+pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
+
+/// What can go wrong reading or writing external data.
+#[derive(Debug)]
+pub enum ConnectorError {
+    /// A record could not be decoded and the source's policy is `fail`.
+    MalformedRecord {
+        /// The file (URL) the record came from.
+        file: String,
+        /// The 1-based line the record starts on.
+        line: u64,
+        /// Why it could not be decoded.
+        reason: String,
+    },
+    /// A connector option is missing or has a value we cannot use.
+    Config(String),
+    /// The storage layer (local disk, object store) failed.
+    Storage {
+        /// What we were doing, including the path.
+        context: String,
+        /// The underlying error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Arrow failed outside of decoding a single record (schema inference, writing).
+    Arrow {
+        /// What we were doing, including the path.
+        context: String,
+        /// The underlying error.
+        source: arrow::error::ArrowError,
+    },
+}
+
+impl ConnectorError {
+    /// A storage error with the given context.
+    pub fn storage(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Storage {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+
+    /// An arrow error with the given context.
+    pub fn arrow(context: impl Into<String>, source: arrow::error::ArrowError) -> Self {
+        Self::Arrow {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for ConnectorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MalformedRecord { file, line, reason } => {
+                write!(f, "malformed record at {file}:{line}: {reason}")
+            }
+            Self::Config(msg) => write!(f, "{msg}"),
+            Self::Storage { context, source } => write!(f, "{context}: {source}"),
+            Self::Arrow { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectorError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Storage { source, .. } => Some(source.as_ref()),
+            Self::Arrow { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,615 @@
+//! `file_source`: CSV, JSON lines or Parquet files, read once or watched for new data.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, new_null_array};
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStoreExt};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::async_reader::ParquetRecordBatchStream;
+
+use crate::error::{ConnectorError, Result};
+use crate::format::FileFormat;
+use crate::location::Location;
+use crate::metrics::SourceMetrics;
+use crate::parquet_reader::ObjectReader;
+use crate::records::{BadRecord, OnError, RecordDecoder, RecordSplitter, count_lines};
+use crate::stop::StopSignal;
+
+/// Bytes read from a file at a time.
+const READ_CHUNK: u64 = 4 * 1024 * 1024;
+/// Records looked at when inferring a schema.
+const INFER_RECORDS: usize = 1000;
+
+/// Everything a file source needs, resolved from its `WITH` options.
+#[derive(Debug, Clone)]
+pub struct FileSourceConfig {
+    /// The source's name in SQL.
+    pub name: String,
+    /// The file, folder or glob to read.
+    pub location: Location,
+    /// How records are laid out.
+    pub format: FileFormat,
+    /// The declared schema; inferred from the first file when absent.
+    pub schema: Option<SchemaRef>,
+    /// Rows per micro-batch (at most).
+    pub batch_size: usize,
+    /// Poll interval when the source keeps watching for new files and appended records;
+    /// `None` reads what is there and ends.
+    pub watch: Option<Duration>,
+    /// What a malformed record gets.
+    pub on_error: OnError,
+}
+
+/// A file source with its schema resolved. Each [`FileSource::reader`] reads it from the start.
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    config: Arc<FileSourceConfig>,
+    schema: SchemaRef,
+}
+
+impl FileSource {
+    /// Resolves the schema: the declared one, or one inferred from the first file.
+    pub async fn try_new(config: FileSourceConfig) -> Result<Self> {
+        let schema = match &config.schema {
+            Some(schema) => schema.clone(),
+            None => infer_schema(&config).await?,
+        };
+        Ok(Self {
+            config: Arc::new(config),
+            schema,
+        })
+    }
+
+    /// The schema of every batch this source produces.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// The resolved configuration.
+    pub fn config(&self) -> &FileSourceConfig {
+        &self.config
+    }
+
+    /// Whether the source ends by itself (it is not watching).
+    pub fn is_bounded(&self) -> bool {
+        self.config.watch.is_none()
+    }
+
+    /// A reader from the beginning of the data, counting into `metrics`; it ends at the end
+    /// of the files, or when watching, once `stop` fires.
+    pub fn reader(&self, stop: StopSignal, metrics: Arc<SourceMetrics>) -> FileSourceReader {
+        let decoder = match self.config.format {
+            FileFormat::Csv(options) => Some(RecordDecoder::Csv {
+                schema: self.schema.clone(),
+                delimiter: options.delimiter,
+            }),
+            FileFormat::Json => Some(RecordDecoder::Json {
+                schema: self.schema.clone(),
+            }),
+            FileFormat::Parquet => None,
+        };
+        FileSourceReader {
+            source: self.clone(),
+            stop,
+            metrics,
+            decoder,
+            queue: VecDeque::new(),
+            progress: HashMap::new(),
+            current: None,
+            listed: false,
+        }
+    }
+}
+
+/// Reads a [`FileSource`] a micro-batch at a time.
+pub struct FileSourceReader {
+    source: FileSource,
+    stop: StopSignal,
+    metrics: Arc<SourceMetrics>,
+    decoder: Option<RecordDecoder>,
+    queue: VecDeque<ObjectMeta>,
+    /// How far each file has been consumed (byte offset of the first unconsumed record).
+    progress: HashMap<Path, FileProgress>,
+    current: Option<OpenFile>,
+    listed: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct FileProgress {
+    offset: u64,
+    line: u64,
+    /// The file's size when it was last read to its end.
+    size: u64,
+}
+
+enum OpenFile {
+    Text(TextFile),
+    Parquet {
+        path: Path,
+        size: u64,
+        url: String,
+        stream: ParquetRecordBatchStream<ObjectReader>,
+    },
+}
+
+impl FileSourceReader {
+    /// The next micro-batch of valid rows, or `None` once the source has ended.
+    pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            if let Some(batch) = self.next_from_current().await? {
+                if batch.num_rows() > 0 {
+                    self.metrics.add_records(batch.num_rows());
+                    return Ok(Some(batch));
+                }
+                continue;
+            }
+            if let Some(meta) = self.queue.pop_front() {
+                self.current = Some(self.open(meta).await?);
+                continue;
+            }
+            let Some(poll) = self.source.config.watch else {
+                if self.listed {
+                    return Ok(None);
+                }
+                self.enqueue_new_data().await?;
+                continue;
+            };
+            if self.stop.is_stopped() {
+                return Ok(None);
+            }
+            if self.listed {
+                self.stop.sleep(poll).await;
+                if self.stop.is_stopped() {
+                    return Ok(None);
+                }
+            }
+            self.enqueue_new_data().await?;
+        }
+    }
+
+    /// Queues every file that is new or has grown since it was last read.
+    async fn enqueue_new_data(&mut self) -> Result<()> {
+        self.listed = true;
+        for meta in self.source.config.location.list().await? {
+            let grown = self
+                .progress
+                .get(&meta.location)
+                .is_none_or(|seen| seen.size != meta.size);
+            if grown {
+                self.queue.push_back(meta);
+            }
+        }
+        Ok(())
+    }
+
+    async fn open(&mut self, meta: ObjectMeta) -> Result<OpenFile> {
+        let location = &self.source.config.location;
+        let url = location.object_url(&meta.location);
+        let mut progress = self
+            .progress
+            .get(&meta.location)
+            .copied()
+            .unwrap_or_default();
+        if meta.size < progress.offset {
+            // Truncated or replaced: read it again from the start.
+            progress = FileProgress::default();
+        }
+        Ok(match self.source.config.format {
+            FileFormat::Parquet => {
+                let reader = ObjectReader::new(location.store().clone(), &meta);
+                let stream = ParquetRecordBatchStreamBuilder::new(reader)
+                    .await
+                    .map_err(|e| ConnectorError::storage(format!("opening {url}"), e))?
+                    .with_batch_size(self.source.config.batch_size)
+                    .build()
+                    .map_err(|e| ConnectorError::storage(format!("reading {url}"), e))?;
+                OpenFile::Parquet {
+                    path: meta.location,
+                    size: meta.size,
+                    url,
+                    stream,
+                }
+            }
+            FileFormat::Csv(options) => OpenFile::Text(TextFile::new(
+                meta,
+                url,
+                progress,
+                RecordSplitter::csv(&options),
+                options.has_header,
+                self.source.is_bounded(),
+            )),
+            FileFormat::Json => OpenFile::Text(TextFile::new(
+                meta,
+                url,
+                progress,
+                RecordSplitter::lines(),
+                false,
+                self.source.is_bounded(),
+            )),
+        })
+    }
+
+    async fn next_from_current(&mut self) -> Result<Option<RecordBatch>> {
+        let Some(current) = self.current.as_mut() else {
+            return Ok(None);
+        };
+        let config = &self.source.config;
+        match current {
+            OpenFile::Text(file) => {
+                let decoder = self.decoder.as_ref().expect("text formats have a decoder");
+                match file
+                    .next_batch(&config.location, decoder, config.batch_size)
+                    .await?
+                {
+                    Some((batch, bad)) => {
+                        self.handle_bad(bad)?;
+                        Ok(Some(batch))
+                    }
+                    None => {
+                        let (path, progress) = (file.meta.location.clone(), file.progress());
+                        self.progress.insert(path, progress);
+                        self.current = None;
+                        Ok(None)
+                    }
+                }
+            }
+            OpenFile::Parquet {
+                path,
+                size,
+                url,
+                stream,
+            } => match stream.next().await {
+                Some(batch) => {
+                    let batch =
+                        batch.map_err(|e| ConnectorError::storage(format!("reading {url}"), e))?;
+                    conform_to_schema(&batch, &self.source.schema)
+                        .map(Some)
+                        .map_err(|e| ConnectorError::arrow(format!("reading {url}"), e))
+                }
+                None => {
+                    let progress = FileProgress {
+                        offset: *size,
+                        line: 0,
+                        size: *size,
+                    };
+                    self.progress.insert(path.clone(), progress);
+                    self.current = None;
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    fn handle_bad(&self, bad: Vec<BadRecord>) -> Result<()> {
+        let Some(first) = bad.first() else {
+            return Ok(());
+        };
+        match &self.source.config.on_error {
+            OnError::Fail => {
+                return Err(ConnectorError::MalformedRecord {
+                    file: first.file.clone(),
+                    line: first.line,
+                    reason: first.reason.clone(),
+                });
+            }
+            OnError::Skip => {}
+            OnError::DeadLetter(writer) => writer.write(&self.source.config.name, &bad)?,
+        }
+        self.metrics.add_bad(bad.len());
+        Ok(())
+    }
+}
+
+/// A CSV or JSON-lines file being read: a window of its bytes, split into records.
+struct TextFile {
+    meta: ObjectMeta,
+    url: String,
+    splitter: RecordSplitter,
+    /// Bytes read but not yet consumed; `buf[0]` is at file offset `buf_offset`.
+    buf: Vec<u8>,
+    buf_offset: u64,
+    /// Line number of `buf[0]`.
+    line: u64,
+    /// File offset of the end of `buf`.
+    read_pos: u64,
+    skip_header: bool,
+    /// Whether the end of the file ends its last record (not while watching: more may come).
+    final_read: bool,
+    terminated: bool,
+}
+
+impl TextFile {
+    fn new(
+        meta: ObjectMeta,
+        url: String,
+        progress: FileProgress,
+        splitter: RecordSplitter,
+        has_header: bool,
+        final_read: bool,
+    ) -> Self {
+        Self {
+            meta,
+            url,
+            splitter,
+            buf: Vec::new(),
+            buf_offset: progress.offset,
+            line: progress.line.max(1),
+            read_pos: progress.offset,
+            skip_header: has_header && progress.offset == 0,
+            final_read,
+            terminated: false,
+        }
+    }
+
+    fn progress(&self) -> FileProgress {
+        FileProgress {
+            offset: self.buf_offset,
+            line: self.line,
+            size: self.meta.size,
+        }
+    }
+
+    /// Reads more of the file; false at its end.
+    async fn fill(&mut self, location: &Location) -> Result<bool> {
+        if self.read_pos < self.meta.size {
+            let end = (self.read_pos + READ_CHUNK).min(self.meta.size);
+            let bytes = location
+                .store()
+                .get_range(&self.meta.location, self.read_pos..end)
+                .await
+                .map_err(|e| ConnectorError::storage(format!("reading {}", self.url), e))?;
+            self.buf.extend_from_slice(&bytes);
+            self.read_pos = end;
+            return Ok(true);
+        }
+        if self.final_read && !self.terminated {
+            // The last record of a finished file needs no line terminator.
+            self.terminated = true;
+            if self.buf.last().is_some_and(|&b| b != b'\n') {
+                self.buf.push(b'\n');
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn consume(&mut self, len: usize) {
+        self.line += count_lines(&self.buf[..len]);
+        self.buf.drain(..len);
+        self.buf_offset += len as u64;
+    }
+
+    async fn next_batch(
+        &mut self,
+        location: &Location,
+        decoder: &RecordDecoder,
+        batch_size: usize,
+    ) -> Result<Option<(RecordBatch, Vec<BadRecord>)>> {
+        while self.skip_header {
+            match self.splitter.next_record(&self.buf) {
+                Some(len) => {
+                    self.consume(len);
+                    self.skip_header = false;
+                }
+                None if self.fill(location).await? => {}
+                None => return Ok(None),
+            }
+        }
+        let mut ranges = Vec::with_capacity(batch_size.min(65536));
+        let mut pos = 0;
+        loop {
+            while ranges.len() < batch_size {
+                match self.splitter.next_record(&self.buf[pos..]) {
+                    Some(len) => {
+                        ranges.push(pos..pos + len);
+                        pos += len;
+                    }
+                    None => break,
+                }
+            }
+            if ranges.len() == batch_size || !self.fill(location).await? {
+                break;
+            }
+        }
+        let mut bad = Vec::new();
+        if ranges.is_empty() {
+            if self.terminated && self.buf.iter().all(u8::is_ascii_whitespace) {
+                // Blank lines at the end (or the `\n` of a final `\r\n`) are no record.
+                let len = self.buf.len();
+                self.consume(len);
+            }
+            if self.buf.is_empty() || !self.terminated {
+                return Ok(None);
+            }
+            // What is left of a finished file is no complete record (an open quote).
+            bad.push(BadRecord {
+                file: self.url.clone(),
+                line: self.line,
+                reason: "unterminated record at end of file".to_string(),
+                raw: String::from_utf8_lossy(&self.buf).trim_end().to_string(),
+            });
+            let len = self.buf.len();
+            self.consume(len);
+            let empty = RecordBatch::new_empty(decoder_schema(decoder));
+            return Ok(Some((empty, bad)));
+        }
+        let (batch, decode_bad) = decoder
+            .decode_records(&self.buf, &ranges, &self.url, self.line)
+            .map_err(|e| ConnectorError::arrow(format!("decoding {}", self.url), e))?;
+        bad.extend(decode_bad);
+        self.consume(pos);
+        Ok(Some((batch, bad)))
+    }
+}
+
+fn decoder_schema(decoder: &RecordDecoder) -> SchemaRef {
+    match decoder {
+        RecordDecoder::Csv { schema, .. } | RecordDecoder::Json { schema } => schema.clone(),
+    }
+}
+
+/// Columns of `batch` by name, cast to the declared types; a missing column is all null.
+fn conform_to_schema(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    if batch.schema() == *schema {
+        return Ok(batch.clone());
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) => arrow::compute::cast(column, field.data_type()),
+            None => Ok(new_null_array(field.data_type(), batch.num_rows())),
+        })
+        .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
+async fn infer_schema(config: &FileSourceConfig) -> Result<SchemaRef> {
+    let files = config.location.list().await?;
+    let Some(first) = files.first() else {
+        return Err(ConnectorError::Config(format!(
+            "source '{}': no files at '{}' to infer a schema from; give '{}.schema'",
+            config.name,
+            config.location.display(),
+            config.name
+        )));
+    };
+    let url = config.location.object_url(&first.location);
+    let store = config.location.store();
+    if config.format == FileFormat::Parquet {
+        let reader = ObjectReader::new(store.clone(), first);
+        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(|e| ConnectorError::storage(format!("opening {url}"), e))?;
+        return Ok(builder.schema().clone());
+    }
+    let head = store
+        .get_range(&first.location, 0..first.size.min(READ_CHUNK))
+        .await
+        .map_err(|e| ConnectorError::storage(format!("reading {url}"), e))?;
+    // Only whole lines, so a record cut in half does not skew a column's type.
+    let whole = head
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(&head[..], |i| &head[..=i]);
+    let context = || format!("inferring the schema of {url}");
+    let schema: Schema = match config.format {
+        FileFormat::Csv(options) => {
+            arrow::csv::reader::Format::default()
+                .with_header(options.has_header)
+                .with_delimiter(options.delimiter)
+                .infer_schema(whole, Some(INFER_RECORDS))
+                .map_err(|e| ConnectorError::arrow(context(), e))?
+                .0
+        }
+        FileFormat::Json => {
+            arrow::json::reader::infer_json_schema(whole, Some(INFER_RECORDS))
+                .map_err(|e| ConnectorError::arrow(context(), e))?
+                .0
+        }
+        FileFormat::Parquet => unreachable!("handled above"),
+    };
+    Ok(Arc::new(schema))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::CsvOptions;
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, Field, Int64Type};
+
+    fn config(path: &str, format: FileFormat) -> FileSourceConfig {
+        FileSourceConfig {
+            name: "t".into(),
+            location: Location::parse(path).unwrap(),
+            format,
+            schema: None,
+            batch_size: 2,
+            watch: None,
+            on_error: OnError::Skip,
+        }
+    }
+
+    async fn read_all(source: &FileSource, metrics: &Arc<SourceMetrics>) -> Vec<RecordBatch> {
+        let mut reader = source.reader(StopSignal::new(), metrics.clone());
+        let mut out = vec![];
+        while let Some(batch) = reader.next_batch().await.unwrap() {
+            out.push(batch);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn reads_csv_files_in_batches_skipping_each_header() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("1.csv"), "a,b\n1,x\n2,y\n3,z").unwrap();
+        std::fs::write(dir.path().join("2.csv"), "a,b\n4,w\n").unwrap();
+        let source = FileSource::try_new(config(
+            dir.path().to_str().unwrap(),
+            FileFormat::Csv(CsvOptions::default()),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(source.schema().field(0).data_type(), &DataType::Int64);
+        let metrics = Arc::new(SourceMetrics::default());
+        let batches = read_all(&source, &metrics).await;
+        let values: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        assert_eq!(values, vec![1, 2, 3, 4]);
+        assert_eq!(batches.iter().map(|b| b.num_rows()).max(), Some(2));
+        assert_eq!(metrics.records_in(), 4);
+    }
+
+    #[tokio::test]
+    async fn fail_policy_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        std::fs::write(&path, "{\"a\":1}\n{\"a\":2}\n{\"a\":\"x\"}\n").unwrap();
+        let mut config = config(path.to_str().unwrap(), FileFormat::Json);
+        config.on_error = OnError::Fail;
+        config.schema = Some(Arc::new(Schema::new(vec![Field::new(
+            "a",
+            DataType::Int64,
+            true,
+        )])));
+        let source = FileSource::try_new(config).await.unwrap();
+        let mut reader = source.reader(StopSignal::new(), Arc::default());
+        let first = reader.next_batch().await.unwrap().unwrap();
+        assert_eq!(first.num_rows(), 2);
+        let err = reader.next_batch().await.unwrap_err().to_string();
+        assert!(err.contains("t.jsonl:3"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn watching_picks_up_appended_lines_and_new_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.jsonl");
+        std::fs::write(&file, "{\"a\":1}\n{\"a\":").unwrap();
+        let mut config = config(dir.path().to_str().unwrap(), FileFormat::Json);
+        config.watch = Some(Duration::from_millis(10));
+        let source = FileSource::try_new(config).await.unwrap();
+        let stop = StopSignal::new();
+        let mut reader = source.reader(stop.clone(), Arc::default());
+        assert_eq!(reader.next_batch().await.unwrap().unwrap().num_rows(), 1);
+        std::fs::write(&file, "{\"a\":1}\n{\"a\":2}\n").unwrap();
+        let batch = reader.next_batch().await.unwrap().unwrap();
+        assert_eq!(batch.column(0).as_primitive::<Int64Type>().value(0), 2);
+        std::fs::write(dir.path().join("b.jsonl"), "{\"a\":3}\n").unwrap();
+        let batch = reader.next_batch().await.unwrap().unwrap();
+        assert_eq!(batch.column(0).as_primitive::<Int64Type>().value(0), 3);
+        stop.stop();
+        assert!(reader.next_batch().await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,30 @@
+//! FerrisStreams connectors: where records come from and where results go.
+//!
+//! A source turns external data into Arrow [`RecordBatch`](arrow::record_batch::RecordBatch)
+//! micro-batches; a sink writes batches out. This crate knows nothing of SQL or plans: the
+//! engine resolves `WITH (...)` options into the configs defined here.
+//!
+//! Files are read through [`object_store`] (local paths, `file://` URLs), split into records,
+//! and decoded by arrow's own CSV / JSON decoders a batch at a time. A malformed record is
+//! handled by the source's [`OnError`] policy and never takes the valid records around it down.
+
+mod dead_letter;
+mod error;
+mod file_sink;
+mod file_source;
+mod format;
+mod location;
+mod metrics;
+mod parquet_reader;
+mod records;
+mod stop;
+
+pub use dead_letter::DeadLetterWriter;
+pub use error::{ConnectorError, Result};
+pub use file_sink::{FileSink, FileSinkConfig};
+pub use file_source::{FileSource, FileSourceConfig, FileSourceReader};
+pub use format::{CsvOptions, FileFormat};
+pub use location::Location;
+pub use metrics::SourceMetrics;
+pub use records::{BadRecord, OnError};
+pub use stop::StopSignal;

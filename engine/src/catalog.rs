@@ -1,0 +1,71 @@
+//! What a session knows by name: sources, streams and tables, for SHOW and DESCRIBE.
+
+use std::collections::BTreeMap;
+
+use arrow::datatypes::SchemaRef;
+
+/// What a catalog entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A source declared in a `WITH` clause.
+    Source,
+    /// The result of `CREATE STREAM`.
+    Stream,
+    /// The result of `CREATE TABLE`.
+    Table,
+}
+
+impl EntryKind {
+    /// The lower-case name shown by SHOW.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Source => "source",
+            Self::Stream => "stream",
+            Self::Table => "table",
+        }
+    }
+}
+
+/// A named stream, table or source.
+#[derive(Debug, Clone)]
+pub struct CatalogEntry {
+    /// Its name.
+    pub name: String,
+    /// What it is.
+    pub kind: EntryKind,
+    /// The connector behind it (`file_source`, `file_sink`).
+    pub connector: String,
+    /// Where its data is (a path).
+    pub location: String,
+    /// The format of its data.
+    pub format: String,
+    /// Whether its rows are per event-time window.
+    pub windowed: bool,
+    /// Its key columns (tables).
+    pub key: Vec<String>,
+    /// Its columns.
+    pub schema: SchemaRef,
+}
+
+/// The entries of a session, by name.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    entries: BTreeMap<String, CatalogEntry>,
+}
+
+impl Catalog {
+    /// Adds or replaces an entry.
+    pub fn insert(&mut self, entry: CatalogEntry) {
+        self.entries.insert(entry.name.clone(), entry);
+    }
+
+    /// The entry called `name`.
+    pub fn get(&self, name: &str) -> Option<&CatalogEntry> {
+        self.entries.get(name)
+    }
+
+    /// All entries, by name.
+    pub fn entries(&self) -> impl Iterator<Item = &CatalogEntry> {
+        self.entries.values()
+    }
+}

@@ -1,0 +1,32 @@
+//! FerrisStreams engine: statements in, continuous results out.
+//!
+//! [`Session`] takes the statements of a file (our streaming SQL, see [`statement`]),
+//! resolves the sources and sinks named in their `WITH` options into connectors, plans the
+//! query with DataFusion, and runs it as a job that writes to its sink.
+//!
+//! ```
+//! # tokio_test::block_on(async {
+//! use ferris_engine::{Session, StatementOutput};
+//! let mut session = Session::new();
+//! let statements = session.parse("SELECT 1 + 1 AS two").unwrap();
+//! let StatementOutput::Rows(rows) = session.execute(&statements[0]).await.unwrap() else {
+//!     unreachable!()
+//! };
+//! let batches: Vec<_> = datafusion::physical_plan::common::collect(rows).await.unwrap();
+//! assert_eq!(batches[0].num_rows(), 1);
+//! # })
+//! ```
+
+pub mod catalog;
+pub mod error;
+pub mod job;
+pub mod options;
+mod session;
+mod show;
+mod sink;
+pub mod source;
+pub mod statement;
+
+pub use error::{EngineError, Result};
+pub use job::{JobProgress, RunningJob};
+pub use session::{Session, StatementOutput};

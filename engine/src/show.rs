@@ -1,0 +1,135 @@
+//! Results of SHOW and DESCRIBE, as record batches.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+use arrow::compute::filter_record_batch;
+use arrow::compute::kernels::comparison::like;
+use arrow::datatypes::{Field, Schema};
+use datafusion::execution::context::SessionState;
+
+use crate::catalog::{Catalog, CatalogEntry, EntryKind};
+use crate::error::{EngineError, Result};
+
+fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
+    let schema = Schema::new(
+        columns
+            .iter()
+            .map(|(name, array)| Field::new(*name, array.data_type().clone(), false))
+            .collect::<Vec<_>>(),
+    );
+    let arrays = columns.into_iter().map(|(_, array)| array).collect();
+    Ok(RecordBatch::try_new(Arc::new(schema), arrays)?)
+}
+
+fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
+}
+
+/// Keeps the rows whose first column matches the SQL `LIKE` pattern.
+fn filter_like(batch: RecordBatch, pattern: Option<&str>) -> Result<RecordBatch> {
+    let Some(pattern) = pattern else {
+        return Ok(batch);
+    };
+    let names = batch.column(0);
+    let pattern = StringArray::new_scalar(pattern);
+    let mask = like(names, &pattern)?;
+    Ok(filter_record_batch(&batch, &mask)?)
+}
+
+/// `SHOW STREAMS` (sources and streams) or `SHOW TABLES`.
+pub(crate) fn show_entries(
+    catalog: &Catalog,
+    tables: bool,
+    pattern: Option<&str>,
+) -> Result<RecordBatch> {
+    let entries: Vec<&CatalogEntry> = catalog
+        .entries()
+        .filter(|e| (e.kind == EntryKind::Table) == tables)
+        .collect();
+    let keys: Vec<String> = entries.iter().map(|e| e.key.join(", ")).collect();
+    let mut columns = vec![
+        ("name", strings(entries.iter().map(|e| e.name.as_str()))),
+        ("kind", strings(entries.iter().map(|e| e.kind.as_str()))),
+    ];
+    if tables {
+        columns.push(("key", strings(keys.iter().map(String::as_str))));
+    }
+    columns.extend([
+        (
+            "connector",
+            strings(entries.iter().map(|e| e.connector.as_str())),
+        ),
+        (
+            "location",
+            strings(entries.iter().map(|e| e.location.as_str())),
+        ),
+        ("format", strings(entries.iter().map(|e| e.format.as_str()))),
+        (
+            "windowed",
+            Arc::new(BooleanArray::from_iter(
+                entries.iter().map(|e| Some(e.windowed)),
+            )) as ArrayRef,
+        ),
+    ]);
+    filter_like(batch(columns)?, pattern)
+}
+
+/// `SHOW FUNCTIONS`: every function DataFusion has registered, with its kind.
+pub(crate) fn show_functions(state: &SessionState, pattern: Option<&str>) -> Result<RecordBatch> {
+    let mut functions: Vec<(String, &str)> = state
+        .scalar_functions()
+        .keys()
+        .map(|name| (name.clone(), "scalar"))
+        .chain(
+            state
+                .aggregate_functions()
+                .keys()
+                .map(|n| (n.clone(), "aggregate")),
+        )
+        .chain(
+            state
+                .window_functions()
+                .keys()
+                .map(|n| (n.clone(), "window")),
+        )
+        .collect();
+    functions.sort();
+    functions.dedup();
+    filter_like(
+        batch(vec![
+            ("name", strings(functions.iter().map(|(n, _)| n.as_str()))),
+            ("kind", strings(functions.iter().map(|(_, k)| *k))),
+        ])?,
+        pattern,
+    )
+}
+
+/// `DESCRIBE name`: its columns, their types and nullability.
+pub(crate) fn describe(catalog: &Catalog, name: &str) -> Result<RecordBatch> {
+    let entry = catalog.get(name).ok_or_else(|| {
+        EngineError::Catalog(format!(
+            "DESCRIBE {name}: no stream, table or source of that name"
+        ))
+    })?;
+    let fields = entry.schema.fields();
+    let types: Vec<String> = fields.iter().map(|f| f.data_type().to_string()).collect();
+    let key: Vec<bool> = fields
+        .iter()
+        .map(|f| entry.key.contains(f.name()))
+        .collect();
+    batch(vec![
+        (
+            "column_name",
+            strings(fields.iter().map(|f| f.name().as_str())),
+        ),
+        ("data_type", strings(types.iter().map(String::as_str))),
+        (
+            "is_nullable",
+            Arc::new(BooleanArray::from_iter(
+                fields.iter().map(|f| Some(f.is_nullable())),
+            )) as ArrayRef,
+        ),
+        ("is_key", Arc::new(BooleanArray::from(key)) as ArrayRef),
+    ])
+}

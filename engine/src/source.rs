@@ -1,0 +1,310 @@
+//! Sources named in `WITH`: resolved into connectors and registered as DataFusion tables.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::config::Dialect;
+use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use ferris_connectors::{
+    CsvOptions, DeadLetterWriter, FileFormat, FileSource, FileSourceConfig, Location, OnError,
+    StopSignal,
+};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::error::{EngineError, Result};
+use crate::job::JobMetrics;
+use crate::options::{OptionValue, Options};
+
+/// Rows per micro-batch unless `'<name>.batch.size'` says otherwise.
+pub const DEFAULT_BATCH_SIZE: usize = 8192;
+/// How often a watching source looks for new data unless `'<name>.watch.interval'` says.
+const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How a source's records are stamped with event time and watermarks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventTimeSpec {
+    /// The column holding event time (a timestamp, an ISO-8601 string, or epoch ms).
+    pub field: String,
+    /// A chrono format for string event times that are not ISO-8601.
+    pub format: Option<String>,
+    /// How far behind the largest event time seen the watermark stays.
+    pub max_out_of_orderness: Duration,
+    /// After this long without records, a source no longer holds the watermark back.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// A source of a job: its connector and how its time is read.
+#[derive(Debug, Clone)]
+pub struct SourceDef {
+    /// The name the query uses.
+    pub name: String,
+    /// The connector.
+    pub source: FileSource,
+    /// Event time and watermarks; `None` means processing time.
+    pub event_time: Option<EventTimeSpec>,
+}
+
+impl SourceDef {
+    /// Registers the source under its name, as a table DataFusion reads as a stream
+    /// (bounded unless it is watching), replacing a source of the same name.
+    pub fn register(
+        &self,
+        ctx: &datafusion::prelude::SessionContext,
+        stop: &StopSignal,
+    ) -> Result<()> {
+        let partition = Arc::new(SourcePartition {
+            schema: self.source.schema(),
+            source: self.source.clone(),
+            stop: stop.clone(),
+        });
+        let table = StreamingTable::try_new(self.source.schema(), vec![partition])?
+            .with_infinite_table(!self.source.is_bounded());
+        ctx.deregister_table(self.name.as_str())?;
+        ctx.register_table(self.name.as_str(), Arc::new(table))?;
+        Ok(())
+    }
+}
+
+/// One file source as a DataFusion partition: each execution reads it from the start.
+#[derive(Debug)]
+struct SourcePartition {
+    schema: SchemaRef,
+    source: FileSource,
+    stop: StopSignal,
+}
+
+impl PartitionStream for SourcePartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        // Count into the job's metrics when the task has them (every job's task does).
+        let metrics = ctx
+            .session_config()
+            .get_extension::<JobMetrics>()
+            .map(|job| job.register_source())
+            .unwrap_or_default();
+        let reader = self.source.reader(self.stop.clone(), metrics);
+        let batches = futures::stream::try_unfold(reader, |mut reader| async move {
+            Ok(reader.next_batch().await?.map(|batch| (batch, reader)))
+        })
+        .map_err(|e: ferris_connectors::ConnectorError| DataFusionError::External(Box::new(e)))
+        .boxed();
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
+    }
+}
+
+/// The format named by `'<name>.format'`, or implied by the path's extension, or `default`.
+pub(crate) fn resolve_format(
+    name: &str,
+    options: &Options,
+    path: &str,
+    default: Option<FileFormat>,
+) -> Result<FileFormat> {
+    let written = options.get(&format!("{name}.format"));
+    let format = match written {
+        Some(value) => value.one_of(&["csv", "json", "parquet"])?,
+        None => {
+            let extension = path.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+            match extension.as_str() {
+                "csv" | "tsv" => "csv".to_string(),
+                "json" | "jsonl" | "ndjson" => "json".to_string(),
+                "parquet" => "parquet".to_string(),
+                _ if default.is_some() => return Ok(default.expect("checked")),
+                _ => {
+                    return Err(EngineError::option(
+                        format!(
+                            "missing option '{name}.format': 'csv', 'json' or 'parquet' (the path '{path}' does not say)"
+                        ),
+                        None,
+                    ));
+                }
+            }
+        }
+    };
+    Ok(match format.as_str() {
+        "csv" => {
+            let mut csv = CsvOptions::default();
+            if let Some(value) = options.get(&format!("{name}.delimiter")) {
+                csv.delimiter = delimiter(&value)?;
+            }
+            if let Some(value) = options.get(&format!("{name}.has_header")) {
+                csv.has_header = value.boolean()?;
+            }
+            FileFormat::Csv(csv)
+        }
+        "json" => FileFormat::Json,
+        _ => FileFormat::Parquet,
+    })
+}
+
+fn delimiter(value: &OptionValue) -> Result<u8> {
+    match value.value {
+        "\\t" | "tab" => Ok(b'\t'),
+        v if v.len() == 1 && v.is_ascii() => Ok(v.as_bytes()[0]),
+        _ => Err(value.error("expected a single character (or 'tab')")),
+    }
+}
+
+/// Parses `'ts TIMESTAMP, price DECIMAL(18,4), ...'` with DataFusion's SQL types.
+pub(crate) async fn parse_schema(
+    state: &SessionState,
+    value: &OptionValue<'_>,
+) -> Result<SchemaRef> {
+    let sql = format!(
+        "CREATE EXTERNAL TABLE schema_of_option ({}) STORED AS CSV LOCATION 'unused'",
+        value.value
+    );
+    let not_columns =
+        |e: DataFusionError| value.error(format!("not a column list: {}", e.find_root()));
+    let statement = state
+        .sql_to_statement(&sql, &Dialect::Generic)
+        .map_err(not_columns)?;
+    let plan = state
+        .statement_to_plan(statement)
+        .await
+        .map_err(not_columns)?;
+    match plan {
+        LogicalPlan::Ddl(DdlStatement::CreateExternalTable(table)) => {
+            Ok(Arc::new(table.schema.as_arrow().clone()))
+        }
+        _ => Err(value.error("not a column list")),
+    }
+}
+
+/// Resolves the file source `name` from its options.
+pub(crate) async fn resolve_file_source(
+    name: &str,
+    options: &Options,
+    state: &SessionState,
+) -> Result<SourceDef> {
+    let key = |suffix: &str| format!("{name}.{suffix}");
+    let path = options.required(&key("path"), "a file, folder or glob to read")?;
+    let location = Location::parse(path.value).map_err(|e| path.error(e))?;
+    let format = resolve_format(name, options, path.value, None)?;
+    let schema = match options.get(&key("schema")) {
+        Some(value) => Some(parse_schema(state, &value).await?),
+        None => None,
+    };
+    let batch_size = options
+        .get(&key("batch.size"))
+        .map(|v| v.positive())
+        .transpose()?
+        .unwrap_or(DEFAULT_BATCH_SIZE);
+    let watching = options
+        .get(&key("watch"))
+        .map(|v| v.boolean())
+        .transpose()?
+        .unwrap_or(false);
+    let interval = options
+        .get(&key("watch.interval"))
+        .map(|v| v.duration())
+        .transpose()?
+        .unwrap_or(DEFAULT_WATCH_INTERVAL);
+    let on_error = match options.get(&key("on.error")) {
+        None => OnError::Fail,
+        Some(value) => match value.one_of(&["fail", "skip", "dead_letter"])?.as_str() {
+            "fail" => OnError::Fail,
+            "skip" => OnError::Skip,
+            _ => {
+                let path = options.required(
+                    &key("dead_letter.path"),
+                    "where 'dead_letter' writes malformed records",
+                )?;
+                OnError::DeadLetter(Arc::new(
+                    DeadLetterWriter::create(path.value).map_err(|e| path.error(e))?,
+                ))
+            }
+        },
+    };
+    let event_time = resolve_event_time(name, options)?;
+    let source = FileSource::try_new(FileSourceConfig {
+        name: name.to_string(),
+        location,
+        format,
+        schema,
+        batch_size,
+        watch: watching.then_some(interval),
+        on_error,
+    })
+    .await?;
+    if let Some(spec) = &event_time
+        && source.schema().field_with_name(&spec.field).is_err()
+    {
+        return Err(EngineError::option(
+            format!(
+                "'{name}.event.time.field' = '{}': source '{name}' has no such column (it has {})",
+                spec.field,
+                column_list(&source.schema())
+            ),
+            None,
+        ));
+    }
+    Ok(SourceDef {
+        name: name.to_string(),
+        source,
+        event_time,
+    })
+}
+
+fn column_list(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Event time from `'<name>.event.time.field'` (or the job-wide `'event.time.field'`) and its
+/// watermark options.
+fn resolve_event_time(name: &str, options: &Options) -> Result<Option<EventTimeSpec>> {
+    // A per-source option wins over the job-wide one of the same suffix.
+    let take = |suffix: &str| {
+        options
+            .get(&format!("{name}.{suffix}"))
+            .or_else(|| options.get(suffix))
+    };
+    let field = take("event.time.field");
+    let format = take("event.time.format").map(|v| v.value.to_string());
+    let strategy = take("watermark.strategy")
+        .map(|v| v.one_of(&["bounded_out_of_orderness", "ascending"]))
+        .transpose()?;
+    let bound = take("watermark.max_out_of_orderness");
+    let idle_timeout = take("watermark.idle.timeout")
+        .map(|v| v.duration())
+        .transpose()?;
+    let Some(field) = field else {
+        if let Some(format) = format {
+            return Err(EngineError::option(
+                format!(
+                    "'event.time.format' = '{format}' without an event time field for '{name}'"
+                ),
+                None,
+            ));
+        }
+        return Ok(None);
+    };
+    let max_out_of_orderness = match (strategy.as_deref(), bound) {
+        (Some("ascending"), Some(bound)) => {
+            return Err(bound.error("an 'ascending' watermark has no out-of-orderness"));
+        }
+        (Some("ascending"), None) | (_, None) => Duration::ZERO,
+        (_, Some(bound)) => bound.duration()?,
+    };
+    Ok(Some(EventTimeSpec {
+        field: field.value.to_string(),
+        format,
+        max_out_of_orderness,
+        idle_timeout,
+    }))
+}

@@ -1,0 +1,201 @@
+//! The `ferris` command: `run` a SQL file (or `-e` text), `explain` it.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+use arrow::util::pretty::pretty_format_batches;
+use ferris_engine::statement::{Statement, StatementKind};
+use ferris_engine::{EngineError, RunningJob, Session, StatementOutput};
+use futures::StreamExt;
+
+const USAGE: &str = "\
+ferris: a streaming SQL engine
+
+Usage:
+  ferris run FILE.sql        run every statement of the file
+  ferris run -e \"SQL\"        run the statements given as text
+  ferris explain FILE.sql    print the plan of every query of the file
+  ferris --help | --version
+
+Jobs whose sources all end (files not watched) finish by themselves; with a watched
+source, Ctrl-C stops every source, flushes every window and commits every sink.";
+
+/// How often the progress line is redrawn, and a streaming query's rows are printed.
+const REFRESH: Duration = Duration::from_millis(500);
+
+/// Runs the command line `args` (without the program name).
+pub fn main(args: Vec<String>) -> ExitCode {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (command, input) = match args.as_slice() {
+        ["--help" | "-h" | "help"] => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        ["--version" | "-V"] => {
+            println!("ferris {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        [command @ ("run" | "explain"), "-e", sql] => (*command, Input::Text(sql.to_string())),
+        [command @ ("run" | "explain"), file] => (*command, Input::File(file.to_string())),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ferris: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let sql = input.read()?;
+        let mut session = Session::new();
+        watch_ctrl_c(&session);
+        let statements = session.parse(&sql).map_err(|e| input.describe(e))?;
+        if command == "explain" {
+            explain(&mut session, &statements).await
+        } else {
+            run(&mut session, &statements).await
+        }
+        .map_err(|e| input.describe(e))
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ferris: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Input {
+    File(String),
+    Text(String),
+}
+
+impl Input {
+    fn read(&self) -> Result<String, String> {
+        match self {
+            Self::File(path) => {
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))
+            }
+            Self::Text(sql) => Ok(sql.clone()),
+        }
+    }
+
+    /// The error, with SQL positions given as `file:line:column`.
+    fn describe(&self, error: EngineError) -> String {
+        let name = match self {
+            Self::File(path) => path.as_str(),
+            Self::Text(_) => "<-e>",
+        };
+        match error {
+            EngineError::Sql { message, position } => format!("{name}:{position}: {message}"),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The first Ctrl-C stops sources cleanly; a second one exits at once.
+fn watch_ctrl_c(session: &Session) {
+    let stop = session.stop_signal();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nferris: stopping (Ctrl-C again to exit at once)");
+            stop.stop();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+async fn run(session: &mut Session, statements: &[Statement]) -> Result<(), EngineError> {
+    let mut watching = Vec::new();
+    for statement in statements {
+        match session.execute(statement).await? {
+            StatementOutput::Rows(rows) => print_rows(rows).await?,
+            // A bounded job finishes before the next statement, which may read its output.
+            StatementOutput::Job(job) if job.bounded => finish(job).await?,
+            StatementOutput::Job(job) => {
+                eprintln!("ferris: job {} running; Ctrl-C to stop", job.name);
+                watching.push(job);
+            }
+        }
+    }
+    for job in watching {
+        finish(job).await?;
+    }
+    Ok(())
+}
+
+async fn explain(session: &mut Session, statements: &[Statement]) -> Result<(), EngineError> {
+    for statement in statements {
+        if !matches!(
+            statement.kind,
+            StatementKind::CreateJob { .. } | StatementKind::Query(_)
+        ) {
+            continue;
+        }
+        let explain = Statement {
+            position: statement.position,
+            kind: StatementKind::Explain(Box::new(statement.clone())),
+        };
+        println!("-- statement at line {}", statement.position.line);
+        if let StatementOutput::Rows(rows) = session.execute(&explain).await? {
+            print_rows(rows).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints rows as tables: all at once for a finite result, every refresh for a live one.
+async fn print_rows(
+    mut rows: datafusion::physical_plan::SendableRecordBatchStream,
+) -> Result<(), EngineError> {
+    let mut pending: Vec<RecordBatch> = Vec::new();
+    let mut total = 0;
+    loop {
+        match tokio::time::timeout(REFRESH, rows.next()).await {
+            Ok(Some(batch)) => {
+                let batch = batch?;
+                total += batch.num_rows();
+                pending.push(batch);
+            }
+            Ok(None) => break,
+            Err(_) if pending.is_empty() => {}
+            Err(_) => print_batches(&std::mem::take(&mut pending))?,
+        }
+    }
+    if !pending.is_empty() || total == 0 {
+        print_batches(&pending)?;
+    }
+    println!("({total} rows)");
+    Ok(())
+}
+
+fn print_batches(batches: &[RecordBatch]) -> Result<(), EngineError> {
+    let table = pretty_format_batches(batches).map_err(datafusion::error::DataFusionError::from)?;
+    println!("{table}");
+    Ok(())
+}
+
+/// Waits for a job, with a progress line while stderr is a terminal and a summary after.
+async fn finish(job: RunningJob) -> Result<(), EngineError> {
+    let name = job.name.clone();
+    let interactive = std::io::stderr().is_terminal();
+    while interactive && !job.is_finished() {
+        eprint!("\r\x1b[2K{name}: {}", job.progress());
+        tokio::time::sleep(REFRESH).await;
+    }
+    if interactive {
+        eprint!("\r\x1b[2K");
+    }
+    let summary = job.wait().await?;
+    eprintln!("{name}: {summary}");
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Streaming execution plans (windows arrive with the next issue).
