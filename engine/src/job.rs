@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use datafusion::physical_plan::ExecutionPlan;
 use ferris_connectors::SourceMetrics;
 
 use crate::error::Result;
@@ -34,11 +35,12 @@ impl JobMetrics {
     }
 
     /// The counters now.
-    pub fn snapshot(&self, elapsed: Duration) -> JobProgress {
+    pub fn snapshot(&self, elapsed: Duration, late_records: u64) -> JobProgress {
         let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         JobProgress {
             records_in: sources.iter().map(|s| s.records_in()).sum(),
             bad_records: sources.iter().map(|s| s.bad_records()).sum(),
+            late_records,
             records_out: self.records_out.load(Ordering::Relaxed),
             elapsed,
         }
@@ -54,6 +56,8 @@ pub struct JobProgress {
     pub records_out: u64,
     /// Malformed records skipped or dead-lettered.
     pub bad_records: u64,
+    /// Records that arrived after their windows closed.
+    pub late_records: u64,
     /// Time since the job started.
     pub elapsed: Duration,
 }
@@ -74,10 +78,11 @@ impl std::fmt::Display for JobProgress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} in, {} out, {} bad, {:.2}s ({:.0} records/s)",
+            "{} in, {} out, {} bad, {} late, {:.2}s ({:.0} records/s)",
             self.records_in,
             self.records_out,
             self.bad_records,
+            self.late_records,
             self.elapsed.as_secs_f64(),
             self.rate()
         )
@@ -93,6 +98,7 @@ pub struct RunningJob {
     pub kind: JobKind,
     /// Whether every source ends by itself (none is watching).
     pub bounded: bool,
+    plan: Arc<dyn ExecutionPlan>,
     metrics: Arc<JobMetrics>,
     started: Instant,
     task: tokio::task::JoinHandle<Result<()>>,
@@ -103,6 +109,7 @@ impl RunningJob {
         name: String,
         kind: JobKind,
         bounded: bool,
+        plan: Arc<dyn ExecutionPlan>,
         metrics: Arc<JobMetrics>,
         task: tokio::task::JoinHandle<Result<()>>,
     ) -> Self {
@@ -110,6 +117,7 @@ impl RunningJob {
             name,
             kind,
             bounded,
+            plan,
             metrics,
             started: Instant::now(),
             task,
@@ -118,7 +126,8 @@ impl RunningJob {
 
     /// The counters now.
     pub fn progress(&self) -> JobProgress {
-        self.metrics.snapshot(self.started.elapsed())
+        self.metrics
+            .snapshot(self.started.elapsed(), late_records(&self.plan))
     }
 
     /// Whether the job has ended (successfully or not).
@@ -135,6 +144,18 @@ impl RunningJob {
                 self.name
             ))),
         };
-        outcome.map(|()| self.metrics.snapshot(self.started.elapsed()))
+        outcome.map(|()| {
+            self.metrics
+                .snapshot(self.started.elapsed(), late_records(&self.plan))
+        })
     }
+}
+
+/// The `late_records` counters of every operator of the plan.
+fn late_records(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+    let own = plan
+        .metrics()
+        .and_then(|m| m.sum_by_name("late_records"))
+        .map_or(0, |v| v.as_usize() as u64);
+    own + plan.children().into_iter().map(late_records).sum::<u64>()
 }

@@ -20,7 +20,9 @@
 pub mod catalog;
 pub mod error;
 pub mod job;
+mod late;
 pub mod options;
+pub mod planner;
 mod session;
 mod show;
 mod sink;

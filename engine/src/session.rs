@@ -6,23 +6,35 @@
 
 use std::sync::Arc;
 
+use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::SchemaRef;
+use datafusion::config::Dialect;
 use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::sanity_checker::SanityCheckPlan;
+use datafusion::physical_plan::aggregates::AggregateExec;
 use datafusion::physical_plan::memory::MemoryStream;
-use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
+use datafusion::physical_plan::{
+    ExecutionPlan, SendableRecordBatchStream, displayable, execute_stream,
+};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use ferris_connectors::{FileSink, FileSinkConfig, StopSignal};
+use ferris_streaming::{EmitMode, LateDataPolicy, WatermarkSpec, WindowSpec};
 use futures::StreamExt;
 
 use crate::catalog::{Catalog, CatalogEntry, EntryKind};
 use crate::error::{EngineError, Result};
 use crate::job::{JobMetrics, RunningJob};
-use crate::options::Options;
+use crate::late::LateRecordFile;
+use crate::options::{OptionValue, Options};
+use crate::planner::{AggregateSettings, rewrite_query, streaming_plan, time_source};
 use crate::show;
 use crate::sink::resolve_file_sink;
 use crate::source::{SourceDef, resolve_file_source};
-use crate::statement::{JobKind, Statement, StatementKind, StreamingQuery, parse_statements};
+use crate::statement::{self, JobKind, Statement, StatementKind, StreamingQuery, parse_statements};
 
 /// What a statement produced.
 pub enum StatementOutput {
@@ -39,6 +51,8 @@ struct PreparedQuery {
     dataframe: DataFrame,
     sources: Vec<SourceDef>,
     sink: Option<FileSinkConfig>,
+    /// `'state.memory.limit'` in bytes.
+    memory_limit: Option<usize>,
 }
 
 /// Executes statements against one DataFusion context and catalog.
@@ -67,8 +81,23 @@ impl Session {
         // Our decoders and sinks speak plain Utf8.
         options.sql_parser.map_string_types_to_utf8view = false;
         options.execution.parquet.schema_force_view_types = false;
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
+        // DataFusion rejects aggregates over unbounded input before we can swap in our
+        // streaming ones; the check runs again on the finished plan (see `prepare`).
+        let rules = state
+            .physical_optimizers()
+            .iter()
+            .filter(|rule| rule.name() != SanityCheckPlan::new().name())
+            .cloned()
+            .collect();
+        let state = SessionStateBuilder::new_from_existing(state)
+            .with_physical_optimizer_rules(rules)
+            .build();
         Self {
-            ctx: SessionContext::new_with_config(config),
+            ctx: SessionContext::new_with_state(state),
             catalog: Catalog::default(),
             stop: StopSignal::new(),
         }
@@ -99,7 +128,7 @@ impl Session {
             StatementKind::Query(query) => {
                 let prepared = self.prepare(query, None).await?;
                 Ok(StatementOutput::Rows(
-                    self.run_plan(prepared.plan, Arc::default())?,
+                    self.run_plan(&prepared, Arc::default())?,
                 ))
             }
             StatementKind::Explain(inner) => self.explain(inner).await,
@@ -134,9 +163,28 @@ impl Session {
         self.explain_prepared(prepared).await
     }
 
+    /// DataFusion's optimized logical plan and the physical plan as it will run, with the
+    /// streaming operators in it.
     async fn explain_prepared(&self, prepared: PreparedQuery) -> Result<StatementOutput> {
-        let explained = prepared.dataframe.explain(false, false)?;
-        Ok(StatementOutput::Rows(explained.execute_stream().await?))
+        let logical = self
+            .ctx
+            .state()
+            .optimize(prepared.dataframe.logical_plan())?;
+        let physical = displayable(prepared.plan.as_ref()).indent(true).to_string();
+        let batch = arrow::record_batch::RecordBatch::try_from_iter([
+            (
+                "plan_type",
+                Arc::new(StringArray::from(vec!["logical_plan", "physical_plan"])) as ArrayRef,
+            ),
+            (
+                "plan",
+                Arc::new(StringArray::from(vec![
+                    logical.display_indent().to_string(),
+                    physical,
+                ])) as ArrayRef,
+            ),
+        ])?;
+        rows(batch)
     }
 
     /// Resolves the query's sources and sink from its options and plans it.
@@ -176,30 +224,106 @@ impl Session {
                 None,
             ));
         }
+        let late = late_policy(&options)?;
+        let memory_limit = options
+            .get("state.memory.limit")
+            .map(|v| bytes(&v))
+            .transpose()?;
         options.check_all_taken()?;
+
+        let state = self.ctx.state();
+        let mut parsed = state.sql_to_statement(&query.sql, &Dialect::Generic)?;
+        let window = rewrite_query(&mut parsed, query.window.as_ref(), query.position)?;
+        let stream_source = time_source(&parsed);
+        let mut watermark = WatermarkSpec {
+            field: None,
+            format: None,
+            max_out_of_orderness: std::time::Duration::ZERO,
+        };
         for source in &sources {
-            source.register(&self.ctx, &self.stop)?;
+            let stamp = match &window {
+                Some(window) if stream_source.as_deref() == Some(source.name.as_str()) => {
+                    watermark = source.watermark_spec(window.time_column.as_deref())?;
+                    Some(watermark.clone())
+                }
+                _ => None,
+            };
+            source.register(&self.ctx, &self.stop, stamp)?;
         }
-        let dataframe = self.ctx.sql(&query.sql).await?;
-        let plan = dataframe.clone().create_physical_plan().await?;
+        if window.is_some()
+            && !sources
+                .iter()
+                .any(|s| Some(&s.name) == stream_source.as_ref())
+        {
+            return Err(EngineError::Sql {
+                message: "a windowed query reads FROM a source declared in its own WITH clause"
+                    .into(),
+                position: query.position,
+            });
+        }
+        let logical = state.statement_to_plan(parsed).await?;
+        let dataframe = DataFrame::new(state.clone(), logical);
+        let mut plan = dataframe.clone().create_physical_plan().await?;
+        let unbounded = sources.iter().any(|s| !s.source.is_bounded());
+        let emit = query.emit.map(|e| match e {
+            statement::EmitMode::Changes => EmitMode::Changes,
+            statement::EmitMode::Final => EmitMode::Final,
+        });
+        let settings = match (&window, emit) {
+            (Some(window), emit) => Some((window.spec, emit.unwrap_or(EmitMode::Final))),
+            (None, Some(EmitMode::Changes)) => Some((WindowSpec::Global, EmitMode::Changes)),
+            // A keyed result over unbounded input can only ever be a changelog.
+            (None, None) if unbounded => Some((WindowSpec::Global, EmitMode::Changes)),
+            (None, _) => None,
+        };
+        if let Some((window_spec, emit)) = settings {
+            let settings = AggregateSettings {
+                window: window_spec,
+                emit,
+                late,
+                watermark,
+            };
+            let (streaming, found) = streaming_plan(plan, &settings)?;
+            if window.is_some() && !found {
+                return Err(EngineError::Sql {
+                    message: "WINDOW needs an aggregate: GROUP BY keys with COUNT, SUM, ...".into(),
+                    position: query.position,
+                });
+            }
+            plan = streaming;
+        } else if unbounded && has_aggregate(&plan) {
+            return Err(EngineError::Sql {
+                message: "EMIT FINAL on a watched source needs a WINDOW: without one, a group never closes".into(),
+                position: query.position,
+            });
+        }
+        let plan = SanityCheckPlan::new().optimize(plan, state.config_options())?;
         Ok(PreparedQuery {
             plan,
             dataframe,
             sources,
             sink,
+            memory_limit,
         })
     }
 
     /// Runs a plan with its own job counters.
     fn run_plan(
         &self,
-        plan: Arc<dyn ExecutionPlan>,
+        prepared: &PreparedQuery,
         metrics: Arc<JobMetrics>,
     ) -> Result<SendableRecordBatchStream> {
         let state = self.ctx.state();
         let config = state.config().clone().with_extension(metrics);
-        let task = TaskContext::from(&state).with_session_config(config);
-        Ok(execute_stream(plan, Arc::new(task))?)
+        let mut task = TaskContext::from(&state).with_session_config(config);
+        if let Some(limit) = prepared.memory_limit {
+            task = task.with_runtime(
+                RuntimeEnvBuilder::new()
+                    .with_memory_limit(limit, 1.0)
+                    .build_arc()?,
+            );
+        }
+        Ok(execute_stream(prepared.plan.clone(), Arc::new(task))?)
     }
 
     async fn start_job(
@@ -209,7 +333,10 @@ impl Session {
         query: &StreamingQuery,
     ) -> Result<RunningJob> {
         let prepared = self.prepare(query, Some(name)).await?;
-        let sink_config = prepared.sink.expect("prepare requires a sink for a job");
+        let sink_config = prepared
+            .sink
+            .clone()
+            .expect("prepare requires a sink for a job");
         let schema = prepared.plan.schema();
         let key = match kind {
             JobKind::Stream => query.primary_key.clone(),
@@ -236,13 +363,13 @@ impl Session {
             connector: "file_sink".into(),
             location: sink_config.path.display().to_string(),
             format: sink_config.format.to_string(),
-            windowed: query.window.is_some(),
+            windowed: is_windowed(&prepared.plan),
             key,
             schema: schema.clone(),
         });
         let bounded = prepared.sources.iter().all(|s| s.source.is_bounded());
         let metrics = Arc::new(JobMetrics::default());
-        let mut stream = self.run_plan(prepared.plan, metrics.clone())?;
+        let mut stream = self.run_plan(&prepared, metrics.clone())?;
         let mut sink = FileSink::try_new(sink_config, schema)?;
         let job_metrics = metrics.clone();
         let task = tokio::spawn(async move {
@@ -258,6 +385,7 @@ impl Session {
             name.to_string(),
             kind,
             bounded,
+            prepared.plan,
             metrics,
             task,
         ))
@@ -326,4 +454,64 @@ fn table_key(
         return Err(missing_key());
     }
     Ok(key)
+}
+
+fn has_aggregate(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.downcast_ref::<AggregateExec>().is_some() || plan.children().into_iter().any(has_aggregate)
+}
+
+fn is_windowed(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.downcast_ref::<ferris_streaming::WindowAggregateExec>()
+        .is_some_and(|w| w.config().window.is_windowed())
+        || plan.children().into_iter().any(is_windowed)
+}
+
+/// `'late.data.strategy'` and its options.
+fn late_policy(options: &Options) -> Result<LateDataPolicy> {
+    let Some(strategy) = options.get("late.data.strategy") else {
+        return Ok(LateDataPolicy::Drop);
+    };
+    Ok(
+        match strategy
+            .one_of(&["drop", "dead_letter", "allowed_lateness"])?
+            .as_str()
+        {
+            "drop" => LateDataPolicy::Drop,
+            "dead_letter" => {
+                let path = options.required(
+                    "late.data.dead_letter.path",
+                    "where 'dead_letter' writes late records",
+                )?;
+                LateDataPolicy::DeadLetter(Arc::new(
+                    LateRecordFile::create(path.value).map_err(|e| path.error(e))?,
+                ))
+            }
+            _ => {
+                let lateness = options.required(
+                    "late.data.allowed.lateness",
+                    "how long windows accept late records",
+                )?;
+                LateDataPolicy::AllowedLateness(lateness.duration()?.as_millis() as i64)
+            }
+        },
+    )
+}
+
+/// A byte size: `1048576`, `512KB`, `64MB`, `2GB` (powers of 1024).
+fn bytes(value: &OptionValue) -> Result<usize> {
+    let text = value.value.trim().to_ascii_uppercase();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let unit = match text[digits..].trim() {
+        "" | "B" => 1,
+        "KB" | "K" => 1 << 10,
+        "MB" | "M" => 1 << 20,
+        "GB" | "G" => 1 << 30,
+        _ => 0,
+    };
+    match text[..digits].parse::<usize>() {
+        Ok(n) if unit > 0 && n > 0 => Ok(n * unit),
+        _ => Err(value.error("expected a size such as '64MB' or '2GB'")),
+    }
 }

@@ -17,6 +17,8 @@ use ferris_connectors::{
     CsvOptions, DeadLetterWriter, FileFormat, FileSource, FileSourceConfig, Location, OnError,
     StopSignal,
 };
+use ferris_streaming::event_time::stamped_schema;
+use ferris_streaming::{EventTimeStamper, WatermarkSpec};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::error::{EngineError, Result};
@@ -54,31 +56,62 @@ pub struct SourceDef {
 
 impl SourceDef {
     /// Registers the source under its name, as a table DataFusion reads as a stream
-    /// (bounded unless it is watching), replacing a source of the same name.
+    /// (bounded unless it is watching), replacing a source of the same name. With `stamp`,
+    /// its rows carry event time and watermark for a windowed query.
     pub fn register(
         &self,
         ctx: &datafusion::prelude::SessionContext,
         stop: &StopSignal,
+        stamp: Option<WatermarkSpec>,
     ) -> Result<()> {
+        let schema = match &stamp {
+            Some(_) => stamped_schema(&self.source.schema()),
+            None => self.source.schema(),
+        };
         let partition = Arc::new(SourcePartition {
-            schema: self.source.schema(),
+            name: self.name.clone(),
+            schema: schema.clone(),
             source: self.source.clone(),
             stop: stop.clone(),
+            stamp,
         });
-        let table = StreamingTable::try_new(self.source.schema(), vec![partition])?
+        let table = StreamingTable::try_new(schema, vec![partition])?
             .with_infinite_table(!self.source.is_bounded());
         ctx.deregister_table(self.name.as_str())?;
         ctx.register_table(self.name.as_str(), Arc::new(table))?;
         Ok(())
+    }
+
+    /// How this source's rows are stamped for a window whose time column is `time_column`
+    /// (else the source's event time field; else processing time).
+    pub fn watermark_spec(&self, time_column: Option<&str>) -> Result<WatermarkSpec> {
+        let event_time = self.event_time.as_ref();
+        let field = time_column.or(event_time.map(|e| e.field.as_str()));
+        if let Some(field) = field
+            && self.source.schema().field_with_name(field).is_err()
+        {
+            return Err(EngineError::Catalog(format!(
+                "the window's time column '{field}' is not a column of source '{}' (it has {})",
+                self.name,
+                column_list(&self.source.schema())
+            )));
+        }
+        Ok(WatermarkSpec {
+            field: field.map(str::to_string),
+            format: event_time.and_then(|e| e.format.clone()),
+            max_out_of_orderness: event_time.map_or(Duration::ZERO, |e| e.max_out_of_orderness),
+        })
     }
 }
 
 /// One file source as a DataFusion partition: each execution reads it from the start.
 #[derive(Debug)]
 struct SourcePartition {
+    name: String,
     schema: SchemaRef,
     source: FileSource,
     stop: StopSignal,
+    stamp: Option<WatermarkSpec>,
 }
 
 impl PartitionStream for SourcePartition {
@@ -97,9 +130,21 @@ impl PartitionStream for SourcePartition {
         let batches = futures::stream::try_unfold(reader, |mut reader| async move {
             Ok(reader.next_batch().await?.map(|batch| (batch, reader)))
         })
-        .map_err(|e: ferris_connectors::ConnectorError| DataFusionError::External(Box::new(e)))
-        .boxed();
-        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
+        .map_err(|e: ferris_connectors::ConnectorError| DataFusionError::External(Box::new(e)));
+        let Some(spec) = &self.stamp else {
+            return Box::pin(RecordBatchStreamAdapter::new(
+                self.schema.clone(),
+                batches.boxed(),
+            ));
+        };
+        let stamped =
+            match EventTimeStamper::try_new(&self.name, self.source.schema(), spec.clone()) {
+                Ok(mut stamper) => batches
+                    .map(move |batch| Ok(stamper.stamp(&batch?)?))
+                    .boxed(),
+                Err(e) => futures::stream::once(async move { Err(e.into()) }).boxed(),
+            };
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stamped))
     }
 }
 
@@ -237,6 +282,10 @@ pub(crate) async fn resolve_file_source(
         on_error,
     })
     .await?;
+    let per_source = options.get(&key("event.time.field")).is_some();
+    // The job-wide event time field applies to the sources that have that column.
+    let event_time = event_time
+        .filter(|spec| per_source || source.schema().field_with_name(&spec.field).is_ok());
     if let Some(spec) = &event_time
         && source.schema().field_with_name(&spec.field).is_err()
     {

@@ -1,1 +1,27 @@
-//! Streaming execution plans (windows arrive with the next issue).
+//! FerrisStreams streaming execution: what DataFusion lacks for unbounded data.
+//!
+//! - [`event_time`]: stamps each source row with its event time and the watermark left by
+//!   the rows before it, so lateness is judged in source order whatever the batching.
+//! - [`window`]: window shapes (tumbling, sliding, session, or one global window) and how a
+//!   timestamp maps to them.
+//! - [`WindowAggregateExec`]: an incremental GROUP BY per window, built on DataFusion's own
+//!   aggregate functions (`GroupsAccumulator`), emitting final rows or changes.
+//!
+//! Every stateful piece can be snapshotted to a `RecordBatch` and restored from it.
+
+mod error;
+pub mod event_time;
+pub mod late;
+mod session_state;
+mod sliced_state;
+pub mod window;
+mod window_aggregate;
+mod window_state;
+
+pub use error::StreamingError;
+pub use event_time::{EVENT_TIME_COLUMN, EventTimeStamper, WATERMARK_COLUMN, WatermarkSpec};
+pub use late::{LateDataPolicy, LateRecordSink};
+pub use window::WindowSpec;
+pub use window_aggregate::{
+    EmitMode, WindowAggregateConfig, WindowAggregateExec, WindowAggregator,
+};

@@ -64,7 +64,9 @@ impl fmt::Display for Outcome {
             Self::Pass => write!(f, "ok"),
             Self::Fail(why) => write!(f, "FAILED: {why}"),
             Self::ExpectedFailure(reason) => write!(f, "expected failure ({reason})"),
-            Self::UnexpectedPass => write!(f, "UNEXPECTED PASS: remove it from the expected failures"),
+            Self::UnexpectedPass => {
+                write!(f, "UNEXPECTED PASS: remove it from the expected failures")
+            }
         }
     }
 }
@@ -77,7 +79,9 @@ pub fn load_cases(root: &Path) -> Result<Vec<Case>, String> {
         .filter_map(|entry| {
             let dir = entry.ok()?.path();
             let name = dir.file_name()?.to_string_lossy().to_string();
-            dir.join("query.sql").is_file().then_some(Case { name, dir })
+            dir.join("query.sql")
+                .is_file()
+                .then_some(Case { name, dir })
         })
         .collect();
     cases.sort_by(|a, b| a.name.cmp(&b.name));
@@ -110,7 +114,11 @@ pub fn judge(ferris: &Path, case: &Case, expected_failures: &BTreeMap<String, St
 
 /// Runs the case's query in a scratch folder and compares its output. `extra_options` are
 /// added to the query's `WITH` clause (e.g. a source's batch size).
-pub fn run_case(ferris: &Path, case: &Case, extra_options: &[(String, String)]) -> Result<(), String> {
+pub fn run_case(
+    ferris: &Path,
+    case: &Case,
+    extra_options: &[(String, String)],
+) -> Result<(), String> {
     let output = run_query(ferris, case, extra_options)?;
     let meta = read_meta(&case.dir)?;
     let expected = read_rows(&case.dir.join("expected.jsonl"))?;
@@ -118,7 +126,11 @@ pub fn run_case(ferris: &Path, case: &Case, extra_options: &[(String, String)]) 
 }
 
 /// Runs the case's query and returns the raw text of its output files, in name order.
-pub fn run_query(ferris: &Path, case: &Case, extra_options: &[(String, String)]) -> Result<String, String> {
+pub fn run_query(
+    ferris: &Path,
+    case: &Case,
+    extra_options: &[(String, String)],
+) -> Result<String, String> {
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
     let out = scratch.path().join("out.jsonl");
     let mut sql = std::fs::read_to_string(case.dir.join("query.sql")).map_err(|e| e.to_string())?;
@@ -129,7 +141,9 @@ pub fn run_query(ferris: &Path, case: &Case, extra_options: &[(String, String)])
     }
     sql = sql.replace("{out}", &out.display().to_string());
     for (key, value) in extra_options {
-        let at = sql.rfind("WITH (").ok_or("the query has no WITH clause to add options to")?;
+        let at = sql
+            .rfind("WITH (")
+            .ok_or("the query has no WITH clause to add options to")?;
         sql.insert_str(at + "WITH (".len(), &format!("'{key}' = '{value}', "));
     }
     let query = scratch.path().join("query.sql");
@@ -151,16 +165,24 @@ pub fn run_query(ferris: &Path, case: &Case, extra_options: &[(String, String)])
 }
 
 fn read_meta(dir: &Path) -> Result<Meta, String> {
-    let text = std::fs::read_to_string(dir.join("meta.json")).map_err(|e| format!("meta.json: {e}"))?;
+    let text =
+        std::fs::read_to_string(dir.join("meta.json")).map_err(|e| format!("meta.json: {e}"))?;
     let meta: Value = serde_json::from_str(&text).map_err(|e| format!("meta.json: {e}"))?;
     let strings = |key: &str| -> Vec<String> {
         meta[key]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_lowercase)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_lowercase))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     Ok(Meta {
-        mode: meta["mode"].as_str().ok_or("meta.json: no mode")?.to_string(),
+        mode: meta["mode"]
+            .as_str()
+            .ok_or("meta.json: no mode")?
+            .to_string(),
         key: strings("key"),
         float_tol: meta["float_tol"].as_f64(),
         monotonic: strings("monotonic"),
@@ -196,13 +218,19 @@ fn parse_rows(text: &str) -> Result<Vec<Row>, String> {
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(i, line)| {
-            let fields: HashMap<String, Box<RawValue>> =
-                serde_json::from_str(line).map_err(|e| format!("output line {}: {e}: {line}", i + 1))?;
+            let fields: HashMap<String, Box<RawValue>> = serde_json::from_str(line)
+                .map_err(|e| format!("output line {}: {e}: {line}", i + 1))?;
             fields
                 .into_iter()
                 .map(|(name, raw)| {
                     let value = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
-                    Ok((name.to_lowercase(), Field { value, raw: raw.get().to_string() }))
+                    Ok((
+                        name.to_lowercase(),
+                        Field {
+                            value,
+                            raw: raw.get().to_string(),
+                        },
+                    ))
                 })
                 .collect()
         })
@@ -216,7 +244,9 @@ fn compare(meta: &Meta, expected: &[Row], output: &str) -> Result<(), String> {
         meta.key
             .iter()
             .map(|k| {
-                let field = row.get(k).ok_or_else(|| format!("a row has no key column '{k}'"))?;
+                let field = row
+                    .get(k)
+                    .ok_or_else(|| format!("a row has no key column '{k}'"))?;
                 Ok(canonical(&reference[k].value, field))
             })
             .collect::<Result<Vec<_>, String>>()
@@ -232,15 +262,24 @@ fn compare(meta: &Meta, expected: &[Row], output: &str) -> Result<(), String> {
         "final" | "rows" => {
             for row in &actual {
                 if got.insert(key_of(row, reference)?, row).is_some() {
-                    return Err(format!("key {} appears twice in the output", key_of(row, reference)?));
+                    return Err(format!(
+                        "key {} appears twice in the output",
+                        key_of(row, reference)?
+                    ));
                 }
             }
         }
         "changes" => {
             for row in &actual {
-                let retraction = row.get("_op").and_then(|f| f.value.as_str()).is_some_and(|op| {
-                    matches!(op.to_lowercase().as_str(), "-d" | "-u" | "delete" | "retract")
-                });
+                let retraction = row
+                    .get("_op")
+                    .and_then(|f| f.value.as_str())
+                    .is_some_and(|op| {
+                        matches!(
+                            op.to_lowercase().as_str(),
+                            "-d" | "-u" | "delete" | "retract"
+                        )
+                    });
                 if retraction {
                     continue;
                 }
@@ -252,7 +291,9 @@ fn compare(meta: &Meta, expected: &[Row], output: &str) -> Result<(), String> {
                         if let (Some(before), Some(after)) = (before, after)
                             && after < before
                         {
-                            return Err(format!("'{column}' of key {key} went down from {before} to {after}"));
+                            return Err(format!(
+                                "'{column}' of key {key} went down from {before} to {after}"
+                            ));
                         }
                     }
                 }
@@ -300,6 +341,14 @@ fn compare(meta: &Meta, expected: &[Row], output: &str) -> Result<(), String> {
 
 /// A key part: the actual value normalised as the expected value's kind says.
 fn canonical(reference: &Value, field: &Field) -> String {
+    // An expected row's own value is in the tagged form.
+    match kind(&field.value) {
+        Kind::Timestamp(ms) => return format!("ts:{ms}"),
+        Kind::Decimal(dec) => {
+            return normalise_decimal(dec).map_or_else(|| dec.to_string(), |d| format!("dec:{d}"));
+        }
+        _ => {}
+    }
     match kind(reference) {
         Kind::Timestamp(_) => timestamp_candidates(&field.value)
             .first()
@@ -307,7 +356,9 @@ fn canonical(reference: &Value, field: &Field) -> String {
         Kind::Decimal(_) => decimal_text(&field.value, &field.raw)
             .map_or_else(|| field.raw.clone(), |d| format!("dec:{d}")),
         Kind::Float(_) | Kind::Other => match &field.value {
-            Value::Number(n) => n.as_f64().map_or_else(|| field.raw.clone(), |f| format!("{f}")),
+            Value::Number(n) => n
+                .as_f64()
+                .map_or_else(|| field.raw.clone(), |f| format!("{f}")),
             Value::String(s) => s.clone(),
             other => other.to_string(),
         },
@@ -401,8 +452,16 @@ fn normalise_decimal(text: &str) -> Option<String> {
     let int = int.trim_start_matches('0');
     let frac = frac.trim_end_matches('0');
     let int = if int.is_empty() { "0" } else { int };
-    let body = if frac.is_empty() { int.to_string() } else { format!("{int}.{frac}") };
-    Some(if body == "0" { body } else { format!("{sign}{body}") })
+    let body = if frac.is_empty() {
+        int.to_string()
+    } else {
+        format!("{int}.{frac}")
+    };
+    Some(if body == "0" {
+        body
+    } else {
+        format!("{sign}{body}")
+    })
 }
 
 #[cfg(test)]
@@ -430,7 +489,8 @@ mod tests {
             "{\"k\":\"a\",\"ts\":1772443800,\"d\":12.3400,\"f\":0.1,\"n\":2}",
             "{\"k\":\"a\",\"ts\":1772443800000000000,\"d\":12.34,\"f\":0.1,\"n\":2}",
         ] {
-            compare(&meta("final", &["k"]), &expected, good).unwrap_or_else(|e| panic!("{good}: {e}"));
+            compare(&meta("final", &["k"]), &expected, good)
+                .unwrap_or_else(|e| panic!("{good}: {e}"));
         }
         for bad in [
             "{\"k\":\"a\",\"ts\":\"2026-03-02T09:30:01\",\"d\":12.34,\"f\":0.1,\"n\":2}",
@@ -441,14 +501,18 @@ mod tests {
             "{\"k\":\"b\",\"ts\":1772443800000,\"d\":12.34,\"f\":0.1,\"n\":2}",
             "{\"k\":\"a\",\"ts\":1772443800000,\"d\":12.34,\"f\":0.1,\"n\":2}\n{\"k\":\"a\",\"ts\":1772443800000,\"d\":12.34,\"f\":0.1,\"n\":2}",
         ] {
-            assert!(compare(&meta("final", &["k"]), &expected, bad).is_err(), "{bad}");
+            assert!(
+                compare(&meta("final", &["k"]), &expected, bad).is_err(),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn changes_take_the_last_row_per_key_skip_retractions_and_watch_monotonic_columns() {
         let expected = parse_rows("{\"k\": \"a\", \"n\": 3}\n").unwrap();
-        let good = "{\"k\":\"a\",\"n\":1}\n{\"k\":\"a\",\"n\":3}\n{\"k\":\"a\",\"n\":9,\"_op\":\"-D\"}";
+        let good =
+            "{\"k\":\"a\",\"n\":1}\n{\"k\":\"a\",\"n\":3}\n{\"k\":\"a\",\"n\":9,\"_op\":\"-D\"}";
         compare(&meta("changes", &["k"]), &expected, good).unwrap();
         let not_monotonic = "{\"k\":\"a\",\"n\":4}\n{\"k\":\"a\",\"n\":3}";
         assert!(compare(&meta("changes", &["k"]), &expected, not_monotonic).is_err());
@@ -466,9 +530,16 @@ mod tests {
     fn expected_failures_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.txt");
-        std::fs::write(&path, "# comment\nsession_gap: windows come later\n\nother\n").unwrap();
+        std::fs::write(
+            &path,
+            "# comment\nsession_gap: windows come later\n\nother\n",
+        )
+        .unwrap();
         let list = load_expected_failures(&path);
-        assert_eq!(list.get("session_gap").map(String::as_str), Some("windows come later"));
+        assert_eq!(
+            list.get("session_gap").map(String::as_str),
+            Some("windows come later")
+        );
         assert_eq!(list.get("other").map(String::as_str), Some(""));
     }
 }

@@ -1,0 +1,558 @@
+//! Streaming planning: our window clauses on DataFusion's AST, and our operators in
+//! DataFusion's physical plan.
+//!
+//! 1. [`rewrite_query`] takes the window from `WINDOW TUMBLING(...)` (or from Flink's
+//!    `GROUP BY TUMBLE(ts, size)`), rewrites `TUMBLE_START(...)`-style calls to
+//!    `_window_start` / `_window_end`, adds those two columns to the GROUP BY, and maps the
+//!    seed's `COUNT_DISTINCT` / `LISTAGG` onto DataFusion's functions.
+//! 2. The time source's rows carry event time and watermark in those two columns (see
+//!    `ferris_streaming::event_time`), so DataFusion plans an ordinary aggregate.
+//! 3. [`streaming_plan`] swaps that `AggregateExec` for a `WindowAggregateExec`.
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Spanned;
+use datafusion::sql::sqlparser::ast::{
+    self, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
+    Ident, ObjectName, ObjectNamePart, SetExpr, Statement, TableFactor, Value,
+    visit_expressions_mut,
+};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use ferris_streaming::{
+    EVENT_TIME_COLUMN, EmitMode, LateDataPolicy, WATERMARK_COLUMN, WatermarkSpec,
+    WindowAggregateConfig, WindowAggregateExec, WindowSpec,
+};
+
+use crate::error::{EngineError, Result};
+use crate::options::parse_duration;
+use crate::statement::{Position, WindowClause};
+
+/// The window of a query and the column its event time comes from, if it names one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowPlan {
+    /// The window's shape.
+    pub spec: WindowSpec,
+    /// `WINDOW TUMBLING(ts, ...)` / `TUMBLE(ts, ...)`: the event time column.
+    pub time_column: Option<String>,
+}
+
+/// How the aggregate of a streaming query runs.
+#[derive(Debug, Clone)]
+pub struct AggregateSettings {
+    /// The window (`Global` for a keyed table without one).
+    pub window: WindowSpec,
+    /// When rows are emitted.
+    pub emit: EmitMode,
+    /// What late rows get.
+    pub late: LateDataPolicy,
+    /// How the time source stamps its rows.
+    pub watermark: WatermarkSpec,
+}
+
+fn sql_error(message: impl Into<String>, position: Position) -> EngineError {
+    EngineError::Sql {
+        message: message.into(),
+        position,
+    }
+}
+
+fn position_of(span: datafusion::sql::sqlparser::tokenizer::Span) -> Position {
+    Position {
+        line: span.start.line,
+        column: span.start.column,
+    }
+}
+
+/// Milliseconds of a window size written as `30s`-style shorthand or an SQL interval.
+fn duration_ms(text: &str, what: &str, position: Position) -> Result<i64> {
+    let bad = || {
+        sql_error(
+            format!("{what}: '{text}' is not a duration (try 30s, 1m, INTERVAL '5' SECOND)"),
+            position,
+        )
+    };
+    let duration = match parse_duration(text) {
+        Some(d) => d,
+        None => {
+            let expr = Parser::new(&GenericDialect {})
+                .try_with_sql(text)
+                .and_then(|mut p| p.parse_expr())
+                .map_err(|_| bad())?;
+            interval_duration(&expr).ok_or_else(bad)?
+        }
+    };
+    let ms = duration.as_millis() as i64;
+    if ms <= 0 {
+        return Err(sql_error(
+            format!("{what} must be at least 1ms, got '{text}'"),
+            position,
+        ));
+    }
+    Ok(ms)
+}
+
+/// The duration of `INTERVAL '5' SECOND` / `INTERVAL '5 seconds'`.
+fn interval_duration(expr: &Expr) -> Option<std::time::Duration> {
+    let Expr::Interval(interval) = expr else {
+        return None;
+    };
+    let Expr::Value(value) = interval.value.as_ref() else {
+        return None;
+    };
+    let amount = match &value.value {
+        Value::SingleQuotedString(s) | Value::Number(s, _) => s.clone(),
+        _ => return None,
+    };
+    let text = match &interval.leading_field {
+        Some(field) => format!("{amount} {field}"),
+        None => amount,
+    };
+    parse_duration(&text.to_lowercase())
+}
+
+fn window_spec(kind: &str, sizes: &[i64]) -> WindowSpec {
+    match (kind, sizes) {
+        ("TUMBLING", [size]) => WindowSpec::Tumbling { size: *size },
+        ("SESSION", [gap]) => WindowSpec::Session { gap: *gap },
+        (_, [size, slide]) => WindowSpec::Sliding {
+            size: *size,
+            slide: *slide,
+        },
+        _ => unreachable!("argument counts are checked by the callers"),
+    }
+}
+
+/// The window of a `WINDOW KIND(args)` clause.
+fn window_from_clause(clause: &WindowClause) -> Result<WindowPlan> {
+    let sizes_wanted = if matches!(clause.kind.as_str(), "SLIDING" | "HOPPING") {
+        2
+    } else {
+        1
+    };
+    let kind = if clause.kind == "HOPPING" {
+        "SLIDING"
+    } else {
+        clause.kind.as_str()
+    };
+    let (time_column, sizes) = match clause.args.len() {
+        n if n == sizes_wanted => (None, &clause.args[..]),
+        n if n == sizes_wanted + 1 => (Some(clause.args[0].clone()), &clause.args[1..]),
+        n => {
+            return Err(sql_error(
+                format!(
+                    "WINDOW {} takes {} duration(s), optionally after the time column; got {n} arguments",
+                    clause.kind, sizes_wanted
+                ),
+                clause.position,
+            ));
+        }
+    };
+    let what = format!("WINDOW {}", clause.kind);
+    let sizes = sizes
+        .iter()
+        .map(|s| duration_ms(s, &what, clause.position))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(WindowPlan {
+        spec: window_spec(kind, &sizes),
+        time_column: time_column.map(|c| c.trim_matches('"').to_string()),
+    })
+}
+
+fn function_name(function: &ast::Function) -> String {
+    function.name.to_string().to_uppercase()
+}
+
+fn function_args(function: &ast::Function) -> Vec<&Expr> {
+    match &function.args {
+        FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                _ => None,
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// `TUMBLE(ts, size)`, `HOP(ts, slide, size)`, `SESSION(ts, gap)` in a GROUP BY.
+fn window_from_group_function(function: &ast::Function) -> Result<Option<WindowPlan>> {
+    let name = function_name(function);
+    let (kind, wanted) = match name.as_str() {
+        "TUMBLE" => ("TUMBLING", 2),
+        "HOP" => ("SLIDING", 3),
+        "SESSION" => ("SESSION", 2),
+        _ => return Ok(None),
+    };
+    let position = position_of(function.name.span());
+    let args = function_args(function);
+    if args.len() != wanted {
+        return Err(sql_error(
+            format!("{name} takes {wanted} arguments: the time column and the size(s)"),
+            position,
+        ));
+    }
+    let time_column = match args[0] {
+        Expr::Identifier(ident) => ident.value.clone(),
+        Expr::CompoundIdentifier(parts) => {
+            parts.last().map(|p| p.value.clone()).unwrap_or_default()
+        }
+        other => {
+            return Err(sql_error(
+                format!("{name}: the first argument must be a column, not {other}"),
+                position,
+            ));
+        }
+    };
+    let mut sizes = args[1..]
+        .iter()
+        .map(|e| {
+            interval_duration(e)
+                .map(|d| d.as_millis() as i64)
+                .filter(|ms| *ms > 0)
+                .ok_or_else(|| {
+                    sql_error(
+                        format!("{name}: '{e}' is not an interval such as INTERVAL '10' SECOND"),
+                        position,
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Flink's HOP is (slide, size); ours is (size, slide).
+    if name == "HOP" {
+        sizes.reverse();
+    }
+    Ok(Some(WindowPlan {
+        spec: window_spec(kind, &sizes),
+        time_column: Some(time_column),
+    }))
+}
+
+fn identifier(name: &str) -> Expr {
+    Expr::Identifier(Ident::new(name))
+}
+
+/// Rewrites the query for streaming and returns its window, from the `WINDOW` clause or
+/// the Flink group-window functions.
+pub fn rewrite_query(
+    statement: &mut DfStatement,
+    clause: Option<&WindowClause>,
+    position: Position,
+) -> Result<Option<WindowPlan>> {
+    let DfStatement::Statement(statement) = statement else {
+        return Err(sql_error("expected a query", position));
+    };
+    let statement: &mut Statement = statement.as_mut();
+    let mut window = clause.map(window_from_clause).transpose()?;
+    if let Some(select) = top_select(statement)
+        && let GroupByExpr::Expressions(exprs, _) = &mut select.group_by
+    {
+        let mut kept = Vec::with_capacity(exprs.len());
+        for expr in exprs.drain(..) {
+            let found = match &expr {
+                Expr::Function(f) => window_from_group_function(f)?,
+                _ => None,
+            };
+            match (found, &window) {
+                (Some(_), Some(_)) => {
+                    return Err(sql_error(
+                        "a query has one window: a WINDOW clause or a group window function, not both",
+                        position,
+                    ));
+                }
+                (Some(found), None) => window = Some(found),
+                (None, _) => kept.push(expr),
+            }
+        }
+        if window.is_some() {
+            kept.push(identifier(EVENT_TIME_COLUMN));
+            kept.push(identifier(WATERMARK_COLUMN));
+        }
+        *exprs = kept;
+    } else if window.is_some() {
+        return Err(sql_error(
+            "WINDOW applies to a SELECT ... GROUP BY (or a SELECT of aggregates)",
+            position,
+        ));
+    }
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::Function(function) = expr {
+            match function_name(function).as_str() {
+                "TUMBLE_START" | "HOP_START" | "SESSION_START" => {
+                    *expr = identifier(EVENT_TIME_COLUMN)
+                }
+                "TUMBLE_END" | "HOP_END" | "SESSION_END" => *expr = identifier(WATERMARK_COLUMN),
+                "COUNT_DISTINCT" => {
+                    function.name =
+                        ObjectName(vec![ObjectNamePart::Identifier(Ident::new("count"))]);
+                    if let FunctionArguments::List(list) = &mut function.args {
+                        list.duplicate_treatment = Some(DuplicateTreatment::Distinct);
+                    }
+                }
+                "LISTAGG" => {
+                    function.name =
+                        ObjectName(vec![ObjectNamePart::Identifier(Ident::new("string_agg"))]);
+                    if let FunctionArguments::List(list) = &mut function.args
+                        && list.args.len() == 1
+                    {
+                        list.args
+                            .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+                                Value::SingleQuotedString(",".into()),
+                            ))));
+                    }
+                }
+                _ => {}
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    Ok(window)
+}
+
+fn top_select(statement: &mut Statement) -> Option<&mut ast::Select> {
+    let Statement::Query(query) = statement else {
+        return None;
+    };
+    match query.body.as_mut() {
+        SetExpr::Select(select) => Some(select.as_mut()),
+        _ => None,
+    }
+}
+
+/// The table the query's first FROM item reads: the stream side of a stream-table join.
+pub fn time_source(statement: &DfStatement) -> Option<String> {
+    let DfStatement::Statement(statement) = statement else {
+        return None;
+    };
+    let Statement::Query(query) = statement.as_ref() else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    match &select.from.first()?.relation {
+        TableFactor::Table { name, .. } => name.0.last().and_then(|p| p.as_ident()).map(|i| {
+            if i.quote_style.is_some() {
+                i.value.clone()
+            } else {
+                i.value.to_lowercase()
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// Replaces the top-most aggregate with a `WindowAggregateExec`. Returns the new plan and
+/// whether an aggregate was found.
+pub fn streaming_plan(
+    plan: Arc<dyn ExecutionPlan>,
+    settings: &AggregateSettings,
+) -> Result<(Arc<dyn ExecutionPlan>, bool)> {
+    let mut replaced = false;
+    let plan = plan
+        .transform_down(|node| {
+            let Some(aggregate) = node.downcast_ref::<AggregateExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            if replaced {
+                return Ok(Transformed::no(node));
+            }
+            if !matches!(
+                aggregate.mode(),
+                AggregateMode::Single | AggregateMode::SinglePartitioned
+            ) {
+                return Err(datafusion::error::DataFusionError::Plan(format!(
+                    "internal: a streaming aggregate planned in {:?} mode",
+                    aggregate.mode()
+                )));
+            }
+            let config = WindowAggregateConfig {
+                window: settings.window,
+                emit: settings.emit,
+                late: settings.late.clone(),
+                watermark: settings.watermark.clone(),
+                group_by: aggregate.group_expr().clone(),
+                aggr_expr: aggregate.aggr_expr().to_vec(),
+                filter_expr: aggregate.filter_expr().to_vec(),
+                output_schema: aggregate.schema(),
+            };
+            replaced = true;
+            let exec = WindowAggregateExec::try_new(aggregate.input().clone(), config)?;
+            Ok(Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>))
+        })?
+        .data;
+    Ok((plan, replaced))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::config::Dialect;
+    use datafusion::prelude::SessionContext;
+
+    fn rewrite(sql: &str, clause: Option<WindowClause>) -> Result<(String, Option<WindowPlan>)> {
+        let state = SessionContext::new().state();
+        let mut statement = state.sql_to_statement(sql, &Dialect::Generic).unwrap();
+        let window = rewrite_query(&mut statement, clause.as_ref(), Position::default())?;
+        Ok((statement.to_string(), window))
+    }
+
+    fn clause(kind: &str, args: &[&str]) -> WindowClause {
+        WindowClause {
+            kind: kind.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            position: Position { line: 2, column: 1 },
+        }
+    }
+
+    #[test]
+    fn window_clause_forms() {
+        let (sql, window) = rewrite(
+            "SELECT k, COUNT(*) FROM t GROUP BY k",
+            Some(clause("TUMBLING", &["INTERVAL '1' MINUTE"])),
+        )
+        .unwrap();
+        assert_eq!(window.unwrap().spec, WindowSpec::Tumbling { size: 60_000 });
+        assert!(
+            sql.ends_with("GROUP BY k, _window_start, _window_end"),
+            "{sql}"
+        );
+        let (_, window) = rewrite(
+            "SELECT COUNT(*) FROM t",
+            Some(clause("SLIDING", &["ts", "1m", "10s"])),
+        )
+        .unwrap();
+        assert_eq!(
+            window.unwrap(),
+            WindowPlan {
+                spec: WindowSpec::Sliding {
+                    size: 60_000,
+                    slide: 10_000
+                },
+                time_column: Some("ts".into())
+            }
+        );
+        let (_, window) = rewrite(
+            "SELECT COUNT(*) FROM t",
+            Some(clause("SESSION", &["500ms"])),
+        )
+        .unwrap();
+        assert_eq!(window.unwrap().spec, WindowSpec::Session { gap: 500 });
+        let (_, window) = rewrite(
+            "SELECT COUNT(*) FROM t",
+            Some(clause("HOPPING", &["INTERVAL '2' HOUR", "1h"])),
+        )
+        .unwrap();
+        assert_eq!(
+            window.unwrap().spec,
+            WindowSpec::Sliding {
+                size: 7_200_000,
+                slide: 3_600_000
+            }
+        );
+    }
+
+    #[test]
+    fn flink_group_windows_and_seed_aliases() {
+        let (sql, window) = rewrite(
+            "SELECT k, TUMBLE_START(ts, INTERVAL '10' SECOND) AS s, TUMBLE_END(ts, INTERVAL '10' SECOND), COUNT_DISTINCT(x), LISTAGG(y) FROM t GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), k",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            window.unwrap(),
+            WindowPlan {
+                spec: WindowSpec::Tumbling { size: 10_000 },
+                time_column: Some("ts".into())
+            }
+        );
+        assert!(
+            sql.contains("_window_start AS s, _window_end, count(DISTINCT x), string_agg(y, ',')"),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("GROUP BY k, _window_start, _window_end"),
+            "{sql}"
+        );
+        let (_, window) = rewrite(
+            "SELECT COUNT(*) FROM t GROUP BY HOP(ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE)",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            window.unwrap().spec,
+            WindowSpec::Sliding {
+                size: 300_000,
+                slide: 60_000
+            }
+        );
+    }
+
+    #[test]
+    fn window_errors() {
+        let cases = [
+            (
+                Some(clause("TUMBLING", &["soon"])),
+                "SELECT COUNT(*) FROM t",
+                "2:1: WINDOW TUMBLING: 'soon' is not a duration",
+            ),
+            (
+                Some(clause("TUMBLING", &["a", "b", "c"])),
+                "SELECT COUNT(*) FROM t",
+                "WINDOW TUMBLING takes 1 duration(s)",
+            ),
+            (
+                Some(clause("SESSION", &["0s"])),
+                "SELECT COUNT(*) FROM t",
+                "must be at least 1ms",
+            ),
+            (
+                Some(clause("TUMBLING", &["1s"])),
+                "SELECT 1 UNION SELECT 2",
+                "WINDOW applies to a SELECT",
+            ),
+            (
+                Some(clause("TUMBLING", &["1s"])),
+                "SELECT COUNT(*) FROM t GROUP BY TUMBLE(ts, INTERVAL '1' SECOND)",
+                "not both",
+            ),
+            (
+                None,
+                "SELECT COUNT(*) FROM t GROUP BY TUMBLE(ts)",
+                "TUMBLE takes 2 arguments",
+            ),
+            (
+                None,
+                "SELECT COUNT(*) FROM t GROUP BY TUMBLE(1, INTERVAL '1' SECOND)",
+                "must be a column",
+            ),
+            (
+                None,
+                "SELECT COUNT(*) FROM t GROUP BY TUMBLE(ts, 5)",
+                "is not an interval",
+            ),
+        ];
+        for (clause, sql, expected) in cases {
+            let err = rewrite(sql, clause).unwrap_err().to_string();
+            assert!(err.contains(expected), "{sql}: {err}");
+        }
+    }
+
+    #[test]
+    fn time_source_is_the_first_from_item() {
+        let state = SessionContext::new().state();
+        let statement = state
+            .sql_to_statement(
+                "SELECT * FROM Trades t JOIN instruments i ON t.s = i.s",
+                &Dialect::Generic,
+            )
+            .unwrap();
+        assert_eq!(time_source(&statement).as_deref(), Some("trades"));
+    }
+}

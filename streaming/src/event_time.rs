@@ -1,0 +1,264 @@
+//! Event time and watermarks, stamped on source rows.
+//!
+//! A source's rows get two extra columns: [`EVENT_TIME_COLUMN`], the row's event time, and
+//! [`WATERMARK_COLUMN`], the watermark W left by the rows before it in source order
+//! (W = largest event time so far − max out-of-orderness). Both travel through DataFusion's
+//! stateless operators like any column; the window operator reads them to judge lateness and
+//! to close windows, and then replaces them with the window's bounds, whose names they carry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, ArrayRef, AsArray, TimestampMillisecondArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+
+use crate::error::StreamingError;
+
+/// Carries each row's event time until the window operator, then the window start.
+pub const EVENT_TIME_COLUMN: &str = "_window_start";
+/// Carries the watermark before each row until the window operator, then the window end.
+pub const WATERMARK_COLUMN: &str = "_window_end";
+
+/// How a source's event time is read and its watermark derived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatermarkSpec {
+    /// The event-time column; `None` stamps rows with the time they are read (processing time).
+    pub field: Option<String>,
+    /// A chrono format for text event times that are not ISO-8601.
+    pub format: Option<String>,
+    /// How far the watermark stays behind the largest event time seen.
+    pub max_out_of_orderness: Duration,
+}
+
+impl std::fmt::Display for WatermarkSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.field {
+            Some(field) => write!(
+                f,
+                "event_time={field}, watermark=max-{}ms",
+                self.max_out_of_orderness.as_millis()
+            ),
+            None => f.write_str("processing_time"),
+        }
+    }
+}
+
+/// The type of both stamped columns.
+pub fn stamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, None)
+}
+
+/// Adds the two stamp columns to a source schema.
+pub fn stamped_schema(schema: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(EVENT_TIME_COLUMN, stamp_type(), false));
+    fields.push(Field::new(WATERMARK_COLUMN, stamp_type(), false));
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// Stamps the batches of one source, in order.
+#[derive(Debug)]
+pub struct EventTimeStamper {
+    spec: WatermarkSpec,
+    source: String,
+    schema: SchemaRef,
+    field_index: Option<usize>,
+    max_event_time: i64,
+}
+
+impl EventTimeStamper {
+    /// A stamper for batches of `schema` from the source `source` (named in errors).
+    pub fn try_new(
+        source: &str,
+        schema: SchemaRef,
+        spec: WatermarkSpec,
+    ) -> Result<Self, StreamingError> {
+        let field_index = match &spec.field {
+            Some(field) => Some(schema.index_of(field).map_err(|_| {
+                StreamingError::EventTime(format!(
+                    "source '{source}' has no event time column '{field}'"
+                ))
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            schema: stamped_schema(&schema),
+            spec,
+            source: source.to_string(),
+            field_index,
+            max_event_time: i64::MIN,
+        })
+    }
+
+    /// The schema of stamped batches.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// The batch with its stamp columns added.
+    pub fn stamp(&mut self, batch: &RecordBatch) -> Result<RecordBatch, StreamingError> {
+        let times = match self.field_index {
+            Some(i) => self.event_times(batch.column(i))?,
+            None => {
+                let now = chrono::Utc::now().timestamp_millis();
+                vec![now; batch.num_rows()]
+            }
+        };
+        let bound = self.spec.max_out_of_orderness.as_millis() as i64;
+        let mut watermarks = Vec::with_capacity(times.len());
+        for &t in &times {
+            watermarks.push(self.max_event_time.saturating_sub(bound));
+            self.max_event_time = self.max_event_time.max(t);
+        }
+        let mut columns = batch.columns().to_vec();
+        columns.push(Arc::new(TimestampMillisecondArray::from(times)) as ArrayRef);
+        columns.push(Arc::new(TimestampMillisecondArray::from(watermarks)) as ArrayRef);
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| StreamingError::EventTime(e.to_string()))
+    }
+
+    fn event_times(&self, column: &ArrayRef) -> Result<Vec<i64>, StreamingError> {
+        let field = self.spec.field.as_deref().unwrap_or_default();
+        let error = |what: String| {
+            StreamingError::EventTime(format!(
+                "source '{}', event time column '{field}': {what}",
+                self.source
+            ))
+        };
+        let millis = match (column.data_type(), &self.spec.format) {
+            (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View, Some(format)) => {
+                let text = cast(column, &DataType::Utf8).map_err(|e| error(e.to_string()))?;
+                let text = text.as_string::<i32>();
+                let mut out = Vec::with_capacity(text.len());
+                for value in text.iter() {
+                    let value =
+                        value.ok_or_else(|| error("a record has no event time (null)".into()))?;
+                    out.push(parse_with_format(value, format).ok_or_else(|| {
+                        error(format!("'{value}' does not match the format '{format}'"))
+                    })?);
+                }
+                return Ok(out);
+            }
+            (
+                DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::UInt8
+                | DataType::UInt16
+                | DataType::UInt32
+                | DataType::UInt64,
+                _,
+            ) => cast(column, &DataType::Int64).map_err(|e| error(e.to_string()))?,
+            _ => {
+                let stamped = cast(column, &stamp_type())
+                    .map_err(|e| error(format!("not a timestamp: {e}")))?;
+                cast(&stamped, &DataType::Int64).map_err(|e| error(e.to_string()))?
+            }
+        };
+        let millis = millis.as_primitive::<arrow::datatypes::Int64Type>();
+        if millis.null_count() > 0 {
+            let row = (0..millis.len()).find(|&i| millis.is_null(i)).unwrap_or(0);
+            let original =
+                arrow::util::display::array_value_to_string(column, row).unwrap_or_default();
+            return Err(error(format!(
+                "a record has no usable event time ('{original}')"
+            )));
+        }
+        Ok(millis.values().to_vec())
+    }
+}
+
+fn parse_with_format(value: &str, format: &str) -> Option<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_str(value, format) {
+        return Some(t.timestamp_millis());
+    }
+    chrono::NaiveDateTime::parse_from_str(value, format)
+        .ok()
+        .map(|t| t.and_utc().timestamp_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+
+    fn stamp(column: ArrayRef, spec: WatermarkSpec, cuts: &[usize]) -> (Vec<i64>, Vec<i64>) {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "ts",
+            column.data_type().clone(),
+            true,
+        )]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![column]).unwrap();
+        let mut stamper = EventTimeStamper::try_new("s", schema, spec).unwrap();
+        let (mut times, mut marks) = (vec![], vec![]);
+        let mut offset = 0;
+        for &len in cuts {
+            let out = stamper.stamp(&batch.slice(offset, len)).unwrap();
+            let get = |name: &str| {
+                let c = out.column_by_name(name).unwrap();
+                cast(c, &DataType::Int64)
+                    .unwrap()
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .values()
+                    .to_vec()
+            };
+            times.extend(get(EVENT_TIME_COLUMN));
+            marks.extend(get(WATERMARK_COLUMN));
+            offset += len;
+        }
+        (times, marks)
+    }
+
+    fn spec(format: Option<&str>, bound_ms: u64) -> WatermarkSpec {
+        WatermarkSpec {
+            field: Some("ts".into()),
+            format: format.map(str::to_string),
+            max_out_of_orderness: Duration::from_millis(bound_ms),
+        }
+    }
+
+    #[test]
+    fn watermark_before_each_row_does_not_depend_on_batching() {
+        let column: ArrayRef = Arc::new(Int64Array::from(vec![1000, 5000, 3000, 9000]));
+        let whole = stamp(column.clone(), spec(None, 1000), &[4]);
+        let cut = stamp(column, spec(None, 1000), &[1, 2, 1]);
+        assert_eq!(whole, cut);
+        assert_eq!(whole.0, [1000, 5000, 3000, 9000]);
+        assert_eq!(whole.1, [i64::MIN, 0, 4000, 4000]);
+    }
+
+    #[test]
+    fn text_times_iso_or_formatted_and_bad_ones_named() {
+        let iso: ArrayRef = Arc::new(StringArray::from(vec![
+            "2026-03-02T09:30:00.123Z",
+            "2026-03-02 09:30:01",
+        ]));
+        assert_eq!(
+            stamp(iso, spec(None, 0), &[2]).0,
+            [1772443800123, 1772443801000]
+        );
+        let custom: ArrayRef = Arc::new(StringArray::from(vec!["02/03/2026 09:30:00"]));
+        assert_eq!(
+            stamp(custom, spec(Some("%d/%m/%Y %H:%M:%S"), 0), &[1]).0,
+            [1772443800000]
+        );
+        let schema = Arc::new(Schema::new(vec![Field::new("ts", DataType::Utf8, true)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec!["yesterday"]))],
+        )
+        .unwrap();
+        let err = EventTimeStamper::try_new("trades", schema, spec(None, 0))
+            .unwrap()
+            .stamp(&batch)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("source 'trades', event time column 'ts'"),
+            "{err}"
+        );
+    }
+}

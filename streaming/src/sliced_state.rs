@@ -1,0 +1,341 @@
+//! State of fixed-size windows (tumbling, sliding) and of the global window: per window, the
+//! group keys in DataFusion's `GroupValues` and one `GroupsAccumulator` per aggregate, the
+//! same columnar structures DataFusion's own hash aggregation uses.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array};
+use arrow::compute::{concat_batches, take};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::error::Result;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::GroupsAccumulatorAdapter;
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+
+use crate::error::StreamingError;
+use crate::window::WindowSpec;
+use crate::window_aggregate::EmitMode;
+use crate::window_state::{Aggregates, Evaluated, WindowRows, WindowState};
+
+/// A `GroupsAccumulator` for the aggregate, adapting a row accumulator where needed (as
+/// DataFusion's hash aggregation does).
+pub(crate) fn groups_accumulator(
+    aggregate: &Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>,
+) -> Result<Box<dyn GroupsAccumulator>> {
+    if aggregate.groups_accumulator_supported() {
+        aggregate.create_groups_accumulator()
+    } else {
+        let aggregate = aggregate.clone();
+        Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
+            aggregate.create_accumulator()
+        })))
+    }
+}
+
+/// The groups of one window.
+struct Groups {
+    values: Box<dyn GroupValues>,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    /// Per group: changed since it was last emitted.
+    changed: Vec<bool>,
+    /// Whether the window's final rows were emitted (it stays for allowed lateness).
+    emitted: bool,
+}
+
+impl Groups {
+    fn new(key_schema: &SchemaRef, aggregates: &Aggregates) -> Result<Self> {
+        Ok(Self {
+            values: new_group_values(key_schema.clone(), &GroupOrdering::None)?,
+            accumulators: aggregates
+                .iter()
+                .map(groups_accumulator)
+                .collect::<Result<_>>()?,
+            changed: Vec::new(),
+            emitted: false,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    fn update(&mut self, input: &Evaluated) -> Result<()> {
+        let mut groups = Vec::with_capacity(input.keys.first().map_or(0, |k| k.len()));
+        self.values.intern(&input.keys, &mut groups)?;
+        let total = self.values.len();
+        for (i, accumulator) in self.accumulators.iter_mut().enumerate() {
+            accumulator.update_batch(&input.args[i], &groups, input.filters[i].as_ref(), total)?;
+        }
+        self.changed.resize(total, false);
+        for group in groups {
+            self.changed[group] = true;
+        }
+        Ok(())
+    }
+
+    /// Every group's keys and aggregate states; the window is rebuilt from them, unchanged.
+    fn states(&mut self, aggregates: &Aggregates) -> Result<(Vec<ArrayRef>, Vec<Vec<ArrayRef>>)> {
+        let keys = self.values.emit(EmitTo::All)?;
+        let mut groups = Vec::new();
+        self.values.intern(&keys, &mut groups)?;
+        let total = groups.len();
+        let mut states = Vec::with_capacity(self.accumulators.len());
+        for (accumulator, aggregate) in self.accumulators.iter_mut().zip(aggregates.iter()) {
+            let state = accumulator.state(EmitTo::All)?;
+            *accumulator = groups_accumulator(aggregate)?;
+            accumulator.merge_batch(&state, &groups, total)?;
+            states.push(state);
+        }
+        Ok((keys, states))
+    }
+
+    /// Current values of the changed groups, leaving the state as it was.
+    fn peek_changed(&mut self, aggregates: &Aggregates) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>)> {
+        let changed: UInt32Array = self
+            .changed
+            .iter()
+            .enumerate()
+            .filter_map(|(g, &c)| c.then_some(g as u32))
+            .collect();
+        let (keys, states) = self.states(aggregates)?;
+        let keys = keys
+            .iter()
+            .map(|k| take(k, &changed, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        let selected: Vec<usize> = (0..changed.len()).collect();
+        let mut values = Vec::with_capacity(states.len());
+        for (state, aggregate) in states.iter().zip(aggregates.iter()) {
+            let state = state
+                .iter()
+                .map(|s| take(s, &changed, None))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut accumulator = groups_accumulator(aggregate)?;
+            accumulator.merge_batch(&state, &selected, selected.len())?;
+            values.push(accumulator.evaluate(EmitTo::All)?);
+        }
+        self.changed.iter_mut().for_each(|c| *c = false);
+        Ok((keys, values))
+    }
+
+    /// Every group's values, consuming the window.
+    fn take_all(&mut self) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>)> {
+        let keys = self.values.emit(EmitTo::All)?;
+        let values = self
+            .accumulators
+            .iter_mut()
+            .map(|a| a.evaluate(EmitTo::All))
+            .collect::<Result<_>>()?;
+        Ok((keys, values))
+    }
+
+    fn size(&self) -> usize {
+        self.values.size()
+            + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
+            + self.changed.capacity()
+    }
+}
+
+/// Fixed-size windows by start, each with its groups.
+pub(crate) struct SlicedState {
+    spec: WindowSpec,
+    allowed_lateness: i64,
+    aggregates: Aggregates,
+    key_schema: SchemaRef,
+    snapshot_schema: SchemaRef,
+    windows: BTreeMap<i64, Groups>,
+}
+
+impl SlicedState {
+    pub fn try_new(
+        spec: WindowSpec,
+        allowed_lateness: i64,
+        aggregates: Aggregates,
+        key_schema: SchemaRef,
+    ) -> Result<Self> {
+        let mut fields = vec![
+            Field::new("_window_start", DataType::Int64, false),
+            Field::new("_emitted", DataType::Boolean, false),
+            Field::new("_changed", DataType::Boolean, false),
+        ];
+        fields.extend(key_schema.fields().iter().map(|f| f.as_ref().clone()));
+        for (i, aggregate) in aggregates.iter().enumerate() {
+            for field in aggregate.state_fields()? {
+                fields.push(Field::new(
+                    format!("{i}:{}", field.name()),
+                    field.data_type().clone(),
+                    true,
+                ));
+            }
+        }
+        Ok(Self {
+            spec,
+            allowed_lateness,
+            aggregates,
+            key_schema,
+            snapshot_schema: Arc::new(Schema::new(fields)),
+            windows: BTreeMap::new(),
+        })
+    }
+
+    fn rows(&self, start: i64, (keys, values): (Vec<ArrayRef>, Vec<ArrayRef>)) -> WindowRows {
+        let n = values.first().map_or(0, |v| v.len());
+        WindowRows {
+            starts: vec![start; n],
+            ends: vec![self.spec.end_of(start); n],
+            keys,
+            values,
+        }
+    }
+}
+
+impl WindowState for SlicedState {
+    fn update(&mut self, input: &Evaluated, times: &[i64], watermarks: &[i64]) -> Result<Vec<u32>> {
+        let rows = times.len();
+        if self.spec == WindowSpec::Global {
+            let groups = match self.windows.entry(0) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(Groups::new(&self.key_schema, &self.aggregates)?)
+                }
+            };
+            groups.update(input)?;
+            return Ok(vec![]);
+        }
+        let mut late = Vec::new();
+        let mut per_window: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        for (i, (&t, &w)) in times.iter().zip(watermarks).enumerate() {
+            let mut windows = 0;
+            let mut open = false;
+            for start in self.spec.starts(t) {
+                windows += 1;
+                if self
+                    .spec
+                    .end_of(start)
+                    .saturating_add(self.allowed_lateness)
+                    > w
+                {
+                    per_window.entry(start).or_default().push(i as u32);
+                    open = true;
+                }
+            }
+            if windows > 0 && !open {
+                late.push(i as u32);
+            }
+        }
+        for (start, indices) in per_window {
+            let groups = match self.windows.entry(start) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(Groups::new(&self.key_schema, &self.aggregates)?)
+                }
+            };
+            if indices.len() == rows {
+                groups.update(input)?;
+            } else {
+                groups.update(&input.take(&UInt32Array::from(indices))?)?;
+            }
+        }
+        Ok(late)
+    }
+
+    fn emit(&mut self, watermark: i64, mode: EmitMode) -> Result<Vec<WindowRows>> {
+        let mut out = Vec::new();
+        let mut closed = Vec::new();
+        let starts: Vec<i64> = self.windows.keys().copied().collect();
+        for start in starts {
+            let end = self.spec.end_of(start);
+            let done = end <= watermark;
+            let expired = end.saturating_add(self.allowed_lateness) <= watermark;
+            let groups = self.windows.get_mut(&start).expect("listed above");
+            let any_changed = groups.changed.iter().any(|&c| c);
+            let emitted = match mode {
+                EmitMode::Final if done && !groups.emitted && expired => Some(groups.take_all()?),
+                EmitMode::Final if done && !groups.emitted => {
+                    groups.changed.iter_mut().for_each(|c| *c = true);
+                    groups.emitted = true;
+                    Some(groups.peek_changed(&self.aggregates)?)
+                }
+                EmitMode::Final if done && any_changed => {
+                    Some(groups.peek_changed(&self.aggregates)?)
+                }
+                EmitMode::Changes if any_changed => Some(groups.peek_changed(&self.aggregates)?),
+                _ => None,
+            };
+            if let Some(rows) = emitted {
+                out.push(self.rows(start, rows));
+            }
+            if expired {
+                closed.push(start);
+            }
+        }
+        for start in closed {
+            self.windows.remove(&start);
+        }
+        Ok(out)
+    }
+
+    fn size(&self) -> usize {
+        self.windows.values().map(Groups::size).sum()
+    }
+
+    fn snapshot(&mut self) -> Result<RecordBatch> {
+        let mut batches = Vec::with_capacity(self.windows.len());
+        for (&start, groups) in self.windows.iter_mut() {
+            let n = groups.len();
+            let (keys, states) = groups.states(&self.aggregates)?;
+            let mut columns: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from(vec![start; n])),
+                Arc::new(BooleanArray::from(vec![groups.emitted; n])),
+                Arc::new(BooleanArray::from(groups.changed.clone())),
+            ];
+            columns.extend(keys);
+            columns.extend(states.into_iter().flatten());
+            batches.push(RecordBatch::try_new(self.snapshot_schema.clone(), columns)?);
+        }
+        Ok(concat_batches(&self.snapshot_schema, &batches)?)
+    }
+
+    fn restore(&mut self, snapshot: &RecordBatch) -> Result<()> {
+        if snapshot.schema().fields() != self.snapshot_schema.fields() {
+            return Err(StreamingError::Snapshot(
+                "the window state's columns differ from this query's".into(),
+            )
+            .into());
+        }
+        self.windows.clear();
+        let starts = snapshot.column(0).as_primitive::<Int64Type>();
+        let mut row = 0;
+        while row < snapshot.num_rows() {
+            let start = starts.value(row);
+            let len = (row..snapshot.num_rows())
+                .take_while(|&r| starts.value(r) == start)
+                .count();
+            let part = snapshot.slice(row, len);
+            let mut groups = Groups::new(&self.key_schema, &self.aggregates)?;
+            groups.emitted = part.column(1).as_boolean().value(0);
+            let keys = &part.columns()[3..3 + self.key_schema.fields().len()];
+            let mut indices = Vec::new();
+            groups.values.intern(keys, &mut indices)?;
+            let mut column = 3 + keys.len();
+            for (accumulator, aggregate) in
+                groups.accumulators.iter_mut().zip(self.aggregates.iter())
+            {
+                let width = aggregate.state_fields()?.len();
+                accumulator.merge_batch(&part.columns()[column..column + width], &indices, len)?;
+                column += width;
+            }
+            groups.changed = part
+                .column(2)
+                .as_boolean()
+                .iter()
+                .map(|c| c == Some(true))
+                .collect();
+            self.windows.insert(start, groups);
+            row += len;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,509 @@
+//! `WindowAggregateExec`: GROUP BY per event-time window, incrementally, over an unbounded
+//! stream, with DataFusion's own aggregate functions.
+//!
+//! It takes the place of DataFusion's `AggregateExec` in a streaming plan. The group columns
+//! named [`EVENT_TIME_COLUMN`] and [`WATERMARK_COLUMN`] carry each row's event time and the
+//! watermark before it (stamped at the source); the operator assigns rows to windows, drops
+//! (or dead-letters) late rows, and emits a window's rows once the watermark passes its end
+//! (`EMIT FINAL`) or the changed groups after every micro-batch (`EMIT CHANGES`), with the
+//! window's start and end in those two columns.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, TimestampMillisecondArray, UInt8Array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::aggregates::{
+    AggregateMode, PhysicalGroupBy, aggregate_expressions,
+};
+use datafusion::physical_plan::execution_plan::EmissionType;
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
+};
+use futures::StreamExt;
+
+use crate::error::StreamingError;
+use crate::event_time::{EVENT_TIME_COLUMN, WATERMARK_COLUMN, WatermarkSpec};
+use crate::late::LateDataPolicy;
+use crate::session_state::SessionState;
+use crate::sliced_state::SlicedState;
+use crate::window::WindowSpec;
+use crate::window_state::{Evaluated, WindowRows, WindowState};
+
+/// When results leave the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitMode {
+    /// After each micro-batch, the current row of every group it changed.
+    Changes,
+    /// Once per window and group, when the watermark passes the window's end.
+    Final,
+}
+
+impl fmt::Display for EmitMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Changes => "CHANGES",
+            Self::Final => "FINAL",
+        })
+    }
+}
+
+/// Everything the operator needs: the window, emission and lateness settings, and the
+/// grouping and aggregates of the `AggregateExec` it replaces.
+#[derive(Debug, Clone)]
+pub struct WindowAggregateConfig {
+    /// The window shape.
+    pub window: WindowSpec,
+    /// When rows are emitted.
+    pub emit: EmitMode,
+    /// What late rows get.
+    pub late: LateDataPolicy,
+    /// How the source stamped event time and watermarks (the bound is needed here too).
+    pub watermark: WatermarkSpec,
+    /// The GROUP BY, including the two stamp columns when windowed.
+    pub group_by: PhysicalGroupBy,
+    /// The aggregates.
+    pub aggr_expr: Vec<Arc<AggregateFunctionExpr>>,
+    /// Per aggregate, its `FILTER (WHERE ...)`.
+    pub filter_expr: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    /// The output schema: group columns, then aggregates (the replaced `AggregateExec`'s).
+    pub output_schema: SchemaRef,
+}
+
+/// Where each group-by output column comes from.
+#[derive(Debug, Clone, Copy)]
+enum GroupColumn {
+    Start,
+    End,
+    Key(usize),
+}
+
+/// The operator's logic, independent of streams: feed batches, get result batches.
+pub struct WindowAggregator {
+    config: Arc<WindowAggregateConfig>,
+    key_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    stamp_exprs: Option<(Arc<dyn PhysicalExpr>, Arc<dyn PhysicalExpr>)>,
+    columns: Vec<GroupColumn>,
+    arg_exprs: Vec<Vec<Arc<dyn PhysicalExpr>>>,
+    /// No GROUP BY keys: one constant key stands in, and is not output.
+    constant_key: bool,
+    state: Box<dyn WindowState>,
+    watermark: i64,
+    late_records: usize,
+}
+
+impl WindowAggregator {
+    /// An aggregator with empty state.
+    pub fn try_new(config: WindowAggregateConfig) -> Result<Self> {
+        if !config.group_by.is_single() {
+            return Err(DataFusionError::Plan(
+                "GROUPING SETS, CUBE and ROLLUP are not supported in streaming aggregates".into(),
+            ));
+        }
+        let mut key_exprs = Vec::new();
+        let mut columns = Vec::new();
+        let (mut time, mut mark) = (None, None);
+        for (expr, name) in config.group_by.expr() {
+            match name.as_str() {
+                EVENT_TIME_COLUMN if config.window.is_windowed() => {
+                    time = Some(expr.clone());
+                    columns.push(GroupColumn::Start);
+                }
+                WATERMARK_COLUMN if config.window.is_windowed() => {
+                    mark = Some(expr.clone());
+                    columns.push(GroupColumn::End);
+                }
+                _ => {
+                    columns.push(GroupColumn::Key(key_exprs.len()));
+                    key_exprs.push(expr.clone());
+                }
+            }
+        }
+        let stamp_exprs = match (time, mark) {
+            (Some(time), Some(mark)) => Some((time, mark)),
+            (None, None) if !config.window.is_windowed() => None,
+            _ => {
+                return Err(DataFusionError::Plan(format!(
+                    "a windowed aggregate groups by both {EVENT_TIME_COLUMN} and {WATERMARK_COLUMN}"
+                )));
+            }
+        };
+        let key_fields: Vec<Field> = columns
+            .iter()
+            .zip(config.output_schema.fields())
+            .filter(|(c, _)| matches!(c, GroupColumn::Key(_)))
+            .map(|(_, f)| f.as_ref().clone().with_nullable(true))
+            .collect();
+        let constant_key = key_fields.is_empty();
+        let key_schema = Arc::new(Schema::new(if constant_key {
+            vec![Field::new("_constant_key", DataType::UInt8, false)]
+        } else {
+            key_fields
+        }));
+        let aggregates: Arc<[Arc<AggregateFunctionExpr>]> = config.aggr_expr.clone().into();
+        let allowed = config.late.allowed_lateness();
+        let state: Box<dyn WindowState> = match config.window {
+            WindowSpec::Session { gap } => {
+                Box::new(SessionState::try_new(gap, allowed, aggregates, key_schema)?)
+            }
+            spec => Box::new(SlicedState::try_new(spec, allowed, aggregates, key_schema)?),
+        };
+        let arg_exprs = aggregate_expressions(&config.aggr_expr, &AggregateMode::Single, 0)?;
+        Ok(Self {
+            config: Arc::new(config),
+            key_exprs,
+            stamp_exprs,
+            columns,
+            arg_exprs,
+            constant_key,
+            state,
+            watermark: i64::MIN,
+            late_records: 0,
+        })
+    }
+
+    /// Records dropped or dead-lettered for lateness so far.
+    pub fn late_records(&self) -> usize {
+        self.late_records
+    }
+
+    /// Bytes of keyed state held.
+    pub fn state_size(&self) -> usize {
+        self.state.size()
+    }
+
+    /// The watermark the operator has seen (epoch ms; `i64::MIN` before any row).
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// Aggregates a micro-batch; returns the rows it makes ready.
+    pub fn process(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+        let rows = batch.num_rows();
+        let evaluate =
+            |e: &Arc<dyn PhysicalExpr>| e.evaluate(batch).and_then(|v| v.into_array(rows));
+        let keys = if self.constant_key {
+            vec![Arc::new(UInt8Array::from(vec![0; rows])) as ArrayRef]
+        } else {
+            self.key_exprs.iter().map(evaluate).collect::<Result<_>>()?
+        };
+        let args = self
+            .arg_exprs
+            .iter()
+            .map(|exprs| exprs.iter().map(evaluate).collect::<Result<Vec<_>>>())
+            .collect::<Result<_>>()?;
+        let filters = self
+            .config
+            .filter_expr
+            .iter()
+            .map(|f| match f {
+                Some(f) => Ok(Some(evaluate(f)?.as_boolean().clone())),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<Option<BooleanArray>>>>()?;
+        let input = Evaluated {
+            keys,
+            args,
+            filters,
+        };
+        let (times, marks) = match &self.stamp_exprs {
+            Some((time, mark)) => (millis(&evaluate(time)?)?, millis(&evaluate(mark)?)?),
+            None => (vec![], vec![]),
+        };
+        let late = self.state.update(&input, &times, &marks)?;
+        if !late.is_empty() {
+            self.late_records += late.len();
+            if let LateDataPolicy::DeadLetter(sink) = &self.config.late {
+                let indices = arrow::array::UInt32Array::from(late);
+                let columns = batch
+                    .columns()
+                    .iter()
+                    .map(|c| arrow::compute::take(c, &indices, None))
+                    .collect::<Result<Vec<_>, _>>()?;
+                sink.write(&RecordBatch::try_new(batch.schema(), columns)?)?;
+            }
+        }
+        let bound = self.config.watermark.max_out_of_orderness.as_millis() as i64;
+        for (&t, &w) in times.iter().zip(&marks) {
+            self.watermark = self.watermark.max(w).max(t.saturating_sub(bound));
+        }
+        self.emit()
+    }
+
+    /// The input has ended: the watermark goes to +∞ and every window is emitted.
+    pub fn finish(&mut self) -> Result<Vec<RecordBatch>> {
+        self.watermark = i64::MAX;
+        self.emit()
+    }
+
+    fn emit(&mut self) -> Result<Vec<RecordBatch>> {
+        let rows = self.state.emit(self.watermark, self.config.emit)?;
+        rows.into_iter()
+            .filter(|r| !r.starts.is_empty())
+            .map(|r| self.to_batch(r))
+            .collect()
+    }
+
+    fn to_batch(&self, rows: WindowRows) -> Result<RecordBatch> {
+        let schema = &self.config.output_schema;
+        let stamp = |values: &[i64], field: &Field| -> Result<ArrayRef> {
+            let array: ArrayRef = Arc::new(TimestampMillisecondArray::from(values.to_vec()));
+            Ok(cast(&array, field.data_type())?)
+        };
+        let mut columns = Vec::with_capacity(schema.fields().len());
+        for (column, field) in self.columns.iter().zip(schema.fields()) {
+            columns.push(match column {
+                GroupColumn::Start => stamp(&rows.starts, field)?,
+                GroupColumn::End => stamp(&rows.ends, field)?,
+                GroupColumn::Key(k) => rows.keys[*k].clone(),
+            });
+        }
+        columns.extend(rows.values);
+        Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    }
+
+    /// The operator's state as one batch, with the watermark in its schema metadata.
+    pub fn snapshot(&mut self) -> Result<RecordBatch> {
+        let state = self.state.snapshot()?;
+        let mut metadata = state.schema().metadata().clone();
+        metadata.insert("ferris.watermark".into(), self.watermark.to_string());
+        metadata.insert("ferris.late_records".into(), self.late_records.to_string());
+        let schema = Arc::new(Schema::new_with_metadata(
+            state.schema().fields().clone(),
+            metadata,
+        ));
+        Ok(state.with_schema(schema)?)
+    }
+
+    /// Replaces the state with a snapshot's.
+    pub fn restore(&mut self, snapshot: &RecordBatch) -> Result<()> {
+        let read = |key: &str| -> Result<i64> {
+            snapshot
+                .schema()
+                .metadata()
+                .get(key)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| StreamingError::Snapshot(format!("no {key} in the snapshot")).into())
+        };
+        self.watermark = read("ferris.watermark")?;
+        self.late_records = read("ferris.late_records")? as usize;
+        self.state.restore(snapshot)
+    }
+}
+
+fn millis(array: &ArrayRef) -> Result<Vec<i64>> {
+    let values = cast(array, &DataType::Int64)?;
+    let values = values.as_primitive::<Int64Type>();
+    if values.null_count() > 0 {
+        return Err(StreamingError::EventTime(
+            "a row reached the window operator without event time".into(),
+        )
+        .into());
+    }
+    Ok(values.values().to_vec())
+}
+
+/// The plan node around a [`WindowAggregator`].
+#[derive(Debug)]
+pub struct WindowAggregateExec {
+    input: Arc<dyn ExecutionPlan>,
+    config: WindowAggregateConfig,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl WindowAggregateExec {
+    /// Replaces an aggregate over `input` with the configured windowed one.
+    pub fn try_new(input: Arc<dyn ExecutionPlan>, config: WindowAggregateConfig) -> Result<Self> {
+        // Fail at planning, not at the first batch.
+        WindowAggregator::try_new(config.clone())?;
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(config.output_schema.clone()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            input.properties().boundedness,
+        );
+        Ok(Self {
+            input,
+            config,
+            properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &WindowAggregateConfig {
+        &self.config
+    }
+}
+
+impl DisplayAs for WindowAggregateExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let config = &self.config;
+        let keys: Vec<&str> = config
+            .group_by
+            .expr()
+            .iter()
+            .map(|(_, name)| name.as_str())
+            .filter(|n| {
+                !config.window.is_windowed() || (*n != EVENT_TIME_COLUMN && *n != WATERMARK_COLUMN)
+            })
+            .collect();
+        let aggregates: Vec<&str> = config.aggr_expr.iter().map(|a| a.name()).collect();
+        write!(
+            f,
+            "WindowAggregateExec: window={}, emit={}, late={}, {}, gby=[{}], aggr=[{}]",
+            config.window,
+            config.emit,
+            config.late,
+            config.watermark,
+            keys.join(", "),
+            aggregates.join(", ")
+        )
+    }
+}
+
+impl ExecutionPlan for WindowAggregateExec {
+    fn name(&self) -> &str {
+        "WindowAggregateExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        vec![Distribution::SinglePartition]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        let group = self.config.group_by.expr().iter().map(|(e, _)| e);
+        let filters = self.config.filter_expr.iter().flatten();
+        for expr in group.chain(filters) {
+            if f(expr)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(Self::try_new(
+            children.swap_remove(0),
+            self.config.clone(),
+        )?))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context.clone())?;
+        let reservation = MemoryConsumer::new(format!("WindowAggregateExec[{partition}]"))
+            .register(context.memory_pool());
+        let late = MetricBuilder::new(&self.metrics).counter("late_records", partition);
+        let state = StreamState {
+            input,
+            aggregator: WindowAggregator::try_new(self.config.clone())?,
+            pending: VecDeque::new(),
+            reservation,
+            late,
+            done: false,
+        };
+        let output = futures::stream::unfold(state, |mut state| async move {
+            let next = state.next().await;
+            next.map(|batch| (batch, state))
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.config.output_schema.clone(),
+            output,
+        )))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+struct StreamState {
+    input: SendableRecordBatchStream,
+    aggregator: WindowAggregator,
+    pending: VecDeque<RecordBatch>,
+    reservation: MemoryReservation,
+    late: Count,
+    done: bool,
+}
+
+impl StreamState {
+    async fn next(&mut self) -> Option<Result<RecordBatch>> {
+        loop {
+            if let Some(batch) = self.pending.pop_front() {
+                return Some(Ok(batch));
+            }
+            if self.done {
+                return None;
+            }
+            let produced = match self.input.next().await {
+                Some(Ok(batch)) => {
+                    let late_before = self.aggregator.late_records();
+                    let out = self.aggregator.process(&batch);
+                    self.late.add(self.aggregator.late_records() - late_before);
+                    out.and_then(|out| self.account().map(|()| out))
+                }
+                Some(Err(e)) => Err(e),
+                None => {
+                    self.done = true;
+                    self.aggregator.finish()
+                }
+            };
+            match produced {
+                Ok(batches) => self.pending.extend(batches),
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+
+    fn account(&mut self) -> Result<()> {
+        let needed = self.aggregator.state_size();
+        self.reservation.try_resize(needed).map_err(|e| {
+            StreamingError::StateMemoryExceeded {
+                operator: "WindowAggregateExec".into(),
+                needed,
+                detail: e.to_string(),
+            }
+            .into()
+        })
+    }
+}

@@ -1,0 +1,86 @@
+//! What the window operator's state implementations share: rows to aggregate, rows to emit.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, UInt32Array};
+use arrow::compute::take;
+use arrow::record_batch::RecordBatch;
+use datafusion::error::Result;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+
+use crate::window_aggregate::EmitMode;
+
+/// The evaluated inputs of one micro-batch: group keys, aggregate arguments and filters.
+#[derive(Debug, Clone)]
+pub(crate) struct Evaluated {
+    pub keys: Vec<ArrayRef>,
+    pub args: Vec<Vec<ArrayRef>>,
+    pub filters: Vec<Option<BooleanArray>>,
+}
+
+impl Evaluated {
+    /// The rows at `indices`.
+    pub fn take(&self, indices: &UInt32Array) -> Result<Self> {
+        let take_all = |arrays: &[ArrayRef]| -> Result<Vec<ArrayRef>> {
+            Ok(arrays
+                .iter()
+                .map(|a| take(a, indices, None))
+                .collect::<Result<_, _>>()?)
+        };
+        Ok(Self {
+            keys: take_all(&self.keys)?,
+            args: self
+                .args
+                .iter()
+                .map(|a| take_all(a))
+                .collect::<Result<_>>()?,
+            filters: self
+                .filters
+                .iter()
+                .map(|f| match f {
+                    Some(f) => Ok(Some(
+                        arrow::array::AsArray::as_boolean(&take(f, indices, None)?).clone(),
+                    )),
+                    None => Ok(None),
+                })
+                .collect::<Result<_>>()?,
+        })
+    }
+}
+
+/// Result rows of one window (or, for sessions, of several, with per-row bounds).
+#[derive(Debug)]
+pub(crate) struct WindowRows {
+    /// Window start per row.
+    pub starts: Vec<i64>,
+    /// Window end per row.
+    pub ends: Vec<i64>,
+    /// Group key columns.
+    pub keys: Vec<ArrayRef>,
+    /// One column per aggregate.
+    pub values: Vec<ArrayRef>,
+}
+
+/// The aggregate functions of the operator, shared by its state.
+pub(crate) type Aggregates = Arc<[Arc<AggregateFunctionExpr>]>;
+
+/// Keyed aggregate state per window.
+pub(crate) trait WindowState: Send {
+    /// Adds the non-late rows of a batch; `times` are event times and `watermarks` the
+    /// watermark before each row. Returns the rows that were late.
+    fn update(&mut self, input: &Evaluated, times: &[i64], watermarks: &[i64]) -> Result<Vec<u32>>;
+
+    /// Rows to emit once the watermark is `watermark`: closed windows (`Final`) or changed
+    /// groups (`Changes`), ordered by window end, start, then key. Drops windows that can no
+    /// longer change.
+    fn emit(&mut self, watermark: i64, mode: EmitMode) -> Result<Vec<WindowRows>>;
+
+    /// Bytes held.
+    fn size(&self) -> usize;
+
+    /// The whole state as rows (window bounds, keys, aggregate states), leaving it intact.
+    fn snapshot(&mut self) -> Result<RecordBatch>;
+
+    /// Replaces the state with a snapshot's.
+    fn restore(&mut self, snapshot: &RecordBatch) -> Result<()>;
+}
