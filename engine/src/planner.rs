@@ -14,6 +14,7 @@ use std::sync::Arc;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Spanned;
 use datafusion::sql::sqlparser::ast::{
@@ -346,6 +347,21 @@ pub fn time_source(statement: &DfStatement) -> Option<String> {
         }),
         _ => None,
     }
+}
+
+/// Lets every micro-batch through as soon as it is filtered: `FilterExec` otherwise holds
+/// small results back until a full batch has gathered, which on a watched source may be never.
+pub fn without_batch_coalescing(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    Ok(plan
+        .transform_up(|node| match node.downcast_ref::<FilterExec>() {
+            // A target of one row passes every non-empty batch through whole.
+            Some(filter) if filter.batch_size() != 1 => Ok(Transformed::yes(Arc::new(
+                filter.with_batch_size(1)?,
+            )
+                as Arc<dyn ExecutionPlan>)),
+            _ => Ok(Transformed::no(node)),
+        })?
+        .data)
 }
 
 /// Replaces the top-most aggregate with a `WindowAggregateExec`. Returns the new plan and

@@ -30,7 +30,9 @@ use crate::error::{EngineError, Result};
 use crate::job::{JobMetrics, RunningJob};
 use crate::late::LateRecordFile;
 use crate::options::{OptionValue, Options};
-use crate::planner::{AggregateSettings, rewrite_query, streaming_plan, time_source};
+use crate::planner::{
+    AggregateSettings, rewrite_query, streaming_plan, time_source, without_batch_coalescing,
+};
 use crate::show;
 use crate::sink::resolve_file_sink;
 use crate::source::{SourceDef, resolve_file_source};
@@ -203,7 +205,8 @@ impl Session {
                     sources.push(resolve_file_source(&name, &options, &state).await?);
                 }
                 _ => {
-                    if job != Some(name.as_str()) {
+                    // Option names are case-insensitive; a quoted job name may not be.
+                    if !job.is_some_and(|job| job.eq_ignore_ascii_case(&name)) {
                         let why = match job {
                             Some(job) => format!("this job writes to the sink named like it, '{job}'"),
                             None => "a plain query returns its rows; use CREATE STREAM name AS ... to write them".into(),
@@ -297,6 +300,7 @@ impl Session {
                 position: query.position,
             });
         }
+        let plan = without_batch_coalescing(plan)?;
         let plan = SanityCheckPlan::new().optimize(plan, state.config_options())?;
         Ok(PreparedQuery {
             plan,
@@ -482,9 +486,7 @@ fn late_policy(options: &Options) -> Result<LateDataPolicy> {
                     "late.data.dead_letter.path",
                     "where 'dead_letter' writes late records",
                 )?;
-                LateDataPolicy::DeadLetter(Arc::new(
-                    LateRecordFile::create(path.value).map_err(|e| path.error(e))?,
-                ))
+                LateDataPolicy::DeadLetter(Arc::new(LateRecordFile::new(path.value)))
             }
             _ => {
                 let lateness = options.required(

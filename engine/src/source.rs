@@ -179,6 +179,9 @@ pub(crate) fn resolve_format(
     Ok(match format.as_str() {
         "csv" => {
             let mut csv = CsvOptions::default();
+            if path.to_ascii_lowercase().ends_with(".tsv") {
+                csv.delimiter = b'\t';
+            }
             if let Some(value) = options.get(&format!("{name}.delimiter")) {
                 csv.delimiter = delimiter(&value)?;
             }
@@ -265,9 +268,7 @@ pub(crate) async fn resolve_file_source(
                     &key("dead_letter.path"),
                     "where 'dead_letter' writes malformed records",
                 )?;
-                OnError::DeadLetter(Arc::new(
-                    DeadLetterWriter::create(path.value).map_err(|e| path.error(e))?,
-                ))
+                OnError::DeadLetter(Arc::new(DeadLetterWriter::new(path.value)))
             }
         },
     };

@@ -94,7 +94,11 @@ impl Input {
             Self::Text(_) => "<-e>",
         };
         match error {
-            EngineError::Sql { message, position } => format!("{name}:{position}: {message}"),
+            EngineError::Sql { message, position }
+            | EngineError::Option {
+                message,
+                position: Some(position),
+            } => format!("{name}:{position}: {message}"),
             other => other.to_string(),
         }
     }

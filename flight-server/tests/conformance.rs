@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ferris_conformance::{Outcome, judge, load_cases, load_expected_failures};
+use ferris_conformance::{
+    Outcome, judge, load_cases, load_expected_failures, mode, run_query, source_names,
+};
 
 fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -11,7 +13,8 @@ fn project_root() -> PathBuf {
 
 fn run_folder(root: &Path) {
     let ferris = Path::new(env!("CARGO_BIN_EXE_ferris"));
-    let expected_failures = load_expected_failures(&project_root().join("tests/expected_failures.txt"));
+    let expected_failures =
+        load_expected_failures(&project_root().join("tests/expected_failures.txt"));
     let cases = load_cases(root).unwrap_or_else(|e| panic!("{e}"));
     assert!(!cases.is_empty(), "no cases in {}", root.display());
     let mut bad = Vec::new();
@@ -22,17 +25,61 @@ fn run_folder(root: &Path) {
             bad.push(format!("{}: {outcome}", case.name));
         }
     }
-    assert!(bad.is_empty(), "{} of {} cases failed:\n{}", bad.len(), cases.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} of {} cases failed:\n{}",
+        bad.len(),
+        cases.len(),
+        bad.join("\n")
+    );
 }
 
 /// The shared cases, next to the project (`../shared/conformance`), or where
 /// `FERRIS_CONFORMANCE_DIR` says.
+fn shared_root() -> PathBuf {
+    std::env::var_os("FERRIS_CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("../shared/conformance"))
+}
+
 #[test]
 fn shared_conformance_cases() {
-    let root = std::env::var_os("FERRIS_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("../shared/conformance"));
-    run_folder(&root);
+    run_folder(&shared_root());
+}
+
+/// EMIT FINAL output is byte-identical whatever the micro-batch size.
+#[test]
+fn final_output_does_not_depend_on_batch_size() {
+    let ferris = Path::new(env!("CARGO_BIN_EXE_ferris"));
+    let mut checked = 0;
+    for root in [shared_root(), project_root().join("tests/cases")] {
+        for case in load_cases(&root).unwrap_or_else(|e| panic!("{e}")) {
+            if mode(&case).unwrap() != "final" {
+                continue;
+            }
+            let sources = source_names(&case).unwrap();
+            let outputs: Vec<String> = [1, 7, 8192]
+                .iter()
+                .map(|size| {
+                    let options: Vec<(String, String)> = sources
+                        .iter()
+                        .map(|s| (format!("{s}.batch.size"), size.to_string()))
+                        .collect();
+                    run_query(ferris, &case, &options)
+                        .unwrap_or_else(|e| panic!("{}: {e}", case.name))
+                })
+                .collect();
+            assert!(!outputs[0].is_empty(), "{}: no output", case.name);
+            assert_eq!(outputs[0], outputs[1], "{}: batch size 1 vs 7", case.name);
+            assert_eq!(
+                outputs[0], outputs[2],
+                "{}: batch size 1 vs 8192",
+                case.name
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} EMIT FINAL cases found");
 }
 
 #[test]

@@ -112,6 +112,28 @@ pub fn judge(ferris: &Path, case: &Case, expected_failures: &BTreeMap<String, St
     }
 }
 
+/// The names the case's query declares as `file_source`s.
+pub fn source_names(case: &Case) -> Result<Vec<String>, String> {
+    let sql = std::fs::read_to_string(case.dir.join("query.sql")).map_err(|e| e.to_string())?;
+    let mut names = Vec::new();
+    for (at, _) in sql.match_indices(".type'") {
+        let start = sql[..at].rfind('\'').map_or(0, |i| i + 1);
+        let rest = sql[at + ".type'".len()..]
+            .trim_start()
+            .trim_start_matches('=')
+            .trim_start();
+        if rest.starts_with("'file_source'") {
+            names.push(sql[start..at].to_string());
+        }
+    }
+    Ok(names)
+}
+
+/// The case's comparison mode (`final`, `rows`, `changes`).
+pub fn mode(case: &Case) -> Result<String, String> {
+    read_meta(&case.dir).map(|m| m.mode)
+}
+
 /// Runs the case's query in a scratch folder and compares its output. `extra_options` are
 /// added to the query's `WITH` clause (e.g. a source's batch size).
 pub fn run_case(

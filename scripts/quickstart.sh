@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The 5-minute demo: CSV -> SQL -> JSON lines, no broker.
+# Builds `ferris` if needed (a debug build: it shares the test suite's build, and a 40-row demo
+# does not need release speed), runs demos/quickstart/quickstart.sql from the repo root,
+# and prints the two output files. Safe to run again: the outputs are replaced.
+#
+# FERRIS=/path/to/ferris bash scripts/quickstart.sh   uses that binary and skips the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+demo=demos/quickstart
+ferris="${FERRIS:-target/debug/ferris}"
+
+if [[ -z "${FERRIS:-}" ]]; then
+  if command -v cargo >/dev/null 2>&1; then
+    # A no-op when the binary is up to date.
+    echo "==> building ferris"
+    cargo build --bin ferris
+  elif [[ ! -x "$ferris" ]]; then
+    echo "quickstart: cargo not found and $ferris not built; install Rust from https://rustup.rs" >&2
+    exit 1
+  fi
+fi
+
+echo "==> $ferris run $demo/quickstart.sql"
+rm -rf "$demo/out"
+"$ferris" run "$demo/quickstart.sql"
+
+for file in large_fees spend_by_category; do
+  path="$demo/out/$file.jsonl"
+  echo
+  echo "==> $path ($(wc -l < "$path") rows)"
+  head -n 10 "$path"
+done
