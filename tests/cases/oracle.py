@@ -1,0 +1,902 @@
+#!/usr/bin/env python3
+"""Independent oracle for FerrisStreams' own conformance cases (tests/cases/).
+
+Regenerate every case folder (inputs, expected.jsonl, meta.json, query.sql), from the repo root:
+
+    python3 tests/cases/oracle.py
+
+The output is deterministic (seeded `random.Random`, sorted rows): running it again rewrites every
+file byte for byte. Check the `ferris` binary against the cases (nothing is rewritten):
+
+    python3 tests/cases/oracle.py --check [--ferris target/debug/ferris] [--cases a,b] [--batch-sizes 1,7]
+
+The case format and the semantics implemented here are those of shared/conformance/README.md:
+- tumbling window of size S: [floor(t/S)*S, +S), aligned to the Unix epoch (UTC);
+- sliding window SLIDING(size, advance): every [k*advance, k*advance+size) containing t;
+- session window with gap G, per key: events closer than G (strictly) merge; window_start is the
+  first event's time, window_end the last event's time + G;
+- watermark with bound B: after each record (file order) W = max event time seen so far - B;
+  a window [start, end) is final once W >= end; a record whose windows are all final under the W
+  left by the records before it is late and dropped (a record with some windows final and some not
+  goes to the windows that are not final); at the end of the input W = +inf;
+- allowed lateness L: a window is emitted when W >= end and kept (updated, re-emitted) until
+  W >= end + L; records for a window with W >= end + L are dropped.
+
+Only the Python 3.11 standard library is used: `decimal.Decimal` for money, integer epoch
+milliseconds for time. The oracle reads back the CSV it wrote, so it computes from exactly the
+text ferris reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+EPOCH = datetime(1970, 1, 1)
+BASE_MS = 1772443800000  # 2026-03-02 09:30:00.000 UTC
+SEC = 1000
+Q4 = Decimal("0.0001")
+
+SYMBOLS = {"AAPL": "187.40", "MSFT": "415.10", "NVDA": "880.25", "AMZN": "180.30", "TSLA": "222.14"}
+
+
+# ----------------------------------------------------------------------------------------------
+# time and value helpers
+
+
+def fmt_ts(ms: int) -> str:
+    dt = EPOCH + timedelta(milliseconds=ms)
+    return dt.strftime("%Y-%m-%d %H:%M:%S.") + f"{ms % 1000:03d}"
+
+
+def parse_ts(text: str) -> int:
+    dt = datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f")
+    return (dt - EPOCH) // timedelta(milliseconds=1)
+
+
+def ts(ms: int) -> dict:
+    return {"ts_ms": ms}
+
+
+def dec(value: Decimal, scale: int) -> dict:
+    return {"dec": str(value.quantize(Decimal(1).scaleb(-scale)))}
+
+
+def dec4(text: str) -> Decimal:
+    """CAST(price AS DECIMAL(18,4)) of a price read as DOUBLE: rounds to scale 4 (exact here)."""
+    return Decimal(text).quantize(Q4)
+
+
+# ----------------------------------------------------------------------------------------------
+# input generation
+
+
+def gen_trades(
+    seed: int,
+    n: int,
+    bound: int,
+    *,
+    step_ms: int = 200,
+    weights: dict[str, int] | None = None,
+    delays: list[tuple[float, int, int]] = (),
+    qty=lambda rng: rng.randint(1, 500),
+    extra_symbols: dict[str, str] | None = None,
+) -> list[dict]:
+    """Trades in file (arrival) order. Each trade has an event time t and a delay d; the file is
+    sorted by t + d. Most delays are within 0.9 * bound (out of order, never late); `delays` adds
+    (probability, lo, hi) bands of larger delays (some of those records are late)."""
+    rng = random.Random(seed)
+    prices = {s: Decimal(p) for s, p in SYMBOLS.items()}
+    prices.update({s: Decimal(p) for s, p in (extra_symbols or {}).items()})
+    names = list(weights) if weights else list(SYMBOLS)
+    wts = [weights[s] for s in names] if weights else None
+    t = BASE_MS - rng.randint(0, 400)
+    events = []
+    for i in range(n):
+        t += rng.randint(0, 2 * step_ms)
+        sym = rng.choices(names, wts)[0]
+        prices[sym] = max(Decimal("1.0000"), prices[sym] + Decimal(rng.randint(-900, 900)) / 10000).quantize(Q4)
+        u = rng.random()
+        delay = None
+        for prob, lo, hi in delays:
+            if u < prob:
+                delay = rng.randint(lo, hi)
+                break
+            u -= prob
+        if delay is None:
+            delay = rng.randint(0, bound * 9 // 10)
+        events.append((t + delay, i, t, sym, prices[sym], qty(rng)))
+    events.sort()
+    return [
+        {"ts": fmt_ts(e[2]), "symbol": e[3], "price": f"{e[4]:.4f}", "qty": e[5], "seq": k}
+        for k, e in enumerate(events)
+    ]
+
+
+def inject_boundaries(rows: list[dict], seed: int, bound: int, period: int, exact: int, near: int,
+                      slack: int = 400, a_symbol: str | None = None) -> list[dict]:
+    """Pin the README's 'final once W >= end': at a few places where the largest event time so far
+    is just below a window end e + bound, insert a record at e + bound (so W = e exactly) followed
+    by a record in [e - period, e), which is then late for the window ending at e; and (`near`)
+    the same with e + bound - 1 (W = e - 1), where the second record still counts. With `a_symbol`
+    the first record has that symbol (and the second another one)."""
+    rng = random.Random(seed)
+    ms = [parse_ts(r["ts"]) for r in rows]
+    high, spots = None, []
+    for i, t in enumerate(ms):
+        if high is not None and 50 <= i < len(ms) - 50:
+            e = ((high - bound) // period + 1) * period
+            if e + bound - high <= slack:
+                spots.append((i, e))
+        high = t if high is None else max(high, t)
+    chosen, last = [], -10**9
+    for i, e in spots:
+        if i - last >= 80 and rng.random() < 0.5:
+            chosen.append((i, e))
+            last = i
+    chosen = rng.sample(chosen, exact + near)
+    kinds = ["exact"] * exact + ["near"] * near
+    rng.shuffle(kinds)
+    for (i, e), kind in sorted(zip(chosen, kinds), reverse=True):
+        a_from = next(r for r in reversed(rows[:i]) if a_symbol in (None, r["symbol"]))
+        b_from = next(r for r in reversed(rows[:i - 1]) if r["symbol"] != a_symbol)
+        a = dict(a_from, ts=fmt_ts(e + bound - (0 if kind == "exact" else 1)), qty=rng.randint(1, 500))
+        b = dict(b_from, ts=fmt_ts(e - rng.randint(1, min(period - 1, 1500))), qty=rng.randint(1, 500))
+        rows[i:i] = [a, b]
+    for k, r in enumerate(rows):
+        r["seq"] = k
+    return rows
+
+
+def gen_bursty(seed: int, bound: int, gap: int) -> list[dict]:
+    """Bursty trades for session windows: per symbol, bursts of trades closer than `gap`, apart by
+    quiet spells longer than `gap`. Some quiet spells are just over `gap` and get a 'bridge' trade
+    in their middle that arrives after the next burst started: it merges two open sessions. Two
+    spells are exactly `gap` long (not closer than G: no merge). Some trades arrive far too late."""
+    rng = random.Random(seed)
+    events = []  # (arrival, order, t, symbol)
+    order = 0
+    exact_gap_left = 2
+    for sym in SYMBOLS:
+        t = BASE_MS + rng.randint(0, 3000)
+        bridge_from = None  # (a_last) when the next burst's first trade must be bridged
+        for _burst in range(rng.randint(9, 13)):
+            for j in range(rng.randint(3, 14)):
+                if j:
+                    t += rng.randint(100, 2500)
+                if j == 0 and bridge_from is not None:
+                    # the burst's first trade arrives on time; the bridge right after it
+                    events.append((t, order, t, sym)); order += 1
+                    mid = (bridge_from + t) // 2
+                    events.append((t + rng.randint(1, 300), order, mid, sym)); order += 1
+                    bridge_from = None
+                    continue
+                u = rng.random()
+                if u < 0.04:
+                    delay = rng.randint(5 * SEC, 15 * SEC)  # late: own window final already
+                elif u < 0.08:
+                    delay = rng.randint(bound + 1, 4 * SEC)  # beyond the bound
+                else:
+                    delay = rng.randint(0, bound * 9 // 10)
+                events.append((t + delay, order, t, sym)); order += 1
+            u = rng.random()
+            if exact_gap_left and u < 0.12:
+                exact_gap_left -= 1
+                t += gap
+            elif u < 0.35:
+                bridge_from = t
+                t += rng.randint(gap + 100, gap + 600)
+            else:
+                t += rng.randint(gap + 1000, gap + 20 * SEC)
+    events.sort()
+    prices = {s: Decimal(p) for s, p in SYMBOLS.items()}
+    rows = []
+    for k, (_a, _o, t, sym) in enumerate(events):
+        prices[sym] = (prices[sym] + Decimal(rng.randint(-900, 900)) / 10000).quantize(Q4)
+        rows.append({"ts": fmt_ts(t), "symbol": sym, "price": f"{prices[sym]:.4f}", "qty": rng.randint(1, 500), "seq": k})
+    return rows
+
+
+def to_csv(rows: list[dict], columns: list[str]) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([r[c] for c in columns])
+    return out.getvalue()
+
+
+def read_trades(text: str) -> list[dict]:
+    """Parse the CSV as ferris reads it: ts -> epoch ms, price kept as text (a DOUBLE column)."""
+    rows = []
+    for r in csv.DictReader(io.StringIO(text)):
+        rows.append({"ts": parse_ts(r["ts"]), "symbol": r["symbol"], "price": r["price"], "qty": int(r["qty"]), "seq": int(r["seq"])})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# the semantics
+
+
+def tumbling(size: int):
+    return lambda t: [((t // size) * size, (t // size) * size + size)]
+
+
+def sliding(size: int, advance: int):
+    def windows(t):
+        first = (t - size) // advance + 1
+        return [(k * advance, k * advance + size) for k in range(first, t // advance + 1)]
+    return windows
+
+
+class Stats(dict):
+    def bump(self, name, by=1):
+        self[name] = self.get(name, 0) + by
+
+
+def aligned_windows(recs, bound, windows_of, key_of=lambda r: r["symbol"], lateness=0, stats=None):
+    """Assign records to tumbling/sliding windows under the watermark. Returns
+    {(key, start, end): [records]} of accepted records; windows as they are when W = +inf."""
+    stats = stats if stats is not None else Stats()
+    W = None  # -inf
+    high = None
+    contents: dict = {}
+    for r in recs:
+        t = r["ts"]
+        wins = windows_of(t)
+        live = [w for w in wins if W is None or W < w[1] + lateness]
+        if not live:
+            stats.bump("late_dropped")
+            if any(W == e for _s, e in wins):
+                stats.bump("late_at_W_eq_end")
+        else:
+            if len(live) < len(wins):
+                stats.bump("partly_late")
+            if W is not None and any(W == e for _s, e in wins):
+                stats.bump("at_W_eq_end_counted" if W in [e for _s, e in live] else "at_W_eq_end_excluded")
+            if lateness and any(W is not None and W >= w[1] for w in live):
+                stats.bump("late_accepted")
+            if lateness and any(W is not None and W == w[1] + lateness for w in wins):
+                raise ValueError("a record exactly at end + allowed lateness (ambiguous)")
+            key = key_of(r)
+            if key is not None:
+                for s, e in live:
+                    contents.setdefault((key, s, e), []).append(r)
+        high = t if high is None else max(high, t)
+        W = high - bound
+    return contents, stats
+
+
+class Ambiguous(Exception):
+    def __init__(self, seq, why):
+        super().__init__(f"record seq {seq}: {why}")
+        self.seq = seq
+
+
+def session_windows(recs, bound, gap, key_of=lambda r: r["symbol"], stats=None):
+    """Per-key sessions under the watermark. Returns {(key, start, end): [records]}.
+    A record is late when its own window [t, t+G) is final and it touches no open session.
+    Two configurations the README does not pin down raise Ambiguous (the generator drops
+    such records): a record whose own window is final but that touches an open session, and
+    a record whose own window is open but that touches a session already final (emitted)."""
+    stats = stats if stats is not None else Stats()
+    W = None
+    high = None
+    sessions: dict = {}  # key -> list of [start, last, records]
+    done = []
+    for r in recs:
+        t = r["ts"]
+        lst = sessions.setdefault(key_of(r), [])
+        is_final = lambda s: W is not None and W >= s[1] + gap
+        touching = [s for s in lst if s[0] < t + gap and t < s[1] + gap]
+        open_t = [s for s in touching if not is_final(s)]
+        final_t = [s for s in touching if is_final(s)]
+        if W is not None and W >= t + gap:
+            if open_t:
+                raise Ambiguous(r["seq"], "own window final, but it touches an open session")
+            stats.bump("late_dropped")
+        else:
+            if final_t:
+                raise Ambiguous(r["seq"], "own window open, but it touches a final session")
+            if len(open_t) >= 2:
+                stats.bump("merges", len(open_t) - 1)
+            if W is not None and t < high - bound:
+                stats.bump("beyond_bound_accepted")
+            new = [min([t] + [s[0] for s in open_t]), max([t] + [s[1] for s in open_t]), [r]]
+            for s in open_t:
+                new[2].extend(s[2])
+                lst.remove(s)
+            lst.append(new)
+        high = t if high is None else max(high, t)
+        W = high - bound
+    out = {}
+    for key, lst in sessions.items():
+        for s, last, rs in lst:
+            out[(key, s, last + gap)] = rs
+    return out, stats
+
+
+def drop_ambiguous(rows, compute):
+    """Drop records that make `compute` raise Ambiguous until none do; renumber seq."""
+    dropped = 0
+    while True:
+        recs = read_trades(to_csv(rows, ["ts", "symbol", "price", "qty", "seq"]))
+        try:
+            compute(recs)
+            break
+        except Ambiguous as e:
+            rows = [r for r in rows if r["seq"] != e.seq]
+            dropped += 1
+    for k, r in enumerate(rows):
+        r["seq"] = k
+    return rows, dropped
+
+
+def count_late_for(recs, bound, windows_of):
+    _c, st = aligned_windows(recs, bound, windows_of, key_of=lambda r: None)
+    return st
+
+
+# ----------------------------------------------------------------------------------------------
+# the cases
+
+SINK_TAIL = """  '{name}.type' = 'file_sink',
+  '{name}.path' = '{{out}}',
+  '{name}.format' = 'json'
+);
+"""
+
+
+def trades_with(bound: str, extra: str = "") -> str:
+    return (
+        "WITH (\n"
+        "  'trades.type' = 'file_source',\n"
+        "  'trades.path' = '{in:trades.csv}',\n"
+        "  'trades.format' = 'csv',\n"
+        "  'trades.event.time.field' = 'ts',\n"
+        "  'trades.watermark.strategy' = 'bounded_out_of_orderness',\n"
+        f"  'trades.watermark.max_out_of_orderness' = '{bound}',\n" + extra
+    )
+
+
+def window_agg_rows(contents, build):
+    return [build(key, s, e, rs) for (key, s, e), rs in contents.items()]
+
+
+CASES = {}
+
+
+def case(fn):
+    CASES[fn.__name__] = fn
+    return fn
+
+
+TRADE_COLS = ["ts", "symbol", "price", "qty", "seq"]
+
+
+@case
+def tumbling_multi_agg_decimal():
+    bound = 2 * SEC
+    rows = gen_trades(101, 1500, bound, delays=[(0.04, 3 * SEC, 14 * SEC)])
+    rows = inject_boundaries(rows, 102, bound, 10 * SEC, exact=3, near=2)
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = aligned_windows(recs, bound, tumbling(10 * SEC))
+    expected = window_agg_rows(contents, lambda k, s, e, rs: {
+        "symbol": k, "window_start": ts(s), "window_end": ts(e), "trades": len(rs),
+        "notional": dec(sum((dec4(r["price"]) for r in rs), Decimal(0)), 4),
+        "min_qty": min(r["qty"] for r in rs), "max_qty": max(r["qty"] for r in rs),
+        "avg_price": math.fsum(float(r["price"]) for r in rs) / len(rs),
+    })
+    sql = """CREATE STREAM ten_second_stats AS
+SELECT symbol, _window_start AS window_start, _window_end AS window_end,
+       COUNT(*) AS trades,
+       SUM(CAST(price AS DECIMAL(18,4))) AS notional,
+       MIN(qty) AS min_qty,
+       MAX(qty) AS max_qty,
+       AVG(CAST(price AS DOUBLE)) AS avg_price
+FROM trades
+GROUP BY symbol
+WINDOW TUMBLING(INTERVAL '10' SECOND)
+EMIT FINAL
+""" + trades_with("2s") + SINK_TAIL.format(name="ten_second_stats")
+    meta = {"mode": "final", "key": ["symbol", "window_start"], "float_tol": 1e-9}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+@case
+def sliding_having():
+    bound = 2 * SEC
+    weights = {"AAPL": 30, "MSFT": 25, "NVDA": 20, "AMZN": 8, "TSLA": 3}
+    rows = gen_trades(202, 1200, bound, step_ms=250, weights=weights, delays=[(0.05, 3 * SEC, 25 * SEC)])
+    rows = inject_boundaries(rows, 203, bound, 5 * SEC, exact=3, near=2)
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = aligned_windows(recs, bound, sliding(20 * SEC, 5 * SEC))
+    st["windows_below_having"] = sum(1 for rs in contents.values() if len(rs) < 3)
+    expected = [
+        {"symbol": k, "window_start": ts(s), "window_end": ts(e), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
+        for (k, s, e), rs in contents.items() if len(rs) >= 3
+    ]
+    sql = """CREATE STREAM sliding_volume AS
+SELECT symbol, _window_start AS window_start, _window_end AS window_end,
+       COUNT(*) AS trades, SUM(qty) AS volume
+FROM trades
+GROUP BY symbol
+HAVING COUNT(*) >= 3
+WINDOW SLIDING(INTERVAL '20' SECOND, INTERVAL '5' SECOND)
+EMIT FINAL
+""" + trades_with("2s") + SINK_TAIL.format(name="sliding_volume")
+    meta = {"mode": "final", "key": ["symbol", "window_start"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+@case
+def session_multi_agg():
+    bound, gap = 1 * SEC, 4 * SEC
+    rows = gen_bursty(303, bound, gap)
+    rows, dropped = drop_ambiguous(rows, lambda recs: session_windows(recs, bound, gap))
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = session_windows(recs, bound, gap)
+    st["ambiguous_records_removed_from_input"] = dropped
+    expected = [
+        {"symbol": k, "window_start": ts(s), "window_end": ts(e), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
+        for (k, s, e), rs in contents.items()
+    ]
+    sql = """CREATE STREAM sessions AS
+SELECT symbol, _window_start AS window_start, _window_end AS window_end,
+       COUNT(*) AS trades, SUM(qty) AS volume
+FROM trades
+GROUP BY symbol
+WINDOW SESSION(INTERVAL '4' SECOND)
+EMIT FINAL
+""" + trades_with("1s") + SINK_TAIL.format(name="sessions")
+    meta = {"mode": "final", "key": ["symbol", "window_start"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+@case
+def tumbling_emit_changes():
+    bound = 2 * SEC
+    rows = gen_trades(404, 1400, bound, delays=[(0.04, 3 * SEC, 14 * SEC)])
+    rows = inject_boundaries(rows, 405, bound, 10 * SEC, exact=2, near=1)
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = aligned_windows(recs, bound, tumbling(10 * SEC))
+    expected = [
+        {"symbol": k, "window_start": ts(s), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
+        for (k, s, e), rs in contents.items()
+    ]
+    sql = """CREATE STREAM running_counts AS
+SELECT symbol, _window_start AS window_start, COUNT(*) AS trades, SUM(qty) AS volume
+FROM trades
+GROUP BY symbol
+WINDOW TUMBLING(10s)
+EMIT CHANGES
+""" + trades_with("2s") + SINK_TAIL.format(name="running_counts")
+    meta = {"mode": "changes", "key": ["symbol", "window_start"], "monotonic": ["trades", "volume"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+@case
+def tumbling_allowed_lateness():
+    bound, lateness = 1 * SEC, 5 * SEC
+    rows = gen_trades(505, 1500, bound, delays=[(0.06, 2 * SEC, 8 * SEC), (0.03, 17 * SEC, 30 * SEC)])
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = aligned_windows(recs, bound, tumbling(10 * SEC), lateness=lateness)
+    expected = [
+        {"symbol": k, "window_start": ts(s), "window_end": ts(e), "trades": len(rs),
+         "notional": dec(sum((dec4(r["price"]) for r in rs), Decimal(0)), 4)}
+        for (k, s, e), rs in contents.items()
+    ]
+    sql = """CREATE STREAM corrected_counts AS
+SELECT symbol, _window_start AS window_start, _window_end AS window_end,
+       COUNT(*) AS trades, SUM(CAST(price AS DECIMAL(18,4))) AS notional
+FROM trades
+GROUP BY symbol
+WINDOW TUMBLING(INTERVAL '10' SECOND)
+EMIT FINAL
+""" + trades_with("1s", "  'late.data.strategy' = 'allowed_lateness',\n  'late.data.allowed.lateness' = '5s',\n") + SINK_TAIL.format(name="corrected_counts")
+    meta = {"mode": "changes", "key": ["symbol", "window_start"], "monotonic": ["trades"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+@case
+def flink_tumble():
+    bound = 3 * SEC
+    rows = gen_trades(606, 1300, bound, delays=[(0.05, 4 * SEC, 20 * SEC)])
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = aligned_windows(recs, bound, tumbling(15 * SEC))
+    expected = [
+        {"symbol": k, "window_start": ts(s), "trades": len(rs), "volume": sum(r["qty"] for r in rs),
+         "max_price": float(max(Decimal(r["price"]) for r in rs))}
+        for (k, s, e), rs in contents.items()
+    ]
+    sql = """CREATE STREAM flink_windows AS
+SELECT symbol,
+       TUMBLE_START(ts, INTERVAL '15' SECOND) AS window_start,
+       COUNT(*) AS trades, SUM(qty) AS volume, MAX(price) AS max_price
+FROM trades
+GROUP BY TUMBLE(ts, INTERVAL '15' SECOND), symbol
+""" + trades_with("3s") + SINK_TAIL.format(name="flink_windows")
+    meta = {"mode": "final", "key": ["symbol", "window_start"], "float_tol": 1e-12}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+INSTRUMENTS = [
+    ("AAPL", "Technology"), ("MSFT", "Technology"), ("NVDA", "Semiconductors"),
+    ("AMZN", "Consumer"), ("TSLA", "Automotive"), ("IBM", "Technology"),
+]
+
+
+@case
+def join_table_window():
+    bound = 2 * SEC
+    weights = {"AAPL": 20, "MSFT": 20, "NVDA": 20, "AMZN": 15, "TSLA": 15, "ZZZZ": 2}
+    rows = gen_trades(707, 1600, bound, weights=weights, delays=[(0.04, 3 * SEC, 40 * SEC)],
+                      extra_symbols={"ZZZZ": "12.5000"})
+    # the watermark is the source's: an unmatched trade (dropped by the join) still advances it
+    rows = inject_boundaries(rows, 708, bound, 30 * SEC, exact=2, near=1, slack=1500, a_symbol="ZZZZ")
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    sector = dict(INSTRUMENTS)
+    contents, st = aligned_windows(recs, bound, tumbling(30 * SEC), key_of=lambda r: sector.get(r["symbol"]))
+    st["unmatched_trades"] = sum(1 for r in recs if r["symbol"] not in sector)
+    expected = [
+        {"sector": k, "window_start": ts(s), "window_end": ts(e), "trades": len(rs),
+         "notional": dec(sum((dec4(r["price"]) * r["qty"] for r in rs), Decimal(0)), 4)}
+        for (k, s, e), rs in contents.items()
+    ]
+    instruments = [{"symbol": s, "sector": sec} for s, sec in INSTRUMENTS]
+    sql = """CREATE STREAM sector_notional AS
+SELECT i.sector AS sector, _window_start AS window_start, _window_end AS window_end,
+       COUNT(*) AS trades,
+       SUM(CAST(t.price AS DECIMAL(18,4)) * t.qty) AS notional
+FROM trades t JOIN instruments i ON t.symbol = i.symbol
+GROUP BY i.sector
+WINDOW TUMBLING(INTERVAL '30' SECOND)
+EMIT FINAL
+""" + trades_with("2s", "  'instruments.type' = 'file_source',\n  'instruments.path' = '{in:instruments.csv}',\n  'instruments.format' = 'csv',\n") + SINK_TAIL.format(name="sector_notional")
+    meta = {"mode": "final", "key": ["sector", "window_start"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS), "instruments.csv": (instruments, ["symbol", "sector"])}, expected, meta, st
+
+
+@case
+def count_distinct_alias():
+    bound = 2 * SEC
+    rows = gen_trades(808, 1200, bound, delays=[(0.04, 3 * SEC, 14 * SEC)],
+                      qty=lambda rng: rng.choice([10, 20, 25, 50, 75, 100, 150, 200, 250, 500]))
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = aligned_windows(recs, bound, tumbling(10 * SEC))
+    expected = [
+        {"symbol": k, "window_start": ts(s), "trades": len(rs), "distinct_qty": len({r["qty"] for r in rs})}
+        for (k, s, e), rs in contents.items()
+    ]
+    sql = """CREATE STREAM distinct_sizes AS
+SELECT symbol, _window_start AS window_start, COUNT(*) AS trades, COUNT_DISTINCT(qty) AS distinct_qty
+FROM trades
+GROUP BY symbol
+WINDOW TUMBLING(INTERVAL '10' SECOND)
+EMIT FINAL
+""" + trades_with("2s") + SINK_TAIL.format(name="distinct_sizes")
+    meta = {"mode": "final", "key": ["symbol", "window_start"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+@case
+def filter_project_decimal():
+    bound = 5 * SEC
+    rows = gen_trades(909, 800, bound, delays=[(0.03, 6 * SEC, 30 * SEC)], qty=lambda rng: rng.randint(1, 300))
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    st = count_late_for(recs, bound, tumbling(10 * SEC))
+    st = Stats(beyond_bound_rows_kept=st.get("late_dropped", 0))
+    expected = [
+        {"seq": r["seq"], "ts": ts(r["ts"]), "symbol": r["symbol"],
+         "notional": dec(dec4(r["price"]) * r["qty"], 4),
+         "size": "big" if r["qty"] > 100 else "small"}
+        for r in recs if r["qty"] >= 25 and r["symbol"] != "TSLA"
+    ]
+    sql = """CREATE STREAM sized_trades AS
+SELECT seq, ts, symbol,
+       CAST(price AS DECIMAL(18,4)) * qty AS notional,
+       CASE WHEN qty > 100 THEN 'big' ELSE 'small' END AS size
+FROM trades
+WHERE qty >= 25 AND symbol <> 'TSLA'
+""" + trades_with("5s") + SINK_TAIL.format(name="sized_trades")
+    meta = {"mode": "rows", "key": ["seq"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+@case
+def groupby_table_changes():
+    bound = 5 * SEC
+    rows = gen_trades(1010, 1000, bound, delays=[(0.03, 6 * SEC, 30 * SEC)])
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    st = count_late_for(recs, bound, tumbling(10 * SEC))
+    st = Stats(beyond_bound_rows_kept=st.get("late_dropped", 0))
+    groups: dict = {}
+    for r in recs:
+        groups.setdefault(r["symbol"], []).append(r)
+    expected = [
+        {"symbol": k, "trades": len(rs),
+         "price_sum": dec(sum((dec4(r["price"]) for r in rs), Decimal(0)), 4),
+         "notional": dec(sum((dec4(r["price"]) * r["qty"] for r in rs), Decimal(0)), 4)}
+        for k, rs in groups.items()
+    ]
+    sql = """CREATE TABLE symbol_totals AS
+SELECT symbol, COUNT(*) AS trades,
+       SUM(CAST(price AS DECIMAL(18,4))) AS price_sum,
+       SUM(CAST(price AS DECIMAL(18,4)) * qty) AS notional
+FROM trades
+GROUP BY symbol
+EMIT CHANGES
+""" + trades_with("5s") + SINK_TAIL.format(name="symbol_totals")
+    meta = {"mode": "changes", "key": ["symbol"], "monotonic": ["trades"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+# ----------------------------------------------------------------------------------------------
+# writing
+
+
+def sort_key(meta):
+    def k(row):
+        parts = []
+        for c in meta["key"]:
+            v = row[c]
+            if isinstance(v, dict):
+                v = v.get("ts_ms", v.get("dec"))
+            parts.append((str(type(v)), v))
+        return parts
+    return k
+
+
+def generate(names):
+    for name in names:
+        sql, inputs, expected, meta, st = CASES[name]()
+        d = HERE / name
+        d.mkdir(exist_ok=True)
+        for fname, (rows, cols) in inputs.items():
+            (d / fname).write_text(to_csv(rows, cols))
+        expected.sort(key=sort_key(meta))
+        (d / "expected.jsonl").write_text("".join(json.dumps(r) + "\n" for r in expected))
+        (d / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        (d / "query.sql").write_text(sql)
+        n_in = {f: len(r) for f, (r, _c) in inputs.items()}
+        print(f"{name}: inputs {n_in}, {len(expected)} expected rows, {dict(sorted(st.items()))}")
+
+
+# ----------------------------------------------------------------------------------------------
+# checking ferris (the comparison rules of shared/conformance/README.md)
+
+
+def norm_out_ts(v):
+    """Epoch-ms candidates an output value may stand for."""
+    if isinstance(v, str):
+        try:
+            dt = datetime.fromisoformat(v.replace(" ", "T"))
+        except ValueError:
+            return []
+        if dt.tzinfo is not None:
+            dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+        return [(dt - EPOCH) // timedelta(microseconds=1) // 1000]
+    if isinstance(v, int) and not isinstance(v, bool):
+        return [v * 1000, v, v // 1000, v // 1_000_000]
+    return []
+
+
+def as_decimal(v):
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, Decimal)):
+        return Decimal(v)
+    if isinstance(v, str):
+        try:
+            d = Decimal(v.strip())
+        except Exception:
+            return None
+        return d if d.is_finite() and "e" not in v.lower() else None
+    return None
+
+
+def canon(expected_value, actual):
+    """A key part of an output row, normalised as the expected value's kind says."""
+    if isinstance(expected_value, dict) and "ts_ms" in expected_value:
+        plausible = [c for c in norm_out_ts(actual) if 946684800000 <= c <= 4102444800000]
+        return ("ts", plausible[0]) if plausible else ("raw", repr(actual))
+    if isinstance(expected_value, dict) and "dec" in expected_value:
+        d = as_decimal(actual)
+        return ("dec", d.normalize()) if d is not None else ("raw", repr(actual))
+    if isinstance(actual, (int, Decimal)) and not isinstance(actual, bool):
+        return ("num", Decimal(actual).normalize())
+    return ("v", json.dumps(actual, default=str))
+
+
+def canon_expected(v):
+    if isinstance(v, dict) and "ts_ms" in v:
+        return ("ts", v["ts_ms"])
+    if isinstance(v, dict) and "dec" in v:
+        return ("dec", Decimal(v["dec"]).normalize())
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return ("num", Decimal(v).normalize())
+    return ("v", json.dumps(v))
+
+
+def equal(expected_value, actual, tol):
+    if isinstance(expected_value, dict) and "ts_ms" in expected_value:
+        return expected_value["ts_ms"] in norm_out_ts(actual)
+    if isinstance(expected_value, dict) and "dec" in expected_value:
+        d = as_decimal(actual)
+        return d is not None and d == Decimal(expected_value["dec"])
+    if isinstance(expected_value, float):
+        if isinstance(actual, bool) or not isinstance(actual, (int, Decimal)):
+            return False
+        got = float(actual)
+        return got == expected_value or abs(got - expected_value) <= (tol or 0.0) * max(abs(got), abs(expected_value))
+    if isinstance(expected_value, int) and not isinstance(expected_value, bool):
+        return isinstance(actual, (int, Decimal)) and not isinstance(actual, bool) and Decimal(actual) == expected_value
+    return expected_value == actual
+
+
+def lower(row):
+    return {k.lower(): v for k, v in row.items()}
+
+
+def compare(meta, expected, out_text):
+    keys = [k.lower() for k in meta["key"]]
+    tol = meta.get("float_tol")
+    mono = [c.lower() for c in meta.get("monotonic", [])]
+    ref = expected[0]
+    actual = [lower(json.loads(l, parse_float=Decimal)) for l in out_text.splitlines() if l.strip()]
+    problems = []
+
+    def key_of(row):
+        missing = [k for k in keys if k not in row]
+        if missing:
+            raise ValueError(f"a row has no key column {missing}: {row}")
+        return tuple(canon(ref[k], row[k]) for k in keys)
+
+    wanted = {tuple(canon_expected(r[k]) for k in keys): r for r in expected}
+    got = {}
+    if meta["mode"] in ("final", "rows"):
+        for r in actual:
+            k = key_of(r)
+            if k in got:
+                problems.append(f"key {show_key(k)} appears twice in the output")
+            got[k] = r
+    elif meta["mode"] == "changes":
+        for r in actual:
+            if str(r.get("_op", "")).lower() in ("-d", "-u", "delete", "retract"):
+                continue
+            k = key_of(r)
+            if k in got:
+                for c in mono:
+                    b, a = got[k].get(c), r.get(c)
+                    if isinstance(a, (int, Decimal)) and isinstance(b, (int, Decimal)) and a < b:
+                        problems.append(f"'{c}' of key {show_key(k)} went down from {b} to {a}")
+            got[k] = r
+    else:
+        raise ValueError(f"unknown mode {meta['mode']!r}")
+    for k, er in wanted.items():
+        ar = got.get(k)
+        if ar is None:
+            problems.append(f"missing row {show_key(k)}: expected {json.dumps(er)}")
+            continue
+        for c, ev in er.items():
+            if c not in ar:
+                problems.append(f"row {show_key(k)} has no column '{c}'")
+            elif not equal(ev, ar[c], tol):
+                problems.append(f"row {show_key(k)}: '{c}' is {ar[c]}, expected {json.dumps(ev)}")
+    for k in got:
+        if k not in wanted:
+            problems.append(f"unexpected row {show_key(k)}: {json.dumps(got[k], default=str)}")
+    return problems, len(actual)
+
+
+def fmt_iso(ms):
+    return fmt_ts(ms).replace(" ", "T")
+
+
+def show_key(k):
+    out = []
+    for kind, v in k:
+        out.append(fmt_iso(v) if kind == "ts" else str(v))
+    return "|".join(out)
+
+
+def find_ferris(path):
+    path = Path(path).resolve()
+    for _ in range(24):
+        if path.exists():
+            return path
+        print(f"waiting for {path} ...", file=sys.stderr)
+        time.sleep(5)
+    raise SystemExit(f"no ferris binary at {path}")
+
+
+def run_case(ferris, d, batch_size=None):
+    sql = (d / "query.sql").read_text()
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        out = scratch / "out.jsonl"
+        while "{in:" in sql:
+            s = sql.index("{in:")
+            e = sql.index("}", s)
+            sql = sql[:s] + str(d / sql[s + 4:e]) + sql[e + 1:]
+        sql = sql.replace("{out}", str(out))
+        if batch_size:
+            sources = [n for n in ("trades", "instruments") if f"'{n}.type' = 'file_source'" in sql]
+            at = sql.rindex("WITH (") + len("WITH (")
+            sql = sql[:at] + "".join(f"'{n}.batch.size' = '{batch_size}', " for n in sources) + sql[at:]
+        (scratch / "query.sql").write_text(sql)
+        run = subprocess.run([str(find_ferris(ferris)), "run", str(scratch / "query.sql")], cwd=scratch,
+                             capture_output=True, text=True, timeout=300)
+        if run.returncode != 0:
+            return None, f"ferris run exited with {run.returncode}: {run.stderr.strip()}", run.stderr.strip()
+        if out.is_dir():
+            text = "".join(p.read_text() for p in sorted(out.iterdir()) if p.is_file())
+        elif out.exists():
+            text = out.read_text()
+        else:
+            return None, "no output written", run.stderr.strip()
+        return text, None, run.stderr.strip()
+
+
+def check(names, ferris, batch_sizes, verbose):
+    failed = 0
+    for name in names:
+        d = HERE / name
+        meta = json.loads((d / "meta.json").read_text())
+        expected = [json.loads(l) for l in (d / "expected.jsonl").read_text().splitlines() if l.strip()]
+        for bs in [None] + batch_sizes:
+            label = name + (f" (batch.size {bs})" if bs else "")
+            text, err, summary = run_case(ferris, d, bs)
+            if err:
+                print(f"{label}: FAILED: {err}")
+                failed += 1
+                continue
+            try:
+                problems, n_out = compare(meta, expected, text)
+            except ValueError as e:
+                problems, n_out = [str(e)], -1
+            if problems:
+                failed += 1
+                print(f"{label}: FAILED: {len(problems)} differences ({len(expected)} rows expected, {n_out} written) [{summary}]")
+                for p in (problems if verbose else problems[:12]):
+                    print(f"    {p}")
+            else:
+                print(f"{label}: ok ({len(expected)} rows expected, {n_out} written) [{summary}]")
+    return failed
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="run ferris on every case and compare; write nothing")
+    ap.add_argument("--ferris", default=str(HERE.parent.parent / "target" / "debug" / "ferris"))
+    ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
+    ap.add_argument("--batch-sizes", default="", help="with --check: also run with these source batch sizes")
+    ap.add_argument("-v", "--verbose", action="store_true", help="show every difference")
+    args = ap.parse_args()
+    names = [n for n in args.cases.split(",") if n] or list(CASES)
+    for n in names:
+        if n not in CASES:
+            raise SystemExit(f"unknown case {n}")
+    if args.check:
+        sizes = [int(s) for s in args.batch_sizes.split(",") if s]
+        failed = check(names, Path(args.ferris), sizes, args.verbose)
+        sys.exit(1 if failed else 0)
+    generate(names)
+
+
+if __name__ == "__main__":
+    main()
