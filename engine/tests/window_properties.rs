@@ -48,7 +48,9 @@ fn query(path: &str, batch_size: usize, bound_ms: u64, emit: &str) -> String {
 
 async fn batch_group_by(path: &str) -> Vec<String> {
     let ctx = SessionContext::new();
-    ctx.register_csv("t", path, CsvReadOptions::new()).await.unwrap();
+    ctx.register_csv("t", path, CsvReadOptions::new())
+        .await
+        .unwrap();
     let df = ctx
         .sql(
             "SELECT k, date_bin(INTERVAL '10 seconds', to_timestamp_millis(ts)) AS ws, COUNT(*) AS n, SUM(v) AS total,

@@ -541,7 +541,9 @@ mod tests {
             vec![
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
                 Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
-                Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|r| r.1),
+                )),
                 Arc::new(TimestampMillisecondArray::from(marks)),
             ],
         )
@@ -549,14 +551,25 @@ mod tests {
     }
 
     /// A config from DataFusion's own plan of a GROUP BY over stamped rows.
-    async fn config(window: WindowSpec, emit: EmitMode, late: LateDataPolicy, bound: i64) -> WindowAggregateConfig {
+    async fn config(
+        window: WindowSpec,
+        emit: EmitMode,
+        late: LateDataPolicy,
+        bound: i64,
+    ) -> WindowAggregateConfig {
         let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
         let batch = stamped(&[], bound);
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
         ctx.register_table("t", Arc::new(table)).unwrap();
-        let group = if window.is_windowed() { "k, _window_start, _window_end" } else { "k" };
+        let group = if window.is_windowed() {
+            "k, _window_start, _window_end"
+        } else {
+            "k"
+        };
         let plan = ctx
-            .sql(&format!("SELECT {group}, COUNT(*) AS n, SUM(v) AS total FROM t GROUP BY {group}"))
+            .sql(&format!(
+                "SELECT {group}, COUNT(*) AS n, SUM(v) AS total FROM t GROUP BY {group}"
+            ))
             .await
             .unwrap()
             .create_physical_plan()
@@ -564,7 +577,9 @@ mod tests {
             .unwrap();
         let mut node = plan;
         loop {
-            if let Some(aggregate) = node.downcast_ref::<datafusion::physical_plan::aggregates::AggregateExec>() {
+            if let Some(aggregate) =
+                node.downcast_ref::<datafusion::physical_plan::aggregates::AggregateExec>()
+            {
                 return WindowAggregateConfig {
                     window,
                     emit,
@@ -590,7 +605,12 @@ mod tests {
 
     /// Runs rows through in batches of `size`, optionally snapshotting and restoring into a
     /// fresh aggregator after `restart_after` batches.
-    fn run(config: &WindowAggregateConfig, rows: &RecordBatch, size: usize, restart_after: Option<usize>) -> (Vec<RecordBatch>, usize) {
+    fn run(
+        config: &WindowAggregateConfig,
+        rows: &RecordBatch,
+        size: usize,
+        restart_after: Option<usize>,
+    ) -> (Vec<RecordBatch>, usize) {
         let mut aggregator = WindowAggregator::try_new(config.clone()).unwrap();
         let mut out = Vec::new();
         let mut offset = 0;
@@ -628,7 +648,13 @@ mod tests {
 
     #[tokio::test]
     async fn tumbling_final_emits_closed_windows_and_drops_late_rows() {
-        let config = config(WindowSpec::Tumbling { size: 10_000 }, EmitMode::Final, LateDataPolicy::Drop, 2_000).await;
+        let config = config(
+            WindowSpec::Tumbling { size: 10_000 },
+            EmitMode::Final,
+            LateDataPolicy::Drop,
+            2_000,
+        )
+        .await;
         let (out, late) = run(&config, &trades(), 8, None);
         assert_eq!(late, 1);
         let expected = "\
@@ -643,7 +669,11 @@ mod tests {
 +---+---------------------+---------------------+-----------------+----------+";
         assert_eq!(text(&out), expected);
         for size in [1, 3] {
-            assert_eq!(text(&run(&config, &trades(), size, None).0), expected, "batch size {size}");
+            assert_eq!(
+                text(&run(&config, &trades(), size, None).0),
+                expected,
+                "batch size {size}"
+            );
         }
     }
 
@@ -651,7 +681,13 @@ mod tests {
     async fn snapshot_and_restore_continue_every_window_kind_exactly() {
         let kinds = [
             (WindowSpec::Tumbling { size: 10_000 }, EmitMode::Final),
-            (WindowSpec::Sliding { size: 10_000, slide: 5_000 }, EmitMode::Final),
+            (
+                WindowSpec::Sliding {
+                    size: 10_000,
+                    slide: 5_000,
+                },
+                EmitMode::Final,
+            ),
             (WindowSpec::Session { gap: 4_000 }, EmitMode::Final),
             (WindowSpec::Tumbling { size: 10_000 }, EmitMode::Changes),
             (WindowSpec::Global, EmitMode::Changes),
@@ -661,7 +697,11 @@ mod tests {
             let whole = run(&config, &trades(), 2, None);
             for restart in 1..4 {
                 let restored = run(&config, &trades(), 2, Some(restart));
-                assert_eq!(text(&restored.0), text(&whole.0), "{window} {emit} restored after {restart} batches");
+                assert_eq!(
+                    text(&restored.0),
+                    text(&whole.0),
+                    "{window} {emit} restored after {restart} batches"
+                );
                 assert_eq!(restored.1, whole.1);
             }
         }
@@ -669,8 +709,22 @@ mod tests {
 
     #[tokio::test]
     async fn sessions_merge_when_an_event_bridges_them() {
-        let config = config(WindowSpec::Session { gap: 4_000 }, EmitMode::Final, LateDataPolicy::Drop, 10_000).await;
-        let rows = stamped(&[("a", 1_000, 1), ("a", 8_000, 2), ("a", 4_500, 3), ("a", 30_000, 4)], 10_000);
+        let config = config(
+            WindowSpec::Session { gap: 4_000 },
+            EmitMode::Final,
+            LateDataPolicy::Drop,
+            10_000,
+        )
+        .await;
+        let rows = stamped(
+            &[
+                ("a", 1_000, 1),
+                ("a", 8_000, 2),
+                ("a", 4_500, 3),
+                ("a", 30_000, 4),
+            ],
+            10_000,
+        );
         let (out, _) = run(&config, &rows, 1, None);
         let expected = "\
 +---+---------------------+---------------------+-----------------+----------+
@@ -684,11 +738,33 @@ mod tests {
 
     #[tokio::test]
     async fn allowed_lateness_emits_a_corrected_row() {
-        let config = config(WindowSpec::Tumbling { size: 10_000 }, EmitMode::Final, LateDataPolicy::AllowedLateness(5_000), 0).await;
-        let rows = stamped(&[("a", 1_000, 1), ("a", 11_000, 2), ("a", 2_000, 3), ("a", 16_000, 4), ("a", 3_000, 5)], 0);
+        let config = config(
+            WindowSpec::Tumbling { size: 10_000 },
+            EmitMode::Final,
+            LateDataPolicy::AllowedLateness(5_000),
+            0,
+        )
+        .await;
+        let rows = stamped(
+            &[
+                ("a", 1_000, 1),
+                ("a", 11_000, 2),
+                ("a", 2_000, 3),
+                ("a", 16_000, 4),
+                ("a", 3_000, 5),
+            ],
+            0,
+        );
         let (out, late) = run(&config, &rows, 1, None);
-        assert_eq!(late, 1, "the record after W passed end + lateness is dropped");
-        let totals: Vec<String> = text(&out).lines().filter(|l| l.contains("| a ")).map(|l| l.split('|').nth(5).unwrap().trim().to_string()).collect();
+        assert_eq!(
+            late, 1,
+            "the record after W passed end + lateness is dropped"
+        );
+        let totals: Vec<String> = text(&out)
+            .lines()
+            .filter(|l| l.contains("| a "))
+            .map(|l| l.split('|').nth(5).unwrap().trim().to_string())
+            .collect();
         // [0,10s): final 1, corrected to 4; [10s,20s): final 6.
         assert_eq!(totals, ["1", "4", "6"]);
     }
@@ -706,23 +782,47 @@ mod tests {
     #[tokio::test]
     async fn dead_lettered_late_rows_keep_their_columns() {
         let sink = Arc::new(Collect::default());
-        let config = config(WindowSpec::Tumbling { size: 10_000 }, EmitMode::Final, LateDataPolicy::DeadLetter(sink.clone()), 2_000).await;
+        let config = config(
+            WindowSpec::Tumbling { size: 10_000 },
+            EmitMode::Final,
+            LateDataPolicy::DeadLetter(sink.clone()),
+            2_000,
+        )
+        .await;
         run(&config, &trades(), 3, None);
         let late = sink.0.lock().unwrap();
         assert_eq!(late.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
-        assert!(text(&late).contains("| b | 7 | 1970-01-01T00:00:03"), "{}", text(&late));
+        assert!(
+            text(&late).contains("| b | 7 | 1970-01-01T00:00:03"),
+            "{}",
+            text(&late)
+        );
     }
 
     #[tokio::test]
     async fn state_over_the_memory_limit_is_a_clear_error() {
         use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-        let config = config(WindowSpec::Global, EmitMode::Changes, LateDataPolicy::Drop, 0).await;
+        let config = config(
+            WindowSpec::Global,
+            EmitMode::Changes,
+            LateDataPolicy::Drop,
+            0,
+        )
+        .await;
         let keys: Vec<String> = (0..20_000).map(|i| format!("key-{i}")).collect();
         let rows: Vec<(&str, i64, i64)> = keys.iter().map(|k| (k.as_str(), 0, 1)).collect();
         let batch = stamped(&rows, 0);
-        let input = datafusion::datasource::memory::MemorySourceConfig::try_new_exec(&[vec![batch.clone()]], batch.schema(), None).unwrap();
+        let input = datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
+            &[vec![batch.clone()]],
+            batch.schema(),
+            None,
+        )
+        .unwrap();
         let exec = WindowAggregateExec::try_new(input, config).unwrap();
-        let runtime = RuntimeEnvBuilder::new().with_memory_limit(64 * 1024, 1.0).build_arc().unwrap();
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(64 * 1024, 1.0)
+            .build_arc()
+            .unwrap();
         let ctx = Arc::new(TaskContext::default().with_runtime(runtime));
         let mut stream = exec.execute(0, ctx).unwrap();
         let err = stream.next().await.unwrap().unwrap_err().to_string();

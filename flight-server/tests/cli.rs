@@ -1,0 +1,374 @@
+//! End-to-end tests of the `ferris` binary: the quickstart, bad input, late data, errors,
+//! EXPLAIN, and a watched folder stopped with Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn ferris() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferris"))
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    ferris().args(args).current_dir(dir).output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).to_string()
+}
+
+fn json_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The exact text of each line's `key` (numbers as written, not as f64).
+fn raw_fields(path: &Path, key: &str) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let fields: BTreeMap<String, Box<serde_json::value::RawValue>> =
+                serde_json::from_str(l).unwrap();
+            fields[key].get().to_string()
+        })
+        .collect()
+}
+
+/// Cents of a `123.45` text, exactly.
+fn cents(text: &str) -> i64 {
+    let (whole, frac) = text.split_once('.').unwrap_or((text, "0"));
+    whole.parse::<i64>().unwrap() * 100 + format!("{frac:0<2}")[..2].parse::<i64>().unwrap()
+}
+
+#[test]
+fn quickstart_writes_exact_fees_and_category_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demos/quickstart");
+    std::fs::create_dir_all(&demo).unwrap();
+    for file in ["transactions.csv", "quickstart.sql"] {
+        std::fs::copy(
+            project_root().join("demos/quickstart").join(file),
+            demo.join(file),
+        )
+        .unwrap();
+    }
+    let output = run_in(dir.path(), &["run", "demos/quickstart/quickstart.sql"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // The expected results, from the CSV itself.
+    let csv = std::fs::read_to_string(demo.join("transactions.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let large: Vec<&Vec<&str>> = rows.iter().filter(|r| cents(r[5]) > 100_00).collect();
+    let path = demo.join("out/large_fees.jsonl");
+    let ids = raw_fields(&path, "txn_id");
+    let fees = raw_fields(&path, "fee");
+    assert_eq!(fees.len(), large.len());
+    for ((id, fee), row) in ids.iter().zip(&fees).zip(&large) {
+        assert_eq!(id, &format!("\"{}\"", row[1]));
+        // amount * 0.0150, exact to 6 places: cents * 150 = millionths.
+        let millionths = cents(row[5]) * 150;
+        let expected = format!("{}.{:06}", millionths / 1_000_000, millionths % 1_000_000);
+        assert_eq!(fee, &expected, "{}", row[1]);
+    }
+    let mut totals: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for row in &rows {
+        let entry = totals.entry(row[3].to_string()).or_default();
+        entry.0 += 1;
+        entry.1 += cents(row[5]);
+    }
+    let path = demo.join("out/spend_by_category.jsonl");
+    let spend = json_lines(&path);
+    assert_eq!(spend.len(), totals.len());
+    for (row, total_text) in spend.iter().zip(raw_fields(&path, "total")) {
+        let (count, total) = totals[row["category"].as_str().unwrap()];
+        assert_eq!(row["txns"], count);
+        assert_eq!(cents(&total_text), total);
+    }
+    let summary = stderr(&output);
+    assert!(
+        summary.contains(&format!(
+            "large_fees: {} in, {} out, 0 bad",
+            rows.len(),
+            large.len()
+        )),
+        "{summary}"
+    );
+}
+
+const MALFORMED: &str = "ts,symbol,price,qty
+2026-03-02 09:30:00,AAPL,100.5000,10
+2026-03-02 09:30:01,MSFT,200.2500
+2026-03-02 09:30:02,NVDA,300.0000,lots
+2026-13-45 09:30:03,TSLA,400.0000,40
+2026-03-02 09:30:04,AMZN,500.1250,50
+";
+
+fn malformed_job(dir: &Path, on_error: &str) -> Output {
+    std::fs::write(dir.join("bad.csv"), MALFORMED).unwrap();
+    let sql = format!(
+        "CREATE STREAM good AS SELECT symbol, price * qty AS notional FROM trades
+         WITH ('trades.type' = 'file_source', 'trades.path' = 'bad.csv',
+               'trades.schema' = 'ts TIMESTAMP, symbol VARCHAR, price DECIMAL(18,4), qty BIGINT',
+               'trades.on.error' = '{on_error}', 'trades.dead_letter.path' = 'dead.jsonl',
+               'good.type' = 'file_sink', 'good.path' = 'good.jsonl')"
+    );
+    let sql = if on_error == "dead_letter" {
+        sql
+    } else {
+        sql.replace(", 'trades.dead_letter.path' = 'dead.jsonl'", "")
+    };
+    run_in(dir, &["run", "-e", &sql])
+}
+
+#[test]
+fn on_error_fail_stops_naming_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = malformed_job(dir.path(), "fail");
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("bad.csv:3: "), "{message}");
+    assert!(message.contains("incorrect number of fields"), "{message}");
+    assert!(
+        !dir.path().join("good.jsonl").exists(),
+        "a failed job commits no output"
+    );
+}
+
+#[test]
+fn on_error_skip_keeps_every_valid_record_and_counts_the_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = malformed_job(dir.path(), "skip");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let notional = raw_fields(&dir.path().join("good.jsonl"), "notional");
+    assert_eq!(notional, ["1005.0000", "25006.2500"]);
+    assert!(
+        stderr(&output).contains("good: 2 in, 2 out, 3 bad"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn on_error_dead_letter_writes_each_bad_record_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = malformed_job(dir.path(), "dead_letter");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(json_lines(&dir.path().join("good.jsonl")).len(), 2);
+    let dead = json_lines(&dir.path().join("dead.jsonl"));
+    let lines: Vec<i64> = dead.iter().map(|d| d["line"].as_i64().unwrap()).collect();
+    assert_eq!(lines, [3, 4, 5]);
+    assert_eq!(dead[1]["raw"], "2026-03-02 09:30:02,NVDA,300.0000,lots");
+    assert!(
+        dead[1]["error"].as_str().unwrap().contains("lots"),
+        "{}",
+        dead[1]
+    );
+    assert!(
+        dead[2]["error"].as_str().unwrap().contains("2026-13-45"),
+        "{}",
+        dead[2]
+    );
+    assert!(
+        dead.iter()
+            .all(|d| d["source"] == "trades" && d["file"].as_str().unwrap().ends_with("bad.csv"))
+    );
+    assert!(stderr(&output).contains("3 bad"));
+}
+
+#[test]
+fn late_records_are_counted_and_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ticks.csv"),
+        "ts,symbol\n2026-03-02 09:30:01,A\n2026-03-02 09:30:12,A\n2026-03-02 09:30:05,A\n2026-03-02 09:30:13,A\n",
+    )
+    .unwrap();
+    let sql = "CREATE STREAM counts AS SELECT symbol, _window_start AS ws, COUNT(*) AS n FROM ticks
+        GROUP BY symbol WINDOW TUMBLING(10s)
+        WITH ('ticks.type' = 'file_source', 'ticks.path' = 'ticks.csv', 'ticks.event.time.field' = 'ts',
+              'ticks.watermark.max_out_of_orderness' = '1s',
+              'late.data.strategy' = 'dead_letter', 'late.data.dead_letter.path' = 'late.jsonl',
+              'counts.type' = 'file_sink', 'counts.path' = 'counts.jsonl')";
+    let output = run_in(dir.path(), &["run", "-e", sql]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("1 late"), "{}", stderr(&output));
+    let counts = json_lines(&dir.path().join("counts.jsonl"));
+    assert_eq!(counts.len(), 2);
+    assert_eq!(
+        (counts[0]["n"].as_i64(), counts[1]["n"].as_i64()),
+        (Some(1), Some(2))
+    );
+    let late = json_lines(&dir.path().join("late.jsonl"));
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0]["_window_start"], "2026-03-02T09:30:05");
+}
+
+#[test]
+fn errors_name_the_file_position_and_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.csv"), "a,b\n1,2\n").unwrap();
+    let source = "'t.type' = 'file_source', 't.path' = 't.csv'";
+    let cases = [
+        (
+            format!("SELECT\n  nope FROM t WITH ({source})"),
+            "<-e>:2:3: ",
+        ),
+        (
+            format!("SELECT a FROM t WITH ({source}, 't.formt' = 'csv')"),
+            "unknown option 't.formt'",
+        ),
+        (
+            format!("SELECT a FROM t WITH ({source}, 't.batch.size' = 'many')"),
+            "expected a whole number above 0",
+        ),
+        (
+            "SELECT a FROM t WITH ('t.type' = 'file_source')".to_string(),
+            "missing option 't.path'",
+        ),
+        (
+            format!("SELECT a FROM t WINDOW TUMBLING(10s) WITH ({source})"),
+            "<-e>:1:8: 't.a' must appear in GROUP BY",
+        ),
+        (
+            format!("SELECT COUNT(*) FROM t WINDOW TUMBLING(ts, 10s) WITH ({source})"),
+            "time column 'ts' is not a column of source 't'",
+        ),
+        ("CREATE STREAM s AS SELECT 1".to_string(), "'s' has no sink"),
+        (
+            format!("SELECT a FROM t WITH ({source}, 'x.type' = 'kafka_source')"),
+            "expected one of file_source, file_sink",
+        ),
+    ];
+    for (sql, expected) in cases {
+        let output = run_in(dir.path(), &["run", "-e", &sql]);
+        assert!(!output.status.success(), "{sql}");
+        assert!(
+            stderr(&output).contains(expected),
+            "{sql}: {}",
+            stderr(&output)
+        );
+    }
+    let missing = run_in(dir.path(), &["run", "nowhere.sql"]);
+    assert!(stderr(&missing).contains("cannot read nowhere.sql"));
+    let usage = run_in(dir.path(), &["frobnicate"]);
+    assert_eq!(usage.status.code(), Some(2));
+}
+
+#[test]
+fn explain_shows_the_streaming_operator_and_show_describe_list_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.csv"),
+        "ts,k,v\n2026-03-02 09:30:01,a,1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("job.sql"),
+        "CREATE STREAM w AS SELECT k, COUNT(*) AS n FROM t GROUP BY k WINDOW SESSION(30s)
+         WITH ('t.type' = 'file_source', 't.path' = 't.csv', 't.event.time.field' = 'ts',
+               't.watermark.max_out_of_orderness' = '5s', 'w.type' = 'file_sink', 'w.path' = 'w.jsonl');
+         SHOW STREAMS; DESCRIBE w; SHOW FUNCTIONS LIKE 'approx_percentile%';",
+    )
+    .unwrap();
+    let explain = run_in(dir.path(), &["explain", "job.sql"]);
+    let plan = String::from_utf8_lossy(&explain.stdout);
+    assert!(explain.status.success(), "{}", stderr(&explain));
+    assert!(
+        plan.contains("WindowAggregateExec: window=SESSION(30s), emit=FINAL, late=drop, event_time=ts, watermark=max-5000ms, gby=[k]"),
+        "{plan}"
+    );
+    assert!(!dir.path().join("w.jsonl").exists(), "explain runs nothing");
+    let run = run_in(dir.path(), &["run", "job.sql"]);
+    let shown = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        shown.contains("| w    | stream | file_sink   | w.jsonl  | json   | true     |"),
+        "{shown}"
+    );
+    assert!(shown.contains("| n           | Int64"), "{shown}");
+    assert!(shown.contains("approx_percentile_cont"), "{shown}");
+}
+
+#[test]
+fn a_watched_folder_picks_up_new_lines_and_ctrl_c_commits_every_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::write(inbox.join("1.csv"), "ts,k\n2026-03-02 09:30:01,a\n").unwrap();
+    let sql = "CREATE STREAM counts AS SELECT k, _window_start AS ws, COUNT(*) AS n FROM t
+        GROUP BY k WINDOW TUMBLING(10s)
+        WITH ('t.type' = 'file_source', 't.path' = 'inbox', 't.format' = 'csv', 't.watch' = 'true',
+              't.watch.interval' = '50ms', 't.event.time.field' = 'ts',
+              'counts.type' = 'file_sink', 'counts.path' = 'out/')";
+    let mut child = ferris()
+        .args(["run", "-e", sql])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // Appended lines and a new file both arrive; the 09:30:25 row closes [09:30:00, 10s).
+    std::fs::write(
+        inbox.join("1.csv"),
+        "ts,k\n2026-03-02 09:30:01,a\n2026-03-02 09:30:02,a\n",
+    )
+    .unwrap();
+    std::fs::write(inbox.join("2.csv"), "ts,k\n2026-03-02 09:30:25,b\n").unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "ferris did not stop on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut rows = Vec::new();
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    parts.sort();
+    for part in parts {
+        assert!(
+            part.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("part-"),
+            "{}",
+            part.display()
+        );
+        rows.extend(json_lines(&part));
+    }
+    let seen: Vec<(String, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["k"].as_str().unwrap().to_string(),
+                r["n"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("a".to_string(), 2), ("b".to_string(), 1)]);
+}
