@@ -46,7 +46,7 @@ pub(crate) enum RecordSplitter {
     Lines,
     /// CSV records, which may span lines inside quotes.
     Csv {
-        reader: csv_core::Reader,
+        reader: Box<csv_core::Reader>,
         fields: Vec<u8>,
         ends: Vec<usize>,
     },
@@ -59,9 +59,11 @@ impl RecordSplitter {
 
     pub(crate) fn csv(options: &CsvOptions) -> Self {
         Self::Csv {
-            reader: csv_core::ReaderBuilder::new()
-                .delimiter(options.delimiter)
-                .build(),
+            reader: Box::new(
+                csv_core::ReaderBuilder::new()
+                    .delimiter(options.delimiter)
+                    .build(),
+            ),
             fields: vec![0; 64 * 1024],
             ends: vec![0; 256],
         }

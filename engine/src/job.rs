@@ -35,12 +35,13 @@ impl JobMetrics {
     }
 
     /// The counters now.
-    pub fn snapshot(&self, elapsed: Duration, late_records: u64) -> JobProgress {
+    pub fn snapshot(&self, elapsed: Duration, plan: &Arc<dyn ExecutionPlan>) -> JobProgress {
         let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         JobProgress {
             records_in: sources.iter().map(|s| s.records_in()).sum(),
             bad_records: sources.iter().map(|s| s.bad_records()).sum(),
-            late_records,
+            late_records: metric_sum(plan, "late_records"),
+            peak_state_bytes: metric_sum(plan, "peak_state_bytes"),
             records_out: self.records_out.load(Ordering::Relaxed),
             elapsed,
         }
@@ -58,6 +59,8 @@ pub struct JobProgress {
     pub bad_records: u64,
     /// Records that arrived after their windows closed.
     pub late_records: u64,
+    /// The most bytes of keyed state the job's operators held at once.
+    pub peak_state_bytes: u64,
     /// Time since the job started.
     pub elapsed: Duration,
 }
@@ -127,7 +130,7 @@ impl RunningJob {
     /// The counters now.
     pub fn progress(&self) -> JobProgress {
         self.metrics
-            .snapshot(self.started.elapsed(), late_records(&self.plan))
+            .snapshot(self.started.elapsed(), &self.plan)
     }
 
     /// Whether the job has ended (successfully or not).
@@ -146,16 +149,20 @@ impl RunningJob {
         };
         outcome.map(|()| {
             self.metrics
-                .snapshot(self.started.elapsed(), late_records(&self.plan))
+                .snapshot(self.started.elapsed(), &self.plan)
         })
     }
 }
 
-/// The `late_records` counters of every operator of the plan.
-fn late_records(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+/// A metric summed over every operator of the plan.
+fn metric_sum(plan: &Arc<dyn ExecutionPlan>, name: &str) -> u64 {
     let own = plan
         .metrics()
-        .and_then(|m| m.sum_by_name("late_records"))
+        .and_then(|m| m.sum_by_name(name))
         .map_or(0, |v| v.as_usize() as u64);
-    own + plan.children().into_iter().map(late_records).sum::<u64>()
+    own + plan
+        .children()
+        .into_iter()
+        .map(|child| metric_sum(child, name))
+        .sum::<u64>()
 }

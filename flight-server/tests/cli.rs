@@ -73,7 +73,7 @@ fn quickstart_writes_exact_fees_and_category_totals() {
         .skip(1)
         .map(|l| l.split(',').collect())
         .collect();
-    let large: Vec<&Vec<&str>> = rows.iter().filter(|r| cents(r[5]) > 100_00).collect();
+    let large: Vec<&Vec<&str>> = rows.iter().filter(|r| cents(r[5]) > 10_000).collect();
     let path = demo.join("out/large_fees.jsonl");
     let ids = raw_fields(&path, "txn_id");
     let fees = raw_fields(&path, "fee");

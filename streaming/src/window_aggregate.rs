@@ -27,7 +27,7 @@ use datafusion::physical_plan::aggregates::{
 };
 use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::metrics::{
-    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+    Count, ExecutionPlanMetricsSet, Gauge, MetricBuilder, MetricsSet,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -431,12 +431,14 @@ impl ExecutionPlan for WindowAggregateExec {
         let reservation = MemoryConsumer::new(format!("WindowAggregateExec[{partition}]"))
             .register(context.memory_pool());
         let late = MetricBuilder::new(&self.metrics).counter("late_records", partition);
+        let peak_state = MetricBuilder::new(&self.metrics).gauge("peak_state_bytes", partition);
         let state = StreamState {
             input,
             aggregator: WindowAggregator::try_new(self.config.clone())?,
             pending: VecDeque::new(),
             reservation,
             late,
+            peak_state,
             done: false,
         };
         let output = futures::stream::unfold(state, |mut state| async move {
@@ -460,6 +462,7 @@ struct StreamState {
     pending: VecDeque<RecordBatch>,
     reservation: MemoryReservation,
     late: Count,
+    peak_state: Gauge,
     done: bool,
 }
 
@@ -497,6 +500,7 @@ impl StreamState {
 
     fn account(&mut self) -> Result<()> {
         let needed = self.aggregator.state_size();
+        self.peak_state.set_max(needed);
         self.reservation.try_resize(needed).map_err(|e| {
             StreamingError::StateMemoryExceeded {
                 operator: "WindowAggregateExec".into(),

@@ -1,0 +1,162 @@
+//! What the benchmarks share: generated input files, CPU time and peak memory readings, and
+//! running a job through the engine.
+//!
+//! Run with `cargo bench -p ferris-benches`; `FERRIS_BENCH_ROWS` scales the inputs.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ferris_engine::{JobProgress, Session, StatementOutput};
+
+/// Rows to generate: `FERRIS_BENCH_ROWS`, or `default`.
+pub fn rows(default: usize) -> usize {
+    std::env::var("FERRIS_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A folder for generated inputs, kept between runs (under the target dir).
+pub fn data_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A trades CSV (`ts,symbol,price,qty`) of `rows` rows over `keys` symbols (in turn), one
+/// trade every millisecond, generated once and reused.
+pub fn trades_csv(rows: usize, keys: usize) -> PathBuf {
+    let path = data_dir().join(format!("trades-{rows}-{keys}.csv"));
+    if path.exists() {
+        return path;
+    }
+    let partial = path.with_extension("partial");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&partial).unwrap());
+    writeln!(out, "ts,symbol,price,qty").unwrap();
+    let start = 1_772_443_800_000i64; // 2026-03-02 09:30 UTC
+    let mut line = String::new();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..rows {
+        // xorshift: cheap, deterministic.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let ms = start + i as i64;
+        let (secs, millis) = (ms / 1000, ms % 1000);
+        let time = datafusion::common::arrow::temporal_conversions::timestamp_s_to_datetime(secs).unwrap();
+        line.clear();
+        write!(
+            line,
+            "{}.{millis:03},S{:07},{}.{:04},{}",
+            time.format("%Y-%m-%d %H:%M:%S"),
+            i % keys,
+            100 + seed % 900,
+            seed % 10_000,
+            1 + seed % 500
+        )
+        .unwrap();
+        writeln!(out, "{line}").unwrap();
+    }
+    out.flush().unwrap();
+    drop(out);
+    std::fs::rename(&partial, &path).unwrap();
+    path
+}
+
+/// Resets the process's peak resident set size (Linux), so the next reading covers only
+/// what follows.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident set size in bytes since the last reset (Linux `VmHWM`).
+pub fn peak_rss() -> u64 {
+    status_kib("VmHWM:") * 1024
+}
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time (user + system) the process has used.
+pub fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at state (field 3).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 after the command name, in
+    // clock ticks (100 a second on Linux).
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// One measured run.
+#[derive(Debug, Clone, Copy)]
+pub struct Measurement {
+    /// Rows read.
+    pub rows: u64,
+    /// Wall time.
+    pub wall: Duration,
+    /// CPU time.
+    pub cpu: Duration,
+    /// Peak RSS during the run, bytes.
+    pub peak_rss: u64,
+}
+
+impl Measurement {
+    /// Rows per second of CPU time: what one core does.
+    pub fn rows_per_core_second(&self) -> f64 {
+        self.rows as f64 / self.cpu.as_secs_f64().max(1e-9)
+    }
+
+    /// Prints one line.
+    pub fn print(&self, what: &str) {
+        println!(
+            "{what}: {} rows in {:.2}s wall, {:.2}s CPU = {:.0} rows/s per core, peak RSS {:.1} MiB",
+            self.rows,
+            self.wall.as_secs_f64(),
+            self.cpu.as_secs_f64(),
+            self.rows_per_core_second(),
+            self.peak_rss as f64 / (1024.0 * 1024.0)
+        );
+    }
+}
+
+/// Measures `work`, which returns the rows it read.
+pub fn measure(work: impl FnOnce() -> u64) -> Measurement {
+    reset_peak_rss();
+    let (wall, cpu) = (Instant::now(), cpu_time());
+    let rows = work();
+    Measurement {
+        rows,
+        wall: wall.elapsed(),
+        cpu: cpu_time() - cpu,
+        peak_rss: peak_rss(),
+    }
+}
+
+/// Runs the statements of `sql` through the engine; returns the last job's progress.
+pub fn run_job(runtime: &tokio::runtime::Runtime, sql: &str) -> JobProgress {
+    runtime.block_on(async {
+        let mut session = Session::new();
+        let mut last = None;
+        for statement in session.parse(sql).unwrap() {
+            if let StatementOutput::Job(job) = session.execute(&statement).await.unwrap() {
+                last = Some(job.wait().await.unwrap());
+            }
+        }
+        last.expect("the SQL starts a job")
+    })
+}
+
+/// A single-threaded runtime: the numbers are per core.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
