@@ -45,7 +45,8 @@ pub fn trades_csv(rows: usize, keys: usize) -> PathBuf {
         seed ^= seed << 17;
         let ms = start + i as i64;
         let (secs, millis) = (ms / 1000, ms % 1000);
-        let time = datafusion::common::arrow::temporal_conversions::timestamp_s_to_datetime(secs).unwrap();
+        let time =
+            datafusion::common::arrow::temporal_conversions::timestamp_s_to_datetime(secs).unwrap();
         line.clear();
         write!(
             line,
@@ -93,7 +94,12 @@ pub fn cpu_time() -> Duration {
     let fields: Vec<&str> = after.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line: 11 and 12 after the command name, in
     // clock ticks (100 a second on Linux).
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
@@ -158,5 +164,8 @@ pub fn run_job(runtime: &tokio::runtime::Runtime, sql: &str) -> JobProgress {
 
 /// A single-threaded runtime: the numbers are per core.
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }

@@ -129,8 +129,7 @@ impl RunningJob {
 
     /// The counters now.
     pub fn progress(&self) -> JobProgress {
-        self.metrics
-            .snapshot(self.started.elapsed(), &self.plan)
+        self.metrics.snapshot(self.started.elapsed(), &self.plan)
     }
 
     /// Whether the job has ended (successfully or not).
@@ -147,10 +146,7 @@ impl RunningJob {
                 self.name
             ))),
         };
-        outcome.map(|()| {
-            self.metrics
-                .snapshot(self.started.elapsed(), &self.plan)
-        })
+        outcome.map(|()| self.metrics.snapshot(self.started.elapsed(), &self.plan))
     }
 }
 

@@ -12,9 +12,11 @@
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Spanned;
 use datafusion::sql::sqlparser::ast::{
@@ -25,7 +27,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use ferris_streaming::{
-    EVENT_TIME_COLUMN, EmitMode, LateDataPolicy, WATERMARK_COLUMN, WatermarkSpec,
+    EVENT_TIME_COLUMN, EmitMode, LateDataPolicy, OP_COLUMN, WATERMARK_COLUMN, WatermarkSpec,
     WindowAggregateConfig, WindowAggregateExec, WindowSpec,
 };
 
@@ -364,21 +366,35 @@ pub fn without_batch_coalescing(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn 
         .data)
 }
 
-/// Replaces the top-most aggregate with a `WindowAggregateExec`. Returns the new plan and
-/// whether an aggregate was found.
+/// Replaces the top-most aggregate with a `WindowAggregateExec` (for a keyed table's
+/// changelog, together with the HAVING filter on it, and with `_op` projected through).
+/// Returns the new plan and whether an aggregate was found.
 pub fn streaming_plan(
     plan: Arc<dyn ExecutionPlan>,
     settings: &AggregateSettings,
 ) -> Result<(Arc<dyn ExecutionPlan>, bool)> {
+    let changelog = settings.window == WindowSpec::Global && settings.emit == EmitMode::Changes;
     let mut replaced = false;
     let plan = plan
         .transform_down(|node| {
-            let Some(aggregate) = node.downcast_ref::<AggregateExec>() else {
-                return Ok(Transformed::no(node));
-            };
             if replaced {
                 return Ok(Transformed::no(node));
             }
+            // A changelog evaluates HAVING itself, to retract rows that stop matching it.
+            let having = node
+                .downcast_ref::<FilterExec>()
+                .filter(|f| changelog && f.projection().is_none())
+                .and_then(|f| {
+                    let aggregate = f.input().downcast_ref::<AggregateExec>()?;
+                    Some((f.predicate().clone(), aggregate))
+                });
+            let (having, aggregate) = match having {
+                Some((predicate, aggregate)) => (Some(predicate), aggregate),
+                None => match node.downcast_ref::<AggregateExec>() {
+                    Some(aggregate) => (None, aggregate),
+                    None => return Ok(Transformed::no(node)),
+                },
+            };
             if !matches!(
                 aggregate.mode(),
                 AggregateMode::Single | AggregateMode::SinglePartitioned
@@ -396,11 +412,41 @@ pub fn streaming_plan(
                 group_by: aggregate.group_expr().clone(),
                 aggr_expr: aggregate.aggr_expr().to_vec(),
                 filter_expr: aggregate.filter_expr().to_vec(),
-                output_schema: aggregate.schema(),
+                output_schema: WindowAggregateConfig::output_schema_for(
+                    &aggregate.schema(),
+                    changelog,
+                ),
+                changelog,
+                having,
             };
             replaced = true;
             let exec = WindowAggregateExec::try_new(aggregate.input().clone(), config)?;
             Ok(Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>))
+        })?
+        .data;
+    if !changelog {
+        return Ok((plan, replaced));
+    }
+    let plan = plan
+        .transform_up(|node| {
+            let Some(projection) = node.downcast_ref::<ProjectionExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            let input = projection.input();
+            let Some(window) = input.downcast_ref::<WindowAggregateExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            if !window.config().changelog {
+                return Ok(Transformed::no(node));
+            }
+            let op = input.schema().index_of(OP_COLUMN)?;
+            let mut exprs: Vec<ProjectionExpr> = projection.expr().to_vec();
+            exprs.push(ProjectionExpr::new(
+                Arc::new(Column::new(OP_COLUMN, op)),
+                OP_COLUMN.to_string(),
+            ));
+            let with_op = ProjectionExec::try_new(exprs, input.clone())?;
+            Ok(Transformed::yes(Arc::new(with_op) as Arc<dyn ExecutionPlan>))
         })?
         .data;
     Ok((plan, replaced))

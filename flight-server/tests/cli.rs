@@ -372,3 +372,22 @@ fn a_watched_folder_picks_up_new_lines_and_ctrl_c_commits_every_window() {
         .collect();
     assert_eq!(seen, [("a".to_string(), 2), ("b".to_string(), 1)]);
 }
+
+#[test]
+fn a_table_changelog_retracts_a_key_that_stops_matching_having() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("h.csv"), "k,v\na,5\nb,1\na,-4\nb,7\na,10\n").unwrap();
+    let sql = "CREATE TABLE t AS SELECT k, SUM(v) AS total FROM h GROUP BY k HAVING SUM(v) > 2 EMIT CHANGES
+        WITH ('h.type' = 'file_source', 'h.path' = 'h.csv', 'h.batch.size' = '1',
+              't.type' = 'file_sink', 't.path' = 't.jsonl')";
+    let output = run_in(dir.path(), &["run", "-e", sql]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = std::fs::read_to_string(dir.path().join("t.jsonl")).unwrap();
+    assert_eq!(
+        text,
+        "{\"k\":\"a\",\"total\":5,\"_op\":\"+U\"}\n\
+         {\"k\":\"a\",\"total\":1,\"_op\":\"-D\"}\n\
+         {\"k\":\"b\",\"total\":8,\"_op\":\"+U\"}\n\
+         {\"k\":\"a\",\"total\":11,\"_op\":\"+U\"}\n"
+    );
+}

@@ -23,5 +23,5 @@ pub use event_time::{EVENT_TIME_COLUMN, EventTimeStamper, WATERMARK_COLUMN, Wate
 pub use late::{LateDataPolicy, LateRecordSink};
 pub use window::WindowSpec;
 pub use window_aggregate::{
-    EmitMode, WindowAggregateConfig, WindowAggregateExec, WindowAggregator,
+    EmitMode, OP_COLUMN, WindowAggregateConfig, WindowAggregateExec, WindowAggregator,
 };

@@ -8,7 +8,7 @@
 //! (`EMIT FINAL`) or the changed groups after every micro-batch (`EMIT CHANGES`), with the
 //! window's start and end in those two columns.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, TimestampMillisecondA
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
@@ -80,8 +81,37 @@ pub struct WindowAggregateConfig {
     pub aggr_expr: Vec<Arc<AggregateFunctionExpr>>,
     /// Per aggregate, its `FILTER (WHERE ...)`.
     pub filter_expr: Vec<Option<Arc<dyn PhysicalExpr>>>,
-    /// The output schema: group columns, then aggregates (the replaced `AggregateExec`'s).
+    /// The output schema: group columns, then aggregates (the replaced `AggregateExec`'s),
+    /// then, for a changelog, [`OP_COLUMN`].
     pub output_schema: SchemaRef,
+    /// A changelog (a keyed table's `EMIT CHANGES`): rows carry [`OP_COLUMN`], and a group
+    /// that stops matching `having` is retracted.
+    pub changelog: bool,
+    /// The HAVING predicate over group and aggregate columns, evaluated here so that a row
+    /// that stops matching can be retracted.
+    pub having: Option<Arc<dyn PhysicalExpr>>,
+}
+
+/// The change a changelog row makes: `+U` (upsert) or `-D` (retraction of its key).
+pub const OP_COLUMN: &str = "_op";
+
+impl WindowAggregateConfig {
+    /// The output schema for an aggregate's schema: with [`OP_COLUMN`] for a changelog.
+    pub fn output_schema_for(aggregate_schema: &SchemaRef, changelog: bool) -> SchemaRef {
+        if !changelog {
+            return aggregate_schema.clone();
+        }
+        let mut fields: Vec<Field> = aggregate_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(OP_COLUMN, DataType::Utf8, false));
+        Arc::new(Schema::new_with_metadata(
+            fields,
+            aggregate_schema.metadata().clone(),
+        ))
+    }
 }
 
 /// Where each group-by output column comes from.
@@ -104,6 +134,9 @@ pub struct WindowAggregator {
     state: Box<dyn WindowState>,
     watermark: i64,
     late_records: usize,
+    /// Changelog with HAVING: the keys whose latest row matched, so a retraction is due
+    /// when one stops matching.
+    visible: Option<(RowConverter, HashSet<OwnedRow>)>,
 }
 
 impl WindowAggregator {
@@ -163,7 +196,18 @@ impl WindowAggregator {
             spec => Box::new(SlicedState::try_new(spec, allowed, aggregates, key_schema)?),
         };
         let arg_exprs = aggregate_expressions(&config.aggr_expr, &AggregateMode::Single, 0)?;
+        let visible = match (&config.having, config.changelog) {
+            (Some(_), true) => {
+                let group_fields = config.output_schema.fields().iter().take(columns.len());
+                let sort_fields = group_fields
+                    .map(|f| SortField::new(f.data_type().clone()))
+                    .collect();
+                Some((RowConverter::new(sort_fields)?, HashSet::new()))
+            }
+            _ => None,
+        };
         Ok(Self {
+            visible,
             config: Arc::new(config),
             key_exprs,
             stamp_exprs,
@@ -252,14 +296,18 @@ impl WindowAggregator {
 
     fn emit(&mut self) -> Result<Vec<RecordBatch>> {
         let rows = self.state.emit(self.watermark, self.config.emit)?;
-        rows.into_iter()
-            .filter(|r| !r.starts.is_empty())
-            .map(|r| self.to_batch(r))
-            .collect()
+        let mut batches = Vec::with_capacity(rows.len());
+        for rows in rows.into_iter().filter(|r| !r.starts.is_empty()) {
+            let batch = self.to_batch(rows)?;
+            if batch.num_rows() > 0 {
+                batches.push(batch);
+            }
+        }
+        Ok(batches)
     }
 
-    fn to_batch(&self, rows: WindowRows) -> Result<RecordBatch> {
-        let schema = &self.config.output_schema;
+    fn to_batch(&mut self, rows: WindowRows) -> Result<RecordBatch> {
+        let schema = self.config.output_schema.clone();
         let stamp = |values: &[i64], field: &Field| -> Result<ArrayRef> {
             let array: ArrayRef = Arc::new(TimestampMillisecondArray::from(values.to_vec()));
             Ok(cast(&array, field.data_type())?)
@@ -273,7 +321,47 @@ impl WindowAggregator {
             });
         }
         columns.extend(rows.values);
-        Ok(RecordBatch::try_new(schema.clone(), columns)?)
+        let aggregate_fields = &schema.fields()[..columns.len()];
+        let batch =
+            RecordBatch::try_new(Arc::new(Schema::new(aggregate_fields.to_vec())), columns)?;
+        let batch = match &self.config.having {
+            Some(having) => self.apply_having(having.clone(), batch)?,
+            None if self.config.changelog => with_ops(batch, Vec::new())?,
+            None => batch,
+        };
+        Ok(batch.with_schema(schema)?)
+    }
+
+    /// Keeps the rows that match HAVING; in a changelog, a key whose earlier row matched and
+    /// whose new one does not is retracted (`-D`).
+    fn apply_having(
+        &mut self,
+        having: Arc<dyn PhysicalExpr>,
+        batch: RecordBatch,
+    ) -> Result<RecordBatch> {
+        let matches = having.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let matches = matches.as_boolean();
+        let Some((converter, visible)) = self.visible.as_mut() else {
+            return Ok(arrow::compute::filter_record_batch(&batch, matches)?);
+        };
+        let group_columns = &batch.columns()[..self.columns.len()];
+        let keys = converter.convert_columns(group_columns)?;
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        let mut ops = Vec::with_capacity(batch.num_rows());
+        for (i, key) in keys.iter().enumerate() {
+            if matches.is_valid(i) && matches.value(i) {
+                visible.insert(key.owned());
+                keep.push(true);
+                ops.push("+U");
+            } else if visible.remove(&key.owned()) {
+                keep.push(true);
+                ops.push("-D");
+            } else {
+                keep.push(false);
+            }
+        }
+        let batch = arrow::compute::filter_record_batch(&batch, &BooleanArray::from(keep))?;
+        with_ops(batch, ops)
     }
 
     /// The operator's state as one batch, with the watermark in its schema metadata.
@@ -303,6 +391,28 @@ impl WindowAggregator {
         self.late_records = read("ferris.late_records")? as usize;
         self.state.restore(snapshot)
     }
+}
+
+/// The batch with an [`OP_COLUMN`] of `ops` (all `+U` when `ops` is empty).
+fn with_ops(batch: RecordBatch, ops: Vec<&str>) -> Result<RecordBatch> {
+    let ops = if ops.is_empty() {
+        vec!["+U"; batch.num_rows()]
+    } else {
+        ops
+    };
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(OP_COLUMN, DataType::Utf8, false));
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(arrow::array::StringArray::from(ops)));
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 fn millis(array: &ArrayRef) -> Result<Vec<i64>> {
@@ -366,14 +476,25 @@ impl DisplayAs for WindowAggregateExec {
         let aggregates: Vec<&str> = config.aggr_expr.iter().map(|a| a.name()).collect();
         write!(
             f,
-            "WindowAggregateExec: window={}, emit={}, late={}, {}, gby=[{}], aggr=[{}]",
-            config.window,
-            config.emit,
-            config.late,
-            config.watermark,
+            "WindowAggregateExec: window={}, emit={}",
+            config.window, config.emit
+        )?;
+        if config.window.is_windowed() {
+            write!(f, ", late={}, {}", config.late, config.watermark)?;
+        }
+        write!(
+            f,
+            ", gby=[{}], aggr=[{}]",
             keys.join(", "),
             aggregates.join(", ")
-        )
+        )?;
+        if let Some(having) = &config.having {
+            write!(f, ", having={having}")?;
+        }
+        if config.changelog {
+            write!(f, ", changelog")?;
+        }
+        Ok(())
     }
 }
 
@@ -404,7 +525,7 @@ impl ExecutionPlan for WindowAggregateExec {
     ) -> Result<TreeNodeRecursion> {
         let group = self.config.group_by.expr().iter().map(|(e, _)| e);
         let filters = self.config.filter_expr.iter().flatten();
-        for expr in group.chain(filters) {
+        for expr in group.chain(filters).chain(self.config.having.iter()) {
             if f(expr)? == TreeNodeRecursion::Stop {
                 return Ok(TreeNodeRecursion::Stop);
             }
@@ -597,6 +718,8 @@ mod tests {
                     aggr_expr: aggregate.aggr_expr().to_vec(),
                     filter_expr: aggregate.filter_expr().to_vec(),
                     output_schema: aggregate.schema(),
+                    changelog: false,
+                    having: None,
                 };
             }
             node = node.children()[0].clone();
