@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, UInt32Array};
 use arrow::compute::take;
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Int64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::ScalarValue;
@@ -15,7 +15,7 @@ use datafusion::logical_expr::Accumulator;
 
 use crate::error::StreamingError;
 use crate::window_aggregate::EmitMode;
-use crate::window_state::{Aggregates, Evaluated, WindowRows, WindowState};
+use crate::window_state::{Aggregates, Evaluated, WindowRows, WindowState, snapshot_schema};
 
 struct Session {
     start: i64,
@@ -49,28 +49,22 @@ impl SessionState {
                 .map(|f| SortField::new(f.data_type().clone()))
                 .collect(),
         )?;
-        let mut fields = vec![
-            Field::new("_session_start", DataType::Int64, false),
-            Field::new("_session_last", DataType::Int64, false),
-            Field::new("_emitted", DataType::Boolean, false),
-            Field::new("_changed", DataType::Boolean, false),
-        ];
-        fields.extend(key_schema.fields().iter().map(|f| f.as_ref().clone()));
-        for (i, aggregate) in aggregates.iter().enumerate() {
-            for field in aggregate.state_fields()? {
-                fields.push(Field::new(
-                    format!("{i}:{}", field.name()),
-                    field.data_type().clone(),
-                    true,
-                ));
-            }
-        }
+        let snapshot_schema = snapshot_schema(
+            vec![
+                Field::new("_session_start", DataType::Int64, false),
+                Field::new("_session_last", DataType::Int64, false),
+                Field::new("_emitted", DataType::Boolean, false),
+                Field::new("_changed", DataType::Boolean, false),
+            ],
+            &key_schema,
+            &aggregates,
+        )?;
         Ok(Self {
             gap,
             allowed_lateness,
             aggregates,
             converter,
-            snapshot_schema: Arc::new(Schema::new(fields)),
+            snapshot_schema,
             sessions: HashMap::new(),
         })
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array};
 use arrow::compute::{concat_batches, take};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Int64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::error::Result;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
@@ -18,7 +18,7 @@ use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use crate::error::StreamingError;
 use crate::window::WindowSpec;
 use crate::window_aggregate::EmitMode;
-use crate::window_state::{Aggregates, Evaluated, WindowRows, WindowState};
+use crate::window_state::{Aggregates, Evaluated, WindowRows, WindowState, snapshot_schema};
 
 /// A `GroupsAccumulator` for the aggregate, adapting a row accumulator where needed (as
 /// DataFusion's hash aggregation does).
@@ -155,27 +155,21 @@ impl SlicedState {
         aggregates: Aggregates,
         key_schema: SchemaRef,
     ) -> Result<Self> {
-        let mut fields = vec![
-            Field::new("_window_start", DataType::Int64, false),
-            Field::new("_emitted", DataType::Boolean, false),
-            Field::new("_changed", DataType::Boolean, false),
-        ];
-        fields.extend(key_schema.fields().iter().map(|f| f.as_ref().clone()));
-        for (i, aggregate) in aggregates.iter().enumerate() {
-            for field in aggregate.state_fields()? {
-                fields.push(Field::new(
-                    format!("{i}:{}", field.name()),
-                    field.data_type().clone(),
-                    true,
-                ));
-            }
-        }
+        let snapshot_schema = snapshot_schema(
+            vec![
+                Field::new("_window_start", DataType::Int64, false),
+                Field::new("_emitted", DataType::Boolean, false),
+                Field::new("_changed", DataType::Boolean, false),
+            ],
+            &key_schema,
+            &aggregates,
+        )?;
         Ok(Self {
             spec,
             allowed_lateness,
             aggregates,
             key_schema,
-            snapshot_schema: Arc::new(Schema::new(fields)),
+            snapshot_schema,
             windows: BTreeMap::new(),
         })
     }

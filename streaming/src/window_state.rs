@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, UInt32Array};
 use arrow::compute::take;
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::error::Result;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -63,6 +64,27 @@ pub(crate) struct WindowRows {
 
 /// The aggregate functions of the operator, shared by its state.
 pub(crate) type Aggregates = Arc<[Arc<AggregateFunctionExpr>]>;
+
+/// The schema of a state snapshot: `leading` bookkeeping columns, the group keys, then each
+/// aggregate's intermediate state columns (named `<aggregate index>:<state field>`).
+pub(crate) fn snapshot_schema(
+    leading: Vec<Field>,
+    key_schema: &SchemaRef,
+    aggregates: &Aggregates,
+) -> Result<SchemaRef> {
+    let mut fields = leading;
+    fields.extend(key_schema.fields().iter().map(|f| f.as_ref().clone()));
+    for (i, aggregate) in aggregates.iter().enumerate() {
+        for field in aggregate.state_fields()? {
+            fields.push(Field::new(
+                format!("{i}:{}", field.name()),
+                field.data_type().clone(),
+                true,
+            ));
+        }
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
 
 /// Keyed aggregate state per window.
 pub(crate) trait WindowState: Send {
