@@ -103,6 +103,7 @@ impl FileSource {
             progress: HashMap::new(),
             current: None,
             listed: false,
+            drained: false,
         }
     }
 }
@@ -118,6 +119,8 @@ pub struct FileSourceReader {
     progress: HashMap<Path, FileProgress>,
     current: Option<OpenFile>,
     listed: bool,
+    /// The final pass after a stop has been queued.
+    drained: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -161,13 +164,13 @@ impl FileSourceReader {
                 continue;
             };
             if self.stop.is_stopped() {
-                return Ok(None);
-            }
-            if self.listed {
-                self.stop.sleep(poll).await;
-                if self.stop.is_stopped() {
+                // One last look, so that what was written before the stop is not left out.
+                if self.drained {
                     return Ok(None);
                 }
+                self.drained = true;
+            } else if self.listed {
+                self.stop.sleep(poll).await;
             }
             self.enqueue_new_data().await?;
         }

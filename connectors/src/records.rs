@@ -175,7 +175,7 @@ impl RecordDecoder {
                     line: line + count_lines(leading_blank(bytes)),
                     reason: without_relative_line(&e.to_string()),
                     raw: String::from_utf8_lossy(bytes)
-                        .trim_end_matches(['\r', '\n'])
+                        .trim_matches(['\r', '\n'])
                         .to_string(),
                 }),
             }

@@ -395,14 +395,16 @@ pub fn streaming_plan(
                     None => return Ok(Transformed::no(node)),
                 },
             };
-            if !matches!(
+            // Grouping sets plan as a two-phase aggregate; a streaming one is single-phase.
+            let single_phase = matches!(
                 aggregate.mode(),
                 AggregateMode::Single | AggregateMode::SinglePartitioned
-            ) {
-                return Err(datafusion::error::DataFusionError::Plan(format!(
-                    "internal: a streaming aggregate planned in {:?} mode",
-                    aggregate.mode()
-                )));
+            );
+            if !single_phase || !aggregate.group_expr().is_single() {
+                return Err(datafusion::error::DataFusionError::Plan(
+                    "GROUPING SETS, CUBE and ROLLUP are not supported in streaming aggregates"
+                        .into(),
+                ));
             }
             let config = WindowAggregateConfig {
                 window: settings.window,

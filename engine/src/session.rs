@@ -227,6 +227,13 @@ impl Session {
                 None,
             ));
         }
+        if let Some(field) = options.get("event.time.field")
+            && !sources
+                .iter()
+                .any(|s| s.event_time.field.as_deref() == Some(field.value))
+        {
+            return Err(field.error("no source of this statement has that column"));
+        }
         let late = late_policy(&options)?;
         let memory_limit = options
             .get("state.memory.limit")
@@ -301,7 +308,16 @@ impl Session {
             });
         }
         let plan = without_batch_coalescing(plan)?;
-        let plan = SanityCheckPlan::new().optimize(plan, state.config_options())?;
+        let plan = SanityCheckPlan::new()
+            .optimize(plan, state.config_options())
+            .map_err(|e| EngineError::Sql {
+                // DataFusion's message ends in a dump of the whole plan: keep its first line.
+                message: format!(
+                    "{} (an operator that needs all of its input cannot run on a watched source)",
+                    e.to_string().split(" {").next().unwrap_or_default()
+                ),
+                position: query.position,
+            })?;
         Ok(PreparedQuery {
             plan,
             dataframe,
@@ -415,7 +431,7 @@ fn table_key(
 ) -> Result<Vec<String>> {
     let missing_key = || EngineError::Sql {
         message: format!(
-            "CREATE TABLE {name} needs a key: GROUP BY columns (all selected), or a select item marked PRIMARY KEY"
+            "CREATE TABLE {name} needs a key: GROUP BY columns, all selected (for a windowed table, with _window_start and _window_end), or a select item marked PRIMARY KEY"
         ),
         position: query.position,
     };

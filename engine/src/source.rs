@@ -33,8 +33,9 @@ const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// How a source's records are stamped with event time and watermarks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventTimeSpec {
-    /// The column holding event time (a timestamp, an ISO-8601 string, or epoch ms).
-    pub field: String,
+    /// The column holding event time (a timestamp, an ISO-8601 string, or epoch ms); `None`:
+    /// the window names it, or the source runs on processing time.
+    pub field: Option<String>,
     /// A chrono format for string event times that are not ISO-8601.
     pub format: Option<String>,
     /// How far behind the largest event time seen the watermark stays.
@@ -50,8 +51,8 @@ pub struct SourceDef {
     pub name: String,
     /// The connector.
     pub source: FileSource,
-    /// Event time and watermarks; `None` means processing time.
-    pub event_time: Option<EventTimeSpec>,
+    /// Event time and watermarks.
+    pub event_time: EventTimeSpec,
 }
 
 impl SourceDef {
@@ -85,8 +86,8 @@ impl SourceDef {
     /// How this source's rows are stamped for a window whose time column is `time_column`
     /// (else the source's event time field; else processing time).
     pub fn watermark_spec(&self, time_column: Option<&str>) -> Result<WatermarkSpec> {
-        let event_time = self.event_time.as_ref();
-        let field = time_column.or(event_time.map(|e| e.field.as_str()));
+        let spec = &self.event_time;
+        let field = time_column.or(spec.field.as_deref());
         if let Some(field) = field
             && self.source.schema().field_with_name(field).is_err()
         {
@@ -98,8 +99,8 @@ impl SourceDef {
         }
         Ok(WatermarkSpec {
             field: field.map(str::to_string),
-            format: event_time.and_then(|e| e.format.clone()),
-            max_out_of_orderness: event_time.map_or(Duration::ZERO, |e| e.max_out_of_orderness),
+            format: spec.format.clone(),
+            max_out_of_orderness: spec.max_out_of_orderness,
         })
     }
 }
@@ -284,20 +285,21 @@ pub(crate) async fn resolve_file_source(
     })
     .await?;
     let per_source = options.get(&key("event.time.field")).is_some();
-    // The job-wide event time field applies to the sources that have that column.
-    let event_time = event_time
-        .filter(|spec| per_source || source.schema().field_with_name(&spec.field).is_ok());
-    if let Some(spec) = &event_time
-        && source.schema().field_with_name(&spec.field).is_err()
+    let mut event_time = event_time;
+    if let Some(field) = &event_time.field
+        && source.schema().field_with_name(field).is_err()
     {
-        return Err(EngineError::option(
-            format!(
-                "'{name}.event.time.field' = '{}': source '{name}' has no such column (it has {})",
-                spec.field,
-                column_list(&source.schema())
-            ),
-            None,
-        ));
+        if per_source {
+            return Err(EngineError::option(
+                format!(
+                    "'{name}.event.time.field' = '{field}': source '{name}' has no such column (it has {})",
+                    column_list(&source.schema())
+                ),
+                None,
+            ));
+        }
+        // The job-wide event time field applies to the sources that have that column.
+        event_time.field = None;
     }
     Ok(SourceDef {
         name: name.to_string(),
@@ -317,7 +319,7 @@ fn column_list(schema: &SchemaRef) -> String {
 
 /// Event time from `'<name>.event.time.field'` (or the job-wide `'event.time.field'`) and its
 /// watermark options.
-fn resolve_event_time(name: &str, options: &Options) -> Result<Option<EventTimeSpec>> {
+fn resolve_event_time(name: &str, options: &Options) -> Result<EventTimeSpec> {
     // A per-source option wins over the job-wide one of the same suffix.
     let take = |suffix: &str| {
         options
@@ -333,17 +335,6 @@ fn resolve_event_time(name: &str, options: &Options) -> Result<Option<EventTimeS
     let idle_timeout = take("watermark.idle.timeout")
         .map(|v| v.duration())
         .transpose()?;
-    let Some(field) = field else {
-        if let Some(format) = format {
-            return Err(EngineError::option(
-                format!(
-                    "'event.time.format' = '{format}' without an event time field for '{name}'"
-                ),
-                None,
-            ));
-        }
-        return Ok(None);
-    };
     let max_out_of_orderness = match (strategy.as_deref(), bound) {
         (Some("ascending"), Some(bound)) => {
             return Err(bound.error("an 'ascending' watermark has no out-of-orderness"));
@@ -351,10 +342,10 @@ fn resolve_event_time(name: &str, options: &Options) -> Result<Option<EventTimeS
         (Some("ascending"), None) | (_, None) => Duration::ZERO,
         (_, Some(bound)) => bound.duration()?,
     };
-    Ok(Some(EventTimeSpec {
-        field: field.value.to_string(),
+    Ok(EventTimeSpec {
+        field: field.map(|f| f.value.to_string()),
         format,
         max_out_of_orderness,
         idle_timeout,
-    }))
+    })
 }

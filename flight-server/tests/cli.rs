@@ -198,9 +198,10 @@ fn late_records_are_counted_and_dead_lettered() {
         "ts,symbol\n2026-03-02 09:30:01,A\n2026-03-02 09:30:12,A\n2026-03-02 09:30:05,A\n2026-03-02 09:30:13,A\n",
     )
     .unwrap();
+    // The window names the time column; the bound still comes from the source's options.
     let sql = "CREATE STREAM counts AS SELECT symbol, _window_start AS ws, COUNT(*) AS n FROM ticks
-        GROUP BY symbol WINDOW TUMBLING(10s)
-        WITH ('ticks.type' = 'file_source', 'ticks.path' = 'ticks.csv', 'ticks.event.time.field' = 'ts',
+        GROUP BY symbol WINDOW TUMBLING(ts, 10s)
+        WITH ('ticks.type' = 'file_source', 'ticks.path' = 'ticks.csv',
               'ticks.watermark.max_out_of_orderness' = '1s',
               'late.data.strategy' = 'dead_letter', 'late.data.dead_letter.path' = 'late.jsonl',
               'counts.type' = 'file_sink', 'counts.path' = 'counts.jsonl')";
@@ -252,6 +253,18 @@ fn errors_name_the_file_position_and_the_problem() {
         (
             format!("SELECT a FROM t WITH ({source}, 'x.type' = 'kafka_source')"),
             "expected one of file_source, file_sink",
+        ),
+        (
+            format!(
+                "SELECT COUNT(*) FROM t GROUP BY ROLLUP(a) WINDOW TUMBLING(b, 1s) WITH ({source})"
+            ),
+            "ROLLUP are not supported",
+        ),
+        (
+            format!(
+                "SELECT COUNT(*) FROM t WINDOW TUMBLING(1s) WITH ({source}, 'event.time.field' = 'tss')"
+            ),
+            "'event.time.field' = 'tss': no source of this statement has that column",
         ),
     ];
     for (sql, expected) in cases {

@@ -174,6 +174,16 @@ impl SlicedState {
         })
     }
 
+    /// The groups of the window starting at `start`, created when it opens.
+    fn groups_of(&mut self, start: i64) -> Result<&mut Groups> {
+        Ok(match self.windows.entry(start) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(Groups::new(&self.key_schema, &self.aggregates)?)
+            }
+        })
+    }
+
     fn rows(&self, start: i64, (keys, values): (Vec<ArrayRef>, Vec<ArrayRef>)) -> WindowRows {
         let n = values.first().map_or(0, |v| v.len());
         WindowRows {
@@ -188,14 +198,23 @@ impl SlicedState {
 impl WindowState for SlicedState {
     fn update(&mut self, input: &Evaluated, times: &[i64], watermarks: &[i64]) -> Result<Vec<u32>> {
         let rows = times.len();
-        if self.spec == WindowSpec::Global {
-            let groups = match self.windows.entry(0) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(Groups::new(&self.key_schema, &self.aggregates)?)
-                }
-            };
-            groups.update(input)?;
+        // The common case, checked cheaply first: every row in one open window (the global
+        // window, or a tumbling window that a whole micro-batch falls into).
+        let single = match self.spec {
+            WindowSpec::Global => Some(0),
+            WindowSpec::Tumbling { size } => times.first().and_then(|&first| {
+                let start = first.div_euclid(size) * size;
+                let end = (start + size).saturating_add(self.allowed_lateness);
+                let all_in = times
+                    .iter()
+                    .zip(watermarks)
+                    .all(|(&t, &w)| t.div_euclid(size) * size == start && end > w);
+                all_in.then_some(start)
+            }),
+            _ => None,
+        };
+        if let Some(start) = single {
+            self.groups_of(start)?.update(input)?;
             return Ok(vec![]);
         }
         let mut late = Vec::new();
@@ -220,12 +239,7 @@ impl WindowState for SlicedState {
             }
         }
         for (start, indices) in per_window {
-            let groups = match self.windows.entry(start) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(Groups::new(&self.key_schema, &self.aggregates)?)
-                }
-            };
+            let groups = self.groups_of(start)?;
             if indices.len() == rows {
                 groups.update(input)?;
             } else {

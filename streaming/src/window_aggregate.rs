@@ -298,7 +298,7 @@ impl WindowAggregator {
         let rows = self.state.emit(self.watermark, self.config.emit)?;
         let mut batches = Vec::with_capacity(rows.len());
         for rows in rows.into_iter().filter(|r| !r.starts.is_empty()) {
-            let batch = self.to_batch(rows)?;
+            let batch = self.output_batch(rows)?;
             if batch.num_rows() > 0 {
                 batches.push(batch);
             }
@@ -306,7 +306,7 @@ impl WindowAggregator {
         Ok(batches)
     }
 
-    fn to_batch(&mut self, rows: WindowRows) -> Result<RecordBatch> {
+    fn output_batch(&mut self, rows: WindowRows) -> Result<RecordBatch> {
         let schema = self.config.output_schema.clone();
         let stamp = |values: &[i64], field: &Field| -> Result<ArrayRef> {
             let array: ArrayRef = Arc::new(TimestampMillisecondArray::from(values.to_vec()));
