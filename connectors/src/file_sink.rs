@@ -82,16 +82,27 @@ impl FileSink {
         self.rows
     }
 
-    /// Appends a batch, committing the current part first when its rollover time has passed.
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        if self.config.is_folder()
-            && self
-                .part
-                .as_ref()
-                .is_some_and(|p| p.opened.elapsed() >= self.config.rollover)
-        {
+    /// For a folder sink, how often its part files are committed: call
+    /// [`FileSink::roll_if_due`] at least that often, so an idle job's rows still land.
+    pub fn rollover(&self) -> Option<std::time::Duration> {
+        self.config.is_folder().then_some(self.config.rollover)
+    }
+
+    /// Commits the current part file of a folder sink once its rollover time has passed.
+    pub fn roll_if_due(&mut self) -> Result<()> {
+        let due = self
+            .part
+            .as_ref()
+            .is_some_and(|p| p.opened.elapsed() >= self.config.rollover);
+        if self.config.is_folder() && due {
             self.commit()?;
         }
+        Ok(())
+    }
+
+    /// Appends a batch, committing the current part first when its rollover time has passed.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.roll_if_due()?;
         if batch.num_rows() == 0 {
             return Ok(());
         }

@@ -393,10 +393,26 @@ impl Session {
         let mut sink = FileSink::try_new(sink_config, schema)?;
         let job_metrics = metrics.clone();
         let task = tokio::spawn(async move {
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                sink.write(&batch)?;
-                job_metrics.add_records_out(batch.num_rows());
+            // A folder sink commits its part files on time even when no rows come.
+            let mut rollover = sink.rollover().map(tokio::time::interval);
+            loop {
+                let tick = async {
+                    match rollover.as_mut() {
+                        Some(interval) => interval.tick().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    batch = stream.next() => match batch {
+                        Some(batch) => {
+                            let batch = batch?;
+                            sink.write(&batch)?;
+                            job_metrics.add_records_out(batch.num_rows());
+                        }
+                        None => break,
+                    },
+                    _ = tick => sink.roll_if_due()?,
+                }
             }
             sink.close()?;
             Ok(())

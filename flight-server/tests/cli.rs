@@ -327,7 +327,7 @@ fn a_watched_folder_picks_up_new_lines_and_ctrl_c_commits_every_window() {
         GROUP BY k WINDOW TUMBLING(10s)
         WITH ('t.type' = 'file_source', 't.path' = 'inbox', 't.format' = 'csv', 't.watch' = 'true',
               't.watch.interval' = '50ms', 't.event.time.field' = 'ts',
-              'counts.type' = 'file_sink', 'counts.path' = 'out/')";
+              'counts.type' = 'file_sink', 'counts.path' = 'out/', 'counts.rollover.interval' = '200ms')";
     let mut child = ferris()
         .args(["run", "-e", sql])
         .current_dir(dir.path())
@@ -343,7 +343,23 @@ fn a_watched_folder_picks_up_new_lines_and_ctrl_c_commits_every_window() {
     )
     .unwrap();
     std::fs::write(inbox.join("2.csv"), "ts,k\n2026-03-02 09:30:25,b\n").unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // The closed window is committed by the rollover timer while the job keeps running.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let committed = |dir: &Path| {
+        std::fs::read_dir(dir.join("out")).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name().to_string_lossy().starts_with("part-")
+                    && std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("\"a\""))
+            })
+        })
+    };
+    while !committed(dir.path()) {
+        assert!(
+            Instant::now() < deadline,
+            "no part file committed while running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let interrupted = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
