@@ -373,7 +373,11 @@ pub fn streaming_plan(
     plan: Arc<dyn ExecutionPlan>,
     settings: &AggregateSettings,
 ) -> Result<(Arc<dyn ExecutionPlan>, bool)> {
-    let changelog = settings.window == WindowSpec::Global && settings.emit == EmitMode::Changes;
+    // EMIT CHANGES output is a changelog: every row says whether it upserts or retracts.
+    let changelog = settings.emit == EmitMode::Changes;
+    // A keyed table evaluates HAVING itself, to retract a key that stops matching it. (A
+    // window's rows are never retracted for HAVING: it stays a filter above the operator.)
+    let absorb_having = changelog && settings.window == WindowSpec::Global;
     let mut replaced = false;
     let plan = plan
         .transform_down(|node| {
@@ -383,7 +387,7 @@ pub fn streaming_plan(
             // A changelog evaluates HAVING itself, to retract rows that stop matching it.
             let having = node
                 .downcast_ref::<FilterExec>()
-                .filter(|f| changelog && f.projection().is_none())
+                .filter(|f| absorb_having && f.projection().is_none())
                 .and_then(|f| {
                     let aggregate = f.input().downcast_ref::<AggregateExec>()?;
                     Some((f.predicate().clone(), aggregate))
@@ -434,14 +438,14 @@ pub fn streaming_plan(
             let Some(projection) = node.downcast_ref::<ProjectionExec>() else {
                 return Ok(Transformed::no(node));
             };
+            // Carry `_op` through every projection above the operator.
             let input = projection.input();
-            let Some(window) = input.downcast_ref::<WindowAggregateExec>() else {
+            let (Ok(op), Err(_)) = (
+                input.schema().index_of(OP_COLUMN),
+                projection.schema().index_of(OP_COLUMN),
+            ) else {
                 return Ok(Transformed::no(node));
             };
-            if !window.config().changelog {
-                return Ok(Transformed::no(node));
-            }
-            let op = input.schema().index_of(OP_COLUMN)?;
             let mut exprs: Vec<ProjectionExpr> = projection.expr().to_vec();
             exprs.push(ProjectionExpr::new(
                 Arc::new(Column::new(OP_COLUMN, op)),

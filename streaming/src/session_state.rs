@@ -23,7 +23,16 @@ struct Session {
     accumulators: Vec<Box<dyn Accumulator>>,
     changed: bool,
     emitted: bool,
+    /// An `EMIT CHANGES` row for this session's start is out: if the start moves (the
+    /// session merges with an earlier one), that row must be retracted.
+    output: bool,
 }
+
+/// Bookkeeping columns of a snapshot before the keys: start, last, emitted, changed, output.
+const LEADING: usize = 5;
+
+/// A row to emit: (end, start, key, values, retraction).
+type SessionRow = (i64, i64, OwnedRow, Vec<ScalarValue>, bool);
 
 /// Open sessions per key.
 pub(crate) struct SessionState {
@@ -33,6 +42,8 @@ pub(crate) struct SessionState {
     converter: RowConverter,
     snapshot_schema: SchemaRef,
     sessions: HashMap<OwnedRow, Vec<Session>>,
+    /// Retractions of changes rows whose sessions merged, due at the next emission.
+    retractions: Vec<SessionRow>,
 }
 
 impl SessionState {
@@ -55,6 +66,7 @@ impl SessionState {
                 Field::new("_session_last", DataType::Int64, false),
                 Field::new("_emitted", DataType::Boolean, false),
                 Field::new("_changed", DataType::Boolean, false),
+                Field::new("_output", DataType::Boolean, false),
             ],
             &key_schema,
             &aggregates,
@@ -66,6 +78,7 @@ impl SessionState {
             converter,
             snapshot_schema,
             sessions: HashMap::new(),
+            retractions: Vec::new(),
         })
     }
 }
@@ -80,6 +93,7 @@ fn new_session(aggregates: &Aggregates, t: i64) -> Result<Session> {
             .collect::<Result<_>>()?,
         changed: true,
         emitted: false,
+        output: false,
     })
 }
 
@@ -113,7 +127,7 @@ impl WindowState for SessionState {
         for (i, (&t, &w)) in times.iter().zip(watermarks).enumerate() {
             let key = rows.row(i).owned();
             let open_until = |s: &Session| s.last.saturating_add(gap).saturating_add(allowed);
-            let sessions = self.sessions.entry(key).or_default();
+            let sessions = self.sessions.entry(key.clone()).or_default();
             let (touching, others): (Vec<Session>, Vec<Session>) =
                 std::mem::take(sessions).into_iter().partition(|s| {
                     open_until(s) > w && s.start - gap < t && t < s.last.saturating_add(gap)
@@ -122,6 +136,29 @@ impl WindowState for SessionState {
             if touching.is_empty() && t.saturating_add(gap).saturating_add(allowed) <= w {
                 late.push(i as u32);
                 continue;
+            }
+            // A changes row keyed by a start that moves is retracted; the merged session's
+            // row replaces the one whose start it keeps.
+            let start = touching.iter().map(|s| s.start).fold(t, i64::min);
+            let mut touching = touching;
+            let mut keeps_output = false;
+            for old in touching.iter_mut().filter(|s| s.output) {
+                if old.start == start {
+                    keeps_output = true;
+                    continue;
+                }
+                let values = old
+                    .accumulators
+                    .iter_mut()
+                    .map(|a| a.evaluate())
+                    .collect::<Result<_>>()?;
+                self.retractions.push((
+                    old.last.saturating_add(gap),
+                    old.start,
+                    key.clone(),
+                    values,
+                    true,
+                ));
             }
             let mut touching = touching.into_iter();
             let mut session = match touching.next() {
@@ -134,6 +171,7 @@ impl WindowState for SessionState {
             session.start = session.start.min(t);
             session.last = session.last.max(t);
             session.changed = true;
+            session.output = keeps_output;
             let one = UInt32Array::from(vec![i as u32]);
             let row = input.take(&one)?;
             for (a, accumulator) in session.accumulators.iter_mut().enumerate() {
@@ -149,8 +187,7 @@ impl WindowState for SessionState {
     }
 
     fn emit(&mut self, watermark: i64, mode: EmitMode) -> Result<Vec<WindowRows>> {
-        // (end, start, key, values) of every row to emit.
-        let mut emitted: Vec<(i64, i64, OwnedRow, Vec<ScalarValue>)> = Vec::new();
+        let mut emitted: Vec<SessionRow> = std::mem::take(&mut self.retractions);
         let (gap, allowed) = (self.gap, self.allowed_lateness);
         for (key, sessions) in self.sessions.iter_mut() {
             for session in sessions.iter_mut() {
@@ -166,9 +203,10 @@ impl WindowState for SessionState {
                         .iter_mut()
                         .map(|a| a.evaluate())
                         .collect::<Result<_>>()?;
-                    emitted.push((end, session.start, key.clone(), values));
+                    emitted.push((end, session.start, key.clone(), values, false));
                     session.changed = false;
                     session.emitted |= done;
+                    session.output |= mode == EmitMode::Changes;
                 }
             }
             sessions.retain(|s| s.last.saturating_add(gap).saturating_add(allowed) > watermark);
@@ -177,7 +215,8 @@ impl WindowState for SessionState {
         if emitted.is_empty() {
             return Ok(vec![]);
         }
-        emitted.sort_by(|a, b| (a.0, a.1, a.2.row()).cmp(&(b.0, b.1, b.2.row())));
+        // Retractions first, so a reader applying rows in order ends with the upserts.
+        emitted.sort_by(|a, b| (!a.4, a.0, a.1, a.2.row()).cmp(&(!b.4, b.0, b.1, b.2.row())));
         let keys = self
             .converter
             .convert_rows(emitted.iter().map(|e| e.2.row()))?;
@@ -187,6 +226,7 @@ impl WindowState for SessionState {
         Ok(vec![WindowRows {
             starts: emitted.iter().map(|e| e.1).collect(),
             ends: emitted.iter().map(|e| e.0).collect(),
+            retract: emitted.iter().map(|e| e.4).collect(),
             keys,
             values,
         }])
@@ -233,6 +273,9 @@ impl WindowState for SessionState {
             Arc::new(arrow::array::BooleanArray::from_iter(
                 entries.iter().map(|e| Some(e.1.changed)),
             )),
+            Arc::new(arrow::array::BooleanArray::from_iter(
+                entries.iter().map(|e| Some(e.1.output)),
+            )),
         ];
         columns.extend(keys);
         for a in 0..self.aggregates.len() {
@@ -262,7 +305,7 @@ impl WindowState for SessionState {
         }
         self.sessions.clear();
         let key_count = self.converter_fields();
-        let keys = &snapshot.columns()[4..4 + key_count];
+        let keys = &snapshot.columns()[LEADING..LEADING + key_count];
         let rows = self.converter.convert_columns(keys)?;
         let starts = snapshot.column(0).as_primitive::<Int64Type>();
         let lasts = snapshot.column(1).as_primitive::<Int64Type>();
@@ -271,7 +314,8 @@ impl WindowState for SessionState {
             session.last = lasts.value(i);
             session.emitted = snapshot.column(2).as_boolean().value(i);
             session.changed = snapshot.column(3).as_boolean().value(i);
-            let mut column = 4 + key_count;
+            session.output = snapshot.column(4).as_boolean().value(i);
+            let mut column = LEADING + key_count;
             let one = UInt32Array::from(vec![i as u32]);
             for (accumulator, aggregate) in
                 session.accumulators.iter_mut().zip(self.aggregates.iter())
@@ -296,7 +340,7 @@ impl WindowState for SessionState {
 impl SessionState {
     fn converter_fields(&self) -> usize {
         self.snapshot_schema.fields().len()
-            - 4
+            - LEADING
             - self
                 .aggregates
                 .iter()

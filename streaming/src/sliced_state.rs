@@ -189,6 +189,7 @@ impl SlicedState {
         WindowRows {
             starts: vec![start; n],
             ends: vec![self.spec.end_of(start); n],
+            retract: vec![false; n],
             keys,
             values,
         }

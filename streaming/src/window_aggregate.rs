@@ -326,7 +326,14 @@ impl WindowAggregator {
             RecordBatch::try_new(Arc::new(Schema::new(aggregate_fields.to_vec())), columns)?;
         let batch = match &self.config.having {
             Some(having) => self.apply_having(having.clone(), batch)?,
-            None if self.config.changelog => with_ops(batch, Vec::new())?,
+            None if self.config.changelog => {
+                let ops = rows
+                    .retract
+                    .iter()
+                    .map(|&r| if r { "-D" } else { "+U" })
+                    .collect();
+                with_ops(batch, ops)?
+            }
             None => batch,
         };
         Ok(batch.with_schema(schema)?)
@@ -393,13 +400,8 @@ impl WindowAggregator {
     }
 }
 
-/// The batch with an [`OP_COLUMN`] of `ops` (all `+U` when `ops` is empty).
+/// The batch with an [`OP_COLUMN`] of `ops`.
 fn with_ops(batch: RecordBatch, ops: Vec<&str>) -> Result<RecordBatch> {
-    let ops = if ops.is_empty() {
-        vec!["+U"; batch.num_rows()]
-    } else {
-        ops
-    };
     let mut fields: Vec<Field> = batch
         .schema()
         .fields()
@@ -861,6 +863,42 @@ mod tests {
 | a | 1970-01-01T00:00:30 | 1970-01-01T00:00:34 | 1               | 4        |
 +---+---------------------+---------------------+-----------------+----------+";
         assert_eq!(text(&out), expected);
+    }
+
+    #[tokio::test]
+    async fn session_changes_retract_the_row_of_a_session_merged_away() {
+        let mut config = config(
+            WindowSpec::Session { gap: 4_000 },
+            EmitMode::Changes,
+            LateDataPolicy::Drop,
+            10_000,
+        )
+        .await;
+        config.output_schema =
+            WindowAggregateConfig::output_schema_for(&config.output_schema, true);
+        config.changelog = true;
+        let rows = stamped(&[("a", 1_000, 1), ("a", 8_000, 2), ("a", 4_500, 3)], 10_000);
+        let (out, _) = run(&config, &rows, 1, None);
+        let lines: Vec<String> = text(&out)
+            .lines()
+            .filter(|l| l.contains("| a "))
+            .map(|l| {
+                l.split('|')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "a 1970-01-01T00:00:01 1970-01-01T00:00:05 1 1 +U",
+                "a 1970-01-01T00:00:08 1970-01-01T00:00:12 1 2 +U",
+                "a 1970-01-01T00:00:08 1970-01-01T00:00:12 1 2 -D",
+                "a 1970-01-01T00:00:01 1970-01-01T00:00:12 3 6 +U",
+            ]
+        );
     }
 
     #[tokio::test]

@@ -56,6 +56,8 @@ pub(crate) struct WindowRows {
     pub starts: Vec<i64>,
     /// Window end per row.
     pub ends: Vec<i64>,
+    /// Per row: a retraction of a row emitted before (a changelog's `-D`).
+    pub retract: Vec<bool>,
     /// Group key columns.
     pub keys: Vec<ArrayRef>,
     /// One column per aggregate.

@@ -4,7 +4,8 @@
 //! and `{out}` placeholders, input files, `expected.jsonl` and `meta.json`. [`run_case`] runs
 //! `ferris run` on it in a scratch folder and compares the sink's output by the case's mode.
 //! Cases listed in an expected-failures file are reported as such, and reported loudly when
-//! they start passing.
+//! they start passing. In `changes` mode a retraction (`_op` of `-D`, `-U`, `delete`,
+//! `retract`) is not compared as a row: it withdraws its key's earlier row.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -302,10 +303,12 @@ fn compare(meta: &Meta, expected: &[Row], output: &str) -> Result<(), String> {
                             "-d" | "-u" | "delete" | "retract"
                         )
                     });
+                let key = key_of(row, reference)?;
                 if retraction {
+                    // The key's earlier row no longer holds (e.g. a session merged away).
+                    got.remove(&key);
                     continue;
                 }
-                let key = key_of(row, reference)?;
                 if let Some(previous) = got.get(&key) {
                     for column in &meta.monotonic {
                         let before = previous.get(column).and_then(|f| f.value.as_f64());
@@ -531,11 +534,12 @@ mod tests {
     }
 
     #[test]
-    fn changes_take_the_last_row_per_key_skip_retractions_and_watch_monotonic_columns() {
+    fn changes_take_the_last_row_per_key_retractions_withdraw_and_monotonic_columns_hold() {
         let expected = parse_rows("{\"k\": \"a\", \"n\": 3}\n").unwrap();
-        let good =
-            "{\"k\":\"a\",\"n\":1}\n{\"k\":\"a\",\"n\":3}\n{\"k\":\"a\",\"n\":9,\"_op\":\"-D\"}";
+        let good = "{\"k\":\"a\",\"n\":1}\n{\"k\":\"a\",\"n\":3}\n{\"k\":\"b\",\"n\":9}\n{\"k\":\"b\",\"n\":9,\"_op\":\"-D\"}";
         compare(&meta("changes", &["k"]), &expected, good).unwrap();
+        let retracted = "{\"k\":\"a\",\"n\":3}\n{\"k\":\"a\",\"n\":3,\"_op\":\"-D\"}";
+        assert!(compare(&meta("changes", &["k"]), &expected, retracted).is_err());
         let not_monotonic = "{\"k\":\"a\",\"n\":4}\n{\"k\":\"a\",\"n\":3}";
         assert!(compare(&meta("changes", &["k"]), &expected, not_monotonic).is_err());
     }
