@@ -420,3 +420,56 @@ fn a_table_changelog_retracts_a_key_that_stops_matching_having() {
          {\"k\":\"a\",\"total\":11,\"_op\":\"+U\"}\n"
     );
 }
+
+#[test]
+fn processing_time_windows_close_on_the_clock_while_the_source_is_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::write(inbox.join("1.csv"), "k\na\na\nb\n").unwrap();
+    let sql = "CREATE STREAM counts AS SELECT k, COUNT(*) AS n FROM t GROUP BY k WINDOW TUMBLING(1s)
+        WITH ('t.type' = 'file_source', 't.path' = 'inbox', 't.format' = 'csv', 't.watch' = 'true',
+              'counts.type' = 'file_sink', 'counts.path' = 'out/', 'counts.rollover.interval' = '100ms')";
+    let mut child = ferris()
+        .args(["run", "-e", sql])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rows = loop {
+        let rows: Vec<Value> = std::fs::read_dir(dir.path().join("out"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("part-"))
+                    .flat_map(|e| json_lines(&e.path()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if rows.len() >= 2 || Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let mut counts: Vec<(String, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["k"].as_str().unwrap().to_string(),
+                r["n"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [("a".to_string(), 2), ("b".to_string(), 1)],
+        "closed by the clock, before Ctrl-C"
+    );
+}

@@ -264,10 +264,16 @@ impl WindowAggregator {
             args,
             filters,
         };
-        let (times, marks) = match &self.stamp_exprs {
+        let (times, mut marks) = match &self.stamp_exprs {
             Some((time, mark)) => (millis(&evaluate(time)?)?, millis(&evaluate(mark)?)?),
             None => (vec![], vec![]),
         };
+        // A row is judged against the watermark the operator has already acted on: on event
+        // time that never exceeds the row's own (it is the same, or lower for rows a filter
+        // dropped); on processing time the clock may have moved it on and closed the window.
+        for mark in &mut marks {
+            *mark = (*mark).max(self.watermark);
+        }
         let late = self.state.update(&input, &times, &marks)?;
         if !late.is_empty() {
             self.late_records += late.len();
@@ -285,6 +291,16 @@ impl WindowAggregator {
         for (&t, &w) in times.iter().zip(&marks) {
             self.watermark = self.watermark.max(w).max(t.saturating_sub(bound));
         }
+        self.emit()
+    }
+
+    /// Processing time has reached `now` (epoch ms): windows that ended before it close even
+    /// when no row arrives.
+    pub fn advance_to(&mut self, now: i64) -> Result<Vec<RecordBatch>> {
+        if now <= self.watermark {
+            return Ok(vec![]);
+        }
+        self.watermark = now;
         self.emit()
     }
 
@@ -429,6 +445,9 @@ fn millis(array: &ArrayRef) -> Result<Vec<i64>> {
     Ok(values.values().to_vec())
 }
 
+/// How often processing-time windows look at the clock.
+const PROCESSING_TIME_TICK: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The plan node around a [`WindowAggregator`].
 #[derive(Debug)]
 pub struct WindowAggregateExec {
@@ -562,6 +581,8 @@ impl ExecutionPlan for WindowAggregateExec {
             reservation,
             late,
             peak_state,
+            clock: (self.config.window.is_windowed() && self.config.watermark.field.is_none())
+                .then_some(PROCESSING_TIME_TICK),
             done: false,
         };
         let output = futures::stream::unfold(state, |mut state| async move {
@@ -586,6 +607,8 @@ struct StreamState {
     reservation: MemoryReservation,
     late: Count,
     peak_state: Gauge,
+    /// On processing time, how often the clock advances the watermark.
+    clock: Option<std::time::Duration>,
     done: bool,
 }
 
@@ -598,7 +621,26 @@ impl StreamState {
             if self.done {
                 return None;
             }
-            let produced = match self.input.next().await {
+            let next = match self.clock {
+                // On processing time, the clock closes windows too.
+                Some(period) => tokio::select! {
+                    next = self.input.next() => Some(next),
+                    _ = tokio::time::sleep(period) => None,
+                },
+                None => Some(self.input.next().await),
+            };
+            let Some(next) = next else {
+                let now = chrono::Utc::now().timestamp_millis();
+                match self.aggregator.advance_to(now) {
+                    Ok(batches) => self.pending.extend(batches),
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                }
+                continue;
+            };
+            let produced = match next {
                 Some(Ok(batch)) => {
                     let late_before = self.aggregator.late_records();
                     let out = self.aggregator.process(&batch);
