@@ -20,7 +20,13 @@ The case format and the semantics implemented here are those of shared/conforman
   left by the records before it is late and dropped (a record with some windows final and some not
   goes to the windows that are not final); at the end of the input W = +inf;
 - allowed lateness L: a window is emitted when W >= end and kept (updated, re-emitted) until
-  W >= end + L; records for a window with W >= end + L are dropped.
+  W >= end + L; records for a window with W >= end + L are dropped; for sessions, see
+  `session_windows_lateness`;
+- 'late.data.strategy' = 'dead_letter': late records are left out as with 'drop' and written to
+  the dead-letter file (the aggregate's input columns, the event time in `_window_start`); a
+  case's expected_late.jsonl (beyond the README's format) lists them, compared as a multiset;
+- EMIT CHANGES rows carry `_op`: `+U` upserts, `-D` retracts (a session merged away); as in the
+  runner (tests/src/lib.rs), a retraction withdraws its key's earlier row.
 
 Only the Python 3.11 standard library is used: `decimal.Decimal` for money, integer epoch
 milliseconds for time. The oracle reads back the CSV it wrote, so it computes from exactly the
@@ -36,12 +42,14 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
@@ -162,11 +170,12 @@ def inject_boundaries(rows: list[dict], seed: int, bound: int, period: int, exac
     return rows
 
 
-def gen_bursty(seed: int, bound: int, gap: int) -> list[dict]:
+def gen_bursty(seed: int, bound: int, gap: int, very_late: float = 0.0) -> list[dict]:
     """Bursty trades for session windows: per symbol, bursts of trades closer than `gap`, apart by
     quiet spells longer than `gap`. Some quiet spells are just over `gap` and get a 'bridge' trade
     in their middle that arrives after the next burst started: it merges two open sessions. Two
-    spells are exactly `gap` long (not closer than G: no merge). Some trades arrive far too late."""
+    spells are exactly `gap` long (not closer than G: no merge). Some trades arrive far too late;
+    with `very_late`, that share of the trades is 20 to 40 s late (beyond allowed lateness)."""
     rng = random.Random(seed)
     events = []  # (arrival, order, t, symbol)
     order = 0
@@ -190,6 +199,8 @@ def gen_bursty(seed: int, bound: int, gap: int) -> list[dict]:
                     delay = rng.randint(5 * SEC, 15 * SEC)  # late: own window final already
                 elif u < 0.08:
                     delay = rng.randint(bound + 1, 4 * SEC)  # beyond the bound
+                elif very_late and u < 0.08 + very_late:
+                    delay = rng.randint(20 * SEC, 40 * SEC)
                 else:
                     delay = rng.randint(0, bound * 9 // 10)
                 events.append((t + delay, order, t, sym)); order += 1
@@ -248,9 +259,10 @@ class Stats(dict):
         self[name] = self.get(name, 0) + by
 
 
-def aligned_windows(recs, bound, windows_of, key_of=lambda r: r["symbol"], lateness=0, stats=None):
+def aligned_windows(recs, bound, windows_of, key_of=lambda r: r["symbol"], lateness=0, stats=None, late=None):
     """Assign records to tumbling/sliding windows under the watermark. Returns
-    {(key, start, end): [records]} of accepted records; windows as they are when W = +inf."""
+    {(key, start, end): [records]} of accepted records; windows as they are when W = +inf.
+    The records dropped as late are appended to `late` (a list), if given."""
     stats = stats if stats is not None else Stats()
     W = None  # -inf
     high = None
@@ -261,6 +273,8 @@ def aligned_windows(recs, bound, windows_of, key_of=lambda r: r["symbol"], laten
         live = [w for w in wins if W is None or W < w[1] + lateness]
         if not live:
             stats.bump("late_dropped")
+            if late is not None:
+                late.append(r)
             if any(W == e for _s, e in wins):
                 stats.bump("late_at_W_eq_end")
         else:
@@ -317,6 +331,8 @@ def session_windows(recs, bound, gap, key_of=lambda r: r["symbol"], stats=None):
             if W is not None and t < high - bound:
                 stats.bump("beyond_bound_accepted")
             new = [min([t] + [s[0] for s in open_t]), max([t] + [s[1] for s in open_t]), [r]]
+            # an open session whose start moves: under EMIT CHANGES its row is retracted
+            stats.bump("starts_moved", sum(1 for s in open_t if s[0] != new[0]))
             for s in open_t:
                 new[2].extend(s[2])
                 lst.remove(s)
@@ -327,6 +343,76 @@ def session_windows(recs, bound, gap, key_of=lambda r: r["symbol"], stats=None):
     for key, lst in sessions.items():
         for s, last, rs in lst:
             out[(key, s, last + gap)] = rs
+    return out, stats
+
+
+def session_windows_lateness(recs, bound, gap, lateness, key_of=lambda r: r["symbol"], stats=None):
+    """Per-key sessions with allowed lateness L. Returns {(key, start, end): [records]}.
+    The rules (the brief's for sessions; cf. the README's for aligned windows), with W the
+    watermark left by the records before this one:
+    - a session [start, last] is final (its row emitted) once W >= last + G, and stays open
+      (a record may still join it: a correction, re-emitted under the same start) until
+      W >= last + G + L; then it is closed;
+    - a record at t touches a session when start - G < t < last + G (closer than G);
+    - a record that touches open sessions joins them (merging them all, start = the earliest),
+      even when its own window expired already (t + G + L <= W);
+    - a record that touches no open session is late (dropped) when t + G + L <= W, and
+      otherwise starts a session of its own (final at once when W >= t + G).
+    Configurations these rules leave undefined raise Ambiguous (the generator drops such
+    records from the input):
+    - an accepted record that touches a closed session (whose final row can no longer change);
+    - an accepted record that moves the start of a session whose final row is out already
+      (sticky: a corrected session counts as emitted): EMIT FINAL output has no `_op` column,
+      so the row under the old (symbol, window_start) is never retracted, and whether the
+      output then holds both rows is not pinned down;
+    - W exactly at last + G + L of a touching session, or exactly at t + G + L (the
+      boundary of allowed lateness, left open as in `aligned_windows`)."""
+    stats = stats if stats is not None else Stats()
+    W = None
+    high = None
+    sessions: dict = {}  # key -> list of [start, last, records, emitted, corrected]
+    for r in recs:
+        t = r["ts"]
+        lst = sessions.setdefault(key_of(r), [])
+        if W is not None:
+            for s in lst:
+                s[3] = s[3] or W >= s[1] + gap
+        is_closed = lambda s: W is not None and W >= s[1] + gap + lateness
+        touching = [s for s in lst if s[0] < t + gap and t < s[1] + gap]
+        open_t = [s for s in touching if not is_closed(s)]
+        closed_t = [s for s in touching if is_closed(s)]
+        expired = W is not None and W >= t + gap + lateness
+        if W is not None and (W == t + gap + lateness or any(W == s[1] + gap + lateness for s in touching)):
+            raise Ambiguous(r["seq"], "W exactly at the end of allowed lateness")
+        if not open_t and expired:
+            stats.bump("late_dropped")
+        else:
+            if closed_t:
+                raise Ambiguous(r["seq"], "accepted, but it touches a closed session")
+            start = min([t] + [s[0] for s in open_t])
+            if any(s[3] and s[0] != start for s in open_t):
+                raise Ambiguous(r["seq"], "it moves the start of a session emitted as final")
+            if expired:
+                stats.bump("joined_open_session_own_window_expired")
+            if any(s[3] for s in open_t):
+                stats.bump("records_joining_emitted_sessions")
+            elif not open_t and W is not None and W >= t + gap:
+                stats.bump("new_session_final_at_once")
+            if len(open_t) >= 2:
+                stats.bump("merges", len(open_t) - 1)
+            stats.bump("starts_moved", sum(1 for s in open_t if s[0] != start))
+            new = [start, max([t] + [s[1] for s in open_t]), [r], any(s[3] for s in open_t), any(s[3] for s in open_t)]
+            for s in open_t:
+                new[2].extend(s[2])
+                lst.remove(s)
+            lst.append(new)
+        high = t if high is None else max(high, t)
+        W = high - bound
+    out = {}
+    for key, lst in sessions.items():
+        for s, last, rs, _emitted, corrected in lst:
+            out[(key, s, last + gap)] = rs
+            stats.bump("sessions_corrected_after_final", int(corrected))
     return out, stats
 
 
@@ -645,6 +731,178 @@ EMIT CHANGES
     return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
 
 
+# The new changelog cases set a small source batch size: with the default (8192 rows) the
+# whole input is one micro-batch, emitted once, so the updates, corrections and retractions
+# between micro-batches would go untested by a plain run. 2 keeps multi-row batches (a record
+# judged against a watermark another record of its batch moved) while emitting often.
+# (`--check --batch-sizes` replaces it.)
+SMALL_BATCHES = "  'trades.batch.size' = '2',\n"
+
+
+def late_rows(late):
+    """The dead-letter rows expected for late records: the aggregate's input columns (the group
+    key and SUM's argument), the event time in `_window_start`."""
+    return [{"symbol": r["symbol"], "qty": r["qty"], "_window_start": ts(r["ts"])} for r in late]
+
+
+@case
+def sliding_emit_changes():
+    bound = 2 * SEC
+    weights = {"AAPL": 30, "MSFT": 25, "NVDA": 20, "AMZN": 15, "TSLA": 10}
+    rows = gen_trades(1111, 1300, bound, step_ms=250, weights=weights, delays=[(0.05, 3 * SEC, 25 * SEC)])
+    rows = inject_boundaries(rows, 1112, bound, 5 * SEC, exact=3, near=2)
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = aligned_windows(recs, bound, sliding(20 * SEC, 5 * SEC))
+    expected = [
+        {"symbol": k, "window_start": ts(s), "window_end": ts(e), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
+        for (k, s, e), rs in contents.items()
+    ]
+    sql = """CREATE STREAM sliding_running AS
+SELECT symbol, _window_start AS window_start, _window_end AS window_end,
+       COUNT(*) AS trades, SUM(qty) AS volume
+FROM trades
+GROUP BY symbol
+WINDOW SLIDING(INTERVAL '20' SECOND, INTERVAL '5' SECOND)
+EMIT CHANGES
+""" + trades_with("2s", SMALL_BATCHES) + SINK_TAIL.format(name="sliding_running")
+    meta = {"mode": "changes", "key": ["symbol", "window_start"], "monotonic": ["trades"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+@case
+def session_emit_changes():
+    # EMIT CHANGES rows carry `_op`: `+U` upserts, `-D` retracts. When a record bridges open
+    # sessions (or extends one backwards), the sessions whose start moves have their earlier
+    # row retracted and the merged session is upserted under the earliest start; a retraction
+    # withdraws its key's earlier row, so the expected rows are the final sessions. `trades`
+    # never decreases per key: a key's row is only ever replaced by the same session grown,
+    # and a start, once moved away from, is never a session's start again.
+    bound, gap = 1 * SEC, 4 * SEC
+    rows = gen_bursty(1212, bound, gap)
+    rows, dropped = drop_ambiguous(rows, lambda recs: session_windows(recs, bound, gap))
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = session_windows(recs, bound, gap)
+    st["ambiguous_records_removed_from_input"] = dropped
+    expected = [
+        {"symbol": k, "window_start": ts(s), "window_end": ts(e), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
+        for (k, s, e), rs in contents.items()
+    ]
+    sql = """CREATE STREAM session_running AS
+SELECT symbol, _window_start AS window_start, _window_end AS window_end,
+       COUNT(*) AS trades, SUM(qty) AS volume
+FROM trades
+GROUP BY symbol
+WINDOW SESSION(INTERVAL '4' SECOND)
+EMIT CHANGES
+""" + trades_with("1s", SMALL_BATCHES) + SINK_TAIL.format(name="session_running")
+    meta = {"mode": "changes", "key": ["symbol", "window_start"], "monotonic": ["trades"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+@case
+def tumbling_late_dead_letter():
+    # As with 'drop', late records are left out of the results; they are also written to the
+    # dead-letter file (relative: next to the output, in the scratch folder). expected_late.jsonl
+    # holds them (not part of the README's case format; `--check` compares it as a multiset).
+    bound = 1 * SEC
+    rows = gen_trades(1313, 1400, bound, delays=[(0.05, 2 * SEC, 14 * SEC)])
+    rows = inject_boundaries(rows, 1314, bound, 10 * SEC, exact=3, near=2)
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    late = []
+    contents, st = aligned_windows(recs, bound, tumbling(10 * SEC), late=late)
+    expected = [
+        {"symbol": k, "window_start": ts(s), "window_end": ts(e), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
+        for (k, s, e), rs in contents.items()
+    ]
+    sql = """CREATE STREAM dead_lettered_counts AS
+SELECT symbol, _window_start AS window_start, _window_end AS window_end,
+       COUNT(*) AS trades, SUM(qty) AS volume
+FROM trades
+GROUP BY symbol
+WINDOW TUMBLING(INTERVAL '10' SECOND)
+EMIT FINAL
+""" + trades_with("1s", "  'late.data.strategy' = 'dead_letter',\n  'late.data.dead_letter.path' = 'late.jsonl',\n") + SINK_TAIL.format(name="dead_lettered_counts")
+    meta = {"mode": "final", "key": ["symbol", "window_start"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st, {"expected_late.jsonl": late_rows(late)}
+
+
+@case
+def sliding_allowed_lateness():
+    # EMIT FINAL with allowed lateness: a window's row is emitted when W >= end and re-emitted
+    # (no `_op`) for each correction until W >= end + L; the last row per key is the corrected one.
+    bound, lateness = 1 * SEC, 4 * SEC
+    rows = gen_trades(1414, 1500, bound, delays=[(0.06, 2 * SEC, 9 * SEC), (0.04, 9 * SEC, 16 * SEC), (0.03, 17 * SEC, 30 * SEC)])
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = aligned_windows(recs, bound, sliding(10 * SEC, 5 * SEC), lateness=lateness)
+    expected = [
+        {"symbol": k, "window_start": ts(s), "window_end": ts(e), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
+        for (k, s, e), rs in contents.items()
+    ]
+    sql = """CREATE STREAM corrected_sliding AS
+SELECT symbol, _window_start AS window_start, _window_end AS window_end,
+       COUNT(*) AS trades, SUM(qty) AS volume
+FROM trades
+GROUP BY symbol
+WINDOW SLIDING(INTERVAL '10' SECOND, INTERVAL '5' SECOND)
+EMIT FINAL
+""" + trades_with("1s", SMALL_BATCHES + "  'late.data.strategy' = 'allowed_lateness',\n  'late.data.allowed.lateness' = '4s',\n") + SINK_TAIL.format(name="corrected_sliding")
+    meta = {"mode": "changes", "key": ["symbol", "window_start"], "monotonic": ["trades"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+@case
+def session_allowed_lateness():
+    # EMIT FINAL sessions with allowed lateness (rules in `session_windows_lateness`). A late
+    # record that would move the start of a session already emitted as final is removed from
+    # the input: FINAL output has no `_op`, so the old (symbol, window_start) row would stay
+    # unretracted and what the output should then hold is not pinned down. Within that, a
+    # key's row is only re-emitted grown, so `trades` is monotonic.
+    bound, gap, lateness = 1 * SEC, 3 * SEC, 3 * SEC
+    rows = gen_bursty(1522, bound, gap, very_late=0.04)
+    compute = lambda recs: session_windows_lateness(recs, bound, gap, lateness)
+    rows, dropped = drop_ambiguous(rows, compute)
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = compute(recs)
+    st["ambiguous_records_removed_from_input"] = dropped
+    expected = [
+        {"symbol": k, "window_start": ts(s), "window_end": ts(e), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
+        for (k, s, e), rs in contents.items()
+    ]
+    sql = """CREATE STREAM corrected_sessions AS
+SELECT symbol, _window_start AS window_start, _window_end AS window_end,
+       COUNT(*) AS trades, SUM(qty) AS volume
+FROM trades
+GROUP BY symbol
+WINDOW SESSION(INTERVAL '3' SECOND)
+EMIT FINAL
+""" + trades_with("1s", SMALL_BATCHES + "  'late.data.strategy' = 'allowed_lateness',\n  'late.data.allowed.lateness' = '3s',\n") + SINK_TAIL.format(name="corrected_sessions")
+    meta = {"mode": "changes", "key": ["symbol", "window_start"], "monotonic": ["trades"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+@case
+def tumbling_emit_changes_dead_letter():
+    bound = 2 * SEC
+    rows = gen_trades(1616, 1400, bound, delays=[(0.05, 3 * SEC, 16 * SEC)])
+    rows = inject_boundaries(rows, 1617, bound, 10 * SEC, exact=3, near=1)
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    late = []
+    contents, st = aligned_windows(recs, bound, tumbling(10 * SEC), late=late)
+    expected = [
+        {"symbol": k, "window_start": ts(s), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
+        for (k, s, e), rs in contents.items()
+    ]
+    sql = """CREATE STREAM running_dead_lettered AS
+SELECT symbol, _window_start AS window_start, COUNT(*) AS trades, SUM(qty) AS volume
+FROM trades
+GROUP BY symbol
+WINDOW TUMBLING(INTERVAL '10' SECOND)
+EMIT CHANGES
+""" + trades_with("2s", SMALL_BATCHES + "  'late.data.strategy' = 'dead_letter',\n  'late.data.dead_letter.path' = 'late.jsonl',\n") + SINK_TAIL.format(name="running_dead_lettered")
+    meta = {"mode": "changes", "key": ["symbol", "window_start"], "monotonic": ["trades"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st, {"expected_late.jsonl": late_rows(late)}
+
+
 # ----------------------------------------------------------------------------------------------
 # writing
 
@@ -663,7 +921,7 @@ def sort_key(meta):
 
 def generate(names):
     for name in names:
-        sql, inputs, expected, meta, st = CASES[name]()
+        sql, inputs, expected, meta, st, *extra = CASES[name]()
         d = HERE / name
         d.mkdir(exist_ok=True)
         for fname, (rows, cols) in inputs.items():
@@ -672,6 +930,8 @@ def generate(names):
         (d / "expected.jsonl").write_text("".join(json.dumps(r) + "\n" for r in expected))
         (d / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         (d / "query.sql").write_text(sql)
+        for fname, lines in (extra[0] if extra else {}).items():
+            (d / fname).write_text("".join(json.dumps(r) + "\n" for r in lines))
         n_in = {f: len(r) for f, (r, _c) in inputs.items()}
         print(f"{name}: inputs {n_in}, {len(expected)} expected rows, {dict(sorted(st.items()))}")
 
@@ -776,9 +1036,11 @@ def compare(meta, expected, out_text):
             got[k] = r
     elif meta["mode"] == "changes":
         for r in actual:
-            if str(r.get("_op", "")).lower() in ("-d", "-u", "delete", "retract"):
-                continue
             k = key_of(r)
+            if str(r.get("_op", "")).lower() in ("-d", "-u", "delete", "retract"):
+                # a retraction withdraws its key's earlier row (e.g. a session merged away)
+                got.pop(k, None)
+                continue
             if k in got:
                 for c in mono:
                     b, a = got[k].get(c), r.get(c)
@@ -803,6 +1065,23 @@ def compare(meta, expected, out_text):
     return problems, len(actual)
 
 
+def compare_late(expected_late, text):
+    """The dead-letter file against the expected late records: equal as multisets, on the
+    expected rows' columns (the file may have more)."""
+    cols = list(expected_late[0]) if expected_late else []
+    actual = [lower(json.loads(l, parse_float=Decimal)) for l in text.splitlines() if l.strip()]
+    want = Counter(tuple(canon_expected(r[c]) for c in cols) for r in expected_late)
+    got = Counter(tuple(canon(expected_late[0][c], r.get(c.lower())) for c in cols) for r in actual) if cols else Counter()
+    show = show_key
+    problems = [f"late record {show(k)} missing from the dead-letter file" + (f" ({n - got[k]} of {n})" if n > 1 else "")
+                for k, n in want.items() if got[k] < n]
+    problems += [f"dead-letter row {show(k)} is not a late record" + (f" ({n - want[k]} of {n})" if n > 1 else "")
+                 for k, n in got.items() if want[k] < n]
+    if not cols and actual:
+        problems.append(f"{len(actual)} dead-letter rows, none expected")
+    return problems, len(actual)
+
+
 def fmt_iso(ms):
     return fmt_ts(ms).replace(" ", "T")
 
@@ -810,7 +1089,7 @@ def fmt_iso(ms):
 def show_key(k):
     out = []
     for kind, v in k:
-        out.append(fmt_iso(v) if kind == "ts" else str(v))
+        out.append(fmt_iso(v) if kind == "ts" else format(v, "f") if isinstance(v, Decimal) else str(v))
     return "|".join(out)
 
 
@@ -836,8 +1115,12 @@ def run_case(ferris, d, batch_size=None):
         sql = sql.replace("{out}", str(out))
         if batch_size:
             sources = [n for n in ("trades", "instruments") if f"'{n}.type' = 'file_source'" in sql]
-            at = sql.rindex("WITH (") + len("WITH (")
-            sql = sql[:at] + "".join(f"'{n}.batch.size' = '{batch_size}', " for n in sources) + sql[at:]
+            for n in sources:  # a batch size the query sets is replaced (an option may not repeat)
+                option = f"'{n}.batch.size' = '{batch_size}'"
+                sql, found = re.subn(rf"'{n}\.batch\.size' = '\d+'", option, sql)
+                if not found:
+                    at = sql.rindex("WITH (") + len("WITH (")
+                    sql = sql[:at] + option + ", " + sql[at:]
         (scratch / "query.sql").write_text(sql)
         run = subprocess.run([str(find_ferris(ferris)), "run", str(scratch / "query.sql")], cwd=scratch,
                              capture_output=True, text=True, timeout=300)
@@ -849,6 +1132,10 @@ def run_case(ferris, d, batch_size=None):
             text = out.read_text()
         else:
             return None, "no output written", run.stderr.strip()
+        dead = re.search(r"'late\.data\.dead_letter\.path'\s*=\s*'([^']*)'", sql)
+        if dead:
+            late = scratch / dead.group(1)  # a relative path is the scratch folder's
+            text = (text, late.read_text() if late.is_file() else "")
         return text, None, run.stderr.strip()
 
 
@@ -865,10 +1152,21 @@ def check(names, ferris, batch_sizes, verbose):
                 print(f"{label}: FAILED: {err}")
                 failed += 1
                 continue
+            late_text = None
+            if isinstance(text, tuple):
+                text, late_text = text
             try:
                 problems, n_out = compare(meta, expected, text)
             except ValueError as e:
                 problems, n_out = [str(e)], -1
+            if (d / "expected_late.jsonl").exists():
+                expected_late = [json.loads(l) for l in (d / "expected_late.jsonl").read_text().splitlines() if l.strip()]
+                if late_text is None:
+                    problems.append("the query names no dead-letter file to check expected_late.jsonl against")
+                else:
+                    late_problems, n_late = compare_late(expected_late, late_text)
+                    problems += late_problems
+                    summary += f"; dead letters: {n_late} written, {len(expected_late)} expected"
             if problems:
                 failed += 1
                 print(f"{label}: FAILED: {len(problems)} differences ({len(expected)} rows expected, {n_out} written) [{summary}]")
