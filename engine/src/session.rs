@@ -5,6 +5,7 @@
 //! back) and the [`Catalog`] of what its statements declared.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::SchemaRef;
@@ -22,7 +23,7 @@ use datafusion::physical_plan::{
 };
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use ferris_connectors::{FileSink, FileSinkConfig, StopSignal};
-use ferris_streaming::{EmitMode, LateDataPolicy, WatermarkSpec, WindowSpec};
+use ferris_streaming::{EmitMode, LateDataPolicy, WATERMARK_COLUMN, WatermarkSpec, WindowSpec};
 use futures::StreamExt;
 
 use crate::catalog::{Catalog, CatalogEntry, EntryKind};
@@ -293,7 +294,8 @@ impl Session {
                 late,
                 watermark,
             };
-            let (streaming, found) = streaming_plan(plan, &settings)?;
+            let (streaming, found) =
+                streaming_plan(plan, &settings).map_err(|e| planning_error(e, query))?;
             if window.is_some() && !found {
                 return Err(EngineError::Sql {
                     message: "WINDOW needs an aggregate: GROUP BY keys with COUNT, SUM, ...".into(),
@@ -310,13 +312,16 @@ impl Session {
         let plan = without_batch_coalescing(plan)?;
         let plan = SanityCheckPlan::new()
             .optimize(plan, state.config_options())
-            .map_err(|e| EngineError::Sql {
-                // DataFusion's message ends in a dump of the whole plan: keep its first line.
-                message: format!(
-                    "{} (an operator that needs all of its input cannot run on a watched source)",
-                    e.to_string().split(" {").next().unwrap_or_default()
-                ),
-                position: query.position,
+            .map_err(|e| match planning_error(e, query) {
+                // DataFusion's message ends in a dump of the whole plan: keep what precedes it.
+                EngineError::Sql { message, position } => EngineError::Sql {
+                    message: format!(
+                        "{} (an operator that needs all of its input cannot run on a watched source)",
+                        message.split(" {").next().unwrap_or_default()
+                    ),
+                    position,
+                },
+                other => other,
             })?;
         Ok(PreparedQuery {
             plan,
@@ -394,7 +399,10 @@ impl Session {
         let job_metrics = metrics.clone();
         let task = tokio::spawn(async move {
             // A folder sink commits its part files on time even when no rows come.
-            let mut rollover = sink.rollover().map(tokio::time::interval);
+            // Checked four times an interval, so a part lands at most a quarter late.
+            let mut rollover = sink
+                .rollover()
+                .map(|every| tokio::time::interval((every / 4).max(Duration::from_millis(10))));
             loop {
                 let tick = async {
                     match rollover.as_mut() {
@@ -476,7 +484,13 @@ fn table_key(
     let LogicalPlan::Aggregate(aggregate) = input else {
         return Err(missing_key());
     };
-    let group_columns = &aggregate.schema.columns()[..aggregate.group_expr.len()];
+    // A window's end is no part of the key: a session's end moves as it grows, and a fixed
+    // window's end follows from its start.
+    let group_columns: Vec<_> = aggregate.schema.columns()[..aggregate.group_expr.len()]
+        .iter()
+        .filter(|c| c.name != WATERMARK_COLUMN)
+        .cloned()
+        .collect();
     let key: Vec<String> = projection
         .expr
         .iter()
@@ -547,5 +561,21 @@ fn bytes(value: &OptionValue) -> Result<usize> {
     match text[..digits].parse::<usize>() {
         Ok(n) if unit > 0 && n > 0 => Ok(n * unit),
         _ => Err(value.error("expected a size such as '64MB' or '2GB'")),
+    }
+}
+
+/// A planning error of a streaming query, at the query's position, without DataFusion's
+/// "Error during planning:" prefix.
+fn planning_error(error: impl Into<EngineError>, query: &StreamingQuery) -> EngineError {
+    let message = match error.into() {
+        EngineError::DataFusion(error) => match error.find_root() {
+            datafusion::error::DataFusionError::Plan(message) => message.clone(),
+            other => other.to_string(),
+        },
+        other => return other,
+    };
+    EngineError::Sql {
+        message,
+        position: query.position,
     }
 }
