@@ -455,7 +455,7 @@ fn table_key(
 ) -> Result<Vec<String>> {
     let missing_key = || EngineError::Sql {
         message: format!(
-            "CREATE TABLE {name} needs a key: GROUP BY columns, all selected (for a windowed table, with _window_start and _window_end), or a select item marked PRIMARY KEY"
+            "CREATE TABLE {name} needs a key: GROUP BY columns, all selected (for a windowed table, with _window_start), or a select item marked PRIMARY KEY"
         ),
         position: query.position,
     };
