@@ -79,6 +79,18 @@ def parse_ts(text: str) -> int:
 def ts(ms: int) -> dict:
     return {"ts_ms": ms}
 
+def trades_and_volume(contents, with_end=True):
+    """Expected rows of the cases that count trades and sum qty per (symbol, window)."""
+    rows = []
+    for (k, s, e), rs in contents.items():
+        row = {"symbol": k, "window_start": ts(s)}
+        if with_end:
+            row["window_end"] = ts(e)
+        row.update({"trades": len(rs), "volume": sum(r["qty"] for r in rs)})
+        rows.append(row)
+    return rows
+
+
 
 def dec(value: Decimal, scale: int) -> dict:
     return {"dec": str(value.quantize(Decimal(1).scaleb(-scale)))}
@@ -537,10 +549,7 @@ def session_multi_agg():
     recs = read_trades(to_csv(rows, TRADE_COLS))
     contents, st = session_windows(recs, bound, gap)
     st["ambiguous_records_removed_from_input"] = dropped
-    expected = [
-        {"symbol": k, "window_start": ts(s), "window_end": ts(e), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
-        for (k, s, e), rs in contents.items()
-    ]
+    expected = trades_and_volume(contents)
     sql = """CREATE STREAM sessions AS
 SELECT symbol, _window_start AS window_start, _window_end AS window_end,
        COUNT(*) AS trades, SUM(qty) AS volume
@@ -560,10 +569,7 @@ def tumbling_emit_changes():
     rows = inject_boundaries(rows, 405, bound, 10 * SEC, exact=2, near=1)
     recs = read_trades(to_csv(rows, TRADE_COLS))
     contents, st = aligned_windows(recs, bound, tumbling(10 * SEC))
-    expected = [
-        {"symbol": k, "window_start": ts(s), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
-        for (k, s, e), rs in contents.items()
-    ]
+    expected = trades_and_volume(contents, with_end=False)
     sql = """CREATE STREAM running_counts AS
 SELECT symbol, _window_start AS window_start, COUNT(*) AS trades, SUM(qty) AS volume
 FROM trades
@@ -753,10 +759,7 @@ def sliding_emit_changes():
     rows = inject_boundaries(rows, 1112, bound, 5 * SEC, exact=3, near=2)
     recs = read_trades(to_csv(rows, TRADE_COLS))
     contents, st = aligned_windows(recs, bound, sliding(20 * SEC, 5 * SEC))
-    expected = [
-        {"symbol": k, "window_start": ts(s), "window_end": ts(e), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
-        for (k, s, e), rs in contents.items()
-    ]
+    expected = trades_and_volume(contents)
     sql = """CREATE STREAM sliding_running AS
 SELECT symbol, _window_start AS window_start, _window_end AS window_end,
        COUNT(*) AS trades, SUM(qty) AS volume
@@ -783,10 +786,7 @@ def session_emit_changes():
     recs = read_trades(to_csv(rows, TRADE_COLS))
     contents, st = session_windows(recs, bound, gap)
     st["ambiguous_records_removed_from_input"] = dropped
-    expected = [
-        {"symbol": k, "window_start": ts(s), "window_end": ts(e), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
-        for (k, s, e), rs in contents.items()
-    ]
+    expected = trades_and_volume(contents)
     sql = """CREATE STREAM session_running AS
 SELECT symbol, _window_start AS window_start, _window_end AS window_end,
        COUNT(*) AS trades, SUM(qty) AS volume
@@ -810,10 +810,7 @@ def tumbling_late_dead_letter():
     recs = read_trades(to_csv(rows, TRADE_COLS))
     late = []
     contents, st = aligned_windows(recs, bound, tumbling(10 * SEC), late=late)
-    expected = [
-        {"symbol": k, "window_start": ts(s), "window_end": ts(e), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
-        for (k, s, e), rs in contents.items()
-    ]
+    expected = trades_and_volume(contents)
     sql = """CREATE STREAM dead_lettered_counts AS
 SELECT symbol, _window_start AS window_start, _window_end AS window_end,
        COUNT(*) AS trades, SUM(qty) AS volume
@@ -834,10 +831,7 @@ def sliding_allowed_lateness():
     rows = gen_trades(1414, 1500, bound, delays=[(0.06, 2 * SEC, 9 * SEC), (0.04, 9 * SEC, 16 * SEC), (0.03, 17 * SEC, 30 * SEC)])
     recs = read_trades(to_csv(rows, TRADE_COLS))
     contents, st = aligned_windows(recs, bound, sliding(10 * SEC, 5 * SEC), lateness=lateness)
-    expected = [
-        {"symbol": k, "window_start": ts(s), "window_end": ts(e), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
-        for (k, s, e), rs in contents.items()
-    ]
+    expected = trades_and_volume(contents)
     sql = """CREATE STREAM corrected_sliding AS
 SELECT symbol, _window_start AS window_start, _window_end AS window_end,
        COUNT(*) AS trades, SUM(qty) AS volume
@@ -864,10 +858,7 @@ def session_allowed_lateness():
     recs = read_trades(to_csv(rows, TRADE_COLS))
     contents, st = compute(recs)
     st["ambiguous_records_removed_from_input"] = dropped
-    expected = [
-        {"symbol": k, "window_start": ts(s), "window_end": ts(e), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
-        for (k, s, e), rs in contents.items()
-    ]
+    expected = trades_and_volume(contents)
     sql = """CREATE STREAM corrected_sessions AS
 SELECT symbol, _window_start AS window_start, _window_end AS window_end,
        COUNT(*) AS trades, SUM(qty) AS volume
@@ -888,10 +879,7 @@ def tumbling_emit_changes_dead_letter():
     recs = read_trades(to_csv(rows, TRADE_COLS))
     late = []
     contents, st = aligned_windows(recs, bound, tumbling(10 * SEC), late=late)
-    expected = [
-        {"symbol": k, "window_start": ts(s), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
-        for (k, s, e), rs in contents.items()
-    ]
+    expected = trades_and_volume(contents, with_end=False)
     sql = """CREATE STREAM running_dead_lettered AS
 SELECT symbol, _window_start AS window_start, COUNT(*) AS trades, SUM(qty) AS volume
 FROM trades
