@@ -165,14 +165,15 @@ pub(crate) fn resolve_format(
                 "csv" | "tsv" => "csv".to_string(),
                 "json" | "jsonl" | "ndjson" => "json".to_string(),
                 "parquet" => "parquet".to_string(),
-                _ if default.is_some() => return Ok(default.expect("checked")),
                 _ => {
-                    return Err(EngineError::option(
-                        format!(
-                            "missing option '{name}.format': 'csv', 'json' or 'parquet' (the path '{path}' does not say)"
-                        ),
-                        None,
-                    ));
+                    return default.ok_or_else(|| {
+                        EngineError::option(
+                            format!(
+                                "missing option '{name}.format': 'csv', 'json' or 'parquet' (the path '{path}' does not say)"
+                            ),
+                            None,
+                        )
+                    });
                 }
             }
         }
