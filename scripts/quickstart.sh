@@ -14,8 +14,10 @@ ferris="${FERRIS:-target/debug/ferris}"
 if [[ -z "${FERRIS:-}" ]]; then
   if command -v cargo >/dev/null 2>&1; then
     # A no-op when the binary is up to date.
+    # The same build as the test suite's (scripts/test.sh): building the binary alone would
+    # resolve dependency features differently and compile DataFusion a second time.
     echo "==> building ferris"
-    cargo build --bin ferris
+    cargo build --workspace --all-targets
   elif [[ ! -x "$ferris" ]]; then
     echo "quickstart: cargo not found and $ferris not built; install Rust from https://rustup.rs" >&2
     exit 1
