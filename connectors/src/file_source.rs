@@ -439,7 +439,7 @@ impl TextFile {
             });
             let len = self.buf.len();
             self.consume(len);
-            let empty = RecordBatch::new_empty(decoder_schema(decoder));
+            let empty = RecordBatch::new_empty(decoder.schema().clone());
             return Ok(Some((empty, bad)));
         }
         let (batch, decode_bad) = decoder
@@ -448,12 +448,6 @@ impl TextFile {
         bad.extend(decode_bad);
         self.consume(pos);
         Ok(Some((batch, bad)))
-    }
-}
-
-fn decoder_schema(decoder: &RecordDecoder) -> SchemaRef {
-    match decoder {
-        RecordDecoder::Csv { schema, .. } | RecordDecoder::Json { schema } => schema.clone(),
     }
 }
 

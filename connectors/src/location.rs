@@ -74,11 +74,11 @@ impl Location {
     /// below the folder (names starting with `.` or `_` are hidden, as in Spark and Flink).
     pub async fn list(&self) -> Result<Vec<ObjectMeta>> {
         if self.pattern.is_none() {
-            match object_store::ObjectStoreExt::head(self.store.as_ref(), &self.prefix).await {
-                Ok(meta) => return Ok(vec![meta]),
-                Err(object_store::Error::NotFound { .. }) => {}
-                // A folder answers head with an error of its own; list it below.
-                Err(_) => {}
+            // Not found, or a folder (which answers head with an error): list below.
+            if let Ok(meta) =
+                object_store::ObjectStoreExt::head(self.store.as_ref(), &self.prefix).await
+            {
+                return Ok(vec![meta]);
             }
         }
         let mut objects: Vec<ObjectMeta> = self

@@ -103,7 +103,7 @@ pub(crate) enum RecordDecoder {
 }
 
 impl RecordDecoder {
-    fn schema(&self) -> &SchemaRef {
+    pub(crate) fn schema(&self) -> &SchemaRef {
         match self {
             Self::Csv { schema, .. } | Self::Json { schema } => schema,
         }

@@ -27,8 +27,8 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use ferris_streaming::{
-    EVENT_TIME_COLUMN, EmitMode, LateDataPolicy, OP_COLUMN, WATERMARK_COLUMN, WatermarkSpec,
-    WindowAggregateConfig, WindowAggregateExec, WindowSpec,
+    EVENT_TIME_COLUMN, EmitMode, GROUPING_SETS_UNSUPPORTED, LateDataPolicy, OP_COLUMN,
+    WATERMARK_COLUMN, WatermarkSpec, WindowAggregateConfig, WindowAggregateExec, WindowSpec,
 };
 
 use crate::error::{EngineError, Result};
@@ -399,15 +399,14 @@ pub fn streaming_plan(
                     None => return Ok(Transformed::no(node)),
                 },
             };
-            // Grouping sets plan as a two-phase aggregate; a streaming one is single-phase.
-            let single_phase = matches!(
+            // Grouping sets plan as a two-phase aggregate; a streaming one is single-phase
+            // (and the operator itself rejects grouping sets planned in one phase).
+            if !matches!(
                 aggregate.mode(),
                 AggregateMode::Single | AggregateMode::SinglePartitioned
-            );
-            if !single_phase || !aggregate.group_expr().is_single() {
+            ) {
                 return Err(datafusion::error::DataFusionError::Plan(
-                    "GROUPING SETS, CUBE and ROLLUP are not supported in streaming aggregates"
-                        .into(),
+                    GROUPING_SETS_UNSUPPORTED.into(),
                 ));
             }
             let config = WindowAggregateConfig {

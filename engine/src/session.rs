@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::config::Dialect;
 use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -21,7 +22,7 @@ use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::physical_plan::{
     ExecutionPlan, SendableRecordBatchStream, displayable, execute_stream,
 };
-use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::prelude::{SessionConfig, SessionContext};
 use ferris_connectors::{FileSink, FileSinkConfig, StopSignal};
 use ferris_streaming::{EmitMode, LateDataPolicy, WATERMARK_COLUMN, WatermarkSpec, WindowSpec};
 use futures::StreamExt;
@@ -37,7 +38,7 @@ use crate::planner::{
 use crate::show;
 use crate::sink::resolve_file_sink;
 use crate::source::{SourceDef, resolve_file_source};
-use crate::statement::{self, JobKind, Statement, StatementKind, StreamingQuery, parse_statements};
+use crate::statement::{JobKind, Statement, StatementKind, StreamingQuery, parse_statements};
 
 /// What a statement produced.
 pub enum StatementOutput {
@@ -51,7 +52,8 @@ pub enum StatementOutput {
 /// A query made ready to run: its physical plan, sources and sink.
 struct PreparedQuery {
     plan: Arc<dyn ExecutionPlan>,
-    dataframe: DataFrame,
+    /// The logical plan DataFusion made of the query (before optimization).
+    logical: LogicalPlan,
     sources: Vec<SourceDef>,
     sink: Option<FileSinkConfig>,
     /// `'state.memory.limit'` in bytes.
@@ -149,12 +151,9 @@ impl Session {
     }
 
     async fn explain(&mut self, inner: &Statement) -> Result<StatementOutput> {
-        let query = match &inner.kind {
-            StatementKind::CreateJob { name, query, .. } => {
-                let prepared = self.prepare(query, Some(name)).await?;
-                return self.explain_prepared(prepared).await;
-            }
-            StatementKind::Query(query) => query,
+        let (query, job) = match &inner.kind {
+            StatementKind::CreateJob { name, query, .. } => (query, Some(name.as_str())),
+            StatementKind::Query(query) => (query, None),
             _ => {
                 return Err(EngineError::Sql {
                     message: "EXPLAIN takes a query or a CREATE STREAM / CREATE TABLE".into(),
@@ -162,17 +161,14 @@ impl Session {
                 });
             }
         };
-        let prepared = self.prepare(query, None).await?;
-        self.explain_prepared(prepared).await
+        let prepared = self.prepare(query, job).await?;
+        self.explain_prepared(prepared)
     }
 
     /// DataFusion's optimized logical plan and the physical plan as it will run, with the
     /// streaming operators in it.
-    async fn explain_prepared(&self, prepared: PreparedQuery) -> Result<StatementOutput> {
-        let logical = self
-            .ctx
-            .state()
-            .optimize(prepared.dataframe.logical_plan())?;
+    fn explain_prepared(&self, prepared: PreparedQuery) -> Result<StatementOutput> {
+        let logical = self.ctx.state().optimize(&prepared.logical)?;
         let physical = displayable(prepared.plan.as_ref()).indent(true).to_string();
         let batch = arrow::record_batch::RecordBatch::try_from_iter([
             (
@@ -198,43 +194,7 @@ impl Session {
     ) -> Result<PreparedQuery> {
         let options = Options::new(query.options.clone());
         let state = self.ctx.state();
-        let mut sources = Vec::new();
-        let mut sink = None;
-        for (name, connector) in options.typed_names() {
-            match connector.one_of(&["file_source", "file_sink"])?.as_str() {
-                "file_source" => {
-                    sources.push(resolve_file_source(&name, &options, &state).await?);
-                }
-                _ => {
-                    // Option names are case-insensitive; a quoted job name may not be.
-                    if !job.is_some_and(|job| job.eq_ignore_ascii_case(&name)) {
-                        let why = match job {
-                            Some(job) => format!("this job writes to the sink named like it, '{job}'"),
-                            None => "a plain query returns its rows; use CREATE STREAM name AS ... to write them".into(),
-                        };
-                        return Err(
-                            connector.error(format!("a sink named '{name}' is not used: {why}"))
-                        );
-                    }
-                    sink = Some(resolve_file_sink(&name, &options)?);
-                }
-            }
-        }
-        if let (Some(job), None) = (job, &sink) {
-            return Err(EngineError::option(
-                format!(
-                    "'{job}' has no sink: add '{job}.type' = 'file_sink' and '{job}.path' = '...' to WITH"
-                ),
-                None,
-            ));
-        }
-        if let Some(field) = options.get("event.time.field")
-            && !sources
-                .iter()
-                .any(|s| s.event_time.field.as_deref() == Some(field.value))
-        {
-            return Err(field.error("no source of this statement has that column"));
-        }
+        let (sources, sink) = resolve_connectors(&options, job, &state).await?;
         let late = late_policy(&options)?;
         let memory_limit = options
             .get("state.memory.limit")
@@ -242,15 +202,10 @@ impl Session {
             .transpose()?;
         options.check_all_taken()?;
 
-        let state = self.ctx.state();
         let mut parsed = state.sql_to_statement(&query.sql, &Dialect::Generic)?;
         let window = rewrite_query(&mut parsed, query.window.as_ref(), query.position)?;
         let stream_source = time_source(&parsed);
-        let mut watermark = WatermarkSpec {
-            field: None,
-            format: None,
-            max_out_of_orderness: std::time::Duration::ZERO,
-        };
+        let mut watermark = WatermarkSpec::default();
         for source in &sources {
             let stamp = match &window {
                 Some(window) if stream_source.as_deref() == Some(source.name.as_str()) => {
@@ -273,14 +228,9 @@ impl Session {
             });
         }
         let logical = state.statement_to_plan(parsed).await?;
-        let dataframe = DataFrame::new(state.clone(), logical);
-        let mut plan = dataframe.clone().create_physical_plan().await?;
+        let mut plan = state.create_physical_plan(&logical).await?;
         let unbounded = sources.iter().any(|s| !s.source.is_bounded());
-        let emit = query.emit.map(|e| match e {
-            statement::EmitMode::Changes => EmitMode::Changes,
-            statement::EmitMode::Final => EmitMode::Final,
-        });
-        let settings = match (&window, emit) {
+        let settings = match (&window, query.emit) {
             (Some(window), emit) => Some((window.spec, emit.unwrap_or(EmitMode::Final))),
             (None, Some(EmitMode::Changes)) => Some((WindowSpec::Global, EmitMode::Changes)),
             // A keyed result over unbounded input can only ever be a changelog.
@@ -325,7 +275,7 @@ impl Session {
             })?;
         Ok(PreparedQuery {
             plan,
-            dataframe,
+            logical,
             sources,
             sink,
             memory_limit,
@@ -365,7 +315,7 @@ impl Session {
         let schema = prepared.plan.schema();
         let key = match kind {
             JobKind::Stream => query.primary_key.clone(),
-            JobKind::Table => table_key(name, query, prepared.dataframe.logical_plan(), &schema)?,
+            JobKind::Table => table_key(name, query, &prepared.logical, &schema)?,
         };
         for source in &prepared.sources {
             self.catalog.insert(CatalogEntry {
@@ -506,14 +456,65 @@ fn table_key(
     Ok(key)
 }
 
+/// The sources and the sink named in the options. A job writes to the sink named like it; a
+/// plain query has none.
+async fn resolve_connectors(
+    options: &Options,
+    job: Option<&str>,
+    state: &datafusion::execution::SessionState,
+) -> Result<(Vec<SourceDef>, Option<FileSinkConfig>)> {
+    let mut sources = Vec::new();
+    let mut sink = None;
+    for (name, connector) in options.typed_names() {
+        match connector.one_of(&["file_source", "file_sink"])?.as_str() {
+            "file_source" => {
+                sources.push(resolve_file_source(&name, options, state).await?);
+            }
+            _ => {
+                // Option names are case-insensitive; a quoted job name may not be.
+                if !job.is_some_and(|job| job.eq_ignore_ascii_case(&name)) {
+                    let why = match job {
+                            Some(job) => format!("this job writes to the sink named like it, '{job}'"),
+                            None => "a plain query returns its rows; use CREATE STREAM name AS ... to write them".into(),
+                        };
+                    return Err(
+                        connector.error(format!("a sink named '{name}' is not used: {why}"))
+                    );
+                }
+                sink = Some(resolve_file_sink(&name, options)?);
+            }
+        }
+    }
+    if let (Some(job), None) = (job, &sink) {
+        return Err(EngineError::option(
+            format!(
+                "'{job}' has no sink: add '{job}.type' = 'file_sink' and '{job}.path' = '...' to WITH"
+            ),
+            None,
+        ));
+    }
+    if let Some(field) = options.get("event.time.field")
+        && !sources
+            .iter()
+            .any(|s| s.event_time.field.as_deref() == Some(field.value))
+    {
+        return Err(field.error("no source of this statement has that column"));
+    }
+    Ok((sources, sink))
+}
+
 fn has_aggregate(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    plan.downcast_ref::<AggregateExec>().is_some() || plan.children().into_iter().any(has_aggregate)
+    plan.exists(|node| Ok(node.downcast_ref::<AggregateExec>().is_some()))
+        .unwrap_or(false)
 }
 
 fn is_windowed(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    plan.downcast_ref::<ferris_streaming::WindowAggregateExec>()
-        .is_some_and(|w| w.config().window.is_windowed())
-        || plan.children().into_iter().any(is_windowed)
+    plan.exists(|node| {
+        Ok(node
+            .downcast_ref::<ferris_streaming::WindowAggregateExec>()
+            .is_some_and(|w| w.config().window.is_windowed()))
+    })
+    .unwrap_or(false)
 }
 
 /// `'late.data.strategy'` and its options.

@@ -104,14 +104,8 @@ impl fmt::Display for JobKind {
     }
 }
 
-/// When an aggregate's results are emitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmitMode {
-    /// `EMIT CHANGES`: an upsert row for every group changed by a micro-batch.
-    Changes,
-    /// `EMIT FINAL`: one row per group, once it can no longer change.
-    Final,
-}
+/// When an aggregate's results are emitted (the operator's own setting).
+pub use ferris_streaming::EmitMode;
 
 /// A `WINDOW <KIND>(args)` clause, its arguments as written.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,8 +21,9 @@ pub const EVENT_TIME_COLUMN: &str = "_window_start";
 /// Carries the watermark before each row until the window operator, then the window end.
 pub const WATERMARK_COLUMN: &str = "_window_end";
 
-/// How a source's event time is read and its watermark derived.
-#[derive(Debug, Clone, PartialEq)]
+/// How a source's event time is read and its watermark derived. The default is processing
+/// time.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct WatermarkSpec {
     /// The event-time column; `None` stamps rows with the time they are read (processing time).
     pub field: Option<String>,

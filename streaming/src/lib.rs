@@ -23,5 +23,6 @@ pub use event_time::{EVENT_TIME_COLUMN, EventTimeStamper, WATERMARK_COLUMN, Wate
 pub use late::{LateDataPolicy, LateRecordSink};
 pub use window::WindowSpec;
 pub use window_aggregate::{
-    EmitMode, OP_COLUMN, WindowAggregateConfig, WindowAggregateExec, WindowAggregator,
+    EmitMode, GROUPING_SETS_UNSUPPORTED, OP_COLUMN, WindowAggregateConfig, WindowAggregateExec,
+    WindowAggregator,
 };

@@ -92,6 +92,10 @@ pub struct WindowAggregateConfig {
     pub having: Option<Arc<dyn PhysicalExpr>>,
 }
 
+/// Why an aggregate with grouping sets cannot be a streaming one.
+pub const GROUPING_SETS_UNSUPPORTED: &str =
+    "GROUPING SETS, CUBE and ROLLUP are not supported in streaming aggregates";
+
 /// The change a changelog row makes: `+U` (upsert) or `-D` (retraction of its key).
 pub const OP_COLUMN: &str = "_op";
 
@@ -143,9 +147,7 @@ impl WindowAggregator {
     /// An aggregator with empty state.
     pub fn try_new(config: WindowAggregateConfig) -> Result<Self> {
         if !config.group_by.is_single() {
-            return Err(DataFusionError::Plan(
-                "GROUPING SETS, CUBE and ROLLUP are not supported in streaming aggregates".into(),
-            ));
+            return Err(DataFusionError::Plan(GROUPING_SETS_UNSUPPORTED.into()));
         }
         let mut key_exprs = Vec::new();
         let mut columns = Vec::new();
@@ -279,18 +281,17 @@ impl WindowAggregator {
             self.late_records += late.len();
             if let LateDataPolicy::DeadLetter(sink) = &self.config.late {
                 let indices = arrow::array::UInt32Array::from(late);
-                let columns = batch
-                    .columns()
-                    .iter()
-                    .map(|c| arrow::compute::take(c, &indices, None))
-                    .collect::<Result<Vec<_>, _>>()?;
-                sink.write(&RecordBatch::try_new(batch.schema(), columns)?)?;
+                sink.write(&arrow::compute::take_record_batch(batch, &indices)?)?;
             }
         }
+        // W after the batch: the largest of the rows' W before them and times less the bound.
         let bound = self.config.watermark.max_out_of_orderness.as_millis() as i64;
-        for (&t, &w) in times.iter().zip(&marks) {
-            self.watermark = self.watermark.max(w).max(t.saturating_sub(bound));
-        }
+        let latest = times
+            .iter()
+            .max()
+            .map_or(i64::MIN, |t| t.saturating_sub(bound));
+        let marked = marks.iter().copied().max().unwrap_or(i64::MIN);
+        self.watermark = self.watermark.max(latest).max(marked);
         self.emit()
     }
 
