@@ -471,6 +471,20 @@ def trades_with(bound: str, extra: str = "") -> str:
     )
 
 
+def trades_and_volume_sql(name, window, emit, source, with_end=True, having=None):
+    """The job of the cases that count trades and sum qty per symbol and window."""
+    end = "_window_end AS window_end,\n       " if with_end else ""
+    having = f"HAVING {having}\n" if having else ""
+    return (
+        f"CREATE STREAM {name} AS\n"
+        f"SELECT symbol, _window_start AS window_start, {end}COUNT(*) AS trades, SUM(qty) AS volume\n"
+        "FROM trades\n"
+        "GROUP BY symbol\n"
+        f"{having}WINDOW {window}\n"
+        f"EMIT {emit}\n" + source + SINK_TAIL.format(name=name)
+    )
+
+
 def window_agg_rows(contents, build):
     return [build(key, s, e, rs) for (key, s, e), rs in contents.items()]
 
@@ -528,15 +542,7 @@ def sliding_having():
         {"symbol": k, "window_start": ts(s), "window_end": ts(e), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
         for (k, s, e), rs in contents.items() if len(rs) >= 3
     ]
-    sql = """CREATE STREAM sliding_volume AS
-SELECT symbol, _window_start AS window_start, _window_end AS window_end,
-       COUNT(*) AS trades, SUM(qty) AS volume
-FROM trades
-GROUP BY symbol
-HAVING COUNT(*) >= 3
-WINDOW SLIDING(INTERVAL '20' SECOND, INTERVAL '5' SECOND)
-EMIT FINAL
-""" + trades_with("2s") + SINK_TAIL.format(name="sliding_volume")
+    sql = trades_and_volume_sql("sliding_volume", "SLIDING(INTERVAL '20' SECOND, INTERVAL '5' SECOND)", "FINAL", trades_with("2s"), having='COUNT(*) >= 3')
     meta = {"mode": "final", "key": ["symbol", "window_start"]}
     return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
 
@@ -550,14 +556,7 @@ def session_multi_agg():
     contents, st = session_windows(recs, bound, gap)
     st["ambiguous_records_removed_from_input"] = dropped
     expected = trades_and_volume(contents)
-    sql = """CREATE STREAM sessions AS
-SELECT symbol, _window_start AS window_start, _window_end AS window_end,
-       COUNT(*) AS trades, SUM(qty) AS volume
-FROM trades
-GROUP BY symbol
-WINDOW SESSION(INTERVAL '4' SECOND)
-EMIT FINAL
-""" + trades_with("1s") + SINK_TAIL.format(name="sessions")
+    sql = trades_and_volume_sql("sessions", "SESSION(INTERVAL '4' SECOND)", "FINAL", trades_with("1s"))
     meta = {"mode": "final", "key": ["symbol", "window_start"]}
     return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
 
@@ -570,13 +569,7 @@ def tumbling_emit_changes():
     recs = read_trades(to_csv(rows, TRADE_COLS))
     contents, st = aligned_windows(recs, bound, tumbling(10 * SEC))
     expected = trades_and_volume(contents, with_end=False)
-    sql = """CREATE STREAM running_counts AS
-SELECT symbol, _window_start AS window_start, COUNT(*) AS trades, SUM(qty) AS volume
-FROM trades
-GROUP BY symbol
-WINDOW TUMBLING(10s)
-EMIT CHANGES
-""" + trades_with("2s") + SINK_TAIL.format(name="running_counts")
+    sql = trades_and_volume_sql("running_counts", 'TUMBLING(10s)', "CHANGES", trades_with("2s"), with_end=False)
     meta = {"mode": "changes", "key": ["symbol", "window_start"], "monotonic": ["trades", "volume"]}
     return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
 
@@ -760,14 +753,7 @@ def sliding_emit_changes():
     recs = read_trades(to_csv(rows, TRADE_COLS))
     contents, st = aligned_windows(recs, bound, sliding(20 * SEC, 5 * SEC))
     expected = trades_and_volume(contents)
-    sql = """CREATE STREAM sliding_running AS
-SELECT symbol, _window_start AS window_start, _window_end AS window_end,
-       COUNT(*) AS trades, SUM(qty) AS volume
-FROM trades
-GROUP BY symbol
-WINDOW SLIDING(INTERVAL '20' SECOND, INTERVAL '5' SECOND)
-EMIT CHANGES
-""" + trades_with("2s", SMALL_BATCHES) + SINK_TAIL.format(name="sliding_running")
+    sql = trades_and_volume_sql("sliding_running", "SLIDING(INTERVAL '20' SECOND, INTERVAL '5' SECOND)", "CHANGES", trades_with("2s", SMALL_BATCHES))
     meta = {"mode": "changes", "key": ["symbol", "window_start"], "monotonic": ["trades"]}
     return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
 
@@ -787,14 +773,7 @@ def session_emit_changes():
     contents, st = session_windows(recs, bound, gap)
     st["ambiguous_records_removed_from_input"] = dropped
     expected = trades_and_volume(contents)
-    sql = """CREATE STREAM session_running AS
-SELECT symbol, _window_start AS window_start, _window_end AS window_end,
-       COUNT(*) AS trades, SUM(qty) AS volume
-FROM trades
-GROUP BY symbol
-WINDOW SESSION(INTERVAL '4' SECOND)
-EMIT CHANGES
-""" + trades_with("1s", SMALL_BATCHES) + SINK_TAIL.format(name="session_running")
+    sql = trades_and_volume_sql("session_running", "SESSION(INTERVAL '4' SECOND)", "CHANGES", trades_with("1s", SMALL_BATCHES))
     meta = {"mode": "changes", "key": ["symbol", "window_start"], "monotonic": ["trades"]}
     return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
 
@@ -811,14 +790,7 @@ def tumbling_late_dead_letter():
     late = []
     contents, st = aligned_windows(recs, bound, tumbling(10 * SEC), late=late)
     expected = trades_and_volume(contents)
-    sql = """CREATE STREAM dead_lettered_counts AS
-SELECT symbol, _window_start AS window_start, _window_end AS window_end,
-       COUNT(*) AS trades, SUM(qty) AS volume
-FROM trades
-GROUP BY symbol
-WINDOW TUMBLING(INTERVAL '10' SECOND)
-EMIT FINAL
-""" + trades_with("1s", "  'late.data.strategy' = 'dead_letter',\n  'late.data.dead_letter.path' = 'late.jsonl',\n") + SINK_TAIL.format(name="dead_lettered_counts")
+    sql = trades_and_volume_sql("dead_lettered_counts", "TUMBLING(INTERVAL '10' SECOND)", "FINAL", trades_with("1s", "  'late.data.strategy' = 'dead_letter',\n  'late.data.dead_letter.path' = 'late.jsonl',\n"))
     meta = {"mode": "final", "key": ["symbol", "window_start"]}
     return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st, {"expected_late.jsonl": late_rows(late)}
 
@@ -832,14 +804,7 @@ def sliding_allowed_lateness():
     recs = read_trades(to_csv(rows, TRADE_COLS))
     contents, st = aligned_windows(recs, bound, sliding(10 * SEC, 5 * SEC), lateness=lateness)
     expected = trades_and_volume(contents)
-    sql = """CREATE STREAM corrected_sliding AS
-SELECT symbol, _window_start AS window_start, _window_end AS window_end,
-       COUNT(*) AS trades, SUM(qty) AS volume
-FROM trades
-GROUP BY symbol
-WINDOW SLIDING(INTERVAL '10' SECOND, INTERVAL '5' SECOND)
-EMIT FINAL
-""" + trades_with("1s", SMALL_BATCHES + "  'late.data.strategy' = 'allowed_lateness',\n  'late.data.allowed.lateness' = '4s',\n") + SINK_TAIL.format(name="corrected_sliding")
+    sql = trades_and_volume_sql("corrected_sliding", "SLIDING(INTERVAL '10' SECOND, INTERVAL '5' SECOND)", "FINAL", trades_with("1s", SMALL_BATCHES + "  'late.data.strategy' = 'allowed_lateness',\n  'late.data.allowed.lateness' = '4s',\n"))
     meta = {"mode": "changes", "key": ["symbol", "window_start"], "monotonic": ["trades"]}
     return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
 
@@ -859,14 +824,7 @@ def session_allowed_lateness():
     contents, st = compute(recs)
     st["ambiguous_records_removed_from_input"] = dropped
     expected = trades_and_volume(contents)
-    sql = """CREATE STREAM corrected_sessions AS
-SELECT symbol, _window_start AS window_start, _window_end AS window_end,
-       COUNT(*) AS trades, SUM(qty) AS volume
-FROM trades
-GROUP BY symbol
-WINDOW SESSION(INTERVAL '3' SECOND)
-EMIT FINAL
-""" + trades_with("1s", SMALL_BATCHES + "  'late.data.strategy' = 'allowed_lateness',\n  'late.data.allowed.lateness' = '3s',\n") + SINK_TAIL.format(name="corrected_sessions")
+    sql = trades_and_volume_sql("corrected_sessions", "SESSION(INTERVAL '3' SECOND)", "FINAL", trades_with("1s", SMALL_BATCHES + "  'late.data.strategy' = 'allowed_lateness',\n  'late.data.allowed.lateness' = '3s',\n"))
     meta = {"mode": "changes", "key": ["symbol", "window_start"], "monotonic": ["trades"]}
     return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
 
@@ -880,13 +838,7 @@ def tumbling_emit_changes_dead_letter():
     late = []
     contents, st = aligned_windows(recs, bound, tumbling(10 * SEC), late=late)
     expected = trades_and_volume(contents, with_end=False)
-    sql = """CREATE STREAM running_dead_lettered AS
-SELECT symbol, _window_start AS window_start, COUNT(*) AS trades, SUM(qty) AS volume
-FROM trades
-GROUP BY symbol
-WINDOW TUMBLING(INTERVAL '10' SECOND)
-EMIT CHANGES
-""" + trades_with("2s", SMALL_BATCHES + "  'late.data.strategy' = 'dead_letter',\n  'late.data.dead_letter.path' = 'late.jsonl',\n") + SINK_TAIL.format(name="running_dead_lettered")
+    sql = trades_and_volume_sql("running_dead_lettered", "TUMBLING(INTERVAL '10' SECOND)", "CHANGES", trades_with("2s", SMALL_BATCHES + "  'late.data.strategy' = 'dead_letter',\n  'late.data.dead_letter.path' = 'late.jsonl',\n"), with_end=False)
     meta = {"mode": "changes", "key": ["symbol", "window_start"], "monotonic": ["trades"]}
     return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st, {"expected_late.jsonl": late_rows(late)}
 
