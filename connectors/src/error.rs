@@ -17,6 +17,17 @@ pub enum ConnectorError {
         /// Why it could not be decoded.
         reason: String,
     },
+    /// A Kafka message could not be decoded and the source's policy is `fail`.
+    MalformedMessage {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The message's offset.
+        offset: i64,
+        /// Why it could not be decoded.
+        reason: String,
+    },
     /// A connector option is missing or has a value we cannot use.
     Config(String),
     /// The storage layer (local disk, object store) failed.
@@ -62,6 +73,15 @@ impl fmt::Display for ConnectorError {
             Self::MalformedRecord { file, line, reason } => {
                 write!(f, "malformed record at {file}:{line}: {reason}")
             }
+            Self::MalformedMessage {
+                topic,
+                partition,
+                offset,
+                reason,
+            } => write!(
+                f,
+                "malformed message in topic '{topic}' partition {partition} at offset {offset}: {reason}"
+            ),
             Self::Config(msg) => write!(f, "{msg}"),
             Self::Storage { context, source } => write!(f, "{context}: {source}"),
             Self::Arrow { context, source } => write!(f, "{context}: {source}"),

@@ -88,16 +88,18 @@ impl FileSink {
         self.config.is_folder().then_some(self.config.rollover)
     }
 
-    /// Commits the current part file of a folder sink once its rollover time has passed.
-    pub fn roll_if_due(&mut self) -> Result<()> {
+    /// Commits the current part file of a folder sink once its rollover time has passed;
+    /// true when it did, so that every row written so far is now in a committed file.
+    pub fn roll_if_due(&mut self) -> Result<bool> {
         let due = self
             .part
             .as_ref()
             .is_some_and(|p| p.opened.elapsed() >= self.config.rollover);
         if self.config.is_folder() && due {
             self.commit()?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Appends a batch, committing the current part first when its rollover time has passed.

@@ -15,6 +15,7 @@ use parquet::arrow::async_reader::ParquetRecordBatchStream;
 
 use crate::error::{ConnectorError, Result};
 use crate::format::FileFormat;
+use crate::kafka::DeadLetter;
 use crate::location::Location;
 use crate::metrics::SourceMetrics;
 use crate::parquet_reader::ObjectReader;
@@ -303,6 +304,18 @@ impl FileSourceReader {
             }
             OnError::Skip => {}
             OnError::DeadLetter(writer) => writer.write(&self.source.config.name, &bad)?,
+            OnError::DeadLetterTopic(topic) => {
+                let letters: Vec<_> = bad
+                    .iter()
+                    .map(|record| DeadLetter {
+                        origin: format!("{}:{}", record.file, record.line),
+                        key: None,
+                        value: record.raw.as_bytes(),
+                        reason: &record.reason,
+                    })
+                    .collect();
+                topic.write(&self.source.config.name, &letters)?;
+            }
         }
         self.metrics.add_bad(bad.len());
         Ok(())

@@ -4,6 +4,9 @@
 //! micro-batches; a sink writes batches out. This crate knows nothing of SQL or plans: the
 //! engine resolves `WITH (...)` options into the configs defined here.
 //!
+//! Kafka topics are read and written through librdkafka ([`kafka`]); message values are
+//! decoded and encoded by a [`MessageFormat`] (JSON, CSV, Avro, Protobuf, raw bytes).
+//!
 //! Files are read through [`object_store`] (local paths, `file://` URLs), split into records,
 //! and decoded by arrow's own CSV / JSON decoders a batch at a time. A malformed record is
 //! handled by the source's [`OnError`] policy and never takes the valid records around it down.
@@ -13,10 +16,14 @@ mod error;
 mod file_sink;
 mod file_source;
 mod format;
+pub mod kafka;
 mod location;
+mod message;
 mod metrics;
 mod parquet_reader;
 mod records;
+mod sink;
+mod source;
 mod stop;
 
 pub use dead_letter::DeadLetterWriter;
@@ -25,6 +32,9 @@ pub use file_sink::{FileSink, FileSinkConfig};
 pub use file_source::{FileSource, FileSourceConfig, FileSourceReader};
 pub use format::{CsvOptions, FileFormat};
 pub use location::Location;
+pub use message::{AvroFormat, MessageFormat, ProtobufFormat, SchemaRegistry};
 pub use metrics::SourceMetrics;
 pub use records::{BadRecord, OnError};
+pub use sink::{Sink, SinkConfig};
+pub use source::{Source, SourceReader};
 pub use stop::StopSignal;

@@ -13,6 +13,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::dead_letter::DeadLetterWriter;
 use crate::format::CsvOptions;
+use crate::kafka::DeadLetterTopic;
 
 /// What a source does with a record it cannot decode.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +25,8 @@ pub enum OnError {
     Skip,
     /// Count the record, write it with the reason to the dead-letter file, and go on.
     DeadLetter(Arc<DeadLetterWriter>),
+    /// Count the record, write it with the reason to the dead-letter topic, and go on.
+    DeadLetterTopic(Arc<DeadLetterTopic>),
 }
 
 /// A record that could not be decoded.
@@ -147,6 +150,31 @@ impl RecordDecoder {
         Ok(batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema().clone())))
     }
 
+    /// Decodes the records at `ranges` of `buf` (contiguous, in order). Returns the valid
+    /// rows, and the index into `ranges` of each record that was not, with the reason.
+    pub(crate) fn decode_each(
+        &self,
+        buf: &[u8],
+        ranges: &[Range<usize>],
+    ) -> Result<(RecordBatch, Vec<(usize, String)>), ArrowError> {
+        let (Some(first), Some(last)) = (ranges.first(), ranges.last()) else {
+            return Ok((RecordBatch::new_empty(self.schema().clone()), vec![]));
+        };
+        if let Ok(batch) = self.decode(&buf[first.start..last.end], ranges.len()) {
+            return Ok((batch, vec![]));
+        }
+        let mut good = Vec::with_capacity(ranges.len());
+        let mut bad = Vec::new();
+        for (i, range) in ranges.iter().enumerate() {
+            match self.decode(&buf[range.clone()], 1) {
+                Ok(batch) => good.push(batch),
+                Err(e) => bad.push((i, without_relative_line(&e.to_string()))),
+            }
+        }
+        let batch = arrow::compute::concat_batches(self.schema(), &good)?;
+        Ok((batch, bad))
+    }
+
     /// Decodes the records at `ranges` of `buf` (contiguous, in order), the first starting on
     /// line `first_line` of `file`. Returns the valid rows and the records that were not.
     pub(crate) fn decode_records(
@@ -156,32 +184,28 @@ impl RecordDecoder {
         file: &str,
         first_line: u64,
     ) -> Result<(RecordBatch, Vec<BadRecord>), ArrowError> {
-        let (Some(first), Some(last)) = (ranges.first(), ranges.last()) else {
-            return Ok((RecordBatch::new_empty(self.schema().clone()), vec![]));
-        };
-        if let Ok(batch) = self.decode(&buf[first.start..last.end], ranges.len()) {
+        let (batch, failed) = self.decode_each(buf, ranges)?;
+        if failed.is_empty() {
             return Ok((batch, vec![]));
         }
-        let mut good = Vec::with_capacity(ranges.len());
-        let mut bad = Vec::new();
+        let mut bad = Vec::with_capacity(failed.len());
         let mut line = first_line;
-        for range in ranges {
+        let mut failed = failed.into_iter().peekable();
+        for (i, range) in ranges.iter().enumerate() {
             let bytes = &buf[range.clone()];
-            match self.decode(bytes, 1) {
-                Ok(batch) => good.push(batch),
-                Err(e) => bad.push(BadRecord {
+            if let Some((_, reason)) = failed.next_if(|(f, _)| *f == i) {
+                bad.push(BadRecord {
                     file: file.to_string(),
                     // After a `\r` terminator, the `\n` opens the next record's bytes.
                     line: line + count_lines(leading_blank(bytes)),
-                    reason: without_relative_line(&e.to_string()),
+                    reason,
                     raw: String::from_utf8_lossy(bytes)
                         .trim_matches(['\r', '\n'])
                         .to_string(),
-                }),
+                });
             }
             line += count_lines(bytes);
         }
-        let batch = arrow::compute::concat_batches(self.schema(), &good)?;
         Ok((batch, bad))
     }
 }

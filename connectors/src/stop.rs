@@ -34,6 +34,16 @@ impl StopSignal {
         self.inner.stopped.load(Ordering::SeqCst)
     }
 
+    /// Waits until the signal fires.
+    pub async fn stopped(&self) {
+        // A `Notified` counts from its creation, so a stop between here and the await wakes it.
+        let notified = self.inner.notify.notified();
+        if self.is_stopped() {
+            return;
+        }
+        notified.await;
+    }
+
     /// Sleeps for `duration`, or less if the signal fires meanwhile.
     pub async fn sleep(&self, duration: std::time::Duration) {
         let notified = self.inner.notify.notified();

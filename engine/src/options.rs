@@ -97,6 +97,27 @@ impl Options {
         })
     }
 
+    /// Takes every option whose key starts with `prefix` (case-insensitive), with the rest of
+    /// its key as written.
+    pub fn with_prefix(&self, prefix: &str) -> Vec<(String, OptionValue<'_>)> {
+        let keys: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|e| {
+                e.key.len() > prefix.len()
+                    && e.key.is_char_boundary(prefix.len())
+                    && e.key[..prefix.len()].eq_ignore_ascii_case(prefix)
+            })
+            .map(|e| e.key.clone())
+            .collect();
+        keys.into_iter()
+            .filter_map(|key| {
+                let value = self.get(&key)?;
+                Some((key[prefix.len()..].to_string(), value))
+            })
+            .collect()
+    }
+
     /// Takes the option `key`, which must be written.
     pub fn required(&self, key: &str, why: &str) -> Result<OptionValue<'_>> {
         self.get(key)
@@ -245,5 +266,23 @@ mod tests {
             .to_string();
         assert_eq!(err, "option error: missing option 'a.path' (where to read)");
         assert!(o.get("a.type").unwrap().one_of(&["file_sink"]).is_err());
+        let o = options(&[
+            ("k.kafka.acks", "all"),
+            ("k.Kafka.linger.ms", "5"),
+            ("k.kafka.", "x"),
+        ]);
+        let passed: Vec<_> = o
+            .with_prefix("k.kafka.")
+            .into_iter()
+            .map(|(k, v)| (k, v.value))
+            .collect();
+        assert_eq!(
+            passed,
+            vec![("acks".to_string(), "all"), ("linger.ms".to_string(), "5")]
+        );
+        assert!(
+            o.check_all_taken().is_err(),
+            "the bare prefix is no property"
+        );
     }
 }

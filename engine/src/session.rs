@@ -23,7 +23,7 @@ use datafusion::physical_plan::{
     ExecutionPlan, SendableRecordBatchStream, displayable, execute_stream,
 };
 use datafusion::prelude::{SessionConfig, SessionContext};
-use ferris_connectors::{FileSink, FileSinkConfig, StopSignal};
+use ferris_connectors::{Sink, SinkConfig, Source, StopSignal};
 use ferris_streaming::{EmitMode, LateDataPolicy, WATERMARK_COLUMN, WatermarkSpec, WindowSpec};
 use futures::StreamExt;
 
@@ -36,8 +36,8 @@ use crate::planner::{
     AggregateSettings, rewrite_query, streaming_plan, time_source, without_batch_coalescing,
 };
 use crate::show;
-use crate::sink::resolve_file_sink;
-use crate::source::{SourceDef, resolve_file_source};
+use crate::sink::{resolve_file_sink, resolve_kafka_sink};
+use crate::source::{SourceDef, resolve_file_source, resolve_kafka_source};
 use crate::statement::{JobKind, Statement, StatementKind, StreamingQuery, parse_statements};
 
 /// What a statement produced.
@@ -55,7 +55,7 @@ struct PreparedQuery {
     /// The logical plan DataFusion made of the query (before optimization).
     logical: LogicalPlan,
     sources: Vec<SourceDef>,
-    sink: Option<FileSinkConfig>,
+    sink: Option<SinkConfig>,
     /// `'state.memory.limit'` in bytes.
     memory_limit: Option<usize>,
 }
@@ -308,22 +308,32 @@ impl Session {
         query: &StreamingQuery,
     ) -> Result<RunningJob> {
         let prepared = self.prepare(query, Some(name)).await?;
-        let sink_config = prepared
+        let mut sink_config = prepared
             .sink
             .clone()
             .expect("prepare requires a sink for a job");
         let schema = prepared.plan.schema();
         let key = match kind {
+            JobKind::Stream if query.primary_key.is_empty() => {
+                // A stream's messages are keyed by its GROUP BY columns, if it has them.
+                table_key(name, query, &prepared.logical, &schema).unwrap_or_default()
+            }
             JobKind::Stream => query.primary_key.clone(),
             JobKind::Table => table_key(name, query, &prepared.logical, &schema)?,
         };
+        if let SinkConfig::Kafka(kafka) = &mut sink_config {
+            kafka.key_fields.get_or_insert_with(|| key.clone());
+            if kafka.timestamp_field.is_none() {
+                kafka.timestamp_field = message_timestamp(&prepared, &schema);
+            }
+        }
         for source in &prepared.sources {
             self.catalog.insert(CatalogEntry {
                 name: source.name.clone(),
                 kind: EntryKind::Source,
-                connector: "file_source".into(),
-                location: source.source.config().location.display().to_string(),
-                format: source.source.config().format.to_string(),
+                connector: source.source.connector().into(),
+                location: source.source.location(),
+                format: source.source.format(),
                 windowed: false,
                 key: vec![],
                 schema: source.source.schema(),
@@ -335,9 +345,9 @@ impl Session {
                 JobKind::Stream => EntryKind::Stream,
                 JobKind::Table => EntryKind::Table,
             },
-            connector: "file_sink".into(),
-            location: sink_config.path.display().to_string(),
-            format: sink_config.format.to_string(),
+            connector: sink_config.connector().into(),
+            location: sink_config.location(),
+            format: sink_config.format(),
             windowed: is_windowed(&prepared.plan),
             key,
             schema: schema.clone(),
@@ -345,8 +355,13 @@ impl Session {
         let bounded = prepared.sources.iter().all(|s| s.source.is_bounded());
         let metrics = Arc::new(JobMetrics::default());
         let mut stream = self.run_plan(&prepared, metrics.clone())?;
-        let mut sink = FileSink::try_new(sink_config, schema)?;
+        let mut sink = Sink::try_new(sink_config, schema)?;
         let job_metrics = metrics.clone();
+        let sources: Vec<Source> = prepared.sources.iter().map(|s| s.source.clone()).collect();
+        // Without state, whatever the sink has made durable covers everything read so far, so
+        // source offsets can be committed then; with state (windows, joins), rows read may
+        // still sit in open windows, so offsets are committed only once the job has ended.
+        let stateless = is_stateless(&prepared.plan);
         let task = tokio::spawn(async move {
             // A folder sink commits its part files on time even when no rows come.
             // Checked four times an interval, so a part lands at most a quarter late.
@@ -360,19 +375,31 @@ impl Session {
                         None => std::future::pending().await,
                     }
                 };
-                tokio::select! {
+                let durable = tokio::select! {
                     batch = stream.next() => match batch {
                         Some(batch) => {
                             let batch = batch?;
                             sink.write(&batch)?;
                             job_metrics.add_records_out(batch.num_rows());
+                            stateless && sink.flush()?
                         }
                         None => break,
                     },
-                    _ = tick => sink.roll_if_due()?,
+                    _ = tick => sink.roll_if_due()? && stateless,
+                };
+                if durable {
+                    for source in &sources {
+                        // A failed commit only means more to re-read after a crash.
+                        if let Err(e) = source.commit() {
+                            eprintln!("warning: {e}");
+                        }
+                    }
                 }
             }
             sink.close()?;
+            for source in &sources {
+                source.commit()?;
+            }
             Ok(())
         });
         Ok(RunningJob::new(
@@ -462,13 +489,19 @@ async fn resolve_connectors(
     options: &Options,
     job: Option<&str>,
     state: &datafusion::execution::SessionState,
-) -> Result<(Vec<SourceDef>, Option<FileSinkConfig>)> {
+) -> Result<(Vec<SourceDef>, Option<SinkConfig>)> {
     let mut sources = Vec::new();
     let mut sink = None;
     for (name, connector) in options.typed_names() {
-        match connector.one_of(&["file_source", "file_sink"])?.as_str() {
+        let kind = connector.one_of(&["file_source", "file_sink", "kafka_source", "kafka_sink"])?;
+        match kind.as_str() {
             "file_source" => {
                 sources.push(resolve_file_source(&name, options, state).await?);
+            }
+            "kafka_source" => {
+                // A job's consumer group is named after the job; a query's after its source.
+                let group = job.unwrap_or(&name);
+                sources.push(resolve_kafka_source(&name, options, state, group).await?);
             }
             _ => {
                 // Option names are case-insensitive; a quoted job name may not be.
@@ -481,7 +514,10 @@ async fn resolve_connectors(
                         connector.error(format!("a sink named '{name}' is not used: {why}"))
                     );
                 }
-                sink = Some(resolve_file_sink(&name, options)?);
+                sink = Some(match kind.as_str() {
+                    "file_sink" => resolve_file_sink(&name, options)?,
+                    _ => resolve_kafka_sink(&name, options).await?,
+                });
             }
         }
     }
@@ -501,6 +537,37 @@ async fn resolve_connectors(
         return Err(field.error("no source of this statement has that column"));
     }
     Ok((sources, sink))
+}
+
+/// The timestamp of a Kafka sink's messages: the window end of a windowed result, else the
+/// time source's event time column or the Kafka timestamp, when the result has them.
+fn message_timestamp(prepared: &PreparedQuery, schema: &SchemaRef) -> Option<String> {
+    let event_time = prepared
+        .sources
+        .iter()
+        .filter_map(|s| s.event_time.field.clone());
+    std::iter::once(WATERMARK_COLUMN.to_string())
+        .chain(event_time)
+        .chain(std::iter::once("_timestamp".to_string()))
+        .find(|column| {
+            schema
+                .field_with_name(column)
+                .is_ok_and(|f| matches!(f.data_type(), arrow::datatypes::DataType::Timestamp(_, _)))
+        })
+}
+
+/// Whether every operator of the plan passes rows on as they come, holding nothing back.
+fn is_stateless(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    const STATELESS: [&str; 5] = [
+        "ProjectionExec",
+        "FilterExec",
+        "StreamingTableExec",
+        "CoalesceBatchesExec",
+        "CooperativeExec",
+    ];
+    !plan
+        .exists(|node| Ok(!STATELESS.contains(&node.name())))
+        .unwrap_or(true)
 }
 
 fn has_aggregate(plan: &Arc<dyn ExecutionPlan>) -> bool {

@@ -13,9 +13,13 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
+use ferris_connectors::kafka::{
+    DeadLetterTopic, KafkaConnection, KafkaSource, KafkaSourceConfig, OffsetReset,
+    PARTITION_COLUMN, TIMESTAMP_COLUMN,
+};
 use ferris_connectors::{
-    CsvOptions, DeadLetterWriter, FileFormat, FileSource, FileSourceConfig, Location, OnError,
-    StopSignal,
+    AvroFormat, CsvOptions, DeadLetterWriter, FileFormat, FileSource, FileSourceConfig, Location,
+    MessageFormat, OnError, ProtobufFormat, SchemaRegistry, Source, StopSignal,
 };
 use ferris_streaming::event_time::stamped_schema;
 use ferris_streaming::{EventTimeStamper, WatermarkSpec};
@@ -29,6 +33,10 @@ use crate::options::{OptionValue, Options};
 pub const DEFAULT_BATCH_SIZE: usize = 8192;
 /// How often a watching source looks for new data unless `'<name>.watch.interval'` says.
 const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a Kafka micro-batch waits to fill unless `'<name>.batch.linger.ms'` says.
+const DEFAULT_LINGER: Duration = Duration::from_millis(100);
+/// The brokers unless `'<name>.bootstrap.servers'` says.
+pub(crate) const DEFAULT_BOOTSTRAP_SERVERS: &str = "127.0.0.1:9092";
 
 /// How a source's records are stamped with event time and watermarks.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,7 +58,7 @@ pub struct SourceDef {
     /// The name the query uses.
     pub name: String,
     /// The connector.
-    pub source: FileSource,
+    pub source: Source,
     /// Event time and watermarks.
     pub event_time: EventTimeSpec,
 }
@@ -97,20 +105,32 @@ impl SourceDef {
                 column_list(&self.source.schema())
             )));
         }
+        // A Kafka topic's partitions each keep a watermark; the source's is their minimum.
+        let (partition_field, partition_count) = match &self.source {
+            Source::Kafka(kafka) => (
+                Some(PARTITION_COLUMN.to_string()),
+                kafka.partitions().len() as u32,
+            ),
+            Source::File(_) => (None, 0),
+        };
         Ok(WatermarkSpec {
             field: field.map(str::to_string),
             format: spec.format.clone(),
             max_out_of_orderness: spec.max_out_of_orderness,
+            partition_field,
+            partition_count,
+            idle_timeout: spec.idle_timeout,
         })
     }
 }
 
-/// One file source as a DataFusion partition: each execution reads it from the start.
+/// One source as a DataFusion partition: each execution reads it from the start (files) or
+/// its committed offsets (Kafka).
 #[derive(Debug)]
 struct SourcePartition {
     name: String,
     schema: SchemaRef,
-    source: FileSource,
+    source: Source,
     stop: StopSignal,
     stamp: Option<WatermarkSpec>,
 }
@@ -128,10 +148,14 @@ impl PartitionStream for SourcePartition {
             .map(|job| job.register_source())
             .unwrap_or_default();
         let reader = self.source.reader(self.stop.clone(), metrics);
-        let batches = futures::stream::try_unfold(reader, |mut reader| async move {
-            Ok(reader.next_batch().await?.map(|batch| (batch, reader)))
-        })
-        .map_err(|e: ferris_connectors::ConnectorError| DataFusionError::External(Box::new(e)));
+        let batches = futures::stream::once(async move { reader })
+            .map_ok(|reader| {
+                futures::stream::try_unfold(reader, |mut reader| async move {
+                    Ok(reader.next_batch().await?.map(|batch| (batch, reader)))
+                })
+            })
+            .try_flatten()
+            .map_err(|e: ferris_connectors::ConnectorError| DataFusionError::External(Box::new(e)));
         let Some(spec) = &self.stamp else {
             return Box::pin(RecordBatchStreamAdapter::new(
                 self.schema.clone(),
@@ -260,21 +284,8 @@ pub(crate) async fn resolve_file_source(
         .map(|v| v.duration())
         .transpose()?
         .unwrap_or(DEFAULT_WATCH_INTERVAL);
-    let on_error = match options.get(&key("on.error")) {
-        None => OnError::Fail,
-        Some(value) => match value.one_of(&["fail", "skip", "dead_letter"])?.as_str() {
-            "fail" => OnError::Fail,
-            "skip" => OnError::Skip,
-            _ => {
-                let path = options.required(
-                    &key("dead_letter.path"),
-                    "where 'dead_letter' writes malformed records",
-                )?;
-                OnError::DeadLetter(Arc::new(DeadLetterWriter::new(path.value)))
-            }
-        },
-    };
-    let event_time = resolve_event_time(name, options)?;
+    let on_error = resolve_on_error(name, options, None)?;
+    let event_time = resolve_event_time(name, options, None)?;
     let source = FileSource::try_new(FileSourceConfig {
         name: name.to_string(),
         location,
@@ -285,7 +296,17 @@ pub(crate) async fn resolve_file_source(
         on_error,
     })
     .await?;
-    let per_source = options.get(&key("event.time.field")).is_some();
+    source_def(name, options, Source::File(source), event_time)
+}
+
+/// The source with its event time checked against its columns.
+fn source_def(
+    name: &str,
+    options: &Options,
+    source: Source,
+    event_time: EventTimeSpec,
+) -> Result<SourceDef> {
+    let per_source = options.get(&format!("{name}.event.time.field")).is_some();
     let mut event_time = event_time;
     if let Some(field) = &event_time.field
         && source.schema().field_with_name(field).is_err()
@@ -318,9 +339,208 @@ fn column_list(schema: &SchemaRef) -> String {
         .join(", ")
 }
 
-/// Event time from `'<name>.event.time.field'` (or the job-wide `'event.time.field'`) and its
-/// watermark options.
-fn resolve_event_time(name: &str, options: &Options) -> Result<EventTimeSpec> {
+/// What a source does with a record it cannot decode: `'<name>.on.error'`, with a dead-letter
+/// file (`'<name>.dead_letter.path'`) or, given a Kafka connection, topic
+/// (`'<name>.dead_letter.topic'`).
+fn resolve_on_error(
+    name: &str,
+    options: &Options,
+    kafka: Option<&KafkaConnection>,
+) -> Result<OnError> {
+    let key = |suffix: &str| format!("{name}.{suffix}");
+    let Some(value) = options.get(&key("on.error")) else {
+        return Ok(OnError::Fail);
+    };
+    Ok(
+        match value.one_of(&["fail", "skip", "dead_letter"])?.as_str() {
+            "fail" => OnError::Fail,
+            "skip" => OnError::Skip,
+            _ => match (kafka, options.get(&key("dead_letter.topic"))) {
+                (Some(connection), Some(topic)) => OnError::DeadLetterTopic(Arc::new(
+                    DeadLetterTopic::new(connection.clone(), topic.value.to_string()),
+                )),
+                _ => {
+                    let path = options.required(
+                        &key("dead_letter.path"),
+                        "where 'dead_letter' writes malformed records",
+                    )?;
+                    OnError::DeadLetter(Arc::new(DeadLetterWriter::new(path.value)))
+                }
+            },
+        },
+    )
+}
+
+/// The connection of the Kafka connector `name`: `'<name>.bootstrap.servers'` and every
+/// `'<name>.kafka.<property>'`.
+pub(crate) fn resolve_kafka_connection(name: &str, options: &Options) -> KafkaConnection {
+    let bootstrap_servers = options
+        .get(&format!("{name}.bootstrap.servers"))
+        .map_or(DEFAULT_BOOTSTRAP_SERVERS, |v| v.value)
+        .to_string();
+    let properties = options
+        .with_prefix(&format!("{name}.kafka."))
+        .into_iter()
+        .map(|(property, value)| (property, value.value.to_string()))
+        .collect();
+    KafkaConnection {
+        bootstrap_servers,
+        properties,
+    }
+}
+
+/// The message format of the Kafka connector `name` (`'<name>.format'`, JSON by default).
+pub(crate) async fn resolve_message_format(
+    name: &str,
+    options: &Options,
+    topic: &str,
+    source: bool,
+) -> Result<MessageFormat> {
+    let key = |suffix: &str| format!("{name}.{suffix}");
+    let format = match options.get(&key("format")) {
+        Some(value) => value.one_of(&["json", "csv", "avro", "protobuf", "raw"])?,
+        None => "json".to_string(),
+    };
+    Ok(match format.as_str() {
+        "json" => MessageFormat::Json,
+        "csv" => MessageFormat::Csv {
+            delimiter: match options.get(&key("delimiter")) {
+                Some(value) => delimiter(&value)?,
+                None => b',',
+            },
+        },
+        "avro" => {
+            let inline = options.get(&key("avro.schema"));
+            let file = options.get(&key("avro.schema.file"));
+            let json = match (inline, file) {
+                (Some(_), Some(file)) => {
+                    return Err(file.error(format!(
+                        "give either '{}' or this, not both",
+                        key("avro.schema")
+                    )));
+                }
+                (Some(inline), None) => Some(inline.value.to_string()),
+                (None, Some(file)) => Some(
+                    tokio::fs::read_to_string(file.value)
+                        .await
+                        .map_err(|e| file.error(format!("cannot read it: {e}")))?,
+                ),
+                (None, None) => None,
+            };
+            let registry = options.get(&key("schema.registry.url"));
+            let subject = options
+                .get(&key("schema.registry.subject"))
+                .map_or_else(|| format!("{topic}-value"), |v| v.value.to_string());
+            let avro = match registry {
+                Some(url) => {
+                    let registry = SchemaRegistry::new(url.value);
+                    let json = json.clone();
+                    tokio::task::spawn_blocking(move || {
+                        AvroFormat::confluent(registry, subject, json, source)
+                    })
+                    .await
+                    .map_err(|e| EngineError::Internal(e.to_string()))?
+                    .map_err(|e| url.error(e))?
+                }
+                None if source && json.is_none() => {
+                    return Err(EngineError::option(
+                        format!(
+                            "an Avro source needs '{}', '{}' or '{}'",
+                            key("avro.schema"),
+                            key("avro.schema.file"),
+                            key("schema.registry.url")
+                        ),
+                        None,
+                    ));
+                }
+                None => AvroFormat::plain(json)?,
+            };
+            MessageFormat::Avro(avro)
+        }
+        "protobuf" => {
+            let file = options.required(
+                &key("protobuf.schema.file"),
+                "the .proto file that defines the message",
+            )?;
+            let message = options.required(
+                &key("protobuf.message"),
+                "the full name of the message type, such as shop.Trade",
+            )?;
+            MessageFormat::Protobuf(
+                ProtobufFormat::compile(std::path::Path::new(file.value), message.value)
+                    .map_err(|e| file.error(e))?,
+            )
+        }
+        _ => MessageFormat::Raw,
+    })
+}
+
+/// Resolves the Kafka source `name` from its options.
+pub(crate) async fn resolve_kafka_source(
+    name: &str,
+    options: &Options,
+    state: &SessionState,
+    group: &str,
+) -> Result<SourceDef> {
+    let key = |suffix: &str| format!("{name}.{suffix}");
+    let topic = options.required(&key("topic"), "the topic to read")?;
+    let connection = resolve_kafka_connection(name, options);
+    let format = resolve_message_format(name, options, topic.value, true).await?;
+    let schema = match options.get(&key("schema")) {
+        Some(value) => Some(parse_schema(state, &value).await?),
+        None => None,
+    };
+    let bounded = match options.get(&key("scan.bounded.mode")) {
+        Some(value) => value.one_of(&["latest-offset", "unbounded"])? == "latest-offset",
+        None => false,
+    };
+    let offset_reset = match options.get(&key("auto.offset.reset")) {
+        Some(value) => match value.one_of(&["earliest", "latest"])?.as_str() {
+            "latest" => OffsetReset::Latest,
+            _ => OffsetReset::Earliest,
+        },
+        None => OffsetReset::Earliest,
+    };
+    let group_id = options
+        .get(&key("group.id"))
+        .map_or_else(|| format!("ferris-{group}"), |v| v.value.to_string());
+    let batch_size = options
+        .get(&key("batch.size"))
+        .map(|v| v.positive())
+        .transpose()?
+        .unwrap_or(DEFAULT_BATCH_SIZE);
+    let linger = options
+        .get(&key("batch.linger.ms"))
+        .map(|v| v.positive().map(|ms| Duration::from_millis(ms as u64)))
+        .transpose()?
+        .unwrap_or(DEFAULT_LINGER);
+    let on_error = resolve_on_error(name, options, Some(&connection))?;
+    let event_time = resolve_event_time(name, options, Some(TIMESTAMP_COLUMN))?;
+    let source = KafkaSource::try_new(KafkaSourceConfig {
+        name: name.to_string(),
+        connection,
+        topic: topic.value.to_string(),
+        group_id,
+        offset_reset,
+        bounded,
+        format,
+        schema,
+        batch_size,
+        linger,
+        on_error,
+    })
+    .await
+    .map_err(|e| topic.error(e))?;
+    source_def(name, options, Source::Kafka(source), event_time)
+}
+
+/// Event time from `'<name>.event.time.field'` (or the job-wide `'event.time.field'`, or
+/// `default`) and its watermark options.
+fn resolve_event_time(
+    name: &str,
+    options: &Options,
+    default: Option<&str>,
+) -> Result<EventTimeSpec> {
     // A per-source option wins over the job-wide one of the same suffix.
     let take = |suffix: &str| {
         options
@@ -344,7 +564,7 @@ fn resolve_event_time(name: &str, options: &Options) -> Result<EventTimeSpec> {
         (_, Some(bound)) => bound.duration()?,
     };
     Ok(EventTimeSpec {
-        field: field.map(|f| f.value.to_string()),
+        field: field.map(|f| f.value).or(default).map(str::to_string),
         format,
         max_out_of_orderness,
         idle_timeout,

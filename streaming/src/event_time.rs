@@ -31,6 +31,14 @@ pub struct WatermarkSpec {
     pub format: Option<String>,
     /// How far the watermark stays behind the largest event time seen.
     pub max_out_of_orderness: Duration,
+    /// A column naming the input partition of each row (a Kafka partition): each partition
+    /// keeps its own watermark and the source's is their minimum.
+    pub partition_field: Option<String>,
+    /// Partitions `0..partition_count` are expected: one not yet seen holds the watermark
+    /// back (until it is idle), so that a partition read first cannot make the others late.
+    pub partition_count: u32,
+    /// A partition without rows for this long stops holding the source's watermark back.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl std::fmt::Display for WatermarkSpec {
@@ -66,7 +74,18 @@ pub struct EventTimeStamper {
     source: String,
     schema: SchemaRef,
     field_index: Option<usize>,
+    partition_index: Option<usize>,
     max_event_time: i64,
+    /// Per input partition: the largest event time and when its last row came.
+    partitions: Vec<(i64, PartitionClock)>,
+    /// The watermark last stamped; it never goes back.
+    watermark: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PartitionClock {
+    max_event_time: i64,
+    last_row: std::time::Instant,
 }
 
 impl EventTimeStamper {
@@ -84,12 +103,31 @@ impl EventTimeStamper {
             })?),
             None => None,
         };
+        let partition_index = match &spec.partition_field {
+            Some(field) => Some(schema.index_of(field).map_err(|_| {
+                StreamingError::EventTime(format!(
+                    "source '{source}' has no partition column '{field}'"
+                ))
+            })?),
+            None => None,
+        };
         Ok(Self {
             schema: stamped_schema(&schema),
-            spec,
             source: source.to_string(),
             field_index,
+            partition_index,
             max_event_time: i64::MIN,
+            partitions: (0..spec.partition_count)
+                .map(|p| {
+                    let clock = PartitionClock {
+                        max_event_time: i64::MIN,
+                        last_row: std::time::Instant::now(),
+                    };
+                    (i64::from(p), clock)
+                })
+                .collect(),
+            watermark: i64::MIN,
+            spec,
         })
     }
 
@@ -109,15 +147,73 @@ impl EventTimeStamper {
         };
         let bound = self.spec.max_out_of_orderness.as_millis() as i64;
         let mut watermarks = Vec::with_capacity(times.len());
-        for &t in &times {
-            watermarks.push(self.max_event_time.saturating_sub(bound));
-            self.max_event_time = self.max_event_time.max(t);
+        match self.partition_index {
+            None => {
+                for &t in &times {
+                    watermarks.push(self.max_event_time.saturating_sub(bound));
+                    self.max_event_time = self.max_event_time.max(t);
+                }
+            }
+            Some(i) => {
+                let partitions = cast(batch.column(i), &DataType::Int64)
+                    .map_err(|e| StreamingError::EventTime(e.to_string()))?;
+                let partitions = partitions.as_primitive::<arrow::datatypes::Int64Type>();
+                let now = std::time::Instant::now();
+                let mut merged = self.merged_max(now);
+                for (row, &t) in times.iter().enumerate() {
+                    self.watermark = self.watermark.max(merged.saturating_sub(bound));
+                    watermarks.push(self.watermark);
+                    if self.advance(partitions.value(row), t, now) {
+                        merged = self.merged_max(now);
+                    }
+                }
+            }
         }
         let mut columns = batch.columns().to_vec();
         columns.push(Arc::new(TimestampMillisecondArray::from(times)) as ArrayRef);
         columns.push(Arc::new(TimestampMillisecondArray::from(watermarks)) as ArrayRef);
         RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| StreamingError::EventTime(e.to_string()))
+    }
+
+    /// Records a row of `partition` at event time `t`; true when that partition's largest
+    /// event time grew.
+    fn advance(&mut self, partition: i64, t: i64, now: std::time::Instant) -> bool {
+        match self.partitions.iter_mut().find(|(p, _)| *p == partition) {
+            Some((_, clock)) => {
+                clock.last_row = now;
+                let grew = t > clock.max_event_time;
+                clock.max_event_time = clock.max_event_time.max(t);
+                grew
+            }
+            None => {
+                self.partitions.push((
+                    partition,
+                    PartitionClock {
+                        max_event_time: t,
+                        last_row: now,
+                    },
+                ));
+                true
+            }
+        }
+    }
+
+    /// The smallest largest-event-time over the partitions that are not idle (over all of
+    /// them when every one is).
+    fn merged_max(&self, now: std::time::Instant) -> i64 {
+        let active = |clock: &&PartitionClock| {
+            self.spec
+                .idle_timeout
+                .is_none_or(|idle| now.duration_since(clock.last_row) < idle)
+        };
+        let clocks = || self.partitions.iter().map(|(_, clock)| clock);
+        clocks()
+            .filter(active)
+            .map(|c| c.max_event_time)
+            .min()
+            .or_else(|| clocks().map(|c| c.max_event_time).max())
+            .unwrap_or(i64::MIN)
     }
 
     fn event_times(&self, column: &ArrayRef) -> Result<Vec<i64>, StreamingError> {
@@ -218,7 +314,39 @@ mod tests {
             field: Some("ts".into()),
             format: format.map(str::to_string),
             max_out_of_orderness: Duration::from_millis(bound_ms),
+            ..Default::default()
         }
+    }
+
+    #[test]
+    fn partitions_keep_their_own_watermark_and_the_source_takes_the_least() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Int64, false),
+            Field::new("p", DataType::Int32, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![100, 10, 200, 20, 300])),
+                Arc::new(arrow::array::Int32Array::from(vec![0, 1, 0, 1, 0])),
+            ],
+        )
+        .unwrap();
+        let spec = WatermarkSpec {
+            partition_field: Some("p".into()),
+            partition_count: 2,
+            ..spec(None, 0)
+        };
+        let mut stamper = EventTimeStamper::try_new("s", schema, spec).unwrap();
+        let out = stamper.stamp(&batch).unwrap();
+        let marks = out
+            .column_by_name(WATERMARK_COLUMN)
+            .unwrap()
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
+            .values()
+            .to_vec();
+        // Partition 1 is awaited, then lags: the watermark follows it, not partition 0.
+        assert_eq!(marks, vec![i64::MIN, i64::MIN, 10, 10, 20]);
     }
 
     #[test]

@@ -758,6 +758,7 @@ mod tests {
                         field: Some("ts".into()),
                         format: None,
                         max_out_of_orderness: std::time::Duration::from_millis(bound as u64),
+                        ..Default::default()
                     },
                     group_by: aggregate.group_expr().clone(),
                     aggr_expr: aggregate.aggr_expr().to_vec(),

@@ -1,0 +1,120 @@
+//! The metadata columns a Kafka source adds to every row.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayBuilder, ArrayRef, Int32Builder, Int64Builder, MapBuilder, StringArray, StringBuilder,
+    TimestampMillisecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, TimeUnit};
+use rdkafka::message::{Headers, Message};
+
+/// The message key, as text.
+pub const KEY_COLUMN: &str = "_key";
+/// The message timestamp (the default event time).
+pub const TIMESTAMP_COLUMN: &str = "_timestamp";
+/// The partition the message came from.
+pub const PARTITION_COLUMN: &str = "_partition";
+/// The message offset in its partition.
+pub const OFFSET_COLUMN: &str = "_offset";
+/// The topic.
+pub const TOPIC_COLUMN: &str = "_topic";
+/// The message headers, as a map of name to text.
+pub const HEADERS_COLUMN: &str = "_headers";
+
+fn headers_type() -> (Field, Field, Field) {
+    let keys = Field::new("keys", DataType::Utf8, false);
+    let values = Field::new("values", DataType::Utf8, true);
+    let entries = Field::new(
+        "entries",
+        DataType::Struct(vec![keys.clone(), values.clone()].into()),
+        false,
+    );
+    (entries, keys, values)
+}
+
+/// The metadata columns, after the value's own.
+pub fn metadata_fields() -> Vec<Field> {
+    let (entries, _, _) = headers_type();
+    vec![
+        Field::new(KEY_COLUMN, DataType::Utf8, true),
+        Field::new(
+            TIMESTAMP_COLUMN,
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ),
+        Field::new(PARTITION_COLUMN, DataType::Int32, false),
+        Field::new(OFFSET_COLUMN, DataType::Int64, false),
+        Field::new(TOPIC_COLUMN, DataType::Utf8, false),
+        Field::new(
+            HEADERS_COLUMN,
+            DataType::Map(Arc::new(entries), false),
+            true,
+        ),
+    ]
+}
+
+/// Builds the metadata columns of a micro-batch, one message at a time.
+pub(crate) struct MetadataBuilder {
+    keys: StringBuilder,
+    timestamps: TimestampMillisecondBuilder,
+    partitions: Int32Builder,
+    offsets: Int64Builder,
+    headers: MapBuilder<StringBuilder, StringBuilder>,
+    topic: String,
+}
+
+impl MetadataBuilder {
+    pub(crate) fn new(topic: &str) -> Self {
+        let (_, keys, values) = headers_type();
+        let names = arrow::array::builder::MapFieldNames {
+            entry: "entries".into(),
+            key: keys.name().clone(),
+            value: values.name().clone(),
+        };
+        Self {
+            keys: StringBuilder::new(),
+            timestamps: TimestampMillisecondBuilder::new(),
+            partitions: Int32Builder::new(),
+            offsets: Int64Builder::new(),
+            headers: MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new()),
+            topic: topic.to_string(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, message: &impl Message) {
+        self.keys
+            .append_option(message.key().map(String::from_utf8_lossy));
+        self.timestamps
+            .append_option(message.timestamp().to_millis());
+        self.partitions.append_value(message.partition());
+        self.offsets.append_value(message.offset());
+        if let Some(headers) = message.headers() {
+            for header in headers.iter() {
+                self.headers.keys().append_value(header.key);
+                self.headers
+                    .values()
+                    .append_option(header.value.map(String::from_utf8_lossy));
+            }
+        }
+        self.headers
+            .append(true)
+            .expect("keys and values are appended in pairs");
+    }
+
+    /// The columns of the messages pushed since the last call.
+    pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
+        let rows = self.partitions.len();
+        vec![
+            Arc::new(self.keys.finish()),
+            Arc::new(self.timestamps.finish()),
+            Arc::new(self.partitions.finish()),
+            Arc::new(self.offsets.finish()),
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                &self.topic,
+                rows,
+            ))),
+            Arc::new(self.headers.finish()),
+        ]
+    }
+}

@@ -1,0 +1,91 @@
+//! Kafka topics as sources and sinks, over librdkafka (the `rdkafka` crate).
+//!
+//! A [`KafkaSource`] reads a topic as micro-batches: messages are gathered until the batch is
+//! full or its linger time is up, their values decoded by a [`MessageFormat`] in one go, and
+//! the message metadata added as columns (`_key`, `_timestamp`, `_partition`, `_offset`,
+//! `_topic`, `_headers`). A [`KafkaSink`] writes one message per result row, with a key, a
+//! timestamp and headers, and a tombstone for a retraction.
+//!
+//! Delivery is at least once: a source's offsets are committed to its consumer group only
+//! when the job says that everything they produced has reached the sink
+//! ([`KafkaSource::commit`]).
+//!
+//! [`MessageFormat`]: crate::MessageFormat
+
+mod dead_letter;
+mod metadata;
+mod producer;
+mod sink;
+mod source;
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+pub(crate) use dead_letter::DeadLetter;
+pub use dead_letter::DeadLetterTopic;
+pub use metadata::{OFFSET_COLUMN, PARTITION_COLUMN, TIMESTAMP_COLUMN, metadata_fields};
+pub use sink::{KafkaSink, KafkaSinkConfig};
+pub use source::{KafkaSource, KafkaSourceConfig, KafkaSourceReader, OffsetReset};
+
+use crate::error::{ConnectorError, Result};
+
+/// How long a metadata request may take before the broker counts as unreachable.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the brokers are, and librdkafka properties given as `'<name>.kafka.<property>'`.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaConnection {
+    /// `host:port[,host:port...]`.
+    pub bootstrap_servers: String,
+    /// Extra librdkafka properties; they override ours.
+    pub properties: Vec<(String, String)>,
+}
+
+impl KafkaConnection {
+    /// A client config with our `defaults`, then the user's properties over them.
+    pub(crate) fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap_servers);
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// The partitions of `topic`; an error names the topic and brokers when it does not
+    /// exist or cannot be reached.
+    pub fn partitions(&self, topic: &str) -> Result<Vec<i32>> {
+        let consumer: BaseConsumer = self
+            .client_config(&[])
+            .create()
+            .map_err(|e| self.error("connecting to", e))?;
+        let metadata = consumer
+            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+            .map_err(|e| self.error(&format!("reading topic '{topic}' from"), e))?;
+        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Err(self.missing(topic));
+        };
+        if found.error().is_some() || found.partitions().is_empty() {
+            return Err(self.missing(topic));
+        }
+        let mut partitions: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
+        partitions.sort_unstable();
+        Ok(partitions)
+    }
+
+    fn missing(&self, topic: &str) -> ConnectorError {
+        ConnectorError::Config(format!(
+            "topic '{topic}' does not exist on {} (create it first)",
+            self.bootstrap_servers
+        ))
+    }
+
+    pub(crate) fn error(&self, doing: &str, e: rdkafka::error::KafkaError) -> ConnectorError {
+        ConnectorError::storage(format!("{doing} Kafka at {}", self.bootstrap_servers), e)
+    }
+}

@@ -1,0 +1,224 @@
+//! `kafka_sink`: one message per result row.
+//!
+//! The key is the key columns' value (the text of one column, or a JSON object of several),
+//! the timestamp comes from a timestamp column (the window end of a windowed result), headers
+//! from a `_headers` map column. In a changelog (`_op`), a deletion is written as a tombstone
+//! (the key with no value) and the retraction half of an update is not written: the update
+//! itself replaces the key's value.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
+use arrow::compute::{cast, filter_record_batch};
+use arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef, TimeUnit};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::BaseRecord;
+
+use super::KafkaConnection;
+use super::metadata::HEADERS_COLUMN;
+use super::producer::CheckedProducer;
+use crate::error::{ConnectorError, Result};
+use crate::message::{MessageEncoder, MessageFormat, json_lines};
+
+/// The changelog column of an `EMIT CHANGES` result.
+const OP_COLUMN: &str = "_op";
+
+/// Everything a Kafka sink needs, resolved from its `WITH` options.
+#[derive(Debug, Clone)]
+pub struct KafkaSinkConfig {
+    /// The sink's name in SQL.
+    pub name: String,
+    /// The brokers and extra librdkafka properties.
+    pub connection: KafkaConnection,
+    /// The topic to write.
+    pub topic: String,
+    /// How message values are encoded.
+    pub format: MessageFormat,
+    /// The columns whose values make the message key (none: messages have no key); `None`
+    /// until the engine settles it (the result's key columns unless the options say).
+    pub key_fields: Option<Vec<String>>,
+    /// A timestamp column giving the message timestamp; none: the time of writing.
+    pub timestamp_field: Option<String>,
+}
+
+/// Writes result rows to a topic.
+pub struct KafkaSink {
+    config: KafkaSinkConfig,
+    producer: CheckedProducer,
+    encoder: MessageEncoder,
+    /// The columns that make the value: all but `_op` and `_headers`.
+    value_columns: Vec<usize>,
+    value_schema: SchemaRef,
+    key_columns: Vec<usize>,
+    timestamp_column: Option<usize>,
+    op_column: Option<usize>,
+    headers_column: Option<usize>,
+    rows: u64,
+}
+
+impl KafkaSink {
+    /// Checks the topic and columns, and connects.
+    pub fn try_new(config: KafkaSinkConfig, schema: SchemaRef) -> Result<Self> {
+        config.connection.partitions(&config.topic)?;
+        let column = |name: &str, what: &str| {
+            schema.index_of(name).map_err(|_| {
+                ConnectorError::Config(format!(
+                    "sink '{}': {what} '{name}' is not a result column",
+                    config.name
+                ))
+            })
+        };
+        let key_columns = config
+            .key_fields
+            .iter()
+            .flatten()
+            .map(|f| column(f, "the key column"))
+            .collect::<Result<Vec<_>>>()?;
+        let timestamp_column = config
+            .timestamp_field
+            .as_deref()
+            .map(|f| column(f, "the timestamp column"))
+            .transpose()?;
+        let op_column = schema.index_of(OP_COLUMN).ok();
+        let headers_column = schema.index_of(HEADERS_COLUMN).ok();
+        let value_columns: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| Some(*i) != op_column && Some(*i) != headers_column)
+            .collect();
+        let value_schema = Arc::new(
+            schema
+                .project(&value_columns)
+                .map_err(|e| ConnectorError::arrow(format!("sink '{}'", config.name), e))?,
+        );
+        if matches!(config.format, MessageFormat::Raw) && value_schema.fields().len() != 1 {
+            return Err(ConnectorError::Config(format!(
+                "sink '{}': the raw format writes one column, the result has {}",
+                config.name,
+                value_schema.fields().len()
+            )));
+        }
+        let encoder = config.format.encoder(value_schema.clone(), &config.topic)?;
+        let producer = CheckedProducer::new(&config.connection, &[])?;
+        Ok(Self {
+            config,
+            producer,
+            encoder,
+            value_columns,
+            value_schema,
+            key_columns,
+            timestamp_column,
+            op_column,
+            headers_column,
+            rows: 0,
+        })
+    }
+
+    /// Messages written so far (tombstones included).
+    pub fn rows_written(&self) -> u64 {
+        self.rows
+    }
+
+    /// Queues one message per row; [`KafkaSink::flush`] waits for the broker.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let arrow =
+            |e| ConnectorError::arrow(format!("writing to topic '{}'", self.config.topic), e);
+        let (batch, tombstone) = match self.op_column {
+            Some(op) => {
+                let ops = batch.column(op).as_string::<i32>();
+                // `-U` precedes the `+U` that replaces it: nothing to write.
+                let keep: BooleanArray = ops.iter().map(|op| Some(op != Some("-U"))).collect();
+                let batch = filter_record_batch(batch, &keep).map_err(arrow)?;
+                let ops = batch.column(op).as_string::<i32>();
+                let tombstone: Vec<bool> = ops.iter().map(|op| op == Some("-D")).collect();
+                (batch, tombstone)
+            }
+            None => (batch.clone(), vec![false; batch.num_rows()]),
+        };
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let values = batch.project(&self.value_columns).map_err(arrow)?;
+        let values = RecordBatch::try_new(self.value_schema.clone(), values.columns().to_vec())
+            .map_err(arrow)?;
+        let encoded = self.encoder.encode(&values)?;
+        let keys = self.keys(&batch).map_err(arrow)?;
+        let timestamps = match self.timestamp_column {
+            Some(i) => {
+                let millis = cast(
+                    batch.column(i),
+                    &DataType::Timestamp(TimeUnit::Millisecond, None),
+                )
+                .and_then(|t| cast(&t, &DataType::Int64))
+                .map_err(arrow)?;
+                Some(millis)
+            }
+            None => None,
+        };
+        let headers = self
+            .headers_column
+            .map(|i| batch.column(i).as_map().clone());
+        for row in 0..batch.num_rows() {
+            let mut record = BaseRecord::<[u8], [u8]>::to(&self.config.topic);
+            if !tombstone[row] {
+                record = record.payload(&encoded[row]);
+            }
+            if let Some(keys) = &keys {
+                record = record.key(keys[row].as_slice());
+            }
+            if let Some(millis) = &timestamps {
+                let millis = millis.as_primitive::<Int64Type>();
+                if millis.is_valid(row) {
+                    record = record.timestamp(millis.value(row));
+                }
+            }
+            if let Some(headers) = headers.as_ref().filter(|h| h.is_valid(row)) {
+                let entries = headers.value(row);
+                let names = entries.column(0).as_string::<i32>();
+                let values = entries.column(1).as_string::<i32>();
+                let mut owned = OwnedHeaders::new_with_capacity(names.len());
+                for i in 0..names.len() {
+                    owned = owned.insert(Header {
+                        key: names.value(i),
+                        value: values.is_valid(i).then(|| values.value(i)),
+                    });
+                }
+                record = record.headers(owned);
+            }
+            self.producer.send(&self.config.topic, record)?;
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Waits until the broker has every message written.
+    pub fn flush(&self) -> Result<()> {
+        self.producer.flush(&self.config.topic)
+    }
+
+    /// The message key of each row, if the sink has key columns.
+    fn keys(
+        &self,
+        batch: &RecordBatch,
+    ) -> std::result::Result<Option<Vec<Vec<u8>>>, arrow::error::ArrowError> {
+        match self.key_columns.as_slice() {
+            [] => Ok(None),
+            [one] => {
+                let text = cast(batch.column(*one), &DataType::Utf8)?;
+                let text: &StringArray = text.as_string::<i32>();
+                Ok(Some(
+                    text.iter()
+                        .map(|v| v.unwrap_or_default().as_bytes().to_vec())
+                        .collect(),
+                ))
+            }
+            several => {
+                let fields: Vec<_> = several
+                    .iter()
+                    .map(|&i| batch.schema().field(i).clone())
+                    .collect();
+                let columns = several.iter().map(|&i| batch.column(i).clone()).collect();
+                let keys = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+                json_lines(&keys).map(Some)
+            }
+        }
+    }
+}

@@ -1,0 +1,561 @@
+//! `kafka_source`: a topic read as micro-batches of rows.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch};
+use arrow::datatypes::{Schema, SchemaRef};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::KafkaConnection;
+use super::dead_letter::DeadLetter;
+use super::metadata::{MetadataBuilder, metadata_fields};
+use crate::error::{ConnectorError, Result};
+use crate::message::{MessageBuffer, MessageDecoder, MessageFormat};
+use crate::metrics::SourceMetrics;
+use crate::records::OnError;
+use crate::stop::StopSignal;
+
+/// Messages read to infer a JSON topic's schema when none is declared.
+const INFER_MESSAGES: usize = 1000;
+/// How long schema inference waits for messages.
+const INFER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a consumer group without a committed offset starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetReset {
+    /// At the oldest message kept (the default).
+    #[default]
+    Earliest,
+    /// At the next message written.
+    Latest,
+}
+
+impl OffsetReset {
+    fn property(self) -> &'static str {
+        match self {
+            Self::Earliest => "earliest",
+            Self::Latest => "latest",
+        }
+    }
+
+    fn offset(self) -> Offset {
+        match self {
+            Self::Earliest => Offset::Beginning,
+            Self::Latest => Offset::End,
+        }
+    }
+}
+
+/// Everything a Kafka source needs, resolved from its `WITH` options.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceConfig {
+    /// The source's name in SQL.
+    pub name: String,
+    /// The brokers and extra librdkafka properties.
+    pub connection: KafkaConnection,
+    /// The topic to read.
+    pub topic: String,
+    /// The consumer group: processes sharing it split the partitions.
+    pub group_id: String,
+    /// Where to start without a committed offset.
+    pub offset_reset: OffsetReset,
+    /// Read up to the end of every partition, then end.
+    pub bounded: bool,
+    /// How message values are encoded.
+    pub format: MessageFormat,
+    /// The value's columns for JSON and CSV; `None` infers them from a JSON topic.
+    pub schema: Option<SchemaRef>,
+    /// Most messages per micro-batch.
+    pub batch_size: usize,
+    /// Longest wait for a micro-batch to fill after its first message.
+    pub linger: Duration,
+    /// What to do with a message that cannot be decoded.
+    pub on_error: OnError,
+}
+
+/// A Kafka topic as a source of micro-batches.
+#[derive(Debug, Clone)]
+pub struct KafkaSource {
+    config: Arc<KafkaSourceConfig>,
+    value_schema: SchemaRef,
+    schema: SchemaRef,
+    partitions: Vec<i32>,
+    progress: Arc<Progress>,
+}
+
+/// What has been read, so that it can be committed once the sink has it.
+#[derive(Default)]
+struct Progress {
+    consumer: Mutex<Option<Arc<StreamConsumer<SourceContext>>>>,
+    /// Per partition, the offset of the next message to read.
+    next: Mutex<BTreeMap<i32, i64>>,
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress").finish_non_exhaustive()
+    }
+}
+
+impl KafkaSource {
+    /// Checks that the topic exists and settles the schema: declared, the format's own, or
+    /// inferred from the first messages of a JSON topic.
+    pub async fn try_new(config: KafkaSourceConfig) -> Result<Self> {
+        let connection = config.connection.clone();
+        let topic = config.topic.clone();
+        let partitions = blocking(move || connection.partitions(&topic)).await?;
+        let value_schema = match (config.format.own_schema(), &config.schema) {
+            (Some(own), _) => own,
+            (None, Some(declared)) => declared.clone(),
+            (None, None) if matches!(config.format, MessageFormat::Json) => {
+                let config = config.clone();
+                let partitions = partitions.clone();
+                blocking(move || infer_json_schema(&config, &partitions)).await?
+            }
+            (None, None) => {
+                return Err(ConnectorError::Config(format!(
+                    "source '{}': the {} format needs '{}.schema'",
+                    config.name,
+                    config.format.name(),
+                    config.name
+                )));
+            }
+        };
+        let mut fields: Vec<_> = value_schema.fields().iter().cloned().collect();
+        for field in metadata_fields() {
+            if value_schema.field_with_name(field.name()).is_ok() {
+                return Err(ConnectorError::Config(format!(
+                    "source '{}': the message value has a column '{}', the name of a metadata column",
+                    config.name,
+                    field.name()
+                )));
+            }
+            fields.push(Arc::new(field));
+        }
+        Ok(Self {
+            schema: Arc::new(Schema::new(fields)),
+            value_schema,
+            partitions,
+            config: Arc::new(config),
+            progress: Arc::default(),
+        })
+    }
+
+    /// The columns of a row: the value's, then the metadata columns.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// The source's settings.
+    pub fn config(&self) -> &KafkaSourceConfig {
+        &self.config
+    }
+
+    /// The topic's partitions when the source was created.
+    pub fn partitions(&self) -> &[i32] {
+        &self.partitions
+    }
+
+    /// Whether the source ends by itself.
+    pub fn is_bounded(&self) -> bool {
+        self.config.bounded
+    }
+
+    /// A reader from the group's committed offsets. A bounded one is assigned every
+    /// partition; an unbounded one joins the consumer group and gets its share.
+    pub fn reader(
+        &self,
+        stop: StopSignal,
+        metrics: Arc<SourceMetrics>,
+    ) -> Result<KafkaSourceReader> {
+        let config = &self.config;
+        let context = SourceContext {
+            name: config.name.clone(),
+            progress: self.progress.clone(),
+        };
+        let consumer: StreamConsumer<SourceContext> = config
+            .connection
+            .client_config(&consumer_defaults(config))
+            .create_with_context(context)
+            .map_err(|e| config.connection.error("connecting to", e))?;
+        let pending = if config.bounded {
+            let start = start_offsets(&consumer, config, &self.partitions)?;
+            consumer
+                .assign(&start)
+                .map_err(|e| config.connection.error("assigning partitions on", e))?;
+            self.partitions.iter().copied().collect()
+        } else {
+            consumer
+                .subscribe(&[&config.topic])
+                .map_err(|e| config.connection.error("subscribing on", e))?;
+            BTreeSet::new()
+        };
+        let consumer = Arc::new(consumer);
+        *self
+            .progress
+            .consumer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(consumer.clone());
+        let decoder = config
+            .format
+            .decoder(self.value_schema.clone(), config.batch_size)?;
+        Ok(KafkaSourceReader {
+            source: self.clone(),
+            consumer,
+            messages: MessageBuffer::default(),
+            origins: Vec::new(),
+            metadata: MetadataBuilder::new(&config.topic),
+            read: BTreeMap::new(),
+            decoder,
+            pending,
+            stop,
+            metrics,
+            finished: false,
+        })
+    }
+
+    /// Commits the offsets of everything read so far to the consumer group. Call it once the
+    /// sink has everything those messages produced.
+    pub fn commit(&self) -> Result<()> {
+        let consumer = self
+            .progress
+            .consumer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let next = self
+            .progress
+            .next
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(consumer) = consumer.filter(|_| !next.is_empty()) else {
+            return Ok(());
+        };
+        let mut offsets = TopicPartitionList::new();
+        for (partition, offset) in next {
+            offsets
+                .add_partition_offset(&self.config.topic, partition, Offset::Offset(offset))
+                .map_err(|e| self.config.connection.error("committing offsets on", e))?;
+        }
+        consumer
+            .commit(&offsets, CommitMode::Sync)
+            .map_err(|e| self.config.connection.error("committing offsets on", e))
+    }
+}
+
+fn consumer_defaults(config: &KafkaSourceConfig) -> Vec<(&str, &str)> {
+    vec![
+        ("group.id", config.group_id.as_str()),
+        // Offsets are committed by the job, after the sink has the results.
+        ("enable.auto.commit", "false"),
+        ("auto.offset.reset", config.offset_reset.property()),
+        // A bounded read ends at the partition ends that fetches report.
+        (
+            "enable.partition.eof",
+            if config.bounded { "true" } else { "false" },
+        ),
+    ]
+}
+
+/// The group's committed offset of each partition, else where the reset option says.
+fn start_offsets<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    config: &KafkaSourceConfig,
+    partitions: &[i32],
+) -> Result<TopicPartitionList> {
+    let mut wanted = TopicPartitionList::new();
+    for &p in partitions {
+        wanted.add_partition(&config.topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(wanted, super::METADATA_TIMEOUT)
+        .map_err(|e| config.connection.error("reading committed offsets from", e))?;
+    let mut start = TopicPartitionList::new();
+    for element in committed.elements() {
+        let offset = match element.offset() {
+            Offset::Offset(n) => Offset::Offset(n),
+            _ => config.offset_reset.offset(),
+        };
+        start
+            .add_partition_offset(&config.topic, element.partition(), offset)
+            .map_err(|e| config.connection.error("assigning partitions on", e))?;
+    }
+    Ok(start)
+}
+
+/// Reads up to [`INFER_MESSAGES`] messages from where the group would start, without
+/// committing, and infers their columns.
+fn infer_json_schema(config: &KafkaSourceConfig, partitions: &[i32]) -> Result<SchemaRef> {
+    let mut defaults = consumer_defaults(config);
+    defaults.retain(|(k, _)| *k != "enable.partition.eof");
+    defaults.push(("enable.partition.eof", "true"));
+    let consumer: BaseConsumer = config
+        .connection
+        .client_config(&defaults)
+        .create()
+        .map_err(|e| config.connection.error("connecting to", e))?;
+    consumer
+        .assign(&start_offsets(&consumer, config, partitions)?)
+        .map_err(|e| config.connection.error("assigning partitions on", e))?;
+    let mut at_end: BTreeSet<i32> = BTreeSet::new();
+    let mut values = Vec::new();
+    let deadline = std::time::Instant::now() + INFER_TIMEOUT;
+    while values.len() < INFER_MESSAGES
+        && at_end.len() < partitions.len()
+        && std::time::Instant::now() < deadline
+    {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => return Err(config.connection.error("reading from", e)),
+            Some(Ok(message)) => {
+                // Unparseable messages are left to the reader's `on.error`.
+                if let Some(Ok(value)) = message
+                    .payload()
+                    .map(serde_json::from_slice::<serde_json::Value>)
+                {
+                    values.push(value);
+                }
+            }
+        }
+    }
+    if values.is_empty() {
+        return Err(ConnectorError::Config(format!(
+            "source '{}': topic '{}' has no JSON messages to infer columns from; declare them with '{}.schema'",
+            config.name, config.topic, config.name
+        )));
+    }
+    let schema = arrow::json::reader::infer_json_schema_from_iterator(values.iter().map(Ok))
+        .map_err(|e| {
+            ConnectorError::arrow(
+                format!("inferring the columns of topic '{}'", config.topic),
+                e,
+            )
+        })?;
+    Ok(Arc::new(schema))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ConnectorError::storage("a Kafka metadata call", e))?
+}
+
+/// Tells which partitions a process holds, and forgets the progress of revoked ones so that
+/// their next owner's position is never overwritten.
+struct SourceContext {
+    name: String,
+    progress: Arc<Progress>,
+}
+
+impl ClientContext for SourceContext {}
+
+impl ConsumerContext for SourceContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let list = |partitions: &TopicPartitionList| {
+            partitions
+                .elements()
+                .iter()
+                .map(|e| e.partition().to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                eprintln!(
+                    "source '{}': assigned partitions [{}]",
+                    self.name,
+                    list(partitions)
+                );
+            }
+            Rebalance::Revoke(partitions) => {
+                let mut next = self.progress.next.lock().unwrap_or_else(|e| e.into_inner());
+                for element in partitions.elements() {
+                    next.remove(&element.partition());
+                }
+                eprintln!(
+                    "source '{}': revoked partitions [{}]",
+                    self.name,
+                    list(partitions)
+                );
+            }
+            Rebalance::Error(e) => eprintln!("source '{}': rebalance failed: {e}", self.name),
+        }
+    }
+}
+
+/// Reads one Kafka source's micro-batches.
+pub struct KafkaSourceReader {
+    source: KafkaSource,
+    consumer: Arc<StreamConsumer<SourceContext>>,
+    messages: MessageBuffer,
+    /// Partition and offset of each message in `messages`.
+    origins: Vec<(i32, i64)>,
+    metadata: MetadataBuilder,
+    /// Offsets of the next message, per partition, as of the current micro-batch.
+    read: BTreeMap<i32, i64>,
+    decoder: MessageDecoder,
+    /// Partitions of a bounded read not yet at their end.
+    pending: BTreeSet<i32>,
+    stop: StopSignal,
+    metrics: Arc<SourceMetrics>,
+    finished: bool,
+}
+
+impl KafkaSourceReader {
+    /// The next micro-batch; `None` once a bounded read is at every partition's end, or the
+    /// stop signal fired.
+    pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            if self.finished {
+                return Ok(None);
+            }
+            self.fill().await?;
+            let batch = self.decode()?;
+            self.source
+                .progress
+                .next
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(&self.read);
+            if batch.num_rows() > 0 {
+                return Ok(Some(batch));
+            }
+        }
+    }
+
+    /// Gathers messages until the batch is full, its linger time is up, a bounded read is
+    /// done, or the stop signal fires.
+    async fn fill(&mut self) -> Result<()> {
+        let config = self.source.config.clone();
+        let consumer = self.consumer.clone();
+        let separator = self.decoder.separator();
+        let mut deadline = None;
+        while self.messages.len() < config.batch_size {
+            if config.bounded && self.pending.is_empty() {
+                self.finished = true;
+                break;
+            }
+            let linger = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let received = tokio::select! {
+                biased;
+                _ = self.stop.stopped() => {
+                    self.finished = true;
+                    break;
+                }
+                _ = linger => break,
+                received = consumer.recv() => received,
+            };
+            let message = match received {
+                Ok(message) => message,
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    self.pending.remove(&partition);
+                    continue;
+                }
+                Err(e) => {
+                    return Err(config
+                        .connection
+                        .error(&format!("reading topic '{}' from", config.topic), e));
+                }
+            };
+            self.read.insert(message.partition(), message.offset() + 1);
+            // A tombstone (no value) deletes a key in a compacted topic; it is no row.
+            let Some(payload) = message.payload() else {
+                continue;
+            };
+            self.messages.push(payload, separator);
+            self.origins.push((message.partition(), message.offset()));
+            self.metadata.push(&message);
+            deadline.get_or_insert_with(|| tokio::time::Instant::now() + config.linger);
+        }
+        Ok(())
+    }
+
+    /// Decodes the gathered messages into one batch, handling the malformed ones.
+    fn decode(&mut self) -> Result<RecordBatch> {
+        let config = &self.source.config;
+        let (values, bad) = self.decoder.decode(&self.messages)?;
+        let mut metadata = self.metadata.finish();
+        if !bad.is_empty() {
+            self.reject(&bad)?;
+            let mut keep = vec![true; self.messages.len()];
+            for (i, _) in &bad {
+                keep[*i] = false;
+            }
+            let keep = BooleanArray::from(keep);
+            metadata = metadata
+                .iter()
+                .map(|column| arrow::compute::filter(column, &keep))
+                .collect::<std::result::Result<Vec<ArrayRef>, _>>()
+                .map_err(|e| ConnectorError::arrow("dropping malformed messages", e))?;
+        }
+        self.messages.clear();
+        self.origins.clear();
+        let mut columns = values.columns().to_vec();
+        columns.extend(metadata);
+        let batch = RecordBatch::try_new(self.source.schema.clone(), columns)
+            .map_err(|e| ConnectorError::arrow(format!("reading topic '{}'", config.topic), e))?;
+        self.metrics.add_records(batch.num_rows());
+        self.metrics.add_bad(bad.len());
+        Ok(batch)
+    }
+
+    fn reject(&self, bad: &[(usize, String)]) -> Result<()> {
+        let config = &self.source.config;
+        match &config.on_error {
+            OnError::Fail => {
+                let (i, reason) = &bad[0];
+                let (partition, offset) = self.origins[*i];
+                Err(ConnectorError::MalformedMessage {
+                    topic: config.topic.clone(),
+                    partition,
+                    offset,
+                    reason: reason.clone(),
+                })
+            }
+            OnError::Skip => Ok(()),
+            OnError::DeadLetter(file) => {
+                let records: Vec<_> = bad
+                    .iter()
+                    .map(|(i, reason)| crate::BadRecord {
+                        file: format!("kafka:{}/{}", config.topic, self.origins[*i].0),
+                        line: self.origins[*i].1 as u64,
+                        reason: reason.clone(),
+                        raw: String::from_utf8_lossy(self.messages.get(*i)).into_owned(),
+                    })
+                    .collect();
+                file.write(&config.name, &records)
+            }
+            OnError::DeadLetterTopic(topic) => {
+                let letters: Vec<_> = bad
+                    .iter()
+                    .map(|(i, reason)| {
+                        let (partition, offset) = self.origins[*i];
+                        DeadLetter {
+                            origin: format!("{}/{partition}@{offset}", config.topic),
+                            key: None,
+                            value: self.messages.get(*i),
+                            reason,
+                        }
+                    })
+                    .collect();
+                topic.write(&config.name, &letters)
+            }
+        }
+    }
+}

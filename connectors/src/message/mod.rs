@@ -1,0 +1,249 @@
+//! Message formats: how one Kafka message's bytes become one row, and back.
+//!
+//! A source hands a whole micro-batch of messages to a [`MessageDecoder`], which decodes them
+//! straight into Arrow builders (arrow's JSON and CSV decoders, arrow-avro, and protobuf
+//! through prost-reflect's serde support into arrow's JSON decoder: never a per-message
+//! `serde_json::Value`). Only when that fails are the messages decoded one at a time, so a
+//! malformed message is reported with its index and every valid one around it is kept.
+
+mod avro;
+mod protobuf;
+mod registry;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BinaryBuilder, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
+
+pub use avro::AvroFormat;
+pub use protobuf::ProtobufFormat;
+pub use registry::SchemaRegistry;
+
+use crate::error::{ConnectorError, Result};
+use crate::records::{RecordDecoder, RecordSplitter};
+
+/// How a topic's message values are encoded.
+#[derive(Debug, Clone)]
+pub enum MessageFormat {
+    /// One JSON object per message.
+    Json,
+    /// One CSV record per message (no header), with this delimiter.
+    Csv { delimiter: u8 },
+    /// Avro binary, plain or in the Confluent wire format.
+    Avro(AvroFormat),
+    /// Protobuf messages of one type.
+    Protobuf(ProtobufFormat),
+    /// The bytes as they are, in one `value` column.
+    Raw,
+}
+
+impl MessageFormat {
+    /// The format's name in SQL options.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Csv { .. } => "csv",
+            Self::Avro(_) => "avro",
+            Self::Protobuf(_) => "protobuf",
+            Self::Raw => "raw",
+        }
+    }
+
+    /// The columns the format itself defines (Avro, Protobuf, raw); JSON and CSV take theirs
+    /// from a declared or inferred schema.
+    pub fn own_schema(&self) -> Option<SchemaRef> {
+        match self {
+            Self::Avro(avro) => Some(avro.schema()),
+            Self::Protobuf(protobuf) => Some(protobuf.schema()),
+            Self::Raw => Some(raw_schema()),
+            Self::Json | Self::Csv { .. } => None,
+        }
+    }
+
+    /// A decoder of messages into rows of `schema`.
+    pub(crate) fn decoder(&self, schema: SchemaRef, batch_size: usize) -> Result<MessageDecoder> {
+        Ok(match self {
+            Self::Json => MessageDecoder::Text {
+                decoder: RecordDecoder::Json { schema },
+                separator: b'\n',
+            },
+            Self::Csv { delimiter } => MessageDecoder::Text {
+                decoder: RecordDecoder::Csv {
+                    schema,
+                    delimiter: *delimiter,
+                },
+                separator: b'\n',
+            },
+            Self::Avro(avro) => MessageDecoder::Avro(Box::new(avro.decoder(batch_size)?)),
+            Self::Protobuf(protobuf) => {
+                MessageDecoder::Protobuf(Box::new(protobuf.decoder(batch_size)?))
+            }
+            Self::Raw => MessageDecoder::Raw,
+        })
+    }
+
+    /// An encoder of rows of `schema` into message values.
+    pub(crate) fn encoder(&self, schema: SchemaRef, topic: &str) -> Result<MessageEncoder> {
+        Ok(match self {
+            Self::Json => MessageEncoder::Json,
+            Self::Csv { delimiter } => MessageEncoder::Csv {
+                delimiter: *delimiter,
+            },
+            Self::Avro(avro) => MessageEncoder::Avro(avro.encoder(schema, topic)?),
+            Self::Protobuf(protobuf) => MessageEncoder::Protobuf(protobuf.clone()),
+            Self::Raw => MessageEncoder::Raw,
+        })
+    }
+}
+
+fn raw_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "value",
+        DataType::Binary,
+        true,
+    )]))
+}
+
+/// Messages of one micro-batch: their bytes back to back, and where each one is.
+#[derive(Debug, Default)]
+pub(crate) struct MessageBuffer {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) ranges: Vec<Range<usize>>,
+}
+
+impl MessageBuffer {
+    /// Appends one message; text formats get a separator so arrow's decoders see records.
+    pub(crate) fn push(&mut self, payload: &[u8], separator: Option<u8>) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(payload);
+        self.ranges.push(start..self.bytes.len());
+        if let Some(separator) = separator {
+            self.bytes.push(separator);
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.ranges.clear();
+    }
+
+    pub(crate) fn get(&self, i: usize) -> &[u8] {
+        &self.bytes[self.ranges[i].clone()]
+    }
+}
+
+/// Decodes the messages of a micro-batch into rows.
+pub(crate) enum MessageDecoder {
+    Text {
+        decoder: RecordDecoder,
+        separator: u8,
+    },
+    Avro(Box<avro::AvroDecoder>),
+    Protobuf(Box<protobuf::ProtobufDecoder>),
+    Raw,
+}
+
+/// The rows decoded from a micro-batch, and the messages that could not be (by index).
+pub(crate) type Decoded = (RecordBatch, Vec<(usize, String)>);
+
+impl MessageDecoder {
+    /// The byte to put after every message in the buffer, if the format needs one.
+    pub(crate) fn separator(&self) -> Option<u8> {
+        match self {
+            Self::Text { separator, .. } => Some(*separator),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn decode(&mut self, messages: &MessageBuffer) -> Result<Decoded> {
+        let decoded = match self {
+            Self::Text { decoder, .. } => {
+                // Each range plus its separator is one record for arrow's decoder.
+                let ranges: Vec<_> = messages.ranges.iter().map(|r| r.start..r.end + 1).collect();
+                decoder.decode_each(&messages.bytes, &ranges)
+            }
+            Self::Avro(decoder) => decoder.decode(messages),
+            Self::Protobuf(decoder) => decoder.decode(messages),
+            Self::Raw => {
+                let mut values = BinaryBuilder::with_capacity(messages.len(), messages.bytes.len());
+                for i in 0..messages.len() {
+                    values.append_value(messages.get(i));
+                }
+                let values: ArrayRef = Arc::new(values.finish());
+                RecordBatch::try_new(raw_schema(), vec![values]).map(|batch| (batch, vec![]))
+            }
+        };
+        decoded.map_err(|e| ConnectorError::arrow("decoding messages", e))
+    }
+}
+
+/// Encodes rows into message values, one per row.
+pub(crate) enum MessageEncoder {
+    Json,
+    Csv { delimiter: u8 },
+    Avro(avro::AvroEncoder),
+    Protobuf(ProtobufFormat),
+    Raw,
+}
+
+impl MessageEncoder {
+    /// One value per row of `batch`.
+    pub(crate) fn encode(&mut self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+        let context = |e| ConnectorError::arrow("encoding messages", e);
+        match self {
+            Self::Json => json_lines(batch).map_err(context),
+            Self::Csv { delimiter } => {
+                let mut text = Vec::new();
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(false)
+                    .with_delimiter(*delimiter)
+                    .build(&mut text);
+                writer.write(batch).map_err(context)?;
+                drop(writer);
+                // Quoted fields may hold line breaks: split where records end, not on lines.
+                let mut splitter = RecordSplitter::csv(&crate::CsvOptions {
+                    delimiter: *delimiter,
+                    has_header: false,
+                });
+                let mut values = Vec::with_capacity(batch.num_rows());
+                let mut pos = 0;
+                while let Some(len) = splitter.next_record(&text[pos..]) {
+                    let record = &text[pos..pos + len];
+                    values.push(record.trim_ascii_end().to_vec());
+                    pos += len;
+                }
+                Ok(values)
+            }
+            Self::Avro(encoder) => encoder.encode(batch),
+            Self::Protobuf(format) => format.encode(batch),
+            Self::Raw => {
+                let column = batch.column(0);
+                let cast = arrow::compute::cast(column, &DataType::Binary).map_err(context)?;
+                let values = arrow::array::AsArray::as_binary::<i32>(&cast);
+                Ok(values
+                    .iter()
+                    .map(|v| v.unwrap_or_default().to_vec())
+                    .collect())
+            }
+        }
+    }
+}
+
+/// One JSON object per row (arrow's writer escapes line breaks inside strings).
+pub(crate) fn json_lines(batch: &RecordBatch) -> std::result::Result<Vec<Vec<u8>>, ArrowError> {
+    let mut text = Vec::new();
+    let mut writer = arrow::json::LineDelimitedWriter::new(&mut text);
+    writer.write(batch)?;
+    writer.finish()?;
+    Ok(text
+        .split(|&b| b == b'\n')
+        .take(batch.num_rows())
+        .map(<[u8]>::to_vec)
+        .collect())
+}

@@ -1,0 +1,111 @@
+//! Any sink: one type for a job to write to, whatever the connector.
+
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+
+use crate::error::Result;
+use crate::file_sink::{FileSink, FileSinkConfig};
+use crate::kafka::{KafkaSink, KafkaSinkConfig};
+
+/// A sink's settings.
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    /// A file or a folder of part files.
+    File(FileSinkConfig),
+    /// A Kafka topic.
+    Kafka(KafkaSinkConfig),
+}
+
+impl SinkConfig {
+    /// The connector's name in SQL (`'<name>.type'`).
+    pub fn connector(&self) -> &'static str {
+        match self {
+            Self::File(_) => "file_sink",
+            Self::Kafka(_) => "kafka_sink",
+        }
+    }
+
+    /// Where it writes: a path, or `kafka://servers/topic`.
+    pub fn location(&self) -> String {
+        match self {
+            Self::File(file) => file.path.display().to_string(),
+            Self::Kafka(kafka) => format!(
+                "kafka://{}/{}",
+                kafka.connection.bootstrap_servers, kafka.topic
+            ),
+        }
+    }
+
+    /// The name of its record format.
+    pub fn format(&self) -> String {
+        match self {
+            Self::File(file) => file.format.to_string(),
+            Self::Kafka(kafka) => kafka.format.name().to_string(),
+        }
+    }
+}
+
+/// An open sink.
+pub enum Sink {
+    /// Files.
+    File(FileSink),
+    /// A Kafka topic.
+    Kafka(KafkaSink),
+}
+
+impl Sink {
+    /// Opens the sink for rows of `schema`.
+    pub fn try_new(config: SinkConfig, schema: SchemaRef) -> Result<Self> {
+        Ok(match config {
+            SinkConfig::File(file) => Self::File(FileSink::try_new(file, schema)?),
+            SinkConfig::Kafka(kafka) => Self::Kafka(KafkaSink::try_new(kafka, schema)?),
+        })
+    }
+
+    /// Writes a batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        match self {
+            Self::File(file) => file.write(batch),
+            Self::Kafka(kafka) => kafka.write(batch),
+        }
+    }
+
+    /// Makes what was written durable, if the sink can now; true when everything written so
+    /// far is (a file sink's rows are durable only when their file is committed).
+    pub fn flush(&mut self) -> Result<bool> {
+        match self {
+            Self::File(_) => Ok(false),
+            Self::Kafka(kafka) => kafka.flush().map(|()| true),
+        }
+    }
+
+    /// How often [`Sink::roll_if_due`] must be called, if it must.
+    pub fn rollover(&self) -> Option<Duration> {
+        match self {
+            Self::File(file) => file.rollover(),
+            Self::Kafka(_) => None,
+        }
+    }
+
+    /// Commits a folder sink's part file when it is due; true when everything written so
+    /// far became durable.
+    pub fn roll_if_due(&mut self) -> Result<bool> {
+        match self {
+            Self::File(file) => file.roll_if_due(),
+            Self::Kafka(_) => Ok(false),
+        }
+    }
+
+    /// Makes everything durable and ends the sink; returns the rows written.
+    pub fn close(self) -> Result<u64> {
+        match self {
+            Self::File(file) => file.close(),
+            Self::Kafka(kafka) => {
+                kafka.flush()?;
+                Ok(kafka.rows_written())
+            }
+        }
+    }
+}

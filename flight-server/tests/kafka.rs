@@ -1,0 +1,756 @@
+//! End-to-end tests of the Kafka connectors against a real broker on loopback.
+//!
+//! `scripts/test.sh` starts the broker (Tansu, through `scripts/kafka.sh`) and says where it
+//! is in `FERRIS_KAFKA_BOOTSTRAP`; the schema registry stand-in is
+//! `tests/kafka/schema_registry.py`, run with `FERRIS_PYTHON`. Each test uses topics of its
+//! own, so the tests can share the broker.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use serde_json::{Value, json};
+
+const ROWS: usize = 2000;
+const SYMBOLS: [&str; 5] = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOG"];
+
+fn bootstrap() -> String {
+    std::env::var("FERRIS_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A topic of this test run, created with `partitions` partitions by the project's script.
+fn topic(name: &str, partitions: u32) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let topic = format!("{name}_{}_{nanos}", std::process::id());
+    let port = bootstrap().rsplit(':').next().unwrap().to_string();
+    let output = Command::new("bash")
+        .arg(project_root().join("scripts/kafka.sh"))
+        .args(["topic", &topic, &partitions.to_string()])
+        .env("FERRIS_KAFKA_PORT", port)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "creating topic {topic} (is the broker up? bash scripts/kafka.sh start): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    topic
+}
+
+/// One trade of the test data: event times rise, so each partition is in order.
+struct Trade {
+    symbol: &'static str,
+    cents: i64,
+    qty: i64,
+    ts: i64,
+}
+
+fn trades() -> Vec<Trade> {
+    (0..ROWS)
+        .map(|i| Trade {
+            symbol: SYMBOLS[i % SYMBOLS.len()],
+            cents: 10_000 + ((i * 7919) % 5000) as i64,
+            qty: 1 + (i % 13) as i64,
+            ts: 1_700_000_000_000 + (i as i64) * 250,
+        })
+        .collect()
+}
+
+fn price(cents: i64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+fn json_value(t: &Trade) -> Vec<u8> {
+    format!(
+        r#"{{"symbol":"{}","price":{},"qty":{},"ts":{}}}"#,
+        t.symbol,
+        price(t.cents),
+        t.qty,
+        t.ts
+    )
+    .into_bytes()
+}
+
+/// Avro binary of `{symbol: string, price: decimal(10,2) bytes, qty: long, ts: long}`,
+/// written by hand so that the test does not share the engine's Avro library.
+fn avro_value(t: &Trade) -> Vec<u8> {
+    fn long(out: &mut Vec<u8>, n: i64) {
+        let mut z = ((n << 1) ^ (n >> 63)) as u64;
+        while z >= 0x80 {
+            out.push((z as u8 & 0x7f) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    }
+    fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+        long(out, b.len() as i64);
+        out.extend_from_slice(b);
+    }
+    let mut out = Vec::new();
+    bytes(&mut out, t.symbol.as_bytes());
+    // Two's complement big-endian, shortest form.
+    let full = t.cents.to_be_bytes();
+    let skip = full
+        .windows(2)
+        .take_while(|w| (w[0] == 0 && w[1] < 0x80) || (w[0] == 0xff && w[1] >= 0x80))
+        .count();
+    bytes(&mut out, &full[skip..]);
+    long(&mut out, t.qty);
+    long(&mut out, t.ts);
+    out
+}
+
+const AVRO_SCHEMA: &str = r#"{"type":"record","name":"Trade","namespace":"shop","fields":[
+  {"name":"symbol","type":"string"},
+  {"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}},
+  {"name":"qty","type":"long"},
+  {"name":"ts","type":"long"}]}"#;
+
+/// Protobuf encoding of `shop.Trade` (tests/kafka/trade.proto), by hand.
+fn protobuf_value(t: &Trade) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut n: u64) {
+        while n >= 0x80 {
+            out.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+    fn text(out: &mut Vec<u8>, field: u64, s: &str) {
+        varint(out, field << 3 | 2);
+        varint(out, s.len() as u64);
+        out.extend_from_slice(s.as_bytes());
+    }
+    let mut out = Vec::new();
+    text(&mut out, 1, t.symbol);
+    text(&mut out, 2, &price(t.cents));
+    varint(&mut out, 3 << 3);
+    varint(&mut out, t.qty as u64);
+    varint(&mut out, 4 << 3);
+    varint(&mut out, t.ts as u64);
+    out
+}
+
+fn producer() -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap()
+}
+
+/// Writes the values keyed by symbol (so each symbol stays in one partition, in order).
+fn produce(topic: &str, values: impl IntoIterator<Item = (String, Vec<u8>)>) {
+    let producer = producer();
+    for (key, value) in values {
+        producer
+            .send(BaseRecord::to(topic).key(&key).payload(&value))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+fn produce_trades(topic: &str, encode: fn(&Trade) -> Vec<u8>, prefix: &[u8]) {
+    produce(
+        topic,
+        trades().iter().map(|t| {
+            let mut value = prefix.to_vec();
+            value.extend(encode(t));
+            (t.symbol.to_string(), value)
+        }),
+    );
+}
+
+/// Every message of `topic` now: (key, value, headers).
+type Consumed = Vec<(Option<String>, Option<Vec<u8>>, BTreeMap<String, String>)>;
+
+fn consume_all(topic: &str) -> Consumed {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", format!("test-reader-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let partitions = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap()
+        .topics()[0]
+        .partitions()
+        .len();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p as i32, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut at_end = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while at_end.len() < partitions {
+        assert!(Instant::now() < deadline, "reading {topic} took too long");
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                                (h.key.to_string(), value.into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((
+                    m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    m.payload().map(<[u8]>::to_vec),
+                    headers,
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn ferris(dir: &Path, sql: &str) -> Output {
+    std::fs::write(dir.join("job.sql"), sql).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_ferris"))
+        .args(["run", "job.sql"])
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn run_ok(dir: &Path, sql: &str) -> String {
+    let output = ferris(dir, sql);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{sql}\n{stderr}");
+    stderr
+}
+
+/// The output rows, sorted, as text.
+fn sorted_lines(path: &Path) -> Vec<String> {
+    let mut lines: Vec<String> = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+const BARS_QUERY: &str = "SELECT symbol, _window_start, COUNT(*) AS trades, SUM(price * qty) AS notional \
+    FROM trades GROUP BY symbol WINDOW TUMBLING(INTERVAL '1' MINUTE) EMIT FINAL";
+
+/// The minute bars of the test trades, computed from a JSON lines file.
+fn bars_from_file(dir: &Path) -> Vec<String> {
+    let text: Vec<u8> = trades()
+        .iter()
+        .flat_map(|t| {
+            let mut line = json_value(t);
+            line.push(b'\n');
+            line
+        })
+        .collect();
+    std::fs::write(dir.join("trades.jsonl"), text).unwrap();
+    run_ok(
+        dir,
+        &format!(
+            "CREATE STREAM bars AS {BARS_QUERY} WITH (
+               'trades.type' = 'file_source', 'trades.path' = 'trades.jsonl',
+               'trades.schema' = 'symbol VARCHAR, price DECIMAL(10,2), qty BIGINT, ts BIGINT',
+               'trades.event.time.field' = 'ts',
+               'bars.type' = 'file_sink', 'bars.path' = 'file_bars.jsonl');"
+        ),
+    );
+    let bars = sorted_lines(&dir.join("file_bars.jsonl"));
+    assert!(bars.len() > 40, "{} bars", bars.len());
+    bars
+}
+
+/// A bounded Kafka source `trades` with a consumer group of its own: a group resumes from
+/// its committed offsets, so a second job of the same name would read nothing.
+fn kafka_source(topic: &str, format_options: &str) -> String {
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "'trades.type' = 'kafka_source', 'trades.bootstrap.servers' = '{}',
+         'trades.topic' = '{topic}', 'trades.scan.bounded.mode' = 'latest-offset',
+         'trades.group.id' = '{topic}-{run}', 'trades.event.time.field' = 'ts', {format_options}",
+        bootstrap()
+    )
+}
+
+/// A schema registry stand-in speaking the real HTTP API, stopped when dropped.
+struct Registry {
+    child: Child,
+    url: String,
+}
+
+impl Registry {
+    fn start() -> Self {
+        let python = std::env::var("FERRIS_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut child = Command::new(python)
+            .arg(project_root().join("tests/kafka/schema_registry.py"))
+            .args(["--port", "0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_string();
+        Self {
+            child,
+            url: format!("http://{address}"),
+        }
+    }
+
+    /// Registers `schema` for `subject` through the HTTP API, returning its id.
+    fn register(&self, subject: &str, schema: &str) -> u32 {
+        let body = json!({ "schema": schema }).to_string();
+        let output = Command::new("curl")
+            .args(["-sf", "-X", "POST", "-H", "Content-Type: application/json"])
+            .args(["--data", &body])
+            .arg(format!("{}/subjects/{subject}/versions", self.url))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "registering {subject}");
+        let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+        answer["id"].as_u64().unwrap() as u32
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn json_avro_and_protobuf_topics_give_the_file_run_s_minute_bars() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = bars_from_file(dir.path());
+    let registry = Registry::start();
+    let proto = project_root().join("flight-server/tests/kafka/trade.proto");
+
+    let json_topic = topic("trades_json", 4);
+    produce_trades(&json_topic, json_value, &[]);
+    let avro_topic = topic("trades_avro", 4);
+    produce_trades(&avro_topic, avro_value, &[]);
+    let registry_topic = topic("trades_registry", 4);
+    let id = registry.register(&format!("{registry_topic}-value"), AVRO_SCHEMA);
+    let mut prefix = vec![0];
+    prefix.extend(id.to_be_bytes());
+    produce_trades(&registry_topic, avro_value, &prefix);
+    let proto_topic = topic("trades_protobuf", 4);
+    produce_trades(&proto_topic, protobuf_value, &[]);
+
+    let avro_schema = AVRO_SCHEMA.replace('\n', " ");
+    let cases = [
+        (
+            "json",
+            kafka_source(
+                &json_topic,
+                "'trades.schema' = 'symbol VARCHAR, price DECIMAL(10,2), qty BIGINT, ts BIGINT'",
+            ),
+        ),
+        (
+            "avro",
+            kafka_source(
+                &avro_topic,
+                &format!("'trades.format' = 'avro', 'trades.avro.schema' = '{avro_schema}'"),
+            ),
+        ),
+        (
+            "registry",
+            kafka_source(
+                &registry_topic,
+                &format!(
+                    "'trades.format' = 'avro', 'trades.schema.registry.url' = '{}'",
+                    registry.url
+                ),
+            ),
+        ),
+        (
+            "protobuf",
+            kafka_source(
+                &proto_topic,
+                &format!(
+                    "'trades.format' = 'protobuf', 'trades.protobuf.schema.file' = '{}',
+                     'trades.protobuf.message' = 'shop.Trade'",
+                    proto.display()
+                ),
+            ),
+        ),
+    ];
+    for (name, source) in cases {
+        // Protobuf carries the price as text: the query casts it back to an exact decimal.
+        let query = if name == "protobuf" {
+            BARS_QUERY.replace(
+                "SUM(price * qty)",
+                "SUM(CAST(price AS DECIMAL(10,2)) * qty)",
+            )
+        } else {
+            BARS_QUERY.to_string()
+        };
+        let out = format!("{name}_bars.jsonl");
+        run_ok(
+            dir.path(),
+            &format!(
+                "CREATE STREAM bars AS {query} WITH ({source},
+                 'bars.type' = 'file_sink', 'bars.path' = '{out}');"
+            ),
+        );
+        assert_eq!(sorted_lines(&dir.path().join(&out)), expected, "{name}");
+    }
+}
+
+#[test]
+fn windowed_results_go_to_kafka_keyed_and_back_through_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = bars_from_file(dir.path());
+    let registry = Registry::start();
+    let input = topic("sink_input", 4);
+    produce_trades(&input, json_value, &[]);
+    let source = || {
+        kafka_source(
+            &input,
+            "'trades.schema' = 'symbol VARCHAR, price DECIMAL(10,2), qty BIGINT, ts BIGINT'",
+        )
+    };
+
+    // JSON: the message values are the file run's lines, keyed by the GROUP BY columns.
+    let bars_json = topic("bars_json", 2);
+    run_ok(
+        dir.path(),
+        &format!(
+            "CREATE STREAM bars AS {BARS_QUERY} WITH ({},
+             'bars.type' = 'kafka_sink', 'bars.bootstrap.servers' = '{}',
+             'bars.topic' = '{bars_json}');",
+            source(),
+            bootstrap()
+        ),
+    );
+    let messages = consume_all(&bars_json);
+    let mut values: Vec<String> = messages
+        .iter()
+        .map(|(_, v, _)| String::from_utf8(v.clone().unwrap()).unwrap())
+        .collect();
+    values.sort();
+    assert_eq!(values, expected);
+    for (key, value, _) in &messages {
+        let key: Value = serde_json::from_str(key.as_deref().unwrap()).unwrap();
+        let value: Value = serde_json::from_slice(value.as_deref().unwrap()).unwrap();
+        assert_eq!(key["symbol"], value["symbol"]);
+        assert_eq!(key["_window_start"], value["_window_start"]);
+    }
+
+    // Avro through the registry, then read back with the registry: the same bars again.
+    let bars_avro = topic("bars_avro", 2);
+    run_ok(
+        dir.path(),
+        &format!(
+            "CREATE STREAM bars AS {BARS_QUERY} WITH ({},
+             'bars.type' = 'kafka_sink', 'bars.bootstrap.servers' = '{}',
+             'bars.topic' = '{bars_avro}', 'bars.format' = 'avro',
+             'bars.schema.registry.url' = '{}');",
+            source(),
+            bootstrap(),
+            registry.url
+        ),
+    );
+    run_ok(
+        dir.path(),
+        &format!(
+            "CREATE STREAM copy AS SELECT symbol, _window_start, trades, notional FROM bars WITH (
+             'bars.type' = 'kafka_source', 'bars.bootstrap.servers' = '{}',
+             'bars.topic' = '{bars_avro}', 'bars.scan.bounded.mode' = 'latest-offset',
+             'bars.format' = 'avro', 'bars.schema.registry.url' = '{}',
+             'copy.type' = 'file_sink', 'copy.path' = 'copy.jsonl');",
+            bootstrap(),
+            registry.url
+        ),
+    );
+    assert_eq!(sorted_lines(&dir.path().join("copy.jsonl")), expected);
+}
+
+#[test]
+fn malformed_messages_follow_on_error_and_reach_the_dead_letter_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let proto = project_root().join("flight-server/tests/kafka/trade.proto");
+    let good = |encode: fn(&Trade) -> Vec<u8>| -> Vec<(String, Vec<u8>)> {
+        trades()[..100]
+            .iter()
+            .map(|t| (t.symbol.to_string(), encode(t)))
+            .collect()
+    };
+    let avro_schema = AVRO_SCHEMA.replace('\n', " ");
+    let cases: [(&str, String, Vec<Vec<u8>>); 3] = [
+        (
+            "json",
+            "'src.schema' = 'symbol VARCHAR, price DECIMAL(10,2), qty BIGINT, ts BIGINT'".into(),
+            vec![
+                b"{\"symbol\":\"AAPL\",\"qty\":".to_vec(),
+                b"{\"qty\":\"many\"}".to_vec(),
+            ],
+        ),
+        (
+            "avro",
+            format!("'src.format' = 'avro', 'src.avro.schema' = '{avro_schema}'"),
+            // A string longer than the message, and a record cut short.
+            vec![vec![0x7e, b'A'], avro_value(&trades()[0])[..3].to_vec()],
+        ),
+        (
+            "protobuf",
+            format!(
+                "'src.format' = 'protobuf', 'src.protobuf.schema.file' = '{}',
+                 'src.protobuf.message' = 'shop.Trade'",
+                proto.display()
+            ),
+            // A field of wire type 7 (none such), and a length beyond the message.
+            vec![vec![0x0f, 0x01], vec![0x0a, 0x10, b'A']],
+        ),
+    ];
+    for (name, format, bad) in cases {
+        let encode = match name {
+            "json" => json_value,
+            "avro" => avro_value,
+            _ => protobuf_value,
+        };
+        let input = topic(&format!("bad_{name}"), 1);
+        let mut messages = good(encode);
+        // The bad messages sit between good ones, at offsets 50 and 51.
+        for (i, value) in bad.iter().enumerate() {
+            messages.insert(50 + i, ("bad".to_string(), value.clone()));
+        }
+        produce(&input, messages);
+        let source = format!(
+            "'src.type' = 'kafka_source', 'src.bootstrap.servers' = '{}', 'src.topic' = '{input}',
+             'src.scan.bounded.mode' = 'latest-offset', {format}",
+            bootstrap()
+        );
+
+        // fail (the default): the error names the topic, partition and offset.
+        let output = ferris(
+            dir.path(),
+            &format!(
+                "CREATE STREAM out AS SELECT symbol FROM src WITH ({source},
+                 'out.type' = 'file_sink', 'out.path' = 'out.jsonl');"
+            ),
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "malformed message in topic '{input}' partition 0 at offset 50"
+            )),
+            "{name}: {stderr}"
+        );
+
+        // dead_letter: every good row comes through; the bad ones land in the topic.
+        let dead = topic(&format!("dead_{name}"), 1);
+        run_ok(
+            dir.path(),
+            &format!(
+                "CREATE STREAM out AS SELECT symbol FROM src WITH ({source},
+                 'src.on.error' = 'dead_letter', 'src.dead_letter.topic' = '{dead}',
+                 'out.type' = 'file_sink', 'out.path' = 'out.jsonl');"
+            ),
+        );
+        assert_eq!(
+            sorted_lines(&dir.path().join("out.jsonl")).len(),
+            100,
+            "{name}"
+        );
+        let letters = consume_all(&dead);
+        assert_eq!(letters.len(), bad.len(), "{name}");
+        for ((_, value, headers), (offset, sent)) in letters.iter().zip((50..).zip(&bad)) {
+            assert_eq!(value.as_ref(), Some(sent), "{name}: the original bytes");
+            assert_eq!(headers["ferris.source"], "src");
+            assert_eq!(headers["ferris.origin"], format!("{input}/0@{offset}"));
+            assert!(!headers["ferris.error"].is_empty(), "{name}: a reason");
+        }
+    }
+}
+
+/// Runs `ferris run` in the background, with its stderr collected line by line.
+struct Running {
+    child: Child,
+    stderr: std::sync::mpsc::Receiver<String>,
+    lines: Vec<String>,
+}
+
+impl Running {
+    fn start(dir: &Path, file: &str, sql: &str) -> Self {
+        std::fs::write(dir.join(file), sql).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferris"))
+            .args(["run", file])
+            .current_dir(dir)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (send, stderr) = std::sync::mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            stderr,
+            lines: vec![],
+        }
+    }
+
+    /// The partitions this process holds now, from its assignment lines.
+    fn assigned(&mut self) -> Vec<u32> {
+        self.lines.extend(self.stderr.try_iter());
+        let mut held = vec![];
+        for line in &self.lines {
+            if let Some(list) = line.split("assigned partitions [").nth(1) {
+                held = list
+                    .trim_end_matches(']')
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| p.parse().unwrap())
+                    .collect();
+            }
+            if line.contains("revoked partitions") {
+                held.clear();
+            }
+        }
+        held
+    }
+
+    fn interrupt_and_wait(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        self.lines.extend(self.stderr.iter());
+        let log = self.lines.join("\n");
+        assert!(exit.success(), "{log}");
+        log
+    }
+}
+
+#[test]
+fn two_processes_in_one_consumer_group_split_a_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = topic("grouped", 4);
+    let group = format!("group-{input}");
+    let job = |name: &str| {
+        format!(
+            "CREATE STREAM {name} AS SELECT symbol, qty, ts, _partition FROM trades WITH (
+             'trades.type' = 'kafka_source', 'trades.bootstrap.servers' = '{}',
+             'trades.topic' = '{input}', 'trades.group.id' = '{group}',
+             'trades.schema' = 'symbol VARCHAR, price DECIMAL(10,2), qty BIGINT, ts BIGINT',
+             'trades.kafka.session.timeout.ms' = '6000',
+             'trades.kafka.heartbeat.interval.ms' = '500',
+             '{name}.type' = 'file_sink', '{name}.path' = '{name}/',
+             '{name}.rollover.interval' = '1s');",
+            bootstrap()
+        )
+    };
+    let mut first = Running::start(dir.path(), "first.sql", &job("first"));
+    let mut second = Running::start(dir.path(), "second.sql", &job("second"));
+    // Data goes in once the group has settled with both members holding partitions.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (a, b) = (first.assigned(), second.assigned());
+        if !a.is_empty() && !b.is_empty() && a.len() + b.len() == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group did not settle: {a:?} {b:?}\n{}\n{}",
+            first.lines.join("\n"),
+            second.lines.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    produce_trades(&input, json_value, &[]);
+    // Every row is out once the part files hold them all.
+    let rows = |name: &str| -> Vec<Value> {
+        let Ok(entries) = std::fs::read_dir(dir.path().join(name)) else {
+            return vec![];
+        };
+        entries
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .flat_map(|e| {
+                std::fs::read_to_string(e.path())
+                    .unwrap()
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect::<Vec<Value>>()
+            })
+            .collect()
+    };
+    // Part files commit every second: wait until they hold every row, then stop both.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rows("first").len() + rows("second").len() < ROWS && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let first_log = first.interrupt_and_wait();
+    let second_log = second.interrupt_and_wait();
+    let (a, b) = (rows("first"), rows("second"));
+    assert!(!a.is_empty() && !b.is_empty(), "both processes took part");
+    let mut seen: Vec<(i64, String)> = a
+        .iter()
+        .chain(&b)
+        .map(|r| {
+            (
+                r["ts"].as_i64().unwrap(),
+                r["symbol"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let mut sent: Vec<(i64, String)> = trades()
+        .iter()
+        .map(|t| (t.ts, t.symbol.to_string()))
+        .collect();
+    sent.sort();
+    assert_eq!(seen.len(), ROWS, "{first_log}\n{second_log}");
+    assert_eq!(seen, sent, "every row exactly once");
+    // No partition was read by both.
+    let partitions = |rows: &[Value]| -> std::collections::BTreeSet<i64> {
+        rows.iter()
+            .map(|r| r["_partition"].as_i64().unwrap())
+            .collect()
+    };
+    assert!(partitions(&a).is_disjoint(&partitions(&b)));
+}
