@@ -131,7 +131,11 @@ impl Options {
             .iter()
             .filter_map(|e| {
                 let lower = e.key.to_ascii_lowercase();
-                lower.strip_suffix(".type").map(str::to_string)
+                // `'<name>.type'` only: `'<name>.kafka.compression.type'` is a property.
+                lower
+                    .strip_suffix(".type")
+                    .filter(|name| !name.contains('.'))
+                    .map(str::to_string)
             })
             .collect();
         names
@@ -239,6 +243,7 @@ mod tests {
             ("a.type", "file_source"),
             ("A.batch.size", "0"),
             ("a.watch", "yes"),
+            ("a.kafka.compression.type", "lz4"),
             ("x", "1"),
         ]);
         let typed = o.typed_names();
@@ -259,7 +264,10 @@ mod tests {
         );
         assert!(o.get("a.watch").unwrap().boolean().is_err());
         let err = o.check_all_taken().unwrap_err().to_string();
-        assert!(err.contains("4:3: unknown option 'x'"), "{err}");
+        assert!(
+            err.contains("4:3: unknown option 'a.kafka.compression.type'"),
+            "{err}"
+        );
         let err = o
             .required("a.path", "where to read")
             .unwrap_err()

@@ -35,6 +35,9 @@ pub const DEFAULT_BATCH_SIZE: usize = 8192;
 const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// How long a Kafka micro-batch waits to fill unless `'<name>.batch.linger.ms'` says.
 const DEFAULT_LINGER: Duration = Duration::from_millis(100);
+/// How long an unbounded Kafka source's partition may go without records before it no
+/// longer holds the watermark back, unless `'<name>.watermark.idle.timeout'` says.
+const DEFAULT_KAFKA_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The brokers unless `'<name>.bootstrap.servers'` says.
 pub(crate) const DEFAULT_BOOTSTRAP_SERVERS: &str = "127.0.0.1:9092";
 
@@ -515,7 +518,14 @@ pub(crate) async fn resolve_kafka_source(
         .transpose()?
         .unwrap_or(DEFAULT_LINGER);
     let on_error = resolve_on_error(name, options, Some(&connection))?;
-    let event_time = resolve_event_time(name, options, Some(TIMESTAMP_COLUMN))?;
+    let mut event_time = resolve_event_time(name, options, Some(TIMESTAMP_COLUMN))?;
+    if !bounded {
+        // Partitions held by other members of the group never reach this process: without
+        // an idle timeout they would hold its watermark back for ever.
+        event_time
+            .idle_timeout
+            .get_or_insert(DEFAULT_KAFKA_IDLE_TIMEOUT);
+    }
     let source = KafkaSource::try_new(KafkaSourceConfig {
         name: name.to_string(),
         connection,

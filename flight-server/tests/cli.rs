@@ -251,8 +251,8 @@ fn errors_name_the_file_position_and_the_problem() {
         ),
         ("CREATE STREAM s AS SELECT 1".to_string(), "'s' has no sink"),
         (
-            format!("SELECT a FROM t WITH ({source}, 'x.type' = 'kafka_source')"),
-            "expected one of file_source, file_sink",
+            format!("SELECT a FROM t WITH ({source}, 'x.type' = 'kinesis_source')"),
+            "expected one of file_source, file_sink, kafka_source, kafka_sink",
         ),
         (
             format!(

@@ -378,7 +378,9 @@ fn json_avro_and_protobuf_topics_give_the_file_run_s_minute_bars() {
             "json",
             kafka_source(
                 &json_topic,
-                "'trades.schema' = 'symbol VARCHAR, price DECIMAL(10,2), qty BIGINT, ts BIGINT'",
+                // Many micro-batches: the watermark must hold for the lagging partitions.
+                "'trades.schema' = 'symbol VARCHAR, price DECIMAL(10,2), qty BIGINT, ts BIGINT',
+                 'trades.batch.size' = '97'",
             ),
         ),
         (
@@ -753,4 +755,77 @@ fn two_processes_in_one_consumer_group_split_a_topic() {
             .collect()
     };
     assert!(partitions(&a).is_disjoint(&partitions(&b)));
+}
+
+#[test]
+fn retractions_become_tombstones_and_headers_pass_through() {
+    let dir = tempfile::tempdir().unwrap();
+    // A keyed table whose key stops matching its HAVING: its row is withdrawn.
+    std::fs::write(dir.path().join("t.csv"), "symbol,qty\nA,3\nB,1\nA,4\n").unwrap();
+    let totals = topic("totals", 1);
+    run_ok(
+        dir.path(),
+        &format!(
+            "CREATE TABLE small AS SELECT symbol, SUM(qty) AS total FROM t GROUP BY symbol
+             HAVING SUM(qty) < 5 EMIT CHANGES WITH (
+             't.type' = 'file_source', 't.path' = 't.csv', 't.batch.size' = '1',
+             'small.type' = 'kafka_sink', 'small.bootstrap.servers' = '{}',
+             'small.topic' = '{totals}');",
+            bootstrap()
+        ),
+    );
+    let messages: Vec<(String, Option<Value>)> = consume_all(&totals)
+        .into_iter()
+        .map(|(k, v, _)| (k.unwrap(), v.map(|v| serde_json::from_slice(&v).unwrap())))
+        .collect();
+    let last = |key: &str| {
+        messages
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_eq!(
+        last("A"),
+        None,
+        "A's total went past 5: a tombstone\n{messages:?}"
+    );
+    assert_eq!(last("B").unwrap()["total"], 1);
+    assert!(messages.iter().any(|(k, v)| k == "A" && v.is_some()));
+
+    // Headers read from one topic are written to the next.
+    let input = topic("with_headers", 1);
+    let producer = producer();
+    let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+        key: "trace",
+        value: Some("abc"),
+    });
+    producer
+        .send(
+            BaseRecord::to(&input)
+                .key("k")
+                .payload(r#"{"symbol":"A"}"#)
+                .headers(headers),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let output = topic("headers_out", 1);
+    run_ok(
+        dir.path(),
+        &format!(
+            "CREATE STREAM copied AS SELECT symbol, _headers FROM src WITH (
+             'src.type' = 'kafka_source', 'src.bootstrap.servers' = '{0}', 'src.topic' = '{input}',
+             'src.scan.bounded.mode' = 'latest-offset',
+             'copied.type' = 'kafka_sink', 'copied.bootstrap.servers' = '{0}',
+             'copied.topic' = '{output}');",
+            bootstrap()
+        ),
+    );
+    let copied = consume_all(&output);
+    assert_eq!(copied.len(), 1);
+    assert_eq!(copied[0].2["trace"], "abc");
+    assert_eq!(copied[0].1.as_deref(), Some(&br#"{"symbol":"A"}"#[..]));
 }

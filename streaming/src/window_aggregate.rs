@@ -285,11 +285,16 @@ impl WindowAggregator {
             }
         }
         // W after the batch: the largest of the rows' W before them and times less the bound.
+        // A partitioned source's W is the least over its partitions, which only its stamper
+        // knows: there the rows' W alone counts (one row behind, until the next batch).
         let bound = self.config.watermark.max_out_of_orderness.as_millis() as i64;
-        let latest = times
-            .iter()
-            .max()
-            .map_or(i64::MIN, |t| t.saturating_sub(bound));
+        let latest = match self.config.watermark.partition_field {
+            Some(_) => i64::MIN,
+            None => times
+                .iter()
+                .max()
+                .map_or(i64::MIN, |t| t.saturating_sub(bound)),
+        };
         let marked = marks.iter().copied().max().unwrap_or(i64::MIN);
         self.watermark = self.watermark.max(latest).max(marked);
         self.emit()

@@ -81,6 +81,24 @@ impl KafkaSink {
             .transpose()?;
         let op_column = schema.index_of(OP_COLUMN).ok();
         let headers_column = schema.index_of(HEADERS_COLUMN).ok();
+        if let Some(i) = headers_column {
+            let text_map = match schema.field(i).data_type() {
+                DataType::Map(entries, _) => match entries.data_type() {
+                    DataType::Struct(kv) => {
+                        kv.len() == 2 && kv.iter().all(|f| f.data_type() == &DataType::Utf8)
+                    }
+                    _ => false,
+                },
+                _ => false,
+            };
+            if !text_map {
+                return Err(ConnectorError::Config(format!(
+                    "sink '{}': the '{HEADERS_COLUMN}' column becomes message headers and must be a MAP of VARCHAR to VARCHAR, not {}",
+                    config.name,
+                    schema.field(i).data_type()
+                )));
+            }
+        }
         let value_columns: Vec<usize> = (0..schema.fields().len())
             .filter(|i| Some(*i) != op_column && Some(*i) != headers_column)
             .collect();

@@ -291,8 +291,9 @@ fn start_offsets<C: ConsumerContext>(
     Ok(start)
 }
 
-/// Reads up to [`INFER_MESSAGES`] messages from where the group would start, without
-/// committing, and infers their columns.
+/// Reads up to [`INFER_MESSAGES`] messages from the start of every partition, without
+/// committing, and infers their columns. (Not from the group's position: a group that has
+/// read everything would leave nothing to infer from.)
 fn infer_json_schema(config: &KafkaSourceConfig, partitions: &[i32]) -> Result<SchemaRef> {
     let mut defaults = consumer_defaults(config);
     defaults.retain(|(k, _)| *k != "enable.partition.eof");
@@ -302,8 +303,14 @@ fn infer_json_schema(config: &KafkaSourceConfig, partitions: &[i32]) -> Result<S
         .client_config(&defaults)
         .create()
         .map_err(|e| config.connection.error("connecting to", e))?;
+    let mut start = TopicPartitionList::new();
+    for &p in partitions {
+        start
+            .add_partition_offset(&config.topic, p, Offset::Beginning)
+            .map_err(|e| config.connection.error("assigning partitions on", e))?;
+    }
     consumer
-        .assign(&start_offsets(&consumer, config, partitions)?)
+        .assign(&start)
         .map_err(|e| config.connection.error("assigning partitions on", e))?;
     let mut at_end: BTreeSet<i32> = BTreeSet::new();
     let mut values = Vec::new();

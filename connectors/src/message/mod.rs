@@ -238,7 +238,10 @@ impl MessageEncoder {
 /// One JSON object per row (arrow's writer escapes line breaks inside strings).
 pub(crate) fn json_lines(batch: &RecordBatch) -> std::result::Result<Vec<Vec<u8>>, ArrowError> {
     let mut text = Vec::new();
-    let mut writer = arrow::json::LineDelimitedWriter::new(&mut text);
+    // Nulls written out, as the file sink does.
+    let mut writer = arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow::json::writer::LineDelimited>(&mut text);
     writer.write(batch)?;
     writer.finish()?;
     Ok(text
@@ -246,4 +249,93 @@ pub(crate) fn json_lines(batch: &RecordBatch) -> std::result::Result<Vec<Vec<u8>
         .take(batch.num_rows())
         .map(<[u8]>::to_vec)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+
+    fn trades() -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("symbol", DataType::Utf8, true),
+            Field::new("qty", DataType::Int64, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["A", "B,\"quoted\"\nline", "C"])),
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// Encodes `batch`, puts `garbage` in as the second message, and decodes it all again.
+    fn round_trip(format: &MessageFormat, batch: &RecordBatch, garbage: &[u8]) -> Decoded {
+        let mut encoder = format.encoder(batch.schema(), "t").unwrap();
+        let values = encoder.encode(batch).unwrap();
+        assert_eq!(values.len(), batch.num_rows());
+        let mut decoder = format.decoder(batch.schema(), 16).unwrap();
+        let mut messages = MessageBuffer::default();
+        for (i, value) in values.iter().enumerate() {
+            messages.push(value, decoder.separator());
+            if i == 0 {
+                messages.push(garbage, decoder.separator());
+            }
+        }
+        decoder.decode(&messages).unwrap()
+    }
+
+    fn assert_round_trip(format: MessageFormat, garbage: &[u8]) {
+        let batch = trades();
+        let (decoded, bad) = round_trip(&format, &batch, garbage);
+        assert_eq!(decoded.columns(), batch.columns(), "{}", format.name());
+        assert_eq!(bad.len(), 1, "{}", format.name());
+        assert_eq!(bad[0].0, 1, "{}: {}", format.name(), bad[0].1);
+    }
+
+    #[test]
+    fn json_and_csv_keep_every_valid_message_around_a_bad_one() {
+        assert_round_trip(MessageFormat::Json, b"{\"qty\": \"lots\"}");
+        assert_round_trip(MessageFormat::Csv { delimiter: b',' }, b"D,not a number");
+    }
+
+    #[test]
+    fn avro_keeps_every_valid_message_around_a_bad_one() {
+        let schema = r#"{"type":"record","name":"T","fields":[
+            {"name":"symbol","type":["null","string"]},{"name":"qty","type":["null","long"]}]}"#;
+        let format = MessageFormat::Avro(AvroFormat::plain(Some(schema.into())).unwrap());
+        // A union branch that does not exist.
+        assert_round_trip(format, &[0x08]);
+    }
+
+    #[test]
+    fn protobuf_keeps_every_valid_message_around_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let proto = dir.path().join("t.proto");
+        std::fs::write(
+            &proto,
+            "syntax = \"proto3\"; package p; message T { string symbol = 1; int64 qty = 2; }",
+        )
+        .unwrap();
+        let format = MessageFormat::Protobuf(ProtobufFormat::compile(&proto, "p.T").unwrap());
+        // Field 1 says 16 bytes follow; one does.
+        assert_round_trip(format, &[0x0a, 0x10, b'A']);
+        let missing = ProtobufFormat::compile(&proto, "p.Nope").unwrap_err();
+        assert!(missing.to_string().contains("it has p.T"), "{missing}");
+    }
+
+    #[test]
+    fn a_message_type_that_contains_itself_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let proto = dir.path().join("tree.proto");
+        std::fs::write(
+            &proto,
+            "syntax = \"proto3\"; message Node { Node child = 1; }",
+        )
+        .unwrap();
+        let err = ProtobufFormat::compile(&proto, "Node").unwrap_err();
+        assert!(err.to_string().contains("contains itself"), "{err}");
+    }
 }

@@ -94,7 +94,8 @@ impl ProtobufFormat {
 
     /// One encoded message per row; columns are matched to fields by name.
     pub(crate) fn encode(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
-        let rows = super::json_lines(batch)
+        let rows = in_utc(batch)
+            .and_then(|batch| super::json_lines(&batch))
             .map_err(|e| ConnectorError::arrow("encoding protobuf messages", e))?;
         let options = DeserializeOptions::new().deny_unknown_fields(false);
         rows.iter()
@@ -111,6 +112,27 @@ impl ProtobufFormat {
             })
             .collect()
     }
+}
+
+/// The batch with zone-less timestamps read as UTC: protobuf's JSON form of a
+/// `google.protobuf.Timestamp` is RFC 3339, which needs a zone.
+fn in_utc(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        match field.data_type() {
+            DataType::Timestamp(unit, None) => {
+                let utc = DataType::Timestamp(*unit, Some("UTC".into()));
+                columns.push(arrow::compute::cast(column, &utc)?);
+                fields.push(field.as_ref().clone().with_data_type(utc));
+            }
+            _ => {
+                columns.push(column.clone());
+                fields.push(field.as_ref().clone());
+            }
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
 /// A message serialized with our JSON mapping options.
