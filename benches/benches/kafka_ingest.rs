@@ -12,7 +12,6 @@ use ferris_connectors::{MessageFormat, OnError, SourceMetrics, StopSignal};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 const PARTITIONS: i32 = 4;
@@ -43,7 +42,7 @@ fn main() {
         (
             "ferris kafka_source json -> Arrow batches",
             MessageFormat::Json,
-            Some("ts BIGINT, symbol VARCHAR, price DECIMAL(18,4), qty BIGINT".parse_schema()),
+            Some(trades_schema()),
         ),
     ] {
         let source = runtime
@@ -81,29 +80,15 @@ fn main() {
     }
 }
 
-trait ParseSchema {
-    fn parse_schema(&self) -> datafusion::arrow::datatypes::SchemaRef;
-}
-
-impl ParseSchema for &str {
-    /// `name TYPE, ...` with the few types this benchmark uses.
-    fn parse_schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
-        use datafusion::arrow::datatypes::{DataType, Field, Schema};
-        let fields: Vec<Field> = self
-            .split(',')
-            .map(|column| {
-                let (name, kind) = column.trim().split_once(' ').unwrap();
-                let kind = match kind {
-                    "BIGINT" => DataType::Int64,
-                    "VARCHAR" => DataType::Utf8,
-                    "DECIMAL(18,4)" => DataType::Decimal128(18, 4),
-                    other => panic!("type {other}"),
-                };
-                Field::new(name, kind, true)
-            })
-            .collect();
-        Arc::new(Schema::new(fields))
-    }
+/// `ts BIGINT, symbol VARCHAR, price DECIMAL(18,4), qty BIGINT`.
+fn trades_schema() -> datafusion::arrow::datatypes::SchemaRef {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    Arc::new(Schema::new(vec![
+        Field::new("ts", DataType::Int64, true),
+        Field::new("symbol", DataType::Utf8, true),
+        Field::new("price", DataType::Decimal128(18, 4), true),
+        Field::new("qty", DataType::Int64, true),
+    ]))
 }
 
 fn create_topic(topic: &str, bootstrap: &str) {

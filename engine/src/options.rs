@@ -4,8 +4,8 @@
 //! the end is a typo or an option of a connector the job does not have, and is an error that
 //! names it and its position.
 
-use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::error::{EngineError, Result};
@@ -15,7 +15,8 @@ use crate::statement::{OptionEntry, Position};
 #[derive(Debug)]
 pub struct Options {
     entries: Vec<OptionEntry>,
-    taken: RefCell<BTreeSet<usize>>,
+    /// Which entries were taken (a mutex, not a cell: a session's futures cross threads).
+    taken: Mutex<BTreeSet<usize>>,
 }
 
 /// One option, once taken.
@@ -78,7 +79,7 @@ impl Options {
     pub fn new(entries: Vec<OptionEntry>) -> Self {
         Self {
             entries,
-            taken: RefCell::default(),
+            taken: Mutex::default(),
         }
     }
 
@@ -89,7 +90,10 @@ impl Options {
             .iter()
             .enumerate()
             .find(|(_, e)| e.key.eq_ignore_ascii_case(key))?;
-        self.taken.borrow_mut().insert(i);
+        self.taken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(i);
         Some(OptionValue {
             key: &entry.key,
             value: &entry.value,
@@ -149,7 +153,7 @@ impl Options {
 
     /// Fails on the first option nobody took: a typo, or an option for nothing in the job.
     pub fn check_all_taken(&self) -> Result<()> {
-        let taken = self.taken.borrow();
+        let taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
         match self
             .entries
             .iter()

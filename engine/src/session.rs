@@ -113,6 +113,11 @@ impl Session {
         self.stop.clone()
     }
 
+    /// What the session's statements have declared.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
     /// The DataFusion context (for functions, plans and tests).
     pub fn context(&self) -> &SessionContext {
         &self.ctx

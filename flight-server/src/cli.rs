@@ -1,4 +1,4 @@
-//! The `ferris` command: `run` a SQL file (or `-e` text), `explain` it.
+//! The `ferris` command: `run` a SQL file (or `-e` text), `explain` it, or serve Flight SQL.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -17,6 +17,9 @@ Usage:
   ferris run FILE.sql        run every statement of the file
   ferris run -e \"SQL\"        run the statements given as text
   ferris explain FILE.sql    print the plan of every query of the file
+  ferris server [--flight HOST:PORT] [--auth-token TOKEN]
+                             serve Arrow Flight SQL (default 127.0.0.1:50051; also from
+                             FERRIS_FLIGHT and FERRIS_AUTH_TOKEN)
   ferris --help | --version
 
 Jobs whose sources all end (files not watched) finish by themselves; with a watched
@@ -39,6 +42,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
         }
         [command @ ("run" | "explain"), "-e", sql] => (*command, Input::Text(sql.to_string())),
         [command @ ("run" | "explain"), file] => (*command, Input::File(file.to_string())),
+        ["server", options @ ..] => return server(options),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -202,4 +206,60 @@ async fn finish(job: RunningJob) -> Result<(), EngineError> {
     let summary = job.wait().await?;
     eprintln!("{name}: {summary}");
     Ok(())
+}
+
+/// `ferris server`: Flight SQL until Ctrl-C.
+fn server(options: &[&str]) -> ExitCode {
+    let mut flight = std::env::var("FERRIS_FLIGHT").unwrap_or_else(|_| "127.0.0.1:50051".into());
+    let mut token = std::env::var("FERRIS_AUTH_TOKEN").ok();
+    let mut rest = options.iter();
+    while let Some(option) = rest.next() {
+        let value = rest.next();
+        match (*option, value) {
+            ("--flight", Some(value)) => flight = value.to_string(),
+            ("--auth-token", Some(value)) => token = Some(value.to_string()),
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let flight = match flight.parse() {
+        Ok(address) => address,
+        Err(e) => {
+            eprintln!(
+                "ferris: error: --flight '{flight}': {e} (expected HOST:PORT, such as 127.0.0.1:50051)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    if token.is_none() {
+        eprintln!("ferris: warning: no --auth-token: anyone who can reach the server can use it");
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ferris: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = crate::server::ServerConfig {
+        flight,
+        auth_token: token,
+    };
+    let outcome = runtime.block_on(crate::server::serve(
+        config,
+        |address| eprintln!("ferris: Flight SQL listening on {address}"),
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("ferris: stopping the server");
+        },
+    ));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferris: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,5 +1,6 @@
-//! FerrisStreams front door: the `ferris` command line.
-//!
-//! The Flight SQL server joins it here; for now it runs SQL files with [`cli`].
+//! FerrisStreams front door: the `ferris` command line ([`cli`]), the Arrow Flight SQL
+//! server ([`server`]) and its command-line client `ferris-flight` ([`client`]).
 
 pub mod cli;
+pub mod client;
+pub mod server;

@@ -1,0 +1,271 @@
+//! `ferris-flight`: SQL against a running `ferris server` over Arrow Flight SQL, with results
+//! as a table, CSV or JSON lines; without a statement, an interactive prompt.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use arrow::record_batch::RecordBatch;
+use arrow::util::pretty::pretty_format_batches;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use futures::TryStreamExt;
+use tonic::transport::Channel;
+
+const USAGE: &str = "\
+ferris-flight: SQL against a FerrisStreams Flight SQL server
+
+Usage:
+  ferris-flight [OPTIONS] -e \"SQL\"     run the statements given as text
+  ferris-flight [OPTIONS] FILE.sql       run the statements of the file
+  ferris-flight [OPTIONS]                an interactive prompt (statements end with ';')
+
+Options:
+  --host HOST            the server's host (default 127.0.0.1)
+  --port PORT            the server's port (default 50051)
+  --token TOKEN          the server's auth token (also FERRIS_AUTH_TOKEN)
+  --format FORMAT        table (default), csv or json (JSON lines)
+  --follow               print rows as they arrive (for queries over watched sources)";
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+struct Options {
+    host: String,
+    port: u16,
+    token: Option<String>,
+    format: Format,
+    follow: bool,
+    input: Option<Input>,
+}
+
+enum Input {
+    Text(String),
+    File(String),
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut options = Options {
+        host: "127.0.0.1".into(),
+        port: 50051,
+        token: std::env::var("FERRIS_AUTH_TOKEN").ok(),
+        format: Format::Table,
+        follow: false,
+        input: None,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "--host" => options.host = value("--host")?,
+            "--port" => {
+                let port = value("--port")?;
+                options.port = port
+                    .parse()
+                    .map_err(|_| format!("--port '{port}': not a port number"))?;
+            }
+            "--token" => options.token = Some(value("--token")?),
+            "--format" => {
+                options.format = match value("--format")?.as_str() {
+                    "table" => Format::Table,
+                    "csv" => Format::Csv,
+                    "json" => Format::Json,
+                    other => return Err(format!("--format '{other}': table, csv or json")),
+                }
+            }
+            "--follow" => options.follow = true,
+            "-e" => options.input = Some(Input::Text(value("-e")?)),
+            file if !file.starts_with('-') && options.input.is_none() => {
+                options.input = Some(Input::File(file.to_string()))
+            }
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    Ok(options)
+}
+
+/// Runs the command line `args` (without the program name).
+pub fn main(args: Vec<String>) -> ExitCode {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let options = match parse(&args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("ferris-flight: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ferris-flight: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferris-flight: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: Options) -> Result<(), String> {
+    let address = format!("http://{}:{}", options.host, options.port);
+    let channel = Channel::from_shared(address.clone())
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach {address}: {e}"))?;
+    let mut client = FlightSqlServiceClient::new(channel);
+    if let Some(token) = &options.token {
+        client.set_token(token.clone());
+    }
+    match &options.input {
+        Some(Input::Text(sql)) => execute(&mut client, sql, &options).await,
+        Some(Input::File(path)) => {
+            let sql =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+            execute(&mut client, &sql, &options).await
+        }
+        None => prompt(&mut client, &options).await,
+    }
+}
+
+/// Reads statements (ending with `;`) from standard input and runs each; an error is shown
+/// and the prompt goes on.
+async fn prompt(
+    client: &mut FlightSqlServiceClient<Channel>,
+    options: &Options,
+) -> Result<(), String> {
+    let interactive = std::io::stdin().is_terminal();
+    let mut statement = String::new();
+    let mut lines = std::io::stdin().lock().lines();
+    loop {
+        if interactive {
+            print!(
+                "{}",
+                if statement.is_empty() {
+                    "ferris> "
+                } else {
+                    "     -> "
+                }
+            );
+            std::io::stdout().flush().map_err(|e| e.to_string())?;
+        }
+        let Some(line) = lines.next() else {
+            break;
+        };
+        let line = line.map_err(|e| e.to_string())?;
+        statement.push_str(&line);
+        statement.push('\n');
+        if line.trim_end().ends_with(';') {
+            let sql = std::mem::take(&mut statement);
+            if let Err(e) = execute(client, &sql, options).await {
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    if !statement.trim().is_empty() {
+        execute(client, &statement, options).await?;
+    }
+    Ok(())
+}
+
+async fn execute(
+    client: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+    options: &Options,
+) -> Result<(), String> {
+    let info = client
+        .execute(sql.to_string(), None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut printer = Printer::new(options.format);
+    for endpoint in info.endpoint {
+        let ticket = endpoint.ticket.ok_or("the server sent no ticket")?;
+        let mut batches = client.do_get(ticket).await.map_err(|e| e.to_string())?;
+        while let Some(batch) = batches.try_next().await.map_err(|e| e.to_string())? {
+            printer.add(batch, options.follow)?;
+        }
+    }
+    printer.finish()
+}
+
+/// Prints batches in one format; a table is printed at the end unless following.
+struct Printer {
+    format: Format,
+    pending: Vec<RecordBatch>,
+    rows: usize,
+    header_done: bool,
+}
+
+impl Printer {
+    fn new(format: Format) -> Self {
+        Self {
+            format,
+            pending: vec![],
+            rows: 0,
+            header_done: false,
+        }
+    }
+
+    fn add(&mut self, batch: RecordBatch, follow: bool) -> Result<(), String> {
+        self.rows += batch.num_rows();
+        self.pending.push(batch);
+        if follow || self.format != Format::Table {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        let batches = std::mem::take(&mut self.pending);
+        let mut out = std::io::stdout().lock();
+        match self.format {
+            Format::Table => {
+                if !batches.is_empty() {
+                    let table = pretty_format_batches(&batches).map_err(|e| e.to_string())?;
+                    writeln!(out, "{table}").map_err(|e| e.to_string())?;
+                }
+            }
+            Format::Csv => {
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(!self.header_done)
+                    .build(&mut out);
+                for batch in &batches {
+                    writer.write(batch).map_err(|e| e.to_string())?;
+                    self.header_done = true;
+                }
+            }
+            Format::Json => {
+                let mut writer = arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow::json::writer::LineDelimited>(&mut out);
+                for batch in &batches {
+                    writer.write(batch).map_err(|e| e.to_string())?;
+                }
+                writer.finish().map_err(|e| e.to_string())?;
+            }
+        }
+        out.flush().map_err(|e| e.to_string())
+    }
+
+    fn finish(mut self) -> Result<(), String> {
+        self.flush()?;
+        if self.format == Format::Table {
+            println!("({} rows)", self.rows);
+        }
+        Ok(())
+    }
+}

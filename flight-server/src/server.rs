@@ -1,0 +1,718 @@
+//! The Arrow Flight SQL server: FerrisStreams for every Arrow tool (ADBC, the Flight SQL JDBC
+//! driver, pyarrow).
+//!
+//! One [`Session`] serves every client, so a stream one client creates is visible to all.
+//! A statement is run when its `FlightInfo` is asked for; its rows wait under a handle until
+//! the client's `DoGet` streams them, straight from the running plan: a query over a watched
+//! source streams until the client cancels. Jobs (`CREATE STREAM` / `CREATE TABLE`) run in
+//! the server and answer with their name and status; no client can stall them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::sql::metadata::{
+    SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
+};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandStatementQuery, CommandStatementUpdate,
+    DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable, SqlInfo,
+    TicketStatementQuery, XdbcDataType,
+};
+use arrow_flight::{
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
+    SchemaAsIpc, Ticket,
+};
+use base64::Engine;
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use ferris_engine::catalog::EntryKind;
+use ferris_engine::{EngineError, RunningJob, Session, StatementOutput};
+use futures::{Stream, TryStreamExt};
+use prost::Message;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status, Streaming};
+
+/// The catalog and schema every table is listed under.
+pub const CATALOG: &str = "ferris";
+/// See [`CATALOG`].
+pub const SCHEMA: &str = "public";
+/// The table types a client can filter on.
+const TABLE_TYPES: [&str; 3] = ["TABLE", "STREAM", "VIEW"];
+
+/// How the server is reached and guarded.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the Flight SQL endpoint listens.
+    pub flight: SocketAddr,
+    /// With a token, every call needs `authorization: Bearer TOKEN` (the handshake, basic
+    /// auth with the token as password, hands it out).
+    pub auth_token: Option<String>,
+}
+
+/// Runs the server until `shutdown` completes; `bound` hears the address it listens on.
+pub async fn serve(
+    config: ServerConfig,
+    bound: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let incoming = tonic::transport::server::TcpIncoming::bind(config.flight)?;
+    bound(incoming.local_addr()?);
+    let service = FerrisFlightSql::new(config.auth_token.clone());
+    let token = config.auth_token.clone();
+    let server = FlightServiceServer::with_interceptor(service, move |request: Request<()>| {
+        authorize(token.as_deref(), &request)?;
+        Ok(request)
+    });
+    tonic::transport::Server::builder()
+        .add_service(server)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Lets a call through with the bearer token, or, for the handshake, basic auth whose
+/// password is the token.
+fn authorize<T>(token: Option<&str>, request: &Request<T>) -> Result<(), Status> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    let header = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if header.strip_prefix("Bearer ") == Some(token)
+        || basic_password(header).as_deref() == Some(token)
+    {
+        return Ok(());
+    }
+    Err(Status::unauthenticated(
+        "this server needs 'authorization: Bearer <token>' (or a handshake with the token as password)",
+    ))
+}
+
+fn basic_password(header: &str) -> Option<String> {
+    let encoded = header.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':')
+        .map(|(_, password)| password.to_string())
+}
+
+/// The Flight SQL service over one shared session.
+#[derive(Clone)]
+pub struct FerrisFlightSql {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    session: tokio::sync::Mutex<Session>,
+    token: Option<String>,
+    /// Results waiting for their `DoGet`, by handle.
+    results: Mutex<HashMap<String, SendableRecordBatchStream>>,
+    /// Prepared statements: their SQL and bound parameters, by handle.
+    prepared: Mutex<HashMap<String, Prepared>>,
+    /// Jobs started through this server.
+    jobs: Mutex<Vec<RunningJob>>,
+    next_handle: AtomicU64,
+}
+
+struct Prepared {
+    sql: String,
+    parameters: Vec<ScalarValue>,
+    /// A statement run when it was prepared, for its schema: its rows, for the first
+    /// execution.
+    ran: Option<SendableRecordBatchStream>,
+}
+
+type FlightDataStream =
+    Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
+
+impl FerrisFlightSql {
+    /// A service with a fresh session.
+    pub fn new(token: Option<String>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                session: tokio::sync::Mutex::new(Session::new()),
+                token,
+                results: Mutex::default(),
+                prepared: Mutex::default(),
+                jobs: Mutex::default(),
+                next_handle: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    fn handle(&self) -> String {
+        self.inner
+            .next_handle
+            .fetch_add(1, Ordering::Relaxed)
+            .to_string()
+    }
+
+    /// Runs every statement of `sql`; the last one's rows are the result. A job answers with
+    /// a row naming it.
+    async fn execute(&self, sql: &str) -> Result<SendableRecordBatchStream, Status> {
+        let mut session = self.inner.session.lock().await;
+        let statements = session.parse(sql).map_err(sql_error)?;
+        if statements.is_empty() {
+            return Err(Status::invalid_argument("no statement"));
+        }
+        let mut last = None;
+        for statement in &statements {
+            last = Some(match session.execute(statement).await.map_err(sql_error)? {
+                StatementOutput::Rows(rows) => rows,
+                StatementOutput::Job(job) => {
+                    let reply = job_reply(&job).map_err(|e| Status::internal(e.to_string()))?;
+                    lock(&self.inner.jobs).push(job);
+                    reply
+                }
+            });
+        }
+        Ok(last.expect("at least one statement"))
+    }
+
+    /// Keeps `rows` for the `DoGet` of the returned `FlightInfo`.
+    fn flight_info(
+        &self,
+        rows: SendableRecordBatchStream,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = rows.schema();
+        let handle = self.handle();
+        lock(&self.inner.results).insert(handle.clone(), rows);
+        let ticket = TicketStatementQuery {
+            statement_handle: handle.into(),
+        };
+        let endpoint =
+            FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec()));
+        let info = FlightInfo::new()
+            .try_with_schema(&schema)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .with_endpoint(endpoint)
+            .with_descriptor(descriptor);
+        Ok(Response::new(info))
+    }
+
+    /// Plans a prepared statement with its parameters (by position), through DataFusion
+    /// directly: parameters go with plain queries, not with our statements.
+    async fn plan_prepared(
+        &self,
+        sql: &str,
+        parameters: Vec<ScalarValue>,
+    ) -> Result<SendableRecordBatchStream, Status> {
+        let ctx = self.inner.session.lock().await.context().clone();
+        let plan = ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let plan = plan
+            .with_param_values(ParamValues::List(
+                parameters.into_iter().map(Into::into).collect(),
+            ))
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        ctx.execute_logical_plan(plan)
+            .await
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .execute_stream()
+            .await
+            .map_err(|e| Status::invalid_argument(e.to_string()))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An engine error as the client sees it, with the SQL position where there is one.
+fn sql_error(error: EngineError) -> Status {
+    match error {
+        EngineError::Sql { message, position }
+        | EngineError::Option {
+            message,
+            position: Some(position),
+        } => Status::invalid_argument(format!("{position}: {message}")),
+        other => Status::invalid_argument(other.to_string()),
+    }
+}
+
+/// One row, `job` and `status`, for a job just started.
+fn job_reply(job: &RunningJob) -> Result<SendableRecordBatchStream, arrow::error::ArrowError> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("job", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+    ]));
+    let status = if job.is_finished() {
+        "FINISHED"
+    } else {
+        "RUNNING"
+    };
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec![job.name.clone()])) as ArrayRef,
+            Arc::new(StringArray::from(vec![status])),
+        ],
+    )?;
+    Ok(Box::pin(RecordBatchStreamAdapter::new(
+        schema,
+        futures::stream::once(async { Ok(batch) }),
+    )))
+}
+
+/// Streams batches as Flight data, with `schema` first even when there are no rows.
+fn encode(
+    schema: SchemaRef,
+    batches: impl Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
+) -> Response<FlightDataStream> {
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(batches)
+        .map_err(Status::from);
+    Response::new(Box::pin(stream))
+}
+
+fn one_batch(batch: RecordBatch) -> Response<FlightDataStream> {
+    encode(batch.schema(), futures::stream::once(async { Ok(batch) }))
+}
+
+/// A metadata command's `FlightInfo`: its schema, and a ticket that is the command itself.
+fn metadata_info(
+    command: impl ProstMessageExt,
+    schema: &Schema,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let ticket = Ticket::new(command.as_any().encode_to_vec());
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+fn ipc_schema(schema: &Schema) -> Result<bytes::Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+    Ok(bytes)
+}
+
+fn table_types_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "table_type",
+        DataType::Utf8,
+        false,
+    )]))
+}
+
+fn table_type(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::Table => "TABLE",
+        EntryKind::Stream | EntryKind::Source => "STREAM",
+    }
+}
+
+static SQL_INFO: std::sync::LazyLock<SqlInfoData> = std::sync::LazyLock::new(|| {
+    let mut info = SqlInfoDataBuilder::new();
+    info.append(SqlInfo::FlightSqlServerName, "FerrisStreams");
+    info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    info.append(SqlInfo::FlightSqlServerArrowVersion, "1.5");
+    info.append(SqlInfo::FlightSqlServerReadOnly, false);
+    info.append(SqlInfo::FlightSqlServerSql, true);
+    info.append(SqlInfo::FlightSqlServerSubstrait, false);
+    info.append(SqlInfo::FlightSqlServerTransaction, 0i32);
+    info.append(SqlInfo::FlightSqlServerCancel, false);
+    info.append(SqlInfo::SqlDdlCatalog, false);
+    info.append(SqlInfo::SqlDdlSchema, false);
+    info.append(SqlInfo::SqlDdlTable, true);
+    // Unquoted names fold to lower case; quoted ones keep theirs (no enum value says so).
+    info.append(SqlInfo::SqlIdentifierCase, 3i32); // LOWERCASE
+    info.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+    info.append(SqlInfo::SqlQuotedIdentifierCase, 0i32); // UNKNOWN
+    info.append(SqlInfo::SqlAllTablesAreSelectable, true);
+    info.append(SqlInfo::SqlNullOrdering, 0i32); // nulls sorted high, as DataFusion does
+    info.build().expect("static SQL info")
+});
+
+static XDBC_TYPES: std::sync::LazyLock<XdbcTypeInfoData> = std::sync::LazyLock::new(|| {
+    let mut types = XdbcTypeInfoDataBuilder::new();
+    let kinds = [
+        ("BOOLEAN", XdbcDataType::XdbcBit, None, None),
+        ("INT", XdbcDataType::XdbcInteger, Some(32), None),
+        ("BIGINT", XdbcDataType::XdbcBigint, Some(64), None),
+        ("DOUBLE", XdbcDataType::XdbcDouble, Some(53), None),
+        (
+            "DECIMAL",
+            XdbcDataType::XdbcDecimal,
+            Some(38),
+            Some("precision,scale"),
+        ),
+        ("VARCHAR", XdbcDataType::XdbcVarchar, None, None),
+        ("TIMESTAMP", XdbcDataType::XdbcTimestamp, None, None),
+        ("DATE", XdbcDataType::XdbcDate, None, None),
+    ];
+    for (name, data_type, size, params) in kinds {
+        let text = matches!(data_type, XdbcDataType::XdbcVarchar);
+        types.append(XdbcTypeInfo {
+            type_name: name.into(),
+            data_type,
+            column_size: size,
+            literal_prefix: text.then(|| "'".into()),
+            literal_suffix: text.then(|| "'".into()),
+            create_params: params.map(|p: &str| p.split(',').map(str::to_string).collect()),
+            nullable: Nullable::NullabilityNullable,
+            case_sensitive: text,
+            searchable: Searchable::Full,
+            unsigned_attribute: size.map(|_| false),
+            fixed_prec_scale: matches!(data_type, XdbcDataType::XdbcDecimal),
+            auto_increment: Some(false),
+            local_type_name: Some(name.into()),
+            minimum_scale: None,
+            maximum_scale: None,
+            sql_data_type: data_type,
+            datetime_subcode: None,
+            num_prec_radix: size.map(|_| 10),
+            interval_precision: None,
+        });
+    }
+    types.build().expect("static type info")
+});
+
+#[tonic::async_trait]
+impl FlightSqlService for FerrisFlightSql {
+    type FlightService = FerrisFlightSql;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
+        // The interceptor has checked the credentials; hand out the bearer token.
+        authorize(self.inner.token.as_deref(), &request)?;
+        let token = self.inner.token.clone().unwrap_or_default();
+        let reply = HandshakeResponse {
+            protocol_version: 0,
+            payload: token.clone().into(),
+        };
+        let mut response: Response<Pin<Box<dyn Stream<Item = _> + Send>>> =
+            Response::new(Box::pin(futures::stream::iter([Ok(reply)])));
+        if !token.is_empty() {
+            let value = MetadataValue::try_from(format!("Bearer {token}"))
+                .map_err(|e| Status::internal(e.to_string()))?;
+            response.metadata_mut().insert("authorization", value);
+        }
+        Ok(response)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let rows = self.execute(&query.query).await?;
+        self.flight_info(rows, request.into_inner())
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let handle = String::from_utf8_lossy(&ticket.statement_handle).into_owned();
+        let rows = lock(&self.inner.results).remove(&handle).ok_or_else(|| {
+            Status::not_found(format!(
+                "no result under handle {handle}: each result can be fetched once"
+            ))
+        })?;
+        let schema = rows.schema();
+        Ok(encode(
+            schema,
+            rows.map_err(|e| FlightError::ExternalError(Box::new(e))),
+        ))
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        command: CommandStatementUpdate,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        // DDL and jobs: run, drop whatever rows there are.
+        self.execute(&command.query).await?;
+        Ok(0)
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        _request: Request<arrow_flight::Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        // Clients such as ADBC and JDBC prepare every statement. A plain query with `$n`
+        // parameters is planned by DataFusion for its schemas; anything else (a query, a job,
+        // SHOW, a WITH clause) runs through the session now, so that its schema is known, and
+        // its rows go to the first execution.
+        let ctx = self.inner.session.lock().await.context().clone();
+        let parameters = match ctx.state().create_logical_plan(&query.query).await {
+            Ok(plan) => {
+                let types = plan
+                    .get_parameter_types()
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                let mut names: Vec<_> = types.into_iter().collect();
+                names.sort_by_key(|(name, _)| {
+                    name.trim_start_matches('$').parse::<u32>().unwrap_or(0)
+                });
+                let fields: Vec<_> = names
+                    .into_iter()
+                    .map(|(name, data_type)| {
+                        Field::new(name, data_type.unwrap_or(DataType::Null), true)
+                    })
+                    .collect();
+                (!fields.is_empty()).then(|| (plan.schema().as_arrow().clone(), fields))
+            }
+            Err(_) => None,
+        };
+        let (dataset_schema, parameter_schema, ran) = match parameters {
+            Some((dataset, fields)) => (dataset, Schema::new(fields), None),
+            None => {
+                let rows = self.execute(&query.query).await?;
+                (rows.schema().as_ref().clone(), Schema::empty(), Some(rows))
+            }
+        };
+        let handle = self.handle();
+        lock(&self.inner.prepared).insert(
+            handle.clone(),
+            Prepared {
+                sql: query.query,
+                parameters: vec![],
+                ran,
+            },
+        );
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.into(),
+            dataset_schema: ipc_schema(&dataset_schema)?,
+            parameter_schema: ipc_schema(&parameter_schema)?,
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).into_owned();
+        let batches: Vec<RecordBatch> =
+            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+                request.into_inner().map_err(FlightError::from),
+            )
+            .try_collect()
+            .await
+            .map_err(|e| Status::invalid_argument(format!("reading the parameters: {e}")))?;
+        // One set of parameters: the first row.
+        let parameters = match batches.iter().find(|b| b.num_rows() > 0) {
+            Some(batch) => batch
+                .columns()
+                .iter()
+                .map(|column| ScalarValue::try_from_array(column, 0))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Status::invalid_argument(e.to_string()))?,
+            None => vec![],
+        };
+        let mut prepared = lock(&self.inner.prepared);
+        let statement = prepared
+            .get_mut(&handle)
+            .ok_or_else(|| Status::not_found(format!("no prepared statement {handle}")))?;
+        statement.parameters = parameters;
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(handle.into()),
+        })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).into_owned();
+        let (sql, parameters, ran) = {
+            let mut prepared = lock(&self.inner.prepared);
+            let statement = prepared
+                .get_mut(&handle)
+                .ok_or_else(|| Status::not_found(format!("no prepared statement {handle}")))?;
+            (
+                statement.sql.clone(),
+                statement.parameters.clone(),
+                statement.ran.take(),
+            )
+        };
+        let rows = match ran {
+            Some(rows) => rows,
+            None if parameters.is_empty() => self.execute(&sql).await?,
+            None => self.plan_prepared(&sql, parameters).await?,
+        };
+        self.flight_info(rows, request.into_inner())
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        _request: Request<arrow_flight::Action>,
+    ) -> Result<(), Status> {
+        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).into_owned();
+        lock(&self.inner.prepared).remove(&handle);
+        Ok(())
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.into_builder().schema();
+        metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        builder.append(CATALOG);
+        Ok(one_batch(builder.build().map_err(Status::from)?))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        builder.append(CATALOG, SCHEMA);
+        Ok(one_batch(builder.build().map_err(Status::from)?))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        let session = self.inner.session.lock().await;
+        for entry in session.catalog().entries() {
+            builder
+                .append(
+                    CATALOG,
+                    SCHEMA,
+                    &entry.name,
+                    table_type(entry.kind),
+                    &entry.schema,
+                )
+                .map_err(Status::from)?;
+        }
+        Ok(one_batch(builder.build().map_err(Status::from)?))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        metadata_info(query, &table_types_schema(), request.into_inner())
+    }
+
+    async fn do_get_table_types(
+        &self,
+        _query: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let batch = RecordBatch::try_new(
+            table_types_schema(),
+            vec![Arc::new(StringArray::from(TABLE_TYPES.to_vec())) as ArrayRef],
+        )
+        .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(one_batch(batch))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder(&SQL_INFO).schema();
+        metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(one_batch(
+            query
+                .into_builder(&SQL_INFO)
+                .build()
+                .map_err(Status::from)?,
+        ))
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.into_builder(&XDBC_TYPES).schema();
+        metadata_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(one_batch(
+            query
+                .into_builder(&XDBC_TYPES)
+                .build()
+                .map_err(Status::from)?,
+        ))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}

@@ -1,0 +1,351 @@
+//! End-to-end tests of the Flight SQL server: `ferris server` started for real, driven by
+//! arrow-rs's Flight SQL client, the `ferris-flight` CLI, and Python's pyarrow and ADBC
+//! (`tests/flight/clients.py`, run with `FERRIS_PYTHON` from `scripts/test.sh`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::{CommandGetTables, SqlInfo};
+use futures::TryStreamExt;
+use tonic::transport::Channel;
+
+const TOKEN: &str = "s3cret";
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A `ferris server` on a free port, killed when dropped.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferris"))
+            .args(["server", "--flight", "127.0.0.1:0", "--auth-token", TOKEN])
+            .current_dir(dir)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("listening on") {
+            line.clear();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "the server stopped"
+            );
+        }
+        let address = line.trim().rsplit(' ').next().unwrap().to_string();
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in stderr.lines() {});
+        Self { child, address }
+    }
+
+    async fn client(&self, token: Option<&str>) -> FlightSqlServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.address))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = FlightSqlServiceClient::new(channel);
+        if let Some(token) = token {
+            client.set_token(token.to_string());
+        }
+        client
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<RecordBatch> {
+    let info = client.execute(sql.to_string(), None).await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    client
+        .do_get(ticket)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+fn trades_csv(dir: &Path) -> String {
+    std::fs::write(
+        dir.join("trades.csv"),
+        "symbol,price,qty\nA,10.50,3\nB,20.25,4\nA,11.00,5\n",
+    )
+    .unwrap();
+    "'trades.type' = 'file_source', 'trades.path' = 'trades.csv',
+     'trades.schema' = 'symbol VARCHAR, price DECIMAL(10,2), qty BIGINT'"
+        .to_string()
+}
+
+#[tokio::test]
+async fn arrow_rs_client_queries_starts_jobs_and_reads_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = trades_csv(dir.path());
+    let server = Server::start(dir.path());
+
+    let mut anonymous = server.client(None).await;
+    let refused = anonymous
+        .execute("SELECT 1".into(), None)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("Bearer"), "{refused}");
+    let mut wrong = server.client(Some("guess")).await;
+    assert!(wrong.execute("SELECT 1".into(), None).await.is_err());
+
+    let mut client = server.client(Some(TOKEN)).await;
+    let batches = query(
+        &mut client,
+        &format!(
+            "SELECT symbol, SUM(qty) AS qty, SUM(price * qty) AS notional FROM trades
+             GROUP BY symbol ORDER BY symbol WITH ({source})"
+        ),
+    )
+    .await;
+    let table = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert!(table.contains("| A      | 8   | 86.50    |"), "{table}");
+    assert!(table.contains("| B      | 4   | 81.00    |"), "{table}");
+
+    // A job runs in the server and answers with its name.
+    let reply = query(
+        &mut client,
+        &format!(
+            "CREATE STREAM big AS SELECT symbol, qty FROM trades WHERE qty > 3 WITH ({source},
+             'big.type' = 'file_sink', 'big.path' = 'big.jsonl')"
+        ),
+    )
+    .await;
+    assert_eq!(reply[0].column(0).as_string::<i32>().value(0), "big");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(dir.path().join("big.jsonl")).map_or(0, |t| t.lines().count()) < 2
+    {
+        assert!(Instant::now() < deadline, "the job wrote nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Metadata: the job's stream and its source are tables of the catalog.
+    let info = client
+        .get_tables(CommandGetTables {
+            include_schema: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let tables: Vec<RecordBatch> = client
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let names: Vec<String> = tables
+        .iter()
+        .flat_map(|b| {
+            let names = b.column_by_name("table_name").unwrap().as_string::<i32>();
+            names
+                .iter()
+                .map(|n| n.unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        names.contains(&"big".to_string()) && names.contains(&"trades".to_string()),
+        "{names:?}"
+    );
+
+    let info = client
+        .get_sql_info(vec![SqlInfo::FlightSqlServerName])
+        .await
+        .unwrap();
+    let sql_info: Vec<RecordBatch> = client
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(sql_info[0].num_rows(), 1);
+
+    let streams = query(&mut client, "SHOW STREAMS").await;
+    let shown = arrow::util::pretty::pretty_format_batches(&streams)
+        .unwrap()
+        .to_string();
+    assert!(shown.contains("big"), "{shown}");
+
+    // SQL errors come back with their position.
+    let error = client
+        .execute("SELECT nope FROM trades".into(), None)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("nope"), "{error}");
+
+    // Prepared statement with a parameter.
+    let mut prepared = client
+        .prepare("SELECT CAST($1 AS BIGINT) + 1 AS answer".into(), None)
+        .await
+        .unwrap();
+    let parameters = RecordBatch::try_from_iter([(
+        "$1",
+        std::sync::Arc::new(arrow::array::Int64Array::from(vec![41])) as arrow::array::ArrayRef,
+    )])
+    .unwrap();
+    prepared.set_parameters(parameters).unwrap();
+    let info = prepared.execute().await.unwrap();
+    let answer: Vec<RecordBatch> = client
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(answer[0].column(0).as_primitive::<Int64Type>().value(0), 42);
+    prepared.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_query_over_a_watched_folder_streams_until_the_client_cancels() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in/1.csv"), "n\n1\n2\n").unwrap();
+    let server = Server::start(dir.path());
+    let mut client = server.client(Some(TOKEN)).await;
+    let info = client
+        .execute(
+            "SELECT n * 10 AS tens FROM numbers WITH ('numbers.type' = 'file_source',
+             'numbers.path' = 'in/', 'numbers.format' = 'csv', 'numbers.schema' = 'n BIGINT',
+             'numbers.watch' = 'true', 'numbers.watch.interval' = '50ms')"
+                .into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let mut rows = client
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap();
+    let mut seen = vec![];
+    let mut written = false;
+    while seen.len() < 4 {
+        let batch = tokio::time::timeout(Duration::from_secs(10), rows.try_next())
+            .await
+            .expect("rows keep coming")
+            .unwrap()
+            .expect("the query runs until cancelled");
+        seen.extend(
+            batch
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .copied(),
+        );
+        if seen.len() >= 2 && !written {
+            // A file that lands while the query runs streams out too.
+            std::fs::write(dir.path().join("in/2.csv"), "n\n3\n4\n").unwrap();
+            written = true;
+        }
+    }
+    assert_eq!(seen, vec![10, 20, 30, 40]);
+    drop(rows);
+    // The server goes on serving after the client walked away.
+    let one = query(&mut client, "SELECT 1 AS one").await;
+    assert_eq!(one[0].num_rows(), 1);
+}
+
+#[test]
+fn ferris_flight_cli_prints_tables_csv_and_refuses_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = trades_csv(dir.path());
+    let server = Server::start(dir.path());
+    let port = server.address.rsplit(':').next().unwrap().to_string();
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ferris-flight"))
+            .args(["--port", &port])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let sql = format!("SELECT symbol, qty FROM trades WHERE qty > 3 ORDER BY qty WITH ({source})");
+    let table = cli(&["--token", TOKEN, "-e", &sql]);
+    let out = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    assert!(
+        out.contains("| B      | 4   |") && out.contains("(2 rows)"),
+        "{out}"
+    );
+
+    let csv = cli(&["--token", TOKEN, "--format", "csv", "-e", &sql]);
+    assert_eq!(
+        String::from_utf8_lossy(&csv.stdout),
+        "symbol,qty\nB,4\nA,5\n"
+    );
+
+    let refused = cli(&["-e", "SELECT 1"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Bearer"));
+
+    // The prompt: statements end with ';', an error does not end the session.
+    let mut prompt = Command::new(env!("CARGO_BIN_EXE_ferris-flight"))
+        .args(["--port", &port, "--token", TOKEN, "--format", "csv"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    prompt
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"SELECT nope;\nSELECT 1 + 1\n  AS two;\n")
+        .unwrap();
+    let output = prompt.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "two\n2\n");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nope"));
+}
+
+#[test]
+fn python_clients_pyarrow_and_adbc() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let python = std::env::var("FERRIS_PYTHON").expect(
+        "FERRIS_PYTHON: a python with pyarrow and adbc-driver-flightsql (bash scripts/test.sh sets it up)",
+    );
+    let output = Command::new(python)
+        .arg(project_root().join("tests/flight/clients.py"))
+        .args([
+            "--uri",
+            &format!("grpc://{}", server.address),
+            "--token",
+            TOKEN,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
