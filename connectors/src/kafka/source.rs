@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch};
 use arrow::datatypes::{Schema, SchemaRef};
+use futures::FutureExt;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -453,20 +454,37 @@ impl KafkaSourceReader {
                 self.finished = true;
                 break;
             }
-            let linger = async {
-                match deadline {
-                    Some(deadline) => tokio::time::sleep_until(deadline).await,
-                    None => std::future::pending().await,
+            // While messages are waiting, take them without the select below: its futures
+            // cost more than the message.
+            let ready = consumer.recv().now_or_never();
+            let received = match ready {
+                Some(received) => {
+                    if self.stop.is_stopped() {
+                        self.finished = true;
+                        break;
+                    }
+                    if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                        break;
+                    }
+                    received
                 }
-            };
-            let received = tokio::select! {
-                biased;
-                _ = self.stop.stopped() => {
-                    self.finished = true;
-                    break;
+                None => {
+                    let linger = async {
+                        match deadline {
+                            Some(deadline) => tokio::time::sleep_until(deadline).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        biased;
+                        _ = self.stop.stopped() => {
+                            self.finished = true;
+                            break;
+                        }
+                        _ = linger => break,
+                        received = consumer.recv() => received,
+                    }
                 }
-                _ = linger => break,
-                received = consumer.recv() => received,
             };
             let message = match received {
                 Ok(message) => message,
