@@ -92,6 +92,60 @@ impl std::fmt::Display for JobProgress {
     }
 }
 
+/// Whether a job runs, ended, or failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Reading and writing.
+    Running,
+    /// Its sources ended (or were stopped) and its sink committed.
+    Finished,
+    /// It stopped with this error.
+    Failed(String),
+}
+
+impl JobStatus {
+    /// The status word SHOW JOBS prints.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Running => "RUNNING",
+            Self::Finished => "FINISHED",
+            Self::Failed(_) => "FAILED",
+        }
+    }
+}
+
+/// What a session keeps of each job it started, for `SHOW JOBS`: it outlives the job.
+#[derive(Debug)]
+pub struct JobRecord {
+    /// The job's (and its sink's) name.
+    pub name: String,
+    /// Stream or table.
+    pub kind: JobKind,
+    /// When it started (wall clock).
+    pub started_at: std::time::SystemTime,
+    started: Instant,
+    plan: Arc<dyn ExecutionPlan>,
+    metrics: Arc<JobMetrics>,
+    /// Set once, when the job ends.
+    outcome: Mutex<Option<JobStatus>>,
+}
+
+impl JobRecord {
+    /// The counters now (or when it ended).
+    pub fn progress(&self) -> JobProgress {
+        self.metrics.snapshot(self.started.elapsed(), &self.plan)
+    }
+
+    /// Whether it runs, ended or failed.
+    pub fn status(&self) -> JobStatus {
+        self.outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or(JobStatus::Running)
+    }
+}
+
 /// A job started by `CREATE STREAM` / `CREATE TABLE`.
 #[derive(Debug)]
 pub struct RunningJob {
@@ -101,35 +155,56 @@ pub struct RunningJob {
     pub kind: JobKind,
     /// Whether every source ends by itself (none is watching).
     pub bounded: bool,
-    plan: Arc<dyn ExecutionPlan>,
-    metrics: Arc<JobMetrics>,
-    started: Instant,
+    record: Arc<JobRecord>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
 impl RunningJob {
-    pub(crate) fn new(
+    /// Spawns `work` as the job; its outcome is kept in the job's record.
+    pub(crate) fn spawn(
         name: String,
         kind: JobKind,
         bounded: bool,
         plan: Arc<dyn ExecutionPlan>,
         metrics: Arc<JobMetrics>,
-        task: tokio::task::JoinHandle<Result<()>>,
+        work: impl std::future::Future<Output = Result<()>> + Send + 'static,
     ) -> Self {
+        let record = Arc::new(JobRecord {
+            name: name.clone(),
+            kind,
+            started_at: std::time::SystemTime::now(),
+            started: Instant::now(),
+            plan,
+            metrics,
+            outcome: Mutex::default(),
+        });
+        let outcome = record.clone();
+        let task = tokio::spawn(async move {
+            let result = work.await;
+            let status = match &result {
+                Ok(()) => JobStatus::Finished,
+                Err(e) => JobStatus::Failed(e.to_string()),
+            };
+            *outcome.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+            result
+        });
         Self {
             name,
             kind,
             bounded,
-            plan,
-            metrics,
-            started: Instant::now(),
+            record,
             task,
         }
     }
 
+    /// What the session keeps of this job.
+    pub fn record(&self) -> Arc<JobRecord> {
+        self.record.clone()
+    }
+
     /// The counters now.
     pub fn progress(&self) -> JobProgress {
-        self.metrics.snapshot(self.started.elapsed(), &self.plan)
+        self.record.progress()
     }
 
     /// Whether the job has ended (successfully or not).
@@ -141,12 +216,17 @@ impl RunningJob {
     pub async fn wait(self) -> Result<JobProgress> {
         let outcome = match self.task.await {
             Ok(outcome) => outcome,
-            Err(e) => Err(crate::error::EngineError::Internal(format!(
-                "job '{}' crashed: {e}",
-                self.name
-            ))),
+            Err(e) => {
+                let message = format!("job '{}' crashed: {e}", self.name);
+                *self
+                    .record
+                    .outcome
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(JobStatus::Failed(message.clone()));
+                Err(crate::error::EngineError::Internal(message))
+            }
         };
-        outcome.map(|()| self.metrics.snapshot(self.started.elapsed(), &self.plan))
+        outcome.map(|()| self.record.progress())
     }
 }
 

@@ -29,7 +29,7 @@ use futures::StreamExt;
 
 use crate::catalog::{Catalog, CatalogEntry, EntryKind};
 use crate::error::{EngineError, Result};
-use crate::job::{JobMetrics, RunningJob};
+use crate::job::{JobMetrics, JobRecord, RunningJob};
 use crate::late::LateRecordFile;
 use crate::options::{OptionValue, Options};
 use crate::planner::{
@@ -65,6 +65,8 @@ pub struct Session {
     ctx: SessionContext,
     catalog: Catalog,
     stop: StopSignal,
+    /// Every job started, for SHOW JOBS.
+    jobs: Vec<Arc<JobRecord>>,
 }
 
 impl Default for Session {
@@ -105,6 +107,7 @@ impl Session {
             ctx: SessionContext::new_with_state(state),
             catalog: Catalog::default(),
             stop: StopSignal::new(),
+            jobs: Vec::new(),
         }
     }
 
@@ -152,6 +155,7 @@ impl Session {
                 rows(show::show_functions(&self.ctx.state(), like.as_deref())?)
             }
             StatementKind::Describe { name } => rows(show::describe(&self.catalog, name)?),
+            StatementKind::ShowJobs { like } => rows(show::show_jobs(&self.jobs, like.as_deref())?),
         }
     }
 
@@ -367,7 +371,7 @@ impl Session {
         // source offsets can be committed then; with state (windows, joins), rows read may
         // still sit in open windows, so offsets are committed only once the job has ended.
         let stateless = is_stateless(&prepared.plan);
-        let task = tokio::spawn(async move {
+        let work = async move {
             // A folder sink commits its part files on time even when no rows come.
             // Checked four times an interval, so a part lands at most a quarter late.
             let mut rollover = sink
@@ -406,15 +410,17 @@ impl Session {
                 source.commit()?;
             }
             Ok(())
-        });
-        Ok(RunningJob::new(
+        };
+        let job = RunningJob::spawn(
             name.to_string(),
             kind,
             bounded,
             prepared.plan,
             metrics,
-            task,
-        ))
+            work,
+        );
+        self.jobs.push(job.record());
+        Ok(job)
     }
 }
 

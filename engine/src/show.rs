@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    UInt64Array,
+};
 use arrow::compute::filter_record_batch;
 use arrow::compute::kernels::comparison::like;
 use arrow::datatypes::{Field, Schema};
@@ -10,12 +13,15 @@ use datafusion::execution::context::SessionState;
 
 use crate::catalog::{Catalog, CatalogEntry, EntryKind};
 use crate::error::{EngineError, Result};
+use crate::job::{JobRecord, JobStatus};
 
 fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
     let schema = Schema::new(
         columns
             .iter()
-            .map(|(name, array)| Field::new(*name, array.data_type().clone(), false))
+            .map(|(name, array)| {
+                Field::new(*name, array.data_type().clone(), array.null_count() > 0)
+            })
             .collect::<Vec<_>>(),
     );
     let arrays = columns.into_iter().map(|(_, array)| array).collect();
@@ -132,4 +138,62 @@ pub(crate) fn describe(catalog: &Catalog, name: &str) -> Result<RecordBatch> {
         ),
         ("is_key", Arc::new(BooleanArray::from(key)) as ArrayRef),
     ])
+}
+
+/// `SHOW JOBS`: every job the session started, with its status, counters and last error.
+pub(crate) fn show_jobs(
+    jobs: &[std::sync::Arc<JobRecord>],
+    pattern: Option<&str>,
+) -> Result<RecordBatch> {
+    let statuses: Vec<JobStatus> = jobs.iter().map(|j| j.status()).collect();
+    let progress: Vec<_> = jobs.iter().map(|j| j.progress()).collect();
+    let started = jobs.iter().map(|j| {
+        j.started_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    });
+    let errors = statuses.iter().map(|s| match s {
+        JobStatus::Failed(e) => Some(e.as_str()),
+        _ => None,
+    });
+    filter_like(
+        batch(vec![
+            ("name", strings(jobs.iter().map(|j| j.name.as_str()))),
+            (
+                "kind",
+                strings(jobs.iter().map(|j| match j.kind {
+                    crate::statement::JobKind::Stream => "stream",
+                    crate::statement::JobKind::Table => "table",
+                })),
+            ),
+            ("status", strings(statuses.iter().map(JobStatus::as_str))),
+            (
+                "started",
+                Arc::new(TimestampMillisecondArray::from_iter_values(started)) as ArrayRef,
+            ),
+            (
+                "records_in",
+                Arc::new(UInt64Array::from_iter_values(
+                    progress.iter().map(|p| p.records_in),
+                )),
+            ),
+            (
+                "records_out",
+                Arc::new(UInt64Array::from_iter_values(
+                    progress.iter().map(|p| p.records_out),
+                )),
+            ),
+            (
+                "records_per_second",
+                Arc::new(Float64Array::from_iter_values(
+                    progress.iter().map(|p| p.rate()),
+                )),
+            ),
+            (
+                "last_error",
+                Arc::new(StringArray::from_iter(errors)) as ArrayRef,
+            ),
+        ])?,
+        pattern,
+    )
 }

@@ -79,6 +79,11 @@ pub enum StatementKind {
         /// Only names matching this SQL `LIKE` pattern.
         like: Option<String>,
     },
+    /// `SHOW JOBS [LIKE 'pattern']`: the session's jobs, their status and counters.
+    ShowJobs {
+        /// Only names matching this SQL `LIKE` pattern.
+        like: Option<String>,
+    },
     /// `DESCRIBE name`: the columns of a stream, table or source.
     Describe {
         /// What to describe.
@@ -348,12 +353,16 @@ fn parse_kind(
             Ok(StatementKind::ShowFunctions {
                 like: like(&sig[2..])?,
             })
+        } else if word_is(sig.get(1), "JOBS") {
+            Ok(StatementKind::ShowJobs {
+                like: like(&sig[2..])?,
+            })
         } else {
             let at = sig.get(1).copied().unwrap_or(first);
             Err(error_at(
                 at,
                 format!(
-                    "expected STREAMS, TABLES or FUNCTIONS after SHOW, found {}",
+                    "expected STREAMS, TABLES, FUNCTIONS or JOBS after SHOW, found {}",
                     describe_token(at)
                 ),
             ))
@@ -739,7 +748,7 @@ mod tests {
     #[test]
     fn several_statements_and_show_describe_explain() {
         let statements = parse_statements(
-            "SHOW STREAMS; show tables like 'a%';\nSHOW FUNCTIONS;\nDESCRIBE \"Bars\"; desc t;\nEXPLAIN SELECT 1;;",
+            "SHOW STREAMS; show tables like 'a%';\nSHOW FUNCTIONS;\nDESCRIBE \"Bars\"; desc t;\nEXPLAIN SELECT 1;; SHOW JOBS LIKE 'b%';",
         )
         .unwrap();
         let kinds: Vec<_> = statements.iter().map(|s| s.kind.clone()).collect();
@@ -758,6 +767,12 @@ mod tests {
             }
         );
         assert_eq!(kinds[4], StatementKind::Describe { name: "t".into() });
+        assert_eq!(
+            kinds[6],
+            StatementKind::ShowJobs {
+                like: Some("b%".into())
+            }
+        );
         assert!(
             matches!(&kinds[5], StatementKind::Explain(inner) if matches!(inner.kind, StatementKind::Query(_)))
         );
@@ -863,7 +878,7 @@ mod tests {
             ),
             (
                 "SHOW JOBZ",
-                "1:6: expected STREAMS, TABLES or FUNCTIONS after SHOW, found 'JOBZ'",
+                "1:6: expected STREAMS, TABLES, FUNCTIONS or JOBS after SHOW, found 'JOBZ'",
             ),
             (
                 "SHOW STREAMS LIKE x",

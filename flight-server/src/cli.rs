@@ -48,14 +48,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("ferris: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = runtime.block_on(async {
+    crate::block_on("ferris", async {
         let sql = input.read()?;
         let mut session = Session::new();
         watch_ctrl_c(&session);
@@ -66,14 +59,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             run(&mut session, &statements).await
         }
         .map_err(|e| input.describe(e))
-    });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("ferris: error: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 enum Input {
@@ -236,30 +222,20 @@ fn server(options: &[&str]) -> ExitCode {
     if token.is_none() {
         eprintln!("ferris: warning: no --auth-token: anyone who can reach the server can use it");
     }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("ferris: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let config = crate::server::ServerConfig {
         flight,
         auth_token: token,
     };
-    let outcome = runtime.block_on(crate::server::serve(
-        config,
-        |address| eprintln!("ferris: Flight SQL listening on {address}"),
-        async {
-            let _ = tokio::signal::ctrl_c().await;
-            eprintln!("ferris: stopping the server");
-        },
-    ));
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ferris: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::block_on("ferris", async {
+        crate::server::serve(
+            config,
+            |address| eprintln!("ferris: Flight SQL listening on {address}"),
+            async {
+                let _ = tokio::signal::ctrl_c().await;
+                eprintln!("ferris: stopping the server");
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())
+    })
 }

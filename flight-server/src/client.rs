@@ -104,20 +104,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("ferris-flight: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(options)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ferris-flight: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::block_on("ferris-flight", run(options))
 }
 
 async fn run(options: Options) -> Result<(), String> {

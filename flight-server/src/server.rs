@@ -73,14 +73,21 @@ pub async fn serve(
     bound(incoming.local_addr()?);
     let service = FerrisFlightSql::new(config.auth_token.clone());
     let token = config.auth_token.clone();
-    let server = FlightServiceServer::with_interceptor(service, move |request: Request<()>| {
-        authorize(token.as_deref(), &request)?;
-        Ok(request)
-    });
-    tonic::transport::Server::builder()
+    let server =
+        FlightServiceServer::with_interceptor(service.clone(), move |request: Request<()>| {
+            authorize(token.as_deref(), &request)?;
+            Ok(request)
+        });
+    let serving = tonic::transport::Server::builder()
         .add_service(server)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .serve_with_incoming(incoming);
+    // On shutdown, open connections are dropped rather than waited for: a client that never
+    // hangs up must not keep the jobs from stopping.
+    tokio::select! {
+        served = serving => served?,
+        () = shutdown => {}
+    }
+    service.stop_jobs().await;
     Ok(())
 }
 
@@ -156,6 +163,20 @@ impl FerrisFlightSql {
                 jobs: Mutex::default(),
                 next_handle: AtomicU64::new(1),
             }),
+        }
+    }
+
+    /// Stops every job as `ferris run` does on Ctrl-C (sources end, windows flush, sinks
+    /// commit) and waits for them, printing each one's summary or error.
+    pub async fn stop_jobs(&self) {
+        self.inner.session.lock().await.stop_signal().stop();
+        let jobs = std::mem::take(&mut *lock(&self.inner.jobs));
+        for job in jobs {
+            let name = job.name.clone();
+            match job.wait().await {
+                Ok(progress) => eprintln!("{name}: {progress}"),
+                Err(e) => eprintln!("{name}: failed: {e}"),
+            }
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
+use arrow_flight::FlightInfo;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::{CommandGetTables, SqlInfo};
 use futures::TryStreamExt;
@@ -70,8 +71,8 @@ impl Drop for Server {
     }
 }
 
-async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<RecordBatch> {
-    let info = client.execute(sql.to_string(), None).await.unwrap();
+/// Every batch behind the first endpoint of `info`.
+async fn fetch(client: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> Vec<RecordBatch> {
     let ticket = info.endpoint[0].ticket.clone().unwrap();
     client
         .do_get(ticket)
@@ -80,6 +81,11 @@ async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<R
         .try_collect()
         .await
         .unwrap()
+}
+
+async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<RecordBatch> {
+    let info = client.execute(sql.to_string(), None).await.unwrap();
+    fetch(client, info).await
 }
 
 fn trades_csv(dir: &Path) -> String {
@@ -148,13 +154,7 @@ async fn arrow_rs_client_queries_starts_jobs_and_reads_metadata() {
         })
         .await
         .unwrap();
-    let tables: Vec<RecordBatch> = client
-        .do_get(info.endpoint[0].ticket.clone().unwrap())
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let tables = fetch(&mut client, info).await;
     let names: Vec<String> = tables
         .iter()
         .flat_map(|b| {
@@ -174,13 +174,7 @@ async fn arrow_rs_client_queries_starts_jobs_and_reads_metadata() {
         .get_sql_info(vec![SqlInfo::FlightSqlServerName])
         .await
         .unwrap();
-    let sql_info: Vec<RecordBatch> = client
-        .do_get(info.endpoint[0].ticket.clone().unwrap())
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let sql_info = fetch(&mut client, info).await;
     assert_eq!(sql_info[0].num_rows(), 1);
 
     let streams = query(&mut client, "SHOW STREAMS").await;
@@ -188,6 +182,20 @@ async fn arrow_rs_client_queries_starts_jobs_and_reads_metadata() {
         .unwrap()
         .to_string();
     assert!(shown.contains("big"), "{shown}");
+    // The bounded job finishes (its file is complete): SHOW JOBS says so, with its counts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let jobs = query(&mut client, "SHOW JOBS").await;
+        let jobs = arrow::util::pretty::pretty_format_batches(&jobs)
+            .unwrap()
+            .to_string();
+        if jobs.contains("| big  | stream | FINISHED |") {
+            assert!(jobs.contains("| 3          | 2           |"), "{jobs}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{jobs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // SQL errors come back with their position.
     let error = client
@@ -208,13 +216,7 @@ async fn arrow_rs_client_queries_starts_jobs_and_reads_metadata() {
     .unwrap();
     prepared.set_parameters(parameters).unwrap();
     let info = prepared.execute().await.unwrap();
-    let answer: Vec<RecordBatch> = client
-        .do_get(info.endpoint[0].ticket.clone().unwrap())
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let answer = fetch(&mut client, info).await;
     assert_eq!(answer[0].column(0).as_primitive::<Int64Type>().value(0), 42);
     prepared.close().await.unwrap();
 }
@@ -348,4 +350,33 @@ fn python_clients_pyarrow_and_adbc() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_the_server_s_jobs_and_commits_their_sinks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in/1.csv"), "n\n1\n2\n3\n").unwrap();
+    let mut server = Server::start(dir.path());
+    let mut client = server.client(Some(TOKEN)).await;
+    query(
+        &mut client,
+        "CREATE STREAM copied AS SELECT n FROM numbers WITH ('numbers.type' = 'file_source',
+         'numbers.path' = 'in/', 'numbers.format' = 'csv', 'numbers.schema' = 'n BIGINT',
+         'numbers.watch' = 'true', 'numbers.watch.interval' = '50ms',
+         'copied.type' = 'file_sink', 'copied.path' = 'copied.jsonl')",
+    )
+    .await;
+    // The job watches for ever; its single-file sink commits only when it stops.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!dir.path().join("copied.jsonl").exists());
+    let status = Command::new("kill")
+        .args(["-INT", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let copied = std::fs::read_to_string(dir.path().join("copied.jsonl")).unwrap();
+    assert_eq!(copied, "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n");
 }

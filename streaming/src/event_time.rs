@@ -95,22 +95,20 @@ impl EventTimeStamper {
         schema: SchemaRef,
         spec: WatermarkSpec,
     ) -> Result<Self, StreamingError> {
-        let field_index = match &spec.field {
-            Some(field) => Some(schema.index_of(field).map_err(|_| {
-                StreamingError::EventTime(format!(
-                    "source '{source}' has no event time column '{field}'"
-                ))
-            })?),
-            None => None,
+        let column = |field: &Option<String>, what: &str| {
+            field
+                .as_ref()
+                .map(|field| {
+                    schema.index_of(field).map_err(|_| {
+                        StreamingError::EventTime(format!(
+                            "source '{source}' has no {what} column '{field}'"
+                        ))
+                    })
+                })
+                .transpose()
         };
-        let partition_index = match &spec.partition_field {
-            Some(field) => Some(schema.index_of(field).map_err(|_| {
-                StreamingError::EventTime(format!(
-                    "source '{source}' has no partition column '{field}'"
-                ))
-            })?),
-            None => None,
-        };
+        let field_index = column(&spec.field, "event time")?;
+        let partition_index = column(&spec.partition_field, "partition")?;
         Ok(Self {
             schema: stamped_schema(&schema),
             source: source.to_string(),
