@@ -186,7 +186,7 @@ pub(crate) fn show_jobs(
             (
                 "records_per_second",
                 Arc::new(Float64Array::from_iter_values(
-                    progress.iter().map(|p| p.rate()),
+                    progress.iter().map(|p| (p.rate() * 10.0).round() / 10.0),
                 )),
             ),
             (
