@@ -258,6 +258,27 @@ pub(crate) async fn parse_schema(
     }
 }
 
+/// The columns `'<name>.schema'` declares, if it is written.
+async fn declared_schema(
+    name: &str,
+    options: &Options,
+    state: &SessionState,
+) -> Result<Option<SchemaRef>> {
+    match options.get(&format!("{name}.schema")) {
+        Some(value) => Ok(Some(parse_schema(state, &value).await?)),
+        None => Ok(None),
+    }
+}
+
+/// `'<name>.batch.size'`, or [`DEFAULT_BATCH_SIZE`].
+fn batch_size(name: &str, options: &Options) -> Result<usize> {
+    Ok(options
+        .get(&format!("{name}.batch.size"))
+        .map(|v| v.positive())
+        .transpose()?
+        .unwrap_or(DEFAULT_BATCH_SIZE))
+}
+
 /// Resolves the file source `name` from its options.
 pub(crate) async fn resolve_file_source(
     name: &str,
@@ -268,15 +289,8 @@ pub(crate) async fn resolve_file_source(
     let path = options.required(&key("path"), "a file, folder or glob to read")?;
     let location = Location::parse(path.value).map_err(|e| path.error(e))?;
     let format = resolve_format(name, options, path.value, None)?;
-    let schema = match options.get(&key("schema")) {
-        Some(value) => Some(parse_schema(state, &value).await?),
-        None => None,
-    };
-    let batch_size = options
-        .get(&key("batch.size"))
-        .map(|v| v.positive())
-        .transpose()?
-        .unwrap_or(DEFAULT_BATCH_SIZE);
+    let schema = declared_schema(name, options, state).await?;
+    let batch_size = batch_size(name, options)?;
     let watching = options
         .get(&key("watch"))
         .map(|v| v.boolean())
@@ -489,10 +503,7 @@ pub(crate) async fn resolve_kafka_source(
     let topic = options.required(&key("topic"), "the topic to read")?;
     let connection = resolve_kafka_connection(name, options);
     let format = resolve_message_format(name, options, topic.value, true).await?;
-    let schema = match options.get(&key("schema")) {
-        Some(value) => Some(parse_schema(state, &value).await?),
-        None => None,
-    };
+    let schema = declared_schema(name, options, state).await?;
     let bounded = match options.get(&key("scan.bounded.mode")) {
         Some(value) => value.one_of(&["latest-offset", "unbounded"])? == "latest-offset",
         None => false,
@@ -507,11 +518,7 @@ pub(crate) async fn resolve_kafka_source(
     let group_id = options
         .get(&key("group.id"))
         .map_or_else(|| format!("ferris-{group}"), |v| v.value.to_string());
-    let batch_size = options
-        .get(&key("batch.size"))
-        .map(|v| v.positive())
-        .transpose()?
-        .unwrap_or(DEFAULT_BATCH_SIZE);
+    let batch_size = batch_size(name, options)?;
     let linger = options
         .get(&key("batch.linger.ms"))
         .map(|v| v.positive().map(|ms| Duration::from_millis(ms as u64)))
