@@ -126,14 +126,18 @@ pub struct JobRecord {
     started: Instant,
     plan: Arc<dyn ExecutionPlan>,
     metrics: Arc<JobMetrics>,
-    /// Set once, when the job ends.
-    outcome: Mutex<Option<JobStatus>>,
+    /// Set once, when the job ends, with how long it ran.
+    outcome: Mutex<Option<(JobStatus, Duration)>>,
 }
 
 impl JobRecord {
     /// The counters now (or when it ended).
     pub fn progress(&self) -> JobProgress {
-        self.metrics.snapshot(self.started.elapsed(), &self.plan)
+        let ran = match &*self.outcome.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((_, ran)) => *ran,
+            None => self.started.elapsed(),
+        };
+        self.metrics.snapshot(ran, &self.plan)
     }
 
     /// Whether it runs, ended or failed.
@@ -141,8 +145,13 @@ impl JobRecord {
         self.outcome
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or(JobStatus::Running)
+            .as_ref()
+            .map_or(JobStatus::Running, |(status, _)| status.clone())
+    }
+
+    fn end(&self, status: JobStatus) {
+        let mut outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        outcome.get_or_insert((status, self.started.elapsed()));
     }
 }
 
@@ -185,7 +194,7 @@ impl RunningJob {
                 Ok(()) => JobStatus::Finished,
                 Err(e) => JobStatus::Failed(e.to_string()),
             };
-            *outcome.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+            outcome.end(status);
             result
         });
         Self {
@@ -218,11 +227,7 @@ impl RunningJob {
             Ok(outcome) => outcome,
             Err(e) => {
                 let message = format!("job '{}' crashed: {e}", self.name);
-                *self
-                    .record
-                    .outcome
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(JobStatus::Failed(message.clone()));
+                self.record.end(JobStatus::Failed(message.clone()));
                 Err(crate::error::EngineError::Internal(message))
             }
         };

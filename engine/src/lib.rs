@@ -21,6 +21,7 @@ pub mod catalog;
 pub mod error;
 pub mod job;
 mod late;
+pub mod materialized;
 pub mod options;
 pub mod planner;
 mod session;

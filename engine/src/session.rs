@@ -23,6 +23,7 @@ use datafusion::physical_plan::{
     ExecutionPlan, SendableRecordBatchStream, displayable, execute_stream,
 };
 use datafusion::prelude::{SessionConfig, SessionContext};
+use ferris_connectors::kafka::KafkaConnection;
 use ferris_connectors::{Sink, SinkConfig, Source, StopSignal};
 use ferris_streaming::{EmitMode, LateDataPolicy, WATERMARK_COLUMN, WatermarkSpec, WindowSpec};
 use futures::StreamExt;
@@ -31,13 +32,16 @@ use crate::catalog::{Catalog, CatalogEntry, EntryKind};
 use crate::error::{EngineError, Result};
 use crate::job::{JobMetrics, JobRecord, RunningJob};
 use crate::late::LateRecordFile;
+use crate::materialized::MaterializedTable;
 use crate::options::{OptionValue, Options};
 use crate::planner::{
     AggregateSettings, rewrite_query, streaming_plan, time_source, without_batch_coalescing,
 };
 use crate::show;
 use crate::sink::{resolve_file_sink, resolve_kafka_sink};
-use crate::source::{SourceDef, resolve_file_source, resolve_kafka_source};
+use crate::source::{
+    DEFAULT_BOOTSTRAP_SERVERS, SourceDef, resolve_file_source, resolve_kafka_source,
+};
 use crate::statement::{JobKind, Statement, StatementKind, StreamingQuery, parse_statements};
 
 /// What a statement produced.
@@ -67,6 +71,8 @@ pub struct Session {
     stop: StopSignal,
     /// Every job started, for SHOW JOBS.
     jobs: Vec<Arc<JobRecord>>,
+    /// The Kafka cluster SHOW TOPICS describes.
+    kafka: KafkaConnection,
 }
 
 impl Default for Session {
@@ -108,12 +114,22 @@ impl Session {
             catalog: Catalog::default(),
             stop: StopSignal::new(),
             jobs: Vec::new(),
+            kafka: KafkaConnection {
+                bootstrap_servers: std::env::var(KAFKA_ENV)
+                    .unwrap_or_else(|_| DEFAULT_BOOTSTRAP_SERVERS.to_string()),
+                properties: vec![],
+            },
         }
     }
 
     /// The signal that ends watching sources (and so every job) cleanly.
     pub fn stop_signal(&self) -> StopSignal {
         self.stop.clone()
+    }
+
+    /// Points SHOW TOPICS at the Kafka cluster at `bootstrap_servers`.
+    pub fn set_kafka(&mut self, bootstrap_servers: &str) {
+        self.kafka.bootstrap_servers = bootstrap_servers.to_string();
     }
 
     /// What the session's statements have declared.
@@ -156,6 +172,16 @@ impl Session {
             }
             StatementKind::Describe { name } => rows(show::describe(&self.catalog, name)?),
             StatementKind::ShowJobs { like } => rows(show::show_jobs(&self.jobs, like.as_deref())?),
+            StatementKind::ShowTopics { like } => {
+                let kafka = self.kafka.clone();
+                let topics = blocking(move || kafka.topics()).await?;
+                rows(show::show_topics(&topics, like.as_deref())?)
+            }
+            StatementKind::ShowTopicDetails { topic } => {
+                let (kafka, topic) = (self.kafka.clone(), topic.clone());
+                let details = blocking(move || kafka.topic_details(&topic)).await?;
+                rows(show::show_topic_details(&details)?)
+            }
         }
     }
 
@@ -364,6 +390,21 @@ impl Session {
         let bounded = prepared.sources.iter().all(|s| s.source.is_bounded());
         let metrics = Arc::new(JobMetrics::default());
         let mut stream = self.run_plan(&prepared, metrics.clone())?;
+        // A table's current state answers pull queries (`SELECT ... FROM table`).
+        let materialized = match kind {
+            JobKind::Table => {
+                let key = self
+                    .catalog
+                    .get(name)
+                    .map(|e| e.key.clone())
+                    .unwrap_or_default();
+                let table = Arc::new(MaterializedTable::try_new(&schema, &key)?);
+                self.ctx.deregister_table(name)?;
+                self.ctx.register_table(name, table.clone())?;
+                Some(table)
+            }
+            JobKind::Stream => None,
+        };
         let mut sink = Sink::try_new(sink_config, schema)?;
         let job_metrics = metrics.clone();
         let sources: Vec<Source> = prepared.sources.iter().map(|s| s.source.clone()).collect();
@@ -389,6 +430,9 @@ impl Session {
                         Some(batch) => {
                             let batch = batch?;
                             sink.write(&batch)?;
+                            if let Some(table) = &materialized {
+                                table.apply(&batch)?;
+                            }
                             job_metrics.add_records_out(batch.num_rows());
                             stateless && sink.flush()?
                         }
@@ -422,6 +466,19 @@ impl Session {
         self.jobs.push(job.record());
         Ok(job)
     }
+}
+
+/// The environment variable naming the Kafka cluster SHOW TOPICS describes (else
+/// `127.0.0.1:9092`).
+pub const KAFKA_ENV: &str = "FERRIS_KAFKA_BOOTSTRAP";
+
+/// Runs a blocking Kafka call off the async threads.
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> ferris_connectors::Result<T> + Send + 'static,
+) -> Result<T> {
+    Ok(tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))??)
 }
 
 fn rows(batch: arrow::record_batch::RecordBatch) -> Result<StatementOutput> {

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
-    UInt64Array,
+    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray, UInt64Array,
 };
 use arrow::compute::filter_record_batch;
 use arrow::compute::kernels::comparison::like;
 use arrow::datatypes::{Field, Schema};
 use datafusion::execution::context::SessionState;
+use ferris_connectors::kafka::{PartitionDetail, TopicSummary};
 
 use crate::catalog::{Catalog, CatalogEntry, EntryKind};
 use crate::error::{EngineError, Result};
@@ -137,6 +138,78 @@ pub(crate) fn describe(catalog: &Catalog, name: &str) -> Result<RecordBatch> {
             )) as ArrayRef,
         ),
         ("is_key", Arc::new(BooleanArray::from(key)) as ArrayRef),
+    ])
+}
+
+/// `SHOW TOPICS`: name, partitions and replicas of every topic.
+pub(crate) fn show_topics(topics: &[TopicSummary], pattern: Option<&str>) -> Result<RecordBatch> {
+    filter_like(
+        batch(vec![
+            ("topic", strings(topics.iter().map(|t| t.name.as_str()))),
+            (
+                "partitions",
+                Arc::new(UInt64Array::from_iter_values(
+                    topics.iter().map(|t| t.partitions as u64),
+                )),
+            ),
+            (
+                "replicas",
+                Arc::new(UInt64Array::from_iter_values(
+                    topics.iter().map(|t| t.replicas as u64),
+                )),
+            ),
+        ])?,
+        pattern,
+    )
+}
+
+/// `SHOW TOPIC DETAILS`: a row per partition, then one per consumer group and partition with
+/// the group's committed offset and lag.
+pub(crate) fn show_topic_details(rows: &[PartitionDetail]) -> Result<RecordBatch> {
+    let replicas: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            r.replicas
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    batch(vec![
+        (
+            "partition",
+            Arc::new(Int32Array::from_iter_values(
+                rows.iter().map(|r| r.partition),
+            )),
+        ),
+        (
+            "leader",
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.leader))),
+        ),
+        ("replicas", strings(replicas.iter().map(String::as_str))),
+        (
+            "low_offset",
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.low))),
+        ),
+        (
+            "high_offset",
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.high))),
+        ),
+        (
+            "consumer_group",
+            Arc::new(StringArray::from_iter(
+                rows.iter().map(|r| r.group.as_deref()),
+            )),
+        ),
+        (
+            "committed_offset",
+            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.committed))),
+        ),
+        (
+            "lag",
+            Arc::new(Int64Array::from_iter(rows.iter().map(PartitionDetail::lag))),
+        ),
     ])
 }
 

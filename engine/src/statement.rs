@@ -84,6 +84,16 @@ pub enum StatementKind {
         /// Only names matching this SQL `LIKE` pattern.
         like: Option<String>,
     },
+    /// `SHOW TOPICS [LIKE 'pattern']`: the topics of the session's Kafka.
+    ShowTopics {
+        /// Only names matching this SQL `LIKE` pattern.
+        like: Option<String>,
+    },
+    /// `SHOW TOPIC DETAILS 'name'`: a topic's partitions, offsets and consumer groups.
+    ShowTopicDetails {
+        /// The topic.
+        topic: String,
+    },
     /// `DESCRIBE name`: the columns of a stream, table or source.
     Describe {
         /// What to describe.
@@ -357,12 +367,30 @@ fn parse_kind(
             Ok(StatementKind::ShowJobs {
                 like: like(&sig[2..])?,
             })
+        } else if word_is(sig.get(1), "TOPICS") {
+            Ok(StatementKind::ShowTopics {
+                like: like(&sig[2..])?,
+            })
+        } else if word_is(sig.get(1), "TOPIC") {
+            match &sig[2..] {
+                [details, name] if word_is(Some(details), "DETAILS") => match &name.token {
+                    Token::SingleQuotedString(topic) => Ok(StatementKind::ShowTopicDetails {
+                        topic: topic.clone(),
+                    }),
+                    _ => Err(error_at(name, "expected the topic's name, quoted")),
+                },
+                [details, ..] if !word_is(Some(details), "DETAILS") => Err(error_at(
+                    details,
+                    "expected DETAILS 'topic' after SHOW TOPIC",
+                )),
+                _ => Err(error_at(sig[1], "expected SHOW TOPIC DETAILS 'topic'")),
+            }
         } else {
             let at = sig.get(1).copied().unwrap_or(first);
             Err(error_at(
                 at,
                 format!(
-                    "expected STREAMS, TABLES, FUNCTIONS or JOBS after SHOW, found {}",
+                    "expected STREAMS, TABLES, FUNCTIONS, JOBS, TOPICS or TOPIC DETAILS after SHOW, found {}",
                     describe_token(at)
                 ),
             ))
@@ -748,7 +776,7 @@ mod tests {
     #[test]
     fn several_statements_and_show_describe_explain() {
         let statements = parse_statements(
-            "SHOW STREAMS; show tables like 'a%';\nSHOW FUNCTIONS;\nDESCRIBE \"Bars\"; desc t;\nEXPLAIN SELECT 1;; SHOW JOBS LIKE 'b%';",
+            "SHOW STREAMS; show tables like 'a%';\nSHOW FUNCTIONS;\nDESCRIBE \"Bars\"; desc t;\nEXPLAIN SELECT 1;; SHOW JOBS LIKE 'b%'; SHOW TOPICS; SHOW TOPIC DETAILS 'trades';",
         )
         .unwrap();
         let kinds: Vec<_> = statements.iter().map(|s| s.kind.clone()).collect();
@@ -771,6 +799,13 @@ mod tests {
             kinds[6],
             StatementKind::ShowJobs {
                 like: Some("b%".into())
+            }
+        );
+        assert_eq!(kinds[7], StatementKind::ShowTopics { like: None });
+        assert_eq!(
+            kinds[8],
+            StatementKind::ShowTopicDetails {
+                topic: "trades".into()
             }
         );
         assert!(
@@ -849,6 +884,14 @@ mod tests {
                 "1:25: this parenthesis is never closed",
             ),
             ("SELECT (1", "1:9: unbalanced parentheses"),
+            (
+                "SHOW TOPIC DETAILS trades",
+                "1:20: expected the topic's name, quoted",
+            ),
+            (
+                "SHOW TOPIC trades",
+                "1:12: expected DETAILS 'topic' after SHOW TOPIC",
+            ),
             ("SELECT 1 WITH ()", "1:15: WITH () has no options"),
             (
                 "SELECT 1 WITH (a = 'b')",
@@ -878,7 +921,7 @@ mod tests {
             ),
             (
                 "SHOW JOBZ",
-                "1:6: expected STREAMS, TABLES, FUNCTIONS or JOBS after SHOW, found 'JOBZ'",
+                "1:6: expected STREAMS, TABLES, FUNCTIONS, JOBS, TOPICS or TOPIC DETAILS after SHOW, found 'JOBZ'",
             ),
             (
                 "SHOW STREAMS LIKE x",

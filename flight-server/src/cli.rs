@@ -17,9 +17,10 @@ Usage:
   ferris run FILE.sql        run every statement of the file
   ferris run -e \"SQL\"        run the statements given as text
   ferris explain FILE.sql    print the plan of every query of the file
-  ferris server [--flight HOST:PORT] [--auth-token TOKEN]
+  ferris server [--flight HOST:PORT] [--auth-token TOKEN] [--kafka HOST:PORT]
                              serve Arrow Flight SQL (default 127.0.0.1:50051; also from
-                             FERRIS_FLIGHT and FERRIS_AUTH_TOKEN)
+                             FERRIS_FLIGHT, FERRIS_AUTH_TOKEN and FERRIS_KAFKA_BOOTSTRAP,
+                             the cluster SHOW TOPICS describes)
   ferris --help | --version
 
 Jobs whose sources all end (files not watched) finish by themselves; with a watched
@@ -198,12 +199,14 @@ async fn finish(job: RunningJob) -> Result<(), EngineError> {
 fn server(options: &[&str]) -> ExitCode {
     let mut flight = std::env::var("FERRIS_FLIGHT").unwrap_or_else(|_| "127.0.0.1:50051".into());
     let mut token = std::env::var("FERRIS_AUTH_TOKEN").ok();
+    let mut kafka = None;
     let mut rest = options.iter();
     while let Some(option) = rest.next() {
         let value = rest.next();
         match (*option, value) {
             ("--flight", Some(value)) => flight = value.to_string(),
             ("--auth-token", Some(value)) => token = Some(value.to_string()),
+            ("--kafka", Some(value)) => kafka = Some(value.to_string()),
             _ => {
                 eprintln!("{USAGE}");
                 return ExitCode::from(2);
@@ -224,6 +227,7 @@ fn server(options: &[&str]) -> ExitCode {
     }
     let config = crate::server::ServerConfig {
         flight,
+        kafka,
         auth_token: token,
     };
     crate::block_on("ferris", async {

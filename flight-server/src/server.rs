@@ -32,8 +32,9 @@ use arrow_flight::sql::{
     TicketStatementQuery, XdbcDataType,
 };
 use arrow_flight::{
-    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
-    SchemaAsIpc, Ticket,
+    CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor,
+    FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc,
+    Ticket,
 };
 use base64::Engine;
 use datafusion::common::{ParamValues, ScalarValue};
@@ -41,7 +42,7 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use ferris_engine::catalog::EntryKind;
 use ferris_engine::{EngineError, RunningJob, Session, StatementOutput};
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
@@ -58,6 +59,9 @@ const TABLE_TYPES: [&str; 3] = ["TABLE", "STREAM", "VIEW"];
 pub struct ServerConfig {
     /// Where the Flight SQL endpoint listens.
     pub flight: SocketAddr,
+    /// The Kafka cluster `SHOW TOPICS` describes (else `FERRIS_KAFKA_BOOTSTRAP`, else
+    /// 127.0.0.1:9092).
+    pub kafka: Option<String>,
     /// With a token, every call needs `authorization: Bearer TOKEN` (the handshake, basic
     /// auth with the token as password, hands it out).
     pub auth_token: Option<String>,
@@ -71,7 +75,11 @@ pub async fn serve(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let incoming = tonic::transport::server::TcpIncoming::bind(config.flight)?;
     bound(incoming.local_addr()?);
-    let service = FerrisFlightSql::new(config.auth_token.clone());
+    let mut session = Session::new();
+    if let Some(kafka) = &config.kafka {
+        session.set_kafka(kafka);
+    }
+    let service = FerrisFlightSql::new(session, config.auth_token.clone());
     let token = config.auth_token.clone();
     let server =
         FlightServiceServer::with_interceptor(service.clone(), move |request: Request<()>| {
@@ -133,6 +141,8 @@ struct Inner {
     token: Option<String>,
     /// Results waiting for their `DoGet`, by handle.
     results: Mutex<HashMap<String, SendableRecordBatchStream>>,
+    /// Results being streamed, by handle: notified to cancel them (`CancelFlightInfo`).
+    streaming: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     /// Prepared statements: their SQL and bound parameters, by handle.
     prepared: Mutex<HashMap<String, Prepared>>,
     /// Jobs started through this server.
@@ -152,13 +162,14 @@ type FlightDataStream =
     Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
 
 impl FerrisFlightSql {
-    /// A service with a fresh session.
-    pub fn new(token: Option<String>) -> Self {
+    /// A service over `session`.
+    pub fn new(session: Session, token: Option<String>) -> Self {
         Self {
             inner: Arc::new(Inner {
-                session: tokio::sync::Mutex::new(Session::new()),
+                session: tokio::sync::Mutex::new(session),
                 token,
                 results: Mutex::default(),
+                streaming: Mutex::default(),
                 prepared: Mutex::default(),
                 jobs: Mutex::default(),
                 next_handle: AtomicU64::new(1),
@@ -360,7 +371,7 @@ static SQL_INFO: std::sync::LazyLock<SqlInfoData> = std::sync::LazyLock::new(|| 
     info.append(SqlInfo::FlightSqlServerSql, true);
     info.append(SqlInfo::FlightSqlServerSubstrait, false);
     info.append(SqlInfo::FlightSqlServerTransaction, 0i32);
-    info.append(SqlInfo::FlightSqlServerCancel, false);
+    info.append(SqlInfo::FlightSqlServerCancel, true);
     info.append(SqlInfo::SqlDdlCatalog, false);
     info.append(SqlInfo::SqlDdlSchema, false);
     info.append(SqlInfo::SqlDdlTable, true);
@@ -466,10 +477,13 @@ impl FlightSqlService for FerrisFlightSql {
             ))
         })?;
         let schema = rows.schema();
-        Ok(encode(
-            schema,
-            rows.map_err(|e| FlightError::ExternalError(Box::new(e))),
-        ))
+        let cancel = Arc::new(tokio::sync::Notify::new());
+        let cancelled = cancel.clone().notified_owned();
+        lock(&self.inner.streaming).insert(handle, cancel);
+        let rows = rows
+            .map_err(|e| FlightError::ExternalError(Box::new(e)))
+            .take_until(cancelled);
+        Ok(encode(schema, rows))
     }
 
     async fn do_put_statement_update(
@@ -733,6 +747,47 @@ impl FlightSqlService for FerrisFlightSql {
                 .build()
                 .map_err(Status::from)?,
         ))
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        let action = request.into_inner();
+        if action.r#type != "CancelFlightInfo" {
+            return Err(Status::unimplemented(format!(
+                "action '{}' is not supported",
+                action.r#type
+            )));
+        }
+        let cancel = CancelFlightInfoRequest::decode(action.body)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut status = CancelStatus::NotCancellable;
+        for endpoint in cancel.info.map(|info| info.endpoint).unwrap_or_default() {
+            let Some(ticket) = endpoint.ticket else {
+                continue;
+            };
+            let Ok(Some(statement)) = arrow_flight::sql::Any::decode(ticket.ticket)
+                .map(|any| any.unpack::<TicketStatementQuery>().ok().flatten())
+            else {
+                continue;
+            };
+            let handle = String::from_utf8_lossy(&statement.statement_handle).into_owned();
+            // Not fetched yet: drop it; being fetched: end its stream.
+            let waiting = lock(&self.inner.results).remove(&handle).is_some();
+            let running = lock(&self.inner.streaming).remove(&handle);
+            if let Some(running) = &running {
+                running.notify_waiters();
+            }
+            if waiting || running.is_some() {
+                status = CancelStatus::Cancelled;
+            }
+        }
+        let result = CancelFlightInfoResult::new(status);
+        let body = arrow_flight::Result {
+            body: result.encode_to_vec().into(),
+        };
+        Ok(Response::new(Box::pin(futures::stream::iter([Ok(body)]))))
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -473,3 +473,28 @@ fn processing_time_windows_close_on_the_clock_while_the_source_is_quiet() {
         "closed by the clock, before Ctrl-C"
     );
 }
+
+#[test]
+fn a_table_s_current_state_answers_a_pull_query() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.csv"), "symbol,qty\nA,3\nB,1\nA,4\nC,2\n").unwrap();
+    // A's total passes 5 and leaves the table (HAVING); B and C stay.
+    let output = run_in(
+        dir.path(),
+        &[
+            "run",
+            "-e",
+            "CREATE TABLE small AS SELECT symbol, SUM(qty) AS total FROM t GROUP BY symbol
+             HAVING SUM(qty) < 5 EMIT CHANGES WITH (
+             't.type' = 'file_source', 't.path' = 't.csv', 't.batch.size' = '1',
+             'small.type' = 'file_sink', 'small.path' = 'small.jsonl');
+             SELECT symbol, total FROM small ORDER BY symbol;",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("| B      | 1     |"), "{stdout}");
+    assert!(stdout.contains("| C      | 2     |"), "{stdout}");
+    assert!(!stdout.contains("| A "), "{stdout}");
+    assert!(stdout.contains("(2 rows)"), "{stdout}");
+}

@@ -829,3 +829,51 @@ fn retractions_become_tombstones_and_headers_pass_through() {
     assert_eq!(copied[0].2["trace"], "abc");
     assert_eq!(copied[0].1.as_deref(), Some(&br#"{"symbol":"A"}"#[..]));
 }
+
+#[test]
+fn show_topics_and_topic_details_describe_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = topic("described", 2);
+    produce(
+        &input,
+        ["a", "b", "c"].map(|k| (k.to_string(), br#"{"x":1}"#.to_vec())),
+    );
+    let sql = format!(
+        "CREATE STREAM described_copy AS SELECT x FROM src WITH (
+         'src.type' = 'kafka_source', 'src.bootstrap.servers' = '{}', 'src.topic' = '{input}',
+         'src.scan.bounded.mode' = 'latest-offset',
+         'described_copy.type' = 'file_sink', 'described_copy.path' = 'copy.jsonl');
+         SHOW TOPICS LIKE '{input}';
+         SHOW TOPIC DETAILS '{input}';",
+        bootstrap()
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_ferris"))
+        .args(["run", "-e", &sql])
+        .env("FERRIS_KAFKA_BOOTSTRAP", bootstrap())
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("| {input} | 2          |")),
+        "{stdout}"
+    );
+    // The job committed its group's offsets: all three messages, over both partitions.
+    let committed: i64 = stdout
+        .lines()
+        .filter(|l| l.contains("ferris-described_copy"))
+        .map(|l| l.split('|').nth(7).unwrap().trim().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(committed, 3, "{stdout}");
+
+    let missing = ferris(dir.path(), "SHOW TOPIC DETAILS 'no_such_topic_here'");
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("'no_such_topic_here' does not exist")
+    );
+}

@@ -12,6 +12,7 @@
 //!
 //! [`MessageFormat`]: crate::MessageFormat
 
+mod admin;
 mod dead_letter;
 mod metadata;
 mod producer;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+pub use admin::{PartitionDetail, TopicSummary};
 pub(crate) use dead_letter::DeadLetter;
 pub use dead_letter::DeadLetterTopic;
 pub use metadata::{OFFSET_COLUMN, PARTITION_COLUMN, TIMESTAMP_COLUMN, metadata_fields};
