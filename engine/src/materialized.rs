@@ -37,7 +37,11 @@ pub struct MaterializedTable {
 impl MaterializedTable {
     /// A table for a job whose output has `schema` and is keyed by the columns `key`.
     pub fn try_new(schema: &SchemaRef, key: &[String]) -> Result<Self> {
-        let op = schema.index_of(OP_COLUMN).ok();
+        // A changelog's `_op` is text; a column of that name and another type is data.
+        let op = schema
+            .index_of(OP_COLUMN)
+            .ok()
+            .filter(|&i| schema.field(i).data_type() == &arrow::datatypes::DataType::Utf8);
         let columns: Vec<usize> = (0..schema.fields().len())
             .filter(|i| Some(*i) != op)
             .collect();

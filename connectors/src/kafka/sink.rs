@@ -79,7 +79,11 @@ impl KafkaSink {
             .as_deref()
             .map(|f| column(f, "the timestamp column"))
             .transpose()?;
-        let op_column = schema.index_of(OP_COLUMN).ok();
+        // A changelog's `_op` is text; a column of that name and another type is data.
+        let op_column = schema
+            .index_of(OP_COLUMN)
+            .ok()
+            .filter(|&i| schema.field(i).data_type() == &DataType::Utf8);
         let headers_column = schema.index_of(HEADERS_COLUMN).ok();
         if let Some(i) = headers_column {
             let text_map = match schema.field(i).data_type() {
