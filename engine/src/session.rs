@@ -132,6 +132,11 @@ impl Session {
         self.kafka.bootstrap_servers = bootstrap_servers.to_string();
     }
 
+    /// Every job the session started, running or not.
+    pub fn jobs(&self) -> &[Arc<JobRecord>] {
+        &self.jobs
+    }
+
     /// What the session's statements have declared.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog

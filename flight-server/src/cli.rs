@@ -17,10 +17,11 @@ Usage:
   ferris run FILE.sql        run every statement of the file
   ferris run -e \"SQL\"        run the statements given as text
   ferris explain FILE.sql    print the plan of every query of the file
-  ferris server [--flight HOST:PORT] [--auth-token TOKEN] [--kafka HOST:PORT]
-                             serve Arrow Flight SQL (default 127.0.0.1:50051; also from
-                             FERRIS_FLIGHT, FERRIS_AUTH_TOKEN and FERRIS_KAFKA_BOOTSTRAP,
-                             the cluster SHOW TOPICS describes)
+  ferris server [--flight HOST:PORT] [--http HOST:PORT] [--auth-token TOKEN] [--kafka HOST:PORT]
+                             serve Arrow Flight SQL (default 127.0.0.1:50051), and
+                             /health, /ready, /metrics over HTTP; also from FERRIS_FLIGHT,
+                             FERRIS_HTTP, FERRIS_AUTH_TOKEN and FERRIS_KAFKA_BOOTSTRAP (the
+                             cluster SHOW TOPICS describes)
   ferris --help | --version
 
 Jobs whose sources all end (files not watched) finish by themselves; with a watched
@@ -200,6 +201,7 @@ fn server(options: &[&str]) -> ExitCode {
     let mut flight = std::env::var("FERRIS_FLIGHT").unwrap_or_else(|_| "127.0.0.1:50051".into());
     let mut token = std::env::var("FERRIS_AUTH_TOKEN").ok();
     let mut kafka = None;
+    let mut http = std::env::var("FERRIS_HTTP").ok();
     let mut rest = options.iter();
     while let Some(option) = rest.next() {
         let value = rest.next();
@@ -207,6 +209,7 @@ fn server(options: &[&str]) -> ExitCode {
             ("--flight", Some(value)) => flight = value.to_string(),
             ("--auth-token", Some(value)) => token = Some(value.to_string()),
             ("--kafka", Some(value)) => kafka = Some(value.to_string()),
+            ("--http", Some(value)) => http = Some(value.to_string()),
             _ => {
                 eprintln!("{USAGE}");
                 return ExitCode::from(2);
@@ -225,15 +228,30 @@ fn server(options: &[&str]) -> ExitCode {
     if token.is_none() {
         eprintln!("ferris: warning: no --auth-token: anyone who can reach the server can use it");
     }
+    let http = match http.map(|h| h.parse().map_err(|e| (h, e))).transpose() {
+        Ok(address) => address,
+        Err((text, e)) => {
+            eprintln!(
+                "ferris: error: --http '{text}': {e} (expected HOST:PORT, such as 127.0.0.1:9090)"
+            );
+            return ExitCode::from(2);
+        }
+    };
     let config = crate::server::ServerConfig {
         flight,
+        http,
         kafka,
         auth_token: token,
     };
     crate::block_on("ferris", async {
         crate::server::serve(
             config,
-            |address| eprintln!("ferris: Flight SQL listening on {address}"),
+            |flight, http| {
+                eprintln!("ferris: Flight SQL listening on {flight}");
+                if let Some(http) = http {
+                    eprintln!("ferris: HTTP (/health, /ready, /metrics) listening on {http}");
+                }
+            },
             async {
                 let _ = tokio::signal::ctrl_c().await;
                 eprintln!("ferris: stopping the server");

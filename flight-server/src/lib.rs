@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod http;
 pub mod server;
 
 /// Runs `work` on a new multi-threaded runtime; its error is printed as `program: error: ...`.

@@ -59,6 +59,8 @@ const TABLE_TYPES: [&str; 3] = ["TABLE", "STREAM", "VIEW"];
 pub struct ServerConfig {
     /// Where the Flight SQL endpoint listens.
     pub flight: SocketAddr,
+    /// Where `/health`, `/ready` and `/metrics` are served, if anywhere.
+    pub http: Option<SocketAddr>,
     /// The Kafka cluster `SHOW TOPICS` describes (else `FERRIS_KAFKA_BOOTSTRAP`, else
     /// 127.0.0.1:9092).
     pub kafka: Option<String>,
@@ -67,19 +69,28 @@ pub struct ServerConfig {
     pub auth_token: Option<String>,
 }
 
-/// Runs the server until `shutdown` completes; `bound` hears the address it listens on.
+/// Runs the server until `shutdown` completes; `bound` hears the addresses it listens on
+/// (Flight SQL, and HTTP if asked for).
 pub async fn serve(
     config: ServerConfig,
-    bound: impl FnOnce(SocketAddr),
+    bound: impl FnOnce(SocketAddr, Option<SocketAddr>),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let incoming = tonic::transport::server::TcpIncoming::bind(config.flight)?;
-    bound(incoming.local_addr()?);
+    let http = match config.http {
+        Some(address) => Some(crate::http::bind(address).await?),
+        None => None,
+    };
+    bound(
+        incoming.local_addr()?,
+        http.as_ref().map(|h| h.local_addr()).transpose()?,
+    );
     let mut session = Session::new();
     if let Some(kafka) = &config.kafka {
         session.set_kafka(kafka);
     }
     let service = FerrisFlightSql::new(session, config.auth_token.clone());
+    let http = http.map(|listener| tokio::spawn(crate::http::serve(listener, service.clone())));
     let token = config.auth_token.clone();
     let server =
         FlightServiceServer::with_interceptor(service.clone(), move |request: Request<()>| {
@@ -96,6 +107,9 @@ pub async fn serve(
         () = shutdown => {}
     }
     service.stop_jobs().await;
+    if let Some(http) = http {
+        http.abort();
+    }
     Ok(())
 }
 
@@ -175,6 +189,11 @@ impl FerrisFlightSql {
                 next_handle: AtomicU64::new(1),
             }),
         }
+    }
+
+    /// What the session keeps of every job it started.
+    pub async fn job_records(&self) -> Vec<Arc<ferris_engine::job::JobRecord>> {
+        self.inner.session.lock().await.jobs().to_vec()
     }
 
     /// Stops every job as `ferris run` does on Ctrl-C (sources end, windows flush, sinks

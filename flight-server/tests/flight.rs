@@ -25,29 +25,46 @@ fn project_root() -> PathBuf {
 struct Server {
     child: Child,
     address: String,
+    /// Its HTTP endpoint, when started with one.
+    http: Option<String>,
 }
 
 impl Server {
     fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, options: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferris"))
             .args(["server", "--flight", "127.0.0.1:0", "--auth-token", TOKEN])
+            .args(options)
             .current_dir(dir)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        while !line.contains("listening on") {
-            line.clear();
-            assert!(
-                stderr.read_line(&mut line).unwrap() > 0,
-                "the server stopped"
-            );
-        }
-        let address = line.trim().rsplit(' ').next().unwrap().to_string();
+        let mut listening = |what: &str| {
+            let mut line = String::new();
+            while !line.contains(what) {
+                line.clear();
+                assert!(
+                    stderr.read_line(&mut line).unwrap() > 0,
+                    "the server stopped"
+                );
+            }
+            line.trim().rsplit(' ').next().unwrap().to_string()
+        };
+        let address = listening("Flight SQL listening on");
+        let http = options
+            .contains(&"--http")
+            .then(|| listening("HTTP (/health, /ready, /metrics) listening on"));
         // Keep draining its log so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in stderr.lines() {});
-        Self { child, address }
+        Self {
+            child,
+            address,
+            http,
+        }
     }
 
     async fn client(&self, token: Option<&str>) -> FlightSqlServiceClient<Channel> {
@@ -428,4 +445,62 @@ async fn ctrl_c_stops_the_server_s_jobs_and_commits_their_sinks() {
     assert!(exit.success(), "{exit:?}");
     let copied = std::fs::read_to_string(dir.path().join("copied.jsonl")).unwrap();
     assert_eq!(copied, "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n");
+}
+
+/// `GET path` over HTTP/1.1: the status line and the body.
+fn http_get(address: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+#[tokio::test]
+async fn http_serves_health_and_every_job_s_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = trades_csv(dir.path());
+    let server = Server::start_with(dir.path(), &["--http", "127.0.0.1:0"]);
+    let http = server.http.clone().unwrap();
+    assert_eq!(http_get(&http, "/health").0, "HTTP/1.1 200 OK");
+    assert_eq!(http_get(&http, "/ready").0, "HTTP/1.1 200 OK");
+    assert_eq!(http_get(&http, "/nope").0, "HTTP/1.1 404 Not Found");
+
+    let mut client = server.client(Some(TOKEN)).await;
+    query(
+        &mut client,
+        &format!(
+            "CREATE STREAM copied AS SELECT symbol FROM trades WITH ({source},
+             'copied.type' = 'file_sink', 'copied.path' = 'copied.jsonl')"
+        ),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, metrics) = http_get(&http, "/metrics");
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        if metrics.contains("ferris_job_running{job=\"copied\"} 0") {
+            assert!(
+                metrics.contains("# TYPE ferris_job_records_in_total counter"),
+                "{metrics}"
+            );
+            assert!(
+                metrics.contains("ferris_job_records_in_total{job=\"copied\"} 3"),
+                "{metrics}"
+            );
+            assert!(
+                metrics.contains("ferris_job_records_out_total{job=\"copied\"} 3"),
+                "{metrics}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
