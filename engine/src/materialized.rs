@@ -1,7 +1,9 @@
-//! The current state of a `CREATE TABLE`, kept in memory as its job writes it, so that a plain
-//! `SELECT ... FROM table` (a pull query) reads the table as it is now.
+//! A job's output, readable by name: the current state of a `CREATE TABLE`, kept in memory as
+//! its job writes it, so that `SELECT ... FROM table` (a pull query) reads it as it is now;
+//! and the rows of a `CREATE STREAM` as they are written, so that `SELECT ... FROM stream` (a
+//! push query) follows them.
 //!
-//! The job's output is a changelog when it carries `_op`: a `-D` row removes its key, a `-U`
+//! A table's output is a changelog when it carries `_op`: a `-D` row removes its key, a `-U`
 //! row is the first half of an update whose `+U` follows. Rows are kept by key, in key order.
 
 use std::collections::BTreeMap;
@@ -13,8 +15,12 @@ use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::{MemTable, TableType};
+use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use ferris_streaming::OP_COLUMN;
 
 use crate::error::{EngineError, Result};
@@ -140,5 +146,83 @@ impl TableProvider for MaterializedTable {
         MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
             .scan(state, projection, filters, limit)
             .await
+    }
+}
+
+/// How many batches a push query may fall behind before it is ended: a slow client never
+/// holds its job back.
+const LIVE_BACKLOG: usize = 1024;
+
+/// A stream's rows as its job writes them, to every push query reading it at the time.
+#[derive(Debug)]
+pub struct LiveStream {
+    name: String,
+    schema: SchemaRef,
+    /// `None` once the job has ended: readers then end too.
+    sender: Mutex<Option<tokio::sync::broadcast::Sender<RecordBatch>>>,
+}
+
+impl LiveStream {
+    /// A stream of the job `name`, whose output has `schema`.
+    pub fn new(name: &str, schema: SchemaRef) -> Self {
+        let (sender, _) = tokio::sync::broadcast::channel(LIVE_BACKLOG);
+        Self {
+            name: name.to_string(),
+            schema,
+            sender: Mutex::new(Some(sender)),
+        }
+    }
+
+    /// The job's end of the stream; readers finish when it is dropped, however the job ends.
+    pub fn writer(self: &Arc<Self>) -> LiveStreamWriter {
+        LiveStreamWriter(self.clone())
+    }
+}
+
+/// Where a job hands its stream's batches to the push queries reading it.
+#[derive(Debug)]
+pub struct LiveStreamWriter(Arc<LiveStream>);
+
+impl LiveStreamWriter {
+    /// Hands a batch the job wrote to every reader.
+    pub fn publish(&self, batch: &RecordBatch) {
+        if let Some(sender) = lock(&self.0.sender).as_ref() {
+            // No reader is no error.
+            let _ = sender.send(batch.clone());
+        }
+    }
+}
+
+impl Drop for LiveStreamWriter {
+    fn drop(&mut self) {
+        lock(&self.0.sender).take();
+    }
+}
+
+impl PartitionStream for LiveStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let receiver = lock(&self.sender).as_ref().map(|s| s.subscribe());
+        let name = self.name.clone();
+        let batches = futures::stream::unfold(receiver, move |receiver| {
+            let name = name.clone();
+            async move {
+                let mut receiver = receiver?;
+                match receiver.recv().await {
+                    Ok(batch) => Some((Ok(batch), Some(receiver))),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => Some((
+                        Err(DataFusionError::Execution(format!(
+                            "this query over stream '{name}' fell {missed} batches behind and was ended (its job goes on)"
+                        ))),
+                        None,
+                    )),
+                }
+            }
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::SchemaRef;
+use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::config::Dialect;
 use datafusion::execution::TaskContext;
@@ -32,7 +33,7 @@ use crate::catalog::{Catalog, CatalogEntry, EntryKind};
 use crate::error::{EngineError, Result};
 use crate::job::{JobMetrics, JobRecord, RunningJob};
 use crate::late::LateRecordFile;
-use crate::materialized::MaterializedTable;
+use crate::materialized::{LiveStream, MaterializedTable};
 use crate::options::{OptionValue, Options};
 use crate::planner::{
     AggregateSettings, rewrite_query, streaming_plan, time_source, without_batch_coalescing,
@@ -395,8 +396,10 @@ impl Session {
         let bounded = prepared.sources.iter().all(|s| s.source.is_bounded());
         let metrics = Arc::new(JobMetrics::default());
         let mut stream = self.run_plan(&prepared, metrics.clone())?;
-        // A table's current state answers pull queries (`SELECT ... FROM table`).
-        let materialized = match kind {
+        // The output is readable by name: a table's current state answers pull queries, a
+        // stream's rows as written feed push queries.
+        self.ctx.deregister_table(name)?;
+        let (materialized, live) = match kind {
             JobKind::Table => {
                 let key = self
                     .catalog
@@ -404,11 +407,16 @@ impl Session {
                     .map(|e| e.key.clone())
                     .unwrap_or_default();
                 let table = Arc::new(MaterializedTable::try_new(&schema, &key)?);
-                self.ctx.deregister_table(name)?;
                 self.ctx.register_table(name, table.clone())?;
-                Some(table)
+                (Some(table), None)
             }
-            JobKind::Stream => None,
+            JobKind::Stream => {
+                let live = Arc::new(LiveStream::new(name, schema.clone()));
+                let table = StreamingTable::try_new(schema.clone(), vec![live.clone()])?
+                    .with_infinite_table(true);
+                self.ctx.register_table(name, Arc::new(table))?;
+                (None, Some(live.writer()))
+            }
         };
         let mut sink = Sink::try_new(sink_config, schema)?;
         let job_metrics = metrics.clone();
@@ -437,6 +445,9 @@ impl Session {
                             sink.write(&batch)?;
                             if let Some(table) = &materialized {
                                 table.apply(&batch)?;
+                            }
+                            if let Some(live) = &live {
+                                live.publish(&batch);
                             }
                             job_metrics.add_records_out(batch.num_rows());
                             stateless && sink.flush()?

@@ -504,3 +504,44 @@ async fn http_serves_health_and_every_job_s_metrics() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_push_query_follows_the_rows_a_stream_s_job_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    let server = Server::start(dir.path());
+    let mut client = server.client(Some(TOKEN)).await;
+    query(
+        &mut client,
+        "CREATE STREAM doubled AS SELECT n * 2 AS twice FROM numbers WITH (
+         'numbers.type' = 'file_source', 'numbers.path' = 'in/', 'numbers.format' = 'csv',
+         'numbers.schema' = 'n BIGINT', 'numbers.watch' = 'true',
+         'numbers.watch.interval' = '50ms',
+         'doubled.type' = 'file_sink', 'doubled.path' = 'out/')",
+    )
+    .await;
+    // The push query reads the stream by name, from now on, while the job writes it.
+    let info = client
+        .execute("SELECT twice + 1 AS odd FROM doubled".into(), None)
+        .await
+        .unwrap();
+    let mut rows = client
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::write(dir.path().join("in/1.csv"), "n\n1\n2\n").unwrap();
+    let batch = tokio::time::timeout(Duration::from_secs(10), rows.try_next())
+        .await
+        .expect("the stream's rows come through")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        batch
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec(),
+        vec![3, 5]
+    );
+}
