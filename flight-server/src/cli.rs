@@ -18,10 +18,11 @@ Usage:
   ferris run -e \"SQL\"        run the statements given as text
   ferris explain FILE.sql    print the plan of every query of the file
   ferris server [--flight HOST:PORT] [--http HOST:PORT] [--auth-token TOKEN] [--kafka HOST:PORT]
+                [--tls-cert FILE --tls-key FILE]
                              serve Arrow Flight SQL (default 127.0.0.1:50051), and
                              /health, /ready, /metrics over HTTP; also from FERRIS_FLIGHT,
-                             FERRIS_HTTP, FERRIS_AUTH_TOKEN and FERRIS_KAFKA_BOOTSTRAP (the
-                             cluster SHOW TOPICS describes)
+                             FERRIS_HTTP, FERRIS_AUTH_TOKEN, FERRIS_KAFKA_BOOTSTRAP (the
+                             cluster SHOW TOPICS describes), FERRIS_TLS_CERT, FERRIS_TLS_KEY
   ferris --help | --version
 
 Jobs whose sources all end (files not watched) finish by themselves; with a watched
@@ -202,6 +203,8 @@ fn server(options: &[&str]) -> ExitCode {
     let mut token = std::env::var("FERRIS_AUTH_TOKEN").ok();
     let mut kafka = None;
     let mut http = std::env::var("FERRIS_HTTP").ok();
+    let mut tls_cert = std::env::var("FERRIS_TLS_CERT").ok();
+    let mut tls_key = std::env::var("FERRIS_TLS_KEY").ok();
     let mut rest = options.iter();
     while let Some(option) = rest.next() {
         let value = rest.next();
@@ -210,6 +213,8 @@ fn server(options: &[&str]) -> ExitCode {
             ("--auth-token", Some(value)) => token = Some(value.to_string()),
             ("--kafka", Some(value)) => kafka = Some(value.to_string()),
             ("--http", Some(value)) => http = Some(value.to_string()),
+            ("--tls-cert", Some(value)) => tls_cert = Some(value.to_string()),
+            ("--tls-key", Some(value)) => tls_key = Some(value.to_string()),
             _ => {
                 eprintln!("{USAGE}");
                 return ExitCode::from(2);
@@ -237,8 +242,17 @@ fn server(options: &[&str]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some((cert.into(), key.into())),
+        (None, None) => None,
+        _ => {
+            eprintln!("ferris: error: --tls-cert and --tls-key go together");
+            return ExitCode::from(2);
+        }
+    };
     let config = crate::server::ServerConfig {
         flight,
+        tls,
         http,
         kafka,
         auth_token: token,

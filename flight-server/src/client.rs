@@ -22,6 +22,8 @@ Options:
   --host HOST            the server's host (default 127.0.0.1)
   --port PORT            the server's port (default 50051)
   --token TOKEN          the server's auth token (also FERRIS_AUTH_TOKEN)
+  --tls                  connect over TLS, trusting the system's certificate authorities
+  --tls-ca FILE          connect over TLS, trusting the authority in this PEM file
   --format FORMAT        table (default), csv or json (JSON lines)
   --follow               print rows as they arrive (for queries over watched sources)";
 
@@ -37,6 +39,8 @@ struct Options {
     host: String,
     port: u16,
     token: Option<String>,
+    /// TLS, with the PEM of the authority to trust (`None`: the system's).
+    tls: Option<Option<String>>,
     format: Format,
     follow: bool,
     input: Option<Input>,
@@ -52,6 +56,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         host: "127.0.0.1".into(),
         port: 50051,
         token: std::env::var("FERRIS_AUTH_TOKEN").ok(),
+        tls: None,
         format: Format::Table,
         follow: false,
         input: None,
@@ -72,6 +77,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     .map_err(|_| format!("--port '{port}': not a port number"))?;
             }
             "--token" => options.token = Some(value("--token")?),
+            "--tls" => {
+                options.tls.get_or_insert(None);
+            }
+            "--tls-ca" => options.tls = Some(Some(value("--tls-ca")?)),
             "--format" => {
                 options.format = match value("--format")?.as_str() {
                     "table" => Format::Table,
@@ -108,12 +117,25 @@ pub fn main(args: Vec<String>) -> ExitCode {
 }
 
 async fn run(options: Options) -> Result<(), String> {
-    let address = format!("http://{}:{}", options.host, options.port);
-    let channel = Channel::from_shared(address.clone())
-        .map_err(|e| e.to_string())?
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let address = format!("{scheme}://{}:{}", options.host, options.port);
+    let mut endpoint = Channel::from_shared(address.clone()).map_err(|e| e.to_string())?;
+    if let Some(authority) = &options.tls {
+        let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+        if let Some(path) = authority {
+            let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        }
+        endpoint = endpoint.tls_config(tls).map_err(|e| e.to_string())?;
+    }
+    let channel = endpoint
         .connect()
         .await
-        .map_err(|e| format!("cannot reach {address}: {e}"))?;
+        .map_err(|e| format!("cannot reach {address}: {e:?}"))?;
     let mut client = FlightSqlServiceClient::new(channel);
     if let Some(token) = &options.token {
         client.set_token(token.clone());

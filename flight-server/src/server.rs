@@ -59,6 +59,8 @@ const TABLE_TYPES: [&str; 3] = ["TABLE", "STREAM", "VIEW"];
 pub struct ServerConfig {
     /// Where the Flight SQL endpoint listens.
     pub flight: SocketAddr,
+    /// A PEM certificate (chain) and its private key: Flight SQL over TLS (`grpc+tls://`).
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Where `/health`, `/ready` and `/metrics` are served, if anywhere.
     pub http: Option<SocketAddr>,
     /// The Kafka cluster `SHOW TOPICS` describes (else `FERRIS_KAFKA_BOOTSTRAP`, else
@@ -97,9 +99,19 @@ pub async fn serve(
             authorize(token.as_deref(), &request)?;
             Ok(request)
         });
-    let serving = tonic::transport::Server::builder()
-        .add_service(server)
-        .serve_with_incoming(incoming);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some((cert, key)) = &config.tls {
+        let read = |path: &std::path::Path, what: &str| {
+            std::fs::read(path)
+                .map_err(|e| format!("reading the TLS {what} {}: {e}", path.display()))
+        };
+        let identity =
+            tonic::transport::Identity::from_pem(read(cert, "certificate")?, read(key, "key")?);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| format!("TLS with {} and {}: {e}", cert.display(), key.display()))?;
+    }
+    let serving = builder.add_service(server).serve_with_incoming(incoming);
     // On shutdown, open connections are dropped rather than waited for: a client that never
     // hangs up must not keep the jobs from stopping.
     tokio::select! {

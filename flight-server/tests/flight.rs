@@ -545,3 +545,63 @@ async fn a_push_query_follows_the_rows_a_stream_s_job_writes() {
         vec![3, 5]
     );
 }
+
+#[tokio::test]
+async fn tls_serves_flight_sql_to_clients_that_trust_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert = dir.path().join("server.pem");
+    let key = dir.path().join("server.key");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+
+    let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(
+        tonic::transport::Certificate::from_pem(certified.cert.pem()),
+    );
+    let channel = Channel::from_shared(format!("https://{}", server.address))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = FlightSqlServiceClient::new(channel);
+    client.set_token(TOKEN.to_string());
+    let one = query(&mut client, "SELECT 1 AS one").await;
+    assert_eq!(one[0].column(0).as_primitive::<Int64Type>().value(0), 1);
+
+    // Plain text to a TLS port gets nowhere.
+    let plain = Channel::from_shared(format!("http://{}", server.address))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        let mut client = FlightSqlServiceClient::new(channel);
+        client.set_token(TOKEN.to_string());
+        assert!(client.execute("SELECT 1".into(), None).await.is_err());
+    }
+
+    // ferris-flight with the authority's certificate.
+    let port = server.address.rsplit(':').next().unwrap().to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_ferris-flight"))
+        .args(["--port", &port, "--token", TOKEN, "--format", "csv"])
+        .args(["--tls-ca", cert.to_str().unwrap(), "-e", "SELECT 2 AS two"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "two\n2\n");
+}
