@@ -167,12 +167,19 @@ impl Session {
                 ))
             }
             StatementKind::Explain(inner) => self.explain(inner).await,
-            StatementKind::ShowStreams { like } => {
-                rows(show::show_entries(&self.catalog, false, like.as_deref())?)
-            }
-            StatementKind::ShowTables { like } => {
-                rows(show::show_entries(&self.catalog, true, like.as_deref())?)
-            }
+            StatementKind::ShowStreams { like } => rows(show::show_entries(
+                &self.catalog,
+                false,
+                like.as_deref(),
+                false,
+            )?),
+            StatementKind::ShowTables { like, schemas } => rows(show::show_entries(
+                &self.catalog,
+                true,
+                like.as_deref(),
+                *schemas,
+            )?),
+            StatementKind::ShowJobStatus { name } => rows(show::show_job_status(&self.jobs, name)?),
             StatementKind::ShowFunctions { like } => {
                 rows(show::show_functions(&self.ctx.state(), like.as_deref())?)
             }

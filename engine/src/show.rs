@@ -49,6 +49,7 @@ pub(crate) fn show_entries(
     catalog: &Catalog,
     tables: bool,
     pattern: Option<&str>,
+    schemas: bool,
 ) -> Result<RecordBatch> {
     let entries: Vec<&CatalogEntry> = catalog
         .entries()
@@ -79,6 +80,20 @@ pub(crate) fn show_entries(
             )) as ArrayRef,
         ),
     ]);
+    if schemas {
+        let described: Vec<String> = entries
+            .iter()
+            .map(|e| {
+                e.schema
+                    .fields()
+                    .iter()
+                    .map(|f| format!("{} {}", f.name(), f.data_type()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .collect();
+        columns.push(("schema", strings(described.iter().map(String::as_str))));
+    }
     filter_like(batch(columns)?, pattern)
 }
 
@@ -213,6 +228,63 @@ pub(crate) fn show_topic_details(rows: &[PartitionDetail]) -> Result<RecordBatch
     ])
 }
 
+/// `SHOW JOB STATUS 'name'`: one job, a row per property (`property`, `value`), with every
+/// counter.
+pub(crate) fn show_job_status(
+    jobs: &[std::sync::Arc<JobRecord>],
+    name: &str,
+) -> Result<RecordBatch> {
+    // The latest job of that name: a name can be reused once its job has ended.
+    let job = jobs.iter().rev().find(|j| j.name == name).ok_or_else(|| {
+        EngineError::Catalog(format!("SHOW JOB STATUS '{name}': no job of that name"))
+    })?;
+    let progress = job.progress();
+    let status = job.status();
+    let started = arrow::util::display::array_value_to_string(
+        &TimestampMillisecondArray::from(vec![millis_since_epoch(job.started_at)]),
+        0,
+    )?;
+    let properties: Vec<(&str, String)> = vec![
+        ("name", job.name.clone()),
+        ("status", status.as_str().to_string()),
+        ("node", node()),
+        ("started", started),
+        (
+            "running_seconds",
+            format!("{:.1}", progress.elapsed.as_secs_f64()),
+        ),
+        ("records_in", progress.records_in.to_string()),
+        ("records_out", progress.records_out.to_string()),
+        ("records_per_second", format!("{:.1}", progress.rate())),
+        ("bad_records", progress.bad_records.to_string()),
+        ("late_records", progress.late_records.to_string()),
+        ("peak_state_bytes", progress.peak_state_bytes.to_string()),
+        (
+            "last_error",
+            match status {
+                JobStatus::Failed(e) => e,
+                _ => String::new(),
+            },
+        ),
+    ];
+    batch(vec![
+        ("property", strings(properties.iter().map(|(p, _)| *p))),
+        ("value", strings(properties.iter().map(|(_, v)| v.as_str()))),
+    ])
+}
+
+/// The machine's name, where jobs run (one process for now).
+fn node() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
+fn millis_since_epoch(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// `SHOW JOBS`: every job the session started, with its status, counters and last error.
 pub(crate) fn show_jobs(
     jobs: &[std::sync::Arc<JobRecord>],
@@ -220,11 +292,8 @@ pub(crate) fn show_jobs(
 ) -> Result<RecordBatch> {
     let statuses: Vec<JobStatus> = jobs.iter().map(|j| j.status()).collect();
     let progress: Vec<_> = jobs.iter().map(|j| j.progress()).collect();
-    let started = jobs.iter().map(|j| {
-        j.started_at
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
-    });
+    let started = jobs.iter().map(|j| millis_since_epoch(j.started_at));
+    let node = node();
     let errors = statuses.iter().map(|s| match s {
         JobStatus::Failed(e) => Some(e.as_str()),
         _ => None,
@@ -232,6 +301,7 @@ pub(crate) fn show_jobs(
     filter_like(
         batch(vec![
             ("name", strings(jobs.iter().map(|j| j.name.as_str()))),
+            ("node", strings(jobs.iter().map(|_| node.as_str()))),
             (
                 "kind",
                 strings(jobs.iter().map(|j| match j.kind {

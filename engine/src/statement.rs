@@ -69,10 +69,12 @@ pub enum StatementKind {
         /// Only names matching this SQL `LIKE` pattern.
         like: Option<String>,
     },
-    /// `SHOW TABLES [LIKE 'pattern']`.
+    /// `SHOW TABLES [LIKE 'pattern'] [WITH SCHEMAS]`.
     ShowTables {
         /// Only names matching this SQL `LIKE` pattern.
         like: Option<String>,
+        /// With a column listing each table's columns and types.
+        schemas: bool,
     },
     /// `SHOW FUNCTIONS [LIKE 'pattern']`.
     ShowFunctions {
@@ -83,6 +85,11 @@ pub enum StatementKind {
     ShowJobs {
         /// Only names matching this SQL `LIKE` pattern.
         like: Option<String>,
+    },
+    /// `SHOW JOB STATUS 'name'`: one job's status and every counter.
+    ShowJobStatus {
+        /// The job.
+        name: String,
     },
     /// `SHOW TOPICS [LIKE 'pattern']`: the topics of the session's Kafka.
     ShowTopics {
@@ -356,8 +363,18 @@ fn parse_kind(
                 like: like(&sig[2..])?,
             })
         } else if keyword(sig.get(1), Keyword::TABLES) {
+            let rest = &sig[2..];
+            let schemas = rest.len() >= 2
+                && keyword(rest.get(rest.len() - 2), Keyword::WITH)
+                && word_is(rest.last(), "SCHEMAS");
+            let rest = if schemas {
+                &rest[..rest.len() - 2]
+            } else {
+                rest
+            };
             Ok(StatementKind::ShowTables {
-                like: like(&sig[2..])?,
+                like: like(rest)?,
+                schemas,
             })
         } else if keyword(sig.get(1), Keyword::FUNCTIONS) {
             Ok(StatementKind::ShowFunctions {
@@ -367,6 +384,16 @@ fn parse_kind(
             Ok(StatementKind::ShowJobs {
                 like: like(&sig[2..])?,
             })
+        } else if word_is(sig.get(1), "JOB") {
+            match &sig[2..] {
+                [status, name] if word_is(Some(status), "STATUS") => match &name.token {
+                    Token::SingleQuotedString(job) => {
+                        Ok(StatementKind::ShowJobStatus { name: job.clone() })
+                    }
+                    _ => Err(error_at(name, "expected the job's name, quoted")),
+                },
+                _ => Err(error_at(sig[1], "expected SHOW JOB STATUS 'name'")),
+            }
         } else if word_is(sig.get(1), "TOPICS") {
             Ok(StatementKind::ShowTopics {
                 like: like(&sig[2..])?,
@@ -776,7 +803,7 @@ mod tests {
     #[test]
     fn several_statements_and_show_describe_explain() {
         let statements = parse_statements(
-            "SHOW STREAMS; show tables like 'a%';\nSHOW FUNCTIONS;\nDESCRIBE \"Bars\"; desc t;\nEXPLAIN SELECT 1;; SHOW JOBS LIKE 'b%'; SHOW TOPICS; SHOW TOPIC DETAILS 'trades';",
+            "SHOW STREAMS; show tables like 'a%';\nSHOW FUNCTIONS;\nDESCRIBE \"Bars\"; desc t;\nEXPLAIN SELECT 1;; SHOW JOBS LIKE 'b%'; SHOW TOPICS; SHOW TOPIC DETAILS 'trades'; SHOW TABLES WITH SCHEMAS; SHOW JOB STATUS 'bars';",
         )
         .unwrap();
         let kinds: Vec<_> = statements.iter().map(|s| s.kind.clone()).collect();
@@ -784,7 +811,8 @@ mod tests {
         assert_eq!(
             kinds[1],
             StatementKind::ShowTables {
-                like: Some("a%".into())
+                like: Some("a%".into()),
+                schemas: false,
             }
         );
         assert_eq!(kinds[2], StatementKind::ShowFunctions { like: None });
@@ -802,6 +830,19 @@ mod tests {
             }
         );
         assert_eq!(kinds[7], StatementKind::ShowTopics { like: None });
+        assert_eq!(
+            kinds[9],
+            StatementKind::ShowTables {
+                like: None,
+                schemas: true
+            }
+        );
+        assert_eq!(
+            kinds[10],
+            StatementKind::ShowJobStatus {
+                name: "bars".into()
+            }
+        );
         assert_eq!(
             kinds[8],
             StatementKind::ShowTopicDetails {

@@ -497,4 +497,23 @@ fn a_table_s_current_state_answers_a_pull_query() {
     assert!(stdout.contains("| C      | 2     |"), "{stdout}");
     assert!(!stdout.contains("| A "), "{stdout}");
     assert!(stdout.contains("(2 rows)"), "{stdout}");
+
+    let status = run_in(
+        dir.path(),
+        &[
+            "run",
+            "-e",
+            "CREATE STREAM copied AS SELECT symbol FROM t WITH (
+             't.type' = 'file_source', 't.path' = 't.csv',
+             'copied.type' = 'file_sink', 'copied.path' = 'copied.jsonl');
+             SHOW JOB STATUS 'copied'; SHOW TABLES WITH SCHEMAS; SHOW JOB STATUS 'nope';",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        stdout.contains("| status             | FINISHED"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| records_in         | 4 "), "{stdout}");
+    assert!(stderr(&status).contains("SHOW JOB STATUS 'nope': no job of that name"));
 }
