@@ -151,35 +151,81 @@ async fn run(options: Options) -> Result<(), String> {
     }
 }
 
-/// Reads statements (ending with `;`) from standard input and runs each; an error is shown
-/// and the prompt goes on.
+/// Where the prompt's lines come from: a line editor with history at a terminal, plain
+/// standard input otherwise (a script piped in).
+enum Lines {
+    Editor {
+        editor: Box<rustyline::DefaultEditor>,
+        history: Option<std::path::PathBuf>,
+    },
+    Piped(std::io::Lines<std::io::StdinLock<'static>>),
+}
+
+impl Lines {
+    fn open() -> Self {
+        if std::io::stdin().is_terminal()
+            && let Ok(mut editor) = rustyline::DefaultEditor::new()
+        {
+            let history = std::env::var_os("HOME")
+                .map(|home| std::path::Path::new(&home).join(".ferris_flight_history"));
+            if let Some(path) = &history {
+                // No history yet is fine.
+                let _ = editor.load_history(path);
+            }
+            return Self::Editor {
+                editor: Box::new(editor),
+                history,
+            };
+        }
+        Self::Piped(std::io::stdin().lock().lines())
+    }
+
+    /// The next line (`Ok(None)`: Ctrl-C at the prompt, which drops the statement being
+    /// typed); `None` at the end of input.
+    fn next(&mut self, continuing: bool) -> Option<Result<Option<String>, String>> {
+        match self {
+            Self::Editor { editor, .. } => {
+                let prompt = if continuing { "     -> " } else { "ferris> " };
+                match editor.readline(prompt) {
+                    Ok(line) => Some(Ok(Some(line))),
+                    Err(rustyline::error::ReadlineError::Interrupted) => Some(Ok(None)),
+                    Err(rustyline::error::ReadlineError::Eof) => None,
+                    Err(e) => Some(Err(e.to_string())),
+                }
+            }
+            Self::Piped(lines) => lines
+                .next()
+                .map(|line| line.map(Some).map_err(|e| e.to_string())),
+        }
+    }
+
+    fn remember(&mut self, statement: &str) {
+        if let Self::Editor { editor, history } = self {
+            let _ = editor.add_history_entry(statement.trim());
+            if let Some(path) = history {
+                let _ = editor.save_history(path);
+            }
+        }
+    }
+}
+
+/// Reads statements (ending with `;`) and runs each; an error is shown and the prompt goes on.
 async fn prompt(
     client: &mut FlightSqlServiceClient<Channel>,
     options: &Options,
 ) -> Result<(), String> {
-    let interactive = std::io::stdin().is_terminal();
+    let mut lines = Lines::open();
     let mut statement = String::new();
-    let mut lines = std::io::stdin().lock().lines();
-    loop {
-        if interactive {
-            print!(
-                "{}",
-                if statement.is_empty() {
-                    "ferris> "
-                } else {
-                    "     -> "
-                }
-            );
-            std::io::stdout().flush().map_err(|e| e.to_string())?;
-        }
-        let Some(line) = lines.next() else {
-            break;
+    while let Some(line) = lines.next(!statement.is_empty()) {
+        let Some(line) = line? else {
+            statement.clear();
+            continue;
         };
-        let line = line.map_err(|e| e.to_string())?;
         statement.push_str(&line);
         statement.push('\n');
         if line.trim_end().ends_with(';') {
             let sql = std::mem::take(&mut statement);
+            lines.remember(&sql);
             if let Err(e) = execute(client, &sql, options).await {
                 eprintln!("error: {e}");
             }
