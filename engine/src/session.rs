@@ -31,7 +31,7 @@ use futures::StreamExt;
 
 use crate::catalog::{Catalog, CatalogEntry, EntryKind};
 use crate::error::{EngineError, Result};
-use crate::job::{JobMetrics, JobRecord, RunningJob};
+use crate::job::{JobMetrics, JobRecord, JobStatus, RunningJob};
 use crate::late::LateRecordFile;
 use crate::materialized::{LiveStream, MaterializedTable};
 use crate::options::{OptionValue, Options};
@@ -355,6 +355,19 @@ impl Session {
         name: &str,
         query: &StreamingQuery,
     ) -> Result<RunningJob> {
+        // Two jobs writing one sink under one name would interleave their output.
+        if self
+            .jobs
+            .iter()
+            .any(|job| job.name.eq_ignore_ascii_case(name) && job.status() == JobStatus::Running)
+        {
+            return Err(EngineError::Sql {
+                message: format!(
+                    "job '{name}' is running already; its name is taken until it ends"
+                ),
+                position: query.position,
+            });
+        }
         let prepared = self.prepare(query, Some(name)).await?;
         let mut sink_config = prepared
             .sink

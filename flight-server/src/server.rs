@@ -51,6 +51,8 @@ use tonic::{Request, Response, Status, Streaming};
 pub const CATALOG: &str = "ferris";
 /// See [`CATALOG`].
 pub const SCHEMA: &str = "public";
+/// How long a result waits for its `DoGet` before it is dropped.
+const UNFETCHED_RESULT_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 /// The table types a client can filter on.
 const TABLE_TYPES: [&str; 3] = ["TABLE", "STREAM", "VIEW"];
 
@@ -165,8 +167,8 @@ pub struct FerrisFlightSql {
 struct Inner {
     session: tokio::sync::Mutex<Session>,
     token: Option<String>,
-    /// Results waiting for their `DoGet`, by handle.
-    results: Mutex<HashMap<String, SendableRecordBatchStream>>,
+    /// Results waiting for their `DoGet`, by handle, with when they were made.
+    results: Mutex<HashMap<String, (std::time::Instant, SendableRecordBatchStream)>>,
     /// Results being streamed, by handle: notified to cancel them (`CancelFlightInfo`).
     streaming: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     /// Prepared statements: their SQL and bound parameters, by handle.
@@ -259,7 +261,11 @@ impl FerrisFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = rows.schema();
         let handle = self.handle();
-        lock(&self.inner.results).insert(handle.clone(), rows);
+        let mut results = lock(&self.inner.results);
+        // A client that never fetched its result must not keep its plan (and sources) alive.
+        results.retain(|_, (made, _)| made.elapsed() < UNFETCHED_RESULT_TTL);
+        results.insert(handle.clone(), (std::time::Instant::now(), rows));
+        drop(results);
         let ticket = TicketStatementQuery {
             statement_handle: handle.into(),
         };
@@ -502,7 +508,7 @@ impl FlightSqlService for FerrisFlightSql {
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let handle = String::from_utf8_lossy(&ticket.statement_handle).into_owned();
-        let rows = lock(&self.inner.results).remove(&handle).ok_or_else(|| {
+        let (_, rows) = lock(&self.inner.results).remove(&handle).ok_or_else(|| {
             Status::not_found(format!(
                 "no result under handle {handle}: each result can be fetched once"
             ))

@@ -544,6 +544,22 @@ async fn a_push_query_follows_the_rows_a_stream_s_job_writes() {
             .to_vec(),
         vec![3, 5]
     );
+    // The running job's name is taken.
+    let taken = client
+        .execute(
+            "CREATE STREAM doubled AS SELECT 1 AS one WITH (
+             'doubled.type' = 'file_sink', 'doubled.path' = 'again.jsonl')"
+                .into(),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        taken
+            .to_string()
+            .contains("job 'doubled' is running already"),
+        "{taken}"
+    );
 }
 
 #[tokio::test]
