@@ -100,6 +100,25 @@ async fn fetch(client: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -
         .unwrap()
 }
 
+/// Runs `sql` every 50 ms until its rows, as a table, satisfy `done` (10 s at most).
+async fn query_until(
+    client: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let table = arrow::util::pretty::pretty_format_batches(&query(client, sql).await)
+            .unwrap()
+            .to_string();
+        if done(&table) {
+            return table;
+        }
+        assert!(Instant::now() < deadline, "{sql}:\n{table}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<RecordBatch> {
     let info = client.execute(sql.to_string(), None).await.unwrap();
     fetch(client, info).await
@@ -172,23 +191,13 @@ async fn arrow_rs_client_queries_starts_jobs_and_reads_metadata() {
         ),
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let state = query(
-            &mut client,
-            "SELECT symbol, qty FROM totals ORDER BY symbol",
-        )
-        .await;
-        let state = arrow::util::pretty::pretty_format_batches(&state)
-            .unwrap()
-            .to_string();
-        if state.contains("| B      | 4   |") {
-            assert!(state.contains("| A      | 8   |"), "{state}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{state}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let state = query_until(
+        &mut client,
+        "SELECT symbol, qty FROM totals ORDER BY symbol",
+        |t| t.contains("| B      | 4   |"),
+    )
+    .await;
+    assert!(state.contains("| A      | 8   |"), "{state}");
 
     // Metadata: the job's stream and its source are tables of the catalog.
     let info = client
@@ -227,23 +236,21 @@ async fn arrow_rs_client_queries_starts_jobs_and_reads_metadata() {
         .to_string();
     assert!(shown.contains("big"), "{shown}");
     // The bounded job finishes (its file is complete): SHOW JOBS says so, with its counts.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let jobs = query(&mut client, "SHOW JOBS").await;
-        let jobs = arrow::util::pretty::pretty_format_batches(&jobs)
-            .unwrap()
-            .to_string();
-        let big = jobs
+    let big = |jobs: &str| {
+        let line = jobs
             .lines()
             .find(|l| l.starts_with("| big "))
             .unwrap_or_default();
-        if big.contains("| stream | FINISHED |") {
-            assert!(big.contains("| 3          | 2           |"), "{jobs}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{jobs}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        line.to_string()
+    };
+    let jobs = query_until(&mut client, "SHOW JOBS", |jobs| {
+        big(jobs).contains("| stream | FINISHED |")
+    })
+    .await;
+    assert!(
+        big(&jobs).contains("| 3          | 2           |"),
+        "{jobs}"
+    );
 
     // SQL errors come back with their position.
     let error = client
