@@ -514,7 +514,7 @@ impl KafkaSourceReader {
     /// Decodes the gathered messages into one batch, handling the malformed ones.
     fn decode(&mut self) -> Result<RecordBatch> {
         let config = &self.source.config;
-        let (values, bad) = self.decoder.decode(&self.messages)?;
+        let (values, bad) = self.decoder.decode(&mut self.messages)?;
         let mut metadata = self.metadata.finish();
         if !bad.is_empty() {
             self.reject(&bad)?;

@@ -13,7 +13,8 @@ mod registry;
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BinaryBuilder, RecordBatch};
+use arrow::array::{ArrayRef, BinaryArray, RecordBatch};
+use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 
@@ -161,7 +162,8 @@ impl MessageDecoder {
         }
     }
 
-    pub(crate) fn decode(&mut self, messages: &MessageBuffer) -> Result<Decoded> {
+    /// Decodes the messages; the raw format takes their bytes (the buffer is cleared after).
+    pub(crate) fn decode(&mut self, messages: &mut MessageBuffer) -> Result<Decoded> {
         let decoded = match self {
             Self::Text { decoder, .. } => {
                 // Each range plus its separator is one record for arrow's decoder.
@@ -170,17 +172,30 @@ impl MessageDecoder {
             }
             Self::Avro(decoder) => decoder.decode(messages),
             Self::Protobuf(decoder) => decoder.decode(messages),
-            Self::Raw => {
-                let mut values = BinaryBuilder::with_capacity(messages.len(), messages.bytes.len());
-                for i in 0..messages.len() {
-                    values.append_value(messages.get(i));
-                }
-                let values: ArrayRef = Arc::new(values.finish());
+            Self::Raw => raw_values(messages).and_then(|values| {
                 RecordBatch::try_new(raw_schema(), vec![values]).map(|batch| (batch, vec![]))
-            }
+            }),
         };
         decoded.map_err(|e| ConnectorError::arrow("decoding messages", e))
     }
+}
+
+/// The messages, back to back with no separator, become a binary array's values as they are.
+fn raw_values(messages: &mut MessageBuffer) -> std::result::Result<ArrayRef, ArrowError> {
+    let too_big = || ArrowError::InvalidArgumentError("a micro-batch over 2 GiB".into());
+    let ends = messages
+        .ranges
+        .iter()
+        .map(|r| i32::try_from(r.end).map_err(|_| too_big()));
+    let offsets: Vec<i32> = std::iter::once(Ok(0))
+        .chain(ends)
+        .collect::<std::result::Result<_, _>>()?;
+    let values = Buffer::from_vec(std::mem::take(&mut messages.bytes));
+    Ok(Arc::new(BinaryArray::try_new(
+        OffsetBuffer::new(offsets.into()),
+        values,
+        None,
+    )?))
 }
 
 /// Encodes rows into message values, one per row.
@@ -284,7 +299,7 @@ mod tests {
                 messages.push(garbage, decoder.separator());
             }
         }
-        decoder.decode(&messages).unwrap()
+        decoder.decode(&mut messages).unwrap()
     }
 
     fn assert_round_trip(format: MessageFormat, garbage: &[u8]) {
@@ -299,6 +314,23 @@ mod tests {
     fn json_and_csv_keep_every_valid_message_around_a_bad_one() {
         assert_round_trip(MessageFormat::Json, b"{\"qty\": \"lots\"}");
         assert_round_trip(MessageFormat::Csv { delimiter: b',' }, b"D,not a number");
+    }
+
+    #[test]
+    fn raw_messages_become_the_binary_values_as_they_are() {
+        let mut messages = MessageBuffer::default();
+        for value in [&b"ab"[..], b"", b"\x00\xff"] {
+            messages.push(value, None);
+        }
+        let (batch, bad) = MessageFormat::Raw
+            .decoder(raw_schema(), 8)
+            .unwrap()
+            .decode(&mut messages)
+            .unwrap();
+        assert!(bad.is_empty());
+        let values = arrow::array::AsArray::as_binary::<i32>(batch.column(0));
+        let values: Vec<&[u8]> = values.iter().map(Option::unwrap).collect();
+        assert_eq!(values, vec![&b"ab"[..], b"", b"\x00\xff"]);
     }
 
     #[test]
