@@ -11,6 +11,7 @@
 //! and decoded by arrow's own CSV / JSON decoders a batch at a time. A malformed record is
 //! handled by the source's [`OnError`] policy and never takes the valid records around it down.
 
+pub mod changelog;
 mod dead_letter;
 mod error;
 mod file_sink;

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::catalog::{Session, TableProvider};
@@ -21,7 +21,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
-use ferris_streaming::OP_COLUMN;
+use ferris_connectors::changelog::{RowChange, op_column, row_changes};
 
 use crate::error::{EngineError, Result};
 
@@ -43,11 +43,7 @@ pub struct MaterializedTable {
 impl MaterializedTable {
     /// A table for a job whose output has `schema` and is keyed by the columns `key`.
     pub fn try_new(schema: &SchemaRef, key: &[String]) -> Result<Self> {
-        // A changelog's `_op` is text; a column of that name and another type is data.
-        let op = schema
-            .index_of(OP_COLUMN)
-            .ok()
-            .filter(|&i| schema.field(i).data_type() == &arrow::datatypes::DataType::Utf8);
+        let op = op_column(schema);
         let columns: Vec<usize> = (0..schema.fields().len())
             .filter(|i| Some(*i) != op)
             .collect();
@@ -78,21 +74,15 @@ impl MaterializedTable {
     pub fn apply(&self, batch: &RecordBatch) -> Result<()> {
         let keys: Vec<_> = self.key.iter().map(|&k| batch.column(k).clone()).collect();
         let keys = lock(&self.converter).convert_columns(&keys)?;
-        let ops = self
-            .op
-            .map(|op| batch.column(op).as_string::<i32>().clone());
+        let changes = row_changes(batch, self.op);
         let mut rows = lock(&self.rows);
-        for i in 0..batch.num_rows() {
-            match ops
-                .as_ref()
-                .filter(|ops| ops.is_valid(i))
-                .map(|ops| ops.value(i))
-            {
-                Some("-D") => {
+        for (i, change) in changes.into_iter().enumerate() {
+            match change {
+                RowChange::Delete => {
                     rows.remove(&keys.row(i).owned());
                 }
-                Some("-U") => {}
-                _ => {
+                RowChange::Retract => {}
+                RowChange::Upsert => {
                     let values = self
                         .columns
                         .iter()
@@ -224,5 +214,17 @@ impl PartitionStream for LiveStream {
             }
         });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The window operator writes the changelog column; the connectors read it.
+    #[test]
+    fn both_sides_name_the_changelog_column_alike() {
+        assert_eq!(
+            ferris_streaming::OP_COLUMN,
+            ferris_connectors::changelog::OP_COLUMN
+        );
     }
 }

@@ -186,13 +186,11 @@ impl Session {
             StatementKind::Describe { name } => rows(show::describe(&self.catalog, name)?),
             StatementKind::ShowJobs { like } => rows(show::show_jobs(&self.jobs, like.as_deref())?),
             StatementKind::ShowTopics { like } => {
-                let kafka = self.kafka.clone();
-                let topics = blocking(move || kafka.topics()).await?;
+                let topics = self.kafka.topics().await?;
                 rows(show::show_topics(&topics, like.as_deref())?)
             }
             StatementKind::ShowTopicDetails { topic } => {
-                let (kafka, topic) = (self.kafka.clone(), topic.clone());
-                let details = blocking(move || kafka.topic_details(&topic)).await?;
+                let details = self.kafka.topic_details(topic).await?;
                 rows(show::show_topic_details(&details)?)
             }
         }
@@ -507,15 +505,6 @@ impl Session {
 /// The environment variable naming the Kafka cluster SHOW TOPICS describes (else
 /// `127.0.0.1:9092`).
 pub const KAFKA_ENV: &str = "FERRIS_KAFKA_BOOTSTRAP";
-
-/// Runs a blocking Kafka call off the async threads.
-async fn blocking<T: Send + 'static>(
-    call: impl FnOnce() -> ferris_connectors::Result<T> + Send + 'static,
-) -> Result<T> {
-    Ok(tokio::task::spawn_blocking(call)
-        .await
-        .map_err(|e| EngineError::Internal(e.to_string()))??)
-}
 
 fn rows(batch: arrow::record_batch::RecordBatch) -> Result<StatementOutput> {
     let schema = batch.schema();

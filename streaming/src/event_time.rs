@@ -161,7 +161,7 @@ impl EventTimeStamper {
                 for (row, &t) in times.iter().enumerate() {
                     self.watermark = self.watermark.max(merged.saturating_sub(bound));
                     watermarks.push(self.watermark);
-                    if self.advance(partitions.value(row), t, now) {
+                    if self.advance(partitions.value(row), t, now, merged) {
                         merged = self.merged_max(now);
                     }
                 }
@@ -174,15 +174,19 @@ impl EventTimeStamper {
             .map_err(|e| StreamingError::EventTime(e.to_string()))
     }
 
-    /// Records a row of `partition` at event time `t`; true when that partition's largest
-    /// event time grew.
-    fn advance(&mut self, partition: i64, t: i64, now: std::time::Instant) -> bool {
+    /// Records a row of `partition` at event time `t`; true when the merged value (`merged`
+    /// before this row) may have moved: the partition was new, idle, or the least one and grew.
+    /// Otherwise the minimum over the partitions is untouched, and is not recomputed per row.
+    fn advance(&mut self, partition: i64, t: i64, now: std::time::Instant, merged: i64) -> bool {
+        let idle_timeout = self.spec.idle_timeout;
         match self.partitions.iter_mut().find(|(p, _)| *p == partition) {
             Some((_, clock)) => {
+                let was_idle =
+                    idle_timeout.is_some_and(|idle| now.duration_since(clock.last_row) >= idle);
+                let old = clock.max_event_time;
                 clock.last_row = now;
-                let grew = t > clock.max_event_time;
-                clock.max_event_time = clock.max_event_time.max(t);
-                grew
+                clock.max_event_time = old.max(t);
+                was_idle || (t > old && old <= merged)
             }
             None => {
                 self.partitions.push((

@@ -4,7 +4,7 @@
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{KafkaConnection, METADATA_TIMEOUT};
+use super::{KafkaConnection, METADATA_TIMEOUT, blocking};
 use crate::error::Result;
 
 /// A topic and its size.
@@ -54,7 +54,19 @@ impl KafkaConnection {
     }
 
     /// Every topic, by name (internal ones, starting with `__`, left out).
-    pub fn topics(&self) -> Result<Vec<TopicSummary>> {
+    pub async fn topics(&self) -> Result<Vec<TopicSummary>> {
+        let connection = self.clone();
+        blocking(move || connection.list_topics()).await
+    }
+
+    /// `topic`'s partitions with their offsets, and every consumer group's committed offset
+    /// and lag in each.
+    pub async fn topic_details(&self, topic: &str) -> Result<Vec<PartitionDetail>> {
+        let (connection, topic) = (self.clone(), topic.to_string());
+        blocking(move || connection.describe_topic(&topic)).await
+    }
+
+    fn list_topics(&self) -> Result<Vec<TopicSummary>> {
         let consumer = self.admin_consumer(None)?;
         let metadata = consumer
             .fetch_metadata(None, METADATA_TIMEOUT)
@@ -73,9 +85,7 @@ impl KafkaConnection {
         Ok(topics)
     }
 
-    /// `topic`'s partitions with their offsets, and every consumer group's committed offset
-    /// and lag in each.
-    pub fn topic_details(&self, topic: &str) -> Result<Vec<PartitionDetail>> {
+    fn describe_topic(&self, topic: &str) -> Result<Vec<PartitionDetail>> {
         let consumer = self.admin_consumer(None)?;
         let metadata = consumer
             .fetch_metadata(Some(topic), METADATA_TIMEOUT)

@@ -36,6 +36,15 @@ use crate::error::{ConnectorError, Result};
 /// How long a metadata request may take before the broker counts as unreachable.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Runs a blocking librdkafka call (metadata, offsets) off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| ConnectorError::storage("a Kafka metadata call", e))?
+}
+
 /// Where the brokers are, and librdkafka properties given as `'<name>.kafka.<property>'`.
 #[derive(Debug, Clone, Default)]
 pub struct KafkaConnection {

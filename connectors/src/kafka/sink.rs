@@ -17,11 +17,9 @@ use rdkafka::producer::BaseRecord;
 use super::KafkaConnection;
 use super::metadata::HEADERS_COLUMN;
 use super::producer::CheckedProducer;
+use crate::changelog::{RowChange, op_column, row_changes};
 use crate::error::{ConnectorError, Result};
 use crate::message::{MessageEncoder, MessageFormat, json_lines};
-
-/// The changelog column of an `EMIT CHANGES` result.
-const OP_COLUMN: &str = "_op";
 
 /// Everything a Kafka sink needs, resolved from its `WITH` options.
 #[derive(Debug, Clone)]
@@ -79,11 +77,7 @@ impl KafkaSink {
             .as_deref()
             .map(|f| column(f, "the timestamp column"))
             .transpose()?;
-        // A changelog's `_op` is text; a column of that name and another type is data.
-        let op_column = schema
-            .index_of(OP_COLUMN)
-            .ok()
-            .filter(|&i| schema.field(i).data_type() == &DataType::Utf8);
+        let op_column = op_column(&schema);
         let headers_column = schema.index_of(HEADERS_COLUMN).ok();
         if let Some(i) = headers_column {
             let text_map = match schema.field(i).data_type() {
@@ -143,18 +137,18 @@ impl KafkaSink {
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let arrow =
             |e| ConnectorError::arrow(format!("writing to topic '{}'", self.config.topic), e);
-        let (batch, tombstone) = match self.op_column {
-            Some(op) => {
-                let ops = batch.column(op).as_string::<i32>();
-                // `-U` precedes the `+U` that replaces it: nothing to write.
-                let keep: BooleanArray = ops.iter().map(|op| Some(op != Some("-U"))).collect();
-                let batch = filter_record_batch(batch, &keep).map_err(arrow)?;
-                let ops = batch.column(op).as_string::<i32>();
-                let tombstone: Vec<bool> = ops.iter().map(|op| op == Some("-D")).collect();
-                (batch, tombstone)
-            }
-            None => (batch.clone(), vec![false; batch.num_rows()]),
-        };
+        let changes = row_changes(batch, self.op_column);
+        // A retraction is followed by the update that replaces it: nothing to write.
+        let keep: BooleanArray = changes
+            .iter()
+            .map(|c| Some(*c != RowChange::Retract))
+            .collect();
+        let batch = filter_record_batch(batch, &keep).map_err(arrow)?;
+        let tombstone: Vec<bool> = changes
+            .iter()
+            .filter(|c| **c != RowChange::Retract)
+            .map(|c| *c == RowChange::Delete)
+            .collect();
         if batch.num_rows() == 0 {
             return Ok(());
         }

@@ -14,9 +14,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::KafkaConnection;
 use super::dead_letter::DeadLetter;
 use super::metadata::{MetadataBuilder, metadata_fields};
+use super::{KafkaConnection, blocking};
 use crate::error::{ConnectorError, Result};
 use crate::message::{MessageBuffer, MessageDecoder, MessageFormat};
 use crate::metrics::SourceMetrics;
@@ -351,12 +351,6 @@ fn infer_json_schema(config: &KafkaSourceConfig, partitions: &[i32]) -> Result<S
             )
         })?;
     Ok(Arc::new(schema))
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ConnectorError::storage("a Kafka metadata call", e))?
 }
 
 /// Tells which partitions a process holds, and forgets the progress of revoked ones so that
