@@ -3,9 +3,16 @@
 //! Rows go to a hidden in-progress file beside the target, which is renamed into place when
 //! it is committed: on a clean stop, or, for a folder sink, every rollover interval. Readers
 //! (and our own file sources) never see a half-written file.
+//!
+//! A job that checkpoints commits in two phases instead. At a checkpoint the sink finishes
+//! its part file ([`FileSink::prepare_checkpoint`]); once the checkpoint is written, the part
+//! is renamed into place ([`FileSink::commit_checkpoint`]). A restart from that checkpoint
+//! renames whatever the crash left unrenamed and deletes every part written after it
+//! ([`FileSink::recover`]). A single-file sink is flushed at each checkpoint instead, and cut
+//! back to the checkpoint's length on restore.
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -42,6 +49,10 @@ pub struct FileSink {
     part: Option<Part>,
     next_part: u64,
     rows: u64,
+    /// Parts commit at checkpoints only (two-phase), not on a timer.
+    checkpointing: bool,
+    /// Finished parts of a checkpoint not yet written: `(in-progress, target)`.
+    prepared: Vec<(PathBuf, PathBuf)>,
 }
 
 struct Part {
@@ -53,7 +64,13 @@ struct Part {
 
 enum FormatWriter {
     Json(arrow::json::LineDelimitedWriter<BufWriter<File>>),
-    Csv(arrow::csv::Writer<BufWriter<File>>),
+    /// arrow's CSV writer keeps its output to itself: one is made per batch over ours.
+    Csv {
+        file: BufWriter<File>,
+        /// Whether the next batch starts with the header line.
+        header: bool,
+        delimiter: u8,
+    },
     Parquet(ArrowWriter<File>),
 }
 
@@ -74,7 +91,164 @@ impl FileSink {
             part: None,
             next_part,
             rows: 0,
+            checkpointing: false,
+            prepared: Vec::new(),
         })
+    }
+
+    /// A sink of a job that checkpoints, continuing from `checkpoint` (from
+    /// [`FileSink::prepare_checkpoint`]; `None` on a first start). Parts the checkpoint
+    /// prepared are committed; parts written after it are deleted.
+    pub fn recover(
+        config: FileSinkConfig,
+        schema: SchemaRef,
+        checkpoint: Option<&serde_json::Value>,
+    ) -> Result<Self> {
+        let mut sink = Self::try_new(config, schema)?;
+        sink.checkpointing = true;
+        let bad = |what: &str| {
+            ConnectorError::Config(format!(
+                "sink '{}': the checkpoint has no valid {what}",
+                sink.config.name
+            ))
+        };
+        if !sink.config.is_folder() {
+            if matches!(sink.config.format, FileFormat::Parquet) {
+                return Err(ConnectorError::Config(format!(
+                    "sink '{}': a single Parquet file cannot be resumed from checkpoints; write to a folder (a path ending in '/')",
+                    sink.config.name
+                )));
+            }
+            let length = match checkpoint {
+                Some(checkpoint) => Some(
+                    checkpoint
+                        .get("length")
+                        .and_then(|v| v.as_u64())
+                        .ok_or_else(|| bad("length"))?,
+                ),
+                None => None,
+            };
+            sink.part = Some(sink.open_part(length)?);
+            sink.rows = checkpoint
+                .and_then(|c| c.get("rows"))
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            return Ok(sink);
+        }
+        let mut keep = Vec::new();
+        if let Some(checkpoint) = checkpoint {
+            let parts = checkpoint
+                .get("parts")
+                .and_then(|v| v.as_array())
+                .ok_or_else(|| bad("parts"))?;
+            for part in parts {
+                let pair = part
+                    .as_array()
+                    .and_then(|p| Some((p.first()?.as_str()?, p.get(1)?.as_str()?)))
+                    .ok_or_else(|| bad("parts"))?;
+                let (in_progress, target) = (PathBuf::from(pair.0), PathBuf::from(pair.1));
+                // Committed before the crash, or not yet: renaming again is harmless.
+                if in_progress.exists() {
+                    std::fs::rename(&in_progress, &target).map_err(|e| {
+                        ConnectorError::storage(format!("committing {}", target.display()), e)
+                    })?;
+                }
+                keep.push(target);
+            }
+            sink.next_part = checkpoint
+                .get("next_part")
+                .and_then(|v| v.as_u64())
+                .ok_or_else(|| bad("next_part"))?;
+            sink.rows = checkpoint.get("rows").and_then(|v| v.as_u64()).unwrap_or(0);
+        }
+        // Parts after the checkpoint: unfinished ones, and ones numbered past it.
+        let entries = std::fs::read_dir(&sink.config.path).map_err(|e| {
+            ConnectorError::storage(format!("listing {}", sink.config.path.display()), e)
+        })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let number = name
+                .trim_start_matches('.')
+                .strip_prefix("part-")
+                .and_then(|n| n.split('.').next()?.parse::<u64>().ok());
+            let stray = name.ends_with(".inprogress")
+                || (checkpoint.is_some() && number.is_some_and(|n| n >= sink.next_part));
+            if stray && !keep.contains(&entry.path()) {
+                std::fs::remove_file(entry.path()).map_err(|e| {
+                    ConnectorError::storage(format!("removing {}", entry.path().display()), e)
+                })?;
+            }
+        }
+        Ok(sink)
+    }
+
+    /// Commits what the last checkpoint of a finished job prepared, if a crash kept it from
+    /// being committed: its parts, or the single file.
+    pub fn complete(config: &FileSinkConfig, checkpoint: &serde_json::Value) -> Result<()> {
+        let commit = |in_progress: &str, target: &Path| {
+            let in_progress = Path::new(in_progress);
+            if !in_progress.exists() {
+                return Ok(());
+            }
+            std::fs::rename(in_progress, target)
+                .map_err(|e| ConnectorError::storage(format!("committing {}", target.display()), e))
+        };
+        if let Some(file) = checkpoint.get("file").and_then(|f| f.as_str()) {
+            return commit(file, &config.path);
+        }
+        let parts = checkpoint.get("parts").and_then(|p| p.as_array());
+        for part in parts.into_iter().flatten() {
+            if let Some((in_progress, target)) = part
+                .as_array()
+                .and_then(|p| Some((p.first()?.as_str()?, p.get(1)?.as_str()?)))
+            {
+                commit(in_progress, Path::new(target))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Phase one of a checkpoint: makes every row written so far durable but not yet
+    /// visible, and says how to commit it (the sink's part of the checkpoint).
+    pub fn prepare_checkpoint(&mut self) -> Result<serde_json::Value> {
+        if !self.config.is_folder() {
+            let part = self
+                .part
+                .as_mut()
+                .expect("a resumable single file stays open");
+            let length = part.writer.sync()?;
+            return Ok(serde_json::json!({
+                "file": absolute(&part.in_progress),
+                "length": length,
+                "rows": self.rows,
+            }));
+        }
+        if let Some(part) = self.part.take() {
+            let in_progress = part.in_progress.clone();
+            let target = part.target.clone();
+            part.finish()?;
+            self.prepared.push((in_progress, target));
+        }
+        let parts: Vec<_> = self
+            .prepared
+            .iter()
+            .map(|(a, b)| serde_json::json!([absolute(a), absolute(b)]))
+            .collect();
+        Ok(serde_json::json!({
+            "parts": parts,
+            "next_part": self.next_part,
+            "rows": self.rows,
+        }))
+    }
+
+    /// Phase two, once the checkpoint is written: its parts become visible.
+    pub fn commit_checkpoint(&mut self) -> Result<()> {
+        for (in_progress, target) in self.prepared.drain(..) {
+            std::fs::rename(&in_progress, &target).map_err(|e| {
+                ConnectorError::storage(format!("committing {}", target.display()), e)
+            })?;
+        }
+        Ok(())
     }
 
     /// Rows written so far.
@@ -85,7 +259,7 @@ impl FileSink {
     /// For a folder sink, how often its part files are committed: call
     /// [`FileSink::roll_if_due`] at least that often, so an idle job's rows still land.
     pub fn rollover(&self) -> Option<std::time::Duration> {
-        self.config.is_folder().then_some(self.config.rollover)
+        (self.config.is_folder() && !self.checkpointing).then_some(self.config.rollover)
     }
 
     /// Commits the current part file of a folder sink once its rollover time has passed;
@@ -95,7 +269,7 @@ impl FileSink {
             .part
             .as_ref()
             .is_some_and(|p| p.opened.elapsed() >= self.config.rollover);
-        if self.config.is_folder() && due {
+        if self.config.is_folder() && due && !self.checkpointing {
             self.commit()?;
             return Ok(true);
         }
@@ -109,13 +283,25 @@ impl FileSink {
             return Ok(());
         }
         if self.part.is_none() {
-            self.part = Some(self.open_part()?);
+            self.part = Some(self.open_part(None)?);
         }
         let part = self.part.as_mut().expect("opened above");
         let context = || format!("writing {}", part.in_progress.display());
         match &mut part.writer {
             FormatWriter::Json(w) => w.write(batch),
-            FormatWriter::Csv(w) => w.write(batch),
+            FormatWriter::Csv {
+                file,
+                header,
+                delimiter,
+            } => {
+                let written = arrow::csv::WriterBuilder::new()
+                    .with_header(*header)
+                    .with_delimiter(*delimiter)
+                    .build(&mut *file)
+                    .write(batch);
+                *header = false;
+                written
+            }
             FormatWriter::Parquet(w) => w.write(batch).map_err(|e| e.into()),
         }
         .map_err(|e| ConnectorError::arrow(context(), e))?;
@@ -127,13 +313,16 @@ impl FileSink {
     /// leaves an empty file, so that a finished job always has its output.
     pub fn close(mut self) -> Result<u64> {
         if self.part.is_none() && !self.config.is_folder() {
-            self.part = Some(self.open_part()?);
+            self.part = Some(self.open_part(None)?);
         }
+        self.commit_checkpoint()?;
         self.commit()?;
         Ok(self.rows)
     }
 
-    fn open_part(&mut self) -> Result<Part> {
+    /// Opens the next part file; with `resume_at`, the single file's in-progress file cut
+    /// back to that length, appended to.
+    fn open_part(&mut self, resume_at: Option<u64>) -> Result<Part> {
         let target = if self.config.is_folder() {
             let name = format!(
                 "part-{:05}.{}",
@@ -154,21 +343,25 @@ impl FileSink {
         })?;
         let file_name = target.file_name().unwrap_or_default().to_string_lossy();
         let in_progress = dir.join(format!(".{file_name}.inprogress"));
-        let file = File::create(&in_progress).map_err(|e| {
-            ConnectorError::storage(format!("creating {}", in_progress.display()), e)
-        })?;
+        let file = match resume_at {
+            Some(length) => resume_file(&in_progress, length)?,
+            None => File::create(&in_progress).map_err(|e| {
+                ConnectorError::storage(format!("creating {}", in_progress.display()), e)
+            })?,
+        };
+        // A resumed CSV file has its header already.
+        let header = resume_at.is_none_or(|length| length == 0);
         let writer = match self.config.format {
             FileFormat::Json => FormatWriter::Json(
                 arrow::json::WriterBuilder::new()
                     .with_explicit_nulls(true)
                     .build(BufWriter::new(file)),
             ),
-            FileFormat::Csv(options) => FormatWriter::Csv(
-                arrow::csv::WriterBuilder::new()
-                    .with_header(options.has_header)
-                    .with_delimiter(options.delimiter)
-                    .build(BufWriter::new(file)),
-            ),
+            FileFormat::Csv(options) => FormatWriter::Csv {
+                file: BufWriter::new(file),
+                header: options.has_header && header,
+                delimiter: options.delimiter,
+            },
             FileFormat::Parquet => FormatWriter::Parquet(
                 ArrowWriter::try_new(file, self.schema.clone(), None).map_err(|e| {
                     ConnectorError::storage(format!("creating {}", in_progress.display()), e)
@@ -187,10 +380,20 @@ impl FileSink {
         let Some(part) = self.part.take() else {
             return Ok(());
         };
+        let (in_progress, target) = (part.in_progress.clone(), part.target.clone());
+        part.finish()?;
+        std::fs::rename(&in_progress, &target)
+            .map_err(|e| ConnectorError::storage(format!("committing {}", target.display()), e))
+    }
+}
+
+impl Part {
+    /// Finishes the file (a Parquet footer), flushes it and syncs it to disk.
+    fn finish(self) -> Result<()> {
         let io = |e: std::io::Error| {
-            ConnectorError::storage(format!("committing {}", part.target.display()), e)
+            ConnectorError::storage(format!("committing {}", self.target.display()), e)
         };
-        let file = match part.writer {
+        let file = match self.writer {
             FormatWriter::Json(mut w) => {
                 w.finish()
                     .map_err(|e| ConnectorError::arrow("finishing JSON output", e))?;
@@ -198,23 +401,67 @@ impl FileSink {
                     .into_inner()
                     .map_err(|e| io(e.into_error()))?
             }
-            FormatWriter::Csv(w) => w
-                .into_inner()
-                .into_inner()
-                .map_err(|e| io(e.into_error()))?,
+            FormatWriter::Csv { file, .. } => file.into_inner().map_err(|e| io(e.into_error()))?,
             FormatWriter::Parquet(w) => w.into_inner().map_err(|e| {
-                ConnectorError::storage(format!("committing {}", part.target.display()), e)
+                ConnectorError::storage(format!("committing {}", self.target.display()), e)
             })?,
         };
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&part.in_progress, &part.target).map_err(io)?;
-        Ok(())
+        file.sync_all().map_err(io)
     }
+}
+
+impl FormatWriter {
+    /// Flushes a text file and syncs it to disk; its length.
+    fn sync(&mut self) -> Result<u64> {
+        let file = match self {
+            Self::Json(w) => w.get_mut(),
+            Self::Csv { file, .. } => file,
+            Self::Parquet(_) => unreachable!("a single Parquet file is never resumed"),
+        };
+        let io = |e: std::io::Error| ConnectorError::storage("syncing a checkpointed file", e);
+        file.flush().map_err(io)?;
+        file.get_ref().sync_data().map_err(io)?;
+        file.get_ref().metadata().map(|m| m.len()).map_err(io)
+    }
+}
+
+/// A path as a checkpoint keeps it: absolute, so a restart from elsewhere finds it.
+fn absolute(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// The in-progress file of a single-file sink, cut back to the checkpoint's `length`.
+fn resume_file(path: &Path, length: u64) -> Result<File> {
+    let io = |e: std::io::Error| ConnectorError::storage(format!("resuming {}", path.display()), e);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io)?;
+    let actual = file.metadata().map_err(io)?.len();
+    if actual < length {
+        return Err(ConnectorError::Config(format!(
+            "{} has {actual} bytes, but its checkpoint wrote {length}: it was changed outside the job",
+            path.display()
+        )));
+    }
+    file.set_len(length).map_err(io)?;
+    let mut file = file;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map_err(io)?;
+    Ok(file)
 }
 
 impl Drop for FileSink {
     /// A sink dropped without `close` (the job failed) leaves no in-progress file behind.
     fn drop(&mut self) {
+        // A checkpointed single file holds rows its checkpoint counts on.
+        if self.checkpointing && !self.config.is_folder() {
+            return;
+        }
         if let Some(part) = self.part.take() {
             let _ = std::fs::remove_file(&part.in_progress);
         }

@@ -19,6 +19,7 @@ use crate::kafka::DeadLetter;
 use crate::location::Location;
 use crate::metrics::SourceMetrics;
 use crate::parquet_reader::ObjectReader;
+use crate::position::{PartPosition, SourcePosition};
 use crate::records::{BadRecord, OnError, RecordDecoder, RecordSplitter, count_lines};
 use crate::stop::StopSignal;
 
@@ -85,6 +86,17 @@ impl FileSource {
     /// A reader from the beginning of the data, counting into `metrics`; it ends at the end
     /// of the files, or when watching, once `stop` fires.
     pub fn reader(&self, stop: StopSignal, metrics: Arc<SourceMetrics>) -> FileSourceReader {
+        self.reader_from(&SourcePosition::default(), stop, metrics)
+    }
+
+    /// A reader that resumes at `position` (from [`FileSourceReader::position`]): files read
+    /// to their end are skipped unless they grew, a file read part way goes on where it was.
+    pub fn reader_from(
+        &self,
+        position: &SourcePosition,
+        stop: StopSignal,
+        metrics: Arc<SourceMetrics>,
+    ) -> FileSourceReader {
         let decoder = match self.config.format {
             FileFormat::Csv(options) => Some(RecordDecoder::Csv {
                 schema: self.schema.clone(),
@@ -101,7 +113,19 @@ impl FileSource {
             metrics,
             decoder,
             queue: VecDeque::new(),
-            progress: HashMap::new(),
+            progress: position
+                .parts
+                .iter()
+                .map(|p| {
+                    let progress = FileProgress {
+                        offset: p.offset as u64,
+                        line: p.line as u64,
+                        size: p.size as u64,
+                    };
+                    let path = Path::parse(&p.part).unwrap_or_else(|_| Path::from(p.part.as_str()));
+                    (path, progress)
+                })
+                .collect(),
             current: None,
             listed: false,
             drained: false,
@@ -138,12 +162,51 @@ enum OpenFile {
         path: Path,
         size: u64,
         url: String,
+        /// Rows read so far (where a resumed read starts).
+        rows: u64,
         stream: ParquetRecordBatchStream<ObjectReader>,
     },
 }
 
 impl FileSourceReader {
-    /// The next micro-batch of valid rows, or `None` once the source has ended.
+    /// Where the reader stands: every file it has read, and how far into the one it reads.
+    pub fn position(&self) -> SourcePosition {
+        let mut progress = self.progress.clone();
+        match &self.current {
+            // A file read part way has no size yet: it counts as grown when resumed.
+            Some(OpenFile::Text(file)) => {
+                let current = FileProgress {
+                    size: 0,
+                    ..file.progress()
+                };
+                progress.insert(file.meta.location.clone(), current);
+            }
+            Some(OpenFile::Parquet { path, rows, .. }) => {
+                let current = FileProgress {
+                    offset: 0,
+                    line: *rows,
+                    size: 0,
+                };
+                progress.insert(path.clone(), current);
+            }
+            None => {}
+        }
+        let mut parts: Vec<PartPosition> = progress
+            .into_iter()
+            .map(|(path, p)| PartPosition {
+                part: path.to_string(),
+                offset: p.offset as i64,
+                line: p.line as i64,
+                size: p.size as i64,
+            })
+            .collect();
+        parts.sort_by(|a, b| a.part.cmp(&b.part));
+        SourcePosition { parts }
+    }
+
+    /// The next micro-batch of valid rows, or `None` once the source has ended. A watching
+    /// reader that found nothing new returns an empty batch after each look, so that its
+    /// caller gets a turn (to checkpoint) even while no data comes.
     pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         loop {
             if let Some(batch) = self.next_from_current().await? {
@@ -172,6 +235,11 @@ impl FileSourceReader {
                 self.drained = true;
             } else if self.listed {
                 self.stop.sleep(poll).await;
+                self.enqueue_new_data().await?;
+                if self.queue.is_empty() {
+                    return Ok(Some(RecordBatch::new_empty(self.source.schema.clone())));
+                }
+                continue;
             }
             self.enqueue_new_data().await?;
         }
@@ -211,12 +279,14 @@ impl FileSourceReader {
                     .await
                     .map_err(|e| ConnectorError::storage(format!("opening {url}"), e))?
                     .with_batch_size(self.source.config.batch_size)
+                    .with_offset(progress.line as usize)
                     .build()
                     .map_err(|e| ConnectorError::storage(format!("reading {url}"), e))?;
                 OpenFile::Parquet {
                     path: meta.location,
                     size: meta.size,
                     url,
+                    rows: progress.line,
                     stream,
                 }
             }
@@ -267,11 +337,13 @@ impl FileSourceReader {
                 path,
                 size,
                 url,
+                rows,
                 stream,
             } => match stream.next().await {
                 Some(batch) => {
                     let batch =
                         batch.map_err(|e| ConnectorError::storage(format!("reading {url}"), e))?;
+                    *rows += batch.num_rows() as u64;
                     conform_to_schema(&batch, &self.source.schema)
                         .map(Some)
                         .map_err(|e| ConnectorError::arrow(format!("reading {url}"), e))

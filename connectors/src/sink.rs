@@ -98,11 +98,62 @@ impl Sink {
         }
     }
 
+    /// Opens the sink of a job that checkpoints, continuing from its part of the checkpoint
+    /// restored (`None` on a first start).
+    pub fn recover(
+        config: SinkConfig,
+        schema: SchemaRef,
+        checkpoint: Option<&serde_json::Value>,
+    ) -> Result<Self> {
+        Ok(match config {
+            SinkConfig::File(file) => Self::File(FileSink::recover(file, schema, checkpoint)?),
+            // A transactional producer aborts what its predecessor left open as it starts.
+            SinkConfig::Kafka(kafka) => Self::Kafka(KafkaSink::try_new(kafka, schema)?),
+        })
+    }
+
+    /// Finishes the commit of a job's last checkpoint, taken as it ended (a crash may have
+    /// come between the checkpoint and its commit).
+    pub fn complete(config: SinkConfig, checkpoint: &serde_json::Value) -> Result<()> {
+        match config {
+            SinkConfig::File(file) => FileSink::complete(&file, checkpoint),
+            // Its transaction committed: the checkpoint was chosen by its offsets.
+            SinkConfig::Kafka(_) => Ok(()),
+        }
+    }
+
+    /// Phase one of a checkpoint: everything written so far is durable (not yet visible,
+    /// where the sink can hold it back); returns the sink's part of the checkpoint.
+    pub fn prepare_checkpoint(&mut self) -> Result<serde_json::Value> {
+        match self {
+            Self::File(file) => file.prepare_checkpoint(),
+            Self::Kafka(kafka) => kafka.flush().map(|()| serde_json::json!({})),
+        }
+    }
+
+    /// Phase two, once the checkpoint is written: what phase one held back becomes visible.
+    /// A Kafka transaction commits with `offsets`, the Kafka sources' positions at the cut.
+    pub fn commit_checkpoint(&mut self, offsets: &[crate::kafka::GroupOffsets]) -> Result<()> {
+        match self {
+            Self::File(file) => file.commit_checkpoint(),
+            Self::Kafka(kafka) if kafka.is_transactional() => kafka.commit_transaction(offsets),
+            Self::Kafka(_) => Ok(()),
+        }
+    }
+
+    /// Whether its checkpoint commits the sources' offsets itself (in a Kafka transaction).
+    pub fn commits_offsets(&self) -> bool {
+        matches!(self, Self::Kafka(kafka) if kafka.is_transactional())
+    }
+
     /// Makes everything durable and ends the sink; returns the rows written.
     pub fn close(self) -> Result<u64> {
         match self {
             Self::File(file) => file.close(),
-            Self::Kafka(kafka) => {
+            Self::Kafka(mut kafka) => {
+                if kafka.is_transactional() {
+                    kafka.commit_transaction(&[])?;
+                }
                 kafka.flush()?;
                 Ok(kafka.rows_written())
             }

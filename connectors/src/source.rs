@@ -7,8 +7,9 @@ use arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
 use crate::file_source::{FileSource, FileSourceReader};
-use crate::kafka::{KafkaSource, KafkaSourceReader};
+use crate::kafka::{GroupOffsets, KafkaSource, KafkaSourceReader};
 use crate::metrics::SourceMetrics;
+use crate::position::SourcePosition;
 use crate::stop::StopSignal;
 
 /// A configured source.
@@ -67,12 +68,55 @@ impl Source {
         }
     }
 
-    /// A reader from its start (files) or its group's committed offsets (Kafka).
-    pub fn reader(&self, stop: StopSignal, metrics: Arc<SourceMetrics>) -> Result<SourceReader> {
+    /// A reader from `position` (a checkpoint's), else from its start (files) or its group's
+    /// committed offsets (Kafka).
+    pub fn reader(
+        &self,
+        position: Option<&SourcePosition>,
+        stop: StopSignal,
+        metrics: Arc<SourceMetrics>,
+    ) -> Result<SourceReader> {
         Ok(match self {
-            Self::File(file) => SourceReader::File(file.reader(stop, metrics)),
-            Self::Kafka(kafka) => SourceReader::Kafka(kafka.reader(stop, metrics)?),
+            Self::File(file) => SourceReader::File(file.reader_from(
+                position.unwrap_or(&SourcePosition::default()),
+                stop,
+                metrics,
+            )),
+            Self::Kafka(kafka) => SourceReader::Kafka(kafka.reader_from(position, stop, metrics)?),
         })
+    }
+
+    /// A checkpoint's position as offsets of the source's consumer group, to commit inside
+    /// a transaction (Kafka sources that have joined their group).
+    pub fn group_offsets(&self, position: &SourcePosition) -> Result<Option<GroupOffsets>> {
+        match self {
+            Self::File(_) => Ok(None),
+            Self::Kafka(kafka) => {
+                let offsets = kafka.offsets(position)?;
+                Ok(kafka
+                    .group_metadata()
+                    .filter(|_| offsets.count() > 0)
+                    .map(|group| GroupOffsets { offsets, group }))
+            }
+        }
+    }
+
+    /// What its consumer group has committed (Kafka); `None` where the source keeps no
+    /// positions (files).
+    pub async fn committed_position(&self) -> Result<Option<SourcePosition>> {
+        match self {
+            Self::File(_) => Ok(None),
+            Self::Kafka(kafka) => kafka.committed_position().await.map(Some),
+        }
+    }
+
+    /// Commits a checkpoint's position where the source keeps positions (Kafka), so that
+    /// lag shows and a run without the checkpoint starts there.
+    pub fn commit_position(&self, position: &SourcePosition) -> Result<()> {
+        match self {
+            Self::File(_) => Ok(()),
+            Self::Kafka(kafka) => kafka.commit_position(position),
+        }
     }
 
     /// Commits what its readers have read, where the source keeps positions (Kafka).
@@ -95,7 +139,15 @@ pub enum SourceReader {
 }
 
 impl SourceReader {
-    /// The next micro-batch, `None` at the end.
+    /// Where the reader stands, after the last batch it returned.
+    pub fn position(&self) -> SourcePosition {
+        match self {
+            Self::File(file) => file.position(),
+            Self::Kafka(kafka) => kafka.position(),
+        }
+    }
+
+    /// The next micro-batch, `None` at the end; an empty one when nothing came for a while.
     pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         match self {
             Self::File(file) => file.next_batch().await,

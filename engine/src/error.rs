@@ -33,6 +33,8 @@ pub enum EngineError {
     DataFusion(DataFusionError),
     /// A source or sink failed.
     Connector(ConnectorError),
+    /// A checkpoint cannot be written, read, or restored into this job.
+    Checkpoint(String),
     /// Something that should not happen did (a panicked task): a bug to report.
     Internal(String),
 }
@@ -62,6 +64,7 @@ impl fmt::Display for EngineError {
             Self::Catalog(message) => write!(f, "{message}"),
             Self::DataFusion(e) => write!(f, "{}", describe_datafusion(e)),
             Self::Connector(e) => write!(f, "{e}"),
+            Self::Checkpoint(message) => write!(f, "checkpoint: {message}"),
             Self::Internal(message) => write!(f, "internal error (please report): {message}"),
         }
     }

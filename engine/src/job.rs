@@ -16,6 +16,21 @@ use crate::statement::JobKind;
 pub struct JobMetrics {
     sources: Mutex<Vec<Arc<SourceMetrics>>>,
     records_out: AtomicU64,
+    last_checkpoint: Mutex<Option<CheckpointInfo>>,
+    checkpoints: AtomicU64,
+}
+
+/// The last checkpoint a job completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointInfo {
+    /// Its epoch.
+    pub epoch: u64,
+    /// When it completed.
+    pub at: std::time::SystemTime,
+    /// From asking for it to its output committed.
+    pub duration: Duration,
+    /// Bytes of operator state it holds.
+    pub state_bytes: u64,
 }
 
 impl JobMetrics {
@@ -27,6 +42,33 @@ impl JobMetrics {
             .unwrap_or_else(|e| e.into_inner())
             .push(metrics.clone());
         metrics
+    }
+
+    /// Records a completed checkpoint.
+    pub fn checkpointed(&self, epoch: u64, duration: Duration, state_bytes: u64) {
+        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        *self
+            .last_checkpoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(CheckpointInfo {
+            epoch,
+            at: std::time::SystemTime::now(),
+            duration,
+            state_bytes,
+        });
+    }
+
+    /// The last checkpoint completed, if any.
+    pub fn last_checkpoint(&self) -> Option<CheckpointInfo> {
+        *self
+            .last_checkpoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Checkpoints completed by this run.
+    pub fn checkpoints(&self) -> u64 {
+        self.checkpoints.load(Ordering::Relaxed)
     }
 
     /// Counts rows written by the sink.
@@ -92,6 +134,15 @@ impl std::fmt::Display for JobProgress {
     }
 }
 
+/// How a job's run ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEnd {
+    /// Its sources ended (or were stopped and drained) and its sink committed.
+    Finished,
+    /// Stopped at a checkpoint, to be resumed from it.
+    Stopped,
+}
+
 /// Whether a job runs, ended, or failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobStatus {
@@ -99,6 +150,8 @@ pub enum JobStatus {
     Running,
     /// Its sources ended (or were stopped) and its sink committed.
     Finished,
+    /// Stopped at a checkpoint; a restart resumes it.
+    Stopped,
     /// It stopped with this error.
     Failed(String),
 }
@@ -109,6 +162,7 @@ impl JobStatus {
         match self {
             Self::Running => "RUNNING",
             Self::Finished => "FINISHED",
+            Self::Stopped => "STOPPED",
             Self::Failed(_) => "FAILED",
         }
     }
@@ -176,7 +230,7 @@ impl RunningJob {
         bounded: bool,
         plan: Arc<dyn ExecutionPlan>,
         metrics: Arc<JobMetrics>,
-        work: impl std::future::Future<Output = Result<()>> + Send + 'static,
+        work: impl std::future::Future<Output = Result<JobEnd>> + Send + 'static,
     ) -> Self {
         let record = Arc::new(JobRecord {
             name: name.clone(),
@@ -191,11 +245,12 @@ impl RunningJob {
         let task = tokio::spawn(async move {
             let result = work.await;
             let status = match &result {
-                Ok(()) => JobStatus::Finished,
+                Ok(JobEnd::Finished) => JobStatus::Finished,
+                Ok(JobEnd::Stopped) => JobStatus::Stopped,
                 Err(e) => JobStatus::Failed(e.to_string()),
             };
             outcome.end(status);
-            result
+            result.map(|_| ())
         });
         Self {
             name,

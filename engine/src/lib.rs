@@ -18,17 +18,20 @@
 //! ```
 
 pub mod catalog;
+pub mod checkpoint;
 pub mod error;
 pub mod job;
 mod late;
 pub mod materialized;
 pub mod options;
 pub mod planner;
+mod run;
 mod session;
 mod show;
 mod sink;
 pub mod source;
 pub mod statement;
+pub mod stored_jobs;
 
 pub use error::{EngineError, Result};
 pub use job::{JobProgress, RunningJob};

@@ -4,6 +4,7 @@
 //! per source so records stay in source order, no batch coalescing so results are not held
 //! back) and the [`Catalog`] of what its statements declared.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,25 +26,28 @@ use datafusion::physical_plan::{
 };
 use datafusion::prelude::{SessionConfig, SessionContext};
 use ferris_connectors::kafka::KafkaConnection;
-use ferris_connectors::{Sink, SinkConfig, Source, StopSignal};
+use ferris_connectors::{Sink, SinkConfig, Source, SourcePosition, StopSignal};
+use ferris_streaming::checkpoint::{CheckpointBarrier, Restored};
 use ferris_streaming::{EmitMode, LateDataPolicy, WATERMARK_COLUMN, WatermarkSpec, WindowSpec};
-use futures::StreamExt;
 
 use crate::catalog::{Catalog, CatalogEntry, EntryKind};
+use crate::checkpoint::{CheckpointStore, Manifest};
 use crate::error::{EngineError, Result};
-use crate::job::{JobMetrics, JobRecord, JobStatus, RunningJob};
+use crate::job::{JobEnd, JobMetrics, JobRecord, JobStatus, RunningJob};
 use crate::late::LateRecordFile;
 use crate::materialized::{LiveStream, MaterializedTable};
 use crate::options::{OptionValue, Options};
 use crate::planner::{
     AggregateSettings, rewrite_query, streaming_plan, time_source, without_batch_coalescing,
 };
+use crate::run::{Checkpointing, JobOutputs, run_at_least_once, run_checkpointed};
 use crate::show;
 use crate::sink::{resolve_file_sink, resolve_kafka_sink};
 use crate::source::{
     DEFAULT_BOOTSTRAP_SERVERS, SourceDef, resolve_file_source, resolve_kafka_source,
 };
 use crate::statement::{JobKind, Statement, StatementKind, StreamingQuery, parse_statements};
+use crate::stored_jobs::{StoredJob, StoredJobs};
 
 /// What a statement produced.
 pub enum StatementOutput {
@@ -63,6 +67,18 @@ struct PreparedQuery {
     sink: Option<SinkConfig>,
     /// `'state.memory.limit'` in bytes.
     memory_limit: Option<usize>,
+    /// A job's checkpoints, when it takes them.
+    checkpoint: Option<CheckpointSettings>,
+}
+
+/// Where and how often a job checkpoints.
+#[derive(Debug, Clone)]
+struct CheckpointSettings {
+    dir: PathBuf,
+    interval: Duration,
+    /// `'processing.guarantee'` as written: exactly once (true), at least once (false), or
+    /// the best the sink allows (none).
+    exactly_once: Option<bool>,
 }
 
 /// Executes statements against one DataFusion context and catalog.
@@ -74,6 +90,9 @@ pub struct Session {
     jobs: Vec<Arc<JobRecord>>,
     /// The Kafka cluster SHOW TOPICS describes.
     kafka: KafkaConnection,
+    /// Where jobs keep their checkpoints (one folder per job); none: jobs do not checkpoint
+    /// unless their `'checkpoint.dir'` says where.
+    state_dir: Option<PathBuf>,
 }
 
 impl Default for Session {
@@ -120,7 +139,39 @@ impl Session {
                     .unwrap_or_else(|_| DEFAULT_BOOTSTRAP_SERVERS.to_string()),
                 properties: vec![],
             },
+            state_dir: None,
         }
+    }
+
+    /// Jobs keep their checkpoints under `dir` (a folder per job) and resume from them.
+    pub fn set_state_dir(&mut self, dir: impl Into<PathBuf>) {
+        self.state_dir = Some(dir.into());
+    }
+
+    /// Starts again every job kept under the state dir, each from its last checkpoint (a
+    /// finished one stays finished). A job that cannot start is reported and left out.
+    pub async fn resume_jobs(&mut self) -> Result<Vec<RunningJob>> {
+        let Some(dir) = &self.state_dir else {
+            return Ok(vec![]);
+        };
+        let mut started = Vec::new();
+        for stored in StoredJobs::new(dir).load()? {
+            let statements = match self.parse(&stored.sql) {
+                Ok(statements) => statements,
+                Err(e) => {
+                    eprintln!("ferris: job {} cannot be resumed: {e}", stored.name);
+                    continue;
+                }
+            };
+            for statement in &statements {
+                match self.execute(statement).await {
+                    Ok(StatementOutput::Job(job)) => started.push(job),
+                    Ok(StatementOutput::Rows(_)) => {}
+                    Err(e) => eprintln!("ferris: job {} cannot be resumed: {e}", stored.name),
+                }
+            }
+        }
+        Ok(started)
     }
 
     /// The signal that ends watching sources (and so every job) cleanly.
@@ -156,15 +207,24 @@ impl Session {
     /// Executes one statement.
     pub async fn execute(&mut self, statement: &Statement) -> Result<StatementOutput> {
         match &statement.kind {
-            StatementKind::CreateJob { kind, name, query } => self
-                .start_job(*kind, name, query)
-                .await
-                .map(StatementOutput::Job),
+            StatementKind::CreateJob { kind, name, query } => {
+                let job = self.start_job(*kind, name, query).await?;
+                // A server started on this state dir again starts the job again.
+                if let Some(dir) = &self.state_dir {
+                    StoredJobs::new(dir).save(StoredJob {
+                        name: name.clone(),
+                        sql: statement.text.clone(),
+                    })?;
+                }
+                Ok(StatementOutput::Job(job))
+            }
             StatementKind::Query(query) => {
                 let prepared = self.prepare(query, None).await?;
-                Ok(StatementOutput::Rows(
-                    self.run_plan(&prepared, Arc::default())?,
-                ))
+                Ok(StatementOutput::Rows(self.run_plan(
+                    &prepared,
+                    Arc::default(),
+                    None,
+                )?))
             }
             StatementKind::Explain(inner) => self.explain(inner).await,
             StatementKind::ShowStreams { like } => rows(show::show_entries(
@@ -246,7 +306,17 @@ impl Session {
             .get("state.memory.limit")
             .map(|v| bytes(&v))
             .transpose()?;
+        let checkpoint = match job {
+            Some(job) => checkpoint_settings(&options, self.state_dir.as_deref(), job)?,
+            None => None,
+        };
         options.check_all_taken()?;
+        // A checkpointing job's sources never end on a stop: the job stops at a checkpoint,
+        // with its windows still open, to resume them.
+        let source_stop = match checkpoint {
+            Some(_) => StopSignal::new(),
+            None => self.stop.clone(),
+        };
 
         let mut parsed = state.sql_to_statement(&query.sql, &Dialect::Generic)?;
         let window = rewrite_query(&mut parsed, query.window.as_ref(), query.position)?;
@@ -260,7 +330,7 @@ impl Session {
                 }
                 _ => None,
             };
-            source.register(&self.ctx, &self.stop, stamp)?;
+            source.register(&self.ctx, &source_stop, stamp)?;
         }
         if window.is_some()
             && !sources
@@ -325,17 +395,22 @@ impl Session {
             sources,
             sink,
             memory_limit,
+            checkpoint,
         })
     }
 
-    /// Runs a plan with its own job counters.
+    /// Runs a plan with its own job counters (and checkpoint barrier).
     fn run_plan(
         &self,
         prepared: &PreparedQuery,
         metrics: Arc<JobMetrics>,
+        barrier: Option<Arc<CheckpointBarrier>>,
     ) -> Result<SendableRecordBatchStream> {
         let state = self.ctx.state();
-        let config = state.config().clone().with_extension(metrics);
+        let mut config = state.config().clone().with_extension(metrics);
+        if let Some(barrier) = barrier {
+            config = config.with_extension(barrier);
+        }
         let mut task = TaskContext::from(&state).with_session_config(config);
         if let Some(limit) = prepared.memory_limit {
             task = task.with_runtime(
@@ -413,7 +488,38 @@ impl Session {
         });
         let bounded = prepared.sources.iter().all(|s| s.source.is_bounded());
         let metrics = Arc::new(JobMetrics::default());
-        let mut stream = self.run_plan(&prepared, metrics.clone())?;
+        let checkpoint = match prepared.checkpoint.clone() {
+            Some(settings) => {
+                self.checkpoint_plan(name, &prepared, &settings, &mut sink_config)
+                    .await?
+            }
+            None => None,
+        };
+        if let Some(Restore::Finished(manifest)) = &checkpoint {
+            // The job ran to its end before: its output is complete; make sure it is visible.
+            Sink::complete(sink_config, &manifest.sink)?;
+            eprintln!(
+                "ferris: job {name} finished in an earlier run (checkpoint {}); delete its state to run it again",
+                manifest.epoch
+            );
+            let job = RunningJob::spawn(
+                name.to_string(),
+                kind,
+                bounded,
+                prepared.plan,
+                metrics,
+                async { Ok(JobEnd::Finished) },
+            );
+            self.jobs.push(job.record());
+            return Ok(job);
+        }
+        let barrier = match &checkpoint {
+            Some(Restore::From(_, restored)) => {
+                Some(Arc::new(CheckpointBarrier::new(restored.state.clone())))
+            }
+            _ => None,
+        };
+        let stream = self.run_plan(&prepared, metrics.clone(), barrier.clone())?;
         // The output is readable by name: a table's current state answers pull queries, a
         // stream's rows as written feed push queries.
         self.ctx.deregister_table(name)?;
@@ -436,59 +542,52 @@ impl Session {
                 (None, Some(live.writer()))
             }
         };
-        let mut sink = Sink::try_new(sink_config, schema)?;
-        let job_metrics = metrics.clone();
-        let sources: Vec<Source> = prepared.sources.iter().map(|s| s.source.clone()).collect();
-        // Without state, whatever the sink has made durable covers everything read so far, so
-        // source offsets can be committed then; with state (windows, joins), rows read may
-        // still sit in open windows, so offsets are committed only once the job has ended.
-        let stateless = is_stateless(&prepared.plan);
-        let work = async move {
-            // A folder sink commits its part files on time even when no rows come.
-            // Checked four times an interval, so a part lands at most a quarter late.
-            let mut rollover = sink
-                .rollover()
-                .map(|every| tokio::time::interval((every / 4).max(Duration::from_millis(10))));
-            loop {
-                let tick = async {
-                    match rollover.as_mut() {
-                        Some(interval) => interval.tick().await,
-                        None => std::future::pending().await,
-                    }
-                };
-                let durable = tokio::select! {
-                    batch = stream.next() => match batch {
-                        Some(batch) => {
-                            let batch = batch?;
-                            sink.write(&batch)?;
-                            if let Some(table) = &materialized {
-                                table.apply(&batch)?;
-                            }
-                            if let Some(live) = &live {
-                                live.publish(&batch);
-                            }
-                            job_metrics.add_records_out(batch.num_rows());
-                            stateless && sink.flush()?
-                        }
-                        None => break,
-                    },
-                    _ = tick => sink.roll_if_due()? && stateless,
-                };
-                if durable {
-                    for source in &sources {
-                        // A failed commit only means more to re-read after a crash.
-                        if let Err(e) = source.commit() {
-                            eprintln!("warning: {e}");
-                        }
-                    }
+        let work: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JobEnd>> + Send>> =
+            match (checkpoint, barrier) {
+                (Some(Restore::From(store, restored)), Some(barrier)) => {
+                    let sink_part = restored.sink.clone();
+                    let sink = Sink::recover(sink_config, schema, sink_part.as_ref())?;
+                    let outputs = JobOutputs {
+                        sink,
+                        materialized,
+                        live,
+                        metrics: metrics.clone(),
+                    };
+                    let sources = prepared
+                        .sources
+                        .iter()
+                        .map(|s| (s.name.clone(), s.source.clone()))
+                        .collect();
+                    let checkpointing = Checkpointing {
+                        store,
+                        interval: prepared
+                            .checkpoint
+                            .as_ref()
+                            .map_or(DEFAULT_CHECKPOINT_INTERVAL, |c| c.interval),
+                        plan: plan_fingerprint(&prepared.plan),
+                        barrier,
+                    };
+                    let stop = self.stop.clone();
+                    Box::pin(run_checkpointed(
+                        stream,
+                        outputs,
+                        sources,
+                        checkpointing,
+                        stop,
+                    ))
                 }
-            }
-            sink.close()?;
-            for source in &sources {
-                source.commit()?;
-            }
-            Ok(())
-        };
+                _ => {
+                    let outputs = JobOutputs {
+                        sink: Sink::try_new(sink_config, schema)?,
+                        materialized,
+                        live,
+                        metrics: metrics.clone(),
+                    };
+                    let sources = prepared.sources.iter().map(|s| s.source.clone()).collect();
+                    let stateless = is_stateless(&prepared.plan);
+                    Box::pin(run_at_least_once(stream, outputs, sources, stateless))
+                }
+            };
         let job = RunningJob::spawn(
             name.to_string(),
             kind,
@@ -500,6 +599,205 @@ impl Session {
         self.jobs.push(job.record());
         Ok(job)
     }
+
+    /// Settles a checkpointing job's guarantee and finds where it resumes: `None` when it
+    /// cannot checkpoint (a join) and runs at least once instead.
+    async fn checkpoint_plan(
+        &self,
+        name: &str,
+        prepared: &PreparedQuery,
+        settings: &CheckpointSettings,
+        sink_config: &mut SinkConfig,
+    ) -> Result<Option<Restore>> {
+        if has_join(&prepared.plan) {
+            if settings.exactly_once == Some(true) {
+                return Err(EngineError::Checkpoint(format!(
+                    "job '{name}': checkpoints do not cover joins yet, so it cannot run exactly once"
+                )));
+            }
+            eprintln!(
+                "warning: job '{name}': checkpoints do not cover joins yet; it runs at least once, without them"
+            );
+            return Ok(None);
+        }
+        if let SinkConfig::Kafka(kafka) = sink_config {
+            // A Kafka transaction can carry the offsets of Kafka sources only.
+            let all_kafka = prepared
+                .sources
+                .iter()
+                .all(|s| matches!(s.source, Source::Kafka(_)));
+            match settings.exactly_once {
+                Some(true) if !all_kafka => {
+                    return Err(EngineError::Checkpoint(format!(
+                        "job '{name}': exactly once into Kafka commits the sources' offsets in the sink's transaction, so every source must be a Kafka topic; use 'processing.guarantee' = 'at_least_once'"
+                    )));
+                }
+                Some(false) => {}
+                _ if all_kafka => {
+                    kafka.transactional_id = Some(format!("ferris-{name}-{}", kafka.topic));
+                }
+                _ => {}
+            }
+        }
+        let transactional =
+            matches!(sink_config, SinkConfig::Kafka(k) if k.transactional_id.is_some());
+        let store = CheckpointStore::local(&settings.dir)?;
+        let plan = plan_fingerprint(&prepared.plan);
+        let Some((manifest, restored)) =
+            choose_checkpoint(&store, &prepared.sources, transactional).await?
+        else {
+            return Ok(Some(Restore::From(store, RestoredJob::default())));
+        };
+        if manifest.plan != plan {
+            return Err(EngineError::Checkpoint(format!(
+                "job '{name}' changed since checkpoint {} in {}: its state fits the old query only. Delete that folder to start over",
+                manifest.epoch,
+                settings.dir.display()
+            )));
+        }
+        if manifest.finished {
+            return Ok(Some(Restore::Finished(manifest)));
+        }
+        eprintln!(
+            "ferris: job {name} resumes from checkpoint {} ({:.1}s old)",
+            manifest.epoch,
+            manifest.age().as_secs_f64()
+        );
+        Ok(Some(Restore::From(
+            store,
+            RestoredJob {
+                state: restored,
+                sink: Some(manifest.sink),
+            },
+        )))
+    }
+}
+
+/// Where a checkpointing job starts.
+enum Restore {
+    /// From a checkpoint (or from scratch, with an empty one).
+    From(CheckpointStore, RestoredJob),
+    /// Nowhere: its last run finished.
+    Finished(Manifest),
+}
+
+/// A checkpoint read back: operator and source state, and the sink's part.
+#[derive(Debug, Default, Clone)]
+struct RestoredJob {
+    state: Restored,
+    sink: Option<serde_json::Value>,
+}
+
+/// The checkpoint a job resumes from: the newest, unless its sink commits in Kafka
+/// transactions. Then the transaction is the commit point, and the checkpoint to resume is
+/// the one whose source offsets the consumer group committed (a newer one was written, but
+/// its transaction never committed).
+async fn choose_checkpoint(
+    store: &CheckpointStore,
+    sources: &[SourceDef],
+    transactional: bool,
+) -> Result<Option<(Manifest, Restored)>> {
+    let manifests = store.manifests().await?;
+    let Some(newest) = manifests.first() else {
+        return Ok(None);
+    };
+    if !transactional {
+        let restored = store.read(newest).await?;
+        return Ok(Some((newest.clone(), restored)));
+    }
+    let mut committed = Vec::new();
+    for source in sources {
+        if let Some(position) = source.source.committed_position().await? {
+            committed.push((source.name.clone(), position));
+        }
+    }
+    for manifest in &manifests {
+        let restored = store.read(manifest).await?;
+        let matches = committed.iter().all(|(name, position)| {
+            restored
+                .sources
+                .get(name)
+                .and_then(|batch| SourcePosition::from_batch(batch).ok())
+                .is_some_and(|checkpointed| same_offsets(&checkpointed, position))
+        });
+        if matches {
+            return Ok(Some((manifest.clone(), restored)));
+        }
+    }
+    if committed.iter().all(|(_, p)| p.parts.is_empty()) {
+        // No transaction ever committed: the checkpoints are of output nobody saw.
+        store.clear().await?;
+        return Ok(None);
+    }
+    Err(EngineError::Checkpoint(format!(
+        "the consumer group's committed offsets match no checkpoint kept (epochs {}): delete the job's state to start over from the group's offsets",
+        manifests
+            .iter()
+            .map(|m| m.epoch.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+fn same_offsets(a: &SourcePosition, b: &SourcePosition) -> bool {
+    let offsets = |p: &SourcePosition| {
+        let mut parts: Vec<(String, i64)> =
+            p.parts.iter().map(|p| (p.part.clone(), p.offset)).collect();
+        parts.sort();
+        parts
+    };
+    offsets(a) == offsets(b)
+}
+
+/// What a checkpoint must match: the physical plan as it runs.
+fn plan_fingerprint(plan: &Arc<dyn ExecutionPlan>) -> String {
+    displayable(plan.as_ref()).indent(true).to_string()
+}
+
+/// How often a job checkpoints unless `'checkpoint.interval'` says.
+const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A job's checkpoint options: on with a state dir or `'checkpoint.dir'`.
+fn checkpoint_settings(
+    options: &Options,
+    state_dir: Option<&std::path::Path>,
+    job: &str,
+) -> Result<Option<CheckpointSettings>> {
+    let interval = options.get("checkpoint.interval");
+    let guarantee = options.get("processing.guarantee");
+    let dir = match options.get("checkpoint.dir") {
+        Some(dir) => Some(PathBuf::from(dir.value)),
+        None => state_dir.map(|d| d.join(job)),
+    };
+    let exactly_once = guarantee
+        .map(|g| g.one_of(&["exactly_once", "at_least_once"]))
+        .transpose()?
+        .map(|g| g == "exactly_once");
+    let Some(dir) = dir else {
+        if let Some(option) = interval.or(guarantee.filter(|_| exactly_once == Some(true))) {
+            return Err(option.error(
+                "checkpoints need a place: start with --state-dir, or add 'checkpoint.dir'",
+            ));
+        }
+        return Ok(None);
+    };
+    let interval = interval
+        .map(|v| {
+            v.duration().and_then(|d| {
+                if d.is_zero() {
+                    Err(v.error("the interval must be above 0"))
+                } else {
+                    Ok(d)
+                }
+            })
+        })
+        .transpose()?
+        .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL);
+    Ok(Some(CheckpointSettings {
+        dir,
+        interval,
+        exactly_once,
+    }))
 }
 
 /// The environment variable naming the Kafka cluster SHOW TOPICS describes (else
@@ -661,6 +959,11 @@ fn is_stateless(plan: &Arc<dyn ExecutionPlan>) -> bool {
     !plan
         .exists(|node| Ok(!STATELESS.contains(&node.name())))
         .unwrap_or(true)
+}
+
+fn has_join(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.exists(|node| Ok(node.name().contains("Join")))
+        .unwrap_or(false)
 }
 
 fn has_aggregate(plan: &Arc<dyn ExecutionPlan>) -> bool {

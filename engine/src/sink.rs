@@ -54,5 +54,6 @@ pub(crate) async fn resolve_kafka_sink(name: &str, options: &Options) -> Result<
         format,
         key_fields,
         timestamp_field,
+        transactional_id: None,
     }))
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::config::Dialect;
 use datafusion::error::DataFusionError;
@@ -19,11 +20,13 @@ use ferris_connectors::kafka::{
 };
 use ferris_connectors::{
     AvroFormat, CsvOptions, DeadLetterWriter, FileFormat, FileSource, FileSourceConfig, Location,
-    MessageFormat, OnError, ProtobufFormat, SchemaRegistry, Source, StopSignal,
+    MessageFormat, OnError, ProtobufFormat, SchemaRegistry, Source, SourcePosition, SourceReader,
+    StopSignal,
 };
+use ferris_streaming::checkpoint::{CheckpointBarrier, SourceBarrier};
 use ferris_streaming::event_time::stamped_schema;
 use ferris_streaming::{EventTimeStamper, WatermarkSpec};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 
 use crate::error::{EngineError, Result};
 use crate::job::JobMetrics;
@@ -150,30 +153,114 @@ impl PartitionStream for SourcePartition {
             .get_extension::<JobMetrics>()
             .map(|job| job.register_source())
             .unwrap_or_default();
-        let reader = self.source.reader(self.stop.clone(), metrics);
-        let batches = futures::stream::once(async move { reader })
-            .map_ok(|reader| {
-                futures::stream::try_unfold(reader, |mut reader| async move {
-                    Ok(reader.next_batch().await?.map(|batch| (batch, reader)))
+        // A job that checkpoints cuts its sources at its barrier, and may restore them.
+        let barrier = ctx
+            .session_config()
+            .get_extension::<CheckpointBarrier>()
+            .map(|barrier| barrier.register_source(&self.name));
+        let (name, source, stop, stamp) = (
+            self.name.clone(),
+            self.source.clone(),
+            self.stop.clone(),
+            self.stamp.clone(),
+        );
+        let start = async move { SourceRun::start(&name, &source, stop, stamp, barrier, metrics) };
+        let batches = futures::stream::once(start)
+            .map_ok(|run| {
+                futures::stream::try_unfold(run, |mut run| async move {
+                    Ok(run.next().await?.map(|batch| (batch, run)))
                 })
             })
-            .try_flatten()
-            .map_err(|e: ferris_connectors::ConnectorError| DataFusionError::External(Box::new(e)));
-        let Some(spec) = &self.stamp else {
-            return Box::pin(RecordBatchStreamAdapter::new(
-                self.schema.clone(),
-                batches.boxed(),
-            ));
-        };
-        let stamped =
-            match EventTimeStamper::try_new(&self.name, self.source.schema(), spec.clone()) {
-                Ok(mut stamper) => batches
-                    .map(move |batch| Ok(stamper.stamp(&batch?)?))
-                    .boxed(),
-                Err(e) => futures::stream::once(async move { Err(e.into()) }).boxed(),
-            };
-        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stamped))
+            .try_flatten();
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
     }
+}
+
+/// One execution of a source: its reader, its stamper, its side of the job's barrier.
+struct SourceRun {
+    reader: SourceReader,
+    stamper: Option<EventTimeStamper>,
+    barrier: Option<SourceBarrier>,
+}
+
+impl SourceRun {
+    fn start(
+        name: &str,
+        source: &Source,
+        stop: StopSignal,
+        stamp: Option<WatermarkSpec>,
+        mut barrier: Option<SourceBarrier>,
+        metrics: Arc<ferris_connectors::SourceMetrics>,
+    ) -> Result<Self, DataFusionError> {
+        let restored = barrier.as_mut().and_then(|b| b.take_restored());
+        let position = restored
+            .as_ref()
+            .map(SourcePosition::from_batch)
+            .transpose()
+            .map_err(external)?;
+        let mut stamper = stamp
+            .map(|spec| EventTimeStamper::try_new(name, source.schema(), spec))
+            .transpose()?;
+        if let (Some(stamper), Some(restored)) = (stamper.as_mut(), &restored) {
+            stamper.restore(restored.schema().metadata())?;
+        }
+        let reader = source
+            .reader(position.as_ref(), stop, metrics)
+            .map_err(external)?;
+        Ok(Self {
+            reader,
+            stamper,
+            barrier,
+        })
+    }
+
+    /// The next batch with rows, stamped; cuts for a checkpoint first when one is due.
+    async fn next(&mut self) -> Result<Option<RecordBatch>, DataFusionError> {
+        loop {
+            if let Some(barrier) = &self.barrier
+                && let Some(epoch) = barrier.cut_due()
+            {
+                barrier.cut(epoch, self.position());
+                barrier.released(epoch).await;
+                continue;
+            }
+            match self.reader.next_batch().await.map_err(external)? {
+                None => {
+                    if let Some(barrier) = &self.barrier {
+                        barrier.end(self.position());
+                    }
+                    return Ok(None);
+                }
+                // Nothing came for a while: the loop's turn to cut.
+                Some(batch) if batch.num_rows() == 0 => continue,
+                Some(batch) => {
+                    return Ok(Some(match self.stamper.as_mut() {
+                        Some(stamper) => stamper.stamp(&batch)?,
+                        None => batch,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// The reader's position, with the stamper's state in its metadata.
+    fn position(&self) -> RecordBatch {
+        let batch = self.reader.position().to_batch();
+        match &self.stamper {
+            Some(stamper) => {
+                let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+                    batch.schema().fields().clone(),
+                    stamper.snapshot(),
+                ));
+                batch.with_schema(schema).expect("only metadata changed")
+            }
+            None => batch,
+        }
+    }
+}
+
+fn external(e: ferris_connectors::ConnectorError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
 }
 
 /// The format named by `'<name>.format'`, or implied by the path's extension, or `default`.

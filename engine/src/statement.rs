@@ -44,6 +44,8 @@ impl fmt::Display for Position {
 pub struct Statement {
     /// Where it starts.
     pub position: Position,
+    /// Its text as written (without the `;`), to keep in a server's catalog.
+    pub text: String,
     /// What it is.
     pub kind: StatementKind,
 }
@@ -282,7 +284,14 @@ fn parse_statement(source: &Source, tokens: &[TokenWithSpan]) -> Result<Option<S
     };
     let position = first.span.start.into();
     let kind = parse_kind(source, tokens, &sig)?;
-    Ok(Some(Statement { position, kind }))
+    let last = sig.last().expect("not empty");
+    let text =
+        source.text[source.offset(first.span.start)..source.offset(last.span.end)].to_string();
+    Ok(Some(Statement {
+        position,
+        text,
+        kind,
+    }))
 }
 
 fn parse_kind(

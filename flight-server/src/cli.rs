@@ -14,19 +14,25 @@ const USAGE: &str = "\
 ferris: a streaming SQL engine
 
 Usage:
-  ferris run FILE.sql        run every statement of the file
-  ferris run -e \"SQL\"        run the statements given as text
+  ferris run [--state-dir DIR] FILE.sql
+                             run every statement of the file; with a state dir, jobs
+                             checkpoint there and resume from it when run again
+  ferris run [--state-dir DIR] -e \"SQL\"
+                             run the statements given as text
   ferris explain FILE.sql    print the plan of every query of the file
   ferris server [--flight HOST:PORT] [--http HOST:PORT] [--auth-token TOKEN] [--kafka HOST:PORT]
-                [--tls-cert FILE --tls-key FILE]
+                [--tls-cert FILE --tls-key FILE] [--state-dir DIR]
                              serve Arrow Flight SQL (default 127.0.0.1:50051), and
                              /health, /ready, /metrics over HTTP; also from FERRIS_FLIGHT,
                              FERRIS_HTTP, FERRIS_AUTH_TOKEN, FERRIS_KAFKA_BOOTSTRAP (the
-                             cluster SHOW TOPICS describes), FERRIS_TLS_CERT, FERRIS_TLS_KEY
+                             cluster SHOW TOPICS describes), FERRIS_TLS_CERT, FERRIS_TLS_KEY,
+                             FERRIS_STATE_DIR (checkpoints and the jobs started again
+                             after a restart)
   ferris --help | --version
 
 Jobs whose sources all end (files not watched) finish by themselves; with a watched
-source, Ctrl-C stops every source, flushes every window and commits every sink.";
+source, Ctrl-C stops every source, flushes every window and commits every sink. With a
+state dir, Ctrl-C stops each job at a checkpoint instead, windows open, to resume them.";
 
 /// How often the progress line is redrawn, and a streaming query's rows are printed.
 const REFRESH: Duration = Duration::from_millis(500);
@@ -34,7 +40,7 @@ const REFRESH: Duration = Duration::from_millis(500);
 /// Runs the command line `args` (without the program name).
 pub fn main(args: Vec<String>) -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (command, input) = match args.as_slice() {
+    let (command, input, state_dir) = match args.as_slice() {
         ["--help" | "-h" | "help"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -43,8 +49,21 @@ pub fn main(args: Vec<String>) -> ExitCode {
             println!("ferris {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        [command @ ("run" | "explain"), "-e", sql] => (*command, Input::Text(sql.to_string())),
-        [command @ ("run" | "explain"), file] => (*command, Input::File(file.to_string())),
+        [command @ ("run" | "explain"), rest @ ..] => {
+            let (state_dir, rest) = match rest {
+                ["--state-dir", dir, rest @ ..] => (Some(dir.to_string()), rest),
+                rest => (std::env::var("FERRIS_STATE_DIR").ok(), rest),
+            };
+            let input = match rest {
+                ["-e", sql] => Input::Text(sql.to_string()),
+                [file] if !file.starts_with('-') => Input::File(file.to_string()),
+                _ => {
+                    eprintln!("{USAGE}");
+                    return ExitCode::from(2);
+                }
+            };
+            (*command, input, state_dir)
+        }
         ["server", options @ ..] => return server(options),
         _ => {
             eprintln!("{USAGE}");
@@ -54,6 +73,9 @@ pub fn main(args: Vec<String>) -> ExitCode {
     crate::block_on("ferris", async {
         let sql = input.read()?;
         let mut session = Session::new();
+        if let Some(dir) = &state_dir {
+            session.set_state_dir(dir);
+        }
         watch_ctrl_c(&session);
         let statements = session.parse(&sql).map_err(|e| input.describe(e))?;
         if command == "explain" {
@@ -140,6 +162,7 @@ async fn explain(session: &mut Session, statements: &[Statement]) -> Result<(), 
         }
         let explain = Statement {
             position: statement.position,
+            text: format!("EXPLAIN {}", statement.text),
             kind: StatementKind::Explain(Box::new(statement.clone())),
         };
         println!("-- statement at line {}", statement.position.line);
@@ -205,6 +228,7 @@ fn server(options: &[&str]) -> ExitCode {
     let mut http = std::env::var("FERRIS_HTTP").ok();
     let mut tls_cert = std::env::var("FERRIS_TLS_CERT").ok();
     let mut tls_key = std::env::var("FERRIS_TLS_KEY").ok();
+    let mut state_dir = std::env::var("FERRIS_STATE_DIR").ok();
     let mut rest = options.iter();
     while let Some(option) = rest.next() {
         let value = rest.next();
@@ -215,6 +239,7 @@ fn server(options: &[&str]) -> ExitCode {
             ("--http", Some(value)) => http = Some(value.to_string()),
             ("--tls-cert", Some(value)) => tls_cert = Some(value.to_string()),
             ("--tls-key", Some(value)) => tls_key = Some(value.to_string()),
+            ("--state-dir", Some(value)) => state_dir = Some(value.to_string()),
             _ => {
                 eprintln!("{USAGE}");
                 return ExitCode::from(2);
@@ -256,6 +281,7 @@ fn server(options: &[&str]) -> ExitCode {
         http,
         kafka,
         auth_token: token,
+        state_dir: state_dir.map(Into::into),
     };
     crate::block_on("ferris", async {
         crate::server::serve(

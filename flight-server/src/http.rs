@@ -39,7 +39,12 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListene
 
 async fn answer(service: &FerrisFlightSql, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let (status, body) = match request.uri().path() {
-        "/health" | "/ready" => (StatusCode::OK, "ok\n".to_string()),
+        "/health" => (StatusCode::OK, "ok\n".to_string()),
+        "/ready" if service.is_ready() => (StatusCode::OK, "ok\n".to_string()),
+        "/ready" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "restoring jobs\n".to_string(),
+        ),
         "/metrics" => (StatusCode::OK, metrics(service).await),
         _ => (
             StatusCode::NOT_FOUND,

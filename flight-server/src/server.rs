@@ -71,6 +71,9 @@ pub struct ServerConfig {
     /// With a token, every call needs `authorization: Bearer TOKEN` (the handshake, basic
     /// auth with the token as password, hands it out).
     pub auth_token: Option<String>,
+    /// Where jobs keep their checkpoints and the server its list of jobs, which it starts
+    /// again when it starts.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Runs the server until `shutdown` completes; `bound` hears the addresses it listens on
@@ -93,7 +96,12 @@ pub async fn serve(
     if let Some(kafka) = &config.kafka {
         session.set_kafka(kafka);
     }
+    if let Some(dir) = &config.state_dir {
+        session.set_state_dir(dir);
+    }
     let service = FerrisFlightSql::new(session, config.auth_token.clone());
+    // Clients may connect meanwhile; `/ready` says when every kept job is back.
+    tokio::spawn(service.clone().resume_jobs());
     let http = http.map(|listener| tokio::spawn(crate::http::serve(listener, service.clone())));
     let token = config.auth_token.clone();
     let server =
@@ -176,6 +184,8 @@ struct Inner {
     /// Jobs started through this server.
     jobs: Mutex<Vec<RunningJob>>,
     next_handle: AtomicU64,
+    /// Whether the jobs kept under the state dir have been started again.
+    ready: std::sync::atomic::AtomicBool,
 }
 
 struct Prepared {
@@ -201,8 +211,30 @@ impl FerrisFlightSql {
                 prepared: Mutex::default(),
                 jobs: Mutex::default(),
                 next_handle: AtomicU64::new(1),
+                ready: std::sync::atomic::AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Starts again the jobs kept under the state dir, each from its last checkpoint; then
+    /// the server is ready.
+    pub async fn resume_jobs(self) {
+        let resumed = self.inner.session.lock().await.resume_jobs().await;
+        match resumed {
+            Ok(jobs) => {
+                for job in &jobs {
+                    eprintln!("ferris: job {} resumed", job.name);
+                }
+                lock(&self.inner.jobs).extend(jobs);
+            }
+            Err(e) => eprintln!("ferris: error: the kept jobs cannot be resumed: {e}"),
+        }
+        self.inner.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether every job kept under the state dir has been started again.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::SeqCst)
     }
 
     /// What the session keeps of every job it started.

@@ -5,50 +5,19 @@
 //! `tests/kafka/schema_registry.py`, run with `FERRIS_PYTHON`. Each test uses topics of its
 //! own, so the tests can share the broker.
 
-use std::collections::BTreeMap;
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer};
 use serde_json::{Value, json};
+use support::{bootstrap, consume_all, produce, producer, project_root, topic};
 
 const ROWS: usize = 2000;
 const SYMBOLS: [&str; 5] = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOG"];
-
-fn bootstrap() -> String {
-    std::env::var("FERRIS_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
-fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A topic of this test run, created with `partitions` partitions by the project's script.
-fn topic(name: &str, partitions: u32) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let topic = format!("{name}_{}_{nanos}", std::process::id());
-    let port = bootstrap().rsplit(':').next().unwrap().to_string();
-    let output = Command::new("bash")
-        .arg(project_root().join("scripts/kafka.sh"))
-        .args(["topic", &topic, &partitions.to_string()])
-        .env("FERRIS_KAFKA_PORT", port)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "creating topic {topic} (is the broker up? bash scripts/kafka.sh start): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    topic
-}
 
 /// One trade of the test data: event times rise, so each partition is in order.
 struct Trade {
@@ -143,25 +112,6 @@ fn protobuf_value(t: &Trade) -> Vec<u8> {
     out
 }
 
-fn producer() -> ThreadedProducer<DefaultProducerContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .unwrap()
-}
-
-/// Writes the values keyed by symbol (so each symbol stays in one partition, in order).
-fn produce(topic: &str, values: impl IntoIterator<Item = (String, Vec<u8>)>) {
-    let producer = producer();
-    for (key, value) in values {
-        producer
-            .send(BaseRecord::to(topic).key(&key).payload(&value))
-            .map_err(|(e, _)| e)
-            .unwrap();
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
-}
-
 fn produce_trades(topic: &str, encode: fn(&Trade) -> Vec<u8>, prefix: &[u8]) {
     produce(
         topic,
@@ -171,65 +121,6 @@ fn produce_trades(topic: &str, encode: fn(&Trade) -> Vec<u8>, prefix: &[u8]) {
             (t.symbol.to_string(), value)
         }),
     );
-}
-
-/// Every message of `topic` now: (key, value, headers).
-type Consumed = Vec<(Option<String>, Option<Vec<u8>>, BTreeMap<String, String>)>;
-
-fn consume_all(topic: &str) -> Consumed {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("group.id", format!("test-reader-{topic}"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
-    let partitions = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap()
-        .topics()[0]
-        .partitions()
-        .len();
-    let mut assignment = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        assignment
-            .add_partition_offset(topic, p as i32, rdkafka::Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut at_end = std::collections::BTreeSet::new();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while at_end.len() < partitions {
-        assert!(Instant::now() < deadline, "reading {topic} took too long");
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            Some(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                let value = String::from_utf8_lossy(h.value.unwrap_or_default());
-                                (h.key.to_string(), value.into_owned())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push((
-                    m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                    m.payload().map(<[u8]>::to_vec),
-                    headers,
-                ));
-            }
-        }
-    }
-    out
 }
 
 fn ferris(dir: &Path, sql: &str) -> Output {

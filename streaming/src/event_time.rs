@@ -6,6 +6,7 @@
 //! stateless operators like any column; the window operator reads them to judge lateness and
 //! to close windows, and then replaces them with the window's bounds, whose names they carry.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,11 @@ use crate::error::StreamingError;
 pub const EVENT_TIME_COLUMN: &str = "_window_start";
 /// Carries the watermark before each row until the window operator, then the window end.
 pub const WATERMARK_COLUMN: &str = "_window_end";
+
+/// Snapshot keys of [`EventTimeStamper`].
+const STAMP_MAX: &str = "ferris.stamp.max_event_time";
+const STAMP_WATERMARK: &str = "ferris.stamp.watermark";
+const STAMP_PARTITIONS: &str = "ferris.stamp.partitions";
 
 /// How a source's event time is read and its watermark derived. The default is processing
 /// time.
@@ -132,6 +138,53 @@ impl EventTimeStamper {
     /// The schema of stamped batches.
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    /// What the stamper remembers (largest event times, the watermark), as text to keep
+    /// beside a source's checkpointed position.
+    pub fn snapshot(&self) -> HashMap<String, String> {
+        let partitions: Vec<String> = self
+            .partitions
+            .iter()
+            .map(|(p, clock)| format!("{p}={}", clock.max_event_time))
+            .collect();
+        HashMap::from([
+            (STAMP_MAX.to_string(), self.max_event_time.to_string()),
+            (STAMP_WATERMARK.to_string(), self.watermark.to_string()),
+            (STAMP_PARTITIONS.to_string(), partitions.join(",")),
+        ])
+    }
+
+    /// Continues from a [`EventTimeStamper::snapshot`].
+    pub fn restore(&mut self, state: &HashMap<String, String>) -> Result<(), StreamingError> {
+        let bad = |key: &str| StreamingError::Snapshot(format!("no valid {key} in the snapshot"));
+        let number = |key: &str| -> Result<i64, StreamingError> {
+            state
+                .get(key)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| bad(key))
+        };
+        self.max_event_time = number(STAMP_MAX)?;
+        self.watermark = number(STAMP_WATERMARK)?;
+        let partitions = state
+            .get(STAMP_PARTITIONS)
+            .ok_or_else(|| bad(STAMP_PARTITIONS))?;
+        let now = std::time::Instant::now();
+        for entry in partitions.split(',').filter(|e| !e.is_empty()) {
+            let (p, max) = entry
+                .split_once('=')
+                .and_then(|(p, m)| Some((p.parse::<i64>().ok()?, m.parse::<i64>().ok()?)))
+                .ok_or_else(|| bad(STAMP_PARTITIONS))?;
+            let clock = PartitionClock {
+                max_event_time: max,
+                last_row: now,
+            };
+            match self.partitions.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, existing)) => *existing = clock,
+                None => self.partitions.push((p, clock)),
+            }
+        }
+        Ok(())
     }
 
     /// The batch with its stamp columns added.

@@ -7,8 +7,11 @@
 //! - [`WindowAggregateExec`]: an incremental GROUP BY per window, built on DataFusion's own
 //!   aggregate functions (`GroupsAccumulator`), emitting final rows or changes.
 //!
+//! - [`checkpoint`]: a consistent cut of a running plan, for checkpoints.
+//!
 //! Every stateful piece can be snapshotted to a `RecordBatch` and restored from it.
 
+pub mod checkpoint;
 mod error;
 pub mod event_time;
 pub mod late;

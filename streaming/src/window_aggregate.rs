@@ -35,8 +35,9 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
+use crate::checkpoint::{CheckpointBarrier, OperatorBarrier};
 use crate::error::StreamingError;
 use crate::event_time::{EVENT_TIME_COLUMN, WATERMARK_COLUMN, WatermarkSpec};
 use crate::late::LateDataPolicy;
@@ -580,15 +581,32 @@ impl ExecutionPlan for WindowAggregateExec {
             .register(context.memory_pool());
         let late = MetricBuilder::new(&self.metrics).counter("late_records", partition);
         let peak_state = MetricBuilder::new(&self.metrics).gauge("peak_state_bytes", partition);
+        let mut aggregator = WindowAggregator::try_new(self.config.clone())?;
+        // A job that checkpoints hands every operator its barrier, and the state to restore.
+        let barrier = context
+            .session_config()
+            .get_extension::<CheckpointBarrier>()
+            .map(|barrier| barrier.register_operator());
+        let barrier = match barrier {
+            Some(mut barrier) => {
+                if let Some(snapshot) = barrier.take_restored() {
+                    aggregator.restore(&snapshot)?;
+                }
+                let seen = barrier.subscribe();
+                Some((barrier, seen))
+            }
+            None => None,
+        };
         let state = StreamState {
             input,
-            aggregator: WindowAggregator::try_new(self.config.clone())?,
+            aggregator,
             pending: VecDeque::new(),
             reservation,
             late,
             peak_state,
             clock: (self.config.window.is_windowed() && self.config.watermark.field.is_none())
                 .then_some(PROCESSING_TIME_TICK),
+            barrier,
             done: false,
         };
         let output = futures::stream::unfold(state, |mut state| async move {
@@ -615,7 +633,18 @@ struct StreamState {
     peak_state: Gauge,
     /// On processing time, how often the clock advances the watermark.
     clock: Option<std::time::Duration>,
+    /// The job's checkpoint barrier, and the changes of it seen.
+    barrier: Option<(OperatorBarrier, tokio::sync::watch::Receiver<u64>)>,
     done: bool,
+}
+
+/// What woke the operator.
+enum Wake {
+    Input(Option<Result<RecordBatch>>),
+    /// Processing time moved on.
+    Tick,
+    /// The checkpoint barrier changed: a snapshot may be due.
+    Barrier,
 }
 
 impl StreamState {
@@ -627,44 +656,87 @@ impl StreamState {
             if self.done {
                 return None;
             }
-            let next = match self.clock {
-                // On processing time, the clock closes windows too.
-                Some(period) => tokio::select! {
-                    next = self.input.next() => Some(next),
-                    _ = tokio::time::sleep(period) => None,
-                },
-                None => Some(self.input.next().await),
-            };
-            let Some(next) = next else {
-                let now = chrono::Utc::now().timestamp_millis();
-                match self.aggregator.advance_to(now) {
-                    Ok(batches) => self.pending.extend(batches),
-                    Err(e) => {
-                        self.done = true;
-                        return Some(Err(e));
+            if let Some((barrier, _)) = &self.barrier
+                && let Some(epoch) = barrier.snapshot_due()
+            {
+                // Every source holds back: what the input still has ready was read before
+                // the cut and belongs in the snapshot; once it has nothing, snapshot.
+                match self.input.next().now_or_never() {
+                    Some(next) => {
+                        if let Err(e) = self.take(next) {
+                            return Some(Err(e));
+                        }
                     }
+                    None => match self.aggregator.snapshot() {
+                        Ok(snapshot) => barrier.snapshot(epoch, snapshot),
+                        Err(e) => {
+                            self.done = true;
+                            return Some(Err(e));
+                        }
+                    },
                 }
                 continue;
+            }
+            let period = self.clock;
+            let barrier = self.barrier.as_mut();
+            let input = &mut self.input;
+            let wake = tokio::select! {
+                biased;
+                next = input.next() => Wake::Input(next),
+                _ = async {
+                    match barrier {
+                        Some((barrier, seen)) => barrier.wait_change(seen).await,
+                        None => std::future::pending().await,
+                    }
+                } => Wake::Barrier,
+                // On processing time, the clock closes windows too.
+                _ = async {
+                    match period {
+                        Some(period) => tokio::time::sleep(period).await,
+                        None => std::future::pending().await,
+                    }
+                } => Wake::Tick,
             };
-            let produced = match next {
-                Some(Ok(batch)) => {
-                    let late_before = self.aggregator.late_records();
-                    let out = self.aggregator.process(&batch);
-                    self.late.add(self.aggregator.late_records() - late_before);
-                    out.and_then(|out| self.account().map(|()| out))
-                }
-                Some(Err(e)) => Err(e),
-                None => {
-                    self.done = true;
-                    self.aggregator.finish()
+            let taken = match wake {
+                Wake::Input(next) => self.take(next),
+                Wake::Barrier => Ok(()),
+                Wake::Tick => {
+                    let now = chrono::Utc::now().timestamp_millis();
+                    self.aggregator
+                        .advance_to(now)
+                        .map(|batches| self.pending.extend(batches))
                 }
             };
-            match produced {
-                Ok(batches) => self.pending.extend(batches),
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
+            if let Err(e) = taken {
+                self.done = true;
+                return Some(Err(e));
+            }
+        }
+    }
+
+    /// Aggregates what the input gave (a batch, its end, or an error).
+    fn take(&mut self, next: Option<Result<RecordBatch>>) -> Result<()> {
+        let produced = match next {
+            Some(Ok(batch)) => {
+                let late_before = self.aggregator.late_records();
+                let out = self.aggregator.process(&batch);
+                self.late.add(self.aggregator.late_records() - late_before);
+                out.and_then(|out| self.account().map(|()| out))
+            }
+            Some(Err(e)) => Err(e),
+            None => {
+                self.done = true;
+                self.aggregator.finish()
+            }
+        };
+        match produced {
+            Ok(batches) => {
+                self.pending.extend(batches);
+                Ok(())
+            }
+            Err(e) => {
+                self.done = true;
+                Err(e)
             }
         }
     }

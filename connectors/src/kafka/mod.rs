@@ -100,3 +100,9 @@ impl KafkaConnection {
         ConnectorError::storage(format!("{doing} Kafka at {}", self.bootstrap_servers), e)
     }
 }
+
+/// A consumer group's offsets, to commit inside a sink's Kafka transaction.
+pub struct GroupOffsets {
+    pub(crate) offsets: rdkafka::TopicPartitionList,
+    pub(crate) group: rdkafka::consumer::ConsumerGroupMetadata,
+}

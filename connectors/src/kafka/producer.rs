@@ -84,6 +84,33 @@ impl CheckedProducer {
         }
     }
 
+    /// Initialises a transactional producer (aborting what an earlier one with its id left
+    /// open) and opens its first transaction.
+    pub(crate) fn begin(&self, topic: &str) -> Result<()> {
+        self.producer
+            .init_transactions(FLUSH_TIMEOUT)
+            .map_err(|e| self.failed(topic, e))?;
+        self.producer
+            .begin_transaction()
+            .map_err(|e| self.failed(topic, e))
+    }
+
+    /// Commits the open transaction, with consumer offsets in it, and opens the next.
+    pub(crate) fn commit(&self, topic: &str, offsets: &[crate::kafka::GroupOffsets]) -> Result<()> {
+        self.flush(topic)?;
+        for group in offsets {
+            self.producer
+                .send_offsets_to_transaction(&group.offsets, &group.group, FLUSH_TIMEOUT)
+                .map_err(|e| self.failed(topic, e))?;
+        }
+        self.producer
+            .commit_transaction(FLUSH_TIMEOUT)
+            .map_err(|e| self.failed(topic, e))?;
+        self.producer
+            .begin_transaction()
+            .map_err(|e| self.failed(topic, e))
+    }
+
     fn failed(&self, topic: &str, e: KafkaError) -> ConnectorError {
         self.connection
             .error(&format!("writing to topic '{topic}' on"), e)

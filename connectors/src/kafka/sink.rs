@@ -37,6 +37,9 @@ pub struct KafkaSinkConfig {
     pub key_fields: Option<Vec<String>>,
     /// A timestamp column giving the message timestamp; none: the time of writing.
     pub timestamp_field: Option<String>,
+    /// Writes in Kafka transactions under this id, one per checkpoint (exactly once); a
+    /// restarted job's producer fences off its crashed predecessor's open transaction.
+    pub transactional_id: Option<String>,
 }
 
 /// Writes result rows to a topic.
@@ -113,7 +116,15 @@ impl KafkaSink {
             )));
         }
         let encoder = config.format.encoder(value_schema.clone(), &config.topic)?;
-        let producer = CheckedProducer::new(&config.connection, &[])?;
+        let producer = match &config.transactional_id {
+            Some(id) => {
+                let producer =
+                    CheckedProducer::new(&config.connection, &[("transactional.id", id)])?;
+                producer.begin(&config.topic)?;
+                producer
+            }
+            None => CheckedProducer::new(&config.connection, &[])?,
+        };
         Ok(Self {
             config,
             producer,
@@ -126,6 +137,18 @@ impl KafkaSink {
             headers_column,
             rows: 0,
         })
+    }
+
+    /// Commits the current transaction with the sources' offsets in it (`offsets` for the
+    /// consumer group `group`), and opens the next. Everything written since the last commit
+    /// becomes visible to `read_committed` readers at once, with the offsets that produced it.
+    pub fn commit_transaction(&mut self, offsets: &[crate::kafka::GroupOffsets]) -> Result<()> {
+        self.producer.commit(&self.config.topic, offsets)
+    }
+
+    /// Whether it writes in transactions.
+    pub fn is_transactional(&self) -> bool {
+        self.config.transactional_id.is_some()
     }
 
     /// Messages written so far (tombstones included).

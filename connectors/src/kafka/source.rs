@@ -20,9 +20,12 @@ use super::{KafkaConnection, blocking};
 use crate::error::{ConnectorError, Result};
 use crate::message::{MessageBuffer, MessageDecoder, MessageFormat};
 use crate::metrics::SourceMetrics;
+use crate::position::{PartPosition, SourcePosition};
 use crate::records::OnError;
 use crate::stop::StopSignal;
 
+/// How long a reader waits for a first message before it returns an empty batch.
+pub const IDLE_TURN: Duration = Duration::from_millis(200);
 /// Messages read to infer a JSON topic's schema when none is declared.
 const INFER_MESSAGES: usize = 1000;
 /// How long schema inference waits for messages.
@@ -176,7 +179,23 @@ impl KafkaSource {
         stop: StopSignal,
         metrics: Arc<SourceMetrics>,
     ) -> Result<KafkaSourceReader> {
+        self.reader_from(None, stop, metrics)
+    }
+
+    /// A reader from `position` (a checkpoint's, from [`KafkaSourceReader::position`]) where it
+    /// names a partition, else from the group's committed offsets.
+    pub fn reader_from(
+        &self,
+        position: Option<&SourcePosition>,
+        stop: StopSignal,
+        metrics: Arc<SourceMetrics>,
+    ) -> Result<KafkaSourceReader> {
         let config = &self.config;
+        if let Some(position) = position.filter(|p| !p.parts.is_empty()) {
+            // The group starts where the checkpoint stands: a member joining it gets its
+            // partitions at those offsets.
+            self.commit_position(position)?;
+        }
         let context = SourceContext {
             name: config.name.clone(),
             progress: self.progress.clone(),
@@ -186,8 +205,20 @@ impl KafkaSource {
             .client_config(&consumer_defaults(config))
             .create_with_context(context)
             .map_err(|e| config.connection.error("connecting to", e))?;
+        // The position starts where reading starts, so that a checkpoint taken before a
+        // partition yields anything still names it.
+        let mut read: BTreeMap<i32, i64> = position
+            .into_iter()
+            .flat_map(|p| &p.parts)
+            .filter_map(|p| Some((p.part.parse().ok()?, p.offset)))
+            .collect();
         let pending = if config.bounded {
             let start = start_offsets(&consumer, config, &self.partitions)?;
+            for element in start.elements() {
+                if let Offset::Offset(offset) = element.offset() {
+                    read.insert(element.partition(), offset);
+                }
+            }
             consumer
                 .assign(&start)
                 .map_err(|e| config.connection.error("assigning partitions on", e))?;
@@ -213,13 +244,94 @@ impl KafkaSource {
             messages: MessageBuffer::default(),
             origins: Vec::new(),
             metadata: MetadataBuilder::new(&config.topic),
-            read: BTreeMap::new(),
+            read,
             decoder,
             pending,
             stop,
             metrics,
             finished: false,
         })
+    }
+
+    /// Commits `position`'s offsets to the consumer group (a checkpoint's, once it is
+    /// complete), from a client of its own: the group need not have a member.
+    pub fn commit_position(&self, position: &SourcePosition) -> Result<()> {
+        let offsets = self.offsets(position)?;
+        if offsets.count() == 0 {
+            return Ok(());
+        }
+        let config = &self.config;
+        let consumer: BaseConsumer = config
+            .connection
+            .client_config(&consumer_defaults(config))
+            .create()
+            .map_err(|e| config.connection.error("connecting to", e))?;
+        consumer
+            .commit(&offsets, CommitMode::Sync)
+            .map_err(|e| config.connection.error("committing offsets on", e))
+    }
+
+    /// The offsets the consumer group has committed, as a position.
+    pub async fn committed_position(&self) -> Result<SourcePosition> {
+        let source = self.clone();
+        blocking(move || {
+            let config = &source.config;
+            let consumer: BaseConsumer = config
+                .connection
+                .client_config(&consumer_defaults(config))
+                .create()
+                .map_err(|e| config.connection.error("connecting to", e))?;
+            let mut wanted = TopicPartitionList::new();
+            for &p in &source.partitions {
+                wanted.add_partition(&config.topic, p);
+            }
+            let committed = consumer
+                .committed_offsets(wanted, super::METADATA_TIMEOUT)
+                .map_err(|e| config.connection.error("reading committed offsets from", e))?;
+            let parts = committed
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(offset) => Some(PartPosition {
+                        part: e.partition().to_string(),
+                        offset,
+                        line: 0,
+                        size: 0,
+                    }),
+                    _ => None,
+                })
+                .collect();
+            Ok(SourcePosition { parts })
+        })
+        .await
+    }
+
+    /// The offsets of `position` as a partition list of the topic.
+    pub(crate) fn offsets(&self, position: &SourcePosition) -> Result<TopicPartitionList> {
+        let mut offsets = TopicPartitionList::new();
+        for part in &position.parts {
+            let partition: i32 = part.part.parse().map_err(|_| {
+                ConnectorError::Config(format!(
+                    "source '{}': a checkpointed position names partition '{}'",
+                    self.config.name, part.part
+                ))
+            })?;
+            offsets
+                .add_partition_offset(&self.config.topic, partition, Offset::Offset(part.offset))
+                .map_err(|e| self.config.connection.error("committing offsets on", e))?;
+        }
+        Ok(offsets)
+    }
+
+    /// The group's identity for a transactional producer's offset commit, once a reader has
+    /// joined the group.
+    pub(crate) fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.progress
+            .consumer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|consumer| consumer.group_metadata())
     }
 
     /// Commits the offsets of everything read so far to the consumer group. Call it once the
@@ -415,25 +527,41 @@ pub struct KafkaSourceReader {
 }
 
 impl KafkaSourceReader {
-    /// The next micro-batch; `None` once a bounded read is at every partition's end, or the
-    /// stop signal fired.
-    pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        loop {
-            if self.finished {
-                return Ok(None);
-            }
-            self.fill().await?;
-            let batch = self.decode()?;
-            self.source
-                .progress
-                .next
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(&self.read);
-            if batch.num_rows() > 0 {
-                return Ok(Some(batch));
-            }
+    /// The offset of the next message of every partition read, as of the last batch.
+    pub fn position(&self) -> SourcePosition {
+        SourcePosition {
+            parts: self
+                .read
+                .iter()
+                .map(|(partition, offset)| PartPosition {
+                    part: partition.to_string(),
+                    offset: *offset,
+                    line: 0,
+                    size: 0,
+                })
+                .collect(),
         }
+    }
+
+    /// The next micro-batch; `None` once a bounded read is at every partition's end, or the
+    /// stop signal fired. With no message for [`IDLE_TURN`], an empty batch, so that the
+    /// caller gets a turn (to checkpoint) while the topic is quiet.
+    pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if self.finished {
+            return Ok(None);
+        }
+        self.fill().await?;
+        let batch = self.decode()?;
+        self.source
+            .progress
+            .next
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(&self.read);
+        if self.finished && batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        Ok(Some(batch))
     }
 
     /// Gathers messages until the batch is full, its linger time is up, a bounded read is
@@ -443,6 +571,7 @@ impl KafkaSourceReader {
         let consumer = self.consumer.clone();
         let separator = self.decoder.separator();
         let mut deadline = None;
+        let idle = tokio::time::Instant::now() + IDLE_TURN;
         while self.messages.len() < config.batch_size {
             if config.bounded && self.pending.is_empty() {
                 self.finished = true;
@@ -463,12 +592,7 @@ impl KafkaSourceReader {
                     received
                 }
                 None => {
-                    let linger = async {
-                        match deadline {
-                            Some(deadline) => tokio::time::sleep_until(deadline).await,
-                            None => std::future::pending().await,
-                        }
-                    };
+                    let linger = tokio::time::sleep_until(deadline.unwrap_or(idle));
                     tokio::select! {
                         biased;
                         _ = self.stop.stopped() => {

@@ -1,0 +1,362 @@
+//! A job's checkpoints: written through object_store, read back when the job restarts.
+//!
+//! Checkpoint `n` of a job is a folder `chk-<n>/` under the job's checkpoint location: one
+//! Arrow IPC file per source position and per operator snapshot, then `_manifest.json`,
+//! written last. A checkpoint without a manifest never happened. The newest few are kept.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::FileWriter;
+use arrow::record_batch::RecordBatch;
+use ferris_streaming::checkpoint::{Captured, Restored};
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::error::{EngineError, Result};
+
+/// Checkpoints kept: a Kafka transaction may fail to commit after its checkpoint was
+/// written, and the one before must then still be there.
+const KEEP: usize = 3;
+const MANIFEST: &str = "_manifest.json";
+
+/// What a checkpoint holds besides the state files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// Its number.
+    pub epoch: u64,
+    /// The plan it was taken of: state restores only into the same plan.
+    pub plan: String,
+    /// Source names, in the order of their files.
+    pub sources: Vec<String>,
+    /// Operator snapshots taken.
+    pub operators: usize,
+    /// The sink's part: output prepared but maybe not yet committed.
+    pub sink: serde_json::Value,
+    /// Whether the job had ended (its input all read, its output all committed).
+    pub finished: bool,
+    /// When it was written (ms since the epoch).
+    pub created_ms: u64,
+}
+
+impl Manifest {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "epoch": self.epoch,
+            "plan": self.plan,
+            "sources": self.sources,
+            "operators": self.operators,
+            "sink": self.sink,
+            "finished": self.finished,
+            "created_ms": self.created_ms,
+        })
+    }
+
+    fn from_json(value: &serde_json::Value, location: &str) -> Result<Self> {
+        let bad = |field: &str| {
+            EngineError::Checkpoint(format!("{location}: no valid '{field}' in the manifest"))
+        };
+        let number = |field: &str| {
+            value
+                .get(field)
+                .and_then(|v| v.as_u64())
+                .ok_or_else(|| bad(field))
+        };
+        Ok(Self {
+            epoch: number("epoch")?,
+            plan: value
+                .get("plan")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| bad("plan"))?
+                .to_string(),
+            sources: value
+                .get("sources")
+                .and_then(|v| v.as_array())
+                .ok_or_else(|| bad("sources"))?
+                .iter()
+                .map(|s| s.as_str().map(str::to_string).ok_or_else(|| bad("sources")))
+                .collect::<Result<_>>()?,
+            operators: number("operators")? as usize,
+            sink: value.get("sink").cloned().unwrap_or_default(),
+            finished: value
+                .get("finished")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+            created_ms: number("created_ms")?,
+        })
+    }
+
+    /// How long ago it was written.
+    pub fn age(&self) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(self.created_ms))
+    }
+}
+
+/// Where one job's checkpoints live.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    store: Arc<dyn ObjectStore>,
+    /// What the user gave, for messages.
+    display: String,
+}
+
+impl CheckpointStore {
+    /// Checkpoints in the local folder `dir` (created if missing).
+    pub fn local(dir: &std::path::Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            EngineError::Checkpoint(format!("cannot create {}: {e}", dir.display()))
+        })?;
+        let store = LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| EngineError::Checkpoint(format!("{}: {e}", dir.display())))?;
+        Ok(Self {
+            store: Arc::new(store),
+            display: dir.display().to_string(),
+        })
+    }
+
+    fn error(&self, doing: &str, e: impl std::fmt::Display) -> EngineError {
+        EngineError::Checkpoint(format!("{doing} in {}: {e}", self.display))
+    }
+
+    fn folder(epoch: u64) -> String {
+        format!("chk-{epoch:010}")
+    }
+
+    /// Writes a checkpoint: state files first, the manifest last.
+    pub async fn write(&self, manifest: &Manifest, captured: &Captured) -> Result<()> {
+        let folder = Self::folder(manifest.epoch);
+        let files = captured
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, (_, batch))| (format!("source-{i}.arrow"), batch))
+            .chain(
+                captured
+                    .operators
+                    .iter()
+                    .enumerate()
+                    .map(|(i, batch)| (format!("operator-{i}.arrow"), batch)),
+            );
+        for (name, batch) in files {
+            let bytes = ipc_bytes(batch).map_err(|e| self.error("writing a checkpoint", e))?;
+            self.store
+                .put(&Path::from(format!("{folder}/{name}")), bytes.into())
+                .await
+                .map_err(|e| self.error("writing a checkpoint", e))?;
+        }
+        let manifest = serde_json::to_vec_pretty(&manifest.to_json()).expect("JSON values print");
+        self.store
+            .put(&Path::from(format!("{folder}/{MANIFEST}")), manifest.into())
+            .await
+            .map_err(|e| self.error("writing a checkpoint", e))?;
+        Ok(())
+    }
+
+    /// Every complete checkpoint, newest first.
+    pub async fn manifests(&self) -> Result<Vec<Manifest>> {
+        let listing = self
+            .store
+            .list_with_delimiter(None)
+            .await
+            .map_err(|e| self.error("listing checkpoints", e))?;
+        let mut manifests = Vec::new();
+        for folder in listing.common_prefixes {
+            if !folder.as_ref().starts_with("chk-") {
+                continue;
+            }
+            let path = folder.clone().join(MANIFEST);
+            let bytes = match self.store.get(&path).await {
+                Ok(found) => found
+                    .bytes()
+                    .await
+                    .map_err(|e| self.error("reading a checkpoint", e))?,
+                // Never finished: the crash came while it was written.
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(self.error("reading a checkpoint", e)),
+            };
+            let location = format!("{}/{path}", self.display);
+            let json = serde_json::from_slice(&bytes)
+                .map_err(|e| EngineError::Checkpoint(format!("{location}: {e}")))?;
+            manifests.push(Manifest::from_json(&json, &location)?);
+        }
+        manifests.sort_by(|a, b| b.epoch.cmp(&a.epoch));
+        Ok(manifests)
+    }
+
+    /// The state of checkpoint `manifest`, for the barrier to hand out.
+    pub async fn read(&self, manifest: &Manifest) -> Result<Restored> {
+        let folder = Self::folder(manifest.epoch);
+        let mut restored = Restored {
+            epoch: manifest.epoch,
+            ..Default::default()
+        };
+        for (i, name) in manifest.sources.iter().enumerate() {
+            let batch = self
+                .read_batch(&format!("{folder}/source-{i}.arrow"))
+                .await?;
+            restored.sources.insert(name.clone(), batch);
+        }
+        for i in 0..manifest.operators {
+            restored.operators.push(
+                self.read_batch(&format!("{folder}/operator-{i}.arrow"))
+                    .await?,
+            );
+        }
+        Ok(restored)
+    }
+
+    async fn read_batch(&self, path: &str) -> Result<RecordBatch> {
+        let error = |e: &dyn std::fmt::Display| {
+            EngineError::Checkpoint(format!("reading {}/{path}: {e}", self.display))
+        };
+        let bytes = self
+            .store
+            .get(&Path::from(path))
+            .await
+            .map_err(|e| error(&e))?
+            .bytes()
+            .await
+            .map_err(|e| error(&e))?;
+        let reader =
+            FileReader::try_new(std::io::Cursor::new(bytes), None).map_err(|e| error(&e))?;
+        let schema = reader.schema();
+        let batches = reader
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| error(&e))?;
+        arrow::compute::concat_batches(&schema, &batches).map_err(|e| error(&e))
+    }
+
+    /// Deletes all but the newest [`KEEP`] checkpoints, and unfinished ones older than them.
+    pub async fn prune(&self, newest: u64) -> Result<()> {
+        let listing = self
+            .store
+            .list_with_delimiter(None)
+            .await
+            .map_err(|e| self.error("listing checkpoints", e))?;
+        for folder in listing.common_prefixes {
+            let epoch = folder
+                .as_ref()
+                .strip_prefix("chk-")
+                .and_then(|n| n.parse::<u64>().ok());
+            if epoch.is_some_and(|epoch| epoch + KEEP as u64 <= newest) {
+                self.delete_folder(&folder).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every checkpoint (the job starts over).
+    pub async fn clear(&self) -> Result<()> {
+        let listing = self
+            .store
+            .list_with_delimiter(None)
+            .await
+            .map_err(|e| self.error("listing checkpoints", e))?;
+        for folder in listing.common_prefixes {
+            self.delete_folder(&folder).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_folder(&self, folder: &Path) -> Result<()> {
+        let files: Vec<_> = self
+            .store
+            .list(Some(folder))
+            .try_collect()
+            .await
+            .map_err(|e| self.error("pruning checkpoints", e))?;
+        for file in files {
+            self.store
+                .delete(&file.location)
+                .await
+                .map_err(|e| self.error("pruning checkpoints", e))?;
+        }
+        // The local store leaves the emptied folder; it holds no manifest, so it is ignored.
+        Ok(())
+    }
+}
+
+fn ipc_bytes(batch: &RecordBatch) -> std::result::Result<Vec<u8>, arrow::error::ArrowError> {
+    let mut bytes = Vec::new();
+    let mut writer = FileWriter::try_new(&mut bytes, &batch.schema())?;
+    writer.write(batch)?;
+    writer.finish()?;
+    drop(writer);
+    Ok(bytes)
+}
+
+/// Milliseconds since the Unix epoch now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+
+    fn captured(epoch: u64) -> Captured {
+        let batch = RecordBatch::try_from_iter([(
+            "n",
+            Arc::new(Int64Array::from(vec![epoch as i64])) as _,
+        )])
+        .unwrap();
+        Captured {
+            epoch,
+            sources: vec![("trades".into(), batch.clone())],
+            operators: vec![batch],
+        }
+    }
+
+    fn manifest(epoch: u64) -> Manifest {
+        Manifest {
+            epoch,
+            plan: "plan".into(),
+            sources: vec!["trades".into()],
+            operators: 1,
+            sink: serde_json::json!({"parts": []}),
+            finished: false,
+            created_ms: now_ms(),
+        }
+    }
+
+    #[tokio::test]
+    async fn written_checkpoints_read_back_newest_first_and_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::local(dir.path()).unwrap();
+        for epoch in 1..=5 {
+            store
+                .write(&manifest(epoch), &captured(epoch))
+                .await
+                .unwrap();
+        }
+        // A checkpoint cut short by a crash has no manifest and does not count.
+        std::fs::create_dir_all(dir.path().join("chk-0000000006")).unwrap();
+        std::fs::write(dir.path().join("chk-0000000006/source-0.arrow"), b"half").unwrap();
+        store.prune(5).await.unwrap();
+        let manifests = store.manifests().await.unwrap();
+        let epochs: Vec<u64> = manifests.iter().map(|m| m.epoch).collect();
+        assert_eq!(epochs, [5, 4, 3]);
+        assert_eq!(
+            manifests[0],
+            manifest(5).clone_with_time(manifests[0].created_ms)
+        );
+        let restored = store.read(&manifests[0]).await.unwrap();
+        assert_eq!(restored.sources["trades"], captured(5).sources[0].1);
+        assert_eq!(restored.operators, captured(5).operators);
+        store.clear().await.unwrap();
+        assert!(store.manifests().await.unwrap().is_empty());
+    }
+
+    impl Manifest {
+        fn clone_with_time(mut self, created_ms: u64) -> Self {
+            self.created_ms = created_ms;
+            self
+        }
+    }
+}

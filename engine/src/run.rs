@@ -1,0 +1,243 @@
+//! A job's main loop: result batches from the plan to the sink, and checkpoints.
+//!
+//! Without checkpoints a job is at least once: source offsets are committed when the sink
+//! has made everything read durable. With checkpoints (a state dir), every interval the
+//! [`CheckpointBarrier`] cuts the plan, the sink prepares its output up to the cut, the
+//! checkpoint is written, and only then is that output committed (a file renamed into place,
+//! a Kafka transaction committed with the source offsets in it): exactly once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::record_batch::RecordBatch;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use ferris_connectors::{Sink, Source, SourcePosition, StopSignal};
+use ferris_streaming::checkpoint::{Captured, CheckpointBarrier};
+use futures::StreamExt;
+
+use crate::checkpoint::{CheckpointStore, Manifest, now_ms};
+use crate::error::Result;
+use crate::job::{JobEnd, JobMetrics};
+use crate::materialized::{LiveStreamWriter, MaterializedTable};
+
+/// Where a job's result rows go: its sink, and what makes them readable by name.
+pub(crate) struct JobOutputs {
+    pub sink: Sink,
+    pub materialized: Option<Arc<MaterializedTable>>,
+    pub live: Option<LiveStreamWriter>,
+    pub metrics: Arc<JobMetrics>,
+}
+
+impl JobOutputs {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.sink.write(batch)?;
+        if let Some(table) = &self.materialized {
+            table.apply(batch)?;
+        }
+        if let Some(live) = &self.live {
+            live.publish(batch);
+        }
+        self.metrics.add_records_out(batch.num_rows());
+        Ok(())
+    }
+}
+
+/// Runs a job without checkpoints. Without state (`stateless`), whatever the sink has made
+/// durable covers everything read so far, so source offsets are committed then; with state
+/// (windows), rows read may still sit in open windows, so offsets are committed at the end.
+pub(crate) async fn run_at_least_once(
+    mut stream: SendableRecordBatchStream,
+    mut outputs: JobOutputs,
+    sources: Vec<Source>,
+    stateless: bool,
+) -> Result<JobEnd> {
+    // A folder sink commits its part files on time even when no rows come.
+    // Checked four times an interval, so a part lands at most a quarter late.
+    let mut rollover = outputs
+        .sink
+        .rollover()
+        .map(|every| tokio::time::interval((every / 4).max(Duration::from_millis(10))));
+    loop {
+        let tick = async {
+            match rollover.as_mut() {
+                Some(interval) => interval.tick().await,
+                None => std::future::pending().await,
+            }
+        };
+        let durable = tokio::select! {
+            batch = stream.next() => match batch {
+                Some(batch) => {
+                    outputs.write(&batch?)?;
+                    stateless && outputs.sink.flush()?
+                }
+                None => break,
+            },
+            _ = tick => outputs.sink.roll_if_due()? && stateless,
+        };
+        if durable {
+            for source in &sources {
+                // A failed commit only means more to re-read after a crash.
+                if let Err(e) = source.commit() {
+                    eprintln!("warning: {e}");
+                }
+            }
+        }
+    }
+    outputs.sink.close()?;
+    for source in &sources {
+        source.commit()?;
+    }
+    Ok(JobEnd::Finished)
+}
+
+/// A job's checkpointing: where, how often, and of which plan.
+pub(crate) struct Checkpointing {
+    pub store: CheckpointStore,
+    pub interval: Duration,
+    /// The plan's fingerprint, kept in every manifest.
+    pub plan: String,
+    pub barrier: Arc<CheckpointBarrier>,
+}
+
+/// Runs a job that checkpoints every interval. A stop takes one last checkpoint and ends
+/// the job without flushing open windows, so that a restart resumes them.
+pub(crate) async fn run_checkpointed(
+    mut stream: SendableRecordBatchStream,
+    mut outputs: JobOutputs,
+    sources: Vec<(String, Source)>,
+    checkpointing: Checkpointing,
+    stop: StopSignal,
+) -> Result<JobEnd> {
+    let barrier = checkpointing.barrier.clone();
+    let mut changes = barrier.subscribe();
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + checkpointing.interval,
+        checkpointing.interval,
+    );
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stopping = false;
+    let mut started: Option<Instant> = None;
+    loop {
+        // The timer goes first: a stream that always has a batch ready must not starve it.
+        tokio::select! {
+            biased;
+            _ = ticker.tick() => {
+                if barrier.trigger().is_some() {
+                    started = Some(Instant::now());
+                }
+            }
+            _ = stop.stopped(), if !stopping => {
+                stopping = true;
+                if barrier.trigger().is_some() {
+                    started = Some(Instant::now());
+                }
+            }
+            _ = barrier.wait_change(&mut changes) => {}
+            batch = stream.next() => match batch {
+                Some(batch) => {
+                    let batch = batch?;
+                    // The cut may have completed while this batch was made: it comes after.
+                    if let Some(captured) = barrier.take_completed() {
+                        let elapsed = started.take().map(|s| s.elapsed()).unwrap_or_default();
+                        checkpoint(&checkpointing, &mut outputs, &sources, captured, false, elapsed).await?;
+                        if stopping {
+                            return Ok(JobEnd::Stopped);
+                        }
+                    }
+                    outputs.write(&batch)?;
+                }
+                None => break,
+            },
+        }
+        if let Some(captured) = barrier.take_completed() {
+            let elapsed = started.take().map(|s| s.elapsed()).unwrap_or_default();
+            checkpoint(
+                &checkpointing,
+                &mut outputs,
+                &sources,
+                captured,
+                false,
+                elapsed,
+            )
+            .await?;
+            if stopping {
+                return Ok(JobEnd::Stopped);
+            }
+        }
+    }
+    // Every source ended: the last checkpoint says so, so that a restart does not run the
+    // job again, and commits the sink's last output.
+    let last = Captured {
+        epoch: barrier.epoch() + 1,
+        sources: barrier.ended_positions(),
+        operators: vec![],
+    };
+    checkpoint(
+        &checkpointing,
+        &mut outputs,
+        &sources,
+        last,
+        true,
+        Duration::ZERO,
+    )
+    .await?;
+    outputs.sink.close()?;
+    Ok(JobEnd::Finished)
+}
+
+/// Writes one checkpoint and commits the output up to its cut; then lets the sources go on.
+async fn checkpoint(
+    checkpointing: &Checkpointing,
+    outputs: &mut JobOutputs,
+    sources: &[(String, Source)],
+    captured: Captured,
+    finished: bool,
+    cutting: Duration,
+) -> Result<()> {
+    let start = Instant::now();
+    let sink_part = outputs.sink.prepare_checkpoint()?;
+    let manifest = Manifest {
+        epoch: captured.epoch,
+        plan: checkpointing.plan.clone(),
+        sources: captured.sources.iter().map(|(n, _)| n.clone()).collect(),
+        operators: captured.operators.len(),
+        sink: sink_part,
+        finished,
+        created_ms: now_ms(),
+    };
+    checkpointing.store.write(&manifest, &captured).await?;
+    // The checkpoint is written: what it holds back can be committed. A crash from here on
+    // restores this checkpoint, which commits the same output again, harmlessly.
+    let mut positions = Vec::new();
+    for (name, batch) in &captured.sources {
+        let position = SourcePosition::from_batch(batch)?;
+        if let Some((_, source)) = sources.iter().find(|(n, _)| n == name) {
+            positions.push((source, position));
+        }
+    }
+    let mut group_offsets = Vec::new();
+    if outputs.sink.commits_offsets() {
+        for (source, position) in &positions {
+            group_offsets.extend(source.group_offsets(position)?);
+        }
+    }
+    outputs.sink.commit_checkpoint(&group_offsets)?;
+    if !outputs.sink.commits_offsets() {
+        for (source, position) in &positions {
+            // Only for lag and for a run without checkpoints: the checkpoint is the truth.
+            if let Err(e) = source.commit_position(position) {
+                eprintln!("warning: {e}");
+            }
+        }
+    }
+    checkpointing.barrier.release(captured.epoch);
+    let state_bytes = captured
+        .operators
+        .iter()
+        .map(|b| b.get_array_memory_size() as u64)
+        .sum();
+    outputs
+        .metrics
+        .checkpointed(captured.epoch, cutting + start.elapsed(), state_bytes);
+    checkpointing.store.prune(captured.epoch).await
+}

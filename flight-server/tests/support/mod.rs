@@ -1,0 +1,212 @@
+//! What the end-to-end tests share: the broker's topics, producing and consuming, and
+//! running `ferris` while killing it.
+#![allow(dead_code)] // each test binary uses its own share of it
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+pub fn bootstrap() -> String {
+    std::env::var("FERRIS_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A topic of this test run, created with `partitions` partitions by the project's script.
+pub fn topic(name: &str, partitions: u32) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let topic = format!("{name}_{}_{nanos}", std::process::id());
+    let port = bootstrap().rsplit(':').next().unwrap().to_string();
+    let output = Command::new("bash")
+        .arg(project_root().join("scripts/kafka.sh"))
+        .args(["topic", &topic, &partitions.to_string()])
+        .env("FERRIS_KAFKA_PORT", port)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "creating topic {topic} (is the broker up? bash scripts/kafka.sh start): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    topic
+}
+
+pub fn producer() -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap()
+}
+
+/// Writes the values keyed by symbol (so each symbol stays in one partition, in order).
+pub fn produce(topic: &str, values: impl IntoIterator<Item = (String, Vec<u8>)>) {
+    let producer = producer();
+    for (key, value) in values {
+        producer
+            .send(BaseRecord::to(topic).key(&key).payload(&value))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Every message of `topic` now: (key, value, headers).
+pub type Consumed = Vec<(Option<String>, Option<Vec<u8>>, BTreeMap<String, String>)>;
+
+pub fn consume_all(topic: &str) -> Consumed {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", format!("test-reader-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let partitions = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap()
+        .topics()[0]
+        .partitions()
+        .len();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p as i32, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut at_end = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while at_end.len() < partitions {
+        assert!(Instant::now() < deadline, "reading {topic} took too long");
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                                (h.key.to_string(), value.into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((
+                    m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    m.payload().map(<[u8]>::to_vec),
+                    headers,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A run of `ferris run --state-dir state job.sql` in `dir` that was killed and restarted.
+pub struct KilledRuns {
+    /// How many times it was killed (fewer than asked when it finished sooner).
+    pub kills: usize,
+    /// What the last run printed: it ran to the end.
+    pub last: Output,
+    /// Whether any restart resumed from a checkpoint.
+    pub resumed: bool,
+}
+
+/// Runs `ferris run --state-dir state job.sql` in `dir`, kills it with SIGKILL `kills`
+/// times, each after a random delay in `delay` (ms), restarting it each time, then lets the
+/// last run finish. The delays come from `seed`, printed so a failure can be replayed.
+pub fn run_killing(dir: &Path, kills: usize, delay: std::ops::Range<u64>, seed: u64) -> KilledRuns {
+    eprintln!("killing with seed {seed}");
+    let mut random = seed.max(1);
+    let mut next_delay = || {
+        // xorshift: reproducible without a dependency.
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        delay.start + random % (delay.end - delay.start)
+    };
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_ferris"))
+            .args(["run", "--state-dir", "state", "job.sql"])
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut done = 0;
+    let mut resumed = false;
+    loop {
+        let mut child = start();
+        if done < kills {
+            std::thread::sleep(Duration::from_millis(next_delay()));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                let output = child.wait_with_output().unwrap();
+                resumed |=
+                    String::from_utf8_lossy(&output.stderr).contains("resumes from checkpoint");
+                done += 1;
+                continue;
+            }
+        }
+        let last = child.wait_with_output().unwrap();
+        resumed |= String::from_utf8_lossy(&last.stderr).contains("resumes from checkpoint");
+        return KilledRuns {
+            kills: done,
+            last,
+            resumed,
+        };
+    }
+}
+
+/// A seed for [`run_killing`]: `FERRIS_CRASH_SEED`, else the clock.
+pub fn crash_seed() -> u64 {
+    std::env::var("FERRIS_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+}
+
+/// The lines of every part file of a folder sink, sorted.
+pub fn sorted_part_lines(folder: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            !name.starts_with('.'),
+            "{name}: an uncommitted part was left visible"
+        );
+        lines.extend(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .map(str::to_string),
+        );
+    }
+    lines.sort();
+    lines
+}

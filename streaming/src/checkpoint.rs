@@ -1,0 +1,322 @@
+//! Consistent checkpoints of a running plan: a cut between micro-batches.
+//!
+//! A job hands one [`CheckpointBarrier`] to every operator of its plan (through the task's
+//! session config). When the job asks for a checkpoint, each source records its position
+//! before its next batch and then holds its batches back. Each stateful operator, once every
+//! source has cut and nothing is left in flight on its input, snapshots its state. Every
+//! piece of state then describes the same prefix of the input: the job writes them out,
+//! makes its sink's output up to the cut durable, and releases the sources.
+//!
+//! The plan runs in one task (one partition per source, no repartitioning), so "nothing in
+//! flight" is simply "the input has no batch ready while every source holds back".
+//!
+//! ```
+//! use std::sync::Arc;
+//! use arrow::record_batch::RecordBatch;
+//! use ferris_streaming::checkpoint::{CheckpointBarrier, Restored};
+//!
+//! let barrier = Arc::new(CheckpointBarrier::new(Restored::default()));
+//! let source = barrier.register_source("trades");
+//! let operator = barrier.register_operator();
+//! let epoch = barrier.trigger().unwrap();
+//! assert_eq!(source.cut_due(), Some(epoch));
+//! source.cut(epoch, RecordBatch::new_empty(Arc::new(arrow::datatypes::Schema::empty())));
+//! assert_eq!(operator.snapshot_due(), Some(epoch));
+//! operator.snapshot(epoch, RecordBatch::new_empty(Arc::new(arrow::datatypes::Schema::empty())));
+//! let taken = barrier.take_completed().unwrap();
+//! assert_eq!((taken.epoch, taken.sources.len(), taken.operators.len()), (epoch, 1, 1));
+//! barrier.release(epoch);
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arrow::record_batch::RecordBatch;
+use tokio::sync::watch;
+
+/// State read back from a checkpoint, handed to the operators and sources that registered
+/// in the same order as when it was taken.
+#[derive(Debug, Default, Clone)]
+pub struct Restored {
+    /// The checkpoint's epoch: the next one is numbered after it.
+    pub epoch: u64,
+    /// Each source's position, by source name.
+    pub sources: HashMap<String, RecordBatch>,
+    /// Each stateful operator's snapshot, by registration order.
+    pub operators: Vec<RecordBatch>,
+}
+
+/// Everything one checkpoint captured.
+#[derive(Debug)]
+pub struct Captured {
+    /// Its number; each checkpoint of a job has a larger one.
+    pub epoch: u64,
+    /// Each source's position at the cut, by name.
+    pub sources: Vec<(String, RecordBatch)>,
+    /// Each stateful operator's snapshot, in registration order.
+    pub operators: Vec<RecordBatch>,
+}
+
+/// Coordinates the checkpoints of one running plan.
+#[derive(Debug)]
+pub struct CheckpointBarrier {
+    state: Mutex<BarrierState>,
+    /// Bumped on every change, so that waiters never miss one.
+    version: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct BarrierState {
+    /// The epoch asked for last.
+    epoch: u64,
+    /// Whether `epoch` is still being cut (sources hold back until it is released).
+    cutting: bool,
+    sources: Vec<SourceSlot>,
+    /// Per operator, its snapshot for `epoch`.
+    operators: Vec<Option<RecordBatch>>,
+    restored: Restored,
+    taken: bool,
+}
+
+#[derive(Debug)]
+struct SourceSlot {
+    name: String,
+    /// The position recorded for the current epoch.
+    cut: Option<RecordBatch>,
+    /// An ended source's last position: its cut for every later epoch.
+    ended: Option<RecordBatch>,
+}
+
+impl CheckpointBarrier {
+    /// A barrier for a plan about to run, restoring `restored` into it.
+    pub fn new(restored: Restored) -> Self {
+        Self {
+            state: Mutex::new(BarrierState {
+                epoch: restored.epoch,
+                restored,
+                ..Default::default()
+            }),
+            version: watch::Sender::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BarrierState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn changed(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// A source of the plan joins; it is asked for its position at every checkpoint.
+    pub fn register_source(self: &Arc<Self>, name: &str) -> SourceBarrier {
+        let mut state = self.lock();
+        state.sources.push(SourceSlot {
+            name: name.to_string(),
+            cut: None,
+            ended: None,
+        });
+        SourceBarrier {
+            barrier: self.clone(),
+            index: state.sources.len() - 1,
+            restored: state.restored.sources.remove(name),
+        }
+    }
+
+    /// A stateful operator of the plan joins; it snapshots at every checkpoint.
+    pub fn register_operator(self: &Arc<Self>) -> OperatorBarrier {
+        let mut state = self.lock();
+        let index = state.operators.len();
+        state.operators.push(None);
+        let restored = state.restored.operators.get(index).cloned();
+        OperatorBarrier {
+            barrier: self.clone(),
+            index,
+            restored,
+        }
+    }
+
+    /// The epoch asked for last (or restored).
+    pub fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    /// Asks for a checkpoint; its epoch, or `None` while the last one is still being cut.
+    pub fn trigger(&self) -> Option<u64> {
+        let mut state = self.lock();
+        if state.cutting {
+            return None;
+        }
+        state.epoch += 1;
+        state.cutting = true;
+        state.taken = false;
+        for slot in &mut state.sources {
+            slot.cut = slot.ended.clone();
+        }
+        for operator in &mut state.operators {
+            *operator = None;
+        }
+        let epoch = state.epoch;
+        drop(state);
+        self.changed();
+        Some(epoch)
+    }
+
+    /// The checkpoint being cut, once every source has cut and every operator snapshotted
+    /// (once per epoch).
+    pub fn take_completed(&self) -> Option<Captured> {
+        let mut state = self.lock();
+        if !state.cutting || state.taken || !state.all_cut() {
+            return None;
+        }
+        if state.operators.iter().any(Option::is_none) {
+            return None;
+        }
+        state.taken = true;
+        Some(Captured {
+            epoch: state.epoch,
+            sources: state
+                .sources
+                .iter()
+                .map(|s| (s.name.clone(), s.cut.clone().expect("all cut")))
+                .collect(),
+            operators: state.operators.iter().flatten().cloned().collect(),
+        })
+    }
+
+    /// The positions of the sources that have ended (all of them, once the plan has).
+    pub fn ended_positions(&self) -> Vec<(String, RecordBatch)> {
+        self.lock()
+            .sources
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.ended.clone()?)))
+            .collect()
+    }
+
+    /// Lets the sources go on after checkpoint `epoch` was written (or given up).
+    pub fn release(&self, epoch: u64) {
+        let mut state = self.lock();
+        if state.epoch == epoch {
+            state.cutting = false;
+        }
+        drop(state);
+        self.changed();
+    }
+
+    /// Waits for any change: a cut, a snapshot, a release.
+    pub async fn wait_change(&self, seen: &mut watch::Receiver<u64>) {
+        // The sender lives as long as `self`, so this never errs.
+        let _ = seen.changed().await;
+    }
+
+    /// A receiver of changes, for [`CheckpointBarrier::wait_change`].
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+}
+
+impl BarrierState {
+    fn all_cut(&self) -> bool {
+        self.sources.iter().all(|s| s.cut.is_some())
+    }
+}
+
+/// A source's side of the barrier.
+#[derive(Debug)]
+pub struct SourceBarrier {
+    barrier: Arc<CheckpointBarrier>,
+    index: usize,
+    restored: Option<RecordBatch>,
+}
+
+impl SourceBarrier {
+    /// The position to resume from, when the job restores a checkpoint.
+    pub fn take_restored(&mut self) -> Option<RecordBatch> {
+        self.restored.take()
+    }
+
+    /// The epoch this source must cut now (record its position, then hold back), if any.
+    pub fn cut_due(&self) -> Option<u64> {
+        let state = self.barrier.lock();
+        (state.cutting && state.sources[self.index].cut.is_none()).then_some(state.epoch)
+    }
+
+    /// Records the position for `epoch`: every batch before it is in the checkpoint.
+    pub fn cut(&self, epoch: u64, position: RecordBatch) {
+        let mut state = self.barrier.lock();
+        if state.epoch == epoch {
+            state.sources[self.index].cut = Some(position);
+        }
+        drop(state);
+        self.barrier.changed();
+    }
+
+    /// The source has ended at `position`: that is its cut from now on.
+    pub fn end(&self, position: RecordBatch) {
+        let mut state = self.barrier.lock();
+        let slot = &mut state.sources[self.index];
+        slot.ended = Some(position.clone());
+        if slot.cut.is_none() && state.cutting {
+            state.sources[self.index].cut = Some(position);
+        }
+        drop(state);
+        self.barrier.changed();
+    }
+
+    /// Waits until the job releases `epoch`.
+    pub async fn released(&self, epoch: u64) {
+        let mut seen = self.barrier.subscribe();
+        loop {
+            {
+                let state = self.barrier.lock();
+                if state.epoch != epoch || !state.cutting {
+                    return;
+                }
+            }
+            self.barrier.wait_change(&mut seen).await;
+        }
+    }
+}
+
+/// A stateful operator's side of the barrier.
+#[derive(Debug)]
+pub struct OperatorBarrier {
+    barrier: Arc<CheckpointBarrier>,
+    index: usize,
+    restored: Option<RecordBatch>,
+}
+
+impl OperatorBarrier {
+    /// The snapshot to start from, when the job restores a checkpoint.
+    pub fn take_restored(&mut self) -> Option<RecordBatch> {
+        self.restored.take()
+    }
+
+    /// The epoch to snapshot once the input has nothing in flight: every source has cut
+    /// and this operator has not snapshotted it yet.
+    pub fn snapshot_due(&self) -> Option<u64> {
+        let state = self.barrier.lock();
+        (state.cutting && state.operators[self.index].is_none() && state.all_cut())
+            .then_some(state.epoch)
+    }
+
+    /// Hands over the state for `epoch`.
+    pub fn snapshot(&self, epoch: u64, state: RecordBatch) {
+        let mut guard = self.barrier.lock();
+        if guard.epoch == epoch {
+            guard.operators[self.index] = Some(state);
+        }
+        drop(guard);
+        self.barrier.changed();
+    }
+
+    /// A receiver of the barrier's changes (a source cut: a snapshot may be due).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.barrier.subscribe()
+    }
+
+    /// Waits for a change of the barrier.
+    pub async fn wait_change(&self, seen: &mut watch::Receiver<u64>) {
+        self.barrier.wait_change(seen).await
+    }
+}
