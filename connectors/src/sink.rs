@@ -9,8 +9,9 @@ use crate::error::Result;
 use crate::file_sink::{FileSink, FileSinkConfig};
 use crate::kafka::{KafkaSink, KafkaSinkConfig};
 
-/// A sink's settings.
+/// A sink's settings. (One lives per job: boxing the larger one would buy nothing.)
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum SinkConfig {
     /// A file or a folder of part files.
     File(FileSinkConfig),

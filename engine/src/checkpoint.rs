@@ -182,7 +182,7 @@ impl CheckpointStore {
                 .map_err(|e| EngineError::Checkpoint(format!("{location}: {e}")))?;
             manifests.push(Manifest::from_json(&json, &location)?);
         }
-        manifests.sort_by(|a, b| b.epoch.cmp(&a.epoch));
+        manifests.sort_by_key(|m| std::cmp::Reverse(m.epoch));
         Ok(manifests)
     }
 
