@@ -82,8 +82,10 @@ impl JobMetrics {
         JobProgress {
             records_in: sources.iter().map(|s| s.records_in()).sum(),
             bad_records: sources.iter().map(|s| s.bad_records()).sum(),
-            late_records: metric_sum(plan, "late_records"),
-            peak_state_bytes: metric_sum(plan, "peak_state_bytes"),
+            late_records: metric(plan, "late_records", |a, b| a + b),
+            peak_state_bytes: metric(plan, "peak_state_bytes", |a, b| a + b),
+            // Of the last windows (a stacked window's is the lower one's or behind it).
+            watermark_ms: metric(plan, "watermark_ms", u64::max),
             records_out: self.records_out.load(Ordering::Relaxed),
             elapsed,
         }
@@ -103,6 +105,8 @@ pub struct JobProgress {
     pub late_records: u64,
     /// The most bytes of keyed state the job's operators held at once.
     pub peak_state_bytes: u64,
+    /// The windows' watermark (epoch ms; 0 before there is one).
+    pub watermark_ms: u64,
     /// Time since the job started.
     pub elapsed: Duration,
 }
@@ -185,6 +189,11 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// The job's counters and checkpoints.
+    pub fn metrics(&self) -> &Arc<JobMetrics> {
+        &self.metrics
+    }
+
     /// The counters now (or when it ended).
     pub fn progress(&self) -> JobProgress {
         let ran = match &*self.outcome.lock().unwrap_or_else(|e| e.into_inner()) {
@@ -290,15 +299,14 @@ impl RunningJob {
     }
 }
 
-/// A metric summed over every operator of the plan.
-fn metric_sum(plan: &Arc<dyn ExecutionPlan>, name: &str) -> u64 {
+/// A metric over every operator of the plan, combined with `combine`.
+fn metric(plan: &Arc<dyn ExecutionPlan>, name: &str, combine: fn(u64, u64) -> u64) -> u64 {
     let own = plan
         .metrics()
         .and_then(|m| m.sum_by_name(name))
         .map_or(0, |v| v.as_usize() as u64);
-    own + plan
-        .children()
+    plan.children()
         .into_iter()
-        .map(|child| metric_sum(child, name))
-        .sum::<u64>()
+        .map(|child| metric(child, name, combine))
+        .fold(own, combine)
 }

@@ -230,6 +230,17 @@ pub(crate) fn show_topic_details(rows: &[PartitionDetail]) -> Result<RecordBatch
 
 /// `SHOW JOB STATUS 'name'`: one job, a row per property (`property`, `value`), with every
 /// counter.
+/// A time (epoch ms) as SHOW prints timestamps; empty for 0 (none yet).
+fn timestamp_text(millis: u64) -> Result<String> {
+    if millis == 0 {
+        return Ok(String::new());
+    }
+    Ok(arrow::util::display::array_value_to_string(
+        &TimestampMillisecondArray::from(vec![millis as i64]),
+        0,
+    )?)
+}
+
 pub(crate) fn show_job_status(
     jobs: &[std::sync::Arc<JobRecord>],
     name: &str,
@@ -240,6 +251,7 @@ pub(crate) fn show_job_status(
     })?;
     let progress = job.progress();
     let status = job.status();
+    let checkpoint = job.metrics().last_checkpoint();
     let started = arrow::util::display::array_value_to_string(
         &TimestampMillisecondArray::from(vec![millis_since_epoch(job.started_at)]),
         0,
@@ -259,6 +271,22 @@ pub(crate) fn show_job_status(
         ("bad_records", progress.bad_records.to_string()),
         ("late_records", progress.late_records.to_string()),
         ("peak_state_bytes", progress.peak_state_bytes.to_string()),
+        ("watermark", timestamp_text(progress.watermark_ms)?),
+        (
+            "last_checkpoint",
+            checkpoint.map_or(String::new(), |c| c.epoch.to_string()),
+        ),
+        (
+            "last_checkpoint_at",
+            match checkpoint {
+                Some(c) => timestamp_text(millis_since_epoch(c.at) as u64)?,
+                None => String::new(),
+            },
+        ),
+        (
+            "last_checkpoint_ms",
+            checkpoint.map_or(String::new(), |c| c.duration.as_millis().to_string()),
+        ),
         (
             "last_error",
             match status {
@@ -292,6 +320,7 @@ pub(crate) fn show_jobs(
 ) -> Result<RecordBatch> {
     let statuses: Vec<JobStatus> = jobs.iter().map(|j| j.status()).collect();
     let progress: Vec<_> = jobs.iter().map(|j| j.progress()).collect();
+    let checkpoints: Vec<_> = jobs.iter().map(|j| j.metrics().last_checkpoint()).collect();
     let started = jobs.iter().map(|j| millis_since_epoch(j.started_at));
     let node = node();
     let errors = statuses.iter().map(|s| match s {
@@ -330,6 +359,28 @@ pub(crate) fn show_jobs(
                 "records_per_second",
                 Arc::new(Float64Array::from_iter_values(
                     progress.iter().map(|p| (p.rate() * 10.0).round() / 10.0),
+                )),
+            ),
+            (
+                "watermark",
+                Arc::new(TimestampMillisecondArray::from_iter(
+                    progress
+                        .iter()
+                        .map(|p| (p.watermark_ms > 0).then_some(p.watermark_ms as i64)),
+                )) as ArrayRef,
+            ),
+            (
+                "last_checkpoint",
+                Arc::new(UInt64Array::from_iter(
+                    checkpoints.iter().map(|c| c.map(|c| c.epoch)),
+                )),
+            ),
+            (
+                "last_checkpoint_at",
+                Arc::new(TimestampMillisecondArray::from_iter(
+                    checkpoints
+                        .iter()
+                        .map(|c| c.map(|c| millis_since_epoch(c.at))),
                 )),
             ),
             (

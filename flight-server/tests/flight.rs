@@ -454,6 +454,175 @@ async fn ctrl_c_stops_the_server_s_jobs_and_commits_their_sinks() {
     assert_eq!(copied, "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n");
 }
 
+/// Waits (10 s at most) until `/ready` answers 200: every kept job has been started again.
+fn wait_ready(http: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = http_get(http, "/ready");
+        if status == "HTTP/1.1 200 OK" {
+            return;
+        }
+        assert_eq!(status, "HTTP/1.1 503 Service Unavailable", "{body}");
+        assert!(Instant::now() < deadline, "never ready: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Checks that `text` is Prometheus text exposition: every family has HELP and TYPE, and
+/// every sample is `name{labels} number` of a declared family. Returns the samples.
+fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
+    let mut declared = std::collections::BTreeSet::new();
+    let mut samples = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(["counter", "gauge"].contains(&kind), "{line}");
+            declared.insert(name.to_string());
+        } else if line.starts_with("# HELP ") {
+            continue;
+        } else {
+            let (series, value) = line.rsplit_once(' ').expect(line);
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("not a number: {line}"));
+            let name = series.split('{').next().unwrap();
+            assert!(
+                declared.contains(name),
+                "sample of an undeclared family: {line}"
+            );
+            assert!(series.ends_with("\"}") || !series.contains('{'), "{line}");
+            samples.push((series.to_string(), value));
+        }
+    }
+    samples
+}
+
+/// Ten-second bars over the watched folder `inbox`, checkpointed every 100 ms.
+const RESUMED_JOB: &str = "CREATE STREAM bars AS
+    SELECT symbol, _window_start AS window_start, COUNT(*) AS trades,
+           SUM(price * qty) AS notional
+    FROM trades GROUP BY symbol WINDOW TUMBLING(INTERVAL '10' SECOND) EMIT FINAL
+    WITH ('trades.type' = 'file_source', 'trades.path' = 'inbox', 'trades.format' = 'csv',
+          'trades.schema' = 'ts BIGINT, symbol VARCHAR, price DECIMAL(10,2), qty BIGINT',
+          'trades.watch' = 'true', 'trades.watch.interval' = '20ms',
+          'trades.event.time.field' = 'ts',
+          'bars.type' = 'file_sink', 'bars.path' = 'out/',
+          'checkpoint.interval' = '100ms')";
+
+/// CSV trades at event times `from..to` seconds, one a second per symbol.
+fn trades_between(from: i64, to: i64) -> String {
+    let mut csv = String::from("ts,symbol,price,qty\n");
+    for second in from..to {
+        for (i, symbol) in ["A", "B", "C"].iter().enumerate() {
+            let cents = 1000 + second * 7 + i as i64;
+            csv.push_str(&format!(
+                "{},{symbol},{}.{:02},{}\n",
+                1_767_225_600_000 + second * 1000,
+                cents / 100,
+                cents % 100,
+                1 + second % 5
+            ));
+        }
+    }
+    csv
+}
+
+fn part_lines(folder: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(folder).into_iter().flatten() {
+        let path = entry.unwrap().path();
+        if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
+            lines.extend(
+                std::fs::read_to_string(&path)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string),
+            );
+        }
+    }
+    lines.sort();
+    lines
+}
+
+#[tokio::test]
+async fn a_killed_server_resumes_its_jobs_from_their_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::write(inbox.join("1.csv"), trades_between(0, 40)).unwrap();
+    let options = ["--state-dir", "state", "--http", "127.0.0.1:0"];
+    let mut server = Server::start_with(dir.path(), &options);
+    wait_ready(server.http.as_ref().unwrap());
+    let mut client = server.client(Some(TOKEN)).await;
+    query(&mut client, RESUMED_JOB).await;
+    // Read and checkpointed: 120 rows in, and a checkpoint after them.
+    query_until(&mut client, "SHOW JOB STATUS 'bars'", |t| {
+        t.contains("| records_in         | 120") && !t.contains("| last_checkpoint    |  ")
+    })
+    .await;
+    let metrics = http_get(server.http.as_ref().unwrap(), "/metrics").1;
+    let samples = parse_prometheus(&metrics);
+    let checkpoints = samples
+        .iter()
+        .find(|(s, _)| s == "ferris_job_checkpoints_total{job=\"bars\"}")
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(checkpoints.1 >= 1.0, "{metrics}");
+    assert!(
+        metrics.contains("ferris_job_checkpoint_age_seconds{job=\"bars\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ferris_job_watermark_delay_seconds{job=\"bars\"}"),
+        "{metrics}"
+    );
+    // Killed with open windows, while more data arrives.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    std::fs::write(inbox.join("2.csv"), trades_between(40, 80)).unwrap();
+    let server = Server::start_with(dir.path(), &options);
+    wait_ready(server.http.as_ref().unwrap());
+    let mut client = server.client(Some(TOKEN)).await;
+    // Nobody created the job again: the server did, from where its checkpoint stood.
+    query_until(&mut client, "SHOW JOBS", |t| {
+        t.contains("bars") && t.contains("RUNNING")
+    })
+    .await;
+    // A row far ahead closes every window of the 80 seconds.
+    std::fs::write(inbox.join("3.csv"), trades_between(1000, 1001)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while part_lines(&dir.path().join("out")).len() < 24 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            part_lines(&dir.path().join("out"))
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Give a doubled window the time to show, then compare with one uncrashed run.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reference = dir.path().join("reference");
+    std::fs::create_dir(&reference).unwrap();
+    std::fs::write(reference.join("all.csv"), trades_between(0, 80)).unwrap();
+    let sql = RESUMED_JOB
+        .replace("'inbox'", "'reference'")
+        .replace("'trades.watch' = 'true', ", "")
+        .replace("'out/'", "'expected/'")
+        .replace(",\n          'checkpoint.interval' = '100ms'", "");
+    let output = Command::new(env!("CARGO_BIN_EXE_ferris"))
+        .args(["run", "-e", &sql])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expected = part_lines(&dir.path().join("expected"));
+    assert_eq!(expected.len(), 24, "{expected:?}");
+    assert_eq!(part_lines(&dir.path().join("out")), expected);
+}
+
 /// `GET path` over HTTP/1.1: the status line and the body.
 fn http_get(address: &str, path: &str) -> (String, String) {
     use std::io::{Read, Write};
@@ -476,7 +645,7 @@ async fn http_serves_health_and_every_job_s_metrics() {
     let server = Server::start_with(dir.path(), &["--http", "127.0.0.1:0"]);
     let http = server.http.clone().unwrap();
     assert_eq!(http_get(&http, "/health").0, "HTTP/1.1 200 OK");
-    assert_eq!(http_get(&http, "/ready").0, "HTTP/1.1 200 OK");
+    wait_ready(&http);
     assert_eq!(http_get(&http, "/nope").0, "HTTP/1.1 404 Not Found");
 
     let mut client = server.client(Some(TOKEN)).await;

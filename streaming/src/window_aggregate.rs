@@ -581,6 +581,7 @@ impl ExecutionPlan for WindowAggregateExec {
             .register(context.memory_pool());
         let late = MetricBuilder::new(&self.metrics).counter("late_records", partition);
         let peak_state = MetricBuilder::new(&self.metrics).gauge("peak_state_bytes", partition);
+        let watermark = MetricBuilder::new(&self.metrics).gauge("watermark_ms", partition);
         let mut aggregator = WindowAggregator::try_new(self.config.clone())?;
         // A job that checkpoints hands every operator its barrier, and the state to restore.
         let barrier = context
@@ -604,6 +605,7 @@ impl ExecutionPlan for WindowAggregateExec {
             reservation,
             late,
             peak_state,
+            watermark,
             clock: (self.config.window.is_windowed() && self.config.watermark.field.is_none())
                 .then_some(PROCESSING_TIME_TICK),
             barrier,
@@ -631,6 +633,8 @@ struct StreamState {
     reservation: MemoryReservation,
     late: Count,
     peak_state: Gauge,
+    /// The watermark (epoch ms), once there is one.
+    watermark: Gauge,
     /// On processing time, how often the clock advances the watermark.
     clock: Option<std::time::Duration>,
     /// The job's checkpoint barrier, and the changes of it seen.
@@ -744,6 +748,10 @@ impl StreamState {
     fn account(&mut self) -> Result<()> {
         let needed = self.aggregator.state_size();
         self.peak_state.set_max(needed);
+        let watermark = self.aggregator.watermark();
+        if watermark > 0 && watermark < i64::MAX {
+            self.watermark.set(watermark as usize);
+        }
         self.reservation.try_resize(needed).map_err(|e| {
             StreamingError::StateMemoryExceeded {
                 operator: "WindowAggregateExec".into(),
