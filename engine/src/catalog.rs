@@ -59,6 +59,11 @@ impl Catalog {
         self.entries.insert(entry.name.clone(), entry);
     }
 
+    /// Removes the entry called `name`.
+    pub fn remove(&mut self, name: &str) -> Option<CatalogEntry> {
+        self.entries.remove(name)
+    }
+
     /// The entry called `name`.
     pub fn get(&self, name: &str) -> Option<&CatalogEntry> {
         self.entries.get(name)

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use datafusion::physical_plan::ExecutionPlan;
-use ferris_connectors::SourceMetrics;
+use ferris_connectors::{SourceMetrics, StopSignal};
 
 use crate::error::Result;
 use crate::statement::JobKind;
@@ -156,6 +156,8 @@ pub enum JobStatus {
     Finished,
     /// Stopped at a checkpoint; a restart resumes it.
     Stopped,
+    /// Its sources are held back (`PAUSE JOB`); it keeps its state.
+    Paused,
     /// It stopped with this error.
     Failed(String),
 }
@@ -167,8 +169,48 @@ impl JobStatus {
             Self::Running => "RUNNING",
             Self::Finished => "FINISHED",
             Self::Stopped => "STOPPED",
+            Self::Paused => "PAUSED",
             Self::Failed(_) => "FAILED",
         }
+    }
+}
+
+/// What a running job can be told: stop, pause. Shared by its loop and its sources (through
+/// the task's session config).
+#[derive(Debug)]
+pub struct JobControl {
+    stop: StopSignal,
+    paused: AtomicBool,
+}
+
+impl Default for JobControl {
+    fn default() -> Self {
+        Self {
+            stop: StopSignal::new(),
+            paused: AtomicBool::new(false),
+        }
+    }
+}
+
+impl JobControl {
+    /// Asks the job to stop (at a checkpoint, or once its windows flushed).
+    pub fn request_stop(&self) {
+        self.stop.stop();
+    }
+
+    /// Fires when a stop is asked for.
+    pub fn stop_requested(&self) -> &StopSignal {
+        &self.stop
+    }
+
+    /// Holds the job's sources back, or lets them go on.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
+    }
+
+    /// Whether the sources are held back.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
     }
 }
 
@@ -179,6 +221,14 @@ pub struct JobRecord {
     pub name: String,
     /// Stream or table.
     pub kind: JobKind,
+    /// The statement that created it (`START JOB` runs it again).
+    pub statement: String,
+    /// Where its checkpoints are, when it takes them.
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Stop and pause.
+    pub control: Arc<JobControl>,
+    /// Cancels its task (`STOP JOB ... FORCE`).
+    abort: Mutex<Option<tokio::task::AbortHandle>>,
     /// When it started (wall clock).
     pub started_at: std::time::SystemTime,
     started: Instant,
@@ -205,11 +255,38 @@ impl JobRecord {
 
     /// Whether it runs, ended or failed.
     pub fn status(&self) -> JobStatus {
-        self.outcome
+        let ended = self
+            .outcome
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map_or(JobStatus::Running, |(status, _)| status.clone())
+            .map(|(status, _)| status.clone());
+        match ended {
+            Some(status) => status,
+            None if self.control.is_paused() => JobStatus::Paused,
+            None => JobStatus::Running,
+        }
+    }
+
+    /// Whether it has not ended (running or paused).
+    pub fn is_running(&self) -> bool {
+        self.outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+
+    /// Ends the job at once: nothing more is read or written; what it committed stays.
+    /// Returns once its task is gone.
+    pub async fn force_stop(&self) {
+        self.end(JobStatus::Stopped);
+        let abort = self.abort.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(abort) = abort {
+            abort.abort();
+            while !abort.is_finished() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
     }
 
     fn end(&self, status: JobStatus) {
@@ -231,19 +308,41 @@ pub struct RunningJob {
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
+/// What a job is, before it runs.
+pub(crate) struct JobSpec {
+    pub name: String,
+    pub kind: JobKind,
+    pub statement: String,
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+    pub control: Arc<JobControl>,
+    pub bounded: bool,
+    pub plan: Arc<dyn ExecutionPlan>,
+    pub metrics: Arc<JobMetrics>,
+}
+
 impl RunningJob {
     /// Spawns `work` as the job; its outcome is kept in the job's record.
     pub(crate) fn spawn(
-        name: String,
-        kind: JobKind,
-        bounded: bool,
-        plan: Arc<dyn ExecutionPlan>,
-        metrics: Arc<JobMetrics>,
+        spec: JobSpec,
         work: impl std::future::Future<Output = Result<JobEnd>> + Send + 'static,
     ) -> Self {
+        let JobSpec {
+            name,
+            kind,
+            statement,
+            checkpoint_dir,
+            control,
+            bounded,
+            plan,
+            metrics,
+        } = spec;
         let record = Arc::new(JobRecord {
             name: name.clone(),
             kind,
+            statement,
+            checkpoint_dir,
+            control,
+            abort: Mutex::default(),
             started_at: std::time::SystemTime::now(),
             started: Instant::now(),
             plan,
@@ -261,6 +360,7 @@ impl RunningJob {
             outcome.end(status);
             result.map(|_| ())
         });
+        *record.abort.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
         Self {
             name,
             kind,
@@ -289,6 +389,8 @@ impl RunningJob {
     pub async fn wait(self) -> Result<JobProgress> {
         let outcome = match self.task.await {
             Ok(outcome) => outcome,
+            // `STOP JOB ... FORCE`: the record says so already.
+            Err(e) if e.is_cancelled() => Ok(()),
             Err(e) => {
                 let message = format!("job '{}' crashed: {e}", self.name);
                 self.record.end(JobStatus::Failed(message.clone()));

@@ -17,8 +17,23 @@ use futures::StreamExt;
 
 use crate::checkpoint::{CheckpointStore, Manifest, now_ms};
 use crate::error::Result;
-use crate::job::{JobEnd, JobMetrics};
+use crate::job::{JobControl, JobEnd, JobMetrics};
 use crate::materialized::{LiveStreamWriter, MaterializedTable};
+
+/// What ends a job's loop: the session's stop (Ctrl-C) or the job's own (`STOP JOB`).
+pub(crate) struct Stops {
+    pub session: StopSignal,
+    pub job: Arc<JobControl>,
+}
+
+impl Stops {
+    async fn requested(&self) {
+        tokio::select! {
+            _ = self.session.stopped() => {}
+            _ = self.job.stop_requested().stopped() => {}
+        }
+    }
+}
 
 /// Where a job's result rows go: its sink, and what makes them readable by name.
 pub(crate) struct JobOutputs {
@@ -50,6 +65,8 @@ pub(crate) async fn run_at_least_once(
     mut outputs: JobOutputs,
     sources: Vec<Source>,
     stateless: bool,
+    stops: Stops,
+    source_stop: StopSignal,
 ) -> Result<JobEnd> {
     // A folder sink commits its part files on time even when no rows come.
     // Checked four times an interval, so a part lands at most a quarter late.
@@ -65,6 +82,11 @@ pub(crate) async fn run_at_least_once(
             }
         };
         let durable = tokio::select! {
+            // The sources end; the windows flush as the plan ends; the sink commits.
+            _ = stops.requested(), if !source_stop.is_stopped() => {
+                source_stop.stop();
+                false
+            }
             batch = stream.next() => match batch {
                 Some(batch) => {
                     outputs.write(&batch?)?;
@@ -106,7 +128,7 @@ pub(crate) async fn run_checkpointed(
     mut outputs: JobOutputs,
     sources: Vec<(String, Source)>,
     checkpointing: Checkpointing,
-    stop: StopSignal,
+    stops: Stops,
 ) -> Result<JobEnd> {
     let barrier = checkpointing.barrier.clone();
     let mut changes = barrier.subscribe();
@@ -126,7 +148,7 @@ pub(crate) async fn run_checkpointed(
                     started = Some(Instant::now());
                 }
             }
-            _ = stop.stopped(), if !stopping => {
+            _ = stops.requested(), if !stopping => {
                 stopping = true;
                 if barrier.trigger().is_some() {
                     started = Some(Instant::now());

@@ -33,20 +33,22 @@ use ferris_streaming::{EmitMode, LateDataPolicy, WATERMARK_COLUMN, WatermarkSpec
 use crate::catalog::{Catalog, CatalogEntry, EntryKind};
 use crate::checkpoint::{CheckpointStore, Manifest};
 use crate::error::{EngineError, Result};
-use crate::job::{JobEnd, JobMetrics, JobRecord, JobStatus, RunningJob};
+use crate::job::{JobControl, JobEnd, JobMetrics, JobRecord, JobSpec, RunningJob};
 use crate::late::LateRecordFile;
 use crate::materialized::{LiveStream, MaterializedTable};
 use crate::options::{OptionValue, Options};
 use crate::planner::{
     AggregateSettings, rewrite_query, streaming_plan, time_source, without_batch_coalescing,
 };
-use crate::run::{Checkpointing, JobOutputs, run_at_least_once, run_checkpointed};
+use crate::run::{Checkpointing, JobOutputs, Stops, run_at_least_once, run_checkpointed};
 use crate::show;
 use crate::sink::{resolve_file_sink, resolve_kafka_sink};
 use crate::source::{
     DEFAULT_BOOTSTRAP_SERVERS, SourceDef, resolve_file_source, resolve_kafka_source,
 };
-use crate::statement::{JobKind, Statement, StatementKind, StreamingQuery, parse_statements};
+use crate::statement::{
+    JobCommand, JobKind, Position, Statement, StatementKind, StreamingQuery, parse_statements,
+};
 use crate::stored_jobs::{StoredJob, StoredJobs};
 
 /// What a statement produced.
@@ -69,6 +71,16 @@ struct PreparedQuery {
     memory_limit: Option<usize>,
     /// A job's checkpoints, when it takes them.
     checkpoint: Option<CheckpointSettings>,
+    /// Ends the sources (for a job: fired by its loop).
+    source_stop: StopSignal,
+}
+
+/// What a job's plan finds in its task's config: its counters, its checkpoint barrier, its
+/// stop and pause.
+struct JobRun {
+    metrics: Arc<JobMetrics>,
+    barrier: Option<Arc<CheckpointBarrier>>,
+    control: Arc<JobControl>,
 }
 
 /// Where and how often a job checkpoints.
@@ -156,6 +168,9 @@ impl Session {
         };
         let mut started = Vec::new();
         for stored in StoredJobs::new(dir).load()? {
+            if stored.stopped {
+                continue;
+            }
             let statements = match self.parse(&stored.sql) {
                 Ok(statements) => statements,
                 Err(e) => {
@@ -208,23 +223,31 @@ impl Session {
     pub async fn execute(&mut self, statement: &Statement) -> Result<StatementOutput> {
         match &statement.kind {
             StatementKind::CreateJob { kind, name, query } => {
-                let job = self.start_job(*kind, name, query).await?;
+                let job = self.start_job(*kind, name, query, &statement.text).await?;
                 // A server started on this state dir again starts the job again.
                 if let Some(dir) = &self.state_dir {
                     StoredJobs::new(dir).save(StoredJob {
                         name: name.clone(),
                         sql: statement.text.clone(),
+                        stopped: false,
                     })?;
                 }
                 Ok(StatementOutput::Job(job))
             }
+            StatementKind::JobCommand { command, name } => {
+                self.job_command(*command, name, statement.position).await
+            }
+            StatementKind::Drop {
+                kind,
+                name,
+                if_exists,
+            } => {
+                self.drop_job(*kind, name, *if_exists, statement.position)
+                    .await
+            }
             StatementKind::Query(query) => {
                 let prepared = self.prepare(query, None).await?;
-                Ok(StatementOutput::Rows(self.run_plan(
-                    &prepared,
-                    Arc::default(),
-                    None,
-                )?))
+                Ok(StatementOutput::Rows(self.run_plan(&prepared, None)?))
             }
             StatementKind::Explain(inner) => self.explain(inner).await,
             StatementKind::ShowStreams { like } => rows(show::show_entries(
@@ -254,6 +277,141 @@ impl Session {
                 rows(show::show_topic_details(&details)?)
             }
         }
+    }
+
+    /// The latest job called `name` (a name is reused once its job has ended).
+    fn latest_job(&self, name: &str) -> Option<Arc<JobRecord>> {
+        self.jobs
+            .iter()
+            .rev()
+            .find(|j| j.name.eq_ignore_ascii_case(name))
+            .cloned()
+    }
+
+    fn stored_jobs(&self) -> Option<StoredJobs> {
+        self.state_dir.as_deref().map(StoredJobs::new)
+    }
+
+    /// `START|STOP|PAUSE|RESUME JOB name`.
+    async fn job_command(
+        &mut self,
+        command: JobCommand,
+        name: &str,
+        position: Position,
+    ) -> Result<StatementOutput> {
+        let job = self.latest_job(name);
+        let error = |message: String| EngineError::Sql { message, position };
+        if command == JobCommand::Start {
+            if job.as_ref().is_some_and(|j| j.is_running()) {
+                return Err(error(format!("job '{name}' is running already")));
+            }
+            let kept = self
+                .stored_jobs()
+                .map(|s| s.get(name))
+                .transpose()?
+                .flatten();
+            let sql = match (&job, kept) {
+                (Some(job), _) => job.statement.clone(),
+                (None, Some(kept)) => kept.sql,
+                (None, None) => {
+                    return Err(error(format!("no job '{name}' (SHOW JOBS lists them)")));
+                }
+            };
+            let statements = self.parse(&sql)?;
+            let [statement] = statements.as_slice() else {
+                return Err(EngineError::Internal(format!(
+                    "job '{name}' kept {} statements",
+                    statements.len()
+                )));
+            };
+            return Box::pin(self.execute(statement)).await;
+        }
+        let Some(job) = job.filter(|j| j.is_running()) else {
+            return Err(error(format!(
+                "job '{name}' is not running (SHOW JOBS lists the jobs)"
+            )));
+        };
+        let status = match command {
+            JobCommand::Stop | JobCommand::StopForce => {
+                if let Some(stored) = self.stored_jobs() {
+                    stored.set_stopped(name, true)?;
+                }
+                if command == JobCommand::StopForce {
+                    job.force_stop().await;
+                    "STOPPED"
+                } else {
+                    job.control.request_stop();
+                    "STOPPING"
+                }
+            }
+            JobCommand::Pause => {
+                job.control.set_paused(true);
+                "PAUSED"
+            }
+            JobCommand::Resume => {
+                job.control.set_paused(false);
+                "RUNNING"
+            }
+            JobCommand::Start => unreachable!("handled above"),
+        };
+        rows(show::job_reply(&job.name, status)?)
+    }
+
+    /// `DROP STREAM|TABLE name`: stops its job at once and forgets it, its checkpoints
+    /// with it. Its output (files, topic) stays.
+    async fn drop_job(
+        &mut self,
+        kind: JobKind,
+        name: &str,
+        if_exists: bool,
+        position: Position,
+    ) -> Result<StatementOutput> {
+        let expected = match kind {
+            JobKind::Stream => EntryKind::Stream,
+            JobKind::Table => EntryKind::Table,
+        };
+        let found = self.catalog.get(name).map(|e| e.kind);
+        match found {
+            Some(found) if found == expected => {}
+            Some(found) => {
+                return Err(EngineError::Sql {
+                    message: format!("'{name}' is a {}, not a {kind}", found.as_str()),
+                    position,
+                });
+            }
+            None if if_exists => return rows(show::job_reply(name, "NOT FOUND")?),
+            None => {
+                return Err(EngineError::Sql {
+                    message: format!("no {kind} '{name}' (SHOW STREAMS / SHOW TABLES list them)"),
+                    position,
+                });
+            }
+        }
+        let records: Vec<_> = self
+            .jobs
+            .iter()
+            .filter(|j| j.name.eq_ignore_ascii_case(name))
+            .cloned()
+            .collect();
+        for job in &records {
+            if job.is_running() {
+                job.force_stop().await;
+            }
+            if let Some(dir) = &job.checkpoint_dir
+                && dir.exists()
+            {
+                std::fs::remove_dir_all(dir).map_err(|e| {
+                    EngineError::Checkpoint(format!("removing {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        self.jobs.retain(|j| !j.name.eq_ignore_ascii_case(name));
+        self.catalog.remove(name);
+        self.ctx.deregister_table(name)?;
+        if let Some(stored) = self.stored_jobs() {
+            stored.remove(name)?;
+        }
+        rows(show::job_reply(name, "DROPPED")?)
     }
 
     async fn explain(&mut self, inner: &Statement) -> Result<StatementOutput> {
@@ -311,9 +469,9 @@ impl Session {
             None => None,
         };
         options.check_all_taken()?;
-        // A checkpointing job's sources never end on a stop: the job stops at a checkpoint,
-        // with its windows still open, to resume them.
-        let source_stop = match checkpoint {
+        // A job's sources end when its loop says (a checkpointing job's never do: it stops
+        // at a checkpoint, windows open, to resume them); a query's on the session's stop.
+        let source_stop = match job {
             Some(_) => StopSignal::new(),
             None => self.stop.clone(),
         };
@@ -396,20 +554,25 @@ impl Session {
             sink,
             memory_limit,
             checkpoint,
+            source_stop,
         })
     }
 
-    /// Runs a plan with its own job counters (and checkpoint barrier).
+    /// Runs a plan, as a job's when `job` says.
     fn run_plan(
         &self,
         prepared: &PreparedQuery,
-        metrics: Arc<JobMetrics>,
-        barrier: Option<Arc<CheckpointBarrier>>,
+        job: Option<&JobRun>,
     ) -> Result<SendableRecordBatchStream> {
         let state = self.ctx.state();
-        let mut config = state.config().clone().with_extension(metrics);
-        if let Some(barrier) = barrier {
-            config = config.with_extension(barrier);
+        let mut config = state.config().clone();
+        if let Some(job) = job {
+            config = config
+                .with_extension(job.metrics.clone())
+                .with_extension(job.control.clone());
+            if let Some(barrier) = &job.barrier {
+                config = config.with_extension(barrier.clone());
+            }
         }
         let mut task = TaskContext::from(&state).with_session_config(config);
         if let Some(limit) = prepared.memory_limit {
@@ -427,12 +590,13 @@ impl Session {
         kind: JobKind,
         name: &str,
         query: &StreamingQuery,
+        statement: &str,
     ) -> Result<RunningJob> {
         // Two jobs writing one sink under one name would interleave their output.
         if self
             .jobs
             .iter()
-            .any(|job| job.name.eq_ignore_ascii_case(name) && job.status() == JobStatus::Running)
+            .any(|job| job.name.eq_ignore_ascii_case(name) && job.is_running())
         {
             return Err(EngineError::Sql {
                 message: format!(
@@ -488,6 +652,18 @@ impl Session {
         });
         let bounded = prepared.sources.iter().all(|s| s.source.is_bounded());
         let metrics = Arc::new(JobMetrics::default());
+        let control = Arc::new(JobControl::default());
+        let spec = |plan: Arc<dyn ExecutionPlan>, checkpoint_dir| JobSpec {
+            name: name.to_string(),
+            kind,
+            statement: statement.to_string(),
+            checkpoint_dir,
+            control: control.clone(),
+            bounded,
+            plan,
+            metrics: metrics.clone(),
+        };
+        let checkpoint_dir = prepared.checkpoint.as_ref().map(|c| c.dir.clone());
         let checkpoint = match prepared.checkpoint.clone() {
             Some(settings) => {
                 self.checkpoint_plan(name, &prepared, &settings, &mut sink_config)
@@ -502,14 +678,9 @@ impl Session {
                 "ferris: job {name} finished in an earlier run (checkpoint {}); delete its state to run it again",
                 manifest.epoch
             );
-            let job = RunningJob::spawn(
-                name.to_string(),
-                kind,
-                bounded,
-                prepared.plan,
-                metrics,
-                async { Ok(JobEnd::Finished) },
-            );
+            let job = RunningJob::spawn(spec(prepared.plan.clone(), checkpoint_dir), async {
+                Ok(JobEnd::Finished)
+            });
             self.jobs.push(job.record());
             return Ok(job);
         }
@@ -519,7 +690,16 @@ impl Session {
             }
             _ => None,
         };
-        let stream = self.run_plan(&prepared, metrics.clone(), barrier.clone())?;
+        let run = JobRun {
+            metrics: metrics.clone(),
+            barrier: barrier.clone(),
+            control: control.clone(),
+        };
+        let stream = self.run_plan(&prepared, Some(&run))?;
+        let stops = Stops {
+            session: self.stop.clone(),
+            job: control.clone(),
+        };
         // The output is readable by name: a table's current state answers pull queries, a
         // stream's rows as written feed push queries.
         self.ctx.deregister_table(name)?;
@@ -567,13 +747,12 @@ impl Session {
                         plan: plan_fingerprint(&prepared.plan),
                         barrier,
                     };
-                    let stop = self.stop.clone();
                     Box::pin(run_checkpointed(
                         stream,
                         outputs,
                         sources,
                         checkpointing,
-                        stop,
+                        stops,
                     ))
                 }
                 _ => {
@@ -585,17 +764,18 @@ impl Session {
                     };
                     let sources = prepared.sources.iter().map(|s| s.source.clone()).collect();
                     let stateless = is_stateless(&prepared.plan);
-                    Box::pin(run_at_least_once(stream, outputs, sources, stateless))
+                    let source_stop = prepared.source_stop.clone();
+                    Box::pin(run_at_least_once(
+                        stream,
+                        outputs,
+                        sources,
+                        stateless,
+                        stops,
+                        source_stop,
+                    ))
                 }
             };
-        let job = RunningJob::spawn(
-            name.to_string(),
-            kind,
-            bounded,
-            prepared.plan,
-            metrics,
-            work,
-        );
+        let job = RunningJob::spawn(spec(prepared.plan.clone(), checkpoint_dir), work);
         self.jobs.push(job.record());
         Ok(job)
     }

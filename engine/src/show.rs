@@ -230,6 +230,14 @@ pub(crate) fn show_topic_details(rows: &[PartitionDetail]) -> Result<RecordBatch
 
 /// `SHOW JOB STATUS 'name'`: one job, a row per property (`property`, `value`), with every
 /// counter.
+/// What a job command did: the job and its status now.
+pub(crate) fn job_reply(name: &str, status: &str) -> Result<RecordBatch> {
+    batch(vec![
+        ("job", strings(std::iter::once(name))),
+        ("status", strings(std::iter::once(status))),
+    ])
+}
+
 /// A time (epoch ms) as SHOW prints timestamps; empty for 0 (none yet).
 fn timestamp_text(millis: u64) -> Result<String> {
     if millis == 0 {

@@ -29,7 +29,7 @@ use ferris_streaming::{EventTimeStamper, WatermarkSpec};
 use futures::TryStreamExt;
 
 use crate::error::{EngineError, Result};
-use crate::job::JobMetrics;
+use crate::job::{JobControl, JobMetrics};
 use crate::options::{OptionValue, Options};
 
 /// Rows per micro-batch unless `'<name>.batch.size'` says otherwise.
@@ -158,13 +158,18 @@ impl PartitionStream for SourcePartition {
             .session_config()
             .get_extension::<CheckpointBarrier>()
             .map(|barrier| barrier.register_source(&self.name));
+        let control = ctx.session_config().get_extension::<JobControl>();
         let (name, source, stop, stamp) = (
             self.name.clone(),
             self.source.clone(),
             self.stop.clone(),
             self.stamp.clone(),
         );
-        let start = async move { SourceRun::start(&name, &source, stop, stamp, barrier, metrics) };
+        let start = async move {
+            let mut run = SourceRun::start(&name, &source, stop, stamp, barrier, metrics)?;
+            run.control = control;
+            Ok::<_, DataFusionError>(run)
+        };
         let batches = futures::stream::once(start)
             .map_ok(|run| {
                 futures::stream::try_unfold(run, |mut run| async move {
@@ -176,11 +181,16 @@ impl PartitionStream for SourcePartition {
     }
 }
 
+/// How often a paused job's sources look whether they may go on.
+const PAUSE_POLL: Duration = Duration::from_millis(50);
+
 /// One execution of a source: its reader, its stamper, its side of the job's barrier.
 struct SourceRun {
     reader: SourceReader,
     stamper: Option<EventTimeStamper>,
     barrier: Option<SourceBarrier>,
+    /// The job's pause switch.
+    control: Option<Arc<JobControl>>,
 }
 
 impl SourceRun {
@@ -211,6 +221,7 @@ impl SourceRun {
             reader,
             stamper,
             barrier,
+            control: None,
         })
     }
 
@@ -222,6 +233,11 @@ impl SourceRun {
             {
                 barrier.cut(epoch, self.position());
                 barrier.released(epoch).await;
+                continue;
+            }
+            if self.control.as_ref().is_some_and(|c| c.is_paused()) {
+                // Paused: look again soon (checkpoints still cut meanwhile).
+                tokio::time::sleep(PAUSE_POLL).await;
                 continue;
             }
             match self.reader.next_batch().await.map_err(external)? {

@@ -108,6 +108,38 @@ pub enum StatementKind {
         /// What to describe.
         name: String,
     },
+    /// `START JOB name`, `STOP JOB name [FORCE]`, `PAUSE JOB name`, `RESUME JOB name`.
+    JobCommand {
+        /// What to do.
+        command: JobCommand,
+        /// The job.
+        name: String,
+    },
+    /// `DROP STREAM|TABLE [IF EXISTS] name`: stops its job and forgets it, state and all.
+    Drop {
+        /// Stream or table.
+        kind: JobKind,
+        /// The job.
+        name: String,
+        /// No error when there is no such job.
+        if_exists: bool,
+    },
+}
+
+/// What a job command does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobCommand {
+    /// Starts a stopped or failed job again, from its last checkpoint.
+    Start,
+    /// Stops a job: at a checkpoint if it takes them (a start resumes it), else after its
+    /// sources end and its windows flush.
+    Stop,
+    /// Stops a job at once: no checkpoint, no flush; its output stays as last committed.
+    StopForce,
+    /// Holds a job's sources back; it keeps its state.
+    Pause,
+    /// Lets a paused job's sources go on.
+    Resume,
 }
 
 /// Whether a job's result is an append-only stream or a keyed table.
@@ -277,6 +309,23 @@ fn identifier(token: Option<&&TokenWithSpan>, what: &str, after: &TokenWithSpan)
     }
 }
 
+/// The job command a statement's first word starts.
+fn job_command(first: &TokenWithSpan) -> Option<JobCommand> {
+    let Token::Word(word) = &first.token else {
+        return None;
+    };
+    if word.quote_style.is_some() {
+        return None;
+    }
+    match word.value.to_ascii_uppercase().as_str() {
+        "START" => Some(JobCommand::Start),
+        "STOP" => Some(JobCommand::Stop),
+        "PAUSE" => Some(JobCommand::Pause),
+        "RESUME" => Some(JobCommand::Resume),
+        _ => None,
+    }
+}
+
 fn parse_statement(source: &Source, tokens: &[TokenWithSpan]) -> Result<Option<Statement>> {
     let sig = significant(tokens);
     let Some(first) = sig.first() else {
@@ -432,6 +481,69 @@ fn parse_kind(
             ))
         };
     }
+    if let Some(command) = job_command(first) {
+        if !word_is(sig.get(1), "JOB") {
+            let at = sig.get(1).copied().unwrap_or(first);
+            return Err(error_at(
+                at,
+                format!(
+                    "expected JOB after {}, found {}",
+                    first.token,
+                    describe_token(at)
+                ),
+            ));
+        }
+        let name = identifier(sig.get(2), "the job's name", sig[1])?;
+        let command = match (command, sig.get(3)) {
+            (JobCommand::Stop, Some(force)) if word_is(Some(force), "FORCE") && sig.len() == 4 => {
+                JobCommand::StopForce
+            }
+            (command, None) => command,
+            (_, Some(extra)) => {
+                return Err(error_at(
+                    extra,
+                    format!(
+                        "expected the end of the statement after the job's name, found {}",
+                        describe_token(extra)
+                    ),
+                ));
+            }
+        };
+        return Ok(StatementKind::JobCommand { command, name });
+    }
+    if keyword(Some(&first), Keyword::DROP) {
+        let kind = if word_is(sig.get(1), "STREAM") {
+            JobKind::Stream
+        } else if keyword(sig.get(1), Keyword::TABLE) {
+            JobKind::Table
+        } else {
+            let at = sig.get(1).copied().unwrap_or(first);
+            return Err(error_at(
+                at,
+                format!(
+                    "expected STREAM or TABLE after DROP, found {}",
+                    describe_token(at)
+                ),
+            ));
+        };
+        let if_exists = keyword(sig.get(2), Keyword::IF) && keyword(sig.get(3), Keyword::EXISTS);
+        let at = if if_exists { 4 } else { 2 };
+        let name = identifier(sig.get(at), "a name", sig[at - 1])?;
+        if let Some(extra) = sig.get(at + 1) {
+            return Err(error_at(
+                extra,
+                format!(
+                    "expected the end of the statement after DROP {kind} {name}, found {}",
+                    describe_token(extra)
+                ),
+            ));
+        }
+        return Ok(StatementKind::Drop {
+            kind,
+            name,
+            if_exists,
+        });
+    }
     if keyword(Some(&first), Keyword::DESCRIBE) || keyword(Some(&first), Keyword::DESC) {
         let name = identifier(sig.get(1), "a name", first)?;
         if let Some(extra) = sig.get(2) {
@@ -455,7 +567,7 @@ fn parse_kind(
     Err(error_at(
         first,
         format!(
-            "unsupported statement starting with {}: expected CREATE STREAM, CREATE TABLE, SELECT, EXPLAIN, SHOW or DESCRIBE",
+            "unsupported statement starting with {}: expected CREATE STREAM, CREATE TABLE, SELECT, EXPLAIN, SHOW, DESCRIBE, DROP, or START / STOP / PAUSE / RESUME JOB",
             describe_token(first)
         ),
     ))
@@ -807,6 +919,46 @@ mod tests {
         assert_eq!(lines[3], "GROUP BY symbol");
         assert!(lines[4..].iter().all(|l| l.trim().is_empty()), "{lines:?}");
         assert_eq!(query.position, Position { line: 3, column: 1 });
+    }
+
+    #[test]
+    fn job_commands_and_drop() {
+        let statements = parse_statements(
+            "START JOB bars; stop job \"Bars\"; STOP JOB bars FORCE; PAUSE JOB bars;\nRESUME JOB bars; DROP STREAM bars; drop table if exists t",
+        )
+        .unwrap();
+        let kinds: Vec<_> = statements.iter().map(|s| s.kind.clone()).collect();
+        let command = |command, name: &str| StatementKind::JobCommand {
+            command,
+            name: name.into(),
+        };
+        assert_eq!(
+            kinds,
+            [
+                command(JobCommand::Start, "bars"),
+                command(JobCommand::Stop, "Bars"),
+                command(JobCommand::StopForce, "bars"),
+                command(JobCommand::Pause, "bars"),
+                command(JobCommand::Resume, "bars"),
+                StatementKind::Drop {
+                    kind: JobKind::Stream,
+                    name: "bars".into(),
+                    if_exists: false
+                },
+                StatementKind::Drop {
+                    kind: JobKind::Table,
+                    name: "t".into(),
+                    if_exists: true
+                },
+            ]
+        );
+        assert_eq!(statements[4].text, "RESUME JOB bars");
+        assert_eq!(statements[4].position, Position { line: 2, column: 1 });
+        assert!(err("STOP bars").contains("at 1:6: expected JOB after STOP"));
+        assert!(err("PAUSE JOB bars now").contains("at 1:16: expected the end of the statement"));
+        assert!(err("RESUME JOB").contains("expected the job's name after 'JOB'"));
+        assert!(err("DROP VIEW v").contains("at 1:6: expected STREAM or TABLE after DROP"));
+        assert!(err("DROP STREAM a b").contains("at 1:15: expected the end of the statement"));
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub struct StoredJob {
     pub name: String,
     /// Its `CREATE STREAM|TABLE ... AS ...` statement.
     pub sql: String,
+    /// Stopped by `STOP JOB`: a restart leaves it stopped.
+    pub stopped: bool,
 }
 
 /// The list of jobs under a state dir.
@@ -57,6 +59,10 @@ impl StoredJobs {
                 Ok(StoredJob {
                     name: field("name")?,
                     sql: field("sql")?,
+                    stopped: job
+                        .get("stopped")
+                        .and_then(|v| v.as_bool())
+                        .unwrap_or(false),
                 })
             })
             .collect()
@@ -75,6 +81,25 @@ impl StoredJobs {
         self.write(&jobs)
     }
 
+    /// The job `name`, if kept.
+    pub fn get(&self, name: &str) -> Result<Option<StoredJob>> {
+        Ok(self
+            .load()?
+            .into_iter()
+            .find(|j| j.name.eq_ignore_ascii_case(name)))
+    }
+
+    /// Marks the job `name` stopped (or not); whether it was kept.
+    pub fn set_stopped(&self, name: &str, stopped: bool) -> Result<bool> {
+        let mut jobs = self.load()?;
+        let Some(job) = jobs.iter_mut().find(|j| j.name.eq_ignore_ascii_case(name)) else {
+            return Ok(false);
+        };
+        job.stopped = stopped;
+        self.write(&jobs)?;
+        Ok(true)
+    }
+
     /// Forgets the job `name`; whether it was kept.
     pub fn remove(&self, name: &str) -> Result<bool> {
         let mut jobs = self.load()?;
@@ -90,7 +115,7 @@ impl StoredJobs {
     fn write(&self, jobs: &[StoredJob]) -> Result<()> {
         let json = serde_json::Value::Array(
             jobs.iter()
-                .map(|j| serde_json::json!({"name": j.name, "sql": j.sql}))
+                .map(|j| serde_json::json!({"name": j.name, "sql": j.sql, "stopped": j.stopped}))
                 .collect(),
         );
         if let Some(dir) = self.path.parent() {
@@ -115,6 +140,7 @@ mod tests {
         let job = |name: &str, sql: &str| StoredJob {
             name: name.into(),
             sql: sql.into(),
+            stopped: false,
         };
         stored
             .save(job("a", "CREATE STREAM a AS SELECT 1"))
@@ -132,6 +158,8 @@ mod tests {
                 job("b", "CREATE STREAM b AS SELECT 2")
             ]
         );
+        assert!(stored.set_stopped("b", true).unwrap());
+        assert!(stored.get("B").unwrap().unwrap().stopped);
         assert!(stored.remove("b").unwrap());
         assert!(!stored.remove("b").unwrap());
         assert_eq!(stored.load().unwrap().len(), 1);

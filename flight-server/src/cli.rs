@@ -20,6 +20,9 @@ Usage:
   ferris run [--state-dir DIR] -e \"SQL\"
                              run the statements given as text
   ferris explain FILE.sql    print the plan of every query of the file
+  ferris deploy FILE.sql --server HOST:PORT [--token TOKEN] [--tls] [--tls-ca FILE]
+                             check the file's statements, then run them one by one on a
+                             running server (its jobs start there)
   ferris server [--flight HOST:PORT] [--http HOST:PORT] [--auth-token TOKEN] [--kafka HOST:PORT]
                 [--tls-cert FILE --tls-key FILE] [--state-dir DIR]
                              serve Arrow Flight SQL (default 127.0.0.1:50051), and
@@ -65,6 +68,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             (*command, input, state_dir)
         }
         ["server", options @ ..] => return server(options),
+        ["deploy", file, options @ ..] => return deploy(file, options),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -218,6 +222,40 @@ async fn finish(job: RunningJob) -> Result<(), EngineError> {
     let summary = job.wait().await?;
     eprintln!("{name}: {summary}");
     Ok(())
+}
+
+/// `ferris deploy FILE --server HOST:PORT ...`: the file's statements, checked here, run on
+/// the server one at a time.
+fn deploy(file: &str, options: &[&str]) -> ExitCode {
+    let input = Input::File(file.to_string());
+    let statements = input
+        .read()
+        .and_then(|sql| Session::new().parse(&sql).map_err(|e| input.describe(e)));
+    let statements = match statements {
+        Ok(statements) => statements,
+        Err(e) => {
+            eprintln!("ferris deploy: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut args = Vec::new();
+    let mut rest = options.iter();
+    while let Some(option) = rest.next() {
+        match (*option, rest.clone().next()) {
+            ("--server", Some(server)) => {
+                rest.next();
+                let Some((host, port)) = server.rsplit_once(':') else {
+                    eprintln!("ferris deploy: --server '{server}': expected HOST:PORT");
+                    return ExitCode::from(2);
+                };
+                args.extend(["--host".to_string(), host.to_string()]);
+                args.extend(["--port".to_string(), port.to_string()]);
+            }
+            (other, _) => args.push(other.to_string()),
+        }
+    }
+    let texts = statements.into_iter().map(|s| s.text).collect();
+    crate::client::deploy(texts, &args)
 }
 
 /// `ferris server`: Flight SQL until Ctrl-C.

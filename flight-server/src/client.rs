@@ -49,6 +49,8 @@ struct Options {
 enum Input {
     Text(String),
     File(String),
+    /// Statements sent one at a time, each reply printed (`ferris deploy`).
+    Statements(Vec<String>),
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -147,8 +149,32 @@ async fn run(options: Options) -> Result<(), String> {
                 std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
             execute(&mut client, &sql, &options).await
         }
+        Some(Input::Statements(statements)) => {
+            for statement in statements {
+                execute(&mut client, statement, &options).await?;
+            }
+            Ok(())
+        }
         None => prompt(&mut client, &options).await,
     }
+}
+
+/// Sends `statements` (checked already) to the server given by `args` (`ferris-flight`'s
+/// connection options), one at a time, printing each reply: `ferris deploy`.
+pub fn deploy(statements: Vec<String>, args: &[String]) -> ExitCode {
+    let mut options = match parse(args) {
+        Ok(options) if options.input.is_none() => options,
+        Ok(_) => {
+            eprintln!("ferris deploy: give the SQL file once");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("ferris deploy: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    options.input = Some(Input::Statements(statements));
+    crate::block_on("ferris deploy", run(options))
 }
 
 /// Where the prompt's lines come from: a line editor with history at a terminal, plain

@@ -623,6 +623,130 @@ async fn a_killed_server_resumes_its_jobs_from_their_checkpoints() {
     assert_eq!(part_lines(&dir.path().join("out")), expected);
 }
 
+/// The value of `property` in `SHOW JOB STATUS 'name'`.
+async fn job_property(
+    client: &mut FlightSqlServiceClient<Channel>,
+    name: &str,
+    property: &str,
+) -> String {
+    let batches = query(client, &format!("SHOW JOB STATUS '{name}'")).await;
+    let batch = &batches[0];
+    let (properties, values) = (
+        batch.column(0).as_string::<i32>(),
+        batch.column(1).as_string::<i32>(),
+    );
+    (0..batch.num_rows())
+        .find(|&i| properties.value(i) == property)
+        .map(|i| values.value(i).to_string())
+        .unwrap_or_else(|| panic!("no {property}"))
+}
+
+#[tokio::test]
+async fn deploy_then_pause_resume_stop_start_and_drop_a_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::write(inbox.join("1.csv"), trades_between(0, 20)).unwrap();
+    std::fs::write(
+        dir.path().join("jobs.sql"),
+        format!("{RESUMED_JOB};\nSHOW JOBS;"),
+    )
+    .unwrap();
+    let server = Server::start_with(dir.path(), &["--state-dir", "state"]);
+    let port = server.address.rsplit(':').next().unwrap();
+    // A statement the server would refuse is caught before anything is sent.
+    std::fs::write(dir.path().join("bad.sql"), "SHOW JOBS;\nSTOP bars;").unwrap();
+    let deploy = |file: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ferris"))
+            .args([
+                "deploy",
+                file,
+                "--server",
+                &format!("127.0.0.1:{port}"),
+                "--token",
+                TOKEN,
+            ])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let refused = deploy("bad.sql");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("bad.sql:2:6: expected JOB after STOP"),
+        "{stderr}"
+    );
+    let deployed = deploy("jobs.sql");
+    let stdout = String::from_utf8_lossy(&deployed.stdout);
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    assert!(stdout.contains("| bars | RUNNING |"), "{stdout}");
+    let mut client = server.client(Some(TOKEN)).await;
+    query_until(&mut client, "SHOW JOB STATUS 'bars'", |t| {
+        t.contains("| records_in         | 60")
+    })
+    .await;
+
+    // Paused: new rows wait; resumed: they come.
+    query(&mut client, "PAUSE JOB bars").await;
+    query_until(&mut client, "SHOW JOBS", |t| t.contains("PAUSED")).await;
+    std::fs::write(inbox.join("2.csv"), trades_between(20, 40)).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(job_property(&mut client, "bars", "records_in").await, "60");
+    query(&mut client, "RESUME JOB bars").await;
+    query_until(&mut client, "SHOW JOB STATUS 'bars'", |t| {
+        t.contains("| records_in         | 120")
+    })
+    .await;
+
+    // Stopped at a checkpoint, then started again from it: nothing read twice.
+    query(&mut client, "STOP JOB bars").await;
+    query_until(&mut client, "SHOW JOBS", |t| t.contains("STOPPED")).await;
+    std::fs::write(inbox.join("3.csv"), trades_between(40, 60)).unwrap();
+    let started =
+        arrow::util::pretty::pretty_format_batches(&query(&mut client, "START JOB bars").await)
+            .unwrap()
+            .to_string();
+    assert!(started.contains("| bars | RUNNING |"), "{started}");
+    query_until(&mut client, "SHOW JOB STATUS 'bars'", |t| {
+        t.contains("| records_in         | 60 ")
+    })
+    .await;
+    let error = client
+        .execute("START JOB bars".into(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("job 'bars' is running already"),
+        "{error}"
+    );
+    query(&mut client, "STOP JOB bars FORCE").await;
+    query_until(&mut client, "SHOW JOBS", |t| t.contains("STOPPED")).await;
+
+    // Dropped: gone from the catalog, the kept jobs and the state dir.
+    let error = client
+        .execute("DROP TABLE bars".into(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("'bars' is a stream, not a TABLE"),
+        "{error}"
+    );
+    query(&mut client, "DROP STREAM bars").await;
+    let streams = query_until(&mut client, "SHOW STREAMS", |_| true).await;
+    assert!(!streams.contains("bars"), "{streams}");
+    assert!(!dir.path().join("state/bars").exists());
+    let kept = std::fs::read_to_string(dir.path().join("state/jobs.json")).unwrap();
+    assert!(!kept.contains("bars"), "{kept}");
+    query(&mut client, "DROP STREAM IF EXISTS bars").await;
+}
+
 /// `GET path` over HTTP/1.1: the status line and the body.
 fn http_get(address: &str, path: &str) -> (String, String) {
     use std::io::{Read, Write};
