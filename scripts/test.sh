@@ -54,6 +54,14 @@ if ! "$FERRIS_PYTHON" -c "$flight_clients" 2>/dev/null; then
     --no-deps --require-hashes -r scripts/requirements-flight.txt
   "$FERRIS_PYTHON" -c "$flight_clients"
 fi
+# The S3 stand-in (moto's server) that the broker-restart test's own broker keeps its data in.
+s3_stand_in='import moto.server, flask_cors'
+if ! "$FERRIS_PYTHON" -c "$s3_stand_in" 2>/dev/null; then
+  echo "installing scripts/requirements-s3.txt (moto's S3 server) into the venv"
+  "$FERRIS_PYTHON" -m pip install --disable-pip-version-check --no-input --quiet \
+    --no-deps --require-hashes -r scripts/requirements-s3.txt
+  "$FERRIS_PYTHON" -c "$s3_stand_in"
+fi
 FERRIS_KAFKA_BIN="$(bash scripts/kafka.sh bin)"
 export FERRIS_PYTHON FERRIS_KAFKA_BIN
 kafka_was_running=no

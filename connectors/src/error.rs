@@ -37,6 +37,14 @@ pub enum ConnectorError {
         /// The underlying error.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// An external system (a Kafka broker) is out of reach for now: trying again later may
+    /// succeed.
+    Unavailable {
+        /// What we were doing, including where.
+        context: String,
+        /// The underlying error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Arrow failed outside of decoding a single record (schema inference, writing).
     Arrow {
         /// What we were doing, including the path.
@@ -56,6 +64,11 @@ impl ConnectorError {
             context: context.into(),
             source: Box::new(source),
         }
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
     }
 
     /// An arrow error with the given context.
@@ -84,6 +97,12 @@ impl fmt::Display for ConnectorError {
             ),
             Self::Config(msg) => write!(f, "{msg}"),
             Self::Storage { context, source } => write!(f, "{context}: {source}"),
+            Self::Unavailable { context, source } => {
+                write!(
+                    f,
+                    "{context}: {source} (unavailable; trying again may succeed)"
+                )
+            }
             Self::Arrow { context, source } => write!(f, "{context}: {source}"),
         }
     }
@@ -92,7 +111,9 @@ impl fmt::Display for ConnectorError {
 impl std::error::Error for ConnectorError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Storage { source, .. } => Some(source.as_ref()),
+            Self::Storage { source, .. } | Self::Unavailable { source, .. } => {
+                Some(source.as_ref())
+            }
             Self::Arrow { source, .. } => Some(source),
             _ => None,
         }

@@ -1,12 +1,14 @@
 //! Counters a source keeps while it runs, read by progress lines and summaries.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Records read and rejected by one source.
+/// Records read and rejected by one source, and whether it is waiting for its system.
 #[derive(Debug, Default)]
 pub struct SourceMetrics {
     records_in: AtomicU64,
     bad_records: AtomicU64,
+    unavailable: Mutex<Option<String>>,
 }
 
 impl SourceMetrics {
@@ -18,6 +20,23 @@ impl SourceMetrics {
     /// Malformed records skipped or dead-lettered so far.
     pub fn bad_records(&self) -> u64 {
         self.bad_records.load(Ordering::Relaxed)
+    }
+
+    /// Why the source waits for its system (a broker out of reach), while it does.
+    pub fn unavailable(&self) -> Option<String> {
+        self.unavailable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records that the source waits for its system (or, with `None`, that it reads again);
+    /// returns what was recorded before.
+    pub(crate) fn set_unavailable(&self, reason: Option<String>) -> Option<String> {
+        std::mem::replace(
+            &mut *self.unavailable.lock().unwrap_or_else(|e| e.into_inner()),
+            reason,
+        )
     }
 
     pub(crate) fn add_records(&self, n: usize) {

@@ -110,8 +110,8 @@ impl Source {
         }
     }
 
-    /// Commits a checkpoint's position where the source keeps positions (Kafka), so that
-    /// lag shows and a run without the checkpoint starts there.
+    /// Commits a checkpoint's position where the source keeps positions (Kafka), without
+    /// waiting, so that lag shows and a run without the checkpoint starts there.
     pub fn commit_position(&self, position: &SourcePosition) -> Result<()> {
         match self {
             Self::File(_) => Ok(()),

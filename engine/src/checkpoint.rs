@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
+use ferris_connectors::{Source, SourcePosition};
 use ferris_streaming::checkpoint::{Captured, Restored};
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
@@ -186,6 +187,58 @@ impl CheckpointStore {
         Ok(manifests)
     }
 
+    /// The checkpoint a job resumes from: the newest, unless its sink commits in Kafka
+    /// transactions. Then the transaction is the commit point, and the checkpoint to resume is
+    /// the one whose source offsets the consumer group committed (a newer one was written, but
+    /// its transaction never committed).
+    pub async fn choose(
+        &self,
+        sources: &[(String, Source)],
+        transactional: bool,
+    ) -> Result<Option<(Manifest, Restored)>> {
+        let store = self;
+        let manifests = store.manifests().await?;
+        let Some(newest) = manifests.first() else {
+            return Ok(None);
+        };
+        if !transactional {
+            let restored = store.read(newest).await?;
+            return Ok(Some((newest.clone(), restored)));
+        }
+        let mut committed = Vec::new();
+        for (name, source) in sources {
+            if let Some(position) = source.committed_position().await? {
+                committed.push((name.clone(), position));
+            }
+        }
+        for manifest in &manifests {
+            let restored = store.read(manifest).await?;
+            let matches = committed.iter().all(|(name, position)| {
+                restored
+                    .sources
+                    .get(name)
+                    .and_then(|batch| SourcePosition::from_batch(batch).ok())
+                    .is_some_and(|checkpointed| same_offsets(&checkpointed, position))
+            });
+            if matches {
+                return Ok(Some((manifest.clone(), restored)));
+            }
+        }
+        if committed.iter().all(|(_, p)| p.parts.is_empty()) {
+            // No transaction ever committed: the checkpoints are of output nobody saw.
+            store.clear().await?;
+            return Ok(None);
+        }
+        Err(EngineError::Checkpoint(format!(
+            "the consumer group's committed offsets match no checkpoint kept (epochs {}): delete the job's state to start over from the group's offsets",
+            manifests
+                .iter()
+                .map(|m| m.epoch.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+
     /// The state of checkpoint `manifest`, for the barrier to hand out.
     pub async fn read(&self, manifest: &Manifest) -> Result<Restored> {
         let folder = Self::folder(manifest.epoch);
@@ -277,6 +330,16 @@ impl CheckpointStore {
         // The local store leaves the emptied folder; it holds no manifest, so it is ignored.
         Ok(())
     }
+}
+
+fn same_offsets(a: &SourcePosition, b: &SourcePosition) -> bool {
+    let offsets = |p: &SourcePosition| {
+        let mut parts: Vec<(String, i64)> =
+            p.parts.iter().map(|p| (p.part.clone(), p.offset)).collect();
+        parts.sort();
+        parts
+    };
+    offsets(a) == offsets(b)
 }
 
 fn ipc_bytes(batch: &RecordBatch) -> std::result::Result<Vec<u8>, arrow::error::ArrowError> {

@@ -40,6 +40,21 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// Whether trying again later may succeed: an external system (a Kafka broker) was
+    /// out of reach.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Connector(e) => e.is_transient(),
+            Self::DataFusion(e) => match e.find_root() {
+                DataFusionError::External(e) => e
+                    .downcast_ref::<ConnectorError>()
+                    .is_some_and(ConnectorError::is_transient),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// An option error at the option's position (if written).
     pub fn option(message: impl Into<String>, position: Option<Position>) -> Self {
         Self::Option {

@@ -18,6 +18,8 @@ pub struct JobMetrics {
     records_out: AtomicU64,
     last_checkpoint: Mutex<Option<CheckpointInfo>>,
     checkpoints: AtomicU64,
+    /// Why the job is starting again, while it is.
+    retrying: Mutex<Option<String>>,
 }
 
 /// The last checkpoint a job completed.
@@ -64,6 +66,24 @@ impl JobMetrics {
             .last_checkpoint
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Says why the job is starting again (or, with `None`, that it runs).
+    pub fn set_retrying(&self, reason: Option<String>) {
+        *self.retrying.lock().unwrap_or_else(|e| e.into_inner()) = reason;
+    }
+
+    /// Why the job is starting again or waiting for a source's system, while it is.
+    pub fn retrying(&self) -> Option<String> {
+        let own = self
+            .retrying
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        own.or_else(|| {
+            let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+            sources.iter().find_map(|s| s.unavailable())
+        })
     }
 
     /// Checkpoints completed by this run.
@@ -158,6 +178,9 @@ pub enum JobStatus {
     Stopped,
     /// Its sources are held back (`PAUSE JOB`); it keeps its state.
     Paused,
+    /// It waits for an external system (this reason): a source's broker out of reach, or a
+    /// failure it starts again from its last checkpoint after.
+    Retrying(String),
     /// It stopped with this error.
     Failed(String),
 }
@@ -170,6 +193,7 @@ impl JobStatus {
             Self::Finished => "FINISHED",
             Self::Stopped => "STOPPED",
             Self::Paused => "PAUSED",
+            Self::Retrying(_) => "RETRYING",
             Self::Failed(_) => "FAILED",
         }
     }
@@ -263,8 +287,11 @@ impl JobRecord {
             .map(|(status, _)| status.clone());
         match ended {
             Some(status) => status,
-            None if self.control.is_paused() => JobStatus::Paused,
-            None => JobStatus::Running,
+            None => match self.metrics.retrying() {
+                Some(reason) => JobStatus::Retrying(reason),
+                None if self.control.is_paused() => JobStatus::Paused,
+                None => JobStatus::Running,
+            },
         }
     }
 

@@ -170,7 +170,7 @@ impl LiveStream {
 }
 
 /// Where a job hands its stream's batches to the push queries reading it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LiveStreamWriter(Arc<LiveStream>);
 
 impl LiveStreamWriter {

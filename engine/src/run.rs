@@ -5,20 +5,26 @@
 //! [`CheckpointBarrier`] cuts the plan, the sink prepares its output up to the cut, the
 //! checkpoint is written, and only then is that output committed (a file renamed into place,
 //! a Kafka transaction committed with the source offsets in it): exactly once.
+//!
+//! A checkpointing job that fails for a passing reason (a broker out of reach) starts again
+//! from its last checkpoint by itself, after a backoff: [`CheckpointedJob::run`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use datafusion::physical_plan::SendableRecordBatchStream;
-use ferris_connectors::{Sink, Source, SourcePosition, StopSignal};
-use ferris_streaming::checkpoint::{Captured, CheckpointBarrier};
+use datafusion::execution::SessionState;
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
+use ferris_connectors::{Sink, SinkConfig, Source, SourcePosition, StopSignal};
+use ferris_streaming::checkpoint::{Captured, CheckpointBarrier, Restored};
 use futures::StreamExt;
 
 use crate::checkpoint::{CheckpointStore, Manifest, now_ms};
 use crate::error::Result;
 use crate::job::{JobControl, JobEnd, JobMetrics};
 use crate::materialized::{LiveStreamWriter, MaterializedTable};
+use crate::session::{JobRun, task_context};
 
 /// What ends a job's loop: the session's stop (Ctrl-C) or the job's own (`STOP JOB`).
 pub(crate) struct Stops {
@@ -113,7 +119,7 @@ pub(crate) async fn run_at_least_once(
 }
 
 /// A job's checkpointing: where, how often, and of which plan.
-pub(crate) struct Checkpointing {
+struct Checkpointing {
     pub store: CheckpointStore,
     pub interval: Duration,
     /// The plan's fingerprint, kept in every manifest.
@@ -121,14 +127,127 @@ pub(crate) struct Checkpointing {
     pub barrier: Arc<CheckpointBarrier>,
 }
 
+/// Everything a checkpointing job needs to start, and to start again from its last
+/// checkpoint.
+pub(crate) struct CheckpointedJob {
+    pub name: String,
+    pub state: SessionState,
+    pub plan: Arc<dyn ExecutionPlan>,
+    pub memory_limit: Option<usize>,
+    pub sink: SinkConfig,
+    pub schema: SchemaRef,
+    pub sources: Vec<(String, Source)>,
+    pub store: CheckpointStore,
+    pub interval: Duration,
+    /// The sink commits in Kafka transactions (the checkpoint to resume is the committed one).
+    pub transactional: bool,
+    /// The plan as checkpoints record it.
+    pub fingerprint: String,
+    pub metrics: Arc<JobMetrics>,
+    pub control: Arc<JobControl>,
+    pub materialized: Option<Arc<MaterializedTable>>,
+    pub live: Option<LiveStreamWriter>,
+    pub stops: Stops,
+}
+
+/// Failures in a row after which a job waits [`BREAKER_OPEN`] between attempts.
+const BREAKER_THRESHOLD: u32 = 5;
+/// The wait between attempts once the breaker is open.
+const BREAKER_OPEN: Duration = Duration::from_secs(10);
+
+/// The wait before attempt `failures + 1`: 200 ms doubling, then the open breaker's.
+fn backoff(failures: u32) -> Duration {
+    if failures > BREAKER_THRESHOLD {
+        return BREAKER_OPEN;
+    }
+    Duration::from_millis(200 << (failures.saturating_sub(1)).min(5))
+}
+
+impl CheckpointedJob {
+    /// Runs the job; a passing failure (a broker out of reach) starts it again from its
+    /// last checkpoint after a backoff, while it shows RETRYING with the reason. Any other
+    /// failure ends it.
+    pub async fn run(self) -> Result<JobEnd> {
+        let mut failures = 0;
+        loop {
+            let before = self.metrics.checkpoints();
+            let error = match self.attempt().await {
+                Ok(end) => {
+                    self.metrics.set_retrying(None);
+                    return Ok(end);
+                }
+                Err(e) if e.is_transient() => e,
+                Err(e) => return Err(e),
+            };
+            // An attempt that got a checkpoint through was progress: count afresh.
+            failures = if self.metrics.checkpoints() > before {
+                1
+            } else {
+                failures + 1
+            };
+            let wait = backoff(failures);
+            let reason = format!(
+                "{error} (failed {failures} time(s) in a row; trying again in {:.1}s)",
+                wait.as_secs_f64()
+            );
+            eprintln!("warning: job '{}': {reason}", self.name);
+            self.metrics.set_retrying(Some(reason));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.stops.requested() => return Ok(JobEnd::Stopped),
+            }
+        }
+    }
+
+    /// One run, from the last checkpoint.
+    async fn attempt(&self) -> Result<JobEnd> {
+        let chosen = self.store.choose(&self.sources, self.transactional).await?;
+        let (restored, sink_part) = match chosen {
+            Some((manifest, _)) if manifest.finished => return Ok(JobEnd::Finished),
+            Some((manifest, restored)) => {
+                eprintln!(
+                    "ferris: job {} resumes from checkpoint {} ({:.1}s old)",
+                    self.name,
+                    manifest.epoch,
+                    manifest.age().as_secs_f64()
+                );
+                (restored, Some(manifest.sink))
+            }
+            None => (Restored::default(), None),
+        };
+        let barrier = Arc::new(CheckpointBarrier::new(restored));
+        let run = JobRun {
+            metrics: self.metrics.clone(),
+            barrier: Some(barrier.clone()),
+            control: self.control.clone(),
+        };
+        let task = task_context(&self.state, self.memory_limit, Some(&run))?;
+        let stream = execute_stream(self.plan.clone(), task)?;
+        let sink = Sink::recover(self.sink.clone(), self.schema.clone(), sink_part.as_ref())?;
+        let outputs = JobOutputs {
+            sink,
+            materialized: self.materialized.clone(),
+            live: self.live.clone(),
+            metrics: self.metrics.clone(),
+        };
+        let checkpointing = Checkpointing {
+            store: self.store.clone(),
+            interval: self.interval,
+            plan: self.fingerprint.clone(),
+            barrier,
+        };
+        run_checkpointed(stream, outputs, &self.sources, &checkpointing, &self.stops).await
+    }
+}
+
 /// Runs a job that checkpoints every interval. A stop takes one last checkpoint and ends
 /// the job without flushing open windows, so that a restart resumes them.
-pub(crate) async fn run_checkpointed(
+async fn run_checkpointed(
     mut stream: SendableRecordBatchStream,
     mut outputs: JobOutputs,
-    sources: Vec<(String, Source)>,
-    checkpointing: Checkpointing,
-    stops: Stops,
+    sources: &[(String, Source)],
+    checkpointing: &Checkpointing,
+    stops: &Stops,
 ) -> Result<JobEnd> {
     let barrier = checkpointing.barrier.clone();
     let mut changes = barrier.subscribe();
@@ -161,7 +280,7 @@ pub(crate) async fn run_checkpointed(
                     // The cut may have completed while this batch was made: it comes after.
                     if let Some(captured) = barrier.take_completed() {
                         let elapsed = started.take().map(|s| s.elapsed()).unwrap_or_default();
-                        checkpoint(&checkpointing, &mut outputs, &sources, captured, false, elapsed).await?;
+                        checkpoint(checkpointing, &mut outputs, sources, captured, false, elapsed).await?;
                         if stopping {
                             return Ok(JobEnd::Stopped);
                         }
@@ -174,9 +293,9 @@ pub(crate) async fn run_checkpointed(
         if let Some(captured) = barrier.take_completed() {
             let elapsed = started.take().map(|s| s.elapsed()).unwrap_or_default();
             checkpoint(
-                &checkpointing,
+                checkpointing,
                 &mut outputs,
-                &sources,
+                sources,
                 captured,
                 false,
                 elapsed,
@@ -195,9 +314,9 @@ pub(crate) async fn run_checkpointed(
         operators: vec![],
     };
     checkpoint(
-        &checkpointing,
+        checkpointing,
         &mut outputs,
-        &sources,
+        sources,
         last,
         true,
         Duration::ZERO,

@@ -26,8 +26,8 @@ use datafusion::physical_plan::{
 };
 use datafusion::prelude::{SessionConfig, SessionContext};
 use ferris_connectors::kafka::KafkaConnection;
-use ferris_connectors::{Sink, SinkConfig, Source, SourcePosition, StopSignal};
-use ferris_streaming::checkpoint::{CheckpointBarrier, Restored};
+use ferris_connectors::{Sink, SinkConfig, Source, StopSignal};
+use ferris_streaming::checkpoint::CheckpointBarrier;
 use ferris_streaming::{EmitMode, LateDataPolicy, WATERMARK_COLUMN, WatermarkSpec, WindowSpec};
 
 use crate::catalog::{Catalog, CatalogEntry, EntryKind};
@@ -40,7 +40,7 @@ use crate::options::{OptionValue, Options};
 use crate::planner::{
     AggregateSettings, rewrite_query, streaming_plan, time_source, without_batch_coalescing,
 };
-use crate::run::{Checkpointing, JobOutputs, Stops, run_at_least_once, run_checkpointed};
+use crate::run::{CheckpointedJob, JobOutputs, Stops, run_at_least_once};
 use crate::show;
 use crate::sink::{resolve_file_sink, resolve_kafka_sink};
 use crate::source::{
@@ -77,10 +77,10 @@ struct PreparedQuery {
 
 /// What a job's plan finds in its task's config: its counters, its checkpoint barrier, its
 /// stop and pause.
-struct JobRun {
-    metrics: Arc<JobMetrics>,
-    barrier: Option<Arc<CheckpointBarrier>>,
-    control: Arc<JobControl>,
+pub(crate) struct JobRun {
+    pub metrics: Arc<JobMetrics>,
+    pub barrier: Option<Arc<CheckpointBarrier>>,
+    pub control: Arc<JobControl>,
 }
 
 /// Where and how often a job checkpoints.
@@ -564,25 +564,8 @@ impl Session {
         prepared: &PreparedQuery,
         job: Option<&JobRun>,
     ) -> Result<SendableRecordBatchStream> {
-        let state = self.ctx.state();
-        let mut config = state.config().clone();
-        if let Some(job) = job {
-            config = config
-                .with_extension(job.metrics.clone())
-                .with_extension(job.control.clone());
-            if let Some(barrier) = &job.barrier {
-                config = config.with_extension(barrier.clone());
-            }
-        }
-        let mut task = TaskContext::from(&state).with_session_config(config);
-        if let Some(limit) = prepared.memory_limit {
-            task = task.with_runtime(
-                RuntimeEnvBuilder::new()
-                    .with_memory_limit(limit, 1.0)
-                    .build_arc()?,
-            );
-        }
-        Ok(execute_stream(prepared.plan.clone(), Arc::new(task))?)
+        let task = task_context(&self.ctx.state(), prepared.memory_limit, job)?;
+        Ok(execute_stream(prepared.plan.clone(), task)?)
     }
 
     async fn start_job(
@@ -664,14 +647,14 @@ impl Session {
             metrics: metrics.clone(),
         };
         let checkpoint_dir = prepared.checkpoint.as_ref().map(|c| c.dir.clone());
-        let checkpoint = match prepared.checkpoint.clone() {
+        let start = match prepared.checkpoint.clone() {
             Some(settings) => {
-                self.checkpoint_plan(name, &prepared, &settings, &mut sink_config)
+                self.checkpoint_start(name, &prepared, &settings, &mut sink_config)
                     .await?
             }
             None => None,
         };
-        if let Some(Restore::Finished(manifest)) = &checkpoint {
+        if let Some(CheckpointStart::Finished(manifest)) = &start {
             // The job ran to its end before: its output is complete; make sure it is visible.
             Sink::complete(sink_config, &manifest.sink)?;
             eprintln!(
@@ -684,22 +667,6 @@ impl Session {
             self.jobs.push(job.record());
             return Ok(job);
         }
-        let barrier = match &checkpoint {
-            Some(Restore::From(_, restored)) => {
-                Some(Arc::new(CheckpointBarrier::new(restored.state.clone())))
-            }
-            _ => None,
-        };
-        let run = JobRun {
-            metrics: metrics.clone(),
-            barrier: barrier.clone(),
-            control: control.clone(),
-        };
-        let stream = self.run_plan(&prepared, Some(&run))?;
-        let stops = Stops {
-            session: self.stop.clone(),
-            job: control.clone(),
-        };
         // The output is readable by name: a table's current state answers pull queries, a
         // stream's rows as written feed push queries.
         self.ctx.deregister_table(name)?;
@@ -722,40 +689,50 @@ impl Session {
                 (None, Some(live.writer()))
             }
         };
+        let stops = Stops {
+            session: self.stop.clone(),
+            job: control.clone(),
+        };
         let work: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JobEnd>> + Send>> =
-            match (checkpoint, barrier) {
-                (Some(Restore::From(store, restored)), Some(barrier)) => {
-                    let sink_part = restored.sink.clone();
-                    let sink = Sink::recover(sink_config, schema, sink_part.as_ref())?;
-                    let outputs = JobOutputs {
-                        sink,
-                        materialized,
-                        live,
-                        metrics: metrics.clone(),
-                    };
-                    let sources = prepared
-                        .sources
-                        .iter()
-                        .map(|s| (s.name.clone(), s.source.clone()))
-                        .collect();
-                    let checkpointing = Checkpointing {
+            match start {
+                Some(CheckpointStart::Run {
+                    store,
+                    transactional,
+                }) => {
+                    let job = CheckpointedJob {
+                        name: name.to_string(),
+                        state: self.ctx.state(),
+                        plan: prepared.plan.clone(),
+                        memory_limit: prepared.memory_limit,
+                        sink: sink_config,
+                        schema,
+                        sources: prepared
+                            .sources
+                            .iter()
+                            .map(|s| (s.name.clone(), s.source.clone()))
+                            .collect(),
                         store,
                         interval: prepared
                             .checkpoint
                             .as_ref()
                             .map_or(DEFAULT_CHECKPOINT_INTERVAL, |c| c.interval),
-                        plan: plan_fingerprint(&prepared.plan),
-                        barrier,
-                    };
-                    Box::pin(run_checkpointed(
-                        stream,
-                        outputs,
-                        sources,
-                        checkpointing,
+                        transactional,
+                        fingerprint: plan_fingerprint(&prepared.plan),
+                        metrics: metrics.clone(),
+                        control: control.clone(),
+                        materialized,
+                        live,
                         stops,
-                    ))
+                    };
+                    Box::pin(job.run())
                 }
                 _ => {
+                    let run = JobRun {
+                        metrics: metrics.clone(),
+                        barrier: None,
+                        control: control.clone(),
+                    };
+                    let stream = self.run_plan(&prepared, Some(&run))?;
                     let outputs = JobOutputs {
                         sink: Sink::try_new(sink_config, schema)?,
                         materialized,
@@ -780,15 +757,15 @@ impl Session {
         Ok(job)
     }
 
-    /// Settles a checkpointing job's guarantee and finds where it resumes: `None` when it
-    /// cannot checkpoint (a join) and runs at least once instead.
-    async fn checkpoint_plan(
+    /// Settles a checkpointing job's guarantee and checks its last checkpoint: `None` when
+    /// it cannot checkpoint (a join) and runs at least once instead.
+    async fn checkpoint_start(
         &self,
         name: &str,
         prepared: &PreparedQuery,
         settings: &CheckpointSettings,
         sink_config: &mut SinkConfig,
-    ) -> Result<Option<Restore>> {
+    ) -> Result<Option<CheckpointStart>> {
         if has_join(&prepared.plan) {
             if settings.exactly_once == Some(true) {
                 return Err(EngineError::Checkpoint(format!(
@@ -822,111 +799,36 @@ impl Session {
         let transactional =
             matches!(sink_config, SinkConfig::Kafka(k) if k.transactional_id.is_some());
         let store = CheckpointStore::local(&settings.dir)?;
-        let plan = plan_fingerprint(&prepared.plan);
-        let Some((manifest, restored)) =
-            choose_checkpoint(&store, &prepared.sources, transactional).await?
-        else {
-            return Ok(Some(Restore::From(store, RestoredJob::default())));
-        };
-        if manifest.plan != plan {
-            return Err(EngineError::Checkpoint(format!(
-                "job '{name}' changed since checkpoint {} in {}: its state fits the old query only. Delete that folder to start over",
-                manifest.epoch,
-                settings.dir.display()
-            )));
+        // The newest checkpoint tells at once whether the query changed or already ended.
+        if let Some(newest) = store.manifests().await?.into_iter().next() {
+            if newest.plan != plan_fingerprint(&prepared.plan) {
+                return Err(EngineError::Checkpoint(format!(
+                    "job '{name}' changed since checkpoint {} in {}: its state fits the old query only. Delete that folder to start over",
+                    newest.epoch,
+                    settings.dir.display()
+                )));
+            }
+            if newest.finished && !transactional {
+                return Ok(Some(CheckpointStart::Finished(newest)));
+            }
         }
-        if manifest.finished {
-            return Ok(Some(Restore::Finished(manifest)));
-        }
-        eprintln!(
-            "ferris: job {name} resumes from checkpoint {} ({:.1}s old)",
-            manifest.epoch,
-            manifest.age().as_secs_f64()
-        );
-        Ok(Some(Restore::From(
+        Ok(Some(CheckpointStart::Run {
             store,
-            RestoredJob {
-                state: restored,
-                sink: Some(manifest.sink),
-            },
-        )))
+            transactional,
+        }))
     }
 }
 
-/// Where a checkpointing job starts.
-enum Restore {
-    /// From a checkpoint (or from scratch, with an empty one).
-    From(CheckpointStore, RestoredJob),
-    /// Nowhere: its last run finished.
+/// How a checkpointing job starts.
+enum CheckpointStart {
+    /// Running, from its last checkpoint if it has one.
+    Run {
+        store: CheckpointStore,
+        /// Its sink commits in Kafka transactions.
+        transactional: bool,
+    },
+    /// Not at all: its last run finished.
     Finished(Manifest),
-}
-
-/// A checkpoint read back: operator and source state, and the sink's part.
-#[derive(Debug, Default, Clone)]
-struct RestoredJob {
-    state: Restored,
-    sink: Option<serde_json::Value>,
-}
-
-/// The checkpoint a job resumes from: the newest, unless its sink commits in Kafka
-/// transactions. Then the transaction is the commit point, and the checkpoint to resume is
-/// the one whose source offsets the consumer group committed (a newer one was written, but
-/// its transaction never committed).
-async fn choose_checkpoint(
-    store: &CheckpointStore,
-    sources: &[SourceDef],
-    transactional: bool,
-) -> Result<Option<(Manifest, Restored)>> {
-    let manifests = store.manifests().await?;
-    let Some(newest) = manifests.first() else {
-        return Ok(None);
-    };
-    if !transactional {
-        let restored = store.read(newest).await?;
-        return Ok(Some((newest.clone(), restored)));
-    }
-    let mut committed = Vec::new();
-    for source in sources {
-        if let Some(position) = source.source.committed_position().await? {
-            committed.push((source.name.clone(), position));
-        }
-    }
-    for manifest in &manifests {
-        let restored = store.read(manifest).await?;
-        let matches = committed.iter().all(|(name, position)| {
-            restored
-                .sources
-                .get(name)
-                .and_then(|batch| SourcePosition::from_batch(batch).ok())
-                .is_some_and(|checkpointed| same_offsets(&checkpointed, position))
-        });
-        if matches {
-            return Ok(Some((manifest.clone(), restored)));
-        }
-    }
-    if committed.iter().all(|(_, p)| p.parts.is_empty()) {
-        // No transaction ever committed: the checkpoints are of output nobody saw.
-        store.clear().await?;
-        return Ok(None);
-    }
-    Err(EngineError::Checkpoint(format!(
-        "the consumer group's committed offsets match no checkpoint kept (epochs {}): delete the job's state to start over from the group's offsets",
-        manifests
-            .iter()
-            .map(|m| m.epoch.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )))
-}
-
-fn same_offsets(a: &SourcePosition, b: &SourcePosition) -> bool {
-    let offsets = |p: &SourcePosition| {
-        let mut parts: Vec<(String, i64)> =
-            p.parts.iter().map(|p| (p.part.clone(), p.offset)).collect();
-        parts.sort();
-        parts
-    };
-    offsets(a) == offsets(b)
 }
 
 /// What a checkpoint must match: the physical plan as it runs.
@@ -1222,4 +1124,31 @@ fn planning_error(error: impl Into<EngineError>, query: &StreamingQuery) -> Engi
         message,
         position: query.position,
     }
+}
+
+/// The context a plan runs in: the session's, with a job's counters, barrier and control
+/// in its config, and its memory limit.
+pub(crate) fn task_context(
+    state: &datafusion::execution::SessionState,
+    memory_limit: Option<usize>,
+    job: Option<&JobRun>,
+) -> Result<Arc<TaskContext>> {
+    let mut config = state.config().clone();
+    if let Some(job) = job {
+        config = config
+            .with_extension(job.metrics.clone())
+            .with_extension(job.control.clone());
+        if let Some(barrier) = &job.barrier {
+            config = config.with_extension(barrier.clone());
+        }
+    }
+    let mut task = TaskContext::from(state).with_session_config(config);
+    if let Some(limit) = memory_limit {
+        task = task.with_runtime(
+            RuntimeEnvBuilder::new()
+                .with_memory_limit(limit, 1.0)
+                .build_arc()?,
+        );
+    }
+    Ok(Arc::new(task))
 }

@@ -298,7 +298,7 @@ pub(crate) fn show_job_status(
         (
             "last_error",
             match status {
-                JobStatus::Failed(e) => e,
+                JobStatus::Failed(e) | JobStatus::Retrying(e) => e,
                 _ => String::new(),
             },
         ),
@@ -332,7 +332,7 @@ pub(crate) fn show_jobs(
     let started = jobs.iter().map(|j| millis_since_epoch(j.started_at));
     let node = node();
     let errors = statuses.iter().map(|s| match s {
-        JobStatus::Failed(e) => Some(e.as_str()),
+        JobStatus::Failed(e) | JobStatus::Retrying(e) => Some(e.as_str()),
         _ => None,
     });
     filter_like(

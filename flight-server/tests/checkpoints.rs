@@ -12,7 +12,8 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use support::{
-    KilledRuns, bootstrap, consume_all, crash_seed, produce, run_killing, sorted_part_lines, topic,
+    KilledRuns, assert_all_committed, bootstrap, consume_all, crash_seed, produce, run_killing,
+    sorted_part_lines, topic,
 };
 
 const SYMBOLS: [&str; 8] = [
@@ -100,6 +101,7 @@ fn file_to_file_survives_sigkill_exactly_once() {
     let expected = sorted_part_lines(&dir.path().join("expected"));
     assert!(expected.len() > 4000, "{} bars", expected.len());
     assert_eq!(sorted_part_lines(&dir.path().join("out")), expected);
+    assert_all_committed(&dir.path().join("out"));
 }
 
 /// A bounded Kafka source reading `topic` in a consumer group of its own.
@@ -134,6 +136,7 @@ fn kafka_to_file_survives_sigkill_exactly_once() {
     let expected = sorted_part_lines(&dir.path().join("expected"));
     assert!(expected.len() > 1500, "{} bars", expected.len());
     assert_eq!(sorted_part_lines(&dir.path().join("out")), expected);
+    assert_all_committed(&dir.path().join("out"));
 }
 
 /// Whether the broker hides aborted transactions from `read_committed` readers (Kafka
@@ -236,4 +239,205 @@ fn committed_offset(topic: &str, group: &str) -> Option<i64> {
         rdkafka::Offset::Offset(n) => Some(n),
         _ => None,
     }
+}
+
+/// A free port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A broker of this test's own, keeping its messages in an S3 stand-in (moto's server) so
+/// that they outlive a stop; stopped and started through the project's script.
+struct PersistentBroker {
+    dir: std::path::PathBuf,
+    port: u16,
+    s3: std::process::Child,
+    s3_port: u16,
+}
+
+impl PersistentBroker {
+    fn start(dir: &Path) -> Self {
+        let python = std::env::var("FERRIS_PYTHON").expect(
+            "FERRIS_PYTHON: the venv's python, with moto (bash scripts/test.sh sets it up)",
+        );
+        let s3_port = free_port();
+        let s3 = std::process::Command::new(python)
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &s3_port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let broker = Self {
+            dir: dir.join("broker"),
+            port: free_port(),
+            s3,
+            s3_port,
+        };
+        // The bucket, once the stand-in answers.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !http_put(s3_port, "/ferris") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the S3 stand-in never answered"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        broker.script(&["start"]);
+        broker
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn script(&self, args: &[&str]) {
+        let output = std::process::Command::new("bash")
+            .arg(support::project_root().join("scripts/kafka.sh"))
+            .args(args)
+            .env("FERRIS_KAFKA_DIR", &self.dir)
+            .env("FERRIS_KAFKA_PORT", self.port.to_string())
+            .env("FERRIS_KAFKA_STORAGE", "s3://ferris/")
+            .env("AWS_ENDPOINT", format!("http://127.0.0.1:{}", self.s3_port))
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_ALLOW_HTTP", "true")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "kafka.sh {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for PersistentBroker {
+    fn drop(&mut self) {
+        self.script(&["stop"]);
+        let _ = self.s3.kill();
+        let _ = self.s3.wait();
+    }
+}
+
+/// `PUT path` (an S3 bucket) over HTTP/1.1; whether it answered 200.
+fn http_put(port: u16, path: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let request = format!(
+        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let mut response = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut response).is_ok()
+        && response.starts_with("HTTP/1.1 200")
+}
+
+#[test]
+fn a_job_rides_out_a_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = PersistentBroker::start(dir.path());
+    let input = "restart_trades";
+    broker.script(&["topic", input, "1"]);
+    let rows = trades(40_000);
+    let produce_to = |rows: &[(String, String)]| {
+        let producer: ThreadedProducer<_> = ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap())
+            .create()
+            .unwrap();
+        for (key, value) in rows {
+            producer
+                .send(BaseRecord::to(input).key(key).payload(value))
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    };
+    produce_to(&rows[..20_000]);
+    let source = format!(
+        "'trades.type' = 'kafka_source', 'trades.bootstrap.servers' = '{}',
+         'trades.topic' = '{input}', 'trades.group.id' = 'restart',
+         'trades.kafka.session.timeout.ms' = '6000'",
+        broker.bootstrap()
+    );
+    let sink = "'bars.type' = 'file_sink', 'bars.path' = 'out/'";
+    std::fs::write(dir.path().join("job.sql"), bars_job(&source, sink)).unwrap();
+    let log = dir.path().join("job.log");
+    let mut job = std::process::Command::new(env!("CARGO_BIN_EXE_ferris"))
+        .args(["run", "--state-dir", "state", "job.sql"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let out = dir.path().join("out");
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waited too long for {what}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("the first bars", &|| {
+        out.exists() && !sorted_part_lines(&out).is_empty()
+    });
+    // The broker goes away for a while, then comes back with its messages.
+    broker.script(&["stop"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        job.try_wait().unwrap().is_none(),
+        "the job ended while the broker was away"
+    );
+    broker.script(&["start"]);
+    let mut rest = rows[20_000..].to_vec();
+    // Trades far ahead close every window of the others (a partition's watermark is the one
+    // before its latest row, so two).
+    for ts in [1_800_000_000_000_i64, 1_800_000_000_001] {
+        let trade = format!(r#"{{"ts":{ts},"symbol":"AAPL","price":"1.00","qty":1}}"#);
+        rest.push(("AAPL".into(), trade));
+    }
+    produce_to(&rest);
+
+    // The same bars from the same rows, read once from a file.
+    let reference = dir.path().join("reference");
+    std::fs::create_dir(&reference).unwrap();
+    let lines: Vec<String> = rows.iter().map(|(_, l)| l.clone()).collect();
+    std::fs::write(reference.join("trades.jsonl"), lines.join("\n")).unwrap();
+    let file_source = "'trades.type' = 'file_source', 'trades.path' = 'trades.jsonl'";
+    let expected_sink = "'bars.type' = 'file_sink', 'bars.path' = 'expected/'";
+    run_uncrashed(&reference, &bars_job(file_source, expected_sink));
+    let expected = sorted_part_lines(&reference.join("expected"));
+    wait_for("every bar", &|| {
+        sorted_part_lines(&out).len() >= expected.len()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    job.kill().unwrap();
+    job.wait().unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        stderr.contains("waiting"),
+        "the source never waited: {stderr}"
+    );
+    assert!(
+        stderr.contains("reading again"),
+        "the source never read again: {stderr}"
+    );
+    assert_eq!(sorted_part_lines(&out), expected, "{stderr}");
 }

@@ -97,8 +97,45 @@ impl KafkaConnection {
     }
 
     pub(crate) fn error(&self, doing: &str, e: rdkafka::error::KafkaError) -> ConnectorError {
-        ConnectorError::storage(format!("{doing} Kafka at {}", self.bootstrap_servers), e)
+        let context = format!("{doing} Kafka at {}", self.bootstrap_servers);
+        if is_transient(&e) {
+            return ConnectorError::Unavailable {
+                context,
+                source: Box::new(e),
+            };
+        }
+        ConnectorError::storage(context, e)
     }
+}
+
+/// Whether a Kafka error passes: the brokers out of reach, a leader or coordinator moving, a
+/// request timing out, a transaction that may be retried.
+fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as Code;
+    if let rdkafka::error::KafkaError::Transaction(e) = e {
+        return e.is_retriable() || !e.is_fatal();
+    }
+    e.rdkafka_error_code().is_some_and(|code| {
+        matches!(
+            code,
+            Code::BrokerTransportFailure
+                | Code::AllBrokersDown
+                | Code::NetworkException
+                | Code::RequestTimedOut
+                | Code::OperationTimedOut
+                | Code::MessageTimedOut
+                | Code::LeaderNotAvailable
+                | Code::NotLeaderForPartition
+                | Code::CoordinatorNotAvailable
+                | Code::NotCoordinator
+                | Code::CoordinatorLoadInProgress
+                | Code::WaitingForCoordinator
+                | Code::RebalanceInProgress
+                | Code::Resolve
+                | Code::NotEnoughReplicas
+                | Code::NotEnoughReplicasAfterAppend
+        )
+    })
 }
 
 /// A consumer group's offsets, to commit inside a sink's Kafka transaction.

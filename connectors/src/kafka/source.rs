@@ -182,8 +182,10 @@ impl KafkaSource {
         self.reader_from(None, stop, metrics)
     }
 
-    /// A reader from `position` (a checkpoint's, from [`KafkaSourceReader::position`]) where it
-    /// names a partition, else from the group's committed offsets.
+    /// A reader from `position` (a checkpoint's, from [`KafkaSourceReader::position`]) for
+    /// the partitions it names, else from the group's committed offsets. A bounded reader is
+    /// assigned those offsets; an unbounded one seeks to them as its group hands it each
+    /// partition.
     pub fn reader_from(
         &self,
         position: Option<&SourcePosition>,
@@ -191,11 +193,6 @@ impl KafkaSource {
         metrics: Arc<SourceMetrics>,
     ) -> Result<KafkaSourceReader> {
         let config = &self.config;
-        if let Some(position) = position.filter(|p| !p.parts.is_empty()) {
-            // The group starts where the checkpoint stands: a member joining it gets its
-            // partitions at those offsets.
-            self.commit_position(position)?;
-        }
         let context = SourceContext {
             name: config.name.clone(),
             progress: self.progress.clone(),
@@ -212,8 +209,15 @@ impl KafkaSource {
             .flat_map(|p| &p.parts)
             .filter_map(|p| Some((p.part.parse().ok()?, p.offset)))
             .collect();
+        let mut restore = read.clone();
         let pending = if config.bounded {
-            let start = start_offsets(&consumer, config, &self.partitions)?;
+            let mut start = start_offsets(&consumer, config, &self.partitions)?;
+            for (&partition, &offset) in &restore {
+                start
+                    .set_partition_offset(&config.topic, partition, Offset::Offset(offset))
+                    .map_err(|e| config.connection.error("assigning partitions on", e))?;
+            }
+            restore.clear();
             for element in start.elements() {
                 if let Offset::Offset(offset) = element.offset() {
                     read.insert(element.partition(), offset);
@@ -245,6 +249,7 @@ impl KafkaSource {
             origins: Vec::new(),
             metadata: MetadataBuilder::new(&config.topic),
             read,
+            restore,
             decoder,
             pending,
             stop,
@@ -253,22 +258,22 @@ impl KafkaSource {
         })
     }
 
-    /// Commits `position`'s offsets to the consumer group (a checkpoint's, once it is
-    /// complete), from a client of its own: the group need not have a member.
+    /// Commits `position` (a checkpoint's, once complete) through the running reader's
+    /// consumer, without waiting: it shows lag, and starts a run without checkpoints there.
     pub fn commit_position(&self, position: &SourcePosition) -> Result<()> {
         let offsets = self.offsets(position)?;
-        if offsets.count() == 0 {
-            return Ok(());
+        let consumer = self
+            .progress
+            .consumer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match consumer {
+            Some(consumer) if offsets.count() > 0 => consumer
+                .commit(&offsets, CommitMode::Async)
+                .map_err(|e| self.config.connection.error("committing offsets on", e)),
+            _ => Ok(()),
         }
-        let config = &self.config;
-        let consumer: BaseConsumer = config
-            .connection
-            .client_config(&consumer_defaults(config))
-            .create()
-            .map_err(|e| config.connection.error("connecting to", e))?;
-        consumer
-            .commit(&offsets, CommitMode::Sync)
-            .map_err(|e| config.connection.error("committing offsets on", e))
     }
 
     /// The offsets the consumer group has committed, as a position.
@@ -518,12 +523,21 @@ pub struct KafkaSourceReader {
     metadata: MetadataBuilder,
     /// Offsets of the next message, per partition, as of the current micro-batch.
     read: BTreeMap<i32, i64>,
+    /// Where a checkpoint says partitions resume, until each is seen there.
+    restore: BTreeMap<i32, i64>,
     decoder: MessageDecoder,
     /// Partitions of a bounded read not yet at their end.
     pending: BTreeSet<i32>,
     stop: StopSignal,
     metrics: Arc<SourceMetrics>,
     finished: bool,
+}
+
+impl Drop for KafkaSourceReader {
+    /// A reader gone (its job ended or starts again) waits for nothing.
+    fn drop(&mut self) {
+        self.metrics.set_unavailable(None);
+    }
 }
 
 impl KafkaSourceReader {
@@ -611,11 +625,42 @@ impl KafkaSourceReader {
                     continue;
                 }
                 Err(e) => {
-                    return Err(config
+                    let error = config
                         .connection
-                        .error(&format!("reading topic '{}' from", config.topic), e));
+                        .error(&format!("reading topic '{}' from", config.topic), e);
+                    if !error.is_transient() {
+                        return Err(error);
+                    }
+                    // librdkafka reconnects by itself: wait for it, saying why.
+                    if self
+                        .metrics
+                        .set_unavailable(Some(error.to_string()))
+                        .is_none()
+                    {
+                        eprintln!("warning: source '{}': {error}; waiting", config.name);
+                    }
+                    continue;
                 }
             };
+            if self.metrics.set_unavailable(None).is_some() {
+                eprintln!("source '{}': reading again", config.name);
+            }
+            if let Some(resume) = self.restore.remove(&message.partition())
+                && message.offset() != resume
+            {
+                // The group handed the partition over at its committed offset, not the
+                // checkpoint's: go there (once: an offset gone from the log resets as
+                // `auto.offset.reset` says); librdkafka drops what it fetched before.
+                consumer
+                    .seek(
+                        &config.topic,
+                        message.partition(),
+                        Offset::Offset(resume),
+                        super::METADATA_TIMEOUT,
+                    )
+                    .map_err(|e| config.connection.error("seeking on", e))?;
+                continue;
+            }
             self.read.insert(message.partition(), message.offset() + 1);
             // A tombstone (no value) deletes a key in a compacted topic; it is no row.
             let Some(payload) = message.payload() else {

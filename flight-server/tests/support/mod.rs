@@ -190,23 +190,32 @@ pub fn crash_seed() -> u64 {
         })
 }
 
-/// The lines of every part file of a folder sink, sorted.
+/// The lines of every committed part file of a folder sink, sorted (in-progress parts are
+/// hidden files).
 pub fn sorted_part_lines(folder: &Path) -> Vec<String> {
     let mut lines = Vec::new();
     for entry in std::fs::read_dir(folder).unwrap() {
         let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        assert!(
-            !name.starts_with('.'),
-            "{name}: an uncommitted part was left visible"
-        );
-        lines.extend(
-            std::fs::read_to_string(&path)
-                .unwrap()
-                .lines()
-                .map(str::to_string),
-        );
+        if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
+            lines.extend(
+                std::fs::read_to_string(&path)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string),
+            );
+        }
     }
     lines.sort();
     lines
+}
+
+/// Checks that a finished folder sink left no in-progress part behind.
+pub fn assert_all_committed(folder: &Path) {
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        assert!(
+            !name.starts_with('.'),
+            "{name}: an uncommitted part was left behind"
+        );
+    }
 }
