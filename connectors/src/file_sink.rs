@@ -34,10 +34,14 @@ pub struct FileSinkConfig {
     pub format: FileFormat,
     /// For a folder sink: commit the current part file after this long.
     pub rollover: Duration,
+    /// For a folder sink: part files are `<prefix>-00000.<ext>`, ... (`part`, or another
+    /// for each further writer of the folder).
+    pub part_prefix: String,
 }
 
 impl FileSinkConfig {
-    fn is_folder(&self) -> bool {
+    /// Whether it writes part files into a folder (not one file).
+    pub fn is_folder(&self) -> bool {
         self.path.is_dir() || self.path.to_string_lossy().ends_with('/')
     }
 }
@@ -81,7 +85,7 @@ impl FileSink {
             std::fs::create_dir_all(&config.path).map_err(|e| {
                 ConnectorError::storage(format!("creating folder {}", config.path.display()), e)
             })?;
-            highest_part(&config.path).map_or(0, |n| n + 1)
+            highest_part(&config.path, &config.part_prefix).map_or(0, |n| n + 1)
         } else {
             0
         };
@@ -169,7 +173,7 @@ impl FileSink {
             let name = entry.file_name().to_string_lossy().to_string();
             let number = name
                 .trim_start_matches('.')
-                .strip_prefix("part-")
+                .strip_prefix(&format!("{}-", sink.config.part_prefix))
                 .and_then(|n| n.split('.').next()?.parse::<u64>().ok());
             let stray = name.ends_with(".inprogress")
                 || (checkpoint.is_some() && number.is_some_and(|n| n >= sink.next_part));
@@ -325,7 +329,8 @@ impl FileSink {
     fn open_part(&mut self, resume_at: Option<u64>) -> Result<Part> {
         let target = if self.config.is_folder() {
             let name = format!(
-                "part-{:05}.{}",
+                "{}-{:05}.{}",
+                self.config.part_prefix,
                 self.next_part,
                 self.config.format.extension()
             );
@@ -468,13 +473,14 @@ impl Drop for FileSink {
     }
 }
 
-/// The highest `part-NNNNN` number already in `dir`, so a restarted job appends.
-fn highest_part(dir: &Path) -> Option<u64> {
+/// The highest `<prefix>-NNNNN` number already in `dir`, so a restarted job appends.
+fn highest_part(dir: &Path, prefix: &str) -> Option<u64> {
+    let prefix = format!("{prefix}-");
     std::fs::read_dir(dir)
         .ok()?
         .filter_map(|entry| {
             let name = entry.ok()?.file_name().to_string_lossy().to_string();
-            name.strip_prefix("part-")?.split('.').next()?.parse().ok()
+            name.strip_prefix(&prefix)?.split('.').next()?.parse().ok()
         })
         .max()
 }
@@ -510,6 +516,7 @@ mod tests {
             path: path.clone(),
             format: FileFormat::Json,
             rollover: Duration::from_secs(60),
+            part_prefix: "part".into(),
         };
         let mut sink = FileSink::try_new(config, batch().schema()).unwrap();
         sink.write(&batch()).unwrap();
@@ -530,6 +537,7 @@ mod tests {
             path: dir.path().to_path_buf(),
             format: FileFormat::Parquet,
             rollover: Duration::ZERO,
+            part_prefix: "part".into(),
         };
         let mut sink = FileSink::try_new(config.clone(), batch().schema()).unwrap();
         sink.write(&batch()).unwrap();
@@ -553,6 +561,7 @@ mod tests {
             path: dir.path().join("out.csv"),
             format: FileFormat::Csv(Default::default()),
             rollover: Duration::from_secs(60),
+            part_prefix: "part".into(),
         };
         let mut sink = FileSink::try_new(config, batch().schema()).unwrap();
         sink.write(&batch()).unwrap();

@@ -30,6 +30,26 @@ impl Source {
         }
     }
 
+    /// Where `INSERT INTO` this source writes: a Kafka source's topic, in its format (a file
+    /// source is read only).
+    pub fn writer(&self) -> Option<crate::kafka::KafkaSinkConfig> {
+        match self {
+            Self::File(_) => None,
+            Self::Kafka(kafka) => {
+                let config = kafka.config();
+                Some(crate::kafka::KafkaSinkConfig {
+                    name: config.name.clone(),
+                    connection: config.connection.clone(),
+                    topic: config.topic.clone(),
+                    format: config.format.clone(),
+                    key_fields: Some(vec![]),
+                    timestamp_field: None,
+                    transactional_id: None,
+                })
+            }
+        }
+    }
+
     /// Whether it ends by itself.
     pub fn is_bounded(&self) -> bool {
         match self {

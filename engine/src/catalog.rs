@@ -45,6 +45,9 @@ pub struct CatalogEntry {
     pub key: Vec<String>,
     /// Its columns.
     pub schema: SchemaRef,
+    /// Where `INSERT INTO` it writes: a stream's sink, a Kafka source's topic (none: a file
+    /// source, which is read only).
+    pub writer: Option<ferris_connectors::SinkConfig>,
 }
 
 /// The entries of a session, by name.

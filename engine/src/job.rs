@@ -18,6 +18,8 @@ pub struct JobMetrics {
     records_out: AtomicU64,
     last_checkpoint: Mutex<Option<CheckpointInfo>>,
     checkpoints: AtomicU64,
+    /// Time spent checkpointing, in µs.
+    checkpoint_micros: AtomicU64,
     /// Why the job is starting again, while it is.
     retrying: Mutex<Option<String>>,
 }
@@ -49,6 +51,8 @@ impl JobMetrics {
     /// Records a completed checkpoint.
     pub fn checkpointed(&self, epoch: u64, duration: Duration, state_bytes: u64) {
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.checkpoint_micros
+            .fetch_add(duration.as_micros() as u64, Ordering::Relaxed);
         *self
             .last_checkpoint
             .lock()
@@ -84,6 +88,11 @@ impl JobMetrics {
             let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
             sources.iter().find_map(|s| s.unavailable())
         })
+    }
+
+    /// Time spent checkpointing so far, from each cut to its output committed.
+    pub fn checkpoint_time(&self) -> Duration {
+        Duration::from_micros(self.checkpoint_micros.load(Ordering::Relaxed))
     }
 
     /// Checkpoints completed by this run.

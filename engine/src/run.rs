@@ -47,10 +47,19 @@ pub(crate) struct JobOutputs {
     pub materialized: Option<Arc<MaterializedTable>>,
     pub live: Option<LiveStreamWriter>,
     pub metrics: Arc<JobMetrics>,
+    /// The rows' columns as the sink names them (an insert's take its target's names).
+    pub schema: SchemaRef,
 }
 
 impl JobOutputs {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let renamed;
+        let batch = if batch.schema().fields() == self.schema.fields() {
+            batch
+        } else {
+            renamed = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())?;
+            &renamed
+        };
         self.sink.write(batch)?;
         if let Some(table) = &self.materialized {
             table.apply(batch)?;
@@ -229,6 +238,7 @@ impl CheckpointedJob {
             materialized: self.materialized.clone(),
             live: self.live.clone(),
             metrics: self.metrics.clone(),
+            schema: self.schema.clone(),
         };
         let checkpointing = Checkpointing {
             store: self.store.clone(),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::config::Dialect;
 use datafusion::execution::TaskContext;
@@ -179,7 +180,7 @@ impl Session {
                 }
             };
             for statement in &statements {
-                match self.execute(statement).await {
+                match self.start_again(statement, &stored.name).await {
                     Ok(StatementOutput::Job(job)) => started.push(job),
                     Ok(StatementOutput::Rows(_)) => {}
                     Err(e) => eprintln!("ferris: job {} cannot be resumed: {e}", stored.name),
@@ -221,13 +222,42 @@ impl Session {
 
     /// Executes one statement.
     pub async fn execute(&mut self, statement: &Statement) -> Result<StatementOutput> {
+        self.execute_with_parameters(statement, &[]).await
+    }
+
+    /// Executes one statement whose query has parameters (`$1`, `$2`, ...): `parameters` are
+    /// their values, in order.
+    pub async fn execute_with_parameters(
+        &mut self,
+        statement: &Statement,
+        parameters: &[ScalarValue],
+    ) -> Result<StatementOutput> {
         match &statement.kind {
             StatementKind::CreateJob { kind, name, query } => {
-                let job = self.start_job(*kind, name, query, &statement.text).await?;
+                let job = self
+                    .start_job(*kind, name, query, &statement.text, None, parameters)
+                    .await?;
                 // A server started on this state dir again starts the job again.
                 if let Some(dir) = &self.state_dir {
                     StoredJobs::new(dir).save(StoredJob {
                         name: name.clone(),
+                        sql: statement.text.clone(),
+                        stopped: false,
+                    })?;
+                }
+                Ok(StatementOutput::Job(job))
+            }
+            StatementKind::Insert { target, query } => {
+                let job = self
+                    .insert(target, query, &statement.text, parameters, None)
+                    .await?;
+                // A continuous insert starts again with the server; a one-shot one (values,
+                // files read once) is done once.
+                if let Some(dir) = &self.state_dir
+                    && !job.bounded
+                {
+                    StoredJobs::new(dir).save(StoredJob {
+                        name: job.name.clone(),
                         sql: statement.text.clone(),
                         stopped: false,
                     })?;
@@ -246,7 +276,7 @@ impl Session {
                     .await
             }
             StatementKind::Query(query) => {
-                let prepared = self.prepare(query, None).await?;
+                let prepared = self.prepare(query, None, None, parameters).await?;
                 Ok(StatementOutput::Rows(self.run_plan(&prepared, None)?))
             }
             StatementKind::Explain(inner) => self.explain(inner).await,
@@ -276,6 +306,105 @@ impl Session {
                 let details = self.kafka.topic_details(topic).await?;
                 rows(show::show_topic_details(&details)?)
             }
+        }
+    }
+
+    /// `INSERT INTO target <query>`: a job appending the query's rows where `target` is
+    /// written (its sink, or its topic), named `insert_into_<target>` (`_2`, ... while that
+    /// name is taken).
+    async fn insert(
+        &mut self,
+        target: &str,
+        query: &StreamingQuery,
+        statement: &str,
+        parameters: &[ScalarValue],
+        name: Option<&str>,
+    ) -> Result<RunningJob> {
+        let error = |message: String| EngineError::Sql {
+            message,
+            position: query.position,
+        };
+        let entry = self.catalog.get(target).cloned().ok_or_else(|| {
+            error(format!(
+                "no stream '{target}' to insert into (SHOW STREAMS lists them)"
+            ))
+        })?;
+        let Some(mut writer) = entry.writer.clone() else {
+            return Err(error(format!(
+                "'{target}' is a {} read from {}: nothing writes to it",
+                entry.kind.as_str(),
+                entry.location
+            )));
+        };
+        // Each insert has a name of its own (its checkpoints are kept under it); a kept one
+        // keeps its name when the server starts it again.
+        let kept = self
+            .stored_jobs()
+            .map(|s| s.load())
+            .transpose()?
+            .unwrap_or_default();
+        let taken = |name: &str| {
+            self.jobs.iter().any(|j| j.name.eq_ignore_ascii_case(name))
+                || kept.iter().any(|j| j.name.eq_ignore_ascii_case(name))
+                || self.catalog.get(name).is_some()
+        };
+        let name = match name {
+            Some(name) => name.to_string(),
+            None => {
+                let mut name = format!("insert_into_{target}");
+                let mut n = 1;
+                while taken(&name) {
+                    n += 1;
+                    name = format!("insert_into_{target}_{n}");
+                }
+                name
+            }
+        };
+        if let SinkConfig::File(file) = &mut writer {
+            if !file.is_folder() {
+                return Err(error(format!(
+                    "'{target}' is written to the single file {}, which only its own job writes; give it a folder (a path ending in '/') or a topic",
+                    file.path.display()
+                )));
+            }
+            // Its own part files, so that the writers' numbers never meet.
+            file.part_prefix = format!("part-{name}");
+        }
+        let metadata: Vec<String> = ferris_connectors::kafka::metadata_fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let columns = entry
+            .schema
+            .fields()
+            .iter()
+            .filter(|f| entry.kind != EntryKind::Source || !metadata.contains(f.name()))
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect();
+        let into = InsertTarget {
+            target: target.to_string(),
+            writer,
+            columns,
+        };
+        self.start_job(
+            JobKind::Stream,
+            &name,
+            query,
+            statement,
+            Some(into),
+            parameters,
+        )
+        .await
+    }
+
+    /// Runs a kept job's statement again, under the job's name (and so from its checkpoints).
+    async fn start_again(&mut self, statement: &Statement, name: &str) -> Result<StatementOutput> {
+        match &statement.kind {
+            StatementKind::Insert { target, query } => self
+                .insert(target, query, &statement.text, &[], Some(name))
+                .await
+                .map(StatementOutput::Job),
+            _ => self.execute(statement).await,
         }
     }
 
@@ -324,7 +453,7 @@ impl Session {
                     statements.len()
                 )));
             };
-            return Box::pin(self.execute(statement)).await;
+            return Box::pin(self.start_again(statement, name)).await;
         }
         let Some(job) = job.filter(|j| j.is_running()) else {
             return Err(error(format!(
@@ -425,7 +554,7 @@ impl Session {
                 });
             }
         };
-        let prepared = self.prepare(query, job).await?;
+        let prepared = self.prepare(query, job, None, &[]).await?;
         self.explain_prepared(prepared)
     }
 
@@ -455,10 +584,12 @@ impl Session {
         &mut self,
         query: &StreamingQuery,
         job: Option<&str>,
+        into: Option<&SinkConfig>,
+        parameters: &[ScalarValue],
     ) -> Result<PreparedQuery> {
         let options = Options::new(query.options.clone());
         let state = self.ctx.state();
-        let (sources, sink) = resolve_connectors(&options, job, &state).await?;
+        let (sources, sink) = resolve_connectors(&options, job, into, &state).await?;
         let late = late_policy(&options)?;
         let memory_limit = options
             .get("state.memory.limit")
@@ -501,7 +632,10 @@ impl Session {
                 position: query.position,
             });
         }
-        let logical = state.statement_to_plan(parsed).await?;
+        let mut logical = state.statement_to_plan(parsed).await?;
+        if !parameters.is_empty() {
+            logical = logical.with_param_values(parameters.to_vec())?;
+        }
         let mut plan = state.create_physical_plan(&logical).await?;
         let unbounded = sources.iter().any(|s| !s.source.is_bounded());
         let settings = match (&window, query.emit) {
@@ -574,6 +708,8 @@ impl Session {
         name: &str,
         query: &StreamingQuery,
         statement: &str,
+        into: Option<InsertTarget>,
+        parameters: &[ScalarValue],
     ) -> Result<RunningJob> {
         // Two jobs writing one sink under one name would interleave their output.
         if self
@@ -588,12 +724,24 @@ impl Session {
                 position: query.position,
             });
         }
-        let prepared = self.prepare(query, Some(name)).await?;
+        let inserting = into.is_some();
+        let prepared = self
+            .prepare(
+                query,
+                Some(name),
+                into.as_ref().map(|i| &i.writer),
+                parameters,
+            )
+            .await?;
         let mut sink_config = prepared
             .sink
             .clone()
             .expect("prepare requires a sink for a job");
-        let schema = prepared.plan.schema();
+        let schema = match &into {
+            // An insert's rows take the target's column names.
+            Some(into) => into.check(&prepared.plan.schema(), query.position)?,
+            None => prepared.plan.schema(),
+        };
         let key = match kind {
             JobKind::Stream if query.primary_key.is_empty() => {
                 // A stream's messages are keyed by its GROUP BY columns, if it has them.
@@ -618,21 +766,25 @@ impl Session {
                 windowed: false,
                 key: vec![],
                 schema: source.source.schema(),
+                writer: source.source.writer().map(SinkConfig::Kafka),
             });
         }
-        self.catalog.insert(CatalogEntry {
-            name: name.to_string(),
-            kind: match kind {
-                JobKind::Stream => EntryKind::Stream,
-                JobKind::Table => EntryKind::Table,
-            },
-            connector: sink_config.connector().into(),
-            location: sink_config.location(),
-            format: sink_config.format(),
-            windowed: is_windowed(&prepared.plan),
-            key,
-            schema: schema.clone(),
-        });
+        if !inserting {
+            self.catalog.insert(CatalogEntry {
+                name: name.to_string(),
+                kind: match kind {
+                    JobKind::Stream => EntryKind::Stream,
+                    JobKind::Table => EntryKind::Table,
+                },
+                connector: sink_config.connector().into(),
+                location: sink_config.location(),
+                format: sink_config.format(),
+                windowed: is_windowed(&prepared.plan),
+                key,
+                schema: schema.clone(),
+                writer: Some(sink_config.clone()),
+            });
+        }
         let bounded = prepared.sources.iter().all(|s| s.source.is_bounded());
         let metrics = Arc::new(JobMetrics::default());
         let control = Arc::new(JobControl::default());
@@ -668,9 +820,10 @@ impl Session {
             return Ok(job);
         }
         // The output is readable by name: a table's current state answers pull queries, a
-        // stream's rows as written feed push queries.
-        self.ctx.deregister_table(name)?;
+        // stream's rows as written feed push queries. (Not an insert's: it has no name of
+        // its own to read.)
         let (materialized, live) = match kind {
+            _ if inserting => (None, None),
             JobKind::Table => {
                 let key = self
                     .catalog
@@ -678,6 +831,7 @@ impl Session {
                     .map(|e| e.key.clone())
                     .unwrap_or_default();
                 let table = Arc::new(MaterializedTable::try_new(&schema, &key)?);
+                self.ctx.deregister_table(name)?;
                 self.ctx.register_table(name, table.clone())?;
                 (Some(table), None)
             }
@@ -685,6 +839,7 @@ impl Session {
                 let live = Arc::new(LiveStream::new(name, schema.clone()));
                 let table = StreamingTable::try_new(schema.clone(), vec![live.clone()])?
                     .with_infinite_table(true);
+                self.ctx.deregister_table(name)?;
                 self.ctx.register_table(name, Arc::new(table))?;
                 (None, Some(live.writer()))
             }
@@ -734,10 +889,11 @@ impl Session {
                     };
                     let stream = self.run_plan(&prepared, Some(&run))?;
                     let outputs = JobOutputs {
-                        sink: Sink::try_new(sink_config, schema)?,
+                        sink: Sink::try_new(sink_config, schema.clone())?,
                         materialized,
                         live,
                         metrics: metrics.clone(),
+                        schema,
                     };
                     let sources = prepared.sources.iter().map(|s| s.source.clone()).collect();
                     let stateless = is_stateless(&prepared.plan);
@@ -816,6 +972,53 @@ impl Session {
             store,
             transactional,
         }))
+    }
+}
+
+/// Where an `INSERT INTO` job writes, and the columns it must give.
+struct InsertTarget {
+    target: String,
+    writer: SinkConfig,
+    columns: Vec<(String, arrow::datatypes::DataType)>,
+}
+
+impl InsertTarget {
+    /// The rows must fit the target: as many columns, of the same types, in order. Returns
+    /// the rows' schema under the target's column names.
+    fn check(&self, schema: &SchemaRef, position: Position) -> Result<SchemaRef> {
+        let got: Vec<_> = schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect();
+        let fits = got.len() == self.columns.len()
+            && got.iter().zip(&self.columns).all(|(a, b)| a.1 == b.1);
+        if fits {
+            let fields: Vec<_> = schema
+                .fields()
+                .iter()
+                .zip(&self.columns)
+                .map(|(f, (name, _))| f.as_ref().clone().with_name(name))
+                .collect();
+            return Ok(Arc::new(arrow::datatypes::Schema::new(fields)));
+        }
+        let list = |columns: &[(String, arrow::datatypes::DataType)]| {
+            columns
+                .iter()
+                .map(|(n, t)| format!("{n} {t}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Err(EngineError::Sql {
+            message: format!(
+                "INSERT INTO {}: the query gives ({}), but {} has ({})",
+                self.target,
+                list(&got),
+                self.target,
+                list(&self.columns)
+            ),
+            position,
+        })
     }
 }
 
@@ -961,10 +1164,11 @@ fn table_key(
 async fn resolve_connectors(
     options: &Options,
     job: Option<&str>,
+    into: Option<&SinkConfig>,
     state: &datafusion::execution::SessionState,
 ) -> Result<(Vec<SourceDef>, Option<SinkConfig>)> {
     let mut sources = Vec::new();
-    let mut sink = None;
+    let mut sink = into.cloned();
     for (name, connector) in options.typed_names() {
         let kind = connector.one_of(&["file_source", "file_sink", "kafka_source", "kafka_sink"])?;
         match kind.as_str() {
@@ -975,6 +1179,11 @@ async fn resolve_connectors(
                 // A job's consumer group is named after the job; a query's after its source.
                 let group = job.unwrap_or(&name);
                 sources.push(resolve_kafka_source(&name, options, state, group).await?);
+            }
+            _ if into.is_some() => {
+                return Err(connector.error(format!(
+                    "INSERT INTO writes to its target's sink; a sink named '{name}' is not used"
+                )));
             }
             _ => {
                 // Option names are case-insensitive; a quoted job name may not be.

@@ -27,6 +27,7 @@ pub(crate) fn resolve_file_sink(name: &str, options: &Options) -> Result<SinkCon
         path: path.value.into(),
         format,
         rollover,
+        part_prefix: "part".into(),
     }))
 }
 

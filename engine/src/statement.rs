@@ -62,6 +62,14 @@ pub enum StatementKind {
         /// The query.
         query: StreamingQuery,
     },
+    /// `INSERT INTO name <query>`: a job appending the query's rows to the stream `name`
+    /// (its sink, or its topic for a Kafka source).
+    Insert {
+        /// The stream written to.
+        target: String,
+        /// The query.
+        query: StreamingQuery,
+    },
     /// A plain query; its rows go to the caller.
     Query(StreamingQuery),
     /// `EXPLAIN <statement>`: the plan, without running it.
@@ -481,6 +489,40 @@ fn parse_kind(
             ))
         };
     }
+    if keyword(Some(&first), Keyword::INSERT) {
+        if !keyword(sig.get(1), Keyword::INTO) {
+            let at = sig.get(1).copied().unwrap_or(first);
+            return Err(error_at(
+                at,
+                format!("expected INTO after INSERT, found {}", describe_token(at)),
+            ));
+        }
+        let target = identifier(sig.get(2), "the stream to insert into", sig[1])?;
+        let Some(query_start) = sig.get(3) else {
+            return Err(error_at(
+                sig[2],
+                "expected a query (SELECT or VALUES) after the name",
+            ));
+        };
+        if matches!(query_start.token, Token::LParen)
+            && !sig.get(4).is_some_and(|t| {
+                keyword(Some(t), Keyword::SELECT)
+                    || keyword(Some(t), Keyword::WITH)
+                    || keyword(Some(t), Keyword::VALUES)
+            })
+        {
+            return Err(error_at(
+                query_start,
+                "INSERT INTO takes no column list: the query's columns must be the stream's, in order",
+            ));
+        }
+        let from = tokens
+            .iter()
+            .position(|t| std::ptr::eq(t, *query_start))
+            .expect("significant tokens come from tokens");
+        let query = parse_query(source, &tokens[from..])?;
+        return Ok(StatementKind::Insert { target, query });
+    }
     if let Some(command) = job_command(first) {
         if !word_is(sig.get(1), "JOB") {
             let at = sig.get(1).copied().unwrap_or(first);
@@ -567,7 +609,7 @@ fn parse_kind(
     Err(error_at(
         first,
         format!(
-            "unsupported statement starting with {}: expected CREATE STREAM, CREATE TABLE, SELECT, EXPLAIN, SHOW, DESCRIBE, DROP, or START / STOP / PAUSE / RESUME JOB",
+            "unsupported statement starting with {}: expected CREATE STREAM, CREATE TABLE, INSERT INTO, SELECT, EXPLAIN, SHOW, DESCRIBE, DROP, or START / STOP / PAUSE / RESUME JOB",
             describe_token(first)
         ),
     ))
@@ -1144,8 +1186,13 @@ mod tests {
                 "1:9: EXPLAIN EXPLAIN is not a statement",
             ),
             (
-                "INSERT INTO t VALUES (1)",
-                "1:1: unsupported statement starting with 'INSERT'",
+                "UPDATE t SET x = 1",
+                "1:1: unsupported statement starting with 'UPDATE'",
+            ),
+            ("INSERT t VALUES (1)", "1:8: expected INTO after INSERT"),
+            (
+                "INSERT INTO t",
+                "1:13: expected a query (SELECT or VALUES) after the name",
             ),
             ("SELECT 'unterminated", "1:8: Unterminated string literal"),
         ];

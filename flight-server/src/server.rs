@@ -27,9 +27,9 @@ use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
     CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
-    CommandPreparedStatementQuery, CommandStatementQuery, CommandStatementUpdate,
-    DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable, SqlInfo,
-    TicketStatementQuery, XdbcDataType,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery,
+    CommandStatementUpdate, DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable,
+    SqlInfo, TicketStatementQuery, XdbcDataType,
 };
 use arrow_flight::{
     CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor,
@@ -37,7 +37,7 @@ use arrow_flight::{
     Ticket,
 };
 use base64::Engine;
-use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::common::ScalarValue;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use ferris_engine::catalog::EntryKind;
@@ -313,29 +313,69 @@ impl FerrisFlightSql {
 
     /// Plans a prepared statement with its parameters (by position), through DataFusion
     /// directly: parameters go with plain queries, not with our statements.
-    async fn plan_prepared(
+    /// Runs one prepared statement with its parameters, through the session (so it may
+    /// have a `WITH` clause, or start a job); a job answers with its name and status.
+    async fn execute_prepared(
         &self,
         sql: &str,
-        parameters: Vec<ScalarValue>,
-    ) -> Result<SendableRecordBatchStream, Status> {
-        let ctx = self.inner.session.lock().await.context().clone();
-        let plan = ctx
-            .state()
-            .create_logical_plan(sql)
+        parameters: &[ScalarValue],
+    ) -> Result<StatementOutput, Status> {
+        let mut session = self.inner.session.lock().await;
+        let statements = session.parse(sql).map_err(sql_error)?;
+        let [statement] = statements.as_slice() else {
+            return Err(Status::invalid_argument(format!(
+                "a prepared statement is one statement, not {}",
+                statements.len()
+            )));
+        };
+        session
+            .execute_with_parameters(statement, parameters)
             .await
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let plan = plan
-            .with_param_values(ParamValues::List(
-                parameters.into_iter().map(Into::into).collect(),
-            ))
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        ctx.execute_logical_plan(plan)
-            .await
-            .map_err(|e| Status::invalid_argument(e.to_string()))?
-            .execute_stream()
-            .await
-            .map_err(|e| Status::invalid_argument(e.to_string()))
+            .map_err(sql_error)
     }
+
+    /// The rows of a prepared statement run with `parameters`.
+    async fn run_prepared(
+        &self,
+        sql: &str,
+        parameters: &[ScalarValue],
+    ) -> Result<SendableRecordBatchStream, Status> {
+        Ok(match self.execute_prepared(sql, parameters).await? {
+            StatementOutput::Rows(rows) => rows,
+            StatementOutput::Job(job) => {
+                let reply = job_reply(&job).map_err(|e| Status::internal(e.to_string()))?;
+                lock(&self.inner.jobs).push(job);
+                reply
+            }
+        })
+    }
+}
+
+/// The parameter sets of a `DoPut`: one per row of its batches.
+async fn parameter_rows(
+    request: Request<PeekableFlightDataStream>,
+) -> Result<Vec<Vec<ScalarValue>>, Status> {
+    let batches: Vec<RecordBatch> =
+        arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+            request.into_inner().map_err(FlightError::from),
+        )
+        .try_collect()
+        .await
+        .map_err(|e| Status::invalid_argument(format!("reading the parameters: {e}")))?;
+    let mut rows = Vec::new();
+    for batch in &batches {
+        for row in 0..batch.num_rows() {
+            rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|column| ScalarValue::try_from_array(column, row))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
+            );
+        }
+    }
+    Ok(rows)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -565,6 +605,41 @@ impl FlightSqlService for FerrisFlightSql {
         Ok(0)
     }
 
+    async fn do_put_prepared_statement_update(
+        &self,
+        query: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        // Once per row of parameters (DB-API's `executemany`), or once without. An
+        // `INSERT INTO ... VALUES` ends once written: its rows count; a job that runs on
+        // counts nothing.
+        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).into_owned();
+        let sql = lock(&self.inner.prepared)
+            .get_mut(&handle)
+            .map(|statement| {
+                // Run at prepare time for its schema: that was the update itself.
+                statement.ran.take();
+                statement.sql.clone()
+            })
+            .ok_or_else(|| Status::not_found(format!("no prepared statement {handle}")))?;
+        let mut rows = parameter_rows(request).await?;
+        if rows.is_empty() {
+            rows.push(vec![]);
+        }
+        let mut written = 0;
+        for parameters in rows {
+            match self.execute_prepared(&sql, &parameters).await? {
+                StatementOutput::Rows(_) => {}
+                StatementOutput::Job(job) if job.bounded => {
+                    let progress = job.wait().await.map_err(sql_error)?;
+                    written += progress.records_out as i64;
+                }
+                StatementOutput::Job(job) => lock(&self.inner.jobs).push(job),
+            }
+        }
+        Ok(written)
+    }
+
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
@@ -623,23 +698,12 @@ impl FlightSqlService for FerrisFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let handle = String::from_utf8_lossy(&query.prepared_statement_handle).into_owned();
-        let batches: Vec<RecordBatch> =
-            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
-                request.into_inner().map_err(FlightError::from),
-            )
-            .try_collect()
-            .await
-            .map_err(|e| Status::invalid_argument(format!("reading the parameters: {e}")))?;
-        // One set of parameters: the first row.
-        let parameters = match batches.iter().find(|b| b.num_rows() > 0) {
-            Some(batch) => batch
-                .columns()
-                .iter()
-                .map(|column| ScalarValue::try_from_array(column, 0))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| Status::invalid_argument(e.to_string()))?,
-            None => vec![],
-        };
+        // A query runs with one set of parameters: the first row.
+        let parameters = parameter_rows(request)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
         let mut prepared = lock(&self.inner.prepared);
         let statement = prepared
             .get_mut(&handle)
@@ -670,7 +734,7 @@ impl FlightSqlService for FerrisFlightSql {
         let rows = match ran {
             Some(rows) => rows,
             None if parameters.is_empty() => self.execute(&sql).await?,
-            None => self.plan_prepared(&sql, parameters).await?,
+            None => self.run_prepared(&sql, &parameters).await?,
         };
         self.flight_info(rows, request.into_inner())
     }

@@ -517,3 +517,86 @@ fn a_table_s_current_state_answers_a_pull_query() {
     assert!(stdout.contains("| records_in         | 4 "), "{stdout}");
     assert!(stderr(&status).contains("SHOW JOB STATUS 'nope': no job of that name"));
 }
+
+#[test]
+fn insert_into_appends_a_query_s_rows_and_values_to_a_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        project_root().join("demos/quickstart/transactions.csv"),
+        dir.path().join("transactions.csv"),
+    )
+    .unwrap();
+    let source = "'t.type' = 'file_source', 't.path' = 'transactions.csv'";
+    let sql = format!(
+        "CREATE STREAM large AS SELECT txn_id, CAST(amount AS DECIMAL(12,2)) AS amount FROM t
+           WHERE CAST(amount AS DECIMAL(12,2)) > 1000
+           WITH ({source}, 'large.type' = 'file_sink', 'large.path' = 'large/');
+         INSERT INTO large SELECT txn_id, CAST(amount AS DECIMAL(12,2)) FROM t
+           WHERE CAST(amount AS DECIMAL(12,2)) < 10 WITH ({source});
+         INSERT INTO large VALUES ('T99999', CAST(0.01 AS DECIMAL(12,2)));"
+    );
+    let output = run_in(dir.path(), &["run", "-e", &sql]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    // Each writer has part files of its own; the rows take the stream's column names.
+    let mut names: Vec<_> = std::fs::read_dir(dir.path().join("large"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "part-00000.jsonl",
+            "part-insert_into_large-00000.jsonl",
+            "part-insert_into_large_2-00000.jsonl"
+        ]
+    );
+    let inserted = dir
+        .path()
+        .join("large/part-insert_into_large_2-00000.jsonl");
+    assert_eq!(
+        std::fs::read_to_string(inserted).unwrap(),
+        "{\"txn_id\":\"T99999\",\"amount\":0.01}\n"
+    );
+    let small = json_lines(&dir.path().join("large/part-insert_into_large-00000.jsonl"));
+    assert_eq!(small.len(), 1, "{small:?}");
+    assert_eq!(
+        raw_fields(&dir.path().join("large/part-00000.jsonl"), "amount").len(),
+        13
+    );
+
+    // What cannot be inserted is refused before anything runs, at the statement.
+    let refused = |sql: &str| {
+        let output = run_in(dir.path(), &["run", "-e", sql]);
+        assert!(!output.status.success());
+        stderr(&output)
+    };
+    let create = format!(
+        "CREATE STREAM one AS SELECT txn_id FROM t WITH ({source}, 'one.type' = 'file_sink', 'one.path' = 'one.jsonl');\n"
+    );
+    let error = refused(&format!("{create}INSERT INTO one VALUES ('x')"));
+    assert!(
+        error.contains("<-e>:2:17: 'one' is written to the single file"),
+        "{error}"
+    );
+    let error = refused(&format!("{create}INSERT INTO t VALUES ('x')"));
+    assert!(error.contains("'t' is a source read from"), "{error}");
+    let error = refused("INSERT INTO nowhere VALUES (1)");
+    assert!(
+        error.contains("<-e>:1:21: no stream 'nowhere' to insert into"),
+        "{error}"
+    );
+    let folder = format!(
+        "CREATE STREAM two AS SELECT txn_id FROM t WITH ({source}, 'two.type' = 'file_sink', 'two.path' = 'two/');\n"
+    );
+    let error = refused(&format!("{folder}INSERT INTO two VALUES (1, 2)"));
+    assert!(
+        error.contains("INSERT INTO two: the query gives (column1 Int64, column2 Int64), but two has (txn_id Utf8)"),
+        "{error}"
+    );
+    let error = refused("INSERT INTO two (txn_id) VALUES ('x')");
+    assert!(
+        error.contains("1:17: INSERT INTO takes no column list"),
+        "{error}"
+    );
+}

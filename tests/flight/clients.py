@@ -196,6 +196,25 @@ def run_adbc_checks(conn, cur, source, sink_path, expected_sums, notional_by_sym
         written = sorted((r["symbol"], r["qty"]) for r in map(json.loads, lines))
         assert written == expected_big, f"{sink_path} holds {written}, expected {expected_big}"
 
+    with check("ADBC: executemany inserts each parameter row into a stream"):
+        folder = os.path.join(os.path.dirname(sink_path), "manual_trades")
+        cur.execute(
+            "CREATE STREAM manual_trades AS SELECT symbol, qty FROM trades WHERE qty < 0 WITH ("
+            f"{source}, 'manual_trades.type' = 'file_sink', 'manual_trades.path' = '{folder}/')"
+        )
+        cur.fetch_arrow_table()
+        cur.executemany(
+            "INSERT INTO manual_trades VALUES ($1, $2)", [("ZZZ", 7), ("YYY", 9)]
+        )
+        assert cur.rowcount == 2, f"rowcount {cur.rowcount}"
+        written = []
+        for name in sorted(os.listdir(folder)):
+            if not name.startswith("."):
+                with open(os.path.join(folder, name)) as f:
+                    written += [json.loads(line) for line in f]
+        got = sorted((r["symbol"], r["qty"]) for r in written)
+        assert got == [("YYY", 9), ("ZZZ", 7)], f"{folder} holds {got}"
+
     with check("ADBC: get_objects lists big_trades and trades under ferris.public"):
         catalogs = conn.adbc_get_objects().read_all().to_pylist()
         tables = {
