@@ -386,16 +386,21 @@ impl RunningJob {
             outcome: Mutex::default(),
         });
         let outcome = record.clone();
-        let task = tokio::spawn(async move {
-            let result = work.await;
-            let status = match &result {
-                Ok(JobEnd::Finished) => JobStatus::Finished,
-                Ok(JobEnd::Stopped) => JobStatus::Stopped,
-                Err(e) => JobStatus::Failed(e.to_string()),
-            };
-            outcome.end(status);
-            result.map(|_| ())
-        });
+        // Every line the job logs carries its name.
+        let span = tracing::info_span!("job", job = %name);
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let result = work.await;
+                let status = match &result {
+                    Ok(JobEnd::Finished) => JobStatus::Finished,
+                    Ok(JobEnd::Stopped) => JobStatus::Stopped,
+                    Err(e) => JobStatus::Failed(e.to_string()),
+                };
+                outcome.end(status);
+                result.map(|_| ())
+            },
+            span,
+        ));
         *record.abort.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
         Self {
             name,

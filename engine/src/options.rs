@@ -17,6 +17,8 @@ pub struct Options {
     entries: Vec<OptionEntry>,
     /// Which entries were taken (a mutex, not a cell: a session's futures cross threads).
     taken: Mutex<BTreeSet<usize>>,
+    /// Entries from the server config's job defaults: an unused one is no error.
+    defaults: BTreeSet<usize>,
 }
 
 /// One option, once taken.
@@ -26,15 +28,22 @@ pub struct OptionValue<'a> {
     pub key: &'a str,
     /// The value as written.
     pub value: &'a str,
-    /// Where it was written.
+    /// Where it was written (the statement's start, for a default).
     pub position: Position,
+    /// Whether it is a default from the server config, not written in the statement.
+    pub default: bool,
 }
 
 impl OptionValue<'_> {
     /// An error about this option's value.
     pub fn error(&self, message: impl std::fmt::Display) -> EngineError {
+        let origin = if self.default {
+            " (a job default of the server config)"
+        } else {
+            ""
+        };
         EngineError::option(
-            format!("'{}' = '{}': {message}", self.key, self.value),
+            format!("'{}' = '{}'{origin}: {message}", self.key, self.value),
             Some(self.position),
         )
     }
@@ -80,6 +89,31 @@ impl Options {
         Self {
             entries,
             taken: Mutex::default(),
+            defaults: BTreeSet::new(),
+        }
+    }
+
+    /// Options as written, then `defaults` (`key`, `value`) for the keys not written,
+    /// attributed to `at` (the statement).
+    pub fn with_defaults(
+        mut entries: Vec<OptionEntry>,
+        defaults: &[(String, String)],
+        at: Position,
+    ) -> Self {
+        let mut added = BTreeSet::new();
+        for (key, value) in defaults {
+            if !entries.iter().any(|e| e.key.eq_ignore_ascii_case(key)) {
+                added.insert(entries.len());
+                entries.push(OptionEntry {
+                    key: key.clone(),
+                    value: value.clone(),
+                    position: at,
+                });
+            }
+        }
+        Self {
+            defaults: added,
+            ..Self::new(entries)
         }
     }
 
@@ -98,6 +132,7 @@ impl Options {
             key: &entry.key,
             value: &entry.value,
             position: entry.position,
+            default: self.defaults.contains(&i),
         })
     }
 
@@ -158,7 +193,7 @@ impl Options {
             .entries
             .iter()
             .enumerate()
-            .find(|(i, _)| !taken.contains(i))
+            .find(|(i, _)| !taken.contains(i) && !self.defaults.contains(i))
         {
             None => Ok(()),
             Some((_, entry)) => Err(EngineError::option(

@@ -115,7 +115,7 @@ pub(crate) async fn run_at_least_once(
             for source in &sources {
                 // A failed commit only means more to re-read after a crash.
                 if let Err(e) = source.commit() {
-                    eprintln!("warning: {e}");
+                    tracing::warn!("{e}");
                 }
             }
         }
@@ -139,7 +139,6 @@ struct Checkpointing {
 /// Everything a checkpointing job needs to start, and to start again from its last
 /// checkpoint.
 pub(crate) struct CheckpointedJob {
-    pub name: String,
     pub state: SessionState,
     pub plan: Arc<dyn ExecutionPlan>,
     pub memory_limit: Option<usize>,
@@ -199,7 +198,7 @@ impl CheckpointedJob {
                 "{error} (failed {failures} time(s) in a row; trying again in {:.1}s)",
                 wait.as_secs_f64()
             );
-            eprintln!("warning: job '{}': {reason}", self.name);
+            tracing::warn!("{reason}");
             self.metrics.set_retrying(Some(reason));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -214,9 +213,8 @@ impl CheckpointedJob {
         let (restored, sink_part) = match chosen {
             Some((manifest, _)) if manifest.finished => return Ok(JobEnd::Finished),
             Some((manifest, restored)) => {
-                eprintln!(
-                    "ferris: job {} resumes from checkpoint {} ({:.1}s old)",
-                    self.name,
+                tracing::info!(
+                    "resumes from checkpoint {} ({:.1}s old)",
                     manifest.epoch,
                     manifest.age().as_secs_f64()
                 );
@@ -377,7 +375,7 @@ async fn checkpoint(
         for (source, position) in &positions {
             // Only for lag and for a run without checkpoints: the checkpoint is the truth.
             if let Err(e) = source.commit_position(position) {
-                eprintln!("warning: {e}");
+                tracing::warn!("{e}");
             }
         }
     }

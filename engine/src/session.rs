@@ -106,6 +106,8 @@ pub struct Session {
     /// Where jobs keep their checkpoints (one folder per job); none: jobs do not checkpoint
     /// unless their `'checkpoint.dir'` says where.
     state_dir: Option<PathBuf>,
+    /// Options every job gets unless its `WITH` sets them (the server config's `jobs`).
+    job_defaults: Vec<(String, String)>,
 }
 
 impl Default for Session {
@@ -153,7 +155,14 @@ impl Session {
                 properties: vec![],
             },
             state_dir: None,
+            job_defaults: Vec::new(),
         }
+    }
+
+    /// Options every job gets unless its `WITH` sets them (`'checkpoint.interval'`, ...); a
+    /// default no job uses is no error.
+    pub fn set_job_defaults(&mut self, defaults: Vec<(String, String)>) {
+        self.job_defaults = defaults;
     }
 
     /// Jobs keep their checkpoints under `dir` (a folder per job) and resume from them.
@@ -175,7 +184,7 @@ impl Session {
             let statements = match self.parse(&stored.sql) {
                 Ok(statements) => statements,
                 Err(e) => {
-                    eprintln!("ferris: job {} cannot be resumed: {e}", stored.name);
+                    tracing::error!(job = %stored.name, "cannot be resumed: {e}");
                     continue;
                 }
             };
@@ -183,7 +192,7 @@ impl Session {
                 match self.start_again(statement, &stored.name).await {
                     Ok(StatementOutput::Job(job)) => started.push(job),
                     Ok(StatementOutput::Rows(_)) => {}
-                    Err(e) => eprintln!("ferris: job {} cannot be resumed: {e}", stored.name),
+                    Err(e) => tracing::error!(job = %stored.name, "cannot be resumed: {e}"),
                 }
             }
         }
@@ -587,7 +596,12 @@ impl Session {
         into: Option<&SinkConfig>,
         parameters: &[ScalarValue],
     ) -> Result<PreparedQuery> {
-        let options = Options::new(query.options.clone());
+        let options = match job {
+            Some(_) => {
+                Options::with_defaults(query.options.clone(), &self.job_defaults, query.position)
+            }
+            None => Options::new(query.options.clone()),
+        };
         let state = self.ctx.state();
         let (sources, sink) = resolve_connectors(&options, job, into, &state).await?;
         let late = late_policy(&options)?;
@@ -809,8 +823,9 @@ impl Session {
         if let Some(CheckpointStart::Finished(manifest)) = &start {
             // The job ran to its end before: its output is complete; make sure it is visible.
             Sink::complete(sink_config, &manifest.sink)?;
-            eprintln!(
-                "ferris: job {name} finished in an earlier run (checkpoint {}); delete its state to run it again",
+            tracing::info!(
+                job = %name,
+                "finished in an earlier run (checkpoint {}); delete its state to run it again",
                 manifest.epoch
             );
             let job = RunningJob::spawn(spec(prepared.plan.clone(), checkpoint_dir), async {
@@ -855,7 +870,6 @@ impl Session {
                     transactional,
                 }) => {
                     let job = CheckpointedJob {
-                        name: name.to_string(),
                         state: self.ctx.state(),
                         plan: prepared.plan.clone(),
                         memory_limit: prepared.memory_limit,
@@ -928,8 +942,9 @@ impl Session {
                     "job '{name}': checkpoints do not cover joins yet, so it cannot run exactly once"
                 )));
             }
-            eprintln!(
-                "warning: job '{name}': checkpoints do not cover joins yet; it runs at least once, without them"
+            tracing::warn!(
+                job = %name,
+                "checkpoints do not cover joins yet; it runs at least once, without them"
             );
             return Ok(None);
         }
@@ -1059,7 +1074,12 @@ fn checkpoint_settings(
         .transpose()?
         .map(|g| g == "exactly_once");
     let Some(dir) = dir else {
-        if let Some(option) = interval.or(guarantee.filter(|_| exactly_once == Some(true))) {
+        // A default interval or guarantee needs no place: it is for jobs that checkpoint.
+        let written = |v: &OptionValue| !v.default;
+        let asked = interval
+            .filter(written)
+            .or(guarantee.filter(|g| written(g) && exactly_once == Some(true)));
+        if let Some(option) = asked {
             return Err(option.error(
                 "checkpoints need a place: start with --state-dir, or add 'checkpoint.dir'",
             ));

@@ -25,13 +25,19 @@ Usage:
                              running server (its jobs start there)
   ferris server [--flight HOST:PORT] [--http HOST:PORT] [--auth-token TOKEN] [--kafka HOST:PORT]
                 [--tls-cert FILE --tls-key FILE] [--state-dir DIR]
+                [--config FILE.yaml [--profile NAME]]
                              serve Arrow Flight SQL (default 127.0.0.1:50051), and
                              /health, /ready, /metrics over HTTP; also from FERRIS_FLIGHT,
                              FERRIS_HTTP, FERRIS_AUTH_TOKEN, FERRIS_KAFKA_BOOTSTRAP (the
                              cluster SHOW TOPICS describes), FERRIS_TLS_CERT, FERRIS_TLS_KEY,
                              FERRIS_STATE_DIR (checkpoints and the jobs started again
-                             after a restart)
+                             after a restart); the same settings, and defaults for every
+                             job's WITH, from a YAML file (FERRIS_CONFIG, FERRIS_PROFILE):
+                             docs/operations.md
   ferris --help | --version
+
+Every command takes --log-format text|json (or FERRIS_LOG_FORMAT): log lines (warnings,
+restores, retries) as text or as JSON objects, each with the job's name.
 
 Jobs whose sources all end (files not watched) finish by themselves; with a watched
 source, Ctrl-C stops every source, flushes every window and commits every sink. With a
@@ -41,8 +47,18 @@ state dir, Ctrl-C stops each job at a checkpoint instead, windows open, to resum
 const REFRESH: Duration = Duration::from_millis(500);
 
 /// Runs the command line `args` (without the program name).
-pub fn main(args: Vec<String>) -> ExitCode {
+pub fn main(mut args: Vec<String>) -> ExitCode {
+    let log_format =
+        take_option(&mut args, "--log-format").or_else(|| std::env::var("FERRIS_LOG_FORMAT").ok());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // The server may take its log format from its config file.
+    if args.first() == Some(&"server") {
+        return server(&args[1..], log_format);
+    }
+    if let Err(e) = init_logs(log_format.as_deref()) {
+        eprintln!("ferris: error: {e}");
+        return ExitCode::from(2);
+    }
     let (command, input, state_dir) = match args.as_slice() {
         ["--help" | "-h" | "help"] => {
             println!("{USAGE}");
@@ -67,7 +83,6 @@ pub fn main(args: Vec<String>) -> ExitCode {
             };
             (*command, input, state_dir)
         }
-        ["server", options @ ..] => return server(options),
         ["deploy", file, options @ ..] => return deploy(file, options),
         _ => {
             eprintln!("{USAGE}");
@@ -94,6 +109,43 @@ pub fn main(args: Vec<String>) -> ExitCode {
 enum Input {
     File(String),
     Text(String),
+}
+
+/// Takes `--name VALUE` out of `args`, wherever it is.
+fn take_option(args: &mut Vec<String>, name: &str) -> Option<String> {
+    let at = args.iter().position(|a| a == name)?;
+    if at + 1 >= args.len() {
+        return None;
+    }
+    let value = args.remove(at + 1);
+    args.remove(at);
+    Some(value)
+}
+
+/// Logs (warnings, restores, retries) go to stderr through `tracing`, at INFO and above,
+/// as `text` (the default: `LEVEL job{job=name}: message`, for people) or `json` (an
+/// object per line, with a timestamp, for log collectors); each line a job logs carries its
+/// name. (Results, summaries and prompts are printed, not logged.)
+fn init_logs(format: Option<&str>) -> Result<(), String> {
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .with_target(false);
+    let installed = match format.unwrap_or("text") {
+        "text" => logs
+            .without_time()
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        "json" => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        other => return Err(format!("--log-format '{other}': text or json")),
+    };
+    // Already installed (a test calling `main` twice): keep that one.
+    let _ = installed;
+    Ok(())
 }
 
 impl Input {
@@ -259,30 +311,75 @@ fn deploy(file: &str, options: &[&str]) -> ExitCode {
 }
 
 /// `ferris server`: Flight SQL until Ctrl-C.
-fn server(options: &[&str]) -> ExitCode {
-    let mut flight = std::env::var("FERRIS_FLIGHT").unwrap_or_else(|_| "127.0.0.1:50051".into());
-    let mut token = std::env::var("FERRIS_AUTH_TOKEN").ok();
-    let mut kafka = None;
-    let mut http = std::env::var("FERRIS_HTTP").ok();
-    let mut tls_cert = std::env::var("FERRIS_TLS_CERT").ok();
-    let mut tls_key = std::env::var("FERRIS_TLS_KEY").ok();
-    let mut state_dir = std::env::var("FERRIS_STATE_DIR").ok();
+fn server(options: &[&str], log_format: Option<String>) -> ExitCode {
+    // A flag wins over its variable, which wins over the config file.
+    let mut flags: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();
+    let (mut config, mut profile) = (
+        std::env::var("FERRIS_CONFIG").ok(),
+        std::env::var("FERRIS_PROFILE").ok(),
+    );
     let mut rest = options.iter();
     while let Some(option) = rest.next() {
-        let value = rest.next();
-        match (*option, value) {
-            ("--flight", Some(value)) => flight = value.to_string(),
-            ("--auth-token", Some(value)) => token = Some(value.to_string()),
-            ("--kafka", Some(value)) => kafka = Some(value.to_string()),
-            ("--http", Some(value)) => http = Some(value.to_string()),
-            ("--tls-cert", Some(value)) => tls_cert = Some(value.to_string()),
-            ("--tls-key", Some(value)) => tls_key = Some(value.to_string()),
-            ("--state-dir", Some(value)) => state_dir = Some(value.to_string()),
-            _ => {
+        let value = rest.next().map(|v| v.to_string());
+        let key = match *option {
+            "--flight" => "flight",
+            "--auth-token" => "auth_token",
+            "--kafka" => "kafka",
+            "--http" => "http",
+            "--tls-cert" => "tls_cert",
+            "--tls-key" => "tls_key",
+            "--state-dir" => "state_dir",
+            "--config" => "config",
+            "--profile" => "profile",
+            _ => "",
+        };
+        match (key, value) {
+            ("config", Some(value)) => config = Some(value),
+            ("profile", Some(value)) => profile = Some(value),
+            ("", _) | (_, None) => {
                 eprintln!("{USAGE}");
                 return ExitCode::from(2);
             }
+            (key, Some(value)) => {
+                flags.insert(key, value);
+            }
         }
+    }
+    let file = match (&config, &profile) {
+        (Some(path), profile) => match crate::config::ServerFile::load(path, profile.as_deref()) {
+            Ok(file) => file,
+            Err(e) => {
+                eprintln!("ferris: error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, Some(_)) => {
+            eprintln!("ferris: error: --profile needs --config FILE");
+            return ExitCode::from(2);
+        }
+        (None, None) => crate::config::ServerFile::default(),
+    };
+    let setting = |key: &str, variable: &str| {
+        flags
+            .get(key)
+            .cloned()
+            .or_else(|| std::env::var(variable).ok())
+            .or_else(|| file.server.get(key).cloned())
+    };
+    let flight = setting("flight", "FERRIS_FLIGHT").unwrap_or_else(|| "127.0.0.1:50051".into());
+    let token = setting("auth_token", "FERRIS_AUTH_TOKEN");
+    let kafka = flags
+        .get("kafka")
+        .cloned()
+        .or_else(|| file.server.get("kafka").cloned());
+    let http = setting("http", "FERRIS_HTTP");
+    let tls_cert = setting("tls_cert", "FERRIS_TLS_CERT");
+    let tls_key = setting("tls_key", "FERRIS_TLS_KEY");
+    let state_dir = setting("state_dir", "FERRIS_STATE_DIR");
+    let log_format = log_format.or_else(|| file.server.get("log_format").cloned());
+    if let Err(e) = init_logs(log_format.as_deref()) {
+        eprintln!("ferris: error: {e}");
+        return ExitCode::from(2);
     }
     let flight = match flight.parse() {
         Ok(address) => address,
@@ -320,6 +417,7 @@ fn server(options: &[&str]) -> ExitCode {
         kafka,
         auth_token: token,
         state_dir: state_dir.map(Into::into),
+        job_defaults: file.jobs,
     };
     crate::block_on("ferris", async {
         crate::server::serve(

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod http;
 pub mod server;
 

@@ -74,6 +74,8 @@ pub struct ServerConfig {
     /// Where jobs keep their checkpoints and the server its list of jobs, which it starts
     /// again when it starts.
     pub state_dir: Option<std::path::PathBuf>,
+    /// Options every job gets unless its `WITH` sets them (the config file's `jobs:`).
+    pub job_defaults: Vec<(String, String)>,
 }
 
 /// Runs the server until `shutdown` completes; `bound` hears the addresses it listens on
@@ -99,6 +101,7 @@ pub async fn serve(
     if let Some(dir) = &config.state_dir {
         session.set_state_dir(dir);
     }
+    session.set_job_defaults(config.job_defaults.clone());
     let service = FerrisFlightSql::new(session, config.auth_token.clone());
     // Clients may connect meanwhile; `/ready` says when every kept job is back.
     tokio::spawn(service.clone().resume_jobs());
@@ -223,11 +226,11 @@ impl FerrisFlightSql {
         match resumed {
             Ok(jobs) => {
                 for job in &jobs {
-                    eprintln!("ferris: job {} resumed", job.name);
+                    tracing::info!(job = %job.name, "resumed");
                 }
                 lock(&self.inner.jobs).extend(jobs);
             }
-            Err(e) => eprintln!("ferris: error: the kept jobs cannot be resumed: {e}"),
+            Err(e) => tracing::error!("the kept jobs cannot be resumed: {e}"),
         }
         self.inner.ready.store(true, Ordering::SeqCst);
     }
@@ -250,8 +253,8 @@ impl FerrisFlightSql {
         for job in jobs {
             let name = job.name.clone();
             match job.wait().await {
-                Ok(progress) => eprintln!("{name}: {progress}"),
-                Err(e) => eprintln!("{name}: failed: {e}"),
+                Ok(progress) => tracing::info!(job = %name, "ended: {progress}"),
+                Err(e) => tracing::error!(job = %name, "failed: {e}"),
             }
         }
     }

@@ -600,3 +600,51 @@ fn insert_into_appends_a_query_s_rows_and_values_to_a_stream() {
         "{error}"
     );
 }
+
+#[test]
+fn logs_are_json_lines_with_the_job_s_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        project_root().join("demos/quickstart/transactions.csv"),
+        dir.path().join("transactions.csv"),
+    )
+    .unwrap();
+    let sql = "CREATE STREAM copied AS SELECT txn_id FROM t
+        WITH ('t.type' = 'file_source', 't.path' = 'transactions.csv',
+              'copied.type' = 'file_sink', 'copied.path' = 'copied/')";
+    let args = [
+        "--log-format",
+        "json",
+        "run",
+        "--state-dir",
+        "state",
+        "-e",
+        sql,
+    ];
+    let first = run_in(dir.path(), &args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    // Run again, the job has finished already: it says so, in a JSON line naming it.
+    let second = run_in(dir.path(), &args);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let logs: Vec<Value> = stderr(&second)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let finished = logs
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("finished in an earlier run"))
+        })
+        .unwrap_or_else(|| panic!("{logs:?}"));
+    assert_eq!(finished["fields"]["job"], "copied", "{finished}");
+    assert_eq!(finished["level"], "INFO", "{finished}");
+    assert!(finished["timestamp"].is_string(), "{finished}");
+    let refused = run_in(
+        dir.path(),
+        &["--log-format", "xml", "run", "-e", "SELECT 1"],
+    );
+    assert!(stderr(&refused).contains("--log-format 'xml': text or json"));
+}

@@ -921,3 +921,57 @@ async fn tls_serves_flight_sql_to_clients_that_trust_the_certificate() {
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout), "two\n2\n");
 }
+
+#[tokio::test]
+async fn a_config_file_and_its_profile_set_the_server_and_every_job_s_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("inbox")).unwrap();
+    std::fs::write(dir.path().join("inbox/1.csv"), trades_between(0, 20)).unwrap();
+    std::fs::write(
+        dir.path().join("ferris.yaml"),
+        "server:
+  http: ${FERRIS_TEST_HTTP:127.0.0.1:0}
+jobs:
+  checkpoint.interval: 10m
+profiles:
+  fast:
+    server: { state_dir: state }
+    jobs: { checkpoint.interval: 50ms }
+",
+    )
+    .unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &[
+            "--config",
+            "ferris.yaml",
+            "--profile",
+            "fast",
+            "--http",
+            "127.0.0.1:0",
+        ],
+    );
+    let mut client = server.client(Some(TOKEN)).await;
+    // The job's WITH says nothing of checkpoints: the profile's state dir and interval apply.
+    let job = RESUMED_JOB.replace(",\n          'checkpoint.interval' = '100ms'", "");
+    assert!(!job.contains("checkpoint.interval"));
+    query(&mut client, &job).await;
+    query_until(&mut client, "SHOW JOB STATUS 'bars'", |t| {
+        t.contains("| last_checkpoint    | ") && !t.contains("| last_checkpoint    |  ")
+    })
+    .await;
+    assert!(dir.path().join("state/bars").is_dir());
+    // A mistake in the file is named before the server starts.
+    std::fs::write(dir.path().join("bad.yaml"), "server: { flihgt: x }").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_ferris"))
+        .args(["server", "--config", "bad.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bad.yaml: unknown setting server.flihgt"),
+        "{stderr}"
+    );
+}

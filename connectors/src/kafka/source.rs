@@ -491,7 +491,7 @@ impl ConsumerContext for SourceContext {
         };
         match rebalance {
             Rebalance::Assign(partitions) => {
-                eprintln!(
+                tracing::info!(
                     "source '{}': assigned partitions [{}]",
                     self.name,
                     list(partitions)
@@ -502,13 +502,13 @@ impl ConsumerContext for SourceContext {
                 for element in partitions.elements() {
                     next.remove(&element.partition());
                 }
-                eprintln!(
+                tracing::info!(
                     "source '{}': revoked partitions [{}]",
                     self.name,
                     list(partitions)
                 );
             }
-            Rebalance::Error(e) => eprintln!("source '{}': rebalance failed: {e}", self.name),
+            Rebalance::Error(e) => tracing::warn!("source '{}': rebalance failed: {e}", self.name),
         }
     }
 }
@@ -637,13 +637,13 @@ impl KafkaSourceReader {
                         .set_unavailable(Some(error.to_string()))
                         .is_none()
                     {
-                        eprintln!("warning: source '{}': {error}; waiting", config.name);
+                        tracing::warn!("source '{}': {error}; waiting", config.name);
                     }
                     continue;
                 }
             };
             if self.metrics.set_unavailable(None).is_some() {
-                eprintln!("source '{}': reading again", config.name);
+                tracing::info!("source '{}': reading again", config.name);
             }
             if let Some(resume) = self.restore.remove(&message.partition())
                 && message.offset() != resume
