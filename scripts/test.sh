@@ -47,21 +47,19 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "python venv and kafka broker"
 FERRIS_PYTHON="$(bash scripts/kafka.sh python)"
 "$FERRIS_PYTHON" -c 'import http.server, json, threading' # what the stand-ins need
-flight_clients='import pyarrow.flight, adbc_driver_flightsql.dbapi'
-if ! "$FERRIS_PYTHON" -c "$flight_clients" 2>/dev/null; then
-  echo "installing scripts/requirements-flight.txt (pyarrow, ADBC Flight SQL) into the venv"
-  "$FERRIS_PYTHON" -m pip install --disable-pip-version-check --no-input --quiet \
-    --no-deps --require-hashes -r scripts/requirements-flight.txt
-  "$FERRIS_PYTHON" -c "$flight_clients"
-fi
+# Installs the hashed requirements file $2 into the venv unless Python can already run $1.
+ensure_python() {
+  if ! "$FERRIS_PYTHON" -c "$1" 2>/dev/null; then
+    echo "installing $2 into the venv"
+    "$FERRIS_PYTHON" -m pip install --disable-pip-version-check --no-input --quiet \
+      --no-deps --require-hashes -r "$2"
+    "$FERRIS_PYTHON" -c "$1"
+  fi
+}
+# The Flight SQL clients: pyarrow, ADBC.
+ensure_python 'import pyarrow.flight, adbc_driver_flightsql.dbapi' scripts/requirements-flight.txt
 # The S3 stand-in (moto's server) that the broker-restart test's own broker keeps its data in.
-s3_stand_in='import moto.server, flask_cors'
-if ! "$FERRIS_PYTHON" -c "$s3_stand_in" 2>/dev/null; then
-  echo "installing scripts/requirements-s3.txt (moto's S3 server) into the venv"
-  "$FERRIS_PYTHON" -m pip install --disable-pip-version-check --no-input --quiet \
-    --no-deps --require-hashes -r scripts/requirements-s3.txt
-  "$FERRIS_PYTHON" -c "$s3_stand_in"
-fi
+ensure_python 'import moto.server, flask_cors' scripts/requirements-s3.txt
 FERRIS_KAFKA_BIN="$(bash scripts/kafka.sh bin)"
 export FERRIS_PYTHON FERRIS_KAFKA_BIN
 kafka_was_running=no

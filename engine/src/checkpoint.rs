@@ -284,6 +284,17 @@ impl CheckpointStore {
 
     /// Deletes all but the newest [`KEEP`] checkpoints, and unfinished ones older than them.
     pub async fn prune(&self, newest: u64) -> Result<()> {
+        self.delete_where(|epoch| epoch.is_some_and(|e| e + KEEP as u64 <= newest))
+            .await
+    }
+
+    /// Deletes every checkpoint (the job starts over).
+    pub async fn clear(&self) -> Result<()> {
+        self.delete_where(|_| true).await
+    }
+
+    /// Deletes the folders whose epoch (none: not a checkpoint's) `doomed` says.
+    async fn delete_where(&self, doomed: impl Fn(Option<u64>) -> bool) -> Result<()> {
         let listing = self
             .store
             .list_with_delimiter(None)
@@ -294,22 +305,9 @@ impl CheckpointStore {
                 .as_ref()
                 .strip_prefix("chk-")
                 .and_then(|n| n.parse::<u64>().ok());
-            if epoch.is_some_and(|epoch| epoch + KEEP as u64 <= newest) {
+            if doomed(epoch) {
                 self.delete_folder(&folder).await?;
             }
-        }
-        Ok(())
-    }
-
-    /// Deletes every checkpoint (the job starts over).
-    pub async fn clear(&self) -> Result<()> {
-        let listing = self
-            .store
-            .list_with_delimiter(None)
-            .await
-            .map_err(|e| self.error("listing checkpoints", e))?;
-        for folder in listing.common_prefixes {
-            self.delete_folder(&folder).await?;
         }
         Ok(())
     }

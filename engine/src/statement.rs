@@ -317,6 +317,24 @@ fn identifier(token: Option<&&TokenWithSpan>, what: &str, after: &TokenWithSpan)
     }
 }
 
+/// `STREAM` or `TABLE`, the second word of a statement starting with `verb`.
+fn job_kind(sig: &[&TokenWithSpan], verb: &str) -> Result<JobKind> {
+    if word_is(sig.get(1), "STREAM") {
+        return Ok(JobKind::Stream);
+    }
+    if keyword(sig.get(1), Keyword::TABLE) {
+        return Ok(JobKind::Table);
+    }
+    let at = sig.get(1).copied().unwrap_or(sig[0]);
+    Err(error_at(
+        at,
+        format!(
+            "expected STREAM or TABLE after {verb}, found {}",
+            describe_token(at)
+        ),
+    ))
+}
+
 /// The job command a statement's first word starts.
 fn job_command(first: &TokenWithSpan) -> Option<JobCommand> {
     let Token::Word(word) = &first.token else {
@@ -374,20 +392,7 @@ fn parse_kind(
         }
     };
     if keyword(Some(&first), Keyword::CREATE) {
-        let kind = if word_is(sig.get(1), "STREAM") {
-            JobKind::Stream
-        } else if keyword(sig.get(1), Keyword::TABLE) {
-            JobKind::Table
-        } else {
-            let at = sig.get(1).copied().unwrap_or(first);
-            return Err(error_at(
-                at,
-                format!(
-                    "expected STREAM or TABLE after CREATE, found {}",
-                    describe_token(at)
-                ),
-            ));
-        };
+        let kind = job_kind(sig, "CREATE")?;
         let name = identifier(sig.get(2), "a name", sig[1])?;
         if !keyword(sig.get(3), Keyword::AS) {
             let at = sig.get(3).copied().unwrap_or(sig[2]);
@@ -554,20 +559,7 @@ fn parse_kind(
         return Ok(StatementKind::JobCommand { command, name });
     }
     if keyword(Some(&first), Keyword::DROP) {
-        let kind = if word_is(sig.get(1), "STREAM") {
-            JobKind::Stream
-        } else if keyword(sig.get(1), Keyword::TABLE) {
-            JobKind::Table
-        } else {
-            let at = sig.get(1).copied().unwrap_or(first);
-            return Err(error_at(
-                at,
-                format!(
-                    "expected STREAM or TABLE after DROP, found {}",
-                    describe_token(at)
-                ),
-            ));
-        };
+        let kind = job_kind(sig, "DROP")?;
         let if_exists = keyword(sig.get(2), Keyword::IF) && keyword(sig.get(3), Keyword::EXISTS);
         let at = if if_exists { 4 } else { 2 };
         let name = identifier(sig.get(at), "a name", sig[at - 1])?;

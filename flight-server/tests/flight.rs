@@ -2,8 +2,10 @@
 //! arrow-rs's Flight SQL client, the `ferris-flight` CLI, and Python's pyarrow and ADBC
 //! (`tests/flight/clients.py`, run with `FERRIS_PYTHON` from `scripts/test.sh`).
 
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,13 +15,10 @@ use arrow_flight::FlightInfo;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::{CommandGetTables, SqlInfo};
 use futures::TryStreamExt;
+use support::{project_root, sorted_part_lines};
 use tonic::transport::Channel;
 
 const TOKEN: &str = "s3cret";
-
-fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// A `ferris server` on a free port, killed when dropped.
 struct Server {
@@ -527,23 +526,6 @@ fn trades_between(from: i64, to: i64) -> String {
     csv
 }
 
-fn part_lines(folder: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(folder).into_iter().flatten() {
-        let path = entry.unwrap().path();
-        if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
-            lines.extend(
-                std::fs::read_to_string(&path)
-                    .unwrap()
-                    .lines()
-                    .map(str::to_string),
-            );
-        }
-    }
-    lines.sort();
-    lines
-}
-
 #[tokio::test]
 async fn a_killed_server_resumes_its_jobs_from_their_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
@@ -590,11 +572,11 @@ async fn a_killed_server_resumes_its_jobs_from_their_checkpoints() {
     // A row far ahead closes every window of the 80 seconds.
     std::fs::write(inbox.join("3.csv"), trades_between(1000, 1001)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while part_lines(&dir.path().join("out")).len() < 24 {
+    while sorted_part_lines(&dir.path().join("out")).len() < 24 {
         assert!(
             Instant::now() < deadline,
             "{:?}",
-            part_lines(&dir.path().join("out"))
+            sorted_part_lines(&dir.path().join("out"))
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -618,9 +600,9 @@ async fn a_killed_server_resumes_its_jobs_from_their_checkpoints() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let expected = part_lines(&dir.path().join("expected"));
+    let expected = sorted_part_lines(&dir.path().join("expected"));
     assert_eq!(expected.len(), 24, "{expected:?}");
-    assert_eq!(part_lines(&dir.path().join("out")), expected);
+    assert_eq!(sorted_part_lines(&dir.path().join("out")), expected);
 }
 
 /// The value of `property` in `SHOW JOB STATUS 'name'`.

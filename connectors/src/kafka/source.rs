@@ -262,13 +262,7 @@ impl KafkaSource {
     /// consumer, without waiting: it shows lag, and starts a run without checkpoints there.
     pub fn commit_position(&self, position: &SourcePosition) -> Result<()> {
         let offsets = self.offsets(position)?;
-        let consumer = self
-            .progress
-            .consumer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        match consumer {
+        match self.live_consumer() {
             Some(consumer) if offsets.count() > 0 => consumer
                 .commit(&offsets, CommitMode::Async)
                 .map_err(|e| self.config.connection.error("committing offsets on", e)),
@@ -331,23 +325,22 @@ impl KafkaSource {
     /// The group's identity for a transactional producer's offset commit, once a reader has
     /// joined the group.
     pub(crate) fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.live_consumer()?.group_metadata()
+    }
+
+    /// The consumer of the reader running now, if one is.
+    fn live_consumer(&self) -> Option<Arc<StreamConsumer<SourceContext>>> {
         self.progress
             .consumer
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .and_then(|consumer| consumer.group_metadata())
+            .clone()
     }
 
     /// Commits the offsets of everything read so far to the consumer group. Call it once the
     /// sink has everything those messages produced.
     pub fn commit(&self) -> Result<()> {
-        let consumer = self
-            .progress
-            .consumer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let consumer = self.live_consumer();
         let next = self
             .progress
             .next
