@@ -4,6 +4,7 @@
 //! Arrow IPC file per source position and per operator snapshot, then `_manifest.json`,
 //! written last. A checkpoint without a manifest never happened. The newest few are kept.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -196,13 +197,12 @@ impl CheckpointStore {
         sources: &[(String, Source)],
         transactional: bool,
     ) -> Result<Option<(Manifest, Restored)>> {
-        let store = self;
-        let manifests = store.manifests().await?;
+        let manifests = self.manifests().await?;
         let Some(newest) = manifests.first() else {
             return Ok(None);
         };
         if !transactional {
-            let restored = store.read(newest).await?;
+            let restored = self.read(newest).await?;
             return Ok(Some((newest.clone(), restored)));
         }
         let mut committed = Vec::new();
@@ -212,21 +212,21 @@ impl CheckpointStore {
             }
         }
         for manifest in &manifests {
-            let restored = store.read(manifest).await?;
+            // The positions tell; the operators' state is read for the one chosen only.
+            let positions = self.read_sources(manifest).await?;
             let matches = committed.iter().all(|(name, position)| {
-                restored
-                    .sources
+                positions
                     .get(name)
                     .and_then(|batch| SourcePosition::from_batch(batch).ok())
                     .is_some_and(|checkpointed| same_offsets(&checkpointed, position))
             });
             if matches {
-                return Ok(Some((manifest.clone(), restored)));
+                return Ok(Some((manifest.clone(), self.read(manifest).await?)));
             }
         }
         if committed.iter().all(|(_, p)| p.parts.is_empty()) {
             // No transaction ever committed: the checkpoints are of output nobody saw.
-            store.clear().await?;
+            self.clear().await?;
             return Ok(None);
         }
         Err(EngineError::Checkpoint(format!(
@@ -242,23 +242,31 @@ impl CheckpointStore {
     /// The state of checkpoint `manifest`, for the barrier to hand out.
     pub async fn read(&self, manifest: &Manifest) -> Result<Restored> {
         let folder = Self::folder(manifest.epoch);
-        let mut restored = Restored {
-            epoch: manifest.epoch,
-            ..Default::default()
-        };
-        for (i, name) in manifest.sources.iter().enumerate() {
-            let batch = self
-                .read_batch(&format!("{folder}/source-{i}.arrow"))
-                .await?;
-            restored.sources.insert(name.clone(), batch);
-        }
+        let mut operators = Vec::with_capacity(manifest.operators);
         for i in 0..manifest.operators {
-            restored.operators.push(
+            operators.push(
                 self.read_batch(&format!("{folder}/operator-{i}.arrow"))
                     .await?,
             );
         }
-        Ok(restored)
+        Ok(Restored {
+            epoch: manifest.epoch,
+            sources: self.read_sources(manifest).await?,
+            operators,
+        })
+    }
+
+    /// The source positions of checkpoint `manifest`, by source name.
+    async fn read_sources(&self, manifest: &Manifest) -> Result<HashMap<String, RecordBatch>> {
+        let folder = Self::folder(manifest.epoch);
+        let mut sources = HashMap::new();
+        for (i, name) in manifest.sources.iter().enumerate() {
+            let batch = self
+                .read_batch(&format!("{folder}/source-{i}.arrow"))
+                .await?;
+            sources.insert(name.clone(), batch);
+        }
+        Ok(sources)
     }
 
     async fn read_batch(&self, path: &str) -> Result<RecordBatch> {

@@ -265,39 +265,33 @@ async fn run_checkpointed(
     );
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stopping = false;
+    // When the cut being made was asked for (its time counts in the checkpoint's).
     let mut started: Option<Instant> = None;
+    let trigger = |started: &mut Option<Instant>| {
+        if barrier.trigger().is_some() {
+            *started = Some(Instant::now());
+        }
+    };
     loop {
         // The timer goes first: a stream that always has a batch ready must not starve it.
-        tokio::select! {
+        let batch = tokio::select! {
             biased;
             _ = ticker.tick() => {
-                if barrier.trigger().is_some() {
-                    started = Some(Instant::now());
-                }
+                trigger(&mut started);
+                None
             }
             _ = stops.requested(), if !stopping => {
                 stopping = true;
-                if barrier.trigger().is_some() {
-                    started = Some(Instant::now());
-                }
+                trigger(&mut started);
+                None
             }
-            _ = barrier.wait_change(&mut changes) => {}
+            _ = barrier.wait_change(&mut changes) => None,
             batch = stream.next() => match batch {
-                Some(batch) => {
-                    let batch = batch?;
-                    // The cut may have completed while this batch was made: it comes after.
-                    if let Some(captured) = barrier.take_completed() {
-                        let elapsed = started.take().map(|s| s.elapsed()).unwrap_or_default();
-                        checkpoint(checkpointing, &mut outputs, sources, captured, false, elapsed).await?;
-                        if stopping {
-                            return Ok(JobEnd::Stopped);
-                        }
-                    }
-                    outputs.write(&batch)?;
-                }
+                Some(batch) => Some(batch?),
                 None => break,
             },
-        }
+        };
+        // A cut completed (maybe while this batch was made: the batch comes after it).
         if let Some(captured) = barrier.take_completed() {
             let elapsed = started.take().map(|s| s.elapsed()).unwrap_or_default();
             checkpoint(
@@ -312,6 +306,9 @@ async fn run_checkpointed(
             if stopping {
                 return Ok(JobEnd::Stopped);
             }
+        }
+        if let Some(batch) = batch {
+            outputs.write(&batch)?;
         }
     }
     // Every source ended: the last checkpoint says so, so that a restart does not run the

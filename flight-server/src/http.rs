@@ -10,8 +10,9 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
+use ferris_engine::JobProgress;
 use ferris_engine::checkpoint::now_ms;
-use ferris_engine::job::{JobRecord, JobStatus};
+use ferris_engine::job::{CheckpointInfo, JobRecord, JobStatus};
 
 use crate::server::FerrisFlightSql;
 
@@ -64,8 +65,15 @@ type Family = (
     &'static str,
     &'static str,
     &'static str,
-    fn(&JobRecord) -> Option<f64>,
+    fn(&JobView) -> Option<f64>,
 );
+
+/// A job as one scrape sees it: its counters read once (they walk the plan's metrics).
+struct JobView<'a> {
+    record: &'a JobRecord,
+    progress: JobProgress,
+    checkpoint: Option<CheckpointInfo>,
+}
 
 /// Every job's counters in the Prometheus text format.
 async fn metrics(service: &FerrisFlightSql) -> String {
@@ -75,44 +83,48 @@ async fn metrics(service: &FerrisFlightSql) -> String {
             "ferris_job_records_in_total",
             "counter",
             "Valid records read by the job's sources.",
-            |job| Some(job.progress().records_in as f64),
+            |job| Some(job.progress.records_in as f64),
         ),
         (
             "ferris_job_records_out_total",
             "counter",
             "Result rows the job's sink has written.",
-            |job| Some(job.progress().records_out as f64),
+            |job| Some(job.progress.records_out as f64),
         ),
         (
             "ferris_job_bad_records_total",
             "counter",
             "Malformed records skipped or dead-lettered.",
-            |job| Some(job.progress().bad_records as f64),
+            |job| Some(job.progress.bad_records as f64),
         ),
         (
             "ferris_job_late_records_total",
             "counter",
             "Records that came after their window closed.",
-            |job| Some(job.progress().late_records as f64),
+            |job| Some(job.progress.late_records as f64),
         ),
         (
             "ferris_job_state_bytes_peak",
             "gauge",
             "Most bytes of keyed state held at once.",
-            |job| Some(job.progress().peak_state_bytes as f64),
+            |job| Some(job.progress.peak_state_bytes as f64),
         ),
         (
             "ferris_job_running",
             "gauge",
             "1 while the job runs, 0 once it ended or failed.",
-            |job| Some(f64::from(u8::from(job.status() == JobStatus::Running))),
+            |job| {
+                Some(f64::from(u8::from(
+                    job.record.status() == JobStatus::Running,
+                )))
+            },
         ),
         (
             "ferris_job_watermark_delay_seconds",
             "gauge",
             "How far the windows' watermark is behind the clock.",
             |job| {
-                let watermark = job.progress().watermark_ms;
+                let watermark = job.progress.watermark_ms;
                 (watermark > 0).then(|| now_ms().saturating_sub(watermark) as f64 / 1000.0)
             },
         ),
@@ -120,24 +132,20 @@ async fn metrics(service: &FerrisFlightSql) -> String {
             "ferris_job_checkpoints_total",
             "counter",
             "Checkpoints completed since the job (re)started.",
-            |job| Some(job.metrics().checkpoints() as f64),
+            |job| Some(job.record.metrics().checkpoints() as f64),
         ),
         (
             "ferris_job_checkpoint_duration_seconds",
             "gauge",
             "How long the last checkpoint took, from the cut to its output committed.",
-            |job| {
-                job.metrics()
-                    .last_checkpoint()
-                    .map(|c| c.duration.as_secs_f64())
-            },
+            |job| job.checkpoint.map(|c| c.duration.as_secs_f64()),
         ),
         (
             "ferris_job_checkpoint_age_seconds",
             "gauge",
             "Time since the last checkpoint completed.",
             |job| {
-                job.metrics().last_checkpoint().map(|c| {
+                job.checkpoint.map(|c| {
                     std::time::SystemTime::now()
                         .duration_since(c.at)
                         .map_or(0.0, |d| d.as_secs_f64())
@@ -148,19 +156,23 @@ async fn metrics(service: &FerrisFlightSql) -> String {
             "ferris_job_checkpoint_state_bytes",
             "gauge",
             "Bytes of operator state in the last checkpoint.",
-            |job| {
-                job.metrics()
-                    .last_checkpoint()
-                    .map(|c| c.state_bytes as f64)
-            },
+            |job| job.checkpoint.map(|c| c.state_bytes as f64),
         ),
     ];
+    let views: Vec<JobView> = jobs
+        .iter()
+        .map(|record| JobView {
+            record,
+            progress: record.progress(),
+            checkpoint: record.metrics().last_checkpoint(),
+        })
+        .collect();
     let mut out = String::new();
     for (name, kind, help, value) in families {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for job in &jobs {
+        for job in &views {
             if let Some(value) = value(job) {
-                let label = job.name.replace('\\', "\\\\").replace('"', "\\\"");
+                let label = job.record.name.replace('\\', "\\\\").replace('"', "\\\"");
                 let _ = writeln!(out, "{name}{{job=\"{label}\"}} {value}");
             }
         }

@@ -62,16 +62,7 @@ fn bars_job(source: &str, sink: &str) -> String {
 /// Runs `sql` once, to its end, never killed: the reference output.
 fn run_uncrashed(dir: &Path, sql: &str) {
     std::fs::write(dir.join("job.sql"), sql).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferris"))
-        .args(["run", "--state-dir", "reference-state", "job.sql"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    support::ferris_ok(dir, &["run", "--state-dir", "reference-state", "job.sql"]);
 }
 
 /// Runs `sql` in `dir`, killing it `kills` times; checks that it was killed and resumed.

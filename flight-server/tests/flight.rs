@@ -590,16 +590,7 @@ async fn a_killed_server_resumes_its_jobs_from_their_checkpoints() {
         .replace("'trades.watch' = 'true', ", "")
         .replace("'out/'", "'expected/'")
         .replace(",\n          'checkpoint.interval' = '100ms'", "");
-    let output = Command::new(env!("CARGO_BIN_EXE_ferris"))
-        .args(["run", "-e", &sql])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    support::ferris_ok(dir.path(), &["run", "-e", &sql]);
     let expected = sorted_part_lines(&dir.path().join("expected"));
     assert_eq!(expected.len(), 24, "{expected:?}");
     assert_eq!(sorted_part_lines(&dir.path().join("out")), expected);

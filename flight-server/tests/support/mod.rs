@@ -219,3 +219,16 @@ pub fn assert_all_committed(folder: &Path) {
         );
     }
 }
+
+/// Runs `ferris ARGS` in `dir` to its end; fails the test, with its stderr, unless it
+/// succeeds. Returns its stderr.
+pub fn ferris_ok(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_ferris"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "ferris {args:?}: {stderr}");
+    stderr
+}
