@@ -1,5 +1,6 @@
 //! Counters a source keeps while it runs, read by progress lines and summaries.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,6 +10,8 @@ pub struct SourceMetrics {
     records_in: AtomicU64,
     bad_records: AtomicU64,
     unavailable: Mutex<Option<String>>,
+    /// Per partition, how many messages the reader is behind the partition's end.
+    lag: Mutex<BTreeMap<i32, i64>>,
 }
 
 impl SourceMetrics {
@@ -37,6 +40,16 @@ impl SourceMetrics {
             &mut *self.unavailable.lock().unwrap_or_else(|e| e.into_inner()),
             reason,
         )
+    }
+
+    /// Per partition read (Kafka), how many messages the reader is behind its end, as the
+    /// client last reported (every second).
+    pub fn lag(&self) -> BTreeMap<i32, i64> {
+        self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_lag(&self, lag: BTreeMap<i32, i64>) {
+        *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
     }
 
     pub(crate) fn add_records(&self, n: usize) {

@@ -167,6 +167,14 @@ impl SourceReader {
         }
     }
 
+    /// Updates the lag in the reader's metrics (a Kafka reader's, per partition) without
+    /// reading: a paused job's lag grows while it waits.
+    pub fn report_lag(&self) {
+        if let Self::Kafka(kafka) = self {
+            kafka.report_lag();
+        }
+    }
+
     /// The next micro-batch, `None` at the end; an empty one when nothing came for a while.
     pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         match self {

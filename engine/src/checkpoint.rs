@@ -14,8 +14,10 @@ use arrow::record_batch::RecordBatch;
 use ferris_connectors::{Source, SourcePosition};
 use ferris_streaming::checkpoint::{Captured, Restored};
 use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::error::{EngineError, Result};
@@ -106,17 +108,58 @@ pub struct CheckpointStore {
 }
 
 impl CheckpointStore {
-    /// Checkpoints in the local folder `dir` (created if missing).
-    pub fn local(dir: &std::path::Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            EngineError::Checkpoint(format!("cannot create {}: {e}", dir.display()))
-        })?;
-        let store = LocalFileSystem::new_with_prefix(dir)
-            .map_err(|e| EngineError::Checkpoint(format!("{}: {e}", dir.display())))?;
+    /// Checkpoints at `location`: a local folder (created if missing) or `s3://bucket/prefix`,
+    /// whose credentials, region and endpoint come from the `AWS_*` environment variables as
+    /// the AWS tools read them (`AWS_ENDPOINT` and `AWS_ALLOW_HTTP` for an S3-compatible
+    /// store).
+    pub fn open(location: &str) -> Result<Self> {
+        let store: Arc<dyn ObjectStore> = if let Some(rest) = location.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(EngineError::Checkpoint(format!(
+                    "{location}: an s3:// location names its bucket (s3://BUCKET/PREFIX)"
+                )));
+            }
+            let s3 = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| EngineError::Checkpoint(format!("{location}: {e}")))?;
+            let prefix = prefix.trim_end_matches('/');
+            if prefix.is_empty() {
+                Arc::new(s3)
+            } else {
+                Arc::new(PrefixStore::new(s3, prefix))
+            }
+        } else if location.contains("://") {
+            return Err(EngineError::Checkpoint(format!(
+                "{location}: checkpoints go to a local folder or s3://BUCKET/PREFIX"
+            )));
+        } else {
+            std::fs::create_dir_all(location)
+                .map_err(|e| EngineError::Checkpoint(format!("cannot create {location}: {e}")))?;
+            Arc::new(
+                LocalFileSystem::new_with_prefix(location)
+                    .map_err(|e| EngineError::Checkpoint(format!("{location}: {e}")))?,
+            )
+        };
         Ok(Self {
-            store: Arc::new(store),
-            display: dir.display().to_string(),
+            store,
+            display: location.to_string(),
         })
+    }
+
+    /// Deletes every checkpoint at `location` (an [`open`](Self::open) location), and a local
+    /// folder itself.
+    pub async fn delete(location: &str) -> Result<()> {
+        if location.contains("://") {
+            return Self::open(location)?.clear().await;
+        }
+        match std::fs::remove_dir_all(location) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(EngineError::Checkpoint(format!("removing {location}: {e}")))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn error(&self, doing: &str, e: impl std::fmt::Display) -> EngineError {
@@ -397,7 +440,7 @@ mod tests {
     #[tokio::test]
     async fn written_checkpoints_read_back_newest_first_and_are_pruned() {
         let dir = tempfile::tempdir().unwrap();
-        let store = CheckpointStore::local(dir.path()).unwrap();
+        let store = CheckpointStore::open(dir.path().to_str().unwrap()).unwrap();
         for epoch in 1..=5 {
             store
                 .write(&manifest(epoch), &captured(epoch))

@@ -5,7 +5,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::streaming::StreamingTableExec;
 use ferris_connectors::{SourceMetrics, StopSignal};
 
 use crate::error::Result;
@@ -14,7 +16,7 @@ use crate::statement::JobKind;
 /// Counters of one job, shared with its sources (through the task's session config) and sink.
 #[derive(Debug, Default)]
 pub struct JobMetrics {
-    sources: Mutex<Vec<Arc<SourceMetrics>>>,
+    sources: Mutex<Vec<SourceReader>>,
     records_out: AtomicU64,
     last_checkpoint: Mutex<Option<CheckpointInfo>>,
     checkpoints: AtomicU64,
@@ -37,15 +39,51 @@ pub struct CheckpointInfo {
     pub state_bytes: u64,
 }
 
+/// One reader of a job's source (a restarted job has read its sources more than once).
+#[derive(Debug)]
+struct SourceReader {
+    name: String,
+    /// The schema the source's plan node reads it with (the very `Arc`).
+    schema: SchemaRef,
+    metrics: Arc<SourceMetrics>,
+}
+
 impl JobMetrics {
-    /// Counters for one more source reader of the job.
-    pub fn register_source(&self) -> Arc<SourceMetrics> {
+    /// Counters for one more reader of the job's source `name`, which yields `schema`.
+    pub fn register_source(&self, name: &str, schema: &SchemaRef) -> Arc<SourceMetrics> {
         let metrics = Arc::new(SourceMetrics::default());
         self.sources
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(metrics.clone());
+            .push(SourceReader {
+                name: name.to_string(),
+                schema: schema.clone(),
+                metrics: metrics.clone(),
+            });
         metrics
+    }
+
+    /// Per source and partition read (Kafka), how many messages its reader is behind.
+    pub fn lag(&self) -> Vec<(String, i32, i64)> {
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        sources
+            .iter()
+            .flat_map(|source| {
+                source
+                    .metrics
+                    .lag()
+                    .into_iter()
+                    .map(move |(partition, lag)| (source.name.clone(), partition, lag))
+            })
+            .collect()
+    }
+
+    /// Each node of `plan` (the job's) with its counters, in pre-order.
+    pub fn operators(&self, plan: &Arc<dyn ExecutionPlan>) -> Vec<OperatorCounters> {
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let mut operators = Vec::new();
+        operator_counters(plan, &sources, &mut operators);
+        operators
     }
 
     /// Records a completed checkpoint.
@@ -86,7 +124,7 @@ impl JobMetrics {
             .clone();
         own.or_else(|| {
             let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
-            sources.iter().find_map(|s| s.unavailable())
+            sources.iter().find_map(|s| s.metrics.unavailable())
         })
     }
 
@@ -109,8 +147,8 @@ impl JobMetrics {
     pub fn snapshot(&self, elapsed: Duration, plan: &Arc<dyn ExecutionPlan>) -> JobProgress {
         let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         JobProgress {
-            records_in: sources.iter().map(|s| s.records_in()).sum(),
-            bad_records: sources.iter().map(|s| s.bad_records()).sum(),
+            records_in: sources.iter().map(|s| s.metrics.records_in()).sum(),
+            bad_records: sources.iter().map(|s| s.metrics.bad_records()).sum(),
             late_records: metric(plan, "late_records", |a, b| a + b),
             peak_state_bytes: metric(plan, "peak_state_bytes", |a, b| a + b),
             // Of the last windows (a stacked window's is the lower one's or behind it).
@@ -119,6 +157,70 @@ impl JobMetrics {
             elapsed,
         }
     }
+}
+
+/// One node of a job's plan and what went through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorCounters {
+    /// Its place in the plan, in pre-order (0 is the root).
+    pub node: usize,
+    /// What it is (`WindowAggregateExec`, `StreamingTableExec`, ...).
+    pub operator: String,
+    /// Rows its inputs gave it (none for a source, or while an input does not count).
+    pub records_in: Option<u64>,
+    /// Rows it gave on (none when the node does not count them).
+    pub records_out: Option<u64>,
+    /// Records it could not use: malformed ones (a source) or late ones (windows).
+    pub errors: u64,
+}
+
+/// Adds `plan`'s node and then its children's to `out`; returns the node's rows out.
+fn operator_counters(
+    plan: &Arc<dyn ExecutionPlan>,
+    sources: &[SourceReader],
+    out: &mut Vec<OperatorCounters>,
+) -> Option<u64> {
+    let metrics = plan.metrics();
+    let count = |name: &str| {
+        metrics
+            .as_ref()
+            .and_then(|m| m.sum_by_name(name))
+            .map(|v| v.as_usize() as u64)
+    };
+    // A source node counts nothing itself: its readers do (matched by their schema).
+    let readers: Vec<&SourceReader> = plan
+        .downcast_ref::<StreamingTableExec>()
+        .map(|exec| {
+            sources
+                .iter()
+                .filter(|s| Arc::ptr_eq(&s.schema, exec.partition_schema()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let index = out.len();
+    out.push(OperatorCounters {
+        node: index,
+        operator: plan.name().to_string(),
+        records_in: None,
+        records_out: metrics
+            .as_ref()
+            .and_then(|m| m.output_rows())
+            .map(|n| n as u64)
+            .or_else(|| {
+                (!readers.is_empty()).then(|| readers.iter().map(|s| s.metrics.records_in()).sum())
+            }),
+        errors: count("late_records").unwrap_or(0)
+            + readers.iter().map(|s| s.metrics.bad_records()).sum::<u64>(),
+    });
+    let inputs: Option<u64> = plan
+        .children()
+        .into_iter()
+        .map(|child| operator_counters(child, sources, out))
+        .sum();
+    if !plan.children().is_empty() {
+        out[index].records_in = inputs;
+    }
+    out[index].records_out
 }
 
 /// How far a job has got.
@@ -257,7 +359,7 @@ pub struct JobRecord {
     /// The statement that created it (`START JOB` runs it again).
     pub statement: String,
     /// Where its checkpoints are, when it takes them.
-    pub checkpoint_dir: Option<std::path::PathBuf>,
+    pub checkpoint_dir: Option<String>,
     /// Stop and pause.
     pub control: Arc<JobControl>,
     /// Cancels its task (`STOP JOB ... FORCE`).
@@ -284,6 +386,11 @@ impl JobRecord {
             None => self.started.elapsed(),
         };
         self.metrics.snapshot(ran, &self.plan)
+    }
+
+    /// Each node of its plan with what went through it, root first.
+    pub fn operators(&self) -> Vec<OperatorCounters> {
+        self.metrics.operators(&self.plan)
     }
 
     /// Whether it runs, ended or failed.
@@ -349,7 +456,7 @@ pub(crate) struct JobSpec {
     pub name: String,
     pub kind: JobKind,
     pub statement: String,
-    pub checkpoint_dir: Option<std::path::PathBuf>,
+    pub checkpoint_dir: Option<String>,
     pub control: Arc<JobControl>,
     pub bounded: bool,
     pub plan: Arc<dyn ExecutionPlan>,

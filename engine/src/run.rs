@@ -21,7 +21,7 @@ use ferris_streaming::checkpoint::{Captured, CheckpointBarrier, Restored};
 use futures::StreamExt;
 
 use crate::checkpoint::{CheckpointStore, Manifest, now_ms};
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::job::{JobControl, JobEnd, JobMetrics};
 use crate::materialized::{LiveStreamWriter, MaterializedTable};
 use crate::session::{JobRun, task_context};
@@ -250,6 +250,10 @@ impl CheckpointedJob {
 
 /// Runs a job that checkpoints every interval. A stop takes one last checkpoint and ends
 /// the job without flushing open windows, so that a restart resumes them.
+///
+/// Unless the sink commits in a Kafka transaction, the sources go on as soon as the sink has
+/// prepared its output up to the cut: the checkpoint is written on another task meanwhile,
+/// and its output committed once it is. The next cut waits for that.
 async fn run_checkpointed(
     mut stream: SendableRecordBatchStream,
     mut outputs: JobOutputs,
@@ -272,15 +276,24 @@ async fn run_checkpointed(
             *started = Some(Instant::now());
         }
     };
+    // The checkpoint being written while the job goes on.
+    let mut in_flight: Option<PendingCheckpoint> = None;
     loop {
         // The timer goes first: a stream that always has a batch ready must not starve it.
         let batch = tokio::select! {
             biased;
-            _ = ticker.tick() => {
+            written = async { (&mut in_flight.as_mut().expect("guarded").write).await },
+                if in_flight.is_some() =>
+            {
+                let pending = in_flight.take().expect("guarded");
+                complete(checkpointing, &mut outputs, sources, pending, written).await?;
+                None
+            }
+            _ = ticker.tick(), if in_flight.is_none() => {
                 trigger(&mut started);
                 None
             }
-            _ = stops.requested(), if !stopping => {
+            _ = stops.requested(), if !stopping && in_flight.is_none() => {
                 stopping = true;
                 trigger(&mut started);
                 None
@@ -294,22 +307,25 @@ async fn run_checkpointed(
         // A cut completed (maybe while this batch was made: the batch comes after it).
         if let Some(captured) = barrier.take_completed() {
             let elapsed = started.take().map(|s| s.elapsed()).unwrap_or_default();
-            checkpoint(
-                checkpointing,
-                &mut outputs,
-                sources,
-                captured,
-                false,
-                elapsed,
-            )
-            .await?;
-            if stopping {
-                return Ok(JobEnd::Stopped);
+            let pending = begin(checkpointing, &mut outputs, captured, false, elapsed)?;
+            // A transaction takes all that is written until it commits: nothing may come
+            // after the cut before then. A stop ends here.
+            if outputs.sink.commits_offsets() || stopping {
+                wait_and_complete(checkpointing, &mut outputs, sources, pending).await?;
+                if stopping {
+                    return Ok(JobEnd::Stopped);
+                }
+            } else {
+                barrier.release(pending.epoch);
+                in_flight = Some(pending);
             }
         }
         if let Some(batch) = batch {
             outputs.write(&batch)?;
         }
+    }
+    if let Some(pending) = in_flight.take() {
+        wait_and_complete(checkpointing, &mut outputs, sources, pending).await?;
     }
     // Every source ended: the last checkpoint says so, so that a restart does not run the
     // job again, and commits the sink's last output.
@@ -318,29 +334,34 @@ async fn run_checkpointed(
         sources: barrier.ended_positions(),
         operators: vec![],
     };
-    checkpoint(
-        checkpointing,
-        &mut outputs,
-        sources,
-        last,
-        true,
-        Duration::ZERO,
-    )
-    .await?;
+    let pending = begin(checkpointing, &mut outputs, last, true, Duration::ZERO)?;
+    wait_and_complete(checkpointing, &mut outputs, sources, pending).await?;
     outputs.sink.close()?;
     Ok(JobEnd::Finished)
 }
 
-/// Writes one checkpoint and commits the output up to its cut; then lets the sources go on.
-async fn checkpoint(
+/// A checkpoint whose output the sink has prepared, being written.
+struct PendingCheckpoint {
+    epoch: u64,
+    /// The sources' positions at the cut, by source name.
+    positions: Vec<(String, RecordBatch)>,
+    state_bytes: u64,
+    /// From asking for the cut to the cut made.
+    cutting: Duration,
+    /// When the sink began preparing.
+    started: Instant,
+    write: tokio::task::JoinHandle<Result<()>>,
+}
+
+/// Prepares the sink's output up to the cut, and starts writing the checkpoint.
+fn begin(
     checkpointing: &Checkpointing,
     outputs: &mut JobOutputs,
-    sources: &[(String, Source)],
     captured: Captured,
     finished: bool,
     cutting: Duration,
-) -> Result<()> {
-    let start = Instant::now();
+) -> Result<PendingCheckpoint> {
+    let started = Instant::now();
     let sink_part = outputs.sink.prepare_checkpoint()?;
     let manifest = Manifest {
         epoch: captured.epoch,
@@ -351,11 +372,53 @@ async fn checkpoint(
         finished,
         created_ms: now_ms(),
     };
-    checkpointing.store.write(&manifest, &captured).await?;
+    let state_bytes = captured
+        .operators
+        .iter()
+        .map(|b| b.get_array_memory_size() as u64)
+        .sum();
+    let positions = captured.sources.clone();
+    let epoch = captured.epoch;
+    let store = checkpointing.store.clone();
+    let write = tokio::spawn(tracing::Instrument::in_current_span(async move {
+        store.write(&manifest, &captured).await
+    }));
+    Ok(PendingCheckpoint {
+        epoch,
+        positions,
+        state_bytes,
+        cutting,
+        started,
+        write,
+    })
+}
+
+async fn wait_and_complete(
+    checkpointing: &Checkpointing,
+    outputs: &mut JobOutputs,
+    sources: &[(String, Source)],
+    mut pending: PendingCheckpoint,
+) -> Result<()> {
+    let written = (&mut pending.write).await;
+    complete(checkpointing, outputs, sources, pending, written).await
+}
+
+/// Once the checkpoint is written, commits the output up to its cut (and the sources'
+/// positions); lets the sources go on if they still wait.
+async fn complete(
+    checkpointing: &Checkpointing,
+    outputs: &mut JobOutputs,
+    sources: &[(String, Source)],
+    pending: PendingCheckpoint,
+    written: std::result::Result<Result<()>, tokio::task::JoinError>,
+) -> Result<()> {
+    written.map_err(|e| {
+        EngineError::Checkpoint(format!("writing checkpoint {}: {e}", pending.epoch))
+    })??;
     // The checkpoint is written: what it holds back can be committed. A crash from here on
     // restores this checkpoint, which commits the same output again, harmlessly.
     let mut positions = Vec::new();
-    for (name, batch) in &captured.sources {
+    for (name, batch) in &pending.positions {
         let position = SourcePosition::from_batch(batch)?;
         if let Some((_, source)) = sources.iter().find(|(n, _)| n == name) {
             positions.push((source, position));
@@ -376,14 +439,11 @@ async fn checkpoint(
             }
         }
     }
-    checkpointing.barrier.release(captured.epoch);
-    let state_bytes = captured
-        .operators
-        .iter()
-        .map(|b| b.get_array_memory_size() as u64)
-        .sum();
-    outputs
-        .metrics
-        .checkpointed(captured.epoch, cutting + start.elapsed(), state_bytes);
-    checkpointing.store.prune(captured.epoch).await
+    checkpointing.barrier.release(pending.epoch);
+    outputs.metrics.checkpointed(
+        pending.epoch,
+        pending.cutting + pending.started.elapsed(),
+        pending.state_bytes,
+    );
+    checkpointing.store.prune(pending.epoch).await
 }

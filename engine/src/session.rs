@@ -87,7 +87,8 @@ pub(crate) struct JobRun {
 /// Where and how often a job checkpoints.
 #[derive(Debug, Clone)]
 struct CheckpointSettings {
-    dir: PathBuf,
+    /// A local folder or `s3://bucket/prefix`.
+    dir: String,
     interval: Duration,
     /// `'processing.guarantee'` as written: exactly once (true), at least once (false), or
     /// the best the sink allows (none).
@@ -535,12 +536,8 @@ impl Session {
             if job.is_running() {
                 job.force_stop().await;
             }
-            if let Some(dir) = &job.checkpoint_dir
-                && dir.exists()
-            {
-                std::fs::remove_dir_all(dir).map_err(|e| {
-                    EngineError::Checkpoint(format!("removing {}: {e}", dir.display()))
-                })?;
+            if let Some(location) = &job.checkpoint_dir {
+                CheckpointStore::delete(location).await?;
             }
         }
         self.jobs.retain(|j| !j.name.eq_ignore_ascii_case(name));
@@ -969,14 +966,13 @@ impl Session {
         }
         let transactional =
             matches!(sink_config, SinkConfig::Kafka(k) if k.transactional_id.is_some());
-        let store = CheckpointStore::local(&settings.dir)?;
+        let store = CheckpointStore::open(&settings.dir)?;
         // The newest checkpoint tells at once whether the query changed or already ended.
         if let Some(newest) = store.manifests().await?.into_iter().next() {
             if newest.plan != plan_fingerprint(&prepared.plan) {
                 return Err(EngineError::Checkpoint(format!(
                     "job '{name}' changed since checkpoint {} in {}: its state fits the old query only. Delete that folder to start over",
-                    newest.epoch,
-                    settings.dir.display()
+                    newest.epoch, settings.dir
                 )));
             }
             if newest.finished && !transactional {
@@ -1066,8 +1062,8 @@ fn checkpoint_settings(
     let interval = options.get("checkpoint.interval");
     let guarantee = options.get("processing.guarantee");
     let dir = match options.get("checkpoint.dir") {
-        Some(dir) => Some(PathBuf::from(dir.value)),
-        None => state_dir.map(|d| d.join(job)),
+        Some(dir) => Some(dir.value.to_string()),
+        None => state_dir.map(|d| d.join(job).display().to_string()),
     };
     let exactly_once = guarantee
         .map(|g| g.one_of(&["exactly_once", "at_least_once"]))

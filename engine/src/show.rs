@@ -295,6 +295,7 @@ pub(crate) fn show_job_status(
             "last_checkpoint_ms",
             checkpoint.map_or(String::new(), |c| c.duration.as_millis().to_string()),
         ),
+        ("lag", lag_text(job)),
         (
             "last_error",
             match status {
@@ -303,10 +304,41 @@ pub(crate) fn show_job_status(
             },
         ),
     ];
+    let mut properties: Vec<(String, String)> = properties
+        .into_iter()
+        .map(|(p, v)| (p.to_string(), v))
+        .collect();
+    // Then what went through each node of its plan, root first.
+    let count = |n: Option<u64>| n.map_or("-".to_string(), |n| n.to_string());
+    for op in job.operators() {
+        properties.push((
+            format!("operator_{}", op.node),
+            format!(
+                "{} in={} out={} errors={}",
+                op.operator,
+                count(op.records_in),
+                count(op.records_out),
+                op.errors
+            ),
+        ));
+    }
     batch(vec![
-        ("property", strings(properties.iter().map(|(p, _)| *p))),
+        (
+            "property",
+            strings(properties.iter().map(|(p, _)| p.as_str())),
+        ),
         ("value", strings(properties.iter().map(|(_, v)| v.as_str()))),
     ])
+}
+
+/// Each partition's lag as `source[partition]=messages`, comma-separated.
+fn lag_text(job: &JobRecord) -> String {
+    job.metrics()
+        .lag()
+        .iter()
+        .map(|(source, partition, lag)| format!("{source}[{partition}]={lag}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The machine's name, where jobs run (one process for now).
@@ -329,6 +361,7 @@ pub(crate) fn show_jobs(
     let statuses: Vec<JobStatus> = jobs.iter().map(|j| j.status()).collect();
     let progress: Vec<_> = jobs.iter().map(|j| j.progress()).collect();
     let checkpoints: Vec<_> = jobs.iter().map(|j| j.metrics().last_checkpoint()).collect();
+    let lags: Vec<String> = jobs.iter().map(|j| lag_text(j)).collect();
     let started = jobs.iter().map(|j| millis_since_epoch(j.started_at));
     let node = node();
     let errors = statuses.iter().map(|s| match s {
@@ -377,6 +410,7 @@ pub(crate) fn show_jobs(
                         .map(|p| (p.watermark_ms > 0).then_some(p.watermark_ms as i64)),
                 )) as ArrayRef,
             ),
+            ("lag", strings(lags.iter().map(String::as_str))),
             (
                 "last_checkpoint",
                 Arc::new(UInt64Array::from_iter(

@@ -151,7 +151,7 @@ impl PartitionStream for SourcePartition {
         let metrics = ctx
             .session_config()
             .get_extension::<JobMetrics>()
-            .map(|job| job.register_source())
+            .map(|job| job.register_source(&self.name, &self.schema))
             .unwrap_or_default();
         // A job that checkpoints cuts its sources at its barrier, and may restore them.
         let barrier = ctx
@@ -237,6 +237,7 @@ impl SourceRun {
             }
             if self.control.as_ref().is_some_and(|c| c.is_paused()) {
                 // Paused: look again soon (checkpoints still cut meanwhile).
+                self.reader.report_lag();
                 tokio::time::sleep(PAUSE_POLL).await;
                 continue;
             }

@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 
 use ferris_engine::JobProgress;
 use ferris_engine::checkpoint::now_ms;
-use ferris_engine::job::{CheckpointInfo, JobRecord, JobStatus};
+use ferris_engine::job::{CheckpointInfo, JobRecord, JobStatus, OperatorCounters};
 
 use crate::server::FerrisFlightSql;
 
@@ -60,63 +60,87 @@ async fn answer(service: &FerrisFlightSql, request: Request<Incoming>) -> Respon
     response
 }
 
-/// One metric family: its name, type, help, and each job's value (none: not yet known).
+/// One metric family: its name, type, help, and a job's samples (none: not yet known).
 type Family = (
     &'static str,
     &'static str,
     &'static str,
-    fn(&JobView) -> Option<f64>,
+    fn(&JobView) -> Vec<Sample>,
 );
+
+/// One value of a family: the labels it has besides `job`, and the value.
+type Sample = (Vec<(&'static str, String)>, f64);
+
+/// A family's one sample per job.
+fn per_job(value: Option<f64>) -> Vec<Sample> {
+    value.map(|v| (Vec::new(), v)).into_iter().collect()
+}
+
+/// A family's sample per operator of the job's plan, where `value` knows one.
+fn per_operator(job: &JobView, value: fn(&OperatorCounters) -> Option<u64>) -> Vec<Sample> {
+    job.operators
+        .iter()
+        .filter_map(|op| {
+            let labels = vec![
+                ("node", op.node.to_string()),
+                ("operator", op.operator.clone()),
+            ];
+            value(op).map(|v| (labels, v as f64))
+        })
+        .collect()
+}
 
 /// A job as one scrape sees it: its counters read once (they walk the plan's metrics).
 struct JobView<'a> {
     record: &'a JobRecord,
     progress: JobProgress,
     checkpoint: Option<CheckpointInfo>,
+    operators: Vec<OperatorCounters>,
+    lag: Vec<(String, i32, i64)>,
 }
 
 /// Every job's counters in the Prometheus text format.
 async fn metrics(service: &FerrisFlightSql) -> String {
     let jobs = service.job_records().await;
-    let families: [Family; 11] = [
+    let families: [Family; 15] = [
         (
             "ferris_job_records_in_total",
             "counter",
             "Valid records read by the job's sources.",
-            |job| Some(job.progress.records_in as f64),
+            |job| per_job(Some(job.progress.records_in as f64)),
         ),
         (
             "ferris_job_records_out_total",
             "counter",
             "Result rows the job's sink has written.",
-            |job| Some(job.progress.records_out as f64),
+            |job| per_job(Some(job.progress.records_out as f64)),
         ),
         (
             "ferris_job_bad_records_total",
             "counter",
             "Malformed records skipped or dead-lettered.",
-            |job| Some(job.progress.bad_records as f64),
+            |job| per_job(Some(job.progress.bad_records as f64)),
         ),
         (
             "ferris_job_late_records_total",
             "counter",
             "Records that came after their window closed.",
-            |job| Some(job.progress.late_records as f64),
+            |job| per_job(Some(job.progress.late_records as f64)),
         ),
         (
             "ferris_job_state_bytes_peak",
             "gauge",
             "Most bytes of keyed state held at once.",
-            |job| Some(job.progress.peak_state_bytes as f64),
+            |job| per_job(Some(job.progress.peak_state_bytes as f64)),
         ),
         (
             "ferris_job_running",
             "gauge",
             "1 while the job runs, 0 once it ended or failed.",
             |job| {
-                Some(f64::from(u8::from(
+                per_job(Some(f64::from(u8::from(
                     job.record.status() == JobStatus::Running,
-                )))
+                ))))
             },
         ),
         (
@@ -125,38 +149,73 @@ async fn metrics(service: &FerrisFlightSql) -> String {
             "How far the windows' watermark is behind the clock.",
             |job| {
                 let watermark = job.progress.watermark_ms;
-                (watermark > 0).then(|| now_ms().saturating_sub(watermark) as f64 / 1000.0)
+                per_job((watermark > 0).then(|| now_ms().saturating_sub(watermark) as f64 / 1000.0))
+            },
+        ),
+        (
+            "ferris_job_consumer_lag",
+            "gauge",
+            "Messages of a Kafka partition after the job's position in it.",
+            |job| {
+                job.lag
+                    .iter()
+                    .map(|(source, partition, lag)| {
+                        let labels = vec![
+                            ("source", source.clone()),
+                            ("partition", partition.to_string()),
+                        ];
+                        (labels, *lag as f64)
+                    })
+                    .collect()
             },
         ),
         (
             "ferris_job_checkpoints_total",
             "counter",
             "Checkpoints completed since the job (re)started.",
-            |job| Some(job.record.metrics().checkpoints() as f64),
+            |job| per_job(Some(job.record.metrics().checkpoints() as f64)),
         ),
         (
             "ferris_job_checkpoint_duration_seconds",
             "gauge",
             "How long the last checkpoint took, from the cut to its output committed.",
-            |job| job.checkpoint.map(|c| c.duration.as_secs_f64()),
+            |job| per_job(job.checkpoint.map(|c| c.duration.as_secs_f64())),
         ),
         (
             "ferris_job_checkpoint_age_seconds",
             "gauge",
             "Time since the last checkpoint completed.",
             |job| {
-                job.checkpoint.map(|c| {
+                per_job(job.checkpoint.map(|c| {
                     std::time::SystemTime::now()
                         .duration_since(c.at)
                         .map_or(0.0, |d| d.as_secs_f64())
-                })
+                }))
             },
         ),
         (
             "ferris_job_checkpoint_state_bytes",
             "gauge",
             "Bytes of operator state in the last checkpoint.",
-            |job| job.checkpoint.map(|c| c.state_bytes as f64),
+            |job| per_job(job.checkpoint.map(|c| c.state_bytes as f64)),
+        ),
+        (
+            "ferris_operator_records_in_total",
+            "counter",
+            "Rows an operator of the job's plan took from its inputs.",
+            |job| per_operator(job, |op| op.records_in),
+        ),
+        (
+            "ferris_operator_records_out_total",
+            "counter",
+            "Rows an operator of the job's plan gave on.",
+            |job| per_operator(job, |op| op.records_out),
+        ),
+        (
+            "ferris_operator_errors_total",
+            "counter",
+            "Records an operator could not use: malformed (a source) or late (windows).",
+            |job| per_operator(job, |op| Some(op.errors)),
         ),
     ];
     let views: Vec<JobView> = jobs
@@ -165,17 +224,27 @@ async fn metrics(service: &FerrisFlightSql) -> String {
             record,
             progress: record.progress(),
             checkpoint: record.metrics().last_checkpoint(),
+            operators: record.operators(),
+            lag: record.metrics().lag(),
         })
         .collect();
     let mut out = String::new();
-    for (name, kind, help, value) in families {
+    for (name, kind, help, samples) in families {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for job in &views {
-            if let Some(value) = value(job) {
-                let label = job.record.name.replace('\\', "\\\\").replace('"', "\\\"");
-                let _ = writeln!(out, "{name}{{job=\"{label}\"}} {value}");
+            for (labels, value) in samples(job) {
+                let mut text = format!("job=\"{}\"", label(&job.record.name));
+                for (key, v) in labels {
+                    let _ = write!(text, ",{key}=\"{}\"", label(&v));
+                }
+                let _ = writeln!(out, "{name}{{{text}}} {value}");
             }
         }
     }
     out
+}
+
+/// A Prometheus label value, escaped.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"")
 }

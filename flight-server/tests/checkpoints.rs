@@ -65,10 +65,11 @@ fn run_uncrashed(dir: &Path, sql: &str) {
     support::ferris_ok(dir, &["run", "--state-dir", "reference-state", "job.sql"]);
 }
 
-/// Runs `sql` in `dir`, killing it `kills` times; checks that it was killed and resumed.
-fn run_crashing(dir: &Path, sql: &str, kills: usize) -> KilledRuns {
+/// Runs `sql` in `dir` with `env`, killing it `kills` times; checks that it was killed and
+/// resumed.
+fn run_crashing(dir: &Path, sql: &str, kills: usize, env: &[(String, String)]) -> KilledRuns {
     std::fs::write(dir.join("job.sql"), sql).unwrap();
-    let runs = run_killing(dir, kills, 150..500, crash_seed());
+    let runs = run_killing(dir, kills, 150..500, crash_seed(), env);
     let stderr = String::from_utf8_lossy(&runs.last.stderr);
     assert!(runs.last.status.success(), "{stderr}");
     assert!(
@@ -88,11 +89,32 @@ fn file_to_file_survives_sigkill_exactly_once() {
     let source = "'trades.type' = 'file_source', 'trades.path' = 'trades.jsonl'";
     let sink = |folder: &str| format!("'bars.type' = 'file_sink', 'bars.path' = '{folder}/'");
     run_uncrashed(dir.path(), &bars_job(source, &sink("expected")));
-    run_crashing(dir.path(), &bars_job(source, &sink("out")), 4);
+    run_crashing(dir.path(), &bars_job(source, &sink("out")), 4, &[]);
     let expected = sorted_part_lines(&dir.path().join("expected"));
     assert!(expected.len() > 4000, "{} bars", expected.len());
     assert_eq!(sorted_part_lines(&dir.path().join("out")), expected);
     assert_all_committed(&dir.path().join("out"));
+}
+
+#[test]
+fn checkpoints_in_s3_survive_sigkill_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3StandIn::start();
+    let lines: Vec<String> = trades(400_000).into_iter().map(|(_, l)| l).collect();
+    std::fs::write(dir.path().join("trades.jsonl"), lines.join("\n")).unwrap();
+    let source = "'trades.type' = 'file_source', 'trades.path' = 'trades.jsonl'";
+    let expected = "'bars.type' = 'file_sink', 'bars.path' = 'expected/'";
+    run_uncrashed(dir.path(), &bars_job(source, expected));
+    let sink = "'bars.type' = 'file_sink', 'bars.path' = 'out/',
+                'checkpoint.dir' = 's3://ferris/checkpoints/bars'";
+    run_crashing(dir.path(), &bars_job(source, sink), 2, &s3.env());
+    let expected = sorted_part_lines(&dir.path().join("expected"));
+    assert_eq!(sorted_part_lines(&dir.path().join("out")), expected);
+    assert_all_committed(&dir.path().join("out"));
+    // The checkpoints went to the bucket, none to the state folder.
+    let listing = s3.list("checkpoints/bars/");
+    assert!(listing.contains("/_manifest.json</Key>"), "{listing}");
+    assert!(!dir.path().join("state/bars").exists());
 }
 
 /// A bounded Kafka source reading `topic` in a consumer group of its own.
@@ -123,7 +145,7 @@ fn kafka_to_file_survives_sigkill_exactly_once() {
     let reference = bars_job(&kafka_source(&input, "reference"), &sink("expected"));
     run_uncrashed(dir.path(), &reference);
     let crashing = bars_job(&kafka_source(&input, "crashing"), &sink("out"));
-    run_crashing(dir.path(), &crashing, 4);
+    run_crashing(dir.path(), &crashing, 4, &[]);
     let expected = sorted_part_lines(&dir.path().join("expected"));
     assert!(expected.len() > 1500, "{} bars", expected.len());
     assert_eq!(sorted_part_lines(&dir.path().join("out")), expected);
@@ -179,7 +201,7 @@ fn kafka_to_kafka_commits_each_checkpoint_in_a_transaction() {
     let reference = bars_job(&kafka_source(&input, "reference"), &sink(&expected_topic));
     run_uncrashed(dir.path(), &reference);
     let crashing = bars_job(&kafka_source(&input, "crashing"), &sink(&out_topic));
-    run_crashing(dir.path(), &crashing, 4);
+    run_crashing(dir.path(), &crashing, 4, &[]);
     let values = |topic: &str| {
         let mut values: Vec<String> = consume_all(topic)
             .into_iter()
@@ -241,49 +263,84 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A broker of this test's own, keeping its messages in an S3 stand-in (moto's server) so
-/// that they outlive a stop; stopped and started through the project's script.
-struct PersistentBroker {
-    dir: std::path::PathBuf,
+/// An S3 stand-in (moto's server) on a free port, with one bucket `ferris`.
+struct S3StandIn {
+    server: std::process::Child,
     port: u16,
-    s3: std::process::Child,
-    s3_port: u16,
 }
 
-impl PersistentBroker {
-    fn start(dir: &Path) -> Self {
+impl S3StandIn {
+    fn start() -> Self {
         let python = std::env::var("FERRIS_PYTHON").expect(
             "FERRIS_PYTHON: the venv's python, with moto (bash scripts/test.sh sets it up)",
         );
-        let s3_port = free_port();
-        let s3 = std::process::Command::new(python)
+        let port = free_port();
+        let server = std::process::Command::new(python)
             .args([
                 "-m",
                 "moto.server",
                 "-H",
                 "127.0.0.1",
                 "-p",
-                &s3_port.to_string(),
+                &port.to_string(),
             ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let broker = Self {
-            dir: dir.join("broker"),
-            port: free_port(),
-            s3,
-            s3_port,
-        };
         // The bucket, once the stand-in answers.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !http_put(s3_port, "/ferris") {
+        while !http_request(port, "PUT", "/ferris").starts_with("HTTP/1.1 200") {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the S3 stand-in never answered"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        Self { server, port }
+    }
+
+    /// The environment that points AWS clients (ours, Tansu) at it.
+    fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", self.port)),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_DEFAULT_REGION", "us-east-1".into()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+        ]
+        .map(|(k, v)| (k.to_string(), v))
+        .to_vec()
+    }
+
+    /// The keys in the bucket under `prefix`, as the listing's XML.
+    fn list(&self, prefix: &str) -> String {
+        http_request(self.port, "GET", &format!("/ferris?prefix={prefix}"))
+    }
+}
+
+impl Drop for S3StandIn {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+/// A broker of this test's own, keeping its messages in an S3 stand-in so that they outlive
+/// a stop; stopped and started through the project's script.
+struct PersistentBroker {
+    dir: std::path::PathBuf,
+    port: u16,
+    s3: S3StandIn,
+}
+
+impl PersistentBroker {
+    fn start(dir: &Path) -> Self {
+        let broker = Self {
+            dir: dir.join("broker"),
+            port: free_port(),
+            s3: S3StandIn::start(),
+        };
         broker.script(&["start"]);
         broker
     }
@@ -299,11 +356,7 @@ impl PersistentBroker {
             .env("FERRIS_KAFKA_DIR", &self.dir)
             .env("FERRIS_KAFKA_PORT", self.port.to_string())
             .env("FERRIS_KAFKA_STORAGE", "s3://ferris/")
-            .env("AWS_ENDPOINT", format!("http://127.0.0.1:{}", self.s3_port))
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_ALLOW_HTTP", "true")
+            .envs(self.s3.env())
             .output()
             .unwrap();
         assert!(
@@ -317,24 +370,26 @@ impl PersistentBroker {
 impl Drop for PersistentBroker {
     fn drop(&mut self) {
         self.script(&["stop"]);
-        let _ = self.s3.kill();
-        let _ = self.s3.wait();
     }
 }
 
-/// `PUT path` (an S3 bucket) over HTTP/1.1; whether it answered 200.
-fn http_put(port: u16, path: &str) -> bool {
+/// `METHOD path` over HTTP/1.1 with no body: the whole response (empty when nothing
+/// answered).
+fn http_request(port: u16, method: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
+        return String::new();
     };
     let request = format!(
-        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     let mut response = String::new();
-    stream.write_all(request.as_bytes()).is_ok()
-        && stream.read_to_string(&mut response).is_ok()
-        && response.starts_with("HTTP/1.1 200")
+    if stream.write_all(request.as_bytes()).is_err()
+        || stream.read_to_string(&mut response).is_err()
+    {
+        return String::new();
+    }
+    response
 }
 
 #[test]

@@ -4,9 +4,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arrow::array::{AsArray, RecordBatch};
@@ -15,55 +14,19 @@ use arrow_flight::FlightInfo;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::{CommandGetTables, SqlInfo};
 use futures::TryStreamExt;
-use support::{project_root, sorted_part_lines};
+use support::{Server, http_get, project_root, sorted_part_lines};
 use tonic::transport::Channel;
 
 const TOKEN: &str = "s3cret";
-
-/// A `ferris server` on a free port, killed when dropped.
-struct Server {
-    child: Child,
-    address: String,
-    /// Its HTTP endpoint, when started with one.
-    http: Option<String>,
-}
 
 impl Server {
     fn start(dir: &Path) -> Self {
         Self::start_with(dir, &[])
     }
 
+    /// A server with the test token and `options`.
     fn start_with(dir: &Path, options: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferris"))
-            .args(["server", "--flight", "127.0.0.1:0", "--auth-token", TOKEN])
-            .args(options)
-            .current_dir(dir)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut listening = |what: &str| {
-            let mut line = String::new();
-            while !line.contains(what) {
-                line.clear();
-                assert!(
-                    stderr.read_line(&mut line).unwrap() > 0,
-                    "the server stopped"
-                );
-            }
-            line.trim().rsplit(' ').next().unwrap().to_string()
-        };
-        let address = listening("Flight SQL listening on");
-        let http = options
-            .contains(&"--http")
-            .then(|| listening("HTTP (/health, /ready, /metrics) listening on"));
-        // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in stderr.lines() {});
-        Self {
-            child,
-            address,
-            http,
-        }
+        Self::spawn(dir, &[&["--auth-token", TOKEN], options].concat())
     }
 
     async fn client(&self, token: Option<&str>) -> FlightSqlServiceClient<Channel> {
@@ -77,13 +40,6 @@ impl Server {
             client.set_token(token.to_string());
         }
         client
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -718,21 +674,6 @@ async fn deploy_then_pause_resume_stop_start_and_drop_a_job() {
     let kept = std::fs::read_to_string(dir.path().join("state/jobs.json")).unwrap();
     assert!(!kept.contains("bars"), "{kept}");
     query(&mut client, "DROP STREAM IF EXISTS bars").await;
-}
-
-/// `GET path` over HTTP/1.1: the status line and the body.
-fn http_get(address: &str, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_string(), body.to_string())
 }
 
 #[tokio::test]

@@ -579,6 +579,7 @@ impl ExecutionPlan for WindowAggregateExec {
         let input = self.input.execute(partition, context.clone())?;
         let reservation = MemoryConsumer::new(format!("WindowAggregateExec[{partition}]"))
             .register(context.memory_pool());
+        let output_rows = MetricBuilder::new(&self.metrics).output_rows(partition);
         let late = MetricBuilder::new(&self.metrics).counter("late_records", partition);
         let peak_state = MetricBuilder::new(&self.metrics).gauge("peak_state_bytes", partition);
         let watermark = MetricBuilder::new(&self.metrics).gauge("watermark_ms", partition);
@@ -603,6 +604,7 @@ impl ExecutionPlan for WindowAggregateExec {
             aggregator,
             pending: VecDeque::new(),
             reservation,
+            output_rows,
             late,
             peak_state,
             watermark,
@@ -631,6 +633,7 @@ struct StreamState {
     aggregator: WindowAggregator,
     pending: VecDeque<RecordBatch>,
     reservation: MemoryReservation,
+    output_rows: Count,
     late: Count,
     peak_state: Gauge,
     /// The watermark (epoch ms), once there is one.
@@ -655,6 +658,7 @@ impl StreamState {
     async fn next(&mut self) -> Option<Result<RecordBatch>> {
         loop {
             if let Some(batch) = self.pending.pop_front() {
+                self.output_rows.add(batch.num_rows());
                 return Some(Ok(batch));
             }
             if self.done {

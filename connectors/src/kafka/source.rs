@@ -1,6 +1,7 @@
 //! `kafka_source`: a topic read as micro-batches of rows.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CString;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -248,6 +249,12 @@ impl KafkaSource {
             messages: MessageBuffer::default(),
             origins: Vec::new(),
             metadata: MetadataBuilder::new(&config.topic),
+            topic: CString::new(config.topic.as_str()).map_err(|_| {
+                ConnectorError::Config(format!(
+                    "source '{}': a topic name holds a NUL",
+                    config.name
+                ))
+            })?,
             read,
             restore,
             decoder,
@@ -521,6 +528,8 @@ pub struct KafkaSourceReader {
     decoder: MessageDecoder,
     /// Partitions of a bounded read not yet at their end.
     pending: BTreeSet<i32>,
+    /// The topic's name for librdkafka's C calls.
+    topic: CString,
     stop: StopSignal,
     metrics: Arc<SourceMetrics>,
     finished: bool,
@@ -530,6 +539,7 @@ impl Drop for KafkaSourceReader {
     /// A reader gone (its job ended or starts again) waits for nothing.
     fn drop(&mut self) {
         self.metrics.set_unavailable(None);
+        self.metrics.set_lag(Default::default());
     }
 }
 
@@ -565,10 +575,42 @@ impl KafkaSourceReader {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend(&self.read);
+        self.report_lag();
         if self.finished && batch.num_rows() == 0 {
             return Ok(None);
         }
         Ok(Some(batch))
+    }
+
+    /// Puts each partition's lag in the reader's metrics: how many messages it has after the
+    /// reader's position, by the end offset the client last fetched (no broker round trip;
+    /// the client fetches ahead even while nothing is read). Partitions whose end is not
+    /// known yet are left out.
+    pub fn report_lag(&self) {
+        let client = self.consumer.client().native_ptr();
+        let lag = self
+            .read
+            .iter()
+            .filter_map(|(&partition, &next)| {
+                let (mut low, mut high) = (-1_i64, -1_i64);
+                // SAFETY: the client lives as long as `self.consumer`; the topic is a
+                // NUL-terminated string, and librdkafka only writes the two offsets.
+                let error = unsafe {
+                    rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                        client,
+                        self.topic.as_ptr(),
+                        partition,
+                        &mut low,
+                        &mut high,
+                    )
+                };
+                let known = error
+                    == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                    && high >= 0;
+                known.then(|| (partition, (high - next).max(0)))
+            })
+            .collect();
+        self.metrics.set_lag(lag);
     }
 
     /// Gathers messages until the batch is full, its linger time is up, a bounded read is

@@ -3,8 +3,9 @@
 #![allow(dead_code)] // each test binary uses its own share of it
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -133,7 +134,13 @@ pub struct KilledRuns {
 /// Runs `ferris run --state-dir state job.sql` in `dir`, kills it with SIGKILL `kills`
 /// times, each after a random delay in `delay` (ms), restarting it each time, then lets the
 /// last run finish. The delays come from `seed`, printed so a failure can be replayed.
-pub fn run_killing(dir: &Path, kills: usize, delay: std::ops::Range<u64>, seed: u64) -> KilledRuns {
+pub fn run_killing(
+    dir: &Path,
+    kills: usize,
+    delay: std::ops::Range<u64>,
+    seed: u64,
+    env: &[(String, String)],
+) -> KilledRuns {
     eprintln!("killing with seed {seed}");
     let mut random = seed.max(1);
     let mut next_delay = || {
@@ -147,6 +154,7 @@ pub fn run_killing(dir: &Path, kills: usize, delay: std::ops::Range<u64>, seed: 
         Command::new(env!("CARGO_BIN_EXE_ferris"))
             .args(["run", "--state-dir", "state", "job.sql"])
             .current_dir(dir)
+            .envs(env.iter().cloned())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -231,4 +239,86 @@ pub fn ferris_ok(dir: &Path, args: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "ferris {args:?}: {stderr}");
     stderr
+}
+
+/// `GET path` over HTTP/1.1: the status line and the body.
+pub fn http_get(address: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+/// A `ferris server` on a free port, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    /// Its Flight SQL address.
+    pub address: String,
+    /// Its HTTP endpoint, when started with one.
+    pub http: Option<String>,
+}
+
+impl Server {
+    /// `ferris server --flight 127.0.0.1:0 ARGS` in `dir`, once it listens.
+    pub fn spawn(dir: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferris"))
+            .args(["server", "--flight", "127.0.0.1:0"])
+            .args(args)
+            .current_dir(dir)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut listening = |what: &str| {
+            let mut line = String::new();
+            while !line.contains(what) {
+                line.clear();
+                assert!(
+                    stderr.read_line(&mut line).unwrap() > 0,
+                    "the server stopped"
+                );
+            }
+            line.trim().rsplit(' ').next().unwrap().to_string()
+        };
+        let address = listening("Flight SQL listening on");
+        let http = args
+            .contains(&"--http")
+            .then(|| listening("HTTP (/health, /ready, /metrics) listening on"));
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in stderr.lines() {});
+        Self {
+            child,
+            address,
+            http,
+        }
+    }
+
+    /// Runs `sql` through `ferris-flight`; its stdout, or the test fails with its stderr.
+    pub fn sql(&self, sql: &str) -> String {
+        let port = self.address.rsplit(':').next().unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_ferris-flight"))
+            .args(["--port", port, "-e", sql])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
