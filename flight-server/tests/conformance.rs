@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use ferris_conformance::{
-    Outcome, judge, load_cases, load_expected_failures, mode, run_query, source_names,
+    Outcome, check_output, judge, load_cases, load_expected_failures, mode, run_query,
+    run_query_restored, source_names,
 };
 
 fn project_root() -> PathBuf {
@@ -80,6 +81,48 @@ fn final_output_does_not_depend_on_batch_size() {
         }
     }
     assert!(checked >= 3, "only {checked} EMIT FINAL cases found");
+}
+
+/// Every case that passes gives the same result when its job is killed after its second
+/// checkpoint and run again from it, checkpointing every millisecond.
+#[test]
+fn every_case_survives_a_kill_and_a_restore() {
+    let ferris = Path::new(env!("CARGO_BIN_EXE_ferris"));
+    let expected_failures =
+        load_expected_failures(&project_root().join("tests/expected_failures.txt"));
+    let (mut checked, mut resumed) = (0, 0);
+    let mut bad = Vec::new();
+    for root in [shared_root(), project_root().join("tests/cases")] {
+        for case in load_cases(&root).unwrap_or_else(|e| panic!("{e}")) {
+            if expected_failures.contains_key(&case.name) {
+                continue;
+            }
+            // Micro-batches of one row, unless the case sets its own size.
+            let query = std::fs::read_to_string(case.dir.join("query.sql")).unwrap();
+            let mut options: Vec<(String, String)> = source_names(&case)
+                .unwrap()
+                .iter()
+                .map(|s| format!("{s}.batch.size"))
+                .filter(|option| !query.contains(&format!("'{option}'")))
+                .map(|option| (option, "1".to_string()))
+                .collect();
+            options.push(("checkpoint.interval".into(), "1ms".into()));
+            let run = run_query_restored(ferris, &case, &options)
+                .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            println!("restored {}: resumed {}", case.name, run.resumed);
+            if let Err(why) = check_output(&case, &run.output) {
+                bad.push(format!("{}: {why}", case.name));
+            }
+            checked += 1;
+            resumed += usize::from(run.resumed);
+        }
+    }
+    assert!(bad.is_empty(), "after a restore:\n{}", bad.join("\n"));
+    // Killed before their end, most resumed (a join takes no checkpoints).
+    assert!(
+        resumed * 2 > checked,
+        "only {resumed} of {checked} cases resumed from a checkpoint"
+    );
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! A case is a folder (format in `shared/conformance/README.md`): `query.sql` with `{in:NAME}`
 //! and `{out}` placeholders, input files, `expected.jsonl` and `meta.json`. [`run_case`] runs
 //! `ferris run` on it in a scratch folder and compares the sink's output by the case's mode.
-//! Cases listed in an expected-failures file are reported as such, and reported loudly when
+//! [`run_query_restored`] replays a case through a checkpoint: killed after its second one,
+//! run again from it. Cases listed in an expected-failures file are reported as such, and reported loudly when
 //! they start passing. In `changes` mode a retraction (`_op` of `-D`, `-U`, `delete`,
 //! `retract`) is not compared as a row: it withdraws its key's earlier row.
 
@@ -143,9 +144,14 @@ pub fn run_case(
     extra_options: &[(String, String)],
 ) -> Result<(), String> {
     let output = run_query(ferris, case, extra_options)?;
+    check_output(case, &output)
+}
+
+/// Compares a run's output with the case's expected rows, by the case's mode.
+pub fn check_output(case: &Case, output: &str) -> Result<(), String> {
     let meta = read_meta(&case.dir)?;
     let expected = read_rows(&case.dir.join("expected.jsonl"))?;
-    compare(&meta, &expected, &output)
+    compare(&meta, &expected, output)
 }
 
 /// Runs the case's query and returns the raw text of its output files, in name order.
@@ -154,37 +160,126 @@ pub fn run_query(
     case: &Case,
     extra_options: &[(String, String)],
 ) -> Result<String, String> {
-    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let out = scratch.path().join("out.jsonl");
-    let mut sql = std::fs::read_to_string(case.dir.join("query.sql")).map_err(|e| e.to_string())?;
-    while let Some(start) = sql.find("{in:") {
-        let end = start + sql[start..].find('}').ok_or("unclosed {in: placeholder")?;
-        let file = case.dir.join(&sql[start + 4..end]);
-        sql.replace_range(start..=end, &file.display().to_string());
-    }
-    sql = sql.replace("{out}", &out.display().to_string());
-    for (key, value) in extra_options {
-        let at = sql
-            .rfind("WITH (")
-            .ok_or("the query has no WITH clause to add options to")?;
-        sql.insert_str(at + "WITH (".len(), &format!("'{key}' = '{value}', "));
-    }
-    let query = scratch.path().join("query.sql");
-    std::fs::write(&query, sql).map_err(|e| e.to_string())?;
-    let run = Command::new(ferris)
+    let scratch = Scratch::new(case, extra_options)?;
+    scratch.run_to_end(ferris, &[])?;
+    read_output(&scratch.out)
+}
+
+/// How a run through a checkpoint and a restore went.
+#[derive(Debug)]
+pub struct Restored {
+    /// The raw text of the output files, in name order.
+    pub output: String,
+    /// Whether the second run resumed from a checkpoint of the first (a job that ended
+    /// before its second checkpoint, or takes none, ran whole the second time).
+    pub resumed: bool,
+}
+
+/// Runs the case's query with a state dir, kills it (SIGKILL) once its second checkpoint is
+/// complete, then runs it again to its end from that checkpoint. `extra_options` as for
+/// [`run_query`]; `'checkpoint.interval'` among them makes checkpoints frequent.
+pub fn run_query_restored(
+    ferris: &Path,
+    case: &Case,
+    extra_options: &[(String, String)],
+) -> Result<Restored, String> {
+    let scratch = Scratch::new(case, extra_options)?;
+    let state = ["--state-dir", "state"];
+    let mut first = Command::new(ferris)
         .arg("run")
-        .arg(&query)
-        .current_dir(scratch.path())
-        .output()
+        .args(state)
+        .arg(&scratch.query)
+        .current_dir(scratch.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
         .map_err(|e| format!("cannot start {}: {e}", ferris.display()))?;
-    if !run.status.success() {
-        return Err(format!(
-            "ferris run exited with {}: {}",
-            run.status,
-            String::from_utf8_lossy(&run.stderr).trim()
-        ));
+    let second_checkpoint = scratch
+        .dir
+        .path()
+        .join("state")
+        .join(job_name(&scratch.query)?)
+        .join("chk-0000000002/_manifest.json");
+    loop {
+        if first.try_wait().map_err(|e| e.to_string())?.is_some() {
+            break;
+        }
+        if second_checkpoint.exists() {
+            first.kill().map_err(|e| e.to_string())?;
+            first.wait().map_err(|e| e.to_string())?;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    read_output(&out)
+    let second = scratch.run_to_end(ferris, &state)?;
+    Ok(Restored {
+        output: read_output(&scratch.out)?,
+        resumed: String::from_utf8_lossy(&second.stderr).contains("resumes from checkpoint"),
+    })
+}
+
+/// The name of the job a query file creates (`CREATE STREAM|TABLE name`).
+fn job_name(query: &Path) -> Result<String, String> {
+    let sql = std::fs::read_to_string(query).map_err(|e| e.to_string())?;
+    let words: Vec<&str> = sql.split_whitespace().collect();
+    words
+        .windows(3)
+        .find(|w| {
+            w[0].eq_ignore_ascii_case("CREATE")
+                && (w[1].eq_ignore_ascii_case("STREAM") || w[1].eq_ignore_ascii_case("TABLE"))
+        })
+        .map(|w| w[2].to_string())
+        .ok_or_else(|| "the query creates no stream or table".to_string())
+}
+
+/// A case's query written into a scratch folder, its placeholders filled.
+struct Scratch {
+    dir: tempfile::TempDir,
+    query: PathBuf,
+    out: PathBuf,
+}
+
+impl Scratch {
+    fn new(case: &Case, extra_options: &[(String, String)]) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = dir.path().join("out.jsonl");
+        let mut sql =
+            std::fs::read_to_string(case.dir.join("query.sql")).map_err(|e| e.to_string())?;
+        while let Some(start) = sql.find("{in:") {
+            let end = start + sql[start..].find('}').ok_or("unclosed {in: placeholder")?;
+            let file = case.dir.join(&sql[start + 4..end]);
+            sql.replace_range(start..=end, &file.display().to_string());
+        }
+        sql = sql.replace("{out}", &out.display().to_string());
+        for (key, value) in extra_options {
+            let at = sql
+                .rfind("WITH (")
+                .ok_or("the query has no WITH clause to add options to")?;
+            sql.insert_str(at + "WITH (".len(), &format!("'{key}' = '{value}', "));
+        }
+        let query = dir.path().join("query.sql");
+        std::fs::write(&query, sql).map_err(|e| e.to_string())?;
+        Ok(Self { dir, query, out })
+    }
+
+    /// `ferris run ARGS query.sql` to its end; an error unless it succeeds.
+    fn run_to_end(&self, ferris: &Path, args: &[&str]) -> Result<std::process::Output, String> {
+        let run = Command::new(ferris)
+            .arg("run")
+            .args(args)
+            .arg(&self.query)
+            .current_dir(self.dir.path())
+            .output()
+            .map_err(|e| format!("cannot start {}: {e}", ferris.display()))?;
+        if !run.status.success() {
+            return Err(format!(
+                "ferris run exited with {}: {}",
+                run.status,
+                String::from_utf8_lossy(&run.stderr).trim()
+            ));
+        }
+        Ok(run)
+    }
 }
 
 fn read_meta(dir: &Path) -> Result<Meta, String> {
