@@ -11,12 +11,15 @@
 
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
+use datafusion::physical_plan::streaming::StreamingTableExec;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Spanned;
 use datafusion::sql::sqlparser::ast::{
@@ -27,8 +30,9 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use ferris_streaming::{
-    EVENT_TIME_COLUMN, EmitMode, GROUPING_SETS_UNSUPPORTED, LateDataPolicy, OP_COLUMN,
-    WATERMARK_COLUMN, WatermarkSpec, WindowAggregateConfig, WindowAggregateExec, WindowSpec,
+    EVENT_TIME_COLUMN, EmitMode, GROUPING_SETS_UNSUPPORTED, LateDataPolicy, LookupJoinExec,
+    OP_COLUMN, WATERMARK_COLUMN, WatermarkSpec, WindowAggregateConfig, WindowAggregateExec,
+    WindowSpec,
 };
 
 use crate::error::{EngineError, Result};
@@ -362,6 +366,61 @@ pub fn without_batch_coalescing(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn 
             )
                 as Arc<dyn ExecutionPlan>)),
             _ => Ok(Transformed::no(node)),
+        })?
+        .data)
+}
+
+/// Puts a [`LookupJoinExec`] in place of each hash join of the stream with a bounded table,
+/// so that joined rows go on batch by batch and the table is read again on every start.
+/// `stream` is the schema the query's stream (its first FROM item) is read with: when both
+/// sides end (files), DataFusion may have built its hash table from the stream, and the join
+/// is swapped first so that the table is the side read whole. Joins it cannot take (an extra
+/// filter, a join type that keeps unmatched table rows, an unbounded table) stay as they are.
+pub fn lookup_joins(
+    plan: Arc<dyn ExecutionPlan>,
+    stream: Option<&SchemaRef>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let reads_stream = |side: &Arc<dyn ExecutionPlan>| {
+        stream.is_some_and(|schema| {
+            side.exists(|node| {
+                Ok(node
+                    .downcast_ref::<StreamingTableExec>()
+                    .is_some_and(|scan| Arc::ptr_eq(scan.partition_schema(), schema)))
+            })
+            .unwrap_or(false)
+        })
+    };
+    let lookup = |node: Arc<dyn ExecutionPlan>| -> Transformed<Arc<dyn ExecutionPlan>> {
+        match node
+            .downcast_ref::<HashJoinExec>()
+            .and_then(LookupJoinExec::from_hash_join)
+        {
+            Some(join) => Transformed::new(Arc::new(join), true, TreeNodeRecursion::Jump),
+            None => Transformed::no(node),
+        }
+    };
+    Ok(plan
+        .transform_up(|node| {
+            let Some(join) = node.downcast_ref::<HashJoinExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            if *join.partition_mode() != PartitionMode::CollectLeft {
+                return Ok(Transformed::no(node));
+            }
+            if !reads_stream(join.left()) || reads_stream(join.right()) {
+                return Ok(lookup(node));
+            }
+            // The stream was taken for the table: swap (under a projection that puts the
+            // columns back in order), then look up.
+            let Ok(swapped) = join.swap_inputs(PartitionMode::CollectLeft) else {
+                return Ok(Transformed::no(node));
+            };
+            let swapped = swapped.transform_down(|n| Ok(lookup(n)))?;
+            Ok(if swapped.transformed {
+                Transformed::yes(swapped.data)
+            } else {
+                Transformed::no(node)
+            })
         })?
         .data)
 }

@@ -29,7 +29,9 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use ferris_connectors::kafka::KafkaConnection;
 use ferris_connectors::{Sink, SinkConfig, Source, StopSignal};
 use ferris_streaming::checkpoint::CheckpointBarrier;
-use ferris_streaming::{EmitMode, LateDataPolicy, WATERMARK_COLUMN, WatermarkSpec, WindowSpec};
+use ferris_streaming::{
+    EmitMode, LateDataPolicy, LookupJoinExec, WATERMARK_COLUMN, WatermarkSpec, WindowSpec,
+};
 
 use crate::catalog::{Catalog, CatalogEntry, EntryKind};
 use crate::checkpoint::{CheckpointStore, Manifest};
@@ -39,7 +41,8 @@ use crate::late::LateRecordFile;
 use crate::materialized::{LiveStream, MaterializedTable};
 use crate::options::{OptionValue, Options};
 use crate::planner::{
-    AggregateSettings, rewrite_query, streaming_plan, time_source, without_batch_coalescing,
+    AggregateSettings, lookup_joins, rewrite_query, streaming_plan, time_source,
+    without_batch_coalescing,
 };
 use crate::run::{CheckpointedJob, JobOutputs, Stops, run_at_least_once};
 use crate::show;
@@ -130,6 +133,9 @@ impl Session {
         // Our decoders and sinks speak plain Utf8.
         options.sql_parser.map_string_types_to_utf8view = false;
         options.execution.parquet.schema_force_view_types = false;
+        // A source's scan takes no dynamic filter, and a join fixed by one cannot be turned
+        // into a lookup join with the table on the build side.
+        options.optimizer.enable_join_dynamic_filter_pushdown = false;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
@@ -648,6 +654,16 @@ impl Session {
             logical = logical.with_param_values(parameters.to_vec())?;
         }
         let mut plan = state.create_physical_plan(&logical).await?;
+        let stream_schema = match &stream_source {
+            Some(name) => self
+                .ctx
+                .table_provider(name.as_str())
+                .await
+                .ok()
+                .map(|t| t.schema()),
+            None => None,
+        };
+        plan = lookup_joins(plan, stream_schema.as_ref())?;
         let unbounded = sources.iter().any(|s| !s.source.is_bounded());
         let settings = match (&window, query.emit) {
             (Some(window), emit) => Some((window.spec, emit.unwrap_or(EmitMode::Final))),
@@ -936,12 +952,12 @@ impl Session {
         if has_join(&prepared.plan) {
             if settings.exactly_once == Some(true) {
                 return Err(EngineError::Checkpoint(format!(
-                    "job '{name}': checkpoints do not cover joins yet, so it cannot run exactly once"
+                    "job '{name}': checkpoints cover a stream joined to a table that ends (a lookup join), not this join, so it cannot run exactly once"
                 )));
             }
             tracing::warn!(
                 job = %name,
-                "checkpoints do not cover joins yet; it runs at least once, without them"
+                "checkpoints cover a stream joined to a table that ends, not this join; it runs at least once, without them"
             );
             return Ok(None);
         }
@@ -1268,9 +1284,13 @@ fn is_stateless(plan: &Arc<dyn ExecutionPlan>) -> bool {
         .unwrap_or(true)
 }
 
+/// Whether the plan joins other than by looking rows up in a table (whose state a
+/// checkpoint does not hold).
 fn has_join(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    plan.exists(|node| Ok(node.name().contains("Join")))
-        .unwrap_or(false)
+    plan.exists(|node| {
+        Ok(node.name().contains("Join") && node.downcast_ref::<LookupJoinExec>().is_none())
+    })
+    .unwrap_or(false)
 }
 
 fn has_aggregate(plan: &Arc<dyn ExecutionPlan>) -> bool {

@@ -25,7 +25,7 @@ use ferris_connectors::{
 };
 use ferris_streaming::checkpoint::{CheckpointBarrier, SourceBarrier};
 use ferris_streaming::event_time::stamped_schema;
-use ferris_streaming::{EventTimeStamper, WatermarkSpec};
+use ferris_streaming::{EventTimeStamper, LookupTableRead, WatermarkSpec};
 use futures::TryStreamExt;
 
 use crate::error::{EngineError, Result};
@@ -153,10 +153,12 @@ impl PartitionStream for SourcePartition {
             .get_extension::<JobMetrics>()
             .map(|job| job.register_source(&self.name, &self.schema))
             .unwrap_or_default();
-        // A job that checkpoints cuts its sources at its barrier, and may restore them.
-        let barrier = ctx
-            .session_config()
+        // A job that checkpoints cuts its sources at its barrier, and may restore them; a
+        // lookup table is read whole on every start instead.
+        let config = ctx.session_config();
+        let barrier = config
             .get_extension::<CheckpointBarrier>()
+            .filter(|_| config.get_extension::<LookupTableRead>().is_none())
             .map(|barrier| barrier.register_source(&self.name));
         let control = ctx.session_config().get_extension::<JobControl>();
         let (name, source, stop, stamp) = (

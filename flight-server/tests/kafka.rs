@@ -849,3 +849,61 @@ fn metrics_show_each_partition_s_lag_and_each_operator_s_records() {
     server.sql("RESUME JOB lagged");
     wait_for_lag(0);
 }
+
+#[test]
+fn a_topic_joined_to_a_table_writes_each_batch_s_rows_at_once_and_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = topic("enrich", 1);
+    // Every symbol but GOOG has a sector.
+    std::fs::write(
+        dir.path().join("instruments.csv"),
+        "symbol,sector\nAAPL,tech\nMSFT,tech\nNVDA,chips\nAMZN,retail\n",
+    )
+    .unwrap();
+    let server = Server::spawn(dir.path(), &["--state-dir", "state"]);
+    server.sql(&format!(
+        "CREATE STREAM enriched AS
+         SELECT t.symbol, i.sector, t.qty FROM trades t JOIN instruments i ON t.symbol = i.symbol
+         WITH ('trades.type' = 'kafka_source', 'trades.bootstrap.servers' = '{}',
+           'trades.topic' = '{input}', 'trades.group.id' = '{input}-enrich',
+           'trades.kafka.session.timeout.ms' = '6000',
+           'trades.schema' = 'symbol VARCHAR, price DECIMAL(10,2), qty BIGINT, ts BIGINT',
+           'instruments.type' = 'file_source', 'instruments.path' = 'instruments.csv',
+           'enriched.type' = 'file_sink', 'enriched.path' = 'enriched/',
+           'checkpoint.interval' = '100ms', 'processing.guarantee' = 'exactly_once')",
+        bootstrap()
+    ));
+    produce_trades(&input, json_value, b"");
+    // Far fewer rows than a batch: they still come out, committed at the next checkpoints.
+    let out = dir.path().join("enriched");
+    let expected = ROWS / SYMBOLS.len() * 4;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !out.exists() || support::sorted_part_lines(&out).len() < expected {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {expected} joined rows",
+            if out.exists() {
+                support::sorted_part_lines(&out).len()
+            } else {
+                0
+            }
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let lines = support::sorted_part_lines(&out);
+    assert_eq!(lines.len(), expected);
+    assert!(lines.iter().all(|l| !l.contains("GOOG")));
+    assert!(
+        lines.iter().any(|l| l.contains(r#""sector":"chips""#)),
+        "{}",
+        lines[0]
+    );
+    let status = server.sql("SHOW JOB STATUS 'enriched'");
+    assert!(status.contains("LookupJoinExec"), "{status}");
+    let checkpoint = status
+        .lines()
+        .find(|l| l.contains("| last_checkpoint "))
+        .unwrap_or_default()
+        .to_string();
+    assert!(checkpoint.chars().any(|c| c.is_ascii_digit()), "{status}");
+}

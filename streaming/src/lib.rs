@@ -7,6 +7,7 @@
 //! - [`WindowAggregateExec`]: an incremental GROUP BY per window, built on DataFusion's own
 //!   aggregate functions (`GroupsAccumulator`), emitting final rows or changes.
 //!
+//! - [`LookupJoinExec`]: a stream joined to a bounded table, each batch as it comes.
 //! - [`checkpoint`]: a consistent cut of a running plan, for checkpoints.
 //!
 //! Every stateful piece can be snapshotted to a `RecordBatch` and restored from it.
@@ -15,6 +16,7 @@ pub mod checkpoint;
 mod error;
 pub mod event_time;
 pub mod late;
+mod lookup_join;
 mod session_state;
 mod sliced_state;
 pub mod window;
@@ -24,6 +26,7 @@ mod window_state;
 pub use error::StreamingError;
 pub use event_time::{EVENT_TIME_COLUMN, EventTimeStamper, WATERMARK_COLUMN, WatermarkSpec};
 pub use late::{LateDataPolicy, LateRecordSink};
+pub use lookup_join::{LookupJoinExec, LookupTableRead};
 pub use window::WindowSpec;
 pub use window_aggregate::{
     EmitMode, GROUPING_SETS_UNSUPPORTED, OP_COLUMN, WindowAggregateConfig, WindowAggregateExec,

@@ -1,0 +1,527 @@
+//! `LookupJoinExec`: a stream joined to a bounded table, each stream batch as it comes.
+//!
+//! It takes the place of DataFusion's `HashJoinExec` where one side is the stream and the
+//! other a table that ends (a file of reference data). DataFusion's join gathers its output
+//! until a whole batch (8192 rows) is full, which on a stream that pauses may be never; and
+//! it keeps its table privately. This one reads the table whole when it starts, indexes it
+//! by the join keys, and gives each stream batch's matches on at once. Its only state is the
+//! table, which it reads again on every start, so a checkpoint needs nothing of it: the
+//! table's sources run outside the checkpoint barrier ([`LookupTableRead`]).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::RecordBatchOptions;
+use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::compute::{cast, concat_batches, take};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::row::{RowConverter, Rows, SortField};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{JoinType, NullEquality};
+use datafusion::error::Result;
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalExprRef};
+use datafusion::physical_plan::execution_plan::EmissionType;
+use datafusion::physical_plan::joins::HashJoinExec;
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream, collect,
+};
+use futures::StreamExt;
+
+/// Marks a task context in which sources are read as a lookup table: whole, from their
+/// start, on every run, and never cut by a checkpoint.
+#[derive(Debug, Default)]
+pub struct LookupTableRead;
+
+/// The plan node: `table` (bounded, read whole) joined with `stream` on `on`.
+#[derive(Debug)]
+pub struct LookupJoinExec {
+    table: Arc<dyn ExecutionPlan>,
+    stream: Arc<dyn ExecutionPlan>,
+    /// Pairs of (table key, stream key).
+    on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
+    /// Stream rows without a match are kept (with nulls for the table's columns).
+    keep_unmatched: bool,
+    /// The table's columns, then the stream's.
+    join_schema: SchemaRef,
+    /// Which columns of the joined row are given on (all when none).
+    projection: Option<Vec<usize>>,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl LookupJoinExec {
+    /// The lookup join doing what `join` does, when it can: an equi-join without an extra
+    /// filter, whose build (left) side is bounded, keeping matched stream (right) rows
+    /// (`INNER`) or every stream row (`RIGHT`), where null keys match nothing.
+    pub fn from_hash_join(join: &HashJoinExec) -> Option<Self> {
+        let keep_unmatched = match join.join_type() {
+            JoinType::Inner => false,
+            JoinType::Right => true,
+            _ => return None,
+        };
+        let usable = join.filter().is_none()
+            && join.null_equality() == NullEquality::NullEqualsNothing
+            && !join.null_aware
+            && !join.left().properties().boundedness.is_unbounded();
+        if !usable {
+            return None;
+        }
+        Some(Self::new(
+            join.left().clone(),
+            join.right().clone(),
+            join.on().to_vec(),
+            keep_unmatched,
+            join.join_schema().clone(),
+            join.projection.as_ref().map(|p| p.to_vec()),
+        ))
+    }
+
+    fn new(
+        table: Arc<dyn ExecutionPlan>,
+        stream: Arc<dyn ExecutionPlan>,
+        on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
+        keep_unmatched: bool,
+        join_schema: SchemaRef,
+        projection: Option<Vec<usize>>,
+    ) -> Self {
+        let schema = match &projection {
+            Some(columns) => Arc::new(
+                join_schema
+                    .project(columns)
+                    .expect("the join's projection fits its schema"),
+            ),
+            None => join_schema.clone(),
+        };
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(schema),
+            Partitioning::UnknownPartitioning(
+                stream.properties().output_partitioning().partition_count(),
+            ),
+            EmissionType::Incremental,
+            stream.properties().boundedness,
+        );
+        Self {
+            table,
+            stream,
+            on,
+            keep_unmatched,
+            join_schema,
+            projection,
+            properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
+}
+
+impl DisplayAs for LookupJoinExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let on: Vec<String> = self
+            .on
+            .iter()
+            .map(|(table, stream)| format!("({table}, {stream})"))
+            .collect();
+        // Not "Right": the user wrote the stream on the left of a LEFT JOIN.
+        write!(
+            f,
+            "LookupJoinExec: keeps={}, on=[{}]",
+            if self.keep_unmatched {
+                "every stream row"
+            } else {
+                "matched stream rows"
+            },
+            on.join(", ")
+        )?;
+        if let Some(projection) = &self.projection {
+            let names: Vec<&str> = projection
+                .iter()
+                .map(|&i| self.join_schema.field(i).name().as_str())
+                .collect();
+            write!(f, ", projection=[{}]", names.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for LookupJoinExec {
+    fn name(&self) -> &str {
+        "LookupJoinExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.table, &self.stream]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![false, true]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        for (table, stream) in &self.on {
+            for expr in [table, stream] {
+                if f(expr)? == TreeNodeRecursion::Stop {
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let stream = children.swap_remove(1);
+        let table = children.swap_remove(0);
+        Ok(Arc::new(Self::new(
+            table,
+            stream,
+            self.on.clone(),
+            self.keep_unmatched,
+            self.join_schema.clone(),
+            self.projection.clone(),
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let table_context = Arc::new(TaskContext::new(
+            context.task_id(),
+            context.session_id(),
+            context
+                .session_config()
+                .clone()
+                .with_extension(Arc::new(LookupTableRead)),
+            context.scalar_functions().clone(),
+            context.higher_order_functions().clone(),
+            context.aggregate_functions().clone(),
+            context.window_functions().clone(),
+            context.runtime_env(),
+        ));
+        let stream = self.stream.execute(partition, context)?;
+        let output_rows = BaselineMetrics::new(&self.metrics, partition);
+        let joiner = Joiner {
+            table_plan: self.table.clone(),
+            on: self.on.clone(),
+            keep_unmatched: self.keep_unmatched,
+            join_schema: self.join_schema.clone(),
+            projection: self.projection.clone(),
+            schema: self.properties.eq_properties.schema().clone(),
+        };
+        let joined = futures::stream::once(async move {
+            let table = joiner.index(collect(joiner.table_plan.clone(), table_context).await?)?;
+            let joiner = Arc::new((joiner, table));
+            Ok::<_, datafusion::error::DataFusionError>(stream.map(move |batch| {
+                let (joiner, table) = joiner.as_ref();
+                let joined = joiner.join(table, &batch?)?;
+                output_rows.record_output(joined.num_rows());
+                Ok(joined)
+            }))
+        })
+        .map(|started| match started {
+            Ok(joined) => joined.boxed(),
+            Err(e) => futures::stream::once(async { Err(e) }).boxed(),
+        })
+        .flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.properties.eq_properties.schema().clone(),
+            joined,
+        )))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+/// What joining needs, without the plan node.
+struct Joiner {
+    table_plan: Arc<dyn ExecutionPlan>,
+    on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
+    keep_unmatched: bool,
+    join_schema: SchemaRef,
+    projection: Option<Vec<usize>>,
+    schema: SchemaRef,
+}
+
+/// The table, read whole and indexed by its join keys.
+struct IndexedTable {
+    rows: RecordBatch,
+    keys: RowConverter,
+    /// The table's key types, which the stream's keys are cast to.
+    key_types: Vec<DataType>,
+    /// Key (row format) to the table rows that have it; rows with a null key are left out.
+    index: HashMap<Box<[u8]>, Vec<u32>>,
+}
+
+impl Joiner {
+    fn index(&self, batches: Vec<RecordBatch>) -> Result<IndexedTable> {
+        let rows = concat_batches(&self.table_plan.schema(), &batches)?;
+        let keys = self.evaluate(&rows, |(table, _)| table, None)?;
+        let key_types: Vec<DataType> = keys.iter().map(|k| k.data_type().clone()).collect();
+        let converter = RowConverter::new(key_types.iter().cloned().map(SortField::new).collect())?;
+        let encoded = converter.convert_columns(&keys)?;
+        let mut index: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
+        for (i, key) in encoded.iter().enumerate() {
+            if keys.iter().all(|k| k.is_valid(i)) {
+                index.entry(key.as_ref().into()).or_default().push(i as u32);
+            }
+        }
+        Ok(IndexedTable {
+            rows,
+            keys: converter,
+            key_types,
+            index,
+        })
+    }
+
+    /// The join keys of `batch`, by one side of each pair; cast to `types` when given.
+    fn evaluate(
+        &self,
+        batch: &RecordBatch,
+        side: fn(&(PhysicalExprRef, PhysicalExprRef)) -> &PhysicalExprRef,
+        types: Option<&[DataType]>,
+    ) -> Result<Vec<ArrayRef>> {
+        self.on
+            .iter()
+            .enumerate()
+            .map(|(i, pair)| {
+                let key = side(pair).evaluate(batch)?.into_array(batch.num_rows())?;
+                Ok(match types {
+                    Some(types) if key.data_type() != &types[i] => cast(&key, &types[i])?,
+                    _ => key,
+                })
+            })
+            .collect()
+    }
+
+    /// One stream batch joined with the table.
+    fn join(&self, table: &IndexedTable, batch: &RecordBatch) -> Result<RecordBatch> {
+        let keys = self.evaluate(batch, |(_, stream)| stream, Some(&table.key_types))?;
+        let encoded: Rows = table.keys.convert_columns(&keys)?;
+        let mut table_rows: Vec<Option<u32>> = Vec::new();
+        let mut stream_rows: Vec<u32> = Vec::new();
+        for (i, key) in encoded.iter().enumerate() {
+            let matches = keys
+                .iter()
+                .all(|k| k.is_valid(i))
+                .then(|| table.index.get(key.as_ref()))
+                .flatten();
+            match matches {
+                Some(found) => {
+                    for &row in found {
+                        table_rows.push(Some(row));
+                        stream_rows.push(i as u32);
+                    }
+                }
+                None if self.keep_unmatched => {
+                    table_rows.push(None);
+                    stream_rows.push(i as u32);
+                }
+                None => {}
+            }
+        }
+        let table_rows = UInt32Array::from(table_rows);
+        let stream_rows = UInt32Array::from(stream_rows);
+        let mut columns = Vec::with_capacity(self.join_schema.fields().len());
+        for column in table.rows.columns() {
+            columns.push(take(column, &table_rows, None)?);
+        }
+        for column in batch.columns() {
+            columns.push(take(column, &stream_rows, None)?);
+        }
+        let columns = match &self.projection {
+            Some(projection) => projection.iter().map(|&i| columns[i].clone()).collect(),
+            None => columns,
+        };
+        // A projection may keep no column (`COUNT(*)`): the row count says how many rows.
+        let options = RecordBatchOptions::new().with_row_count(Some(stream_rows.len()));
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &options,
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int32Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::util::pretty::pretty_format_batches;
+    use datafusion::datasource::memory::MemorySourceConfig;
+    use datafusion::physical_expr::expressions::Column;
+    use datafusion::physical_plan::joins::PartitionMode;
+    use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+
+    fn table() -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new("symbol", DataType::Int32, true),
+            Field::new("sector", DataType::Utf8, false),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(Int32Array::from(vec![Some(1), Some(2), Some(2), None])),
+                Arc::new(StringArray::from(vec![
+                    "tech",
+                    "energy",
+                    "utilities",
+                    "none",
+                ])),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn trades() -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new("symbol", DataType::Int32, true),
+            Field::new("qty", DataType::Int64, false),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(Int32Array::from(vec![
+                    Some(2),
+                    Some(3),
+                    None,
+                    Some(1),
+                    Some(2),
+                ])),
+                Arc::new(Int64Array::from(vec![10, 20, 30, 40, 50])),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn memory(batch: RecordBatch) -> Arc<dyn ExecutionPlan> {
+        MemorySourceConfig::try_new_exec(&[vec![batch.clone()]], batch.schema(), None).unwrap()
+    }
+
+    fn hash_join(
+        stream: Arc<dyn ExecutionPlan>,
+        join_type: JoinType,
+        projection: Option<Vec<usize>>,
+    ) -> HashJoinExec {
+        let on = vec![(
+            Arc::new(Column::new("symbol", 0)) as PhysicalExprRef,
+            Arc::new(Column::new("symbol", 0)) as PhysicalExprRef,
+        )];
+        HashJoinExec::try_new(
+            memory(table()),
+            stream,
+            on,
+            None,
+            &join_type,
+            projection,
+            PartitionMode::CollectLeft,
+            NullEquality::NullEqualsNothing,
+            false,
+        )
+        .unwrap()
+    }
+
+    /// The rows of `plan`, sorted, as a table.
+    async fn sorted_rows(plan: Arc<dyn ExecutionPlan>) -> String {
+        let batches = collect(plan, Arc::new(TaskContext::default()))
+            .await
+            .unwrap();
+        let table = pretty_format_batches(&batches).unwrap().to_string();
+        let mut lines: Vec<&str> = table.lines().collect();
+        lines.sort();
+        lines.join("\n")
+    }
+
+    #[tokio::test]
+    async fn joins_as_datafusion_s_hash_join_does() {
+        for (join_type, projection) in [
+            (JoinType::Inner, None),
+            (JoinType::Right, None),
+            (JoinType::Inner, Some(vec![1, 3])),
+            // No column at all: only the number of rows is left.
+            (JoinType::Inner, Some(vec![])),
+        ] {
+            let join = hash_join(memory(trades()), join_type, projection.clone());
+            let lookup = LookupJoinExec::from_hash_join(&join).unwrap();
+            let expected = sorted_rows(Arc::new(join)).await;
+            let got = Arc::new(lookup);
+            let rows: usize = collect(got.clone(), Arc::new(TaskContext::default()))
+                .await
+                .unwrap()
+                .iter()
+                .map(|b| b.num_rows())
+                .sum();
+            // Null keys match nothing; symbol 2 is in the table twice, 3 not at all.
+            let matched = if join_type == JoinType::Right { 7 } else { 5 };
+            assert_eq!(rows, matched, "{join_type} {projection:?}");
+            assert_eq!(
+                sorted_rows(got).await,
+                expected,
+                "{join_type} {projection:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn takes_only_what_it_can_do_batch_by_batch() {
+        let left = hash_join(memory(trades()), JoinType::Left, None);
+        assert!(LookupJoinExec::from_hash_join(&left).is_none());
+        let full = hash_join(memory(trades()), JoinType::Full, None);
+        assert!(LookupJoinExec::from_hash_join(&full).is_none());
+    }
+
+    /// One batch, then nothing more for as long as anyone waits: a quiet stream.
+    #[derive(Debug)]
+    struct QuietStream(RecordBatch);
+
+    impl PartitionStream for QuietStream {
+        fn schema(&self) -> &SchemaRef {
+            self.0.schema_ref()
+        }
+
+        fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+            let batch = self.0.clone();
+            let stream =
+                futures::stream::once(async { Ok(batch) }).chain(futures::stream::pending());
+            Box::pin(RecordBatchStreamAdapter::new(self.0.schema(), stream))
+        }
+    }
+
+    #[tokio::test]
+    async fn gives_a_batch_s_matches_on_before_the_stream_goes_on() {
+        let quiet = StreamingTableExec::try_new(
+            trades().schema(),
+            vec![Arc::new(QuietStream(trades()))],
+            None,
+            [],
+            true,
+            None,
+        )
+        .unwrap();
+        let join = hash_join(Arc::new(quiet), JoinType::Inner, None);
+        let lookup = LookupJoinExec::from_hash_join(&join).unwrap();
+        let mut joined = lookup.execute(0, Arc::new(TaskContext::default())).unwrap();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(10), joined.next())
+            .await
+            .expect("the first batch's matches, while the stream is quiet")
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.num_rows(), 5);
+    }
+}
