@@ -35,7 +35,13 @@ fn main() {
                 path.display(),
                 out.display()
             );
-            let mut taken = (0, std::time::Duration::ZERO, 0, std::time::Duration::ZERO);
+            let mut taken = (
+                0,
+                std::time::Duration::ZERO,
+                0,
+                std::time::Duration::ZERO,
+                std::time::Duration::ZERO,
+            );
             let measured = measure(|| {
                 runtime.block_on(async {
                     let mut session = Session::new();
@@ -54,6 +60,7 @@ fn main() {
                             metrics.checkpoint_time(),
                             peak,
                             last.duration,
+                            metrics.checkpoint_held_time(),
                         );
                     }
                     progress.records_in
@@ -66,9 +73,10 @@ fn main() {
             measured.print(&what);
             if interval.is_some() {
                 println!(
-                    "  {} checkpoints, {:.1} ms each on average (the last, at the end, {:.1} ms); window state peaked at {} KiB",
+                    "  {} checkpoints, {:.1} ms each on average, sources held {:.2} ms (the last, at the end, {:.1} ms); window state peaked at {} KiB",
                     taken.0,
                     taken.1.as_secs_f64() * 1000.0 / taken.0.max(1) as f64,
+                    taken.4.as_secs_f64() * 1000.0 / taken.0.max(1) as f64,
                     taken.3.as_secs_f64() * 1000.0,
                     taken.2 / 1024
                 );

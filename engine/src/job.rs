@@ -22,6 +22,8 @@ pub struct JobMetrics {
     checkpoints: AtomicU64,
     /// Time spent checkpointing, in µs.
     checkpoint_micros: AtomicU64,
+    /// Time the sources waited for checkpoints, in µs.
+    checkpoint_held_micros: AtomicU64,
     /// Why the job is starting again, while it is.
     retrying: Mutex<Option<String>>,
 }
@@ -35,6 +37,9 @@ pub struct CheckpointInfo {
     pub at: std::time::SystemTime,
     /// From asking for it to its output committed.
     pub duration: Duration,
+    /// How long the sources waited: from asking for it to their going on (the cut and the
+    /// sink's prepare; the write too when the sink commits a Kafka transaction).
+    pub held: Duration,
     /// Bytes of operator state it holds.
     pub state_bytes: u64,
 }
@@ -87,19 +92,16 @@ impl JobMetrics {
     }
 
     /// Records a completed checkpoint.
-    pub fn checkpointed(&self, epoch: u64, duration: Duration, state_bytes: u64) {
+    pub fn checkpointed(&self, checkpoint: CheckpointInfo) {
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.checkpoint_micros
-            .fetch_add(duration.as_micros() as u64, Ordering::Relaxed);
+            .fetch_add(checkpoint.duration.as_micros() as u64, Ordering::Relaxed);
+        self.checkpoint_held_micros
+            .fetch_add(checkpoint.held.as_micros() as u64, Ordering::Relaxed);
         *self
             .last_checkpoint
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(CheckpointInfo {
-            epoch,
-            at: std::time::SystemTime::now(),
-            duration,
-            state_bytes,
-        });
+            .unwrap_or_else(|e| e.into_inner()) = Some(checkpoint);
     }
 
     /// The last checkpoint completed, if any.
@@ -131,6 +133,11 @@ impl JobMetrics {
     /// Time spent checkpointing so far, from each cut to its output committed.
     pub fn checkpoint_time(&self) -> Duration {
         Duration::from_micros(self.checkpoint_micros.load(Ordering::Relaxed))
+    }
+
+    /// Time the sources waited for checkpoints so far.
+    pub fn checkpoint_held_time(&self) -> Duration {
+        Duration::from_micros(self.checkpoint_held_micros.load(Ordering::Relaxed))
     }
 
     /// Checkpoints completed by this run.

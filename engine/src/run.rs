@@ -22,7 +22,7 @@ use futures::StreamExt;
 
 use crate::checkpoint::{CheckpointStore, Manifest, now_ms};
 use crate::error::{EngineError, Result};
-use crate::job::{JobControl, JobEnd, JobMetrics};
+use crate::job::{CheckpointInfo, JobControl, JobEnd, JobMetrics};
 use crate::materialized::{LiveStreamWriter, MaterializedTable};
 use crate::session::{JobRun, task_context};
 
@@ -317,7 +317,10 @@ async fn run_checkpointed(
                 }
             } else {
                 barrier.release(pending.epoch);
-                in_flight = Some(pending);
+                in_flight = Some(PendingCheckpoint {
+                    held: Some(pending.cutting + pending.started.elapsed()),
+                    ..pending
+                });
             }
         }
         if let Some(batch) = batch {
@@ -350,6 +353,8 @@ struct PendingCheckpoint {
     cutting: Duration,
     /// When the sink began preparing.
     started: Instant,
+    /// How long the sources waited, once they went on before the write completed.
+    held: Option<Duration>,
     write: tokio::task::JoinHandle<Result<()>>,
 }
 
@@ -389,6 +394,7 @@ fn begin(
         state_bytes,
         cutting,
         started,
+        held: None,
         write,
     })
 }
@@ -440,10 +446,13 @@ async fn complete(
         }
     }
     checkpointing.barrier.release(pending.epoch);
-    outputs.metrics.checkpointed(
-        pending.epoch,
-        pending.cutting + pending.started.elapsed(),
-        pending.state_bytes,
-    );
+    let duration = pending.cutting + pending.started.elapsed();
+    outputs.metrics.checkpointed(CheckpointInfo {
+        epoch: pending.epoch,
+        at: std::time::SystemTime::now(),
+        duration,
+        held: pending.held.unwrap_or(duration),
+        state_bytes: pending.state_bytes,
+    });
     checkpointing.store.prune(pending.epoch).await
 }

@@ -295,6 +295,10 @@ pub(crate) fn show_job_status(
             "last_checkpoint_ms",
             checkpoint.map_or(String::new(), |c| c.duration.as_millis().to_string()),
         ),
+        (
+            "last_checkpoint_pause_ms",
+            checkpoint.map_or(String::new(), |c| c.held.as_millis().to_string()),
+        ),
         ("lag", lag_text(job)),
         (
             "last_error",

@@ -102,7 +102,7 @@ struct JobView<'a> {
 /// Every job's counters in the Prometheus text format.
 async fn metrics(service: &FerrisFlightSql) -> String {
     let jobs = service.job_records().await;
-    let families: [Family; 15] = [
+    let families: [Family; 16] = [
         (
             "ferris_job_records_in_total",
             "counter",
@@ -180,6 +180,12 @@ async fn metrics(service: &FerrisFlightSql) -> String {
             "gauge",
             "How long the last checkpoint took, from the cut to its output committed.",
             |job| per_job(job.checkpoint.map(|c| c.duration.as_secs_f64())),
+        ),
+        (
+            "ferris_job_checkpoint_pause_seconds",
+            "gauge",
+            "How long the sources waited for the last checkpoint (the cut and the sink's prepare).",
+            |job| per_job(job.checkpoint.map(|c| c.held.as_secs_f64())),
         ),
         (
             "ferris_job_checkpoint_age_seconds",
