@@ -22,6 +22,7 @@ use parquet::arrow::ArrowWriter;
 
 use crate::error::{ConnectorError, Result};
 use crate::format::FileFormat;
+use crate::sink::PreparedOutput;
 
 /// Everything a file sink needs, resolved from its `WITH` options.
 #[derive(Debug, Clone)]
@@ -212,25 +213,30 @@ impl FileSink {
         Ok(())
     }
 
-    /// Phase one of a checkpoint: makes every row written so far durable but not yet
-    /// visible, and says how to commit it (the sink's part of the checkpoint).
-    pub fn prepare_checkpoint(&mut self) -> Result<serde_json::Value> {
+    /// Phase one of a checkpoint: finishes (or flushes) every row written so far, not yet
+    /// visible, and says how to commit it (the sink's part of the checkpoint). The files
+    /// are durable once [`PreparedOutput::make_durable`] has synced them.
+    pub fn prepare_checkpoint(&mut self) -> Result<PreparedOutput> {
         if !self.config.is_folder() {
             let part = self
                 .part
                 .as_mut()
                 .expect("a resumable single file stays open");
-            let length = part.writer.sync()?;
-            return Ok(serde_json::json!({
-                "file": absolute(&part.in_progress),
-                "length": length,
-                "rows": self.rows,
-            }));
+            let (length, file) = part.writer.flush()?;
+            return Ok(PreparedOutput {
+                part: serde_json::json!({
+                    "file": absolute(&part.in_progress),
+                    "length": length,
+                    "rows": self.rows,
+                }),
+                unsynced: vec![file],
+            });
         }
+        let mut unsynced = Vec::new();
         if let Some(part) = self.part.take() {
             let in_progress = part.in_progress.clone();
             let target = part.target.clone();
-            part.finish()?;
+            unsynced.push(part.finish()?);
             self.prepared.push((in_progress, target));
         }
         let parts: Vec<_> = self
@@ -238,11 +244,14 @@ impl FileSink {
             .iter()
             .map(|(a, b)| serde_json::json!([absolute(a), absolute(b)]))
             .collect();
-        Ok(serde_json::json!({
-            "parts": parts,
-            "next_part": self.next_part,
-            "rows": self.rows,
-        }))
+        Ok(PreparedOutput {
+            part: serde_json::json!({
+                "parts": parts,
+                "next_part": self.next_part,
+                "rows": self.rows,
+            }),
+            unsynced,
+        })
     }
 
     /// Phase two, once the checkpoint is written: its parts become visible.
@@ -386,15 +395,17 @@ impl FileSink {
             return Ok(());
         };
         let (in_progress, target) = (part.in_progress.clone(), part.target.clone());
-        part.finish()?;
+        part.finish()?
+            .sync_all()
+            .map_err(|e| ConnectorError::storage(format!("committing {}", target.display()), e))?;
         std::fs::rename(&in_progress, &target)
             .map_err(|e| ConnectorError::storage(format!("committing {}", target.display()), e))
     }
 }
 
 impl Part {
-    /// Finishes the file (a Parquet footer), flushes it and syncs it to disk.
-    fn finish(self) -> Result<()> {
+    /// Finishes the file (a Parquet footer) and flushes it; the file, not yet synced.
+    fn finish(self) -> Result<File> {
         let io = |e: std::io::Error| {
             ConnectorError::storage(format!("committing {}", self.target.display()), e)
         };
@@ -411,22 +422,22 @@ impl Part {
                 ConnectorError::storage(format!("committing {}", self.target.display()), e)
             })?,
         };
-        file.sync_all().map_err(io)
+        Ok(file)
     }
 }
 
 impl FormatWriter {
-    /// Flushes a text file and syncs it to disk; its length.
-    fn sync(&mut self) -> Result<u64> {
+    /// Flushes a text file; its length, and a handle to sync it with.
+    fn flush(&mut self) -> Result<(u64, File)> {
         let file = match self {
             Self::Json(w) => w.get_mut(),
             Self::Csv { file, .. } => file,
             Self::Parquet(_) => unreachable!("a single Parquet file is never resumed"),
         };
-        let io = |e: std::io::Error| ConnectorError::storage("syncing a checkpointed file", e);
+        let io = |e: std::io::Error| ConnectorError::storage("flushing a checkpointed file", e);
         file.flush().map_err(io)?;
-        file.get_ref().sync_data().map_err(io)?;
-        file.get_ref().metadata().map(|m| m.len()).map_err(io)
+        let length = file.get_ref().metadata().map(|m| m.len()).map_err(io)?;
+        Ok((length, file.get_ref().try_clone().map_err(io)?))
     }
 }
 

@@ -38,6 +38,6 @@ pub use message::{AvroFormat, MessageFormat, ProtobufFormat, SchemaRegistry};
 pub use metrics::SourceMetrics;
 pub use position::{PartPosition, SourcePosition};
 pub use records::{BadRecord, OnError};
-pub use sink::{Sink, SinkConfig};
+pub use sink::{PreparedOutput, Sink, SinkConfig};
 pub use source::{Source, SourceReader};
 pub use stop::StopSignal;

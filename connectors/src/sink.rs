@@ -5,7 +5,7 @@ use std::time::Duration;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
-use crate::error::Result;
+use crate::error::{ConnectorError, Result};
 use crate::file_sink::{FileSink, FileSinkConfig};
 use crate::kafka::{KafkaSink, KafkaSinkConfig};
 
@@ -123,12 +123,16 @@ impl Sink {
         }
     }
 
-    /// Phase one of a checkpoint: everything written so far is durable (not yet visible,
-    /// where the sink can hold it back); returns the sink's part of the checkpoint.
-    pub fn prepare_checkpoint(&mut self) -> Result<serde_json::Value> {
+    /// Phase one of a checkpoint: everything written so far is finished, not yet visible
+    /// where the sink can hold it back, and durable once [`PreparedOutput::make_durable`]
+    /// has run (a Kafka sink's is at once: flushed and acknowledged).
+    pub fn prepare_checkpoint(&mut self) -> Result<PreparedOutput> {
         match self {
             Self::File(file) => file.prepare_checkpoint(),
-            Self::Kafka(kafka) => kafka.flush().map(|()| serde_json::json!({})),
+            Self::Kafka(kafka) => kafka.flush().map(|()| PreparedOutput {
+                part: serde_json::json!({}),
+                unsynced: Vec::new(),
+            }),
         }
     }
 
@@ -159,5 +163,27 @@ impl Sink {
                 Ok(kafka.rows_written())
             }
         }
+    }
+}
+
+/// A sink's output up to a checkpoint's cut: written and finished, neither durable nor
+/// visible yet.
+#[derive(Debug)]
+pub struct PreparedOutput {
+    /// What the checkpoint's manifest records of it.
+    pub part: serde_json::Value,
+    /// Files written to, synced by [`PreparedOutput::make_durable`].
+    pub(crate) unsynced: Vec<std::fs::File>,
+}
+
+impl PreparedOutput {
+    /// Syncs its files to disk (blocking; the job goes on meanwhile): the checkpoint may be
+    /// written once it returns.
+    pub fn make_durable(&self) -> Result<()> {
+        for file in &self.unsynced {
+            file.sync_all()
+                .map_err(|e| ConnectorError::storage("syncing a checkpoint's output", e))?;
+        }
+        Ok(())
     }
 }

@@ -358,7 +358,8 @@ struct PendingCheckpoint {
     write: tokio::task::JoinHandle<Result<()>>,
 }
 
-/// Prepares the sink's output up to the cut, and starts writing the checkpoint.
+/// Prepares the sink's output up to the cut, and starts making it durable and writing the
+/// checkpoint.
 fn begin(
     checkpointing: &Checkpointing,
     outputs: &mut JobOutputs,
@@ -367,13 +368,13 @@ fn begin(
     cutting: Duration,
 ) -> Result<PendingCheckpoint> {
     let started = Instant::now();
-    let sink_part = outputs.sink.prepare_checkpoint()?;
+    let prepared = outputs.sink.prepare_checkpoint()?;
     let manifest = Manifest {
         epoch: captured.epoch,
         plan: checkpointing.plan.clone(),
         sources: captured.sources.iter().map(|(n, _)| n.clone()).collect(),
         operators: captured.operators.len(),
-        sink: sink_part,
+        sink: prepared.part.clone(),
         finished,
         created_ms: now_ms(),
     };
@@ -385,7 +386,11 @@ fn begin(
     let positions = captured.sources.clone();
     let epoch = captured.epoch;
     let store = checkpointing.store.clone();
+    // The output must be on disk before the manifest that commits it.
     let write = tokio::spawn(tracing::Instrument::in_current_span(async move {
+        tokio::task::spawn_blocking(move || prepared.make_durable())
+            .await
+            .map_err(|e| EngineError::Checkpoint(format!("syncing the output: {e}")))??;
         store.write(&manifest, &captured).await
     }));
     Ok(PendingCheckpoint {

@@ -65,11 +65,17 @@ fn run_uncrashed(dir: &Path, sql: &str) {
     support::ferris_ok(dir, &["run", "--state-dir", "reference-state", "job.sql"]);
 }
 
-/// Runs `sql` in `dir` with `env`, killing it `kills` times; checks that it was killed and
-/// resumed.
-fn run_crashing(dir: &Path, sql: &str, kills: usize, env: &[(String, String)]) -> KilledRuns {
+/// Runs `sql` in `dir` with `env`, killing it `kills` times after a random wait in `delay`
+/// (ms); checks that it was killed and resumed.
+fn run_crashing(
+    dir: &Path,
+    sql: &str,
+    kills: usize,
+    delay: std::ops::Range<u64>,
+    env: &[(String, String)],
+) -> KilledRuns {
     std::fs::write(dir.join("job.sql"), sql).unwrap();
-    let runs = run_killing(dir, kills, 150..500, crash_seed(), env);
+    let runs = run_killing(dir, kills, delay, crash_seed(), env);
     let stderr = String::from_utf8_lossy(&runs.last.stderr);
     assert!(runs.last.status.success(), "{stderr}");
     assert!(
@@ -89,7 +95,13 @@ fn file_to_file_survives_sigkill_exactly_once() {
     let source = "'trades.type' = 'file_source', 'trades.path' = 'trades.jsonl'";
     let sink = |folder: &str| format!("'bars.type' = 'file_sink', 'bars.path' = '{folder}/'");
     run_uncrashed(dir.path(), &bars_job(source, &sink("expected")));
-    run_crashing(dir.path(), &bars_job(source, &sink("out")), 4, &[]);
+    run_crashing(
+        dir.path(),
+        &bars_job(source, &sink("out")),
+        4,
+        150..500,
+        &[],
+    );
     let expected = sorted_part_lines(&dir.path().join("expected"));
     assert!(expected.len() > 4000, "{} bars", expected.len());
     assert_eq!(sorted_part_lines(&dir.path().join("out")), expected);
@@ -107,7 +119,7 @@ fn checkpoints_in_s3_survive_sigkill_exactly_once() {
     run_uncrashed(dir.path(), &bars_job(source, expected));
     let sink = "'bars.type' = 'file_sink', 'bars.path' = 'out/',
                 'checkpoint.dir' = 's3://ferris/checkpoints/bars'";
-    run_crashing(dir.path(), &bars_job(source, sink), 2, &s3.env());
+    run_crashing(dir.path(), &bars_job(source, sink), 2, 150..500, &s3.env());
     let expected = sorted_part_lines(&dir.path().join("expected"));
     assert_eq!(sorted_part_lines(&dir.path().join("out")), expected);
     assert_all_committed(&dir.path().join("out"));
@@ -145,7 +157,7 @@ fn kafka_to_file_survives_sigkill_exactly_once() {
     let reference = bars_job(&kafka_source(&input, "reference"), &sink("expected"));
     run_uncrashed(dir.path(), &reference);
     let crashing = bars_job(&kafka_source(&input, "crashing"), &sink("out"));
-    run_crashing(dir.path(), &crashing, 4, &[]);
+    run_crashing(dir.path(), &crashing, 4, 150..500, &[]);
     let expected = sorted_part_lines(&dir.path().join("expected"));
     assert!(expected.len() > 1500, "{} bars", expected.len());
     assert_eq!(sorted_part_lines(&dir.path().join("out")), expected);
@@ -201,7 +213,9 @@ fn kafka_to_kafka_commits_each_checkpoint_in_a_transaction() {
     let reference = bars_job(&kafka_source(&input, "reference"), &sink(&expected_topic));
     run_uncrashed(dir.path(), &reference);
     let crashing = bars_job(&kafka_source(&input, "crashing"), &sink(&out_topic));
-    run_crashing(dir.path(), &crashing, 4, &[]);
+    // Longer runs: a transactional producer takes a while to start, and only a committed
+    // transaction makes a checkpoint to resume.
+    run_crashing(dir.path(), &crashing, 4, 300..900, &[]);
     let values = |topic: &str| {
         let mut values: Vec<String> = consume_all(topic)
             .into_iter()

@@ -38,6 +38,9 @@ pub(crate) fn groups_accumulator(
 /// The groups of one window.
 struct Groups {
     values: Box<dyn GroupValues>,
+    /// The groups' keys as columns, in group order, gathered as groups are added: a snapshot
+    /// reads them here, since `GroupValues` gives its keys only by giving them up.
+    keys: Vec<Vec<ArrayRef>>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     /// Per group: changed since it was last emitted.
     changed: Vec<bool>,
@@ -49,6 +52,7 @@ impl Groups {
     fn new(key_schema: &SchemaRef, aggregates: &Aggregates) -> Result<Self> {
         Ok(Self {
             values: new_group_values(key_schema.clone(), &GroupOrdering::None)?,
+            keys: Vec::new(),
             accumulators: aggregates
                 .iter()
                 .map(groups_accumulator)
@@ -64,7 +68,7 @@ impl Groups {
 
     fn update(&mut self, input: &Evaluated) -> Result<()> {
         let mut groups = Vec::with_capacity(input.keys.first().map_or(0, |k| k.len()));
-        self.values.intern(&input.keys, &mut groups)?;
+        self.intern(&input.keys, &mut groups)?;
         let total = self.values.len();
         for (i, accumulator) in self.accumulators.iter_mut().enumerate() {
             accumulator.update_batch(&input.args[i], &groups, input.filters[i].as_ref(), total)?;
@@ -76,12 +80,54 @@ impl Groups {
         Ok(())
     }
 
-    /// Every group's keys and aggregate states; the window is rebuilt from them, unchanged.
+    /// Groups for `keys`' rows in `groups`, adding the new ones, whose keys it keeps.
+    fn intern(&mut self, keys: &[ArrayRef], groups: &mut Vec<usize>) -> Result<()> {
+        let before = self.values.len();
+        self.values.intern(keys, groups)?;
+        let added = self.values.len() - before;
+        if added > 0 {
+            // The first row of each new group, by group id.
+            let mut first = vec![None; added];
+            for (row, &group) in groups.iter().enumerate() {
+                if group >= before && first[group - before].is_none() {
+                    first[group - before] = Some(row as u32);
+                }
+            }
+            let rows: UInt32Array = first.into_iter().collect();
+            let columns = keys
+                .iter()
+                .map(|k| take(k, &rows, None))
+                .collect::<Result<_, _>>()?;
+            self.keys.push(columns);
+        }
+        Ok(())
+    }
+
+    /// Every group's keys, in group order (gathered into one chunk for next time).
+    fn key_columns(&mut self) -> Result<Vec<ArrayRef>> {
+        if self.keys.len() > 1 {
+            let columns = (0..self.keys[0].len())
+                .map(|c| {
+                    let chunks: Vec<&dyn Array> =
+                        self.keys.iter().map(|chunk| chunk[c].as_ref()).collect();
+                    arrow::compute::concat(&chunks)
+                })
+                .collect::<Result<_, _>>()?;
+            self.keys = vec![columns];
+        }
+        match self.keys.first() {
+            Some(columns) => Ok(columns.clone()),
+            // No group yet: empty columns of the key types.
+            None => self.values.emit(EmitTo::All),
+        }
+    }
+
+    /// Every group's keys and aggregate states; the window stays as it was.
     fn states(&mut self, aggregates: &Aggregates) -> Result<(Vec<ArrayRef>, Vec<Vec<ArrayRef>>)> {
-        let keys = self.values.emit(EmitTo::All)?;
-        let mut groups = Vec::new();
-        self.values.intern(&keys, &mut groups)?;
-        let total = groups.len();
+        let keys = self.key_columns()?;
+        let total = self.values.len();
+        // An accumulator gives its state only by giving it up: a fresh one takes it back.
+        let groups: Vec<usize> = (0..total).collect();
         let mut states = Vec::with_capacity(self.accumulators.len());
         for (accumulator, aggregate) in self.accumulators.iter_mut().zip(aggregates.iter()) {
             let state = accumulator.state(EmitTo::All)?;
@@ -133,6 +179,12 @@ impl Groups {
 
     fn size(&self) -> usize {
         self.values.size()
+            + self
+                .keys
+                .iter()
+                .flatten()
+                .map(|k| k.get_array_memory_size())
+                .sum::<usize>()
             + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
             + self.changed.capacity()
     }
@@ -327,7 +379,7 @@ impl WindowState for SlicedState {
             groups.emitted = part.column(1).as_boolean().value(0);
             let keys = &part.columns()[3..3 + self.key_schema.fields().len()];
             let mut indices = Vec::new();
-            groups.values.intern(keys, &mut indices)?;
+            groups.intern(keys, &mut indices)?;
             let mut column = 3 + keys.len();
             for (accumulator, aggregate) in
                 groups.accumulators.iter_mut().zip(self.aggregates.iter())
