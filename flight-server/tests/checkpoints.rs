@@ -202,7 +202,8 @@ fn broker_hides_aborted_transactions() -> bool {
 #[test]
 fn kafka_to_kafka_commits_each_checkpoint_in_a_transaction() {
     let dir = tempfile::tempdir().unwrap();
-    let input = kafka_input("crash_kafka", 100_000);
+    // Enough rows that a run outlives the kills, which wait for the first transactions.
+    let input = kafka_input("crash_kafka", 250_000);
     let sink = |topic: &str| {
         format!(
             "'bars.type' = 'kafka_sink', 'bars.bootstrap.servers' = '{}', 'bars.topic' = '{topic}'",
@@ -213,9 +214,9 @@ fn kafka_to_kafka_commits_each_checkpoint_in_a_transaction() {
     let reference = bars_job(&kafka_source(&input, "reference"), &sink(&expected_topic));
     run_uncrashed(dir.path(), &reference);
     let crashing = bars_job(&kafka_source(&input, "crashing"), &sink(&out_topic));
-    // Longer runs: a transactional producer takes a while to start, and only a committed
+    // Later kills: a transactional producer takes a while to start, and only a committed
     // transaction makes a checkpoint to resume.
-    run_crashing(dir.path(), &crashing, 4, 300..900, &[]);
+    run_crashing(dir.path(), &crashing, 4, 400..1200, &[]);
     let values = |topic: &str| {
         let mut values: Vec<String> = consume_all(topic)
             .into_iter()
@@ -236,7 +237,7 @@ fn kafka_to_kafka_commits_each_checkpoint_in_a_transaction() {
     );
     // The job's consumer group committed its offsets inside the transactions: all read.
     let group = committed_offset(&input, "crashing");
-    assert_eq!(group, Some(100_000));
+    assert_eq!(group, Some(250_000));
     if broker_hides_aborted_transactions() {
         assert_eq!(out, expected);
     } else {
