@@ -40,16 +40,9 @@ pub struct LookupTableRead;
 /// The plan node: `table` (bounded, read whole) joined with `stream` on `on`.
 #[derive(Debug)]
 pub struct LookupJoinExec {
-    table: Arc<dyn ExecutionPlan>,
     stream: Arc<dyn ExecutionPlan>,
-    /// Pairs of (table key, stream key).
-    on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
-    /// Stream rows without a match are kept (with nulls for the table's columns).
-    keep_unmatched: bool,
-    /// The table's columns, then the stream's.
-    join_schema: SchemaRef,
-    /// Which columns of the joined row are given on (all when none).
-    projection: Option<Vec<usize>>,
+    /// The table side and how rows are joined, shared with the running streams.
+    joiner: Arc<Joiner>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -71,34 +64,26 @@ impl LookupJoinExec {
         if !usable {
             return None;
         }
-        Some(Self::new(
-            join.left().clone(),
-            join.right().clone(),
-            join.on().to_vec(),
-            keep_unmatched,
-            join.join_schema().clone(),
-            join.projection.as_ref().map(|p| p.to_vec()),
-        ))
-    }
-
-    fn new(
-        table: Arc<dyn ExecutionPlan>,
-        stream: Arc<dyn ExecutionPlan>,
-        on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
-        keep_unmatched: bool,
-        join_schema: SchemaRef,
-        projection: Option<Vec<usize>>,
-    ) -> Self {
+        let join_schema = join.join_schema().clone();
+        let projection: Option<Vec<usize>> = join.projection.as_ref().map(|p| p.to_vec());
         let schema = match &projection {
-            Some(columns) => Arc::new(
-                join_schema
-                    .project(columns)
-                    .expect("the join's projection fits its schema"),
-            ),
+            Some(columns) => Arc::new(join_schema.project(columns).ok()?),
             None => join_schema.clone(),
         };
+        let joiner = Joiner {
+            table_plan: join.left().clone(),
+            on: join.on().to_vec(),
+            keep_unmatched,
+            join_schema,
+            projection,
+            schema,
+        };
+        Some(Self::new(join.right().clone(), joiner))
+    }
+
+    fn new(stream: Arc<dyn ExecutionPlan>, joiner: Joiner) -> Self {
         let properties = PlanProperties::new(
-            EquivalenceProperties::new(schema),
+            EquivalenceProperties::new(joiner.schema.clone()),
             Partitioning::UnknownPartitioning(
                 stream.properties().output_partitioning().partition_count(),
             ),
@@ -106,12 +91,8 @@ impl LookupJoinExec {
             stream.properties().boundedness,
         );
         Self {
-            table,
             stream,
-            on,
-            keep_unmatched,
-            join_schema,
-            projection,
+            joiner: Arc::new(joiner),
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
         }
@@ -120,7 +101,8 @@ impl LookupJoinExec {
 
 impl DisplayAs for LookupJoinExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let on: Vec<String> = self
+        let joiner = &self.joiner;
+        let on: Vec<String> = joiner
             .on
             .iter()
             .map(|(table, stream)| format!("({table}, {stream})"))
@@ -129,17 +111,17 @@ impl DisplayAs for LookupJoinExec {
         write!(
             f,
             "LookupJoinExec: keeps={}, on=[{}]",
-            if self.keep_unmatched {
+            if joiner.keep_unmatched {
                 "every stream row"
             } else {
                 "matched stream rows"
             },
             on.join(", ")
         )?;
-        if let Some(projection) = &self.projection {
+        if let Some(projection) = &joiner.projection {
             let names: Vec<&str> = projection
                 .iter()
-                .map(|&i| self.join_schema.field(i).name().as_str())
+                .map(|&i| joiner.join_schema.field(i).name().as_str())
                 .collect();
             write!(f, ", projection=[{}]", names.join(", "))?;
         }
@@ -157,7 +139,7 @@ impl ExecutionPlan for LookupJoinExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.table, &self.stream]
+        vec![&self.joiner.table_plan, &self.stream]
     }
 
     fn maintains_input_order(&self) -> Vec<bool> {
@@ -168,7 +150,7 @@ impl ExecutionPlan for LookupJoinExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        for (table, stream) in &self.on {
+        for (table, stream) in &self.joiner.on {
             for expr in [table, stream] {
                 if f(expr)? == TreeNodeRecursion::Stop {
                     return Ok(TreeNodeRecursion::Stop);
@@ -183,15 +165,15 @@ impl ExecutionPlan for LookupJoinExec {
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let stream = children.swap_remove(1);
-        let table = children.swap_remove(0);
-        Ok(Arc::new(Self::new(
-            table,
-            stream,
-            self.on.clone(),
-            self.keep_unmatched,
-            self.join_schema.clone(),
-            self.projection.clone(),
-        )))
+        let joiner = Joiner {
+            table_plan: children.swap_remove(0),
+            on: self.joiner.on.clone(),
+            keep_unmatched: self.joiner.keep_unmatched,
+            join_schema: self.joiner.join_schema.clone(),
+            projection: self.joiner.projection.clone(),
+            schema: self.joiner.schema.clone(),
+        };
+        Ok(Arc::new(Self::new(stream, joiner)))
     }
 
     fn execute(
@@ -214,14 +196,7 @@ impl ExecutionPlan for LookupJoinExec {
         ));
         let stream = self.stream.execute(partition, context)?;
         let output_rows = BaselineMetrics::new(&self.metrics, partition);
-        let joiner = Joiner {
-            table_plan: self.table.clone(),
-            on: self.on.clone(),
-            keep_unmatched: self.keep_unmatched,
-            join_schema: self.join_schema.clone(),
-            projection: self.projection.clone(),
-            schema: self.properties.eq_properties.schema().clone(),
-        };
+        let joiner = self.joiner.clone();
         let joined = futures::stream::once(async move {
             let table = joiner.index(collect(joiner.table_plan.clone(), table_context).await?)?;
             let joiner = Arc::new((joiner, table));
@@ -249,6 +224,7 @@ impl ExecutionPlan for LookupJoinExec {
 }
 
 /// What joining needs, without the plan node.
+#[derive(Debug)]
 struct Joiner {
     table_plan: Arc<dyn ExecutionPlan>,
     on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
