@@ -17,7 +17,7 @@ use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::filter::FilterExec;
-use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
+use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode, SymmetricHashJoinExec};
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::physical_plan::streaming::StreamingTableExec;
 use datafusion::sql::parser::Statement as DfStatement;
@@ -31,8 +31,8 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use ferris_streaming::{
     EVENT_TIME_COLUMN, EmitMode, GROUPING_SETS_UNSUPPORTED, LateDataPolicy, LookupJoinExec,
-    OP_COLUMN, WATERMARK_COLUMN, WatermarkSpec, WindowAggregateConfig, WindowAggregateExec,
-    WindowSpec,
+    OP_COLUMN, StreamJoinExec, WATERMARK_COLUMN, WatermarkSpec, WindowAggregateConfig,
+    WindowAggregateExec, WindowSpec,
 };
 
 use crate::error::{EngineError, Result};
@@ -370,13 +370,16 @@ pub fn without_batch_coalescing(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn 
         .data)
 }
 
-/// Puts a [`LookupJoinExec`] in place of each hash join of the stream with a bounded table,
-/// so that joined rows go on batch by batch and the table is read again on every start.
+/// Puts our joins in place of DataFusion's, so that joined rows go on batch by batch and a
+/// checkpoint covers them: a [`LookupJoinExec`] for each hash join of the stream with a
+/// bounded table (read again on every start), a [`StreamJoinExec`] for each inner join of two
+/// unbounded streams (its rows kept in checkpoints).
 /// `stream` is the schema the query's stream (its first FROM item) is read with: when both
 /// sides end (files), DataFusion may have built its hash table from the stream, and the join
 /// is swapped first so that the table is the side read whole. Joins it cannot take (an extra
-/// filter, a join type that keeps unmatched table rows, an unbounded table) stay as they are.
-pub fn lookup_joins(
+/// filter, a join type that keeps unmatched table rows, an outer join of two streams) stay as
+/// they are.
+pub fn streaming_joins(
     plan: Arc<dyn ExecutionPlan>,
     stream: Option<&SchemaRef>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
@@ -401,6 +404,12 @@ pub fn lookup_joins(
     };
     Ok(plan
         .transform_up(|node| {
+            if let Some(join) = node
+                .downcast_ref::<SymmetricHashJoinExec>()
+                .and_then(StreamJoinExec::from_symmetric_hash_join)
+            {
+                return Ok(Transformed::yes(Arc::new(join) as Arc<dyn ExecutionPlan>));
+            }
             let Some(join) = node.downcast_ref::<HashJoinExec>() else {
                 return Ok(Transformed::no(node));
             };

@@ -30,7 +30,8 @@ use ferris_connectors::kafka::KafkaConnection;
 use ferris_connectors::{Sink, SinkConfig, Source, StopSignal};
 use ferris_streaming::checkpoint::CheckpointBarrier;
 use ferris_streaming::{
-    EmitMode, LateDataPolicy, LookupJoinExec, WATERMARK_COLUMN, WatermarkSpec, WindowSpec,
+    EmitMode, LateDataPolicy, LookupJoinExec, StreamJoinExec, WATERMARK_COLUMN, WatermarkSpec,
+    WindowSpec,
 };
 
 use crate::catalog::{Catalog, CatalogEntry, EntryKind};
@@ -41,7 +42,7 @@ use crate::late::LateRecordFile;
 use crate::materialized::{LiveStream, MaterializedTable};
 use crate::options::{OptionValue, Options};
 use crate::planner::{
-    AggregateSettings, lookup_joins, rewrite_query, streaming_plan, time_source,
+    AggregateSettings, rewrite_query, streaming_joins, streaming_plan, time_source,
     without_batch_coalescing,
 };
 use crate::run::{CheckpointedJob, JobOutputs, Stops, run_at_least_once};
@@ -663,7 +664,7 @@ impl Session {
                 .map(|t| t.schema()),
             None => None,
         };
-        plan = lookup_joins(plan, stream_schema.as_ref())?;
+        plan = streaming_joins(plan, stream_schema.as_ref())?;
         let unbounded = sources.iter().any(|s| !s.source.is_bounded());
         let settings = match (&window, query.emit) {
             (Some(window), emit) => Some((window.spec, emit.unwrap_or(EmitMode::Final))),
@@ -952,12 +953,12 @@ impl Session {
         if has_join(&prepared.plan) {
             if settings.exactly_once == Some(true) {
                 return Err(EngineError::Checkpoint(format!(
-                    "job '{name}': checkpoints cover a stream joined to a table that ends (a lookup join), not this join, so it cannot run exactly once"
+                    "job '{name}': checkpoints cover lookup joins and inner equi-joins of two streams, not this join, so it cannot run exactly once"
                 )));
             }
             tracing::warn!(
                 job = %name,
-                "checkpoints cover a stream joined to a table that ends, not this join; it runs at least once, without them"
+                "checkpoints cover lookup joins and inner equi-joins of two streams, not this join; it runs at least once, without them"
             );
             return Ok(None);
         }
@@ -1284,11 +1285,13 @@ fn is_stateless(plan: &Arc<dyn ExecutionPlan>) -> bool {
         .unwrap_or(true)
 }
 
-/// Whether the plan joins other than by looking rows up in a table (whose state a
-/// checkpoint does not hold).
+/// Whether the plan has one of DataFusion's joins, whose state a checkpoint cannot hold
+/// (ours, [`LookupJoinExec`] and [`StreamJoinExec`], checkpoint).
 fn has_join(plan: &Arc<dyn ExecutionPlan>) -> bool {
     plan.exists(|node| {
-        Ok(node.name().contains("Join") && node.downcast_ref::<LookupJoinExec>().is_none())
+        Ok(node.name().contains("Join")
+            && node.downcast_ref::<LookupJoinExec>().is_none()
+            && node.downcast_ref::<StreamJoinExec>().is_none())
     })
     .unwrap_or(false)
 }

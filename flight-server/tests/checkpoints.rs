@@ -12,8 +12,8 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use support::{
-    KilledRuns, assert_all_committed, bootstrap, consume_all, crash_seed, produce, run_killing,
-    sorted_part_lines, topic,
+    KilledRuns, assert_all_committed, assert_same_lines, bootstrap, consume_all, crash_seed,
+    produce, run_killing, sorted_part_lines, topic,
 };
 
 const SYMBOLS: [&str; 8] = [
@@ -66,16 +66,18 @@ fn run_uncrashed(dir: &Path, sql: &str) {
 }
 
 /// Runs `sql` in `dir` with `env`, killing it `kills` times after a random wait in `delay`
-/// (ms); checks that it was killed and resumed.
+/// (ms), the last run stopped once `until` holds if given; checks that it was killed and
+/// resumed.
 fn run_crashing(
     dir: &Path,
     sql: &str,
     kills: usize,
     delay: std::ops::Range<u64>,
     env: &[(String, String)],
+    until: Option<&dyn Fn() -> bool>,
 ) -> KilledRuns {
     std::fs::write(dir.join("job.sql"), sql).unwrap();
-    let runs = run_killing(dir, kills, delay, crash_seed(), env);
+    let runs = run_killing(dir, kills, delay, crash_seed(), env, until);
     let stderr = String::from_utf8_lossy(&runs.last.stderr);
     assert!(runs.last.status.success(), "{stderr}");
     assert!(
@@ -101,11 +103,62 @@ fn file_to_file_survives_sigkill_exactly_once() {
         4,
         150..500,
         &[],
+        None,
     );
     let expected = sorted_part_lines(&dir.path().join("expected"));
     assert!(expected.len() > 4000, "{} bars", expected.len());
     assert_eq!(sorted_part_lines(&dir.path().join("out")), expected);
     assert_all_committed(&dir.path().join("out"));
+}
+
+#[test]
+fn a_join_of_two_streams_survives_sigkill_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Orders, and their payments in another order: some orders are paid twice, some never,
+    // some payments are for no order. Both files are watched: two streams.
+    let orders = 150_000;
+    let mut order_lines = String::new();
+    for id in 0..orders {
+        order_lines += &format!("{{\"id\":{id},\"amount\":{}}}\n", 100 + id % 997);
+    }
+    let (mut payment_lines, mut expected) = (String::new(), Vec::new());
+    for i in 0..orders {
+        let id = (i * 7919) % orders;
+        let paid = match id % 7 {
+            0 => vec![1, 2],
+            3 => vec![],
+            _ => vec![1],
+        };
+        for part in paid {
+            let amount = 100 + id % 997;
+            payment_lines += &format!("{{\"order_id\":{id},\"paid\":{}}}\n", amount / part);
+            expected.push(format!(
+                "{{\"id\":{id},\"amount\":{amount},\"paid\":{}}}",
+                amount / part
+            ));
+        }
+        if i % 11 == 0 {
+            payment_lines += &format!("{{\"order_id\":{},\"paid\":1}}\n", orders + i);
+        }
+    }
+    expected.sort();
+    std::fs::write(dir.path().join("orders.jsonl"), order_lines).unwrap();
+    std::fs::write(dir.path().join("payments.jsonl"), payment_lines).unwrap();
+    let job = "CREATE STREAM paid AS
+         SELECT o.id, o.amount, p.paid FROM orders o JOIN payments p ON o.id = p.order_id
+         WITH ('orders.type' = 'file_source', 'orders.path' = 'orders.jsonl',
+           'orders.watch' = 'true', 'orders.batch.size' = '50',
+           'orders.schema' = 'id BIGINT, amount BIGINT',
+           'payments.type' = 'file_source', 'payments.path' = 'payments.jsonl',
+           'payments.watch' = 'true', 'payments.batch.size' = '50',
+           'payments.schema' = 'order_id BIGINT, paid BIGINT',
+           'paid.type' = 'file_sink', 'paid.path' = 'out/',
+           'checkpoint.interval' = '100ms');";
+    let out = dir.path().join("out");
+    let all_written = || out.exists() && sorted_part_lines(&out).len() >= expected.len();
+    run_crashing(dir.path(), job, 4, 150..500, &[], Some(&all_written));
+    assert_same_lines(&sorted_part_lines(&out), &expected);
+    assert_all_committed(&out);
 }
 
 #[test]
@@ -119,7 +172,14 @@ fn checkpoints_in_s3_survive_sigkill_exactly_once() {
     run_uncrashed(dir.path(), &bars_job(source, expected));
     let sink = "'bars.type' = 'file_sink', 'bars.path' = 'out/',
                 'checkpoint.dir' = 's3://ferris/checkpoints/bars'";
-    run_crashing(dir.path(), &bars_job(source, sink), 2, 150..500, &s3.env());
+    run_crashing(
+        dir.path(),
+        &bars_job(source, sink),
+        2,
+        150..500,
+        &s3.env(),
+        None,
+    );
     let expected = sorted_part_lines(&dir.path().join("expected"));
     assert_eq!(sorted_part_lines(&dir.path().join("out")), expected);
     assert_all_committed(&dir.path().join("out"));
@@ -157,7 +217,7 @@ fn kafka_to_file_survives_sigkill_exactly_once() {
     let reference = bars_job(&kafka_source(&input, "reference"), &sink("expected"));
     run_uncrashed(dir.path(), &reference);
     let crashing = bars_job(&kafka_source(&input, "crashing"), &sink("out"));
-    run_crashing(dir.path(), &crashing, 4, 150..500, &[]);
+    run_crashing(dir.path(), &crashing, 4, 150..500, &[], None);
     let expected = sorted_part_lines(&dir.path().join("expected"));
     assert!(expected.len() > 1500, "{} bars", expected.len());
     assert_eq!(sorted_part_lines(&dir.path().join("out")), expected);
@@ -216,7 +276,7 @@ fn kafka_to_kafka_commits_each_checkpoint_in_a_transaction() {
     let crashing = bars_job(&kafka_source(&input, "crashing"), &sink(&out_topic));
     // Later kills: a transactional producer takes a while to start, and only a committed
     // transaction makes a checkpoint to resume.
-    run_crashing(dir.path(), &crashing, 4, 400..1200, &[]);
+    run_crashing(dir.path(), &crashing, 4, 400..1200, &[], None);
     let values = |topic: &str| {
         let mut values: Vec<String> = consume_all(topic)
             .into_iter()

@@ -8,6 +8,7 @@
 //!   aggregate functions (`GroupsAccumulator`), emitting final rows or changes.
 //!
 //! - [`LookupJoinExec`]: a stream joined to a bounded table, each batch as it comes.
+//! - [`StreamJoinExec`]: two streams joined on equal keys, each batch as it comes.
 //! - [`checkpoint`]: a consistent cut of a running plan, for checkpoints.
 //!
 //! Every stateful piece can be snapshotted to a `RecordBatch` and restored from it.
@@ -19,6 +20,7 @@ pub mod late;
 mod lookup_join;
 mod session_state;
 mod sliced_state;
+mod stream_join;
 pub mod window;
 mod window_aggregate;
 mod window_state;
@@ -27,6 +29,7 @@ pub use error::StreamingError;
 pub use event_time::{EVENT_TIME_COLUMN, EventTimeStamper, WATERMARK_COLUMN, WatermarkSpec};
 pub use late::{LateDataPolicy, LateRecordSink};
 pub use lookup_join::{LookupJoinExec, LookupTableRead};
+pub use stream_join::StreamJoinExec;
 pub use window::WindowSpec;
 pub use window_aggregate::{
     EmitMode, GROUPING_SETS_UNSUPPORTED, OP_COLUMN, WindowAggregateConfig, WindowAggregateExec,

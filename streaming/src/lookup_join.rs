@@ -28,7 +28,7 @@ use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSe
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-    SendableRecordBatchStream, collect,
+    SendableRecordBatchStream, apply_expression_roots, collect,
 };
 use futures::StreamExt;
 
@@ -150,14 +150,12 @@ impl ExecutionPlan for LookupJoinExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        for (table, stream) in &self.joiner.on {
-            for expr in [table, stream] {
-                if f(expr)? == TreeNodeRecursion::Stop {
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
+        let keys = self
+            .joiner
+            .on
+            .iter()
+            .flat_map(|(table, stream)| [table, stream]);
+        apply_expression_roots(keys, f)
     }
 
     fn with_new_children(

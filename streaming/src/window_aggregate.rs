@@ -33,7 +33,7 @@ use datafusion::physical_plan::metrics::{
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, Partitioning, PlanProperties,
-    SendableRecordBatchStream,
+    SendableRecordBatchStream, apply_expression_roots,
 };
 use futures::{FutureExt, StreamExt};
 
@@ -553,12 +553,7 @@ impl ExecutionPlan for WindowAggregateExec {
     ) -> Result<TreeNodeRecursion> {
         let group = self.config.group_by.expr().iter().map(|(e, _)| e);
         let filters = self.config.filter_expr.iter().flatten();
-        for expr in group.chain(filters).chain(self.config.having.iter()) {
-            if f(expr)? == TreeNodeRecursion::Stop {
-                return Ok(TreeNodeRecursion::Stop);
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
+        apply_expression_roots(group.chain(filters).chain(self.config.having.iter()), f)
     }
 
     fn with_new_children(

@@ -133,13 +133,16 @@ pub struct KilledRuns {
 
 /// Runs `ferris run --state-dir state job.sql` in `dir`, kills it with SIGKILL `kills`
 /// times, each after a random delay in `delay` (ms), restarting it each time, then lets the
-/// last run finish. The delays come from `seed`, printed so a failure can be replayed.
+/// last run finish: by itself, or, given `until`, stopped with Ctrl-C (SIGINT) once `until()`
+/// holds (a job on watched sources never ends). The delays come from `seed`, printed so a
+/// failure can be replayed.
 pub fn run_killing(
     dir: &Path,
     kills: usize,
     delay: std::ops::Range<u64>,
     seed: u64,
     env: &[(String, String)],
+    until: Option<&dyn Fn() -> bool>,
 ) -> KilledRuns {
     eprintln!("killing with seed {seed}");
     let mut random = seed.max(1);
@@ -174,6 +177,17 @@ pub fn run_killing(
                 done += 1;
                 continue;
             }
+        }
+        if let Some(until) = until {
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while !until() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let interrupted = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(interrupted.success(), "could not interrupt the last run");
         }
         let last = child.wait_with_output().unwrap();
         resumed |= String::from_utf8_lossy(&last.stderr).contains("resumes from checkpoint");
@@ -215,6 +229,63 @@ pub fn sorted_part_lines(folder: &Path) -> Vec<String> {
     }
     lines.sort();
     lines
+}
+
+/// Waits (up to a minute) until the committed part files of `folder` hold `count` lines;
+/// their lines, sorted.
+pub fn wait_for_part_lines(folder: &Path, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let lines = if folder.exists() {
+            sorted_part_lines(folder)
+        } else {
+            Vec::new()
+        };
+        if lines.len() >= count {
+            return lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {count} lines in {}",
+            lines.len(),
+            folder.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Checks that two sorted lists of lines are equal; if not, fails with their lengths and a
+/// few of the lines missing from `got` and of those it has too many of (not every line).
+pub fn assert_same_lines(got: &[String], expected: &[String]) {
+    if got == expected {
+        return;
+    }
+    let mut counts: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for line in expected {
+        *counts.entry(line).or_default() += 1;
+    }
+    for line in got {
+        *counts.entry(line).or_default() -= 1;
+    }
+    let (mut missing, mut extra): (Vec<_>, Vec<_>) = (Vec::new(), Vec::new());
+    for (line, count) in counts {
+        match count {
+            1.. => missing.push(line),
+            ..0 => extra.push(line),
+            0 => {}
+        }
+    }
+    missing.sort();
+    extra.sort();
+    panic!(
+        "{} lines, {} expected; {} missing, e.g. {:?}; {} too many, e.g. {:?}",
+        got.len(),
+        expected.len(),
+        missing.len(),
+        &missing[..missing.len().min(5)],
+        extra.len(),
+        &extra[..extra.len().min(5)]
+    );
 }
 
 /// Checks that a finished folder sink left no in-progress part behind.
