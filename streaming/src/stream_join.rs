@@ -12,14 +12,16 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch, UInt32Array};
+use arrow::buffer::NullBuffer;
 use arrow::compute::{filter_record_batch, interleave, take};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
-use arrow::row::{RowConverter, SortField};
+use arrow::row::{Row, RowConverter, Rows, SortField};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{JoinSide, JoinType, NullEquality};
 use datafusion::error::Result;
@@ -37,6 +39,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream, apply_expression_roots,
 };
+use foldhash::fast::RandomState;
 use futures::{FutureExt, StreamExt};
 
 use crate::checkpoint::{CheckpointBarrier, OperatorBarrier};
@@ -206,14 +209,76 @@ impl ExecutionPlan for StreamJoinExec {
     }
 }
 
-/// One side's rows so far, indexed by their join keys.
+/// One side's rows so far, indexed by their join keys (rows with a null key left out).
+///
+/// The index allocates nothing per row: a key's hash leads to the newest row with that hash,
+/// and each row to the one before it with the same hash.
 #[derive(Debug)]
 struct Kept {
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
-    /// Key (row format) to the (batch, row) positions that have it; null keys left out.
-    index: HashMap<Box<[u8]>, Vec<(usize, usize)>>,
+    /// Each kept batch's keys in row format, to tell apart keys whose hashes are equal.
+    keys: Vec<Rows>,
+    /// Key hash to the newest indexed row with it (an index into `rows`).
+    newest: HashMap<u64, u32, RandomState>,
+    rows: Vec<IndexedRow>,
     bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct IndexedRow {
+    batch: u32,
+    row: u32,
+    /// The row indexed before this one with the same hash, or `NONE`.
+    previous: u32,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl Kept {
+    fn new(schema: SchemaRef) -> Self {
+        Self {
+            schema,
+            batches: Vec::new(),
+            keys: Vec::new(),
+            newest: HashMap::default(),
+            rows: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The (batch, row) of every kept row whose key is `key` (hashed to `hash`).
+    fn matches(&self, hash: u64, key: Row<'_>, found: &mut Vec<(usize, usize)>) -> usize {
+        let before = found.len();
+        let mut at = self.newest.get(&hash).copied().unwrap_or(NONE);
+        while at != NONE {
+            let kept = self.rows[at as usize];
+            if self.keys[kept.batch as usize].row(kept.row as usize) == key {
+                found.push((kept.batch as usize, kept.row as usize));
+            }
+            at = kept.previous;
+        }
+        found.len() - before
+    }
+
+    /// Indexes row `row` of the batch about to be kept.
+    fn index(&mut self, hash: u64, row: usize) {
+        let at = self.rows.len() as u32;
+        let previous = self.newest.insert(hash, at).unwrap_or(NONE);
+        self.rows.push(IndexedRow {
+            batch: self.batches.len() as u32,
+            row: row as u32,
+            previous,
+        });
+    }
+
+    fn keep(&mut self, batch: RecordBatch, keys: Rows) {
+        self.bytes += batch.get_array_memory_size()
+            + keys.size()
+            + batch.num_rows() * (size_of::<IndexedRow>() + size_of::<(u64, u32)>());
+        self.batches.push(batch);
+        self.keys.push(keys);
+    }
 }
 
 /// Both sides' rows and how to join them: everything a snapshot holds, and no more.
@@ -223,6 +288,7 @@ struct JoinState {
     filter: Option<JoinFilter>,
     /// Both sides' keys in one row format.
     keys: RowConverter,
+    hasher: RandomState,
     sides: [Kept; 2],
 }
 
@@ -238,17 +304,13 @@ impl JoinState {
             .map(|(left, _)| left.data_type(&side_schemas[0]))
             .collect::<Result<Vec<_>>>()?;
         let keys = RowConverter::new(key_types.into_iter().map(SortField::new).collect())?;
-        let sides = side_schemas.map(|schema| Kept {
-            schema,
-            batches: Vec::new(),
-            index: HashMap::new(),
-            bytes: 0,
-        });
+        let sides = side_schemas.map(Kept::new);
         Ok(Self {
             schema,
             on,
             filter,
             keys,
+            hasher: RandomState::default(),
             sides,
         })
     }
@@ -277,26 +339,27 @@ impl JoinState {
         } else {
             (right, left)
         };
-        let at = this.batches.len();
         let mut rows: Vec<u32> = Vec::new();
         let mut found: Vec<(usize, usize)> = Vec::new();
+        let nulls = NullBuffer::union_many(
+            keys.iter()
+                .map(|k| k.logical_nulls())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(Option::as_ref),
+        );
         for (row, key) in encoded.iter().enumerate() {
-            if keys.iter().any(|k| k.is_null(row)) {
+            if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
                 continue;
             }
-            if probe && let Some(matches) = other.index.get(key.as_ref()) {
-                rows.extend(std::iter::repeat_n(row as u32, matches.len()));
-                found.extend_from_slice(matches);
+            let hash = self.hasher.hash_one(key.as_ref());
+            if probe {
+                let matched = other.matches(hash, key, &mut found);
+                rows.extend(std::iter::repeat_n(row as u32, matched));
             }
-            let positions = this.index.entry(key.as_ref().into()).or_default();
-            if positions.is_empty() {
-                this.bytes += key.as_ref().len() + size_of::<Vec<(usize, usize)>>();
-            }
-            positions.push((at, row));
-            this.bytes += size_of::<(usize, usize)>();
+            this.index(hash, row);
         }
-        this.bytes += batch.get_array_memory_size();
-        this.batches.push(batch.clone());
+        this.keep(batch.clone(), encoded);
         if rows.is_empty() {
             return Ok(None);
         }
