@@ -1,6 +1,8 @@
 //! End-to-end tests of the `ferris` binary: the quickstart, bad input, late data, errors,
 //! EXPLAIN, and a watched folder stopped with Ctrl-C.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -360,11 +362,7 @@ fn a_watched_folder_picks_up_new_lines_and_ctrl_c_commits_every_window() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let interrupted = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
+    support::interrupt(&child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "ferris did not stop on Ctrl-C");
@@ -453,9 +451,7 @@ fn processing_time_windows_close_on_the_clock_while_the_source_is_quiet() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
+    support::interrupt(&child);
     let _ = child.wait();
     let mut counts: Vec<(String, i64)> = rows
         .iter()

@@ -32,6 +32,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow::record_batch::RecordBatch;
+use datafusion::execution::TaskContext;
 use tokio::sync::watch;
 
 /// State read back from a checkpoint, handed to the operators and sources that registered
@@ -133,7 +134,29 @@ impl CheckpointBarrier {
             barrier: self.clone(),
             index,
             restored,
+            seen: self.subscribe(),
         }
+    }
+
+    /// A stateful operator's side of the barrier of the job running `context`, if the job
+    /// checkpoints (`None` if not); `restore` is first given the state to start from, when
+    /// the job restores a checkpoint. Operators register in the order the plan executes
+    /// them, which restores each one's state into it.
+    pub fn register_task_operator(
+        context: &TaskContext,
+        restore: impl FnOnce(&RecordBatch) -> datafusion::error::Result<()>,
+    ) -> datafusion::error::Result<Option<OperatorBarrier>> {
+        let Some(barrier) = context
+            .session_config()
+            .get_extension::<CheckpointBarrier>()
+        else {
+            return Ok(None);
+        };
+        let mut operator = barrier.register_operator();
+        if let Some(snapshot) = operator.restored.take() {
+            restore(&snapshot)?;
+        }
+        Ok(Some(operator))
     }
 
     /// The epoch asked for last (or restored).
@@ -284,14 +307,11 @@ pub struct OperatorBarrier {
     barrier: Arc<CheckpointBarrier>,
     index: usize,
     restored: Option<RecordBatch>,
+    /// The barrier's changes seen so far.
+    seen: watch::Receiver<u64>,
 }
 
 impl OperatorBarrier {
-    /// The snapshot to start from, when the job restores a checkpoint.
-    pub fn take_restored(&mut self) -> Option<RecordBatch> {
-        self.restored.take()
-    }
-
     /// The epoch to snapshot once the input has nothing in flight: every source has cut
     /// and this operator has not snapshotted it yet.
     pub fn snapshot_due(&self) -> Option<u64> {
@@ -310,13 +330,17 @@ impl OperatorBarrier {
         self.barrier.changed();
     }
 
-    /// A receiver of the barrier's changes (a source cut: a snapshot may be due).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.barrier.subscribe()
+    /// Waits for a change of the barrier not seen yet (a source cut: a snapshot may be due).
+    pub async fn changed(&mut self) {
+        self.barrier.wait_change(&mut self.seen).await
     }
+}
 
-    /// Waits for a change of the barrier.
-    pub async fn wait_change(&self, seen: &mut watch::Receiver<u64>) {
-        self.barrier.wait_change(seen).await
+/// Waits for a change of an operator's barrier; never, for an operator of a job that does
+/// not checkpoint.
+pub async fn barrier_changed(barrier: Option<&mut OperatorBarrier>) {
+    match barrier {
+        Some(barrier) => barrier.changed().await,
+        None => std::future::pending().await,
     }
 }

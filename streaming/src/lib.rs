@@ -20,7 +20,10 @@ pub mod late;
 mod lookup_join;
 mod session_state;
 mod sliced_state;
+mod state_memory;
 mod stream_join;
+#[cfg(test)]
+mod test_util;
 pub mod window;
 mod window_aggregate;
 mod window_state;

@@ -337,11 +337,10 @@ mod tests {
     use super::*;
     use arrow::array::{Int32Array, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
-    use arrow::util::pretty::pretty_format_batches;
-    use datafusion::datasource::memory::MemorySourceConfig;
     use datafusion::physical_expr::expressions::Column;
     use datafusion::physical_plan::joins::PartitionMode;
-    use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+
+    use crate::test_util::{memory, quiet, sorted_rows};
 
     fn table() -> RecordBatch {
         let schema = Schema::new(vec![
@@ -384,10 +383,6 @@ mod tests {
         .unwrap()
     }
 
-    fn memory(batch: RecordBatch) -> Arc<dyn ExecutionPlan> {
-        MemorySourceConfig::try_new_exec(&[vec![batch.clone()]], batch.schema(), None).unwrap()
-    }
-
     fn hash_join(
         stream: Arc<dyn ExecutionPlan>,
         join_type: JoinType,
@@ -398,7 +393,7 @@ mod tests {
             Arc::new(Column::new("symbol", 0)) as PhysicalExprRef,
         )];
         HashJoinExec::try_new(
-            memory(table()),
+            memory(vec![table()]),
             stream,
             on,
             None,
@@ -411,17 +406,6 @@ mod tests {
         .unwrap()
     }
 
-    /// The rows of `plan`, sorted, as a table.
-    async fn sorted_rows(plan: Arc<dyn ExecutionPlan>) -> String {
-        let batches = collect(plan, Arc::new(TaskContext::default()))
-            .await
-            .unwrap();
-        let table = pretty_format_batches(&batches).unwrap().to_string();
-        let mut lines: Vec<&str> = table.lines().collect();
-        lines.sort();
-        lines.join("\n")
-    }
-
     #[tokio::test]
     async fn joins_as_datafusion_s_hash_join_does() {
         for (join_type, projection) in [
@@ -431,7 +415,7 @@ mod tests {
             // No column at all: only the number of rows is left.
             (JoinType::Inner, Some(vec![])),
         ] {
-            let join = hash_join(memory(trades()), join_type, projection.clone());
+            let join = hash_join(memory(vec![trades()]), join_type, projection.clone());
             let lookup = LookupJoinExec::from_hash_join(&join).unwrap();
             let expected = sorted_rows(Arc::new(join)).await;
             let got = Arc::new(lookup);
@@ -454,41 +438,15 @@ mod tests {
 
     #[test]
     fn takes_only_what_it_can_do_batch_by_batch() {
-        let left = hash_join(memory(trades()), JoinType::Left, None);
+        let left = hash_join(memory(vec![trades()]), JoinType::Left, None);
         assert!(LookupJoinExec::from_hash_join(&left).is_none());
-        let full = hash_join(memory(trades()), JoinType::Full, None);
+        let full = hash_join(memory(vec![trades()]), JoinType::Full, None);
         assert!(LookupJoinExec::from_hash_join(&full).is_none());
-    }
-
-    /// One batch, then nothing more for as long as anyone waits: a quiet stream.
-    #[derive(Debug)]
-    struct QuietStream(RecordBatch);
-
-    impl PartitionStream for QuietStream {
-        fn schema(&self) -> &SchemaRef {
-            self.0.schema_ref()
-        }
-
-        fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-            let batch = self.0.clone();
-            let stream =
-                futures::stream::once(async { Ok(batch) }).chain(futures::stream::pending());
-            Box::pin(RecordBatchStreamAdapter::new(self.0.schema(), stream))
-        }
     }
 
     #[tokio::test]
     async fn gives_a_batch_s_matches_on_before_the_stream_goes_on() {
-        let quiet = StreamingTableExec::try_new(
-            trades().schema(),
-            vec![Arc::new(QuietStream(trades()))],
-            None,
-            [],
-            true,
-            None,
-        )
-        .unwrap();
-        let join = hash_join(Arc::new(quiet), JoinType::Inner, None);
+        let join = hash_join(quiet(trades()), JoinType::Inner, None);
         let lookup = LookupJoinExec::from_hash_join(&join).unwrap();
         let mut joined = lookup.execute(0, Arc::new(TaskContext::default())).unwrap();
         let first = tokio::time::timeout(std::time::Duration::from_secs(10), joined.next())

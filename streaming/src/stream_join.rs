@@ -26,13 +26,12 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{JoinSide, JoinType, NullEquality};
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalExprRef};
 use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::joins::SymmetricHashJoinExec;
 use datafusion::physical_plan::joins::utils::JoinFilter;
 use datafusion::physical_plan::metrics::{
-    Count, ExecutionPlanMetricsSet, Gauge, MetricBuilder, MetricsSet,
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -42,8 +41,9 @@ use datafusion::physical_plan::{
 use foldhash::fast::RandomState;
 use futures::{FutureExt, StreamExt};
 
-use crate::checkpoint::{CheckpointBarrier, OperatorBarrier};
+use crate::checkpoint::{CheckpointBarrier, OperatorBarrier, barrier_changed};
 use crate::error::StreamingError;
+use crate::state_memory::StateMemory;
 
 /// The plan node: `left` joined with `right` where every pair of `on` is equal (and `filter`
 /// holds); its rows are the left side's columns, then the right side's.
@@ -169,28 +169,13 @@ impl ExecutionPlan for StreamJoinExec {
             self.filter.clone(),
             [self.left.schema(), self.right.schema()],
         )?;
-        let barrier = match context
-            .session_config()
-            .get_extension::<CheckpointBarrier>()
-        {
-            Some(barrier) => {
-                let mut barrier = barrier.register_operator();
-                if let Some(snapshot) = barrier.take_restored() {
-                    state.restore(&snapshot)?;
-                }
-                let seen = barrier.subscribe();
-                Some((barrier, seen))
-            }
-            None => None,
-        };
+        let barrier = CheckpointBarrier::register_task_operator(&context, |s| state.restore(s))?;
         let run = JoinRun {
             inputs: [Some(left), Some(right)],
             state,
             ready: None,
-            reservation: MemoryConsumer::new(format!("StreamJoinExec[{partition}]"))
-                .register(context.memory_pool()),
+            memory: StateMemory::new("StreamJoinExec", partition, &context, &self.metrics),
             output_rows: MetricBuilder::new(&self.metrics).output_rows(partition),
-            peak_state: MetricBuilder::new(&self.metrics).gauge("peak_state_bytes", partition),
             barrier,
             done: false,
         };
@@ -470,10 +455,9 @@ struct JoinRun {
     inputs: [Option<SendableRecordBatchStream>; 2],
     state: JoinState,
     ready: Option<RecordBatch>,
-    reservation: MemoryReservation,
+    memory: StateMemory,
     output_rows: Count,
-    peak_state: Gauge,
-    barrier: Option<(OperatorBarrier, tokio::sync::watch::Receiver<u64>)>,
+    barrier: Option<OperatorBarrier>,
     done: bool,
 }
 
@@ -494,7 +478,7 @@ impl JoinRun {
             if self.done || self.inputs.iter().all(Option::is_none) {
                 return None;
             }
-            if let Some((barrier, _)) = &self.barrier
+            if let Some(barrier) = &self.barrier
                 && let Some(epoch) = barrier.snapshot_due()
             {
                 // Every source holds back: what an input still has ready was read before the
@@ -521,12 +505,7 @@ impl JoinRun {
             let wake = tokio::select! {
                 next = next_of(left) => Wake::Input(0, next),
                 next = next_of(right) => Wake::Input(1, next),
-                _ = async {
-                    match barrier {
-                        Some((barrier, seen)) => barrier.wait_change(seen).await,
-                        None => std::future::pending().await,
-                    }
-                } => Wake::Barrier,
+                _ = barrier_changed(barrier) => Wake::Barrier,
             };
             if let Wake::Input(side, next) = wake
                 && let Err(e) = self.take(side, next)
@@ -542,16 +521,7 @@ impl JoinRun {
         match next {
             Some(batch) => {
                 self.ready = self.state.add(side, batch?, true)?;
-                let needed = self.state.size();
-                self.peak_state.set_max(needed);
-                self.reservation.try_resize(needed).map_err(|e| {
-                    StreamingError::StateMemoryExceeded {
-                        operator: "StreamJoinExec".into(),
-                        needed,
-                        detail: e.to_string(),
-                    }
-                    .into()
-                })
+                self.memory.resize(self.state.size())
             }
             None => {
                 self.inputs[side] = None;
@@ -574,13 +544,12 @@ mod tests {
     use super::*;
     use arrow::array::{Int32Array, Int64Array};
     use arrow::util::pretty::pretty_format_batches;
-    use datafusion::datasource::memory::MemorySourceConfig;
     use datafusion::logical_expr::Operator;
     use datafusion::physical_expr::expressions::{BinaryExpr, Column};
-    use datafusion::physical_plan::collect;
     use datafusion::physical_plan::joins::utils::ColumnIndex;
     use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode, StreamJoinPartitionMode};
-    use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+
+    use crate::test_util::{memory, quiet, sorted_rows};
 
     /// Rows of (key, value) in batches; a `None` key is null.
     fn batches(name: &str, rows: &[&[(Option<i32>, i64)]]) -> Vec<RecordBatch> {
@@ -620,11 +589,6 @@ mod tests {
         )
     }
 
-    fn memory(batches: Vec<RecordBatch>) -> Arc<dyn ExecutionPlan> {
-        let schema = batches[0].schema();
-        MemorySourceConfig::try_new_exec(&[batches], schema, None).unwrap()
-    }
-
     fn on() -> Vec<(PhysicalExprRef, PhysicalExprRef)> {
         vec![(
             Arc::new(Column::new("id", 0)) as PhysicalExprRef,
@@ -657,17 +621,6 @@ mod tests {
             ],
             Arc::new(schema),
         )
-    }
-
-    /// The rows of `plan`, sorted, as a table.
-    async fn sorted_rows(plan: Arc<dyn ExecutionPlan>) -> String {
-        let batches = collect(plan, Arc::new(TaskContext::default()))
-            .await
-            .unwrap();
-        let table = pretty_format_batches(&batches).unwrap().to_string();
-        let mut lines: Vec<&str> = table.lines().collect();
-        lines.sort();
-        lines.join("\n")
     }
 
     fn hash_join(filter: Option<JoinFilter>) -> HashJoinExec {
@@ -738,37 +691,6 @@ mod tests {
         )
         .unwrap();
         assert!(new_state().restore(&wrong).is_err());
-    }
-
-    /// One batch, then nothing more for as long as anyone waits: a quiet stream.
-    #[derive(Debug)]
-    struct QuietStream(RecordBatch);
-
-    impl PartitionStream for QuietStream {
-        fn schema(&self) -> &SchemaRef {
-            self.0.schema_ref()
-        }
-
-        fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-            let batch = self.0.clone();
-            let stream =
-                futures::stream::once(async { Ok(batch) }).chain(futures::stream::pending());
-            Box::pin(RecordBatchStreamAdapter::new(self.0.schema(), stream))
-        }
-    }
-
-    fn quiet(batch: RecordBatch) -> Arc<dyn ExecutionPlan> {
-        Arc::new(
-            StreamingTableExec::try_new(
-                batch.schema(),
-                vec![Arc::new(QuietStream(batch))],
-                None,
-                [],
-                true,
-                None,
-            )
-            .unwrap(),
-        )
     }
 
     fn symmetric(join_type: JoinType) -> SymmetricHashJoinExec {

@@ -20,7 +20,6 @@ use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::aggregates::{
@@ -37,12 +36,13 @@ use datafusion::physical_plan::{
 };
 use futures::{FutureExt, StreamExt};
 
-use crate::checkpoint::{CheckpointBarrier, OperatorBarrier};
+use crate::checkpoint::{CheckpointBarrier, OperatorBarrier, barrier_changed};
 use crate::error::StreamingError;
 use crate::event_time::{EVENT_TIME_COLUMN, WATERMARK_COLUMN, WatermarkSpec};
 use crate::late::LateDataPolicy;
 use crate::session_state::SessionState;
 use crate::sliced_state::SlicedState;
+use crate::state_memory::StateMemory;
 use crate::window::WindowSpec;
 use crate::window_state::{Evaluated, WindowRows, WindowState};
 
@@ -572,36 +572,20 @@ impl ExecutionPlan for WindowAggregateExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context.clone())?;
-        let reservation = MemoryConsumer::new(format!("WindowAggregateExec[{partition}]"))
-            .register(context.memory_pool());
+        let memory = StateMemory::new("WindowAggregateExec", partition, &context, &self.metrics);
         let output_rows = MetricBuilder::new(&self.metrics).output_rows(partition);
         let late = MetricBuilder::new(&self.metrics).counter("late_records", partition);
-        let peak_state = MetricBuilder::new(&self.metrics).gauge("peak_state_bytes", partition);
         let watermark = MetricBuilder::new(&self.metrics).gauge("watermark_ms", partition);
         let mut aggregator = WindowAggregator::try_new(self.config.clone())?;
-        // A job that checkpoints hands every operator its barrier, and the state to restore.
-        let barrier = context
-            .session_config()
-            .get_extension::<CheckpointBarrier>()
-            .map(|barrier| barrier.register_operator());
-        let barrier = match barrier {
-            Some(mut barrier) => {
-                if let Some(snapshot) = barrier.take_restored() {
-                    aggregator.restore(&snapshot)?;
-                }
-                let seen = barrier.subscribe();
-                Some((barrier, seen))
-            }
-            None => None,
-        };
+        let barrier =
+            CheckpointBarrier::register_task_operator(&context, |s| aggregator.restore(s))?;
         let state = StreamState {
             input,
             aggregator,
             pending: VecDeque::new(),
-            reservation,
+            memory,
             output_rows,
             late,
-            peak_state,
             watermark,
             clock: (self.config.window.is_windowed() && self.config.watermark.field.is_none())
                 .then_some(PROCESSING_TIME_TICK),
@@ -627,16 +611,15 @@ struct StreamState {
     input: SendableRecordBatchStream,
     aggregator: WindowAggregator,
     pending: VecDeque<RecordBatch>,
-    reservation: MemoryReservation,
+    memory: StateMemory,
     output_rows: Count,
     late: Count,
-    peak_state: Gauge,
     /// The watermark (epoch ms), once there is one.
     watermark: Gauge,
     /// On processing time, how often the clock advances the watermark.
     clock: Option<std::time::Duration>,
-    /// The job's checkpoint barrier, and the changes of it seen.
-    barrier: Option<(OperatorBarrier, tokio::sync::watch::Receiver<u64>)>,
+    /// The job's checkpoint barrier.
+    barrier: Option<OperatorBarrier>,
     done: bool,
 }
 
@@ -659,7 +642,7 @@ impl StreamState {
             if self.done {
                 return None;
             }
-            if let Some((barrier, _)) = &self.barrier
+            if let Some(barrier) = &self.barrier
                 && let Some(epoch) = barrier.snapshot_due()
             {
                 // Every source holds back: what the input still has ready was read before
@@ -686,12 +669,7 @@ impl StreamState {
             let wake = tokio::select! {
                 biased;
                 next = input.next() => Wake::Input(next),
-                _ = async {
-                    match barrier {
-                        Some((barrier, seen)) => barrier.wait_change(seen).await,
-                        None => std::future::pending().await,
-                    }
-                } => Wake::Barrier,
+                _ = barrier_changed(barrier) => Wake::Barrier,
                 // On processing time, the clock closes windows too.
                 _ = async {
                     match period {
@@ -746,19 +724,11 @@ impl StreamState {
 
     fn account(&mut self) -> Result<()> {
         let needed = self.aggregator.state_size();
-        self.peak_state.set_max(needed);
         let watermark = self.aggregator.watermark();
         if watermark > 0 && watermark < i64::MAX {
             self.watermark.set(watermark as usize);
         }
-        self.reservation.try_resize(needed).map_err(|e| {
-            StreamingError::StateMemoryExceeded {
-                operator: "WindowAggregateExec".into(),
-                needed,
-                detail: e.to_string(),
-            }
-            .into()
-        })
+        self.memory.resize(needed)
     }
 }
 

@@ -183,11 +183,7 @@ pub fn run_killing(
             while !until() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            let interrupted = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(interrupted.success(), "could not interrupt the last run");
+            interrupt(&child);
         }
         let last = child.wait_with_output().unwrap();
         resumed |= String::from_utf8_lossy(&last.stderr).contains("resumes from checkpoint");
@@ -197,6 +193,15 @@ pub fn run_killing(
             resumed,
         };
     }
+}
+
+/// Sends `child` Ctrl-C (SIGINT).
+pub fn interrupt(child: &Child) {
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "could not interrupt process {}", child.id());
 }
 
 /// A seed for [`run_killing`]: `FERRIS_CRASH_SEED`, else the clock.
