@@ -88,8 +88,10 @@ fn main() {
         StreamJoinPartitionMode::SinglePartition,
     )
     .unwrap();
-    let ours: Arc<dyn ExecutionPlan> =
-        Arc::new(StreamJoinExec::from_symmetric_hash_join(&join).expect("an inner stream join"));
+    let ours: Arc<dyn ExecutionPlan> = Arc::new(
+        StreamJoinExec::from_symmetric_hash_join(&join, [None, None])
+            .expect("an inner stream join"),
+    );
     let theirs: Arc<dyn ExecutionPlan> = Arc::new(join);
     let runtime = runtime();
     for (name, plan) in [("ferris   ", ours), ("datafusion", theirs)] {

@@ -31,7 +31,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use ferris_streaming::{
     EVENT_TIME_COLUMN, EmitMode, GROUPING_SETS_UNSUPPORTED, LateDataPolicy, LookupJoinExec,
-    OP_COLUMN, StreamJoinExec, WATERMARK_COLUMN, WatermarkSpec, WindowAggregateConfig,
+    OP_COLUMN, SideTime, StreamJoinExec, WATERMARK_COLUMN, WatermarkSpec, WindowAggregateConfig,
     WindowAggregateExec, WindowSpec,
 };
 
@@ -378,10 +378,12 @@ pub fn without_batch_coalescing(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn 
 /// sides end (files), DataFusion may have built its hash table from the stream, and the join
 /// is swapped first so that the table is the side read whole. Joins it cannot take (an extra
 /// filter, a join type that keeps unmatched table rows, an outer join of two streams) stay as
-/// they are.
+/// they are. `times` are the event times of the sources that declare one, by the schema
+/// they are read with: a stream join bounded in time by them lets its rows go.
 pub fn streaming_joins(
     plan: Arc<dyn ExecutionPlan>,
     stream: Option<&SchemaRef>,
+    times: &[(SchemaRef, SideTime)],
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let reads_stream = |side: &Arc<dyn ExecutionPlan>| {
         stream.is_some_and(|schema| {
@@ -406,7 +408,13 @@ pub fn streaming_joins(
         .transform_up(|node| {
             if let Some(join) = node
                 .downcast_ref::<SymmetricHashJoinExec>()
-                .and_then(StreamJoinExec::from_symmetric_hash_join)
+                .and_then(|join| {
+                    let sides = [
+                        side_time(join.left(), times),
+                        side_time(join.right(), times),
+                    ];
+                    StreamJoinExec::from_symmetric_hash_join(join, sides)
+                })
             {
                 return Ok(Transformed::yes(Arc::new(join) as Arc<dyn ExecutionPlan>));
             }
@@ -433,6 +441,51 @@ pub fn streaming_joins(
         })?
         .data)
 }
+
+/// The event time of a join side that reads one source which declares it, when every node
+/// on the way passes that column on as it is.
+fn side_time<'a>(
+    side: &Arc<dyn ExecutionPlan>,
+    times: &'a [(SchemaRef, SideTime)],
+) -> Option<&'a SideTime> {
+    let mut projections = Vec::new();
+    let mut node = side.clone();
+    let time = loop {
+        if let Some(scan) = node.downcast_ref::<StreamingTableExec>() {
+            break times
+                .iter()
+                .find(|(schema, _)| Arc::ptr_eq(scan.partition_schema(), schema))
+                .map(|(_, time)| time)?;
+        }
+        if node.downcast_ref::<ProjectionExec>().is_some() {
+            projections.push(node.clone());
+        } else if !PASS_THROUGH.contains(&node.name()) {
+            return None;
+        }
+        let [child] = node.children()[..] else {
+            return None;
+        };
+        node = child.clone();
+    };
+    let passed_on = projections.iter().all(|node| {
+        let projection = node.downcast_ref::<ProjectionExec>().expect("a projection");
+        projection.expr().iter().any(|e| {
+            e.alias == time.column
+                && e.expr
+                    .downcast_ref::<Column>()
+                    .is_some_and(|c| c.name() == time.column)
+        })
+    });
+    (passed_on && side.schema().column_with_name(&time.column).is_some()).then_some(time)
+}
+
+/// Plan nodes that pass their input's columns on unchanged.
+const PASS_THROUGH: [&str; 4] = [
+    "FilterExec",
+    "CoalesceBatchesExec",
+    "CooperativeExec",
+    "RepartitionExec",
+];
 
 /// Replaces the top-most aggregate with a `WindowAggregateExec` (for a keyed table's
 /// changelog, together with the HAVING filter on it, and with `_op` projected through).

@@ -30,8 +30,8 @@ use ferris_connectors::kafka::KafkaConnection;
 use ferris_connectors::{Sink, SinkConfig, Source, StopSignal};
 use ferris_streaming::checkpoint::CheckpointBarrier;
 use ferris_streaming::{
-    EmitMode, LateDataPolicy, LookupJoinExec, StreamJoinExec, WATERMARK_COLUMN, WatermarkSpec,
-    WindowSpec,
+    EmitMode, LateDataPolicy, LookupJoinExec, SideTime, StreamJoinExec, WATERMARK_COLUMN,
+    WatermarkSpec, WindowSpec,
 };
 
 use crate::catalog::{Catalog, CatalogEntry, EntryKind};
@@ -664,7 +664,18 @@ impl Session {
                 .map(|t| t.schema()),
             None => None,
         };
-        plan = streaming_joins(plan, stream_schema.as_ref())?;
+        let mut times = Vec::new();
+        for source in &sources {
+            if let Some(column) = &source.event_time.field {
+                let table = self.ctx.table_provider(source.name.as_str()).await?;
+                let time = SideTime {
+                    column: column.clone(),
+                    max_out_of_orderness: source.event_time.max_out_of_orderness,
+                };
+                times.push((table.schema(), time));
+            }
+        }
+        plan = streaming_joins(plan, stream_schema.as_ref(), &times)?;
         let unbounded = sources.iter().any(|s| !s.source.is_bounded());
         let settings = match (&window, query.emit) {
             (Some(window), emit) => Some((window.spec, emit.unwrap_or(EmitMode::Final))),

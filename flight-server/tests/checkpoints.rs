@@ -112,53 +112,81 @@ fn file_to_file_survives_sigkill_exactly_once() {
 }
 
 #[test]
-fn a_join_of_two_streams_survives_sigkill_exactly_once() {
+fn an_interval_join_of_two_streams_survives_sigkill_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    // Orders, and their payments in another order: some orders are paid twice, some never,
-    // some payments are for no order. Both files are watched: two streams.
+    // Order i at i * 10 ms; its payment up to 3 s later, so payments come out of order by
+    // up to their watermark's 3 s. Payments within 2 s join. Some orders are paid twice,
+    // some never, some payments are for no order. Both files are watched: two streams.
     let orders = 150_000;
+    let time = |ms: usize| {
+        let (s, ms) = (ms / 1000, ms % 1000);
+        format!(
+            "2026-03-02T{:02}:{:02}:{:02}.{ms:03}",
+            s / 3600,
+            s / 60 % 60,
+            s % 60
+        )
+    };
     let mut order_lines = String::new();
-    for id in 0..orders {
-        order_lines += &format!("{{\"id\":{id},\"amount\":{}}}\n", 100 + id % 997);
-    }
     let (mut payment_lines, mut expected) = (String::new(), Vec::new());
-    for i in 0..orders {
-        let id = (i * 7919) % orders;
+    for id in 0..orders {
+        let amount = 100 + id % 997;
+        let ts = id * 10;
+        order_lines += &format!(
+            "{{\"id\":{id},\"ts\":\"{}\",\"amount\":{amount}}}\n",
+            time(ts)
+        );
+        let delay = (id * 7919) % 3000;
         let paid = match id % 7 {
-            0 => vec![1, 2],
+            0 => vec![(1, delay), (2, delay + 1)],
             3 => vec![],
-            _ => vec![1],
+            _ => vec![(1, delay)],
         };
-        for part in paid {
-            let amount = 100 + id % 997;
-            payment_lines += &format!("{{\"order_id\":{id},\"paid\":{}}}\n", amount / part);
-            expected.push(format!(
-                "{{\"id\":{id},\"amount\":{amount},\"paid\":{}}}",
-                amount / part
-            ));
+        for (part, delay) in paid {
+            let paid = amount / part;
+            payment_lines += &format!(
+                "{{\"order_id\":{id},\"ts\":\"{}\",\"paid\":{paid}}}\n",
+                time(ts + delay)
+            );
+            if delay <= 2000 {
+                expected.push(format!(
+                    "{{\"id\":{id},\"amount\":{amount},\"paid\":{paid}}}"
+                ));
+            }
         }
-        if i % 11 == 0 {
-            payment_lines += &format!("{{\"order_id\":{},\"paid\":1}}\n", orders + i);
+        if id % 11 == 0 {
+            payment_lines += &format!(
+                "{{\"order_id\":{},\"ts\":\"{}\",\"paid\":1}}\n",
+                orders + id,
+                time(ts)
+            );
         }
     }
     expected.sort();
     std::fs::write(dir.path().join("orders.jsonl"), order_lines).unwrap();
     std::fs::write(dir.path().join("payments.jsonl"), payment_lines).unwrap();
     let job = "CREATE STREAM paid AS
-         SELECT o.id, o.amount, p.paid FROM orders o JOIN payments p ON o.id = p.order_id
+         SELECT o.id, o.amount, p.paid FROM orders o JOIN payments p
+           ON o.id = p.order_id AND p.ts BETWEEN o.ts AND o.ts + INTERVAL '2' SECOND
          WITH ('orders.type' = 'file_source', 'orders.path' = 'orders.jsonl',
            'orders.watch' = 'true', 'orders.batch.size' = '50',
-           'orders.schema' = 'id BIGINT, amount BIGINT',
+           'orders.schema' = 'id BIGINT, ts TIMESTAMP, amount BIGINT',
+           'orders.event.time.field' = 'ts',
            'payments.type' = 'file_source', 'payments.path' = 'payments.jsonl',
            'payments.watch' = 'true', 'payments.batch.size' = '50',
-           'payments.schema' = 'order_id BIGINT, paid BIGINT',
+           'payments.schema' = 'order_id BIGINT, ts TIMESTAMP, paid BIGINT',
+           'payments.event.time.field' = 'ts',
+           'payments.watermark.max_out_of_orderness' = '3s',
            'paid.type' = 'file_sink', 'paid.path' = 'out/',
            'checkpoint.interval' = '100ms');";
     let out = dir.path().join("out");
     let all_written = || out.exists() && sorted_part_lines(&out).len() >= expected.len();
-    run_crashing(dir.path(), job, 4, 150..500, &[], Some(&all_written));
+    let runs = run_crashing(dir.path(), job, 4, 150..500, &[], Some(&all_written));
     assert_same_lines(&sorted_part_lines(&out), &expected);
     assert_all_committed(&out);
+    // Every payment came within its watermark's 3 s: none was dropped as late.
+    let stderr = String::from_utf8_lossy(&runs.last.stderr);
+    assert!(stderr.contains("0 late"), "{stderr}");
 }
 
 #[test]

@@ -285,6 +285,44 @@ fn errors_name_the_file_position_and_the_problem() {
 }
 
 #[test]
+fn explain_shows_which_joins_of_two_streams_keep_rows_only_while_they_can_match() {
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["orders", "payments"] {
+        std::fs::create_dir(dir.path().join(folder)).unwrap();
+    }
+    let join = |kind: &str, on: &str, times: &str| {
+        format!(
+            "EXPLAIN SELECT o.id, p.paid FROM orders o {kind} JOIN payments p ON o.id = p.order_id{on}
+             WITH ('orders.type' = 'file_source', 'orders.path' = 'orders/', 'orders.watch' = 'true',
+               'orders.format' = 'csv', 'orders.schema' = 'id BIGINT, ts TIMESTAMP',
+               'payments.type' = 'file_source', 'payments.path' = 'payments/', 'payments.watch' = 'true',
+               'payments.format' = 'csv', 'payments.schema' = 'order_id BIGINT, ts TIMESTAMP, paid BIGINT'{times});"
+        )
+    };
+    let times = ", 'orders.event.time.field' = 'ts', 'payments.event.time.field' = 'ts'";
+    let within = " AND p.ts BETWEEN o.ts AND o.ts + INTERVAL '2' SECOND";
+    let plan = |sql: String| {
+        std::fs::write(dir.path().join("job.sql"), sql).unwrap();
+        let run = run_in(dir.path(), &["run", "job.sql"]);
+        assert!(run.status.success(), "{}", stderr(&run));
+        String::from_utf8_lossy(&run.stdout).into_owned()
+    };
+    let bounded = plan(join("", within, times));
+    assert!(
+        bounded.contains("keeps rows while right.ts - left.ts can be in [0ms, 2000ms]"),
+        "{bounded}"
+    );
+    // Without declared event times, or without a bound, every row is kept.
+    for sql in [join("", within, ""), join("", "", times)] {
+        let kept = plan(sql);
+        assert!(kept.contains("StreamJoinExec"), "{kept}");
+        assert!(!kept.contains("keeps rows while"), "{kept}");
+    }
+    let outer = plan(join("LEFT", within, times));
+    assert!(outer.contains("SymmetricHashJoinExec"), "{outer}");
+}
+
+#[test]
 fn explain_shows_the_streaming_operator_and_show_describe_list_the_catalog() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

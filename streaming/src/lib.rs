@@ -16,6 +16,7 @@
 pub mod checkpoint;
 mod error;
 pub mod event_time;
+mod join_time_bounds;
 pub mod late;
 mod lookup_join;
 mod session_state;
@@ -30,6 +31,7 @@ mod window_state;
 
 pub use error::StreamingError;
 pub use event_time::{EVENT_TIME_COLUMN, EventTimeStamper, WATERMARK_COLUMN, WatermarkSpec};
+pub use join_time_bounds::SideTime;
 pub use late::{LateDataPolicy, LateRecordSink};
 pub use lookup_join::{LookupJoinExec, LookupTableRead};
 pub use stream_join::StreamJoinExec;

@@ -15,9 +15,10 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Int64Array, RecordBatch, UInt32Array};
 use arrow::buffer::NullBuffer;
 use arrow::compute::{filter_record_batch, interleave, take};
+use arrow::datatypes::Int64Type;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
@@ -43,6 +44,7 @@ use futures::{FutureExt, StreamExt};
 
 use crate::checkpoint::{CheckpointBarrier, OperatorBarrier, barrier_changed};
 use crate::error::StreamingError;
+use crate::join_time_bounds::{SideClock, SideTime, TimeBounds, latest_time};
 use crate::state_memory::StateMemory;
 
 /// The plan node: `left` joined with `right` where every pair of `on` is equal (and `filter`
@@ -53,14 +55,21 @@ pub struct StreamJoinExec {
     right: Arc<dyn ExecutionPlan>,
     on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
     filter: Option<JoinFilter>,
+    /// What `filter` says of the sides' event times, when it lets rows go.
+    bounds: Option<TimeBounds>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
 
 impl StreamJoinExec {
     /// The stream join doing what `join` does, when it can: an inner join of two unbounded
-    /// inputs of one partition each, on equal keys where null matches nothing.
-    pub fn from_symmetric_hash_join(join: &SymmetricHashJoinExec) -> Option<Self> {
+    /// inputs of one partition each, on equal keys where null matches nothing. `times` are
+    /// the sides' event times, where their sources declare them: when the join condition
+    /// bounds one by the other, rows are let go once they can no longer match.
+    pub fn from_symmetric_hash_join(
+        join: &SymmetricHashJoinExec,
+        times: [Option<&SideTime>; 2],
+    ) -> Option<Self> {
         let single = |side: &Arc<dyn ExecutionPlan>| {
             side.properties().boundedness.is_unbounded()
                 && side.properties().output_partitioning().partition_count() == 1
@@ -69,12 +78,21 @@ impl StreamJoinExec {
             && join.null_equality() == NullEquality::NullEqualsNothing
             && single(join.left())
             && single(join.right());
+        let bounds = match (join.filter(), times) {
+            (Some(filter), [Some(left), Some(right)]) => TimeBounds::of(
+                filter,
+                [&join.left().schema(), &join.right().schema()],
+                [left, right],
+            ),
+            _ => None,
+        };
         usable.then(|| {
             Self::new(
                 join.left().clone(),
                 join.right().clone(),
                 join.on().to_vec(),
                 join.filter().cloned(),
+                bounds,
                 join.schema(),
             )
         })
@@ -85,6 +103,7 @@ impl StreamJoinExec {
         right: Arc<dyn ExecutionPlan>,
         on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
         filter: Option<JoinFilter>,
+        bounds: Option<TimeBounds>,
         schema: SchemaRef,
     ) -> Self {
         let properties = PlanProperties::new(
@@ -98,6 +117,7 @@ impl StreamJoinExec {
             right,
             on,
             filter,
+            bounds,
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
         }
@@ -114,6 +134,20 @@ impl DisplayAs for StreamJoinExec {
         write!(f, "StreamJoinExec: on=[{}]", on.join(", "))?;
         if let Some(filter) = &self.filter {
             write!(f, ", filter={}", filter.expression())?;
+        }
+        if let Some(bounds) = &self.bounds {
+            let column = |plan: &Arc<dyn ExecutionPlan>, side: usize| {
+                plan.schema().field(bounds.columns[side]).name().clone()
+            };
+            let bound = |b: Option<i64>, open: &str| b.map_or(open.into(), |b| format!("{b}ms"));
+            write!(
+                f,
+                ", keeps rows while right.{} - left.{} can be in [{}, {}]",
+                column(&self.right, 1),
+                column(&self.left, 0),
+                bound(bounds.lower, "-inf"),
+                bound(bounds.upper, "+inf")
+            )?;
         }
         Ok(())
     }
@@ -151,6 +185,7 @@ impl ExecutionPlan for StreamJoinExec {
             right,
             self.on.clone(),
             self.filter.clone(),
+            self.bounds,
             self.schema(),
         )))
     }
@@ -167,6 +202,7 @@ impl ExecutionPlan for StreamJoinExec {
             self.schema(),
             self.on.clone(),
             self.filter.clone(),
+            self.bounds,
             [self.left.schema(), self.right.schema()],
         )?;
         let barrier = CheckpointBarrier::register_task_operator(&context, |s| state.restore(s))?;
@@ -176,6 +212,7 @@ impl ExecutionPlan for StreamJoinExec {
             ready: None,
             memory: StateMemory::new("StreamJoinExec", partition, &context, &self.metrics),
             output_rows: MetricBuilder::new(&self.metrics).output_rows(partition),
+            late: MetricBuilder::new(&self.metrics).counter("late_records", partition),
             barrier,
             done: false,
         };
@@ -197,16 +234,31 @@ impl ExecutionPlan for StreamJoinExec {
 /// One side's rows so far, indexed by their join keys (rows with a null key left out).
 ///
 /// The index allocates nothing per row: a key's hash leads to the newest row with that hash,
-/// and each row to the one before it with the same hash.
+/// and each row to the one before it with the same hash. Batches let go (their rows can no
+/// longer match) leave their index entries behind until they are the larger part, when the
+/// index is built again from the batches still kept.
 #[derive(Debug)]
 struct Kept {
     schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-    /// Each kept batch's keys in row format, to tell apart keys whose hashes are equal.
-    keys: Vec<Rows>,
+    /// The batches in the order they came; `None` once let go.
+    batches: Vec<Option<KeptBatch>>,
     /// Key hash to the newest indexed row with it (an index into `rows`).
     newest: HashMap<u64, u32, RandomState>,
     rows: Vec<IndexedRow>,
+    /// Index entries of batches let go.
+    dropped_rows: usize,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+struct KeptBatch {
+    rows: RecordBatch,
+    /// Its keys in row format, to tell apart keys whose hashes are equal.
+    keys: Rows,
+    /// Its rows with a null key, which are not indexed.
+    null_keys: Option<NullBuffer>,
+    /// Its latest event time (ms), when the join lets rows go by event time.
+    max_time: i64,
     bytes: usize,
 }
 
@@ -225,9 +277,9 @@ impl Kept {
         Self {
             schema,
             batches: Vec::new(),
-            keys: Vec::new(),
             newest: HashMap::default(),
             rows: Vec::new(),
+            dropped_rows: 0,
             bytes: 0,
         }
     }
@@ -238,7 +290,9 @@ impl Kept {
         let mut at = self.newest.get(&hash).copied().unwrap_or(NONE);
         while at != NONE {
             let kept = self.rows[at as usize];
-            if self.keys[kept.batch as usize].row(kept.row as usize) == key {
+            if let Some(batch) = &self.batches[kept.batch as usize]
+                && batch.keys.row(kept.row as usize) == key
+            {
                 found.push((kept.batch as usize, kept.row as usize));
             }
             at = kept.previous;
@@ -257,12 +311,64 @@ impl Kept {
         });
     }
 
-    fn keep(&mut self, batch: RecordBatch, keys: Rows) {
-        self.bytes += batch.get_array_memory_size()
+    fn keep(
+        &mut self,
+        rows: RecordBatch,
+        keys: Rows,
+        null_keys: Option<NullBuffer>,
+        max_time: i64,
+    ) {
+        let bytes = rows.get_array_memory_size()
             + keys.size()
-            + batch.num_rows() * (size_of::<IndexedRow>() + size_of::<(u64, u32)>());
-        self.batches.push(batch);
-        self.keys.push(keys);
+            + rows.num_rows() * (size_of::<IndexedRow>() + size_of::<(u64, u32)>());
+        self.bytes += bytes;
+        self.batches.push(Some(KeptBatch {
+            rows,
+            keys,
+            null_keys,
+            max_time,
+            bytes,
+        }));
+    }
+
+    /// Lets go of every batch whose rows are all older than `limit` (ms).
+    fn expire(&mut self, limit: i64, hasher: &RandomState) {
+        let mut live_rows = 0;
+        for slot in &mut self.batches {
+            match slot {
+                Some(batch) if batch.max_time < limit => {
+                    self.bytes -= batch.bytes;
+                    self.dropped_rows += batch.rows.num_rows();
+                    *slot = None;
+                }
+                Some(batch) => live_rows += batch.rows.num_rows(),
+                None => {}
+            }
+        }
+        if self.dropped_rows > live_rows {
+            self.reindex(hasher);
+        }
+    }
+
+    /// Builds the index again from the batches still kept.
+    fn reindex(&mut self, hasher: &RandomState) {
+        let batches: Vec<KeptBatch> = self.batches.drain(..).flatten().collect();
+        self.newest.clear();
+        self.rows.clear();
+        self.dropped_rows = 0;
+        for batch in batches {
+            for (row, key) in batch.keys.iter().enumerate() {
+                if !batch.null_keys.as_ref().is_some_and(|n| n.is_null(row)) {
+                    self.index(hasher.hash_one(key.as_ref()), row);
+                }
+            }
+            self.batches.push(Some(batch));
+        }
+    }
+
+    /// The kept batches.
+    fn kept(&self) -> impl Iterator<Item = &KeptBatch> {
+        self.batches.iter().flatten()
     }
 }
 
@@ -275,6 +381,11 @@ struct JoinState {
     keys: RowConverter,
     hasher: RandomState,
     sides: [Kept; 2],
+    /// What the condition says of the sides' event times, if anything.
+    bounds: Option<TimeBounds>,
+    clocks: [SideClock; 2],
+    /// Rows dropped as late (or without an event time) since last asked.
+    late: usize,
 }
 
 impl JoinState {
@@ -282,6 +393,7 @@ impl JoinState {
         schema: SchemaRef,
         on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
         filter: Option<JoinFilter>,
+        bounds: Option<TimeBounds>,
         side_schemas: [SchemaRef; 2],
     ) -> Result<Self> {
         let key_types = on
@@ -297,6 +409,12 @@ impl JoinState {
             keys,
             hasher: RandomState::default(),
             sides,
+            clocks: match bounds {
+                Some(bounds) => bounds.slack.map(SideClock::new),
+                None => [SideClock::new(0); 2],
+            },
+            bounds,
+            late: 0,
         })
     }
 
@@ -305,9 +423,51 @@ impl JoinState {
     }
 
     /// Joins a batch of side `side` (0 left, 1 right) with the other side's rows so far,
-    /// then keeps it; the joined rows, if any. With `probe` false it is only kept (a
-    /// restored batch, whose pairs were written before the checkpoint).
-    fn add(&mut self, side: usize, batch: RecordBatch, probe: bool) -> Result<Option<RecordBatch>> {
+    /// then keeps it; the joined rows, if any. With time bounds, its rows without an event
+    /// time or late are dropped first, and the other side's rows that its watermark puts
+    /// out of reach are let go after.
+    fn join(&mut self, side: usize, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        let Some(bounds) = self.bounds else {
+            return self.add(side, batch, i64::MIN, true);
+        };
+        let column = batch.column(bounds.columns[side]);
+        let (times, keep) = self.clocks[side].advance(column, bounds.watches(side))?;
+        let kept = keep.true_count();
+        self.late += batch.num_rows() - kept;
+        let max_time = times
+            .iter()
+            .zip(keep.values().iter())
+            .filter_map(|(&time, keep)| keep.then_some(time))
+            .max()
+            .unwrap_or(i64::MIN);
+        let batch = if kept == batch.num_rows() {
+            batch
+        } else {
+            filter_record_batch(&batch, &keep)?
+        };
+        let joined = self.add(side, batch, max_time, true)?;
+        let other = 1 - side;
+        if let Some(limit) = bounds.expired_before(other, self.clocks[side].watermark()) {
+            self.sides[other].expire(limit, &self.hasher);
+        }
+        Ok(joined)
+    }
+
+    /// Rows dropped as late since the last call.
+    fn take_late(&mut self) -> usize {
+        std::mem::take(&mut self.late)
+    }
+
+    /// Joins a batch of side `side` with the other side's rows so far (unless `probe` is
+    /// false: a restored batch, whose pairs were written before the checkpoint), then keeps
+    /// it, its latest event time being `max_time`.
+    fn add(
+        &mut self,
+        side: usize,
+        batch: RecordBatch,
+        max_time: i64,
+        probe: bool,
+    ) -> Result<Option<RecordBatch>> {
         // DataFusion's planner gives both sides' keys one type (casting where they differ).
         let keys = self
             .on
@@ -344,7 +504,7 @@ impl JoinState {
             }
             this.index(hash, row);
         }
-        this.keep(batch.clone(), encoded);
+        this.keep(batch.clone(), encoded, nulls, max_time);
         if rows.is_empty() {
             return Ok(None);
         }
@@ -355,10 +515,24 @@ impl JoinState {
             .iter()
             .map(|column| Ok(take(column, &rows, None)?))
             .collect::<Result<Vec<_>>>()?;
+        // The batches matched, and the matches as positions in that list.
+        let mut matched: Vec<&RecordBatch> = Vec::new();
+        let mut slots: HashMap<usize, usize> = HashMap::new();
+        let found: Vec<(usize, usize)> = found
+            .into_iter()
+            .map(|(batch, row)| {
+                let slot = *slots.entry(batch).or_insert_with(|| {
+                    let kept = other.batches[batch].as_ref();
+                    matched.push(&kept.expect("a match is in a kept batch").rows);
+                    matched.len() - 1
+                });
+                (slot, row)
+            })
+            .collect();
         let other_columns = (0..other.schema.fields().len())
             .map(|c| {
                 let arrays: Vec<&dyn Array> =
-                    other.batches.iter().map(|b| b.column(c).as_ref()).collect();
+                    matched.iter().map(|b| b.column(c).as_ref()).collect();
                 Ok(interleave(&arrays, &found)?)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -403,18 +577,22 @@ impl JoinState {
     }
 
     /// Both sides' rows as one batch: a row whose `left` and `right` cells each hold a
-    /// side's rows as an Arrow IPC stream (the sides have different schemas).
+    /// side's rows as an Arrow IPC stream (the sides have different schemas), and each
+    /// side's latest event time.
     fn snapshot(&self) -> Result<RecordBatch> {
-        let mut cells = Vec::with_capacity(2);
+        let mut cells = Vec::with_capacity(4);
         for side in &self.sides {
             let mut bytes = Vec::new();
             let mut writer = StreamWriter::try_new(&mut bytes, &side.schema)?;
-            for batch in &side.batches {
-                writer.write(batch)?;
+            for batch in side.kept() {
+                writer.write(&batch.rows)?;
             }
             writer.finish()?;
             drop(writer);
             cells.push(Arc::new(BinaryArray::from_vec(vec![&bytes])) as ArrayRef);
+        }
+        for clock in &self.clocks {
+            cells.push(Arc::new(Int64Array::from(vec![clock.max_time])) as ArrayRef);
         }
         Ok(RecordBatch::try_new(snapshot_schema(), cells)?)
     }
@@ -436,8 +614,15 @@ impl JoinState {
                 return Err(wrong("rows have other columns than its input").into());
             }
             for batch in reader {
-                self.add(side, batch?, false)?;
+                let batch = batch?;
+                let max_time = match self.bounds {
+                    Some(bounds) => latest_time(batch.column(bounds.columns[side]))?,
+                    None => i64::MIN,
+                };
+                self.add(side, batch, max_time, false)?;
             }
+            let max_time = snapshot.column(2 + side).as_primitive::<Int64Type>();
+            self.clocks[side].max_time = max_time.value(0);
         }
         Ok(())
     }
@@ -447,6 +632,8 @@ fn snapshot_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("left", DataType::Binary, false),
         Field::new("right", DataType::Binary, false),
+        Field::new("left_max_time", DataType::Int64, false),
+        Field::new("right_max_time", DataType::Int64, false),
     ]))
 }
 
@@ -457,6 +644,7 @@ struct JoinRun {
     ready: Option<RecordBatch>,
     memory: StateMemory,
     output_rows: Count,
+    late: Count,
     barrier: Option<OperatorBarrier>,
     done: bool,
 }
@@ -520,7 +708,8 @@ impl JoinRun {
     fn take(&mut self, side: usize, next: Option<Result<RecordBatch>>) -> Result<()> {
         match next {
             Some(batch) => {
-                self.ready = self.state.add(side, batch?, true)?;
+                self.ready = self.state.join(side, batch?)?;
+                self.late.add(self.state.take_late());
                 self.memory.resize(self.state.size())
             }
             None => {
@@ -542,10 +731,13 @@ async fn next_of(input: &mut Option<SendableRecordBatchStream>) -> Option<Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::TimestampMillisecondArray;
     use arrow::array::{Int32Array, Int64Array};
+    use arrow::datatypes::TimeUnit;
     use arrow::util::pretty::pretty_format_batches;
+    use datafusion::common::ScalarValue;
     use datafusion::logical_expr::Operator;
-    use datafusion::physical_expr::expressions::{BinaryExpr, Column};
+    use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
     use datafusion::physical_plan::joins::utils::ColumnIndex;
     use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode, StreamJoinPartitionMode};
 
@@ -647,6 +839,7 @@ mod tests {
                 memory(payments()),
                 on(),
                 filter.clone(),
+                None,
                 join.schema(),
             );
             let expected = sorted_rows(Arc::new(join)).await;
@@ -661,12 +854,12 @@ mod tests {
     async fn a_restored_join_writes_each_pair_once() {
         let schema = hash_join(None).schema();
         let sides = || [orders()[0].schema(), payments()[0].schema()];
-        let new_state = || JoinState::try_new(schema.clone(), on(), None, sides()).unwrap();
+        let new_state = || JoinState::try_new(schema.clone(), on(), None, None, sides()).unwrap();
         let feed = |state: &mut JoinState, from: usize, to: usize| {
             let mut out = Vec::new();
             for i in from..to {
-                out.extend(state.add(0, orders()[i].clone(), true).unwrap());
-                out.extend(state.add(1, payments()[i].clone(), true).unwrap());
+                out.extend(state.join(0, orders()[i].clone()).unwrap());
+                out.extend(state.join(1, payments()[i].clone()).unwrap());
             }
             out
         };
@@ -710,7 +903,9 @@ mod tests {
 
     #[tokio::test]
     async fn gives_pairs_on_while_both_streams_are_quiet() {
-        let join = StreamJoinExec::from_symmetric_hash_join(&symmetric(JoinType::Inner)).unwrap();
+        let join =
+            StreamJoinExec::from_symmetric_hash_join(&symmetric(JoinType::Inner), [None, None])
+                .unwrap();
         let mut joined = join.execute(0, Arc::new(TaskContext::default())).unwrap();
         let first = tokio::time::timeout(std::time::Duration::from_secs(10), joined.next())
             .await
@@ -724,7 +919,130 @@ mod tests {
     #[test]
     fn takes_inner_joins_only() {
         for join_type in [JoinType::Left, JoinType::Right, JoinType::Full] {
-            assert!(StreamJoinExec::from_symmetric_hash_join(&symmetric(join_type)).is_none());
+            assert!(
+                StreamJoinExec::from_symmetric_hash_join(&symmetric(join_type), [None, None])
+                    .is_none()
+            );
+        }
+    }
+
+    /// `(id, ts ms)` rows as a batch of `id INT, ts TIMESTAMP(ms)`.
+    fn timed(rows: impl IntoIterator<Item = (i32, i64)>) -> RecordBatch {
+        let (ids, times): (Vec<i32>, Vec<i64>) = rows.into_iter().unzip();
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int32, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(Int32Array::from(ids)),
+                Arc::new(TimestampMillisecondArray::from(times)),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// `right.ts >= left.ts AND right.ts <= left.ts + upper`.
+    fn within(upper: ScalarValue) -> JoinFilter {
+        let time = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let schema = Schema::new(vec![
+            Field::new("ts", time.clone(), true),
+            Field::new("ts", time, true),
+        ]);
+        let (left, right) = (
+            Arc::new(Column::new("ts", 0)) as PhysicalExprRef,
+            Arc::new(Column::new("ts", 1)) as PhysicalExprRef,
+        );
+        let latest = BinaryExpr::new(left.clone(), Operator::Plus, Arc::new(Literal::new(upper)));
+        let expression = BinaryExpr::new(
+            Arc::new(BinaryExpr::new(right.clone(), Operator::GtEq, left)),
+            Operator::And,
+            Arc::new(BinaryExpr::new(right, Operator::LtEq, Arc::new(latest))),
+        );
+        let column = |side| ColumnIndex { index: 1, side };
+        JoinFilter::new(
+            Arc::new(expression),
+            vec![column(JoinSide::Left), column(JoinSide::Right)],
+            Arc::new(schema),
+        )
+    }
+
+    fn event_time(slack_ms: u64) -> SideTime {
+        SideTime {
+            column: "ts".into(),
+            max_out_of_orderness: std::time::Duration::from_millis(slack_ms),
+        }
+    }
+
+    #[test]
+    fn reads_time_bounds_from_the_condition() {
+        let schema = timed([]).schema();
+        let hour = ScalarValue::new_interval_mdn(0, 0, 3_600_000_000_000);
+        let time = event_time(5);
+        let bounds = TimeBounds::of(&within(hour), [&schema, &schema], [&time, &time]).unwrap();
+        assert_eq!((bounds.lower, bounds.upper), (Some(0), Some(3_600_000)));
+        assert_eq!(bounds.slack, [5, 5]);
+        // Months have no fixed length: no upper bound from them.
+        let month = ScalarValue::new_interval_mdn(1, 0, 0);
+        let bounds = TimeBounds::of(&within(month), [&schema, &schema], [&time, &time]).unwrap();
+        assert_eq!((bounds.lower, bounds.upper), (Some(0), None));
+        // Only a timestamp column declared as a side's event time counts.
+        let id = SideTime {
+            column: "id".into(),
+            ..time.clone()
+        };
+        let day = ScalarValue::new_interval_mdn(0, 1, 0);
+        assert!(TimeBounds::of(&within(day), [&schema, &schema], [&id, &time]).is_none());
+    }
+
+    #[test]
+    fn lets_rows_go_once_they_cannot_match_and_drops_late_ones() {
+        let schema = timed([]).schema();
+        let filter = within(ScalarValue::DurationMillisecond(Some(2000)));
+        let time = event_time(0);
+        let bounds = TimeBounds::of(&filter, [&schema, &schema], [&time, &time]);
+        let join_schema = Arc::new(Schema::new(
+            [schema.fields().to_vec(), schema.fields().to_vec()].concat(),
+        ));
+        let new_state = || {
+            let sides = [schema.clone(), schema.clone()];
+            JoinState::try_new(
+                join_schema.clone(),
+                on(),
+                Some(filter.clone()),
+                bounds,
+                sides,
+            )
+            .unwrap()
+        };
+        let (mut state, mut pairs) = (new_state(), 0);
+        // Order i at i s, paid at i s + 500 ms; one batch of ten from each side in turn.
+        for k in 0..10 {
+            let ids = k * 10..k * 10 + 10;
+            let orders = timed(ids.clone().map(|i| (i, i64::from(i) * 1000)));
+            let payments = timed(ids.map(|i| (i, i64::from(i) * 1000 + 500)));
+            for (side, batch) in [(0, orders), (1, payments)] {
+                pairs += state.join(side, batch).unwrap().map_or(0, |b| b.num_rows());
+            }
+        }
+        assert_eq!(pairs, 100);
+        // The payments' watermark (99.5 s) leaves only orders from 97.5 s on within reach.
+        assert_eq!(
+            state.sides[0].kept().count(),
+            1,
+            "{:?}",
+            state.sides[0].kept().count()
+        );
+        let snapshot = state.snapshot().unwrap();
+        let mut restored = new_state();
+        restored.restore(&snapshot).unwrap();
+        for state in [&mut state, &mut restored] {
+            // A payment from before the watermark is late: dropped, not joined.
+            let late = timed([(99, 98_000), (99, 99_600)]);
+            let joined = state.join(1, late).unwrap().unwrap();
+            assert_eq!(joined.num_rows(), 1);
+            assert_eq!(state.take_late(), 1);
         }
     }
 }
