@@ -666,7 +666,15 @@ impl Session {
         };
         let mut times = Vec::new();
         for source in &sources {
-            if let Some(column) = &source.event_time.field {
+            // A join keeps one watermark per side: over a topic's partitions, read side by
+            // side, a partition behind the others would have its rows taken for late.
+            let one_order = match &source.source {
+                Source::Kafka(kafka) => kafka.partitions().len() == 1,
+                Source::File(_) => true,
+            };
+            if let Some(column) = &source.event_time.field
+                && one_order
+            {
                 let table = self.ctx.table_provider(source.name.as_str()).await?;
                 let time = SideTime {
                     column: column.clone(),

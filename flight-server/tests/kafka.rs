@@ -896,6 +896,48 @@ fn a_topic_joined_to_a_table_writes_each_batch_s_rows_at_once_and_checkpoints() 
 }
 
 #[test]
+fn an_interval_join_lets_rows_go_on_a_topic_of_one_partition_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = |partitions: u32| {
+        let (orders, payments) = (topic("iv_orders", partitions), topic("iv_payments", 1));
+        let source = |name: &str, topic: &str, schema: &str| {
+            format!(
+                "'{name}.type' = 'kafka_source', '{name}.bootstrap.servers' = '{}',
+                 '{name}.topic' = '{topic}', '{name}.schema' = '{schema}',
+                 '{name}.event.time.field' = 'ts'",
+                bootstrap()
+            )
+        };
+        let output = ferris(
+            dir.path(),
+            &format!(
+                "EXPLAIN SELECT o.id, p.paid FROM orders o JOIN payments p
+                   ON o.id = p.order_id AND p.ts BETWEEN o.ts AND o.ts + INTERVAL '2' SECOND
+                 WITH ({}, {})",
+                source("orders", &orders, "id BIGINT, ts TIMESTAMP"),
+                source(
+                    "payments",
+                    &payments,
+                    "order_id BIGINT, ts TIMESTAMP, paid BIGINT"
+                ),
+            ),
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let one = plan(1);
+    assert!(one.contains("keeps rows while right.ts - left.ts"), "{one}");
+    // Partitions read side by side share no order: a lagging one's rows are not late.
+    let two = plan(2);
+    assert!(two.contains("StreamJoinExec"), "{two}");
+    assert!(!two.contains("keeps rows while"), "{two}");
+}
+
+#[test]
 fn two_topics_joined_write_each_pair_once_and_keep_their_rows_across_a_kill() {
     let dir = tempfile::tempdir().unwrap();
     let (trades, sectors) = (topic("joined_trades", 1), topic("joined_sectors", 1));
