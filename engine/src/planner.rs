@@ -445,38 +445,32 @@ pub fn streaming_joins(
 /// The event time of a join side that reads one source which declares it, when every node
 /// on the way passes that column on as it is.
 fn side_time<'a>(
-    side: &Arc<dyn ExecutionPlan>,
+    node: &Arc<dyn ExecutionPlan>,
     times: &'a [(SchemaRef, SideTime)],
 ) -> Option<&'a SideTime> {
-    let mut projections = Vec::new();
-    let mut node = side.clone();
-    let time = loop {
-        if let Some(scan) = node.downcast_ref::<StreamingTableExec>() {
-            break times
-                .iter()
-                .find(|(schema, _)| Arc::ptr_eq(scan.partition_schema(), schema))
-                .map(|(_, time)| time)?;
-        }
-        if node.downcast_ref::<ProjectionExec>().is_some() {
-            projections.push(node.clone());
-        } else if !PASS_THROUGH.contains(&node.name()) {
-            return None;
-        }
-        let [child] = node.children()[..] else {
-            return None;
-        };
-        node = child.clone();
+    if let Some(scan) = node.downcast_ref::<StreamingTableExec>() {
+        let (_, time) = times
+            .iter()
+            .find(|(schema, _)| Arc::ptr_eq(scan.partition_schema(), schema))?;
+        return scan.schema().column_with_name(&time.column).map(|_| time);
+    }
+    let [child] = node.children()[..] else {
+        return None;
     };
-    let passed_on = projections.iter().all(|node| {
-        let projection = node.downcast_ref::<ProjectionExec>().expect("a projection");
-        projection.expr().iter().any(|e| {
-            e.alias == time.column
-                && e.expr
-                    .downcast_ref::<Column>()
-                    .is_some_and(|c| c.name() == time.column)
-        })
-    });
-    (passed_on && side.schema().column_with_name(&time.column).is_some()).then_some(time)
+    let time = side_time(child, times)?;
+    match node.downcast_ref::<ProjectionExec>() {
+        Some(projection) => projection
+            .expr()
+            .iter()
+            .any(|e| {
+                e.alias == time.column
+                    && e.expr
+                        .downcast_ref::<Column>()
+                        .is_some_and(|c| c.name() == time.column)
+            })
+            .then_some(time),
+        None => PASS_THROUGH.contains(&node.name()).then_some(time),
+    }
 }
 
 /// Plan nodes that pass their input's columns on unchanged.

@@ -629,6 +629,8 @@ impl Session {
         let window = rewrite_query(&mut parsed, query.window.as_ref(), query.position)?;
         let stream_source = time_source(&parsed);
         let mut watermark = WatermarkSpec::default();
+        // The event times of the sources that declare one, for joins bounded in time.
+        let mut times = Vec::new();
         for source in &sources {
             let stamp = match &window {
                 Some(window) if stream_source.as_deref() == Some(source.name.as_str()) => {
@@ -637,7 +639,22 @@ impl Session {
                 }
                 _ => None,
             };
-            source.register(&self.ctx, &source_stop, stamp)?;
+            let schema = source.register(&self.ctx, &source_stop, stamp)?;
+            // A join keeps one watermark per side: over a topic's partitions, read side by
+            // side, a partition behind the others would have its rows taken for late.
+            let one_order = match &source.source {
+                Source::Kafka(kafka) => kafka.partitions().len() == 1,
+                Source::File(_) => true,
+            };
+            if let Some(column) = &source.event_time.field
+                && one_order
+            {
+                let time = SideTime {
+                    column: column.clone(),
+                    max_out_of_orderness: source.event_time.max_out_of_orderness,
+                };
+                times.push((schema, time));
+            }
         }
         if window.is_some()
             && !sources
@@ -664,25 +681,6 @@ impl Session {
                 .map(|t| t.schema()),
             None => None,
         };
-        let mut times = Vec::new();
-        for source in &sources {
-            // A join keeps one watermark per side: over a topic's partitions, read side by
-            // side, a partition behind the others would have its rows taken for late.
-            let one_order = match &source.source {
-                Source::Kafka(kafka) => kafka.partitions().len() == 1,
-                Source::File(_) => true,
-            };
-            if let Some(column) = &source.event_time.field
-                && one_order
-            {
-                let table = self.ctx.table_provider(source.name.as_str()).await?;
-                let time = SideTime {
-                    column: column.clone(),
-                    max_out_of_orderness: source.event_time.max_out_of_orderness,
-                };
-                times.push((table.schema(), time));
-            }
-        }
         plan = streaming_joins(plan, stream_schema.as_ref(), &times)?;
         let unbounded = sources.iter().any(|s| !s.source.is_bounded());
         let settings = match (&window, query.emit) {

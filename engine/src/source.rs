@@ -72,13 +72,14 @@ pub struct SourceDef {
 impl SourceDef {
     /// Registers the source under its name, as a table DataFusion reads as a stream
     /// (bounded unless it is watching), replacing a source of the same name. With `stamp`,
-    /// its rows carry event time and watermark for a windowed query.
+    /// its rows carry event time and watermark for a windowed query. Returns the schema it
+    /// is read with, which its scans in a plan share.
     pub fn register(
         &self,
         ctx: &datafusion::prelude::SessionContext,
         stop: &StopSignal,
         stamp: Option<WatermarkSpec>,
-    ) -> Result<()> {
+    ) -> Result<SchemaRef> {
         let schema = match &stamp {
             Some(_) => stamped_schema(&self.source.schema()),
             None => self.source.schema(),
@@ -90,11 +91,11 @@ impl SourceDef {
             stop: stop.clone(),
             stamp,
         });
-        let table = StreamingTable::try_new(schema, vec![partition])?
+        let table = StreamingTable::try_new(schema.clone(), vec![partition])?
             .with_infinite_table(!self.source.is_bounded());
         ctx.deregister_table(self.name.as_str())?;
         ctx.register_table(self.name.as_str(), Arc::new(table))?;
-        Ok(())
+        Ok(schema)
     }
 
     /// How this source's rows are stamped for a window whose time column is `time_column`

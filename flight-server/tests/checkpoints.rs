@@ -13,7 +13,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use support::{
     KilledRuns, assert_all_committed, assert_same_lines, bootstrap, consume_all, crash_seed,
-    produce, run_killing, sorted_part_lines, topic,
+    http_request, produce, run_killing, sorted_part_lines, topic,
 };
 
 const SYMBOLS: [&str; 8] = [
@@ -393,7 +393,12 @@ impl S3StandIn {
             .unwrap();
         // The bucket, once the stand-in answers.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !http_request(port, "PUT", "/ferris").starts_with("HTTP/1.1 200") {
+        let address = format!("127.0.0.1:{port}");
+        // Refused until the stand-in listens.
+        while !http_request(&address, "PUT", "/ferris")
+            .unwrap_or_default()
+            .starts_with("HTTP/1.1 200")
+        {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the S3 stand-in never answered"
@@ -418,7 +423,8 @@ impl S3StandIn {
 
     /// The keys in the bucket under `prefix`, as the listing's XML.
     fn list(&self, prefix: &str) -> String {
-        http_request(self.port, "GET", &format!("/ferris?prefix={prefix}"))
+        let address = format!("127.0.0.1:{}", self.port);
+        http_request(&address, "GET", &format!("/ferris?prefix={prefix}")).unwrap()
     }
 }
 
@@ -474,25 +480,6 @@ impl Drop for PersistentBroker {
     fn drop(&mut self) {
         self.script(&["stop"]);
     }
-}
-
-/// `METHOD path` over HTTP/1.1 with no body: the whole response (empty when nothing
-/// answered).
-fn http_request(port: u16, method: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    let mut response = String::new();
-    if stream.write_all(request.as_bytes()).is_err()
-        || stream.read_to_string(&mut response).is_err()
-    {
-        return String::new();
-    }
-    response
 }
 
 #[test]

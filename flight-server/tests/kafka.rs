@@ -895,18 +895,23 @@ fn a_topic_joined_to_a_table_writes_each_batch_s_rows_at_once_and_checkpoints() 
     assert!(checkpoint.chars().any(|c| c.is_ascii_digit()), "{status}");
 }
 
+/// The options of a Kafka source `name` reading `topic` with columns `schema`.
+fn kafka_source_options(name: &str, topic: &str, schema: &str) -> String {
+    format!(
+        "'{name}.type' = 'kafka_source', '{name}.bootstrap.servers' = '{}',
+         '{name}.topic' = '{topic}', '{name}.schema' = '{schema}'",
+        bootstrap()
+    )
+}
+
 #[test]
 fn an_interval_join_lets_rows_go_on_a_topic_of_one_partition_only() {
     let dir = tempfile::tempdir().unwrap();
     let plan = |partitions: u32| {
         let (orders, payments) = (topic("iv_orders", partitions), topic("iv_payments", 1));
         let source = |name: &str, topic: &str, schema: &str| {
-            format!(
-                "'{name}.type' = 'kafka_source', '{name}.bootstrap.servers' = '{}',
-                 '{name}.topic' = '{topic}', '{name}.schema' = '{schema}',
-                 '{name}.event.time.field' = 'ts'",
-                bootstrap()
-            )
+            let options = kafka_source_options(name, topic, schema);
+            format!("{options}, '{name}.event.time.field' = 'ts'")
         };
         let output = ferris(
             dir.path(),
@@ -942,11 +947,9 @@ fn two_topics_joined_write_each_pair_once_and_keep_their_rows_across_a_kill() {
     let dir = tempfile::tempdir().unwrap();
     let (trades, sectors) = (topic("joined_trades", 1), topic("joined_sectors", 1));
     let source = |name: &str, topic: &str, schema: &str| {
+        let options = kafka_source_options(name, topic, schema);
         format!(
-            "'{name}.type' = 'kafka_source', '{name}.bootstrap.servers' = '{}',
-             '{name}.topic' = '{topic}', '{name}.group.id' = '{topic}-join',
-             '{name}.kafka.session.timeout.ms' = '6000', '{name}.schema' = '{schema}'",
-            bootstrap()
+            "{options}, '{name}.group.id' = '{topic}-join', '{name}.kafka.session.timeout.ms' = '6000'"
         )
     };
     let job = format!(

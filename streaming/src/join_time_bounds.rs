@@ -192,27 +192,27 @@ impl SideClock {
         self.max_time.saturating_sub(self.slack)
     }
 
-    /// The event times (ms) of `column`, and which rows to keep: those with a time (a row
-    /// without one satisfies no time condition), and with `drop_late` only those not late
-    /// against the watermark the rows before them left (in order, whatever the batching).
-    /// Advances the clock.
-    pub fn advance(
-        &mut self,
-        column: &ArrayRef,
-        drop_late: bool,
-    ) -> Result<(Vec<i64>, BooleanArray)> {
+    /// Which rows of `column` (event times) to keep: those with a time (a row without one
+    /// satisfies no time condition), and with `drop_late` only those not late against the
+    /// watermark the rows before them left (in order, whatever the batching); and the latest
+    /// time kept (ms). Advances the clock.
+    pub fn advance(&mut self, column: &ArrayRef, drop_late: bool) -> Result<(BooleanArray, i64)> {
         let millis = event_millis(column)?;
         let millis = millis.as_primitive::<Int64Type>();
         let mut keep = Vec::with_capacity(millis.len());
+        let mut latest = i64::MIN;
         for i in 0..millis.len() {
-            let valid = millis.is_valid(i);
             let time = millis.value(i);
-            keep.push(valid && (!drop_late || time >= self.watermark()));
-            if valid {
+            let kept = millis.is_valid(i) && (!drop_late || time >= self.watermark());
+            if kept {
+                latest = latest.max(time);
+            }
+            if millis.is_valid(i) {
                 self.max_time = self.max_time.max(time);
             }
+            keep.push(kept);
         }
-        Ok((millis.values().to_vec(), BooleanArray::from(keep)))
+        Ok((BooleanArray::from(keep), latest))
     }
 }
 

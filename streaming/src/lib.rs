@@ -16,6 +16,7 @@
 pub mod checkpoint;
 mod error;
 pub mod event_time;
+mod join_keys;
 mod join_time_bounds;
 pub mod late;
 mod lookup_join;

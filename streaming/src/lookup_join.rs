@@ -8,20 +8,18 @@
 //! table, which it reads again on every start, so a checkpoint needs nothing of it: the
 //! table's sources run outside the checkpoint barrier ([`LookupTableRead`]).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::RecordBatchOptions;
-use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
-use arrow::compute::{cast, concat_batches, take};
-use arrow::datatypes::{DataType, SchemaRef};
-use arrow::row::{RowConverter, Rows, SortField};
+use arrow::array::{RecordBatch, UInt32Array};
+use arrow::compute::{concat_batches, take};
+use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{JoinType, NullEquality};
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalExprRef};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::joins::HashJoinExec;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
@@ -31,6 +29,8 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream, apply_expression_roots, collect,
 };
 use futures::StreamExt;
+
+use crate::join_keys::{BatchKeys, JoinKeys, KeyIndex};
 
 /// Marks a task context in which sources are read as a lookup table: whole, from their
 /// start, on every run, and never cut by a checkpoint.
@@ -71,8 +71,8 @@ impl LookupJoinExec {
             None => join_schema.clone(),
         };
         let joiner = Joiner {
+            keys: JoinKeys::try_new(join.on().to_vec(), &join.left().schema()).ok()?,
             table_plan: join.left().clone(),
-            on: join.on().to_vec(),
             keep_unmatched,
             join_schema,
             projection,
@@ -103,7 +103,8 @@ impl DisplayAs for LookupJoinExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         let joiner = &self.joiner;
         let on: Vec<String> = joiner
-            .on
+            .keys
+            .on()
             .iter()
             .map(|(table, stream)| format!("({table}, {stream})"))
             .collect();
@@ -152,7 +153,8 @@ impl ExecutionPlan for LookupJoinExec {
     ) -> Result<TreeNodeRecursion> {
         let keys = self
             .joiner
-            .on
+            .keys
+            .on()
             .iter()
             .flat_map(|(table, stream)| [table, stream]);
         apply_expression_roots(keys, f)
@@ -163,9 +165,10 @@ impl ExecutionPlan for LookupJoinExec {
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let stream = children.swap_remove(1);
+        let table_plan = children.swap_remove(0);
         let joiner = Joiner {
-            table_plan: children.swap_remove(0),
-            on: self.joiner.on.clone(),
+            keys: JoinKeys::try_new(self.joiner.keys.on().to_vec(), &table_plan.schema())?,
+            table_plan,
             keep_unmatched: self.joiner.keep_unmatched,
             join_schema: self.joiner.join_schema.clone(),
             projection: self.joiner.projection.clone(),
@@ -225,7 +228,8 @@ impl ExecutionPlan for LookupJoinExec {
 #[derive(Debug)]
 struct Joiner {
     table_plan: Arc<dyn ExecutionPlan>,
-    on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
+    /// The table's (left) and stream's (right) keys.
+    keys: JoinKeys,
     keep_unmatched: bool,
     join_schema: SchemaRef,
     projection: Option<Vec<usize>>,
@@ -235,78 +239,42 @@ struct Joiner {
 /// The table, read whole and indexed by its join keys.
 struct IndexedTable {
     rows: RecordBatch,
-    keys: RowConverter,
-    /// The table's key types, which the stream's keys are cast to.
-    key_types: Vec<DataType>,
-    /// Key (row format) to the table rows that have it; rows with a null key are left out.
-    index: HashMap<Box<[u8]>, Vec<u32>>,
+    keys: BatchKeys,
+    index: KeyIndex,
 }
 
 impl Joiner {
     fn index(&self, batches: Vec<RecordBatch>) -> Result<IndexedTable> {
         let rows = concat_batches(&self.table_plan.schema(), &batches)?;
-        let keys = self.evaluate(&rows, |(table, _)| table, None)?;
-        let key_types: Vec<DataType> = keys.iter().map(|k| k.data_type().clone()).collect();
-        let converter = RowConverter::new(key_types.iter().cloned().map(SortField::new).collect())?;
-        let encoded = converter.convert_columns(&keys)?;
-        let mut index: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
-        for (i, key) in encoded.iter().enumerate() {
-            if keys.iter().all(|k| k.is_valid(i)) {
-                index.entry(key.as_ref().into()).or_default().push(i as u32);
+        let keys = self.keys.of(0, &rows)?;
+        let mut index = KeyIndex::default();
+        for (row, hash) in self.keys.hashes(&keys).into_iter().enumerate() {
+            if let Some(hash) = hash {
+                index.insert(hash, 0, row);
             }
         }
-        Ok(IndexedTable {
-            rows,
-            keys: converter,
-            key_types,
-            index,
-        })
-    }
-
-    /// The join keys of `batch`, by one side of each pair; cast to `types` when given.
-    fn evaluate(
-        &self,
-        batch: &RecordBatch,
-        side: fn(&(PhysicalExprRef, PhysicalExprRef)) -> &PhysicalExprRef,
-        types: Option<&[DataType]>,
-    ) -> Result<Vec<ArrayRef>> {
-        self.on
-            .iter()
-            .enumerate()
-            .map(|(i, pair)| {
-                let key = side(pair).evaluate(batch)?.into_array(batch.num_rows())?;
-                Ok(match types {
-                    Some(types) if key.data_type() != &types[i] => cast(&key, &types[i])?,
-                    _ => key,
-                })
-            })
-            .collect()
+        Ok(IndexedTable { rows, keys, index })
     }
 
     /// One stream batch joined with the table.
     fn join(&self, table: &IndexedTable, batch: &RecordBatch) -> Result<RecordBatch> {
-        let keys = self.evaluate(batch, |(_, stream)| stream, Some(&table.key_types))?;
-        let encoded: Rows = table.keys.convert_columns(&keys)?;
+        let keys = self.keys.of(1, batch)?;
         let mut table_rows: Vec<Option<u32>> = Vec::new();
         let mut stream_rows: Vec<u32> = Vec::new();
-        for (i, key) in encoded.iter().enumerate() {
-            let matches = keys
-                .iter()
-                .all(|k| k.is_valid(i))
-                .then(|| table.index.get(key.as_ref()))
-                .flatten();
-            match matches {
-                Some(found) => {
-                    for &row in found {
-                        table_rows.push(Some(row));
-                        stream_rows.push(i as u32);
-                    }
-                }
-                None if self.keep_unmatched => {
-                    table_rows.push(None);
-                    stream_rows.push(i as u32);
-                }
-                None => {}
+        let mut found = Vec::new();
+        for (row, hash) in self.keys.hashes(&keys).into_iter().enumerate() {
+            let matched = hash.map_or(0, |hash| {
+                let key = keys.rows.row(row);
+                table
+                    .index
+                    .matches(hash, key, |_| Some(&table.keys.rows), &mut found)
+            });
+            if matched > 0 {
+                stream_rows.extend(std::iter::repeat_n(row as u32, matched));
+                table_rows.extend(found.drain(..).map(|(_, row)| Some(row as u32)));
+            } else if self.keep_unmatched {
+                table_rows.push(None);
+                stream_rows.push(row as u32);
             }
         }
         let table_rows = UInt32Array::from(table_rows);
@@ -337,6 +305,7 @@ mod tests {
     use super::*;
     use arrow::array::{Int32Array, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_expr::PhysicalExprRef;
     use datafusion::physical_expr::expressions::Column;
     use datafusion::physical_plan::joins::PartitionMode;
 

@@ -12,17 +12,15 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Int64Array, RecordBatch, UInt32Array};
-use arrow::buffer::NullBuffer;
 use arrow::compute::{filter_record_batch, interleave, take};
 use arrow::datatypes::Int64Type;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
-use arrow::row::{Row, RowConverter, Rows, SortField};
+use arrow::row::Row;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{JoinSide, JoinType, NullEquality};
 use datafusion::error::Result;
@@ -39,11 +37,11 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream, apply_expression_roots,
 };
-use foldhash::fast::RandomState;
 use futures::{FutureExt, StreamExt};
 
 use crate::checkpoint::{CheckpointBarrier, OperatorBarrier, barrier_changed};
 use crate::error::StreamingError;
+use crate::join_keys::{BatchKeys, JoinKeys, KeyIndex};
 use crate::join_time_bounds::{SideClock, SideTime, TimeBounds, latest_time};
 use crate::state_memory::StateMemory;
 
@@ -233,107 +231,73 @@ impl ExecutionPlan for StreamJoinExec {
 
 /// One side's rows so far, indexed by their join keys (rows with a null key left out).
 ///
-/// The index allocates nothing per row: a key's hash leads to the newest row with that hash,
-/// and each row to the one before it with the same hash. Batches let go (their rows can no
-/// longer match) leave their index entries behind until they are the larger part, when the
-/// index is built again from the batches still kept.
+/// Batches let go (their rows can no longer match) leave their index entries behind until
+/// they are the larger part, when the index is built again from the batches still kept.
 #[derive(Debug)]
 struct Kept {
     schema: SchemaRef,
     /// The batches in the order they came; `None` once let go.
     batches: Vec<Option<KeptBatch>>,
-    /// Key hash to the newest indexed row with it (an index into `rows`).
-    newest: HashMap<u64, u32, RandomState>,
-    rows: Vec<IndexedRow>,
+    index: KeyIndex,
     /// Index entries of batches let go.
     dropped_rows: usize,
+    /// The earliest latest event time of a kept batch: nothing before it can be let go.
+    earliest: i64,
     bytes: usize,
 }
 
 #[derive(Debug)]
 struct KeptBatch {
     rows: RecordBatch,
-    /// Its keys in row format, to tell apart keys whose hashes are equal.
-    keys: Rows,
-    /// Its rows with a null key, which are not indexed.
-    null_keys: Option<NullBuffer>,
+    keys: BatchKeys,
     /// Its latest event time (ms), when the join lets rows go by event time.
     max_time: i64,
     bytes: usize,
 }
-
-#[derive(Debug, Clone, Copy)]
-struct IndexedRow {
-    batch: u32,
-    row: u32,
-    /// The row indexed before this one with the same hash, or `NONE`.
-    previous: u32,
-}
-
-const NONE: u32 = u32::MAX;
 
 impl Kept {
     fn new(schema: SchemaRef) -> Self {
         Self {
             schema,
             batches: Vec::new(),
-            newest: HashMap::default(),
-            rows: Vec::new(),
+            index: KeyIndex::default(),
             dropped_rows: 0,
+            earliest: i64::MAX,
             bytes: 0,
         }
     }
 
-    /// The (batch, row) of every kept row whose key is `key` (hashed to `hash`).
+    /// Adds to `found` the (batch, row) of every kept row whose key is `key`; how many.
     fn matches(&self, hash: u64, key: Row<'_>, found: &mut Vec<(usize, usize)>) -> usize {
-        let before = found.len();
-        let mut at = self.newest.get(&hash).copied().unwrap_or(NONE);
-        while at != NONE {
-            let kept = self.rows[at as usize];
-            if let Some(batch) = &self.batches[kept.batch as usize]
-                && batch.keys.row(kept.row as usize) == key
-            {
-                found.push((kept.batch as usize, kept.row as usize));
+        let keys_of = |batch: usize| self.batches[batch].as_ref().map(|b| &b.keys.rows);
+        self.index.matches(hash, key, keys_of, found)
+    }
+
+    /// Keeps a batch, indexing its rows by `keys`, hashed to `hashes`.
+    fn keep(&mut self, rows: RecordBatch, keys: BatchKeys, hashes: &[Option<u64>], max_time: i64) {
+        for (row, hash) in hashes.iter().enumerate() {
+            if let Some(hash) = *hash {
+                self.index.insert(hash, self.batches.len(), row);
             }
-            at = kept.previous;
         }
-        found.len() - before
-    }
-
-    /// Indexes row `row` of the batch about to be kept.
-    fn index(&mut self, hash: u64, row: usize) {
-        let at = self.rows.len() as u32;
-        let previous = self.newest.insert(hash, at).unwrap_or(NONE);
-        self.rows.push(IndexedRow {
-            batch: self.batches.len() as u32,
-            row: row as u32,
-            previous,
-        });
-    }
-
-    fn keep(
-        &mut self,
-        rows: RecordBatch,
-        keys: Rows,
-        null_keys: Option<NullBuffer>,
-        max_time: i64,
-    ) {
-        let bytes = rows.get_array_memory_size()
-            + keys.size()
-            + rows.num_rows() * (size_of::<IndexedRow>() + size_of::<(u64, u32)>());
+        let bytes =
+            rows.get_array_memory_size() + keys.size() + rows.num_rows() * KeyIndex::ROW_SIZE;
         self.bytes += bytes;
+        self.earliest = self.earliest.min(max_time);
         self.batches.push(Some(KeptBatch {
             rows,
             keys,
-            null_keys,
             max_time,
             bytes,
         }));
     }
 
     /// Lets go of every batch whose rows are all older than `limit` (ms).
-    fn expire(&mut self, limit: i64, hasher: &RandomState) {
-        let mut live_rows = 0;
+    fn expire(&mut self, limit: i64, join_keys: &JoinKeys) {
+        if limit <= self.earliest {
+            return;
+        }
+        let (mut live_rows, mut earliest) = (0, i64::MAX);
         for slot in &mut self.batches {
             match slot {
                 Some(batch) if batch.max_time < limit => {
@@ -341,28 +305,25 @@ impl Kept {
                     self.dropped_rows += batch.rows.num_rows();
                     *slot = None;
                 }
-                Some(batch) => live_rows += batch.rows.num_rows(),
+                Some(batch) => {
+                    live_rows += batch.rows.num_rows();
+                    earliest = earliest.min(batch.max_time);
+                }
                 None => {}
             }
         }
+        self.earliest = earliest;
         if self.dropped_rows > live_rows {
-            self.reindex(hasher);
-        }
-    }
-
-    /// Builds the index again from the batches still kept.
-    fn reindex(&mut self, hasher: &RandomState) {
-        let batches: Vec<KeptBatch> = self.batches.drain(..).flatten().collect();
-        self.newest.clear();
-        self.rows.clear();
-        self.dropped_rows = 0;
-        for batch in batches {
-            for (row, key) in batch.keys.iter().enumerate() {
-                if !batch.null_keys.as_ref().is_some_and(|n| n.is_null(row)) {
-                    self.index(hasher.hash_one(key.as_ref()), row);
-                }
+            // Build the index again from the batches still kept.
+            let kept: Vec<KeptBatch> = self.batches.drain(..).flatten().collect();
+            self.index.clear();
+            self.dropped_rows = 0;
+            self.bytes = 0;
+            self.earliest = i64::MAX;
+            for batch in kept {
+                let hashes = join_keys.hashes(&batch.keys);
+                self.keep(batch.rows, batch.keys, &hashes, batch.max_time);
             }
-            self.batches.push(Some(batch));
         }
     }
 
@@ -375,17 +336,12 @@ impl Kept {
 /// Both sides' rows and how to join them: everything a snapshot holds, and no more.
 struct JoinState {
     schema: SchemaRef,
-    on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
+    keys: JoinKeys,
     filter: Option<JoinFilter>,
-    /// Both sides' keys in one row format.
-    keys: RowConverter,
-    hasher: RandomState,
     sides: [Kept; 2],
-    /// What the condition says of the sides' event times, if anything.
-    bounds: Option<TimeBounds>,
-    clocks: [SideClock; 2],
-    /// Rows dropped as late (or without an event time) since last asked.
-    late: usize,
+    /// What the condition says of the sides' event times, and each side's watermark, when
+    /// it lets rows go.
+    time: Option<(TimeBounds, [SideClock; 2])>,
 }
 
 impl JoinState {
@@ -396,25 +352,12 @@ impl JoinState {
         bounds: Option<TimeBounds>,
         side_schemas: [SchemaRef; 2],
     ) -> Result<Self> {
-        let key_types = on
-            .iter()
-            .map(|(left, _)| left.data_type(&side_schemas[0]))
-            .collect::<Result<Vec<_>>>()?;
-        let keys = RowConverter::new(key_types.into_iter().map(SortField::new).collect())?;
-        let sides = side_schemas.map(Kept::new);
         Ok(Self {
             schema,
-            on,
+            keys: JoinKeys::try_new(on, &side_schemas[0])?,
             filter,
-            keys,
-            hasher: RandomState::default(),
-            sides,
-            clocks: match bounds {
-                Some(bounds) => bounds.slack.map(SideClock::new),
-                None => [SideClock::new(0); 2],
-            },
-            bounds,
-            late: 0,
+            sides: side_schemas.map(Kept::new),
+            time: bounds.map(|bounds| (bounds, bounds.slack.map(SideClock::new))),
         })
     }
 
@@ -423,39 +366,29 @@ impl JoinState {
     }
 
     /// Joins a batch of side `side` (0 left, 1 right) with the other side's rows so far,
-    /// then keeps it; the joined rows, if any. With time bounds, its rows without an event
-    /// time or late are dropped first, and the other side's rows that its watermark puts
-    /// out of reach are let go after.
-    fn join(&mut self, side: usize, batch: RecordBatch) -> Result<Option<RecordBatch>> {
-        let Some(bounds) = self.bounds else {
-            return self.add(side, batch, i64::MIN, true);
+    /// then keeps it: the joined rows, if any, and how many rows were dropped as late. With
+    /// time bounds, its rows without an event time or late are dropped first, and the other
+    /// side's rows that its watermark puts out of reach are let go after.
+    fn join(&mut self, side: usize, batch: RecordBatch) -> Result<(Option<RecordBatch>, usize)> {
+        let Some((bounds, clocks)) = &mut self.time else {
+            return Ok((self.add(side, batch, i64::MIN, true)?, 0));
         };
+        let bounds = *bounds;
         let column = batch.column(bounds.columns[side]);
-        let (times, keep) = self.clocks[side].advance(column, bounds.watches(side))?;
-        let kept = keep.true_count();
-        self.late += batch.num_rows() - kept;
-        let max_time = times
-            .iter()
-            .zip(keep.values().iter())
-            .filter_map(|(&time, keep)| keep.then_some(time))
-            .max()
-            .unwrap_or(i64::MIN);
-        let batch = if kept == batch.num_rows() {
+        let (keep, max_time) = clocks[side].advance(column, bounds.watches(side))?;
+        let watermark = clocks[side].watermark();
+        let late = batch.num_rows() - keep.true_count();
+        let batch = if late == 0 {
             batch
         } else {
             filter_record_batch(&batch, &keep)?
         };
         let joined = self.add(side, batch, max_time, true)?;
         let other = 1 - side;
-        if let Some(limit) = bounds.expired_before(other, self.clocks[side].watermark()) {
-            self.sides[other].expire(limit, &self.hasher);
+        if let Some(limit) = bounds.expired_before(other, watermark) {
+            self.sides[other].expire(limit, &self.keys);
         }
-        Ok(joined)
-    }
-
-    /// Rows dropped as late since the last call.
-    fn take_late(&mut self) -> usize {
-        std::mem::take(&mut self.late)
+        Ok((joined, late))
     }
 
     /// Joins a batch of side `side` with the other side's rows so far (unless `probe` is
@@ -468,43 +401,25 @@ impl JoinState {
         max_time: i64,
         probe: bool,
     ) -> Result<Option<RecordBatch>> {
-        // DataFusion's planner gives both sides' keys one type (casting where they differ).
-        let keys = self
-            .on
-            .iter()
-            .map(|(left, right)| {
-                let expr = if side == 0 { left } else { right };
-                expr.evaluate(&batch)?.into_array(batch.num_rows())
-            })
-            .collect::<Result<Vec<ArrayRef>>>()?;
-        let encoded = self.keys.convert_columns(&keys)?;
+        let keys = self.keys.of(side, &batch)?;
         let [left, right] = &mut self.sides;
         let (this, other) = if side == 0 {
             (left, right)
         } else {
             (right, left)
         };
+        let hashes = self.keys.hashes(&keys);
         let mut rows: Vec<u32> = Vec::new();
         let mut found: Vec<(usize, usize)> = Vec::new();
-        let nulls = NullBuffer::union_many(
-            keys.iter()
-                .map(|k| k.logical_nulls())
-                .collect::<Vec<_>>()
-                .iter()
-                .map(Option::as_ref),
-        );
-        for (row, key) in encoded.iter().enumerate() {
-            if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
-                continue;
+        if probe {
+            for (row, hash) in hashes.iter().enumerate() {
+                if let Some(hash) = *hash {
+                    let matched = other.matches(hash, keys.rows.row(row), &mut found);
+                    rows.extend(std::iter::repeat_n(row as u32, matched));
+                }
             }
-            let hash = self.hasher.hash_one(key.as_ref());
-            if probe {
-                let matched = other.matches(hash, key, &mut found);
-                rows.extend(std::iter::repeat_n(row as u32, matched));
-            }
-            this.index(hash, row);
         }
-        this.keep(batch.clone(), encoded, nulls, max_time);
+        this.keep(batch.clone(), keys, &hashes, max_time);
         if rows.is_empty() {
             return Ok(None);
         }
@@ -591,8 +506,11 @@ impl JoinState {
             drop(writer);
             cells.push(Arc::new(BinaryArray::from_vec(vec![&bytes])) as ArrayRef);
         }
-        for clock in &self.clocks {
-            cells.push(Arc::new(Int64Array::from(vec![clock.max_time])) as ArrayRef);
+        for side in 0..2 {
+            let max_time = self
+                .time
+                .map_or(i64::MIN, |(_, clocks)| clocks[side].max_time);
+            cells.push(Arc::new(Int64Array::from(vec![max_time])) as ArrayRef);
         }
         Ok(RecordBatch::try_new(snapshot_schema(), cells)?)
     }
@@ -615,14 +533,16 @@ impl JoinState {
             }
             for batch in reader {
                 let batch = batch?;
-                let max_time = match self.bounds {
-                    Some(bounds) => latest_time(batch.column(bounds.columns[side]))?,
+                let max_time = match self.time {
+                    Some((bounds, _)) => latest_time(batch.column(bounds.columns[side]))?,
                     None => i64::MIN,
                 };
                 self.add(side, batch, max_time, false)?;
             }
-            let max_time = snapshot.column(2 + side).as_primitive::<Int64Type>();
-            self.clocks[side].max_time = max_time.value(0);
+            if let Some((_, clocks)) = &mut self.time {
+                let max_time = snapshot.column(2 + side).as_primitive::<Int64Type>();
+                clocks[side].max_time = max_time.value(0);
+            }
         }
         Ok(())
     }
@@ -708,8 +628,9 @@ impl JoinRun {
     fn take(&mut self, side: usize, next: Option<Result<RecordBatch>>) -> Result<()> {
         match next {
             Some(batch) => {
-                self.ready = self.state.join(side, batch?)?;
-                self.late.add(self.state.take_late());
+                let (joined, late) = self.state.join(side, batch?)?;
+                self.ready = joined;
+                self.late.add(late);
                 self.memory.resize(self.state.size())
             }
             None => {
@@ -858,8 +779,8 @@ mod tests {
         let feed = |state: &mut JoinState, from: usize, to: usize| {
             let mut out = Vec::new();
             for i in from..to {
-                out.extend(state.join(0, orders()[i].clone()).unwrap());
-                out.extend(state.join(1, payments()[i].clone()).unwrap());
+                out.extend(state.join(0, orders()[i].clone()).unwrap().0);
+                out.extend(state.join(1, payments()[i].clone()).unwrap().0);
             }
             out
         };
@@ -1023,7 +944,11 @@ mod tests {
             let orders = timed(ids.clone().map(|i| (i, i64::from(i) * 1000)));
             let payments = timed(ids.map(|i| (i, i64::from(i) * 1000 + 500)));
             for (side, batch) in [(0, orders), (1, payments)] {
-                pairs += state.join(side, batch).unwrap().map_or(0, |b| b.num_rows());
+                pairs += state
+                    .join(side, batch)
+                    .unwrap()
+                    .0
+                    .map_or(0, |b| b.num_rows());
             }
         }
         assert_eq!(pairs, 100);
@@ -1040,9 +965,9 @@ mod tests {
         for state in [&mut state, &mut restored] {
             // A payment from before the watermark is late: dropped, not joined.
             let late = timed([(99, 98_000), (99, 99_600)]);
-            let joined = state.join(1, late).unwrap().unwrap();
-            assert_eq!(joined.num_rows(), 1);
-            assert_eq!(state.take_late(), 1);
+            let (joined, late) = state.join(1, late).unwrap();
+            assert_eq!(joined.unwrap().num_rows(), 1);
+            assert_eq!(late, 1);
         }
     }
 }

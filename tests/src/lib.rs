@@ -185,11 +185,8 @@ pub fn run_query_restored(
 ) -> Result<Restored, String> {
     let scratch = Scratch::new(case, extra_options)?;
     let state = ["--state-dir", "state"];
-    let mut first = Command::new(ferris)
-        .arg("run")
-        .args(state)
-        .arg(&scratch.query)
-        .current_dir(scratch.dir.path())
+    let mut first = scratch
+        .command(ferris, &state)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -262,13 +259,21 @@ impl Scratch {
         Ok(Self { dir, query, out })
     }
 
-    /// `ferris run ARGS query.sql` to its end; an error unless it succeeds.
-    fn run_to_end(&self, ferris: &Path, args: &[&str]) -> Result<std::process::Output, String> {
-        let run = Command::new(ferris)
+    /// `ferris run ARGS query.sql`, in the scratch folder.
+    fn command(&self, ferris: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(ferris);
+        command
             .arg("run")
             .args(args)
             .arg(&self.query)
-            .current_dir(self.dir.path())
+            .current_dir(self.dir.path());
+        command
+    }
+
+    /// `ferris run ARGS query.sql` to its end; an error unless it succeeds.
+    fn run_to_end(&self, ferris: &Path, args: &[&str]) -> Result<std::process::Output, String> {
+        let run = self
+            .command(ferris, args)
             .output()
             .map_err(|e| format!("cannot start {}: {e}", ferris.display()))?;
         if !run.status.success() {
