@@ -162,6 +162,15 @@ impl CheckpointStore {
         }
     }
 
+    /// Checkpoints in `store`, for tests that need a store of their own.
+    #[cfg(test)]
+    pub(crate) fn with_store(store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            store,
+            display: "a test store".into(),
+        }
+    }
+
     fn error(&self, doing: &str, e: impl std::fmt::Display) -> EngineError {
         EngineError::Checkpoint(format!("{doing} in {}: {e}", self.display))
     }

@@ -255,11 +255,42 @@ impl CheckpointedJob {
 /// prepared its output up to the cut: the checkpoint is written on another task meanwhile,
 /// and its output committed once it is. The next cut waits for that.
 async fn run_checkpointed(
+    stream: SendableRecordBatchStream,
+    outputs: JobOutputs,
+    sources: &[(String, Source)],
+    checkpointing: &Checkpointing,
+    stops: &Stops,
+) -> Result<JobEnd> {
+    let mut in_flight = None;
+    let result = checkpoint_loop(
+        stream,
+        outputs,
+        sources,
+        checkpointing,
+        stops,
+        &mut in_flight,
+    )
+    .await;
+    if result.is_err()
+        && let Some(pending) = in_flight
+    {
+        // The next attempt restores an earlier checkpoint and deletes the sink's parts after
+        // it: this checkpoint, naming one of them, must not be written after that. Its own
+        // failure changes nothing: the attempt failed already.
+        let _ = pending.write.await;
+    }
+    result
+}
+
+/// [`run_checkpointed`]'s loop; `in_flight` is the checkpoint being written while the job
+/// goes on.
+async fn checkpoint_loop(
     mut stream: SendableRecordBatchStream,
     mut outputs: JobOutputs,
     sources: &[(String, Source)],
     checkpointing: &Checkpointing,
     stops: &Stops,
+    in_flight: &mut Option<PendingCheckpoint>,
 ) -> Result<JobEnd> {
     let barrier = checkpointing.barrier.clone();
     let mut changes = barrier.subscribe();
@@ -276,8 +307,6 @@ async fn run_checkpointed(
             *started = Some(Instant::now());
         }
     };
-    // The checkpoint being written while the job goes on.
-    let mut in_flight: Option<PendingCheckpoint> = None;
     loop {
         // The timer goes first: a stream that always has a batch ready must not starve it.
         let batch = tokio::select! {
@@ -317,7 +346,7 @@ async fn run_checkpointed(
                 }
             } else {
                 barrier.release(pending.epoch);
-                in_flight = Some(PendingCheckpoint {
+                *in_flight = Some(PendingCheckpoint {
                     held: Some(pending.cutting + pending.started.elapsed()),
                     ..pending
                 });
@@ -460,4 +489,68 @@ async fn complete(
         state_bytes: pending.state_bytes,
     });
     checkpointing.store.prune(pending.epoch).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::error::DataFusionError;
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    use ferris_connectors::{FileFormat, FileSinkConfig};
+    use object_store::memory::InMemory;
+    use object_store::throttle::{ThrottleConfig, ThrottledStore};
+
+    #[tokio::test]
+    async fn a_failed_attempt_leaves_no_checkpoint_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        // The plan fails while the first checkpoint is still being written.
+        let failing = futures::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err(DataFusionError::Execution("the broker went away".into()))
+        });
+        let stream = Box::pin(RecordBatchStreamAdapter::new(schema.clone(), failing));
+        let sink = SinkConfig::File(FileSinkConfig {
+            name: "out".into(),
+            path: dir.path().join("out/"),
+            format: FileFormat::Json,
+            rollover: Duration::from_secs(60),
+            part_prefix: "part".into(),
+        });
+        let outputs = JobOutputs {
+            sink: Sink::recover(sink, schema.clone(), None).unwrap(),
+            materialized: None,
+            live: None,
+            metrics: Arc::default(),
+            schema,
+        };
+        let slow = ThrottleConfig {
+            wait_put_per_call: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let store =
+            CheckpointStore::with_store(Arc::new(ThrottledStore::new(InMemory::new(), slow)));
+        let checkpointing = Checkpointing {
+            store: store.clone(),
+            interval: Duration::from_millis(10),
+            plan: "plan".into(),
+            barrier: Arc::new(CheckpointBarrier::new(Restored::default())),
+        };
+        let stops = Stops {
+            session: StopSignal::new(),
+            job: Arc::default(),
+        };
+        let ended = run_checkpointed(stream, outputs, &[], &checkpointing, &stops).await;
+        assert!(ended.is_err());
+        // The write ended with the attempt: nothing of it lands after a retry has begun.
+        let epochs: Vec<u64> = store
+            .manifests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.epoch)
+            .collect();
+        assert_eq!(epochs, [1]);
+    }
 }
