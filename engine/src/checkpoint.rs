@@ -243,26 +243,39 @@ impl CheckpointStore {
     /// The checkpoint a job resumes from: the newest, unless its sink commits in Kafka
     /// transactions. Then the transaction is the commit point, and the checkpoint to resume is
     /// the one whose source offsets the consumer group committed (a newer one was written, but
-    /// its transaction never committed).
+    /// its transaction never committed). The checkpoints after the one chosen are deleted.
     pub async fn choose(
         &self,
         sources: &[(String, Source)],
         transactional: bool,
     ) -> Result<Option<(Manifest, Restored)>> {
+        let committed = if transactional {
+            let mut committed = Vec::new();
+            for (name, source) in sources {
+                if let Some(position) = source.committed_position().await? {
+                    committed.push((name.clone(), position));
+                }
+            }
+            Some(committed)
+        } else {
+            None
+        };
+        self.choose_committed(committed.as_deref()).await
+    }
+
+    /// [`choose`](Self::choose), given the positions the sources' consumer groups committed
+    /// (`None` unless the sink is transactional).
+    async fn choose_committed(
+        &self,
+        committed: Option<&[(String, SourcePosition)]>,
+    ) -> Result<Option<(Manifest, Restored)>> {
         let manifests = self.manifests().await?;
         let Some(newest) = manifests.first() else {
             return Ok(None);
         };
-        if !transactional {
-            let restored = self.read(newest).await?;
-            return Ok(Some((newest.clone(), restored)));
-        }
-        let mut committed = Vec::new();
-        for (name, source) in sources {
-            if let Some(position) = source.committed_position().await? {
-                committed.push((name.clone(), position));
-            }
-        }
+        let Some(committed) = committed else {
+            return self.resume(newest).await;
+        };
         for manifest in &manifests {
             // The positions tell; the operators' state is read for the one chosen only.
             let positions = self.read_sources(manifest).await?;
@@ -273,7 +286,7 @@ impl CheckpointStore {
                     .is_some_and(|checkpointed| same_offsets(&checkpointed, position))
             });
             if matches {
-                return Ok(Some((manifest.clone(), self.read(manifest).await?)));
+                return self.resume(manifest).await;
             }
         }
         if committed.iter().all(|(_, p)| p.parts.is_empty()) {
@@ -289,6 +302,15 @@ impl CheckpointStore {
                 .collect::<Vec<_>>()
                 .join(", ")
         )))
+    }
+
+    /// Checkpoint `chosen` with its state, once the checkpoints after it are deleted: they
+    /// never committed, and the next checkpoints take their numbers. Left in place, one being
+    /// written over when a crash comes would keep its old manifest over a mix of files.
+    async fn resume(&self, chosen: &Manifest) -> Result<Option<(Manifest, Restored)>> {
+        self.delete_where(|epoch| epoch.is_some_and(|e| e > chosen.epoch))
+            .await?;
+        Ok(Some((chosen.clone(), self.read(chosen).await?)))
     }
 
     /// The state of checkpoint `manifest`, for the barrier to hand out.
@@ -373,6 +395,11 @@ impl CheckpointStore {
     }
 
     async fn delete_folder(&self, folder: &Path) -> Result<()> {
+        // The manifest first: a crash partway must not leave a checkpoint with files missing.
+        match self.store.delete(&folder.clone().join(MANIFEST)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.error("pruning checkpoints", e)),
+        }
         let files: Vec<_> = self
             .store
             .list(Some(folder))
@@ -444,6 +471,57 @@ mod tests {
             finished: false,
             created_ms: now_ms(),
         }
+    }
+
+    /// Partition 0 of a topic, read up to `offset`.
+    fn position(offset: i64) -> SourcePosition {
+        SourcePosition {
+            parts: vec![ferris_connectors::PartPosition {
+                part: "0".into(),
+                offset,
+                line: 0,
+                size: 0,
+            }],
+        }
+    }
+
+    /// Checkpoint `epoch`, taken at `offset`.
+    fn captured_at(epoch: u64, offset: i64) -> Captured {
+        Captured {
+            sources: vec![("trades".into(), position(offset).to_batch())],
+            ..captured(epoch)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restore_deletes_the_checkpoints_after_the_one_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path().to_str().unwrap()).unwrap();
+        for (epoch, offset) in [(1, 10), (2, 20), (3, 30)] {
+            let captured = captured_at(epoch, offset);
+            store.write(&manifest(epoch), &captured).await.unwrap();
+        }
+        // Checkpoint 3's transaction never committed.
+        let committed = [("trades".to_string(), position(20))];
+        let (chosen, _) = store
+            .choose_committed(Some(&committed))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(chosen.epoch, 2);
+        // The next checkpoint, numbered 3 again, is killed after its first file. Nothing was
+        // read since the restore: its position is the committed one.
+        let folder = dir.path().join("chk-0000000003");
+        std::fs::create_dir_all(&folder).unwrap();
+        let bytes = ipc_bytes(&position(20).to_batch()).unwrap();
+        std::fs::write(folder.join("source-0.arrow"), bytes).unwrap();
+        let (chosen, restored) = store
+            .choose_committed(Some(&committed))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(chosen.epoch, 2);
+        assert_eq!(restored.operators, captured(2).operators);
     }
 
     #[tokio::test]
