@@ -106,13 +106,20 @@ impl Source {
         })
     }
 
-    /// A checkpoint's position as offsets of the source's consumer group, to commit inside
-    /// a transaction (Kafka sources that have joined their group).
-    pub fn group_offsets(&self, position: &SourcePosition) -> Result<Option<GroupOffsets>> {
+    /// A checkpoint's position as offsets of the source's consumer group, each with
+    /// `metadata`, to commit inside a transaction (Kafka sources that have joined their group).
+    pub fn group_offsets(
+        &self,
+        position: &SourcePosition,
+        metadata: &str,
+    ) -> Result<Option<GroupOffsets>> {
         match self {
             Self::File(_) => Ok(None),
             Self::Kafka(kafka) => {
                 let offsets = kafka.offsets(position)?;
+                for mut partition in offsets.elements() {
+                    partition.set_metadata(metadata);
+                }
                 Ok(kafka
                     .group_metadata()
                     .filter(|_| offsets.count() > 0)
@@ -127,6 +134,21 @@ impl Source {
         match self {
             Self::File(_) => Ok(None),
             Self::Kafka(kafka) => kafka.committed_position().await.map(Some),
+        }
+    }
+
+    /// The metadata its consumer group committed with its offsets (Kafka), one string per
+    /// partition committed; none where the source keeps no positions (files).
+    pub async fn committed_metadata(&self) -> Result<Vec<String>> {
+        match self {
+            Self::File(_) => Ok(Vec::new()),
+            Self::Kafka(kafka) => {
+                let config = kafka.config();
+                config
+                    .connection
+                    .committed_metadata(&config.group_id, &config.topic, kafka.partitions())
+                    .await
+            }
         }
     }
 

@@ -26,6 +26,30 @@ use crate::error::{EngineError, Result};
 /// written, and the one before must then still be there.
 const KEEP: usize = 3;
 const MANIFEST: &str = "_manifest.json";
+/// Before the checkpoint's number in the metadata of the offsets its transaction commits.
+const OFFSETS_METADATA: &str = "ferris checkpoint ";
+
+/// The metadata of the offsets checkpoint `epoch`'s transaction commits: it names the
+/// checkpoint, which offsets alone cannot (the next may be at the same offsets).
+pub(crate) fn offsets_metadata(epoch: u64) -> String {
+    format!("{OFFSETS_METADATA}{epoch}")
+}
+
+/// The checkpoint whose transaction committed offsets with `metadata` (one string per
+/// partition), if they all name the same one.
+fn named_checkpoint(metadata: &[String]) -> Option<u64> {
+    let (first, rest) = metadata.split_first()?;
+    let epoch = first.strip_prefix(OFFSETS_METADATA)?.parse().ok()?;
+    rest.iter().all(|m| m == first).then_some(epoch)
+}
+
+/// What the sources' consumer groups committed last.
+struct Committed {
+    /// Each source's offsets.
+    positions: Vec<(String, SourcePosition)>,
+    /// The checkpoint whose transaction committed them, if they say.
+    checkpoint: Option<u64>,
+}
 
 /// What a checkpoint holds besides the state files.
 #[derive(Debug, Clone, PartialEq)]
@@ -250,24 +274,29 @@ impl CheckpointStore {
         transactional: bool,
     ) -> Result<Option<(Manifest, Restored)>> {
         let committed = if transactional {
-            let mut committed = Vec::new();
+            let mut positions = Vec::new();
+            let mut metadata = Vec::new();
             for (name, source) in sources {
                 if let Some(position) = source.committed_position().await? {
-                    committed.push((name.clone(), position));
+                    positions.push((name.clone(), position));
+                    metadata.extend(source.committed_metadata().await?);
                 }
             }
-            Some(committed)
+            Some(Committed {
+                positions,
+                checkpoint: named_checkpoint(&metadata),
+            })
         } else {
             None
         };
-        self.choose_committed(committed.as_deref()).await
+        self.choose_committed(committed.as_ref()).await
     }
 
-    /// [`choose`](Self::choose), given the positions the sources' consumer groups committed
-    /// (`None` unless the sink is transactional).
+    /// [`choose`](Self::choose), given what the sources' consumer groups committed (`None`
+    /// unless the sink is transactional).
     async fn choose_committed(
         &self,
-        committed: Option<&[(String, SourcePosition)]>,
+        committed: Option<&Committed>,
     ) -> Result<Option<(Manifest, Restored)>> {
         let manifests = self.manifests().await?;
         let Some(newest) = manifests.first() else {
@@ -276,10 +305,17 @@ impl CheckpointStore {
         let Some(committed) = committed else {
             return self.resume(newest).await;
         };
-        for manifest in &manifests {
+        // The checkpoint the transaction named goes first: offsets alone cannot tell it from
+        // a later one at the same offsets whose transaction never committed (the last, taken
+        // as the input ended, holds only the windows flushed then). They decide alone for
+        // offsets committed without a name (by an older version).
+        let named = manifests
+            .iter()
+            .filter(|m| Some(m.epoch) == committed.checkpoint);
+        for manifest in named.chain(&manifests) {
             // The positions tell; the operators' state is read for the one chosen only.
             let positions = self.read_sources(manifest).await?;
-            let matches = committed.iter().all(|(name, position)| {
+            let matches = committed.positions.iter().all(|(name, position)| {
                 positions
                     .get(name)
                     .and_then(|batch| SourcePosition::from_batch(batch).ok())
@@ -289,7 +325,7 @@ impl CheckpointStore {
                 return self.resume(manifest).await;
             }
         }
-        if committed.iter().all(|(_, p)| p.parts.is_empty()) {
+        if committed.positions.iter().all(|(_, p)| p.parts.is_empty()) {
             // No transaction ever committed: the checkpoints are of output nobody saw.
             self.clear().await?;
             return Ok(None);
@@ -502,7 +538,10 @@ mod tests {
             store.write(&manifest(epoch), &captured).await.unwrap();
         }
         // Checkpoint 3's transaction never committed.
-        let committed = [("trades".to_string(), position(20))];
+        let committed = Committed {
+            positions: vec![("trades".into(), position(20))],
+            checkpoint: Some(2),
+        };
         let (chosen, _) = store
             .choose_committed(Some(&committed))
             .await
@@ -522,6 +561,43 @@ mod tests {
             .unwrap();
         assert_eq!(chosen.epoch, 2);
         assert_eq!(restored.operators, captured(2).operators);
+    }
+
+    #[tokio::test]
+    async fn the_last_checkpoint_at_its_predecessors_offsets_counts_once_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path().to_str().unwrap()).unwrap();
+        store
+            .write(&manifest(1), &captured_at(1, 20))
+            .await
+            .unwrap();
+        // The input ended with nothing read after checkpoint 1: the last checkpoint is at
+        // the same offsets, and its transaction holds the windows flushed as it ended.
+        let last = Manifest {
+            finished: true,
+            ..manifest(2)
+        };
+        store.write(&last, &captured_at(2, 20)).await.unwrap();
+        let committed_by = |metadata: &str| Committed {
+            positions: vec![("trades".into(), position(20))],
+            checkpoint: named_checkpoint(&[metadata.to_string()]),
+        };
+        let chosen = |committed: Committed| {
+            let store = store.clone();
+            async move {
+                let (manifest, _) = store
+                    .choose_committed(Some(&committed))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                (manifest.epoch, manifest.finished)
+            }
+        };
+        // Offsets committed without a name: the newest at them, as before.
+        assert_eq!(chosen(committed_by("")).await, (2, true));
+        assert_eq!(chosen(committed_by(&offsets_metadata(2))).await, (2, true));
+        // Killed before the last transaction committed: the job is not over.
+        assert_eq!(chosen(committed_by(&offsets_metadata(1))).await, (1, false));
     }
 
     #[tokio::test]

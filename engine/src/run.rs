@@ -20,7 +20,7 @@ use ferris_connectors::{Sink, SinkConfig, Source, SourcePosition, StopSignal};
 use ferris_streaming::checkpoint::{Captured, CheckpointBarrier, Restored};
 use futures::StreamExt;
 
-use crate::checkpoint::{CheckpointStore, Manifest, now_ms};
+use crate::checkpoint::{CheckpointStore, Manifest, now_ms, offsets_metadata};
 use crate::error::{EngineError, Result};
 use crate::job::{CheckpointInfo, JobControl, JobEnd, JobMetrics};
 use crate::materialized::{LiveStreamWriter, MaterializedTable};
@@ -466,8 +466,9 @@ async fn complete(
     }
     let mut group_offsets = Vec::new();
     if outputs.sink.commits_offsets() {
+        let metadata = offsets_metadata(pending.epoch);
         for (source, position) in &positions {
-            group_offsets.extend(source.group_offsets(position)?);
+            group_offsets.extend(source.group_offsets(position, &metadata)?);
         }
     }
     outputs.sink.commit_checkpoint(&group_offsets)?;

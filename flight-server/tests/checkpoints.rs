@@ -577,3 +577,43 @@ fn a_job_rides_out_a_broker_restart() {
     );
     assert_eq!(sorted_part_lines(&out), expected, "{stderr}");
 }
+
+#[test]
+fn a_kafka_transaction_names_its_checkpoint_with_the_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = kafka_input("named_offsets", 5_000);
+    let sink = format!(
+        "'bars.type' = 'kafka_sink', 'bars.bootstrap.servers' = '{}', 'bars.topic' = '{}'",
+        bootstrap(),
+        topic("named_out", 1)
+    );
+    run_uncrashed(dir.path(), &bars_job(&kafka_source(&input, "named"), &sink));
+    // The last checkpoint, taken as the input ended, may be at the offsets of the one before:
+    // only the name committed with them tells a restart whether its transaction committed.
+    let state = dir.path().join("reference-state/bars");
+    let last = std::fs::read_dir(&state)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_prefix("chk-")?.parse::<u64>().ok()
+        })
+        .max()
+        .unwrap();
+    let manifest = std::fs::read(state.join(format!("chk-{last:010}/_manifest.json"))).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(manifest["finished"], true);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", "named")
+        .create()
+        .unwrap();
+    let mut wanted = rdkafka::TopicPartitionList::new();
+    wanted.add_partition(&input, 0);
+    let committed = consumer
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(
+        committed.elements()[0].metadata(),
+        format!("ferris checkpoint {last}")
+    );
+}
