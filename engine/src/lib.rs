@@ -24,6 +24,7 @@ pub mod job;
 mod late;
 pub mod materialized;
 pub mod options;
+mod placeholders;
 pub mod planner;
 mod run;
 mod session;

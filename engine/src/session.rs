@@ -41,6 +41,7 @@ use crate::job::{JobControl, JobEnd, JobMetrics, JobRecord, JobSpec, RunningJob}
 use crate::late::LateRecordFile;
 use crate::materialized::{LiveStream, MaterializedTable};
 use crate::options::{OptionValue, Options};
+use crate::placeholders::number_placeholders;
 use crate::planner::{
     AggregateSettings, rewrite_query, streaming_joins, streaming_plan, time_source,
     without_batch_coalescing,
@@ -237,13 +238,23 @@ impl Session {
         parse_statements(sql)
     }
 
+    /// Plans `sql` as DataFusion alone would (none of our statements or clauses), its `?`
+    /// placeholders numbered: a client preparing a statement learns its columns and its
+    /// parameters' types from this plan.
+    pub async fn plan_sql(&self, sql: &str) -> Result<LogicalPlan> {
+        let state = self.ctx.state();
+        let mut statement = state.sql_to_statement(sql, &Dialect::Generic)?;
+        number_placeholders(&mut statement)?;
+        Ok(state.statement_to_plan(statement).await?)
+    }
+
     /// Executes one statement.
     pub async fn execute(&mut self, statement: &Statement) -> Result<StatementOutput> {
         self.execute_with_parameters(statement, &[]).await
     }
 
-    /// Executes one statement whose query has parameters (`$1`, `$2`, ...): `parameters` are
-    /// their values, in order.
+    /// Executes one statement whose query has parameters (`?`, or `$1`, `$2`, ...):
+    /// `parameters` are their values, in order.
     pub async fn execute_with_parameters(
         &mut self,
         statement: &Statement,
@@ -626,6 +637,7 @@ impl Session {
         };
 
         let mut parsed = state.sql_to_statement(&query.sql, &Dialect::Generic)?;
+        number_placeholders(&mut parsed)?;
         let window = rewrite_query(&mut parsed, query.window.as_ref(), query.position)?;
         let stream_source = time_source(&parsed);
         let mut watermark = WatermarkSpec::default();

@@ -314,8 +314,6 @@ impl FerrisFlightSql {
         Ok(Response::new(info))
     }
 
-    /// Plans a prepared statement with its parameters (by position), through DataFusion
-    /// directly: parameters go with plain queries, not with our statements.
     /// Runs one prepared statement with its parameters, through the session (so it may
     /// have a `WITH` clause, or start a job); a job answers with its name and status.
     async fn execute_prepared(
@@ -648,12 +646,12 @@ impl FlightSqlService for FerrisFlightSql {
         query: ActionCreatePreparedStatementRequest,
         _request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        // Clients such as ADBC and JDBC prepare every statement. A plain query with `$n`
-        // parameters is planned by DataFusion for its schemas; anything else (a query, a job,
-        // SHOW, a WITH clause) runs through the session now, so that its schema is known, and
-        // its rows go to the first execution.
-        let ctx = self.inner.session.lock().await.context().clone();
-        let parameters = match ctx.state().create_logical_plan(&query.query).await {
+        // Clients such as ADBC and JDBC prepare every statement. A plain query with
+        // parameters (`?`, or `$1`, `$2`, ...) is planned by DataFusion for its schemas;
+        // anything else (a query, a job, SHOW, a WITH clause) runs through the session now, so
+        // that its schema is known, and its rows go to the first execution.
+        let planned = self.inner.session.lock().await.plan_sql(&query.query).await;
+        let parameters = match planned {
             Ok(plan) => {
                 let types = plan
                     .get_parameter_types()
@@ -665,7 +663,9 @@ impl FlightSqlService for FerrisFlightSql {
                 let fields: Vec<_> = names
                     .into_iter()
                     .map(|(name, data_type)| {
-                        Field::new(name, data_type.unwrap_or(DataType::Null), true)
+                        // A parameter the statement gives no type (`CAST(? AS BIGINT)`) takes
+                        // text, which DataFusion casts: JDBC can bind nothing to a null type.
+                        Field::new(name, data_type.unwrap_or(DataType::Utf8), true)
                     })
                     .collect();
                 (!fields.is_empty()).then(|| (plan.schema().as_arrow().clone(), fields))

@@ -4,11 +4,12 @@
     target/debug/ferris server --flight 127.0.0.1:0 --auth-token TOKEN   # prints the port
     python tests/flight/clients.py --uri grpc://127.0.0.1:PORT --token TOKEN
 
-Run it against a fresh server: it creates the stream big_trades. It writes its own data
-(trades.csv in a fresh temp dir), computes the expected results in Python from the same rows,
-prints one line per check passed and exits non-zero with a message at the first failure
-(leaving the temp dir for a look; a passing run removes it). Its packages:
-scripts/requirements-flight.txt (scripts/test.sh installs them into the project venv).
+Run it against a fresh server: it creates the streams big_trades and manual_trades and the
+table symbol_totals. It writes its own data (trades.csv in a fresh temp dir), computes the
+expected results in Python from the same rows, prints one line per check passed and exits
+non-zero with a message at the first failure (leaving the temp dir for a look; a passing run
+removes it). Its packages: scripts/requirements-flight.txt (scripts/test.sh installs them
+into the project venv).
 """
 
 import argparse
@@ -174,6 +175,19 @@ def run_adbc_checks(conn, cur, source, sink_path, expected_sums, notional_by_sym
         answer = cur.fetch_arrow_table().to_pylist()
         assert answer == [{"answer": 42}], f"got {answer}, expected [{{'answer': 42}}]"
 
+    with check("ADBC: ? placeholders bind in order, like $1, $2"):
+        cur.execute("SELECT CAST(? AS BIGINT) - CAST(? AS BIGINT) AS answer", parameters=(50, 8))
+        answer = cur.fetch_arrow_table().to_pylist()
+        assert answer == [{"answer": 42}], f"got {answer}, expected [{{'answer': 42}}]"
+
+    with check("ADBC: a statement mixing ? and $1 is refused at the placeholder's position"):
+        try:
+            cur.execute("SELECT ? + $1 AS n", parameters=(1, 2))
+        except adbc_driver_flightsql.dbapi.Error as e:
+            assert "1:12: placeholder $1 after ? at 1:8" in str(e), f"error: {e}"
+        else:
+            raise AssertionError("a statement with ? and $1 ran")
+
     with check("ADBC: CREATE STREAM starts a job that writes its file sink"):
         cur.execute(
             "CREATE STREAM big_trades AS SELECT symbol, qty FROM trades WHERE qty > 5 WITH ("
@@ -207,13 +221,30 @@ def run_adbc_checks(conn, cur, source, sink_path, expected_sums, notional_by_sym
             "INSERT INTO manual_trades VALUES ($1, $2)", [("ZZZ", 7), ("YYY", 9)]
         )
         assert cur.rowcount == 2, f"rowcount {cur.rowcount}"
+        cur.executemany("INSERT INTO manual_trades VALUES (?, ?)", [("XXX", 3)])
+        assert cur.rowcount == 1, f"rowcount {cur.rowcount}"
         written = []
         for name in sorted(os.listdir(folder)):
             if not name.startswith("."):
                 with open(os.path.join(folder, name)) as f:
                     written += [json.loads(line) for line in f]
         got = sorted((r["symbol"], r["qty"]) for r in written)
-        assert got == [("YYY", 9), ("ZZZ", 7)], f"{folder} holds {got}"
+        assert got == [("XXX", 3), ("YYY", 9), ("ZZZ", 7)], f"{folder} holds {got}"
+
+    with check("ADBC: ? in a pull query on a table's state"):
+        cur.execute(
+            "CREATE TABLE symbol_totals AS SELECT symbol, COUNT(*) AS trades FROM trades "
+            f"GROUP BY symbol WITH ({source}, 'symbol_totals.type' = 'file_sink', "
+            f"'symbol_totals.path' = '{os.path.dirname(sink_path)}/totals.jsonl')"
+        )
+        cur.fetch_arrow_table()
+        expected = [{"trades": sum(1 for symbol, _, _ in ROWS if symbol == "A")}]
+        deadline, got = time.monotonic() + JOB_TIMEOUT, None
+        while time.monotonic() < deadline and got != expected:
+            cur.execute("SELECT trades FROM symbol_totals WHERE symbol = ?", parameters=("A",))
+            got = cur.fetch_arrow_table().to_pylist()
+            time.sleep(0.1)
+        assert got == expected, f"got {got}, expected {expected}"
 
     with check("ADBC: get_objects lists big_trades and trades under ferris.public"):
         catalogs = conn.adbc_get_objects().read_all().to_pylist()
