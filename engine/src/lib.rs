@@ -36,4 +36,4 @@ pub mod stored_jobs;
 
 pub use error::{EngineError, Result};
 pub use job::{JobProgress, RunningJob};
-pub use session::{Session, StatementOutput};
+pub use session::{CATALOG, SCHEMA, Session, StatementOutput};

@@ -100,6 +100,11 @@ struct CheckpointSettings {
     exactly_once: Option<bool>,
 }
 
+/// The catalog of every stream, table and source: `ferris.public.name` is `name`.
+pub const CATALOG: &str = "ferris";
+/// The schema of every stream, table and source, in [`CATALOG`].
+pub const SCHEMA: &str = "public";
+
 /// Executes statements against one DataFusion context and catalog.
 pub struct Session {
     ctx: SessionContext,
@@ -126,6 +131,7 @@ impl Session {
     /// A session with an empty catalog.
     pub fn new() -> Self {
         let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, SCHEMA)
             // One partition per source: records stay in source order through every operator.
             .with_target_partitions(1)
             // A micro-batch goes on as soon as it is ready, however small.

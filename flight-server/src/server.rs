@@ -47,10 +47,8 @@ use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
-/// The catalog and schema every table is listed under.
-pub const CATALOG: &str = "ferris";
-/// See [`CATALOG`].
-pub const SCHEMA: &str = "public";
+/// The catalog and schema every table is listed under (and SQL resolves qualified names in).
+pub use ferris_engine::{CATALOG, SCHEMA};
 /// How long a result waits for its `DoGet` before it is dropped.
 const UNFETCHED_RESULT_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 /// The table types a client can filter on.
