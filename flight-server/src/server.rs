@@ -305,7 +305,7 @@ impl FerrisFlightSql {
         let endpoint =
             FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec()));
         let info = FlightInfo::new()
-            .try_with_schema(&schema)
+            .try_with_schema(&with_column_metadata(&schema))
             .map_err(|e| Status::internal(e.to_string()))?
             .with_endpoint(endpoint)
             .with_descriptor(descriptor);
@@ -448,6 +448,28 @@ fn metadata_info(
     Ok(Response::new(info))
 }
 
+/// `schema` with the Flight SQL column metadata that JDBC's `ResultSetMetaData` reads a
+/// decimal's precision and scale from (it does not look into the Arrow type).
+fn with_column_metadata(schema: &Schema) -> Schema {
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|field| match field.data_type() {
+            DataType::Decimal32(precision, scale)
+            | DataType::Decimal64(precision, scale)
+            | DataType::Decimal128(precision, scale)
+            | DataType::Decimal256(precision, scale) => {
+                let mut metadata = field.metadata().clone();
+                metadata.insert("ARROW:FLIGHT:SQL:PRECISION".into(), precision.to_string());
+                metadata.insert("ARROW:FLIGHT:SQL:SCALE".into(), scale.to_string());
+                Arc::new(field.as_ref().clone().with_metadata(metadata))
+            }
+            _ => field.clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
 fn ipc_schema(schema: &Schema) -> Result<bytes::Bytes, Status> {
     let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
         .try_into()
@@ -489,8 +511,167 @@ static SQL_INFO: std::sync::LazyLock<SqlInfoData> = std::sync::LazyLock::new(|| 
     info.append(SqlInfo::SqlQuotedIdentifierCase, 0i32); // UNKNOWN
     info.append(SqlInfo::SqlAllTablesAreSelectable, true);
     info.append(SqlInfo::SqlNullOrdering, 0i32); // nulls sorted high, as DataFusion does
+    // JDBC's DatabaseMetaData answers from these, and throws (a null unboxed) for any
+    // boolean, number or bitmask the server leaves out: SQL tools call them all on connect.
+    info.append(SqlInfo::SqlKeywords, KEYWORDS);
+    info.append(SqlInfo::SqlSearchStringEscape, "\\");
+    info.append(SqlInfo::SqlExtraNameCharacters, "");
+    info.append(SqlInfo::SqlSchemaTerm, "schema");
+    info.append(SqlInfo::SqlProcedureTerm, "procedure");
+    info.append(SqlInfo::SqlCatalogTerm, "catalog");
+    info.append(SqlInfo::SqlCatalogAtStart, true);
+    for (supported, yes) in [
+        (SqlInfo::SqlSupportsColumnAliasing, true),
+        (SqlInfo::SqlNullPlusNullIsNull, true),
+        (SqlInfo::SqlSupportsTableCorrelationNames, true),
+        (SqlInfo::SqlSupportsDifferentTableCorrelationNames, false),
+        (SqlInfo::SqlSupportsExpressionsInOrderBy, true),
+        (SqlInfo::SqlSupportsOrderByUnrelated, true),
+        (SqlInfo::SqlSupportsLikeEscapeClause, true),
+        (SqlInfo::SqlSupportsNonNullableColumns, false),
+        (SqlInfo::SqlSupportsIntegrityEnhancementFacility, false),
+        (SqlInfo::SqlSelectForUpdateSupported, false),
+        (SqlInfo::SqlStoredProceduresSupported, false),
+        (SqlInfo::SqlCorrelatedSubqueriesSupported, true),
+        (SqlInfo::SqlMaxRowSizeIncludesBlobs, false),
+        (SqlInfo::SqlTransactionsSupported, false),
+        (SqlInfo::SqlDataDefinitionCausesTransactionCommit, false),
+        (SqlInfo::SqlDataDefinitionsInTransactionsIgnored, false),
+        // Prepared updates run once per row of parameters (executemany, executeBatch).
+        (SqlInfo::SqlBatchUpdatesSupported, true),
+        (SqlInfo::SqlSavepointsSupported, false),
+        (SqlInfo::SqlNamedParametersSupported, false),
+        (SqlInfo::SqlLocatorsUpdateCopy, false),
+        (SqlInfo::SqlStoredFunctionsUsingCallSyntaxSupported, false),
+    ] {
+        info.append(supported, yes);
+    }
+    let bits = |options: &[i32]| options.iter().fold(0i32, |mask, bit| mask | 1 << bit);
+    use arrow_flight::sql::{
+        SqlOuterJoinsSupportLevel as Joins, SqlSupportedGroupBy as GroupBy,
+        SqlSupportedResultSetType as ResultSets, SqlSupportedSubqueries as Subqueries,
+        SqlSupportedUnions as Unions, SqlTransactionIsolationLevel as Isolation,
+        SupportedSqlGrammar as Grammar,
+    };
+    info.append(
+        SqlInfo::SqlSupportedGroupBy,
+        bits(&[
+            GroupBy::SqlGroupByUnrelated as i32,
+            GroupBy::SqlGroupByBeyondSelect as i32,
+        ]),
+    );
+    info.append(
+        SqlInfo::SqlSupportedGrammar,
+        bits(&[
+            Grammar::SqlMinimumGrammar as i32,
+            Grammar::SqlCoreGrammar as i32,
+        ]),
+    );
+    // The bit of ANSI92_ENTRY_SQL (arrow-flight does not export that enum).
+    info.append(SqlInfo::SqlAnsi92SupportedLevel, 1i32);
+    info.append(
+        SqlInfo::SqlOuterJoinsSupportLevel,
+        bits(&[
+            Joins::SqlLimitedOuterJoins as i32,
+            Joins::SqlFullOuterJoins as i32,
+        ]),
+    );
+    info.append(
+        SqlInfo::SqlSupportedSubqueries,
+        bits(&[
+            Subqueries::SqlSubqueriesInComparisons as i32,
+            Subqueries::SqlSubqueriesInExists as i32,
+            Subqueries::SqlSubqueriesInIns as i32,
+        ]),
+    );
+    info.append(
+        SqlInfo::SqlSupportedUnions,
+        bits(&[Unions::SqlUnion as i32, Unions::SqlUnionAll as i32]),
+    );
+    info.append(
+        SqlInfo::SqlSupportedResultSetTypes,
+        bits(&[ResultSets::SqlResultSetTypeForwardOnly as i32]),
+    );
+    info.append(
+        SqlInfo::SqlSupportedTransactionsIsolationLevels,
+        bits(&[Isolation::SqlTransactionNone as i32]),
+    );
+    info.append(
+        SqlInfo::SqlDefaultTransactionIsolation,
+        Isolation::SqlTransactionNone as i64,
+    );
+    for none in [
+        SqlInfo::SqlSchemasSupportedActions,
+        SqlInfo::SqlCatalogsSupportedActions,
+        SqlInfo::SqlSupportedPositionedCommands,
+    ] {
+        info.append(none, 0i32);
+    }
+    // 0: no known limit.
+    for limit in [
+        SqlInfo::SqlMaxBinaryLiteralLength,
+        SqlInfo::SqlMaxCharLiteralLength,
+        SqlInfo::SqlMaxColumnNameLength,
+        SqlInfo::SqlMaxColumnsInGroupBy,
+        SqlInfo::SqlMaxColumnsInIndex,
+        SqlInfo::SqlMaxColumnsInOrderBy,
+        SqlInfo::SqlMaxColumnsInSelect,
+        SqlInfo::SqlMaxColumnsInTable,
+        SqlInfo::SqlMaxConnections,
+        SqlInfo::SqlMaxCursorNameLength,
+        SqlInfo::SqlMaxIndexLength,
+        SqlInfo::SqlDbSchemaNameLength,
+        SqlInfo::SqlMaxProcedureNameLength,
+        SqlInfo::SqlMaxCatalogNameLength,
+        SqlInfo::SqlMaxRowSize,
+        SqlInfo::SqlMaxStatementLength,
+        SqlInfo::SqlMaxStatements,
+        SqlInfo::SqlMaxTableNameLength,
+        SqlInfo::SqlMaxTablesInSelect,
+        SqlInfo::SqlMaxUsernameLength,
+    ] {
+        info.append(limit, 0i64);
+    }
+    info.append(SqlInfo::SqlSupportsConvert, conversions());
     info.build().expect("static SQL info")
 });
+
+/// The words FerrisStreams adds to SQL (see `ferris_engine::statement`), for SQL tools'
+/// highlighting (JDBC's `getSQLKeywords`).
+const KEYWORDS: &[&str] = &[
+    "CHANGES", "DETAILS", "EMIT", "FINAL", "FORCE", "HOPPING", "JOB", "JOBS", "PAUSE", "RESUME",
+    "SESSION", "SLIDING", "STREAM", "STREAMS", "TOPIC", "TOPICS", "TUMBLING",
+];
+
+/// Which types `CAST` converts between, by Flight SQL's `SqlSupportsConvert` numbers.
+fn conversions() -> std::collections::HashMap<i32, Vec<i32>> {
+    use arrow_flight::sql::SqlSupportsConvert as Convert;
+    let numbers = [
+        Convert::SqlConvertBigint,
+        Convert::SqlConvertDecimal,
+        Convert::SqlConvertFloat,
+        Convert::SqlConvertInteger,
+        Convert::SqlConvertNumeric,
+        Convert::SqlConvertReal,
+        Convert::SqlConvertSmallint,
+        Convert::SqlConvertTinyint,
+    ];
+    let times = [Convert::SqlConvertDate, Convert::SqlConvertTimestamp];
+    let text = Convert::SqlConvertVarchar;
+    let codes = |types: &[Convert]| types.iter().map(|t| *t as i32).collect::<Vec<_>>();
+    let mut convert = std::collections::HashMap::new();
+    for from in numbers {
+        convert.insert(from as i32, codes(&[&numbers[..], &[text]].concat()));
+    }
+    for from in times {
+        convert.insert(from as i32, codes(&[&times[..], &[text]].concat()));
+    }
+    convert.insert(
+        text as i32,
+        codes(&[&numbers[..], &times[..], &[text]].concat()),
+    );
+    convert
+}
 
 static XDBC_TYPES: std::sync::LazyLock<XdbcTypeInfoData> = std::sync::LazyLock::new(|| {
     let mut types = XdbcTypeInfoDataBuilder::new();
@@ -688,7 +869,7 @@ impl FlightSqlService for FerrisFlightSql {
         );
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into(),
-            dataset_schema: ipc_schema(&dataset_schema)?,
+            dataset_schema: ipc_schema(&with_column_metadata(&dataset_schema))?,
             parameter_schema: ipc_schema(&parameter_schema)?,
         })
     }
