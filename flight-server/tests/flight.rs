@@ -788,12 +788,7 @@ async fn a_push_query_follows_the_rows_a_stream_s_job_writes() {
 #[tokio::test]
 async fn tls_serves_flight_sql_to_clients_that_trust_the_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let cert = dir.path().join("server.pem");
-    let key = dir.path().join("server.key");
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = support::self_signed_certificate(dir.path());
     let server = Server::start_with(
         dir.path(),
         &[
@@ -805,7 +800,7 @@ async fn tls_serves_flight_sql_to_clients_that_trust_the_certificate() {
     );
 
     let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(
-        tonic::transport::Certificate::from_pem(certified.cert.pem()),
+        tonic::transport::Certificate::from_pem(std::fs::read(&cert).unwrap()),
     );
     let channel = Channel::from_shared(format!("https://{}", server.address))
         .unwrap()

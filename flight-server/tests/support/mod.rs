@@ -337,6 +337,17 @@ pub fn http_request(address: &str, method: &str, path: &str) -> std::io::Result<
     Ok(response)
 }
 
+/// A self-signed certificate for `127.0.0.1` and `localhost`, written to `dir`: `server.pem`
+/// (also the authority clients trust) and `server.key`.
+pub fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
 /// A `ferris server` on a free port, killed when dropped.
 pub struct Server {
     pub child: Child,
