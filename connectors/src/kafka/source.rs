@@ -626,20 +626,19 @@ impl KafkaSourceReader {
                 self.finished = true;
                 break;
             }
+            // Checked before a message is taken off the queue: a message taken and then left
+            // out of the batch would be lost, as the next one's offset moves past it.
+            if self.stop.is_stopped() {
+                self.finished = true;
+                break;
+            }
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                break;
+            }
             // While messages are waiting, take them without the select below: its futures
             // cost more than the message.
-            let ready = consumer.recv().now_or_never();
-            let received = match ready {
-                Some(received) => {
-                    if self.stop.is_stopped() {
-                        self.finished = true;
-                        break;
-                    }
-                    if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                        break;
-                    }
-                    received
-                }
+            let received = match consumer.recv().now_or_never() {
+                Some(received) => received,
                 None => {
                     let linger = tokio::time::sleep_until(deadline.unwrap_or(idle));
                     tokio::select! {
@@ -680,12 +679,23 @@ impl KafkaSourceReader {
             if self.metrics.set_unavailable(None).is_some() {
                 tracing::info!("source '{}': reading again", config.name);
             }
-            if let Some(resume) = self.restore.remove(&message.partition())
-                && message.offset() != resume
-            {
+            let partition = message.partition();
+            let resume = match self.restore.remove(&partition) {
                 // The group handed the partition over at its committed offset, not the
                 // checkpoint's: go there (once: an offset gone from the log resets as
-                // `auto.offset.reset` says); librdkafka drops what it fetched before.
+                // `auto.offset.reset` says).
+                Some(resume) => (message.offset() != resume).then_some(resume),
+                // The group handed back a partition this reader had read further (a
+                // rebalance, as when the broker restarts) at its committed offset: what was
+                // read since is in the job's state already, so go on from where it was.
+                None => self
+                    .read
+                    .get(&partition)
+                    .copied()
+                    .filter(|&next| message.offset() < next),
+            };
+            if let Some(resume) = resume {
+                // librdkafka drops what it fetched before.
                 consumer
                     .seek(
                         &config.topic,
