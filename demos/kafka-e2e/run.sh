@@ -3,7 +3,7 @@
 #
 #   bash demos/kafka-e2e/run.sh      (from anywhere)
 #
-# 1. Starts the Tansu test broker on 127.0.0.1:9092 (scripts/kafka.sh; a no-op if it runs) and
+# 1. Starts the test broker (Apache Kafka) on 127.0.0.1:9092 (scripts/kafka.sh; a no-op if it runs) and
 #    leaves it running: `bash scripts/kafka.sh stop` stops it.
 # 2. Installs the pinned kafka-python into the project venv (.venv) if it is not there.
 # 3. Deletes the topic 'trades' if it exists and creates it with 4 partitions, so that every
@@ -49,7 +49,7 @@ started="$(bash scripts/kafka.sh start)"
 bootstrap="${started#bootstrap servers: }"
 echo "bootstrap servers: $bootstrap"
 
-python="$(bash scripts/kafka.sh python)"
+python="$(bash scripts/venv.sh)"
 want="$(sed -n 's/^kafka-python==\([^[:space:]]*\).*/\1/p' "$demo/requirements.txt")"
 have="$("$python" -c 'import importlib.metadata as m; print(m.version("kafka-python"))' 2>/dev/null || true)"
 if [[ "$have" != "$want" ]]; then
@@ -60,14 +60,8 @@ fi
 
 # --- the topic ----------------------------------------------------------------------------------
 say "creating topic '$topic' ($partitions partitions)"
-tansu="$(bash scripts/kafka.sh bin)"
-# tansu's client retries forever when nothing answers: bound every call.
-if NO_COLOR=1 timeout -k 1 10 "$tansu" topic list --broker "tcp://$bootstrap" |
-  "$python" -c 'import json, sys; sys.exit(sys.argv[1] not in [t["name"] for t in json.load(sys.stdin)])' "$topic"; then
-  NO_COLOR=1 timeout -k 1 10 "$tansu" topic delete "$topic" --broker "tcp://$bootstrap" >/dev/null ||
-    die "could not delete topic '$topic'"
-  echo "deleted the topic '$topic' of an earlier run"
-fi
+# A topic left by an earlier run would hold its trades too.
+bash scripts/kafka.sh delete-topic "$topic"
 bash scripts/kafka.sh topic "$topic" "$partitions"
 
 # --- produce ------------------------------------------------------------------------------------
