@@ -1,6 +1,6 @@
 //! End-to-end tests of the Kafka connectors against a real broker on loopback.
 //!
-//! `scripts/test.sh` starts the broker (Tansu, through `scripts/kafka.sh`) and says where it
+//! `scripts/test.sh` starts the broker (Apache Kafka, through `scripts/kafka.sh`) and says where it
 //! is in `FERRIS_KAFKA_BOOTSTRAP`; the schema registry stand-in is
 //! `tests/kafka/schema_registry.py`, run with `FERRIS_PYTHON`. Each test uses topics of its
 //! own, so the tests can share the broker.
@@ -648,6 +648,133 @@ fn two_processes_in_one_consumer_group_split_a_topic() {
     assert!(partitions(&a).is_disjoint(&partitions(&b)));
 }
 
+/// Batches that close on their linger time while messages wait in the queue lose none of
+/// them (a message taken off the queue as the linger ran out was once dropped, and the next
+/// one's offset moved past it).
+#[test]
+fn batches_closed_by_their_linger_time_lose_no_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = topic("lingering", 3);
+    const MESSAGES: usize = 200_000;
+    produce(
+        &input,
+        (0..MESSAGES).map(|n| {
+            (
+                format!("k{}", n % 97),
+                format!(r#"{{"n":{n}}}"#).into_bytes(),
+            )
+        }),
+    );
+    let output = ferris(
+        dir.path(),
+        &format!(
+            "SELECT COUNT(*) AS messages, COUNT(DISTINCT n) AS distinct_n, SUM(n) AS total
+             FROM src WITH (
+             'src.type' = 'kafka_source', 'src.bootstrap.servers' = '{}', 'src.topic' = '{input}',
+             'src.schema' = 'n BIGINT', 'src.scan.bounded.mode' = 'latest-offset',
+             'src.batch.size' = '50000', 'src.batch.linger.ms' = '1')",
+            bootstrap()
+        ),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The one row of the table, between its header and its border.
+    let row: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.contains("messages"))
+        .flat_map(|l| l.split('|').map(str::trim).filter(|c| !c.is_empty()))
+        .collect();
+    let total = MESSAGES * (MESSAGES - 1) / 2;
+    assert_eq!(
+        row,
+        [
+            MESSAGES.to_string(),
+            MESSAGES.to_string(),
+            total.to_string()
+        ],
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_group_reset_to_latest_reads_only_what_is_written_after_it_joined() {
+    let dir = tempfile::tempdir().unwrap();
+    // One partition: with several, one could be positioned before the other.
+    let input = topic("reset_latest", 1);
+    let message = |n: usize| (format!("k{n}"), format!(r#"{{"n":{n}}}"#).into_bytes());
+    produce(&input, (0..50).map(message));
+    let mut job = Running::start(
+        dir.path(),
+        "job.sql",
+        &format!(
+            "CREATE STREAM newer AS SELECT n FROM src WITH (
+             'src.type' = 'kafka_source', 'src.bootstrap.servers' = '{}', 'src.topic' = '{input}',
+             'src.schema' = 'n BIGINT', 'src.auto.offset.reset' = 'latest',
+             'newer.type' = 'file_sink', 'newer.path' = 'newer/', 'newer.rollover.interval' = '1s');",
+            bootstrap()
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while job.assigned().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no assignment: {}",
+            job.lines.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The reset to the end happens at the first fetch after the assignment: probes go in
+    // until one comes out, so the consumer is positioned before the real messages.
+    let out = dir.path().join("newer");
+    let numbers = || -> Vec<i64> {
+        let lines = if out.exists() {
+            support::sorted_part_lines(&out)
+        } else {
+            vec![]
+        };
+        let mut numbers: Vec<i64> = lines
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["n"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        numbers.sort();
+        numbers
+    };
+    for probe in 1000.. {
+        produce(&input, [message(probe)]);
+        if !numbers().is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no probe came out: {}",
+            job.lines.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    produce(&input, (50..80).map(message));
+    let wanted: Vec<i64> = (50..80).collect();
+    let older = |n: &i64| *n < 1000;
+    while numbers().into_iter().filter(older).count() < wanted.len() {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(30),
+            "{:?}",
+            numbers()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = job.interrupt_and_wait();
+    let read: Vec<i64> = numbers().into_iter().filter(older).collect();
+    assert_eq!(read, wanted, "{log}");
+}
+
 #[test]
 fn retractions_become_tombstones_and_headers_pass_through() {
     let dir = tempfile::tempdir().unwrap();
@@ -754,13 +881,33 @@ fn show_topics_and_topic_details_describe_the_cluster() {
         stdout.contains(&format!("| {input} | 2          |")),
         "{stdout}"
     );
-    // The job committed its group's offsets: all three messages, over both partitions.
-    let committed: i64 = stdout
+    // The details table: a row per partition, then a row per group and partition.
+    let header = stdout.lines().find(|l| l.contains("high_offset")).unwrap();
+    let columns: Vec<&str> = header.split('|').map(str::trim).collect();
+    let rows: Vec<Vec<&str>> = stdout
         .lines()
-        .filter(|l| l.contains("ferris-described_copy"))
-        .map(|l| l.split('|').nth(7).unwrap().trim().parse::<i64>().unwrap())
-        .sum();
-    assert_eq!(committed, 3, "{stdout}");
+        .skip_while(|l| *l != header)
+        .filter(|l| l.starts_with("| ") && *l != header)
+        .map(|l| l.split('|').map(str::trim).collect())
+        .collect();
+    let sum = |column: &str, group: &str| -> i64 {
+        let at = columns.iter().position(|c| *c == column).unwrap();
+        let group_at = columns.iter().position(|c| *c == "consumer_group").unwrap();
+        rows.iter()
+            .filter(|r| r[group_at] == group)
+            .map(|r| r[at].parse::<i64>().unwrap())
+            .sum()
+    };
+    // The broker's high offsets count the three messages, over both partitions.
+    assert_eq!(sum("low_offset", ""), 0, "{stdout}");
+    assert_eq!(sum("high_offset", ""), 3, "{stdout}");
+    // The job committed its group's offsets: all three messages read, none lagging.
+    assert_eq!(
+        sum("committed_offset", "ferris-described_copy"),
+        3,
+        "{stdout}"
+    );
+    assert_eq!(sum("lag", "ferris-described_copy"), 0, "{stdout}");
 
     let missing = ferris(dir.path(), "SHOW TOPIC DETAILS 'no_such_topic_here'");
     assert!(!missing.status.success());

@@ -21,26 +21,63 @@ pub fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A topic of this test run, created with `partitions` partitions by the project's script.
+/// A topic of this test run, created on the broker with `partitions` partitions.
 pub fn topic(name: &str, partitions: u32) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
     let topic = format!("{name}_{}_{nanos}", std::process::id());
-    let port = bootstrap().rsplit(':').next().unwrap().to_string();
-    let output = Command::new("bash")
-        .arg(project_root().join("scripts/kafka.sh"))
-        .args(["topic", &topic, &partitions.to_string()])
-        .env("FERRIS_KAFKA_PORT", port)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "creating topic {topic} (is the broker up? bash scripts/kafka.sh start): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    create_topic(&bootstrap(), &topic, partitions);
     topic
+}
+
+/// Creates `topic` on the broker at `bootstrap` through Kafka's admin API, and waits until
+/// the broker has leaders for its partitions.
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: u32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime
+        .block_on(admin.create_topics([&new], &options))
+        .unwrap_or_else(|e| {
+            panic!("creating topic {topic} (is the broker up? bash scripts/kafka.sh start): {e}")
+        });
+    for result in results {
+        if let Err((name, code)) = result {
+            panic!("creating topic {name}: {code}");
+        }
+    }
+    // Metadata lags creation by a moment: wait until every partition has a leader.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .is_ok_and(|m| {
+                m.topics().iter().any(|t| {
+                    t.error().is_none()
+                        && t.partitions().len() == partitions as usize
+                        && t.partitions().iter().all(|p| p.leader() >= 0)
+                })
+            });
+        if ready {
+            return;
+        }
+        assert!(Instant::now() < deadline, "topic {topic} has no leaders");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 pub fn producer() -> ThreadedProducer<DefaultProducerContext> {
@@ -54,12 +91,23 @@ pub fn producer() -> ThreadedProducer<DefaultProducerContext> {
 pub fn produce(topic: &str, values: impl IntoIterator<Item = (String, Vec<u8>)>) {
     let producer = producer();
     for (key, value) in values {
-        producer
-            .send(BaseRecord::to(topic).key(&key).payload(&value))
-            .map_err(|(e, _)| e)
-            .unwrap();
+        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+        // A full queue empties as the broker acknowledges: wait for room.
+        while let Err((e, back)) = producer.send(record) {
+            assert!(
+                matches!(
+                    e,
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull
+                    )
+                ),
+                "producing to {topic}: {e}"
+            );
+            record = back;
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
-    producer.flush(Duration::from_secs(30)).unwrap();
+    producer.flush(Duration::from_secs(60)).unwrap();
 }
 
 /// Every message of `topic` now: (key, value, headers).
@@ -132,7 +180,9 @@ pub struct KilledRuns {
 }
 
 /// Runs `ferris run --state-dir state job.sql` in `dir`, kills it with SIGKILL `kills`
-/// times, each after a random delay in `delay` (ms), restarting it each time, then lets the
+/// times, each after a random delay in `delay` (ms of the run's CPU time, so that a busy
+/// machine kills it after about as much work as an idle one; at most four times that in wall
+/// time), restarting it each time, then lets the
 /// last run finish: by itself, or, given `until`, stopped with Ctrl-C (SIGINT) once `until()`
 /// holds (a job on watched sources never ends). The delays come from `seed`, printed so a
 /// failure can be replayed.
@@ -168,7 +218,7 @@ pub fn run_killing(
     loop {
         let mut child = start();
         if done < kills {
-            std::thread::sleep(Duration::from_millis(next_delay()));
+            wait_for_cpu_time(&child, Duration::from_millis(next_delay()));
             if child.try_wait().unwrap().is_none() {
                 child.kill().unwrap();
                 let output = child.wait_with_output().unwrap();
@@ -192,6 +242,36 @@ pub fn run_killing(
             last,
             resumed,
         };
+    }
+}
+
+/// Waits until `child` has used `cpu` of CPU time (user and system, all threads), or for
+/// four times that in wall time while it waits on something else (a broker), or until it
+/// ends; prints which.
+fn wait_for_cpu_time(child: &Child, cpu: Duration) {
+    let started = Instant::now();
+    let stat = format!("/proc/{}/stat", child.id());
+    let used = || -> Option<Duration> {
+        let text = std::fs::read_to_string(&stat).ok()?;
+        // Fields after the command's ")": the state is the 3rd field, utime the 14th, stime
+        // the 15th, in clock ticks of 10 ms (USER_HZ is 100 on Linux).
+        let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().ok()? + fields[12].parse::<u64>().ok()?;
+        (fields[0] != "Z").then(|| Duration::from_millis(ticks * 10))
+    };
+    loop {
+        let Some(used) = used() else {
+            return; // it ended
+        };
+        if used >= cpu || started.elapsed() >= cpu * 4 {
+            eprintln!(
+                "killing after {} ms of CPU time, {} ms of wall time",
+                used.as_millis(),
+                started.elapsed().as_millis()
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
