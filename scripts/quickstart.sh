@@ -13,11 +13,12 @@ ferris="${FERRIS:-target/debug/ferris}"
 
 if [[ -z "${FERRIS:-}" ]]; then
   if command -v cargo >/dev/null 2>&1; then
-    # A no-op when the binary is up to date.
-    # The same build as the test suite's (scripts/test.sh): building the binary alone would
-    # resolve dependency features differently and compile DataFusion a second time.
+    # A no-op when the binary is up to date. Only the binary: the tests and benchmarks are
+    # the test suite's to build. No dev-dependency changes a dependency's features, so the
+    # test suite's build (scripts/test.sh) reuses every crate built here, and this one reuses
+    # the test suite's.
     echo "==> building ferris"
-    cargo build --workspace --all-targets
+    cargo build --workspace --bin ferris
   elif [[ ! -x "$ferris" ]]; then
     echo "quickstart: cargo not found and $ferris not built; install Rust from https://rustup.rs" >&2
     exit 1

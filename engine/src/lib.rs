@@ -5,7 +5,7 @@
 //! query with DataFusion, and runs it as a job that writes to its sink.
 //!
 //! ```
-//! # tokio_test::block_on(async {
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use ferris_engine::{Session, StatementOutput};
 //! let mut session = Session::new();
 //! let statements = session.parse("SELECT 1 + 1 AS two").unwrap();
