@@ -58,7 +58,7 @@ ensure_jars() {
     command -v java >/dev/null 2>&1 || die "java not found (Debian: apt-get install openjdk-17-jre-headless)"
     say "fetching Apache Kafka $version with Maven into $lib (once)"
     rm -rf "$lib.tmp"
-    mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies -DincludeScope=runtime \
+    mvn -q -B -f "$POM" dependency:copy-dependencies -DincludeScope=runtime \
       -DoutputDirectory="$lib.tmp" >&2 || die "mvn could not fetch Apache Kafka $version"
     rm -rf "$lib"
     mv "$lib.tmp" "$lib"

@@ -131,7 +131,7 @@ cargo build --workspace --all-targets
 # The JDBC checks (tests/jdbc/) that flight-server/tests/jdbc.rs runs with the Arrow Flight SQL
 # JDBC driver from Maven Central (cached in ~/.m2).
 step "JDBC checks (maven)"
-mvn -q -B -Dstyle.color=never -f tests/jdbc/pom.xml package
+mvn -q -B -f tests/jdbc/pom.xml package
 FERRIS_JDBC_CLASSPATH="$PWD/target/jdbc/classes:$(cat target/jdbc/classpath.txt)"
 export FERRIS_JDBC_CLASSPATH
 
