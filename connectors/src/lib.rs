@@ -36,7 +36,7 @@ pub use format::{CsvOptions, FileFormat};
 pub use location::Location;
 pub use message::{AvroFormat, MessageFormat, ProtobufFormat, SchemaRegistry};
 pub use metrics::SourceMetrics;
-pub use position::{PartPosition, SourcePosition};
+pub use position::{CommittedPosition, PartPosition, SourcePosition};
 pub use records::{BadRecord, OnError};
 pub use sink::{PreparedOutput, Sink, SinkConfig};
 pub use source::{Source, SourceReader};

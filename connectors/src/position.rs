@@ -27,6 +27,16 @@ pub struct SourcePosition {
     pub parts: Vec<PartPosition>,
 }
 
+/// What a source's consumer group committed last: its offsets as a position, and the metadata
+/// committed with each partition's offset (in the order of `position.parts`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommittedPosition {
+    /// The committed offsets.
+    pub position: SourcePosition,
+    /// The metadata committed with each of them.
+    pub metadata: Vec<String>,
+}
+
 impl SourcePosition {
     /// The position as a batch, one row per part.
     ///

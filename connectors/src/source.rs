@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::file_source::{FileSource, FileSourceReader};
 use crate::kafka::{GroupOffsets, KafkaSource, KafkaSourceReader};
 use crate::metrics::SourceMetrics;
-use crate::position::SourcePosition;
+use crate::position::{CommittedPosition, SourcePosition};
 use crate::stop::StopSignal;
 
 /// A configured source.
@@ -128,27 +128,12 @@ impl Source {
         }
     }
 
-    /// What its consumer group has committed (Kafka); `None` where the source keeps no
-    /// positions (files).
-    pub async fn committed_position(&self) -> Result<Option<SourcePosition>> {
+    /// What its consumer group has committed (Kafka), offsets and their metadata; `None`
+    /// where the source keeps no positions (files).
+    pub async fn committed_position(&self) -> Result<Option<CommittedPosition>> {
         match self {
             Self::File(_) => Ok(None),
             Self::Kafka(kafka) => kafka.committed_position().await.map(Some),
-        }
-    }
-
-    /// The metadata its consumer group committed with its offsets (Kafka), one string per
-    /// partition committed; none where the source keeps no positions (files).
-    pub async fn committed_metadata(&self) -> Result<Vec<String>> {
-        match self {
-            Self::File(_) => Ok(Vec::new()),
-            Self::Kafka(kafka) => {
-                let config = kafka.config();
-                config
-                    .connection
-                    .committed_metadata(&config.group_id, &config.topic, kafka.partitions())
-                    .await
-            }
         }
     }
 

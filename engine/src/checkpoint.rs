@@ -277,9 +277,9 @@ impl CheckpointStore {
             let mut positions = Vec::new();
             let mut metadata = Vec::new();
             for (name, source) in sources {
-                if let Some(position) = source.committed_position().await? {
-                    positions.push((name.clone(), position));
-                    metadata.extend(source.committed_metadata().await?);
+                if let Some(committed) = source.committed_position().await? {
+                    positions.push((name.clone(), committed.position));
+                    metadata.extend(committed.metadata);
                 }
             }
             Some(Committed {

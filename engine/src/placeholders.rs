@@ -6,16 +6,26 @@
 
 use std::ops::ControlFlow;
 
+use datafusion::config::Dialect;
+use datafusion::execution::SessionState;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Expr, Value, visit_expressions_mut};
 use datafusion::sql::sqlparser::tokenizer::Location;
 
 use crate::error::{EngineError, Result};
 
+/// Parses `sql` as DataFusion does, its `?` placeholders numbered: the one way queries are
+/// parsed, whether they run or are prepared.
+pub fn parse_query(state: &SessionState, sql: &str) -> Result<DfStatement> {
+    let mut statement = state.sql_to_statement(sql, &Dialect::Generic)?;
+    number_placeholders(&mut statement)?;
+    Ok(statement)
+}
+
 /// Renames the `?` placeholders of `statement` `$1`, `$2`, ... in the order they appear in
 /// the text. A statement that mixes `?` with other placeholders (`$1`, `?2`) is refused at
 /// the first one of the other kind: their numbers could not both hold.
-pub fn number_placeholders(statement: &mut DfStatement) -> Result<()> {
+fn number_placeholders(statement: &mut DfStatement) -> Result<()> {
     let statement = match statement {
         DfStatement::Statement(statement) => statement.as_mut(),
         DfStatement::Explain(explain) => return number_placeholders(&mut explain.statement),
@@ -71,7 +81,6 @@ pub fn number_placeholders(statement: &mut DfStatement) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::config::Dialect;
     use datafusion::prelude::SessionContext;
     use datafusion::sql::parser::DFParser;
 
@@ -130,10 +139,7 @@ mod tests {
     async fn datafusion_binds_numbered_question_marks_by_position() {
         let ctx = SessionContext::new();
         let state = ctx.state();
-        let mut statement = state
-            .sql_to_statement("SELECT ? - ? AS difference", &Dialect::Generic)
-            .unwrap();
-        number_placeholders(&mut statement).unwrap();
+        let statement = parse_query(&state, "SELECT ? - ? AS difference").unwrap();
         let plan = state
             .statement_to_plan(statement)
             .await

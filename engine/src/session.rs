@@ -13,7 +13,6 @@ use arrow::datatypes::SchemaRef;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::TreeNode;
-use datafusion::config::Dialect;
 use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -41,7 +40,7 @@ use crate::job::{JobControl, JobEnd, JobMetrics, JobRecord, JobSpec, RunningJob}
 use crate::late::LateRecordFile;
 use crate::materialized::{LiveStream, MaterializedTable};
 use crate::options::{OptionValue, Options};
-use crate::placeholders::number_placeholders;
+use crate::placeholders::parse_query;
 use crate::planner::{
     AggregateSettings, rewrite_query, streaming_joins, streaming_plan, time_source,
     without_batch_coalescing,
@@ -249,9 +248,7 @@ impl Session {
     /// parameters' types from this plan.
     pub async fn plan_sql(&self, sql: &str) -> Result<LogicalPlan> {
         let state = self.ctx.state();
-        let mut statement = state.sql_to_statement(sql, &Dialect::Generic)?;
-        number_placeholders(&mut statement)?;
-        Ok(state.statement_to_plan(statement).await?)
+        Ok(state.statement_to_plan(parse_query(&state, sql)?).await?)
     }
 
     /// Executes one statement.
@@ -642,8 +639,7 @@ impl Session {
             None => self.stop.clone(),
         };
 
-        let mut parsed = state.sql_to_statement(&query.sql, &Dialect::Generic)?;
-        number_placeholders(&mut parsed)?;
+        let mut parsed = parse_query(&state, &query.sql)?;
         let window = rewrite_query(&mut parsed, query.window.as_ref(), query.position)?;
         let stream_source = time_source(&parsed);
         let mut watermark = WatermarkSpec::default();

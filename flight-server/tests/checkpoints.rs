@@ -322,11 +322,11 @@ fn kafka_to_kafka_commits_each_checkpoint_in_a_transaction() {
     // aborted transactions are hidden, and no checkpoint's output was committed twice.
     assert_same_lines(&out, &expected);
     // The job's consumer group committed its offsets inside the transactions: all read.
-    assert_eq!(committed_offset(&input, "crashing"), Some(250_000));
+    assert_eq!(committed_offset(&input, "crashing").0, Some(250_000));
 }
 
-/// The offset the group `group` committed on partition 0 of `topic`.
-fn committed_offset(topic: &str, group: &str) -> Option<i64> {
+/// The offset the group `group` committed on partition 0 of `topic`, and its metadata.
+fn committed_offset(topic: &str, group: &str) -> (Option<i64>, String) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("group.id", group)
@@ -337,10 +337,12 @@ fn committed_offset(topic: &str, group: &str) -> Option<i64> {
     let committed = consumer
         .committed_offsets(wanted, Duration::from_secs(10))
         .unwrap();
-    match committed.elements()[0].offset() {
+    let partition = &committed.elements()[0];
+    let offset = match partition.offset() {
         rdkafka::Offset::Offset(n) => Some(n),
         _ => None,
-    }
+    };
+    (offset, partition.metadata().to_string())
 }
 
 /// A free port on loopback.
@@ -585,18 +587,8 @@ fn a_kafka_transaction_names_its_checkpoint_with_the_offsets() {
     let manifest = std::fs::read(state.join(format!("chk-{last:010}/_manifest.json"))).unwrap();
     let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     assert_eq!(manifest["finished"], true);
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("group.id", "named")
-        .create()
-        .unwrap();
-    let mut wanted = rdkafka::TopicPartitionList::new();
-    wanted.add_partition(&input, 0);
-    let committed = consumer
-        .committed_offsets(wanted, Duration::from_secs(10))
-        .unwrap();
     assert_eq!(
-        committed.elements()[0].metadata(),
+        committed_offset(&input, "named").1,
         format!("ferris checkpoint {last}")
     );
 }

@@ -66,36 +66,6 @@ impl KafkaConnection {
         blocking(move || connection.describe_topic(&topic)).await
     }
 
-    /// The metadata `group` committed with its offsets in `partitions` of `topic`: one
-    /// string per partition with an offset committed.
-    pub(crate) async fn committed_metadata(
-        &self,
-        group: &str,
-        topic: &str,
-        partitions: &[i32],
-    ) -> Result<Vec<String>> {
-        let connection = self.clone();
-        let (group, topic, partitions) =
-            (group.to_string(), topic.to_string(), partitions.to_vec());
-        blocking(move || {
-            let mut wanted = TopicPartitionList::new();
-            for p in partitions {
-                wanted.add_partition(&topic, p);
-            }
-            let committed = connection
-                .admin_consumer(Some(&group))?
-                .committed_offsets(wanted, METADATA_TIMEOUT)
-                .map_err(|e| connection.error(&format!("reading group '{group}' from"), e))?;
-            Ok(committed
-                .elements()
-                .iter()
-                .filter(|e| matches!(e.offset(), Offset::Offset(_)))
-                .map(|e| e.metadata().to_string())
-                .collect())
-        })
-        .await
-    }
-
     fn list_topics(&self) -> Result<Vec<TopicSummary>> {
         let consumer = self.admin_consumer(None)?;
         let metadata = consumer

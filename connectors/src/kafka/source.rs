@@ -21,7 +21,7 @@ use super::{KafkaConnection, blocking};
 use crate::error::{ConnectorError, Result};
 use crate::message::{MessageBuffer, MessageDecoder, MessageFormat};
 use crate::metrics::SourceMetrics;
-use crate::position::{PartPosition, SourcePosition};
+use crate::position::{CommittedPosition, PartPosition, SourcePosition};
 use crate::records::OnError;
 use crate::stop::StopSignal;
 
@@ -277,8 +277,8 @@ impl KafkaSource {
         }
     }
 
-    /// The offsets the consumer group has committed, as a position.
-    pub async fn committed_position(&self) -> Result<SourcePosition> {
+    /// The offsets the consumer group has committed, as a position, with their metadata.
+    pub async fn committed_position(&self) -> Result<CommittedPosition> {
         let source = self.clone();
         blocking(move || {
             let config = &source.config;
@@ -294,20 +294,19 @@ impl KafkaSource {
             let committed = consumer
                 .committed_offsets(wanted, super::METADATA_TIMEOUT)
                 .map_err(|e| config.connection.error("reading committed offsets from", e))?;
-            let parts = committed
-                .elements()
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(offset) => Some(PartPosition {
-                        part: e.partition().to_string(),
+            let mut found = CommittedPosition::default();
+            for element in committed.elements() {
+                if let Offset::Offset(offset) = element.offset() {
+                    found.position.parts.push(PartPosition {
+                        part: element.partition().to_string(),
                         offset,
                         line: 0,
                         size: 0,
-                    }),
-                    _ => None,
-                })
-                .collect();
-            Ok(SourcePosition { parts })
+                    });
+                    found.metadata.push(element.metadata().to_string());
+                }
+            }
+            Ok(found)
         })
         .await
     }

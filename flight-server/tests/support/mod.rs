@@ -182,10 +182,9 @@ pub struct KilledRuns {
 /// Runs `ferris run --state-dir state job.sql` in `dir`, kills it with SIGKILL `kills`
 /// times, each after a random delay in `delay` (ms of the run's CPU time, so that a busy
 /// machine kills it after about as much work as an idle one; at most four times that in wall
-/// time), restarting it each time, then lets the
-/// last run finish: by itself, or, given `until`, stopped with Ctrl-C (SIGINT) once `until()`
-/// holds (a job on watched sources never ends). The delays come from `seed`, printed so a
-/// failure can be replayed.
+/// time), restarting it each time, then lets the last run finish: by itself, or, given
+/// `until`, stopped with Ctrl-C (SIGINT) once `until()` holds (a job on watched sources never
+/// ends). The delays come from `seed`, printed so a failure can be replayed.
 pub fn run_killing(
     dir: &Path,
     kills: usize,
