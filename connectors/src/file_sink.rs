@@ -22,7 +22,7 @@ use parquet::arrow::ArrowWriter;
 
 use crate::error::{ConnectorError, Result};
 use crate::format::FileFormat;
-use crate::sink::PreparedOutput;
+use crate::prepared_output::PreparedOutput;
 
 /// Everything a file sink needs, resolved from its `WITH` options.
 #[derive(Debug, Clone)]

@@ -13,6 +13,7 @@ use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
 
+use crate::dead_letter::BadRecord;
 use crate::error::{ConnectorError, Result};
 use crate::format::FileFormat;
 use crate::kafka::DeadLetter;
@@ -20,7 +21,7 @@ use crate::location::Location;
 use crate::metrics::SourceMetrics;
 use crate::parquet_reader::ObjectReader;
 use crate::position::{PartPosition, SourcePosition};
-use crate::records::{BadRecord, OnError, RecordDecoder, RecordSplitter, count_lines};
+use crate::records::{OnError, RecordDecoder, RecordSplitter, count_lines};
 use crate::stop::StopSignal;
 
 /// Bytes read from a file at a time.

@@ -11,7 +11,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
-use crate::dead_letter::DeadLetterWriter;
+use crate::dead_letter::{BadRecord, DeadLetterWriter};
 use crate::format::CsvOptions;
 use crate::kafka::DeadLetterTopic;
 
@@ -27,19 +27,6 @@ pub enum OnError {
     DeadLetter(Arc<DeadLetterWriter>),
     /// Count the record, write it with the reason to the dead-letter topic, and go on.
     DeadLetterTopic(Arc<DeadLetterTopic>),
-}
-
-/// A record that could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadRecord {
-    /// The file (URL) it came from.
-    pub file: String,
-    /// The 1-based line it starts on.
-    pub line: u64,
-    /// Why it could not be decoded.
-    pub reason: String,
-    /// Its text, without the line terminator.
-    pub raw: String,
 }
 
 /// Finds where records end in a buffer of text.

@@ -5,9 +5,10 @@ use std::time::Duration;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
-use crate::error::{ConnectorError, Result};
+use crate::error::Result;
 use crate::file_sink::{FileSink, FileSinkConfig};
 use crate::kafka::{KafkaSink, KafkaSinkConfig};
+use crate::prepared_output::PreparedOutput;
 
 /// A sink's settings. (One lives per job: boxing the larger one would buy nothing.)
 #[derive(Debug, Clone)]
@@ -163,27 +164,5 @@ impl Sink {
                 Ok(kafka.rows_written())
             }
         }
-    }
-}
-
-/// A sink's output up to a checkpoint's cut: written and finished, neither durable nor
-/// visible yet.
-#[derive(Debug)]
-pub struct PreparedOutput {
-    /// What the checkpoint's manifest records of it.
-    pub part: serde_json::Value,
-    /// Files written to, synced by [`PreparedOutput::make_durable`].
-    pub(crate) unsynced: Vec<std::fs::File>,
-}
-
-impl PreparedOutput {
-    /// Syncs its files to disk (blocking; the job goes on meanwhile): the checkpoint may be
-    /// written once it returns.
-    pub fn make_durable(&self) -> Result<()> {
-        for file in &self.unsynced {
-            file.sync_all()
-                .map_err(|e| ConnectorError::storage("syncing a checkpoint's output", e))?;
-        }
-        Ok(())
     }
 }

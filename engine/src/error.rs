@@ -5,7 +5,7 @@ use std::fmt;
 use datafusion::error::DataFusionError;
 use ferris_connectors::ConnectorError;
 
-use crate::statement::Position;
+use crate::position::Position;
 
 /// Result of an engine operation.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

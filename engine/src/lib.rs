@@ -1,6 +1,6 @@
 //! FerrisStreams engine: statements in, continuous results out.
 //!
-//! [`Session`] takes the statements of a file (our streaming SQL, see [`statement`]),
+//! [`Session`] takes the statements of a file (our streaming SQL, see [`statements`]),
 //! resolves the sources and sinks named in their `WITH` options into connectors, plans the
 //! query with DataFusion, and runs it as a job that writes to its sink.
 //!
@@ -18,22 +18,23 @@
 //! ```
 
 pub mod catalog;
-pub mod checkpoint;
+mod engine;
 pub mod error;
 pub mod job;
 mod late;
-pub mod materialized;
+mod listing;
 pub mod options;
 mod placeholders;
 pub mod planner;
-mod run;
+pub mod position;
+mod prepare;
 mod session;
-mod show;
 mod sink;
 pub mod source;
-pub mod statement;
-pub mod stored_jobs;
+pub mod statements;
 
+pub use engine::{CATALOG, KAFKA_ENV, SCHEMA};
 pub use error::{EngineError, Result};
 pub use job::{JobProgress, RunningJob};
-pub use session::{CATALOG, SCHEMA, Session, StatementOutput};
+pub use session::Session;
+pub use statements::{Statement, StatementOutput};

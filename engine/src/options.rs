@@ -9,7 +9,18 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::error::{EngineError, Result};
-use crate::statement::{OptionEntry, Position};
+use crate::position::Position;
+
+/// One `'key' = 'value'` of a `WITH (...)` clause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionEntry {
+    /// The key, as written.
+    pub key: String,
+    /// The value, as written (without quotes).
+    pub value: String,
+    /// Where the key is.
+    pub position: Position,
+}
 
 /// The options of one statement.
 #[derive(Debug)]

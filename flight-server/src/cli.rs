@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
-use ferris_engine::statement::{Statement, StatementKind};
-use ferris_engine::{EngineError, RunningJob, Session, StatementOutput};
+use ferris_engine::statements::explain::explain as explain_statement;
+use ferris_engine::{EngineError, RunningJob, Session, Statement, StatementOutput};
 use futures::StreamExt;
 
 const USAGE: &str = "\
@@ -210,16 +210,8 @@ async fn run(session: &mut Session, statements: &[Statement]) -> Result<(), Engi
 
 async fn explain(session: &mut Session, statements: &[Statement]) -> Result<(), EngineError> {
     for statement in statements {
-        if !matches!(
-            statement.kind,
-            StatementKind::CreateJob { .. } | StatementKind::Query(_)
-        ) {
+        let Some(explain) = explain_statement(statement) else {
             continue;
-        }
-        let explain = Statement {
-            position: statement.position,
-            text: format!("EXPLAIN {}", statement.text),
-            kind: StatementKind::Explain(Box::new(statement.clone())),
         };
         println!("-- statement at line {}", statement.position.line);
         if let StatementOutput::Rows(rows) = session.execute(&explain).await? {

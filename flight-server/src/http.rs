@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -11,13 +12,19 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use ferris_engine::JobProgress;
-use ferris_engine::checkpoint::now_ms;
+use ferris_engine::job::manifest::now_ms;
 use ferris_engine::job::{CheckpointInfo, JobRecord, JobStatus, OperatorCounters};
 
-use crate::server::FerrisFlightSql;
+/// What the endpoint reports on: the server's readiness and its jobs.
+pub trait Monitored: Clone + Send + Sync + 'static {
+    /// Whether the server has restored its jobs and takes queries.
+    fn is_ready(&self) -> bool;
+    /// Every job the server started.
+    fn job_records(&self) -> impl Future<Output = Vec<Arc<JobRecord>>> + Send;
+}
 
 /// Serves the endpoint on `listener` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, service: FerrisFlightSql) {
+pub async fn serve(listener: tokio::net::TcpListener, service: impl Monitored) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -41,7 +48,7 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListene
     tokio::net::TcpListener::bind(address).await
 }
 
-async fn answer(service: &FerrisFlightSql, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(service: &impl Monitored, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let (status, body) = match request.uri().path() {
         "/health" => (StatusCode::OK, "ok\n".to_string()),
         "/ready" if service.is_ready() => (StatusCode::OK, "ok\n".to_string()),
@@ -100,7 +107,7 @@ struct JobView<'a> {
 }
 
 /// Every job's counters in the Prometheus text format.
-async fn metrics(service: &FerrisFlightSql) -> String {
+async fn metrics(service: &impl Monitored) -> String {
     let jobs = service.job_records().await;
     let families: [Family; 16] = [
         (

@@ -233,16 +233,6 @@ impl FerrisFlightSql {
         self.inner.ready.store(true, Ordering::SeqCst);
     }
 
-    /// Whether every job kept under the state dir has been started again.
-    pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::SeqCst)
-    }
-
-    /// What the session keeps of every job it started.
-    pub async fn job_records(&self) -> Vec<Arc<ferris_engine::job::JobRecord>> {
-        self.inner.session.lock().await.jobs().to_vec()
-    }
-
     /// Stops every job as `ferris run` does on Ctrl-C (sources end, windows flush, sinks
     /// commit) and waits for them, printing each one's summary or error.
     pub async fn stop_jobs(&self) {
@@ -636,7 +626,7 @@ static SQL_INFO: std::sync::LazyLock<SqlInfoData> = std::sync::LazyLock::new(|| 
     info.build().expect("static SQL info")
 });
 
-/// The words FerrisStreams adds to SQL (see `ferris_engine::statement`), for SQL tools'
+/// The words FerrisStreams adds to SQL (see `ferris_engine::statements`), for SQL tools'
 /// highlighting (JDBC's `getSQLKeywords`).
 const KEYWORDS: &[&str] = &[
     "CHANGES", "DETAILS", "EMIT", "FINAL", "FORCE", "HOPPING", "JOB", "JOBS", "PAUSE", "RESUME",
@@ -1106,4 +1096,14 @@ impl FlightSqlService for FerrisFlightSql {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+impl crate::http::Monitored for FerrisFlightSql {
+    fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::SeqCst)
+    }
+
+    async fn job_records(&self) -> Vec<Arc<ferris_engine::job::JobRecord>> {
+        self.inner.session.lock().await.jobs().to_vec()
+    }
 }

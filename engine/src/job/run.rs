@@ -20,11 +20,12 @@ use ferris_connectors::{Sink, SinkConfig, Source, SourcePosition, StopSignal};
 use ferris_streaming::checkpoint::{Captured, CheckpointBarrier, Restored};
 use futures::StreamExt;
 
-use crate::checkpoint::{CheckpointStore, Manifest, now_ms, offsets_metadata};
 use crate::error::{EngineError, Result};
-use crate::job::{CheckpointInfo, JobControl, JobEnd, JobMetrics};
-use crate::materialized::{LiveStreamWriter, MaterializedTable};
-use crate::session::{JobRun, task_context};
+use crate::job::checkpoint::{CheckpointStore, offsets_metadata};
+use crate::job::manifest::{Manifest, now_ms};
+use crate::job::materialized::{LiveStreamWriter, MaterializedTable};
+use crate::job::record::{CheckpointInfo, JobControl, JobEnd, JobMetrics};
+use crate::job::task::{JobRun, task_context};
 
 /// What ends a job's loop: the session's stop (Ctrl-C) or the job's own (`STOP JOB`).
 pub(crate) struct Stops {

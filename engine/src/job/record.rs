@@ -11,7 +11,24 @@ use datafusion::physical_plan::streaming::StreamingTableExec;
 use ferris_connectors::{SourceMetrics, StopSignal};
 
 use crate::error::Result;
-use crate::statement::JobKind;
+
+/// Whether a job's result is an append-only stream or a keyed table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// `CREATE STREAM`: every result row is appended.
+    Stream,
+    /// `CREATE TABLE`: result rows are upserts by key.
+    Table,
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Stream => "STREAM",
+            Self::Table => "TABLE",
+        })
+    }
+}
 
 /// Counters of one job, shared with its sources (through the task's session config) and sink.
 #[derive(Debug, Default)]

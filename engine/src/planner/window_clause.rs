@@ -1,25 +1,10 @@
-//! Streaming planning: our window clauses on DataFusion's AST, and our operators in
-//! DataFusion's physical plan.
-//!
-//! 1. [`rewrite_query`] takes the window from `WINDOW TUMBLING(...)` (or from Flink's
-//!    `GROUP BY TUMBLE(ts, size)`), rewrites `TUMBLE_START(...)`-style calls to
-//!    `_window_start` / `_window_end`, adds those two columns to the GROUP BY, and maps the
-//!    seed's `COUNT_DISTINCT` / `LISTAGG` onto DataFusion's functions.
-//! 2. The time source's rows carry event time and watermark in those two columns (see
-//!    `ferris_streaming::event_time`), so DataFusion plans an ordinary aggregate.
-//! 3. [`streaming_plan`] swaps that `AggregateExec` for a `WindowAggregateExec`.
+//! Our window clauses on DataFusion's AST: the window comes from `WINDOW TUMBLING(...)` (or
+//! from Flink's `GROUP BY TUMBLE(ts, size)`); `TUMBLE_START(...)`-style calls become
+//! `_window_start` / `_window_end`, those two columns join the GROUP BY, and the seed's
+//! `COUNT_DISTINCT` / `LISTAGG` map onto DataFusion's functions. The time source's rows
+//! carry event time and watermark in those two columns (see `ferris_streaming::event_time`),
+//! so DataFusion plans an ordinary aggregate, which [`super::window_aggregate`] replaces.
 
-use std::sync::Arc;
-
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::physical_expr::expressions::Column;
-use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
-use datafusion::physical_plan::filter::FilterExec;
-use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode, SymmetricHashJoinExec};
-use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
-use datafusion::physical_plan::streaming::StreamingTableExec;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Spanned;
 use datafusion::sql::sqlparser::ast::{
@@ -29,15 +14,12 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use ferris_streaming::{
-    EVENT_TIME_COLUMN, EmitMode, GROUPING_SETS_UNSUPPORTED, LateDataPolicy, LookupJoinExec,
-    OP_COLUMN, SideTime, StreamJoinExec, WATERMARK_COLUMN, WatermarkSpec, WindowAggregateConfig,
-    WindowAggregateExec, WindowSpec,
-};
+use ferris_streaming::{EVENT_TIME_COLUMN, WATERMARK_COLUMN, WindowSpec};
 
 use crate::error::{EngineError, Result};
 use crate::options::parse_duration;
-use crate::statement::{Position, WindowClause};
+use crate::position::Position;
+use crate::statements::clauses::WindowClause;
 
 /// The window of a query and the column its event time comes from, if it names one.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,19 +28,6 @@ pub struct WindowPlan {
     pub spec: WindowSpec,
     /// `WINDOW TUMBLING(ts, ...)` / `TUMBLE(ts, ...)`: the event time column.
     pub time_column: Option<String>,
-}
-
-/// How the aggregate of a streaming query runs.
-#[derive(Debug, Clone)]
-pub struct AggregateSettings {
-    /// The window (`Global` for a keyed table without one).
-    pub window: WindowSpec,
-    /// When rows are emitted.
-    pub emit: EmitMode,
-    /// What late rows get.
-    pub late: LateDataPolicy,
-    /// How the time source stamps its rows.
-    pub watermark: WatermarkSpec,
 }
 
 fn sql_error(message: impl Into<String>, position: Position) -> EngineError {
@@ -353,223 +322,6 @@ pub fn time_source(statement: &DfStatement) -> Option<String> {
         }),
         _ => None,
     }
-}
-
-/// Lets every micro-batch through as soon as it is filtered: `FilterExec` otherwise holds
-/// small results back until a full batch has gathered, which on a watched source may be never.
-pub fn without_batch_coalescing(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
-    Ok(plan
-        .transform_up(|node| match node.downcast_ref::<FilterExec>() {
-            // A target of one row passes every non-empty batch through whole.
-            Some(filter) if filter.batch_size() != 1 => Ok(Transformed::yes(Arc::new(
-                filter.with_batch_size(1)?,
-            )
-                as Arc<dyn ExecutionPlan>)),
-            _ => Ok(Transformed::no(node)),
-        })?
-        .data)
-}
-
-/// Puts our joins in place of DataFusion's, so that joined rows go on batch by batch and a
-/// checkpoint covers them: a [`LookupJoinExec`] for each hash join of the stream with a
-/// bounded table (read again on every start), a [`StreamJoinExec`] for each inner join of two
-/// unbounded streams (its rows kept in checkpoints).
-/// `stream` is the schema the query's stream (its first FROM item) is read with: when both
-/// sides end (files), DataFusion may have built its hash table from the stream, and the join
-/// is swapped first so that the table is the side read whole. Joins it cannot take (an extra
-/// filter, a join type that keeps unmatched table rows, an outer join of two streams) stay as
-/// they are. `times` are the event times of the sources that declare one, by the schema
-/// they are read with: a stream join bounded in time by them lets its rows go.
-pub fn streaming_joins(
-    plan: Arc<dyn ExecutionPlan>,
-    stream: Option<&SchemaRef>,
-    times: &[(SchemaRef, SideTime)],
-) -> Result<Arc<dyn ExecutionPlan>> {
-    let reads_stream = |side: &Arc<dyn ExecutionPlan>| {
-        stream.is_some_and(|schema| {
-            side.exists(|node| {
-                Ok(node
-                    .downcast_ref::<StreamingTableExec>()
-                    .is_some_and(|scan| Arc::ptr_eq(scan.partition_schema(), schema)))
-            })
-            .unwrap_or(false)
-        })
-    };
-    let lookup = |node: Arc<dyn ExecutionPlan>| -> Transformed<Arc<dyn ExecutionPlan>> {
-        match node
-            .downcast_ref::<HashJoinExec>()
-            .and_then(LookupJoinExec::from_hash_join)
-        {
-            Some(join) => Transformed::new(Arc::new(join), true, TreeNodeRecursion::Jump),
-            None => Transformed::no(node),
-        }
-    };
-    Ok(plan
-        .transform_up(|node| {
-            if let Some(join) = node
-                .downcast_ref::<SymmetricHashJoinExec>()
-                .and_then(|join| {
-                    let sides = [
-                        side_time(join.left(), times),
-                        side_time(join.right(), times),
-                    ];
-                    StreamJoinExec::from_symmetric_hash_join(join, sides)
-                })
-            {
-                return Ok(Transformed::yes(Arc::new(join) as Arc<dyn ExecutionPlan>));
-            }
-            let Some(join) = node.downcast_ref::<HashJoinExec>() else {
-                return Ok(Transformed::no(node));
-            };
-            if *join.partition_mode() != PartitionMode::CollectLeft {
-                return Ok(Transformed::no(node));
-            }
-            if !reads_stream(join.left()) || reads_stream(join.right()) {
-                return Ok(lookup(node));
-            }
-            // The stream was taken for the table: swap (under a projection that puts the
-            // columns back in order), then look up.
-            let Ok(swapped) = join.swap_inputs(PartitionMode::CollectLeft) else {
-                return Ok(Transformed::no(node));
-            };
-            let swapped = swapped.transform_down(|n| Ok(lookup(n)))?;
-            Ok(if swapped.transformed {
-                Transformed::yes(swapped.data)
-            } else {
-                Transformed::no(node)
-            })
-        })?
-        .data)
-}
-
-/// The event time of a join side that reads one source which declares it, when every node
-/// on the way passes that column on as it is.
-fn side_time<'a>(
-    node: &Arc<dyn ExecutionPlan>,
-    times: &'a [(SchemaRef, SideTime)],
-) -> Option<&'a SideTime> {
-    if let Some(scan) = node.downcast_ref::<StreamingTableExec>() {
-        let (_, time) = times
-            .iter()
-            .find(|(schema, _)| Arc::ptr_eq(scan.partition_schema(), schema))?;
-        return scan.schema().column_with_name(&time.column).map(|_| time);
-    }
-    let [child] = node.children()[..] else {
-        return None;
-    };
-    let time = side_time(child, times)?;
-    match node.downcast_ref::<ProjectionExec>() {
-        Some(projection) => projection
-            .expr()
-            .iter()
-            .any(|e| {
-                e.alias == time.column
-                    && e.expr
-                        .downcast_ref::<Column>()
-                        .is_some_and(|c| c.name() == time.column)
-            })
-            .then_some(time),
-        None => PASS_THROUGH.contains(&node.name()).then_some(time),
-    }
-}
-
-/// Plan nodes that pass their input's columns on unchanged.
-const PASS_THROUGH: [&str; 4] = [
-    "FilterExec",
-    "CoalesceBatchesExec",
-    "CooperativeExec",
-    "RepartitionExec",
-];
-
-/// Replaces the top-most aggregate with a `WindowAggregateExec` (for a keyed table's
-/// changelog, together with the HAVING filter on it, and with `_op` projected through).
-/// Returns the new plan and whether an aggregate was found.
-pub fn streaming_plan(
-    plan: Arc<dyn ExecutionPlan>,
-    settings: &AggregateSettings,
-) -> Result<(Arc<dyn ExecutionPlan>, bool)> {
-    // EMIT CHANGES output is a changelog: every row says whether it upserts or retracts.
-    let changelog = settings.emit == EmitMode::Changes;
-    // A keyed table evaluates HAVING itself, to retract a key that stops matching it. (A
-    // window's rows are never retracted for HAVING: it stays a filter above the operator.)
-    let absorb_having = changelog && settings.window == WindowSpec::Global;
-    let mut replaced = false;
-    let plan = plan
-        .transform_down(|node| {
-            if replaced {
-                return Ok(Transformed::no(node));
-            }
-            // A changelog evaluates HAVING itself, to retract rows that stop matching it.
-            let having = node
-                .downcast_ref::<FilterExec>()
-                .filter(|f| absorb_having && f.projection().is_none())
-                .and_then(|f| {
-                    let aggregate = f.input().downcast_ref::<AggregateExec>()?;
-                    Some((f.predicate().clone(), aggregate))
-                });
-            let (having, aggregate) = match having {
-                Some((predicate, aggregate)) => (Some(predicate), aggregate),
-                None => match node.downcast_ref::<AggregateExec>() {
-                    Some(aggregate) => (None, aggregate),
-                    None => return Ok(Transformed::no(node)),
-                },
-            };
-            // Grouping sets plan as a two-phase aggregate; a streaming one is single-phase
-            // (and the operator itself rejects grouping sets planned in one phase).
-            if !matches!(
-                aggregate.mode(),
-                AggregateMode::Single | AggregateMode::SinglePartitioned
-            ) {
-                return Err(datafusion::error::DataFusionError::Plan(
-                    GROUPING_SETS_UNSUPPORTED.into(),
-                ));
-            }
-            let config = WindowAggregateConfig {
-                window: settings.window,
-                emit: settings.emit,
-                late: settings.late.clone(),
-                watermark: settings.watermark.clone(),
-                group_by: aggregate.group_expr().clone(),
-                aggr_expr: aggregate.aggr_expr().to_vec(),
-                filter_expr: aggregate.filter_expr().to_vec(),
-                output_schema: WindowAggregateConfig::output_schema_for(
-                    &aggregate.schema(),
-                    changelog,
-                ),
-                changelog,
-                having,
-            };
-            replaced = true;
-            let exec = WindowAggregateExec::try_new(aggregate.input().clone(), config)?;
-            Ok(Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>))
-        })?
-        .data;
-    if !changelog {
-        return Ok((plan, replaced));
-    }
-    let plan = plan
-        .transform_up(|node| {
-            let Some(projection) = node.downcast_ref::<ProjectionExec>() else {
-                return Ok(Transformed::no(node));
-            };
-            // Carry `_op` through every projection above the operator.
-            let input = projection.input();
-            let (Ok(op), Err(_)) = (
-                input.schema().index_of(OP_COLUMN),
-                projection.schema().index_of(OP_COLUMN),
-            ) else {
-                return Ok(Transformed::no(node));
-            };
-            let mut exprs: Vec<ProjectionExpr> = projection.expr().to_vec();
-            exprs.push(ProjectionExpr::new(
-                Arc::new(Column::new(OP_COLUMN, op)),
-                OP_COLUMN.to_string(),
-            ));
-            let with_op = ProjectionExec::try_new(exprs, input.clone())?;
-            Ok(Transformed::yes(Arc::new(with_op) as Arc<dyn ExecutionPlan>))
-        })?
-        .data;
-    Ok((plan, replaced))
 }
 
 #[cfg(test)]

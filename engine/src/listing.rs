@@ -379,8 +379,8 @@ pub(crate) fn show_jobs(
             (
                 "kind",
                 strings(jobs.iter().map(|j| match j.kind {
-                    crate::statement::JobKind::Stream => "stream",
-                    crate::statement::JobKind::Table => "table",
+                    crate::job::JobKind::Stream => "stream",
+                    crate::job::JobKind::Table => "table",
                 })),
             ),
             ("status", strings(statuses.iter().map(JobStatus::as_str))),

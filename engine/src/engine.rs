@@ -1,0 +1,107 @@
+//! What statements act on: the DataFusion context configured for streaming, the catalog of
+//! what they declared, the jobs they started, and the places and defaults jobs use.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::sanity_checker::SanityCheckPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use ferris_connectors::StopSignal;
+use ferris_connectors::kafka::KafkaConnection;
+
+use crate::catalog::Catalog;
+use crate::job::record::JobRecord;
+use crate::job::stored::StoredJobs;
+use crate::source::DEFAULT_BOOTSTRAP_SERVERS;
+
+/// The catalog of every stream, table and source: `ferris.public.name` is `name`.
+pub const CATALOG: &str = "ferris";
+/// The schema of every stream, table and source, in [`CATALOG`].
+pub const SCHEMA: &str = "public";
+
+/// The environment variable naming the Kafka cluster SHOW TOPICS describes (else
+/// `127.0.0.1:9092`).
+pub const KAFKA_ENV: &str = "FERRIS_KAFKA_BOOTSTRAP";
+
+/// The state a session's statements read and change.
+pub struct Engine {
+    /// One partition per source, no batch coalescing (see [`Engine::new`]).
+    pub(crate) ctx: SessionContext,
+    /// What the statements declared.
+    pub(crate) catalog: Catalog,
+    /// Ends watching sources (and so every job) cleanly.
+    pub(crate) stop: StopSignal,
+    /// Every job started, for SHOW JOBS.
+    pub(crate) jobs: Vec<Arc<JobRecord>>,
+    /// The Kafka cluster SHOW TOPICS describes.
+    pub(crate) kafka: KafkaConnection,
+    /// Where jobs keep their checkpoints (one folder per job); none: jobs do not checkpoint
+    /// unless their `'checkpoint.dir'` says where.
+    pub(crate) state_dir: Option<PathBuf>,
+    /// Options every job gets unless its `WITH` sets them (the server config's `jobs`).
+    pub(crate) job_defaults: Vec<(String, String)>,
+}
+
+impl Engine {
+    /// An engine with an empty catalog and no jobs.
+    pub(crate) fn new() -> Self {
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, SCHEMA)
+            // One partition per source: records stay in source order through every operator.
+            .with_target_partitions(1)
+            // A micro-batch goes on as soon as it is ready, however small.
+            .with_coalesce_batches(false);
+        let options = config.options_mut();
+        options.sql_parser.collect_spans = true;
+        // Our decoders and sinks speak plain Utf8.
+        options.sql_parser.map_string_types_to_utf8view = false;
+        options.execution.parquet.schema_force_view_types = false;
+        // A source's scan takes no dynamic filter, and a join fixed by one cannot be turned
+        // into a lookup join with the table on the build side.
+        options.optimizer.enable_join_dynamic_filter_pushdown = false;
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
+        // DataFusion rejects aggregates over unbounded input before we can swap in our
+        // streaming ones; the check runs again on the finished plan (see `prepare`).
+        let rules = state
+            .physical_optimizers()
+            .iter()
+            .filter(|rule| rule.name() != SanityCheckPlan::new().name())
+            .cloned()
+            .collect();
+        let state = SessionStateBuilder::new_from_existing(state)
+            .with_physical_optimizer_rules(rules)
+            .build();
+        Self {
+            ctx: SessionContext::new_with_state(state),
+            catalog: Catalog::default(),
+            stop: StopSignal::new(),
+            jobs: Vec::new(),
+            kafka: KafkaConnection {
+                bootstrap_servers: std::env::var(KAFKA_ENV)
+                    .unwrap_or_else(|_| DEFAULT_BOOTSTRAP_SERVERS.to_string()),
+                properties: vec![],
+            },
+            state_dir: None,
+            job_defaults: Vec::new(),
+        }
+    }
+
+    /// The latest job called `name` (a name is reused once its job has ended).
+    pub(crate) fn latest_job(&self, name: &str) -> Option<Arc<JobRecord>> {
+        self.jobs
+            .iter()
+            .rev()
+            .find(|j| j.name.eq_ignore_ascii_case(name))
+            .cloned()
+    }
+
+    /// The jobs kept under the state dir, if there is one.
+    pub(crate) fn stored_jobs(&self) -> Option<StoredJobs> {
+        self.state_dir.as_deref().map(StoredJobs::new)
+    }
+}

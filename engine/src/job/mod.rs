@@ -1,0 +1,20 @@
+//! A job: a continuous query that runs until stopped, as one unit that can be started,
+//! stopped and resumed from its checkpoints.
+//!
+//! [`start`] makes one from a prepared query, [`run`] is its loop, [`checkpoint`] keeps its
+//! state, [`stored`] keeps its statement for a restart, [`materialized`] makes its output
+//! readable by name, and [`record`] is what the rest of the engine sees of it.
+
+pub mod checkpoint;
+pub mod manifest;
+pub mod materialized;
+pub mod record;
+pub(crate) mod run;
+pub(crate) mod start;
+pub mod stored;
+pub(crate) mod task;
+
+pub use record::{
+    CheckpointInfo, JobControl, JobEnd, JobKind, JobMetrics, JobProgress, JobRecord, JobStatus,
+    OperatorCounters, RunningJob,
+};

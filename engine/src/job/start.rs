@@ -1,0 +1,447 @@
+//! Starting a job: its query prepared, its sources and output entered in the catalog, its
+//! last checkpoint checked, its output made readable by name, and its run loop spawned.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_plan::{ExecutionPlan, displayable};
+use ferris_connectors::{Sink, SinkConfig, Source};
+use ferris_streaming::WATERMARK_COLUMN;
+
+use crate::catalog::{CatalogEntry, EntryKind};
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::job::checkpoint::CheckpointStore;
+use crate::job::manifest::Manifest;
+use crate::job::materialized::{LiveStream, MaterializedTable};
+use crate::job::record::{JobControl, JobEnd, JobKind, JobMetrics, JobSpec, RunningJob};
+use crate::job::run::{CheckpointedJob, JobOutputs, Stops, run_at_least_once};
+use crate::job::task::JobRun;
+use crate::planner::properties;
+use crate::position::Position;
+use crate::prepare::{CheckpointSettings, DEFAULT_CHECKPOINT_INTERVAL, PreparedQuery};
+use crate::statements::clauses::StreamingQuery;
+
+impl Engine {
+    /// Starts the job `name` running `query` (`statement` is its text, kept to start it
+    /// again); an `INSERT INTO` job writes `into`.
+    pub(crate) async fn start_job(
+        &mut self,
+        kind: JobKind,
+        name: &str,
+        query: &StreamingQuery,
+        statement: &str,
+        into: Option<InsertTarget>,
+        parameters: &[ScalarValue],
+    ) -> Result<RunningJob> {
+        // Two jobs writing one sink under one name would interleave their output.
+        if self
+            .jobs
+            .iter()
+            .any(|job| job.name.eq_ignore_ascii_case(name) && job.is_running())
+        {
+            return Err(EngineError::Sql {
+                message: format!(
+                    "job '{name}' is running already; its name is taken until it ends"
+                ),
+                position: query.position,
+            });
+        }
+        let inserting = into.is_some();
+        let prepared = self
+            .prepare(
+                query,
+                Some(name),
+                into.as_ref().map(|i| &i.writer),
+                parameters,
+            )
+            .await?;
+        let mut sink_config = prepared
+            .sink
+            .clone()
+            .expect("prepare requires a sink for a job");
+        let schema = match &into {
+            // An insert's rows take the target's column names.
+            Some(into) => into.check(&prepared.plan.schema(), query.position)?,
+            None => prepared.plan.schema(),
+        };
+        let key = match kind {
+            JobKind::Stream if query.primary_key.is_empty() => {
+                // A stream's messages are keyed by its GROUP BY columns, if it has them.
+                table_key(name, query, &prepared.logical, &schema).unwrap_or_default()
+            }
+            JobKind::Stream => query.primary_key.clone(),
+            JobKind::Table => table_key(name, query, &prepared.logical, &schema)?,
+        };
+        if let SinkConfig::Kafka(kafka) = &mut sink_config {
+            kafka.key_fields.get_or_insert_with(|| key.clone());
+            if kafka.timestamp_field.is_none() {
+                kafka.timestamp_field = message_timestamp(&prepared, &schema);
+            }
+        }
+        for source in &prepared.sources {
+            self.catalog.insert(CatalogEntry {
+                name: source.name.clone(),
+                kind: EntryKind::Source,
+                connector: source.source.connector().into(),
+                location: source.source.location(),
+                format: source.source.format(),
+                windowed: false,
+                key: vec![],
+                schema: source.source.schema(),
+                writer: source.source.writer().map(SinkConfig::Kafka),
+            });
+        }
+        if !inserting {
+            self.catalog.insert(CatalogEntry {
+                name: name.to_string(),
+                kind: match kind {
+                    JobKind::Stream => EntryKind::Stream,
+                    JobKind::Table => EntryKind::Table,
+                },
+                connector: sink_config.connector().into(),
+                location: sink_config.location(),
+                format: sink_config.format(),
+                windowed: properties::is_windowed(&prepared.plan),
+                key,
+                schema: schema.clone(),
+                writer: Some(sink_config.clone()),
+            });
+        }
+        let bounded = prepared.sources.iter().all(|s| s.source.is_bounded());
+        let metrics = Arc::new(JobMetrics::default());
+        let control = Arc::new(JobControl::default());
+        let spec = |plan: Arc<dyn ExecutionPlan>, checkpoint_dir| JobSpec {
+            name: name.to_string(),
+            kind,
+            statement: statement.to_string(),
+            checkpoint_dir,
+            control: control.clone(),
+            bounded,
+            plan,
+            metrics: metrics.clone(),
+        };
+        let checkpoint_dir = prepared.checkpoint.as_ref().map(|c| c.dir.clone());
+        let start = match prepared.checkpoint.clone() {
+            Some(settings) => {
+                self.checkpoint_start(name, &prepared, &settings, &mut sink_config)
+                    .await?
+            }
+            None => None,
+        };
+        if let Some(CheckpointStart::Finished(manifest)) = &start {
+            // The job ran to its end before: its output is complete; make sure it is visible.
+            Sink::complete(sink_config, &manifest.sink)?;
+            tracing::info!(
+                job = %name,
+                "finished in an earlier run (checkpoint {}); delete its state to run it again",
+                manifest.epoch
+            );
+            let job = RunningJob::spawn(spec(prepared.plan.clone(), checkpoint_dir), async {
+                Ok(JobEnd::Finished)
+            });
+            self.jobs.push(job.record());
+            return Ok(job);
+        }
+        // The output is readable by name: a table's current state answers pull queries, a
+        // stream's rows as written feed push queries. (Not an insert's: it has no name of
+        // its own to read.)
+        let (materialized, live) = match kind {
+            _ if inserting => (None, None),
+            JobKind::Table => {
+                let key = self
+                    .catalog
+                    .get(name)
+                    .map(|e| e.key.clone())
+                    .unwrap_or_default();
+                let table = Arc::new(MaterializedTable::try_new(&schema, &key)?);
+                self.ctx.deregister_table(name)?;
+                self.ctx.register_table(name, table.clone())?;
+                (Some(table), None)
+            }
+            JobKind::Stream => {
+                let live = Arc::new(LiveStream::new(name, schema.clone()));
+                let table = StreamingTable::try_new(schema.clone(), vec![live.clone()])?
+                    .with_infinite_table(true);
+                self.ctx.deregister_table(name)?;
+                self.ctx.register_table(name, Arc::new(table))?;
+                (None, Some(live.writer()))
+            }
+        };
+        let stops = Stops {
+            session: self.stop.clone(),
+            job: control.clone(),
+        };
+        let work: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JobEnd>> + Send>> =
+            match start {
+                Some(CheckpointStart::Run {
+                    store,
+                    transactional,
+                }) => {
+                    let job = CheckpointedJob {
+                        state: self.ctx.state(),
+                        plan: prepared.plan.clone(),
+                        memory_limit: prepared.memory_limit,
+                        sink: sink_config,
+                        schema,
+                        sources: prepared
+                            .sources
+                            .iter()
+                            .map(|s| (s.name.clone(), s.source.clone()))
+                            .collect(),
+                        store,
+                        interval: prepared
+                            .checkpoint
+                            .as_ref()
+                            .map_or(DEFAULT_CHECKPOINT_INTERVAL, |c| c.interval),
+                        transactional,
+                        fingerprint: plan_fingerprint(&prepared.plan),
+                        metrics: metrics.clone(),
+                        control: control.clone(),
+                        materialized,
+                        live,
+                        stops,
+                    };
+                    Box::pin(job.run())
+                }
+                _ => {
+                    let run = JobRun {
+                        metrics: metrics.clone(),
+                        barrier: None,
+                        control: control.clone(),
+                    };
+                    let stream = self.run_plan(&prepared, Some(&run))?;
+                    let outputs = JobOutputs {
+                        sink: Sink::try_new(sink_config, schema.clone())?,
+                        materialized,
+                        live,
+                        metrics: metrics.clone(),
+                        schema,
+                    };
+                    let sources = prepared.sources.iter().map(|s| s.source.clone()).collect();
+                    let stateless = properties::is_stateless(&prepared.plan);
+                    let source_stop = prepared.source_stop.clone();
+                    Box::pin(run_at_least_once(
+                        stream,
+                        outputs,
+                        sources,
+                        stateless,
+                        stops,
+                        source_stop,
+                    ))
+                }
+            };
+        let job = RunningJob::spawn(spec(prepared.plan.clone(), checkpoint_dir), work);
+        self.jobs.push(job.record());
+        Ok(job)
+    }
+
+    /// Settles a checkpointing job's guarantee and checks its last checkpoint: `None` when
+    /// it cannot checkpoint (a join) and runs at least once instead.
+    async fn checkpoint_start(
+        &self,
+        name: &str,
+        prepared: &PreparedQuery,
+        settings: &CheckpointSettings,
+        sink_config: &mut SinkConfig,
+    ) -> Result<Option<CheckpointStart>> {
+        if properties::has_unsnapshotted_join(&prepared.plan) {
+            if settings.exactly_once == Some(true) {
+                return Err(EngineError::Checkpoint(format!(
+                    "job '{name}': checkpoints cover lookup joins and inner equi-joins of two streams, not this join, so it cannot run exactly once"
+                )));
+            }
+            tracing::warn!(
+                job = %name,
+                "checkpoints cover lookup joins and inner equi-joins of two streams, not this join; it runs at least once, without them"
+            );
+            return Ok(None);
+        }
+        if let SinkConfig::Kafka(kafka) = sink_config {
+            // A Kafka transaction can carry the offsets of Kafka sources only.
+            let all_kafka = prepared
+                .sources
+                .iter()
+                .all(|s| matches!(s.source, Source::Kafka(_)));
+            match settings.exactly_once {
+                Some(true) if !all_kafka => {
+                    return Err(EngineError::Checkpoint(format!(
+                        "job '{name}': exactly once into Kafka commits the sources' offsets in the sink's transaction, so every source must be a Kafka topic; use 'processing.guarantee' = 'at_least_once'"
+                    )));
+                }
+                Some(false) => {}
+                _ if all_kafka => {
+                    kafka.transactional_id = Some(format!("ferris-{name}-{}", kafka.topic));
+                }
+                _ => {}
+            }
+        }
+        let transactional =
+            matches!(sink_config, SinkConfig::Kafka(k) if k.transactional_id.is_some());
+        let store = CheckpointStore::open(&settings.dir)?;
+        // The newest checkpoint tells at once whether the query changed or already ended.
+        if let Some(newest) = store.manifests().await?.into_iter().next() {
+            if newest.plan != plan_fingerprint(&prepared.plan) {
+                return Err(EngineError::Checkpoint(format!(
+                    "job '{name}' changed since checkpoint {} in {}: its state fits the old query only. Delete that folder to start over",
+                    newest.epoch, settings.dir
+                )));
+            }
+            if newest.finished && !transactional {
+                return Ok(Some(CheckpointStart::Finished(newest)));
+            }
+        }
+        Ok(Some(CheckpointStart::Run {
+            store,
+            transactional,
+        }))
+    }
+}
+
+/// Where an `INSERT INTO` job writes, and the columns it must give.
+pub(crate) struct InsertTarget {
+    /// The stream written to.
+    pub(crate) target: String,
+    /// Its sink.
+    pub(crate) writer: SinkConfig,
+    /// Its columns, in order.
+    pub(crate) columns: Vec<(String, arrow::datatypes::DataType)>,
+}
+
+impl InsertTarget {
+    /// The rows must fit the target: as many columns, of the same types, in order. Returns
+    /// the rows' schema under the target's column names.
+    fn check(&self, schema: &SchemaRef, position: Position) -> Result<SchemaRef> {
+        let got: Vec<_> = schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect();
+        let fits = got.len() == self.columns.len()
+            && got.iter().zip(&self.columns).all(|(a, b)| a.1 == b.1);
+        if fits {
+            let fields: Vec<_> = schema
+                .fields()
+                .iter()
+                .zip(&self.columns)
+                .map(|(f, (name, _))| f.as_ref().clone().with_name(name))
+                .collect();
+            return Ok(Arc::new(arrow::datatypes::Schema::new(fields)));
+        }
+        let list = |columns: &[(String, arrow::datatypes::DataType)]| {
+            columns
+                .iter()
+                .map(|(n, t)| format!("{n} {t}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Err(EngineError::Sql {
+            message: format!(
+                "INSERT INTO {}: the query gives ({}), but {} has ({})",
+                self.target,
+                list(&got),
+                self.target,
+                list(&self.columns)
+            ),
+            position,
+        })
+    }
+}
+
+/// How a checkpointing job starts.
+enum CheckpointStart {
+    /// Running, from its last checkpoint if it has one.
+    Run {
+        store: CheckpointStore,
+        /// Its sink commits in Kafka transactions.
+        transactional: bool,
+    },
+    /// Not at all: its last run finished.
+    Finished(Manifest),
+}
+
+/// What a checkpoint must match: the physical plan as it runs.
+fn plan_fingerprint(plan: &Arc<dyn ExecutionPlan>) -> String {
+    displayable(plan.as_ref()).indent(true).to_string()
+}
+
+/// The key of a `CREATE TABLE`: the select items marked `PRIMARY KEY`, or else the selected
+/// GROUP BY columns, which must then all be selected.
+fn table_key(
+    name: &str,
+    query: &StreamingQuery,
+    plan: &LogicalPlan,
+    schema: &SchemaRef,
+) -> Result<Vec<String>> {
+    let missing_key = || EngineError::Sql {
+        message: format!(
+            "CREATE TABLE {name} needs a key: GROUP BY columns, all selected (for a windowed table, with _window_start), or a select item marked PRIMARY KEY"
+        ),
+        position: query.position,
+    };
+    if !query.primary_key.is_empty() {
+        for key in &query.primary_key {
+            if schema.field_with_name(key).is_err() {
+                return Err(EngineError::Sql {
+                    message: format!("PRIMARY KEY column '{key}' is not a result column of {name}"),
+                    position: query.position,
+                });
+            }
+        }
+        return Ok(query.primary_key.clone());
+    }
+    let mut node = plan;
+    while let LogicalPlan::Sort(_) | LogicalPlan::Limit(_) = node {
+        node = node.inputs()[0];
+    }
+    let LogicalPlan::Projection(projection) = node else {
+        return Err(missing_key());
+    };
+    let mut input = projection.input.as_ref();
+    while let LogicalPlan::Filter(filter) = input {
+        input = filter.input.as_ref();
+    }
+    let LogicalPlan::Aggregate(aggregate) = input else {
+        return Err(missing_key());
+    };
+    // A window's end is no part of the key: a session's end moves as it grows, and a fixed
+    // window's end follows from its start.
+    let group_columns: Vec<_> = aggregate.schema.columns()[..aggregate.group_expr.len()]
+        .iter()
+        .filter(|c| c.name != WATERMARK_COLUMN)
+        .cloned()
+        .collect();
+    let key: Vec<String> = projection
+        .expr
+        .iter()
+        .zip(projection.schema.fields())
+        .filter_map(|(expr, field)| match expr.clone().unalias() {
+            Expr::Column(column) if group_columns.contains(&column) => Some(field.name().clone()),
+            _ => None,
+        })
+        .collect();
+    if key.is_empty() || key.len() < group_columns.len() {
+        return Err(missing_key());
+    }
+    Ok(key)
+}
+
+/// The timestamp of a Kafka sink's messages: the window end of a windowed result, else the
+/// time source's event time column or the Kafka timestamp, when the result has them.
+fn message_timestamp(prepared: &PreparedQuery, schema: &SchemaRef) -> Option<String> {
+    let event_time = prepared
+        .sources
+        .iter()
+        .filter_map(|s| s.event_time.field.clone());
+    std::iter::once(WATERMARK_COLUMN.to_string())
+        .chain(event_time)
+        .chain(std::iter::once("_timestamp".to_string()))
+        .find(|column| {
+            schema
+                .field_with_name(column)
+                .is_ok_and(|f| matches!(f.data_type(), arrow::datatypes::DataType::Timestamp(_, _)))
+        })
+}

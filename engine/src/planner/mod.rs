@@ -1,0 +1,47 @@
+//! Streaming planning: our window clauses on DataFusion's AST, and our operators in
+//! DataFusion's physical plan.
+//!
+//! [`window_clause`] rewrites the query's AST before DataFusion plans it. Each rewrite of
+//! the physical plan is a DataFusion [`PhysicalOptimizerRule`] in a file of its own, and
+//! [`streaming_rules`] lists them in the order they run; [`properties`] answers what the
+//! finished plan is (stateless, checkpointable, windowed).
+
+pub mod batch_pass_through;
+pub mod lookup_join;
+pub mod properties;
+pub mod stream_join;
+pub mod window_aggregate;
+pub mod window_clause;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use ferris_streaming::SideTime;
+
+use window_aggregate::AggregateSettings;
+
+/// What the streaming rules need to know of a query beyond its plan.
+#[derive(Debug, Default)]
+pub struct StreamingQueryPlan {
+    /// How its aggregate runs, when it has one that streams (a window, or a changelog).
+    pub aggregate: Option<AggregateSettings>,
+    /// The schema its stream (its first FROM item) is read with.
+    pub stream: Option<SchemaRef>,
+    /// The event times of the sources that declare one, by the schema they are read with.
+    pub times: Vec<(SchemaRef, SideTime)>,
+}
+
+/// Our rewrites of DataFusion's physical plan, in the order they run.
+pub fn streaming_rules(query: StreamingQueryPlan) -> Vec<Arc<dyn PhysicalOptimizerRule>> {
+    vec![
+        Arc::new(stream_join::StreamJoin { times: query.times }),
+        Arc::new(lookup_join::LookupJoin {
+            stream: query.stream,
+        }),
+        Arc::new(window_aggregate::WindowAggregate {
+            settings: query.aggregate,
+        }),
+        Arc::new(batch_pass_through::BatchPassThrough),
+    ]
+}

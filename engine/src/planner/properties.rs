@@ -1,0 +1,72 @@
+//! What a physical plan is, asked of its operators' types: whether it holds state, whether
+//! a checkpoint can cover it, whether it aggregates over windows.
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::TreeNode;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::aggregates::AggregateExec;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::joins::{
+    CrossJoinExec, HashJoinExec, NestedLoopJoinExec, PiecewiseMergeJoinExec, SortMergeJoinExec,
+    SymmetricHashJoinExec,
+};
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::streaming::StreamingTableExec;
+use ferris_streaming::WindowAggregateExec;
+
+fn is<T: ExecutionPlan>(node: &Arc<dyn ExecutionPlan>) -> bool {
+    node.downcast_ref::<T>().is_some()
+}
+
+fn any_node(plan: &Arc<dyn ExecutionPlan>, test: impl Fn(&Arc<dyn ExecutionPlan>) -> bool) -> bool {
+    plan.exists(|node| Ok(test(node))).unwrap_or(false)
+}
+
+/// Whether `node` passes its input's columns on unchanged (its rows may be fewer).
+pub fn passes_columns_on(node: &Arc<dyn ExecutionPlan>) -> bool {
+    is::<FilterExec>(node) || is::<CooperativeExec>(node) || is::<RepartitionExec>(node)
+}
+
+/// Whether every operator of the plan passes rows on as they come, holding nothing back.
+pub fn is_stateless(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    !any_node(plan, |node| {
+        !(is::<ProjectionExec>(node)
+            || is::<FilterExec>(node)
+            || is::<StreamingTableExec>(node)
+            || is::<CooperativeExec>(node))
+    })
+}
+
+/// Whether the plan has one of DataFusion's joins, whose state a checkpoint cannot hold
+/// (ours, the lookup join and the stream join, checkpoint).
+pub fn has_unsnapshotted_join(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    any_node(plan, |node| {
+        is::<HashJoinExec>(node)
+            || is::<SymmetricHashJoinExec>(node)
+            || is::<NestedLoopJoinExec>(node)
+            || is::<CrossJoinExec>(node)
+            || is::<SortMergeJoinExec>(node)
+            || is::<PiecewiseMergeJoinExec>(node)
+    })
+}
+
+/// Whether the plan has one of DataFusion's aggregates (one our rules did not replace).
+pub fn has_aggregate(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    any_node(plan, is::<AggregateExec>)
+}
+
+/// Whether the plan aggregates with our window aggregate.
+pub fn has_window_aggregate(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    any_node(plan, is::<WindowAggregateExec>)
+}
+
+/// Whether the plan aggregates over windows (not one global window).
+pub fn is_windowed(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    any_node(plan, |node| {
+        node.downcast_ref::<WindowAggregateExec>()
+            .is_some_and(|w| w.config().window.is_windowed())
+    })
+}

@@ -1,0 +1,392 @@
+//! Making a query ready to run: its `WITH` options resolved into sources, a sink, a state
+//! memory limit and checkpoint settings; its SQL planned by DataFusion; the plan rewritten
+//! by our streaming rules and checked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::sanity_checker::SanityCheckPlan;
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
+use ferris_connectors::{SinkConfig, Source, StopSignal};
+use ferris_streaming::{EmitMode, LateDataPolicy, SideTime, WatermarkSpec, WindowSpec};
+
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::job::task::{JobRun, task_context};
+use crate::late::LateRecordFile;
+use crate::options::{OptionValue, Options};
+use crate::placeholders::parse_query;
+use crate::planner::window_aggregate::AggregateSettings;
+use crate::planner::window_clause::{rewrite_query, time_source};
+use crate::planner::{StreamingQueryPlan, properties, streaming_rules};
+use crate::sink::{resolve_file_sink, resolve_kafka_sink};
+use crate::source::{SourceDef, resolve_file_source, resolve_kafka_source};
+use crate::statements::clauses::StreamingQuery;
+
+/// A query made ready to run: its physical plan, sources and sink.
+pub(crate) struct PreparedQuery {
+    pub(crate) plan: Arc<dyn ExecutionPlan>,
+    /// The logical plan DataFusion made of the query (before optimization).
+    pub(crate) logical: LogicalPlan,
+    pub(crate) sources: Vec<SourceDef>,
+    pub(crate) sink: Option<SinkConfig>,
+    /// `'state.memory.limit'` in bytes.
+    pub(crate) memory_limit: Option<usize>,
+    /// A job's checkpoints, when it takes them.
+    pub(crate) checkpoint: Option<CheckpointSettings>,
+    /// Ends the sources (for a job: fired by its loop).
+    pub(crate) source_stop: StopSignal,
+}
+
+/// Where and how often a job checkpoints.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckpointSettings {
+    /// A local folder or `s3://bucket/prefix`.
+    pub(crate) dir: String,
+    pub(crate) interval: Duration,
+    /// `'processing.guarantee'` as written: exactly once (true), at least once (false), or
+    /// the best the sink allows (none).
+    pub(crate) exactly_once: Option<bool>,
+}
+
+impl Engine {
+    /// Resolves the query's sources and sink from its options and plans it.
+    pub(crate) async fn prepare(
+        &mut self,
+        query: &StreamingQuery,
+        job: Option<&str>,
+        into: Option<&SinkConfig>,
+        parameters: &[ScalarValue],
+    ) -> Result<PreparedQuery> {
+        let options = match job {
+            Some(_) => {
+                Options::with_defaults(query.options.clone(), &self.job_defaults, query.position)
+            }
+            None => Options::new(query.options.clone()),
+        };
+        let state = self.ctx.state();
+        let (sources, sink) = resolve_connectors(&options, job, into, &state).await?;
+        let late = late_policy(&options)?;
+        let memory_limit = options
+            .get("state.memory.limit")
+            .map(|v| bytes(&v))
+            .transpose()?;
+        let checkpoint = match job {
+            Some(job) => checkpoint_settings(&options, self.state_dir.as_deref(), job)?,
+            None => None,
+        };
+        options.check_all_taken()?;
+        // A job's sources end when its loop says (a checkpointing job's never do: it stops
+        // at a checkpoint, windows open, to resume them); a query's on the session's stop.
+        let source_stop = match job {
+            Some(_) => StopSignal::new(),
+            None => self.stop.clone(),
+        };
+
+        let mut parsed = parse_query(&state, &query.sql)?;
+        let window = rewrite_query(&mut parsed, query.window.as_ref(), query.position)?;
+        let stream_source = time_source(&parsed);
+        let mut watermark = WatermarkSpec::default();
+        // The event times of the sources that declare one, for joins bounded in time.
+        let mut times = Vec::new();
+        for source in &sources {
+            let stamp = match &window {
+                Some(window) if stream_source.as_deref() == Some(source.name.as_str()) => {
+                    watermark = source.watermark_spec(window.time_column.as_deref())?;
+                    Some(watermark.clone())
+                }
+                _ => None,
+            };
+            let schema = source.register(&self.ctx, &source_stop, stamp)?;
+            // A join keeps one watermark per side: over a topic's partitions, read side by
+            // side, a partition behind the others would have its rows taken for late.
+            let one_order = match &source.source {
+                Source::Kafka(kafka) => kafka.partitions().len() == 1,
+                Source::File(_) => true,
+            };
+            if let Some(column) = &source.event_time.field
+                && one_order
+            {
+                let time = SideTime {
+                    column: column.clone(),
+                    max_out_of_orderness: source.event_time.max_out_of_orderness,
+                };
+                times.push((schema, time));
+            }
+        }
+        if window.is_some()
+            && !sources
+                .iter()
+                .any(|s| Some(&s.name) == stream_source.as_ref())
+        {
+            return Err(EngineError::Sql {
+                message: "a windowed query reads FROM a source declared in its own WITH clause"
+                    .into(),
+                position: query.position,
+            });
+        }
+        let mut logical = state.statement_to_plan(parsed).await?;
+        if !parameters.is_empty() {
+            logical = logical.with_param_values(parameters.to_vec())?;
+        }
+        let mut plan = state.create_physical_plan(&logical).await?;
+        let stream_schema = match &stream_source {
+            Some(name) => self
+                .ctx
+                .table_provider(name.as_str())
+                .await
+                .ok()
+                .map(|t| t.schema()),
+            None => None,
+        };
+        let unbounded = sources.iter().any(|s| !s.source.is_bounded());
+        let aggregate = match (&window, query.emit) {
+            (Some(window), emit) => Some((window.spec, emit.unwrap_or(EmitMode::Final))),
+            (None, Some(EmitMode::Changes)) => Some((WindowSpec::Global, EmitMode::Changes)),
+            // A keyed result over unbounded input can only ever be a changelog.
+            (None, None) if unbounded => Some((WindowSpec::Global, EmitMode::Changes)),
+            (None, _) => None,
+        }
+        .map(|(window, emit)| AggregateSettings {
+            window,
+            emit,
+            late,
+            watermark,
+        });
+        let streaming = aggregate.is_some();
+        let rules = streaming_rules(StreamingQueryPlan {
+            aggregate,
+            stream: stream_schema,
+            times,
+        });
+        for rule in rules {
+            plan = rule
+                .optimize(plan, state.config_options())
+                .map_err(|e| planning_error(e, query))?;
+        }
+        if window.is_some() && !properties::has_window_aggregate(&plan) {
+            return Err(EngineError::Sql {
+                message: "WINDOW needs an aggregate: GROUP BY keys with COUNT, SUM, ...".into(),
+                position: query.position,
+            });
+        }
+        if !streaming && unbounded && properties::has_aggregate(&plan) {
+            return Err(EngineError::Sql {
+                message: "EMIT FINAL on a watched source needs a WINDOW: without one, a group never closes".into(),
+                position: query.position,
+            });
+        }
+        let plan = SanityCheckPlan::new()
+            .optimize(plan, state.config_options())
+            .map_err(|e| match planning_error(e, query) {
+                // DataFusion's message ends in a dump of the whole plan: keep what precedes it.
+                EngineError::Sql { message, position } => EngineError::Sql {
+                    message: format!(
+                        "{} (an operator that needs all of its input cannot run on a watched source)",
+                        message.split(" {").next().unwrap_or_default()
+                    ),
+                    position,
+                },
+                other => other,
+            })?;
+        Ok(PreparedQuery {
+            plan,
+            logical,
+            sources,
+            sink,
+            memory_limit,
+            checkpoint,
+            source_stop,
+        })
+    }
+
+    /// Runs a plan, as a job's when `job` says.
+    pub(crate) fn run_plan(
+        &self,
+        prepared: &PreparedQuery,
+        job: Option<&JobRun>,
+    ) -> Result<SendableRecordBatchStream> {
+        let task = task_context(&self.ctx.state(), prepared.memory_limit, job)?;
+        Ok(execute_stream(prepared.plan.clone(), task)?)
+    }
+}
+
+/// How often a job checkpoints unless `'checkpoint.interval'` says.
+pub(crate) const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A job's checkpoint options: on with a state dir or `'checkpoint.dir'`.
+fn checkpoint_settings(
+    options: &Options,
+    state_dir: Option<&std::path::Path>,
+    job: &str,
+) -> Result<Option<CheckpointSettings>> {
+    let interval = options.get("checkpoint.interval");
+    let guarantee = options.get("processing.guarantee");
+    let dir = match options.get("checkpoint.dir") {
+        Some(dir) => Some(dir.value.to_string()),
+        None => state_dir.map(|d| d.join(job).display().to_string()),
+    };
+    let exactly_once = guarantee
+        .map(|g| g.one_of(&["exactly_once", "at_least_once"]))
+        .transpose()?
+        .map(|g| g == "exactly_once");
+    let Some(dir) = dir else {
+        // A default interval or guarantee needs no place: it is for jobs that checkpoint.
+        let written = |v: &OptionValue| !v.default;
+        let asked = interval
+            .filter(written)
+            .or(guarantee.filter(|g| written(g) && exactly_once == Some(true)));
+        if let Some(option) = asked {
+            return Err(option.error(
+                "checkpoints need a place: start with --state-dir, or add 'checkpoint.dir'",
+            ));
+        }
+        return Ok(None);
+    };
+    let interval = interval
+        .map(|v| {
+            v.duration().and_then(|d| {
+                if d.is_zero() {
+                    Err(v.error("the interval must be above 0"))
+                } else {
+                    Ok(d)
+                }
+            })
+        })
+        .transpose()?
+        .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL);
+    Ok(Some(CheckpointSettings {
+        dir,
+        interval,
+        exactly_once,
+    }))
+}
+
+/// The sources and the sink named in the options. A job writes to the sink named like it; a
+/// plain query has none.
+async fn resolve_connectors(
+    options: &Options,
+    job: Option<&str>,
+    into: Option<&SinkConfig>,
+    state: &datafusion::execution::SessionState,
+) -> Result<(Vec<SourceDef>, Option<SinkConfig>)> {
+    let mut sources = Vec::new();
+    let mut sink = into.cloned();
+    for (name, connector) in options.typed_names() {
+        let kind = connector.one_of(&["file_source", "file_sink", "kafka_source", "kafka_sink"])?;
+        match kind.as_str() {
+            "file_source" => {
+                sources.push(resolve_file_source(&name, options, state).await?);
+            }
+            "kafka_source" => {
+                // A job's consumer group is named after the job; a query's after its source.
+                let group = job.unwrap_or(&name);
+                sources.push(resolve_kafka_source(&name, options, state, group).await?);
+            }
+            _ if into.is_some() => {
+                return Err(connector.error(format!(
+                    "INSERT INTO writes to its target's sink; a sink named '{name}' is not used"
+                )));
+            }
+            _ => {
+                // Option names are case-insensitive; a quoted job name may not be.
+                if !job.is_some_and(|job| job.eq_ignore_ascii_case(&name)) {
+                    let why = match job {
+                            Some(job) => format!("this job writes to the sink named like it, '{job}'"),
+                            None => "a plain query returns its rows; use CREATE STREAM name AS ... to write them".into(),
+                        };
+                    return Err(
+                        connector.error(format!("a sink named '{name}' is not used: {why}"))
+                    );
+                }
+                sink = Some(match kind.as_str() {
+                    "file_sink" => resolve_file_sink(&name, options)?,
+                    _ => resolve_kafka_sink(&name, options).await?,
+                });
+            }
+        }
+    }
+    if let (Some(job), None) = (job, &sink) {
+        return Err(EngineError::option(
+            format!(
+                "'{job}' has no sink: add '{job}.type' = 'file_sink' and '{job}.path' = '...' to WITH"
+            ),
+            None,
+        ));
+    }
+    if let Some(field) = options.get("event.time.field")
+        && !sources
+            .iter()
+            .any(|s| s.event_time.field.as_deref() == Some(field.value))
+    {
+        return Err(field.error("no source of this statement has that column"));
+    }
+    Ok((sources, sink))
+}
+
+/// `'late.data.strategy'` and its options.
+fn late_policy(options: &Options) -> Result<LateDataPolicy> {
+    let Some(strategy) = options.get("late.data.strategy") else {
+        return Ok(LateDataPolicy::Drop);
+    };
+    Ok(
+        match strategy
+            .one_of(&["drop", "dead_letter", "allowed_lateness"])?
+            .as_str()
+        {
+            "drop" => LateDataPolicy::Drop,
+            "dead_letter" => {
+                let path = options.required(
+                    "late.data.dead_letter.path",
+                    "where 'dead_letter' writes late records",
+                )?;
+                LateDataPolicy::DeadLetter(Arc::new(LateRecordFile::new(path.value)))
+            }
+            _ => {
+                let lateness = options.required(
+                    "late.data.allowed.lateness",
+                    "how long windows accept late records",
+                )?;
+                LateDataPolicy::AllowedLateness(lateness.duration()?.as_millis() as i64)
+            }
+        },
+    )
+}
+
+/// A byte size: `1048576`, `512KB`, `64MB`, `2GB` (powers of 1024).
+fn bytes(value: &OptionValue) -> Result<usize> {
+    let text = value.value.trim().to_ascii_uppercase();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let unit = match text[digits..].trim() {
+        "" | "B" => 1,
+        "KB" | "K" => 1 << 10,
+        "MB" | "M" => 1 << 20,
+        "GB" | "G" => 1 << 30,
+        _ => 0,
+    };
+    match text[..digits].parse::<usize>() {
+        Ok(n) if unit > 0 && n > 0 => Ok(n * unit),
+        _ => Err(value.error("expected a size such as '64MB' or '2GB'")),
+    }
+}
+
+/// A planning error of a streaming query, at the query's position, without DataFusion's
+/// "Error during planning:" prefix.
+fn planning_error(error: impl Into<EngineError>, query: &StreamingQuery) -> EngineError {
+    let message = match error.into() {
+        EngineError::DataFusion(error) => match error.find_root() {
+            datafusion::error::DataFusionError::Plan(message) => message.clone(),
+            other => other.to_string(),
+        },
+        other => return other,
+    };
+    EngineError::Sql {
+        message,
+        position: query.position,
+    }
+}

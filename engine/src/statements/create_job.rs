@@ -1,0 +1,91 @@
+//! `CREATE STREAM|TABLE name AS <query>`: a continuous job writing to the sink `name`.
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use crate::error::Result;
+use crate::job::JobKind;
+use crate::job::stored::StoredJob;
+use crate::statements::clauses::{StreamingQuery, query_from};
+use crate::statements::kind::{Execution, Explained, StatementKind, StatementOutput};
+use crate::statements::parser::{
+    StatementSyntax, StatementTokens, describe_token, error_at, identifier, keyword,
+};
+use datafusion::sql::sqlparser::keywords::Keyword;
+
+/// `CREATE STREAM|TABLE name AS <query>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateJob {
+    /// Stream (append) or table (keyed upserts).
+    pub kind: JobKind,
+    /// The job's and its sink's name.
+    pub name: String,
+    /// The query.
+    pub query: StreamingQuery,
+}
+
+pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
+    leading: &["CREATE STREAM", "CREATE TABLE"],
+    parse,
+};
+
+fn parse(statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
+    let sig = &statement.sig;
+    let kind = if keyword(sig.get(1), Keyword::TABLE) {
+        JobKind::Table
+    } else {
+        JobKind::Stream
+    };
+    let name = identifier(sig.get(2), "a name", sig[1])?;
+    if !keyword(sig.get(3), Keyword::AS) {
+        let at = sig.get(3).copied().unwrap_or(sig[2]);
+        return Err(error_at(
+            at,
+            format!(
+                "expected AS after CREATE {kind} {name}, found {}",
+                describe_token(at)
+            ),
+        ));
+    }
+    if sig.len() < 5 {
+        return Err(error_at(sig[3], "expected a query after AS"));
+    }
+    let query = query_from(statement, 4)?;
+    Ok(Box::new(CreateJob { kind, name, query }))
+}
+
+impl StatementKind for CreateJob {
+    fn execute<'a>(&'a self, run: Execution<'a>) -> BoxFuture<'a, Result<StatementOutput>> {
+        async move {
+            let text = &run.statement.text;
+            let engine = run.engine;
+            let job = engine
+                .start_job(
+                    self.kind,
+                    &self.name,
+                    &self.query,
+                    text,
+                    None,
+                    run.parameters,
+                )
+                .await?;
+            // A server started on this state dir again starts the job again.
+            if let Some(stored) = engine.stored_jobs() {
+                stored.save(StoredJob {
+                    name: self.name.clone(),
+                    sql: text.clone(),
+                    stopped: false,
+                })?;
+            }
+            Ok(StatementOutput::Job(job))
+        }
+        .boxed()
+    }
+
+    fn explained(&self) -> Option<Explained<'_>> {
+        Some(Explained {
+            query: &self.query,
+            job: Some(&self.name),
+        })
+    }
+}

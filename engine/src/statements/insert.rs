@@ -1,0 +1,194 @@
+//! `INSERT INTO name <query>`: a job appending the query's rows to the stream `name` (its
+//! sink, or its topic for a Kafka source).
+
+use datafusion::common::ScalarValue;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::Token;
+use ferris_connectors::SinkConfig;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use crate::catalog::EntryKind;
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::job::start::InsertTarget;
+use crate::job::stored::StoredJob;
+use crate::job::{JobKind, RunningJob};
+use crate::statements::clauses::{StreamingQuery, query_from};
+use crate::statements::kind::{Execution, StatementKind, StatementOutput};
+use crate::statements::parser::{StatementSyntax, StatementTokens, error_at, identifier, keyword};
+
+/// `INSERT INTO target <query>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Insert {
+    /// The stream written to.
+    pub target: String,
+    /// The query.
+    pub query: StreamingQuery,
+}
+
+pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
+    leading: &["INSERT INTO"],
+    parse,
+};
+
+fn parse(statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
+    let sig = &statement.sig;
+    let target = identifier(sig.get(2), "the stream to insert into", sig[1])?;
+    let Some(query_start) = sig.get(3) else {
+        return Err(error_at(
+            sig[2],
+            "expected a query (SELECT or VALUES) after the name",
+        ));
+    };
+    if matches!(query_start.token, Token::LParen)
+        && !sig.get(4).is_some_and(|t| {
+            keyword(Some(t), Keyword::SELECT)
+                || keyword(Some(t), Keyword::WITH)
+                || keyword(Some(t), Keyword::VALUES)
+        })
+    {
+        return Err(error_at(
+            query_start,
+            "INSERT INTO takes no column list: the query's columns must be the stream's, in order",
+        ));
+    }
+    let query = query_from(statement, 3)?;
+    Ok(Box::new(Insert { target, query }))
+}
+
+impl StatementKind for Insert {
+    fn execute<'a>(&'a self, run: Execution<'a>) -> BoxFuture<'a, Result<StatementOutput>> {
+        async move {
+            let text = &run.statement.text;
+            let job = insert(
+                run.engine,
+                &self.target,
+                &self.query,
+                text,
+                run.parameters,
+                None,
+            )
+            .await?;
+            // A continuous insert starts again with the server; a one-shot one (values,
+            // files read once) is done once.
+            if let Some(stored) = run.engine.stored_jobs()
+                && !job.bounded
+            {
+                stored.save(StoredJob {
+                    name: job.name.clone(),
+                    sql: text.clone(),
+                    stopped: false,
+                })?;
+            }
+            Ok(StatementOutput::Job(job))
+        }
+        .boxed()
+    }
+
+    fn execute_as<'a>(
+        &'a self,
+        run: Execution<'a>,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<StatementOutput>> {
+        async move {
+            let text = &run.statement.text;
+            insert(run.engine, &self.target, &self.query, text, &[], Some(name))
+                .await
+                .map(StatementOutput::Job)
+        }
+        .boxed()
+    }
+}
+
+/// `INSERT INTO target <query>`: a job appending the query's rows where `target` is
+/// written (its sink, or its topic), named `insert_into_<target>` (`_2`, ... while that
+/// name is taken).
+async fn insert(
+    engine: &mut Engine,
+    target: &str,
+    query: &StreamingQuery,
+    statement: &str,
+    parameters: &[ScalarValue],
+    name: Option<&str>,
+) -> Result<RunningJob> {
+    let error = |message: String| EngineError::Sql {
+        message,
+        position: query.position,
+    };
+    let entry = engine.catalog.get(target).cloned().ok_or_else(|| {
+        error(format!(
+            "no stream '{target}' to insert into (SHOW STREAMS lists them)"
+        ))
+    })?;
+    let Some(mut writer) = entry.writer.clone() else {
+        return Err(error(format!(
+            "'{target}' is a {} read from {}: nothing writes to it",
+            entry.kind.as_str(),
+            entry.location
+        )));
+    };
+    // Each insert has a name of its own (its checkpoints are kept under it); a kept one
+    // keeps its name when the server starts it again.
+    let kept = engine
+        .stored_jobs()
+        .map(|s| s.load())
+        .transpose()?
+        .unwrap_or_default();
+    let taken = |name: &str| {
+        engine
+            .jobs
+            .iter()
+            .any(|j| j.name.eq_ignore_ascii_case(name))
+            || kept.iter().any(|j| j.name.eq_ignore_ascii_case(name))
+            || engine.catalog.get(name).is_some()
+    };
+    let name = match name {
+        Some(name) => name.to_string(),
+        None => {
+            let mut name = format!("insert_into_{target}");
+            let mut n = 1;
+            while taken(&name) {
+                n += 1;
+                name = format!("insert_into_{target}_{n}");
+            }
+            name
+        }
+    };
+    if let SinkConfig::File(file) = &mut writer {
+        if !file.is_folder() {
+            return Err(error(format!(
+                "'{target}' is written to the single file {}, which only its own job writes; give it a folder (a path ending in '/') or a topic",
+                file.path.display()
+            )));
+        }
+        // Its own part files, so that the writers' numbers never meet.
+        file.part_prefix = format!("part-{name}");
+    }
+    let metadata: Vec<String> = ferris_connectors::kafka::metadata_fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let columns = entry
+        .schema
+        .fields()
+        .iter()
+        .filter(|f| entry.kind != EntryKind::Source || !metadata.contains(f.name()))
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect();
+    let into = InsertTarget {
+        target: target.to_string(),
+        writer,
+        columns,
+    };
+    engine
+        .start_job(
+            JobKind::Stream,
+            &name,
+            query,
+            statement,
+            Some(into),
+            parameters,
+        )
+        .await
+}

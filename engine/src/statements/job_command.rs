@@ -1,0 +1,146 @@
+//! `START JOB name`, `STOP JOB name [FORCE]`, `PAUSE JOB name`, `RESUME JOB name`.
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use crate::error::{EngineError, Result};
+use crate::listing;
+use crate::statements::kind::{Execution, StatementKind, StatementOutput};
+use crate::statements::parser::{
+    StatementSyntax, StatementTokens, describe_token, error_at, identifier, word_is,
+};
+
+/// What a job command does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobCommand {
+    /// Starts a stopped or failed job again, from its last checkpoint.
+    Start,
+    /// Stops a job: at a checkpoint if it takes them (a start resumes it), else after its
+    /// sources end and its windows flush.
+    Stop,
+    /// Stops a job at once: no checkpoint, no flush; its output stays as last committed.
+    StopForce,
+    /// Holds a job's sources back; it keeps its state.
+    Pause,
+    /// Lets a paused job's sources go on.
+    Resume,
+}
+
+/// A job command and the job it is for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlJob {
+    /// What to do.
+    pub command: JobCommand,
+    /// The job.
+    pub name: String,
+}
+
+pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
+    leading: &["START JOB", "STOP JOB", "PAUSE JOB", "RESUME JOB"],
+    parse,
+};
+
+fn parse(statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
+    let sig = &statement.sig;
+    let command = if word_is(sig.first(), "START") {
+        JobCommand::Start
+    } else if word_is(sig.first(), "STOP") {
+        JobCommand::Stop
+    } else if word_is(sig.first(), "PAUSE") {
+        JobCommand::Pause
+    } else {
+        JobCommand::Resume
+    };
+    let name = identifier(sig.get(2), "the job's name", sig[1])?;
+    let command = match (command, sig.get(3)) {
+        (JobCommand::Stop, Some(force)) if word_is(Some(force), "FORCE") && sig.len() == 4 => {
+            JobCommand::StopForce
+        }
+        (command, None) => command,
+        (_, Some(extra)) => {
+            return Err(error_at(
+                extra,
+                format!(
+                    "expected the end of the statement after the job's name, found {}",
+                    describe_token(extra)
+                ),
+            ));
+        }
+    };
+    Ok(Box::new(ControlJob { command, name }))
+}
+
+impl StatementKind for ControlJob {
+    fn execute<'a>(&'a self, run: Execution<'a>) -> BoxFuture<'a, Result<StatementOutput>> {
+        async move {
+            let name = &self.name;
+            let engine = run.engine;
+            let job = engine.latest_job(name);
+            let error = |message: String| EngineError::Sql {
+                message,
+                position: run.statement.position,
+            };
+            if self.command == JobCommand::Start {
+                if job.as_ref().is_some_and(|j| j.is_running()) {
+                    return Err(error(format!("job '{name}' is running already")));
+                }
+                let kept = engine
+                    .stored_jobs()
+                    .map(|s| s.get(name))
+                    .transpose()?
+                    .flatten();
+                let sql = match (&job, kept) {
+                    (Some(job), _) => job.statement.clone(),
+                    (None, Some(kept)) => kept.sql,
+                    (None, None) => {
+                        return Err(error(format!("no job '{name}' (SHOW JOBS lists them)")));
+                    }
+                };
+                let statements = (run.parse)(&sql)?;
+                let [statement] = statements.as_slice() else {
+                    return Err(EngineError::Internal(format!(
+                        "job '{name}' kept {} statements",
+                        statements.len()
+                    )));
+                };
+                let again = Execution {
+                    engine,
+                    statement,
+                    parameters: &[],
+                    parse: run.parse,
+                };
+                return statement.kind.execute_as(again, name).await;
+            }
+            let Some(job) = job.filter(|j| j.is_running()) else {
+                return Err(error(format!(
+                    "job '{name}' is not running (SHOW JOBS lists the jobs)"
+                )));
+            };
+            let status = match self.command {
+                JobCommand::Stop | JobCommand::StopForce => {
+                    if let Some(stored) = engine.stored_jobs() {
+                        stored.set_stopped(name, true)?;
+                    }
+                    if self.command == JobCommand::StopForce {
+                        job.force_stop().await;
+                        "STOPPED"
+                    } else {
+                        job.control.request_stop();
+                        "STOPPING"
+                    }
+                }
+                JobCommand::Pause => {
+                    job.control.set_paused(true);
+                    "PAUSED"
+                }
+                JobCommand::Resume => {
+                    job.control.set_paused(false);
+                    "RUNNING"
+                }
+                JobCommand::Start => unreachable!("handled above"),
+            };
+            StatementOutput::rows(listing::job_reply(&job.name, status)?)
+        }
+        .boxed()
+    }
+}
