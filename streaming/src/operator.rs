@@ -1,4 +1,4 @@
-//! What a streaming operator implements itself; [`crate::driver`] does the rest.
+//! What a streaming operator implements itself; the driver (`driver.rs`) does the rest.
 //!
 //! In the spirit of Arroyo's `ArrowOperator`: an operator turns input batches into output
 //! batches, and its state into a snapshot and back. The driver polls its inputs, takes part
