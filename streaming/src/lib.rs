@@ -2,8 +2,8 @@
 //!
 //! - [`event_time`]: stamps each source row with its event time and the watermark left by
 //!   the rows before it, so lateness is judged in source order whatever the batching.
-//! - [`window`]: window shapes (tumbling, sliding, session, or one global window) and how a
-//!   timestamp maps to them.
+//! - [`window`]: window shapes (tumbling, sliding, session, or one global window), how a
+//!   timestamp maps to them, and when their rows are emitted.
 //! - [`WindowAggregateExec`]: an incremental GROUP BY per window, built on DataFusion's own
 //!   aggregate functions (`GroupsAccumulator`), emitting final rows or changes.
 //!
@@ -11,15 +11,20 @@
 //! - [`StreamJoinExec`]: two streams joined on equal keys, each batch as it comes.
 //! - [`checkpoint`]: a consistent cut of a running plan, for checkpoints.
 //!
+//! Those three operators implement only their own work (`operator.rs`); one driver runs
+//! them all (`driver.rs`): it polls their inputs, snapshots and restores their state at
+//! checkpoints, runs their clock and holds their state against the job's memory limit.
 //! Every stateful piece can be snapshotted to a `RecordBatch` and restored from it.
 
 pub mod checkpoint;
+mod driver;
 mod error;
 pub mod event_time;
 mod join_keys;
 mod join_time_bounds;
 pub mod late;
 mod lookup_join;
+mod operator;
 mod session_state;
 mod sliced_state;
 mod state_memory;
@@ -36,8 +41,7 @@ pub use join_time_bounds::SideTime;
 pub use late::{LateDataPolicy, LateRecordSink};
 pub use lookup_join::{LookupJoinExec, LookupTableRead};
 pub use stream_join::StreamJoinExec;
-pub use window::WindowSpec;
+pub use window::{EmitMode, WindowSpec};
 pub use window_aggregate::{
-    EmitMode, GROUPING_SETS_UNSUPPORTED, OP_COLUMN, WindowAggregateConfig, WindowAggregateExec,
-    WindowAggregator,
+    GROUPING_SETS_UNSUPPORTED, OP_COLUMN, WindowAggregateConfig, WindowAggregateExec,
 };

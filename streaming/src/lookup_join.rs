@@ -19,18 +19,17 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{JoinType, NullEquality};
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::EmissionType;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::joins::HashJoinExec;
-use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-    SendableRecordBatchStream, apply_expression_roots, collect,
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+    apply_expression_roots, collect,
 };
-use futures::StreamExt;
 
+use crate::driver::StreamNode;
 use crate::join_keys::{BatchKeys, JoinKeys, KeyIndex};
+use crate::operator::StreamOperator;
 
 /// Marks a task context in which sources are read as a lookup table: whole, from their
 /// start, on every run, and never cut by a checkpoint.
@@ -43,8 +42,7 @@ pub struct LookupJoinExec {
     stream: Arc<dyn ExecutionPlan>,
     /// The table side and how rows are joined, shared with the running streams.
     joiner: Arc<Joiner>,
-    properties: Arc<PlanProperties>,
-    metrics: ExecutionPlanMetricsSet,
+    node: StreamNode,
 }
 
 impl LookupJoinExec {
@@ -82,19 +80,15 @@ impl LookupJoinExec {
     }
 
     fn new(stream: Arc<dyn ExecutionPlan>, joiner: Joiner) -> Self {
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(joiner.schema.clone()),
-            Partitioning::UnknownPartitioning(
-                stream.properties().output_partitioning().partition_count(),
-            ),
-            EmissionType::Incremental,
+        let node = StreamNode::new(
+            joiner.schema.clone(),
+            stream.properties().output_partitioning().partition_count(),
             stream.properties().boundedness,
         );
         Self {
             stream,
             joiner: Arc::new(joiner),
-            properties: Arc::new(properties),
-            metrics: ExecutionPlanMetricsSet::new(),
+            node,
         }
     }
 }
@@ -132,11 +126,11 @@ impl DisplayAs for LookupJoinExec {
 
 impl ExecutionPlan for LookupJoinExec {
     fn name(&self) -> &str {
-        "LookupJoinExec"
+        LookupRun::NAME
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
+        self.node.properties()
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
@@ -195,32 +189,17 @@ impl ExecutionPlan for LookupJoinExec {
             context.window_functions().clone(),
             context.runtime_env(),
         ));
-        let stream = self.stream.execute(partition, context)?;
-        let output_rows = BaselineMetrics::new(&self.metrics, partition);
-        let joiner = self.joiner.clone();
-        let joined = futures::stream::once(async move {
-            let table = joiner.index(collect(joiner.table_plan.clone(), table_context).await?)?;
-            let joiner = Arc::new((joiner, table));
-            Ok::<_, datafusion::error::DataFusionError>(stream.map(move |batch| {
-                let (joiner, table) = joiner.as_ref();
-                let joined = joiner.join(table, &batch?)?;
-                output_rows.record_output(joined.num_rows());
-                Ok(joined)
-            }))
-        })
-        .map(|started| match started {
-            Ok(joined) => joined.boxed(),
-            Err(e) => futures::stream::once(async { Err(e) }).boxed(),
-        })
-        .flatten();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.properties.eq_properties.schema().clone(),
-            joined,
-        )))
+        let stream = self.stream.execute(partition, context.clone())?;
+        let run = LookupRun {
+            joiner: self.joiner.clone(),
+            table_context,
+            table: None,
+        };
+        self.node.run(run, vec![stream], partition, &context)
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
-        Some(self.metrics.clone_inner())
+        Some(self.node.metrics())
     }
 }
 
@@ -241,6 +220,31 @@ struct IndexedTable {
     rows: RecordBatch,
     keys: BatchKeys,
     index: KeyIndex,
+}
+
+/// A running lookup join: the table is read when it starts, in a task context of its own.
+struct LookupRun {
+    joiner: Arc<Joiner>,
+    table_context: Arc<TaskContext>,
+    table: Option<IndexedTable>,
+}
+
+impl StreamOperator for LookupRun {
+    const NAME: &'static str = "LookupJoinExec";
+
+    async fn start(&mut self) -> Result<()> {
+        let batches = collect(self.joiner.table_plan.clone(), self.table_context.clone()).await?;
+        self.table = Some(self.joiner.index(batches)?);
+        Ok(())
+    }
+
+    fn process_batch(&mut self, _input: usize, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let table = self
+            .table
+            .as_ref()
+            .expect("the table is read before the first batch");
+        Ok(vec![self.joiner.join(table, &batch)?])
+    }
 }
 
 impl Joiner {
@@ -308,6 +312,7 @@ mod tests {
     use datafusion::physical_expr::PhysicalExprRef;
     use datafusion::physical_expr::expressions::Column;
     use datafusion::physical_plan::joins::PartitionMode;
+    use futures::StreamExt;
 
     use crate::test_util::{memory, quiet, sorted_rows};
 

@@ -14,7 +14,7 @@ use datafusion::error::Result;
 use datafusion::logical_expr::Accumulator;
 
 use crate::error::StreamingError;
-use crate::window_aggregate::EmitMode;
+use crate::window::EmitMode;
 use crate::window_state::{Aggregates, Evaluated, WindowRows, WindowState, snapshot_schema};
 
 struct Session {

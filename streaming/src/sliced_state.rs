@@ -16,8 +16,7 @@ use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
 use crate::error::StreamingError;
-use crate::window::WindowSpec;
-use crate::window_aggregate::EmitMode;
+use crate::window::{EmitMode, WindowSpec};
 use crate::window_state::{Aggregates, Evaluated, WindowRows, WindowState, snapshot_schema};
 
 /// A `GroupsAccumulator` for the aggregate, adapting a row accumulator where needed (as

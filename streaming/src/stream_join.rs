@@ -25,25 +25,20 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{JoinSide, JoinType, NullEquality};
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalExprRef};
-use datafusion::physical_plan::execution_plan::EmissionType;
+use datafusion::physical_expr::{PhysicalExpr, PhysicalExprRef};
 use datafusion::physical_plan::joins::SymmetricHashJoinExec;
 use datafusion::physical_plan::joins::utils::JoinFilter;
-use datafusion::physical_plan::metrics::{
-    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
-};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-    SendableRecordBatchStream, apply_expression_roots,
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+    apply_expression_roots,
 };
-use futures::{FutureExt, StreamExt};
 
-use crate::checkpoint::{CheckpointBarrier, OperatorBarrier, barrier_changed};
+use crate::driver::StreamNode;
 use crate::error::StreamingError;
 use crate::join_keys::{BatchKeys, JoinKeys, KeyIndex};
 use crate::join_time_bounds::{SideClock, SideTime, TimeBounds, latest_time};
-use crate::state_memory::StateMemory;
+use crate::operator::{OperatorState, StreamOperator};
 
 /// The plan node: `left` joined with `right` where every pair of `on` is equal (and `filter`
 /// holds); its rows are the left side's columns, then the right side's.
@@ -55,8 +50,7 @@ pub struct StreamJoinExec {
     filter: Option<JoinFilter>,
     /// What `filter` says of the sides' event times, when it lets rows go.
     bounds: Option<TimeBounds>,
-    properties: Arc<PlanProperties>,
-    metrics: ExecutionPlanMetricsSet,
+    node: StreamNode,
 }
 
 impl StreamJoinExec {
@@ -104,20 +98,14 @@ impl StreamJoinExec {
         bounds: Option<TimeBounds>,
         schema: SchemaRef,
     ) -> Self {
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(schema),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Incremental,
-            left.properties().boundedness,
-        );
+        let node = StreamNode::new(schema, 1, left.properties().boundedness);
         Self {
             left,
             right,
             on,
             filter,
             bounds,
-            properties: Arc::new(properties),
-            metrics: ExecutionPlanMetricsSet::new(),
+            node,
         }
     }
 }
@@ -153,11 +141,11 @@ impl DisplayAs for StreamJoinExec {
 
 impl ExecutionPlan for StreamJoinExec {
     fn name(&self) -> &str {
-        "StreamJoinExec"
+        JoinState::NAME
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
+        self.node.properties()
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
@@ -196,36 +184,18 @@ impl ExecutionPlan for StreamJoinExec {
         // Inputs first: operators register with the barrier in the order the plan executes.
         let left = self.left.execute(partition, context.clone())?;
         let right = self.right.execute(partition, context.clone())?;
-        let mut state = JoinState::try_new(
+        let state = JoinState::try_new(
             self.schema(),
             self.on.clone(),
             self.filter.clone(),
             self.bounds,
             [self.left.schema(), self.right.schema()],
         )?;
-        let barrier = CheckpointBarrier::register_task_operator(&context, |s| state.restore(s))?;
-        let run = JoinRun {
-            inputs: [Some(left), Some(right)],
-            state,
-            ready: None,
-            memory: StateMemory::new("StreamJoinExec", partition, &context, &self.metrics),
-            output_rows: MetricBuilder::new(&self.metrics).output_rows(partition),
-            late: MetricBuilder::new(&self.metrics).counter("late_records", partition),
-            barrier,
-            done: false,
-        };
-        let output = futures::stream::unfold(run, |mut run| async move {
-            let next = run.next().await;
-            next.map(|batch| (batch, run))
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.schema(),
-            output,
-        )))
+        self.node.run(state, vec![left, right], partition, &context)
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
-        Some(self.metrics.clone_inner())
+        Some(self.node.metrics())
     }
 }
 
@@ -342,6 +312,8 @@ struct JoinState {
     /// What the condition says of the sides' event times, and each side's watermark, when
     /// it lets rows go.
     time: Option<(TimeBounds, [SideClock; 2])>,
+    /// Rows dropped as late so far (not kept in snapshots).
+    late_records: usize,
 }
 
 impl JoinState {
@@ -358,11 +330,8 @@ impl JoinState {
             filter,
             sides: side_schemas.map(Kept::new),
             time: bounds.map(|bounds| (bounds, bounds.slack.map(SideClock::new))),
+            late_records: 0,
         })
-    }
-
-    fn size(&self) -> usize {
-        self.sides.iter().map(|side| side.bytes).sum()
     }
 
     /// Joins a batch of side `side` (0 left, 1 right) with the other side's rows so far,
@@ -490,11 +459,27 @@ impl JoinState {
         })?;
         Ok(filter_record_batch(&joined, holds)?)
     }
+}
 
+impl StreamOperator for JoinState {
+    const NAME: &'static str = "StreamJoinExec";
+
+    fn process_batch(&mut self, input: usize, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let (joined, late) = self.join(input, batch)?;
+        self.late_records += late;
+        Ok(joined.into_iter().collect())
+    }
+
+    fn state(&mut self) -> Option<&mut dyn OperatorState> {
+        Some(self)
+    }
+}
+
+impl OperatorState for JoinState {
     /// Both sides' rows as one batch: a row whose `left` and `right` cells each hold a
     /// side's rows as an Arrow IPC stream (the sides have different schemas), and each
     /// side's latest event time.
-    fn snapshot(&self) -> Result<RecordBatch> {
+    fn snapshot(&mut self) -> Result<RecordBatch> {
         let mut cells = Vec::with_capacity(4);
         for side in &self.sides {
             let mut bytes = Vec::new();
@@ -546,6 +531,14 @@ impl JoinState {
         }
         Ok(())
     }
+
+    fn size(&self) -> usize {
+        self.sides.iter().map(|side| side.bytes).sum()
+    }
+
+    fn late_records(&self) -> usize {
+        self.late_records
+    }
 }
 
 fn snapshot_schema() -> SchemaRef {
@@ -557,417 +550,5 @@ fn snapshot_schema() -> SchemaRef {
     ]))
 }
 
-/// A running join: its two inputs (`None` once ended), its state, its side of the barrier.
-struct JoinRun {
-    inputs: [Option<SendableRecordBatchStream>; 2],
-    state: JoinState,
-    ready: Option<RecordBatch>,
-    memory: StateMemory,
-    output_rows: Count,
-    late: Count,
-    barrier: Option<OperatorBarrier>,
-    done: bool,
-}
-
-/// What woke the join.
-enum Wake {
-    Input(usize, Option<Result<RecordBatch>>),
-    /// The checkpoint barrier changed: a snapshot may be due.
-    Barrier,
-}
-
-impl JoinRun {
-    async fn next(&mut self) -> Option<Result<RecordBatch>> {
-        loop {
-            if let Some(batch) = self.ready.take() {
-                self.output_rows.add(batch.num_rows());
-                return Some(Ok(batch));
-            }
-            if self.done || self.inputs.iter().all(Option::is_none) {
-                return None;
-            }
-            if let Some(barrier) = &self.barrier
-                && let Some(epoch) = barrier.snapshot_due()
-            {
-                // Every source holds back: what an input still has ready was read before the
-                // cut and belongs in the snapshot; once neither has anything, snapshot.
-                let ready = (0..2).find_map(|side| {
-                    let input = self.inputs[side].as_mut()?;
-                    input.next().now_or_never().map(|next| (side, next))
-                });
-                let taken = match ready {
-                    Some((side, next)) => self.take(side, next),
-                    None => self
-                        .state
-                        .snapshot()
-                        .map(|snapshot| barrier.snapshot(epoch, snapshot)),
-                };
-                if let Err(e) = taken {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-                continue;
-            }
-            let [left, right] = &mut self.inputs;
-            let barrier = self.barrier.as_mut();
-            let wake = tokio::select! {
-                next = next_of(left) => Wake::Input(0, next),
-                next = next_of(right) => Wake::Input(1, next),
-                _ = barrier_changed(barrier) => Wake::Barrier,
-            };
-            if let Wake::Input(side, next) = wake
-                && let Err(e) = self.take(side, next)
-            {
-                self.done = true;
-                return Some(Err(e));
-            }
-        }
-    }
-
-    /// Joins what input `side` gave (a batch, its end, or an error).
-    fn take(&mut self, side: usize, next: Option<Result<RecordBatch>>) -> Result<()> {
-        match next {
-            Some(batch) => {
-                let (joined, late) = self.state.join(side, batch?)?;
-                self.ready = joined;
-                self.late.add(late);
-                self.memory.resize(self.state.size())
-            }
-            None => {
-                self.inputs[side] = None;
-                Ok(())
-            }
-        }
-    }
-}
-
-/// The next item of an input; never, for one that ended.
-async fn next_of(input: &mut Option<SendableRecordBatchStream>) -> Option<Result<RecordBatch>> {
-    match input {
-        Some(input) => input.next().await,
-        None => std::future::pending().await,
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow::array::TimestampMillisecondArray;
-    use arrow::array::{Int32Array, Int64Array};
-    use arrow::datatypes::TimeUnit;
-    use arrow::util::pretty::pretty_format_batches;
-    use datafusion::common::ScalarValue;
-    use datafusion::logical_expr::Operator;
-    use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
-    use datafusion::physical_plan::joins::utils::ColumnIndex;
-    use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode, StreamJoinPartitionMode};
-
-    use crate::test_util::{memory, quiet, sorted_rows};
-
-    /// Rows of (key, value) in batches; a `None` key is null.
-    fn batches(name: &str, rows: &[&[(Option<i32>, i64)]]) -> Vec<RecordBatch> {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int32, true),
-            Field::new(name, DataType::Int64, false),
-        ]));
-        rows.iter()
-            .map(|rows| {
-                let keys = Int32Array::from_iter(rows.iter().map(|r| r.0));
-                let values = Int64Array::from_iter_values(rows.iter().map(|r| r.1));
-                RecordBatch::try_new(schema.clone(), vec![Arc::new(keys), Arc::new(values)])
-                    .unwrap()
-            })
-            .collect()
-    }
-
-    fn orders() -> Vec<RecordBatch> {
-        batches(
-            "amount",
-            &[
-                &[(Some(1), 10), (Some(2), 20), (None, 30)],
-                &[(Some(3), 30), (Some(2), 25)],
-                &[(Some(4), 40)],
-            ],
-        )
-    }
-
-    fn payments() -> Vec<RecordBatch> {
-        batches(
-            "paid",
-            &[
-                &[(Some(2), 20), (None, 5)],
-                &[(Some(1), 10), (Some(2), 19), (Some(5), 50)],
-                &[(Some(3), 31)],
-            ],
-        )
-    }
-
-    fn on() -> Vec<(PhysicalExprRef, PhysicalExprRef)> {
-        vec![(
-            Arc::new(Column::new("id", 0)) as PhysicalExprRef,
-            Arc::new(Column::new("id", 0)) as PhysicalExprRef,
-        )]
-    }
-
-    /// `amount <= paid`, over the left column 1 and the right column 1.
-    fn paid_enough() -> JoinFilter {
-        let schema = Schema::new(vec![
-            Field::new("amount", DataType::Int64, false),
-            Field::new("paid", DataType::Int64, false),
-        ]);
-        let expression = BinaryExpr::new(
-            Arc::new(Column::new("amount", 0)),
-            Operator::LtEq,
-            Arc::new(Column::new("paid", 1)),
-        );
-        JoinFilter::new(
-            Arc::new(expression),
-            vec![
-                ColumnIndex {
-                    index: 1,
-                    side: JoinSide::Left,
-                },
-                ColumnIndex {
-                    index: 1,
-                    side: JoinSide::Right,
-                },
-            ],
-            Arc::new(schema),
-        )
-    }
-
-    fn hash_join(filter: Option<JoinFilter>) -> HashJoinExec {
-        HashJoinExec::try_new(
-            memory(orders()),
-            memory(payments()),
-            on(),
-            filter,
-            &JoinType::Inner,
-            None,
-            PartitionMode::CollectLeft,
-            NullEquality::NullEqualsNothing,
-            false,
-        )
-        .unwrap()
-    }
-
-    #[tokio::test]
-    async fn joins_as_datafusion_s_hash_join_does() {
-        for filter in [None, Some(paid_enough())] {
-            let join = hash_join(filter.clone());
-            let stream = StreamJoinExec::new(
-                memory(orders()),
-                memory(payments()),
-                on(),
-                filter.clone(),
-                None,
-                join.schema(),
-            );
-            let expected = sorted_rows(Arc::new(join)).await;
-            // Keys 1, 2 (twice by twice), 3: six pairs; the filter keeps three.
-            let pairs = if filter.is_some() { 3 } else { 6 };
-            assert_eq!(expected.lines().count(), pairs + 4, "{expected}");
-            assert_eq!(sorted_rows(Arc::new(stream)).await, expected);
-        }
-    }
-
-    #[tokio::test]
-    async fn a_restored_join_writes_each_pair_once() {
-        let schema = hash_join(None).schema();
-        let sides = || [orders()[0].schema(), payments()[0].schema()];
-        let new_state = || JoinState::try_new(schema.clone(), on(), None, None, sides()).unwrap();
-        let feed = |state: &mut JoinState, from: usize, to: usize| {
-            let mut out = Vec::new();
-            for i in from..to {
-                out.extend(state.join(0, orders()[i].clone()).unwrap().0);
-                out.extend(state.join(1, payments()[i].clone()).unwrap().0);
-            }
-            out
-        };
-        let mut whole = new_state();
-        let expected = feed(&mut whole, 0, 3);
-        let mut before = new_state();
-        let mut written = feed(&mut before, 0, 2);
-        let snapshot = before.snapshot().unwrap();
-        let mut after = new_state();
-        after.restore(&snapshot).unwrap();
-        written.extend(feed(&mut after, 2, 3));
-        let text = |batches: &[RecordBatch]| {
-            let table = pretty_format_batches(batches).unwrap().to_string();
-            let mut lines: Vec<String> = table.lines().map(str::to_string).collect();
-            lines.sort();
-            lines
-        };
-        assert_eq!(text(&written), text(&expected));
-        let wrong = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, false)])),
-            vec![Arc::new(Int32Array::from(vec![1]))],
-        )
-        .unwrap();
-        assert!(new_state().restore(&wrong).is_err());
-    }
-
-    fn symmetric(join_type: JoinType) -> SymmetricHashJoinExec {
-        SymmetricHashJoinExec::try_new(
-            quiet(orders()[1].clone()),
-            quiet(payments()[2].clone()),
-            on(),
-            None,
-            &join_type,
-            NullEquality::NullEqualsNothing,
-            None,
-            None,
-            StreamJoinPartitionMode::SinglePartition,
-        )
-        .unwrap()
-    }
-
-    #[tokio::test]
-    async fn gives_pairs_on_while_both_streams_are_quiet() {
-        let join =
-            StreamJoinExec::from_symmetric_hash_join(&symmetric(JoinType::Inner), [None, None])
-                .unwrap();
-        let mut joined = join.execute(0, Arc::new(TaskContext::default())).unwrap();
-        let first = tokio::time::timeout(std::time::Duration::from_secs(10), joined.next())
-            .await
-            .expect("the pair, while both streams are quiet")
-            .unwrap()
-            .unwrap();
-        // Key 3: order 30 and payment 31.
-        assert_eq!(first.num_rows(), 1);
-    }
-
-    #[test]
-    fn takes_inner_joins_only() {
-        for join_type in [JoinType::Left, JoinType::Right, JoinType::Full] {
-            assert!(
-                StreamJoinExec::from_symmetric_hash_join(&symmetric(join_type), [None, None])
-                    .is_none()
-            );
-        }
-    }
-
-    /// `(id, ts ms)` rows as a batch of `id INT, ts TIMESTAMP(ms)`.
-    fn timed(rows: impl IntoIterator<Item = (i32, i64)>) -> RecordBatch {
-        let (ids, times): (Vec<i32>, Vec<i64>) = rows.into_iter().unzip();
-        let schema = Schema::new(vec![
-            Field::new("id", DataType::Int32, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
-        ]);
-        RecordBatch::try_new(
-            Arc::new(schema),
-            vec![
-                Arc::new(Int32Array::from(ids)),
-                Arc::new(TimestampMillisecondArray::from(times)),
-            ],
-        )
-        .unwrap()
-    }
-
-    /// `right.ts >= left.ts AND right.ts <= left.ts + upper`.
-    fn within(upper: ScalarValue) -> JoinFilter {
-        let time = DataType::Timestamp(TimeUnit::Millisecond, None);
-        let schema = Schema::new(vec![
-            Field::new("ts", time.clone(), true),
-            Field::new("ts", time, true),
-        ]);
-        let (left, right) = (
-            Arc::new(Column::new("ts", 0)) as PhysicalExprRef,
-            Arc::new(Column::new("ts", 1)) as PhysicalExprRef,
-        );
-        let latest = BinaryExpr::new(left.clone(), Operator::Plus, Arc::new(Literal::new(upper)));
-        let expression = BinaryExpr::new(
-            Arc::new(BinaryExpr::new(right.clone(), Operator::GtEq, left)),
-            Operator::And,
-            Arc::new(BinaryExpr::new(right, Operator::LtEq, Arc::new(latest))),
-        );
-        let column = |side| ColumnIndex { index: 1, side };
-        JoinFilter::new(
-            Arc::new(expression),
-            vec![column(JoinSide::Left), column(JoinSide::Right)],
-            Arc::new(schema),
-        )
-    }
-
-    fn event_time(slack_ms: u64) -> SideTime {
-        SideTime {
-            column: "ts".into(),
-            max_out_of_orderness: std::time::Duration::from_millis(slack_ms),
-        }
-    }
-
-    #[test]
-    fn reads_time_bounds_from_the_condition() {
-        let schema = timed([]).schema();
-        let hour = ScalarValue::new_interval_mdn(0, 0, 3_600_000_000_000);
-        let time = event_time(5);
-        let bounds = TimeBounds::of(&within(hour), [&schema, &schema], [&time, &time]).unwrap();
-        assert_eq!((bounds.lower, bounds.upper), (Some(0), Some(3_600_000)));
-        assert_eq!(bounds.slack, [5, 5]);
-        // Months have no fixed length: no upper bound from them.
-        let month = ScalarValue::new_interval_mdn(1, 0, 0);
-        let bounds = TimeBounds::of(&within(month), [&schema, &schema], [&time, &time]).unwrap();
-        assert_eq!((bounds.lower, bounds.upper), (Some(0), None));
-        // Only a timestamp column declared as a side's event time counts.
-        let id = SideTime {
-            column: "id".into(),
-            ..time.clone()
-        };
-        let day = ScalarValue::new_interval_mdn(0, 1, 0);
-        assert!(TimeBounds::of(&within(day), [&schema, &schema], [&id, &time]).is_none());
-    }
-
-    #[test]
-    fn lets_rows_go_once_they_cannot_match_and_drops_late_ones() {
-        let schema = timed([]).schema();
-        let filter = within(ScalarValue::DurationMillisecond(Some(2000)));
-        let time = event_time(0);
-        let bounds = TimeBounds::of(&filter, [&schema, &schema], [&time, &time]);
-        let join_schema = Arc::new(Schema::new(
-            [schema.fields().to_vec(), schema.fields().to_vec()].concat(),
-        ));
-        let new_state = || {
-            let sides = [schema.clone(), schema.clone()];
-            JoinState::try_new(
-                join_schema.clone(),
-                on(),
-                Some(filter.clone()),
-                bounds,
-                sides,
-            )
-            .unwrap()
-        };
-        let (mut state, mut pairs) = (new_state(), 0);
-        // Order i at i s, paid at i s + 500 ms; one batch of ten from each side in turn.
-        for k in 0..10 {
-            let ids = k * 10..k * 10 + 10;
-            let orders = timed(ids.clone().map(|i| (i, i64::from(i) * 1000)));
-            let payments = timed(ids.map(|i| (i, i64::from(i) * 1000 + 500)));
-            for (side, batch) in [(0, orders), (1, payments)] {
-                pairs += state
-                    .join(side, batch)
-                    .unwrap()
-                    .0
-                    .map_or(0, |b| b.num_rows());
-            }
-        }
-        assert_eq!(pairs, 100);
-        // The payments' watermark (99.5 s) leaves only orders from 97.5 s on within reach.
-        assert_eq!(
-            state.sides[0].kept().count(),
-            1,
-            "{:?}",
-            state.sides[0].kept().count()
-        );
-        let snapshot = state.snapshot().unwrap();
-        let mut restored = new_state();
-        restored.restore(&snapshot).unwrap();
-        for state in [&mut state, &mut restored] {
-            // A payment from before the watermark is late: dropped, not joined.
-            let late = timed([(99, 98_000), (99, 99_600)]);
-            let (joined, late) = state.join(1, late).unwrap();
-            assert_eq!(joined.unwrap().num_rows(), 1);
-            assert_eq!(late, 1);
-        }
-    }
-}
+mod tests;

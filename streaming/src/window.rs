@@ -1,4 +1,5 @@
-//! Window shapes, aligned to the Unix epoch in UTC, all times in epoch milliseconds.
+//! Window shapes, aligned to the Unix epoch in UTC, all times in epoch milliseconds, and when
+//! a window's rows are emitted.
 
 use std::fmt;
 
@@ -69,6 +70,24 @@ impl WindowSpec {
     /// Whether the window is an event-time window at all.
     pub fn is_windowed(&self) -> bool {
         !matches!(self, Self::Global)
+    }
+}
+
+/// When results leave the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitMode {
+    /// After each micro-batch, the current row of every group it changed.
+    Changes,
+    /// Once per window and group, when the watermark passes the window's end.
+    Final,
+}
+
+impl fmt::Display for EmitMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Changes => "CHANGES",
+            Self::Final => "FINAL",
+        })
     }
 }
 

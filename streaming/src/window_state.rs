@@ -9,7 +9,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::error::Result;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use crate::window_aggregate::EmitMode;
+use crate::window::EmitMode;
 
 /// The evaluated inputs of one micro-batch: group keys, aggregate arguments and filters.
 #[derive(Debug, Clone)]

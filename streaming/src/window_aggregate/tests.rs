@@ -1,0 +1,359 @@
+//! The window aggregate's unit tests: windows, sessions, lateness, snapshots, the memory limit.
+
+use super::*;
+use arrow::array::{Int64Array, StringArray};
+use arrow::util::pretty::pretty_format_batches;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
+
+use crate::event_time::stamp_type;
+use crate::late::LateRecordSink;
+
+/// Rows of (key, event time ms, value), stamped with a watermark bound of `bound` ms.
+fn stamped(rows: &[(&str, i64, i64)], bound: i64) -> RecordBatch {
+    let mut max = i64::MIN;
+    let marks: Vec<i64> = rows
+        .iter()
+        .map(|r| {
+            let w = max.saturating_sub(bound);
+            max = max.max(r.1);
+            w
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Utf8, false),
+        Field::new("v", DataType::Int64, false),
+        Field::new(EVENT_TIME_COLUMN, stamp_type(), false),
+        Field::new(WATERMARK_COLUMN, stamp_type(), false),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.1),
+            )),
+            Arc::new(TimestampMillisecondArray::from(marks)),
+        ],
+    )
+    .unwrap()
+}
+
+/// A config from DataFusion's own plan of a GROUP BY over stamped rows.
+async fn config(
+    window: WindowSpec,
+    emit: EmitMode,
+    late: LateDataPolicy,
+    bound: i64,
+) -> WindowAggregateConfig {
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    let batch = stamped(&[], bound);
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
+    ctx.register_table("t", Arc::new(table)).unwrap();
+    let group = if window.is_windowed() {
+        "k, _window_start, _window_end"
+    } else {
+        "k"
+    };
+    let plan = ctx
+        .sql(&format!(
+            "SELECT {group}, COUNT(*) AS n, SUM(v) AS total FROM t GROUP BY {group}"
+        ))
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let mut node = plan;
+    loop {
+        if let Some(aggregate) =
+            node.downcast_ref::<datafusion::physical_plan::aggregates::AggregateExec>()
+        {
+            return WindowAggregateConfig {
+                window,
+                emit,
+                late,
+                watermark: WatermarkSpec {
+                    field: Some("ts".into()),
+                    format: None,
+                    max_out_of_orderness: std::time::Duration::from_millis(bound as u64),
+                    ..Default::default()
+                },
+                group_by: aggregate.group_expr().clone(),
+                aggr_expr: aggregate.aggr_expr().to_vec(),
+                filter_expr: aggregate.filter_expr().to_vec(),
+                output_schema: aggregate.schema(),
+                changelog: false,
+                having: None,
+            };
+        }
+        node = node.children()[0].clone();
+    }
+}
+
+fn text(batches: &[RecordBatch]) -> String {
+    pretty_format_batches(batches).unwrap().to_string()
+}
+
+/// Runs rows through in batches of `size`, optionally snapshotting and restoring into a
+/// fresh aggregator after `restart_after` batches.
+fn run(
+    config: &WindowAggregateConfig,
+    rows: &RecordBatch,
+    size: usize,
+    restart_after: Option<usize>,
+) -> (Vec<RecordBatch>, usize) {
+    let mut aggregator = WindowAggregator::try_new(config.clone()).unwrap();
+    let mut out = Vec::new();
+    let mut offset = 0;
+    let mut batches = 0;
+    while offset < rows.num_rows() {
+        let len = size.min(rows.num_rows() - offset);
+        out.extend(aggregator.process(&rows.slice(offset, len)).unwrap());
+        offset += len;
+        batches += 1;
+        if restart_after == Some(batches) {
+            let snapshot = aggregator.snapshot().unwrap();
+            aggregator = WindowAggregator::try_new(config.clone()).unwrap();
+            aggregator.restore(&snapshot).unwrap();
+        }
+    }
+    out.extend(aggregator.finish().unwrap());
+    (out, aggregator.late_records())
+}
+
+fn trades() -> RecordBatch {
+    stamped(
+        &[
+            ("a", 1_000, 1),
+            ("b", 2_500, 2),
+            ("a", 9_000, 3),
+            ("a", 11_000, 4),
+            ("b", 7_000, 5), // W = 9s: [0, 10s) is still open
+            ("a", 25_000, 6),
+            ("b", 3_000, 7), // W = 23s: [0, 10s) is final, so late
+            ("b", 31_000, 8),
+        ],
+        2_000,
+    )
+}
+
+#[tokio::test]
+async fn tumbling_final_emits_closed_windows_and_drops_late_rows() {
+    let config = config(
+        WindowSpec::Tumbling { size: 10_000 },
+        EmitMode::Final,
+        LateDataPolicy::Drop,
+        2_000,
+    )
+    .await;
+    let (out, late) = run(&config, &trades(), 8, None);
+    assert_eq!(late, 1);
+    let expected = "\
++---+---------------------+---------------------+-----------------+----------+
+| k | _window_start       | _window_end         | count(Int64(1)) | sum(t.v) |
++---+---------------------+---------------------+-----------------+----------+
+| a | 1970-01-01T00:00:00 | 1970-01-01T00:00:10 | 2               | 4        |
+| b | 1970-01-01T00:00:00 | 1970-01-01T00:00:10 | 2               | 7        |
+| a | 1970-01-01T00:00:10 | 1970-01-01T00:00:20 | 1               | 4        |
+| a | 1970-01-01T00:00:20 | 1970-01-01T00:00:30 | 1               | 6        |
+| b | 1970-01-01T00:00:30 | 1970-01-01T00:00:40 | 1               | 8        |
++---+---------------------+---------------------+-----------------+----------+";
+    assert_eq!(text(&out), expected);
+    for size in [1, 3] {
+        assert_eq!(
+            text(&run(&config, &trades(), size, None).0),
+            expected,
+            "batch size {size}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn snapshot_and_restore_continue_every_window_kind_exactly() {
+    let kinds = [
+        (WindowSpec::Tumbling { size: 10_000 }, EmitMode::Final),
+        (
+            WindowSpec::Sliding {
+                size: 10_000,
+                slide: 5_000,
+            },
+            EmitMode::Final,
+        ),
+        (WindowSpec::Session { gap: 4_000 }, EmitMode::Final),
+        (WindowSpec::Tumbling { size: 10_000 }, EmitMode::Changes),
+        (WindowSpec::Global, EmitMode::Changes),
+    ];
+    for (window, emit) in kinds {
+        let config = config(window, emit, LateDataPolicy::Drop, 2_000).await;
+        let whole = run(&config, &trades(), 2, None);
+        for restart in 1..4 {
+            let restored = run(&config, &trades(), 2, Some(restart));
+            assert_eq!(
+                text(&restored.0),
+                text(&whole.0),
+                "{window} {emit} restored after {restart} batches"
+            );
+            assert_eq!(restored.1, whole.1);
+        }
+    }
+}
+
+#[tokio::test]
+async fn sessions_merge_when_an_event_bridges_them() {
+    let config = config(
+        WindowSpec::Session { gap: 4_000 },
+        EmitMode::Final,
+        LateDataPolicy::Drop,
+        10_000,
+    )
+    .await;
+    let rows = stamped(
+        &[
+            ("a", 1_000, 1),
+            ("a", 8_000, 2),
+            ("a", 4_500, 3),
+            ("a", 30_000, 4),
+        ],
+        10_000,
+    );
+    let (out, _) = run(&config, &rows, 1, None);
+    let expected = "\
++---+---------------------+---------------------+-----------------+----------+
+| k | _window_start       | _window_end         | count(Int64(1)) | sum(t.v) |
++---+---------------------+---------------------+-----------------+----------+
+| a | 1970-01-01T00:00:01 | 1970-01-01T00:00:12 | 3               | 6        |
+| a | 1970-01-01T00:00:30 | 1970-01-01T00:00:34 | 1               | 4        |
++---+---------------------+---------------------+-----------------+----------+";
+    assert_eq!(text(&out), expected);
+}
+
+#[tokio::test]
+async fn session_changes_retract_the_row_of_a_session_merged_away() {
+    let mut config = config(
+        WindowSpec::Session { gap: 4_000 },
+        EmitMode::Changes,
+        LateDataPolicy::Drop,
+        10_000,
+    )
+    .await;
+    config.output_schema = WindowAggregateConfig::output_schema_for(&config.output_schema, true);
+    config.changelog = true;
+    let rows = stamped(&[("a", 1_000, 1), ("a", 8_000, 2), ("a", 4_500, 3)], 10_000);
+    let (out, _) = run(&config, &rows, 1, None);
+    let lines: Vec<String> = text(&out)
+        .lines()
+        .filter(|l| l.contains("| a "))
+        .map(|l| {
+            l.split('|')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "a 1970-01-01T00:00:01 1970-01-01T00:00:05 1 1 +U",
+            "a 1970-01-01T00:00:08 1970-01-01T00:00:12 1 2 +U",
+            "a 1970-01-01T00:00:08 1970-01-01T00:00:12 1 2 -D",
+            "a 1970-01-01T00:00:01 1970-01-01T00:00:12 3 6 +U",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn allowed_lateness_emits_a_corrected_row() {
+    let config = config(
+        WindowSpec::Tumbling { size: 10_000 },
+        EmitMode::Final,
+        LateDataPolicy::AllowedLateness(5_000),
+        0,
+    )
+    .await;
+    let rows = stamped(
+        &[
+            ("a", 1_000, 1),
+            ("a", 11_000, 2),
+            ("a", 2_000, 3),
+            ("a", 16_000, 4),
+            ("a", 3_000, 5),
+        ],
+        0,
+    );
+    let (out, late) = run(&config, &rows, 1, None);
+    assert_eq!(
+        late, 1,
+        "the record after W passed end + lateness is dropped"
+    );
+    let totals: Vec<String> = text(&out)
+        .lines()
+        .filter(|l| l.contains("| a "))
+        .map(|l| l.split('|').nth(5).unwrap().trim().to_string())
+        .collect();
+    // [0,10s): final 1, corrected to 4; [10s,20s): final 6.
+    assert_eq!(totals, ["1", "4", "6"]);
+}
+
+#[derive(Debug, Default)]
+struct Collect(std::sync::Mutex<Vec<RecordBatch>>);
+
+impl LateRecordSink for Collect {
+    fn write(&self, late: &RecordBatch) -> Result<()> {
+        self.0.lock().unwrap().push(late.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn dead_lettered_late_rows_keep_their_columns() {
+    let sink = Arc::new(Collect::default());
+    let config = config(
+        WindowSpec::Tumbling { size: 10_000 },
+        EmitMode::Final,
+        LateDataPolicy::DeadLetter(sink.clone()),
+        2_000,
+    )
+    .await;
+    run(&config, &trades(), 3, None);
+    let late = sink.0.lock().unwrap();
+    assert_eq!(late.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    assert!(
+        text(&late).contains("| b | 7 | 1970-01-01T00:00:03"),
+        "{}",
+        text(&late)
+    );
+}
+
+#[tokio::test]
+async fn state_over_the_memory_limit_is_a_clear_error() {
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    let config = config(
+        WindowSpec::Global,
+        EmitMode::Changes,
+        LateDataPolicy::Drop,
+        0,
+    )
+    .await;
+    let keys: Vec<String> = (0..20_000).map(|i| format!("key-{i}")).collect();
+    let rows: Vec<(&str, i64, i64)> = keys.iter().map(|k| (k.as_str(), 0, 1)).collect();
+    let batch = stamped(&rows, 0);
+    let input = datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
+        &[vec![batch.clone()]],
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    let exec = WindowAggregateExec::try_new(input, config).unwrap();
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(64 * 1024, 1.0)
+        .build_arc()
+        .unwrap();
+    let ctx = Arc::new(TaskContext::default().with_runtime(runtime));
+    let mut stream = exec.execute(0, ctx).unwrap();
+    let err = stream.next().await.unwrap().unwrap_err().to_string();
+    assert!(err.contains("over the job's 'state.memory.limit'"), "{err}");
+}
