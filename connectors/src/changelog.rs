@@ -1,4 +1,5 @@
-//! Reading a changelog (an `EMIT CHANGES` result): what each row does to its key.
+//! The changelog format (an `EMIT CHANGES` result): the column that says what each row does
+//! to its key, written by the window operator and read by sinks and materialized tables.
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Schema};
@@ -6,6 +7,12 @@ use arrow::datatypes::{DataType, Schema};
 /// The column that marks a changelog's rows: `+U` (insert or update), `-U` (the retraction
 /// half of an update, whose `+U` follows) or `-D` (delete).
 pub const OP_COLUMN: &str = "_op";
+/// An insert or update: the row becomes its key's.
+pub const UPSERT: &str = "+U";
+/// The retraction half of an update, whose [`UPSERT`] follows.
+pub const RETRACT: &str = "-U";
+/// A delete: the key has no row any more.
+pub const DELETE: &str = "-D";
 
 /// What one row does to its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +43,8 @@ pub fn row_changes(batch: &RecordBatch, op: Option<usize>) -> Vec<RowChange> {
         .as_string::<i32>()
         .iter()
         .map(|op| match op {
-            Some("-D") => RowChange::Delete,
-            Some("-U") => RowChange::Retract,
+            Some(DELETE) => RowChange::Delete,
+            Some(RETRACT) => RowChange::Retract,
             _ => RowChange::Upsert,
         })
         .collect()

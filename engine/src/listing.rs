@@ -228,8 +228,6 @@ pub(crate) fn show_topic_details(rows: &[PartitionDetail]) -> Result<RecordBatch
     ])
 }
 
-/// `SHOW JOB STATUS 'name'`: one job, a row per property (`property`, `value`), with every
-/// counter.
 /// What a job command did: the job and its status now.
 pub(crate) fn job_reply(name: &str, status: &str) -> Result<RecordBatch> {
     batch(vec![
@@ -249,6 +247,8 @@ fn timestamp_text(millis: u64) -> Result<String> {
     )?)
 }
 
+/// `SHOW JOB STATUS 'name'`: one job, a row per property (`property`, `value`), with every
+/// counter.
 pub(crate) fn show_job_status(
     jobs: &[std::sync::Arc<JobRecord>],
     name: &str,

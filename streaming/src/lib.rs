@@ -42,6 +42,4 @@ pub use late::{LateDataPolicy, LateRecordSink};
 pub use lookup_join::{LookupJoinExec, LookupTableRead};
 pub use stream_join::StreamJoinExec;
 pub use window::{EmitMode, WindowSpec};
-pub use window_aggregate::{
-    GROUPING_SETS_UNSUPPORTED, OP_COLUMN, WindowAggregateConfig, WindowAggregateExec,
-};
+pub use window_aggregate::{GROUPING_SETS_UNSUPPORTED, WindowAggregateConfig, WindowAggregateExec};

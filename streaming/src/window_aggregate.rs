@@ -32,6 +32,8 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream, apply_expression_roots,
 };
 
+use ferris_connectors::changelog::{DELETE, OP_COLUMN, UPSERT};
+
 use crate::driver::StreamNode;
 use crate::error::StreamingError;
 use crate::event_time::{EVENT_TIME_COLUMN, WATERMARK_COLUMN, WatermarkSpec};
@@ -74,9 +76,6 @@ pub struct WindowAggregateConfig {
 /// Why an aggregate with grouping sets cannot be a streaming one.
 pub const GROUPING_SETS_UNSUPPORTED: &str =
     "GROUPING SETS, CUBE and ROLLUP are not supported in streaming aggregates";
-
-/// The change a changelog row makes: `+U` (upsert) or `-D` (retraction of its key).
-pub const OP_COLUMN: &str = "_op";
 
 impl WindowAggregateConfig {
     /// The output schema for an aggregate's schema: with [`OP_COLUMN`] for a changelog.
@@ -300,7 +299,7 @@ impl WindowAggregator {
                 let ops = rows
                     .retract
                     .iter()
-                    .map(|&r| if r { "-D" } else { "+U" })
+                    .map(|&r| if r { DELETE } else { UPSERT })
                     .collect();
                 with_ops(batch, ops)?
             }
@@ -329,10 +328,10 @@ impl WindowAggregator {
             if matches.is_valid(i) && matches.value(i) {
                 visible.insert(key.owned());
                 keep.push(true);
-                ops.push("+U");
+                ops.push(UPSERT);
             } else if visible.remove(&key.owned()) {
                 keep.push(true);
-                ops.push("-D");
+                ops.push(DELETE);
             } else {
                 keep.push(false);
             }

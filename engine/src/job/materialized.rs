@@ -216,15 +216,3 @@ impl PartitionStream for LiveStream {
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
     }
 }
-
-#[cfg(test)]
-mod tests {
-    /// The window operator writes the changelog column; the connectors read it.
-    #[test]
-    fn both_sides_name_the_changelog_column_alike() {
-        assert_eq!(
-            ferris_streaming::OP_COLUMN,
-            ferris_connectors::changelog::OP_COLUMN
-        );
-    }
-}

@@ -14,9 +14,10 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
+use ferris_connectors::changelog::OP_COLUMN;
 use ferris_streaming::{
-    EmitMode, GROUPING_SETS_UNSUPPORTED, LateDataPolicy, OP_COLUMN, WatermarkSpec,
-    WindowAggregateConfig, WindowAggregateExec, WindowSpec,
+    EmitMode, GROUPING_SETS_UNSUPPORTED, LateDataPolicy, WatermarkSpec, WindowAggregateConfig,
+    WindowAggregateExec, WindowSpec,
 };
 
 /// How the aggregate of a streaming query runs.
