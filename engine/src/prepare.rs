@@ -24,7 +24,7 @@ use crate::planner::window_clause::{rewrite_query, time_source};
 use crate::planner::{StreamingQueryPlan, properties, streaming_rules};
 use crate::sink::{resolve_file_sink, resolve_kafka_sink};
 use crate::source::{SourceDef, resolve_file_source, resolve_kafka_source};
-use crate::statements::clauses::StreamingQuery;
+use crate::statements::streaming_query::StreamingQuery;
 
 /// A query made ready to run: its physical plan, sources and sink.
 pub(crate) struct PreparedQuery {

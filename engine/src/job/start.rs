@@ -23,7 +23,7 @@ use crate::job::task::JobRun;
 use crate::planner::properties;
 use crate::position::Position;
 use crate::prepare::{CheckpointSettings, DEFAULT_CHECKPOINT_INTERVAL, PreparedQuery};
-use crate::statements::clauses::StreamingQuery;
+use crate::statements::streaming_query::StreamingQuery;
 
 impl Engine {
     /// Starts the job `name` running `query` (`statement` is its text, kept to start it

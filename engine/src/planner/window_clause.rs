@@ -19,7 +19,7 @@ use ferris_streaming::{EVENT_TIME_COLUMN, WATERMARK_COLUMN, WindowSpec};
 use crate::error::{EngineError, Result};
 use crate::options::parse_duration;
 use crate::position::Position;
-use crate::statements::clauses::WindowClause;
+use crate::statements::streaming_query::WindowClause;
 
 /// The window of a query and the column its event time comes from, if it names one.
 #[derive(Debug, Clone, PartialEq)]

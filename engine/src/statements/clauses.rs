@@ -10,42 +10,10 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 
 use crate::error::Result;
 use crate::options::OptionEntry;
-use crate::position::Position;
 use crate::statements::parser::{
     SqlText, StatementTokens, describe_token, error_at, keyword, significant, word_is,
 };
-
-/// When an aggregate's results are emitted (the operator's own setting).
-pub use ferris_streaming::EmitMode;
-
-/// A `WINDOW <KIND>(args)` clause, its arguments as written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WindowClause {
-    /// `TUMBLING`, `SLIDING` (or `HOPPING`) or `SESSION`, upper-cased.
-    pub kind: String,
-    /// The argument texts, trimmed.
-    pub args: Vec<String>,
-    /// Where the clause starts.
-    pub position: Position,
-}
-
-/// A query with our streaming clauses taken out.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StreamingQuery {
-    /// The SQL for DataFusion: the original text with everything else blanked, so that
-    /// positions in it are positions in the file.
-    pub sql: String,
-    /// Where the query starts.
-    pub position: Position,
-    /// The `WINDOW` clause.
-    pub window: Option<WindowClause>,
-    /// The `EMIT` clause.
-    pub emit: Option<EmitMode>,
-    /// The `WITH (...)` options, in order.
-    pub options: Vec<OptionEntry>,
-    /// Select items marked `PRIMARY KEY`, by output name.
-    pub primary_key: Vec<String>,
-}
+use crate::statements::streaming_query::{EmitMode, StreamingQuery, WindowClause};
 
 /// The query that starts at the significant token `index` of a statement.
 pub fn query_from(statement: &StatementTokens, index: usize) -> Result<StreamingQuery> {

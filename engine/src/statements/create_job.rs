@@ -6,11 +6,12 @@ use futures::future::BoxFuture;
 use crate::error::Result;
 use crate::job::JobKind;
 use crate::job::stored::StoredJob;
-use crate::statements::clauses::{StreamingQuery, query_from};
+use crate::statements::clauses::query_from;
 use crate::statements::kind::{Execution, Explained, StatementKind, StatementOutput};
 use crate::statements::parser::{
     StatementSyntax, StatementTokens, describe_token, error_at, identifier, keyword,
 };
+use crate::statements::streaming_query::StreamingQuery;
 use datafusion::sql::sqlparser::keywords::Keyword;
 
 /// `CREATE STREAM|TABLE name AS <query>`.

@@ -14,9 +14,10 @@ use crate::error::{EngineError, Result};
 use crate::job::start::InsertTarget;
 use crate::job::stored::StoredJob;
 use crate::job::{JobKind, RunningJob};
-use crate::statements::clauses::{StreamingQuery, query_from};
+use crate::statements::clauses::query_from;
 use crate::statements::kind::{Execution, StatementKind, StatementOutput};
 use crate::statements::parser::{StatementSyntax, StatementTokens, error_at, identifier, keyword};
+use crate::statements::streaming_query::StreamingQuery;
 
 /// `INSERT INTO target <query>`.
 #[derive(Debug, Clone, PartialEq)]

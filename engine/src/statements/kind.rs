@@ -15,7 +15,7 @@ use crate::engine::Engine;
 use crate::error::Result;
 use crate::job::RunningJob;
 use crate::position::Position;
-use crate::statements::clauses::StreamingQuery;
+use crate::statements::streaming_query::StreamingQuery;
 
 /// One statement of a file.
 #[derive(Debug, Clone)]

@@ -17,6 +17,7 @@ pub mod query;
 pub mod show;
 pub mod show_job_status;
 pub mod show_topic_details;
+pub mod streaming_query;
 
 pub use kind::{Execution, Statement, StatementKind, StatementOutput};
 

@@ -5,9 +5,10 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::error::Result;
-use crate::statements::clauses::{StreamingQuery, query_from};
+use crate::statements::clauses::query_from;
 use crate::statements::kind::{Execution, Explained, StatementKind, StatementOutput};
 use crate::statements::parser::{StatementSyntax, StatementTokens};
+use crate::statements::streaming_query::StreamingQuery;
 
 /// A query whose rows go to the caller.
 #[derive(Debug, Clone, PartialEq)]

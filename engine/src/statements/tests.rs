@@ -1,6 +1,5 @@
 //! The statement table and our clauses, read from SQL text.
 
-use super::clauses::EmitMode;
 use super::create_job::CreateJob;
 use super::describe::Describe;
 use super::drop::DropJob;
@@ -10,6 +9,7 @@ use super::query::Query;
 use super::show::{Listing, Show};
 use super::show_job_status::ShowJobStatus;
 use super::show_topic_details::ShowTopicDetails;
+use super::streaming_query::EmitMode;
 use super::*;
 use crate::job::JobKind;
 use crate::position::Position;
