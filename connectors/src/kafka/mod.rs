@@ -15,6 +15,7 @@
 mod admin;
 mod dead_letter;
 mod metadata;
+pub(crate) mod options;
 mod producer;
 mod sink;
 mod source;
@@ -28,6 +29,7 @@ pub use admin::{PartitionDetail, TopicSummary};
 pub(crate) use dead_letter::DeadLetter;
 pub use dead_letter::DeadLetterTopic;
 pub use metadata::{OFFSET_COLUMN, PARTITION_COLUMN, TIMESTAMP_COLUMN, metadata_fields};
+pub use options::DEFAULT_BOOTSTRAP_SERVERS;
 pub use sink::{KafkaSink, KafkaSinkConfig};
 pub use source::{KafkaSource, KafkaSourceConfig, KafkaSourceReader, OffsetReset};
 
