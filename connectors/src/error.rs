@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::options::Position;
+use crate::sql_position::Position;
 
 /// Result of a connector operation.
 pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;

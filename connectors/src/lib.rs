@@ -5,6 +5,11 @@
 //! engine hands each connector its `WITH (...)` options ([`options`]), and the connector
 //! type named by `'<name>.type'` ([`registry`]) reads its own.
 //!
+//! Every source implements [`SourceConnector`] (and its readers [`SourceReader`]), every sink
+//! [`SinkConfig`] (and the writer it opens, [`Sink`]): the engine asks them what they can do
+//! (parts with watermarks of their own, transactions, positions kept) and never which
+//! connector they are.
+//!
 //! Kafka topics are read and written through librdkafka ([`kafka`]); message values are
 //! decoded and encoded by a [`MessageFormat`] (JSON, CSV, Avro, Protobuf, raw bytes).
 //!
@@ -27,6 +32,7 @@ mod records;
 pub mod registry;
 mod sink;
 mod source;
+mod sql_position;
 mod stop;
 
 pub use dead_letter::{BadRecord, DeadLetterWriter};

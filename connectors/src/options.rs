@@ -11,21 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::error::{ConnectorError, Result};
-
-/// A position in the SQL text, 1-based, for messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Position {
-    /// Line, from 1.
-    pub line: u64,
-    /// Column (in characters), from 1.
-    pub column: u64,
-}
-
-impl fmt::Display for Position {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.line, self.column)
-    }
-}
+pub use crate::sql_position::Position;
 
 /// One `'key' = 'value'` of a `WITH (...)` clause.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::KafkaConnection;
+use super::connection::KafkaConnection;
 use super::sink::KafkaSinkConfig;
 use super::source::{KafkaSource, KafkaSourceConfig, OffsetReset};
 use crate::declaration::{Declaration, DeclaredSource};

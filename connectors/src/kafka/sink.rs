@@ -14,10 +14,10 @@ use arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef, TimeUnit};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
+use super::connection::{GroupOffsets, KafkaConnection};
 use super::metadata::{HEADERS_COLUMN, TIMESTAMP_COLUMN};
 use super::producer::CheckedProducer;
 use super::source::KafkaSource;
-use super::{GroupOffsets, KafkaConnection};
 use crate::changelog::{RowChange, op_column, row_changes};
 use crate::error::{ConnectorError, Result};
 use crate::message::{MessageEncoder, MessageFormat, json_lines};

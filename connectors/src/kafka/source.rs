@@ -17,9 +17,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::connection::{GroupOffsets, KafkaConnection, METADATA_TIMEOUT, blocking};
 use super::dead_letter::DeadLetter;
 use super::metadata::{MetadataBuilder, PARTITION_COLUMN, TIMESTAMP_COLUMN, metadata_fields};
-use super::{GroupOffsets, KafkaConnection, blocking};
 use crate::error::{ConnectorError, Result};
 use crate::message::{MessageBuffer, MessageDecoder, MessageFormat};
 use crate::metrics::SourceMetrics;
@@ -390,7 +390,7 @@ impl SourceConnector for KafkaSource {
                 wanted.add_partition(&config.topic, p);
             }
             let committed = consumer
-                .committed_offsets(wanted, super::METADATA_TIMEOUT)
+                .committed_offsets(wanted, METADATA_TIMEOUT)
                 .map_err(|e| config.connection.error("reading committed offsets from", e))?;
             let mut found = CommittedPosition::default();
             for element in committed.elements() {
@@ -459,7 +459,7 @@ fn start_offsets<C: ConsumerContext>(
         wanted.add_partition(&config.topic, p);
     }
     let committed = consumer
-        .committed_offsets(wanted, super::METADATA_TIMEOUT)
+        .committed_offsets(wanted, METADATA_TIMEOUT)
         .map_err(|e| config.connection.error("reading committed offsets from", e))?;
     let mut start = TopicPartitionList::new();
     for element in committed.elements() {
@@ -781,7 +781,7 @@ impl KafkaSourceReader {
                         &config.topic,
                         message.partition(),
                         Offset::Offset(resume),
-                        super::METADATA_TIMEOUT,
+                        METADATA_TIMEOUT,
                     )
                     .map_err(|e| config.connection.error("seeking on", e))?;
                 continue;

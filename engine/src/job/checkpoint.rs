@@ -192,8 +192,8 @@ impl CheckpointStore {
         Ok(manifests)
     }
 
-    /// The checkpoint a job resumes from: the newest, unless its sink commits in Kafka
-    /// transactions. Then the transaction is the commit point, and the checkpoint to resume is
+    /// The checkpoint a job resumes from: the newest, unless its sink commits in transactions
+    /// (a Kafka sink's). Then the transaction is the commit point, and the checkpoint to resume is
     /// the one whose source offsets the consumer group committed (a newer one was written, but
     /// its transaction never committed). The checkpoints after the one chosen are deleted.
     pub async fn choose(

@@ -253,9 +253,9 @@ impl CheckpointedJob {
 /// Runs a job that checkpoints every interval. A stop takes one last checkpoint and ends
 /// the job without flushing open windows, so that a restart resumes them.
 ///
-/// Unless the sink commits in a Kafka transaction, the sources go on as soon as the sink has
-/// prepared its output up to the cut: the checkpoint is written on another task meanwhile,
-/// and its output committed once it is. The next cut waits for that.
+/// Unless the sink commits in a transaction (a Kafka sink's), the sources go on as soon as the
+/// sink has prepared its output up to the cut: the checkpoint is written on another task
+/// meanwhile, and its output committed once it is. The next cut waits for that.
 async fn run_checkpointed(
     stream: SendableRecordBatchStream,
     outputs: JobOutputs,
