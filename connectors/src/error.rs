@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::sql_position::Position;
+
 /// Result of a connector operation.
 pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
 
@@ -28,7 +30,14 @@ pub enum ConnectorError {
         /// Why it could not be decoded.
         reason: String,
     },
-    /// A connector option is missing or has a value we cannot use.
+    /// A `WITH` option is missing, unknown, or has a value we cannot use.
+    Option {
+        /// What is wrong, naming the option.
+        message: String,
+        /// Where the option is, when it was written at all.
+        position: Option<Position>,
+    },
+    /// A connector's settings do not work together, or do not fit what it finds.
     Config(String),
     /// The storage layer (local disk, object store) failed.
     Storage {
@@ -66,6 +75,14 @@ impl ConnectorError {
         }
     }
 
+    /// An option error at the option's position (if written).
+    pub fn option(message: impl Into<String>, position: Option<Position>) -> Self {
+        Self::Option {
+            message: message.into(),
+            position,
+        }
+    }
+
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
@@ -95,6 +112,14 @@ impl fmt::Display for ConnectorError {
                 f,
                 "malformed message in topic '{topic}' partition {partition} at offset {offset}: {reason}"
             ),
+            Self::Option {
+                message,
+                position: Some(position),
+            } => write!(f, "option error at {position}: {message}"),
+            Self::Option {
+                message,
+                position: None,
+            } => write!(f, "option error: {message}"),
             Self::Config(msg) => write!(f, "{msg}"),
             Self::Storage { context, source } => write!(f, "{context}: {source}"),
             Self::Unavailable { context, source } => {

@@ -2,7 +2,13 @@
 //!
 //! A source turns external data into Arrow [`RecordBatch`](arrow::record_batch::RecordBatch)
 //! micro-batches; a sink writes batches out. This crate knows nothing of SQL or plans: the
-//! engine resolves `WITH (...)` options into the configs defined here.
+//! engine hands each connector its `WITH (...)` options ([`options`]), and the connector
+//! type named by `'<name>.type'` ([`registry`]) reads its own.
+//!
+//! Every source implements [`SourceConnector`] (and its readers [`SourceReader`]), every sink
+//! [`SinkConfig`] (and the writer it opens, [`Sink`]): the engine asks them what they can do
+//! (parts with watermarks of their own, transactions, positions kept) and never which
+//! connector they are.
 //!
 //! Kafka topics are read and written through librdkafka ([`kafka`]); message values are
 //! decoded and encoded by a [`MessageFormat`] (JSON, CSV, Avro, Protobuf, raw bytes).
@@ -13,33 +19,31 @@
 
 pub mod changelog;
 mod dead_letter;
+mod declaration;
 mod error;
-mod file_sink;
-mod file_source;
-mod format;
+pub mod file;
 pub mod kafka;
-mod location;
 mod message;
 mod metrics;
-mod parquet_reader;
+pub mod options;
 mod position;
 mod prepared_output;
 mod records;
+pub mod registry;
 mod sink;
 mod source;
+mod sql_position;
 mod stop;
 
 pub use dead_letter::{BadRecord, DeadLetterWriter};
+pub use declaration::{ColumnParser, Declaration, DeclaredSource};
 pub use error::{ConnectorError, Result};
-pub use file_sink::{FileSink, FileSinkConfig};
-pub use file_source::{FileSource, FileSourceConfig, FileSourceReader};
-pub use format::{CsvOptions, FileFormat};
-pub use location::Location;
+pub use file::{CsvOptions, FileFormat, FileSink, FileSinkConfig, FileSource, FileSourceConfig};
 pub use message::{AvroFormat, MessageFormat, ProtobufFormat, SchemaRegistry};
 pub use metrics::SourceMetrics;
 pub use position::{CommittedPosition, PartPosition, SourcePosition};
 pub use prepared_output::PreparedOutput;
 pub use records::OnError;
 pub use sink::{Sink, SinkConfig};
-pub use source::{Source, SourceReader};
+pub use source::{Partitions, SourceConnector, SourceReader};
 pub use stop::StopSignal;

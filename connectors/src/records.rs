@@ -12,7 +12,7 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 use crate::dead_letter::{BadRecord, DeadLetterWriter};
-use crate::format::CsvOptions;
+use crate::file::format::CsvOptions;
 use crate::kafka::DeadLetterTopic;
 
 /// What a source does with a record it cannot decode.

@@ -47,7 +47,10 @@ pub struct CatalogEntry {
     pub schema: SchemaRef,
     /// Where `INSERT INTO` it writes: a stream's sink, a Kafka source's topic (none: a file
     /// source, which is read only).
-    pub writer: Option<ferris_connectors::SinkConfig>,
+    pub writer: Option<Box<dyn ferris_connectors::SinkConfig>>,
+    /// The columns its connector adds to each record (a Kafka message's key, timestamp,
+    /// ...), which `INSERT INTO` it does not give.
+    pub metadata_columns: Vec<String>,
 }
 
 /// The entries of a session, by name.

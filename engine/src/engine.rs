@@ -9,12 +9,11 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::sanity_checker::SanityCheckPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use ferris_connectors::StopSignal;
-use ferris_connectors::kafka::KafkaConnection;
+use ferris_connectors::kafka::{DEFAULT_BOOTSTRAP_SERVERS, KafkaConnection};
 
 use crate::catalog::Catalog;
 use crate::job::record::JobRecord;
 use crate::job::stored::StoredJobs;
-use crate::source::DEFAULT_BOOTSTRAP_SERVERS;
 
 /// The catalog of every stream, table and source: `ferris.public.name` is `name`.
 pub const CATALOG: &str = "ferris";

@@ -88,8 +88,12 @@ impl fmt::Display for EngineError {
 impl std::error::Error for EngineError {}
 
 impl From<ConnectorError> for EngineError {
+    /// A connector's option error is the statement's, like the engine's own.
     fn from(e: ConnectorError) -> Self {
-        Self::Connector(e)
+        match e {
+            ConnectorError::Option { message, position } => Self::Option { message, position },
+            other => Self::Connector(other),
+        }
     }
 }
 
@@ -116,7 +120,7 @@ impl From<DataFusionError> for EngineError {
         }
         match e {
             DataFusionError::External(inner) => match inner.downcast::<ConnectorError>() {
-                Ok(connector) => Self::Connector(*connector),
+                Ok(connector) => Self::from(*connector),
                 Err(other) => Self::DataFusion(DataFusionError::External(other)),
             },
             DataFusionError::Context(context, inner) => match Self::from(*inner) {

@@ -23,13 +23,11 @@ pub mod error;
 pub mod job;
 mod late;
 mod listing;
-pub mod options;
 mod placeholders;
 pub mod planner;
 pub mod position;
 mod prepare;
 mod session;
-mod sink;
 pub mod source;
 pub mod statements;
 

@@ -13,6 +13,7 @@ use datafusion::sql::sqlparser::ast::{Expr, Value, visit_expressions_mut};
 use datafusion::sql::sqlparser::tokenizer::Location;
 
 use crate::error::{EngineError, Result};
+use crate::position;
 
 /// Parses `sql` as DataFusion does, its `?` placeholders numbered: the one way queries are
 /// parsed, whether they run or are prepared.
@@ -56,7 +57,7 @@ fn number_placeholders(statement: &mut DfStatement) -> Result<()> {
                 "placeholder {name} after {first_name} at {}:{}: use ? for every parameter, or $1, $2, ... for every one, not both",
                 first_at.line, first_at.column
             ),
-            position: (*at).into(),
+            position: position::at(*at),
         });
     }
     if !is_bare(first) {

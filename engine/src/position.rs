@@ -1,30 +1,14 @@
 //! Where something is in the SQL text: every message about a statement names its line and
-//! column.
-
-use std::fmt;
+//! column. The type is the connectors' (their option errors name positions too).
 
 use datafusion::sql::sqlparser::tokenizer::Location;
 
-/// A position in the SQL text, 1-based, for messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Position {
-    /// Line, from 1.
-    pub line: u64,
-    /// Column (in characters), from 1.
-    pub column: u64,
-}
+pub use ferris_connectors::options::Position;
 
-impl From<Location> for Position {
-    fn from(location: Location) -> Self {
-        Self {
-            line: location.line,
-            column: location.column,
-        }
-    }
-}
-
-impl fmt::Display for Position {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.line, self.column)
+/// The position of a parser location.
+pub(crate) fn at(location: Location) -> Position {
+    Position {
+        line: location.line,
+        column: location.column,
     }
 }

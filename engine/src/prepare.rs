@@ -10,20 +10,20 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::sanity_checker::SanityCheckPlan;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
-use ferris_connectors::{SinkConfig, Source, StopSignal};
+use ferris_connectors::options::{OptionValue, Options};
+use ferris_connectors::registry::{self, ConnectorKind};
+use ferris_connectors::{Declaration, SinkConfig, StopSignal};
 use ferris_streaming::{EmitMode, LateDataPolicy, SideTime, WatermarkSpec, WindowSpec};
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::job::task::{JobRun, task_context};
 use crate::late::LateRecordFile;
-use crate::options::{OptionValue, Options};
 use crate::placeholders::parse_query;
 use crate::planner::window_aggregate::AggregateSettings;
 use crate::planner::window_clause::{rewrite_query, time_source};
 use crate::planner::{StreamingQueryPlan, properties, streaming_rules};
-use crate::sink::{resolve_file_sink, resolve_kafka_sink};
-use crate::source::{SourceDef, resolve_file_source, resolve_kafka_source};
+use crate::source::{SourceDef, SqlColumns, resolve_source};
 use crate::statements::streaming_query::StreamingQuery;
 
 /// A query made ready to run: its physical plan, sources and sink.
@@ -32,7 +32,7 @@ pub(crate) struct PreparedQuery {
     /// The logical plan DataFusion made of the query (before optimization).
     pub(crate) logical: LogicalPlan,
     pub(crate) sources: Vec<SourceDef>,
-    pub(crate) sink: Option<SinkConfig>,
+    pub(crate) sink: Option<Box<dyn SinkConfig>>,
     /// `'state.memory.limit'` in bytes.
     pub(crate) memory_limit: Option<usize>,
     /// A job's checkpoints, when it takes them.
@@ -58,7 +58,7 @@ impl Engine {
         &mut self,
         query: &StreamingQuery,
         job: Option<&str>,
-        into: Option<&SinkConfig>,
+        into: Option<&dyn SinkConfig>,
         parameters: &[ScalarValue],
     ) -> Result<PreparedQuery> {
         let options = match job {
@@ -101,12 +101,9 @@ impl Engine {
                 _ => None,
             };
             let schema = source.register(&self.ctx, &source_stop, stamp)?;
-            // A join keeps one watermark per side: over a topic's partitions, read side by
-            // side, a partition behind the others would have its rows taken for late.
-            let one_order = match &source.source {
-                Source::Kafka(kafka) => kafka.partitions().len() == 1,
-                Source::File(_) => true,
-            };
+            // A join keeps one watermark per side: over parts read side by side (a topic's
+            // partitions), a part behind the others would have its rows taken for late.
+            let one_order = source.source.partitions().is_none_or(|p| p.count == 1);
             if let Some(column) = &source.event_time.field
                 && one_order
             {
@@ -240,9 +237,9 @@ fn checkpoint_settings(
             .filter(written)
             .or(guarantee.filter(|g| written(g) && exactly_once == Some(true)));
         if let Some(option) = asked {
-            return Err(option.error(
-                "checkpoints need a place: start with --state-dir, or add 'checkpoint.dir'",
-            ));
+            return Err(option
+                .error("checkpoints need a place: start with --state-dir, or add 'checkpoint.dir'")
+                .into());
         }
         return Ok(None);
     };
@@ -270,42 +267,41 @@ fn checkpoint_settings(
 async fn resolve_connectors(
     options: &Options,
     job: Option<&str>,
-    into: Option<&SinkConfig>,
+    into: Option<&dyn SinkConfig>,
     state: &datafusion::execution::SessionState,
-) -> Result<(Vec<SourceDef>, Option<SinkConfig>)> {
+) -> Result<(Vec<SourceDef>, Option<Box<dyn SinkConfig>>)> {
     let mut sources = Vec::new();
-    let mut sink = into.cloned();
+    let mut sink = into.map(SinkConfig::clone_box);
+    let columns = SqlColumns(state);
     for (name, connector) in options.typed_names() {
-        let kind = connector.one_of(&["file_source", "file_sink", "kafka_source", "kafka_sink"])?;
-        match kind.as_str() {
-            "file_source" => {
-                sources.push(resolve_file_source(&name, options, state).await?);
+        let kind = connector.one_of(&registry::connector_names())?;
+        let declared = Declaration {
+            name: &name,
+            options,
+            columns: &columns,
+            job,
+        };
+        match registry::connector(&kind).expect("one of the names") {
+            ConnectorKind::Source(open) => sources.push(resolve_source(&declared, open).await?),
+            ConnectorKind::Sink(_) if into.is_some() => {
+                return Err(connector
+                    .error(format!(
+                        "INSERT INTO writes to its target's sink; a sink named '{name}' is not used"
+                    ))
+                    .into());
             }
-            "kafka_source" => {
-                // A job's consumer group is named after the job; a query's after its source.
-                let group = job.unwrap_or(&name);
-                sources.push(resolve_kafka_source(&name, options, state, group).await?);
-            }
-            _ if into.is_some() => {
-                return Err(connector.error(format!(
-                    "INSERT INTO writes to its target's sink; a sink named '{name}' is not used"
-                )));
-            }
-            _ => {
+            ConnectorKind::Sink(declare) => {
                 // Option names are case-insensitive; a quoted job name may not be.
                 if !job.is_some_and(|job| job.eq_ignore_ascii_case(&name)) {
                     let why = match job {
-                            Some(job) => format!("this job writes to the sink named like it, '{job}'"),
-                            None => "a plain query returns its rows; use CREATE STREAM name AS ... to write them".into(),
-                        };
-                    return Err(
-                        connector.error(format!("a sink named '{name}' is not used: {why}"))
-                    );
+                        Some(job) => format!("this job writes to the sink named like it, '{job}'"),
+                        None => "a plain query returns its rows; use CREATE STREAM name AS ... to write them".into(),
+                    };
+                    return Err(connector
+                        .error(format!("a sink named '{name}' is not used: {why}"))
+                        .into());
                 }
-                sink = Some(match kind.as_str() {
-                    "file_sink" => resolve_file_sink(&name, options)?,
-                    _ => resolve_kafka_sink(&name, options).await?,
-                });
+                sink = Some(declare(&declared).await?);
             }
         }
     }
@@ -322,7 +318,9 @@ async fn resolve_connectors(
             .iter()
             .any(|s| s.event_time.field.as_deref() == Some(field.value))
     {
-        return Err(field.error("no source of this statement has that column"));
+        return Err(field
+            .error("no source of this statement has that column")
+            .into());
     }
     Ok((sources, sink))
 }
@@ -371,7 +369,9 @@ fn bytes(value: &OptionValue) -> Result<usize> {
     };
     match text[..digits].parse::<usize>() {
         Ok(n) if unit > 0 && n > 0 => Ok(n * unit),
-        _ => Err(value.error("expected a size such as '64MB' or '2GB'")),
+        _ => Err(value
+            .error("expected a size such as '64MB' or '2GB'")
+            .into()),
     }
 }
 

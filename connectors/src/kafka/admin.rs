@@ -4,7 +4,7 @@
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{KafkaConnection, METADATA_TIMEOUT, blocking};
+use super::connection::{KafkaConnection, METADATA_TIMEOUT, blocking};
 use crate::error::Result;
 
 /// A topic and its size.

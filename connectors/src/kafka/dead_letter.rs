@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
-use super::KafkaConnection;
+use super::connection::KafkaConnection;
 use super::producer::CheckedProducer;
 use crate::error::Result;
 

@@ -8,7 +8,7 @@ use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-use super::KafkaConnection;
+use super::connection::KafkaConnection;
 use crate::error::{ConnectorError, Result};
 
 /// How long a flush may wait for the broker before the write counts as failed.

@@ -14,12 +14,17 @@ use arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef, TimeUnit};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
-use super::KafkaConnection;
-use super::metadata::HEADERS_COLUMN;
+use super::connection::{GroupOffsets, KafkaConnection};
+use super::metadata::{HEADERS_COLUMN, TIMESTAMP_COLUMN};
 use super::producer::CheckedProducer;
+use super::source::KafkaSource;
 use crate::changelog::{RowChange, op_column, row_changes};
 use crate::error::{ConnectorError, Result};
 use crate::message::{MessageEncoder, MessageFormat, json_lines};
+use crate::position::SourcePosition;
+use crate::prepared_output::PreparedOutput;
+use crate::sink::{Sink, SinkConfig};
+use crate::source::SourceConnector;
 
 /// Everything a Kafka sink needs, resolved from its `WITH` options.
 #[derive(Debug, Clone)]
@@ -142,7 +147,7 @@ impl KafkaSink {
     /// Commits the current transaction with the sources' offsets in it (`offsets` for the
     /// consumer group `group`), and opens the next. Everything written since the last commit
     /// becomes visible to `read_committed` readers at once, with the offsets that produced it.
-    pub fn commit_transaction(&mut self, offsets: &[crate::kafka::GroupOffsets]) -> Result<()> {
+    pub fn commit_transaction(&mut self, offsets: &[GroupOffsets]) -> Result<()> {
         self.producer.commit(&self.config.topic, offsets)
     }
 
@@ -259,5 +264,127 @@ impl KafkaSink {
                 json_lines(&keys).map(Some)
             }
         }
+    }
+}
+
+/// A topic takes any number of writers. Nothing to recover or complete: a transactional
+/// producer aborts what its predecessor left open as it starts, and a committed transaction
+/// chose its checkpoint by its offsets.
+impl SinkConfig for KafkaSinkConfig {
+    fn connector(&self) -> &'static str {
+        "kafka_sink"
+    }
+
+    fn location(&self) -> String {
+        format!(
+            "kafka://{}/{}",
+            self.connection.bootstrap_servers, self.topic
+        )
+    }
+
+    fn format(&self) -> String {
+        self.format.name().to_string()
+    }
+
+    fn clone_box(&self) -> Box<dyn SinkConfig> {
+        Box::new(self.clone())
+    }
+
+    fn for_insert(&self, _target: &str, _job: &str) -> Result<Box<dyn SinkConfig>> {
+        Ok(self.clone_box())
+    }
+
+    /// Messages are keyed by the result's key, and timed by the first of `times` (or a
+    /// Kafka source's message timestamp) that the rows have as a timestamp column.
+    fn settle(&mut self, schema: &SchemaRef, key: &[String], times: &[String]) {
+        self.key_fields.get_or_insert_with(|| key.to_vec());
+        if self.timestamp_field.is_none() {
+            self.timestamp_field = times
+                .iter()
+                .map(String::as_str)
+                .chain([TIMESTAMP_COLUMN])
+                .find(|column| {
+                    schema
+                        .field_with_name(column)
+                        .is_ok_and(|f| matches!(f.data_type(), DataType::Timestamp(_, _)))
+                })
+                .map(str::to_string);
+        }
+    }
+
+    /// A Kafka transaction can carry the offsets of Kafka sources only.
+    fn use_transactions(
+        &mut self,
+        job: &str,
+        sources: &[&dyn SourceConnector],
+        exactly_once: Option<bool>,
+    ) -> Result<bool> {
+        let all_kafka = sources.iter().all(|s| s.as_any().is::<KafkaSource>());
+        match exactly_once {
+            Some(true) if !all_kafka => {
+                return Err(ConnectorError::Config(
+                    "exactly once into Kafka commits the sources' offsets in the sink's transaction, so every source must be a Kafka topic; use 'processing.guarantee' = 'at_least_once'".into(),
+                ));
+            }
+            Some(false) => {}
+            _ if all_kafka => {
+                self.transactional_id = Some(format!("ferris-{job}-{}", self.topic));
+            }
+            _ => {}
+        }
+        Ok(self.transactional_id.is_some())
+    }
+
+    fn open(&self, schema: SchemaRef) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(KafkaSink::try_new(self.clone(), schema)?))
+    }
+}
+
+impl Sink for KafkaSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        KafkaSink::write(self, batch)
+    }
+
+    /// Flushed and acknowledged: durable.
+    fn flush(&mut self) -> Result<bool> {
+        KafkaSink::flush(self).map(|()| true)
+    }
+
+    /// Flushed and acknowledged, its output is durable at once.
+    fn prepare_checkpoint(&mut self) -> Result<PreparedOutput> {
+        KafkaSink::flush(self).map(|()| PreparedOutput {
+            part: serde_json::json!({}),
+            unsynced: Vec::new(),
+        })
+    }
+
+    /// A transaction commits with the Kafka sources' offsets at the cut.
+    fn commit_checkpoint(
+        &mut self,
+        positions: &[(&dyn SourceConnector, SourcePosition)],
+        metadata: &str,
+    ) -> Result<()> {
+        if !self.is_transactional() {
+            return Ok(());
+        }
+        let mut offsets = Vec::new();
+        for (source, position) in positions {
+            if let Some(kafka) = source.as_any().downcast_ref::<KafkaSource>() {
+                offsets.extend(kafka.group_offsets(position, metadata)?);
+            }
+        }
+        self.commit_transaction(&offsets)
+    }
+
+    fn commits_positions(&self) -> bool {
+        self.is_transactional()
+    }
+
+    fn close(mut self: Box<Self>) -> Result<u64> {
+        if self.is_transactional() {
+            self.commit_transaction(&[])?;
+        }
+        KafkaSink::flush(&self)?;
+        Ok(self.rows_written())
     }
 }

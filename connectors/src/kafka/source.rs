@@ -1,5 +1,6 @@
 //! `kafka_source`: a topic read as micro-batches of rows.
 
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,7 @@ use std::time::Duration;
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch};
 use arrow::datatypes::{Schema, SchemaRef};
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -15,14 +17,15 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::connection::{GroupOffsets, KafkaConnection, METADATA_TIMEOUT, blocking};
 use super::dead_letter::DeadLetter;
-use super::metadata::{MetadataBuilder, metadata_fields};
-use super::{KafkaConnection, blocking};
+use super::metadata::{MetadataBuilder, PARTITION_COLUMN, TIMESTAMP_COLUMN, metadata_fields};
 use crate::error::{ConnectorError, Result};
 use crate::message::{MessageBuffer, MessageDecoder, MessageFormat};
 use crate::metrics::SourceMetrics;
 use crate::position::{CommittedPosition, PartPosition, SourcePosition};
 use crate::records::OnError;
+use crate::source::{Partitions, SourceConnector, SourceReader};
 use crate::stop::StopSignal;
 
 /// How long a reader waits for a first message before it returns an empty batch.
@@ -57,6 +60,10 @@ impl OffsetReset {
         }
     }
 }
+
+/// How long an unbounded source's partition may go without messages before it no longer
+/// holds the watermark back, unless `'<name>.watermark.idle.timeout'` says.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything a Kafka source needs, resolved from its `WITH` options.
 #[derive(Debug, Clone)]
@@ -153,24 +160,9 @@ impl KafkaSource {
         })
     }
 
-    /// The columns of a row: the value's, then the metadata columns.
-    pub fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
     /// The source's settings.
     pub fn config(&self) -> &KafkaSourceConfig {
         &self.config
-    }
-
-    /// The topic's partitions when the source was created.
-    pub fn partitions(&self) -> &[i32] {
-        &self.partitions
-    }
-
-    /// Whether the source ends by itself.
-    pub fn is_bounded(&self) -> bool {
-        self.config.bounded
     }
 
     /// A reader from the group's committed offsets. A bounded one is assigned every
@@ -265,54 +257,8 @@ impl KafkaSource {
         })
     }
 
-    /// Commits `position` (a checkpoint's, once complete) through the running reader's
-    /// consumer, without waiting: it shows lag, and starts a run without checkpoints there.
-    pub fn commit_position(&self, position: &SourcePosition) -> Result<()> {
-        let offsets = self.offsets(position)?;
-        match self.live_consumer() {
-            Some(consumer) if offsets.count() > 0 => consumer
-                .commit(&offsets, CommitMode::Async)
-                .map_err(|e| self.config.connection.error("committing offsets on", e)),
-            _ => Ok(()),
-        }
-    }
-
-    /// The offsets the consumer group has committed, as a position, with their metadata.
-    pub async fn committed_position(&self) -> Result<CommittedPosition> {
-        let source = self.clone();
-        blocking(move || {
-            let config = &source.config;
-            let consumer: BaseConsumer = config
-                .connection
-                .client_config(&consumer_defaults(config))
-                .create()
-                .map_err(|e| config.connection.error("connecting to", e))?;
-            let mut wanted = TopicPartitionList::new();
-            for &p in &source.partitions {
-                wanted.add_partition(&config.topic, p);
-            }
-            let committed = consumer
-                .committed_offsets(wanted, super::METADATA_TIMEOUT)
-                .map_err(|e| config.connection.error("reading committed offsets from", e))?;
-            let mut found = CommittedPosition::default();
-            for element in committed.elements() {
-                if let Offset::Offset(offset) = element.offset() {
-                    found.position.parts.push(PartPosition {
-                        part: element.partition().to_string(),
-                        offset,
-                        line: 0,
-                        size: 0,
-                    });
-                    found.metadata.push(element.metadata().to_string());
-                }
-            }
-            Ok(found)
-        })
-        .await
-    }
-
     /// The offsets of `position` as a partition list of the topic.
-    pub(crate) fn offsets(&self, position: &SourcePosition) -> Result<TopicPartitionList> {
+    fn offsets(&self, position: &SourcePosition) -> Result<TopicPartitionList> {
         let mut offsets = TopicPartitionList::new();
         for part in &position.parts {
             let partition: i32 = part.part.parse().map_err(|_| {
@@ -328,10 +274,22 @@ impl KafkaSource {
         Ok(offsets)
     }
 
-    /// The group's identity for a transactional producer's offset commit, once a reader has
-    /// joined the group.
-    pub(crate) fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
-        self.live_consumer()?.group_metadata()
+    /// A checkpoint's position as offsets of the consumer group, each with `metadata`, to
+    /// commit inside a transaction; `None` until a reader has joined the group.
+    pub(crate) fn group_offsets(
+        &self,
+        position: &SourcePosition,
+        metadata: &str,
+    ) -> Result<Option<GroupOffsets>> {
+        let offsets = self.offsets(position)?;
+        for mut partition in offsets.elements() {
+            partition.set_metadata(metadata);
+        }
+        Ok(self
+            .live_consumer()
+            .and_then(|consumer| consumer.group_metadata())
+            .filter(|_| offsets.count() > 0)
+            .map(|group| GroupOffsets { offsets, group }))
     }
 
     /// The consumer of the reader running now, if one is.
@@ -342,10 +300,118 @@ impl KafkaSource {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+impl SourceConnector for KafkaSource {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    /// The columns of a row: the value's, then the metadata columns.
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn is_bounded(&self) -> bool {
+        self.config.bounded
+    }
+
+    fn connector(&self) -> &'static str {
+        "kafka_source"
+    }
+
+    fn location(&self) -> String {
+        format!(
+            "kafka://{}/{}",
+            self.config.connection.bootstrap_servers, self.config.topic
+        )
+    }
+
+    fn format(&self) -> String {
+        self.config.format.name().to_string()
+    }
+
+    /// A message's timestamp.
+    fn event_time_column(&self) -> Option<&'static str> {
+        Some(TIMESTAMP_COLUMN)
+    }
+
+    /// Partitions held by other members of an unbounded source's group never reach this
+    /// process: without a timeout they would hold its watermark back for ever.
+    fn idle_timeout(&self) -> Option<Duration> {
+        (!self.config.bounded).then_some(DEFAULT_IDLE_TIMEOUT)
+    }
+
+    /// The topic's partitions when the source was opened, read side by side.
+    fn partitions(&self) -> Option<Partitions> {
+        Some(Partitions {
+            column: PARTITION_COLUMN,
+            count: self.partitions.len(),
+        })
+    }
+
+    fn metadata_columns(&self) -> Vec<String> {
+        metadata_fields().iter().map(|f| f.name().clone()).collect()
+    }
+
+    fn reader(
+        &self,
+        position: Option<&SourcePosition>,
+        stop: StopSignal,
+        metrics: Arc<SourceMetrics>,
+    ) -> Result<Box<dyn SourceReader>> {
+        Ok(Box::new(self.reader_from(position, stop, metrics)?))
+    }
+
+    /// Commits `position` (a checkpoint's, once complete) through the running reader's
+    /// consumer, without waiting: it shows lag, and starts a run without checkpoints there.
+    fn commit_position(&self, position: &SourcePosition) -> Result<()> {
+        let offsets = self.offsets(position)?;
+        match self.live_consumer() {
+            Some(consumer) if offsets.count() > 0 => consumer
+                .commit(&offsets, CommitMode::Async)
+                .map_err(|e| self.config.connection.error("committing offsets on", e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The offsets the consumer group has committed, as a position, with their metadata.
+    fn committed_position(&self) -> BoxFuture<'_, Result<Option<CommittedPosition>>> {
+        let source = self.clone();
+        blocking(move || {
+            let config = &source.config;
+            let consumer: BaseConsumer = config
+                .connection
+                .client_config(&consumer_defaults(config))
+                .create()
+                .map_err(|e| config.connection.error("connecting to", e))?;
+            let mut wanted = TopicPartitionList::new();
+            for &p in &source.partitions {
+                wanted.add_partition(&config.topic, p);
+            }
+            let committed = consumer
+                .committed_offsets(wanted, METADATA_TIMEOUT)
+                .map_err(|e| config.connection.error("reading committed offsets from", e))?;
+            let mut found = CommittedPosition::default();
+            for element in committed.elements() {
+                if let Offset::Offset(offset) = element.offset() {
+                    found.position.parts.push(PartPosition {
+                        part: element.partition().to_string(),
+                        offset,
+                        line: 0,
+                        size: 0,
+                    });
+                    found.metadata.push(element.metadata().to_string());
+                }
+            }
+            Ok(Some(found))
+        })
+        .boxed()
+    }
 
     /// Commits the offsets of everything read so far to the consumer group. Call it once the
     /// sink has everything those messages produced.
-    pub fn commit(&self) -> Result<()> {
+    fn commit(&self) -> Result<()> {
         let consumer = self.live_consumer();
         let next = self
             .progress
@@ -393,7 +459,7 @@ fn start_offsets<C: ConsumerContext>(
         wanted.add_partition(&config.topic, p);
     }
     let committed = consumer
-        .committed_offsets(wanted, super::METADATA_TIMEOUT)
+        .committed_offsets(wanted, METADATA_TIMEOUT)
         .map_err(|e| config.connection.error("reading committed offsets from", e))?;
     let mut start = TopicPartitionList::new();
     for element in committed.elements() {
@@ -539,6 +605,21 @@ impl Drop for KafkaSourceReader {
     fn drop(&mut self) {
         self.metrics.set_unavailable(None);
         self.metrics.set_lag(Default::default());
+    }
+}
+
+impl SourceReader for KafkaSourceReader {
+    fn position(&self) -> SourcePosition {
+        KafkaSourceReader::position(self)
+    }
+
+    /// Each partition's, from the end offsets the client last fetched.
+    fn report_lag(&self) {
+        KafkaSourceReader::report_lag(self)
+    }
+
+    fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<RecordBatch>>> {
+        KafkaSourceReader::next_batch(self).boxed()
     }
 }
 
@@ -700,7 +781,7 @@ impl KafkaSourceReader {
                         &config.topic,
                         message.partition(),
                         Offset::Offset(resume),
-                        super::METADATA_TIMEOUT,
+                        METADATA_TIMEOUT,
                     )
                     .map_err(|e| config.connection.error("seeking on", e))?;
                 continue;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
-use ferris_connectors::{Source, SourcePosition};
+use ferris_connectors::{SourceConnector, SourcePosition};
 use ferris_streaming::checkpoint::{Captured, Restored};
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -192,13 +192,13 @@ impl CheckpointStore {
         Ok(manifests)
     }
 
-    /// The checkpoint a job resumes from: the newest, unless its sink commits in Kafka
-    /// transactions. Then the transaction is the commit point, and the checkpoint to resume is
+    /// The checkpoint a job resumes from: the newest, unless its sink commits in transactions
+    /// (a Kafka sink's). Then the transaction is the commit point, and the checkpoint to resume is
     /// the one whose source offsets the consumer group committed (a newer one was written, but
     /// its transaction never committed). The checkpoints after the one chosen are deleted.
     pub async fn choose(
         &self,
-        sources: &[(String, Source)],
+        sources: &[(String, Arc<dyn SourceConnector>)],
         transactional: bool,
     ) -> Result<Option<(Manifest, Restored)>> {
         let committed = if transactional {

@@ -16,7 +16,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::execution::SessionState;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
-use ferris_connectors::{Sink, SinkConfig, Source, SourcePosition, StopSignal};
+use ferris_connectors::{Sink, SinkConfig, SourceConnector, SourcePosition, StopSignal};
 use ferris_streaming::checkpoint::{Captured, CheckpointBarrier, Restored};
 use futures::StreamExt;
 
@@ -44,7 +44,7 @@ impl Stops {
 
 /// Where a job's result rows go: its sink, and what makes them readable by name.
 pub(crate) struct JobOutputs {
-    pub sink: Sink,
+    pub sink: Box<dyn Sink>,
     pub materialized: Option<Arc<MaterializedTable>>,
     pub live: Option<LiveStreamWriter>,
     pub metrics: Arc<JobMetrics>,
@@ -79,7 +79,7 @@ impl JobOutputs {
 pub(crate) async fn run_at_least_once(
     mut stream: SendableRecordBatchStream,
     mut outputs: JobOutputs,
-    sources: Vec<Source>,
+    sources: Vec<Arc<dyn SourceConnector>>,
     stateless: bool,
     stops: Stops,
     source_stop: StopSignal,
@@ -143,12 +143,13 @@ pub(crate) struct CheckpointedJob {
     pub state: SessionState,
     pub plan: Arc<dyn ExecutionPlan>,
     pub memory_limit: Option<usize>,
-    pub sink: SinkConfig,
+    pub sink: Box<dyn SinkConfig>,
     pub schema: SchemaRef,
-    pub sources: Vec<(String, Source)>,
+    pub sources: Vec<(String, Arc<dyn SourceConnector>)>,
     pub store: CheckpointStore,
     pub interval: Duration,
-    /// The sink commits in Kafka transactions (the checkpoint to resume is the committed one).
+    /// The sink commits in transactions, with the sources' positions (the checkpoint to
+    /// resume is the one committed).
     pub transactional: bool,
     /// The plan as checkpoints record it.
     pub fingerprint: String,
@@ -231,7 +232,7 @@ impl CheckpointedJob {
         };
         let task = task_context(&self.state, self.memory_limit, Some(&run))?;
         let stream = execute_stream(self.plan.clone(), task)?;
-        let sink = Sink::recover(self.sink.clone(), self.schema.clone(), sink_part.as_ref())?;
+        let sink = self.sink.recover(self.schema.clone(), sink_part.as_ref())?;
         let outputs = JobOutputs {
             sink,
             materialized: self.materialized.clone(),
@@ -252,13 +253,13 @@ impl CheckpointedJob {
 /// Runs a job that checkpoints every interval. A stop takes one last checkpoint and ends
 /// the job without flushing open windows, so that a restart resumes them.
 ///
-/// Unless the sink commits in a Kafka transaction, the sources go on as soon as the sink has
-/// prepared its output up to the cut: the checkpoint is written on another task meanwhile,
-/// and its output committed once it is. The next cut waits for that.
+/// Unless the sink commits in a transaction (a Kafka sink's), the sources go on as soon as the
+/// sink has prepared its output up to the cut: the checkpoint is written on another task
+/// meanwhile, and its output committed once it is. The next cut waits for that.
 async fn run_checkpointed(
     stream: SendableRecordBatchStream,
     outputs: JobOutputs,
-    sources: &[(String, Source)],
+    sources: &[(String, Arc<dyn SourceConnector>)],
     checkpointing: &Checkpointing,
     stops: &Stops,
 ) -> Result<JobEnd> {
@@ -288,7 +289,7 @@ async fn run_checkpointed(
 async fn checkpoint_loop(
     mut stream: SendableRecordBatchStream,
     mut outputs: JobOutputs,
-    sources: &[(String, Source)],
+    sources: &[(String, Arc<dyn SourceConnector>)],
     checkpointing: &Checkpointing,
     stops: &Stops,
     in_flight: &mut Option<PendingCheckpoint>,
@@ -340,7 +341,7 @@ async fn checkpoint_loop(
             let pending = begin(checkpointing, &mut outputs, captured, false, elapsed)?;
             // A transaction takes all that is written until it commits: nothing may come
             // after the cut before then. A stop ends here.
-            if outputs.sink.commits_offsets() || stopping {
+            if outputs.sink.commits_positions() || stopping {
                 wait_and_complete(checkpointing, &mut outputs, sources, pending).await?;
                 if stopping {
                     return Ok(JobEnd::Stopped);
@@ -437,7 +438,7 @@ fn begin(
 async fn wait_and_complete(
     checkpointing: &Checkpointing,
     outputs: &mut JobOutputs,
-    sources: &[(String, Source)],
+    sources: &[(String, Arc<dyn SourceConnector>)],
     mut pending: PendingCheckpoint,
 ) -> Result<()> {
     let written = (&mut pending.write).await;
@@ -449,7 +450,7 @@ async fn wait_and_complete(
 async fn complete(
     checkpointing: &Checkpointing,
     outputs: &mut JobOutputs,
-    sources: &[(String, Source)],
+    sources: &[(String, Arc<dyn SourceConnector>)],
     pending: PendingCheckpoint,
     written: std::result::Result<Result<()>, tokio::task::JoinError>,
 ) -> Result<()> {
@@ -462,18 +463,13 @@ async fn complete(
     for (name, batch) in &pending.positions {
         let position = SourcePosition::from_batch(batch)?;
         if let Some((_, source)) = sources.iter().find(|(n, _)| n == name) {
-            positions.push((source, position));
+            positions.push((source.as_ref(), position));
         }
     }
-    let mut group_offsets = Vec::new();
-    if outputs.sink.commits_offsets() {
-        let metadata = offsets_metadata(pending.epoch);
-        for (source, position) in &positions {
-            group_offsets.extend(source.group_offsets(position, &metadata)?);
-        }
-    }
-    outputs.sink.commit_checkpoint(&group_offsets)?;
-    if !outputs.sink.commits_offsets() {
+    outputs
+        .sink
+        .commit_checkpoint(&positions, &offsets_metadata(pending.epoch))?;
+    if !outputs.sink.commits_positions() {
         for (source, position) in &positions {
             // Only for lag and for a run without checkpoints: the checkpoint is the truth.
             if let Err(e) = source.commit_position(position) {
@@ -513,15 +509,15 @@ mod tests {
             Err(DataFusionError::Execution("the broker went away".into()))
         });
         let stream = Box::pin(RecordBatchStreamAdapter::new(schema.clone(), failing));
-        let sink = SinkConfig::File(FileSinkConfig {
+        let sink = FileSinkConfig {
             name: "out".into(),
             path: dir.path().join("out/"),
             format: FileFormat::Json,
             rollover: Duration::from_secs(60),
             part_prefix: "part".into(),
-        });
+        };
         let outputs = JobOutputs {
-            sink: Sink::recover(sink, schema.clone(), None).unwrap(),
+            sink: sink.recover(schema.clone(), None).unwrap(),
             materialized: None,
             live: None,
             metrics: Arc::default(),

@@ -8,7 +8,7 @@ use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::{ExecutionPlan, displayable};
-use ferris_connectors::{Sink, SinkConfig, Source};
+use ferris_connectors::{SinkConfig, SourceConnector};
 use ferris_streaming::WATERMARK_COLUMN;
 
 use crate::catalog::{CatalogEntry, EntryKind};
@@ -55,7 +55,7 @@ impl Engine {
             .prepare(
                 query,
                 Some(name),
-                into.as_ref().map(|i| &i.writer),
+                into.as_ref().map(|i| i.writer.as_ref()),
                 parameters,
             )
             .await?;
@@ -76,12 +76,7 @@ impl Engine {
             JobKind::Stream => query.primary_key.clone(),
             JobKind::Table => table_key(name, query, &prepared.logical, &schema)?,
         };
-        if let SinkConfig::Kafka(kafka) = &mut sink_config {
-            kafka.key_fields.get_or_insert_with(|| key.clone());
-            if kafka.timestamp_field.is_none() {
-                kafka.timestamp_field = message_timestamp(&prepared, &schema);
-            }
-        }
+        sink_config.settle(&schema, &key, &time_columns(&prepared));
         for source in &prepared.sources {
             self.catalog.insert(CatalogEntry {
                 name: source.name.clone(),
@@ -92,7 +87,8 @@ impl Engine {
                 windowed: false,
                 key: vec![],
                 schema: source.source.schema(),
-                writer: source.source.writer().map(SinkConfig::Kafka),
+                writer: source.writer.clone(),
+                metadata_columns: source.source.metadata_columns(),
             });
         }
         if !inserting {
@@ -109,6 +105,7 @@ impl Engine {
                 key,
                 schema: schema.clone(),
                 writer: Some(sink_config.clone()),
+                metadata_columns: vec![],
             });
         }
         let bounded = prepared.sources.iter().all(|s| s.source.is_bounded());
@@ -127,14 +124,14 @@ impl Engine {
         let checkpoint_dir = prepared.checkpoint.as_ref().map(|c| c.dir.clone());
         let start = match prepared.checkpoint.clone() {
             Some(settings) => {
-                self.checkpoint_start(name, &prepared, &settings, &mut sink_config)
+                self.checkpoint_start(name, &prepared, &settings, sink_config.as_mut())
                     .await?
             }
             None => None,
         };
         if let Some(CheckpointStart::Finished(manifest)) = &start {
             // The job ran to its end before: its output is complete; make sure it is visible.
-            Sink::complete(sink_config, &manifest.sink)?;
+            sink_config.complete(&manifest.sink)?;
             tracing::info!(
                 job = %name,
                 "finished in an earlier run (checkpoint {}); delete its state to run it again",
@@ -215,7 +212,7 @@ impl Engine {
                     };
                     let stream = self.run_plan(&prepared, Some(&run))?;
                     let outputs = JobOutputs {
-                        sink: Sink::try_new(sink_config, schema.clone())?,
+                        sink: sink_config.open(schema.clone())?,
                         materialized,
                         live,
                         metrics: metrics.clone(),
@@ -246,7 +243,7 @@ impl Engine {
         name: &str,
         prepared: &PreparedQuery,
         settings: &CheckpointSettings,
-        sink_config: &mut SinkConfig,
+        sink_config: &mut dyn SinkConfig,
     ) -> Result<Option<CheckpointStart>> {
         if properties::has_unsnapshotted_join(&prepared.plan) {
             if settings.exactly_once == Some(true) {
@@ -260,27 +257,11 @@ impl Engine {
             );
             return Ok(None);
         }
-        if let SinkConfig::Kafka(kafka) = sink_config {
-            // A Kafka transaction can carry the offsets of Kafka sources only.
-            let all_kafka = prepared
-                .sources
-                .iter()
-                .all(|s| matches!(s.source, Source::Kafka(_)));
-            match settings.exactly_once {
-                Some(true) if !all_kafka => {
-                    return Err(EngineError::Checkpoint(format!(
-                        "job '{name}': exactly once into Kafka commits the sources' offsets in the sink's transaction, so every source must be a Kafka topic; use 'processing.guarantee' = 'at_least_once'"
-                    )));
-                }
-                Some(false) => {}
-                _ if all_kafka => {
-                    kafka.transactional_id = Some(format!("ferris-{name}-{}", kafka.topic));
-                }
-                _ => {}
-            }
-        }
-        let transactional =
-            matches!(sink_config, SinkConfig::Kafka(k) if k.transactional_id.is_some());
+        let sources: Vec<&dyn SourceConnector> =
+            prepared.sources.iter().map(|s| s.source.as_ref()).collect();
+        let transactional = sink_config
+            .use_transactions(name, &sources, settings.exactly_once)
+            .map_err(|e| EngineError::Checkpoint(format!("job '{name}': {e}")))?;
         let store = CheckpointStore::open(&settings.dir)?;
         // The newest checkpoint tells at once whether the query changed or already ended.
         if let Some(newest) = store.manifests().await?.into_iter().next() {
@@ -306,7 +287,7 @@ pub(crate) struct InsertTarget {
     /// The stream written to.
     pub(crate) target: String,
     /// Its sink.
-    pub(crate) writer: SinkConfig,
+    pub(crate) writer: Box<dyn SinkConfig>,
     /// Its columns, in order.
     pub(crate) columns: Vec<(String, arrow::datatypes::DataType)>,
 }
@@ -356,7 +337,7 @@ enum CheckpointStart {
     /// Running, from its last checkpoint if it has one.
     Run {
         store: CheckpointStore,
-        /// Its sink commits in Kafka transactions.
+        /// Its sink commits in transactions, with the sources' positions.
         transactional: bool,
     },
     /// Not at all: its last run finished.
@@ -429,19 +410,14 @@ fn table_key(
     Ok(key)
 }
 
-/// The timestamp of a Kafka sink's messages: the window end of a windowed result, else the
-/// time source's event time column or the Kafka timestamp, when the result has them.
-fn message_timestamp(prepared: &PreparedQuery, schema: &SchemaRef) -> Option<String> {
+/// The columns that may time each result row, best first: the window end of a windowed
+/// result, then the sources' event time columns.
+fn time_columns(prepared: &PreparedQuery) -> Vec<String> {
     let event_time = prepared
         .sources
         .iter()
         .filter_map(|s| s.event_time.field.clone());
     std::iter::once(WATERMARK_COLUMN.to_string())
         .chain(event_time)
-        .chain(std::iter::once("_timestamp".to_string()))
-        .find(|column| {
-            schema
-                .field_with_name(column)
-                .is_ok_and(|f| matches!(f.data_type(), arrow::datatypes::DataType::Timestamp(_, _)))
-        })
+        .collect()
 }

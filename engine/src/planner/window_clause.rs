@@ -14,10 +14,10 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use ferris_connectors::options::parse_duration;
 use ferris_streaming::{EVENT_TIME_COLUMN, WATERMARK_COLUMN, WindowSpec};
 
 use crate::error::{EngineError, Result};
-use crate::options::parse_duration;
 use crate::position::Position;
 use crate::statements::streaming_query::WindowClause;
 

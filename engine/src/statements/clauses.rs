@@ -7,9 +7,10 @@ use std::collections::HashSet;
 
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
+use ferris_connectors::options::OptionEntry;
 
 use crate::error::Result;
-use crate::options::OptionEntry;
+use crate::position::at;
 use crate::statements::parser::{
     SqlText, StatementTokens, describe_token, error_at, keyword, significant, word_is,
 };
@@ -81,7 +82,7 @@ fn parse_query(source: &SqlText, tokens: &[TokenWithSpan]) -> Result<StreamingQu
             window = Some(WindowClause {
                 kind,
                 args,
-                position: token.span.start.into(),
+                position: at(token.span.start),
             });
             blank.push((
                 source.offset(token.span.start),
@@ -178,7 +179,7 @@ fn parse_query(source: &SqlText, tokens: &[TokenWithSpan]) -> Result<StreamingQu
     }
     Ok(StreamingQuery {
         sql,
-        position: first.span.start.into(),
+        position: at(first.span.start),
         window,
         emit,
         options: options.unwrap_or_default(),
@@ -301,7 +302,7 @@ fn parse_options(sig: &[&TokenWithSpan], open: &TokenWithSpan) -> Result<Vec<Opt
         entries.push(OptionEntry {
             key,
             value,
-            position: key_token.span.start.into(),
+            position: at(key_token.span.start),
         });
         match sig.get(i + 3) {
             None => break,

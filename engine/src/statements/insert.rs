@@ -4,11 +4,9 @@
 use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::Token;
-use ferris_connectors::SinkConfig;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::catalog::EntryKind;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::job::start::InsertTarget;
@@ -122,7 +120,7 @@ async fn insert(
             "no stream '{target}' to insert into (SHOW STREAMS lists them)"
         ))
     })?;
-    let Some(mut writer) = entry.writer.clone() else {
+    let Some(writer) = &entry.writer else {
         return Err(error(format!(
             "'{target}' is a {} read from {}: nothing writes to it",
             entry.kind.as_str(),
@@ -156,25 +154,14 @@ async fn insert(
             name
         }
     };
-    if let SinkConfig::File(file) = &mut writer {
-        if !file.is_folder() {
-            return Err(error(format!(
-                "'{target}' is written to the single file {}, which only its own job writes; give it a folder (a path ending in '/') or a topic",
-                file.path.display()
-            )));
-        }
-        // Its own part files, so that the writers' numbers never meet.
-        file.part_prefix = format!("part-{name}");
-    }
-    let metadata: Vec<String> = ferris_connectors::kafka::metadata_fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let writer = writer
+        .for_insert(target, &name)
+        .map_err(|e| error(e.to_string()))?;
     let columns = entry
         .schema
         .fields()
         .iter()
-        .filter(|f| entry.kind != EntryKind::Source || !metadata.contains(f.name()))
+        .filter(|f| !entry.metadata_columns.contains(f.name()))
         .map(|f| (f.name().clone(), f.data_type().clone()))
         .collect();
     let into = InsertTarget {

@@ -7,6 +7,7 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
 use crate::error::{EngineError, Result};
+use crate::position::at;
 use crate::statements::kind::{Statement, StatementKind};
 
 /// How a statement kind is recognised and read: one entry of the statement table.
@@ -27,7 +28,7 @@ pub(crate) fn parse_statements(
         .tokenize_with_location()
         .map_err(|e| EngineError::Sql {
             message: e.message.clone(),
-            position: e.location.into(),
+            position: at(e.location),
         })?;
     let text = SqlText::new(text);
     let mut statements = Vec::new();
@@ -64,7 +65,7 @@ fn parse_statement(
     };
     let kind = (statement.kind_syntax()?.parse)(&statement)?;
     Ok(Some(Statement {
-        position: first.span.start.into(),
+        position: at(first.span.start),
         text: text.text[text.offset(first.span.start)..text.offset(last.span.end)].to_string(),
         kind: kind.into(),
     }))
@@ -249,7 +250,7 @@ pub fn word_is(token: Option<&&TokenWithSpan>, expected: &str) -> bool {
 pub fn error_at(token: &TokenWithSpan, message: impl Into<String>) -> EngineError {
     EngineError::Sql {
         message: message.into(),
-        position: token.span.start.into(),
+        position: at(token.span.start),
     }
 }
 

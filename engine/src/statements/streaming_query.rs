@@ -1,8 +1,8 @@
 //! A query with our streaming clauses taken out: the SQL DataFusion plans, and what the
 //! clauses said (window, emit mode, `WITH` options, primary key).
 
-use crate::options::OptionEntry;
 use crate::position::Position;
+use ferris_connectors::options::OptionEntry;
 
 /// When an aggregate's results are emitted (the operator's own setting).
 pub use ferris_streaming::EmitMode;

@@ -1,15 +1,17 @@
 //! The `WITH (...)` options of a statement, read by prefix and checked for leftovers.
 //!
-//! Every option a job understands is taken through [`Options`]; whatever is left untaken at
-//! the end is a typo or an option of a connector the job does not have, and is an error that
-//! names it and its position.
+//! Every option a job understands is taken through [`Options`], by the connectors for theirs
+//! and by the engine for the job's; whatever is left untaken at the end is a typo or an
+//! option of a connector the job does not have, and is an error that names it and its
+//! position.
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::error::{EngineError, Result};
-use crate::position::Position;
+use crate::error::{ConnectorError, Result};
+pub use crate::sql_position::Position;
 
 /// One `'key' = 'value'` of a `WITH (...)` clause.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,13 +49,13 @@ pub struct OptionValue<'a> {
 
 impl OptionValue<'_> {
     /// An error about this option's value.
-    pub fn error(&self, message: impl std::fmt::Display) -> EngineError {
+    pub fn error(&self, message: impl fmt::Display) -> ConnectorError {
         let origin = if self.default {
             " (a job default of the server config)"
         } else {
             ""
         };
-        EngineError::option(
+        ConnectorError::option(
             format!("'{}' = '{}'{origin}: {message}", self.key, self.value),
             Some(self.position),
         )
@@ -81,6 +83,15 @@ impl OptionValue<'_> {
         parse_duration(self.value).ok_or_else(|| {
             self.error("expected a duration such as '500ms', '30s', '1m', '2h' or '1d'")
         })
+    }
+
+    /// The value as a field delimiter: one character, or `tab`.
+    pub fn delimiter(&self) -> Result<u8> {
+        match self.value {
+            "\\t" | "tab" => Ok(b'\t'),
+            v if v.len() == 1 && v.is_ascii() => Ok(v.as_bytes()[0]),
+            _ => Err(self.error("expected a single character (or 'tab')")),
+        }
     }
 
     /// The value, which must be one of `choices` (case-insensitive); returned lower-cased.
@@ -171,7 +182,7 @@ impl Options {
     /// Takes the option `key`, which must be written.
     pub fn required(&self, key: &str, why: &str) -> Result<OptionValue<'_>> {
         self.get(key)
-            .ok_or_else(|| EngineError::option(format!("missing option '{key}' ({why})"), None))
+            .ok_or_else(|| ConnectorError::option(format!("missing option '{key}' ({why})"), None))
     }
 
     /// The names that have a `'<name>.type'` option, with that option, in order.
@@ -207,7 +218,7 @@ impl Options {
             .find(|(i, _)| !taken.contains(i) && !self.defaults.contains(i))
         {
             None => Ok(()),
-            Some((_, entry)) => Err(EngineError::option(
+            Some((_, entry)) => Err(ConnectorError::option(
                 format!(
                     "unknown option '{}': no source, sink or job setting of that name",
                     entry.key

@@ -20,9 +20,12 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 
+use super::format::FileFormat;
 use crate::error::{ConnectorError, Result};
-use crate::format::FileFormat;
+use crate::position::SourcePosition;
 use crate::prepared_output::PreparedOutput;
+use crate::sink::{Sink, SinkConfig};
+use crate::source::SourceConnector;
 
 /// Everything a file sink needs, resolved from its `WITH` options.
 #[derive(Debug, Clone)]
@@ -469,6 +472,96 @@ fn resume_file(path: &Path, length: u64) -> Result<File> {
     let mut file = file;
     std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map_err(io)?;
     Ok(file)
+}
+
+impl SinkConfig for FileSinkConfig {
+    fn connector(&self) -> &'static str {
+        "file_sink"
+    }
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn format(&self) -> String {
+        self.format.to_string()
+    }
+
+    fn clone_box(&self) -> Box<dyn SinkConfig> {
+        Box::new(self.clone())
+    }
+
+    /// A folder takes more writers, each with part files of its own so that their numbers
+    /// never meet; a single file is its own job's.
+    fn for_insert(&self, target: &str, job: &str) -> Result<Box<dyn SinkConfig>> {
+        if !self.is_folder() {
+            return Err(ConnectorError::Config(format!(
+                "'{target}' is written to the single file {}, which only its own job writes; give it a folder (a path ending in '/') or a topic",
+                self.path.display()
+            )));
+        }
+        Ok(Box::new(Self {
+            part_prefix: format!("part-{job}"),
+            ..self.clone()
+        }))
+    }
+
+    fn open(&self, schema: SchemaRef) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(FileSink::try_new(self.clone(), schema)?))
+    }
+
+    fn recover(
+        &self,
+        schema: SchemaRef,
+        checkpoint: Option<&serde_json::Value>,
+    ) -> Result<Box<dyn Sink>> {
+        Ok(Box::new(FileSink::recover(
+            self.clone(),
+            schema,
+            checkpoint,
+        )?))
+    }
+
+    fn complete(&self, checkpoint: &serde_json::Value) -> Result<()> {
+        FileSink::complete(self, checkpoint)
+    }
+}
+
+impl Sink for FileSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        FileSink::write(self, batch)
+    }
+
+    /// Its rows are durable only when their file is committed.
+    fn flush(&mut self) -> Result<bool> {
+        Ok(false)
+    }
+
+    fn rollover(&self) -> Option<Duration> {
+        FileSink::rollover(self)
+    }
+
+    fn roll_if_due(&mut self) -> Result<bool> {
+        FileSink::roll_if_due(self)
+    }
+
+    fn prepare_checkpoint(&mut self) -> Result<PreparedOutput> {
+        FileSink::prepare_checkpoint(self)
+    }
+
+    /// Renames the parts the checkpoint names into place (the sources' positions are the
+    /// checkpoint's business).
+    fn commit_checkpoint(
+        &mut self,
+        _positions: &[(&dyn SourceConnector, SourcePosition)],
+        _metadata: &str,
+    ) -> Result<()> {
+        FileSink::commit_checkpoint(self)
+    }
+
+    fn close(self: Box<Self>) -> Result<u64> {
+        FileSink::close(*self)
+    }
 }
 
 impl Drop for FileSink {

@@ -1,5 +1,6 @@
 //! `file_source`: CSV, JSON lines or Parquet files, read once or watched for new data.
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,21 +8,23 @@ use std::time::Duration;
 use arrow::array::{ArrayRef, new_null_array};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
 
+use super::format::FileFormat;
+use super::location::Location;
+use super::parquet_reader::ObjectReader;
 use crate::dead_letter::BadRecord;
 use crate::error::{ConnectorError, Result};
-use crate::format::FileFormat;
 use crate::kafka::DeadLetter;
-use crate::location::Location;
 use crate::metrics::SourceMetrics;
-use crate::parquet_reader::ObjectReader;
 use crate::position::{PartPosition, SourcePosition};
 use crate::records::{OnError, RecordDecoder, RecordSplitter, count_lines};
+use crate::source::{SourceConnector, SourceReader};
 use crate::stop::StopSignal;
 
 /// Bytes read from a file at a time.
@@ -69,19 +72,9 @@ impl FileSource {
         })
     }
 
-    /// The schema of every batch this source produces.
-    pub fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
     /// The resolved configuration.
     pub fn config(&self) -> &FileSourceConfig {
         &self.config
-    }
-
-    /// Whether the source ends by itself (it is not watching).
-    pub fn is_bounded(&self) -> bool {
-        self.config.watch.is_none()
     }
 
     /// A reader from the beginning of the data, counting into `metrics`; it ends at the end
@@ -134,6 +127,47 @@ impl FileSource {
     }
 }
 
+impl SourceConnector for FileSource {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// It ends by itself unless it is watching.
+    fn is_bounded(&self) -> bool {
+        self.config.watch.is_none()
+    }
+
+    fn connector(&self) -> &'static str {
+        "file_source"
+    }
+
+    fn location(&self) -> String {
+        self.config.location.display().to_string()
+    }
+
+    fn format(&self) -> String {
+        self.config.format.to_string()
+    }
+
+    fn reader(
+        &self,
+        position: Option<&SourcePosition>,
+        stop: StopSignal,
+        metrics: Arc<SourceMetrics>,
+    ) -> Result<Box<dyn SourceReader>> {
+        let start = SourcePosition::default();
+        Ok(Box::new(self.reader_from(
+            position.unwrap_or(&start),
+            stop,
+            metrics,
+        )))
+    }
+}
+
 /// Reads a [`FileSource`] a micro-batch at a time.
 pub struct FileSourceReader {
     source: FileSource,
@@ -167,6 +201,16 @@ enum OpenFile {
         rows: u64,
         stream: ParquetRecordBatchStream<ObjectReader>,
     },
+}
+
+impl SourceReader for FileSourceReader {
+    fn position(&self) -> SourcePosition {
+        FileSourceReader::position(self)
+    }
+
+    fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<RecordBatch>>> {
+        FileSourceReader::next_batch(self).boxed()
+    }
 }
 
 impl FileSourceReader {
@@ -607,7 +651,7 @@ async fn infer_schema(config: &FileSourceConfig) -> Result<SchemaRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::CsvOptions;
+    use crate::file::format::CsvOptions;
     use arrow::array::AsArray;
     use arrow::datatypes::{DataType, Field, Int64Type};
 
