@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 demo=demos/quickstart
-ferris="${FERRIS:-target/debug/ferris}"
+ferris="${FERRIS:-${CARGO_TARGET_DIR:-target}/debug/ferris}"
 
 if [[ -z "${FERRIS:-}" ]]; then
   if command -v cargo >/dev/null 2>&1; then
