@@ -68,14 +68,14 @@ impl fmt::Display for EngineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sql { message, position } => write!(f, "SQL error at {position}: {message}"),
-            Self::Option {
-                message,
-                position: Some(position),
-            } => write!(f, "option error at {position}: {message}"),
-            Self::Option {
-                message,
-                position: None,
-            } => write!(f, "option error: {message}"),
+            // Worded as the connectors word their own.
+            Self::Option { message, position } => fmt::Display::fmt(
+                &ConnectorError::Option {
+                    message: message.clone(),
+                    position: *position,
+                },
+                f,
+            ),
             Self::Catalog(message) => write!(f, "{message}"),
             Self::DataFusion(e) => write!(f, "{}", describe_datafusion(e)),
             Self::Connector(e) => write!(f, "{e}"),

@@ -13,14 +13,15 @@ use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execut
 use ferris_connectors::options::{OptionValue, Options};
 use ferris_connectors::registry::{self, ConnectorKind};
 use ferris_connectors::{Declaration, SinkConfig, StopSignal};
-use ferris_streaming::{EmitMode, LateDataPolicy, SideTime, WatermarkSpec, WindowSpec};
+use ferris_streaming::{
+    AggregateSettings, EmitMode, LateDataPolicy, SideTime, WatermarkSpec, WindowSpec,
+};
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::job::task::{JobRun, task_context};
 use crate::late::LateRecordFile;
 use crate::placeholders::parse_query;
-use crate::planner::window_aggregate::AggregateSettings;
 use crate::planner::window_clause::{rewrite_query, time_source};
 use crate::planner::{StreamingQueryPlan, properties, streaming_rules};
 use crate::source::{SourceDef, SqlColumns, resolve_source};

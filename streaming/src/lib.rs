@@ -39,7 +39,10 @@ pub use error::StreamingError;
 pub use event_time::{EVENT_TIME_COLUMN, EventTimeStamper, WATERMARK_COLUMN, WatermarkSpec};
 pub use join_time_bounds::SideTime;
 pub use late::{LateDataPolicy, LateRecordSink};
-pub use lookup_join::{LookupJoinExec, LookupTableRead};
-pub use stream_join::StreamJoinExec;
+pub use lookup_join::{LookupJoinExec, LookupJoinRule, LookupTableRead};
+pub use stream_join::{StreamJoinExec, StreamJoinRule};
 pub use window::{EmitMode, WindowSpec};
-pub use window_aggregate::{GROUPING_SETS_UNSUPPORTED, WindowAggregateConfig, WindowAggregateExec};
+pub use window_aggregate::{
+    AggregateSettings, GROUPING_SETS_UNSUPPORTED, WindowAggregateConfig, WindowAggregateExec,
+    WindowAggregateRule,
+};

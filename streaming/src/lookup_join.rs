@@ -1,7 +1,8 @@
 //! `LookupJoinExec`: a stream joined to a bounded table, each stream batch as it comes.
 //!
 //! It takes the place of DataFusion's `HashJoinExec` where one side is the stream and the
-//! other a table that ends (a file of reference data). DataFusion's join gathers its output
+//! other a table that ends (a file of reference data); its planner rule, [`LookupJoinRule`],
+//! puts it there. DataFusion's join gathers its output
 //! until a whole batch (8192 rows) is full, which on a stream that pauses may be never; and
 //! it keeps its table privately. This one reads the table whole when it starts, indexes it
 //! by the join keys, and gives each stream batch's matches on at once. Its only state is the
@@ -15,13 +16,17 @@ use arrow::array::RecordBatchOptions;
 use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take};
 use arrow::datatypes::SchemaRef;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{JoinType, NullEquality};
+use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::joins::HashJoinExec;
+use datafusion::physical_plan::joins::PartitionMode;
 use datafusion::physical_plan::metrics::MetricsSet;
+use datafusion::physical_plan::streaming::StreamingTableExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
     apply_expression_roots, collect,
@@ -301,6 +306,83 @@ impl Joiner {
             columns,
             &options,
         )?)
+    }
+}
+
+// The planner rule that puts the operator in place of DataFusion's hash join of the stream
+// with a bounded table. When both sides end (files), DataFusion may have built its hash table
+// from the stream: the join is then swapped first, so that the table is the side read whole.
+// Joins it cannot take (an extra filter, a join type that keeps unmatched table rows) stay.
+
+/// Turns hash joins of the stream with a table into lookup joins.
+#[derive(Debug)]
+pub struct LookupJoinRule {
+    /// The schema the query's stream (its first FROM item) is read with.
+    pub stream: Option<SchemaRef>,
+}
+
+impl LookupJoinRule {
+    /// Whether `side` reads the stream.
+    fn reads_stream(&self, side: &Arc<dyn ExecutionPlan>) -> bool {
+        self.stream.as_ref().is_some_and(|schema| {
+            side.exists(|node| {
+                Ok(node
+                    .downcast_ref::<StreamingTableExec>()
+                    .is_some_and(|scan| Arc::ptr_eq(scan.partition_schema(), schema)))
+            })
+            .unwrap_or(false)
+        })
+    }
+}
+
+fn lookup(node: Arc<dyn ExecutionPlan>) -> Transformed<Arc<dyn ExecutionPlan>> {
+    match node
+        .downcast_ref::<HashJoinExec>()
+        .and_then(LookupJoinExec::from_hash_join)
+    {
+        Some(join) => Transformed::new(Arc::new(join), true, TreeNodeRecursion::Jump),
+        None => Transformed::no(node),
+    }
+}
+
+impl PhysicalOptimizerRule for LookupJoinRule {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(plan
+            .transform_up(|node| {
+                let Some(join) = node.downcast_ref::<HashJoinExec>() else {
+                    return Ok(Transformed::no(node));
+                };
+                if *join.partition_mode() != PartitionMode::CollectLeft {
+                    return Ok(Transformed::no(node));
+                }
+                if !self.reads_stream(join.left()) || self.reads_stream(join.right()) {
+                    return Ok(lookup(node));
+                }
+                // The stream was taken for the table: swap (under a projection that puts the
+                // columns back in order), then look up.
+                let Ok(swapped) = join.swap_inputs(PartitionMode::CollectLeft) else {
+                    return Ok(Transformed::no(node));
+                };
+                let swapped = swapped.transform_down(|n| Ok(lookup(n)))?;
+                Ok(if swapped.transformed {
+                    Transformed::yes(swapped.data)
+                } else {
+                    Transformed::no(node)
+                })
+            })?
+            .data)
+    }
+
+    fn name(&self) -> &str {
+        "lookup_join"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
     }
 }
 

@@ -2,7 +2,8 @@
 //! state in the job's checkpoints.
 //!
 //! It takes the place of DataFusion's `SymmetricHashJoinExec` for inner equi-joins of two
-//! streams (two Kafka topics, two watched folders). Like it, it keeps every row either side
+//! streams (two Kafka topics, two watched folders); its planner rule, [`StreamJoinRule`],
+//! puts it there. Like it, it keeps every row either side
 //! has given, indexed by the join keys: a batch from one side is joined with the rows the
 //! other side gave before it, then kept for the other side's later rows, so each matching
 //! pair is written once, as soon as its second row arrives. Unlike it, it hands those rows to
@@ -21,14 +22,22 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::row::Row;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{JoinSide, JoinType, NullEquality};
+use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{PhysicalExpr, PhysicalExprRef};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::joins::SymmetricHashJoinExec;
 use datafusion::physical_plan::joins::utils::JoinFilter;
 use datafusion::physical_plan::metrics::MetricsSet;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::streaming::StreamingTableExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
     apply_expression_roots,
@@ -548,6 +557,83 @@ fn snapshot_schema() -> SchemaRef {
         Field::new("left_max_time", DataType::Int64, false),
         Field::new("right_max_time", DataType::Int64, false),
     ]))
+}
+
+// The planner rule that puts the operator in place of DataFusion's symmetric hash join of two
+// unbounded streams (an outer join stays DataFusion's); its sides' event times, of the
+// sources that declare one, bound it in time.
+
+/// Turns symmetric hash joins of two streams into stream joins.
+#[derive(Debug)]
+pub struct StreamJoinRule {
+    /// The event times of the sources that declare one, by the schema they are read with.
+    pub times: Vec<(SchemaRef, SideTime)>,
+}
+
+impl StreamJoinRule {
+    /// The event time of a join side that reads one source which declares it, when every
+    /// node on the way passes that column on as it is.
+    fn side_time(&self, node: &Arc<dyn ExecutionPlan>) -> Option<&SideTime> {
+        if let Some(scan) = node.downcast_ref::<StreamingTableExec>() {
+            let (_, time) = self
+                .times
+                .iter()
+                .find(|(schema, _)| Arc::ptr_eq(scan.partition_schema(), schema))?;
+            return scan.schema().column_with_name(&time.column).map(|_| time);
+        }
+        let [child] = node.children()[..] else {
+            return None;
+        };
+        let time = self.side_time(child)?;
+        match node.downcast_ref::<ProjectionExec>() {
+            Some(projection) => projection
+                .expr()
+                .iter()
+                .any(|e| {
+                    e.alias == time.column
+                        && e.expr
+                            .downcast_ref::<Column>()
+                            .is_some_and(|c| c.name() == time.column)
+                })
+                .then_some(time),
+            // Nodes that pass their input's columns on unchanged (fewer rows, maybe).
+            None => (node.downcast_ref::<FilterExec>().is_some()
+                || node.downcast_ref::<CooperativeExec>().is_some()
+                || node.downcast_ref::<RepartitionExec>().is_some())
+            .then_some(time),
+        }
+    }
+}
+
+impl PhysicalOptimizerRule for StreamJoinRule {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(plan
+            .transform_up(|node| {
+                let join = node
+                    .downcast_ref::<SymmetricHashJoinExec>()
+                    .and_then(|join| {
+                        let sides = [self.side_time(join.left()), self.side_time(join.right())];
+                        StreamJoinExec::from_symmetric_hash_join(join, sides)
+                    });
+                Ok(match join {
+                    Some(join) => Transformed::yes(Arc::new(join) as Arc<dyn ExecutionPlan>),
+                    None => Transformed::no(node),
+                })
+            })?
+            .data)
+    }
+
+    fn name(&self) -> &str {
+        "stream_join"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

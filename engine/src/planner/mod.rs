@@ -2,24 +2,23 @@
 //! DataFusion's physical plan.
 //!
 //! [`window_clause`] rewrites the query's AST before DataFusion plans it. Each rewrite of
-//! the physical plan is a DataFusion [`PhysicalOptimizerRule`] in a file of its own, and
-//! [`streaming_rules`] lists them in the order they run; [`properties`] answers what the
+//! the physical plan is a DataFusion [`PhysicalOptimizerRule`]: an operator's sits in the
+//! operator's own file in `ferris_streaming` (it puts that operator in place of what
+//! DataFusion planned), the others in a file of their own here; [`streaming_rules`] lists
+//! them in the order they run; [`properties`] answers what the
 //! finished plan is (stateless, checkpointable, windowed).
 
 pub mod batch_pass_through;
-pub mod lookup_join;
 pub mod properties;
-pub mod stream_join;
-pub mod window_aggregate;
 pub mod window_clause;
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use ferris_streaming::SideTime;
-
-use window_aggregate::AggregateSettings;
+use ferris_streaming::{
+    AggregateSettings, LookupJoinRule, SideTime, StreamJoinRule, WindowAggregateRule,
+};
 
 /// What the streaming rules need to know of a query beyond its plan.
 #[derive(Debug, Default)]
@@ -35,11 +34,11 @@ pub struct StreamingQueryPlan {
 /// Our rewrites of DataFusion's physical plan, in the order they run.
 pub fn streaming_rules(query: StreamingQueryPlan) -> Vec<Arc<dyn PhysicalOptimizerRule>> {
     vec![
-        Arc::new(stream_join::StreamJoin { times: query.times }),
-        Arc::new(lookup_join::LookupJoin {
+        Arc::new(StreamJoinRule { times: query.times }),
+        Arc::new(LookupJoinRule {
             stream: query.stream,
         }),
-        Arc::new(window_aggregate::WindowAggregate {
+        Arc::new(WindowAggregateRule {
             settings: query.aggregate,
         }),
         Arc::new(batch_pass_through::BatchPassThrough),

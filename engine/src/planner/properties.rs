@@ -13,7 +13,6 @@ use datafusion::physical_plan::joins::{
     SymmetricHashJoinExec,
 };
 use datafusion::physical_plan::projection::ProjectionExec;
-use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::streaming::StreamingTableExec;
 use ferris_streaming::WindowAggregateExec;
 
@@ -23,11 +22,6 @@ fn is<T: ExecutionPlan>(node: &Arc<dyn ExecutionPlan>) -> bool {
 
 fn any_node(plan: &Arc<dyn ExecutionPlan>, test: impl Fn(&Arc<dyn ExecutionPlan>) -> bool) -> bool {
     plan.exists(|node| Ok(test(node))).unwrap_or(false)
-}
-
-/// Whether `node` passes its input's columns on unchanged (its rows may be fewer).
-pub fn passes_columns_on(node: &Arc<dyn ExecutionPlan>) -> bool {
-    is::<FilterExec>(node) || is::<CooperativeExec>(node) || is::<RepartitionExec>(node)
 }
 
 /// Whether every operator of the plan passes rows on as they come, holding nothing back.

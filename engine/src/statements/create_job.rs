@@ -13,6 +13,7 @@ use crate::statements::parser::{
 };
 use crate::statements::streaming_query::StreamingQuery;
 use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::TokenWithSpan;
 
 /// `CREATE STREAM|TABLE name AS <query>`.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,11 +33,7 @@ pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
 
 fn parse(statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
     let sig = &statement.sig;
-    let kind = if keyword(sig.get(1), Keyword::TABLE) {
-        JobKind::Table
-    } else {
-        JobKind::Stream
-    };
+    let kind = job_kind(sig[1]);
     let name = identifier(sig.get(2), "a name", sig[1])?;
     if !keyword(sig.get(3), Keyword::AS) {
         let at = sig.get(3).copied().unwrap_or(sig[2]);
@@ -53,6 +50,15 @@ fn parse(statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
     }
     let query = query_from(statement, 4)?;
     Ok(Box::new(CreateJob { kind, name, query }))
+}
+
+/// `STREAM` or `TABLE`, the word after `CREATE` or `DROP`.
+pub(crate) fn job_kind(word: &TokenWithSpan) -> JobKind {
+    if keyword(Some(&word), Keyword::TABLE) {
+        JobKind::Table
+    } else {
+        JobKind::Stream
+    }
 }
 
 impl StatementKind for CreateJob {

@@ -10,6 +10,7 @@ use crate::error::{EngineError, Result};
 use crate::job::JobKind;
 use crate::job::checkpoint::CheckpointStore;
 use crate::listing;
+use crate::statements::create_job::job_kind;
 use crate::statements::kind::{Execution, StatementKind, StatementOutput};
 use crate::statements::parser::{StatementSyntax, StatementTokens, end_after, identifier, keyword};
 
@@ -31,11 +32,7 @@ pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
 
 fn parse(statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
     let sig = &statement.sig;
-    let kind = if keyword(sig.get(1), Keyword::TABLE) {
-        JobKind::Table
-    } else {
-        JobKind::Stream
-    };
+    let kind = job_kind(sig[1]);
     let if_exists = keyword(sig.get(2), Keyword::IF) && keyword(sig.get(3), Keyword::EXISTS);
     let at = if if_exists { 4 } else { 2 };
     let name = identifier(sig.get(at), "a name", sig[at - 1])?;
