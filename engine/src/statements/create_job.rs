@@ -28,6 +28,7 @@ pub struct CreateJob {
 
 pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
     leading: &["CREATE STREAM", "CREATE TABLE"],
+    synopsis: "CREATE STREAM, CREATE TABLE",
     parse,
 };
 

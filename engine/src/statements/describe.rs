@@ -17,6 +17,7 @@ pub struct Describe {
 
 pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
     leading: &["DESCRIBE", "DESC"],
+    synopsis: "DESCRIBE",
     parse,
 };
 

@@ -27,6 +27,7 @@ pub struct DropJob {
 
 pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
     leading: &["DROP STREAM", "DROP TABLE"],
+    synopsis: "DROP",
     parse,
 };
 

@@ -22,6 +22,7 @@ pub struct Explain {
 
 pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
     leading: &["EXPLAIN"],
+    synopsis: "EXPLAIN",
     parse,
 };
 

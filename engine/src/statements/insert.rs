@@ -28,6 +28,7 @@ pub struct Insert {
 
 pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
     leading: &["INSERT INTO"],
+    synopsis: "INSERT INTO",
     parse,
 };
 

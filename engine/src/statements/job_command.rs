@@ -37,6 +37,7 @@ pub struct ControlJob {
 
 pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
     leading: &["START JOB", "STOP JOB", "PAUSE JOB", "RESUME JOB"],
+    synopsis: "START / STOP / PAUSE / RESUME JOB",
     parse,
 };
 

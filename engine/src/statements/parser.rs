@@ -15,6 +15,8 @@ pub struct StatementSyntax {
     /// The keywords it starts with, one string per alternative (`"SHOW TOPIC DETAILS"`),
     /// matched case-insensitively word by word; `(` stands for an opening parenthesis.
     pub leading: &'static [&'static str],
+    /// How it starts, for the message about a statement no kind takes (`"INSERT INTO"`).
+    pub synopsis: &'static str,
     /// Reads a statement that starts with one of [`leading`](Self::leading).
     pub parse: fn(&StatementTokens) -> Result<Box<dyn StatementKind>>,
 }
@@ -185,9 +187,9 @@ impl<'a> StatementTokens<'a> {
             }
             _ => {
                 let mut starts: Vec<&str> = Vec::new();
-                for alternative in self.syntax.iter().flat_map(|e| e.leading) {
-                    if !starts.contains(alternative) {
-                        starts.push(alternative);
+                for entry in self.syntax {
+                    if !starts.contains(&entry.synopsis) {
+                        starts.push(entry.synopsis);
                     }
                 }
                 Err(error_at(

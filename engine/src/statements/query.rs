@@ -19,6 +19,7 @@ pub struct Query {
 
 pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
     leading: &["SELECT", "WITH", "VALUES", "("],
+    synopsis: "SELECT",
     parse,
 };
 

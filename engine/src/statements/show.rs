@@ -45,6 +45,7 @@ pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
         "SHOW JOBS",
         "SHOW TOPICS",
     ],
+    synopsis: "SHOW",
     parse,
 };
 

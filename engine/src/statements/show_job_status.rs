@@ -17,6 +17,7 @@ pub struct ShowJobStatus {
 
 pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
     leading: &["SHOW JOB STATUS"],
+    synopsis: "SHOW",
     parse,
 };
 

@@ -18,6 +18,7 @@ pub struct ShowTopicDetails {
 
 pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
     leading: &["SHOW TOPIC DETAILS"],
+    synopsis: "SHOW",
     parse,
 };
 
