@@ -123,7 +123,7 @@ answering() {
   port_open "$1" && grep -q "Kafka Server started" "$LOG" 2>/dev/null
 }
 
-# Serialize start, stop and topic (two test runs starting at once). The broker must not
+# Serialize start and stop (two test runs starting at once). The broker must not
 # inherit the lock's descriptor: it is closed for the broker below.
 lock() {
   mkdir -p "$DIR"

@@ -24,7 +24,7 @@ pub enum ConnectorKind {
 }
 
 /// Every connector type, by name, in the order error messages list them.
-pub const CONNECTORS: &[(&str, ConnectorKind)] = &[
+const CONNECTORS: &[(&str, ConnectorKind)] = &[
     ("file_source", ConnectorKind::Source(file::options::source)),
     ("file_sink", ConnectorKind::Sink(file::options::sink)),
     (

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use arrow::datatypes::SchemaRef;
 
+use crate::job::JobKind;
+
 /// What a catalog entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
@@ -22,6 +24,16 @@ impl EntryKind {
             Self::Source => "source",
             Self::Stream => "stream",
             Self::Table => "table",
+        }
+    }
+}
+
+impl From<JobKind> for EntryKind {
+    /// What a job's output is in the catalog.
+    fn from(kind: JobKind) -> Self {
+        match kind {
+            JobKind::Stream => Self::Stream,
+            JobKind::Table => Self::Table,
         }
     }
 }

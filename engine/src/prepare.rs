@@ -213,7 +213,7 @@ impl Engine {
 }
 
 /// How often a job checkpoints unless `'checkpoint.interval'` says.
-pub(crate) const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A job's checkpoint options: on with a state dir or `'checkpoint.dir'`.
 fn checkpoint_settings(

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::common::ScalarValue;
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use ferris_connectors::StopSignal;
@@ -112,10 +113,10 @@ impl Session {
 
     /// Plans `sql` as DataFusion alone would (none of our statements or clauses), its `?`
     /// placeholders numbered: a client preparing a statement learns its columns and its
-    /// parameters' types from this plan.
-    pub async fn plan_sql(&self, sql: &str) -> Result<LogicalPlan> {
-        let state = self.engine.ctx.state();
-        Ok(state.statement_to_plan(parse_query(&state, sql)?).await?)
+    /// parameters' types from this plan. It takes the session's state (`context().state()`), so that a server plans without
+    /// holding the session.
+    pub async fn plan_sql(state: &SessionState, sql: &str) -> Result<LogicalPlan> {
+        Ok(state.statement_to_plan(parse_query(state, sql)?).await?)
     }
 
     /// Executes one statement.

@@ -819,7 +819,8 @@ impl FlightSqlService for FerrisFlightSql {
         // parameters (`?`, or `$1`, `$2`, ...) is planned by DataFusion for its schemas;
         // anything else (a query, a job, SHOW, a WITH clause) runs through the session now, so
         // that its schema is known, and its rows go to the first execution.
-        let planned = self.inner.session.lock().await.plan_sql(&query.query).await;
+        let state = self.inner.session.lock().await.context().state();
+        let planned = Session::plan_sql(&state, &query.query).await;
         let parameters = match planned {
             Ok(plan) => {
                 let types = plan

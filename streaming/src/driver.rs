@@ -233,6 +233,8 @@ impl<O: StreamOperator> Driver<O> {
             Wake::Tick => {
                 let now = chrono::Utc::now().timestamp_millis();
                 let ready = self.operator.on_tick(now)?;
+                // Windows closed by the clock give their memory back.
+                self.account()?;
                 self.pending.extend(ready);
                 Ok(())
             }

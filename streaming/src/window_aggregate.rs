@@ -616,13 +616,8 @@ impl PhysicalOptimizerRule for WindowAggregateRule {
         // A keyed table evaluates HAVING itself, to retract a key that stops matching it. (A
         // window's rows are never retracted for HAVING: it stays a filter above the operator.)
         let absorb_having = changelog && settings.window == WindowSpec::Global;
-        let mut replaced = false;
         let plan = plan
             .transform_down(|node| {
-                if replaced {
-                    return Ok(Transformed::no(node));
-                }
-                // A changelog evaluates HAVING itself, to retract rows that stop matching it.
                 let having = node
                     .downcast_ref::<FilterExec>()
                     .filter(|f| absorb_having && f.projection().is_none())
@@ -643,9 +638,7 @@ impl PhysicalOptimizerRule for WindowAggregateRule {
                     aggregate.mode(),
                     AggregateMode::Single | AggregateMode::SinglePartitioned
                 ) {
-                    return Err(datafusion::error::DataFusionError::Plan(
-                        GROUPING_SETS_UNSUPPORTED.into(),
-                    ));
+                    return Err(DataFusionError::Plan(GROUPING_SETS_UNSUPPORTED.into()));
                 }
                 let config = WindowAggregateConfig {
                     window: settings.window,
@@ -662,9 +655,13 @@ impl PhysicalOptimizerRule for WindowAggregateRule {
                     changelog,
                     having,
                 };
-                replaced = true;
                 let exec = WindowAggregateExec::try_new(aggregate.input().clone(), config)?;
-                Ok(Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>))
+                // The top-most aggregate only: the traversal ends here.
+                Ok(Transformed::new(
+                    Arc::new(exec) as Arc<dyn ExecutionPlan>,
+                    true,
+                    TreeNodeRecursion::Stop,
+                ))
             })?
             .data;
         if !changelog {

@@ -72,11 +72,6 @@ impl FileSource {
         })
     }
 
-    /// The resolved configuration.
-    pub fn config(&self) -> &FileSourceConfig {
-        &self.config
-    }
-
     /// A reader from the beginning of the data, counting into `metrics`; it ends at the end
     /// of the files, or when watching, once `stop` fires.
     pub fn reader(&self, stop: StopSignal, metrics: Arc<SourceMetrics>) -> FileSourceReader {

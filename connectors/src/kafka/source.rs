@@ -160,11 +160,6 @@ impl KafkaSource {
         })
     }
 
-    /// The source's settings.
-    pub fn config(&self) -> &KafkaSourceConfig {
-        &self.config
-    }
-
     /// A reader from the group's committed offsets. A bounded one is assigned every
     /// partition; an unbounded one joins the consumer group and gets its share.
     pub fn reader(
@@ -249,6 +244,7 @@ impl KafkaSource {
             })?,
             read,
             restore,
+            rewound: BTreeSet::new(),
             decoder,
             pending,
             stop,
@@ -590,6 +586,10 @@ pub struct KafkaSourceReader {
     read: BTreeMap<i32, i64>,
     /// Where a checkpoint says partitions resume, until each is seen there.
     restore: BTreeMap<i32, i64>,
+    /// Partitions sent back to where this reader was, after a rebalance handed them over at
+    /// an earlier offset, until a message of theirs is taken: one seek each, so that an
+    /// offset gone from the log resets as `auto.offset.reset` says instead of seeking again.
+    rewound: BTreeSet<i32>,
     decoder: MessageDecoder,
     /// Partitions of a bounded read not yet at their end.
     pending: BTreeSet<i32>,
@@ -768,11 +768,15 @@ impl KafkaSourceReader {
                 // The group handed back a partition this reader had read further (a
                 // rebalance, as when the broker restarts) at its committed offset: what was
                 // read since is in the job's state already, so go on from where it was.
+                None if self.rewound.contains(&partition) => None,
                 None => self
                     .read
                     .get(&partition)
                     .copied()
-                    .filter(|&next| message.offset() < next),
+                    .filter(|&next| message.offset() < next)
+                    .inspect(|_| {
+                        self.rewound.insert(partition);
+                    }),
             };
             if let Some(resume) = resume {
                 // librdkafka drops what it fetched before.
@@ -786,7 +790,10 @@ impl KafkaSourceReader {
                     .map_err(|e| config.connection.error("seeking on", e))?;
                 continue;
             }
-            self.read.insert(message.partition(), message.offset() + 1);
+            self.read.insert(partition, message.offset() + 1);
+            if !self.rewound.is_empty() {
+                self.rewound.remove(&partition);
+            }
             // A tombstone (no value) deletes a key in a compacted topic; it is no row.
             let Some(payload) = message.payload() else {
                 continue;

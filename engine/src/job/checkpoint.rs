@@ -237,10 +237,10 @@ impl CheckpointStore {
         // a later one at the same offsets whose transaction never committed (the last, taken
         // as the input ended, holds only the windows flushed then). They decide alone for
         // offsets committed without a name (by an older version).
-        let named = manifests
-            .iter()
-            .filter(|m| Some(m.epoch) == committed.checkpoint);
-        for manifest in named.chain(&manifests) {
+        let is_named = |m: &&Manifest| Some(m.epoch) == committed.checkpoint;
+        let named = manifests.iter().filter(is_named);
+        let others = manifests.iter().filter(|m| !is_named(m));
+        for manifest in named.chain(others) {
             // The positions tell; the operators' state is read for the one chosen only.
             let positions = self.read_sources(manifest).await?;
             let matches = committed.positions.iter().all(|(name, position)| {

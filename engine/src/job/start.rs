@@ -22,7 +22,7 @@ use crate::job::run::{CheckpointedJob, JobOutputs, Stops, run_at_least_once};
 use crate::job::task::JobRun;
 use crate::planner::properties;
 use crate::position::Position;
-use crate::prepare::{CheckpointSettings, DEFAULT_CHECKPOINT_INTERVAL, PreparedQuery};
+use crate::prepare::{CheckpointSettings, PreparedQuery};
 use crate::statements::streaming_query::StreamingQuery;
 
 impl Engine {
@@ -38,11 +38,7 @@ impl Engine {
         parameters: &[ScalarValue],
     ) -> Result<RunningJob> {
         // Two jobs writing one sink under one name would interleave their output.
-        if self
-            .jobs
-            .iter()
-            .any(|job| job.name.eq_ignore_ascii_case(name) && job.is_running())
-        {
+        if self.latest_job(name).is_some_and(|job| job.is_running()) {
             return Err(EngineError::Sql {
                 message: format!(
                     "job '{name}' is running already; its name is taken until it ends"
@@ -94,15 +90,12 @@ impl Engine {
         if !inserting {
             self.catalog.insert(CatalogEntry {
                 name: name.to_string(),
-                kind: match kind {
-                    JobKind::Stream => EntryKind::Stream,
-                    JobKind::Table => EntryKind::Table,
-                },
+                kind: kind.into(),
                 connector: sink_config.connector().into(),
                 location: sink_config.location(),
                 format: sink_config.format(),
                 windowed: properties::is_windowed(&prepared.plan),
-                key,
+                key: key.clone(),
                 schema: schema.clone(),
                 writer: Some(sink_config.clone()),
                 metadata_columns: vec![],
@@ -122,9 +115,9 @@ impl Engine {
             metrics: metrics.clone(),
         };
         let checkpoint_dir = prepared.checkpoint.as_ref().map(|c| c.dir.clone());
-        let start = match prepared.checkpoint.clone() {
+        let start = match &prepared.checkpoint {
             Some(settings) => {
-                self.checkpoint_start(name, &prepared, &settings, sink_config.as_mut())
+                self.checkpoint_start(name, &prepared, settings, sink_config.as_mut())
                     .await?
             }
             None => None,
@@ -149,11 +142,6 @@ impl Engine {
         let (materialized, live) = match kind {
             _ if inserting => (None, None),
             JobKind::Table => {
-                let key = self
-                    .catalog
-                    .get(name)
-                    .map(|e| e.key.clone())
-                    .unwrap_or_default();
                 let table = Arc::new(MaterializedTable::try_new(&schema, &key)?);
                 self.ctx.deregister_table(name)?;
                 self.ctx.register_table(name, table.clone())?;
@@ -177,6 +165,7 @@ impl Engine {
                 Some(CheckpointStart::Run {
                     store,
                     transactional,
+                    interval,
                 }) => {
                     let job = CheckpointedJob {
                         state: self.ctx.state(),
@@ -190,10 +179,7 @@ impl Engine {
                             .map(|s| (s.name.clone(), s.source.clone()))
                             .collect(),
                         store,
-                        interval: prepared
-                            .checkpoint
-                            .as_ref()
-                            .map_or(DEFAULT_CHECKPOINT_INTERVAL, |c| c.interval),
+                        interval,
                         transactional,
                         fingerprint: plan_fingerprint(&prepared.plan),
                         metrics: metrics.clone(),
@@ -278,6 +264,7 @@ impl Engine {
         Ok(Some(CheckpointStart::Run {
             store,
             transactional,
+            interval: settings.interval,
         }))
     }
 }
@@ -339,6 +326,8 @@ enum CheckpointStart {
         store: CheckpointStore,
         /// Its sink commits in transactions, with the sources' positions.
         transactional: bool,
+        /// How often it checkpoints.
+        interval: std::time::Duration,
     },
     /// Not at all: its last run finished.
     Finished(Manifest),

@@ -3,7 +3,8 @@
 //! `_window_start` / `_window_end`, those two columns join the GROUP BY, and the seed's
 //! `COUNT_DISTINCT` / `LISTAGG` map onto DataFusion's functions. The time source's rows
 //! carry event time and watermark in those two columns (see `ferris_streaming::event_time`),
-//! so DataFusion plans an ordinary aggregate, which [`super::window_aggregate`] replaces.
+//! so DataFusion plans an ordinary aggregate, which `ferris_streaming::WindowAggregateRule`
+//! replaces.
 
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Spanned;

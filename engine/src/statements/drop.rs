@@ -50,10 +50,7 @@ impl StatementKind for DropJob {
         async move {
             let (name, kind, engine) = (&self.name, self.kind, run.engine);
             let position = run.statement.position;
-            let expected = match kind {
-                JobKind::Stream => EntryKind::Stream,
-                JobKind::Table => EntryKind::Table,
-            };
+            let expected = EntryKind::from(kind);
             match engine.catalog.get(name).map(|e| e.kind) {
                 Some(found) if found == expected => {}
                 Some(found) => {

@@ -130,22 +130,19 @@ async fn insert(
     };
     // Each insert has a name of its own (its checkpoints are kept under it); a kept one
     // keeps its name when the server starts it again.
-    let kept = engine
-        .stored_jobs()
-        .map(|s| s.load())
-        .transpose()?
-        .unwrap_or_default();
-    let taken = |name: &str| {
-        engine
-            .jobs
-            .iter()
-            .any(|j| j.name.eq_ignore_ascii_case(name))
-            || kept.iter().any(|j| j.name.eq_ignore_ascii_case(name))
-            || engine.catalog.get(name).is_some()
-    };
     let name = match name {
         Some(name) => name.to_string(),
         None => {
+            let kept = engine
+                .stored_jobs()
+                .map(|s| s.load())
+                .transpose()?
+                .unwrap_or_default();
+            let taken = |name: &str| {
+                engine.latest_job(name).is_some()
+                    || kept.iter().any(|j| j.name.eq_ignore_ascii_case(name))
+                    || engine.catalog.get(name).is_some()
+            };
             let mut name = format!("insert_into_{target}");
             let mut n = 1;
             while taken(&name) {

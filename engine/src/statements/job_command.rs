@@ -110,7 +110,12 @@ impl StatementKind for ControlJob {
                     parameters: &[],
                     parse: run.parse,
                 };
-                return statement.kind.execute_as(again, name).await;
+                let output = statement.kind.execute_as(again, name).await?;
+                // Whatever the statement, a started job starts again with the server.
+                if let Some(stored) = engine.stored_jobs() {
+                    stored.set_stopped(name, false)?;
+                }
+                return Ok(output);
             }
             let Some(job) = job.filter(|j| j.is_running()) else {
                 return Err(error(format!(
