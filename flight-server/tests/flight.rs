@@ -553,7 +553,6 @@ async fn a_killed_server_resumes_its_jobs_from_their_checkpoints() {
     assert_eq!(sorted_part_lines(&dir.path().join("out")), expected);
 }
 
-/// The value of `property` in `SHOW JOB STATUS 'name'`.
 /// A property's value in a `SHOW JOB STATUS` table as printed.
 fn property<'a>(table: &'a str, name: &str) -> Option<&'a str> {
     table.lines().find_map(|line| {
@@ -683,6 +682,80 @@ async fn deploy_then_pause_resume_stop_start_and_drop_a_job() {
     let kept = std::fs::read_to_string(dir.path().join("state/jobs.json")).unwrap();
     assert!(!kept.contains("bars"), "{kept}");
     query(&mut client, "DROP STREAM IF EXISTS bars").await;
+}
+
+/// The status of the latest job called `name` in a `SHOW JOBS` table as printed (name,
+/// node, kind, status, ...).
+fn job_status<'a>(table: &'a str, name: &str) -> Option<&'a str> {
+    table.lines().rev().find_map(|line| {
+        let mut cells = line.split('|').map(str::trim).skip(1);
+        (cells.next() == Some(name)).then(|| cells.nth(2).unwrap_or_default())
+    })
+}
+
+/// Whether the server keeps `name` stopped across a restart (its `jobs.json` entry).
+fn kept_stopped(state: &std::path::Path, name: &str) -> bool {
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("jobs.json")).unwrap()).unwrap();
+    let job = kept
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|job| job["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not kept: {kept}"));
+    job["stopped"].as_bool().unwrap_or(false)
+}
+
+#[tokio::test]
+async fn a_started_insert_job_starts_again_with_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["inbox", "more"] {
+        std::fs::create_dir(dir.path().join(folder)).unwrap();
+        std::fs::write(dir.path().join(folder).join("1.csv"), trades_between(0, 5)).unwrap();
+    }
+    let source = |name: &str, folder: &str| {
+        format!(
+            "'{name}.type' = 'file_source', '{name}.path' = '{folder}', '{name}.format' = 'csv',
+             '{name}.schema' = 'ts BIGINT, symbol VARCHAR, price DECIMAL(10,2), qty BIGINT',
+             '{name}.watch' = 'true', '{name}.watch.interval' = '20ms'"
+        )
+    };
+    let server = Server::start_with(dir.path(), &["--state-dir", "state"]);
+    let mut client = server.client(Some(TOKEN)).await;
+    query(
+        &mut client,
+        &format!(
+            "CREATE STREAM copies AS SELECT symbol, qty FROM trades
+             WITH ({}, 'copies.type' = 'file_sink', 'copies.path' = 'out/',
+                   'checkpoint.interval' = '100ms')",
+            source("trades", "inbox")
+        ),
+    )
+    .await;
+    query(
+        &mut client,
+        &format!(
+            "INSERT INTO copies SELECT symbol, qty FROM more WITH ({}, 'checkpoint.interval' = '100ms')",
+            source("more", "more")
+        ),
+    )
+    .await;
+    let state = dir.path().join("state");
+    query(&mut client, "STOP JOB insert_into_copies").await;
+    query_until(&mut client, "SHOW JOBS", |t| {
+        job_status(t, "insert_into_copies") == Some("STOPPED")
+    })
+    .await;
+    assert!(kept_stopped(&state, "insert_into_copies"));
+    query(&mut client, "START JOB insert_into_copies").await;
+    query_until(&mut client, "SHOW JOBS", |t| {
+        job_status(t, "insert_into_copies") == Some("RUNNING")
+    })
+    .await;
+    assert!(!kept_stopped(&state, "insert_into_copies"));
+    // The insert's start cleaned up its own unfinished parts only, not the stream job's.
+    let jobs = query_until(&mut client, "SHOW JOBS", |_| true).await;
+    assert_eq!(job_status(&jobs, "copies"), Some("RUNNING"), "{jobs}");
 }
 
 #[tokio::test]

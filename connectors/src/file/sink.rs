@@ -169,7 +169,8 @@ impl FileSink {
                 .ok_or_else(|| bad("next_part"))?;
             sink.rows = checkpoint.get("rows").and_then(|v| v.as_u64()).unwrap_or(0);
         }
-        // Parts after the checkpoint: unfinished ones, and ones numbered past it.
+        // Its own parts after the checkpoint: unfinished ones, and ones numbered past it.
+        // Other writers' parts in the folder (an INSERT INTO's, another job's) are theirs.
         let entries = std::fs::read_dir(&sink.config.path).map_err(|e| {
             ConnectorError::storage(format!("listing {}", sink.config.path.display()), e)
         })?;
@@ -179,8 +180,9 @@ impl FileSink {
                 .trim_start_matches('.')
                 .strip_prefix(&format!("{}-", sink.config.part_prefix))
                 .and_then(|n| n.split('.').next()?.parse::<u64>().ok());
-            let stray = name.ends_with(".inprogress")
-                || (checkpoint.is_some() && number.is_some_and(|n| n >= sink.next_part));
+            let stray = number.is_some_and(|n| {
+                name.ends_with(".inprogress") || (checkpoint.is_some() && n >= sink.next_part)
+            });
             if stray && !keep.contains(&entry.path()) {
                 std::fs::remove_file(entry.path()).map_err(|e| {
                     ConnectorError::storage(format!("removing {}", entry.path().display()), e)
