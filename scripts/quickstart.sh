@@ -18,6 +18,9 @@ if [[ -z "${FERRIS:-}" ]]; then
     # test suite's build (scripts/test.sh) reuses every crate built here, and this one reuses
     # the test suite's.
     echo "==> building ferris"
+    # The etcd client's protocol code is generated at build time, by protoc (scripts/protoc.sh).
+    PROTOC="${PROTOC:-$(bash scripts/protoc.sh)}"
+    export PROTOC
     cargo build --workspace --bin ferris
   elif [[ ! -x "$ferris" ]]; then
     echo "quickstart: cargo not found and $ferris not built; install Rust from https://rustup.rs" >&2

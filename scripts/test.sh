@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, for a fresh machine (Debian with a Rust toolchain, Python 3.11, Java 17
-# and Maven).
+# The whole test suite, for a fresh machine (Debian with a Rust toolchain, Python 3.11, Java 17,
+# Maven, Go and curl). protoc (scripts/protoc.sh) and etcd (scripts/etcd.sh) are fetched and
+# built into a cache folder on the first run.
 # Run from anywhere: bash scripts/test.sh
 #
 # The conformance tests run our cases in tests/cases/, and the shared ones from
@@ -34,6 +35,10 @@ for tool in java mvn python3; do
 done
 
 # --- Static checks (fast, so they fail first) ---------------------------------------------
+# Clippy compiles build scripts: etcd-client's generates the etcd client's gRPC code with protoc
+# (PROTOC), fetched from Maven Central once by scripts/protoc.sh (or $PROTOC when set).
+PROTOC="$(bash scripts/protoc.sh)"
+export PROTOC
 # A toolchain without rustfmt or clippy (rustup component add rustfmt clippy) skips that
 # check and says so at the end: it is not a reason to skip the tests.
 unchecked=()
@@ -85,8 +90,11 @@ fi
 #   FERRIS_KAFKA_BOOTSTRAP is its address. Started here with empty storage and stopped by an
 #   EXIT trap; one that was already running (bash scripts/kafka.sh start, by hand) is used and
 #   left running.
+# - The etcd server binary for the cluster tests (scripts/etcd.sh install, built from the Go
+#   module proxy once): FERRIS_ETCD is its path. Not started here: the tests start their own
+#   etcd processes from it, on free ports.
 # All install nothing when already installed.
-step "python venv and kafka broker"
+step "python venv, kafka broker and etcd"
 FERRIS_PYTHON="$(bash scripts/venv.sh)"
 "$FERRIS_PYTHON" -c 'import http.server, json, threading' # what the stand-ins need
 # Installs the hashed requirements file $2 into the venv unless Python can already run $1.
@@ -123,6 +131,9 @@ FERRIS_KAFKA_BOOTSTRAP="${bootstrap#bootstrap servers: }"
 export FERRIS_KAFKA_BOOTSTRAP
 echo "FERRIS_KAFKA_BOOTSTRAP=$FERRIS_KAFKA_BOOTSTRAP"
 echo "FERRIS_PYTHON=$FERRIS_PYTHON"
+FERRIS_ETCD="$(bash scripts/etcd.sh install)"
+export FERRIS_ETCD
+echo "FERRIS_ETCD=$FERRIS_ETCD"
 
 # --- Build and test -----------------------------------------------------------------------
 step "cargo build"

@@ -12,6 +12,8 @@ use ferris_connectors::StopSignal;
 use ferris_connectors::kafka::{DEFAULT_BOOTSTRAP_SERVERS, KafkaConnection};
 
 use crate::catalog::Catalog;
+use crate::cluster::{ClusterCatalog, JobSummary};
+use crate::error::{EngineError, Result};
 use crate::job::record::JobRecord;
 use crate::job::stored::StoredJobs;
 
@@ -41,6 +43,10 @@ pub struct Engine {
     pub(crate) state_dir: Option<PathBuf>,
     /// Options every job gets unless its `WITH` sets them (the server config's `jobs`).
     pub(crate) job_defaults: Vec<(String, String)>,
+    /// The cluster whose shared catalog keeps the jobs, if the server is in one.
+    pub(crate) cluster: Option<Arc<dyn ClusterCatalog>>,
+    /// Where this session's jobs run: the node's id in a cluster, else the host's name.
+    pub(crate) node: String,
 }
 
 impl Engine {
@@ -87,6 +93,8 @@ impl Engine {
             },
             state_dir: None,
             job_defaults: Vec::new(),
+            cluster: None,
+            node: crate::listing::host_name(),
         }
     }
 
@@ -99,8 +107,47 @@ impl Engine {
             .cloned()
     }
 
-    /// The jobs kept under the state dir, if there is one.
+    /// The cluster, for what only a cluster has (`SHOW NODES`).
+    pub(crate) fn cluster(&self) -> Result<&Arc<dyn ClusterCatalog>> {
+        self.cluster.as_ref().ok_or_else(|| {
+            EngineError::Catalog(
+                "this server is not in a cluster (start it with --cluster): it is its only node"
+                    .into(),
+            )
+        })
+    }
+
+    /// Every job, as `SHOW JOBS` lists them: the cluster's, with those running here as they
+    /// are now; or this session's.
+    pub(crate) async fn job_summaries(&self) -> Result<Vec<JobSummary>> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(self.jobs.iter().map(|j| j.summary(&self.node)).collect());
+        };
+        let mut jobs = cluster.summaries().await?;
+        for job in &mut jobs {
+            if job.node == self.node
+                && let Some(local) = self.latest_job(&job.name)
+            {
+                *job = local.summary(&self.node);
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// The ids of the nodes jobs can run on: the cluster's, or this one.
+    pub(crate) async fn node_ids(&self) -> Result<Vec<String>> {
+        Ok(match &self.cluster {
+            Some(cluster) => cluster.nodes().await?.into_iter().map(|n| n.id).collect(),
+            None => vec![self.node.clone()],
+        })
+    }
+
+    /// The jobs kept under the state dir, if there is one (in a cluster, the cluster keeps
+    /// them).
     pub(crate) fn stored_jobs(&self) -> Option<StoredJobs> {
-        self.state_dir.as_deref().map(StoredJobs::new)
+        match self.cluster {
+            Some(_) => None,
+            None => self.state_dir.as_deref().map(StoredJobs::new),
+        }
     }
 }

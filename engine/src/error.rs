@@ -35,6 +35,8 @@ pub enum EngineError {
     Connector(ConnectorError),
     /// A checkpoint cannot be written, read, or restored into this job.
     Checkpoint(String),
+    /// The cluster's shared catalog (etcd) cannot be reached, or refused a change.
+    Cluster(String),
     /// Something that should not happen did (a panicked task): a bug to report.
     Internal(String),
 }
@@ -80,6 +82,7 @@ impl fmt::Display for EngineError {
             Self::DataFusion(e) => write!(f, "{}", describe_datafusion(e)),
             Self::Connector(e) => write!(f, "{e}"),
             Self::Checkpoint(message) => write!(f, "checkpoint: {message}"),
+            Self::Cluster(message) => write!(f, "cluster: {message}"),
             Self::Internal(message) => write!(f, "internal error (please report): {message}"),
         }
     }

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod catalog;
+pub mod cluster;
 mod engine;
 pub mod error;
 pub mod job;

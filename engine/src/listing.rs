@@ -13,8 +13,9 @@ use datafusion::execution::context::SessionState;
 use ferris_connectors::kafka::{PartitionDetail, TopicSummary};
 
 use crate::catalog::{Catalog, CatalogEntry, EntryKind};
+use crate::cluster::{JobSummary, NodeSummary, Placement};
 use crate::error::{EngineError, Result};
-use crate::job::{JobRecord, JobStatus};
+use crate::job::OperatorCounters;
 
 fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
     let schema = Schema::new(
@@ -248,65 +249,46 @@ fn timestamp_text(millis: u64) -> Result<String> {
 }
 
 /// `SHOW JOB STATUS 'name'`: one job, a row per property (`property`, `value`), with every
-/// counter.
+/// counter; the nodes of its plan when it runs here, and its moves between nodes in a
+/// cluster.
 pub(crate) fn show_job_status(
-    jobs: &[std::sync::Arc<JobRecord>],
-    name: &str,
+    job: &JobSummary,
+    operators: &[OperatorCounters],
+    placements: &[Placement],
 ) -> Result<RecordBatch> {
-    // The latest job of that name: a name can be reused once its job has ended.
-    let job = jobs.iter().rev().find(|j| j.name == name).ok_or_else(|| {
-        EngineError::Catalog(format!("SHOW JOB STATUS '{name}': no job of that name"))
-    })?;
-    let progress = job.progress();
-    let status = job.status();
-    let checkpoint = job.metrics().last_checkpoint();
-    let started = arrow::util::display::array_value_to_string(
-        &TimestampMillisecondArray::from(vec![millis_since_epoch(job.started_at)]),
-        0,
-    )?;
+    let optional = |n: Option<u64>| n.map_or(String::new(), |n| n.to_string());
     let properties: Vec<(&str, String)> = vec![
         ("name", job.name.clone()),
-        ("status", status.as_str().to_string()),
-        ("node", node()),
-        ("started", started),
+        ("status", job.status.clone()),
+        ("node", job.node.clone()),
+        ("started", timestamp_text(job.started_ms)?),
+        ("running_seconds", format!("{:.1}", job.running_seconds)),
+        ("cpu_seconds", format!("{:.3}", job.cpu_seconds)),
+        ("records_in", job.records_in.to_string()),
+        ("records_out", job.records_out.to_string()),
         (
-            "running_seconds",
-            format!("{:.1}", progress.elapsed.as_secs_f64()),
+            "records_per_second",
+            format!("{:.1}", job.records_per_second),
         ),
-        ("records_in", progress.records_in.to_string()),
-        ("records_out", progress.records_out.to_string()),
-        ("records_per_second", format!("{:.1}", progress.rate())),
-        ("bad_records", progress.bad_records.to_string()),
-        ("late_records", progress.late_records.to_string()),
-        ("peak_state_bytes", progress.peak_state_bytes.to_string()),
-        ("watermark", timestamp_text(progress.watermark_ms)?),
-        (
-            "last_checkpoint",
-            checkpoint.map_or(String::new(), |c| c.epoch.to_string()),
-        ),
+        ("bad_records", job.bad_records.to_string()),
+        ("late_records", job.late_records.to_string()),
+        ("state_bytes", job.state_bytes.to_string()),
+        ("watermark", timestamp_text(job.watermark_ms)?),
+        ("last_checkpoint", optional(job.last_checkpoint)),
         (
             "last_checkpoint_at",
-            match checkpoint {
-                Some(c) => timestamp_text(millis_since_epoch(c.at) as u64)?,
-                None => String::new(),
-            },
+            timestamp_text(job.last_checkpoint_ms.unwrap_or(0))?,
         ),
         (
             "last_checkpoint_ms",
-            checkpoint.map_or(String::new(), |c| c.duration.as_millis().to_string()),
+            optional(job.last_checkpoint_duration_ms),
         ),
         (
             "last_checkpoint_pause_ms",
-            checkpoint.map_or(String::new(), |c| c.held.as_millis().to_string()),
+            optional(job.last_checkpoint_pause_ms),
         ),
-        ("lag", lag_text(job)),
-        (
-            "last_error",
-            match status {
-                JobStatus::Failed(e) | JobStatus::Retrying(e) => e,
-                _ => String::new(),
-            },
-        ),
+        ("lag", job.lag.clone()),
+        ("last_error", job.last_error.clone().unwrap_or_default()),
     ];
     let mut properties: Vec<(String, String)> = properties
         .into_iter()
@@ -314,7 +296,7 @@ pub(crate) fn show_job_status(
         .collect();
     // Then what went through each node of its plan, root first.
     let count = |n: Option<u64>| n.map_or("-".to_string(), |n| n.to_string());
-    for op in job.operators() {
+    for op in operators {
         properties.push((
             format!("operator_{}", op.node),
             format!(
@@ -323,6 +305,18 @@ pub(crate) fn show_job_status(
                 count(op.records_in),
                 count(op.records_out),
                 op.errors
+            ),
+        ));
+    }
+    for (n, placement) in placements.iter().enumerate() {
+        properties.push((
+            format!("placement_{n}"),
+            format!(
+                "{} {} -> {}: {}",
+                timestamp_text(placement.at_ms)?,
+                placement.from.as_deref().unwrap_or("-"),
+                placement.to,
+                placement.why
             ),
         ));
     }
@@ -335,105 +329,103 @@ pub(crate) fn show_job_status(
     ])
 }
 
-/// Each partition's lag as `source[partition]=messages`, comma-separated.
-fn lag_text(job: &JobRecord) -> String {
-    job.metrics()
-        .lag()
-        .iter()
-        .map(|(source, partition, lag)| format!("{source}[{partition}]={lag}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The machine's name, where jobs run (one process for now).
-fn node() -> String {
+/// The machine's name: where a server outside a cluster runs its jobs.
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_string())
         .unwrap_or_else(|_| "localhost".to_string())
 }
 
-fn millis_since_epoch(time: std::time::SystemTime) -> i64 {
-    time.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+fn timestamps(values: impl Iterator<Item = u64>) -> ArrayRef {
+    Arc::new(TimestampMillisecondArray::from_iter(
+        values.map(|ms| (ms > 0).then_some(ms as i64)),
+    ))
 }
 
-/// `SHOW JOBS`: every job the session started, with its status, counters and last error.
-pub(crate) fn show_jobs(
-    jobs: &[std::sync::Arc<JobRecord>],
-    pattern: Option<&str>,
-) -> Result<RecordBatch> {
-    let statuses: Vec<JobStatus> = jobs.iter().map(|j| j.status()).collect();
-    let progress: Vec<_> = jobs.iter().map(|j| j.progress()).collect();
-    let checkpoints: Vec<_> = jobs.iter().map(|j| j.metrics().last_checkpoint()).collect();
-    let lags: Vec<String> = jobs.iter().map(|j| lag_text(j)).collect();
-    let started = jobs.iter().map(|j| millis_since_epoch(j.started_at));
-    let node = node();
-    let errors = statuses.iter().map(|s| match s {
-        JobStatus::Failed(e) | JobStatus::Retrying(e) => Some(e.as_str()),
-        _ => None,
-    });
+/// `SHOW JOBS`: every job, with its node, status, counters and last error.
+pub(crate) fn show_jobs(jobs: &[JobSummary], pattern: Option<&str>) -> Result<RecordBatch> {
     filter_like(
         batch(vec![
             ("name", strings(jobs.iter().map(|j| j.name.as_str()))),
-            ("node", strings(jobs.iter().map(|_| node.as_str()))),
-            (
-                "kind",
-                strings(jobs.iter().map(|j| match j.kind {
-                    crate::job::JobKind::Stream => "stream",
-                    crate::job::JobKind::Table => "table",
-                })),
-            ),
-            ("status", strings(statuses.iter().map(JobStatus::as_str))),
-            (
-                "started",
-                Arc::new(TimestampMillisecondArray::from_iter_values(started)) as ArrayRef,
-            ),
+            ("node", strings(jobs.iter().map(|j| j.node.as_str()))),
+            ("kind", strings(jobs.iter().map(|j| j.kind.as_str()))),
+            ("status", strings(jobs.iter().map(|j| j.status.as_str()))),
+            ("started", timestamps(jobs.iter().map(|j| j.started_ms))),
             (
                 "records_in",
                 Arc::new(UInt64Array::from_iter_values(
-                    progress.iter().map(|p| p.records_in),
+                    jobs.iter().map(|j| j.records_in),
                 )),
             ),
             (
                 "records_out",
                 Arc::new(UInt64Array::from_iter_values(
-                    progress.iter().map(|p| p.records_out),
+                    jobs.iter().map(|j| j.records_out),
                 )),
             ),
             (
                 "records_per_second",
                 Arc::new(Float64Array::from_iter_values(
-                    progress.iter().map(|p| (p.rate() * 10.0).round() / 10.0),
+                    jobs.iter().map(|j| j.records_per_second),
                 )),
             ),
-            (
-                "watermark",
-                Arc::new(TimestampMillisecondArray::from_iter(
-                    progress
-                        .iter()
-                        .map(|p| (p.watermark_ms > 0).then_some(p.watermark_ms as i64)),
-                )) as ArrayRef,
-            ),
-            ("lag", strings(lags.iter().map(String::as_str))),
+            ("watermark", timestamps(jobs.iter().map(|j| j.watermark_ms))),
+            ("lag", strings(jobs.iter().map(|j| j.lag.as_str()))),
             (
                 "last_checkpoint",
                 Arc::new(UInt64Array::from_iter(
-                    checkpoints.iter().map(|c| c.map(|c| c.epoch)),
+                    jobs.iter().map(|j| j.last_checkpoint),
                 )),
             ),
             (
                 "last_checkpoint_at",
                 Arc::new(TimestampMillisecondArray::from_iter(
-                    checkpoints
-                        .iter()
-                        .map(|c| c.map(|c| millis_since_epoch(c.at))),
+                    jobs.iter()
+                        .map(|j| j.last_checkpoint_ms.map(|ms| ms as i64)),
                 )),
             ),
             (
                 "last_error",
-                Arc::new(StringArray::from_iter(errors)) as ArrayRef,
+                Arc::new(StringArray::from_iter(
+                    jobs.iter().map(|j| j.last_error.as_deref()),
+                )) as ArrayRef,
             ),
         ])?,
         pattern,
     )
+}
+
+/// `SHOW NODES`: every node of the cluster, its capacity, load and last heartbeat.
+pub(crate) fn show_nodes(nodes: &[NodeSummary]) -> Result<RecordBatch> {
+    let count = |f: fn(&NodeSummary) -> u64| -> ArrayRef {
+        Arc::new(UInt64Array::from_iter_values(nodes.iter().map(f)))
+    };
+    batch(vec![
+        ("id", strings(nodes.iter().map(|n| n.id.as_str()))),
+        ("address", strings(nodes.iter().map(|n| n.address.as_str()))),
+        ("status", strings(nodes.iter().map(|n| n.status.as_str()))),
+        (
+            "leader",
+            Arc::new(BooleanArray::from_iter(
+                nodes.iter().map(|n| Some(n.leader)),
+            )),
+        ),
+        ("cores", count(|n| n.cores)),
+        ("memory_bytes", count(|n| n.memory_bytes)),
+        ("slots_used", count(|n| n.jobs.min(n.slots))),
+        ("slots", count(|n| n.slots)),
+        ("jobs", count(|n| n.jobs)),
+        (
+            "records_per_second",
+            Arc::new(Float64Array::from_iter_values(
+                nodes.iter().map(|n| n.records_per_second),
+            )),
+        ),
+        ("state_bytes", count(|n| n.state_bytes)),
+        ("rss_bytes", count(|n| n.rss_bytes)),
+        (
+            "last_heartbeat",
+            timestamps(nodes.iter().map(|n| n.heartbeat_ms)),
+        ),
+    ])
 }

@@ -14,9 +14,9 @@ use datafusion::prelude::SessionContext;
 use ferris_connectors::StopSignal;
 
 use crate::catalog::Catalog;
+use crate::cluster::ClusterCatalog;
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::job::stored::StoredJobs;
 use crate::job::{JobRecord, RunningJob};
 use crate::placeholders::parse_query;
 use crate::statements::{Execution, Statement, StatementOutput, parse_statements};
@@ -54,31 +54,65 @@ impl Session {
     /// Starts again every job kept under the state dir, each from its last checkpoint (a
     /// finished one stays finished). A job that cannot start is reported and left out.
     pub async fn resume_jobs(&mut self) -> Result<Vec<RunningJob>> {
-        let Some(dir) = &self.engine.state_dir else {
+        let Some(stored) = self.engine.stored_jobs() else {
             return Ok(vec![]);
         };
         let mut started = Vec::new();
-        for stored in StoredJobs::new(dir).load()? {
+        for stored in stored.load()? {
             if stored.stopped {
                 continue;
             }
-            let statements = match self.parse(&stored.sql) {
-                Ok(statements) => statements,
-                Err(e) => {
-                    tracing::error!(job = %stored.name, "cannot be resumed: {e}");
-                    continue;
-                }
-            };
-            for statement in &statements {
-                let run = self.execution(statement, &[]);
-                match statement.kind.execute_as(run, &stored.name).await {
-                    Ok(StatementOutput::Job(job)) => started.push(job),
-                    Ok(StatementOutput::Rows(_)) => {}
-                    Err(e) => tracing::error!(job = %stored.name, "cannot be resumed: {e}"),
-                }
+            match self.start_kept(&stored.name, &stored.sql).await {
+                Ok(Some(job)) => started.push(job),
+                Ok(None) => {}
+                Err(e) => tracing::error!(job = %stored.name, "cannot be resumed: {e}"),
             }
         }
         Ok(started)
+    }
+
+    /// Makes the session a node of `cluster`, called `node`: its jobs are the cluster's, and
+    /// keep their checkpoints under the cluster's state dir.
+    pub fn join_cluster(&mut self, cluster: Arc<dyn ClusterCatalog>, node: &str) {
+        self.engine.state_dir = Some(PathBuf::from(cluster.state_dir()));
+        self.engine.cluster = Some(cluster);
+        self.engine.node = node.to_string();
+    }
+
+    /// Starts the kept job `name` (its statement `sql`) from its last checkpoint; `None` when
+    /// the statement started no job.
+    pub async fn start_kept(&mut self, name: &str, sql: &str) -> Result<Option<RunningJob>> {
+        let statement = self.kept_statement(name, sql)?;
+        let run = self.execution(&statement, &[]);
+        match statement.kind.execute_as(run, name).await? {
+            StatementOutput::Job(job) => Ok(Some(job)),
+            StatementOutput::Rows(_) => Ok(None),
+        }
+    }
+
+    /// Enters the kept job `name`'s sources and output in the catalog without running it:
+    /// a node of a cluster knows every job, whichever node runs it.
+    pub async fn declare_kept(&mut self, name: &str, sql: &str) -> Result<()> {
+        let statement = self.kept_statement(name, sql)?;
+        let run = self.execution(&statement, &[]);
+        statement.kind.declare_as(run, name).await
+    }
+
+    /// Forgets the output of the job `name`, dropped by another node of the cluster.
+    pub fn forget(&mut self, name: &str) -> Result<()> {
+        self.engine.catalog.remove(name);
+        self.engine.ctx.deregister_table(name)?;
+        Ok(())
+    }
+
+    fn kept_statement(&self, name: &str, sql: &str) -> Result<Statement> {
+        let mut statements = self.parse(sql)?;
+        match statements.len() {
+            1 => Ok(statements.remove(0)),
+            n => Err(crate::error::EngineError::Internal(format!(
+                "job '{name}' kept {n} statements"
+            ))),
+        }
     }
 
     /// The signal that ends watching sources (and so every job) cleanly.

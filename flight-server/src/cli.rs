@@ -25,6 +25,8 @@ Usage:
                              running server (its jobs start there)
   ferris server [--flight HOST:PORT] [--http HOST:PORT] [--auth-token TOKEN] [--kafka HOST:PORT]
                 [--tls-cert FILE --tls-key FILE] [--state-dir DIR]
+                [--cluster etcd://HOST:PORT[,HOST:PORT] [--node-id ID] [--advertise HOST:PORT]
+                 [--slots N] [--lease-ttl SECONDS]]
                 [--config FILE.yaml [--profile NAME]]
                              serve Arrow Flight SQL (default 127.0.0.1:50051), and
                              /health, /ready, /metrics over HTTP; also from FERRIS_FLIGHT,
@@ -33,7 +35,9 @@ Usage:
                              FERRIS_STATE_DIR (checkpoints and the jobs started again
                              after a restart); the same settings, and defaults for every
                              job's WITH, from a YAML file (FERRIS_CONFIG, FERRIS_PROFILE):
-                             docs/operations.md
+                             docs/operations.md. With --cluster (FERRIS_CLUSTER,
+                             FERRIS_NODE_ID, ...) the server is a node of a cluster
+                             coordinated by etcd: docs/cluster.md
   ferris --help | --version
 
 Every command takes --log-format text|json (or FERRIS_LOG_FORMAT): log lines (warnings,
@@ -302,7 +306,62 @@ fn deploy(file: &str, options: &[&str]) -> ExitCode {
     crate::client::deploy(texts, &args)
 }
 
-/// `ferris server`: Flight SQL until Ctrl-C.
+/// Ctrl-C, or SIGTERM (how Kubernetes and systemd stop a process).
+async fn stop_requested() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        Some(()) = async {
+            match &mut terminate {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        } => {}
+    }
+}
+
+/// The node settings of `ferris server --cluster etcd://...`.
+fn cluster_config(
+    url: &str,
+    state_dir: Option<&str>,
+    setting: &dyn Fn(&str, &str) -> Option<String>,
+) -> Result<ferris_cluster::ClusterConfig, String> {
+    let endpoints = ferris_cluster::parse_endpoints(url).map_err(|e| e.to_string())?;
+    let state_dir = state_dir.ok_or(
+        "--cluster needs --state-dir: a folder every node reads, or s3://..., where jobs keep the checkpoints they move between nodes with",
+    )?;
+    let node_id = setting("node_id", "FERRIS_NODE_ID").unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into())
+    });
+    let number = |key: &str, variable: &str, flag: &str| -> Result<Option<u64>, String> {
+        setting(key, variable)
+            .map(|text| {
+                text.trim_end_matches('s')
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(format!("{flag} '{text}': expected a whole number above 0"))
+            })
+            .transpose()
+    };
+    let slots = number("slots", "FERRIS_SLOTS", "--slots")?
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u64));
+    let lease_ttl = number("lease_ttl", "FERRIS_LEASE_TTL", "--lease-ttl")?.unwrap_or(5);
+    Ok(ferris_cluster::ClusterConfig {
+        endpoints,
+        node_id,
+        advertise: setting("advertise", "FERRIS_ADVERTISE").unwrap_or_default(),
+        http: None,
+        slots,
+        lease_ttl: std::time::Duration::from_secs(lease_ttl),
+        state_dir: state_dir.to_string(),
+    })
+}
+
+/// `ferris server`: Flight SQL until Ctrl-C or SIGTERM.
 fn server(options: &[&str], log_format: Option<String>) -> ExitCode {
     // A flag wins over its variable, which wins over the config file.
     let mut flags: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();
@@ -321,6 +380,11 @@ fn server(options: &[&str], log_format: Option<String>) -> ExitCode {
             "--tls-cert" => "tls_cert",
             "--tls-key" => "tls_key",
             "--state-dir" => "state_dir",
+            "--cluster" => "cluster",
+            "--node-id" => "node_id",
+            "--advertise" => "advertise",
+            "--slots" => "slots",
+            "--lease-ttl" => "lease_ttl",
             "--config" => "config",
             "--profile" => "profile",
             _ => "",
@@ -402,6 +466,16 @@ fn server(options: &[&str], log_format: Option<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let cluster = match setting("cluster", "FERRIS_CLUSTER") {
+        Some(url) => match cluster_config(&url, state_dir.as_deref(), &setting) {
+            Ok(cluster) => Some(cluster),
+            Err(e) => {
+                eprintln!("ferris: error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let config = crate::server::ServerConfig {
         flight,
         tls,
@@ -410,6 +484,7 @@ fn server(options: &[&str], log_format: Option<String>) -> ExitCode {
         auth_token: token,
         state_dir: state_dir.map(Into::into),
         job_defaults: file.jobs,
+        cluster,
     };
     crate::block_on("ferris", async {
         crate::server::serve(
@@ -421,7 +496,7 @@ fn server(options: &[&str], log_format: Option<String>) -> ExitCode {
                 }
             },
             async {
-                let _ = tokio::signal::ctrl_c().await;
+                stop_requested().await;
                 eprintln!("ferris: stopping the server");
             },
         )

@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 
 /// The server settings a config file may give (`server:`).
-pub const SERVER_KEYS: [&str; 8] = [
+pub const SERVER_KEYS: [&str; 13] = [
     "flight",
     "http",
     "auth_token",
@@ -28,6 +28,11 @@ pub const SERVER_KEYS: [&str; 8] = [
     "tls_cert",
     "tls_key",
     "log_format",
+    "cluster",
+    "node_id",
+    "advertise",
+    "slots",
+    "lease_ttl",
 ];
 
 /// A config file, its profile laid over it, variables substituted.

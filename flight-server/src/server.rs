@@ -74,6 +74,8 @@ pub struct ServerConfig {
     pub state_dir: Option<std::path::PathBuf>,
     /// Options every job gets unless its `WITH` sets them (the config file's `jobs:`).
     pub job_defaults: Vec<(String, String)>,
+    /// The cluster the server is a node of, if any: its jobs are then the cluster's.
+    pub cluster: Option<ferris_cluster::ClusterConfig>,
 }
 
 /// Runs the server until `shutdown` completes; `bound` hears the addresses it listens on
@@ -88,10 +90,6 @@ pub async fn serve(
         Some(address) => Some(crate::http::bind(address).await?),
         None => None,
     };
-    bound(
-        incoming.local_addr()?,
-        http.as_ref().map(|h| h.local_addr()).transpose()?,
-    );
     let mut session = Session::new();
     if let Some(kafka) = &config.kafka {
         session.set_kafka(kafka);
@@ -100,6 +98,26 @@ pub async fn serve(
         session.set_state_dir(dir);
     }
     session.set_job_defaults(config.job_defaults.clone());
+    let session = Arc::new(tokio::sync::Mutex::new(session));
+    let node = match config.cluster.clone() {
+        Some(mut cluster) => {
+            // Where this node is reached, once it listens.
+            if cluster.advertise.is_empty() {
+                cluster.advertise = incoming.local_addr()?.to_string();
+            }
+            cluster.http = http
+                .as_ref()
+                .map(|h| h.local_addr())
+                .transpose()?
+                .map(|a| a.to_string());
+            Some(ferris_cluster::Node::join(cluster, session.clone()).await?)
+        }
+        None => None,
+    };
+    bound(
+        incoming.local_addr()?,
+        http.as_ref().map(|h| h.local_addr()).transpose()?,
+    );
     let service = FerrisFlightSql::new(session, config.auth_token.clone());
     // Clients may connect meanwhile; `/ready` says when every kept job is back.
     tokio::spawn(service.clone().resume_jobs());
@@ -128,6 +146,10 @@ pub async fn serve(
     tokio::select! {
         served = serving => served?,
         () = shutdown => {}
+    }
+    // A node hands its jobs over to the others before it goes.
+    if let Some(node) = node {
+        node.drain().await;
     }
     service.stop_jobs().await;
     if let Some(http) = http {
@@ -174,7 +196,7 @@ pub struct FerrisFlightSql {
 }
 
 struct Inner {
-    session: tokio::sync::Mutex<Session>,
+    session: Arc<tokio::sync::Mutex<Session>>,
     token: Option<String>,
     /// Results waiting for their `DoGet`, by handle, with when they were made.
     results: Mutex<HashMap<String, (std::time::Instant, SendableRecordBatchStream)>>,
@@ -202,10 +224,10 @@ type FlightDataStream =
 
 impl FerrisFlightSql {
     /// A service over `session`.
-    pub fn new(session: Session, token: Option<String>) -> Self {
+    pub fn new(session: Arc<tokio::sync::Mutex<Session>>, token: Option<String>) -> Self {
         Self {
             inner: Arc::new(Inner {
-                session: tokio::sync::Mutex::new(session),
+                session,
                 token,
                 results: Mutex::default(),
                 streaming: Mutex::default(),

@@ -2,7 +2,7 @@
 //! stopped and resumed from its checkpoints.
 //!
 //! [`start`] makes one from a prepared query, [`run`] is its loop, [`checkpoint`] keeps its
-//! state, [`stored`] keeps its statement for a restart, [`materialized`] makes its output
+//! state, [`stored`] keeps its statement for a restart, [`submit`] hands it to a cluster, [`materialized`] makes its output
 //! readable by name, and [`record`] is what the rest of the engine sees of it.
 
 pub mod checkpoint;
@@ -12,6 +12,7 @@ pub mod record;
 pub(crate) mod run;
 pub(crate) mod start;
 pub mod stored;
+pub(crate) mod submit;
 pub(crate) mod task;
 
 pub use record::{

@@ -43,6 +43,8 @@ pub struct JobMetrics {
     checkpoint_held_micros: AtomicU64,
     /// Why the job is starting again, while it is.
     retrying: Mutex<Option<String>>,
+    /// Time its task spent being polled (computing), in µs.
+    busy_micros: AtomicU64,
 }
 
 /// The last checkpoint a job completed.
@@ -160,6 +162,11 @@ impl JobMetrics {
     /// Checkpoints completed by this run.
     pub fn checkpoints(&self) -> u64 {
         self.checkpoints.load(Ordering::Relaxed)
+    }
+
+    /// Time its task spent computing so far.
+    pub fn busy_time(&self) -> Duration {
+        Duration::from_micros(self.busy_micros.load(Ordering::Relaxed))
     }
 
     /// Counts rows written by the sink.
@@ -456,6 +463,52 @@ impl JobRecord {
         }
     }
 
+    /// What `SHOW JOBS` shows of it, as run on `node`.
+    pub fn summary(&self, node: &str) -> crate::cluster::JobSummary {
+        let progress = self.progress();
+        let status = self.status();
+        let checkpoint = self.metrics.last_checkpoint();
+        let millis = |time: std::time::SystemTime| {
+            time.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        };
+        crate::cluster::JobSummary {
+            name: self.name.clone(),
+            node: node.to_string(),
+            kind: match self.kind {
+                JobKind::Stream => "stream",
+                JobKind::Table => "table",
+            }
+            .to_string(),
+            status: status.as_str().to_string(),
+            started_ms: millis(self.started_at),
+            records_in: progress.records_in,
+            records_out: progress.records_out,
+            records_per_second: (progress.rate() * 10.0).round() / 10.0,
+            bad_records: progress.bad_records,
+            late_records: progress.late_records,
+            running_seconds: progress.elapsed.as_secs_f64(),
+            cpu_seconds: self.metrics.busy_time().as_secs_f64(),
+            watermark_ms: progress.watermark_ms,
+            lag: self
+                .metrics
+                .lag()
+                .iter()
+                .map(|(source, partition, lag)| format!("{source}[{partition}]={lag}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            last_checkpoint: checkpoint.map(|c| c.epoch),
+            last_checkpoint_ms: checkpoint.map(|c| millis(c.at)),
+            last_checkpoint_duration_ms: checkpoint.map(|c| c.duration.as_millis() as u64),
+            last_checkpoint_pause_ms: checkpoint.map(|c| c.held.as_millis() as u64),
+            state_bytes: checkpoint.map_or(progress.peak_state_bytes, |c| c.state_bytes),
+            last_error: match status {
+                JobStatus::Failed(e) | JobStatus::Retrying(e) => Some(e),
+                _ => None,
+            },
+        }
+    }
+
     fn end(&self, status: JobStatus) {
         let mut outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         outcome.get_or_insert((status, self.started.elapsed()));
@@ -517,6 +570,10 @@ impl RunningJob {
             outcome: Mutex::default(),
         });
         let outcome = record.clone();
+        let work = Busy {
+            work: Box::pin(work),
+            metrics: record.metrics.clone(),
+        };
         // Every line the job logs carries its name.
         let span = tracing::info_span!("job", job = %name);
         let task = tokio::spawn(tracing::Instrument::instrument(
@@ -570,6 +627,29 @@ impl RunningJob {
             }
         };
         outcome.map(|()| self.record.progress())
+    }
+}
+
+/// A job's work, timed while it is polled: the CPU time its task takes (its operators run
+/// in it), which `SHOW JOB STATUS` reports.
+struct Busy<F> {
+    work: std::pin::Pin<Box<F>>,
+    metrics: Arc<JobMetrics>,
+}
+
+impl<F: std::future::Future> std::future::Future for Busy<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let started = Instant::now();
+        let poll = self.work.as_mut().poll(cx);
+        self.metrics
+            .busy_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        poll
     }
 }
 

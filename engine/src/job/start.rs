@@ -46,61 +46,15 @@ impl Engine {
                 position: query.position,
             });
         }
-        let inserting = into.is_some();
-        let prepared = self
-            .prepare(
-                query,
-                Some(name),
-                into.as_ref().map(|i| i.writer.as_ref()),
-                parameters,
-            )
+        let Declared {
+            prepared,
+            mut sink_config,
+            schema,
+            key,
+        } = self
+            .declare_job(kind, name, query, into.as_ref(), parameters)
             .await?;
-        let mut sink_config = prepared
-            .sink
-            .clone()
-            .expect("prepare requires a sink for a job");
-        let schema = match &into {
-            // An insert's rows take the target's column names.
-            Some(into) => into.check(&prepared.plan.schema(), query.position)?,
-            None => prepared.plan.schema(),
-        };
-        let key = match kind {
-            JobKind::Stream if query.primary_key.is_empty() => {
-                // A stream's messages are keyed by its GROUP BY columns, if it has them.
-                table_key(name, query, &prepared.logical, &schema).unwrap_or_default()
-            }
-            JobKind::Stream => query.primary_key.clone(),
-            JobKind::Table => table_key(name, query, &prepared.logical, &schema)?,
-        };
-        sink_config.settle(&schema, &key, &time_columns(&prepared));
-        for source in &prepared.sources {
-            self.catalog.insert(CatalogEntry {
-                name: source.name.clone(),
-                kind: EntryKind::Source,
-                connector: source.source.connector().into(),
-                location: source.source.location(),
-                format: source.source.format(),
-                windowed: false,
-                key: vec![],
-                schema: source.source.schema(),
-                writer: source.writer.clone(),
-                metadata_columns: source.source.metadata_columns(),
-            });
-        }
-        if !inserting {
-            self.catalog.insert(CatalogEntry {
-                name: name.to_string(),
-                kind: kind.into(),
-                connector: sink_config.connector().into(),
-                location: sink_config.location(),
-                format: sink_config.format(),
-                windowed: properties::is_windowed(&prepared.plan),
-                key: key.clone(),
-                schema: schema.clone(),
-                writer: Some(sink_config.clone()),
-                metadata_columns: vec![],
-            });
-        }
+        let inserting = into.is_some();
         let bounded = prepared.sources.iter().all(|s| s.source.is_bounded());
         let metrics = Arc::new(JobMetrics::default());
         let control = Arc::new(JobControl::default());
@@ -220,6 +174,97 @@ impl Engine {
         let job = RunningJob::spawn(spec(prepared.plan.clone(), checkpoint_dir), work);
         self.jobs.push(job.record());
         Ok(job)
+    }
+
+    /// Prepares the job `name` and enters its sources and output in the catalog, as every
+    /// node of a cluster does for every job, whichever node runs it.
+    pub(crate) async fn declare_job(
+        &mut self,
+        kind: JobKind,
+        name: &str,
+        query: &StreamingQuery,
+        into: Option<&InsertTarget>,
+        parameters: &[ScalarValue],
+    ) -> Result<Declared> {
+        let inserting = into.is_some();
+        let prepared = self
+            .prepare(
+                query,
+                Some(name),
+                into.map(|i| i.writer.as_ref()),
+                parameters,
+            )
+            .await?;
+        if let Some(cluster) = &self.cluster {
+            let shared = cluster.state_dir();
+            let readable_elsewhere = prepared.checkpoint.as_ref().is_some_and(|c| {
+                c.dir.starts_with("s3://") || std::path::Path::new(&c.dir).starts_with(shared)
+            });
+            if !readable_elsewhere {
+                return Err(EngineError::Sql {
+                    message: format!(
+                        "job '{name}' keeps its checkpoints where other nodes of the cluster cannot read them ({}): leave out 'checkpoint.dir', or point it under the cluster's state dir {shared} or at s3://",
+                        prepared
+                            .checkpoint
+                            .as_ref()
+                            .map_or("nowhere", |c| c.dir.as_str())
+                    ),
+                    position: query.position,
+                });
+            }
+        }
+        let mut sink_config = prepared
+            .sink
+            .clone()
+            .expect("prepare requires a sink for a job");
+        let schema = match into {
+            // An insert's rows take the target's column names.
+            Some(into) => into.check(&prepared.plan.schema(), query.position)?,
+            None => prepared.plan.schema(),
+        };
+        let key = match kind {
+            JobKind::Stream if query.primary_key.is_empty() => {
+                // A stream's messages are keyed by its GROUP BY columns, if it has them.
+                table_key(name, query, &prepared.logical, &schema).unwrap_or_default()
+            }
+            JobKind::Stream => query.primary_key.clone(),
+            JobKind::Table => table_key(name, query, &prepared.logical, &schema)?,
+        };
+        sink_config.settle(&schema, &key, &time_columns(&prepared));
+        for source in &prepared.sources {
+            self.catalog.insert(CatalogEntry {
+                name: source.name.clone(),
+                kind: EntryKind::Source,
+                connector: source.source.connector().into(),
+                location: source.source.location(),
+                format: source.source.format(),
+                windowed: false,
+                key: vec![],
+                schema: source.source.schema(),
+                writer: source.writer.clone(),
+                metadata_columns: source.source.metadata_columns(),
+            });
+        }
+        if !inserting {
+            self.catalog.insert(CatalogEntry {
+                name: name.to_string(),
+                kind: kind.into(),
+                connector: sink_config.connector().into(),
+                location: sink_config.location(),
+                format: sink_config.format(),
+                windowed: properties::is_windowed(&prepared.plan),
+                key: key.clone(),
+                schema: schema.clone(),
+                writer: Some(sink_config.clone()),
+                metadata_columns: vec![],
+            });
+        }
+        Ok(Declared {
+            prepared,
+            sink_config,
+            schema,
+            key,
+        })
     }
 
     /// Settles a checkpointing job's guarantee and checks its last checkpoint: `None` when
@@ -409,4 +454,24 @@ fn time_columns(prepared: &PreparedQuery) -> Vec<String> {
     std::iter::once(WATERMARK_COLUMN.to_string())
         .chain(event_time)
         .collect()
+}
+
+/// A job prepared and entered in the catalog, before it runs.
+pub(crate) struct Declared {
+    prepared: PreparedQuery,
+    sink_config: Box<dyn SinkConfig>,
+    schema: SchemaRef,
+    key: Vec<String>,
+}
+
+impl Declared {
+    /// Whether every source of the job ends by itself.
+    pub(crate) fn bounded(&self) -> bool {
+        self.prepared.sources.iter().all(|s| s.source.is_bounded())
+    }
+
+    /// Where the job keeps its checkpoints, if it takes them.
+    pub(crate) fn checkpoint_dir(&self) -> Option<String> {
+        self.prepared.checkpoint.as_ref().map(|c| c.dir.clone())
+    }
 }

@@ -6,6 +6,7 @@ use futures::future::BoxFuture;
 use crate::error::Result;
 use crate::job::JobKind;
 use crate::job::stored::StoredJob;
+use crate::listing;
 use crate::statements::clauses::query_from;
 use crate::statements::kind::{Execution, Explained, StatementKind, StatementOutput};
 use crate::statements::parser::{
@@ -67,6 +68,19 @@ impl StatementKind for CreateJob {
         async move {
             let text = &run.statement.text;
             let engine = run.engine;
+            if engine
+                .submit_job(
+                    self.kind,
+                    &self.name,
+                    &self.query,
+                    text,
+                    None,
+                    run.parameters,
+                )
+                .await?
+            {
+                return StatementOutput::rows(listing::job_reply(&self.name, "SUBMITTED")?);
+            }
             let job = engine
                 .start_job(
                     self.kind,
@@ -86,6 +100,31 @@ impl StatementKind for CreateJob {
                 })?;
             }
             Ok(StatementOutput::Job(job))
+        }
+        .boxed()
+    }
+
+    fn execute_as<'a>(
+        &'a self,
+        run: Execution<'a>,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<StatementOutput>> {
+        async move {
+            let text = &run.statement.text;
+            run.engine
+                .start_job(self.kind, name, &self.query, text, None, &[])
+                .await
+                .map(StatementOutput::Job)
+        }
+        .boxed()
+    }
+
+    fn declare_as<'a>(&'a self, run: Execution<'a>, name: &'a str) -> BoxFuture<'a, Result<()>> {
+        async move {
+            run.engine
+                .declare_job(self.kind, name, &self.query, None, &[])
+                .await
+                .map(drop)
         }
         .boxed()
     }

@@ -71,6 +71,13 @@ impl StatementKind for DropJob {
                     });
                 }
             }
+            if let Some(cluster) = engine.cluster.clone()
+                && let Some(kept) = cluster.remove(name).await?
+                && let Some(location) = &kept.checkpoint_dir
+            {
+                // Its node has stopped it: its checkpoints can go.
+                CheckpointStore::delete(location).await?;
+            }
             let records: Vec<_> = engine
                 .jobs
                 .iter()

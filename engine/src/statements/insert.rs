@@ -1,7 +1,6 @@
 //! `INSERT INTO name <query>`: a job appending the query's rows to the stream `name` (its
 //! sink, or its topic for a Kafka source).
 
-use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::Token;
 use futures::FutureExt;
@@ -9,9 +8,10 @@ use futures::future::BoxFuture;
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
+use crate::job::JobKind;
 use crate::job::start::InsertTarget;
 use crate::job::stored::StoredJob;
-use crate::job::{JobKind, RunningJob};
+use crate::listing;
 use crate::statements::clauses::query_from;
 use crate::statements::kind::{Execution, StatementKind, StatementOutput};
 use crate::statements::parser::{StatementSyntax, StatementTokens, error_at, identifier, keyword};
@@ -61,18 +61,34 @@ impl StatementKind for Insert {
     fn execute<'a>(&'a self, run: Execution<'a>) -> BoxFuture<'a, Result<StatementOutput>> {
         async move {
             let text = &run.statement.text;
-            let job = insert(
-                run.engine,
-                &self.target,
-                &self.query,
-                text,
-                run.parameters,
-                None,
-            )
-            .await?;
+            let engine = run.engine;
+            let (name, into) = insert_target(engine, &self.target, &self.query, None).await?;
+            if engine
+                .submit_job(
+                    JobKind::Stream,
+                    &name,
+                    &self.query,
+                    text,
+                    Some(&into),
+                    run.parameters,
+                )
+                .await?
+            {
+                return StatementOutput::rows(listing::job_reply(&name, "SUBMITTED")?);
+            }
+            let job = engine
+                .start_job(
+                    JobKind::Stream,
+                    &name,
+                    &self.query,
+                    text,
+                    Some(into),
+                    run.parameters,
+                )
+                .await?;
             // A continuous insert starts again with the server; a one-shot one (values,
             // files read once) is done once.
-            if let Some(stored) = run.engine.stored_jobs()
+            if let Some(stored) = engine.stored_jobs()
                 && !job.bounded
             {
                 stored.save(StoredJob {
@@ -93,25 +109,37 @@ impl StatementKind for Insert {
     ) -> BoxFuture<'a, Result<StatementOutput>> {
         async move {
             let text = &run.statement.text;
-            insert(run.engine, &self.target, &self.query, text, &[], Some(name))
+            let engine = run.engine;
+            let (name, into) = insert_target(engine, &self.target, &self.query, Some(name)).await?;
+            engine
+                .start_job(JobKind::Stream, &name, &self.query, text, Some(into), &[])
                 .await
                 .map(StatementOutput::Job)
         }
         .boxed()
     }
+
+    fn declare_as<'a>(&'a self, run: Execution<'a>, name: &'a str) -> BoxFuture<'a, Result<()>> {
+        async move {
+            let engine = run.engine;
+            let (name, into) = insert_target(engine, &self.target, &self.query, Some(name)).await?;
+            engine
+                .declare_job(JobKind::Stream, &name, &self.query, Some(&into), &[])
+                .await
+                .map(drop)
+        }
+        .boxed()
+    }
 }
 
-/// `INSERT INTO target <query>`: a job appending the query's rows where `target` is
-/// written (its sink, or its topic), named `insert_into_<target>` (`_2`, ... while that
-/// name is taken).
-async fn insert(
+/// Where `INSERT INTO target` writes, and the job's name: `name` for a kept job, else
+/// `insert_into_<target>` (`_2`, ... while that name is taken).
+async fn insert_target(
     engine: &mut Engine,
     target: &str,
     query: &StreamingQuery,
-    statement: &str,
-    parameters: &[ScalarValue],
     name: Option<&str>,
-) -> Result<RunningJob> {
+) -> Result<(String, InsertTarget)> {
     let error = |message: String| EngineError::Sql {
         message,
         position: query.position,
@@ -133,14 +161,20 @@ async fn insert(
     let name = match name {
         Some(name) => name.to_string(),
         None => {
-            let kept = engine
-                .stored_jobs()
-                .map(|s| s.load())
-                .transpose()?
-                .unwrap_or_default();
+            let kept: Vec<String> = match &engine.cluster {
+                Some(cluster) => cluster.jobs().await?.into_iter().map(|j| j.name).collect(),
+                None => engine
+                    .stored_jobs()
+                    .map(|s| s.load())
+                    .transpose()?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|j| j.name)
+                    .collect(),
+            };
             let taken = |name: &str| {
                 engine.latest_job(name).is_some()
-                    || kept.iter().any(|j| j.name.eq_ignore_ascii_case(name))
+                    || kept.iter().any(|j| j.eq_ignore_ascii_case(name))
                     || engine.catalog.get(name).is_some()
             };
             let mut name = format!("insert_into_{target}");
@@ -167,14 +201,5 @@ async fn insert(
         writer,
         columns,
     };
-    engine
-        .start_job(
-            JobKind::Stream,
-            &name,
-            query,
-            statement,
-            Some(into),
-            parameters,
-        )
-        .await
+    Ok((name, into))
 }

@@ -26,6 +26,18 @@ pub enum JobCommand {
     Resume,
 }
 
+impl JobCommand {
+    /// The job's status once the command has acted.
+    pub fn status(self) -> &'static str {
+        match self {
+            Self::Start | Self::Resume => "RUNNING",
+            Self::Stop => "STOPPING",
+            Self::StopForce => "STOPPED",
+            Self::Pause => "PAUSED",
+        }
+    }
+}
+
 /// A job command and the job it is for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ControlJob {
@@ -81,6 +93,13 @@ impl StatementKind for ControlJob {
                 message,
                 position: run.statement.position,
             };
+            // In a cluster the command goes to the shared catalog; the job's node acts on it.
+            if let Some(cluster) = &engine.cluster {
+                if !cluster.command(name, self.command).await? {
+                    return Err(error(format!("no job '{name}' (SHOW JOBS lists them)")));
+                }
+                return StatementOutput::rows(listing::job_reply(name, self.command.status())?);
+            }
             if self.command == JobCommand::Start {
                 if job.as_ref().is_some_and(|j| j.is_running()) {
                     return Err(error(format!("job '{name}' is running already")));
@@ -122,30 +141,22 @@ impl StatementKind for ControlJob {
                     "job '{name}' is not running (SHOW JOBS lists the jobs)"
                 )));
             };
-            let status = match self.command {
+            match self.command {
                 JobCommand::Stop | JobCommand::StopForce => {
                     if let Some(stored) = engine.stored_jobs() {
                         stored.set_stopped(name, true)?;
                     }
                     if self.command == JobCommand::StopForce {
                         job.force_stop().await;
-                        "STOPPED"
                     } else {
                         job.control.request_stop();
-                        "STOPPING"
                     }
                 }
-                JobCommand::Pause => {
-                    job.control.set_paused(true);
-                    "PAUSED"
-                }
-                JobCommand::Resume => {
-                    job.control.set_paused(false);
-                    "RUNNING"
-                }
+                JobCommand::Pause => job.control.set_paused(true),
+                JobCommand::Resume => job.control.set_paused(false),
                 JobCommand::Start => unreachable!("handled above"),
-            };
-            StatementOutput::rows(listing::job_reply(&job.name, status)?)
+            }
+            StatementOutput::rows(listing::job_reply(&job.name, self.command.status())?)
         }
         .boxed()
     }

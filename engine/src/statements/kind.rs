@@ -84,6 +84,16 @@ pub trait StatementKind: fmt::Debug + Send + Sync + Any {
         self.execute(run)
     }
 
+    /// Enters the kept job `name`'s sources and output in the catalog without running it,
+    /// as a node of a cluster does for the jobs other nodes run.
+    fn declare_as<'a>(&'a self, run: Execution<'a>, name: &'a str) -> BoxFuture<'a, Result<()>> {
+        let error = crate::error::EngineError::Internal(format!(
+            "job '{name}' is kept as a statement that starts no job: {}",
+            run.statement.text
+        ));
+        Box::pin(async move { Err(error) })
+    }
+
     /// The query EXPLAIN shows for this statement, if it plans one.
     fn explained(&self) -> Option<Explained<'_>> {
         None

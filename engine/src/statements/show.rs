@@ -1,17 +1,20 @@
-//! `SHOW STREAMS | TABLES [WITH SCHEMAS] | FUNCTIONS | JOBS | TOPICS [LIKE 'pattern']`: a
-//! listing of what the session knows, one row per stream, table, function, job or topic.
+//! `SHOW STREAMS | TABLES [WITH SCHEMAS] | FUNCTIONS | JOBS | TOPICS [LIKE 'pattern']`,
+//! `SHOW JOBS ON NODE 'id'` and `SHOW NODES`: a listing of what the session (or its cluster)
+//! knows, one row per stream, table, function, job, topic or node.
 
 use datafusion::sql::sqlparser::keywords::Keyword;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::listing;
 use crate::statements::kind::{Execution, StatementKind, StatementOutput};
-use crate::statements::parser::{StatementSyntax, StatementTokens, keyword, like_pattern, word_is};
+use crate::statements::parser::{
+    StatementSyntax, StatementTokens, keyword, like_pattern, quoted_name, word_is,
+};
 
 /// What a SHOW statement lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listing {
     /// Sources and streams.
     Streams,
@@ -22,8 +25,13 @@ pub enum Listing {
     },
     /// The SQL functions a query can call.
     Functions,
-    /// The session's jobs, their status and counters.
-    Jobs,
+    /// The jobs (of the whole cluster, in one), their node, status and counters.
+    Jobs {
+        /// Only the jobs of this node (`ON NODE 'id'`).
+        node: Option<String>,
+    },
+    /// The nodes of the cluster.
+    Nodes,
     /// The topics of the session's Kafka cluster.
     Topics,
 }
@@ -44,6 +52,7 @@ pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
         "SHOW FUNCTIONS",
         "SHOW JOBS",
         "SHOW TOPICS",
+        "SHOW NODES",
     ],
     synopsis: "SHOW",
     parse,
@@ -65,7 +74,16 @@ fn parse(statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
     } else if word_is(sig.get(1), "FUNCTIONS") {
         Listing::Functions
     } else if word_is(sig.get(1), "JOBS") {
-        Listing::Jobs
+        let node = if word_is(rest.first(), "ON") && word_is(rest.get(1), "NODE") {
+            let node = quoted_name(&rest[2..], rest[1], "the node's id")?;
+            rest = &[];
+            Some(node)
+        } else {
+            None
+        };
+        Listing::Jobs { node }
+    } else if word_is(sig.get(1), "NODES") {
+        Listing::Nodes
     } else {
         Listing::Topics
     };
@@ -80,13 +98,28 @@ impl StatementKind for Show {
         async move {
             let like = self.like.as_deref();
             let engine = run.engine;
-            StatementOutput::rows(match self.listing {
+            StatementOutput::rows(match &self.listing {
                 Listing::Streams => listing::show_entries(&engine.catalog, false, like, false)?,
                 Listing::Tables { schemas } => {
-                    listing::show_entries(&engine.catalog, true, like, schemas)?
+                    listing::show_entries(&engine.catalog, true, like, *schemas)?
                 }
                 Listing::Functions => listing::show_functions(&engine.ctx.state(), like)?,
-                Listing::Jobs => listing::show_jobs(&engine.jobs, like)?,
+                Listing::Jobs { node: None } => {
+                    listing::show_jobs(&engine.job_summaries().await?, like)?
+                }
+                Listing::Jobs { node: Some(node) } => {
+                    let known = engine.node_ids().await?;
+                    if !known.iter().any(|id| id == node) {
+                        return Err(EngineError::Sql {
+                            message: format!("no node '{node}' (the nodes: {})", known.join(", ")),
+                            position: run.statement.position,
+                        });
+                    }
+                    let mut jobs = engine.job_summaries().await?;
+                    jobs.retain(|j| &j.node == node);
+                    listing::show_jobs(&jobs, like)?
+                }
+                Listing::Nodes => listing::show_nodes(&engine.cluster()?.nodes().await?)?,
                 Listing::Topics => listing::show_topics(&engine.kafka.topics().await?, like)?,
             })
         }

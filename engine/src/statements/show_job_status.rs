@@ -3,7 +3,7 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::listing;
 use crate::statements::kind::{Execution, StatementKind, StatementOutput};
 use crate::statements::parser::{StatementSyntax, StatementTokens, quoted_name};
@@ -29,7 +29,28 @@ fn parse(statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
 
 impl StatementKind for ShowJobStatus {
     fn execute<'a>(&'a self, run: Execution<'a>) -> BoxFuture<'a, Result<StatementOutput>> {
-        async move { StatementOutput::rows(listing::show_job_status(&run.engine.jobs, &self.name)?) }
-            .boxed()
+        async move {
+            let engine = run.engine;
+            let name = &self.name;
+            let job = engine
+                .job_summaries()
+                .await?
+                .into_iter()
+                .find(|j| &j.name == name)
+                .ok_or_else(|| {
+                    EngineError::Catalog(format!("SHOW JOB STATUS '{name}': no job of that name"))
+                })?;
+            // The nodes of its plan, when it runs (or ran) here.
+            let operators = match engine.latest_job(name) {
+                Some(local) if job.node == engine.node => local.operators(),
+                _ => vec![],
+            };
+            let placements = match &engine.cluster {
+                Some(cluster) => cluster.placements(name).await?,
+                None => vec![],
+            };
+            StatementOutput::rows(listing::show_job_status(&job, &operators, &placements)?)
+        }
+        .boxed()
     }
 }

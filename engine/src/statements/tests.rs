@@ -112,7 +112,7 @@ fn job_commands_and_drop() {
 #[test]
 fn several_statements_and_show_describe_explain() {
     let statements = parse_statements(
-        "SHOW STREAMS; show tables like 'a%';\nSHOW FUNCTIONS;\nDESCRIBE \"Bars\"; desc t;\nEXPLAIN SELECT 1;; SHOW JOBS LIKE 'b%'; SHOW TOPICS; SHOW TOPIC DETAILS 'trades'; SHOW TABLES WITH SCHEMAS; SHOW JOB STATUS 'bars';",
+        "SHOW STREAMS; show tables like 'a%';\nSHOW FUNCTIONS;\nDESCRIBE \"Bars\"; desc t;\nEXPLAIN SELECT 1;; SHOW JOBS LIKE 'b%'; SHOW TOPICS; SHOW TOPIC DETAILS 'trades'; SHOW TABLES WITH SCHEMAS; SHOW JOB STATUS 'bars'; SHOW NODES; show jobs on node 'b';",
     )
     .unwrap();
     let show = |listing, like: Option<&str>| Show {
@@ -137,7 +137,17 @@ fn several_statements_and_show_describe_explain() {
     );
     assert_eq!(
         kind::<Show>(&statements[6]),
-        show(Listing::Jobs, Some("b%"))
+        show(Listing::Jobs { node: None }, Some("b%"))
+    );
+    assert_eq!(kind::<Show>(&statements[11]), show(Listing::Nodes, None));
+    assert_eq!(
+        kind::<Show>(&statements[12]),
+        show(
+            Listing::Jobs {
+                node: Some("b".into())
+            },
+            None
+        )
     );
     assert_eq!(kind::<Show>(&statements[7]), show(Listing::Topics, None));
     assert_eq!(

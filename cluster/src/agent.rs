@@ -1,0 +1,326 @@
+//! A node's own share of the cluster's jobs: every job of the catalog declared (so that any
+//! statement sent here can name it), the jobs assigned here started, those moved away,
+//! stopped or dropped stopped, and what they do reported.
+//!
+//! A job runs on one node at most: a node starts a job only once it holds the job's
+//! `running/<name>` key, which lives under its lease, and lets go of it once the job ended.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+use ferris_engine::Session;
+use ferris_engine::cluster::JobSummary;
+use ferris_engine::job::JobRecord;
+
+use crate::error::ClusterError;
+use crate::etcd::{Snapshot, key};
+
+/// How long a job that could not start waits before it is tried again.
+const RETRY_START: Duration = Duration::from_secs(5);
+/// How long the agent waits for the session (a statement may hold it) before it leaves
+/// declaring and starting to its next round.
+const SESSION_WAIT: Duration = Duration::from_millis(200);
+
+/// The jobs this node started, shared with the fence that stops them when the lease is lost.
+pub(crate) type LocalRecords = Arc<Mutex<Vec<Arc<JobRecord>>>>;
+
+struct LocalJob {
+    record: Arc<JobRecord>,
+    /// The catalog's generation it was started for.
+    generation: u64,
+    /// A stop was asked for.
+    stopping: bool,
+    /// It stops because it left this node (moved, dropped, the lease lost): once ended, it
+    /// is forgotten here, so that it can start here again if it comes back.
+    leaving: bool,
+    /// This node holds its `running/<name>` key.
+    holds: bool,
+}
+
+/// A job that would not start, and when it was tried.
+struct FailedStart {
+    generation: u64,
+    at: Instant,
+    summary: JobSummary,
+}
+
+pub(crate) struct Agent {
+    node: String,
+    session: Arc<tokio::sync::Mutex<Session>>,
+    /// Each job declared here, with the statement it was declared from.
+    declared: BTreeMap<String, String>,
+    local: BTreeMap<String, LocalJob>,
+    failed: BTreeMap<String, FailedStart>,
+    records: LocalRecords,
+}
+
+impl Agent {
+    pub(crate) fn new(
+        node: String,
+        session: Arc<tokio::sync::Mutex<Session>>,
+        records: LocalRecords,
+    ) -> Self {
+        Self {
+            node,
+            session,
+            declared: BTreeMap::new(),
+            local: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            records,
+        }
+    }
+
+    fn assigned_here(&self, snapshot: &Snapshot, name: &str) -> bool {
+        snapshot
+            .assignments
+            .get(name)
+            .is_some_and(|a| a.node == self.node)
+    }
+
+    /// Brings this node's jobs in line with `snapshot`.
+    pub(crate) async fn reconcile(
+        &mut self,
+        snapshot: &Snapshot,
+        client: &mut Client,
+        lease: i64,
+    ) -> Result<(), ClusterError> {
+        self.stop_what_left(snapshot).await;
+        self.let_go_of_ended(client).await?;
+        let Ok(mut session) =
+            tokio::time::timeout(SESSION_WAIT, self.session.clone().lock_owned()).await
+        else {
+            return Ok(());
+        };
+        for job in &snapshot.jobs {
+            if self.declared.get(&job.name) == Some(&job.sql) {
+                continue;
+            }
+            if let Err(e) = session.declare_kept(&job.name, &job.sql).await {
+                tracing::error!(job = %job.name, "cannot be declared on this node: {e}");
+            }
+            self.declared.insert(job.name.clone(), job.sql.clone());
+        }
+        let dropped: Vec<String> = self
+            .declared
+            .keys()
+            .filter(|name| snapshot.job(name).is_none())
+            .cloned()
+            .collect();
+        for name in dropped {
+            if let Err(e) = session.forget(&name) {
+                tracing::warn!(job = %name, "dropped, but not forgotten here: {e}");
+            }
+            self.declared.remove(&name);
+            self.failed.remove(&name);
+        }
+        for job in &snapshot.jobs {
+            if job.stopped || !self.assigned_here(snapshot, &job.name) {
+                continue;
+            }
+            if let Some(local) = self.local.get(&job.name)
+                && (local.holds || local.generation == job.generation)
+            {
+                continue;
+            }
+            if let Some(failed) = self.failed.get(&job.name)
+                && failed.generation == job.generation
+                && failed.at.elapsed() < RETRY_START
+            {
+                continue;
+            }
+            // The node it ran on has not let go of it yet.
+            if snapshot
+                .running
+                .get(&job.name)
+                .is_some_and(|n| *n != self.node)
+            {
+                continue;
+            }
+            if !self.take(client, &job.name, lease).await? {
+                continue;
+            }
+            match session.start_kept(&job.name, &job.sql).await {
+                Ok(Some(started)) => {
+                    let record = started.record();
+                    record.control.set_paused(job.paused);
+                    tracing::info!(job = %job.name, "started on this node");
+                    self.records
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(record.clone());
+                    self.failed.remove(&job.name);
+                    self.local.insert(
+                        job.name.clone(),
+                        LocalJob {
+                            record,
+                            generation: job.generation,
+                            stopping: false,
+                            leaving: false,
+                            holds: true,
+                        },
+                    );
+                }
+                outcome => {
+                    let error = match outcome {
+                        Err(e) => e.to_string(),
+                        _ => "its statement starts no job".to_string(),
+                    };
+                    tracing::error!(job = %job.name, "cannot start: {error}");
+                    self.release(client, &job.name).await?;
+                    self.failed.insert(
+                        job.name.clone(),
+                        FailedStart {
+                            generation: job.generation,
+                            at: Instant::now(),
+                            summary: JobSummary {
+                                name: job.name.clone(),
+                                node: self.node.clone(),
+                                kind: job.kind.clone(),
+                                status: "FAILED".into(),
+                                last_error: Some(error),
+                                ..JobSummary::default()
+                            },
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the jobs dropped (at once), stopped, or assigned elsewhere (at a checkpoint,
+    /// so that their next node resumes from it), and applies pauses.
+    async fn stop_what_left(&mut self, snapshot: &Snapshot) {
+        for (name, local) in &mut self.local {
+            if !local.record.is_running() {
+                continue;
+            }
+            let assigned_here = snapshot
+                .assignments
+                .get(name)
+                .is_some_and(|a| a.node == self.node);
+            match snapshot.job(name) {
+                Some(job) if assigned_here && !job.stopped => {
+                    local.record.control.set_paused(job.paused);
+                }
+                Some(job) if !job.force => {
+                    local.leaving = !job.stopped;
+                    if !local.stopping {
+                        tracing::info!(job = %name, "stopping at a checkpoint: {}", if job.stopped { "stopped" } else { "assigned to another node" });
+                        local.record.control.request_stop();
+                        local.stopping = true;
+                    }
+                }
+                job => {
+                    tracing::info!(job = %name, "stopping at once: dropped or stopped by force");
+                    local.record.force_stop().await;
+                    local.stopping = true;
+                    local.leaving = job.is_none() || !assigned_here;
+                }
+            }
+        }
+    }
+
+    /// Lets go of the jobs that ended here, so that another node may run them.
+    async fn let_go_of_ended(&mut self, client: &mut Client) -> Result<(), ClusterError> {
+        let ended: Vec<String> = self
+            .local
+            .iter()
+            .filter(|(_, l)| l.holds && !l.record.is_running())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in ended {
+            self.release(client, &name).await?;
+            if let Some(local) = self.local.get_mut(&name) {
+                local.holds = false;
+                tracing::info!(job = %name, "ended here: {}", local.record.status().as_str());
+                if local.leaving {
+                    self.local.remove(&name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the job `name` for this node; whether it got it.
+    async fn take(
+        &self,
+        client: &mut Client,
+        name: &str,
+        lease: i64,
+    ) -> Result<bool, ClusterError> {
+        let running = key("running", name);
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                running.as_str(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then([TxnOp::put(
+                running.as_str(),
+                self.node.as_str(),
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        Ok(client.txn(txn).await?.succeeded())
+    }
+
+    /// Lets go of the job `name`, if this node holds it.
+    async fn release(&self, client: &mut Client, name: &str) -> Result<(), ClusterError> {
+        let running = key("running", name);
+        let txn = Txn::new()
+            .when([Compare::value(
+                running.as_str(),
+                CompareOp::Equal,
+                self.node.as_str(),
+            )])
+            .and_then([TxnOp::delete(running.as_str(), None)]);
+        client.txn(txn).await?;
+        Ok(())
+    }
+
+    /// The lease is gone, and every running key with it: the fence stopped the jobs.
+    pub(crate) fn lease_lost(&mut self) {
+        self.local
+            .retain(|_, local| !local.leaving && !local.record.is_running());
+        for local in self.local.values_mut() {
+            local.holds = false;
+        }
+    }
+
+    /// Whether a job still runs here.
+    pub(crate) fn runs_jobs(&self) -> bool {
+        self.local.values().any(|l| l.record.is_running())
+    }
+
+    /// Asks every job running here to stop at a checkpoint.
+    pub(crate) fn stop_all(&mut self) {
+        for local in self.local.values_mut() {
+            if local.record.is_running() {
+                local.record.control.request_stop();
+                local.stopping = true;
+            }
+        }
+    }
+
+    /// What this node reports of its jobs: those assigned here or still running here.
+    pub(crate) fn summaries(&self, snapshot: &Snapshot) -> Vec<JobSummary> {
+        let mut summaries: Vec<JobSummary> = self
+            .local
+            .iter()
+            .filter(|(name, local)| {
+                local.record.is_running()
+                    || (self.assigned_here(snapshot, name) && snapshot.job(name).is_some())
+            })
+            .map(|(_, local)| local.record.summary(&self.node))
+            .collect();
+        summaries.extend(
+            self.failed
+                .iter()
+                .filter(|(name, _)| !self.local.get(*name).is_some_and(|l| l.record.is_running()))
+                .map(|(_, f)| f.summary.clone()),
+        );
+        summaries
+    }
+}

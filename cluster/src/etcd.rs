@@ -1,0 +1,138 @@
+//! The cluster's keys in etcd and one consistent read of all of them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions, GetOptions};
+use ferris_engine::cluster::{ClusterJob, JobSummary, NodeSummary, Placement};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ClusterError;
+
+/// Every key of the cluster starts with this.
+pub(crate) const PREFIX: &str = "/ferris/";
+
+/// The key of `name` in the folder `folder` (`nodes`, `jobs`, ...).
+pub(crate) fn key(folder: &str, name: &str) -> String {
+    format!("{PREFIX}{folder}/{name}")
+}
+
+/// The key the leader holds.
+pub(crate) fn leader_key() -> String {
+    format!("{PREFIX}leader")
+}
+
+/// Where the leader put a job, and where it was before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Assignment {
+    /// The node that is to run it.
+    pub node: String,
+    /// Its moves, oldest first (the last few).
+    pub history: Vec<Placement>,
+}
+
+/// Everything under [`PREFIX`] at one revision.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Snapshot {
+    /// Live nodes, by id.
+    pub nodes: BTreeMap<String, NodeSummary>,
+    /// The catalog, oldest job first.
+    pub jobs: Vec<ClusterJob>,
+    /// Where the leader put each job.
+    pub assignments: BTreeMap<String, Assignment>,
+    /// Which node runs each job now.
+    pub running: BTreeMap<String, String>,
+    /// What the running (or last) node reports of each job.
+    pub statuses: BTreeMap<String, JobSummary>,
+    /// The leader's id.
+    pub leader: Option<String>,
+}
+
+impl Snapshot {
+    /// The job `name` of the catalog.
+    pub(crate) fn job(&self, name: &str) -> Option<&ClusterJob> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+}
+
+/// A client of the etcd at `endpoints`, checked to answer.
+pub(crate) async fn connect(endpoints: &[String]) -> Result<Client, ClusterError> {
+    let unreachable = |message: String| ClusterError::Unreachable {
+        endpoints: endpoints.to_vec(),
+        message,
+    };
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(3))
+        // A dead connection (a cut network) is noticed within seconds.
+        .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
+        .with_keep_alive_while_idle(true);
+    let mut client = Client::connect(endpoints, Some(options))
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    client
+        .status()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    Ok(client)
+}
+
+/// Reads every key of the cluster at once.
+pub(crate) async fn snapshot(client: &mut Client) -> Result<Snapshot, ClusterError> {
+    let response = client
+        .get(PREFIX, Some(GetOptions::new().with_prefix()))
+        .await?;
+    let mut snapshot = Snapshot::default();
+    let mut jobs = Vec::new();
+    for kv in response.kvs() {
+        let key = kv.key_str().map_err(|e| corrupt("(not UTF-8)", e))?;
+        let value = kv.value_str().map_err(|e| corrupt(key, e))?;
+        let Some(rest) = key.strip_prefix(PREFIX) else {
+            continue;
+        };
+        if rest == "leader" {
+            snapshot.leader = Some(value.to_string());
+            continue;
+        }
+        let Some((folder, name)) = rest.split_once('/') else {
+            continue;
+        };
+        let name = name.to_string();
+        match folder {
+            "nodes" => {
+                snapshot.nodes.insert(name, decode(key, value)?);
+            }
+            "jobs" => jobs.push((kv.create_revision(), decode::<ClusterJob>(key, value)?)),
+            "assignments" => {
+                snapshot.assignments.insert(name, decode(key, value)?);
+            }
+            "running" => {
+                snapshot.running.insert(name, value.to_string());
+            }
+            "status" => {
+                snapshot.statuses.insert(name, decode(key, value)?);
+            }
+            _ => {}
+        }
+    }
+    jobs.sort_by_key(|(revision, _)| *revision);
+    snapshot.jobs = jobs.into_iter().map(|(_, job)| job).collect();
+    Ok(snapshot)
+}
+
+/// The JSON of a value we write.
+pub(crate) fn encode(value: &impl Serialize) -> String {
+    serde_json::to_string(value).expect("cluster records serialize")
+}
+
+fn decode<T: DeserializeOwned>(key: &str, value: &str) -> Result<T, ClusterError> {
+    serde_json::from_str(value).map_err(|e| corrupt(key, e))
+}
+
+fn corrupt(key: &str, e: impl std::fmt::Display) -> ClusterError {
+    ClusterError::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
+    }
+}

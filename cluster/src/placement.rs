@@ -1,0 +1,297 @@
+//! Where jobs run: the leader's decisions, from one snapshot of the cluster.
+//!
+//! A job stays on its node while that node is up and not draining. A job without one goes to
+//! the node with the most free slots, then the fewest records per second, then the smallest
+//! id. When nothing else changes and no move is under way, one job moves from the busiest
+//! node to the idlest while their job counts differ by two or more: a node that joins fills
+//! up one move at a time.
+
+use std::collections::BTreeMap;
+
+use ferris_engine::cluster::{ClusterJob, NodeSummary, Placement};
+
+use crate::etcd::{Assignment, Snapshot};
+
+/// How many moves an assignment remembers.
+const HISTORY: usize = 20;
+
+/// What the leader writes: new assignments, and assignments of jobs no longer kept.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Decisions {
+    /// Jobs to (re)assign, with their new assignment.
+    pub assign: Vec<(String, Assignment)>,
+    /// Jobs dropped: their assignments go.
+    pub unassign: Vec<String>,
+}
+
+/// The status a node reports while it hands its jobs over before leaving.
+pub(crate) const DRAINING: &str = "DRAINING";
+
+/// Decides, from `snapshot`, what changes; `now_ms` dates the moves.
+pub(crate) fn decide(snapshot: &Snapshot, now_ms: u64) -> Decisions {
+    let eligible: BTreeMap<&str, &NodeSummary> = snapshot
+        .nodes
+        .values()
+        .filter(|n| n.status != DRAINING)
+        .map(|n| (n.id.as_str(), n))
+        .collect();
+    let mut load: BTreeMap<&str, u64> = eligible.keys().map(|id| (*id, 0)).collect();
+    for job in snapshot.jobs.iter().filter(|j| !j.stopped) {
+        if let Some(assigned) = snapshot.assignments.get(&job.name)
+            && let Some(count) = load.get_mut(assigned.node.as_str())
+        {
+            *count += 1;
+        }
+    }
+    let mut decisions = Decisions::default();
+    for job in &snapshot.jobs {
+        let current = snapshot.assignments.get(&job.name);
+        if current.is_some_and(|a| eligible.contains_key(a.node.as_str())) {
+            continue;
+        }
+        let why = match current {
+            None => "placed".to_string(),
+            Some(a) if snapshot.nodes.contains_key(&a.node) => {
+                format!("node {} is draining", a.node)
+            }
+            Some(a) => format!("node {} left", a.node),
+        };
+        let Some(to) = freest(&eligible, &load) else {
+            continue;
+        };
+        if !job.stopped {
+            *load.get_mut(to).expect("a node of the load") += 1;
+        }
+        decisions
+            .assign
+            .push((job.name.clone(), moved(current, to, why, now_ms)));
+    }
+    if decisions.assign.is_empty() && snapshot.jobs.iter().all(|j| settled(snapshot, j)) {
+        decisions.assign.extend(rebalance(snapshot, &load, now_ms));
+    }
+    decisions.unassign = snapshot
+        .assignments
+        .keys()
+        .filter(|name| snapshot.job(name).is_none())
+        .cloned()
+        .collect();
+    decisions
+}
+
+/// The eligible node with the most free slots, then the fewest records per second.
+fn freest<'a>(
+    eligible: &BTreeMap<&'a str, &NodeSummary>,
+    load: &BTreeMap<&str, u64>,
+) -> Option<&'a str> {
+    eligible
+        .iter()
+        .map(|(id, node)| (*id, node.slots as i64 - load[id] as i64, node))
+        .filter(|(_, free, _)| *free > 0)
+        .max_by(|(a_id, a_free, a), (b_id, b_free, b)| {
+            a_free
+                .cmp(b_free)
+                .then(b.records_per_second.total_cmp(&a.records_per_second))
+                .then(b_id.cmp(a_id))
+        })
+        .map(|(id, _, _)| id)
+}
+
+/// Whether `job` is where it was assigned: running there, or reported ended there.
+fn settled(snapshot: &Snapshot, job: &ClusterJob) -> bool {
+    let Some(assigned) = snapshot.assignments.get(&job.name) else {
+        return job.stopped;
+    };
+    match snapshot.running.get(&job.name) {
+        Some(node) => *node == assigned.node,
+        None => {
+            job.stopped
+                || snapshot
+                    .statuses
+                    .get(&job.name)
+                    .is_some_and(|s| s.node == assigned.node)
+        }
+    }
+}
+
+/// One move from the busiest node to the idlest, if their job counts differ by two or more.
+fn rebalance(
+    snapshot: &Snapshot,
+    load: &BTreeMap<&str, u64>,
+    now_ms: u64,
+) -> Option<(String, Assignment)> {
+    let (busiest, most) = load.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
+    let (idlest, fewest) = load.iter().min_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)))?;
+    let idle = &snapshot.nodes[*idlest];
+    if *most < fewest + 2 || *fewest >= idle.slots {
+        return None;
+    }
+    // The newest job of the busiest node moves.
+    let job = snapshot.jobs.iter().rev().find(|j| {
+        !j.stopped
+            && snapshot
+                .assignments
+                .get(&j.name)
+                .is_some_and(|a| a.node == *busiest)
+    })?;
+    let why = format!("rebalance: {idlest} ran {fewest} jobs, {busiest} {most}");
+    Some((
+        job.name.clone(),
+        moved(snapshot.assignments.get(&job.name), idlest, why, now_ms),
+    ))
+}
+
+fn moved(current: Option<&Assignment>, to: &str, why: String, now_ms: u64) -> Assignment {
+    let mut history = current.map(|a| a.history.clone()).unwrap_or_default();
+    history.push(Placement {
+        at_ms: now_ms,
+        from: current.map(|a| a.node.clone()),
+        to: to.to_string(),
+        why,
+    });
+    let drop = history.len().saturating_sub(HISTORY);
+    history.drain(..drop);
+    Assignment {
+        node: to.to_string(),
+        history,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, slots: u64) -> NodeSummary {
+        NodeSummary {
+            id: id.into(),
+            status: "UP".into(),
+            slots,
+            ..NodeSummary::default()
+        }
+    }
+
+    fn job(name: &str) -> ClusterJob {
+        ClusterJob {
+            name: name.into(),
+            kind: "stream".into(),
+            sql: String::new(),
+            checkpoint_dir: None,
+            stopped: false,
+            force: false,
+            paused: false,
+            generation: 0,
+            created_ms: 0,
+        }
+    }
+
+    /// Applies the decisions as the nodes would: each assigned job runs where assigned.
+    fn apply(snapshot: &mut Snapshot, decisions: Decisions) {
+        for (name, assignment) in decisions.assign {
+            snapshot
+                .running
+                .insert(name.clone(), assignment.node.clone());
+            snapshot.assignments.insert(name, assignment);
+        }
+        for name in decisions.unassign {
+            snapshot.assignments.remove(&name);
+        }
+    }
+
+    fn counts(snapshot: &Snapshot) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for a in snapshot.assignments.values() {
+            *counts.entry(a.node.clone()).or_default() += 1;
+        }
+        counts
+    }
+
+    fn settle(snapshot: &mut Snapshot) -> usize {
+        let mut rounds = 0;
+        loop {
+            let decisions = decide(snapshot, 1);
+            if decisions == Decisions::default() {
+                return rounds;
+            }
+            apply(snapshot, decisions);
+            rounds += 1;
+            assert!(rounds < 50, "placement does not settle");
+        }
+    }
+
+    #[test]
+    fn jobs_spread_by_free_slots_then_move_when_a_node_joins_or_leaves() {
+        let mut snapshot = Snapshot::default();
+        for id in ["a", "b", "c"] {
+            snapshot.nodes.insert(id.into(), node(id, 4));
+        }
+        snapshot.jobs = (1..=6).map(|i| job(&format!("j{i}"))).collect();
+        settle(&mut snapshot);
+        assert_eq!(
+            counts(&snapshot).values().copied().collect::<Vec<_>>(),
+            [2, 2, 2]
+        );
+        assert_eq!(snapshot.assignments["j1"].history[0].why, "placed");
+
+        // A fourth node: one job moves onto it, then the counts differ by one at most.
+        snapshot.nodes.insert("d".into(), node("d", 4));
+        assert_eq!(settle(&mut snapshot), 1);
+        let moved: Vec<_> = snapshot
+            .assignments
+            .values()
+            .filter(|a| a.node == "d")
+            .collect();
+        assert_eq!(moved.len(), 1);
+        assert!(
+            moved[0].history[1]
+                .why
+                .starts_with("rebalance: d ran 0 jobs")
+        );
+
+        // A node that leaves: its jobs go to the others, saying why.
+        snapshot.nodes.remove("a");
+        settle(&mut snapshot);
+        assert!(!counts(&snapshot).contains_key("a"));
+        assert_eq!(counts(&snapshot).values().sum::<usize>(), 6);
+        assert!(
+            snapshot
+                .assignments
+                .values()
+                .any(|a| a.history.last().is_some_and(|p| p.why == "node a left"))
+        );
+
+        // A draining node hands its jobs over too.
+        snapshot.nodes.get_mut("b").unwrap().status = DRAINING.into();
+        settle(&mut snapshot);
+        assert_eq!(counts(&snapshot).keys().collect::<Vec<_>>(), ["c", "d"]);
+    }
+
+    #[test]
+    fn full_nodes_leave_jobs_waiting_and_dropped_jobs_lose_their_assignment() {
+        let mut snapshot = Snapshot::default();
+        snapshot.nodes.insert("a".into(), node("a", 1));
+        snapshot.jobs = vec![job("x"), job("y")];
+        settle(&mut snapshot);
+        assert_eq!(snapshot.assignments.len(), 1);
+        assert!(snapshot.assignments.contains_key("x"));
+        snapshot.jobs.remove(0);
+        settle(&mut snapshot);
+        assert_eq!(snapshot.assignments.keys().collect::<Vec<_>>(), ["y"]);
+    }
+
+    #[test]
+    fn nothing_moves_while_a_move_is_under_way() {
+        let mut snapshot = Snapshot::default();
+        snapshot.nodes.insert("a".into(), node("a", 4));
+        snapshot.jobs = vec![job("x"), job("y")];
+        settle(&mut snapshot);
+        snapshot.nodes.insert("b".into(), node("b", 4));
+        let decisions = decide(&snapshot, 2);
+        assert_eq!(decisions.assign.len(), 1);
+        // Assigned to b, still running on a: no second move.
+        let (name, assignment) = &decisions.assign[0];
+        snapshot
+            .assignments
+            .insert(name.clone(), assignment.clone());
+        snapshot.nodes.insert("c".into(), node("c", 4));
+        assert_eq!(decide(&snapshot, 3), Decisions::default());
+    }
+}

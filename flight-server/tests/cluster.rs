@@ -1,0 +1,583 @@
+//! A cluster of real `ferris server` processes on loopback, coordinated by a real etcd
+//! (built by scripts/etcd.sh): nodes register, jobs spread, a node killed with SIGKILL or
+//! cut off from etcd loses its jobs to the others with nothing lost and nothing twice, a
+//! node that joins takes jobs over, one stopped with SIGTERM hands its jobs over first, and
+//! the cluster rides out an etcd restart.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a node stays registered without a heartbeat, in these tests.
+const LEASE_TTL: &str = "3";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The etcd server binary: `FERRIS_ETCD` (scripts/test.sh sets it), else built once by
+/// scripts/etcd.sh.
+fn etcd_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("FERRIS_ETCD") {
+        return path.into();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = Command::new("bash")
+        .arg(root.join("scripts/etcd.sh"))
+        .arg("install")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "scripts/etcd.sh install: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().into()
+}
+
+/// A single-node etcd on free ports, its data in a folder of the test.
+struct Etcd {
+    child: Child,
+    port: u16,
+    peer: u16,
+    data: PathBuf,
+}
+
+impl Etcd {
+    fn start(dir: &Path) -> Self {
+        let (port, peer) = (free_port(), free_port());
+        let data = dir.join("etcd");
+        let child = Self::spawn(&data, port, peer);
+        Self {
+            child,
+            port,
+            peer,
+            data,
+        }
+    }
+
+    fn spawn(data: &Path, port: u16, peer: u16) -> Child {
+        let client = format!("http://127.0.0.1:{port}");
+        let peers = format!("http://127.0.0.1:{peer}");
+        let child = Command::new(etcd_binary())
+            .args(["--name", "test", "--data-dir"])
+            .arg(data)
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peers,
+                "--initial-advertise-peer-urls",
+                &peers,
+            ])
+            .args(["--initial-cluster", &format!("test={peers}")])
+            .args(["--heartbeat-interval", "50", "--election-timeout", "250"])
+            .args(["--log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("etcd answers", Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        child
+    }
+
+    fn url(&self) -> String {
+        format!("etcd://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it and starts it again on its data: a restart under a running cluster.
+    fn restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = Self::spawn(&self.data, self.port, self.peer);
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `ferris server` node, its log in `<id>.log` of the test's folder.
+struct Node {
+    id: String,
+    child: Child,
+    port: String,
+    log: PathBuf,
+}
+
+impl Node {
+    fn start(dir: &Path, id: &str, etcd: &str) -> Self {
+        let log = dir.join(format!("{id}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_ferris"))
+            .args(["server", "--flight", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(["--cluster", etcd, "--node-id", id, "--state-dir", "state"])
+            .args(["--slots", "4", "--lease-ttl", LEASE_TTL])
+            .current_dir(dir)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut port = String::new();
+        wait_until(&format!("{id} listens"), Duration::from_secs(30), || {
+            let text = std::fs::read_to_string(&log).unwrap();
+            match text.lines().find(|l| l.contains("Flight SQL listening on")) {
+                Some(line) => {
+                    port = line.rsplit(':').next().unwrap().trim().to_string();
+                    true
+                }
+                None => false,
+            }
+        });
+        Self {
+            id: id.to_string(),
+            child,
+            port,
+            log,
+        }
+    }
+
+    /// Runs `sql` on this node through `ferris-flight`: its table, or its error.
+    fn sql(&self, sql: &str) -> Result<String, String> {
+        let output = Command::new(env!("CARGO_BIN_EXE_ferris-flight"))
+            .args(["--port", &self.port, "-e", sql])
+            .output()
+            .unwrap();
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod; waits for the process to end.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} did not stop", self.id);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The cells of a `ferris-flight` table, a map per row by column name.
+fn rows(table: &str) -> Vec<BTreeMap<String, String>> {
+    let lines: Vec<&str> = table.lines().filter(|l| l.starts_with('|')).collect();
+    let Some((header, body)) = lines.split_first() else {
+        return vec![];
+    };
+    let cells = |line: &str| -> Vec<String> {
+        line.trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    let names = cells(header);
+    body.iter()
+        .map(|line| names.iter().cloned().zip(cells(line)).collect())
+        .collect()
+}
+
+/// Each job's node, once every job runs (`SHOW JOBS` on `node`).
+fn placement(node: &Node) -> Option<BTreeMap<String, String>> {
+    let jobs = rows(&node.sql("SHOW JOBS").ok()?);
+    jobs.iter().all(|j| j["status"] == "RUNNING").then(|| {
+        jobs.iter()
+            .map(|j| (j["name"].clone(), j["node"].clone()))
+            .collect()
+    })
+}
+
+fn jobs_per_node(placement: &BTreeMap<String, String>) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for node in placement.values() {
+        *counts.entry(node.clone()).or_default() += 1;
+    }
+    counts
+}
+
+const JOBS: usize = 6;
+
+/// The job `k`: every row of its folder `in/k/`, projected, into `out/jk/`.
+fn job(k: usize) -> String {
+    format!(
+        "CREATE STREAM j{k} AS SELECT id, symbol, price FROM src{k}
+         WITH ('src{k}.type' = 'file_source', 'src{k}.path' = 'in/{k}/', 'src{k}.format' = 'csv',
+               'src{k}.schema' = 'id BIGINT, symbol VARCHAR, price DECIMAL(12,2)',
+               'src{k}.watch' = 'true', 'src{k}.watch.interval' = '20ms',
+               'j{k}.type' = 'file_sink', 'j{k}.path' = 'out/j{k}/',
+               'checkpoint.interval' = '100ms')"
+    )
+}
+
+/// Writes batch `b` (ids `b*100 .. b*100+50`) into every job's folder.
+fn write_batch(dir: &Path, jobs: usize, b: usize) {
+    for k in 1..=jobs {
+        let folder = dir.join(format!("in/{k}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        let mut csv = String::from("id,symbol,price\n");
+        for id in b * 100..b * 100 + 50 {
+            csv.push_str(&format!("{id},S{},{}.{:02}\n", id % 7, id, id % 100));
+        }
+        // Whole files only: written aside, then renamed in.
+        let aside = dir.join(format!("in/.{k}-{b}.tmp"));
+        std::fs::write(&aside, csv).unwrap();
+        std::fs::rename(&aside, folder.join(format!("{b}.csv"))).unwrap();
+    }
+}
+
+/// The ids in job `k`'s committed output, sorted (duplicates kept).
+fn output_ids(dir: &Path, k: usize) -> Vec<u64> {
+    let folder = dir.join(format!("out/j{k}"));
+    let mut ids = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&folder) else {
+        return ids;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            ids.push(row["id"].as_u64().unwrap());
+        }
+    }
+    ids.sort();
+    ids
+}
+
+/// Waits until every job wrote each row of batches `0..batches` exactly once.
+fn wait_for_exact_output(dir: &Path, jobs: usize, batches: usize) {
+    let expected: Vec<u64> = (0..batches)
+        .flat_map(|b| (b * 100..b * 100 + 50).map(|id| id as u64))
+        .collect();
+    for k in 1..=jobs {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ids = output_ids(dir, k);
+            if ids.len() >= expected.len() {
+                assert_eq!(ids, expected, "job j{k}: every row once, none twice");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job j{k}: {} of {} rows",
+                ids.len(),
+                expected.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn nodes_share_jobs_and_take_over_from_a_killed_a_joining_and_a_leaving_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let etcd = Etcd::start(dir);
+    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|id| Node::start(dir, id, &etcd.url()))
+        .collect();
+    for node in &nodes {
+        wait_until(
+            "every node lists three nodes",
+            Duration::from_secs(20),
+            || {
+                let listed: Vec<String> = rows(&node.sql("SHOW NODES").unwrap_or_default())
+                    .into_iter()
+                    .map(|n| n["id"].clone())
+                    .collect();
+                listed == ["n1", "n2", "n3"]
+            },
+        );
+    }
+    let leaders = rows(&nodes[1].sql("SHOW NODES").unwrap())
+        .iter()
+        .filter(|n| n["leader"] == "true")
+        .count();
+    assert_eq!(leaders, 1);
+
+    // Six jobs deployed through one node spread two a node.
+    let file = dir.join("jobs.sql");
+    let statements: Vec<String> = (1..=JOBS).map(job).collect();
+    std::fs::write(&file, statements.join(";\n") + ";\n").unwrap();
+    let deployed = Command::new(env!("CARGO_BIN_EXE_ferris"))
+        .args(["deploy", "jobs.sql", "--server"])
+        .arg(format!("127.0.0.1:{}", nodes[0].port))
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&deployed.stdout).contains("SUBMITTED"));
+    let mut placed = BTreeMap::new();
+    wait_until("six jobs run, two a node", Duration::from_secs(30), || {
+        placed = placement(&nodes[2]).unwrap_or_default();
+        placed.len() == JOBS && jobs_per_node(&placed).values().all(|n| *n == 2)
+    });
+    // Every node answers SHOW alike.
+    let streams = nodes[0].sql("SHOW STREAMS").unwrap();
+    assert_eq!(nodes[1].sql("SHOW STREAMS").unwrap(), streams);
+    assert!(streams.contains("| j6 "), "{streams}");
+    write_batch(dir, JOBS, 0);
+    wait_for_exact_output(dir, JOBS, 1);
+
+    // kill -9 of a node: its jobs start on the others from their last checkpoints.
+    let killed = nodes.remove(1);
+    let killed_id = killed.id.clone();
+    let mut killed = killed;
+    write_batch(dir, JOBS, 1);
+    killed.kill();
+    let crashed = Instant::now();
+    wait_until(
+        "the killed node's jobs run elsewhere",
+        Duration::from_secs(30),
+        || {
+            placed = placement(&nodes[0]).unwrap_or_default();
+            placed.len() == JOBS && !placed.values().any(|n| *n == killed_id)
+        },
+    );
+    eprintln!("failover: {:?}", crashed.elapsed());
+    write_batch(dir, JOBS, 2);
+    wait_for_exact_output(dir, JOBS, 3);
+    let status = nodes[0]
+        .sql(&format!(
+            "SHOW JOB STATUS '{}'",
+            placed
+                .iter()
+                .find(|(job, _)| {
+                    let history = nodes[0].sql(&format!("SHOW JOB STATUS '{job}'")).unwrap();
+                    history.contains(&format!("node {killed_id} left"))
+                })
+                .expect("a job says it moved because its node left")
+                .0
+        ))
+        .unwrap();
+    assert!(status.contains("placement_1"), "{status}");
+    assert!(status.contains("cpu_seconds"), "{status}");
+
+    // A fourth node joins: a job moves onto it (a checkpoint there, a restore here).
+    nodes.push(Node::start(dir, "n4", &etcd.url()));
+    let joined = Instant::now();
+    wait_until(
+        "a job runs on the new node",
+        Duration::from_secs(30),
+        || {
+            placed = placement(&nodes[0]).unwrap_or_default();
+            placed.len() == JOBS && placed.values().any(|n| n == "n4")
+        },
+    );
+    eprintln!("rebalance onto a new node: {:?}", joined.elapsed());
+    write_batch(dir, JOBS, 3);
+    wait_for_exact_output(dir, JOBS, 4);
+
+    // A node stopped with SIGTERM hands its jobs over before it goes.
+    let mut leaving = nodes.remove(1);
+    assert_eq!(leaving.id, "n3");
+    write_batch(dir, JOBS, 4);
+    let status = leaving.terminate();
+    assert!(status.success(), "{status:?}: {}", leaving.log());
+    assert!(leaving.log().contains("draining"), "{}", leaving.log());
+    wait_until("the jobs run on n1 and n4", Duration::from_secs(30), || {
+        placed = placement(&nodes[0]).unwrap_or_default();
+        placed.len() == JOBS && placed.values().all(|n| n == "n1" || n == "n4")
+    });
+    write_batch(dir, JOBS, 5);
+    wait_for_exact_output(dir, JOBS, 6);
+
+    let on_n4 = rows(&nodes[1].sql("SHOW JOBS ON NODE 'n4'").unwrap());
+    assert!(!on_n4.is_empty() && on_n4.iter().all(|j| j["node"] == "n4"));
+    let error = nodes[0].sql("SHOW JOBS ON NODE 'nope'").unwrap_err();
+    assert!(
+        error.contains("no node 'nope' (the nodes: n1, n4)"),
+        "{error}"
+    );
+}
+
+/// A TCP relay between one node and etcd that the test can cut: a network partition.
+struct Relay {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    streams: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn to(target: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (is_cut, open) = (cut.clone(), streams.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if is_cut.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let mut open = open.lock().unwrap();
+                open.push(client.try_clone().unwrap());
+                open.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let mut buffer = [0u8; 16384];
+                        while let Ok(n @ 1..) = from.read(&mut buffer) {
+                            if to.write_all(&buffer[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { port, cut, streams }
+    }
+
+    fn url(&self) -> String {
+        format!("etcd://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for stream in self.streams.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+#[test]
+fn jobs_ride_out_an_etcd_restart_and_a_node_cut_off_from_etcd_stops_its_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let mut etcd = Etcd::start(dir);
+    let relay = Relay::to(etcd.port);
+    let n1 = Node::start(dir, "n1", &etcd.url());
+    let n2 = Node::start(dir, "n2", &relay.url());
+    let jobs = 2;
+    for k in 1..=jobs {
+        assert!(n1.sql(&job(k)).unwrap().contains("SUBMITTED"));
+    }
+    let mut placed = BTreeMap::new();
+    wait_until("a job a node", Duration::from_secs(30), || {
+        placed = placement(&n1).unwrap_or_default();
+        placed.len() == jobs && jobs_per_node(&placed).len() == 2
+    });
+    write_batch(dir, jobs, 0);
+    wait_for_exact_output(dir, jobs, 1);
+
+    // etcd restarts: the jobs go on where they are, and the cluster has a leader again.
+    etcd.restart();
+    write_batch(dir, jobs, 1);
+    wait_for_exact_output(dir, jobs, 2);
+    wait_until(
+        "a leader after the restart",
+        Duration::from_secs(30),
+        || {
+            rows(&n1.sql("SHOW NODES").unwrap_or_default())
+                .iter()
+                .any(|n| n["leader"] == "true")
+        },
+    );
+    assert_eq!(placement(&n1).unwrap(), placed, "nothing moved");
+
+    // n2 is cut off from etcd: it stops its job itself, and n1 takes it over.
+    relay.cut();
+    wait_until("n2 fences its job", Duration::from_secs(30), || {
+        n2.log().contains("this node lost its etcd lease")
+    });
+    wait_until("both jobs run on n1", Duration::from_secs(30), || {
+        placed = placement(&n1).unwrap_or_default();
+        placed.len() == jobs && placed.values().all(|n| n == "n1")
+    });
+    write_batch(dir, jobs, 2);
+    wait_for_exact_output(dir, jobs, 3);
+}
+
+#[test]
+fn a_node_without_etcd_or_a_state_dir_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let ferris = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_ferris"))
+            .args(["server", "--flight", "127.0.0.1:0"])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let closed = free_port();
+    let url = format!("etcd://127.0.0.1:{closed}");
+    let error = ferris(&["--cluster", &url, "--state-dir", "state"]);
+    assert!(
+        error.contains(&format!("cannot reach etcd at 127.0.0.1:{closed}")),
+        "{error}"
+    );
+    let error = ferris(&["--cluster", &url]);
+    assert!(error.contains("--cluster needs --state-dir"), "{error}");
+    let error = ferris(&["--cluster", "http://127.0.0.1:2379", "--state-dir", "s"]);
+    assert!(
+        error.contains("expected etcd://HOST:PORT[,HOST:PORT...]"),
+        "{error}"
+    );
+}
