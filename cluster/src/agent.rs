@@ -87,7 +87,7 @@ impl Agent {
         lease: i64,
     ) -> Result<(), ClusterError> {
         self.stop_what_left(snapshot).await;
-        self.let_go_of_ended(client).await?;
+        self.let_go_of_ended(snapshot, client).await?;
         let Ok(mut session) =
             tokio::time::timeout(SESSION_WAIT, self.session.clone().lock_owned()).await
         else {
@@ -223,8 +223,13 @@ impl Agent {
         }
     }
 
-    /// Lets go of the jobs that ended here, so that another node may run them.
-    async fn let_go_of_ended(&mut self, client: &mut Client) -> Result<(), ClusterError> {
+    /// Lets go of the jobs that ended here, so that another node may run them, and forgets
+    /// those that left or were dropped (a job created again under the name starts afresh).
+    async fn let_go_of_ended(
+        &mut self,
+        snapshot: &Snapshot,
+        client: &mut Client,
+    ) -> Result<(), ClusterError> {
         let ended: Vec<String> = self
             .local
             .iter()
@@ -236,11 +241,13 @@ impl Agent {
             if let Some(local) = self.local.get_mut(&name) {
                 local.holds = false;
                 tracing::info!(job = %name, "ended here: {}", local.record.status().as_str());
-                if local.leaving {
-                    self.local.remove(&name);
-                }
             }
         }
+        self.local.retain(|name, local| {
+            local.holds
+                || local.record.is_running()
+                || (!local.leaving && snapshot.job(name).is_some())
+        });
         Ok(())
     }
 

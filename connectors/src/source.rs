@@ -96,6 +96,11 @@ pub trait SourceConnector: fmt::Debug + Send + Sync {
     fn commit(&self) -> Result<()> {
         Ok(())
     }
+
+    /// The job reading the source has ended: what the source kept for the job's last commit
+    /// goes (a Kafka consumer leaves its group, so that the job started again, here or on
+    /// another node, is given its partitions at once).
+    fn release(&self) {}
 }
 
 /// Reads a source's micro-batches.

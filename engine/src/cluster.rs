@@ -82,6 +82,8 @@ pub struct JobSummary {
     pub last_checkpoint_pause_ms: Option<u64>,
     /// Bytes of operator state: in its last checkpoint, else at its peak so far.
     pub state_bytes: u64,
+    /// The most bytes of operator state it has held.
+    pub peak_state_bytes: u64,
     /// Why it failed or waits, if it does.
     pub last_error: Option<String>,
 }

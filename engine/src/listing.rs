@@ -272,6 +272,7 @@ pub(crate) fn show_job_status(
         ),
         ("bad_records", job.bad_records.to_string()),
         ("late_records", job.late_records.to_string()),
+        ("peak_state_bytes", job.peak_state_bytes.to_string()),
         ("state_bytes", job.state_bytes.to_string()),
         ("watermark", timestamp_text(job.watermark_ms)?),
         ("last_checkpoint", optional(job.last_checkpoint)),

@@ -29,7 +29,8 @@ Usage:
                  [--slots N] [--lease-ttl SECONDS]]
                 [--config FILE.yaml [--profile NAME]]
                              serve Arrow Flight SQL (default 127.0.0.1:50051), and
-                             /health, /ready, /metrics over HTTP; also from FERRIS_FLIGHT,
+                             /health, /ready, /metrics and a JSON API (/api/v1/,
+                             docs/openapi.yaml) over HTTP; also from FERRIS_FLIGHT,
                              FERRIS_HTTP, FERRIS_AUTH_TOKEN, FERRIS_KAFKA_BOOTSTRAP (the
                              cluster SHOW TOPICS describes), FERRIS_TLS_CERT, FERRIS_TLS_KEY,
                              FERRIS_STATE_DIR (checkpoints and the jobs started again

@@ -1,5 +1,6 @@
 //! The server's HTTP endpoint (`--http`): `/health`, `/ready` and `/metrics` (Prometheus text
-//! exposition of every job's counters), for load balancers, Kubernetes probes and scrapers.
+//! exposition of every job's counters), for load balancers, Kubernetes probes and scrapers;
+//! and the JSON API under `/api/` ([`crate::rest`]).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -15,8 +16,9 @@ use ferris_engine::JobProgress;
 use ferris_engine::job::manifest::now_ms;
 use ferris_engine::job::{CheckpointInfo, JobRecord, JobStatus, OperatorCounters};
 
-/// What the endpoint reports on: the server's readiness and its jobs.
-pub trait Monitored: Clone + Send + Sync + 'static {
+/// What the endpoint reports on: the server's readiness and its jobs; and what the API runs
+/// its SQL through.
+pub trait Monitored: crate::rest::SqlService + Clone + 'static {
     /// Whether the server has restored its jobs and takes queries.
     fn is_ready(&self) -> bool;
     /// Every job the server started.
@@ -49,6 +51,9 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListene
 }
 
 async fn answer(service: &impl Monitored, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.uri().path().starts_with(crate::rest::PREFIX) {
+        return crate::rest::answer(service, request).await;
+    }
     let (status, body) = match request.uri().path() {
         "/health" => (StatusCode::OK, "ok\n".to_string()),
         "/ready" if service.is_ready() => (StatusCode::OK, "ok\n".to_string()),
@@ -59,7 +64,7 @@ async fn answer(service: &impl Monitored, request: Request<Incoming>) -> Respons
         "/metrics" => (StatusCode::OK, metrics(service).await),
         _ => (
             StatusCode::NOT_FOUND,
-            "not found: /health, /ready or /metrics\n".to_string(),
+            "not found: /health, /ready, /metrics or /api/v1/\n".to_string(),
         ),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod http;
+pub mod rest;
 pub mod server;
 
 /// Runs `work` on a new multi-threaded runtime; its error is printed as `program: error: ...`.

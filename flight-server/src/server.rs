@@ -61,7 +61,8 @@ pub struct ServerConfig {
     pub flight: SocketAddr,
     /// A PEM certificate (chain) and its private key: Flight SQL over TLS (`grpc+tls://`).
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
-    /// Where `/health`, `/ready` and `/metrics` are served, if anywhere.
+    /// Where `/health`, `/ready`, `/metrics` and the JSON API (`/api/v1/`) are served, if
+    /// anywhere.
     pub http: Option<SocketAddr>,
     /// The Kafka cluster `SHOW TOPICS` describes (else `FERRIS_KAFKA_BOOTSTRAP`, else
     /// 127.0.0.1:9092).
@@ -1128,5 +1129,19 @@ impl crate::http::Monitored for FerrisFlightSql {
 
     async fn job_records(&self) -> Vec<Arc<ferris_engine::job::JobRecord>> {
         self.inner.session.lock().await.jobs().to_vec()
+    }
+}
+
+impl crate::rest::SqlService for FerrisFlightSql {
+    fn token(&self) -> Option<&str> {
+        self.inner.token.as_deref()
+    }
+
+    async fn execute_sql(&self, sql: &str) -> Result<Vec<RecordBatch>, String> {
+        let rows = self
+            .execute(sql)
+            .await
+            .map_err(|e| e.message().to_string())?;
+        rows.try_collect().await.map_err(|e| e.to_string())
     }
 }

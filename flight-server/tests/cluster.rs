@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod support;
+
 /// How long a node stays registered without a heartbeat, in these tests.
 const LEASE_TTL: &str = "3";
 
@@ -244,77 +246,143 @@ fn jobs_per_node(placement: &BTreeMap<String, String>) -> BTreeMap<String, usize
     counts
 }
 
-const JOBS: usize = 6;
-
-/// The job `k`: every row of its folder `in/k/`, projected, into `out/jk/`.
-fn job(k: usize) -> String {
-    format!(
-        "CREATE STREAM j{k} AS SELECT id, symbol, price FROM src{k}
-         WITH ('src{k}.type' = 'file_source', 'src{k}.path' = 'in/{k}/', 'src{k}.format' = 'csv',
-               'src{k}.schema' = 'id BIGINT, symbol VARCHAR, price DECIMAL(12,2)',
-               'src{k}.watch' = 'true', 'src{k}.watch.interval' = '20ms',
-               'j{k}.type' = 'file_sink', 'j{k}.path' = 'out/j{k}/',
-               'checkpoint.interval' = '100ms')"
-    )
+/// The tests' jobs: `j1`, `j2`, ... each reading a watched folder `in/k/` into a folder
+/// `out/jk/`, except one that reads a Kafka topic into another (exactly once, through
+/// transactions) when `kafka` names the two.
+struct Jobs {
+    count: usize,
+    /// The Kafka job's number and its input and output topics.
+    kafka: Option<(usize, String, String)>,
 }
 
-/// Writes batch `b` (ids `b*100 .. b*100+50`) into every job's folder.
-fn write_batch(dir: &Path, jobs: usize, b: usize) {
-    for k in 1..=jobs {
-        let folder = dir.join(format!("in/{k}"));
-        std::fs::create_dir_all(&folder).unwrap();
-        let mut csv = String::from("id,symbol,price\n");
-        for id in b * 100..b * 100 + 50 {
-            csv.push_str(&format!("{id},S{},{}.{:02}\n", id % 7, id, id % 100));
-        }
-        // Whole files only: written aside, then renamed in.
-        let aside = dir.join(format!("in/.{k}-{b}.tmp"));
-        std::fs::write(&aside, csv).unwrap();
-        std::fs::rename(&aside, folder.join(format!("{b}.csv"))).unwrap();
+impl Jobs {
+    fn files(count: usize) -> Self {
+        Self { count, kafka: None }
     }
-}
 
-/// The ids in job `k`'s committed output, sorted (duplicates kept).
-fn output_ids(dir: &Path, k: usize) -> Vec<u64> {
-    let folder = dir.join(format!("out/j{k}"));
-    let mut ids = Vec::new();
-    let Ok(entries) = std::fs::read_dir(&folder) else {
-        return ids;
-    };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        for line in std::fs::read_to_string(&path).unwrap().lines() {
-            let row: serde_json::Value = serde_json::from_str(line).unwrap();
-            ids.push(row["id"].as_u64().unwrap());
+    /// `count` jobs, the last one from Kafka to Kafka.
+    fn with_kafka(count: usize) -> Self {
+        let input = support::topic("cluster_in", 3);
+        let output = support::topic("cluster_out", 1);
+        Self {
+            count,
+            kafka: Some((count, input, output)),
         }
     }
-    ids.sort();
-    ids
-}
 
-/// Waits until every job wrote each row of batches `0..batches` exactly once.
-fn wait_for_exact_output(dir: &Path, jobs: usize, batches: usize) {
-    let expected: Vec<u64> = (0..batches)
-        .flat_map(|b| (b * 100..b * 100 + 50).map(|id| id as u64))
-        .collect();
-    for k in 1..=jobs {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ids = output_ids(dir, k);
-            if ids.len() >= expected.len() {
-                assert_eq!(ids, expected, "job j{k}: every row once, none twice");
-                break;
+    fn sql(&self, k: usize) -> String {
+        match &self.kafka {
+            // A dead node's consumer leaves the group after its session times out: 6s.
+            Some((kafka, input, output)) if *kafka == k => format!(
+                "CREATE STREAM j{k} AS SELECT id, symbol, price FROM src{k}
+                 WITH ('src{k}.type' = 'kafka_source', 'src{k}.bootstrap.servers' = '{0}',
+                       'src{k}.topic' = '{input}', 'src{k}.format' = 'json',
+                       'src{k}.schema' = 'id BIGINT, symbol VARCHAR, price DECIMAL(12,2)',
+                       'src{k}.kafka.session.timeout.ms' = '6000',
+                       'src{k}.kafka.heartbeat.interval.ms' = '500',
+                       'j{k}.type' = 'kafka_sink', 'j{k}.bootstrap.servers' = '{0}',
+                       'j{k}.topic' = '{output}', 'checkpoint.interval' = '100ms')",
+                support::bootstrap()
+            ),
+            _ => format!(
+                "CREATE STREAM j{k} AS SELECT id, symbol, price FROM src{k}
+                 WITH ('src{k}.type' = 'file_source', 'src{k}.path' = 'in/{k}/', 'src{k}.format' = 'csv',
+                       'src{k}.schema' = 'id BIGINT, symbol VARCHAR, price DECIMAL(12,2)',
+                       'src{k}.watch' = 'true', 'src{k}.watch.interval' = '20ms',
+                       'j{k}.type' = 'file_sink', 'j{k}.path' = 'out/j{k}/',
+                       'checkpoint.interval' = '100ms')"
+            ),
+        }
+    }
+
+    /// Writes batch `b` (ids `b*100 .. b*100+50`) into every job's input.
+    fn write_batch(&self, dir: &Path, b: usize) {
+        let ids = b * 100..b * 100 + 50;
+        for k in 1..=self.count {
+            if let Some((kafka, input, _)) = &self.kafka
+                && *kafka == k
+            {
+                support::produce(
+                    input,
+                    ids.clone().map(|id| {
+                        let row = format!(
+                            r#"{{"id":{id},"symbol":"S{}","price":{id}.{:02}}}"#,
+                            id % 7,
+                            id % 100
+                        );
+                        (format!("S{}", id % 7), row.into_bytes())
+                    }),
+                );
+                continue;
             }
-            assert!(
-                Instant::now() < deadline,
-                "job j{k}: {} of {} rows",
-                ids.len(),
-                expected.len()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+            let folder = dir.join(format!("in/{k}"));
+            std::fs::create_dir_all(&folder).unwrap();
+            let mut csv = String::from("id,symbol,price\n");
+            for id in ids.clone() {
+                csv.push_str(&format!("{id},S{},{}.{:02}\n", id % 7, id, id % 100));
+            }
+            // Whole files only: written aside, then renamed in.
+            let aside = dir.join(format!("in/.{k}-{b}.tmp"));
+            std::fs::write(&aside, csv).unwrap();
+            std::fs::rename(&aside, folder.join(format!("{b}.csv"))).unwrap();
+        }
+    }
+
+    /// The ids in job `k`'s committed output (a folder's part files, or the messages a
+    /// `read_committed` consumer sees), sorted, duplicates kept.
+    fn output_ids(&self, dir: &Path, k: usize) -> Vec<u64> {
+        let mut lines = Vec::new();
+        match &self.kafka {
+            Some((kafka, _, output)) if *kafka == k => {
+                for (_, value, _) in support::consume_all(output) {
+                    lines.push(String::from_utf8(value.unwrap()).unwrap());
+                }
+            }
+            _ => {
+                let Ok(entries) = std::fs::read_dir(dir.join(format!("out/j{k}"))) else {
+                    return vec![];
+                };
+                for entry in entries {
+                    let path = entry.unwrap().path();
+                    if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
+                        let text = std::fs::read_to_string(&path).unwrap();
+                        lines.extend(text.lines().map(str::to_string));
+                    }
+                }
+            }
+        }
+        let mut ids: Vec<u64> = lines
+            .iter()
+            .map(|line| {
+                let row: serde_json::Value = serde_json::from_str(line).unwrap();
+                row["id"].as_u64().unwrap()
+            })
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Waits until every job wrote each row of batches `0..batches` exactly once.
+    fn wait_for_exact_output(&self, dir: &Path, batches: usize) {
+        let expected: Vec<u64> = (0..batches)
+            .flat_map(|b| (b * 100..b * 100 + 50).map(|id| id as u64))
+            .collect();
+        for k in 1..=self.count {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let ids = self.output_ids(dir, k);
+                if ids.len() >= expected.len() {
+                    assert_eq!(ids, expected, "job j{k}: every row once, none twice");
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "job j{k}: {} of {} rows",
+                    ids.len(),
+                    expected.len()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
 }
@@ -348,8 +416,9 @@ fn nodes_share_jobs_and_take_over_from_a_killed_a_joining_and_a_leaving_node() {
     assert_eq!(leaders, 1);
 
     // Six jobs deployed through one node spread two a node.
+    let jobs = Jobs::with_kafka(6);
     let file = dir.join("jobs.sql");
-    let statements: Vec<String> = (1..=JOBS).map(job).collect();
+    let statements: Vec<String> = (1..=jobs.count).map(|k| jobs.sql(k)).collect();
     std::fs::write(&file, statements.join(";\n") + ";\n").unwrap();
     let deployed = Command::new(env!("CARGO_BIN_EXE_ferris"))
         .args(["deploy", "jobs.sql", "--server"])
@@ -366,20 +435,25 @@ fn nodes_share_jobs_and_take_over_from_a_killed_a_joining_and_a_leaving_node() {
     let mut placed = BTreeMap::new();
     wait_until("six jobs run, two a node", Duration::from_secs(30), || {
         placed = placement(&nodes[2]).unwrap_or_default();
-        placed.len() == JOBS && jobs_per_node(&placed).values().all(|n| *n == 2)
+        placed.len() == jobs.count && jobs_per_node(&placed).values().all(|n| *n == 2)
     });
     // Every node answers SHOW alike.
     let streams = nodes[0].sql("SHOW STREAMS").unwrap();
     assert_eq!(nodes[1].sql("SHOW STREAMS").unwrap(), streams);
     assert!(streams.contains("| j6 "), "{streams}");
-    write_batch(dir, JOBS, 0);
-    wait_for_exact_output(dir, JOBS, 1);
+    jobs.write_batch(dir, 0);
+    jobs.wait_for_exact_output(dir, 1);
 
-    // kill -9 of a node: its jobs start on the others from their last checkpoints.
-    let killed = nodes.remove(1);
+    // kill -9 of a node (the one running the Kafka job, unless that is n1, which the test
+    // asks): its jobs start on the others from their last checkpoints.
+    let kafka_node = placed[&format!("j{}", jobs.count)].clone();
+    let victim = nodes[1..]
+        .iter()
+        .position(|n| n.id == kafka_node)
+        .map_or(1, |i| i + 1);
+    let mut killed = nodes.remove(victim);
     let killed_id = killed.id.clone();
-    let mut killed = killed;
-    write_batch(dir, JOBS, 1);
+    jobs.write_batch(dir, 1);
     killed.kill();
     let crashed = Instant::now();
     wait_until(
@@ -387,12 +461,12 @@ fn nodes_share_jobs_and_take_over_from_a_killed_a_joining_and_a_leaving_node() {
         Duration::from_secs(30),
         || {
             placed = placement(&nodes[0]).unwrap_or_default();
-            placed.len() == JOBS && !placed.values().any(|n| *n == killed_id)
+            placed.len() == jobs.count && !placed.values().any(|n| *n == killed_id)
         },
     );
     eprintln!("failover: {:?}", crashed.elapsed());
-    write_batch(dir, JOBS, 2);
-    wait_for_exact_output(dir, JOBS, 3);
+    jobs.write_batch(dir, 2);
+    jobs.wait_for_exact_output(dir, 3);
     let status = nodes[0]
         .sql(&format!(
             "SHOW JOB STATUS '{}'",
@@ -417,26 +491,32 @@ fn nodes_share_jobs_and_take_over_from_a_killed_a_joining_and_a_leaving_node() {
         Duration::from_secs(30),
         || {
             placed = placement(&nodes[0]).unwrap_or_default();
-            placed.len() == JOBS && placed.values().any(|n| n == "n4")
+            placed.len() == jobs.count && placed.values().any(|n| n == "n4")
         },
     );
     eprintln!("rebalance onto a new node: {:?}", joined.elapsed());
-    write_batch(dir, JOBS, 3);
-    wait_for_exact_output(dir, JOBS, 4);
+    jobs.write_batch(dir, 3);
+    jobs.wait_for_exact_output(dir, 4);
 
     // A node stopped with SIGTERM hands its jobs over before it goes.
     let mut leaving = nodes.remove(1);
-    assert_eq!(leaving.id, "n3");
-    write_batch(dir, JOBS, 4);
+    assert_ne!(leaving.id, "n4");
+    jobs.write_batch(dir, 4);
     let status = leaving.terminate();
     assert!(status.success(), "{status:?}: {}", leaving.log());
     assert!(leaving.log().contains("draining"), "{}", leaving.log());
+    let leaving_id = leaving.id.clone();
     wait_until("the jobs run on n1 and n4", Duration::from_secs(30), || {
         placed = placement(&nodes[0]).unwrap_or_default();
-        placed.len() == JOBS && placed.values().all(|n| n == "n1" || n == "n4")
+        placed.len() == jobs.count && placed.values().all(|n| n == "n1" || n == "n4")
     });
-    write_batch(dir, JOBS, 5);
-    wait_for_exact_output(dir, JOBS, 6);
+    let drained = placed.keys().any(|job| {
+        let status = nodes[0].sql(&format!("SHOW JOB STATUS '{job}'")).unwrap();
+        status.contains(&format!("node {leaving_id} is draining"))
+    });
+    assert!(drained, "a job moved because its node was draining");
+    jobs.write_batch(dir, 5);
+    jobs.wait_for_exact_output(dir, 6);
 
     let on_n4 = rows(&nodes[1].sql("SHOW JOBS ON NODE 'n4'").unwrap());
     assert!(!on_n4.is_empty() && on_n4.iter().all(|j| j["node"] == "n4"));
@@ -513,22 +593,22 @@ fn jobs_ride_out_an_etcd_restart_and_a_node_cut_off_from_etcd_stops_its_jobs() {
     let relay = Relay::to(etcd.port);
     let n1 = Node::start(dir, "n1", &etcd.url());
     let n2 = Node::start(dir, "n2", &relay.url());
-    let jobs = 2;
-    for k in 1..=jobs {
-        assert!(n1.sql(&job(k)).unwrap().contains("SUBMITTED"));
+    let jobs = Jobs::files(2);
+    for k in 1..=jobs.count {
+        assert!(n1.sql(&jobs.sql(k)).unwrap().contains("SUBMITTED"));
     }
     let mut placed = BTreeMap::new();
     wait_until("a job a node", Duration::from_secs(30), || {
         placed = placement(&n1).unwrap_or_default();
-        placed.len() == jobs && jobs_per_node(&placed).len() == 2
+        placed.len() == jobs.count && jobs_per_node(&placed).len() == 2
     });
-    write_batch(dir, jobs, 0);
-    wait_for_exact_output(dir, jobs, 1);
+    jobs.write_batch(dir, 0);
+    jobs.wait_for_exact_output(dir, 1);
 
     // etcd restarts: the jobs go on where they are, and the cluster has a leader again.
     etcd.restart();
-    write_batch(dir, jobs, 1);
-    wait_for_exact_output(dir, jobs, 2);
+    jobs.write_batch(dir, 1);
+    jobs.wait_for_exact_output(dir, 2);
     wait_until(
         "a leader after the restart",
         Duration::from_secs(30),
@@ -547,10 +627,10 @@ fn jobs_ride_out_an_etcd_restart_and_a_node_cut_off_from_etcd_stops_its_jobs() {
     });
     wait_until("both jobs run on n1", Duration::from_secs(30), || {
         placed = placement(&n1).unwrap_or_default();
-        placed.len() == jobs && placed.values().all(|n| n == "n1")
+        placed.len() == jobs.count && placed.values().all(|n| n == "n1")
     });
-    write_batch(dir, jobs, 2);
-    wait_for_exact_output(dir, jobs, 3);
+    jobs.write_batch(dir, 2);
+    jobs.wait_for_exact_output(dir, 3);
 }
 
 #[test]
@@ -580,4 +660,67 @@ fn a_node_without_etcd_or_a_state_dir_refuses_to_start() {
         error.contains("expected etcd://HOST:PORT[,HOST:PORT...]"),
         "{error}"
     );
+}
+
+/// The status of each job, as `SHOW JOBS` on `node` says.
+fn statuses(node: &Node) -> BTreeMap<String, String> {
+    rows(&node.sql("SHOW JOBS").unwrap_or_default())
+        .into_iter()
+        .map(|j| (j["name"].clone(), j["status"].clone()))
+        .collect()
+}
+
+#[test]
+fn job_commands_and_drop_sent_to_any_node_act_where_the_job_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let etcd = Etcd::start(dir);
+    let n1 = Node::start(dir, "n1", &etcd.url());
+    let n2 = Node::start(dir, "n2", &etcd.url());
+    let jobs = Jobs::files(1);
+    assert!(n2.sql(&jobs.sql(1)).unwrap().contains("SUBMITTED"));
+    let status_is = |node: &Node, status: &str| {
+        wait_until(&format!("j1 is {status}"), Duration::from_secs(30), || {
+            statuses(node).get("j1").map(String::as_str) == Some(status)
+        })
+    };
+    status_is(&n1, "RUNNING");
+    jobs.write_batch(dir, 0);
+    jobs.wait_for_exact_output(dir, 1);
+    let error = n1.sql(&jobs.sql(1)).unwrap_err();
+    assert!(
+        error.contains("a job 'j1' exists in the cluster already"),
+        "{error}"
+    );
+
+    // Stopped at a checkpoint, through either node; started again, it goes on from there.
+    assert!(n1.sql("STOP JOB j1").unwrap().contains("STOPPING"));
+    status_is(&n2, "STOPPED");
+    jobs.write_batch(dir, 1);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        jobs.output_ids(dir, 1).len(),
+        50,
+        "a stopped job reads nothing"
+    );
+    n2.sql("START JOB j1").unwrap();
+    status_is(&n1, "RUNNING");
+    jobs.wait_for_exact_output(dir, 2);
+    n1.sql("PAUSE JOB j1").unwrap();
+    status_is(&n2, "PAUSED");
+    n2.sql("RESUME JOB j1").unwrap();
+    status_is(&n1, "RUNNING");
+
+    // Dropped: stopped where it runs, its checkpoints deleted, forgotten by every node.
+    assert!(n1.sql("DROP STREAM j1").unwrap().contains("DROPPED"));
+    assert!(!dir.join("state/j1").exists(), "its checkpoints are gone");
+    for node in [&n1, &n2] {
+        wait_until("every node forgets j1", Duration::from_secs(10), || {
+            let streams = node.sql("SHOW STREAMS").unwrap();
+            statuses(node).is_empty() && !streams.contains("| j1 ")
+        });
+    }
+    // A job of that name again starts afresh.
+    assert!(n1.sql(&jobs.sql(1)).unwrap().contains("SUBMITTED"));
+    status_is(&n2, "RUNNING");
 }

@@ -966,3 +966,155 @@ profiles:
         "{stderr}"
     );
 }
+
+/// `METHOD path` to the JSON API, with `token` and `body`: the status line, the
+/// `Content-Type` and the body as JSON.
+fn api(
+    http: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (String, String, serde_json::Value) {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .as_deref()
+        .map(|b| ("Authorization", b))
+        .into_iter()
+        .collect();
+    let response = support::http_send(http, method, path, &headers, body).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"));
+    (head.lines().next().unwrap().to_string(), content_type, json)
+}
+
+/// Asks `GET path` of the API every 50 ms until its body satisfies `done` (10 s at most).
+fn api_until(http: &str, path: &str, done: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, body) = api(http, "GET", path, Some(TOKEN), "");
+        assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+        if done(&body) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{path}: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_json_api_creates_lists_stops_and_starts_jobs_behind_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::write(inbox.join("1.csv"), trades_between(0, 20)).unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &["--http", "127.0.0.1:0", "--state-dir", "state"],
+    );
+    let http = server.http.clone().unwrap();
+    // Probes need no token; the API does.
+    assert_eq!(http_get(&http, "/health").0, "HTTP/1.1 200 OK");
+    wait_ready(&http);
+    for token in [None, Some("guess")] {
+        let (status, content_type, body) = api(&http, "GET", "/api/v1/jobs", token, "");
+        assert_eq!(status, "HTTP/1.1 401 Unauthorized");
+        assert_eq!(content_type, "application/json");
+        assert!(body["error"].as_str().unwrap().contains("Bearer"), "{body}");
+    }
+    let call = |method: &str, path: &str, body: &str| api(&http, method, path, Some(TOKEN), body);
+
+    let (status, content_type, created) = call("POST", "/api/v1/jobs", RESUMED_JOB);
+    assert_eq!(status, "HTTP/1.1 201 Created", "{created}");
+    assert_eq!(content_type, "application/json");
+    assert_eq!(
+        created,
+        serde_json::json!([{ "job": "bars", "status": "RUNNING" }])
+    );
+    let (status, _, jobs) = call("GET", "/api/v1/jobs", "");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let bars = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|job| job["name"] == "bars")
+        .unwrap_or_else(|| panic!("{jobs}"));
+    assert_eq!(bars["status"], "RUNNING", "{jobs}");
+    assert_eq!(bars["kind"], "stream", "{jobs}");
+    api_until(&http, "/api/v1/jobs/bars", |job| {
+        job["status"] == "RUNNING" && job["records_in"] == "60"
+    });
+
+    let (status, _, stopped) = call("POST", "/api/v1/jobs/bars/stop", "");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{stopped}");
+    assert_eq!(
+        stopped,
+        serde_json::json!([{ "job": "bars", "status": "STOPPING" }])
+    );
+    api_until(&http, "/api/v1/jobs/bars", |job| job["status"] == "STOPPED");
+    // A job that is there but cannot take the command is a bad request, not a missing job.
+    let (status, _, again) = call("POST", "/api/v1/jobs/bars/stop", "");
+    assert_eq!(status, "HTTP/1.1 400 Bad Request", "{again}");
+    assert!(
+        again["error"].as_str().unwrap().contains("is not running"),
+        "{again}"
+    );
+    let (status, _, started) = call("POST", "/api/v1/jobs/bars/start", "");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{started}");
+    assert_eq!(
+        started,
+        serde_json::json!([{ "job": "bars", "status": "RUNNING" }])
+    );
+    // The job started again is the one its name now stands for.
+    api_until(&http, "/api/v1/jobs/bars", |job| job["status"] == "RUNNING");
+
+    let (status, _, missing) = call("GET", "/api/v1/jobs/nope", "");
+    assert_eq!(status, "HTTP/1.1 404 Not Found", "{missing}");
+    assert!(
+        missing["error"].as_str().unwrap().contains("nope"),
+        "{missing}"
+    );
+    let (status, _, missing) = call("POST", "/api/v1/jobs/nope/start", "");
+    assert_eq!(status, "HTTP/1.1 404 Not Found", "{missing}");
+    // A name is an identifier: nothing else reaches the SQL.
+    let (status, _, refused) = call("GET", "/api/v1/jobs/bars'%20OR%20'1", "");
+    assert_eq!(status, "HTTP/1.1 400 Bad Request", "{refused}");
+
+    let (status, _, nodes) = call("GET", "/api/v1/nodes", "");
+    assert_eq!(status, "HTTP/1.1 409 Conflict", "{nodes}");
+    assert!(
+        nodes["error"]
+            .as_str()
+            .unwrap()
+            .contains("not in a cluster"),
+        "{nodes}"
+    );
+
+    // The engine's message, with the statement's position.
+    let (status, _, bad) = call("POST", "/api/v1/jobs", "SHOW JOBS;\nSTOP bars");
+    assert_eq!(status, "HTTP/1.1 400 Bad Request", "{bad}");
+    assert_eq!(bad["error"], "2:6: expected JOB after STOP, found 'bars'");
+
+    let (status, _, unknown) = call("GET", "/api/v1/streams", "");
+    assert_eq!(status, "HTTP/1.1 404 Not Found", "{unknown}");
+    let response = support::http_send(
+        &http,
+        "DELETE",
+        "/api/v1/jobs/bars",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        "",
+    )
+    .unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 405 Method Not Allowed") && response.contains("allow: GET"),
+        "{response}"
+    );
+}

@@ -303,6 +303,19 @@ impl SourceConnector for KafkaSource {
         self
     }
 
+    /// The consumer goes (it leaves its group as it is dropped) once its reader has too;
+    /// the job's plan keeps the source, and would keep the consumer in the group until its
+    /// poll interval ran out.
+    fn release(&self) {
+        let consumer = self
+            .progress
+            .consumer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(consumer);
+    }
+
     /// The columns of a row: the value's, then the metadata columns.
     fn schema(&self) -> SchemaRef {
         self.schema.clone()

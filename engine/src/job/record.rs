@@ -502,6 +502,7 @@ impl JobRecord {
             last_checkpoint_duration_ms: checkpoint.map(|c| c.duration.as_millis() as u64),
             last_checkpoint_pause_ms: checkpoint.map(|c| c.held.as_millis() as u64),
             state_bytes: checkpoint.map_or(progress.peak_state_bytes, |c| c.state_bytes),
+            peak_state_bytes: progress.peak_state_bytes,
             last_error: match status {
                 JobStatus::Failed(e) | JobStatus::Retrying(e) => Some(e),
                 _ => None,

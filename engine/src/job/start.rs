@@ -171,6 +171,13 @@ impl Engine {
                     ))
                 }
             };
+        // However the job ends (done, failed, stopped by force), its sources let go of what
+        // they hold for it.
+        let sources = ReleasedAtEnd(prepared.sources.iter().map(|s| s.source.clone()).collect());
+        let work = async move {
+            let _sources = sources;
+            work.await
+        };
         let job = RunningJob::spawn(spec(prepared.plan.clone(), checkpoint_dir), work);
         self.jobs.push(job.record());
         Ok(job)
@@ -473,5 +480,16 @@ impl Declared {
     /// Where the job keeps its checkpoints, if it takes them.
     pub(crate) fn checkpoint_dir(&self) -> Option<String> {
         self.prepared.checkpoint.as_ref().map(|c| c.dir.clone())
+    }
+}
+
+/// A job's sources, released when the job's work ends or is dropped.
+struct ReleasedAtEnd(Vec<Arc<dyn SourceConnector>>);
+
+impl Drop for ReleasedAtEnd {
+    fn drop(&mut self) {
+        for source in &self.0 {
+            source.release();
+        }
     }
 }

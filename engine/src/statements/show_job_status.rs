@@ -32,11 +32,12 @@ impl StatementKind for ShowJobStatus {
         async move {
             let engine = run.engine;
             let name = &self.name;
+            // The latest job of that name: one started again is listed after the one before.
             let job = engine
                 .job_summaries()
                 .await?
                 .into_iter()
-                .find(|j| &j.name == name)
+                .rfind(|j| &j.name == name)
                 .ok_or_else(|| {
                     EngineError::Catalog(format!("SHOW JOB STATUS '{name}': no job of that name"))
                 })?;

@@ -405,12 +405,28 @@ pub fn http_get(address: &str, path: &str) -> (String, String) {
 
 /// Sends `METHOD path` with no body to `address`; the whole response.
 pub fn http_request(address: &str, method: &str, path: &str) -> std::io::Result<String> {
+    http_send(address, method, path, &[], "")
+}
+
+/// Sends `METHOD path` with `headers` and `body` to `address`; the whole response.
+pub fn http_send(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address)?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    stream.write_all(request.as_bytes())?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     Ok(response)
