@@ -17,7 +17,7 @@ use ferris_engine::job::JobRecord;
 use crate::error::ClusterError;
 use crate::etcd::{Snapshot, key};
 
-/// How long a job that could not start waits before it is tried again.
+/// How long a job that could not start (or be declared) waits before it is tried again.
 const RETRY_START: Duration = Duration::from_secs(5);
 /// How long the agent waits for the session (a statement may hold it) before it leaves
 /// declaring and starting to its next round.
@@ -51,6 +51,8 @@ pub(crate) struct Agent {
     session: Arc<tokio::sync::Mutex<Session>>,
     /// Each job declared here, with the statement it was declared from.
     declared: BTreeMap<String, String>,
+    /// Jobs whose declaration failed, and when it was last tried.
+    undeclared: BTreeMap<String, Instant>,
     local: BTreeMap<String, LocalJob>,
     failed: BTreeMap<String, FailedStart>,
     records: LocalRecords,
@@ -66,6 +68,7 @@ impl Agent {
             node,
             session,
             declared: BTreeMap::new(),
+            undeclared: BTreeMap::new(),
             local: BTreeMap::new(),
             failed: BTreeMap::new(),
             records,
@@ -94,13 +97,26 @@ impl Agent {
             return Ok(());
         };
         for job in &snapshot.jobs {
-            if self.declared.get(&job.name) == Some(&job.sql) {
+            if self.declared.get(&job.name) == Some(&job.sql)
+                || self
+                    .undeclared
+                    .get(&job.name)
+                    .is_some_and(|at| at.elapsed() < RETRY_START)
+            {
                 continue;
             }
-            if let Err(e) = session.declare_kept(&job.name, &job.sql).await {
-                tracing::error!(job = %job.name, "cannot be declared on this node: {e}");
+            match session.declare_kept(&job.name, &job.sql).await {
+                Ok(()) => {
+                    self.undeclared.remove(&job.name);
+                    self.declared.insert(job.name.clone(), job.sql.clone());
+                }
+                Err(e) => {
+                    if !self.undeclared.contains_key(&job.name) {
+                        tracing::error!(job = %job.name, "cannot be declared on this node (tried again every {}s): {e}", RETRY_START.as_secs());
+                    }
+                    self.undeclared.insert(job.name.clone(), Instant::now());
+                }
             }
-            self.declared.insert(job.name.clone(), job.sql.clone());
         }
         let dropped: Vec<String> = self
             .declared
@@ -115,6 +131,8 @@ impl Agent {
             self.declared.remove(&name);
             self.failed.remove(&name);
         }
+        self.undeclared
+            .retain(|name, _| snapshot.job(name).is_some());
         for job in &snapshot.jobs {
             if job.stopped || !self.assigned_here(snapshot, &job.name) {
                 continue;
@@ -204,6 +222,8 @@ impl Agent {
             match snapshot.job(name) {
                 Some(job) if assigned_here && !job.stopped => {
                     local.record.control.set_paused(job.paused);
+                    // A START of the running job is no reason to start it again later.
+                    local.generation = job.generation;
                 }
                 Some(job) if !job.force => {
                     local.leaving = !job.stopped;
@@ -243,6 +263,23 @@ impl Agent {
                 tracing::info!(job = %name, "ended here: {}", local.record.status().as_str());
             }
         }
+        // A key this node took without a job behind it (a reply lost after the take, a
+        // release that failed) would keep the job from every node.
+        let orphans: Vec<String> = snapshot
+            .running
+            .iter()
+            .filter(|(name, node)| {
+                **node == self.node && !self.local.get(*name).is_some_and(|l| l.holds)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in orphans {
+            self.release(client, &name).await?;
+        }
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|r| r.is_running());
         self.local.retain(|name, local| {
             local.holds
                 || local.record.is_running()
@@ -259,12 +296,12 @@ impl Agent {
         lease: i64,
     ) -> Result<bool, ClusterError> {
         let running = key("running", name);
+        // Not if it was dropped since the snapshot: a DROP deletes its checkpoints next.
         let txn = Txn::new()
-            .when([Compare::create_revision(
-                running.as_str(),
-                CompareOp::Equal,
-                0,
-            )])
+            .when([
+                Compare::create_revision(running.as_str(), CompareOp::Equal, 0),
+                Compare::version(key("jobs", name), CompareOp::Greater, 0),
+            ])
             .and_then([TxnOp::put(
                 running.as_str(),
                 self.node.as_str(),
@@ -287,13 +324,10 @@ impl Agent {
         Ok(())
     }
 
-    /// The lease is gone, and every running key with it: the fence stopped the jobs.
+    /// The lease is gone, and every running key with it; the fence has stopped the jobs.
     pub(crate) fn lease_lost(&mut self) {
-        self.local
-            .retain(|_, local| !local.leaving && !local.record.is_running());
-        for local in self.local.values_mut() {
-            local.holds = false;
-        }
+        // Fenced, they start again where they are assigned once the node is back.
+        self.local.clear();
     }
 
     /// Whether a job still runs here.
@@ -325,7 +359,10 @@ impl Agent {
         summaries.extend(
             self.failed
                 .iter()
-                .filter(|(name, _)| !self.local.get(*name).is_some_and(|l| l.record.is_running()))
+                .filter(|(name, _)| {
+                    self.assigned_here(snapshot, name)
+                        && !self.local.get(*name).is_some_and(|l| l.record.is_running())
+                })
                 .map(|(_, f)| f.summary.clone()),
         );
         summaries

@@ -205,7 +205,8 @@ impl ClusterCatalog for EtcdCatalog {
 }
 
 /// What `SHOW JOBS` shows of `job`: its node's report while that node is the one assigned
-/// (or running it), else that it waits for one.
+/// (or running it); else what the keys say: starting or stopping on the node that holds it
+/// (its first or last report not in yet), stopped, or waiting for a node.
 fn summary(snapshot: &Snapshot, job: &ClusterJob) -> JobSummary {
     let assigned = snapshot.assignments.get(&job.name).map(|a| a.node.as_str());
     let running = snapshot.running.get(&job.name).map(String::as_str);
@@ -217,9 +218,15 @@ fn summary(snapshot: &Snapshot, job: &ClusterJob) -> JobSummary {
         }
         _ => JobSummary {
             name: job.name.clone(),
-            node: assigned.unwrap_or_default().to_string(),
+            node: running.or(assigned).unwrap_or_default().to_string(),
             kind: job.kind.clone(),
-            status: if job.stopped { "STOPPED" } else { "PENDING" }.to_string(),
+            status: match (running, job.stopped) {
+                (Some(_), true) => "STOPPING",
+                (Some(_), false) => "STARTING",
+                (None, true) => "STOPPED",
+                (None, false) => "PENDING",
+            }
+            .to_string(),
             ..JobSummary::default()
         },
     }

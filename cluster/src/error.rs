@@ -14,6 +14,8 @@ pub enum ClusterError {
         /// What the last try said.
         message: String,
     },
+    /// A live node of the cluster has this id.
+    Taken(String),
     /// etcd refused or failed a request.
     Etcd(String),
     /// A key holds what no node writes (another program's data under our prefix).
@@ -32,6 +34,10 @@ impl fmt::Display for ClusterError {
             Self::Unreachable { endpoints, message } => {
                 write!(f, "cannot reach etcd at {}: {message}", endpoints.join(","))
             }
+            Self::Taken(id) => write!(
+                f,
+                "a node '{id}' is in the cluster already: give this one another --node-id"
+            ),
             Self::Etcd(message) => write!(f, "etcd: {message}"),
             Self::Corrupt { key, message } => write!(f, "etcd key {key}: {message}"),
         }

@@ -86,39 +86,59 @@ pub(crate) async fn snapshot(client: &mut Client) -> Result<Snapshot, ClusterErr
     let mut snapshot = Snapshot::default();
     let mut jobs = Vec::new();
     for kv in response.kvs() {
-        let key = kv.key_str().map_err(|e| corrupt("(not UTF-8)", e))?;
-        let value = kv.value_str().map_err(|e| corrupt(key, e))?;
-        let Some(rest) = key.strip_prefix(PREFIX) else {
-            continue;
-        };
-        if rest == "leader" {
-            snapshot.leader = Some(value.to_string());
-            continue;
-        }
-        let Some((folder, name)) = rest.split_once('/') else {
-            continue;
-        };
-        let name = name.to_string();
-        match folder {
-            "nodes" => {
-                snapshot.nodes.insert(name, decode(key, value)?);
-            }
-            "jobs" => jobs.push((kv.create_revision(), decode::<ClusterJob>(key, value)?)),
-            "assignments" => {
-                snapshot.assignments.insert(name, decode(key, value)?);
-            }
-            "running" => {
-                snapshot.running.insert(name, value.to_string());
-            }
-            "status" => {
-                snapshot.statuses.insert(name, decode(key, value)?);
-            }
-            _ => {}
+        // A value no node of this version reads (another program's, a newer node's) is left
+        // out, not a reason to stop reading the cluster.
+        if let Err(e) = read_key(kv, &mut snapshot, &mut jobs) {
+            tracing::warn!("{e}: left out");
         }
     }
     jobs.sort_by_key(|(revision, _)| *revision);
     snapshot.jobs = jobs.into_iter().map(|(_, job)| job).collect();
     Ok(snapshot)
+}
+
+fn read_key(
+    kv: &etcd_client::KeyValue,
+    snapshot: &mut Snapshot,
+    jobs: &mut Vec<(i64, ClusterJob)>,
+) -> Result<(), ClusterError> {
+    let key = kv.key_str().map_err(|e| corrupt("(not UTF-8)", e))?;
+    let value = kv.value_str().map_err(|e| corrupt(key, e))?;
+    let Some(rest) = key.strip_prefix(PREFIX) else {
+        return Ok(());
+    };
+    if rest == "leader" {
+        snapshot.leader = Some(value.to_string());
+        return Ok(());
+    }
+    let Some((folder, name)) = rest.split_once('/') else {
+        return Ok(());
+    };
+    let name = name.to_string();
+    match folder {
+        "nodes" => {
+            let node: NodeSummary = decode(key, value)?;
+            if node.id != name {
+                return Err(corrupt(
+                    key,
+                    format!("a node that calls itself '{}'", node.id),
+                ));
+            }
+            snapshot.nodes.insert(name, node);
+        }
+        "jobs" => jobs.push((kv.create_revision(), decode::<ClusterJob>(key, value)?)),
+        "assignments" => {
+            snapshot.assignments.insert(name, decode(key, value)?);
+        }
+        "running" => {
+            snapshot.running.insert(name, value.to_string());
+        }
+        "status" => {
+            snapshot.statuses.insert(name, decode(key, value)?);
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The JSON of a value we write.

@@ -24,7 +24,7 @@ use crate::resources;
 const TICK: Duration = Duration::from_millis(200);
 /// How often a node reports itself and its jobs.
 const REPORT: Duration = Duration::from_secs(1);
-/// How long a draining node waits for its jobs to move.
+/// How long a draining node waits for its jobs to move, and then to stop.
 const DRAIN_WAIT: Duration = Duration::from_secs(60);
 /// etcd takes this many operations in one transaction (its default limit is 128).
 const TXN_OPS: usize = 100;
@@ -32,7 +32,8 @@ const TXN_OPS: usize = 100;
 /// A server's membership of a cluster.
 pub struct Node {
     shared: Arc<Shared>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    work: tokio::task::JoinHandle<()>,
+    lease_keeper: Option<std::thread::JoinHandle<()>>,
 }
 
 struct Shared {
@@ -42,23 +43,46 @@ struct Shared {
     lease: AtomicI64,
     /// When the lease was last renewed.
     renewed: Mutex<Instant>,
-    /// etcd said the lease is gone.
-    expired: AtomicBool,
+    /// The lease etcd said is gone (0: none).
+    expired: AtomicI64,
+    /// The node's rounds run (they end only by a panic, or when the node leaves).
+    working: AtomicBool,
+    /// The lease keeper is to stop.
+    leaving: AtomicBool,
     draining: AtomicBool,
     agent: tokio::sync::Mutex<Agent>,
     records: LocalRecords,
 }
 
 impl Shared {
-    /// Whether the lease may have run out: not renewed for three quarters of its time.
+    /// Whether the lease may have run out: etcd said so, it was not renewed for three
+    /// quarters of its time, or the node's rounds died (it must not hold jobs it no longer
+    /// looks after).
     fn lease_lost(&self) -> bool {
         let renewed = *self.renewed.lock().unwrap_or_else(|e| e.into_inner());
-        self.expired.load(Ordering::SeqCst)
+        self.expired.load(Ordering::SeqCst) == self.lease()
             || renewed.elapsed() > self.config.lease_ttl.mul_f64(0.75)
+            || !self.working.load(Ordering::SeqCst)
     }
 
     fn lease(&self) -> i64 {
         self.lease.load(Ordering::SeqCst)
+    }
+
+    /// Stops every job running here at once.
+    async fn fence(&self) {
+        let running: Vec<_> = self
+            .records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|r| r.is_running())
+            .cloned()
+            .collect();
+        for record in running {
+            tracing::error!(job = %record.name, "stopped at once: this node lost its etcd lease");
+            record.force_stop().await;
+        }
     }
 
     /// This node as it reports itself now.
@@ -95,17 +119,42 @@ impl Shared {
     }
 }
 
+/// Marks the node's rounds dead when they end, however they end.
+struct Working(Arc<Shared>);
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        self.0.working.store(false, Ordering::SeqCst);
+    }
+}
+
 impl Node {
     /// Joins the cluster of `config` with `session` (the server's): registers this node,
     /// makes the session's jobs the cluster's, and starts the node's heartbeat and its
-    /// work. An error when etcd cannot be reached or the node's id is taken.
+    /// work. An error when etcd cannot be reached, or when a live node has the same id (one
+    /// that died is waited for, a lease's time at most: a restarted process takes its id
+    /// back).
     pub async fn join(
         config: ClusterConfig,
         session: Arc<tokio::sync::Mutex<Session>>,
     ) -> Result<Self, ClusterError> {
         let mut client = etcd::connect(&config.endpoints).await?;
         let catalog = Arc::new(EtcdCatalog::new(client.clone(), config.state_dir.clone()));
-        let lease = register(&mut client, &config, None).await?;
+        let waited = Instant::now();
+        let lease = loop {
+            match register(&mut client, &config, None).await {
+                Err(ClusterError::Taken(_)) if waited.elapsed() < config.lease_ttl + TICK * 5 => {
+                    if waited.elapsed() < TICK {
+                        tracing::warn!(
+                            node = %config.node_id,
+                            "a node of this id is registered: waiting for it to leave or its lease to run out"
+                        );
+                    }
+                    tokio::time::sleep(TICK).await;
+                }
+                registered => break registered?,
+            }
+        };
         session
             .lock()
             .await
@@ -122,7 +171,9 @@ impl Node {
             catalog,
             lease: AtomicI64::new(lease),
             renewed: Mutex::new(Instant::now()),
-            expired: AtomicBool::new(false),
+            expired: AtomicI64::new(0),
+            working: AtomicBool::new(true),
+            leaving: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             records,
         });
@@ -132,12 +183,17 @@ impl Node {
             shared.config.endpoints.join(","),
             shared.config.lease_ttl.as_secs_f64()
         );
-        let tasks = vec![
-            tokio::spawn(heartbeat(shared.clone())),
-            tokio::spawn(fence(shared.clone())),
-            tokio::spawn(work(shared.clone())),
-        ];
-        Ok(Self { shared, tasks })
+        let keeper = shared.clone();
+        let lease_keeper = std::thread::Builder::new()
+            .name("ferris-lease".into())
+            .spawn(move || keep_lease(keeper))
+            .map_err(|e| ClusterError::Etcd(format!("starting the lease keeper: {e}")))?;
+        let work = tokio::spawn(work(shared.clone()));
+        Ok(Self {
+            shared,
+            work,
+            lease_keeper: Some(lease_keeper),
+        })
     }
 
     /// The cluster's catalog, as the session sees it.
@@ -148,20 +204,22 @@ impl Node {
     /// Leaves the cluster cleanly: says it is draining, so that the leader moves its jobs to
     /// other nodes (each stops here at a checkpoint and resumes there), waits for that (a
     /// minute at most; at once when no other node can take them), stops what is left at a
-    /// checkpoint, and gives up its lease.
-    pub async fn drain(self) {
-        let shared = &self.shared;
+    /// checkpoint, and gives up its lease. The lease is kept, and the fence armed, until the
+    /// last job here has stopped.
+    pub async fn drain(mut self) {
+        let shared = self.shared.clone();
         let id = &shared.config.node_id;
         shared.draining.store(true, Ordering::SeqCst);
         let mut client = shared.client.clone();
         if let Ok(snapshot) = etcd::snapshot(&mut client).await {
-            let _ = report(shared, &snapshot).await;
+            let _ = report(&shared, &snapshot).await;
         }
         tracing::info!(node = %id, "draining: its jobs move to other nodes");
         let started = Instant::now();
-        while started.elapsed() < DRAIN_WAIT {
+        while started.elapsed() < DRAIN_WAIT && !shared.lease_lost() {
+            tokio::time::sleep(TICK).await;
             let Ok(snapshot) = etcd::snapshot(&mut client).await else {
-                break;
+                continue;
             };
             let others = snapshot
                 .nodes
@@ -172,30 +230,36 @@ impl Node {
             if !others || (!assigned && !runs) {
                 break;
             }
-            tokio::time::sleep(TICK).await;
         }
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.work.abort();
         let mut agent = shared.agent.lock().await;
         agent.stop_all();
         let stopping = Instant::now();
         while agent.runs_jobs() && stopping.elapsed() < DRAIN_WAIT {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // The fence stops what has not stopped by now, and the keeper gives the lease up.
+        shared.fence().await;
+        self.stop_lease_keeper();
         // Its running keys, leader key and record go with the lease.
         if let Err(e) = client.lease_revoke(shared.lease()).await {
             tracing::warn!(node = %id, "could not give up its lease (it runs out by itself): {e}");
         }
         tracing::info!(node = %id, "left the cluster");
     }
+
+    fn stop_lease_keeper(&mut self) {
+        self.shared.leaving.store(true, Ordering::SeqCst);
+        if let Some(keeper) = self.lease_keeper.take() {
+            let _ = keeper.join();
+        }
+    }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.work.abort();
+        self.shared.leaving.store(true, Ordering::SeqCst);
     }
 }
 
@@ -219,6 +283,11 @@ async fn register(
         ..NodeSummary::default()
     };
     let node_key = key("nodes", &config.node_id);
+    let put = TxnOp::put(
+        node_key.as_str(),
+        encode(&record),
+        Some(PutOptions::new().with_lease(lease)),
+    );
     // The id is free, or still held by this node's old lease.
     let mut free = vec![Compare::create_revision(
         node_key.as_str(),
@@ -232,11 +301,6 @@ async fn register(
             previous,
         )];
     }
-    let put = TxnOp::put(
-        node_key.as_str(),
-        encode(&record),
-        Some(PutOptions::new().with_lease(lease)),
-    );
     let mut registered = client
         .txn(Txn::new().when(free).and_then([put.clone()]))
         .await?
@@ -257,25 +321,62 @@ async fn register(
     }
     if !registered {
         let _ = client.lease_revoke(lease).await;
-        return Err(ClusterError::Config(format!(
-            "a node '{}' is in the cluster already: give this one another --node-id",
-            config.node_id
-        )));
+        return Err(ClusterError::Taken(config.node_id.clone()));
     }
     Ok(lease)
 }
 
-/// Keeps the lease alive, a third of its time apart.
-async fn heartbeat(shared: Arc<Shared>) {
-    let interval = shared.config.lease_ttl / 3;
-    let mut client = shared.client.clone();
-    loop {
-        let lease = shared.lease();
-        let Ok((mut keeper, mut responses)) = client.lease_keep_alive(lease).await else {
-            tokio::time::sleep(TICK).await;
+/// The lease keeper, on a thread and runtime of its own so that busy jobs cannot delay it:
+/// renews the lease five times a TTL, and fences the node's jobs when it may be gone.
+fn keep_lease(shared: Arc<Shared>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("the lease keeper cannot start ({e}): the node fences itself");
+            shared.working.store(false, Ordering::SeqCst);
+            return;
+        }
+    };
+    runtime.block_on(async {
+        let fence = async {
+            while !shared.leaving.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if shared.lease_lost() {
+                    shared.fence().await;
+                }
+            }
+        };
+        tokio::join!(renew(&shared), fence);
+    });
+}
+
+/// Keeps the lease alive while the node works.
+async fn renew(shared: &Shared) {
+    let interval = shared.config.lease_ttl / 5;
+    // A client of this runtime's own: the main runtime's may be starved.
+    let mut client = None;
+    while !shared.leaving.load(Ordering::SeqCst) {
+        tokio::time::sleep(interval).await;
+        if !shared.working.load(Ordering::SeqCst) {
+            continue;
+        }
+        if client.is_none() {
+            client = etcd::connect(&shared.config.endpoints).await.ok();
+        }
+        let Some(etcd) = client.as_mut() else {
             continue;
         };
-        loop {
+        let lease = shared.lease();
+        let Ok((mut keeper, mut responses)) = etcd.lease_keep_alive(lease).await else {
+            continue;
+        };
+        while !shared.leaving.load(Ordering::SeqCst)
+            && shared.lease() == lease
+            && shared.working.load(Ordering::SeqCst)
+        {
             if keeper.keep_alive().await.is_err() {
                 break;
             }
@@ -284,45 +385,19 @@ async fn heartbeat(shared: Arc<Shared>) {
                     *shared.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
                 }
                 Ok(Ok(Some(_))) => {
-                    shared.expired.store(true, Ordering::SeqCst);
+                    shared.expired.store(lease, Ordering::SeqCst);
                     break;
                 }
                 _ => break,
             }
-            if shared.lease() != lease {
-                break;
-            }
             tokio::time::sleep(interval).await;
-        }
-        tokio::time::sleep(TICK).await;
-    }
-}
-
-/// Stops every job of this node at once when its lease may have run out: another node may
-/// take them over as soon as it has.
-async fn fence(shared: Arc<Shared>) {
-    loop {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if !shared.lease_lost() {
-            continue;
-        }
-        let running: Vec<_> = shared
-            .records
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|r| r.is_running())
-            .cloned()
-            .collect();
-        for record in running {
-            tracing::error!(job = %record.name, "stopped at once: this node lost its etcd lease");
-            record.force_stop().await;
         }
     }
 }
 
 /// The node's rounds: read the cluster, lead if it is the leader, run its jobs, report.
 async fn work(shared: Arc<Shared>) {
+    let _working = Working(shared.clone());
     let mut client = shared.client.clone();
     let id = shared.config.node_id.clone();
     let mut reported = Instant::now() - REPORT;
@@ -330,13 +405,17 @@ async fn work(shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(TICK).await;
         if shared.lease_lost() {
-            shared.agent.lock().await.lease_lost();
-            match register(&mut client, &shared.config, Some(shared.lease())).await {
+            // Nothing of the old lease's runs on once the new one is taken.
+            let mut agent = shared.agent.lock().await;
+            shared.fence().await;
+            agent.lease_lost();
+            let old = shared.lease();
+            match register(&mut client, &shared.config, Some(old)).await {
                 Ok(lease) => {
                     tracing::warn!(node = %id, "registered again after losing its lease");
                     shared.lease.store(lease, Ordering::SeqCst);
                     *shared.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-                    shared.expired.store(false, Ordering::SeqCst);
+                    let _ = client.lease_revoke(old).await;
                 }
                 Err(e) => complain(&mut complained, &id, &e),
             }

@@ -36,9 +36,11 @@ pub(crate) fn decide(snapshot: &Snapshot, now_ms: u64) -> Decisions {
         .map(|n| (n.id.as_str(), n))
         .collect();
     let mut load: BTreeMap<&str, u64> = eligible.keys().map(|id| (*id, 0)).collect();
-    for job in snapshot.jobs.iter().filter(|j| !j.stopped) {
-        if let Some(assigned) = snapshot.assignments.get(&job.name)
-            && let Some(count) = load.get_mut(assigned.node.as_str())
+    for job in snapshot.jobs.iter().filter(|j| occupies_slot(snapshot, j)) {
+        if let Some(count) = snapshot
+            .assignments
+            .get(&job.name)
+            .and_then(|a| load.get_mut(a.node.as_str()))
         {
             *count += 1;
         }
@@ -46,7 +48,8 @@ pub(crate) fn decide(snapshot: &Snapshot, now_ms: u64) -> Decisions {
     let mut decisions = Decisions::default();
     for job in &snapshot.jobs {
         let current = snapshot.assignments.get(&job.name);
-        if current.is_some_and(|a| eligible.contains_key(a.node.as_str())) {
+        // A stopped job holds no node: START places it afresh.
+        if job.stopped || current.is_some_and(|a| eligible.contains_key(a.node.as_str())) {
             continue;
         }
         let why = match current {
@@ -59,23 +62,38 @@ pub(crate) fn decide(snapshot: &Snapshot, now_ms: u64) -> Decisions {
         let Some(to) = freest(&eligible, &load) else {
             continue;
         };
-        if !job.stopped {
-            *load.get_mut(to).expect("a node of the load") += 1;
+        if let Some(count) = load.get_mut(to) {
+            *count += 1;
         }
         decisions
             .assign
             .push((job.name.clone(), moved(current, to, why, now_ms)));
     }
     if decisions.assign.is_empty() && snapshot.jobs.iter().all(|j| settled(snapshot, j)) {
-        decisions.assign.extend(rebalance(snapshot, &load, now_ms));
+        decisions
+            .assign
+            .extend(rebalance(snapshot, &eligible, &load, now_ms));
     }
     decisions.unassign = snapshot
         .assignments
         .keys()
-        .filter(|name| snapshot.job(name).is_none())
+        .filter(|name| snapshot.job(name).is_none_or(|j| j.stopped))
         .cloned()
         .collect();
     decisions
+}
+
+/// Whether `job` takes a slot of its node: it is not stopped, and has not ended there
+/// (finished, or failed until `START JOB`).
+fn occupies_slot(snapshot: &Snapshot, job: &ClusterJob) -> bool {
+    let ended = snapshot.statuses.get(&job.name).is_some_and(|s| {
+        matches!(s.status.as_str(), "FINISHED" | "FAILED")
+            && snapshot
+                .assignments
+                .get(&job.name)
+                .is_some_and(|a| a.node == s.node)
+    });
+    !job.stopped && !ended
 }
 
 /// The eligible node with the most free slots, then the fewest records per second.
@@ -85,7 +103,7 @@ fn freest<'a>(
 ) -> Option<&'a str> {
     eligible
         .iter()
-        .map(|(id, node)| (*id, node.slots as i64 - load[id] as i64, node))
+        .map(|(id, node)| (*id, free_slots(node, load), node))
         .filter(|(_, free, _)| *free > 0)
         .max_by(|(a_id, a_free, a), (b_id, b_free, b)| {
             a_free
@@ -96,38 +114,46 @@ fn freest<'a>(
         .map(|(id, _, _)| id)
 }
 
+fn free_slots(node: &NodeSummary, load: &BTreeMap<&str, u64>) -> i64 {
+    node.slots as i64 - load.get(node.id.as_str()).copied().unwrap_or(0) as i64
+}
+
 /// Whether `job` is where it was assigned: running there, or reported ended there.
 fn settled(snapshot: &Snapshot, job: &ClusterJob) -> bool {
+    if job.stopped {
+        return !snapshot.running.contains_key(&job.name);
+    }
     let Some(assigned) = snapshot.assignments.get(&job.name) else {
-        return job.stopped;
+        return false;
     };
     match snapshot.running.get(&job.name) {
         Some(node) => *node == assigned.node,
-        None => {
-            job.stopped
-                || snapshot
-                    .statuses
-                    .get(&job.name)
-                    .is_some_and(|s| s.node == assigned.node)
-        }
+        None => snapshot
+            .statuses
+            .get(&job.name)
+            .is_some_and(|s| s.node == assigned.node),
     }
 }
 
-/// One move from the busiest node to the idlest, if their job counts differ by two or more.
+/// One move from the busiest node to the idlest with a free slot, if their job counts
+/// differ by two or more.
 fn rebalance(
     snapshot: &Snapshot,
+    eligible: &BTreeMap<&str, &NodeSummary>,
     load: &BTreeMap<&str, u64>,
     now_ms: u64,
 ) -> Option<(String, Assignment)> {
     let (busiest, most) = load.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
-    let (idlest, fewest) = load.iter().min_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)))?;
-    let idle = &snapshot.nodes[*idlest];
-    if *most < fewest + 2 || *fewest >= idle.slots {
+    let (idlest, fewest) = load
+        .iter()
+        .filter(|(id, _)| eligible.get(*id).is_some_and(|n| free_slots(n, load) > 0))
+        .min_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)))?;
+    if *most < fewest + 2 {
         return None;
     }
     // The newest job of the busiest node moves.
     let job = snapshot.jobs.iter().rev().find(|j| {
-        !j.stopped
+        occupies_slot(snapshot, j)
             && snapshot
                 .assignments
                 .get(&j.name)
@@ -275,6 +301,27 @@ mod tests {
         snapshot.jobs.remove(0);
         settle(&mut snapshot);
         assert_eq!(snapshot.assignments.keys().collect::<Vec<_>>(), ["y"]);
+    }
+
+    #[test]
+    fn a_stopped_job_frees_its_slot_and_is_placed_afresh_when_started() {
+        let mut snapshot = Snapshot::default();
+        snapshot.nodes.insert("a".into(), node("a", 1));
+        snapshot.nodes.insert("b".into(), node("b", 1));
+        snapshot.jobs = vec![job("x"), job("y")];
+        settle(&mut snapshot);
+        let y_node = snapshot.assignments["y"].node.clone();
+        snapshot.jobs[1].stopped = true;
+        snapshot.running.remove("y");
+        settle(&mut snapshot);
+        assert!(!snapshot.assignments.contains_key("y"));
+        // Its slot goes to a new job; started again, it waits for a free one.
+        snapshot.jobs.push(job("z"));
+        settle(&mut snapshot);
+        assert_eq!(snapshot.assignments["z"].node, y_node);
+        snapshot.jobs[1].stopped = false;
+        settle(&mut snapshot);
+        assert!(!snapshot.assignments.contains_key("y"), "no free slot");
     }
 
     #[test]

@@ -41,8 +41,10 @@ pub struct ClusterJob {
     pub created_ms: u64,
 }
 
-/// What a node reports of a job it runs or ran (one row of `SHOW JOBS`).
+/// What a node reports of a job it runs or ran (one row of `SHOW JOBS`). Fields a node of
+/// another version leaves out take their defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct JobSummary {
     /// The job's name.
     pub name: String,
@@ -88,8 +90,10 @@ pub struct JobSummary {
     pub last_error: Option<String>,
 }
 
-/// One node of a cluster, as it reports itself (one row of `SHOW NODES`).
+/// One node of a cluster, as it reports itself (one row of `SHOW NODES`). Fields a node of
+/// another version leaves out take their defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NodeSummary {
     /// Its id (`--node-id`).
     pub id: String,

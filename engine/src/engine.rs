@@ -131,6 +131,15 @@ impl Engine {
                 *job = local.summary(&self.node);
             }
         }
+        // One-shot inserts run where they were sent, outside the cluster's catalog.
+        for local in &self.jobs {
+            if !jobs
+                .iter()
+                .any(|j| j.name.eq_ignore_ascii_case(&local.name))
+            {
+                jobs.push(local.summary(&self.node));
+            }
+        }
         Ok(jobs)
     }
 

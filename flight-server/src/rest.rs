@@ -98,7 +98,16 @@ pub async fn answer(
 async fn rows(service: &impl SqlService, sql: &str, failed: StatusCode) -> Response<Full<Bytes>> {
     match service.execute_sql(sql).await {
         Ok(batches) => json_rows(StatusCode::OK, &batches),
-        Err(message) => error(failed, &message),
+        Err(message) => error(unavailable_or(failed, &message), &message),
+    }
+}
+
+/// 503 when the cluster's catalog (etcd) failed, which a retry may get past; else `status`.
+fn unavailable_or(status: StatusCode, message: &str) -> StatusCode {
+    if message.contains("cluster: ") {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        status
     }
 }
 
@@ -123,7 +132,7 @@ async fn create(service: &impl SqlService, request: Request<Incoming>) -> Respon
     };
     match service.execute_sql(sql).await {
         Ok(batches) => json_rows(StatusCode::CREATED, &batches),
-        Err(message) => error(StatusCode::BAD_REQUEST, &message),
+        Err(message) => error(unavailable_or(StatusCode::BAD_REQUEST, &message), &message),
     }
 }
 
@@ -174,16 +183,19 @@ async fn job_error(
     is_it: impl Fn(&str) -> bool,
     message: &str,
 ) -> Response<Full<Bytes>> {
-    let listed = service.execute_sql("SHOW JOBS").await.is_ok_and(|jobs| {
-        jobs.iter().any(|batch| {
-            batch
-                .column_by_name("name")
-                .and_then(|names| names.as_string_opt::<i32>())
-                .is_some_and(|names| names.iter().flatten().any(&is_it))
-        })
+    let jobs = match service.execute_sql("SHOW JOBS").await {
+        Ok(jobs) => jobs,
+        // Whether the job exists is unknown: not a 404 a client would act on.
+        Err(listing) => return error(unavailable_or(StatusCode::BAD_REQUEST, &listing), message),
+    };
+    let listed = jobs.iter().any(|batch| {
+        batch
+            .column_by_name("name")
+            .and_then(|names| names.as_string_opt::<i32>())
+            .is_some_and(|names| names.iter().flatten().any(&is_it))
     });
     let status = if listed {
-        StatusCode::BAD_REQUEST
+        unavailable_or(StatusCode::BAD_REQUEST, message)
     } else {
         StatusCode::NOT_FOUND
     };

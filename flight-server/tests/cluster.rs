@@ -228,14 +228,39 @@ fn rows(table: &str) -> Vec<BTreeMap<String, String>> {
         .collect()
 }
 
-/// Each job's node, once every job runs (`SHOW JOBS` on `node`).
-fn placement(node: &Node) -> Option<BTreeMap<String, String>> {
-    let jobs = rows(&node.sql("SHOW JOBS").ok()?);
+/// Each job's node, if every job of a `SHOW JOBS` table runs.
+fn running_nodes(table: &str) -> Option<BTreeMap<String, String>> {
+    let jobs = rows(table);
     jobs.iter().all(|j| j["status"] == "RUNNING").then(|| {
         jobs.iter()
             .map(|j| (j["name"].clone(), j["node"].clone()))
             .collect()
     })
+}
+
+/// Waits (30 s at most) until every job runs and their nodes satisfy `done`; their nodes.
+/// A timeout says what `SHOW JOBS` said last.
+fn wait_for_placement(
+    node: &Node,
+    what: &str,
+    done: impl Fn(&BTreeMap<String, String>) -> bool,
+) -> BTreeMap<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = node.sql("SHOW JOBS");
+        if let Some(placed) = listed.as_deref().ok().and_then(running_nodes)
+            && done(&placed)
+        {
+            return placed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting until {what}; SHOW JOBS on {} said:\n{}",
+            node.id,
+            listed.unwrap_or_else(|e| e)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn jobs_per_node(placement: &BTreeMap<String, String>) -> BTreeMap<String, usize> {
@@ -389,8 +414,9 @@ impl Jobs {
 
 #[test]
 fn nodes_share_jobs_and_take_over_from_a_killed_a_joining_and_a_leaving_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
+    let dir = tempfile::tempdir().unwrap().keep();
+    eprintln!("DIR {}", dir.display());
+    let dir = dir.as_path();
     let etcd = Etcd::start(dir);
     let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
         .iter()
@@ -432,10 +458,8 @@ fn nodes_share_jobs_and_take_over_from_a_killed_a_joining_and_a_leaving_node() {
         String::from_utf8_lossy(&deployed.stderr)
     );
     assert!(String::from_utf8_lossy(&deployed.stdout).contains("SUBMITTED"));
-    let mut placed = BTreeMap::new();
-    wait_until("six jobs run, two a node", Duration::from_secs(30), || {
-        placed = placement(&nodes[2]).unwrap_or_default();
-        placed.len() == jobs.count && jobs_per_node(&placed).values().all(|n| *n == 2)
+    let mut placed = wait_for_placement(&nodes[2], "six jobs run, two a node", |p| {
+        p.len() == jobs.count && jobs_per_node(p).values().all(|n| *n == 2)
     });
     // Every node answers SHOW alike.
     let streams = nodes[0].sql("SHOW STREAMS").unwrap();
@@ -456,14 +480,9 @@ fn nodes_share_jobs_and_take_over_from_a_killed_a_joining_and_a_leaving_node() {
     jobs.write_batch(dir, 1);
     killed.kill();
     let crashed = Instant::now();
-    wait_until(
-        "the killed node's jobs run elsewhere",
-        Duration::from_secs(30),
-        || {
-            placed = placement(&nodes[0]).unwrap_or_default();
-            placed.len() == jobs.count && !placed.values().any(|n| *n == killed_id)
-        },
-    );
+    placed = wait_for_placement(&nodes[0], "the killed node's jobs run elsewhere", |p| {
+        p.len() == jobs.count && !p.values().any(|n| *n == killed_id)
+    });
     eprintln!("failover: {:?}", crashed.elapsed());
     jobs.write_batch(dir, 2);
     jobs.wait_for_exact_output(dir, 3);
@@ -486,14 +505,9 @@ fn nodes_share_jobs_and_take_over_from_a_killed_a_joining_and_a_leaving_node() {
     // A fourth node joins: a job moves onto it (a checkpoint there, a restore here).
     nodes.push(Node::start(dir, "n4", &etcd.url()));
     let joined = Instant::now();
-    wait_until(
-        "a job runs on the new node",
-        Duration::from_secs(30),
-        || {
-            placed = placement(&nodes[0]).unwrap_or_default();
-            placed.len() == jobs.count && placed.values().any(|n| n == "n4")
-        },
-    );
+    wait_for_placement(&nodes[0], "a job runs on the new node", |p| {
+        p.len() == jobs.count && p.values().any(|n| n == "n4")
+    });
     eprintln!("rebalance onto a new node: {:?}", joined.elapsed());
     jobs.write_batch(dir, 3);
     jobs.wait_for_exact_output(dir, 4);
@@ -506,9 +520,8 @@ fn nodes_share_jobs_and_take_over_from_a_killed_a_joining_and_a_leaving_node() {
     assert!(status.success(), "{status:?}: {}", leaving.log());
     assert!(leaving.log().contains("draining"), "{}", leaving.log());
     let leaving_id = leaving.id.clone();
-    wait_until("the jobs run on n1 and n4", Duration::from_secs(30), || {
-        placed = placement(&nodes[0]).unwrap_or_default();
-        placed.len() == jobs.count && placed.values().all(|n| n == "n1" || n == "n4")
+    placed = wait_for_placement(&nodes[0], "the jobs run on n1 and n4", |p| {
+        p.len() == jobs.count && p.values().all(|n| n == "n1" || n == "n4")
     });
     let drained = placed.keys().any(|job| {
         let status = nodes[0].sql(&format!("SHOW JOB STATUS '{job}'")).unwrap();
@@ -577,6 +590,10 @@ impl Relay {
         format!("etcd://127.0.0.1:{}", self.port)
     }
 
+    fn heal(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+
     fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
         for stream in self.streams.lock().unwrap().drain(..) {
@@ -586,7 +603,7 @@ impl Relay {
 }
 
 #[test]
-fn jobs_ride_out_an_etcd_restart_and_a_node_cut_off_from_etcd_stops_its_jobs() {
+fn jobs_ride_out_an_etcd_restart_and_a_node_cut_off_from_etcd_stops_its_jobs_until_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let mut etcd = Etcd::start(dir);
@@ -597,10 +614,8 @@ fn jobs_ride_out_an_etcd_restart_and_a_node_cut_off_from_etcd_stops_its_jobs() {
     for k in 1..=jobs.count {
         assert!(n1.sql(&jobs.sql(k)).unwrap().contains("SUBMITTED"));
     }
-    let mut placed = BTreeMap::new();
-    wait_until("a job a node", Duration::from_secs(30), || {
-        placed = placement(&n1).unwrap_or_default();
-        placed.len() == jobs.count && jobs_per_node(&placed).len() == 2
+    let placed = wait_for_placement(&n1, "a job a node", |p| {
+        p.len() == jobs.count && jobs_per_node(p).len() == 2
     });
     jobs.write_batch(dir, 0);
     jobs.wait_for_exact_output(dir, 1);
@@ -618,19 +633,28 @@ fn jobs_ride_out_an_etcd_restart_and_a_node_cut_off_from_etcd_stops_its_jobs() {
                 .any(|n| n["leader"] == "true")
         },
     );
-    assert_eq!(placement(&n1).unwrap(), placed, "nothing moved");
+    let now = wait_for_placement(&n1, "every job runs after the restart", |_| true);
+    assert_eq!(now, placed, "nothing moved");
 
     // n2 is cut off from etcd: it stops its job itself, and n1 takes it over.
     relay.cut();
     wait_until("n2 fences its job", Duration::from_secs(30), || {
         n2.log().contains("this node lost its etcd lease")
     });
-    wait_until("both jobs run on n1", Duration::from_secs(30), || {
-        placed = placement(&n1).unwrap_or_default();
-        placed.len() == jobs.count && placed.values().all(|n| n == "n1")
+    wait_for_placement(&n1, "both jobs run on n1", |p| {
+        p.len() == jobs.count && p.values().all(|n| n == "n1")
     });
     jobs.write_batch(dir, 2);
     jobs.wait_for_exact_output(dir, 3);
+
+    // Reconnected, n2 registers again and takes a job back, which runs there.
+    relay.heal();
+    wait_for_placement(&n1, "a job runs on n2 again", |p| {
+        p.len() == jobs.count && jobs_per_node(p).len() == 2
+    });
+    assert!(n2.log().contains("registered again"), "{}", n2.log());
+    jobs.write_batch(dir, 3);
+    jobs.wait_for_exact_output(dir, 4);
 }
 
 #[test]
@@ -690,6 +714,16 @@ fn job_commands_and_drop_sent_to_any_node_act_where_the_job_runs() {
     let error = n1.sql(&jobs.sql(1)).unwrap_err();
     assert!(
         error.contains("a job 'j1' exists in the cluster already"),
+        "{error}"
+    );
+    // Checkpoints only this node could read would keep the job from moving.
+    let local = jobs.sql(1).replace("j1", "j9").replace(
+        "'checkpoint.interval'",
+        "'checkpoint.dir' = '/tmp/ferris-not-shared', 'checkpoint.interval'",
+    );
+    let error = n1.sql(&local).unwrap_err();
+    assert!(
+        error.contains("keeps its checkpoints where other nodes of the cluster cannot read them (/tmp/ferris-not-shared)"),
         "{error}"
     );
 

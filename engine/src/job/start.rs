@@ -204,8 +204,16 @@ impl Engine {
             .await?;
         if let Some(cluster) = &self.cluster {
             let shared = cluster.state_dir();
+            // A folder of its own under the shared one (not the shared one itself: DROP
+            // deletes it).
             let readable_elsewhere = prepared.checkpoint.as_ref().is_some_and(|c| {
-                c.dir.starts_with("s3://") || std::path::Path::new(&c.dir).starts_with(shared)
+                let dir = std::path::Path::new(&c.dir);
+                c.dir.starts_with("s3://")
+                    || (dir.starts_with(shared)
+                        && dir != std::path::Path::new(shared)
+                        && !dir
+                            .components()
+                            .any(|p| p == std::path::Component::ParentDir))
             });
             if !readable_elsewhere {
                 return Err(EngineError::Sql {

@@ -93,11 +93,21 @@ impl StatementKind for ControlJob {
                 message,
                 position: run.statement.position,
             };
-            // In a cluster the command goes to the shared catalog; the job's node acts on it.
-            if let Some(cluster) = &engine.cluster {
-                if !cluster.command(name, self.command).await? {
-                    return Err(error(format!("no job '{name}' (SHOW JOBS lists them)")));
+            // In a cluster the command goes to the shared catalog, and the job's node acts on
+            // it (a one-shot insert, which runs here outside the catalog, is told here).
+            if let Some(cluster) = &engine.cluster
+                && cluster.job(name).await?.is_some()
+            {
+                if self.command == JobCommand::Start {
+                    let running = engine.job_summaries().await?.into_iter().any(|j| {
+                        j.name == *name
+                            && matches!(j.status.as_str(), "RUNNING" | "PAUSED" | "RETRYING")
+                    });
+                    if running {
+                        return Err(error(format!("job '{name}' is running already")));
+                    }
                 }
+                cluster.command(name, self.command).await?;
                 return StatementOutput::rows(listing::job_reply(name, self.command.status())?);
             }
             if self.command == JobCommand::Start {
