@@ -22,8 +22,12 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SERVICE=etcd.sh
+WHAT=etcd
+STOP_GRACE=5 # seconds for a clean shutdown
+# shellcheck source=lib/service.sh
+source "$ROOT/scripts/lib/service.sh"
 MODULE="$ROOT/scripts/etcd"
-abs() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac; }
 DIR="$(abs "${FERRIS_ETCD_DIR:-$ROOT/target/etcd}")"
 CACHE="$(abs "${FERRIS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ferris-streams}")"
 PID_FILE="$DIR/etcd.pid"
@@ -31,9 +35,6 @@ PORT_FILE="$DIR/etcd.port"
 LOG="$DIR/etcd.log"
 DATA="$DIR/data"
 START_TIMEOUT=30 # seconds for the server to report healthy after it is launched
-
-say() { printf 'etcd.sh: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
 
 # --- The binary ---------------------------------------------------------------------------------
 
@@ -111,24 +112,12 @@ port() {
   printf '%s\n' "$((10#$port))"
 }
 
-read_pid() {
-  local pid=""
-  if [[ -s "$PID_FILE" ]]; then pid="$(<"$PID_FILE")"; fi
-  [[ "$pid" =~ ^[0-9]+$ ]] && printf '%s\n' "$pid"
-  return 0
-}
-
 # Whether $1 is a live etcd of this folder (not a zombie, not a recycled pid).
 alive() {
   local pid="$1" cmdline
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
   cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
   [[ "$cmdline" == *"/etcd --data-dir $DATA "* ]]
-}
-
-# Whether something accepts TCP connections on 127.0.0.1:$1.
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 # Whether an etcd on 127.0.0.1:$1 reports itself healthy (it has a leader and serves reads).
@@ -138,43 +127,11 @@ healthy() {
   [[ "$body" == *'"health":"true"'* ]]
 }
 
-# Serialize start and stop (two test runs starting at once). The server must not inherit the
-# lock's descriptor: it is closed for the server below.
-lock() {
-  mkdir -p "$DIR"
-  exec 9>"$DIR/lock"
-  if command -v flock >/dev/null 2>&1; then
-    flock -w 120 9 || die "another etcd.sh holds $DIR/lock"
-  fi
-}
-
-stop_pid() {
-  local pid="$1" i
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do # 5 s to shut down
-    alive "$pid" || return 0
-    sleep 0.1
-  done
-  say "etcd (pid $pid) ignored SIGTERM for 5 s: killing it"
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 30; i++)); do
-    alive "$pid" || return 0
-    sleep 0.1
-  done
-  die "etcd (pid $pid) is still alive after SIGKILL"
-}
-
 log_tail() {
   if [[ -s "$LOG" ]]; then
     say "last lines of $LOG:"
     tail -n 20 "$LOG" | sed 's/^/    /' >&2 || true
   fi
-}
-
-abort_start() {
-  stop_pid "$1"
-  rm -f "$PID_FILE" "$PORT_FILE"
-  exit "$2"
 }
 
 cmd_start() {

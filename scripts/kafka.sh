@@ -25,8 +25,12 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SERVICE=kafka.sh
+WHAT=broker
+STOP_GRACE=30 # seconds for a clean shutdown
+# shellcheck source=lib/service.sh
+source "$ROOT/scripts/lib/service.sh"
 POM="$ROOT/scripts/kafka/pom.xml"
-abs() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac; }
 DIR="$(abs "${FERRIS_KAFKA_DIR:-$ROOT/target/kafka}")"
 CACHE="$(abs "${FERRIS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ferris-streams}")"
 PID_FILE="$DIR/broker.pid"
@@ -34,9 +38,6 @@ PORT_FILE="$DIR/broker.port"
 LOG="$DIR/broker.log"
 DATA="$DIR/data"
 START_TIMEOUT=60 # seconds for the broker to answer after it is launched
-
-say() { printf 'kafka.sh: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
 
 # --- The jars ---------------------------------------------------------------------------------
 
@@ -92,24 +93,12 @@ port() {
   printf '%s\n' "$port"
 }
 
-read_pid() {
-  local pid=""
-  if [[ -s "$PID_FILE" ]]; then pid="$(<"$PID_FILE")"; fi
-  [[ "$pid" =~ ^[0-9]+$ ]] && printf '%s\n' "$pid"
-  return 0
-}
-
 # Whether $1 is a live broker of this folder (not a zombie, not a recycled pid).
 alive() {
   local pid="$1" cmdline
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
   cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
   [[ "$cmdline" == *"kafka.Kafka $DIR/server.properties"* ]]
-}
-
-# Whether something accepts TCP connections on 127.0.0.1:$1.
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 # A port on loopback that nothing listens on now.
@@ -123,43 +112,11 @@ answering() {
   port_open "$1" && grep -q "Kafka Server started" "$LOG" 2>/dev/null
 }
 
-# Serialize start and stop (two test runs starting at once). The broker must not
-# inherit the lock's descriptor: it is closed for the broker below.
-lock() {
-  mkdir -p "$DIR"
-  exec 9>"$DIR/lock"
-  if command -v flock >/dev/null 2>&1; then
-    flock -w 120 9 || die "another kafka.sh holds $DIR/lock"
-  fi
-}
-
-stop_pid() {
-  local pid="$1" i
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do # 30 s for a controlled shutdown
-    alive "$pid" || return 0
-    sleep 0.1
-  done
-  say "broker (pid $pid) ignored SIGTERM for 30 s: killing it"
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 30; i++)); do
-    alive "$pid" || return 0
-    sleep 0.1
-  done
-  die "broker (pid $pid) is still alive after SIGKILL"
-}
-
 log_tail() {
   if [[ -s "$LOG" ]]; then
     say "last lines of $LOG:"
     grep -E " (ERROR|WARN|FATAL) |Exception" "$LOG" | tail -n 20 | sed 's/^/    /' >&2 || true
   fi
-}
-
-abort_start() {
-  stop_pid "$1"
-  rm -f "$PID_FILE" "$PORT_FILE"
-  exit "$2"
 }
 
 # Writes server.properties for a broker on port $1 whose controller listens on port $2.
