@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, DeleteOptions, Txn, TxnOp};
 use ferris_engine::Result;
 use ferris_engine::cluster::{ClusterCatalog, ClusterJob, JobSummary, NodeSummary, Placement};
-use ferris_engine::statements::job_command::JobCommand;
+use ferris_engine::job::command::JobCommand;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
@@ -33,6 +33,17 @@ impl EtcdCatalog {
     }
 
     /// Changes the job `name` with `change`, unless another change came first (then again).
+    /// The job `name` and the revision it was last changed at.
+    async fn read_job(&self, name: &str) -> Result<Option<(ClusterJob, i64)>, ClusterError> {
+        let response = self.client.clone().get(key("jobs", name), None).await?;
+        response
+            .kvs()
+            .first()
+            .map(|kv| Ok((decode_job(name, kv.value())?, kv.mod_revision())))
+            .transpose()
+    }
+
+    /// Changes the job `name` with `change`, unless another change came first (then again).
     async fn update(
         &self,
         name: &str,
@@ -41,21 +52,15 @@ impl EtcdCatalog {
         let key = key("jobs", name);
         let mut client = self.client.clone();
         loop {
-            let response = client.get(key.as_str(), None).await?;
-            let Some(kv) = response.kvs().first() else {
+            let Some((mut job, revision)) = self.read_job(name).await? else {
                 return Ok(false);
             };
-            let mut job: ClusterJob =
-                serde_json::from_slice(kv.value()).map_err(|e| ClusterError::Corrupt {
-                    key: key.clone(),
-                    message: e.to_string(),
-                })?;
             change(&mut job);
             let txn = Txn::new()
                 .when([Compare::mod_revision(
                     key.as_str(),
                     CompareOp::Equal,
-                    kv.mod_revision(),
+                    revision,
                 )])
                 .and_then([TxnOp::put(key.as_str(), encode(&job), None)]);
             if client.txn(txn).await?.succeeded() {
@@ -63,6 +68,13 @@ impl EtcdCatalog {
             }
         }
     }
+}
+
+fn decode_job(name: &str, value: &[u8]) -> Result<ClusterJob, ClusterError> {
+    serde_json::from_slice(value).map_err(|e| ClusterError::Corrupt {
+        key: key("jobs", name),
+        message: e.to_string(),
+    })
 }
 
 impl ClusterCatalog for EtcdCatalog {
@@ -97,7 +109,7 @@ impl ClusterCatalog for EtcdCatalog {
 
     fn job(&self, name: &str) -> BoxFuture<'_, Result<Option<ClusterJob>>> {
         let name = name.to_string();
-        async move { Ok(self.snapshot().await?.job(&name).cloned()) }.boxed()
+        async move { Ok(self.read_job(&name).await?.map(|(job, _)| job)) }.boxed()
     }
 
     fn jobs(&self) -> BoxFuture<'_, Result<Vec<ClusterJob>>> {
@@ -131,17 +143,25 @@ impl ClusterCatalog for EtcdCatalog {
     fn remove(&self, name: &str) -> BoxFuture<'_, Result<Option<ClusterJob>>> {
         let name = name.to_string();
         async move {
-            let Some(job) = self.snapshot().await?.job(&name).cloned() else {
-                return Ok(None);
-            };
             let mut client = self.client.clone();
-            client
-                .delete(key("jobs", &name), None)
+            let deleted = client
+                .delete(key("jobs", &name), Some(DeleteOptions::new().with_prev_key()))
                 .await
                 .map_err(ClusterError::from)?;
+            let Some(kept) = deleted.prev_kvs().first() else {
+                return Ok(None);
+            };
+            let job = decode_job(&name, kept.value())?;
             // Its node stops it at once when it sees it gone, and lets go of it.
+            let running = key("running", &name);
             let waited = std::time::Instant::now();
-            while self.snapshot().await?.running.contains_key(&name) {
+            while client
+                .get(running.as_str(), None)
+                .await
+                .map_err(ClusterError::from)?
+                .count()
+                > 0
+            {
                 if waited.elapsed() > DROP_WAIT {
                     return Err(ClusterError::Etcd(format!(
                         "job '{name}' is dropped, but its node has not let go of it after {}s; its checkpoints stay",

@@ -85,8 +85,8 @@ impl Shared {
         }
     }
 
-    /// This node as it reports itself now.
-    fn summary(&self, snapshot: &Snapshot) -> NodeSummary {
+    /// This node as it reports itself now: its record, with the load of its running jobs.
+    fn summary(&self) -> NodeSummary {
         let jobs = self
             .records
             .lock()
@@ -96,25 +96,18 @@ impl Shared {
             .map(|r| r.summary(&self.config.node_id))
             .collect::<Vec<_>>();
         NodeSummary {
-            id: self.config.node_id.clone(),
-            address: self.config.advertise.clone(),
-            http: self.config.http.clone(),
             status: if self.draining.load(Ordering::SeqCst) {
                 DRAINING
             } else {
                 "UP"
             }
             .to_string(),
-            leader: snapshot.leader.as_deref() == Some(self.config.node_id.as_str()),
-            cores: resources::cores(),
-            memory_bytes: resources::memory_bytes(),
-            slots: self.config.slots,
             jobs: jobs.len() as u64,
             records_per_second: jobs.iter().fold(0.0, |sum, j| sum + j.records_per_second),
             state_bytes: jobs.iter().map(|j| j.state_bytes).sum(),
             rss_bytes: resources::rss_bytes(),
             cpu_seconds: resources::cpu_seconds(),
-            heartbeat_ms: now_ms(),
+            ..record(&self.config)
         }
     }
 }
@@ -263,15 +256,10 @@ impl Drop for Node {
     }
 }
 
-/// Registers the node under a new lease; `previous` is its lease before it lost it.
-async fn register(
-    client: &mut Client,
-    config: &ClusterConfig,
-    previous: Option<i64>,
-) -> Result<i64, ClusterError> {
-    let ttl = config.lease_ttl.as_secs().max(1) as i64;
-    let lease = client.lease_grant(ttl, None).await?.id();
-    let record = NodeSummary {
+/// What a node says of itself before it runs anything. (Whether it leads is read from the
+/// leader key, not reported.)
+fn record(config: &ClusterConfig) -> NodeSummary {
+    NodeSummary {
         id: config.node_id.clone(),
         address: config.advertise.clone(),
         http: config.http.clone(),
@@ -281,7 +269,18 @@ async fn register(
         slots: config.slots,
         heartbeat_ms: now_ms(),
         ..NodeSummary::default()
-    };
+    }
+}
+
+/// Registers the node under a new lease; `previous` is its lease before it lost it.
+async fn register(
+    client: &mut Client,
+    config: &ClusterConfig,
+    previous: Option<i64>,
+) -> Result<i64, ClusterError> {
+    let ttl = config.lease_ttl.as_secs().max(1) as i64;
+    let lease = client.lease_grant(ttl, None).await?.id();
+    let record = record(config);
     let node_key = key("nodes", &config.node_id);
     let put = TxnOp::put(
         node_key.as_str(),
@@ -524,7 +523,7 @@ async fn report(shared: &Shared, snapshot: &Snapshot) -> Result<(), ClusterError
     let lease = Some(PutOptions::new().with_lease(shared.lease()));
     let mut ops = vec![TxnOp::put(
         key("nodes", &shared.config.node_id),
-        encode(&shared.summary(snapshot)),
+        encode(&shared.summary()),
         lease.clone(),
     )];
     for job in shared.agent.lock().await.summaries(snapshot) {

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::statements::job_command::JobCommand;
+use crate::job::command::JobCommand;
 
 /// A job as the cluster keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

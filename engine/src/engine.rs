@@ -94,7 +94,7 @@ impl Engine {
             state_dir: None,
             job_defaults: Vec::new(),
             cluster: None,
-            node: crate::listing::host_name(),
+            node: host_name(),
         }
     }
 
@@ -159,4 +159,11 @@ impl Engine {
             None => self.state_dir.as_deref().map(StoredJobs::new),
         }
     }
+}
+
+/// The machine's name: where a server outside a cluster runs its jobs.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
 }

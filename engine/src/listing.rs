@@ -330,13 +330,6 @@ pub(crate) fn show_job_status(
     ])
 }
 
-/// The machine's name: where a server outside a cluster runs its jobs.
-pub(crate) fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_string())
-        .unwrap_or_else(|_| "localhost".to_string())
-}
-
 fn timestamps(values: impl Iterator<Item = u64>) -> ArrayRef {
     Arc::new(TimestampMillisecondArray::from_iter(
         values.map(|ms| (ms > 0).then_some(ms as i64)),

@@ -28,7 +28,16 @@ pub trait SqlService: Send + Sync {
     fn execute_sql(
         &self,
         sql: &str,
-    ) -> impl Future<Output = Result<Vec<RecordBatch>, String>> + Send;
+    ) -> impl Future<Output = Result<Vec<RecordBatch>, SqlFailure>> + Send;
+}
+
+/// Why SQL run for the API failed.
+#[derive(Debug)]
+pub struct SqlFailure {
+    /// The engine's message (a SQL error names its position).
+    pub message: String,
+    /// Whether trying again later may succeed: the cluster's catalog (etcd) was out of reach.
+    pub retryable: bool,
 }
 
 /// Answers a request under [`PREFIX`].
@@ -98,13 +107,13 @@ pub async fn answer(
 async fn rows(service: &impl SqlService, sql: &str, failed: StatusCode) -> Response<Full<Bytes>> {
     match service.execute_sql(sql).await {
         Ok(batches) => json_rows(StatusCode::OK, &batches),
-        Err(message) => error(unavailable_or(failed, &message), &message),
+        Err(failure) => error(unavailable_or(failed, &failure), &failure.message),
     }
 }
 
 /// 503 when the cluster's catalog (etcd) failed, which a retry may get past; else `status`.
-fn unavailable_or(status: StatusCode, message: &str) -> StatusCode {
-    if message.contains("cluster: ") {
+fn unavailable_or(status: StatusCode, failure: &SqlFailure) -> StatusCode {
+    if failure.retryable {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         status
@@ -132,7 +141,10 @@ async fn create(service: &impl SqlService, request: Request<Incoming>) -> Respon
     };
     match service.execute_sql(sql).await {
         Ok(batches) => json_rows(StatusCode::CREATED, &batches),
-        Err(message) => error(unavailable_or(StatusCode::BAD_REQUEST, &message), &message),
+        Err(failure) => error(
+            unavailable_or(StatusCode::BAD_REQUEST, &failure),
+            &failure.message,
+        ),
     }
 }
 
@@ -143,7 +155,7 @@ async fn status(service: &impl SqlService, name: &str) -> Response<Full<Bytes>> 
         .await
     {
         Ok(batches) => batches,
-        Err(message) => return job_error(service, |n| n == name, &message).await,
+        Err(failure) => return job_error(service, |n| n == name, &failure).await,
     };
     let rows: Vec<serde_json::Map<String, serde_json::Value>> = match json(&batches)
         .map_err(|e| e.to_string())
@@ -172,7 +184,7 @@ async fn control(service: &impl SqlService, name: &str, command: &str) -> Respon
     let sql = format!("{} JOB {name}", command.to_uppercase());
     match service.execute_sql(&sql).await {
         Ok(batches) => json_rows(StatusCode::OK, &batches),
-        Err(message) => job_error(service, |n| n.eq_ignore_ascii_case(name), &message).await,
+        Err(failure) => job_error(service, |n| n.eq_ignore_ascii_case(name), &failure).await,
     }
 }
 
@@ -181,8 +193,9 @@ async fn control(service: &impl SqlService, name: &str, command: &str) -> Respon
 async fn job_error(
     service: &impl SqlService,
     is_it: impl Fn(&str) -> bool,
-    message: &str,
+    failure: &SqlFailure,
 ) -> Response<Full<Bytes>> {
+    let message = &failure.message;
     let jobs = match service.execute_sql("SHOW JOBS").await {
         Ok(jobs) => jobs,
         // Whether the job exists is unknown: not a 404 a client would act on.
@@ -195,7 +208,7 @@ async fn job_error(
             .is_some_and(|names| names.iter().flatten().any(&is_it))
     });
     let status = if listed {
-        unavailable_or(StatusCode::BAD_REQUEST, message)
+        unavailable_or(StatusCode::BAD_REQUEST, failure)
     } else {
         StatusCode::NOT_FOUND
     };

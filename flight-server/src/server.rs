@@ -402,6 +402,8 @@ fn sql_error(error: EngineError) -> Status {
             message,
             position: Some(position),
         } => Status::invalid_argument(format!("{position}: {message}")),
+        // The cluster's catalog out of reach: a client may try again.
+        EngineError::Cluster(_) => Status::unavailable(error.to_string()),
         other => Status::invalid_argument(other.to_string()),
     }
 }
@@ -1137,11 +1139,19 @@ impl crate::rest::SqlService for FerrisFlightSql {
         self.inner.token.as_deref()
     }
 
-    async fn execute_sql(&self, sql: &str) -> Result<Vec<RecordBatch>, String> {
+    async fn execute_sql(&self, sql: &str) -> Result<Vec<RecordBatch>, crate::rest::SqlFailure> {
         let rows = self
             .execute(sql)
             .await
-            .map_err(|e| e.message().to_string())?;
-        rows.try_collect().await.map_err(|e| e.to_string())
+            .map_err(|e| crate::rest::SqlFailure {
+                message: e.message().to_string(),
+                retryable: e.code() == tonic::Code::Unavailable,
+            })?;
+        rows.try_collect()
+            .await
+            .map_err(|e| crate::rest::SqlFailure {
+                message: e.to_string(),
+                retryable: false,
+            })
     }
 }

@@ -26,24 +26,16 @@ use crate::prepare::{CheckpointSettings, PreparedQuery};
 use crate::statements::streaming_query::StreamingQuery;
 
 impl Engine {
-    /// Starts the job `name` running `query` (`statement` is its text, kept to start it
-    /// again); an `INSERT INTO` job writes `into`.
-    pub(crate) async fn start_job(
-        &mut self,
-        kind: JobKind,
-        name: &str,
-        query: &StreamingQuery,
-        statement: &str,
-        into: Option<InsertTarget>,
-        parameters: &[ScalarValue],
-    ) -> Result<RunningJob> {
+    /// Starts `job` here.
+    pub(crate) async fn start_job(&mut self, job: NewJob<'_>) -> Result<RunningJob> {
+        let name = job.name;
         // Two jobs writing one sink under one name would interleave their output.
         if self.latest_job(name).is_some_and(|job| job.is_running()) {
             return Err(EngineError::Sql {
                 message: format!(
                     "job '{name}' is running already; its name is taken until it ends"
                 ),
-                position: query.position,
+                position: job.query.position,
             });
         }
         let Declared {
@@ -51,9 +43,13 @@ impl Engine {
             mut sink_config,
             schema,
             key,
-        } = self
-            .declare_job(kind, name, query, into.as_ref(), parameters)
-            .await?;
+        } = self.declare_job(&job).await?;
+        let NewJob {
+            kind,
+            statement,
+            into,
+            ..
+        } = job;
         let inserting = into.is_some();
         let bounded = prepared.sources.iter().all(|s| s.source.is_bounded());
         let metrics = Arc::new(JobMetrics::default());
@@ -185,14 +181,16 @@ impl Engine {
 
     /// Prepares the job `name` and enters its sources and output in the catalog, as every
     /// node of a cluster does for every job, whichever node runs it.
-    pub(crate) async fn declare_job(
-        &mut self,
-        kind: JobKind,
-        name: &str,
-        query: &StreamingQuery,
-        into: Option<&InsertTarget>,
-        parameters: &[ScalarValue],
-    ) -> Result<Declared> {
+    pub(crate) async fn declare_job(&mut self, job: &NewJob<'_>) -> Result<Declared> {
+        let NewJob {
+            kind,
+            name,
+            query,
+            into,
+            parameters,
+            ..
+        } = job;
+        let (kind, into) = (*kind, into.as_ref());
         let inserting = into.is_some();
         let prepared = self
             .prepare(
@@ -327,6 +325,22 @@ impl Engine {
             interval: settings.interval,
         }))
     }
+}
+
+/// A job a statement asks for, before it is declared, started or submitted.
+pub(crate) struct NewJob<'a> {
+    /// Stream or table.
+    pub(crate) kind: JobKind,
+    /// The job's name (an insert's, or its sink's).
+    pub(crate) name: &'a str,
+    /// Its query.
+    pub(crate) query: &'a StreamingQuery,
+    /// The statement's text, kept to start the job again.
+    pub(crate) statement: &'a str,
+    /// What an `INSERT INTO` job writes.
+    pub(crate) into: Option<InsertTarget>,
+    /// The values of the query's parameters.
+    pub(crate) parameters: &'a [ScalarValue],
 }
 
 /// Where an `INSERT INTO` job writes, and the columns it must give.

@@ -1,55 +1,71 @@
-//! Submitting a job to a cluster: checked and entered in this node's catalog as any job is,
-//! then kept in the cluster's shared catalog, whose leader picks the node that runs it.
-
-use datafusion::common::ScalarValue;
+//! A new job from a statement: submitted to the cluster when the session is in one (checked
+//! and entered in this node's catalog as any job is, then kept in the cluster's shared
+//! catalog, whose leader picks the node that runs it), else started here and kept under the
+//! state dir for a restart.
 
 use crate::cluster::ClusterJob;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::job::JobKind;
 use crate::job::manifest::now_ms;
-use crate::job::start::InsertTarget;
-use crate::statements::streaming_query::StreamingQuery;
+use crate::job::start::NewJob;
+use crate::job::stored::StoredJob;
+use crate::listing;
+use crate::statements::StatementOutput;
 
 impl Engine {
-    /// Submits the job `name` to the cluster, if the session is in one; `false` when it is
-    /// not, or when every source of the job ends by itself (a one-shot insert): the job runs
-    /// here then.
-    pub(crate) async fn submit_job(
+    /// Runs `job` where it belongs; a one-shot job (every source ends by itself) is kept for
+    /// a restart only when `keep_bounded` says so.
+    pub(crate) async fn launch_job(
         &mut self,
-        kind: JobKind,
-        name: &str,
-        query: &StreamingQuery,
-        statement: &str,
-        into: Option<&InsertTarget>,
-        parameters: &[ScalarValue],
-    ) -> Result<bool> {
+        job: NewJob<'_>,
+        keep_bounded: bool,
+    ) -> Result<StatementOutput> {
+        if self.submit_job(&job).await? {
+            return StatementOutput::rows(listing::job_reply(job.name, "SUBMITTED")?);
+        }
+        let (name, sql) = (job.name.to_string(), job.statement.to_string());
+        let started = self.start_job(job).await?;
+        if let Some(stored) = self.stored_jobs()
+            && (keep_bounded || !started.bounded)
+        {
+            stored.save(StoredJob {
+                name,
+                sql,
+                stopped: false,
+            })?;
+        }
+        Ok(StatementOutput::Job(started))
+    }
+
+    /// Submits `job` to the cluster, if the session is in one; `false` when it is not, or
+    /// when every source of an insert ends by itself (a one-shot insert runs here).
+    async fn submit_job(&mut self, job: &NewJob<'_>) -> Result<bool> {
         let Some(cluster) = self.cluster.clone() else {
             return Ok(false);
         };
+        let name = job.name;
         if cluster.job(name).await?.is_some() {
             return Err(EngineError::Sql {
                 message: format!(
                     "a job '{name}' exists in the cluster already (SHOW JOBS lists it; DROP it to create it anew)"
                 ),
-                position: query.position,
+                position: job.query.position,
             });
         }
-        let declared = self
-            .declare_job(kind, name, query, into, parameters)
-            .await?;
-        if into.is_some() && declared.bounded() {
+        let declared = self.declare_job(job).await?;
+        if job.into.is_some() && declared.bounded() {
             return Ok(false);
         }
         cluster
             .submit(ClusterJob {
                 name: name.to_string(),
-                kind: match kind {
+                kind: match job.kind {
                     JobKind::Stream => "stream",
                     JobKind::Table => "table",
                 }
                 .to_string(),
-                sql: statement.to_string(),
+                sql: job.statement.to_string(),
                 checkpoint_dir: declared.checkpoint_dir(),
                 stopped: false,
                 force: false,

@@ -5,8 +5,7 @@ use futures::future::BoxFuture;
 
 use crate::error::Result;
 use crate::job::JobKind;
-use crate::job::stored::StoredJob;
-use crate::listing;
+use crate::job::start::NewJob;
 use crate::statements::clauses::query_from;
 use crate::statements::kind::{Execution, Explained, StatementKind, StatementOutput};
 use crate::statements::parser::{
@@ -54,6 +53,24 @@ fn parse(statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
     Ok(Box::new(CreateJob { kind, name, query }))
 }
 
+impl CreateJob {
+    fn job<'a>(
+        &'a self,
+        name: &'a str,
+        statement: &'a str,
+        parameters: &'a [datafusion::common::ScalarValue],
+    ) -> NewJob<'a> {
+        NewJob {
+            kind: self.kind,
+            name,
+            query: &self.query,
+            statement,
+            into: None,
+            parameters,
+        }
+    }
+}
+
 /// `STREAM` or `TABLE`, the word after `CREATE` or `DROP`.
 pub(crate) fn job_kind(word: &TokenWithSpan) -> JobKind {
     if keyword(Some(&word), Keyword::TABLE) {
@@ -65,43 +82,9 @@ pub(crate) fn job_kind(word: &TokenWithSpan) -> JobKind {
 
 impl StatementKind for CreateJob {
     fn execute<'a>(&'a self, run: Execution<'a>) -> BoxFuture<'a, Result<StatementOutput>> {
-        async move {
-            let text = &run.statement.text;
-            let engine = run.engine;
-            if engine
-                .submit_job(
-                    self.kind,
-                    &self.name,
-                    &self.query,
-                    text,
-                    None,
-                    run.parameters,
-                )
-                .await?
-            {
-                return StatementOutput::rows(listing::job_reply(&self.name, "SUBMITTED")?);
-            }
-            let job = engine
-                .start_job(
-                    self.kind,
-                    &self.name,
-                    &self.query,
-                    text,
-                    None,
-                    run.parameters,
-                )
-                .await?;
-            // A server started on this state dir again starts the job again.
-            if let Some(stored) = engine.stored_jobs() {
-                stored.save(StoredJob {
-                    name: self.name.clone(),
-                    sql: text.clone(),
-                    stopped: false,
-                })?;
-            }
-            Ok(StatementOutput::Job(job))
-        }
-        .boxed()
+        // A server started on its state dir again shows the job, even one that finished.
+        let job = self.job(&self.name, &run.statement.text, run.parameters);
+        async move { run.engine.launch_job(job, true).await }.boxed()
     }
 
     fn execute_as<'a>(
@@ -109,24 +92,13 @@ impl StatementKind for CreateJob {
         run: Execution<'a>,
         name: &'a str,
     ) -> BoxFuture<'a, Result<StatementOutput>> {
-        async move {
-            let text = &run.statement.text;
-            run.engine
-                .start_job(self.kind, name, &self.query, text, None, &[])
-                .await
-                .map(StatementOutput::Job)
-        }
-        .boxed()
+        let job = self.job(name, &run.statement.text, &[]);
+        async move { run.engine.start_job(job).await.map(StatementOutput::Job) }.boxed()
     }
 
     fn declare_as<'a>(&'a self, run: Execution<'a>, name: &'a str) -> BoxFuture<'a, Result<()>> {
-        async move {
-            run.engine
-                .declare_job(self.kind, name, &self.query, None, &[])
-                .await
-                .map(drop)
-        }
-        .boxed()
+        let job = self.job(name, &run.statement.text, &[]);
+        async move { run.engine.declare_job(&job).await.map(drop) }.boxed()
     }
 
     fn explained(&self) -> Option<Explained<'_>> {

@@ -9,9 +9,7 @@ use futures::future::BoxFuture;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::job::JobKind;
-use crate::job::start::InsertTarget;
-use crate::job::stored::StoredJob;
-use crate::listing;
+use crate::job::start::{InsertTarget, NewJob};
 use crate::statements::clauses::query_from;
 use crate::statements::kind::{Execution, StatementKind, StatementOutput};
 use crate::statements::parser::{StatementSyntax, StatementTokens, error_at, identifier, keyword};
@@ -60,44 +58,11 @@ fn parse(statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
 impl StatementKind for Insert {
     fn execute<'a>(&'a self, run: Execution<'a>) -> BoxFuture<'a, Result<StatementOutput>> {
         async move {
-            let text = &run.statement.text;
-            let engine = run.engine;
-            let (name, into) = insert_target(engine, &self.target, &self.query, None).await?;
-            if engine
-                .submit_job(
-                    JobKind::Stream,
-                    &name,
-                    &self.query,
-                    text,
-                    Some(&into),
-                    run.parameters,
-                )
-                .await?
-            {
-                return StatementOutput::rows(listing::job_reply(&name, "SUBMITTED")?);
-            }
-            let job = engine
-                .start_job(
-                    JobKind::Stream,
-                    &name,
-                    &self.query,
-                    text,
-                    Some(into),
-                    run.parameters,
-                )
-                .await?;
+            let (name, into) = insert_target(run.engine, &self.target, &self.query, None).await?;
             // A continuous insert starts again with the server; a one-shot one (values,
             // files read once) is done once.
-            if let Some(stored) = engine.stored_jobs()
-                && !job.bounded
-            {
-                stored.save(StoredJob {
-                    name: job.name.clone(),
-                    sql: text.clone(),
-                    stopped: false,
-                })?;
-            }
-            Ok(StatementOutput::Job(job))
+            let job = self.job(&name, into, &run.statement.text, run.parameters);
+            run.engine.launch_job(job, false).await
         }
         .boxed()
     }
@@ -108,27 +73,41 @@ impl StatementKind for Insert {
         name: &'a str,
     ) -> BoxFuture<'a, Result<StatementOutput>> {
         async move {
-            let text = &run.statement.text;
-            let engine = run.engine;
-            let (name, into) = insert_target(engine, &self.target, &self.query, Some(name)).await?;
-            engine
-                .start_job(JobKind::Stream, &name, &self.query, text, Some(into), &[])
-                .await
-                .map(StatementOutput::Job)
+            let (name, into) =
+                insert_target(run.engine, &self.target, &self.query, Some(name)).await?;
+            let job = self.job(&name, into, &run.statement.text, &[]);
+            run.engine.start_job(job).await.map(StatementOutput::Job)
         }
         .boxed()
     }
 
     fn declare_as<'a>(&'a self, run: Execution<'a>, name: &'a str) -> BoxFuture<'a, Result<()>> {
         async move {
-            let engine = run.engine;
-            let (name, into) = insert_target(engine, &self.target, &self.query, Some(name)).await?;
-            engine
-                .declare_job(JobKind::Stream, &name, &self.query, Some(&into), &[])
-                .await
-                .map(drop)
+            let (name, into) =
+                insert_target(run.engine, &self.target, &self.query, Some(name)).await?;
+            let job = self.job(&name, into, &run.statement.text, &[]);
+            run.engine.declare_job(&job).await.map(drop)
         }
         .boxed()
+    }
+}
+
+impl Insert {
+    fn job<'a>(
+        &'a self,
+        name: &'a str,
+        into: InsertTarget,
+        statement: &'a str,
+        parameters: &'a [datafusion::common::ScalarValue],
+    ) -> NewJob<'a> {
+        NewJob {
+            kind: JobKind::Stream,
+            name,
+            query: &self.query,
+            statement,
+            into: Some(into),
+            parameters,
+        }
     }
 }
 

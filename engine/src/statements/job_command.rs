@@ -4,39 +4,12 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::error::{EngineError, Result};
+use crate::job::command::JobCommand;
 use crate::listing;
 use crate::statements::kind::{Execution, StatementKind, StatementOutput};
 use crate::statements::parser::{
     StatementSyntax, StatementTokens, describe_token, error_at, identifier, word_is,
 };
-
-/// What a job command does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobCommand {
-    /// Starts a stopped or failed job again, from its last checkpoint.
-    Start,
-    /// Stops a job: at a checkpoint if it takes them (a start resumes it), else after its
-    /// sources end and its windows flush.
-    Stop,
-    /// Stops a job at once: no checkpoint, no flush; its output stays as last committed.
-    StopForce,
-    /// Holds a job's sources back; it keeps its state.
-    Pause,
-    /// Lets a paused job's sources go on.
-    Resume,
-}
-
-impl JobCommand {
-    /// The job's status once the command has acted.
-    pub fn status(self) -> &'static str {
-        match self {
-            Self::Start | Self::Resume => "RUNNING",
-            Self::Stop => "STOPPING",
-            Self::StopForce => "STOPPED",
-            Self::Pause => "PAUSED",
-        }
-    }
-}
 
 /// A job command and the job it is for.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,9 +68,7 @@ impl StatementKind for ControlJob {
             };
             // In a cluster the command goes to the shared catalog, and the job's node acts on
             // it (a one-shot insert, which runs here outside the catalog, is told here).
-            if let Some(cluster) = &engine.cluster
-                && cluster.job(name).await?.is_some()
-            {
+            if let Some(cluster) = engine.cluster.clone() {
                 if self.command == JobCommand::Start {
                     let running = engine.job_summaries().await?.into_iter().any(|j| {
                         j.name == *name
@@ -107,8 +78,9 @@ impl StatementKind for ControlJob {
                         return Err(error(format!("job '{name}' is running already")));
                     }
                 }
-                cluster.command(name, self.command).await?;
-                return StatementOutput::rows(listing::job_reply(name, self.command.status())?);
+                if cluster.command(name, self.command).await? {
+                    return StatementOutput::rows(listing::job_reply(name, self.command.status())?);
+                }
             }
             if self.command == JobCommand::Start {
                 if job.as_ref().is_some_and(|j| j.is_running()) {

@@ -4,7 +4,7 @@ use super::create_job::CreateJob;
 use super::describe::Describe;
 use super::drop::DropJob;
 use super::explain::Explain;
-use super::job_command::{ControlJob, JobCommand};
+use super::job_command::ControlJob;
 use super::query::Query;
 use super::show::{Listing, Show};
 use super::show_job_status::ShowJobStatus;
@@ -12,6 +12,7 @@ use super::show_topic_details::ShowTopicDetails;
 use super::streaming_query::EmitMode;
 use super::*;
 use crate::job::JobKind;
+use crate::job::command::JobCommand;
 use crate::position::Position;
 
 /// The one statement of `sql`, as the kind `T`.
