@@ -45,5 +45,5 @@ pub use position::{CommittedPosition, PartPosition, SourcePosition};
 pub use prepared_output::PreparedOutput;
 pub use records::OnError;
 pub use sink::{Sink, SinkConfig};
-pub use source::{Partitions, SourceConnector, SourceReader};
+pub use source::{DividedShare, Partitions, Share, SourceConnector, SourceReader};
 pub use stop::StopSignal;

@@ -27,6 +27,30 @@ pub struct Partitions {
     pub count: usize,
 }
 
+/// One of the equal shares a source is divided into for a parallel job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// Which share, from 0.
+    pub index: usize,
+    /// How many shares there are.
+    pub count: usize,
+}
+
+impl Share {
+    /// Whether the part called `part` (a file's path) falls to this share: by a hash of
+    /// its name that never changes between runs, so a part never moves between shares.
+    pub fn owns(&self, part: &str) -> bool {
+        // FNV-1a: stable across processes and Rust versions, unlike the std hasher.
+        let hash = part.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        hash % self.count as u64 == self.index as u64
+    }
+}
+
+/// A share of a divided source, and the source that reads it.
+pub type DividedShare = (Share, Arc<dyn SourceConnector>);
+
 /// An open source: its schema settled, its data found.
 pub trait SourceConnector: fmt::Debug + Send + Sync {
     /// The source as its own type, for a connector that works with its own sources (a Kafka
@@ -63,6 +87,15 @@ pub trait SourceConnector: fmt::Debug + Send + Sync {
     /// Its parts read side by side, if they are (else its records come in one order).
     fn partitions(&self) -> Option<Partitions> {
         None
+    }
+
+    /// The source divided into at most `count` shares for a parallel job, if it divides
+    /// (else one instance reads it all). The shares read every record once between them,
+    /// and each part (a file) always falls to the same share, so that a checkpoint's
+    /// positions resume in the instance that read them. A share that would read nothing
+    /// is left out where the source knows it (a bounded source's files).
+    fn split(&self, _count: usize) -> BoxFuture<'_, Result<Option<Vec<DividedShare>>>> {
+        async { Ok(None) }.boxed()
     }
 
     /// The columns it adds to each record (a Kafka message's key, timestamp, ...), which

@@ -71,6 +71,7 @@ impl Engine {
         let state = self.ctx.state();
         let (sources, sink) = resolve_connectors(&options, job, into, &state).await?;
         let late = late_policy(&options)?;
+        let parallelism = parallelism(&options)?;
         let memory_limit = options
             .get("state.memory.limit")
             .map(|v| bytes(&v))
@@ -93,6 +94,7 @@ impl Engine {
         let mut watermark = WatermarkSpec::default();
         // The event times of the sources that declare one, for joins bounded in time.
         let mut times = Vec::new();
+        let mut scans = Vec::new();
         for source in &sources {
             let stamp = match &window {
                 Some(window) if stream_source.as_deref() == Some(source.name.as_str()) => {
@@ -101,7 +103,13 @@ impl Engine {
                 }
                 _ => None,
             };
-            let schema = source.register(&self.ctx, &source_stop, stamp)?;
+            let scan = source.register(&self.ctx, &source_stop, stamp)?;
+            let schema = scan.schema();
+            let shares = match parallelism {
+                1 => None,
+                n => scan.divide(n).await?,
+            };
+            scans.push((scan, shares.unwrap_or_default()));
             // A join keeps one watermark per side: over parts read side by side (a topic's
             // partitions), a part behind the others would have its rows taken for late.
             let one_order = source.source.partitions().is_none_or(|p| p.count == 1);
@@ -141,6 +149,7 @@ impl Engine {
             None => None,
         };
         let unbounded = sources.iter().any(|s| !s.source.is_bounded());
+        let idle_timeout = watermark.idle_timeout;
         let aggregate = match (&window, query.emit) {
             (Some(window), emit) => Some((window.spec, emit.unwrap_or(EmitMode::Final))),
             (None, Some(EmitMode::Changes)) => Some((WindowSpec::Global, EmitMode::Changes)),
@@ -159,6 +168,9 @@ impl Engine {
             aggregate,
             stream: stream_schema,
             times,
+            parallelism,
+            sources: scans,
+            idle_timeout,
         });
         for rule in rules {
             plan = rule
@@ -211,6 +223,28 @@ impl Engine {
         Ok(execute_stream(prepared.plan.clone(), task)?)
     }
 }
+
+/// How many instances a query runs as: `'parallelism'` = N, or `auto` (one per core);
+/// else 1.
+fn parallelism(options: &Options) -> Result<usize> {
+    let Some(option) = options.get("parallelism") else {
+        return Ok(1);
+    };
+    if option.value.eq_ignore_ascii_case("auto") {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    }
+    match option.value.parse::<usize>() {
+        Ok(n) if (1..=MAX_PARALLELISM).contains(&n) => Ok(n),
+        _ => Err(option
+            .error(format!(
+                "parallelism is a whole number from 1 to {MAX_PARALLELISM}, or 'auto' (one instance per core)"
+            ))
+            .into()),
+    }
+}
+
+/// The most instances a query may run as.
+const MAX_PARALLELISM: usize = 256;
 
 /// How often a job checkpoints unless `'checkpoint.interval'` says.
 const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);

@@ -18,7 +18,7 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use ferris_connectors::options::Options;
 use ferris_connectors::registry::OpenSource;
 use ferris_connectors::{
-    ColumnParser, Declaration, DeclaredSource, SinkConfig, SourceConnector, SourcePosition,
+    ColumnParser, Declaration, DeclaredSource, Share, SinkConfig, SourceConnector, SourcePosition,
     SourceReader, StopSignal,
 };
 use ferris_streaming::checkpoint::{CheckpointBarrier, SourceBarrier};
@@ -60,30 +60,31 @@ pub struct SourceDef {
 impl SourceDef {
     /// Registers the source under its name, as a table DataFusion reads as a stream
     /// (bounded unless it is watching), replacing a source of the same name. With `stamp`,
-    /// its rows carry event time and watermark for a windowed query. Returns the schema it
-    /// is read with, which its scans in a plan share.
+    /// its rows carry event time and watermark for a windowed query. Returns the scan its
+    /// plans read, whose schema their scans share.
     pub fn register(
         &self,
         ctx: &datafusion::prelude::SessionContext,
         stop: &StopSignal,
         stamp: Option<WatermarkSpec>,
-    ) -> Result<SchemaRef> {
+    ) -> Result<SourceScan> {
         let schema = match &stamp {
             Some(_) => stamped_schema(&self.source.schema()),
             None => self.source.schema(),
         };
         let partition = Arc::new(SourcePartition {
             name: self.name.clone(),
+            share: None,
             schema: schema.clone(),
             source: self.source.clone(),
             stop: stop.clone(),
             stamp,
         });
-        let table = StreamingTable::try_new(schema.clone(), vec![partition])?
+        let table = StreamingTable::try_new(schema, vec![partition.clone()])?
             .with_infinite_table(!self.source.is_bounded());
         ctx.deregister_table(self.name.as_str())?;
         ctx.register_table(self.name.as_str(), Arc::new(table))?;
-        Ok(schema)
+        Ok(SourceScan(partition))
     }
 
     /// How this source's rows are stamped for a window whose time column is `time_column`
@@ -115,11 +116,50 @@ impl SourceDef {
     }
 }
 
-/// One source as a DataFusion partition: each execution reads it from where it starts (the
-/// beginning of its files, its consumer group's committed offsets).
-#[derive(Debug)]
+/// What a plan's scan of a registered source reads: the whole source, which a parallel
+/// job divides into shares.
+#[derive(Debug, Clone)]
+pub struct SourceScan(Arc<SourcePartition>);
+
+impl SourceScan {
+    /// The schema the source is read with.
+    pub fn schema(&self) -> SchemaRef {
+        self.0.schema.clone()
+    }
+
+    /// Whether a scan's partition is this source's.
+    pub fn reads(&self, partition: &Arc<dyn PartitionStream>) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(partition), Arc::as_ptr(&self.0))
+    }
+
+    /// The source divided into at most `count` shares, one partition each, if its
+    /// connector divides it.
+    pub async fn divide(&self, count: usize) -> Result<Option<Vec<Arc<dyn PartitionStream>>>> {
+        let Some(shares) = self.0.source.split(count).await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            shares
+                .into_iter()
+                .map(|(share, source)| {
+                    Arc::new(SourcePartition {
+                        share: Some(share),
+                        source,
+                        ..self.0.as_ref().clone()
+                    }) as Arc<dyn PartitionStream>
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// One source (or a share of it) as a DataFusion partition: each execution reads it from
+/// where it starts (the beginning of its files, its consumer group's committed offsets).
+#[derive(Debug, Clone)]
 struct SourcePartition {
     name: String,
+    /// The share it reads, in a parallel job.
+    share: Option<Share>,
     schema: SchemaRef,
     source: Arc<dyn SourceConnector>,
     stop: StopSignal,
@@ -133,10 +173,15 @@ impl PartitionStream for SourcePartition {
 
     fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         // Count into the job's metrics when the task has them (every job's task does).
+        // Each share is its own source to the checkpoints and the metrics.
+        let instance = match self.share {
+            Some(share) => format!("{}[{}]", self.name, share.index),
+            None => self.name.clone(),
+        };
         let metrics = ctx
             .session_config()
             .get_extension::<JobMetrics>()
-            .map(|job| job.register_source(&self.name, &self.schema))
+            .map(|job| job.register_source(&instance, &self.schema))
             .unwrap_or_default();
         // A job that checkpoints cuts its sources at its barrier, and may restore them; a
         // lookup table is read whole on every start instead.
@@ -144,7 +189,7 @@ impl PartitionStream for SourcePartition {
         let barrier = config
             .get_extension::<CheckpointBarrier>()
             .filter(|_| config.get_extension::<LookupTableRead>().is_none())
-            .map(|barrier| barrier.register_source(&self.name));
+            .map(|barrier| barrier.register_source(&instance));
         let control = ctx.session_config().get_extension::<JobControl>();
         let (name, source, stop, stamp) = (
             self.name.clone(),

@@ -102,8 +102,38 @@ fn final_output_does_not_depend_on_batch_size() {
     assert!(checked >= 3, "only {checked} EMIT FINAL cases found");
 }
 
+/// Every case that passes gives the same result at parallelism 2 and 4 (its sources divided
+/// where they divide, its operators in as many instances, exchanges between them).
+#[test]
+fn every_case_gives_the_same_result_in_parallel() {
+    let ferris = Path::new(env!("CARGO_BIN_EXE_ferris"));
+    let expected_failures =
+        load_expected_failures(&project_root().join("tests/expected_failures.txt"));
+    let mut bad = Vec::new();
+    let mut checked = 0;
+    for root in case_roots() {
+        for case in load_cases(&root).unwrap_or_else(|e| panic!("{e}")) {
+            if expected_failures.contains_key(&case.name) {
+                continue;
+            }
+            for parallelism in ["2", "4"] {
+                let options = [("parallelism".to_string(), parallelism.to_string())];
+                let outcome = run_query(ferris, &case, &options)
+                    .and_then(|output| check_output(&case, &output));
+                if let Err(why) = outcome {
+                    bad.push(format!("{} at parallelism {parallelism}: {why}", case.name));
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(bad.is_empty(), "in parallel:\n{}", bad.join("\n"));
+    assert!(checked >= 20, "only {checked} parallel runs");
+}
+
 /// Every case that passes gives the same result when its job is killed after its second
-/// checkpoint and run again from it, checkpointing every millisecond.
+/// checkpoint and run again from it, checkpointing every millisecond, in one instance and in
+/// two.
 #[test]
 fn every_case_survives_a_kill_and_a_restore() {
     let ferris = Path::new(env!("CARGO_BIN_EXE_ferris"));
@@ -126,14 +156,22 @@ fn every_case_survives_a_kill_and_a_restore() {
                 .map(|option| (option, "1".to_string()))
                 .collect();
             options.push(("checkpoint.interval".into(), "1ms".into()));
-            let run = run_query_restored(ferris, &case, &options)
-                .unwrap_or_else(|e| panic!("{}: {e}", case.name));
-            println!("restored {}: resumed {}", case.name, run.resumed);
-            if let Err(why) = check_output(&case, &run.output) {
-                bad.push(format!("{}: {why}", case.name));
+            // In one instance, and in two with exchanges carrying the checkpoints' markers.
+            for parallelism in ["1", "2"] {
+                let mut options = options.clone();
+                options.push(("parallelism".into(), parallelism.into()));
+                let run = run_query_restored(ferris, &case, &options)
+                    .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+                println!(
+                    "restored {} at parallelism {parallelism}: resumed {}",
+                    case.name, run.resumed
+                );
+                if let Err(why) = check_output(&case, &run.output) {
+                    bad.push(format!("{} at parallelism {parallelism}: {why}", case.name));
+                }
+                checked += 1;
+                resumed += usize::from(run.resumed);
             }
-            checked += 1;
-            resumed += usize::from(run.resumed);
         }
     }
     assert!(bad.is_empty(), "after a restore:\n{}", bad.join("\n"));

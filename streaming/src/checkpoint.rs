@@ -7,8 +7,16 @@
 //! piece of state then describes the same prefix of the input: the job writes them out,
 //! makes its sink's output up to the cut durable, and releases the sources.
 //!
-//! The plan runs in one task (one partition per source, no repartitioning), so "nothing in
-//! flight" is simply "the input has no batch ready while every source holds back".
+//! In a plan of one instance (one partition per source, no exchange), "nothing in flight" is
+//! simply "the input has no batch ready while every source holds back". A parallel plan's
+//! instances meet at exchanges (`exchange.rs`), which number them in levels: the pipelines
+//! reading the sources are level 0, and what reads an exchange is one level above the
+//! highest exchange below it. Each sender of an exchange passes a marker on once everything
+//! at the levels below it has cut (and its own input has nothing ready); each output of the
+//! exchange counts as cut once it has read every sender's marker, so an operator knows its
+//! input is complete once every source and every exchange up to its level has cut. Sources
+//! hold back until the checkpoint is written, so no alignment buffering is needed: nothing
+//! follows a marker before the release.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -75,6 +83,7 @@ struct BarrierState {
     sources: Vec<SourceSlot>,
     /// Per operator, its snapshot for `epoch`.
     operators: Vec<Option<RecordBatch>>,
+    exchanges: Vec<ExchangeSlot>,
     restored: Restored,
     taken: bool,
 }
@@ -86,6 +95,31 @@ struct SourceSlot {
     cut: Option<RecordBatch>,
     /// An ended source's last position: its cut for every later epoch.
     ended: Option<RecordBatch>,
+}
+
+/// One output of an exchange.
+#[derive(Debug)]
+struct ExchangeSlot {
+    level: u32,
+    /// It has read every sender's marker of the current epoch.
+    cut: bool,
+    /// Every sender has ended: it counts as cut for every later epoch.
+    ended: bool,
+}
+
+/// The exchange level of the operators in a task context: the pipelines an exchange runs
+/// are given its level less one. Without it, an operator sits above every exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct ExchangeLevel(pub u32);
+
+impl ExchangeLevel {
+    /// The level of `context`'s operators.
+    pub fn of(context: &TaskContext) -> u32 {
+        context
+            .session_config()
+            .get_extension::<ExchangeLevel>()
+            .map_or(u32::MAX, |level| level.0)
+    }
 }
 
 impl CheckpointBarrier {
@@ -126,6 +160,12 @@ impl CheckpointBarrier {
 
     /// A stateful operator of the plan joins; it snapshots at every checkpoint.
     pub fn register_operator(self: &Arc<Self>) -> OperatorBarrier {
+        self.register_operator_at(u32::MAX)
+    }
+
+    /// A stateful operator at exchange level `level` joins: it snapshots once every source
+    /// and every exchange up to its level has cut.
+    fn register_operator_at(self: &Arc<Self>, level: u32) -> OperatorBarrier {
         let mut state = self.lock();
         let index = state.operators.len();
         state.operators.push(None);
@@ -133,7 +173,32 @@ impl CheckpointBarrier {
         OperatorBarrier {
             barrier: self.clone(),
             index,
+            level,
             restored,
+            seen: self.subscribe(),
+        }
+    }
+
+    /// An output of an exchange at `level` joins: a checkpoint is complete once it has cut.
+    pub fn register_exchange(self: &Arc<Self>, level: u32) -> ExchangeBarrier {
+        let mut state = self.lock();
+        state.exchanges.push(ExchangeSlot {
+            level,
+            cut: false,
+            ended: false,
+        });
+        ExchangeBarrier {
+            barrier: self.clone(),
+            index: state.exchanges.len() - 1,
+        }
+    }
+
+    /// The senders' side of an exchange at `level`: they pass a marker on once everything
+    /// below that level has cut.
+    pub fn exchange_senders(self: &Arc<Self>, level: u32) -> SenderBarrier {
+        SenderBarrier {
+            barrier: self.clone(),
+            below: level.saturating_sub(1),
             seen: self.subscribe(),
         }
     }
@@ -152,7 +217,7 @@ impl CheckpointBarrier {
         else {
             return Ok(None);
         };
-        let mut operator = barrier.register_operator();
+        let mut operator = barrier.register_operator_at(ExchangeLevel::of(context));
         if let Some(snapshot) = operator.restored.take() {
             restore(&snapshot)?;
         }
@@ -179,6 +244,9 @@ impl CheckpointBarrier {
         for operator in &mut state.operators {
             *operator = None;
         }
+        for exchange in &mut state.exchanges {
+            exchange.cut = exchange.ended;
+        }
         let epoch = state.epoch;
         drop(state);
         self.changed();
@@ -189,7 +257,7 @@ impl CheckpointBarrier {
     /// (once per epoch).
     pub fn take_completed(&self) -> Option<Captured> {
         let mut state = self.lock();
-        if !state.cutting || state.taken || !state.all_cut() {
+        if !state.cutting || state.taken || !state.all_cut_through(u32::MAX) {
             return None;
         }
         if state.operators.iter().any(Option::is_none) {
@@ -239,8 +307,10 @@ impl CheckpointBarrier {
 }
 
 impl BarrierState {
-    fn all_cut(&self) -> bool {
+    /// Every source has cut, and every exchange up to `level`.
+    fn all_cut_through(&self, level: u32) -> bool {
         self.sources.iter().all(|s| s.cut.is_some())
+            && self.exchanges.iter().all(|e| e.cut || e.level > level)
     }
 }
 
@@ -306,6 +376,8 @@ impl SourceBarrier {
 pub struct OperatorBarrier {
     barrier: Arc<CheckpointBarrier>,
     index: usize,
+    /// Its exchange level.
+    level: u32,
     restored: Option<RecordBatch>,
     /// The barrier's changes seen so far.
     seen: watch::Receiver<u64>,
@@ -313,11 +385,13 @@ pub struct OperatorBarrier {
 
 impl OperatorBarrier {
     /// The epoch to snapshot once the input has nothing in flight: every source has cut
-    /// and this operator has not snapshotted it yet.
+    /// (and every exchange up to its level) and this operator has not snapshotted it yet.
     pub fn snapshot_due(&self) -> Option<u64> {
         let state = self.barrier.lock();
-        (state.cutting && state.operators[self.index].is_none() && state.all_cut())
-            .then_some(state.epoch)
+        (state.cutting
+            && state.operators[self.index].is_none()
+            && state.all_cut_through(self.level))
+        .then_some(state.epoch)
     }
 
     /// Hands over the state for `epoch`.
@@ -342,5 +416,63 @@ pub async fn barrier_changed(barrier: Option<&mut OperatorBarrier>) {
     match barrier {
         Some(barrier) => barrier.changed().await,
         None => std::future::pending().await,
+    }
+}
+
+/// One output of an exchange's side of the barrier.
+#[derive(Debug)]
+pub struct ExchangeBarrier {
+    barrier: Arc<CheckpointBarrier>,
+    index: usize,
+}
+
+impl ExchangeBarrier {
+    /// The epoch being cut, if one is.
+    pub fn cutting(&self) -> Option<u64> {
+        let state = self.barrier.lock();
+        state.cutting.then_some(state.epoch)
+    }
+
+    /// Every sender's marker of `epoch` has been read: all they sent before it is given on.
+    pub fn cut(&self, epoch: u64) {
+        let mut state = self.barrier.lock();
+        if state.epoch == epoch && state.cutting {
+            state.exchanges[self.index].cut = true;
+        }
+        drop(state);
+        self.barrier.changed();
+    }
+
+    /// Every sender has ended.
+    pub fn end(&self) {
+        let mut state = self.barrier.lock();
+        let slot = &mut state.exchanges[self.index];
+        slot.ended = true;
+        slot.cut = true;
+        drop(state);
+        self.barrier.changed();
+    }
+}
+
+/// The senders' side of an exchange's barrier.
+#[derive(Debug)]
+pub struct SenderBarrier {
+    barrier: Arc<CheckpointBarrier>,
+    /// The level of the pipelines the senders read.
+    below: u32,
+    seen: watch::Receiver<u64>,
+}
+
+impl SenderBarrier {
+    /// The epoch whose marker is due once the sender's input has nothing ready: everything
+    /// below the exchange has cut.
+    pub fn marker_due(&self) -> Option<u64> {
+        let state = self.barrier.lock();
+        (state.cutting && state.all_cut_through(self.below)).then_some(state.epoch)
+    }
+
+    /// Waits for a change of the barrier not seen yet.
+    pub async fn changed(&mut self) {
+        self.barrier.wait_change(&mut self.seen).await
     }
 }

@@ -10,6 +10,8 @@
 //! - [`LookupJoinExec`]: a stream joined to a bounded table, each batch as it comes.
 //! - [`StreamJoinExec`]: two streams joined on equal keys, each batch as it comes.
 //! - [`checkpoint`]: a consistent cut of a running plan, for checkpoints.
+//! - [`ExchangeExec`]: rows, watermarks and checkpoint markers between the parallel
+//!   instances of a plan (by key, or merged into one).
 //!
 //! Those three operators implement only their own work (`operator.rs`); one driver runs
 //! them all (`driver.rs`): it polls their inputs, snapshots and restores their state at
@@ -20,6 +22,7 @@ pub mod checkpoint;
 mod driver;
 mod error;
 pub mod event_time;
+mod exchange;
 mod join_keys;
 mod join_time_bounds;
 pub mod late;
@@ -37,6 +40,7 @@ mod window_state;
 
 pub use error::StreamingError;
 pub use event_time::{EVENT_TIME_COLUMN, EventTimeStamper, WATERMARK_COLUMN, WatermarkSpec};
+pub use exchange::{ExchangeExec, ExchangeRouting, WatermarkMerge};
 pub use join_time_bounds::SideTime;
 pub use late::{LateDataPolicy, LateRecordSink};
 pub use lookup_join::{LookupJoinExec, LookupJoinRule, LookupTableRead};

@@ -32,7 +32,7 @@ use datafusion::physical_plan::{
     apply_expression_roots, collect,
 };
 
-use crate::driver::StreamNode;
+use crate::driver::{StreamNode, context_with};
 use crate::join_keys::{BatchKeys, JoinKeys, KeyIndex};
 use crate::operator::StreamOperator;
 
@@ -181,19 +181,7 @@ impl ExecutionPlan for LookupJoinExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let table_context = Arc::new(TaskContext::new(
-            context.task_id(),
-            context.session_id(),
-            context
-                .session_config()
-                .clone()
-                .with_extension(Arc::new(LookupTableRead)),
-            context.scalar_functions().clone(),
-            context.higher_order_functions().clone(),
-            context.aggregate_functions().clone(),
-            context.window_functions().clone(),
-            context.runtime_env(),
-        ));
+        let table_context = context_with(&context, Arc::new(LookupTableRead));
         let stream = self.stream.execute(partition, context.clone())?;
         let run = LookupRun {
             joiner: self.joiner.clone(),

@@ -256,6 +256,10 @@ impl WindowState for SessionState {
             .iter_mut()
             .flat_map(|(k, s)| s.iter_mut().map(move |s| (k, s)))
             .collect();
+        // An instance of a parallel job may hold no session at a checkpoint.
+        if entries.is_empty() {
+            return Ok(RecordBatch::new_empty(self.snapshot_schema.clone()));
+        }
         entries.sort_by(|a, b| (a.0.row(), a.1.start).cmp(&(b.0.row(), b.1.start)));
         let keys = self
             .converter
@@ -289,9 +293,6 @@ impl WindowState for SessionState {
                     states.iter().map(|s| s[f].clone()),
                 )?);
             }
-        }
-        if entries.is_empty() {
-            return Ok(RecordBatch::new_empty(self.snapshot_schema.clone()));
         }
         Ok(RecordBatch::try_new(self.snapshot_schema.clone(), columns)?)
     }

@@ -39,8 +39,8 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::streaming::StreamingTableExec;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
-    apply_expression_roots,
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, InputDistributionRequirements,
+    PlanProperties, SendableRecordBatchStream, apply_expression_roots,
 };
 
 use crate::driver::StreamNode;
@@ -107,7 +107,11 @@ impl StreamJoinExec {
         bounds: Option<TimeBounds>,
         schema: SchemaRef,
     ) -> Self {
-        let node = StreamNode::new(schema, 1, left.properties().boundedness);
+        let node = StreamNode::new(
+            schema,
+            left.properties().output_partitioning().partition_count(),
+            left.properties().boundedness,
+        );
         Self {
             left,
             right,
@@ -159,6 +163,15 @@ impl ExecutionPlan for StreamJoinExec {
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         vec![&self.left, &self.right]
+    }
+
+    /// Rows of equal keys in the same instance on both sides.
+    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
+        let (left, right) = self.on.iter().cloned().unzip();
+        InputDistributionRequirements::co_partitioned(vec![
+            Distribution::KeyPartitioned(left),
+            Distribution::KeyPartitioned(right),
+        ])
     }
 
     fn apply_expressions(

@@ -34,8 +34,8 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, PlanProperties,
-    SendableRecordBatchStream, apply_expression_roots,
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, InputDistributionRequirements,
+    PlanProperties, SendableRecordBatchStream, apply_expression_roots,
 };
 
 use ferris_connectors::changelog::{DELETE, OP_COLUMN, UPSERT};
@@ -43,6 +43,7 @@ use ferris_connectors::changelog::{DELETE, OP_COLUMN, UPSERT};
 use crate::driver::StreamNode;
 use crate::error::StreamingError;
 use crate::event_time::{EVENT_TIME_COLUMN, WATERMARK_COLUMN, WatermarkSpec};
+use crate::exchange::ExchangeExec;
 use crate::late::LateDataPolicy;
 use crate::operator::{OperatorState, StreamOperator};
 use crate::session_state::SessionState;
@@ -121,6 +122,10 @@ pub(crate) struct WindowAggregator {
     constant_key: bool,
     state: Box<dyn WindowState>,
     watermark: i64,
+    /// Only the watermarks stamped on the rows move the operator's on (not their times):
+    /// its rows come from parts read side by side (a topic's partitions, a parallel job's
+    /// shares), whose least watermark only the stamper or the exchange knows.
+    watermark_from_rows: bool,
     late_records: usize,
     /// Changelog with HAVING: the keys whose latest row matched, so a retraction is due
     /// when one stops matching.
@@ -194,6 +199,7 @@ impl WindowAggregator {
         };
         Ok(Self {
             visible,
+            watermark_from_rows: config.watermark.partition_field.is_some(),
             config: Arc::new(config),
             key_exprs,
             stamp_exprs,
@@ -254,12 +260,12 @@ impl WindowAggregator {
             }
         }
         // W after the batch: the largest of the rows' W before them and times less the bound.
-        // A partitioned source's W is the least over its partitions, which only its stamper
-        // knows: there the rows' W alone counts (one row behind, until the next batch).
+        // Over parts read side by side, the rows' W alone counts (one row behind, until the
+        // next batch).
         let bound = self.config.watermark.max_out_of_orderness.as_millis() as i64;
-        let latest = match self.config.watermark.partition_field {
-            Some(_) => i64::MIN,
-            None => times
+        let latest = match self.watermark_from_rows {
+            true => i64::MIN,
+            false => times
                 .iter()
                 .max()
                 .map_or(i64::MIN, |t| t.saturating_sub(bound)),
@@ -460,6 +466,8 @@ fn millis(array: &ArrayRef) -> Result<Vec<i64>> {
 pub struct WindowAggregateExec {
     input: Arc<dyn ExecutionPlan>,
     config: WindowAggregateConfig,
+    /// Its input is an exchange merging the watermarks of a parallel job's shares.
+    merged_watermarks: bool,
     node: StreamNode,
 }
 
@@ -470,12 +478,16 @@ impl WindowAggregateExec {
         WindowAggregator::try_new(config.clone())?;
         let node = StreamNode::new(
             config.output_schema.clone(),
-            1,
+            input.properties().output_partitioning().partition_count(),
             input.properties().boundedness,
         );
+        let merged_watermarks = input
+            .downcast_ref::<ExchangeExec>()
+            .is_some_and(ExchangeExec::merges_watermarks);
         Ok(Self {
             input,
             config,
+            merged_watermarks,
             node,
         })
     }
@@ -532,8 +544,22 @@ impl ExecutionPlan for WindowAggregateExec {
         self.node.properties()
     }
 
-    fn required_input_distribution(&self) -> Vec<Distribution> {
-        vec![Distribution::SinglePartition]
+    /// Each key's rows in one instance: hashed on the GROUP BY keys (not on the window,
+    /// whose column still holds event time), or all in one without keys.
+    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
+        let keys: Vec<Arc<dyn PhysicalExpr>> = self
+            .config
+            .group_by
+            .expr()
+            .iter()
+            .filter(|(_, name)| name != EVENT_TIME_COLUMN && name != WATERMARK_COLUMN)
+            .map(|(expr, _)| expr.clone())
+            .collect();
+        InputDistributionRequirements::new(vec![if keys.is_empty() {
+            Distribution::SinglePartition
+        } else {
+            Distribution::KeyPartitioned(keys)
+        }])
     }
 
     fn maintains_input_order(&self) -> Vec<bool> {
@@ -569,7 +595,8 @@ impl ExecutionPlan for WindowAggregateExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context.clone())?;
-        let aggregator = WindowAggregator::try_new(self.config.clone())?;
+        let mut aggregator = WindowAggregator::try_new(self.config.clone())?;
+        aggregator.watermark_from_rows |= self.merged_watermarks;
         self.node.run(aggregator, vec![input], partition, &context)
     }
 

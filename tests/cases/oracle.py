@@ -530,6 +530,27 @@ EMIT FINAL
 
 
 @case
+def tumbling_files_split():
+    """A source of three files, each a stretch of time: split by file in a parallel job, each
+    file's rows reach the window operator through an exchange that merges their watermarks."""
+    bound = 2 * SEC
+    rows = gen_trades(111, 1200, bound)
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = aligned_windows(recs, bound, tumbling(10 * SEC))
+    expected = window_agg_rows(contents, lambda k, s, e, rs: {
+        "symbol": k, "window_start": ts(s), "trades": len(rs), "volume": sum(r["qty"] for r in rs),
+    })
+    sql = trades_and_volume_sql(
+        "file_split_counts", "TUMBLING(INTERVAL '10' SECOND)", "FINAL",
+        trades_with("2s").replace("{in:trades.csv}", "{in:trades}"), with_end=False)
+    third = len(rows) // 3
+    parts = [rows[:third], rows[third:2 * third], rows[2 * third:]]
+    inputs = {f"trades/part-{i}.csv": (part, TRADE_COLS) for i, part in enumerate(parts)}
+    meta = {"mode": "final", "key": ["symbol", "window_start"]}
+    return sql, inputs, expected, meta, st
+
+
+@case
 def sliding_having():
     bound = 2 * SEC
     weights = {"AAPL": 30, "MSFT": 25, "NVDA": 20, "AMZN": 8, "TSLA": 3}
@@ -865,6 +886,7 @@ def generate(names):
         d = HERE / name
         d.mkdir(exist_ok=True)
         for fname, (rows, cols) in inputs.items():
+            (d / fname).parent.mkdir(exist_ok=True)
             (d / fname).write_text(to_csv(rows, cols))
         expected.sort(key=sort_key(meta))
         (d / "expected.jsonl").write_text("".join(json.dumps(r) + "\n" for r in expected))

@@ -24,11 +24,14 @@ use crate::kafka::DeadLetter;
 use crate::metrics::SourceMetrics;
 use crate::position::{PartPosition, SourcePosition};
 use crate::records::{OnError, RecordDecoder, RecordSplitter, count_lines};
-use crate::source::{SourceConnector, SourceReader};
+use crate::source::{DividedShare, Share, SourceConnector, SourceReader};
 use crate::stop::StopSignal;
 
 /// Bytes read from a file at a time.
 const READ_CHUNK: u64 = 4 * 1024 * 1024;
+/// How long a watched source's share may go without records before it no longer holds the
+/// watermark of a parallel job back.
+const WATCHED_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Records looked at when inferring a schema.
 const INFER_RECORDS: usize = 1000;
 
@@ -57,6 +60,8 @@ pub struct FileSourceConfig {
 pub struct FileSource {
     config: Arc<FileSourceConfig>,
     schema: SchemaRef,
+    /// The share of the files this source reads, in a parallel job; `None`: all of them.
+    share: Option<Share>,
 }
 
 impl FileSource {
@@ -69,6 +74,7 @@ impl FileSource {
         Ok(Self {
             config: Arc::new(config),
             schema,
+            share: None,
         })
     }
 
@@ -146,6 +152,39 @@ impl SourceConnector for FileSource {
 
     fn format(&self) -> String {
         self.config.format.to_string()
+    }
+
+    /// Divided by file: each file falls to one share. Read once, the shares without a
+    /// file are left out; watched, every share is kept for the files still to come.
+    fn split(&self, count: usize) -> BoxFuture<'_, Result<Option<Vec<DividedShare>>>> {
+        async move {
+            let files = match self.config.watch {
+                Some(_) => vec![],
+                None => self.config.location.list().await?,
+            };
+            let shares = (0..count)
+                .map(|index| Share { index, count })
+                .filter(|share| {
+                    self.config.watch.is_some()
+                        || files.iter().any(|f| share.owns(f.location.as_ref()))
+                })
+                .map(|share| {
+                    let source = Self {
+                        share: Some(share),
+                        ..self.clone()
+                    };
+                    (share, Arc::new(source) as Arc<dyn SourceConnector>)
+                })
+                .collect();
+            Ok(Some(shares))
+        }
+        .boxed()
+    }
+
+    /// Watched in a parallel job, a share that has no new file for this long no longer
+    /// holds the watermark back.
+    fn idle_timeout(&self) -> Option<Duration> {
+        self.config.watch.map(|_| WATCHED_IDLE_TIMEOUT)
     }
 
     fn reader(
@@ -289,11 +328,15 @@ impl FileSourceReader {
     async fn enqueue_new_data(&mut self) -> Result<()> {
         self.listed = true;
         for meta in self.source.config.location.list().await? {
+            let ours = self
+                .source
+                .share
+                .is_none_or(|share| share.owns(meta.location.as_ref()));
             let grown = self
                 .progress
                 .get(&meta.location)
                 .is_none_or(|seen| seen.size != meta.size);
-            if grown {
+            if ours && grown {
                 self.queue.push_back(meta);
             }
         }

@@ -9,13 +9,16 @@
 //! finished plan is (stateless, checkpointable, windowed).
 
 pub mod batch_pass_through;
+pub mod parallelize;
 pub mod properties;
 pub mod window_clause;
 
 use std::sync::Arc;
 
+use crate::source::SourceScan;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::streaming::PartitionStream;
 use ferris_streaming::{
     AggregateSettings, LookupJoinRule, SideTime, StreamJoinRule, WindowAggregateRule,
 };
@@ -29,6 +32,12 @@ pub struct StreamingQueryPlan {
     pub stream: Option<SchemaRef>,
     /// The event times of the sources that declare one, by the schema they are read with.
     pub times: Vec<(SchemaRef, SideTime)>,
+    /// How many instances it runs as (`'parallelism'`).
+    pub parallelism: usize,
+    /// What its scans read, each with its shares when it divides (see [`parallelize`]).
+    pub sources: Vec<(SourceScan, Vec<Arc<dyn PartitionStream>>)>,
+    /// The windowed source's idle timeout.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 /// Our rewrites of DataFusion's physical plan, in the order they run.
@@ -42,5 +51,10 @@ pub fn streaming_rules(query: StreamingQueryPlan) -> Vec<Arc<dyn PhysicalOptimiz
             settings: query.aggregate,
         }),
         Arc::new(batch_pass_through::BatchPassThrough),
+        Arc::new(parallelize::Parallelize {
+            instances: query.parallelism,
+            sources: query.sources,
+            idle_timeout: query.idle_timeout,
+        }),
     ]
 }

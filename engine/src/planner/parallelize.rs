@@ -1,0 +1,207 @@
+//! Runs a job's plan as N instances (`'parallelism' = 'N'`): each source divided into N
+//! shares where its connector can divide it, and an exchange wherever an operator needs its
+//! rows otherwise than they come (by key for a GROUP BY or a join, all in one for what runs
+//! once), up to one merged stream for the sink.
+//!
+//! It runs last, on the finished streaming plan, so that every other rule sees the plan of
+//! one instance. Which distribution an operator needs is its own
+//! `required_input_distribution`; the operators that run as many instances are listed in
+//! [`runs_in_parallel`], and every other one gets its input merged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::config::ConfigOptions;
+use datafusion::error::Result;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::physical_plan::{Distribution, ExecutionPlan, ExecutionPlanProperties};
+use ferris_streaming::{
+    ExchangeExec, ExchangeRouting, LookupJoinExec, StreamJoinExec, WATERMARK_COLUMN,
+    WatermarkMerge, WindowAggregateExec,
+};
+
+use crate::source::SourceScan;
+
+/// Spreads a plan over `instances` instances.
+#[derive(Debug)]
+pub struct Parallelize {
+    /// How many instances; 1 leaves the plan as it is.
+    pub instances: usize,
+    /// The sources the plan's scans read, each with its shares when it divides.
+    pub sources: Vec<(SourceScan, Vec<Arc<dyn PartitionStream>>)>,
+    /// The windowed source's idle timeout: a share silent this long stops holding the
+    /// watermark back.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl PhysicalOptimizerRule for Parallelize {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if self.instances <= 1 {
+            return Ok(plan);
+        }
+        let plan = self.spread(plan)?;
+        // The sink writes one stream.
+        Ok(self.distribute(
+            plan,
+            &Distribution::SinglePartition,
+            "the sink writes one stream",
+        ))
+    }
+
+    fn name(&self) -> &str {
+        "parallelize"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+impl Parallelize {
+    /// `plan` with its sources divided and its children given what each operator needs.
+    fn spread(&self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        if let Some(scan) = plan.downcast_ref::<StreamingTableExec>() {
+            return self.divide(scan).map(|divided| divided.unwrap_or(plan));
+        }
+        // A lookup join reads its table whole in every instance.
+        let table_side = plan.downcast_ref::<LookupJoinExec>().map(|_| 0);
+        let parallel = runs_in_parallel(plan.as_ref());
+        let required = plan.input_distribution_requirements();
+        let mut children = Vec::new();
+        for (i, child) in plan.children().into_iter().enumerate() {
+            if Some(i) == table_side {
+                children.push(child.clone());
+                continue;
+            }
+            let spread = self.spread(child.clone())?;
+            let (distribution, why) = match required.child_distribution(i) {
+                Some(distribution) if parallel => (distribution.clone(), why(plan.as_ref())),
+                _ => (
+                    Distribution::SinglePartition,
+                    format!("{} runs as one instance", plan.name()),
+                ),
+            };
+            children.push(self.distribute(spread, &distribution, &why));
+        }
+        replace_children_if_necessary(plan, children)
+    }
+
+    /// The scan with its source divided into shares, if it reads one that divides.
+    fn divide(&self, scan: &StreamingTableExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let [partition] = scan.partitions().as_slice() else {
+            return Ok(None);
+        };
+        let Some((_, shares)) = self.sources.iter().find(|(s, _)| s.reads(partition)) else {
+            return Ok(None);
+        };
+        if shares.is_empty() {
+            return Ok(None);
+        }
+        let ordering: Vec<_> = scan.projected_output_ordering().into_iter().collect();
+        let divided = StreamingTableExec::try_new(
+            scan.partition_schema().clone(),
+            shares.clone(),
+            scan.projection().as_ref().map(|p| p.to_vec()).as_ref(),
+            ordering,
+            scan.is_infinite(),
+            scan.limit(),
+        )?;
+        Ok(Some(Arc::new(divided)))
+    }
+
+    /// `plan` with the distribution `required`, through an exchange if it is not so
+    /// already.
+    fn distribute(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        required: &Distribution,
+        why: &str,
+    ) -> Arc<dyn ExecutionPlan> {
+        let partitioning = plan.output_partitioning();
+        let satisfied = partitioning
+            .satisfaction(required, plan.equivalence_properties(), false)
+            .is_satisfied();
+        let routing = match required {
+            _ if satisfied => return plan,
+            Distribution::SinglePartition => ExchangeRouting::Merge,
+            Distribution::KeyPartitioned(keys) => {
+                ExchangeRouting::Hash(keys.clone(), self.instances)
+            }
+            _ => return plan,
+        };
+        let level = exchange_level(&plan) + 1;
+        let watermark = carries_watermarks(&plan)
+            .then(|| plan.schema().index_of(WATERMARK_COLUMN).ok())
+            .flatten()
+            .map(|column| WatermarkMerge {
+                column,
+                idle_timeout: self.idle_timeout,
+            });
+        Arc::new(ExchangeExec::new(
+            plan,
+            routing,
+            level,
+            watermark,
+            why.to_string(),
+        ))
+    }
+}
+
+/// The operators that run as many instances, each on the rows its distribution gives it.
+fn runs_in_parallel(plan: &dyn ExecutionPlan) -> bool {
+    plan.downcast_ref::<FilterExec>().is_some()
+        || plan.downcast_ref::<ProjectionExec>().is_some()
+        || plan.downcast_ref::<CooperativeExec>().is_some()
+        || plan.downcast_ref::<UnionExec>().is_some()
+        || plan.downcast_ref::<WindowAggregateExec>().is_some()
+        || plan.downcast_ref::<StreamJoinExec>().is_some()
+        || plan.downcast_ref::<LookupJoinExec>().is_some()
+        || plan.downcast_ref::<ExchangeExec>().is_some()
+}
+
+/// Why an operator needs its input distributed as it says, for EXPLAIN.
+fn why(plan: &dyn ExecutionPlan) -> String {
+    if plan.downcast_ref::<WindowAggregateExec>().is_some() {
+        "each GROUP BY key's state in one instance".into()
+    } else if plan.downcast_ref::<StreamJoinExec>().is_some() {
+        "each join key's rows of both sides in one instance".into()
+    } else {
+        format!("{} needs it", plan.name())
+    }
+}
+
+/// The highest level of the exchanges in `plan` (0 without any).
+fn exchange_level(plan: &Arc<dyn ExecutionPlan>) -> u32 {
+    let mut level = 0;
+    plan.apply(|node| {
+        if let Some(exchange) = node.downcast_ref::<ExchangeExec>() {
+            level = level.max(exchange.level());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .expect("the visit never fails");
+    level
+}
+
+/// Whether `plan`'s rows still carry the watermark stamped at their source: no window
+/// aggregate has replaced it with the window's end yet.
+fn carries_watermarks(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    let mut aggregated = false;
+    plan.apply(|node| {
+        aggregated |= node.downcast_ref::<WindowAggregateExec>().is_some();
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .expect("the visit never fails");
+    !aggregated
+}

@@ -1,0 +1,560 @@
+//! Moves rows between the parallel instances of a plan: [`ExchangeExec`].
+//!
+//! An exchange reads every partition of its input on a task of its own (a sender) and
+//! hands each row to one of its outputs: by the hash of a key (so that each key's state
+//! lives in one instance of the operator above), or all to one output (a merge). Along with
+//! the rows it carries what the rows alone cannot:
+//! - **watermarks**: rows stamped at a source carry the watermark of their own split; an
+//!   output gives each row the least watermark of all the splits feeding it, as Flink and
+//!   Arroyo merge watermarks over input channels. A split that has sent nothing yet holds
+//!   every other back; one that has ended, or has been idle for the source's idle timeout,
+//!   holds nothing back;
+//! - **checkpoint markers**: a sender passes a marker on once everything below the exchange
+//!   has cut and its input has nothing ready; an output that has read every sender's marker
+//!   has given on everything before the cut (see `checkpoint.rs`);
+//! - **ends and errors**, from every sender to every output.
+//!
+//! In one process, senders and outputs meet in bounded in-memory channels, whose back
+//! pressure holds a fast sender to the pace of the slowest output.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::{AsArray, TimestampMillisecondArray};
+use arrow::compute::max;
+use arrow::datatypes::TimestampMillisecondType;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::EmissionType;
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::repartition::BatchPartitioner;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+    PlanProperties, SendableRecordBatchStream,
+};
+use futures::{FutureExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::checkpoint::{CheckpointBarrier, ExchangeBarrier, ExchangeLevel, SenderBarrier};
+use crate::driver::context_with;
+
+/// How an exchange merges the watermarks stamped on its rows.
+#[derive(Debug, Clone, Copy)]
+pub struct WatermarkMerge {
+    /// The column holding each row's watermark.
+    pub column: usize,
+    /// A split silent this long no longer holds the others back (the source's idle
+    /// timeout); `None`: it always does until it ends.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Batches a sender may have queued for one output before it waits.
+const CHANNEL_BATCHES: usize = 4;
+
+/// Where an exchange sends each row.
+#[derive(Debug, Clone)]
+pub enum ExchangeRouting {
+    /// By the hash of these expressions, over this many outputs (DataFusion's hash, so
+    /// that the outputs are `Partitioning::Hash`).
+    Hash(Vec<Arc<dyn PhysicalExpr>>, usize),
+    /// Everything to one output.
+    Merge,
+}
+
+/// Rows from every partition of its input, to the output their key (or the merge) says.
+#[derive(Debug)]
+pub struct ExchangeExec {
+    input: Arc<dyn ExecutionPlan>,
+    routing: ExchangeRouting,
+    /// Its level among the plan's exchanges: one above the highest exchange below it.
+    level: u32,
+    /// How watermarks are merged, while rows carry one.
+    watermark: Option<WatermarkMerge>,
+    /// Why the plan has it (for EXPLAIN).
+    why: String,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+    /// The outputs of the current execution, taken one by one.
+    outputs: Mutex<Vec<Option<Output>>>,
+}
+
+impl ExchangeExec {
+    /// An exchange routing `input`'s rows as `routing` says, at `level`, merging the
+    /// watermarks its rows carry as `watermark` says; `why` is shown by EXPLAIN.
+    pub fn new(
+        input: Arc<dyn ExecutionPlan>,
+        routing: ExchangeRouting,
+        level: u32,
+        watermark: Option<WatermarkMerge>,
+        why: String,
+    ) -> Self {
+        let partitioning = match &routing {
+            ExchangeRouting::Hash(exprs, n) => Partitioning::Hash(exprs.clone(), *n),
+            ExchangeRouting::Merge => Partitioning::UnknownPartitioning(1),
+        };
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(input.schema()),
+            partitioning,
+            EmissionType::Incremental,
+            input.properties().boundedness,
+        );
+        Self {
+            input,
+            routing,
+            level,
+            watermark,
+            why,
+            properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+            outputs: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Its level among the plan's exchanges.
+    pub fn level(&self) -> u32 {
+        self.level
+    }
+
+    /// Whether it merges the watermarks its rows carry.
+    pub fn merges_watermarks(&self) -> bool {
+        self.watermark.is_some()
+    }
+
+    fn output_count(&self) -> usize {
+        self.properties.output_partitioning().partition_count()
+    }
+
+    /// Starts an execution: every input partition on a sender task, one channel per output.
+    fn start(&self, context: &Arc<TaskContext>) -> Result<Vec<Option<Output>>> {
+        let barrier = context
+            .session_config()
+            .get_extension::<CheckpointBarrier>();
+        // The pipelines it reads are one level below it.
+        let below = context_with(
+            context,
+            Arc::new(ExchangeLevel(self.level.saturating_sub(1))),
+        );
+        let inputs = self.input.output_partitioning().partition_count();
+        let mut channels = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..self.output_count() {
+            let (sender, receiver) = mpsc::channel(CHANNEL_BATCHES * inputs.max(1));
+            channels.push(sender);
+            receivers.push(receiver);
+        }
+        let mut tasks = JoinSet::new();
+        for partition in 0..inputs {
+            let sender = Sender {
+                index: partition,
+                input: self.input.execute(partition, below.clone())?,
+                outputs: channels.clone(),
+                partitioner: match &self.routing {
+                    ExchangeRouting::Hash(exprs, n) => Some(BatchPartitioner::try_new(
+                        Partitioning::Hash(exprs.clone(), *n),
+                        MetricBuilder::new(&self.metrics).subset_time("route_time", partition),
+                        partition,
+                        inputs,
+                    )?),
+                    ExchangeRouting::Merge => None,
+                },
+                watermark: self.watermark.map(|w| w.column),
+                sent_watermarks: vec![i64::MIN; self.output_count()],
+                barrier: barrier.as_ref().map(|b| b.exchange_senders(self.level)),
+                marked: barrier.as_ref().map_or(0, |b| b.epoch()),
+            };
+            tasks.spawn(sender.run());
+        }
+        let tasks = Arc::new(Mutex::new(tasks));
+        Ok(receivers
+            .into_iter()
+            .enumerate()
+            .map(|(partition, receiver)| {
+                Some(Output {
+                    receiver,
+                    senders: inputs,
+                    marked: vec![0; inputs],
+                    ended: vec![false; inputs],
+                    watermarks: vec![None; inputs],
+                    heard: vec![Instant::now(); inputs],
+                    watermark: self.watermark,
+                    barrier: barrier.as_ref().map(|b| b.register_exchange(self.level)),
+                    output_rows: MetricBuilder::new(&self.metrics).output_rows(partition),
+                    _tasks: tasks.clone(),
+                })
+            })
+            .collect())
+    }
+}
+
+impl DisplayAs for ExchangeExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let inputs = self.input.output_partitioning().partition_count();
+        match &self.routing {
+            ExchangeRouting::Hash(exprs, n) => {
+                let keys: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
+                write!(
+                    f,
+                    "ExchangeExec: hash=[{}], {inputs} -> {n}",
+                    keys.join(", ")
+                )?;
+            }
+            ExchangeRouting::Merge => write!(f, "ExchangeExec: merge, {inputs} -> 1")?,
+        }
+        if self.watermark.is_some() {
+            write!(f, ", watermark=min")?;
+        }
+        write!(f, ", why: {}", self.why)
+    }
+}
+
+impl ExecutionPlan for ExchangeExec {
+    fn name(&self) -> &str {
+        "ExchangeExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        let mut recursion = TreeNodeRecursion::Continue;
+        if let ExchangeRouting::Hash(exprs, _) = &self.routing {
+            for expr in exprs {
+                recursion = f(expr)?;
+                if recursion == TreeNodeRecursion::Stop {
+                    break;
+                }
+            }
+        }
+        Ok(recursion)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(Self::new(
+            children.swap_remove(0),
+            self.routing.clone(),
+            self.level,
+            self.watermark,
+            self.why.clone(),
+        )))
+    }
+
+    /// The first output taken starts an execution (every sender); the others take theirs.
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let mut outputs = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
+        if partition >= self.output_count() {
+            return Err(DataFusionError::Internal(format!(
+                "ExchangeExec has {} outputs, not {}",
+                self.output_count(),
+                partition + 1
+            )));
+        }
+        // Each execution of the plan takes every output once: an output taken already
+        // means a new execution.
+        if outputs.get(partition).is_none_or(Option::is_none) {
+            *outputs = self.start(&context)?;
+        }
+        let output = outputs[partition].take().expect("just started");
+        let rows = futures::stream::unfold(output, |mut output| async move {
+            let next = output.next().await;
+            next.map(|batch| (batch, output))
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema(), rows)))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+/// What travels from a sender to an output.
+enum Item {
+    Batch(RecordBatch),
+    /// The sender's watermark moved on without rows for this output.
+    Watermark(i64),
+    /// Everything the sender read before checkpoint `epoch`'s cut has been sent.
+    Marker(u64),
+    End,
+    Error(Arc<DataFusionError>),
+}
+
+/// One input partition, read on its own task.
+struct Sender {
+    index: usize,
+    input: SendableRecordBatchStream,
+    outputs: Vec<mpsc::Sender<(usize, Item)>>,
+    /// `None`: a merge.
+    partitioner: Option<BatchPartitioner>,
+    watermark: Option<usize>,
+    /// The watermark last sent to each output.
+    sent_watermarks: Vec<i64>,
+    barrier: Option<SenderBarrier>,
+    /// The last epoch whose marker was sent.
+    marked: u64,
+}
+
+impl Sender {
+    async fn run(mut self) {
+        loop {
+            let due = self
+                .barrier
+                .as_ref()
+                .and_then(SenderBarrier::marker_due)
+                .filter(|epoch| *epoch > self.marked);
+            let next = match due {
+                // Whatever the input still has ready was read before the cut.
+                Some(epoch) => match self.input.next().now_or_never() {
+                    Some(next) => next,
+                    None => {
+                        self.marked = epoch;
+                        if !self.send_to_all(|| Item::Marker(epoch)).await {
+                            return;
+                        }
+                        continue;
+                    }
+                },
+                None => {
+                    let barrier = self.barrier.as_mut();
+                    tokio::select! {
+                        biased;
+                        next = self.input.next() => next,
+                        _ = async {
+                            match barrier {
+                                Some(barrier) => barrier.changed().await,
+                                None => std::future::pending().await,
+                            }
+                        } => continue,
+                    }
+                }
+            };
+            let going_on = match next {
+                Some(Ok(batch)) => self.route(batch).await,
+                Some(Err(e)) => {
+                    let e = Arc::new(e);
+                    self.send_to_all(|| Item::Error(e.clone())).await;
+                    false
+                }
+                None => {
+                    self.send_to_all(|| Item::End).await;
+                    false
+                }
+            };
+            if !going_on {
+                return;
+            }
+        }
+    }
+
+    /// Sends `item` to every output; false once an output has gone (the plan is dropped).
+    async fn send_to_all(&mut self, item: impl Fn() -> Item) -> bool {
+        for output in &self.outputs {
+            if output.send((self.index, item())).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends each row of `batch` where it goes, and the batch's watermark to the outputs
+    /// it gave no rows.
+    async fn route(&mut self, batch: RecordBatch) -> bool {
+        let watermark = self
+            .watermark
+            .and_then(|column| batch_watermark(&batch, column));
+        let mut parts = Vec::new();
+        match &mut self.partitioner {
+            None => parts.push((0, batch)),
+            Some(partitioner) => {
+                let routed = partitioner.partition_iter(batch).and_then(|parts| {
+                    parts
+                        .filter(|p| p.as_ref().map_or(true, |(_, b)| b.num_rows() > 0))
+                        .collect::<Result<Vec<_>>>()
+                });
+                match routed {
+                    Ok(routed) => parts = routed,
+                    Err(e) => {
+                        let e = Arc::new(e);
+                        self.send_to_all(|| Item::Error(e.clone())).await;
+                        return false;
+                    }
+                }
+            }
+        }
+        let mut given = vec![false; self.outputs.len()];
+        for (output, part) in parts {
+            given[output] = true;
+            if self.outputs[output]
+                .send((self.index, Item::Batch(part)))
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        if let Some(watermark) = watermark {
+            for (output, given) in given.into_iter().enumerate() {
+                if given {
+                    self.sent_watermarks[output] = watermark;
+                } else if watermark > self.sent_watermarks[output] {
+                    self.sent_watermarks[output] = watermark;
+                    let item = Item::Watermark(watermark);
+                    if self.outputs[output].send((self.index, item)).await.is_err() {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+/// The largest watermark stamped in `column` of `batch` (the last row's: they only grow).
+fn batch_watermark(batch: &RecordBatch, column: usize) -> Option<i64> {
+    let stamps = batch
+        .column(column)
+        .as_primitive_opt::<TimestampMillisecondType>()?;
+    max(stamps)
+}
+
+/// One output: what every sender sent it, in the order each sent it.
+struct Output {
+    receiver: mpsc::Receiver<(usize, Item)>,
+    senders: usize,
+    /// Per sender, the last epoch whose marker was read.
+    marked: Vec<u64>,
+    ended: Vec<bool>,
+    /// Per sender, its watermark so far (`None` before its first).
+    watermarks: Vec<Option<i64>>,
+    /// Per sender, when it last sent anything.
+    heard: Vec<Instant>,
+    watermark: Option<WatermarkMerge>,
+    barrier: Option<ExchangeBarrier>,
+    output_rows: datafusion::physical_plan::metrics::Count,
+    /// The senders, stopped when the last output goes.
+    _tasks: Arc<Mutex<JoinSet<()>>>,
+}
+
+impl fmt::Debug for Output {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_struct("Output")
+            .field("senders", &self.senders)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Output {
+    async fn next(&mut self) -> Option<Result<RecordBatch>> {
+        loop {
+            let (from, item) = self.receiver.recv().await?;
+            self.heard[from] = Instant::now();
+            match item {
+                Item::Batch(batch) => {
+                    let batch = match self.watermark {
+                        Some(merge) => self.merge_watermarks(from, batch, merge),
+                        None => Ok(batch),
+                    };
+                    if let Ok(batch) = &batch {
+                        self.output_rows.add(batch.num_rows());
+                    }
+                    return Some(batch);
+                }
+                Item::Watermark(watermark) => {
+                    self.watermarks[from] = self.watermarks[from].max(Some(watermark));
+                }
+                Item::Marker(epoch) => {
+                    self.marked[from] = epoch;
+                    self.cut_if_complete();
+                }
+                Item::End => {
+                    self.ended[from] = true;
+                    if self.ended.iter().all(|e| *e) {
+                        if let Some(barrier) = &self.barrier {
+                            barrier.end();
+                        }
+                        return None;
+                    }
+                    self.cut_if_complete();
+                }
+                Item::Error(e) => return Some(Err(DataFusionError::Shared(e))),
+            }
+        }
+    }
+
+    /// Cuts once every sender still running has sent its marker of the epoch being cut.
+    fn cut_if_complete(&self) {
+        let Some(barrier) = &self.barrier else {
+            return;
+        };
+        if let Some(epoch) = barrier.cutting()
+            && (0..self.senders).all(|s| self.ended[s] || self.marked[s] >= epoch)
+        {
+            barrier.cut(epoch);
+        }
+    }
+
+    /// Gives each row of `batch` (from sender `from`) the least watermark of every other
+    /// sender that holds it back: not ended nor idle (one that has sent none yet holds it
+    /// back entirely).
+    fn merge_watermarks(
+        &mut self,
+        from: usize,
+        batch: RecordBatch,
+        merge: WatermarkMerge,
+    ) -> Result<RecordBatch> {
+        let column = merge.column;
+        if let Some(watermark) = batch_watermark(&batch, column) {
+            self.watermarks[from] = self.watermarks[from].max(Some(watermark));
+        }
+        let idle = |s: usize| {
+            merge
+                .idle_timeout
+                .is_some_and(|timeout| self.heard[s].elapsed() >= timeout)
+        };
+        let others = (0..self.senders)
+            .filter(|&s| s != from && !self.ended[s] && !idle(s))
+            .map(|s| self.watermarks[s].unwrap_or(i64::MIN))
+            .min();
+        let (Some(others), Some(own)) = (others, batch_watermark(&batch, column)) else {
+            return Ok(batch);
+        };
+        if own <= others {
+            return Ok(batch);
+        }
+        let stamps = batch
+            .column(column)
+            .as_primitive::<TimestampMillisecondType>();
+        let merged: TimestampMillisecondArray = stamps
+            .iter()
+            .map(|w| w.map(|w| w.min(others)))
+            .collect::<TimestampMillisecondArray>()
+            .with_timezone_opt(stamps.timezone());
+        let mut columns = batch.columns().to_vec();
+        columns[column] = Arc::new(merged);
+        Ok(RecordBatch::try_new(batch.schema(), columns)?)
+    }
+}
