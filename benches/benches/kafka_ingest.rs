@@ -6,13 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferris_benches::{measure, rows, runtime};
+use ferris_benches::{kafka_topic, measure, produce_trades, rows, runtime};
 use ferris_connectors::kafka::{KafkaConnection, KafkaSource, KafkaSourceConfig, OffsetReset};
 use ferris_connectors::{MessageFormat, OnError, SourceMetrics, StopSignal};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 const PARTITIONS: i32 = 4;
 
@@ -21,8 +20,8 @@ fn main() {
     let bootstrap =
         std::env::var("FERRIS_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let topic = format!("bench_ingest_{}", std::process::id());
-    create_topic(&topic, &bootstrap);
-    produce(&topic, &bootstrap, rows);
+    kafka_topic(&topic, &bootstrap, PARTITIONS);
+    produce_trades(&topic, &bootstrap, rows);
     let connection = KafkaConnection {
         bootstrap_servers: bootstrap.clone(),
         properties: vec![],
@@ -89,53 +88,6 @@ fn trades_schema() -> datafusion::arrow::datatypes::SchemaRef {
         Field::new("price", DataType::Decimal128(18, 4), true),
         Field::new("qty", DataType::Int64, true),
     ]))
-}
-
-fn create_topic(topic: &str, bootstrap: &str) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let port = bootstrap.rsplit(':').next().unwrap();
-    let status = std::process::Command::new("bash")
-        .arg(root.join("scripts/kafka.sh"))
-        .args(["topic", topic, &PARTITIONS.to_string()])
-        .env("FERRIS_KAFKA_PORT", port)
-        .status()
-        .unwrap();
-    assert!(
-        status.success(),
-        "is the broker up? bash scripts/kafka.sh start"
-    );
-}
-
-/// `rows` JSON trades of about 80 bytes, keyed by symbol.
-fn produce(topic: &str, bootstrap: &str, rows: usize) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .create()
-        .unwrap();
-    for i in 0..rows {
-        let symbol = format!("S{:04}", i % 1000);
-        let value = format!(
-            r#"{{"ts":{},"symbol":"{symbol}","price":{}.{:04},"qty":{}}}"#,
-            1_772_443_800_000i64 + i as i64,
-            100 + i % 900,
-            i % 10_000,
-            1 + i % 500
-        );
-        let mut record = BaseRecord::to(topic).key(&symbol).payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(_), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(5));
-                }
-                Err((e, _)) => panic!("{e}"),
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(120)).unwrap();
 }
 
 /// Reads every message once with a plain consumer, summing payload sizes.

@@ -169,3 +169,64 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// A runtime of `threads` worker threads, for a run that uses that many cores.
+pub fn runtime_with_threads(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Creates `topic` with `partitions` partitions on the broker at `bootstrap`, through
+/// `scripts/kafka.sh topic` (the broker `scripts/kafka.sh start` runs).
+pub fn kafka_topic(topic: &str, bootstrap: &str, partitions: i32) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let port = bootstrap.rsplit(':').next().unwrap();
+    let status = std::process::Command::new("bash")
+        .arg(root.join("scripts/kafka.sh"))
+        .args(["topic", topic, &partitions.to_string()])
+        .env("FERRIS_KAFKA_PORT", port)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "is the broker up? bash scripts/kafka.sh start"
+    );
+}
+
+/// Produces `rows` JSON trades of about 80 bytes (`ts`, `symbol` of 1000, `price`, `qty`),
+/// keyed by symbol, one millisecond apart.
+pub fn produce_trades(topic: &str, bootstrap: &str, rows: usize) {
+    use rdkafka::error::KafkaError;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .create()
+        .unwrap();
+    for i in 0..rows {
+        let symbol = format!("S{:04}", i % 1000);
+        let value = format!(
+            r#"{{"ts":{},"symbol":"{symbol}","price":{}.{:04},"qty":{}}}"#,
+            1_772_443_800_000i64 + i as i64,
+            100 + i % 900,
+            i % 10_000,
+            1 + i % 500
+        );
+        let mut record = BaseRecord::to(topic).key(&symbol).payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(_), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(5));
+                }
+                Err((e, _)) => panic!("{e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+}

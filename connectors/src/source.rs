@@ -19,12 +19,12 @@ use crate::stop::StopSignal;
 
 /// Parts of a source read side by side (a topic's partitions), each keeping its own
 /// watermark: the source's is their minimum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partitions {
     /// The column naming each record's part.
     pub column: &'static str,
-    /// How many parts there are.
-    pub count: usize,
+    /// The parts it reads, by the number that column holds.
+    pub ids: Vec<i32>,
 }
 
 /// One of the equal shares a source is divided into for a parallel job.

@@ -112,7 +112,7 @@ impl Engine {
             scans.push((scan, shares.unwrap_or_default()));
             // A join keeps one watermark per side: over parts read side by side (a topic's
             // partitions), a part behind the others would have its rows taken for late.
-            let one_order = source.source.partitions().is_none_or(|p| p.count == 1);
+            let one_order = source.source.partitions().is_none_or(|p| p.ids.len() == 1);
             if let Some(column) = &source.event_time.field
                 && one_order
             {

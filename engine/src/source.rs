@@ -103,14 +103,13 @@ impl SourceDef {
         }
         // Parts read side by side each keep a watermark; the source's is their minimum.
         let partitions = self.source.partitions();
-        let partition_field = partitions.map(|p| p.column.to_string());
-        let partition_count = partitions.map_or(0, |p| p.count as u32);
+        let partition_field = partitions.as_ref().map(|p| p.column.to_string());
         Ok(WatermarkSpec {
             field: field.map(str::to_string),
             format: spec.format.clone(),
             max_out_of_orderness: spec.max_out_of_orderness,
             partition_field,
-            partition_count,
+            partitions: partitions.map(|p| p.ids).unwrap_or_default(),
             idle_timeout: spec.idle_timeout,
         })
     }
@@ -142,9 +141,15 @@ impl SourceScan {
             shares
                 .into_iter()
                 .map(|(share, source)| {
+                    // Its watermark waits for its own parts only.
+                    let stamp = self.0.stamp.clone().map(|stamp| WatermarkSpec {
+                        partitions: source.partitions().map(|p| p.ids).unwrap_or_default(),
+                        ..stamp
+                    });
                     Arc::new(SourcePartition {
                         share: Some(share),
                         source,
+                        stamp,
                         ..self.0.as_ref().clone()
                     }) as Arc<dyn PartitionStream>
                 })
@@ -178,6 +183,7 @@ impl PartitionStream for SourcePartition {
             Some(share) => format!("{}[{}]", self.name, share.index),
             None => self.name.clone(),
         };
+        debug_assert_eq!(source_of(&instance), self.name);
         let metrics = ctx
             .session_config()
             .get_extension::<JobMetrics>()
@@ -312,6 +318,16 @@ fn external(e: ferris_connectors::ConnectorError) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }
 
+/// The source whose position or metrics go by `instance`: the name of a source, or of one
+/// of its shares (`name[i]`, see [`SourceScan::divide`]).
+pub(crate) fn source_of(instance: &str) -> &str {
+    instance
+        .strip_suffix(']')
+        .and_then(|rest| rest.rsplit_once('['))
+        .filter(|(_, index)| !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(instance, |(name, _)| name)
+}
+
 /// Reads `'<name>.schema'` column lists with DataFusion's SQL types.
 pub(crate) struct SqlColumns<'a>(pub(crate) &'a SessionState);
 
@@ -421,4 +437,18 @@ fn resolve_event_time(name: &str, options: &Options) -> Result<EventTimeSpec> {
         max_out_of_orderness,
         idle_timeout,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::source_of;
+
+    #[test]
+    fn a_share_s_name_leads_back_to_its_source() {
+        assert_eq!(source_of("trades[3]"), "trades");
+        assert_eq!(source_of("trades"), "trades");
+        assert_eq!(source_of("odd[name]"), "odd[name]");
+        assert_eq!(source_of("odd[]"), "odd[]");
+        assert_eq!(source_of("a[1][2]"), "a[1]");
+    }
 }

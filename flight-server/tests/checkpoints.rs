@@ -325,15 +325,61 @@ fn kafka_to_kafka_commits_each_checkpoint_in_a_transaction() {
     assert_eq!(committed_offset(&input, "crashing").0, Some(250_000));
 }
 
+/// A job of three instances reading a topic of six partitions whose messages are not keyed
+/// by its GROUP BY key (so every instance's rows cross an exchange), writing to Kafka in
+/// transactions: killed four times, it writes exactly the bars of an uncrashed run.
+#[test]
+fn a_parallel_kafka_to_kafka_job_survives_sigkill_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 150_000;
+    let input = topic("crash_parallel", 6);
+    produce(
+        &input,
+        trades(rows)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, v))| (i.to_string(), v.into_bytes())),
+    );
+    let sink = |topic: &str| {
+        format!(
+            "'bars.type' = 'kafka_sink', 'bars.bootstrap.servers' = '{}', 'bars.topic' = '{topic}',
+             'parallelism' = '3'",
+            bootstrap()
+        )
+    };
+    let out_topic = topic("crash_parallel_out", 1);
+    let crashing = bars_job(&kafka_source(&input, "parallel"), &sink(&out_topic));
+    run_crashing(dir.path(), &crashing, 4, 150..500, &[], None);
+    let mut out: Vec<String> = consume_all(&out_topic)
+        .into_iter()
+        .filter_map(|(_, v, _)| Some(String::from_utf8(v?).unwrap()))
+        .collect();
+    out.sort();
+    assert_same_lines(&out, &expected_bars(rows));
+    let committed: i64 = (0..6)
+        .map(|p| committed_offset_of(&input, "parallel", p).0.unwrap_or(0))
+        .sum();
+    assert_eq!(
+        committed, rows as i64,
+        "offsets committed over the partitions"
+    );
+}
+
 /// The offset the group `group` committed on partition 0 of `topic`, and its metadata.
 fn committed_offset(topic: &str, group: &str) -> (Option<i64>, String) {
+    committed_offset_of(topic, group, 0)
+}
+
+/// The offset the group `group` committed on partition `partition` of `topic`, and its
+/// metadata.
+fn committed_offset_of(topic: &str, group: &str, partition: i32) -> (Option<i64>, String) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("group.id", group)
         .create()
         .unwrap();
     let mut wanted = rdkafka::TopicPartitionList::new();
-    wanted.add_partition(topic, 0);
+    wanted.add_partition(topic, partition);
     let committed = consumer
         .committed_offsets(wanted, Duration::from_secs(10))
         .unwrap();

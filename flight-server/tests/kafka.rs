@@ -325,6 +325,44 @@ fn json_avro_and_protobuf_topics_give_the_file_run_s_minute_bars() {
     }
 }
 
+/// A topic of six partitions whose messages are keyed otherwise than by the GROUP BY key
+/// gives the same bars at parallelism 1, 2 and 4: the instances divide the partitions, and
+/// each symbol's rows meet in one instance through an exchange.
+#[test]
+fn a_topic_not_keyed_by_the_group_gives_the_same_bars_at_any_parallelism() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = bars_from_file(dir.path());
+    let input = topic("trades_unkeyed", 6);
+    produce(
+        &input,
+        trades()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i.to_string(), json_value(t))),
+    );
+    for parallelism in [1, 2, 4] {
+        let source = kafka_source(
+            &input,
+            "'trades.schema' = 'symbol VARCHAR, price DECIMAL(10,2), qty BIGINT, ts BIGINT',
+             'trades.batch.size' = '97'",
+        );
+        let out = format!("bars_{parallelism}.jsonl");
+        run_ok(
+            dir.path(),
+            &format!(
+                "CREATE STREAM bars AS {BARS_QUERY} WITH ({source},
+                 'parallelism' = '{parallelism}',
+                 'bars.type' = 'file_sink', 'bars.path' = '{out}');"
+            ),
+        );
+        assert_eq!(
+            sorted_lines(&dir.path().join(&out)),
+            expected,
+            "parallelism {parallelism}"
+        );
+    }
+}
+
 #[test]
 fn windowed_results_go_to_kafka_keyed_and_back_through_the_registry() {
     let dir = tempfile::tempdir().unwrap();

@@ -40,9 +40,9 @@ pub struct WatermarkSpec {
     /// A column naming the input partition of each row (a Kafka partition): each partition
     /// keeps its own watermark and the source's is their minimum.
     pub partition_field: Option<String>,
-    /// Partitions `0..partition_count` are expected: one not yet seen holds the watermark
-    /// back (until it is idle), so that a partition read first cannot make the others late.
-    pub partition_count: u32,
+    /// The partitions expected: one not yet seen holds the watermark back (until it is
+    /// idle), so that a partition read first cannot make the others late.
+    pub partitions: Vec<i32>,
     /// A partition without rows for this long stops holding the source's watermark back.
     pub idle_timeout: Option<Duration>,
 }
@@ -121,8 +121,10 @@ impl EventTimeStamper {
             field_index,
             partition_index,
             max_event_time: i64::MIN,
-            partitions: (0..spec.partition_count)
-                .map(|p| {
+            partitions: spec
+                .partitions
+                .iter()
+                .map(|&p| {
                     let clock = PartitionClock {
                         max_event_time: i64::MIN,
                         last_row: std::time::Instant::now(),
@@ -389,7 +391,7 @@ mod tests {
         .unwrap();
         let spec = WatermarkSpec {
             partition_field: Some("p".into()),
-            partition_count: 2,
+            partitions: vec![0, 1],
             ..spec(None, 0)
         };
         let mut stamper = EventTimeStamper::try_new("s", schema, spec).unwrap();

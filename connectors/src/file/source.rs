@@ -32,6 +32,10 @@ const READ_CHUNK: u64 = 4 * 1024 * 1024;
 /// How long a watched source's share may go without records before it no longer holds the
 /// watermark of a parallel job back.
 const WATCHED_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The fewest bytes of files read in byte ranges by a parallel job: below it, the ranges
+/// would cost more to start than they save (and each range holds the watermark back for
+/// the others, so small inputs keep the order of one reader).
+const RANGES_FROM: u64 = 64 * 1024 * 1024;
 /// Records looked at when inferring a schema.
 const INFER_RECORDS: usize = 1000;
 
@@ -60,8 +64,36 @@ pub struct FileSourceConfig {
 pub struct FileSource {
     config: Arc<FileSourceConfig>,
     schema: SchemaRef,
-    /// The share of the files this source reads, in a parallel job; `None`: all of them.
-    share: Option<Share>,
+    /// What this source reads of the files, in a parallel job; `None`: all of them.
+    share: Option<FileShare>,
+}
+
+/// A parallel job's share of a file source.
+#[derive(Debug, Clone, Copy)]
+enum FileShare {
+    /// The files that fall to it (by a hash of their path), whole.
+    Files(Share),
+    /// One of equal byte ranges of every file (CSV and JSON lines read once): its records
+    /// are those that start in the range.
+    Ranges(Share),
+}
+
+impl FileShare {
+    fn reads(&self, path: &Path) -> bool {
+        match self {
+            Self::Files(share) => share.owns(path.as_ref()),
+            Self::Ranges(_) => true,
+        }
+    }
+
+    /// The bytes of a file of `size` whose records it reads, if a range.
+    fn range(&self, size: u64) -> Option<std::ops::Range<u64>> {
+        let Self::Ranges(share) = self else {
+            return None;
+        };
+        let at = |i: usize| (u128::from(size) * i as u128 / share.count as u128) as u64;
+        Some(at(share.index)..at(share.index + 1))
+    }
 }
 
 impl FileSource {
@@ -155,22 +187,33 @@ impl SourceConnector for FileSource {
     }
 
     /// Divided by file: each file falls to one share. Read once, the shares without a
-    /// file are left out; watched, every share is kept for the files still to come.
+    /// file are left out; watched, every share is kept for the files still to come. Fewer
+    /// CSV or JSON-lines files than shares, of [`RANGES_FROM`] bytes or more, read once, are
+    /// divided into byte ranges instead, one per share.
     fn split(&self, count: usize) -> BoxFuture<'_, Result<Option<Vec<DividedShare>>>> {
         async move {
             let files = match self.config.watch {
                 Some(_) => vec![],
                 None => self.config.location.list().await?,
             };
+            let bytes: u64 = files.iter().map(|f| f.size).sum();
+            let ranges = self.config.watch.is_none()
+                && self.config.format != FileFormat::Parquet
+                && files.len() < count
+                && bytes >= RANGES_FROM;
             let shares = (0..count)
                 .map(|index| Share { index, count })
-                .filter(|share| {
-                    self.config.watch.is_some()
-                        || files.iter().any(|f| share.owns(f.location.as_ref()))
+                .map(|share| match ranges {
+                    true => FileShare::Ranges(share),
+                    false => FileShare::Files(share),
                 })
-                .map(|share| {
+                .filter(|share| {
+                    self.config.watch.is_some() || files.iter().any(|f| share.reads(&f.location))
+                })
+                .map(|file_share| {
+                    let (FileShare::Files(share) | FileShare::Ranges(share)) = file_share;
                     let source = Self {
-                        share: Some(share),
+                        share: Some(file_share),
                         ..self.clone()
                     };
                     (share, Arc::new(source) as Arc<dyn SourceConnector>)
@@ -331,7 +374,7 @@ impl FileSourceReader {
             let ours = self
                 .source
                 .share
-                .is_none_or(|share| share.owns(meta.location.as_ref()));
+                .is_none_or(|share| share.reads(&meta.location));
             let grown = self
                 .progress
                 .get(&meta.location)
@@ -355,6 +398,7 @@ impl FileSourceReader {
             // Truncated or replaced: read it again from the start.
             progress = FileProgress::default();
         }
+        let range = self.source.share.and_then(|share| share.range(meta.size));
         Ok(match self.source.config.format {
             FileFormat::Parquet => {
                 let reader = ObjectReader::new(location.store().clone(), &meta);
@@ -380,6 +424,7 @@ impl FileSourceReader {
                 RecordSplitter::csv(&options),
                 options.has_header,
                 self.source.is_bounded(),
+                range,
             )),
             FileFormat::Json => OpenFile::Text(TextFile::new(
                 meta,
@@ -388,6 +433,7 @@ impl FileSourceReader {
                 RecordSplitter::lines(),
                 false,
                 self.source.is_bounded(),
+                range,
             )),
         })
     }
@@ -493,6 +539,16 @@ struct TextFile {
     /// Whether the end of the file ends its last record (not while watching: more may come).
     final_read: bool,
     terminated: bool,
+    /// Of a file read in byte ranges: records starting here or after are the next range's.
+    end: Option<u64>,
+    /// A range starting within the file: what comes before its first line break belongs
+    /// to the record the range before reads.
+    align: bool,
+    /// Where `line` counts from, when not from the file's start (a range): the lines before
+    /// it are counted only when a bad record needs its line number.
+    counted_from: Option<u64>,
+    /// The lines before `counted_from`, once counted.
+    lines_before: Option<u64>,
 }
 
 impl TextFile {
@@ -503,19 +559,59 @@ impl TextFile {
         splitter: RecordSplitter,
         has_header: bool,
         final_read: bool,
+        range: Option<std::ops::Range<u64>>,
     ) -> Self {
+        let start = range.as_ref().map_or(0, |r| r.start);
+        // A range starting within the file reads from the byte before it, to find where
+        // its first record starts; resumed, it goes on at a record's start.
+        let (offset, align, counted_from) = match progress.offset {
+            _ if start == 0 => (progress.offset, false, None),
+            offset if offset > start => (offset, false, Some(offset)),
+            _ => (start - 1, true, None),
+        };
         Self {
             meta,
             url,
             splitter,
             buf: Vec::new(),
-            buf_offset: progress.offset,
-            line: progress.line.max(1),
-            read_pos: progress.offset,
-            skip_header: has_header && progress.offset == 0,
+            buf_offset: offset,
+            line: match counted_from.or(align.then_some(start)) {
+                Some(_) => 1,
+                None => progress.line.max(1),
+            },
+            read_pos: offset,
+            skip_header: has_header && offset == 0,
             final_read,
             terminated: false,
+            end: range.map(|r| r.end),
+            align,
+            counted_from,
+            lines_before: None,
         }
+    }
+
+    /// The lines before `counted_from`: read and counted once, for a bad record's line.
+    async fn lines_before(&mut self, location: &Location) -> Result<u64> {
+        let Some(until) = self.counted_from else {
+            return Ok(0);
+        };
+        if let Some(lines) = self.lines_before {
+            return Ok(lines);
+        }
+        let mut lines = 0;
+        let mut at = 0;
+        while at < until {
+            let end = (at + READ_CHUNK).min(until);
+            let bytes = location
+                .store()
+                .get_range(&self.meta.location, at..end)
+                .await
+                .map_err(|e| ConnectorError::storage(format!("reading {}", self.url), e))?;
+            lines += count_lines(&bytes);
+            at = end;
+        }
+        self.lines_before = Some(lines);
+        Ok(lines)
     }
 
     fn progress(&self) -> FileProgress {
@@ -572,10 +668,31 @@ impl TextFile {
                 None => return Ok(None),
             }
         }
+        while self.align {
+            match self.buf.iter().position(|&b| b == b'\n') {
+                Some(at) => {
+                    self.buf.drain(..=at);
+                    self.buf_offset += at as u64 + 1;
+                    self.align = false;
+                    self.counted_from = Some(self.buf_offset);
+                }
+                None if self.fill(location).await? => {}
+                // No line starts in the range.
+                None => return Ok(None),
+            }
+        }
         let mut ranges = Vec::with_capacity(batch_size.min(65536));
         let mut pos = 0;
+        let mut range_done = false;
         loop {
             while ranges.len() < batch_size {
+                if self
+                    .end
+                    .is_some_and(|end| self.buf_offset + pos as u64 >= end)
+                {
+                    range_done = true;
+                    break;
+                }
                 match self.splitter.next_record(&self.buf[pos..]) {
                     Some(len) => {
                         ranges.push(pos..pos + len);
@@ -584,11 +701,14 @@ impl TextFile {
                     None => break,
                 }
             }
-            if ranges.len() == batch_size || !self.fill(location).await? {
+            if ranges.len() == batch_size || range_done || !self.fill(location).await? {
                 break;
             }
         }
         let mut bad = Vec::new();
+        if ranges.is_empty() && range_done {
+            return Ok(None);
+        }
         if ranges.is_empty() {
             if self.terminated && self.buf.iter().all(u8::is_ascii_whitespace) {
                 // Blank lines at the end (or the `\n` of a final `\r\n`) are no record.
@@ -599,9 +719,10 @@ impl TextFile {
                 return Ok(None);
             }
             // What is left of a finished file is no complete record (an open quote).
+            let line = self.line + self.lines_before(location).await?;
             bad.push(BadRecord {
                 file: self.url.clone(),
-                line: self.line,
+                line,
                 reason: "unterminated record at end of file".to_string(),
                 raw: String::from_utf8_lossy(&self.buf).trim_end().to_string(),
             });
@@ -615,6 +736,12 @@ impl TextFile {
             .map_err(|e| ConnectorError::arrow(format!("decoding {}", self.url), e))?;
         bad.extend(decode_bad);
         self.consume(pos);
+        if !bad.is_empty() {
+            let before = self.lines_before(location).await?;
+            for record in &mut bad {
+                record.line += before;
+            }
+        }
         Ok(Some((batch, bad)))
     }
 }
@@ -735,6 +862,93 @@ mod tests {
         assert_eq!(values, vec![1, 2, 3, 4]);
         assert_eq!(batches.iter().map(|b| b.num_rows()).max(), Some(2));
         assert_eq!(metrics.records_in(), 4);
+    }
+
+    /// Every record once over the ranges, whatever their number and where their bounds
+    /// fall (within a quoted field's line too), and a bad record's line counted from the
+    /// file's start; a range resumed from its position goes on where it was.
+    #[tokio::test]
+    async fn byte_ranges_read_every_record_once_and_name_true_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        let mut text = String::from("a,b\n");
+        for i in 0..200 {
+            match i {
+                150 => text.push_str("oops,bad\n"),
+                _ => text.push_str(&format!("{i},\"x {i}\"\n")),
+            }
+        }
+        std::fs::write(&path, &text).unwrap();
+        let mut config = config(
+            path.to_str().unwrap(),
+            FileFormat::Csv(CsvOptions::default()),
+        );
+        config.schema = Some(Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Utf8, true),
+        ])));
+        let whole = FileSource::try_new(config.clone()).await.unwrap();
+        for count in [1, 2, 3, 7] {
+            let dead = dir.path().join(format!("dead-{count}.jsonl"));
+            let on_error = OnError::DeadLetter(Arc::new(crate::DeadLetterWriter::new(&dead)));
+            let whole = FileSource {
+                config: Arc::new(FileSourceConfig {
+                    on_error,
+                    ..config.clone()
+                }),
+                ..whole.clone()
+            };
+            let mut values = vec![];
+            for index in 0..count {
+                let share = FileSource {
+                    share: Some(FileShare::Ranges(Share { index, count })),
+                    ..whole.clone()
+                };
+                for batch in read_all(&share, &Arc::default()).await {
+                    values.extend(
+                        batch
+                            .column(0)
+                            .as_primitive::<Int64Type>()
+                            .values()
+                            .to_vec(),
+                    );
+                }
+            }
+            values.sort();
+            let expected: Vec<i64> = (0..200).filter(|i| *i != 150).collect();
+            assert_eq!(values, expected, "{count} ranges");
+            let letters = std::fs::read_to_string(&dead).unwrap();
+            assert!(
+                letters.contains("t.csv\",\"line\":152"),
+                "{count} ranges: {letters}"
+            );
+        }
+        // The second of two ranges, stopped after its first batch and resumed from there.
+        let share = FileSource {
+            share: Some(FileShare::Ranges(Share { index: 1, count: 2 })),
+            ..whole.clone()
+        };
+        let mut reader = share.reader(StopSignal::new(), Arc::default());
+        let first = reader.next_batch().await.unwrap().unwrap();
+        let position = reader.position();
+        let mut resumed = share.reader_from(&position, StopSignal::new(), Arc::default());
+        let mut rest = vec![];
+        while let Some(batch) = resumed.next_batch().await.unwrap() {
+            rest.extend(
+                batch
+                    .column(0)
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec(),
+            );
+        }
+        let first = first
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec();
+        assert_eq!(rest.first().copied(), first.last().map(|v| v + 1));
+        assert_eq!(rest.last(), Some(&199));
     }
 
     #[tokio::test]

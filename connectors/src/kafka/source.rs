@@ -25,7 +25,7 @@ use crate::message::{MessageBuffer, MessageDecoder, MessageFormat};
 use crate::metrics::SourceMetrics;
 use crate::position::{CommittedPosition, PartPosition, SourcePosition};
 use crate::records::OnError;
-use crate::source::{Partitions, SourceConnector, SourceReader};
+use crate::source::{DividedShare, Partitions, Share, SourceConnector, SourceReader};
 use crate::stop::StopSignal;
 
 /// How long a reader waits for a first message before it returns an empty batch.
@@ -98,7 +98,12 @@ pub struct KafkaSource {
     config: Arc<KafkaSourceConfig>,
     value_schema: SchemaRef,
     schema: SchemaRef,
+    /// The partitions it reads: the topic's, or a parallel job's share of them.
     partitions: Vec<i32>,
+    /// A share of a parallel job: its partitions are assigned to it, not handed out by the
+    /// consumer group, so that each instance's state and positions stay its own.
+    assigned: bool,
+    /// Shared by a source's shares: any of their consumers commits for the group.
     progress: Arc<Progress>,
 }
 
@@ -155,6 +160,7 @@ impl KafkaSource {
             schema: Arc::new(Schema::new(fields)),
             value_schema,
             partitions,
+            assigned: false,
             config: Arc::new(config),
             progress: Arc::default(),
         })
@@ -198,7 +204,7 @@ impl KafkaSource {
             .filter_map(|p| Some((p.part.parse().ok()?, p.offset)))
             .collect();
         let mut restore = read.clone();
-        let pending = if config.bounded {
+        let pending = if config.bounded || self.assigned {
             let mut start = start_offsets(&consumer, config, &self.partitions)?;
             for (&partition, &offset) in &restore {
                 start
@@ -214,7 +220,10 @@ impl KafkaSource {
             consumer
                 .assign(&start)
                 .map_err(|e| config.connection.error("assigning partitions on", e))?;
-            self.partitions.iter().copied().collect()
+            match config.bounded {
+                true => self.partitions.iter().copied().collect(),
+                false => BTreeSet::new(),
+            }
         } else {
             consumer
                 .subscribe(&[&config.topic])
@@ -351,12 +360,37 @@ impl SourceConnector for KafkaSource {
         (!self.config.bounded).then_some(DEFAULT_IDLE_TIMEOUT)
     }
 
-    /// The topic's partitions when the source was opened, read side by side.
+    /// The topic's partitions when the source was opened (or its share's), read side by
+    /// side.
     fn partitions(&self) -> Option<Partitions> {
         Some(Partitions {
             column: PARTITION_COLUMN,
-            count: self.partitions.len(),
+            ids: self.partitions.clone(),
         })
+    }
+
+    /// Divided by partition: partition p falls to share p mod the count; a share without
+    /// a partition is left out.
+    fn split(&self, count: usize) -> BoxFuture<'_, Result<Option<Vec<DividedShare>>>> {
+        let shares = (0..count)
+            .map(|index| Share { index, count })
+            .filter_map(|share| {
+                let partitions: Vec<i32> = self
+                    .partitions
+                    .iter()
+                    .copied()
+                    .filter(|p| p.rem_euclid(count as i32) as usize == share.index)
+                    .collect();
+                let source = Self {
+                    partitions,
+                    assigned: true,
+                    ..self.clone()
+                };
+                (!source.partitions.is_empty())
+                    .then(|| (share, Arc::new(source) as Arc<dyn SourceConnector>))
+            })
+            .collect();
+        async move { Ok(Some(shares)) }.boxed()
     }
 
     fn metadata_columns(&self) -> Vec<String> {

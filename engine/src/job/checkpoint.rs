@@ -21,6 +21,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::error::{EngineError, Result};
 use crate::job::manifest::Manifest;
+use crate::source::source_of;
 
 /// Checkpoints kept: a Kafka transaction may fail to commit after its checkpoint was
 /// written, and the one before must then still be there.
@@ -242,12 +243,12 @@ impl CheckpointStore {
         let others = manifests.iter().filter(|m| !is_named(m));
         for manifest in named.chain(others) {
             // The positions tell; the operators' state is read for the one chosen only.
-            let positions = self.read_sources(manifest).await?;
+            let read = self.read_sources(manifest).await?;
+            let positions = by_source(&read);
             let matches = committed.positions.iter().all(|(name, position)| {
                 positions
-                    .get(name)
-                    .and_then(|batch| SourcePosition::from_batch(batch).ok())
-                    .is_some_and(|checkpointed| same_offsets(&checkpointed, position))
+                    .get(name.as_str())
+                    .is_some_and(|checkpointed| same_offsets(checkpointed, position))
             });
             if matches {
                 return self.resume(manifest).await;
@@ -379,6 +380,19 @@ impl CheckpointStore {
         // The local store leaves the emptied folder; it holds no manifest, so it is ignored.
         Ok(())
     }
+}
+
+/// A checkpoint's positions by source, its shares' put together (a position that does not
+/// read is left out: it matches nothing).
+fn by_source(positions: &HashMap<String, RecordBatch>) -> HashMap<&str, SourcePosition> {
+    let mut sources: HashMap<&str, SourcePosition> = HashMap::new();
+    for (name, batch) in positions {
+        if let Ok(position) = SourcePosition::from_batch(batch) {
+            let merged = sources.entry(source_of(name)).or_default();
+            merged.parts.extend(position.parts);
+        }
+    }
+    sources
 }
 
 fn same_offsets(a: &SourcePosition, b: &SourcePosition) -> bool {

@@ -26,6 +26,7 @@ use crate::job::manifest::{Manifest, now_ms};
 use crate::job::materialized::{LiveStreamWriter, MaterializedTable};
 use crate::job::record::{CheckpointInfo, JobControl, JobEnd, JobMetrics};
 use crate::job::task::{JobRun, task_context};
+use crate::source::source_of;
 
 /// What ends a job's loop: the session's stop (Ctrl-C) or the job's own (`STOP JOB`).
 pub(crate) struct Stops {
@@ -462,7 +463,7 @@ async fn complete(
     let mut positions = Vec::new();
     for (name, batch) in &pending.positions {
         let position = SourcePosition::from_batch(batch)?;
-        if let Some((_, source)) = sources.iter().find(|(n, _)| n == name) {
+        if let Some((_, source)) = sources.iter().find(|(n, _)| n == source_of(name)) {
             positions.push((source.as_ref(), position));
         }
     }
