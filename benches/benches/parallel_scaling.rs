@@ -77,7 +77,10 @@ fn run_worker(instances: usize, quota: u64, topic: &str, bootstrap: &str) -> Run
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let group = CpuGroup::create(&format!("ferris-scaling-{}-{instances}", std::process::id()), quota);
+    let group = CpuGroup::create(
+        &format!("ferris-scaling-{}-{instances}", std::process::id()),
+        quota,
+    );
     group.add(child.id());
     // The worker starts once it is in its group.
     writeln!(child.stdin.take().unwrap(), "go").unwrap();

@@ -62,8 +62,20 @@ impl RecordSplitter {
     /// Length of the first complete record of `buf`, its terminator included; `None` when
     /// `buf` holds only the beginning of one.
     pub(crate) fn next_record(&mut self, buf: &[u8]) -> Option<usize> {
+        let line = memchr::memchr(b'\n', buf);
         match self {
-            Self::Lines => buf.iter().position(|&b| b == b'\n').map(|i| i + 1),
+            Self::Lines => line.map(|i| i + 1),
+            // A line without a quote or a carriage return inside is one whole record: found
+            // without running the CSV machine over it (the decoder parses it anyway).
+            Self::Csv { .. }
+                if line.is_some_and(|end| {
+                    let text = &buf[..end];
+                    let text = text.strip_suffix(b"\r").unwrap_or(text);
+                    !text.is_empty() && memchr::memchr2(b'"', b'\r', text).is_none()
+                }) =>
+            {
+                line.map(|i| i + 1)
+            }
             Self::Csv {
                 reader,
                 fields,
@@ -249,6 +261,56 @@ mod tests {
         let ranges = split_all(&mut splitter, buf);
         assert_eq!(ranges, vec![0..8, 8..12]);
         assert_eq!(count_lines(&buf[0..8]), 2);
+    }
+
+    /// The quick path for plain lines splits as the CSV machine alone does: quotes, CRLF,
+    /// blank lines and lone carriage returns included.
+    #[test]
+    fn csv_lines_split_as_the_csv_machine_splits_them() {
+        let machine = |buf: &[u8]| {
+            let mut reader = csv_core::Reader::new();
+            let (mut fields, mut ends) = (vec![0; 1024], vec![0; 64]);
+            let mut ranges = vec![];
+            let mut pos = 0;
+            loop {
+                reader.reset();
+                match reader.read_record(&buf[pos..], &mut fields, &mut ends) {
+                    (csv_core::ReadRecordResult::Record, consumed, _, _) => {
+                        ranges.push(pos..pos + consumed);
+                        pos += consumed;
+                    }
+                    _ => return ranges,
+                }
+            }
+        };
+        for buf in [
+            &b"a,b\n1,2\n3,4\n"[..],
+            b"a,b\r\n1,2\r\n3,4\r\npartial",
+            b"1,\"x\ny\"\n2,z\n\n\n3,w\n",
+            b"1,a\r2,b\n3,c\n",
+            b"\"q\",1\n2,\"r,s\"\n",
+        ] {
+            // Where a CRLF's line feed goes (this record's end, or the next one's start)
+            // differs; the records do not.
+            let records = |ranges: Vec<Range<usize>>| -> Vec<String> {
+                ranges
+                    .into_iter()
+                    .map(|r| {
+                        String::from_utf8_lossy(&buf[r])
+                            .trim_matches(['\r', '\n'])
+                            .to_string()
+                    })
+                    .filter(|r| !r.is_empty())
+                    .collect()
+            };
+            let split = split_all(&mut RecordSplitter::csv(&CsvOptions::default()), buf);
+            assert_eq!(
+                records(split),
+                records(machine(buf)),
+                "{}",
+                String::from_utf8_lossy(buf)
+            );
+        }
     }
 
     #[test]

@@ -528,8 +528,11 @@ struct TextFile {
     meta: ObjectMeta,
     url: String,
     splitter: RecordSplitter,
-    /// Bytes read but not yet consumed; `buf[0]` is at file offset `buf_offset`.
+    /// Bytes read; those from `head` on are not consumed yet, and `buf[head]` is at file
+    /// offset `buf_offset`. (Consumed bytes go at the next read, not at every batch: moving
+    /// the rest of a 4 MiB read down after each batch cost more than the parsing.)
     buf: Vec<u8>,
+    head: usize,
     buf_offset: u64,
     /// Line number of `buf[0]`.
     line: u64,
@@ -574,6 +577,7 @@ impl TextFile {
             url,
             splitter,
             buf: Vec::new(),
+            head: 0,
             buf_offset: offset,
             line: match counted_from.or(align.then_some(start)) {
                 Some(_) => 1,
@@ -631,6 +635,8 @@ impl TextFile {
                 .get_range(&self.meta.location, self.read_pos..end)
                 .await
                 .map_err(|e| ConnectorError::storage(format!("reading {}", self.url), e))?;
+            self.buf.drain(..self.head);
+            self.head = 0;
             self.buf.extend_from_slice(&bytes);
             self.read_pos = end;
             return Ok(true);
@@ -638,7 +644,7 @@ impl TextFile {
         if self.final_read && !self.terminated {
             // The last record of a finished file needs no line terminator.
             self.terminated = true;
-            if self.buf.last().is_some_and(|&b| b != b'\n') {
+            if self.unread().last().is_some_and(|&b| b != b'\n') {
                 self.buf.push(b'\n');
                 return Ok(true);
             }
@@ -646,9 +652,14 @@ impl TextFile {
         Ok(false)
     }
 
+    /// The bytes read and not consumed yet.
+    fn unread(&self) -> &[u8] {
+        &self.buf[self.head..]
+    }
+
     fn consume(&mut self, len: usize) {
-        self.line += count_lines(&self.buf[..len]);
-        self.buf.drain(..len);
+        self.line += count_lines(&self.unread()[..len]);
+        self.head += len;
         self.buf_offset += len as u64;
     }
 
@@ -659,7 +670,7 @@ impl TextFile {
         batch_size: usize,
     ) -> Result<Option<(RecordBatch, Vec<BadRecord>)>> {
         while self.skip_header {
-            match self.splitter.next_record(&self.buf) {
+            match self.splitter.next_record(&self.buf[self.head..]) {
                 Some(len) => {
                     self.consume(len);
                     self.skip_header = false;
@@ -669,9 +680,9 @@ impl TextFile {
             }
         }
         while self.align {
-            match self.buf.iter().position(|&b| b == b'\n') {
+            match memchr::memchr(b'\n', self.unread()) {
                 Some(at) => {
-                    self.buf.drain(..=at);
+                    self.head += at + 1;
                     self.buf_offset += at as u64 + 1;
                     self.align = false;
                     self.counted_from = Some(self.buf_offset);
@@ -693,7 +704,7 @@ impl TextFile {
                     range_done = true;
                     break;
                 }
-                match self.splitter.next_record(&self.buf[pos..]) {
+                match self.splitter.next_record(&self.buf[self.head + pos..]) {
                     Some(len) => {
                         ranges.push(pos..pos + len);
                         pos += len;
@@ -710,12 +721,12 @@ impl TextFile {
             return Ok(None);
         }
         if ranges.is_empty() {
-            if self.terminated && self.buf.iter().all(u8::is_ascii_whitespace) {
+            if self.terminated && self.unread().iter().all(u8::is_ascii_whitespace) {
                 // Blank lines at the end (or the `\n` of a final `\r\n`) are no record.
-                let len = self.buf.len();
+                let len = self.unread().len();
                 self.consume(len);
             }
-            if self.buf.is_empty() || !self.terminated {
+            if self.unread().is_empty() || !self.terminated {
                 return Ok(None);
             }
             // What is left of a finished file is no complete record (an open quote).
@@ -724,15 +735,17 @@ impl TextFile {
                 file: self.url.clone(),
                 line,
                 reason: "unterminated record at end of file".to_string(),
-                raw: String::from_utf8_lossy(&self.buf).trim_end().to_string(),
+                raw: String::from_utf8_lossy(self.unread())
+                    .trim_end()
+                    .to_string(),
             });
-            let len = self.buf.len();
+            let len = self.unread().len();
             self.consume(len);
             let empty = RecordBatch::new_empty(decoder.schema().clone());
             return Ok(Some((empty, bad)));
         }
         let (batch, decode_bad) = decoder
-            .decode_records(&self.buf, &ranges, &self.url, self.line)
+            .decode_records(self.unread(), &ranges, &self.url, self.line)
             .map_err(|e| ConnectorError::arrow(format!("decoding {}", self.url), e))?;
         bad.extend(decode_bad);
         self.consume(pos);
