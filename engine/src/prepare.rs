@@ -9,7 +9,9 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::sanity_checker::SanityCheckPlan;
-use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
+use datafusion::physical_plan::{
+    ExecutionPlan, SendableRecordBatchStream, displayable, execute_stream,
+};
 use ferris_connectors::options::{OptionValue, Options};
 use ferris_connectors::registry::{self, ConnectorKind};
 use ferris_connectors::{Declaration, SinkConfig, StopSignal};
@@ -22,6 +24,7 @@ use crate::error::{EngineError, Result};
 use crate::job::task::{JobRun, task_context};
 use crate::late::LateRecordFile;
 use crate::placeholders::parse_query;
+use crate::planner::parallelize::Parallelize;
 use crate::planner::window_clause::{rewrite_query, time_source};
 use crate::planner::{StreamingQueryPlan, properties, streaming_rules};
 use crate::source::{SourceDef, SqlColumns, resolve_source};
@@ -30,6 +33,10 @@ use crate::statements::streaming_query::StreamingQuery;
 /// A query made ready to run: its physical plan, sources and sink.
 pub(crate) struct PreparedQuery {
     pub(crate) plan: Arc<dyn ExecutionPlan>,
+    /// The plan of one instance, as checkpoints record it.
+    pub(crate) fingerprint: String,
+    /// How many instances `plan` runs as.
+    pub(crate) parallelism: usize,
     /// The logical plan DataFusion made of the query (before optimization).
     pub(crate) logical: LogicalPlan,
     pub(crate) sources: Vec<SourceDef>,
@@ -168,15 +175,23 @@ impl Engine {
             aggregate,
             stream: stream_schema,
             times,
-            parallelism,
-            sources: scans,
-            idle_timeout,
         });
         for rule in rules {
             plan = rule
                 .optimize(plan, state.config_options())
                 .map_err(|e| planning_error(e, query))?;
         }
+        // The plan of one instance is what checkpoints fit: state taken at one parallelism
+        // restores at another.
+        let fingerprint = displayable(plan.as_ref()).indent(true).to_string();
+        let parallelize = Parallelize {
+            instances: parallelism,
+            sources: scans,
+            idle_timeout,
+        };
+        plan = parallelize
+            .optimize(plan, state.config_options())
+            .map_err(|e| planning_error(e, query))?;
         if window.is_some() && !properties::has_window_aggregate(&plan) {
             return Err(EngineError::Sql {
                 message: "WINDOW needs an aggregate: GROUP BY keys with COUNT, SUM, ...".into(),
@@ -204,6 +219,8 @@ impl Engine {
             })?;
         Ok(PreparedQuery {
             plan,
+            fingerprint,
+            parallelism,
             logical,
             sources,
             sink,

@@ -195,7 +195,7 @@ impl PartitionStream for SourcePartition {
         let barrier = config
             .get_extension::<CheckpointBarrier>()
             .filter(|_| config.get_extension::<LookupTableRead>().is_none())
-            .map(|barrier| barrier.register_source(&instance));
+            .map(|barrier| barrier.register_source_share(&instance, &self.name));
         let control = ctx.session_config().get_extension::<JobControl>();
         let (name, source, stop, stamp) = (
             self.name.clone(),

@@ -365,6 +365,81 @@ fn a_parallel_kafka_to_kafka_job_survives_sigkill_exactly_once() {
     );
 }
 
+/// A job rescaled while it runs: killed at parallelism 1 after a checkpoint, started again
+/// at 3 from it (its keyed window state divided by key among three instances, the topic's
+/// offsets among three shares), killed again, and run to its end at 2: its transactions
+/// hold exactly the bars of the whole input.
+#[test]
+fn a_job_rescaled_from_one_to_three_to_two_instances_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 150_000;
+    let input = topic("rescaled", 6);
+    produce(
+        &input,
+        trades(rows)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, v))| (i.to_string(), v.into_bytes())),
+    );
+    let out_topic = topic("rescaled_out", 1);
+    let job = |parallelism: usize| {
+        let sink = format!(
+            "'bars.type' = 'kafka_sink', 'bars.bootstrap.servers' = '{}', 'bars.topic' = '{out_topic}',
+             'parallelism' = '{parallelism}'",
+            bootstrap()
+        );
+        bars_job(&kafka_source(&input, "rescaled"), &sink)
+    };
+    let start = |parallelism: usize| {
+        std::fs::write(dir.path().join("job.sql"), job(parallelism)).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferris"))
+            .args(["run", "--state-dir", "state", "job.sql"])
+            .current_dir(dir.path())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let checkpoints = || {
+        std::fs::read_dir(dir.path().join("state/bars"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.path().join("_manifest.json").exists())
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let mut logs = Vec::new();
+    for parallelism in [1, 3] {
+        let mut child = start(parallelism);
+        // Past a checkpoint of this run, and some way into the input.
+        let before = checkpoints();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        support::wait_for_cpu_time(&child, Duration::from_millis(300));
+        while checkpoints() <= before.min(2) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run at parallelism {parallelism} ended before it was killed"
+        );
+        child.kill().unwrap();
+        let output = child.wait_with_output().unwrap();
+        logs.push(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let last = start(2).wait_with_output().unwrap();
+    let last_log = String::from_utf8_lossy(&last.stderr).into_owned();
+    assert!(last.status.success(), "{last_log}");
+    assert!(logs[1].contains("parallelism 1)"), "{}", logs[1]);
+    assert!(last_log.contains("parallelism 3)"), "{last_log}");
+    let mut out: Vec<String> = consume_all(&out_topic)
+        .into_iter()
+        .filter_map(|(_, v, _)| Some(String::from_utf8(v?).unwrap()))
+        .collect();
+    out.sort();
+    assert_same_lines(&out, &expected_bars(rows));
+}
+
 /// The offset the group `group` committed on partition 0 of `topic`, and its metadata.
 fn committed_offset(topic: &str, group: &str) -> (Option<i64>, String) {
     committed_offset_of(topic, group, 0)

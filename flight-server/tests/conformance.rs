@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use ferris_conformance::{
     Outcome, check_output, judge, load_cases, load_expected_failures, mode, run_query,
-    run_query_restored, source_names,
+    run_query_restored_with, source_names,
 };
 
 fn project_root() -> PathBuf {
@@ -132,8 +132,8 @@ fn every_case_gives_the_same_result_in_parallel() {
 }
 
 /// Every case that passes gives the same result when its job is killed after its second
-/// checkpoint and run again from it, checkpointing every millisecond, in one instance and in
-/// two.
+/// checkpoint and run again from it, checkpointing every millisecond: in one instance, in two,
+/// and killed in two and restored in three.
 #[test]
 fn every_case_survives_a_kill_and_a_restore() {
     let ferris = Path::new(env!("CARGO_BIN_EXE_ferris"));
@@ -156,18 +156,25 @@ fn every_case_survives_a_kill_and_a_restore() {
                 .map(|option| (option, "1".to_string()))
                 .collect();
             options.push(("checkpoint.interval".into(), "1ms".into()));
-            // In one instance, and in two with exchanges carrying the checkpoints' markers.
-            for parallelism in ["1", "2"] {
-                let mut options = options.clone();
-                options.push(("parallelism".into(), parallelism.into()));
-                let run = run_query_restored(ferris, &case, &options)
+            // In one instance; in two, exchanges carrying the checkpoints' markers; and
+            // killed at two and restored at three, its keyed state divided anew.
+            for (before, after) in [("1", "1"), ("2", "2"), ("2", "3")] {
+                let with = |parallelism: &str| {
+                    let mut options = options.clone();
+                    options.push(("parallelism".into(), parallelism.into()));
+                    options
+                };
+                let run = run_query_restored_with(ferris, &case, &with(before), &with(after))
                     .unwrap_or_else(|e| panic!("{}: {e}", case.name));
                 println!(
-                    "restored {} at parallelism {parallelism}: resumed {}",
+                    "restored {} at parallelism {before} then {after}: resumed {}",
                     case.name, run.resumed
                 );
                 if let Err(why) = check_output(&case, &run.output) {
-                    bad.push(format!("{} at parallelism {parallelism}: {why}", case.name));
+                    bad.push(format!(
+                        "{} at parallelism {before} then {after}: {why}",
+                        case.name
+                    ));
                 }
                 checked += 1;
                 resumed += usize::from(run.resumed);

@@ -85,6 +85,10 @@ struct BarrierState {
     operators: Vec<Option<RecordBatch>>,
     exchanges: Vec<ExchangeSlot>,
     restored: Restored,
+    /// The restored operator snapshots grouped by operator: one per instance it had.
+    restored_groups: Vec<Vec<RecordBatch>>,
+    /// The group the next operator registering as instance 0 takes.
+    next_group: usize,
     taken: bool,
 }
 
@@ -95,6 +99,51 @@ struct SourceSlot {
     cut: Option<RecordBatch>,
     /// An ended source's last position: its cut for every later epoch.
     ended: Option<RecordBatch>,
+}
+
+/// Which of its operator's instances an operator is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperatorInstance {
+    /// From 0.
+    pub index: usize,
+    /// How many instances the operator runs as.
+    pub count: usize,
+}
+
+impl OperatorInstance {
+    /// The one instance of an operator that is not parallel.
+    pub const ONLY: Self = Self { index: 0, count: 1 };
+}
+
+/// The state a restoring operator instance is handed.
+#[derive(Debug, Clone)]
+pub enum RestoredState {
+    /// Its own snapshot: the checkpoint was taken at the same parallelism.
+    Own(RecordBatch),
+    /// The snapshots of every instance the operator had when the checkpoint was taken, at
+    /// another parallelism: the instance takes the rows of its own keys.
+    Rescaled(Vec<RecordBatch>),
+}
+
+/// Snapshot metadata: which instance of how many took it.
+const INSTANCE_KEY: &str = "ferris.instance";
+const INSTANCES_KEY: &str = "ferris.instances";
+
+/// Snapshots in registration order, grouped by operator: a group is an operator's
+/// instances, 0 to its count (a snapshot without instance metadata is an operator of one).
+fn group_instances(snapshots: &[RecordBatch]) -> Vec<Vec<RecordBatch>> {
+    let number = |batch: &RecordBatch, key: &str| -> Option<usize> {
+        batch.schema().metadata().get(key)?.parse().ok()
+    };
+    let mut groups: Vec<Vec<RecordBatch>> = Vec::new();
+    for snapshot in snapshots {
+        let index = number(snapshot, INSTANCE_KEY).unwrap_or(0);
+        match groups.last_mut() {
+            Some(group) if index > 0 && group.len() == index => group.push(snapshot.clone()),
+            _ => groups.push(vec![snapshot.clone()]),
+        }
+    }
+    groups
 }
 
 /// One output of an exchange.
@@ -128,6 +177,7 @@ impl CheckpointBarrier {
         Self {
             state: Mutex::new(BarrierState {
                 epoch: restored.epoch,
+                restored_groups: group_instances(&restored.operators),
                 restored,
                 ..Default::default()
             }),
@@ -145,35 +195,62 @@ impl CheckpointBarrier {
 
     /// A source of the plan joins; it is asked for its position at every checkpoint.
     pub fn register_source(self: &Arc<Self>, name: &str) -> SourceBarrier {
+        self.register_source_share(name, name)
+    }
+
+    /// A share `name` of the source `source` joins: it resumes from its own position, or
+    /// else from the source's whole position (a checkpoint of another parallelism, its
+    /// shares' positions put together), of which it reads the parts that fall to it.
+    pub fn register_source_share(self: &Arc<Self>, name: &str, source: &str) -> SourceBarrier {
         let mut state = self.lock();
         state.sources.push(SourceSlot {
             name: name.to_string(),
             cut: None,
             ended: None,
         });
+        let restored = match state.restored.sources.remove(name) {
+            Some(own) => Some(own),
+            None => state.restored.sources.get(source).cloned(),
+        };
         SourceBarrier {
             barrier: self.clone(),
             index: state.sources.len() - 1,
-            restored: state.restored.sources.remove(name),
+            restored,
         }
     }
 
     /// A stateful operator of the plan joins; it snapshots at every checkpoint.
     pub fn register_operator(self: &Arc<Self>) -> OperatorBarrier {
-        self.register_operator_at(u32::MAX)
+        self.register_operator_at(u32::MAX, OperatorInstance::ONLY)
     }
 
-    /// A stateful operator at exchange level `level` joins: it snapshots once every source
-    /// and every exchange up to its level has cut.
-    fn register_operator_at(self: &Arc<Self>, level: u32) -> OperatorBarrier {
+    /// Instance `instance` of a stateful operator at exchange level `level` joins: it
+    /// snapshots once every source and every exchange up to its level has cut. The
+    /// instances of an operator register one after the other, the first first.
+    fn register_operator_at(
+        self: &Arc<Self>,
+        level: u32,
+        instance: OperatorInstance,
+    ) -> OperatorBarrier {
         let mut state = self.lock();
         let index = state.operators.len();
         state.operators.push(None);
-        let restored = state.restored.operators.get(index).cloned();
+        if instance.index == 0 {
+            state.next_group += 1;
+        }
+        let group = state.next_group.saturating_sub(1);
+        let restored = state.restored_groups.get(group).map(|snapshots| {
+            match snapshots.get(instance.index) {
+                // Taken at the same parallelism: this instance's own.
+                Some(own) if snapshots.len() == instance.count => RestoredState::Own(own.clone()),
+                _ => RestoredState::Rescaled(snapshots.clone()),
+            }
+        });
         OperatorBarrier {
             barrier: self.clone(),
             index,
             level,
+            instance,
             restored,
             seen: self.subscribe(),
         }
@@ -203,13 +280,14 @@ impl CheckpointBarrier {
         }
     }
 
-    /// A stateful operator's side of the barrier of the job running `context`, if the job
-    /// checkpoints (`None` if not); `restore` is first given the state to start from, when
-    /// the job restores a checkpoint. Operators register in the order the plan executes
-    /// them, which restores each one's state into it.
+    /// Instance `instance` of a stateful operator joins the barrier of the job running
+    /// `context`, if the job checkpoints (`None` if not); `restore` is first given the state
+    /// to start from, when the job restores a checkpoint. Operators register in the order
+    /// the plan executes them, which restores each one's state into it.
     pub fn register_task_operator(
         context: &TaskContext,
-        restore: impl FnOnce(&RecordBatch) -> datafusion::error::Result<()>,
+        instance: OperatorInstance,
+        restore: impl FnOnce(RestoredState) -> datafusion::error::Result<()>,
     ) -> datafusion::error::Result<Option<OperatorBarrier>> {
         let Some(barrier) = context
             .session_config()
@@ -217,9 +295,9 @@ impl CheckpointBarrier {
         else {
             return Ok(None);
         };
-        let mut operator = barrier.register_operator_at(ExchangeLevel::of(context));
-        if let Some(snapshot) = operator.restored.take() {
-            restore(&snapshot)?;
+        let mut operator = barrier.register_operator_at(ExchangeLevel::of(context), instance);
+        if let Some(restored) = operator.restored.take() {
+            restore(restored)?;
         }
         Ok(Some(operator))
     }
@@ -378,7 +456,9 @@ pub struct OperatorBarrier {
     index: usize,
     /// Its exchange level.
     level: u32,
-    restored: Option<RecordBatch>,
+    /// Which instance of its operator it is.
+    instance: OperatorInstance,
+    restored: Option<RestoredState>,
     /// The barrier's changes seen so far.
     seen: watch::Receiver<u64>,
 }
@@ -396,6 +476,15 @@ impl OperatorBarrier {
 
     /// Hands over the state for `epoch`.
     pub fn snapshot(&self, epoch: u64, state: RecordBatch) {
+        // Which instance took it, so that a restore at another parallelism finds them all.
+        let mut metadata = state.schema().metadata().clone();
+        metadata.insert(INSTANCE_KEY.into(), self.instance.index.to_string());
+        metadata.insert(INSTANCES_KEY.into(), self.instance.count.to_string());
+        let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+            state.schema().fields().clone(),
+            metadata,
+        ));
+        let state = state.with_schema(schema).expect("only metadata changed");
         let mut guard = self.barrier.lock();
         if guard.epoch == epoch {
             guard.operators[self.index] = Some(state);

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -25,7 +25,10 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{Partitioning, PlanProperties, SendableRecordBatchStream};
 use futures::{FutureExt, StreamExt};
 
-use crate::checkpoint::{CheckpointBarrier, OperatorBarrier, barrier_changed};
+use crate::checkpoint::{
+    CheckpointBarrier, OperatorBarrier, OperatorInstance, RestoredState, barrier_changed,
+};
+use crate::exchange::rows_of_instance;
 use crate::operator::{OperatorState, StreamOperator};
 use crate::state_memory::StateMemory;
 
@@ -70,9 +73,20 @@ impl StreamNode {
         partition: usize,
         context: &Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        let instance = OperatorInstance {
+            index: partition,
+            count: self.properties.output_partitioning().partition_count(),
+        };
         let barrier = match operator.state() {
             Some(state) => {
-                CheckpointBarrier::register_task_operator(context, |s| state.restore(s))?
+                CheckpointBarrier::register_task_operator(context, instance, |restored| {
+                    match restored {
+                        RestoredState::Own(snapshot) => state.restore(&snapshot),
+                        RestoredState::Rescaled(snapshots) => {
+                            restore_rescaled(O::NAME, state, &snapshots, instance)
+                        }
+                    }
+                })?
             }
             None => None,
         };
@@ -109,6 +123,29 @@ impl StreamNode {
             output,
         )))
     }
+}
+
+/// Restores `instance` of an operator from the snapshots of a checkpoint taken at another
+/// parallelism: the rows of the keys that fall to it now, routed as the exchange before it
+/// routes rows.
+fn restore_rescaled(
+    operator: &str,
+    state: &mut dyn OperatorState,
+    snapshots: &[RecordBatch],
+    instance: OperatorInstance,
+) -> Result<()> {
+    let Some(keys) = state.snapshot_keys() else {
+        return Err(DataFusionError::Plan(format!(
+            "{operator}: its state was checkpointed as {} instances and cannot be taken up by {}: only keyed aggregates change their parallelism; start the job at its old parallelism, or delete its checkpoints to start over",
+            snapshots.len(),
+            instance.count
+        )));
+    };
+    let parts = snapshots
+        .iter()
+        .map(|snapshot| rows_of_instance(snapshot, &keys, instance))
+        .collect::<Result<Vec<_>>>()?;
+    state.restore_parts(&parts)
 }
 
 /// An operator's state held against the memory limit, and its state metrics.

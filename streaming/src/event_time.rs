@@ -157,6 +157,35 @@ impl EventTimeStamper {
         ])
     }
 
+    /// The snapshots of several stampers (a source's shares at another parallelism) as
+    /// one for each new share: every partition's largest event time (a share keeps those of
+    /// its own partitions), and the least largest event time and watermark of them all. A
+    /// share may now read parts that another had read less far: starting from the least
+    /// progress, none of its records is taken for late that was not before. Empty where
+    /// none has one.
+    pub fn merge_snapshots(snapshots: &[HashMap<String, String>]) -> HashMap<String, String> {
+        let least = |key: &'static str| {
+            snapshots
+                .iter()
+                .filter_map(move |s| s.get(key)?.parse::<i64>().ok())
+                .min()
+        };
+        let (Some(max), Some(watermark)) = (least(STAMP_MAX), least(STAMP_WATERMARK)) else {
+            return HashMap::new();
+        };
+        let partitions: Vec<&str> = snapshots
+            .iter()
+            .filter_map(|s| s.get(STAMP_PARTITIONS))
+            .filter(|p| !p.is_empty())
+            .map(String::as_str)
+            .collect();
+        HashMap::from([
+            (STAMP_MAX.to_string(), max.to_string()),
+            (STAMP_WATERMARK.to_string(), watermark.to_string()),
+            (STAMP_PARTITIONS.to_string(), partitions.join(",")),
+        ])
+    }
+
     /// Continues from a [`EventTimeStamper::snapshot`].
     pub fn restore(&mut self, state: &HashMap<String, String>) -> Result<(), StreamingError> {
         let bad = |key: &str| StreamingError::Snapshot(format!("no valid {key} in the snapshot"));
@@ -183,7 +212,10 @@ impl EventTimeStamper {
             };
             match self.partitions.iter_mut().find(|(q, _)| *q == p) {
                 Some((_, existing)) => *existing = clock,
-                None => self.partitions.push((p, clock)),
+                // Another share's partition (a checkpoint of another parallelism) is not
+                // this one's to wait for.
+                None if self.spec.partitions.is_empty() => self.partitions.push((p, clock)),
+                None => {}
             }
         }
         Ok(())

@@ -28,6 +28,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
@@ -41,7 +42,9 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::checkpoint::{CheckpointBarrier, ExchangeBarrier, ExchangeLevel, SenderBarrier};
+use crate::checkpoint::{
+    CheckpointBarrier, ExchangeBarrier, ExchangeLevel, OperatorInstance, SenderBarrier,
+};
 use crate::driver::context_with;
 
 /// How an exchange merges the watermarks stamped on its rows.
@@ -430,6 +433,34 @@ impl Sender {
         }
         true
     }
+}
+
+/// The rows of `batch` whose key (the columns `keys`) falls to `instance`, by the routing
+/// of a hash exchange over its count of outputs.
+pub(crate) fn rows_of_instance(
+    batch: &RecordBatch,
+    keys: &[usize],
+    instance: OperatorInstance,
+) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    let exprs = keys
+        .iter()
+        .map(|&i| Arc::new(Column::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
+        .collect();
+    let mut partitioner = BatchPartitioner::try_new(
+        Partitioning::Hash(exprs, instance.count),
+        Default::default(),
+        0,
+        1,
+    )?;
+    let mut rows = vec![RecordBatch::new_empty(schema.clone())];
+    for part in partitioner.partition_iter(batch.clone())? {
+        let (output, part) = part?;
+        if output == instance.index {
+            rows.push(part);
+        }
+    }
+    Ok(arrow::compute::concat_batches(&schema, &rows)?)
 }
 
 /// The largest watermark stamped in `column` of `batch` (the last row's: they only grow).

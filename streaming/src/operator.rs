@@ -67,4 +67,19 @@ pub(crate) trait OperatorState: Send {
     fn watermark(&self) -> Option<i64> {
         None
     }
+
+    /// The columns of its snapshot holding the key of each row, if every row belongs to
+    /// one key (a keyed aggregate's): a restore at another parallelism routes rows by them.
+    /// `None`: its state cannot change parallelism.
+    fn snapshot_keys(&self) -> Option<Vec<usize>> {
+        None
+    }
+
+    /// Takes the state of the rows of several snapshots (its own keys' rows, from each
+    /// instance the job had at another parallelism), before the first batch.
+    fn restore_parts(&mut self, _parts: &[RecordBatch]) -> Result<()> {
+        Err(datafusion::error::DataFusionError::Plan(
+            "this operator's state cannot change parallelism".into(),
+        ))
+    }
 }

@@ -297,6 +297,10 @@ impl WindowState for SessionState {
         Ok(RecordBatch::try_new(self.snapshot_schema.clone(), columns)?)
     }
 
+    fn key_columns(&self) -> std::ops::Range<usize> {
+        LEADING..LEADING + self.converter_fields()
+    }
+
     fn restore(&mut self, snapshot: &RecordBatch) -> Result<()> {
         if snapshot.schema().fields() != self.snapshot_schema.fields() {
             return Err(StreamingError::Snapshot(

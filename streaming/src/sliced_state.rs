@@ -358,6 +358,10 @@ impl WindowState for SlicedState {
         Ok(concat_batches(&self.snapshot_schema, &batches)?)
     }
 
+    fn key_columns(&self) -> std::ops::Range<usize> {
+        3..3 + self.key_schema.fields().len()
+    }
+
     fn restore(&mut self, snapshot: &RecordBatch) -> Result<()> {
         if snapshot.schema().fields() != self.snapshot_schema.fields() {
             return Err(StreamingError::Snapshot(
@@ -375,7 +379,9 @@ impl WindowState for SlicedState {
                 .count();
             let part = snapshot.slice(row, len);
             let mut groups = Groups::new(&self.key_schema, &self.aggregates)?;
-            groups.emitted = part.column(1).as_boolean().value(0);
+            // Put together from several instances, a window was emitted if it was by any:
+            // the groups of the others, never emitted, are marked changed and follow.
+            groups.emitted = part.column(1).as_boolean().true_count() > 0;
             let keys = &part.columns()[3..3 + self.key_schema.fields().len()];
             let mut indices = Vec::new();
             groups.intern(keys, &mut indices)?;

@@ -525,7 +525,7 @@ impl OperatorState for JoinState {
     /// Takes back the rows of a snapshot; the state must be empty.
     fn restore(&mut self, snapshot: &RecordBatch) -> Result<()> {
         let wrong = |what: &str| StreamingError::Snapshot(format!("a stream join's {what}"));
-        if snapshot.schema() != snapshot_schema() || snapshot.num_rows() != 1 {
+        if snapshot.schema().fields() != snapshot_schema().fields() || snapshot.num_rows() != 1 {
             return Err(wrong("snapshot has another shape").into());
         }
         for side in 0..2 {

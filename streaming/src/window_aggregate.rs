@@ -422,6 +422,35 @@ impl OperatorState for WindowAggregator {
         self.state.size()
     }
 
+    /// A keyed aggregate's rows each belong to one key (an aggregate without keys runs as
+    /// one instance and has nothing to route).
+    fn snapshot_keys(&self) -> Option<Vec<usize>> {
+        (!self.constant_key).then(|| self.state.key_columns().collect())
+    }
+
+    /// The rows of several instances' snapshots, in window order, with the furthest
+    /// watermark any of them had reached (the late records counted so far start again).
+    fn restore_parts(&mut self, parts: &[RecordBatch]) -> Result<()> {
+        let Some(first) = parts.first() else {
+            return Ok(());
+        };
+        let merged = arrow::compute::concat_batches(&first.schema(), parts)?;
+        let starts = merged
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        let mut order: Vec<u32> = (0..merged.num_rows() as u32).collect();
+        order.sort_by_key(|&row| starts.value(row as usize));
+        let merged =
+            arrow::compute::take_record_batch(&merged, &arrow::array::UInt32Array::from(order))?;
+        self.watermark = parts
+            .iter()
+            .filter_map(|p| p.schema().metadata().get("ferris.watermark")?.parse().ok())
+            .max()
+            .unwrap_or(i64::MIN);
+        self.late_records = 0;
+        self.state.restore(&merged)
+    }
+
     fn late_records(&self) -> usize {
         self.late_records
     }

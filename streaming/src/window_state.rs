@@ -105,6 +105,10 @@ pub(crate) trait WindowState: Send {
     /// The whole state as rows (window bounds, keys, aggregate states), leaving it intact.
     fn snapshot(&mut self) -> Result<RecordBatch>;
 
-    /// Replaces the state with a snapshot's.
+    /// Replaces the state with a snapshot's (or several put together, in order of their
+    /// first column: window or session start).
     fn restore(&mut self, snapshot: &RecordBatch) -> Result<()>;
+
+    /// The columns of a snapshot holding each row's group key.
+    fn key_columns(&self) -> std::ops::Range<usize>;
 }

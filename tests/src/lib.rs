@@ -183,7 +183,18 @@ pub fn run_query_restored(
     case: &Case,
     extra_options: &[(String, String)],
 ) -> Result<Restored, String> {
-    let scratch = Scratch::new(case, extra_options)?;
+    run_query_restored_with(ferris, case, extra_options, extra_options)
+}
+
+/// [`run_query_restored`], the second run with `after` for its options instead of `before`
+/// (another `'parallelism'`: a job restored at another parallelism).
+pub fn run_query_restored_with(
+    ferris: &Path,
+    case: &Case,
+    before: &[(String, String)],
+    after: &[(String, String)],
+) -> Result<Restored, String> {
+    let scratch = Scratch::new(case, before)?;
     let state = ["--state-dir", "state"];
     let mut first = scratch
         .command(ferris, &state)
@@ -208,6 +219,7 @@ pub fn run_query_restored(
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+    scratch.write_query(case, after)?;
     let second = scratch.run_to_end(ferris, &state)?;
     Ok(Restored {
         output: read_output(&scratch.out)?,
@@ -239,7 +251,17 @@ struct Scratch {
 impl Scratch {
     fn new(case: &Case, extra_options: &[(String, String)]) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let out = dir.path().join("out.jsonl");
+        let scratch = Self {
+            query: dir.path().join("query.sql"),
+            out: dir.path().join("out.jsonl"),
+            dir,
+        };
+        scratch.write_query(case, extra_options)?;
+        Ok(scratch)
+    }
+
+    /// Writes the case's query, its placeholders filled and `extra_options` added.
+    fn write_query(&self, case: &Case, extra_options: &[(String, String)]) -> Result<(), String> {
         let mut sql =
             std::fs::read_to_string(case.dir.join("query.sql")).map_err(|e| e.to_string())?;
         while let Some(start) = sql.find("{in:") {
@@ -247,16 +269,14 @@ impl Scratch {
             let file = case.dir.join(&sql[start + 4..end]);
             sql.replace_range(start..=end, &file.display().to_string());
         }
-        sql = sql.replace("{out}", &out.display().to_string());
+        sql = sql.replace("{out}", &self.out.display().to_string());
         for (key, value) in extra_options {
             let at = sql
                 .rfind("WITH (")
                 .ok_or("the query has no WITH clause to add options to")?;
             sql.insert_str(at + "WITH (".len(), &format!("'{key}' = '{value}', "));
         }
-        let query = dir.path().join("query.sql");
-        std::fs::write(&query, sql).map_err(|e| e.to_string())?;
-        Ok(Self { dir, query, out })
+        std::fs::write(&self.query, sql).map_err(|e| e.to_string())
     }
 
     /// `ferris run ARGS query.sql`, in the scratch folder.

@@ -15,4 +15,4 @@ pub(crate) mod source;
 pub use format::{CsvOptions, FileFormat};
 pub use location::Location;
 pub use sink::{FileSink, FileSinkConfig};
-pub use source::{FileSource, FileSourceConfig, FileSourceReader};
+pub use source::{FileSource, FileSourceConfig, FileSourceReader, RANGE_TAG};

@@ -32,6 +32,8 @@ const READ_CHUNK: u64 = 4 * 1024 * 1024;
 /// How long a watched source's share may go without records before it no longer holds the
 /// watermark of a parallel job back.
 const WATCHED_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Between a file's path and its range in a range share's position.
+pub const RANGE_TAG: &str = "#range=";
 /// The fewest bytes of files read in byte ranges by a parallel job: below it, the ranges
 /// would cost more to start than they save (and each range holds the watermark back for
 /// the others, so small inputs keep the order of one reader).
@@ -83,6 +85,15 @@ impl FileShare {
         match self {
             Self::Files(share) => share.owns(path.as_ref()),
             Self::Ranges(_) => true,
+        }
+    }
+
+    /// How a range share names its parts' positions (`path#range=i/n`), so that they never
+    /// pass for a whole file's, nor for another range's.
+    fn range_tag(self) -> Option<String> {
+        match self {
+            Self::Ranges(share) => Some(format!("{}/{}", share.index, share.count)),
+            Self::Files(_) => None,
         }
     }
 
@@ -143,14 +154,25 @@ impl FileSource {
             progress: position
                 .parts
                 .iter()
-                .map(|p| {
+                .filter_map(|p| {
                     let progress = FileProgress {
                         offset: p.offset as u64,
                         line: p.line as u64,
                         size: p.size as u64,
                     };
-                    let path = Path::parse(&p.part).unwrap_or_else(|_| Path::from(p.part.as_str()));
-                    (path, progress)
+                    // A share resumes the parts that are its own (a checkpoint of another
+                    // parallelism names every share's).
+                    let (name, range) = match p.part.rsplit_once(RANGE_TAG) {
+                        Some((name, range)) => (name, Some(range)),
+                        None => (p.part.as_str(), None),
+                    };
+                    if range != self.share.and_then(FileShare::range_tag).as_deref() {
+                        return None;
+                    }
+                    let path = Path::parse(name).unwrap_or_else(|_| Path::from(name));
+                    self.share
+                        .is_none_or(|share| share.reads(&path))
+                        .then_some((path, progress))
                 })
                 .collect(),
             current: None,
@@ -313,10 +335,14 @@ impl FileSourceReader {
             }
             None => {}
         }
+        let tag = self.source.share.and_then(FileShare::range_tag);
         let mut parts: Vec<PartPosition> = progress
             .into_iter()
             .map(|(path, p)| PartPosition {
-                part: path.to_string(),
+                part: match &tag {
+                    Some(tag) => format!("{path}{RANGE_TAG}{tag}"),
+                    None => path.to_string(),
+                },
                 offset: p.offset as i64,
                 line: p.line as i64,
                 size: p.size as i64,

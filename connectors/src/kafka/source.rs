@@ -198,10 +198,13 @@ impl KafkaSource {
             .map_err(|e| config.connection.error("connecting to", e))?;
         // The position starts where reading starts, so that a checkpoint taken before a
         // partition yields anything still names it.
+        // A share resumes its own partitions (a checkpoint of another parallelism names
+        // every share's).
         let mut read: BTreeMap<i32, i64> = position
             .into_iter()
             .flat_map(|p| &p.parts)
             .filter_map(|p| Some((p.part.parse().ok()?, p.offset)))
+            .filter(|(partition, _)| !self.assigned || self.partitions.contains(partition))
             .collect();
         let mut restore = read.clone();
         let pending = if config.bounded || self.assigned {

@@ -11,6 +11,7 @@ use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
 use ferris_connectors::{SourceConnector, SourcePosition};
+use ferris_streaming::EventTimeStamper;
 use ferris_streaming::checkpoint::{Captured, Restored};
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -380,6 +381,50 @@ impl CheckpointStore {
         // The local store leaves the emptied folder; it holds no manifest, so it is ignored.
         Ok(())
     }
+}
+
+/// The positions of a checkpoint taken at another parallelism, each source's shares' put
+/// together under the source's name: each share of the job now takes the parts of it that
+/// fall to it (`CheckpointBarrier::register_source_share`). A part read by two shares (a
+/// file read in byte ranges) cannot be divided anew.
+pub(crate) fn merge_shares(
+    positions: &HashMap<String, RecordBatch>,
+) -> Result<HashMap<String, RecordBatch>> {
+    let mut by_source: HashMap<&str, Vec<(&String, &RecordBatch)>> = HashMap::new();
+    for (name, batch) in positions {
+        by_source
+            .entry(source_of(name))
+            .or_default()
+            .push((name, batch));
+    }
+    let mut merged = HashMap::new();
+    for (source, shares) in by_source {
+        let mut position = SourcePosition::default();
+        for (name, batch) in &shares {
+            for part in SourcePosition::from_batch(batch)?.parts {
+                if position.parts.iter().any(|p| p.part == part.part)
+                    || part.part.contains(ferris_connectors::file::RANGE_TAG)
+                {
+                    return Err(EngineError::Checkpoint(format!(
+                        "source '{source}' was read in byte ranges ({name} read '{}'): its checkpoint resumes only at the parallelism it was taken at",
+                        part.part
+                    )));
+                }
+                position.parts.push(part);
+            }
+        }
+        let stamps: Vec<_> = shares
+            .iter()
+            .map(|(_, batch)| batch.schema().metadata().clone())
+            .collect();
+        let batch = position.to_batch();
+        let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+            batch.schema().fields().clone(),
+            EventTimeStamper::merge_snapshots(&stamps),
+        ));
+        merged.insert(source.to_string(), batch.with_schema(schema)?);
+    }
+    Ok(merged)
 }
 
 /// A checkpoint's positions by source, its shares' put together (a position that does not

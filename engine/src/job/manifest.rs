@@ -10,8 +10,10 @@ use crate::error::{EngineError, Result};
 pub struct Manifest {
     /// Its number.
     pub epoch: u64,
-    /// The plan it was taken of: state restores only into the same plan.
+    /// The plan it was taken of (of one instance): state restores only into the same plan.
     pub plan: String,
+    /// How many instances the plan ran as (1 in a manifest from before parallel jobs).
+    pub parallelism: usize,
     /// Source names, in the order of their files.
     pub sources: Vec<String>,
     /// Operator snapshots taken.
@@ -29,6 +31,7 @@ impl Manifest {
         serde_json::json!({
             "epoch": self.epoch,
             "plan": self.plan,
+            "parallelism": self.parallelism,
             "sources": self.sources,
             "operators": self.operators,
             "sink": self.sink,
@@ -54,6 +57,15 @@ impl Manifest {
                 .and_then(|v| v.as_str())
                 .ok_or_else(|| bad("plan"))?
                 .to_string(),
+            parallelism: value
+                .get("parallelism")
+                .map(|v| {
+                    v.as_u64()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| bad("parallelism"))
+                })
+                .transpose()?
+                .unwrap_or(1) as usize,
             sources: value
                 .get("sources")
                 .and_then(|v| v.as_array())

@@ -21,7 +21,7 @@ use ferris_streaming::checkpoint::{Captured, CheckpointBarrier, Restored};
 use futures::StreamExt;
 
 use crate::error::{EngineError, Result};
-use crate::job::checkpoint::{CheckpointStore, offsets_metadata};
+use crate::job::checkpoint::{CheckpointStore, merge_shares, offsets_metadata};
 use crate::job::manifest::{Manifest, now_ms};
 use crate::job::materialized::{LiveStreamWriter, MaterializedTable};
 use crate::job::record::{CheckpointInfo, JobControl, JobEnd, JobMetrics};
@@ -135,6 +135,8 @@ struct Checkpointing {
     pub interval: Duration,
     /// The plan's fingerprint, kept in every manifest.
     pub plan: String,
+    /// Its parallelism, kept in every manifest.
+    pub parallelism: usize,
     pub barrier: Arc<CheckpointBarrier>,
 }
 
@@ -154,6 +156,8 @@ pub(crate) struct CheckpointedJob {
     pub transactional: bool,
     /// The plan as checkpoints record it.
     pub fingerprint: String,
+    /// How many instances the plan runs as.
+    pub parallelism: usize,
     pub metrics: Arc<JobMetrics>,
     pub control: Arc<JobControl>,
     pub materialized: Option<Arc<MaterializedTable>>,
@@ -215,12 +219,17 @@ impl CheckpointedJob {
         let chosen = self.store.choose(&self.sources, self.transactional).await?;
         let (restored, sink_part) = match chosen {
             Some((manifest, _)) if manifest.finished => return Ok(JobEnd::Finished),
-            Some((manifest, restored)) => {
+            Some((manifest, mut restored)) => {
                 tracing::info!(
-                    "resumes from checkpoint {} ({:.1}s old)",
+                    "resumes from checkpoint {} ({:.1}s old, parallelism {})",
                     manifest.epoch,
-                    manifest.age().as_secs_f64()
+                    manifest.age().as_secs_f64(),
+                    manifest.parallelism
                 );
+                if manifest.parallelism != self.parallelism {
+                    // Each new share reads the parts that fall to it of its source's whole.
+                    restored.sources = merge_shares(&restored.sources)?;
+                }
                 (restored, Some(manifest.sink))
             }
             None => (Restored::default(), None),
@@ -245,6 +254,7 @@ impl CheckpointedJob {
             store: self.store.clone(),
             interval: self.interval,
             plan: self.fingerprint.clone(),
+            parallelism: self.parallelism,
             barrier,
         };
         run_checkpointed(stream, outputs, &self.sources, &checkpointing, &self.stops).await
@@ -404,6 +414,7 @@ fn begin(
     let manifest = Manifest {
         epoch: captured.epoch,
         plan: checkpointing.plan.clone(),
+        parallelism: checkpointing.parallelism,
         sources: captured.sources.iter().map(|(n, _)| n.clone()).collect(),
         operators: captured.operators.len(),
         sink: prepared.part.clone(),

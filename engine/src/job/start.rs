@@ -7,7 +7,7 @@ use arrow::datatypes::SchemaRef;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::physical_plan::{ExecutionPlan, displayable};
+use datafusion::physical_plan::ExecutionPlan;
 use ferris_connectors::{SinkConfig, SourceConnector};
 use ferris_streaming::WATERMARK_COLUMN;
 
@@ -131,7 +131,8 @@ impl Engine {
                         store,
                         interval,
                         transactional,
-                        fingerprint: plan_fingerprint(&prepared.plan),
+                        fingerprint: prepared.fingerprint.clone(),
+                        parallelism: prepared.parallelism,
                         metrics: metrics.clone(),
                         control: control.clone(),
                         materialized,
@@ -309,7 +310,7 @@ impl Engine {
         let store = CheckpointStore::open(&settings.dir)?;
         // The newest checkpoint tells at once whether the query changed or already ended.
         if let Some(newest) = store.manifests().await?.into_iter().next() {
-            if newest.plan != plan_fingerprint(&prepared.plan) {
+            if newest.plan != prepared.fingerprint {
                 return Err(EngineError::Checkpoint(format!(
                     "job '{name}' changed since checkpoint {} in {}: its state fits the old query only. Delete that folder to start over",
                     newest.epoch, settings.dir
@@ -405,11 +406,6 @@ enum CheckpointStart {
     },
     /// Not at all: its last run finished.
     Finished(Manifest),
-}
-
-/// What a checkpoint must match: the physical plan as it runs.
-fn plan_fingerprint(plan: &Arc<dyn ExecutionPlan>) -> String {
-    displayable(plan.as_ref()).indent(true).to_string()
 }
 
 /// The key of a `CREATE TABLE`: the select items marked `PRIMARY KEY`, or else the selected

@@ -5,8 +5,9 @@
 //! the physical plan is a DataFusion [`PhysicalOptimizerRule`]: an operator's sits in the
 //! operator's own file in `ferris_streaming` (it puts that operator in place of what
 //! DataFusion planned), the others in a file of their own here; [`streaming_rules`] lists
-//! them in the order they run; [`properties`] answers what the
-//! finished plan is (stateless, checkpointable, windowed).
+//! them in the order they run; [`parallelize`] spreads the finished plan over a parallel
+//! job's instances, after the others; [`properties`] answers what the finished plan is
+//! (stateless, checkpointable, windowed).
 
 pub mod batch_pass_through;
 pub mod parallelize;
@@ -15,10 +16,8 @@ pub mod window_clause;
 
 use std::sync::Arc;
 
-use crate::source::SourceScan;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::streaming::PartitionStream;
 use ferris_streaming::{
     AggregateSettings, LookupJoinRule, SideTime, StreamJoinRule, WindowAggregateRule,
 };
@@ -32,12 +31,6 @@ pub struct StreamingQueryPlan {
     pub stream: Option<SchemaRef>,
     /// The event times of the sources that declare one, by the schema they are read with.
     pub times: Vec<(SchemaRef, SideTime)>,
-    /// How many instances it runs as (`'parallelism'`).
-    pub parallelism: usize,
-    /// What its scans read, each with its shares when it divides (see [`parallelize`]).
-    pub sources: Vec<(SourceScan, Vec<Arc<dyn PartitionStream>>)>,
-    /// The windowed source's idle timeout.
-    pub idle_timeout: Option<std::time::Duration>,
 }
 
 /// Our rewrites of DataFusion's physical plan, in the order they run.
@@ -51,10 +44,5 @@ pub fn streaming_rules(query: StreamingQueryPlan) -> Vec<Arc<dyn PhysicalOptimiz
             settings: query.aggregate,
         }),
         Arc::new(batch_pass_through::BatchPassThrough),
-        Arc::new(parallelize::Parallelize {
-            instances: query.parallelism,
-            sources: query.sources,
-            idle_timeout: query.idle_timeout,
-        }),
     ]
 }

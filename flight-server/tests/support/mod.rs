@@ -247,7 +247,7 @@ pub fn run_killing(
 /// Waits until `child` has used `cpu` of CPU time (user and system, all threads), or for
 /// four times that in wall time while it waits on something else (a broker), or until it
 /// ends; prints which.
-fn wait_for_cpu_time(child: &Child, cpu: Duration) {
+pub fn wait_for_cpu_time(child: &Child, cpu: Duration) {
     let started = Instant::now();
     let stat = format!("/proc/{}/stat", child.id());
     let used = || -> Option<Duration> {
