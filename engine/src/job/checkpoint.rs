@@ -464,6 +464,7 @@ mod tests {
     use super::*;
     use crate::job::manifest::now_ms;
     use arrow::array::Int64Array;
+    use ferris_connectors::PartPosition;
 
     fn captured(epoch: u64) -> Captured {
         let batch = RecordBatch::try_from_iter([(
@@ -478,10 +479,43 @@ mod tests {
         }
     }
 
+    /// A checkpoint of two shares resumed at another parallelism: each source's parts put
+    /// together under its name; a file read in byte ranges cannot be.
+    #[test]
+    fn shares_positions_are_put_together_by_source() {
+        let part = |part: &str, offset| PartPosition {
+            part: part.into(),
+            offset,
+            line: 0,
+            size: 0,
+        };
+        let batch = |parts: Vec<PartPosition>| SourcePosition { parts }.to_batch();
+        let positions = HashMap::from([
+            (
+                "trades[0]".to_string(),
+                batch(vec![part("0", 10), part("2", 20)]),
+            ),
+            ("trades[1]".to_string(), batch(vec![part("1", 30)])),
+            ("quotes".to_string(), batch(vec![part("0", 5)])),
+        ]);
+        let merged = merge_shares(&positions).unwrap();
+        let mut trades = SourcePosition::from_batch(&merged["trades"]).unwrap().parts;
+        trades.sort_by(|a, b| a.part.cmp(&b.part));
+        assert_eq!(trades, vec![part("0", 10), part("1", 30), part("2", 20)]);
+        assert_eq!(merged.len(), 2);
+        let ranged = HashMap::from([(
+            "big[1]".to_string(),
+            batch(vec![part("data/big.csv#range=1/2", 700)]),
+        )]);
+        let error = merge_shares(&ranged).unwrap_err().to_string();
+        assert!(error.contains("byte ranges"), "{error}");
+    }
+
     fn manifest(epoch: u64) -> Manifest {
         Manifest {
             epoch,
             plan: "plan".into(),
+            parallelism: 1,
             sources: vec!["trades".into()],
             operators: 1,
             sink: serde_json::json!({"parts": []}),

@@ -545,6 +545,7 @@ mod tests {
             store: store.clone(),
             interval: Duration::from_millis(10),
             plan: "plan".into(),
+            parallelism: 1,
             barrier: Arc::new(CheckpointBarrier::new(Restored::default())),
         };
         let stops = Stops {
