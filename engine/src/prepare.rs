@@ -261,7 +261,7 @@ fn parallelism(options: &Options) -> Result<usize> {
 }
 
 /// The most instances a query may run as.
-const MAX_PARALLELISM: usize = 256;
+pub(crate) const MAX_PARALLELISM: usize = 256;
 
 /// How often a job checkpoints unless `'checkpoint.interval'` says.
 const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);

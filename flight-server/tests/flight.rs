@@ -684,6 +684,85 @@ async fn deploy_then_pause_resume_stop_start_and_drop_a_job() {
     query(&mut client, "DROP STREAM IF EXISTS bars").await;
 }
 
+/// A running job rescaled with `ALTER JOB`, from one instance to three and then to two,
+/// each time from a checkpoint, writes the windows one instance writes of the same input.
+#[tokio::test]
+async fn alter_job_rescales_a_running_job_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    // A file share that gets no file stops holding the watermark back after 200 ms.
+    let job = RESUMED_JOB.replace(
+        "'trades.event.time.field' = 'ts',",
+        "'trades.event.time.field' = 'ts', 'trades.watermark.idle.timeout' = '200ms',",
+    );
+    let server = Server::start_with(dir.path(), &["--state-dir", "state"]);
+    let mut client = server.client(Some(TOKEN)).await;
+    query(&mut client, &job).await;
+    let files = [(0, 20), (20, 40), (40, 60)];
+    let alters = [None, Some(3), Some(2)];
+    for (i, ((from, to), alter)) in files.iter().zip(alters).enumerate() {
+        if let Some(parallelism) = alter {
+            let reply = arrow::util::pretty::pretty_format_batches(
+                &query(
+                    &mut client,
+                    &format!("ALTER JOB bars SET PARALLELISM {parallelism}"),
+                )
+                .await,
+            )
+            .unwrap()
+            .to_string();
+            assert!(reply.contains("| bars | RUNNING |"), "{reply}");
+        }
+        std::fs::write(inbox.join(format!("{i}.csv")), trades_between(*from, *to)).unwrap();
+        query_until(&mut client, "SHOW JOB STATUS 'bars'", |t| {
+            property(t, "records_in") == Some("60")
+        })
+        .await;
+    }
+    let status = query_until(&mut client, "SHOW JOB STATUS 'bars'", |_| true).await;
+    assert!(status.contains("ExchangeExec"), "{status}");
+    // Windows up to 50 s are closed by the last file's watermark (59 s).
+    let out = dir.path().join("out");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (!out.exists() || sorted_part_lines(&out).len() < 15) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    query(&mut client, "STOP JOB bars").await;
+    query_until(&mut client, "SHOW JOBS", |t| t.contains("STOPPED")).await;
+    let kept = std::fs::read_to_string(dir.path().join("state/jobs.json")).unwrap();
+    assert!(kept.contains("'parallelism' = '2'"), "{kept}");
+
+    // One instance over the same files, read once: every window, the last one too.
+    std::fs::write(
+        dir.path().join("reference.sql"),
+        RESUMED_JOB
+            .replace(
+                "'trades.watch' = 'true', 'trades.watch.interval' = '20ms',",
+                "",
+            )
+            .replace("'out/'", "'reference/'")
+            .replace(",\n          'checkpoint.interval' = '100ms'", ""),
+    )
+    .unwrap();
+    let reference = Command::new(env!("CARGO_BIN_EXE_ferris"))
+        .args(["run", "reference.sql"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        reference.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reference.stderr)
+    );
+    let closed: Vec<String> = sorted_part_lines(&dir.path().join("reference"))
+        .into_iter()
+        .filter(|line| !line.contains("\"window_start\":\"2026-01-01T00:00:50\""))
+        .collect();
+    assert_eq!(closed.len(), 15, "{closed:?}");
+    assert_eq!(sorted_part_lines(&out), closed);
+}
+
 /// The status of the latest job called `name` in a `SHOW JOBS` table as printed (name,
 /// node, kind, status, ...).
 fn job_status<'a>(table: &'a str, name: &str) -> Option<&'a str> {

@@ -8,7 +8,9 @@
 //!   output gives each row the least watermark of all the splits feeding it, as Flink and
 //!   Arroyo merge watermarks over input channels. A split that has sent nothing yet holds
 //!   every other back; one that has ended, or has been idle for the source's idle timeout,
-//!   holds nothing back;
+//!   holds nothing back. When the merged watermark moves on without a row (a sender's
+//!   watermark, end or idleness), the output gives a batch of no rows carrying it
+//!   ([`watermark_of`]), so that windows close in an instance whose keys get no rows;
 //! - **checkpoint markers**: a sender passes a marker on once everything below the exchange
 //!   has cut and its input has nothing ready; an output that has read every sender's marker
 //!   has given on everything before the cut (see `checkpoint.rs`);
@@ -42,6 +44,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::busy::{BusyTime, Timed};
 use crate::checkpoint::{
     CheckpointBarrier, ExchangeBarrier, ExchangeLevel, OperatorInstance, SenderBarrier,
 };
@@ -55,6 +58,16 @@ pub struct WatermarkMerge {
     /// A split silent this long no longer holds the others back (the source's idle
     /// timeout); `None`: it always does until it ends.
     pub idle_timeout: Option<Duration>,
+}
+
+/// The schema metadata of a batch of no rows that only moves the watermark on.
+const WATERMARK_ONLY: &str = "ferris.exchange.watermark";
+
+/// The watermark a batch of no rows from an exchange carries, if it is one.
+pub fn watermark_of(batch: &RecordBatch) -> Option<i64> {
+    (batch.num_rows() == 0)
+        .then(|| batch.schema().metadata().get(WATERMARK_ONLY)?.parse().ok())
+        .flatten()
 }
 
 /// Batches a sender may have queued for one output before it waits.
@@ -144,6 +157,8 @@ impl ExchangeExec {
             Arc::new(ExchangeLevel(self.level.saturating_sub(1))),
         );
         let inputs = self.input.output_partitioning().partition_count();
+        // The senders' work is the job's, as its own task's is.
+        let busy = context.session_config().get_extension::<BusyTime>();
         let mut channels = Vec::new();
         let mut receivers = Vec::new();
         for _ in 0..self.output_count() {
@@ -171,7 +186,10 @@ impl ExchangeExec {
                 barrier: barrier.as_ref().map(|b| b.exchange_senders(self.level)),
                 marked: barrier.as_ref().map_or(0, |b| b.epoch()),
             };
-            tasks.spawn(sender.run());
+            match &busy {
+                Some(busy) => tasks.spawn(Timed::new(sender.run(), busy.clone())),
+                None => tasks.spawn(sender.run()),
+            };
         }
         let tasks = Arc::new(Mutex::new(tasks));
         Ok(receivers
@@ -185,6 +203,8 @@ impl ExchangeExec {
                     ended: vec![false; inputs],
                     watermarks: vec![None; inputs],
                     heard: vec![Instant::now(); inputs],
+                    given: i64::MIN,
+                    schema: self.schema(),
                     watermark: self.watermark,
                     barrier: barrier.as_ref().map(|b| b.register_exchange(self.level)),
                     output_rows: MetricBuilder::new(&self.metrics).output_rows(partition),
@@ -482,6 +502,9 @@ struct Output {
     watermarks: Vec<Option<i64>>,
     /// Per sender, when it last sent anything.
     heard: Vec<Instant>,
+    /// The merged watermark given downstream last.
+    given: i64,
+    schema: arrow::datatypes::SchemaRef,
     watermark: Option<WatermarkMerge>,
     barrier: Option<ExchangeBarrier>,
     output_rows: datafusion::physical_plan::metrics::Count,
@@ -501,8 +524,28 @@ impl fmt::Debug for Output {
 impl Output {
     async fn next(&mut self) -> Option<Result<RecordBatch>> {
         loop {
-            let (from, item) = self.receiver.recv().await?;
-            self.heard[from] = Instant::now();
+            let idle_at = self.next_idle();
+            let received = tokio::select! {
+                received = self.receiver.recv() => received,
+                _ = async {
+                    match idle_at {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    // A sender that held the watermark back has gone idle.
+                    match self.watermark_moved() {
+                        Some(batch) => return Some(Ok(batch)),
+                        None => continue,
+                    }
+                }
+            };
+            let (from, item) = received?;
+            // Only what moves the watermark counts against idleness (a checkpoint's markers
+            // come from every sender, with data or without).
+            if matches!(item, Item::Batch(_) | Item::Watermark(_)) {
+                self.heard[from] = Instant::now();
+            }
             match item {
                 Item::Batch(batch) => {
                     let batch = match self.watermark {
@@ -516,6 +559,9 @@ impl Output {
                 }
                 Item::Watermark(watermark) => {
                     self.watermarks[from] = self.watermarks[from].max(Some(watermark));
+                    if let Some(batch) = self.watermark_moved() {
+                        return Some(Ok(batch));
+                    }
                 }
                 Item::Marker(epoch) => {
                     self.marked[from] = epoch;
@@ -530,10 +576,64 @@ impl Output {
                         return None;
                     }
                     self.cut_if_complete();
+                    if let Some(batch) = self.watermark_moved() {
+                        return Some(Ok(batch));
+                    }
                 }
                 Item::Error(e) => return Some(Err(DataFusionError::Shared(e))),
             }
         }
+    }
+
+    /// Whether sender `s` is idle: silent for the source's idle timeout.
+    fn idle(&self, s: usize) -> bool {
+        self.watermark
+            .and_then(|w| w.idle_timeout)
+            .is_some_and(|timeout| self.heard[s].elapsed() >= timeout)
+    }
+
+    /// The least watermark of the senders that hold it back, leaving out `except`: those
+    /// not ended nor idle (one not heard from yet holds it back entirely); `None` when none
+    /// does.
+    fn holding(&self, except: Option<usize>) -> Option<i64> {
+        (0..self.senders)
+            .filter(|&s| Some(s) != except && !self.ended[s] && !self.idle(s))
+            .map(|s| self.watermarks[s].unwrap_or(i64::MIN))
+            .min()
+    }
+
+    /// The merged watermark: the least of the senders holding it back, else the largest
+    /// any has sent.
+    fn merged(&self) -> Option<i64> {
+        self.holding(None)
+            .or_else(|| self.watermarks.iter().flatten().copied().max())
+    }
+
+    /// When the next sender holding the watermark back goes idle, if one will.
+    fn next_idle(&self) -> Option<Instant> {
+        let timeout = self.watermark?.idle_timeout?;
+        (0..self.senders)
+            .filter(|&s| !self.ended[s] && !self.idle(s))
+            .map(|s| self.heard[s] + timeout)
+            .min()
+    }
+
+    /// A batch of no rows carrying the merged watermark, when it has moved on past the one
+    /// given last.
+    fn watermark_moved(&mut self) -> Option<RecordBatch> {
+        self.watermark?;
+        let merged = self.merged()?;
+        if merged <= self.given {
+            return None;
+        }
+        self.given = merged;
+        let mut metadata = self.schema.metadata().clone();
+        metadata.insert(WATERMARK_ONLY.into(), merged.to_string());
+        let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+            self.schema.fields().clone(),
+            metadata,
+        ));
+        Some(RecordBatch::new_empty(schema))
     }
 
     /// Cuts once every sender still running has sent its marker of the epoch being cut.
@@ -558,24 +658,18 @@ impl Output {
         merge: WatermarkMerge,
     ) -> Result<RecordBatch> {
         let column = merge.column;
-        if let Some(watermark) = batch_watermark(&batch, column) {
+        let own = batch_watermark(&batch, column);
+        if let Some(watermark) = own {
             self.watermarks[from] = self.watermarks[from].max(Some(watermark));
         }
-        let idle = |s: usize| {
-            merge
-                .idle_timeout
-                .is_some_and(|timeout| self.heard[s].elapsed() >= timeout)
-        };
-        let others = (0..self.senders)
-            .filter(|&s| s != from && !self.ended[s] && !idle(s))
-            .map(|s| self.watermarks[s].unwrap_or(i64::MIN))
-            .min();
-        let (Some(others), Some(own)) = (others, batch_watermark(&batch, column)) else {
+        let others = self.holding(Some(from));
+        let Some(own) = own else {
             return Ok(batch);
         };
-        if own <= others {
+        self.given = self.given.max(others.map_or(own, |others| own.min(others)));
+        let Some(others) = others.filter(|others| own > *others) else {
             return Ok(batch);
-        }
+        };
         let stamps = batch
             .column(column)
             .as_primitive::<TimestampMillisecondType>();

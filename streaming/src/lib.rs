@@ -18,6 +18,7 @@
 //! checkpoints, runs their clock and holds their state against the job's memory limit.
 //! Every stateful piece can be snapshotted to a `RecordBatch` and restored from it.
 
+pub mod busy;
 pub mod checkpoint;
 mod driver;
 mod error;

@@ -43,7 +43,7 @@ use ferris_connectors::changelog::{DELETE, OP_COLUMN, UPSERT};
 use crate::driver::StreamNode;
 use crate::error::StreamingError;
 use crate::event_time::{EVENT_TIME_COLUMN, WATERMARK_COLUMN, WatermarkSpec};
-use crate::exchange::ExchangeExec;
+use crate::exchange::{ExchangeExec, watermark_of};
 use crate::late::LateDataPolicy;
 use crate::operator::{OperatorState, StreamOperator};
 use crate::session_state::SessionState;
@@ -214,6 +214,11 @@ impl WindowAggregator {
 
     /// Aggregates a micro-batch; returns the rows it makes ready.
     fn process(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+        // An exchange's watermark without rows (a share moved on, ended or went idle).
+        if let Some(watermark) = watermark_of(batch) {
+            self.watermark = self.watermark.max(watermark);
+            return self.emit();
+        }
         let rows = batch.num_rows();
         let evaluate =
             |e: &Arc<dyn PhysicalExpr>| e.evaluate(batch).and_then(|v| v.into_array(rows));

@@ -9,6 +9,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::streaming::StreamingTableExec;
 use ferris_connectors::{SourceMetrics, StopSignal};
+use ferris_streaming::busy::{BusyTime, Timed};
 
 use crate::error::Result;
 
@@ -43,8 +44,8 @@ pub struct JobMetrics {
     checkpoint_held_micros: AtomicU64,
     /// Why the job is starting again, while it is.
     retrying: Mutex<Option<String>>,
-    /// Time its task spent being polled (computing), in µs.
-    busy_micros: AtomicU64,
+    /// Time its tasks spent being polled (computing): its own, and its exchanges' senders.
+    pub(crate) busy: Arc<BusyTime>,
 }
 
 /// The last checkpoint a job completed.
@@ -164,9 +165,9 @@ impl JobMetrics {
         self.checkpoints.load(Ordering::Relaxed)
     }
 
-    /// Time its task spent computing so far.
+    /// Time its tasks spent computing so far.
     pub fn busy_time(&self) -> Duration {
-        Duration::from_micros(self.busy_micros.load(Ordering::Relaxed))
+        self.busy.total()
     }
 
     /// Counts rows written by the sink.
@@ -571,10 +572,7 @@ impl RunningJob {
             outcome: Mutex::default(),
         });
         let outcome = record.clone();
-        let work = Busy {
-            work: Box::pin(work),
-            metrics: record.metrics.clone(),
-        };
+        let work = Timed::new(work, record.metrics.busy.clone());
         // Every line the job logs carries its name.
         let span = tracing::info_span!("job", job = %name);
         let task = tokio::spawn(tracing::Instrument::instrument(
@@ -631,35 +629,20 @@ impl RunningJob {
     }
 }
 
-/// A job's work, timed while it is polled: the CPU time its task takes (its operators run
-/// in it), which `SHOW JOB STATUS` reports.
-struct Busy<F> {
-    work: std::pin::Pin<Box<F>>,
-    metrics: Arc<JobMetrics>,
-}
-
-impl<F: std::future::Future> std::future::Future for Busy<F> {
-    type Output = F::Output;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        let started = Instant::now();
-        let poll = self.work.as_mut().poll(cx);
-        self.metrics
-            .busy_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        poll
-    }
-}
-
 /// A metric over every operator of the plan, combined with `combine`.
 fn metric(plan: &Arc<dyn ExecutionPlan>, name: &str, combine: fn(u64, u64) -> u64) -> u64 {
-    let own = plan
-        .metrics()
-        .and_then(|m| m.sum_by_name(name))
-        .map_or(0, |v| v.as_usize() as u64);
+    let own = match plan.metrics() {
+        // The instances of a parallel operator: a watermark is the least of theirs (one
+        // without a watermark yet holds it at 0), a count is their sum.
+        Some(metrics) if name == "watermark_ms" => metrics
+            .iter()
+            .filter(|m| m.value().name() == name)
+            .map(|m| m.value().as_usize() as u64)
+            .min()
+            .unwrap_or(0),
+        Some(metrics) => metrics.sum_by_name(name).map_or(0, |v| v.as_usize() as u64),
+        None => 0,
+    };
     plan.children()
         .into_iter()
         .map(|child| metric(child, name, combine))

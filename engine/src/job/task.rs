@@ -29,6 +29,7 @@ pub(crate) fn task_context(
     if let Some(job) = job {
         config = config
             .with_extension(job.metrics.clone())
+            .with_extension(job.metrics.busy.clone())
             .with_extension(job.control.clone());
         if let Some(barrier) = &job.barrier {
             config = config.with_extension(barrier.clone());

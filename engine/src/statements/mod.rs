@@ -4,6 +4,7 @@
 //! ([`StatementKind`]); [`STATEMENTS`] lists them, each with the keywords it starts with.
 //! Adding a statement is a file and a line in that list.
 
+pub mod alter_job;
 pub mod clauses;
 pub mod create_job;
 pub mod describe;
@@ -36,6 +37,7 @@ pub static STATEMENTS: &[StatementSyntax] = &[
     describe::SYNTAX,
     drop::SYNTAX,
     job_command::SYNTAX,
+    alter_job::SYNTAX,
 ];
 
 /// Splits `text` into statements and parses each.

@@ -73,6 +73,56 @@ fn parse_statement(
     }))
 }
 
+/// `sql` (one statement) with its `WITH (...)` options setting `key` to `value`: the
+/// value of the option replaced where it is given, else the option added first.
+pub(crate) fn with_option(sql: &str, key: &str, value: &str) -> Result<String> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| EngineError::Sql {
+            message: e.message.clone(),
+            position: at(e.location),
+        })?;
+    let text = SqlText::new(sql);
+    let sig = significant(&tokens);
+    let mut depth = 0i32;
+    let mut options = None;
+    for (i, token) in sig.iter().enumerate() {
+        match token.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+        if depth == 0
+            && word_is(Some(token), "WITH")
+            && sig.get(i + 1).is_some_and(|t| t.token == Token::LParen)
+        {
+            options = Some(i + 1);
+        }
+    }
+    let Some(open) = options else {
+        return Err(EngineError::Internal(format!(
+            "the statement has no WITH (...) options: {sql}"
+        )));
+    };
+    let quoted = format!("'{}'", value.replace('\'', "''"));
+    let given = sig[open + 1..].windows(3).find(|w| {
+        matches!(&w[0].token, Token::SingleQuotedString(k) if k.eq_ignore_ascii_case(key))
+            && w[1].token == Token::Eq
+    });
+    let mut rewritten = sql.to_string();
+    match given {
+        Some(w) => rewritten.replace_range(
+            text.offset(w[2].span.start)..text.offset(w[2].span.end),
+            &quoted,
+        ),
+        None => {
+            let after = text.offset(sig[open].span.end);
+            rewritten.insert_str(after, &format!("'{key}' = {quoted}, "));
+        }
+    }
+    Ok(rewritten)
+}
+
 /// The text being parsed, with a way from token locations to byte offsets.
 pub struct SqlText<'a> {
     /// The whole text.

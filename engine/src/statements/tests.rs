@@ -191,6 +191,24 @@ fn named_windows_and_ctes_are_left_to_datafusion() {
     assert!(query.sql.contains("WINDOW w AS"));
 }
 
+/// A kept statement gets its parallelism set: the option's value replaced where it is
+/// given, else the option added to its WITH (not to a CTE's).
+#[test]
+fn a_statement_s_option_is_set_in_its_with_clause() {
+    use crate::statements::parser::with_option;
+    let given =
+        "CREATE STREAM s AS SELECT a FROM t WITH ('t.type' = 'file_source', 'Parallelism' = '2')";
+    assert_eq!(
+        with_option(given, "parallelism", "4").unwrap(),
+        "CREATE STREAM s AS SELECT a FROM t WITH ('t.type' = 'file_source', 'Parallelism' = '4')"
+    );
+    let cte = "CREATE STREAM s AS WITH x AS (SELECT a FROM t) SELECT a FROM x\nWITH ('t.type' = 'file_source')";
+    assert_eq!(
+        with_option(cte, "parallelism", "3").unwrap(),
+        "CREATE STREAM s AS WITH x AS (SELECT a FROM t) SELECT a FROM x\nWITH ('parallelism' = '3', 't.type' = 'file_source')"
+    );
+}
+
 #[test]
 fn every_error_names_its_position() {
     let cases = [
@@ -212,6 +230,18 @@ fn every_error_names_its_position() {
             "1:17: expected AS after CREATE STREAM s, found 'SELECT'",
         ),
         ("CREATE", "1:1: expected STREAM or TABLE after CREATE"),
+        (
+            "ALTER JOB bars SET PARALLELISM 0",
+            "1:32: expected a whole number of instances from 1 to 256, found '0'",
+        ),
+        (
+            "ALTER JOB bars SET SIZE 2",
+            "1:16: expected SET PARALLELISM n after the job's name",
+        ),
+        (
+            "ALTER JOB bars SET PARALLELISM 2 NOW",
+            "1:34: expected the end of the statement after the parallelism, found 'NOW'",
+        ),
         (
             "SELECT 1\nEMIT SOMETIMES",
             "2:6: expected CHANGES or FINAL after EMIT, found 'SOMETIMES'",
