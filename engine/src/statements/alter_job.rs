@@ -86,9 +86,10 @@ impl StatementKind for AlterJob {
                 position: run.statement.position,
             };
             if engine.cluster.is_some() {
-                return Err(error(format!(
+                return Err(error(
                     "ALTER JOB is not available in a cluster yet: set 'parallelism' in the job's statement, DROP it and create it again (its checkpoints go with it), or run it outside the cluster"
-                )));
+                        .into(),
+                ));
             }
             let Some(job) = engine.latest_job(name) else {
                 return Err(error(format!("no job '{name}' (SHOW JOBS lists them)")));
