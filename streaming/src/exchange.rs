@@ -48,7 +48,7 @@ use crate::busy::{BusyTime, Timed};
 use crate::checkpoint::{
     CheckpointBarrier, ExchangeBarrier, ExchangeLevel, OperatorInstance, SenderBarrier,
 };
-use crate::driver::context_with;
+use crate::task_context::context_with;
 
 /// How an exchange merges the watermarks stamped on its rows.
 #[derive(Debug, Clone, Copy)]

@@ -33,6 +33,7 @@ mod session_state;
 mod sliced_state;
 mod state_memory;
 mod stream_join;
+mod task_context;
 #[cfg(test)]
 mod test_util;
 pub mod window;

@@ -32,9 +32,10 @@ use datafusion::physical_plan::{
     apply_expression_roots, collect,
 };
 
-use crate::driver::{StreamNode, context_with};
+use crate::driver::StreamNode;
 use crate::join_keys::{BatchKeys, JoinKeys, KeyIndex};
 use crate::operator::StreamOperator;
+use crate::task_context::context_with;
 
 /// Marks a task context in which sources are read as a lookup table: whole, from their
 /// start, on every run, and never cut by a checkpoint.
