@@ -485,6 +485,9 @@ fn consumer_defaults(config: &KafkaSourceConfig) -> Vec<(&str, &str)> {
         ("group.id", config.group_id.as_str()),
         // Offsets are committed by the job, after the sink has the results.
         ("enable.auto.commit", "false"),
+        // With its queue full, librdkafka waits this long before it fetches again (1 s by
+        // default): a reader that takes its messages as fast as they come would sit idle.
+        ("fetch.queue.backoff.ms", "10"),
         ("auto.offset.reset", config.offset_reset.property()),
         // A bounded read ends at the partition ends that fetches report.
         (
