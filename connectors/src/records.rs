@@ -84,6 +84,16 @@ impl RecordSplitter {
                 reader.reset();
                 let (result, consumed, _, _) = reader.read_record(buf, fields, ends);
                 match result {
+                    // A record ended by CR takes the LF of a CRLF with it, so that every
+                    // record but the first of a line-broken text starts after a LF (as byte
+                    // ranges of a file assume).
+                    csv_core::ReadRecordResult::Record if buf[..consumed].ends_with(b"\r") => {
+                        return match buf.get(consumed) {
+                            Some(b'\n') => Some(consumed + 1),
+                            Some(_) => Some(consumed),
+                            None => None,
+                        };
+                    }
                     csv_core::ReadRecordResult::Record => return Some(consumed),
                     csv_core::ReadRecordResult::InputEmpty | csv_core::ReadRecordResult::End => {
                         return None;

@@ -248,7 +248,8 @@ fn parallelism(options: &Options) -> Result<usize> {
         return Ok(1);
     };
     if option.value.eq_ignore_ascii_case("auto") {
-        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        return Ok(cores.min(MAX_PARALLELISM));
     }
     match option.value.parse::<usize>() {
         Ok(n) if (1..=MAX_PARALLELISM).contains(&n) => Ok(n),

@@ -15,8 +15,8 @@
 //! at the levels below it has cut (and its own input has nothing ready); each output of the
 //! exchange counts as cut once it has read every sender's marker, so an operator knows its
 //! input is complete once every source and every exchange up to its level has cut. Sources
-//! hold back until the checkpoint is written, so no alignment buffering is needed: nothing
-//! follows a marker before the release.
+//! hold back until the job releases the cut (once the sink has prepared its output), so no
+//! alignment buffering is needed: nothing follows a marker before the release.
 //!
 //! ```
 //! use std::sync::Arc;

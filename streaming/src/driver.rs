@@ -143,7 +143,15 @@ fn restore_rescaled(
     };
     let parts = snapshots
         .iter()
-        .map(|snapshot| rows_of_instance(snapshot, &keys, instance))
+        .map(|snapshot| {
+            if keys.iter().any(|&k| k >= snapshot.num_columns()) {
+                return Err(DataFusionError::Plan(format!(
+                    "{operator}: a checkpointed snapshot has {} columns, fewer than this query's state",
+                    snapshot.num_columns()
+                )));
+            }
+            rows_of_instance(snapshot, &keys, instance)
+        })
         .collect::<Result<Vec<_>>>()?;
     state.restore_parts(&parts)
 }

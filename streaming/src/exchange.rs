@@ -186,9 +186,10 @@ impl ExchangeExec {
                 barrier: barrier.as_ref().map(|b| b.exchange_senders(self.level)),
                 marked: barrier.as_ref().map_or(0, |b| b.epoch()),
             };
+            let work = sender.run_reporting_panics();
             match &busy {
-                Some(busy) => tasks.spawn(Timed::new(sender.run(), busy.clone())),
-                None => tasks.spawn(sender.run()),
+                Some(busy) => tasks.spawn(Timed::new(work, busy.clone())),
+                None => tasks.spawn(work),
             };
         }
         let tasks = Arc::new(Mutex::new(tasks));
@@ -203,6 +204,8 @@ impl ExchangeExec {
                     ended: vec![false; inputs],
                     watermarks: vec![None; inputs],
                     heard: vec![Instant::now(); inputs],
+                    // Until it is first polled, nobody listens either.
+                    returned: Some(Instant::now()),
                     given: i64::MIN,
                     schema: self.schema(),
                     watermark: self.watermark,
@@ -341,6 +344,28 @@ struct Sender {
 }
 
 impl Sender {
+    /// Runs the sender; a panic in its input (an operator's, a function's) reaches every
+    /// output as an error, instead of a sender gone silent that every checkpoint waits for.
+    async fn run_reporting_panics(self) {
+        let (index, outputs) = (self.index, self.outputs.clone());
+        if let Err(panic) = std::panic::AssertUnwindSafe(self.run())
+            .catch_unwind()
+            .await
+        {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic");
+            let error = Arc::new(DataFusionError::Execution(format!(
+                "an exchange's input partition {index} failed: {why}"
+            )));
+            for output in outputs {
+                let _ = output.send((index, Item::Error(error.clone()))).await;
+            }
+        }
+    }
+
     async fn run(mut self) {
         loop {
             let due = self
@@ -502,6 +527,8 @@ struct Output {
     watermarks: Vec<Option<i64>>,
     /// Per sender, when it last sent anything.
     heard: Vec<Instant>,
+    /// When `next` last returned.
+    returned: Option<Instant>,
     /// The merged watermark given downstream last.
     given: i64,
     schema: arrow::datatypes::SchemaRef,
@@ -523,9 +550,25 @@ impl fmt::Debug for Output {
 
 impl Output {
     async fn next(&mut self) -> Option<Result<RecordBatch>> {
+        // While the operator above worked (or the job committed), nobody listened: that
+        // time is no sender's silence.
+        if let Some(returned) = self.returned.take() {
+            let gap = returned.elapsed();
+            for heard in &mut self.heard {
+                *heard += gap;
+            }
+        }
+        let next = self.next_item().await;
+        self.returned = Some(Instant::now());
+        next
+    }
+
+    async fn next_item(&mut self) -> Option<Result<RecordBatch>> {
         loop {
             let idle_at = self.next_idle();
             let received = tokio::select! {
+                // What has come first: it may show a sender is not idle after all.
+                biased;
                 received = self.receiver.recv() => received,
                 _ = async {
                     match idle_at {
@@ -540,7 +583,14 @@ impl Output {
                     }
                 }
             };
-            let (from, item) = received?;
+            let Some((from, item)) = received else {
+                // Every sender gone: each ends with End, so one that did not was lost.
+                return (!self.ended.iter().all(|e| *e)).then(|| {
+                    Err(DataFusionError::Execution(
+                        "an exchange's input stopped without ending".into(),
+                    ))
+                });
+            };
             // Only what moves the watermark counts against idleness (a checkpoint's markers
             // come from every sender, with data or without).
             if matches!(item, Item::Batch(_) | Item::Watermark(_)) {

@@ -440,9 +440,16 @@ impl OperatorState for WindowAggregator {
             return Ok(());
         };
         let merged = arrow::compute::concat_batches(&first.schema(), parts)?;
-        let starts = merged
-            .column(0)
-            .as_primitive::<arrow::datatypes::Int64Type>();
+        let Some(starts) = merged
+            .columns()
+            .first()
+            .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>())
+        else {
+            return Err(StreamingError::Snapshot(
+                "the window state's columns differ from this query's".into(),
+            )
+            .into());
+        };
         let mut order: Vec<u32> = (0..merged.num_rows() as u32).collect();
         order.sort_by_key(|&row| starts.value(row as usize));
         let merged =

@@ -166,7 +166,10 @@ impl FileSource {
                         Some((name, range)) => (name, Some(range)),
                         None => (p.part.as_str(), None),
                     };
-                    if range != self.share.and_then(FileShare::range_tag).as_deref() {
+                    let whole_and_done = range.is_none() && p.size > 0 && p.offset >= p.size;
+                    if range != self.share.and_then(FileShare::range_tag).as_deref()
+                        && !whole_and_done
+                    {
                         return None;
                     }
                     let path = Path::parse(name).unwrap_or_else(|_| Path::from(name));
@@ -179,6 +182,35 @@ impl FileSource {
             listed: false,
             drained: false,
         }
+    }
+}
+
+impl FileSource {
+    /// A checkpoint's position must have read each file as this share reads it: whole, or
+    /// in the same byte range (the count of instances and files decides). A file read to its
+    /// end counts as read whichever way.
+    fn check_read_the_same_way(&self, position: &SourcePosition) -> Result<()> {
+        let own = self.share.and_then(FileShare::range_tag);
+        for part in &position.parts {
+            let (path, range) = match part.part.rsplit_once(RANGE_TAG) {
+                Some((path, range)) => (path, Some(range)),
+                None => (part.part.as_str(), None),
+            };
+            let whole_and_done = range.is_none() && part.size > 0 && part.offset >= part.size;
+            if range != own.as_deref() && !whole_and_done && range.is_some() == own.is_some() {
+                continue;
+            }
+            if range != own.as_deref() && !whole_and_done {
+                return Err(ConnectorError::Config(format!(
+                    "source '{}': its checkpoint read {path} {} and this run reads it {}: resume with the parallelism and the files it had, or delete the job's checkpoints to start over",
+                    self.config.name,
+                    range.map_or("whole".to_string(), |r| format!("in byte range {r}")),
+                    own.as_deref()
+                        .map_or("whole".to_string(), |r| format!("in byte range {r}")),
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -259,6 +291,9 @@ impl SourceConnector for FileSource {
         metrics: Arc<SourceMetrics>,
     ) -> Result<Box<dyn SourceReader>> {
         let start = SourcePosition::default();
+        if let Some(position) = position {
+            self.check_read_the_same_way(position)?;
+        }
         Ok(Box::new(self.reader_from(
             position.unwrap_or(&start),
             stop,

@@ -5,7 +5,7 @@
 //!
 //! It runs last, on the finished streaming plan, so that every other rule sees the plan of
 //! one instance. Which distribution an operator needs is its own
-//! `required_input_distribution`; the operators that run as many instances are listed in
+//! `input_distribution_requirements`; the operators that run as many instances are listed in
 //! [`runs_in_parallel`], and every other one gets its input merged.
 
 use std::sync::Arc;
