@@ -15,7 +15,7 @@ use ferris_connectors::kafka::{PartitionDetail, TopicSummary};
 use crate::catalog::{Catalog, CatalogEntry, EntryKind};
 use crate::cluster::{JobSummary, NodeSummary, Placement};
 use crate::error::{EngineError, Result};
-use crate::job::OperatorCounters;
+use crate::job::{InstanceCounters, OperatorCounters};
 
 fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
     let schema = Schema::new(
@@ -254,6 +254,7 @@ fn timestamp_text(millis: u64) -> Result<String> {
 pub(crate) fn show_job_status(
     job: &JobSummary,
     operators: &[OperatorCounters],
+    instances: &[InstanceCounters],
     placements: &[Placement],
 ) -> Result<RecordBatch> {
     let optional = |n: Option<u64>| n.map_or(String::new(), |n| n.to_string());
@@ -306,6 +307,21 @@ pub(crate) fn show_job_status(
                 count(op.records_in),
                 count(op.records_out),
                 op.errors
+            ),
+        ));
+    }
+    // Then each instance's share of the work.
+    for i in instances {
+        properties.push((
+            format!("instance_{}", i.instance),
+            format!(
+                "records_in={} lag={} watermark={} state_bytes={} peak_state_bytes={} cpu_seconds={:.3}",
+                i.records_in,
+                i.lag,
+                timestamp_text(i.watermark_ms)?,
+                i.state_bytes,
+                i.peak_state_bytes,
+                i.busy.as_secs_f64()
             ),
         ));
     }

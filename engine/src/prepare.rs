@@ -261,8 +261,8 @@ fn parallelism(options: &Options) -> Result<usize> {
     }
 }
 
-/// The most instances a query may run as.
-pub(crate) const MAX_PARALLELISM: usize = 256;
+/// The most instances a query may run as: one per key group.
+pub(crate) const MAX_PARALLELISM: usize = ferris_streaming::key_groups::KEY_GROUPS;
 
 /// How often a job checkpoints unless `'checkpoint.interval'` says.
 const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);

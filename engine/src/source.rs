@@ -187,7 +187,10 @@ impl PartitionStream for SourcePartition {
         let metrics = ctx
             .session_config()
             .get_extension::<JobMetrics>()
-            .map(|job| job.register_source(&instance, &self.schema))
+            .map(|job| {
+                let index = self.share.map_or(0, |share| share.index);
+                job.register_source(&instance, index, &self.schema)
+            })
             .unwrap_or_default();
         // A job that checkpoints cuts its sources at its barrier, and may restore them; a
         // lookup table is read whole on every start instead.

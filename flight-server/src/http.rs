@@ -14,7 +14,9 @@ use hyper_util::rt::TokioIo;
 
 use ferris_engine::JobProgress;
 use ferris_engine::job::manifest::now_ms;
-use ferris_engine::job::{CheckpointInfo, JobRecord, JobStatus, OperatorCounters};
+use ferris_engine::job::{
+    CheckpointInfo, InstanceCounters, JobRecord, JobStatus, OperatorCounters,
+};
 
 /// What the endpoint reports on: the server's readiness and its jobs; and what the API runs
 /// its SQL through.
@@ -102,19 +104,28 @@ fn per_operator(job: &JobView, value: fn(&OperatorCounters) -> Option<u64>) -> V
         .collect()
 }
 
+/// A family's sample per instance of the job, where `value` knows one.
+fn per_instance(job: &JobView, value: fn(&InstanceCounters) -> Option<f64>) -> Vec<Sample> {
+    job.instances
+        .iter()
+        .filter_map(|i| value(i).map(|v| (vec![("instance", i.instance.to_string())], v)))
+        .collect()
+}
+
 /// A job as one scrape sees it: its counters read once (they walk the plan's metrics).
 struct JobView<'a> {
     record: &'a JobRecord,
     progress: JobProgress,
     checkpoint: Option<CheckpointInfo>,
     operators: Vec<OperatorCounters>,
+    instances: Vec<InstanceCounters>,
     lag: Vec<(String, i32, i64)>,
 }
 
 /// Every job's counters in the Prometheus text format.
 async fn metrics(service: &impl Monitored) -> String {
     let jobs = service.job_records().await;
-    let families: [Family; 16] = [
+    let families: [Family; 22] = [
         (
             "ferris_job_records_in_total",
             "counter",
@@ -235,6 +246,47 @@ async fn metrics(service: &impl Monitored) -> String {
             "Records an operator could not use: malformed (a source) or late (windows).",
             |job| per_operator(job, |op| Some(op.errors)),
         ),
+        (
+            "ferris_instance_records_in_total",
+            "counter",
+            "Valid records an instance's shares of the sources read.",
+            |job| per_instance(job, |i| Some(i.records_in as f64)),
+        ),
+        (
+            "ferris_instance_consumer_lag",
+            "gauge",
+            "Messages of an instance's Kafka partitions after its position in them.",
+            |job| per_instance(job, |i| Some(i.lag as f64)),
+        ),
+        (
+            "ferris_instance_watermark_delay_seconds",
+            "gauge",
+            "How far an instance's windows' watermark is behind the clock.",
+            |job| {
+                per_instance(job, |i| {
+                    (i.watermark_ms > 0)
+                        .then(|| now_ms().saturating_sub(i.watermark_ms) as f64 / 1000.0)
+                })
+            },
+        ),
+        (
+            "ferris_instance_state_bytes",
+            "gauge",
+            "Bytes of keyed state an instance's operators hold now.",
+            |job| per_instance(job, |i| Some(i.state_bytes as f64)),
+        ),
+        (
+            "ferris_instance_state_bytes_peak",
+            "gauge",
+            "Most bytes of keyed state an instance's operators held at once.",
+            |job| per_instance(job, |i| Some(i.peak_state_bytes as f64)),
+        ),
+        (
+            "ferris_instance_busy_seconds_total",
+            "counter",
+            "Time an instance's tasks spent computing.",
+            |job| per_instance(job, |i| Some(i.busy.as_secs_f64())),
+        ),
     ];
     let views: Vec<JobView> = jobs
         .iter()
@@ -243,6 +295,7 @@ async fn metrics(service: &impl Monitored) -> String {
             progress: record.progress(),
             checkpoint: record.metrics().last_checkpoint(),
             operators: record.operators(),
+            instances: record.instances(),
             lag: record.metrics().lag(),
         })
         .collect();

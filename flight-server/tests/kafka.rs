@@ -1035,6 +1035,78 @@ fn metrics_show_each_partition_s_lag_and_each_operator_s_records() {
     wait_for_lag(0);
 }
 
+/// A job of two instances reports each: what its partitions gave it, its lag, its windows'
+/// state and watermark, and its tasks' time, in `/metrics` and `SHOW JOB STATUS`.
+#[test]
+fn metrics_show_each_instance_of_a_parallel_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = topic("instances", 4);
+    let server = Server::spawn(dir.path(), &["--http", "127.0.0.1:0"]);
+    let http = server.http.clone().unwrap();
+    server.sql(&format!(
+        "CREATE STREAM split_bars AS {BARS_QUERY} WITH (
+           'trades.type' = 'kafka_source', 'trades.bootstrap.servers' = '{}',
+           'trades.topic' = '{input}', 'trades.group.id' = '{input}-instances',
+           'trades.schema' = 'symbol VARCHAR, price DECIMAL(10,2), qty BIGINT, ts BIGINT',
+           'trades.event.time.field' = 'ts', 'trades.kafka.session.timeout.ms' = '6000',
+           'trades.watermark.idle.timeout' = '200ms', 'parallelism' = '2',
+           'split_bars.type' = 'file_sink', 'split_bars.path' = 'split_bars/')",
+        bootstrap()
+    ));
+    produce_trades(&input, json_value, b"");
+    let sample = |metrics: &str, family: &str, instance: usize| {
+        let prefix = format!("{family}{{job=\"split_bars\",instance=\"{instance}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .map(|value| value.parse::<f64>().unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let metrics = loop {
+        let metrics = http_get(&http, "/metrics").1;
+        let read: Vec<f64> = (0..2)
+            .filter_map(|i| sample(&metrics, "ferris_instance_records_in_total", i))
+            .collect();
+        if read.iter().sum::<f64>() == ROWS as f64 {
+            break metrics;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Each instance reads two of the four partitions, holds windows of the symbols hashed
+    // to it, and computed; neither has a third sibling.
+    for i in 0..2 {
+        let value = |family| {
+            sample(&metrics, family, i).unwrap_or_else(|| panic!("{family}[{i}]: {metrics}"))
+        };
+        assert!(value("ferris_instance_records_in_total") > 0.0, "{metrics}");
+        assert_eq!(value("ferris_instance_consumer_lag"), 0.0, "{metrics}");
+        assert!(value("ferris_instance_state_bytes_peak") > 0.0, "{metrics}");
+        assert!(
+            value("ferris_instance_busy_seconds_total") > 0.0,
+            "{metrics}"
+        );
+        assert!(
+            value("ferris_instance_watermark_delay_seconds") > 0.0,
+            "{metrics}"
+        );
+    }
+    assert_eq!(
+        sample(&metrics, "ferris_instance_records_in_total", 2),
+        None
+    );
+    let status = server.sql("SHOW JOB STATUS 'split_bars'");
+    for i in 0..2 {
+        let row = status
+            .lines()
+            .find(|line| line.contains(&format!("| instance_{i} ")))
+            .unwrap_or_else(|| panic!("instance_{i}: {status}"));
+        assert!(row.contains("lag=0 "), "{status}");
+        assert!(!row.contains("records_in=0 "), "{status}");
+    }
+    assert!(!status.contains("instance_2"), "{status}");
+}
+
 #[test]
 fn a_topic_joined_to_a_table_writes_each_batch_s_rows_at_once_and_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
@@ -1128,9 +1200,9 @@ fn an_interval_join_lets_rows_go_on_a_topic_of_one_partition_only() {
 }
 
 #[test]
-fn two_topics_joined_write_each_pair_once_and_keep_their_rows_across_a_kill() {
+fn two_topics_joined_write_each_pair_once_and_keep_their_rows_across_a_kill_and_a_rescale() {
     let dir = tempfile::tempdir().unwrap();
-    let (trades, sectors) = (topic("joined_trades", 1), topic("joined_sectors", 1));
+    let (trades, sectors) = (topic("joined_trades", 3), topic("joined_sectors", 3));
     let source = |name: &str, topic: &str, schema: &str| {
         let options = kafka_source_options(name, topic, schema);
         format!(
@@ -1176,8 +1248,13 @@ fn two_topics_joined_write_each_pair_once_and_keep_their_rows_across_a_kill() {
         // Dropped: killed with SIGKILL. Its output is committed, so is a checkpoint with it.
     }
     // Started again, the job resumes from that checkpoint: the sectors are not read again,
-    // the join's state has them, and new trades join with them.
+    // the join's state has them. Rescaled to three instances, each takes the kept rows of
+    // its key groups, and new trades join with them.
     let server = Server::spawn(dir.path(), &["--state-dir", "state"]);
+    let altered = server.sql("ALTER JOB enriched SET PARALLELISM 3");
+    assert!(altered.contains("RUNNING"), "{altered}");
+    let status = server.sql("SHOW JOB STATUS 'enriched'");
+    assert!(status.contains("instance_2"), "{status}");
     produce_trades(&trades, json_value, b"");
     let lines = support::wait_for_part_lines(&out, 2 * per_round);
     // Written once each: nothing doubled by the restart (give doubles time to show).

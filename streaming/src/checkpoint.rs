@@ -43,6 +43,8 @@ use arrow::record_batch::RecordBatch;
 use datafusion::execution::TaskContext;
 use tokio::sync::watch;
 
+use crate::key_groups;
+
 /// State read back from a checkpoint, handed to the operators and sources that registered
 /// in the same order as when it was taken.
 #[derive(Debug, Default, Clone)]
@@ -120,8 +122,9 @@ impl OperatorInstance {
 pub enum RestoredState {
     /// Its own snapshot: the checkpoint was taken at the same parallelism.
     Own(RecordBatch),
-    /// The snapshots of every instance the operator had when the checkpoint was taken, at
-    /// another parallelism: the instance takes the rows of its own keys.
+    /// The snapshots of the instances the operator had when the checkpoint was taken, at
+    /// another parallelism, whose key groups overlap this instance's: it takes the rows of
+    /// its own key groups.
     Rescaled(Vec<RecordBatch>),
 }
 
@@ -243,7 +246,22 @@ impl CheckpointBarrier {
             match snapshots.get(instance.index) {
                 // Taken at the same parallelism: this instance's own.
                 Some(own) if snapshots.len() == instance.count => RestoredState::Own(own.clone()),
-                _ => RestoredState::Rescaled(snapshots.clone()),
+                // Of another parallelism: the snapshots of the old instances whose key
+                // groups overlap its own.
+                _ => RestoredState::Rescaled(
+                    snapshots
+                        .iter()
+                        .enumerate()
+                        .filter(|(index, _)| {
+                            let old = OperatorInstance {
+                                index: *index,
+                                count: snapshots.len(),
+                            };
+                            key_groups::overlaps(old, instance)
+                        })
+                        .map(|(_, snapshot)| snapshot.clone())
+                        .collect(),
+                ),
             }
         });
         OperatorBarrier {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -28,7 +28,6 @@ use futures::{FutureExt, StreamExt};
 use crate::checkpoint::{
     CheckpointBarrier, OperatorBarrier, OperatorInstance, RestoredState, barrier_changed,
 };
-use crate::exchange::rows_of_instance;
 use crate::operator::{OperatorState, StreamOperator};
 use crate::state_memory::StateMemory;
 
@@ -83,7 +82,14 @@ impl StreamNode {
                     match restored {
                         RestoredState::Own(snapshot) => state.restore(&snapshot),
                         RestoredState::Rescaled(snapshots) => {
-                            restore_rescaled(O::NAME, state, &snapshots, instance)
+                            state.restore_rescaled(&snapshots, instance).map_err(|e| {
+                                e.context(format!(
+                                    "{}: taking up its state as instance {} of {}",
+                                    O::NAME,
+                                    instance.index,
+                                    instance.count
+                                ))
+                            })
                         }
                     }
                 })?
@@ -123,37 +129,6 @@ impl StreamNode {
             output,
         )))
     }
-}
-
-/// Restores `instance` of an operator from the snapshots of a checkpoint taken at another
-/// parallelism: the rows of the keys that fall to it now, routed as the exchange before it
-/// routes rows.
-fn restore_rescaled(
-    operator: &str,
-    state: &mut dyn OperatorState,
-    snapshots: &[RecordBatch],
-    instance: OperatorInstance,
-) -> Result<()> {
-    let Some(keys) = state.snapshot_keys() else {
-        return Err(DataFusionError::Plan(format!(
-            "{operator}: its state was checkpointed as {} instances and cannot be taken up by {}: only keyed aggregates change their parallelism; start the job at its old parallelism, or delete its checkpoints to start over",
-            snapshots.len(),
-            instance.count
-        )));
-    };
-    let parts = snapshots
-        .iter()
-        .map(|snapshot| {
-            if keys.iter().any(|&k| k >= snapshot.num_columns()) {
-                return Err(DataFusionError::Plan(format!(
-                    "{operator}: a checkpointed snapshot has {} columns, fewer than this query's state",
-                    snapshot.num_columns()
-                )));
-            }
-            rows_of_instance(snapshot, &keys, instance)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    state.restore_parts(&parts)
 }
 
 /// An operator's state held against the memory limit, and its state metrics.

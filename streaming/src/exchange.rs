@@ -1,8 +1,9 @@
 //! Moves rows between the parallel instances of a plan: [`ExchangeExec`].
 //!
 //! An exchange reads every partition of its input on a task of its own (a sender) and
-//! hands each row to one of its outputs: by the hash of a key (so that each key's state
-//! lives in one instance of the operator above), or all to one output (a merge). Along with
+//! hands each row to one of its outputs: by its key's group (so that each key's state lives
+//! in one instance of the operator above: see `key_groups.rs`), or all to one output (a
+//! merge). Along with
 //! the rows it carries what the rows alone cannot:
 //! - **watermarks**: rows stamped at a source carry the watermark of their own split; an
 //!   output gives each row the least watermark of all the splits feeding it, as Flink and
@@ -30,11 +31,9 @@ use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
-use datafusion::physical_plan::repartition::BatchPartitioner;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
@@ -45,9 +44,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::busy::{BusyTime, Timed};
-use crate::checkpoint::{
-    CheckpointBarrier, ExchangeBarrier, ExchangeLevel, OperatorInstance, SenderBarrier,
-};
+use crate::checkpoint::{CheckpointBarrier, ExchangeBarrier, ExchangeLevel, SenderBarrier};
+use crate::key_groups;
 use crate::task_context::context_with;
 
 /// How an exchange merges the watermarks stamped on its rows.
@@ -76,8 +74,9 @@ const CHANNEL_BATCHES: usize = 4;
 /// Where an exchange sends each row.
 #[derive(Debug, Clone)]
 pub enum ExchangeRouting {
-    /// By the hash of these expressions, over this many outputs (DataFusion's hash, so
-    /// that the outputs are `Partitioning::Hash`).
+    /// By the key group of these expressions, over this many outputs: hash partitioned,
+    /// though not by DataFusion's hash modulo the outputs (each output owns a range of key
+    /// groups, so that state moves between parallelisms by key group).
     Hash(Vec<Arc<dyn PhysicalExpr>>, usize),
     /// Everything to one output.
     Merge,
@@ -172,13 +171,12 @@ impl ExchangeExec {
                 index: partition,
                 input: self.input.execute(partition, below.clone())?,
                 outputs: channels.clone(),
-                partitioner: match &self.routing {
-                    ExchangeRouting::Hash(exprs, n) => Some(BatchPartitioner::try_new(
-                        Partitioning::Hash(exprs.clone(), *n),
-                        MetricBuilder::new(&self.metrics).subset_time("route_time", partition),
-                        partition,
-                        inputs,
-                    )?),
+                keys: match &self.routing {
+                    ExchangeRouting::Hash(exprs, _) => Some(KeyRouting {
+                        exprs: exprs.clone(),
+                        time: MetricBuilder::new(&self.metrics)
+                            .subset_time("route_time", partition),
+                    }),
                     ExchangeRouting::Merge => None,
                 },
                 watermark: self.watermark.map(|w| w.column),
@@ -188,7 +186,7 @@ impl ExchangeExec {
             };
             let work = sender.run_reporting_panics();
             match &busy {
-                Some(busy) => tasks.spawn(Timed::new(work, busy.clone())),
+                Some(busy) => tasks.spawn(Timed::of_instance(work, busy.clone(), partition)),
                 None => tasks.spawn(work),
             };
         }
@@ -334,7 +332,7 @@ struct Sender {
     input: SendableRecordBatchStream,
     outputs: Vec<mpsc::Sender<(usize, Item)>>,
     /// `None`: a merge.
-    partitioner: Option<BatchPartitioner>,
+    keys: Option<KeyRouting>,
     watermark: Option<usize>,
     /// The watermark last sent to each output.
     sent_watermarks: Vec<i64>,
@@ -434,14 +432,10 @@ impl Sender {
             .watermark
             .and_then(|column| batch_watermark(&batch, column));
         let mut parts = Vec::new();
-        match &mut self.partitioner {
+        match &self.keys {
             None => parts.push((0, batch)),
-            Some(partitioner) => {
-                let routed = partitioner.partition_iter(batch).and_then(|parts| {
-                    parts
-                        .filter(|p| p.as_ref().map_or(true, |(_, b)| b.num_rows() > 0))
-                        .collect::<Result<Vec<_>>>()
-                });
+            Some(keys) => {
+                let routed = keys.route(&batch, self.outputs.len());
                 match routed {
                     Ok(routed) => parts = routed,
                     Err(e) => {
@@ -480,32 +474,35 @@ impl Sender {
     }
 }
 
-/// The rows of `batch` whose key (the columns `keys`) falls to `instance`, by the routing
-/// of a hash exchange over its count of outputs.
-pub(crate) fn rows_of_instance(
-    batch: &RecordBatch,
-    keys: &[usize],
-    instance: OperatorInstance,
-) -> Result<RecordBatch> {
-    let schema = batch.schema();
-    let exprs = keys
-        .iter()
-        .map(|&i| Arc::new(Column::new(schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
-        .collect();
-    let mut partitioner = BatchPartitioner::try_new(
-        Partitioning::Hash(exprs, instance.count),
-        Default::default(),
-        0,
-        1,
-    )?;
-    let mut rows = vec![RecordBatch::new_empty(schema.clone())];
-    for part in partitioner.partition_iter(batch.clone())? {
-        let (output, part) = part?;
-        if output == instance.index {
-            rows.push(part);
+/// How a hash exchange's sender routes rows: by the key group of `exprs`.
+struct KeyRouting {
+    exprs: Vec<Arc<dyn PhysicalExpr>>,
+    time: datafusion::physical_plan::metrics::Time,
+}
+
+impl KeyRouting {
+    /// The rows of `batch` for each of `outputs` that gets any.
+    fn route(&self, batch: &RecordBatch, outputs: usize) -> Result<Vec<(usize, RecordBatch)>> {
+        let _timer = self.time.timer();
+        let columns = self
+            .exprs
+            .iter()
+            .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
+            .collect::<Result<Vec<_>>>()?;
+        let mut parts = Vec::new();
+        for (output, rows) in key_groups::route(&columns, batch.num_rows(), outputs)?
+            .into_iter()
+            .enumerate()
+        {
+            if rows.len() == batch.num_rows() {
+                parts.push((output, batch.clone()));
+            } else if !rows.is_empty() {
+                let rows = arrow::array::UInt32Array::from(rows);
+                parts.push((output, arrow::compute::take_record_batch(batch, &rows)?));
+            }
         }
+        Ok(parts)
     }
-    Ok(arrow::compute::concat_batches(&schema, &rows)?)
 }
 
 /// The largest watermark stamped in `column` of `batch` (the last row's: they only grow).

@@ -26,6 +26,7 @@ pub mod event_time;
 mod exchange;
 mod join_keys;
 mod join_time_bounds;
+pub mod key_groups;
 pub mod late;
 mod lookup_join;
 mod operator;

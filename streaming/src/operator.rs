@@ -11,6 +11,8 @@ use std::time::Duration;
 use arrow::record_batch::RecordBatch;
 use datafusion::error::Result;
 
+use crate::checkpoint::OperatorInstance;
+
 /// One running operator's own work, fed by the driver.
 pub(crate) trait StreamOperator: Send + 'static {
     /// Its plan node's name, which also names its state's memory reservation and errors.
@@ -68,18 +70,12 @@ pub(crate) trait OperatorState: Send {
         None
     }
 
-    /// The columns of its snapshot holding the key of each row, if every row belongs to
-    /// one key (a keyed aggregate's): a restore at another parallelism routes rows by them.
-    /// `None`: its state cannot change parallelism.
-    fn snapshot_keys(&self) -> Option<Vec<usize>> {
-        None
-    }
-
-    /// Takes the state of the rows of several snapshots (its own keys' rows, from each
-    /// instance the job had at another parallelism), before the first batch.
-    fn restore_parts(&mut self, _parts: &[RecordBatch]) -> Result<()> {
-        Err(datafusion::error::DataFusionError::Plan(
-            "this operator's state cannot change parallelism".into(),
-        ))
-    }
+    /// Takes up, before the first batch, the state of its key groups from the snapshots of
+    /// a checkpoint taken at another parallelism: those of the old instances whose key
+    /// groups overlap its own (see `key_groups.rs`).
+    fn restore_rescaled(
+        &mut self,
+        snapshots: &[RecordBatch],
+        instance: OperatorInstance,
+    ) -> Result<()>;
 }

@@ -10,11 +10,13 @@ use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, Gauge, MetricB
 use crate::error::StreamingError;
 
 /// One running operator's state size: reserved in the task's memory pool (whose limit is
-/// the job's `'state.memory.limit'`) and kept as its `peak_state_bytes` metric.
+/// the job's `'state.memory.limit'`) and kept as its `state_bytes` (now) and
+/// `peak_state_bytes` metrics.
 #[derive(Debug)]
 pub(crate) struct StateMemory {
     operator: &'static str,
     reservation: MemoryReservation,
+    now: Gauge,
     peak: Gauge,
 }
 
@@ -29,12 +31,14 @@ impl StateMemory {
             operator,
             reservation: MemoryConsumer::new(format!("{operator}[{partition}]"))
                 .register(context.memory_pool()),
+            now: MetricBuilder::new(metrics).gauge("state_bytes", partition),
             peak: MetricBuilder::new(metrics).gauge("peak_state_bytes", partition),
         }
     }
 
     /// The state now takes `needed` bytes: an error if the pool cannot give them.
     pub(crate) fn resize(&mut self, needed: usize) -> Result<()> {
+        self.now.set(needed);
         self.peak.set_max(needed);
         self.reservation.try_resize(needed).map_err(|e| {
             StreamingError::StateMemoryExceeded {

@@ -43,10 +43,12 @@ use datafusion::physical_plan::{
     PlanProperties, SendableRecordBatchStream, apply_expression_roots,
 };
 
+use crate::checkpoint::OperatorInstance;
 use crate::driver::StreamNode;
 use crate::error::StreamingError;
 use crate::join_keys::{BatchKeys, JoinKeys, KeyIndex};
 use crate::join_time_bounds::{SideClock, SideTime, TimeBounds, latest_time};
+use crate::key_groups::rows_of_instance;
 use crate::operator::{OperatorState, StreamOperator};
 
 /// The plan node: `left` joined with `right` where every pair of `on` is equal (and `filter`
@@ -356,6 +358,44 @@ impl JoinState {
         })
     }
 
+    /// Keeps the rows of a snapshot that `own` lets through (given the side and a batch of
+    /// its rows), without joining them; returns each side's latest event time in it.
+    fn restore_rows(
+        &mut self,
+        snapshot: &RecordBatch,
+        own: impl Fn(usize, RecordBatch) -> Result<RecordBatch>,
+    ) -> Result<[i64; 2]> {
+        let wrong = |what: &str| StreamingError::Snapshot(format!("a stream join's {what}"));
+        if snapshot.schema().fields() != snapshot_schema().fields() || snapshot.num_rows() != 1 {
+            return Err(wrong("snapshot has another shape").into());
+        }
+        let mut clocks = [i64::MIN; 2];
+        for (side, clock) in clocks.iter_mut().enumerate() {
+            let cell = snapshot
+                .column(side)
+                .as_any()
+                .downcast_ref::<BinaryArray>()
+                .ok_or_else(|| wrong("snapshot has another shape"))?;
+            let reader = StreamReader::try_new(cell.value(0), None)?;
+            if reader.schema() != self.sides[side].schema {
+                return Err(wrong("rows have other columns than its input").into());
+            }
+            for batch in reader {
+                let batch = own(side, batch?)?;
+                let max_time = match self.time {
+                    Some((bounds, _)) => latest_time(batch.column(bounds.columns[side]))?,
+                    None => i64::MIN,
+                };
+                self.add(side, batch, max_time, false)?;
+            }
+            *clock = snapshot
+                .column(2 + side)
+                .as_primitive::<Int64Type>()
+                .value(0);
+        }
+        Ok(clocks)
+    }
+
     /// Joins a batch of side `side` (0 left, 1 right) with the other side's rows so far,
     /// then keeps it: the joined rows, if any, and how many rows were dropped as late. With
     /// time bounds, its rows without an event time or late are dropped first, and the other
@@ -524,31 +564,45 @@ impl OperatorState for JoinState {
 
     /// Takes back the rows of a snapshot; the state must be empty.
     fn restore(&mut self, snapshot: &RecordBatch) -> Result<()> {
-        let wrong = |what: &str| StreamingError::Snapshot(format!("a stream join's {what}"));
-        if snapshot.schema().fields() != snapshot_schema().fields() || snapshot.num_rows() != 1 {
-            return Err(wrong("snapshot has another shape").into());
+        let clocks = self.restore_rows(snapshot, |_, rows| Ok(rows))?;
+        if let Some((_, own)) = &mut self.time {
+            for side in 0..2 {
+                own[side].max_time = clocks[side];
+            }
         }
-        for side in 0..2 {
-            let cell = snapshot
-                .column(side)
-                .as_any()
-                .downcast_ref::<BinaryArray>()
-                .ok_or_else(|| wrong("snapshot has another shape"))?;
-            let reader = StreamReader::try_new(cell.value(0), None)?;
-            if reader.schema() != self.sides[side].schema {
-                return Err(wrong("rows have other columns than its input").into());
+        Ok(())
+    }
+
+    /// The rows of its key groups from each snapshot. Each side's clock starts from the
+    /// least of the old instances' that had one, so that no row is taken for late that one
+    /// of them would have joined.
+    fn restore_rescaled(
+        &mut self,
+        snapshots: &[RecordBatch],
+        instance: OperatorInstance,
+    ) -> Result<()> {
+        let on = self.keys.on().to_vec();
+        let mut least = [None::<i64>; 2];
+        for snapshot in snapshots {
+            let clocks = self.restore_rows(snapshot, |side, rows| {
+                let keys = on
+                    .iter()
+                    .map(|pair| {
+                        let key = if side == 0 { &pair.0 } else { &pair.1 };
+                        key.evaluate(&rows)?.into_array(rows.num_rows())
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                rows_of_instance(&rows, &keys, instance)
+            })?;
+            for side in 0..2 {
+                if clocks[side] != i64::MIN {
+                    least[side] = Some(least[side].map_or(clocks[side], |l| l.min(clocks[side])));
+                }
             }
-            for batch in reader {
-                let batch = batch?;
-                let max_time = match self.time {
-                    Some((bounds, _)) => latest_time(batch.column(bounds.columns[side]))?,
-                    None => i64::MIN,
-                };
-                self.add(side, batch, max_time, false)?;
-            }
-            if let Some((_, clocks)) = &mut self.time {
-                let max_time = snapshot.column(2 + side).as_primitive::<Int64Type>();
-                clocks[side].max_time = max_time.value(0);
+        }
+        if let Some((_, own)) = &mut self.time {
+            for side in 0..2 {
+                own[side].max_time = least[side].unwrap_or(i64::MIN);
             }
         }
         Ok(())

@@ -40,10 +40,12 @@ use datafusion::physical_plan::{
 
 use ferris_connectors::changelog::{DELETE, OP_COLUMN, UPSERT};
 
+use crate::checkpoint::OperatorInstance;
 use crate::driver::StreamNode;
 use crate::error::StreamingError;
 use crate::event_time::{EVENT_TIME_COLUMN, WATERMARK_COLUMN, WatermarkSpec};
 use crate::exchange::{ExchangeExec, watermark_of};
+use crate::key_groups::rows_of_instance;
 use crate::late::LateDataPolicy;
 use crate::operator::{OperatorState, StreamOperator};
 use crate::session_state::SessionState;
@@ -427,19 +429,38 @@ impl OperatorState for WindowAggregator {
         self.state.size()
     }
 
-    /// A keyed aggregate's rows each belong to one key (an aggregate without keys runs as
-    /// one instance and has nothing to route).
-    fn snapshot_keys(&self) -> Option<Vec<usize>> {
-        (!self.constant_key).then(|| self.state.key_columns().collect())
-    }
-
-    /// The rows of several instances' snapshots, in window order, with the furthest
-    /// watermark any of them had reached (the late records counted so far start again).
-    fn restore_parts(&mut self, parts: &[RecordBatch]) -> Result<()> {
+    /// The rows of its key groups from each snapshot, in window order, with the furthest
+    /// watermark any of them had reached (the late records counted so far start again). An
+    /// aggregate without keys runs as one instance: it has no key groups to take up.
+    fn restore_rescaled(
+        &mut self,
+        snapshots: &[RecordBatch],
+        instance: OperatorInstance,
+    ) -> Result<()> {
+        if self.constant_key {
+            return Err(StreamingError::Snapshot(
+                "an aggregate without GROUP BY keys was checkpointed as more than one instance"
+                    .into(),
+            )
+            .into());
+        }
+        let keys = self.state.key_columns();
+        let parts = snapshots
+            .iter()
+            .map(|snapshot| {
+                if keys.end > snapshot.num_columns() {
+                    return Err(StreamingError::Snapshot(
+                        "the window state's columns differ from this query's".into(),
+                    )
+                    .into());
+                }
+                rows_of_instance(snapshot, &snapshot.columns()[keys.clone()], instance)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let Some(first) = parts.first() else {
             return Ok(());
         };
-        let merged = arrow::compute::concat_batches(&first.schema(), parts)?;
+        let merged = arrow::compute::concat_batches(&first.schema(), &parts)?;
         let Some(starts) = merged
             .columns()
             .first()

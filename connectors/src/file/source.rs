@@ -75,8 +75,8 @@ pub struct FileSource {
 enum FileShare {
     /// The files that fall to it (by a hash of their path), whole.
     Files(Share),
-    /// One of equal byte ranges of every file (CSV and JSON lines read once): its records
-    /// are those that start in the range.
+    /// One of equal ranges of every file read once: of bytes (CSV and JSON lines), whose
+    /// records are those that start in the range, or of row groups (Parquet).
     Ranges(Share),
 }
 
@@ -104,6 +104,17 @@ impl FileShare {
         };
         let at = |i: usize| (u128::from(size) * i as u128 / share.count as u128) as u64;
         Some(at(share.index)..at(share.index + 1))
+    }
+
+    /// The row groups of a Parquet file of `groups` that it reads, if a range.
+    fn row_groups(&self, groups: usize) -> Option<Vec<usize>> {
+        let Self::Ranges(share) = self else {
+            return None;
+        };
+        Some(
+            (share.index * groups / share.count..(share.index + 1) * groups / share.count)
+                .collect(),
+        )
     }
 }
 
@@ -204,9 +215,9 @@ impl FileSource {
                 return Err(ConnectorError::Config(format!(
                     "source '{}': its checkpoint read {path} {} and this run reads it {}: resume with the parallelism and the files it had, or delete the job's checkpoints to start over",
                     self.config.name,
-                    range.map_or("whole".to_string(), |r| format!("in byte range {r}")),
+                    range.map_or("whole".to_string(), |r| format!("in range {r}")),
                     own.as_deref()
-                        .map_or("whole".to_string(), |r| format!("in byte range {r}")),
+                        .map_or("whole".to_string(), |r| format!("in range {r}")),
                 )));
             }
         }
@@ -242,8 +253,8 @@ impl SourceConnector for FileSource {
 
     /// Divided by file: each file falls to one share. Read once, the shares without a
     /// file are left out; watched, every share is kept for the files still to come. Fewer
-    /// CSV or JSON-lines files than shares, of [`RANGES_FROM`] bytes or more, read once, are
-    /// divided into byte ranges instead, one per share.
+    /// files than shares, of [`RANGES_FROM`] bytes or more, read once, are divided into
+    /// ranges instead, one per share: of bytes (CSV, JSON lines) or of row groups (Parquet).
     fn split(&self, count: usize) -> BoxFuture<'_, Result<Option<Vec<DividedShare>>>> {
         async move {
             let files = match self.config.watch {
@@ -251,10 +262,7 @@ impl SourceConnector for FileSource {
                 None => self.config.location.list().await?,
             };
             let bytes: u64 = files.iter().map(|f| f.size).sum();
-            let ranges = self.config.watch.is_none()
-                && self.config.format != FileFormat::Parquet
-                && files.len() < count
-                && bytes >= RANGES_FROM;
+            let ranges = self.config.watch.is_none() && files.len() < count && bytes >= RANGES_FROM;
             let shares = (0..count)
                 .map(|index| Share { index, count })
                 .map(|share| match ranges {
@@ -331,7 +339,8 @@ enum OpenFile {
         path: Path,
         size: u64,
         url: String,
-        /// Rows read so far (where a resumed read starts).
+        /// Rows read so far (of its row groups, in a range share): where a resumed read
+        /// starts.
         rows: u64,
         stream: ParquetRecordBatchStream<ObjectReader>,
     },
@@ -463,9 +472,15 @@ impl FileSourceReader {
         Ok(match self.source.config.format {
             FileFormat::Parquet => {
                 let reader = ObjectReader::new(location.store().clone(), &meta);
-                let stream = ParquetRecordBatchStreamBuilder::new(reader)
+                let builder = ParquetRecordBatchStreamBuilder::new(reader)
                     .await
-                    .map_err(|e| ConnectorError::storage(format!("opening {url}"), e))?
+                    .map_err(|e| ConnectorError::storage(format!("opening {url}"), e))?;
+                let groups = builder.metadata().num_row_groups();
+                let builder = match self.source.share.and_then(|s| s.row_groups(groups)) {
+                    Some(own) => builder.with_row_groups(own),
+                    None => builder,
+                };
+                let stream = builder
                     .with_batch_size(self.source.config.batch_size)
                     .with_offset(progress.line as usize)
                     .build()
@@ -1023,6 +1038,76 @@ mod tests {
             .to_vec();
         assert_eq!(rest.first().copied(), first.last().map(|v| v + 1));
         assert_eq!(rest.last(), Some(&199));
+    }
+
+    /// A Parquet file read in ranges of row groups: every row once, whatever the number of
+    /// ranges (more than the file has row groups too); a range resumed goes on where it was.
+    #[tokio::test]
+    async fn row_group_ranges_read_every_parquet_row_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false)]));
+        let properties = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(20))
+            .build();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            schema.clone(),
+            Some(properties),
+        )
+        .unwrap();
+        let values = arrow::array::Int64Array::from_iter_values(0..200);
+        writer
+            .write(&RecordBatch::try_new(schema, vec![Arc::new(values)]).unwrap())
+            .unwrap();
+        assert_eq!(writer.close().unwrap().num_row_groups(), 10);
+        let whole = FileSource::try_new(config(path.to_str().unwrap(), FileFormat::Parquet))
+            .await
+            .unwrap();
+        let column = |batch: &RecordBatch| {
+            batch
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        };
+        for count in [1, 2, 3, 13] {
+            let mut read = vec![];
+            for index in 0..count {
+                let share = FileSource {
+                    share: Some(FileShare::Ranges(Share { index, count })),
+                    ..whole.clone()
+                };
+                let mut own = vec![];
+                for batch in read_all(&share, &Arc::default()).await {
+                    own.extend(column(&batch));
+                }
+                // Each range is whole row groups, in order.
+                assert!(own.windows(2).all(|w| w[1] == w[0] + 1), "{own:?}");
+                read.extend(own);
+            }
+            read.sort();
+            assert_eq!(read, (0..200).collect::<Vec<i64>>(), "{count} ranges");
+        }
+        // The second of three ranges (row groups 3 to 5), resumed after its first batch.
+        let share = FileSource {
+            share: Some(FileShare::Ranges(Share { index: 1, count: 3 })),
+            ..whole.clone()
+        };
+        let mut reader = share.reader(StopSignal::new(), Arc::default());
+        let first = column(&reader.next_batch().await.unwrap().unwrap());
+        assert_eq!(first, vec![60, 61]);
+        let position = reader.position();
+        assert!(
+            position.parts[0].part.ends_with("#range=1/3"),
+            "{position:?}"
+        );
+        let mut resumed = share.reader_from(&position, StopSignal::new(), Arc::default());
+        let mut rest = vec![];
+        while let Some(batch) = resumed.next_batch().await.unwrap() {
+            rest.extend(column(&batch));
+        }
+        assert_eq!(rest, (62..120).collect::<Vec<i64>>());
     }
 
     #[tokio::test]

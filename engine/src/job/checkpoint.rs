@@ -406,7 +406,7 @@ pub(crate) fn merge_shares(
                     || part.part.contains(ferris_connectors::file::RANGE_TAG)
                 {
                     return Err(EngineError::Checkpoint(format!(
-                        "source '{source}' was read in byte ranges ({name} read '{}'): its checkpoint resumes only at the parallelism it was taken at",
+                        "source '{source}' was read in ranges of its files ({name} read '{}'): its checkpoint resumes only at the parallelism it was taken at",
                         part.part
                     )));
                 }
@@ -508,7 +508,7 @@ mod tests {
             batch(vec![part("data/big.csv#range=1/2", 700)]),
         )]);
         let error = merge_shares(&ranged).unwrap_err().to_string();
-        assert!(error.contains("byte ranges"), "{error}");
+        assert!(error.contains("ranges of its files"), "{error}");
     }
 
     fn manifest(epoch: u64) -> Manifest {

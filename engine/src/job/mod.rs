@@ -17,6 +17,6 @@ pub(crate) mod submit;
 pub(crate) mod task;
 
 pub use record::{
-    CheckpointInfo, JobControl, JobEnd, JobKind, JobMetrics, JobProgress, JobRecord, JobStatus,
-    OperatorCounters, RunningJob,
+    CheckpointInfo, InstanceCounters, JobControl, JobEnd, JobKind, JobMetrics, JobProgress,
+    JobRecord, JobStatus, OperatorCounters, RunningJob,
 };

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::physical_plan::streaming::StreamingTableExec;
 use ferris_connectors::{SourceMetrics, StopSignal};
 use ferris_streaming::busy::{BusyTime, Timed};
@@ -68,20 +68,29 @@ pub struct CheckpointInfo {
 #[derive(Debug)]
 struct SourceReader {
     name: String,
+    /// The instance of the job that reads it (its share's index; 0 when it is not split).
+    instance: usize,
     /// The schema the source's plan node reads it with (the very `Arc`).
     schema: SchemaRef,
     metrics: Arc<SourceMetrics>,
 }
 
 impl JobMetrics {
-    /// Counters for one more reader of the job's source `name`, which yields `schema`.
-    pub fn register_source(&self, name: &str, schema: &SchemaRef) -> Arc<SourceMetrics> {
+    /// Counters for one more reader of the job's source `name`, read by the job's instance
+    /// `instance`, which yields `schema`.
+    pub fn register_source(
+        &self,
+        name: &str,
+        instance: usize,
+        schema: &SchemaRef,
+    ) -> Arc<SourceMetrics> {
         let metrics = Arc::new(SourceMetrics::default());
         self.sources
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(SourceReader {
                 name: name.to_string(),
+                instance,
                 schema: schema.clone(),
                 metrics: metrics.clone(),
             });
@@ -109,6 +118,35 @@ impl JobMetrics {
         let mut operators = Vec::new();
         operator_counters(plan, &sources, &mut operators);
         operators
+    }
+
+    /// Each instance of the job (one for a job of parallelism 1) with its counters: what its
+    /// shares of the sources read and lag, and what its partition of each parallel operator
+    /// holds. What runs above the instances (the merge, the sink) is no instance's.
+    pub fn instances(&self, plan: &Arc<dyn ExecutionPlan>) -> Vec<InstanceCounters> {
+        let count = most_partitions(plan);
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        (0..count)
+            .map(|instance| {
+                let readers = || sources.iter().filter(move |s| s.instance == instance);
+                let gauge = |name| instance_metric(plan, count, instance, name);
+                InstanceCounters {
+                    instance,
+                    records_in: readers().map(|s| s.metrics.records_in()).sum(),
+                    lag: readers()
+                        .flat_map(|s| s.metrics.lag())
+                        .map(|(_, lag)| lag)
+                        .sum(),
+                    watermark_ms: gauge("watermark_ms").into_iter().max().unwrap_or(0),
+                    state_bytes: gauge("state_bytes").into_iter().sum(),
+                    peak_state_bytes: gauge("peak_state_bytes").into_iter().sum(),
+                    busy: match count {
+                        1 => self.busy.total(),
+                        _ => self.busy.of_instance(instance),
+                    },
+                }
+            })
+            .collect()
     }
 
     /// Records a completed checkpoint.
@@ -253,6 +291,59 @@ fn operator_counters(
         out[index].records_in = inputs;
     }
     out[index].records_out
+}
+
+/// One instance of a job and what went through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceCounters {
+    /// Which instance, from 0.
+    pub instance: usize,
+    /// Valid records its shares of the sources read.
+    pub records_in: u64,
+    /// Messages its Kafka partitions have after its position in them.
+    pub lag: i64,
+    /// Its windows' watermark (epoch ms; 0 before there is one).
+    pub watermark_ms: u64,
+    /// Bytes of keyed state its operators hold now.
+    pub state_bytes: u64,
+    /// The most bytes of keyed state its operators held at once.
+    pub peak_state_bytes: u64,
+    /// Time its tasks spent computing (for a job of parallelism 1, the job's).
+    pub busy: Duration,
+}
+
+/// The most partitions a node of `plan` has: the job's parallelism.
+fn most_partitions(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    plan.children()
+        .into_iter()
+        .map(most_partitions)
+        .fold(plan.output_partitioning().partition_count(), usize::max)
+}
+
+/// The values of the metric `name` that nodes of `plan` running as `count` instances keep
+/// for `instance`.
+fn instance_metric(
+    plan: &Arc<dyn ExecutionPlan>,
+    count: usize,
+    instance: usize,
+    name: &str,
+) -> Vec<u64> {
+    let mut values = Vec::new();
+    let mut nodes = vec![plan];
+    while let Some(node) = nodes.pop() {
+        if node.output_partitioning().partition_count() == count
+            && let Some(metrics) = node.metrics()
+        {
+            values.extend(
+                metrics
+                    .iter()
+                    .filter(|m| m.value().name() == name && m.partition() == Some(instance))
+                    .map(|m| m.value().as_usize() as u64),
+            );
+        }
+        nodes.extend(node.children());
+    }
+    values
 }
 
 /// How far a job has got.
@@ -423,6 +514,11 @@ impl JobRecord {
     /// Each node of its plan with what went through it, root first.
     pub fn operators(&self) -> Vec<OperatorCounters> {
         self.metrics.operators(&self.plan)
+    }
+
+    /// Each instance of the job with its counters.
+    pub fn instances(&self) -> Vec<InstanceCounters> {
+        self.metrics.instances(&self.plan)
     }
 
     /// Whether it runs, ended or failed.

@@ -42,15 +42,20 @@ impl StatementKind for ShowJobStatus {
                     EngineError::Catalog(format!("SHOW JOB STATUS '{name}': no job of that name"))
                 })?;
             // The nodes of its plan, when it runs (or ran) here.
-            let operators = match engine.latest_job(name) {
-                Some(local) if job.node == engine.node => local.operators(),
-                _ => vec![],
+            let (operators, instances) = match engine.latest_job(name) {
+                Some(local) if job.node == engine.node => (local.operators(), local.instances()),
+                _ => (vec![], vec![]),
             };
             let placements = match &engine.cluster {
                 Some(cluster) => cluster.placements(name).await?,
                 None => vec![],
             };
-            StatementOutput::rows(listing::show_job_status(&job, &operators, &placements)?)
+            StatementOutput::rows(listing::show_job_status(
+                &job,
+                &operators,
+                &instances,
+                &placements,
+            )?)
         }
         .boxed()
     }

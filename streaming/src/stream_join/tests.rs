@@ -156,6 +156,67 @@ async fn a_restored_join_writes_each_pair_once() {
     assert!(new_state().restore(&wrong).is_err());
 }
 
+/// Run as two instances, snapshotted, and taken up by three (each from the old instances
+/// whose key groups overlap its own), the join writes each pair once, as one instance does.
+#[tokio::test]
+async fn a_join_rescaled_from_two_to_three_instances_writes_each_pair_once() {
+    let schema = hash_join(None).schema();
+    let sides = || [orders()[0].schema(), payments()[0].schema()];
+    let new_state = || JoinState::try_new(schema.clone(), on(), None, None, sides()).unwrap();
+    // Batches `from..to` of both sides, each row given to the instance of `count` that
+    // owns its key, as the exchanges before the join give them.
+    let feed = |states: &mut [JoinState], from: usize, to: usize| {
+        let mut out = Vec::new();
+        for i in from..to {
+            for (side, batch) in [(0, orders()[i].clone()), (1, payments()[i].clone())] {
+                let routed = crate::key_groups::route(
+                    &[batch.column(0).clone()],
+                    batch.num_rows(),
+                    states.len(),
+                )
+                .unwrap();
+                for (state, rows) in states.iter_mut().zip(routed) {
+                    let rows = arrow::compute::take_record_batch(&batch, &UInt32Array::from(rows))
+                        .unwrap();
+                    out.extend(state.join(side, rows).unwrap().0);
+                }
+            }
+        }
+        out
+    };
+    let expected = feed(&mut [new_state()], 0, 3);
+    let mut two = [new_state(), new_state()];
+    let mut written = feed(&mut two, 0, 2);
+    let snapshots: Vec<RecordBatch> = two.iter_mut().map(|s| s.snapshot().unwrap()).collect();
+    let mut three = [new_state(), new_state(), new_state()];
+    for (index, state) in three.iter_mut().enumerate() {
+        let instance = OperatorInstance { index, count: 3 };
+        let overlapping: Vec<RecordBatch> = snapshots
+            .iter()
+            .enumerate()
+            .filter(|(old, _)| {
+                crate::key_groups::overlaps(
+                    OperatorInstance {
+                        index: *old,
+                        count: 2,
+                    },
+                    instance,
+                )
+            })
+            .map(|(_, snapshot)| snapshot.clone())
+            .collect();
+        state.restore_rescaled(&overlapping, instance).unwrap();
+    }
+    written.extend(feed(&mut three, 2, 3));
+    let text = |batches: &[RecordBatch]| {
+        let table = pretty_format_batches(batches).unwrap().to_string();
+        let mut lines: Vec<String> = table.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(text(&written), text(&expected));
+}
+
 fn symmetric(join_type: JoinType) -> SymmetricHashJoinExec {
     SymmetricHashJoinExec::try_new(
         quiet(orders()[1].clone()),
