@@ -43,7 +43,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::execution::TaskContext;
 use tokio::sync::watch;
 
-use crate::key_groups;
+use crate::key_groups::{self, OperatorInstance};
 
 /// State read back from a checkpoint, handed to the operators and sources that registered
 /// in the same order as when it was taken.
@@ -101,20 +101,6 @@ struct SourceSlot {
     cut: Option<RecordBatch>,
     /// An ended source's last position: its cut for every later epoch.
     ended: Option<RecordBatch>,
-}
-
-/// Which of its operator's instances an operator is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OperatorInstance {
-    /// From 0.
-    pub index: usize,
-    /// How many instances the operator runs as.
-    pub count: usize,
-}
-
-impl OperatorInstance {
-    /// The one instance of an operator that is not parallel.
-    pub const ONLY: Self = Self { index: 0, count: 1 };
 }
 
 /// The state a restoring operator instance is handed.

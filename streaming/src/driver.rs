@@ -25,9 +25,8 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{Partitioning, PlanProperties, SendableRecordBatchStream};
 use futures::{FutureExt, StreamExt};
 
-use crate::checkpoint::{
-    CheckpointBarrier, OperatorBarrier, OperatorInstance, RestoredState, barrier_changed,
-};
+use crate::checkpoint::{CheckpointBarrier, OperatorBarrier, RestoredState, barrier_changed};
+use crate::key_groups::OperatorInstance;
 use crate::operator::{OperatorState, StreamOperator};
 use crate::state_memory::StateMemory;
 

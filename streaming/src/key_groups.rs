@@ -15,10 +15,22 @@ use datafusion::common::hash_utils::create_hashes;
 use datafusion::error::Result;
 use datafusion::physical_plan::repartition::REPARTITION_RANDOM_STATE;
 
-use crate::checkpoint::OperatorInstance;
-
 /// How many key groups there are, and so the most instances an operator runs as.
 pub const KEY_GROUPS: usize = 256;
+
+/// Which of its operator's instances an operator is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperatorInstance {
+    /// From 0.
+    pub index: usize,
+    /// How many instances the operator runs as.
+    pub count: usize,
+}
+
+impl OperatorInstance {
+    /// The one instance of an operator that is not parallel.
+    pub const ONLY: Self = Self { index: 0, count: 1 };
+}
 
 /// The key groups `instance` owns.
 pub fn key_group_range(instance: OperatorInstance) -> Range<usize> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use arrow::record_batch::RecordBatch;
 use datafusion::error::Result;
 
-use crate::checkpoint::OperatorInstance;
+use crate::key_groups::OperatorInstance;
 
 /// One running operator's own work, fed by the driver.
 pub(crate) trait StreamOperator: Send + 'static {

@@ -43,11 +43,11 @@ use datafusion::physical_plan::{
     PlanProperties, SendableRecordBatchStream, apply_expression_roots,
 };
 
-use crate::checkpoint::OperatorInstance;
 use crate::driver::StreamNode;
 use crate::error::StreamingError;
 use crate::join_keys::{BatchKeys, JoinKeys, KeyIndex};
 use crate::join_time_bounds::{SideClock, SideTime, TimeBounds, latest_time};
+use crate::key_groups::OperatorInstance;
 use crate::key_groups::rows_of_instance;
 use crate::operator::{OperatorState, StreamOperator};
 

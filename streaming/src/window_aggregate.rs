@@ -40,11 +40,11 @@ use datafusion::physical_plan::{
 
 use ferris_connectors::changelog::{DELETE, OP_COLUMN, UPSERT};
 
-use crate::checkpoint::OperatorInstance;
 use crate::driver::StreamNode;
 use crate::error::StreamingError;
 use crate::event_time::{EVENT_TIME_COLUMN, WATERMARK_COLUMN, WatermarkSpec};
 use crate::exchange::{ExchangeExec, watermark_of};
+use crate::key_groups::OperatorInstance;
 use crate::key_groups::rows_of_instance;
 use crate::late::LateDataPolicy;
 use crate::operator::{OperatorState, StreamOperator};
