@@ -23,7 +23,7 @@ mod error;
 mod etcd;
 mod node;
 mod placement;
-mod resources;
+pub mod resources;
 
 pub use catalog::EtcdCatalog;
 pub use config::{ClusterConfig, parse_endpoints};

@@ -1,4 +1,5 @@
-//! What this machine and process have and use, for a node's report.
+//! What this machine and process have and use, for a node's report and the server's
+//! `/metrics`.
 
 /// CPU cores this process may use.
 pub(crate) fn cores() -> u64 {
@@ -11,12 +12,12 @@ pub(crate) fn memory_bytes() -> u64 {
 }
 
 /// This process's resident memory (bytes), from `/proc/self/status`.
-pub(crate) fn rss_bytes() -> u64 {
+pub fn rss_bytes() -> u64 {
     proc_field("/proc/self/status", "VmRSS:").unwrap_or(0) * 1024
 }
 
 /// CPU seconds this process used (user + system), from `/proc/self/stat`.
-pub(crate) fn cpu_seconds() -> f64 {
+pub fn cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0.0;
     };

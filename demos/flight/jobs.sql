@@ -5,7 +5,10 @@
 -- are the server's: relative to the directory it was started in (the repository root).
 -- Keep every statement ending with a line that ends in a semicolon, and nothing after the last.
 
--- A stream: every transaction over 100, with a 1.5% fee, as an exact decimal.
+-- A stream: every transaction over 100, with a 1.5% fee, as an exact decimal. On Kubernetes
+-- (ferris-k8s-deploy), a realtime workload: scaled on records per second.
+-- @ferris:workload = realtime
+-- @ferris:replicas = 1..4
 CREATE STREAM large_fees AS
 SELECT
   txn_id,
@@ -24,7 +27,10 @@ WITH (
   'large_fees.format' = 'json'
 );
 
--- A table keyed by category: total spend per category, written once the file is read.
+-- A table keyed by category: total spend per category, written once the file is read. On
+-- Kubernetes, an analytics workload: scaled on memory and state.
+-- @ferris:workload = analytics
+-- @ferris:resources = cpu 250m..1, memory 512Mi..1Gi
 CREATE TABLE spend_by_category AS
 SELECT
   category,

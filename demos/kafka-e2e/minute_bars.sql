@@ -2,6 +2,13 @@
 -- Run from the repository root, after produce.py has filled the topic (run.sh does both):
 --   ferris run demos/kafka-e2e/minute_bars.sql
 
+-- On Kubernetes (ferris-k8s-deploy, docs/kubernetes.md): a trading workload of two
+-- instances, on 2 to 6 pods scaled on consumer lag and CPU. Hints change nothing in
+-- `ferris run`.
+-- @ferris:workload = trading
+-- @ferris:parallelism = 2
+-- @ferris:replicas = 2..6
+-- @ferris:resources = cpu 500m..2, memory 1Gi
 CREATE STREAM minute_bars AS
 SELECT
   symbol,

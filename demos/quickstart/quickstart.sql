@@ -4,6 +4,10 @@
 
 -- (a) A stream: every transaction over 100, with a 1.5% fee.
 --     CREATE STREAM appends one output row per matching input row.
+--     The @ferris: hints say how Kubernetes runs it (ferris-k8s-deploy, docs/kubernetes.md):
+--     a report, run every morning. They change nothing in `ferris run`.
+-- @ferris:workload = reporting
+-- @ferris:schedule = 0 6 * * *
 CREATE STREAM large_fees AS
 SELECT
   txn_id,
@@ -30,6 +34,8 @@ WITH (
 --     EMIT FINAL: a group's row is written once it can no longer change, here when the
 --     file has been read to its end.
 --     Each statement declares the sources it reads in its own WITH.
+-- @ferris:workload = reporting
+-- @ferris:schedule = 0 6 * * *
 CREATE TABLE spend_by_category AS
 SELECT
   category,

@@ -219,6 +219,9 @@ async fn explain(session: &mut Session, statements: &[Statement]) -> Result<(), 
             continue;
         };
         println!("-- statement at line {}", statement.position.line);
+        if !statement.hints.is_empty() {
+            println!("-- hints: {}", statement.hints);
+        }
         if let StatementOutput::Rows(rows) = session.execute(&explain).await? {
             print_rows(rows).await?;
         }

@@ -299,7 +299,17 @@ async fn metrics(service: &impl Monitored) -> String {
             lag: record.metrics().lag(),
         })
         .collect();
-    let mut out = String::new();
+    // The process's own, for autoscalers that count per pod.
+    let mut out = format!(
+        "# HELP ferris_process_cpu_seconds_total CPU time the server process used (user and system).\n\
+         # TYPE ferris_process_cpu_seconds_total counter\n\
+         ferris_process_cpu_seconds_total {}\n\
+         # HELP ferris_process_resident_memory_bytes Resident memory of the server process.\n\
+         # TYPE ferris_process_resident_memory_bytes gauge\n\
+         ferris_process_resident_memory_bytes {}\n",
+        ferris_cluster::resources::cpu_seconds(),
+        ferris_cluster::resources::rss_bytes()
+    );
     for (name, kind, help, samples) in families {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for job in &views {

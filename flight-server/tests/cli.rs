@@ -332,7 +332,9 @@ fn explain_shows_the_streaming_operator_and_show_describe_list_the_catalog() {
     .unwrap();
     std::fs::write(
         dir.path().join("job.sql"),
-        "CREATE STREAM w AS SELECT k, COUNT(*) AS n FROM t GROUP BY k WINDOW SESSION(30s)
+        "-- @ferris:workload = analytics
+         -- @ferris:replicas = 1..3
+         CREATE STREAM w AS SELECT k, COUNT(*) AS n FROM t GROUP BY k WINDOW SESSION(30s)
          WITH ('t.type' = 'file_source', 't.path' = 't.csv', 't.event.time.field' = 'ts',
                't.watermark.max_out_of_orderness' = '5s', 'w.type' = 'file_sink', 'w.path' = 'w.jsonl');
          SHOW STREAMS; DESCRIBE w; SHOW FUNCTIONS LIKE 'approx_percentile%';",
@@ -343,6 +345,11 @@ fn explain_shows_the_streaming_operator_and_show_describe_list_the_catalog() {
     assert!(explain.status.success(), "{}", stderr(&explain));
     assert!(
         plan.contains("WindowAggregateExec: window=SESSION(30s), emit=FINAL, late=drop, event_time=ts, watermark=max-5000ms, gby=[k]"),
+        "{plan}"
+    );
+    // The deployment hints it read; they change nothing in the run below.
+    assert!(
+        plan.contains("-- statement at line 3\n-- hints: workload = analytics; replicas = 1..3\n"),
         "{plan}"
     );
     assert!(!dir.path().join("w.jsonl").exists(), "explain runs nothing");

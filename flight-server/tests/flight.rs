@@ -873,6 +873,16 @@ async fn http_serves_health_and_every_job_s_metrics() {
                 metrics.contains("ferris_job_records_out_total{job=\"copied\"} 3"),
                 "{metrics}"
             );
+            // The process's own, per pod for an autoscaler.
+            let process = |name: &str| {
+                metrics
+                    .lines()
+                    .find_map(|line| line.strip_prefix(&format!("{name} ")))
+                    .and_then(|value| value.parse::<f64>().ok())
+                    .unwrap_or_else(|| panic!("{name}: {metrics}"))
+            };
+            assert!(process("ferris_process_resident_memory_bytes") > 1e6);
+            assert!(process("ferris_process_cpu_seconds_total") >= 0.0);
             break;
         }
         assert!(Instant::now() < deadline, "{metrics}");

@@ -51,6 +51,7 @@ pub fn explain(statement: &Statement) -> Option<Statement> {
         kind: Arc::new(Explain {
             inner: Box::new(statement.clone()),
         }),
+        hints: statement.hints.clone(),
     })
 }
 

@@ -15,6 +15,7 @@ use crate::engine::Engine;
 use crate::error::Result;
 use crate::job::RunningJob;
 use crate::position::Position;
+use crate::statements::hints::Hints;
 use crate::statements::streaming_query::StreamingQuery;
 
 /// One statement of a file.
@@ -26,6 +27,9 @@ pub struct Statement {
     pub text: String,
     /// What it is, parsed.
     pub kind: Arc<dyn StatementKind>,
+    /// The `-- @ferris:` hints before it (for deployments; they change nothing in how it
+    /// runs).
+    pub hints: Hints,
 }
 
 /// What a statement produced.

@@ -10,6 +10,7 @@ pub mod create_job;
 pub mod describe;
 pub mod drop;
 pub mod explain;
+pub mod hints;
 pub mod insert;
 pub mod job_command;
 pub mod kind;
@@ -20,6 +21,7 @@ pub mod show_job_status;
 pub mod show_topic_details;
 pub mod streaming_query;
 
+pub use hints::Hints;
 pub use kind::{Execution, Statement, StatementKind, StatementOutput};
 
 use crate::error::Result;

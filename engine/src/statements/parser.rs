@@ -8,6 +8,7 @@ use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Toke
 
 use crate::error::{EngineError, Result};
 use crate::position::at;
+use crate::statements::hints::Hints;
 use crate::statements::kind::{Statement, StatementKind};
 
 /// How a statement kind is recognised and read: one entry of the statement table.
@@ -65,17 +66,19 @@ fn parse_statement(
     let (Some(first), Some(last)) = (statement.sig.first(), statement.sig.last()) else {
         return Ok(None);
     };
+    let hints = Hints::read(tokens)?;
     let kind = (statement.kind_syntax()?.parse)(&statement)?;
     Ok(Some(Statement {
         position: at(first.span.start),
         text: text.text[text.offset(first.span.start)..text.offset(last.span.end)].to_string(),
         kind: kind.into(),
+        hints,
     }))
 }
 
 /// `sql` (one statement) with its `WITH (...)` options setting `key` to `value`: the
 /// value of the option replaced where it is given, else the option added first.
-pub(crate) fn with_option(sql: &str, key: &str, value: &str) -> Result<String> {
+pub fn with_option(sql: &str, key: &str, value: &str) -> Result<String> {
     let tokens = Tokenizer::new(&GenericDialect {}, sql)
         .tokenize_with_location()
         .map_err(|e| EngineError::Sql {
