@@ -91,9 +91,12 @@ impl CheckpointStore {
         } else {
             std::fs::create_dir_all(location)
                 .map_err(|e| EngineError::Checkpoint(format!("cannot create {location}: {e}")))?;
+            // Emptied checkpoint folders go too: left behind, every prune would list them
+            // all, and a job that checkpoints often would spend ever longer doing it.
             Arc::new(
                 LocalFileSystem::new_with_prefix(location)
-                    .map_err(|e| EngineError::Checkpoint(format!("{location}: {e}")))?,
+                    .map_err(|e| EngineError::Checkpoint(format!("{location}: {e}")))?
+                    .with_automatic_cleanup(true),
             )
         };
         Ok(Self {
@@ -378,7 +381,6 @@ impl CheckpointStore {
                 .await
                 .map_err(|e| self.error("pruning checkpoints", e))?;
         }
-        // The local store leaves the emptied folder; it holds no manifest, so it is ignored.
         Ok(())
     }
 }
@@ -632,6 +634,8 @@ mod tests {
         let manifests = store.manifests().await.unwrap();
         let epochs: Vec<u64> = manifests.iter().map(|m| m.epoch).collect();
         assert_eq!(epochs, [5, 4, 3]);
+        // Pruned folders are gone, not left empty for every later prune to list.
+        assert!(!dir.path().join("chk-0000000001").exists());
         assert_eq!(
             manifests[0],
             manifest(5).clone_with_time(manifests[0].created_ms)
@@ -641,6 +645,7 @@ mod tests {
         assert_eq!(restored.operators, captured(5).operators);
         store.clear().await.unwrap();
         assert!(store.manifests().await.unwrap().is_empty());
+        assert!(dir.path().exists());
     }
 
     impl Manifest {

@@ -329,6 +329,10 @@ async fn checkpoint_loop(
             {
                 let pending = in_flight.take().expect("guarded");
                 complete(checkpointing, &mut outputs, sources, pending, written).await?;
+                // The next one a whole interval after this one completed, so that sources
+                // always get time to read between checkpoints (Flink's minimum pause), however
+                // long a checkpoint takes.
+                ticker.reset();
                 None
             }
             _ = ticker.tick(), if in_flight.is_none() => {
@@ -357,6 +361,8 @@ async fn checkpoint_loop(
                 if stopping {
                     return Ok(JobEnd::Stopped);
                 }
+                // The sources were held until now: a whole interval to read before the next.
+                ticker.reset();
             } else {
                 barrier.release(pending.epoch);
                 *in_flight = Some(PendingCheckpoint {
