@@ -104,11 +104,12 @@ fn per_operator(job: &JobView, value: fn(&OperatorCounters) -> Option<u64>) -> V
         .collect()
 }
 
-/// A family's sample per instance of the job, where `value` knows one.
+/// A family's sample per instance of the job, where `value` knows one (labelled
+/// `job_instance`: Prometheus gives `instance` to the scraped target).
 fn per_instance(job: &JobView, value: fn(&InstanceCounters) -> Option<f64>) -> Vec<Sample> {
     job.instances
         .iter()
-        .filter_map(|i| value(i).map(|v| (vec![("instance", i.instance.to_string())], v)))
+        .filter_map(|i| value(i).map(|v| (vec![("job_instance", i.instance.to_string())], v)))
         .collect()
 }
 

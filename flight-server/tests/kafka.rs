@@ -1055,7 +1055,7 @@ fn metrics_show_each_instance_of_a_parallel_job() {
     ));
     produce_trades(&input, json_value, b"");
     let sample = |metrics: &str, family: &str, instance: usize| {
-        let prefix = format!("{family}{{job=\"split_bars\",instance=\"{instance}\"}} ");
+        let prefix = format!("{family}{{job=\"split_bars\",job_instance=\"{instance}\"}} ");
         metrics
             .lines()
             .find_map(|line| line.strip_prefix(prefix.as_str()))

@@ -98,7 +98,12 @@ pub fn objects(group: &WorkloadGroup, settings: &Settings) -> Vec<Object> {
         }),
         ..Default::default()
     }));
-    objects.push(Object::StatefulSet(Box::new(nodes(group, settings))));
+    let autoscaler = scaling::autoscaler(group, namespace);
+    objects.push(Object::StatefulSet(Box::new(nodes(
+        group,
+        settings,
+        autoscaler.is_none(),
+    ))));
     objects.push(Object::PodDisruptionBudget(PodDisruptionBudget {
         metadata: group.metadata(&name, namespace),
         spec: Some(PodDisruptionBudgetSpec {
@@ -108,7 +113,7 @@ pub fn objects(group: &WorkloadGroup, settings: &Settings) -> Vec<Object> {
         }),
         ..Default::default()
     }));
-    if let Some(autoscaler) = scaling::autoscaler(group, namespace) {
+    if let Some(autoscaler) = autoscaler {
         objects.push(Object::HorizontalPodAutoscaler(autoscaler));
     }
     objects.push(Object::Job(Box::new(deploy_job(group, settings))));
@@ -162,8 +167,9 @@ fn service_port(name: &str, port: i32) -> ServicePort {
     }
 }
 
-/// The StatefulSet of `ferris server --cluster` nodes.
-fn nodes(group: &WorkloadGroup, settings: &Settings) -> StatefulSet {
+/// The StatefulSet of `ferris server --cluster` nodes; its replicas are set when no
+/// autoscaler sets them (an apply would otherwise bring the pods back to the minimum).
+fn nodes(group: &WorkloadGroup, settings: &Settings, replicas: bool) -> StatefulSet {
     let name = group.name();
     let args = [
         "server",
@@ -220,7 +226,7 @@ fn nodes(group: &WorkloadGroup, settings: &Settings) -> StatefulSet {
         metadata: group.metadata(&name, &settings.namespace),
         spec: Some(StatefulSetSpec {
             service_name: Some(name.clone()),
-            replicas: Some(group.replicas.min as i32),
+            replicas: replicas.then_some(group.replicas.min as i32),
             // Every node starts at once: the cluster places jobs on nodes as they join.
             pod_management_policy: Some("Parallel".into()),
             selector: selector(group),
@@ -308,8 +314,11 @@ fn sql_pod(group: &WorkloadGroup, settings: &Settings, args: Vec<String>) -> Pod
 }
 
 /// The Job that sends the group's SQL to its nodes once: retried until a node answers.
+/// Named by a hash of the SQL and the image, since a Job's pods cannot be changed: another
+/// SQL or image is another Job (a finished one goes an hour later).
 fn deploy_job(group: &WorkloadGroup, settings: &Settings) -> Job {
     let name = group.name();
+    let version = fnv1a(format!("{}\n{}", settings.image, group.sql()).as_bytes());
     let args = vec![
         "deploy".to_string(),
         format!("{SQL_DIR}/{SQL_FILE}"),
@@ -317,9 +326,13 @@ fn deploy_job(group: &WorkloadGroup, settings: &Settings) -> Job {
         format!("{name}.{}.svc:{FLIGHT_PORT}", settings.namespace),
     ];
     Job {
-        metadata: group.metadata(&format!("{name}-deploy"), &settings.namespace),
+        metadata: group.metadata(
+            &format!("{name}-deploy-{:08x}", version as u32),
+            &settings.namespace,
+        ),
         spec: Some(JobSpec {
             backoff_limit: Some(20),
+            ttl_seconds_after_finished: Some(3600),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(BTreeMap::from([(
@@ -336,19 +349,16 @@ fn deploy_job(group: &WorkloadGroup, settings: &Settings) -> Job {
     }
 }
 
-/// The CronJob that runs a reporting group's bounded jobs on its schedule.
+/// The CronJob that runs a reporting group's bounded jobs on its schedule. Each run reads
+/// its sources from the start (no state dir: one would find the last run finished and do
+/// nothing).
 fn reports(group: &WorkloadGroup, settings: &Settings) -> CronJob {
-    let args = vec![
-        "run".to_string(),
-        "--state-dir".to_string(),
-        settings.state_dir.clone(),
-        format!("{SQL_DIR}/{SQL_FILE}"),
-    ];
+    let args = vec!["run".to_string(), format!("{SQL_DIR}/{SQL_FILE}")];
     CronJob {
         metadata: group.metadata(&group.name(), &settings.namespace),
         spec: Some(CronJobSpec {
             schedule: group.schedule.clone().unwrap_or_default(),
-            // A run still going when the next is due: the next waits its turn.
+            // A run still going when the next is due: the next is skipped.
             concurrency_policy: Some("Forbid".into()),
             job_template: JobTemplateSpec {
                 metadata: None,
@@ -368,4 +378,11 @@ fn reports(group: &WorkloadGroup, settings: &Settings) -> CronJob {
         }),
         ..Default::default()
     }
+}
+
+/// FNV-1a of `bytes`: a name that changes with what it names.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

@@ -106,6 +106,17 @@ pub fn default_resources() -> Resources {
     }
 }
 
+/// `given` resources, each one not given taken from [`default_resources`]: the autoscalers
+/// need the requests of what they follow.
+fn with_defaults(given: Option<Resources>) -> Resources {
+    let defaults = default_resources();
+    let given = given.unwrap_or_default();
+    Resources {
+        cpu: given.cpu.or(defaults.cpu),
+        memory: given.memory.or(defaults.memory),
+    }
+}
+
 /// The jobs of `files` (path and text each), grouped by workload, the groups in workload
 /// order (jobs without a workload last). Statements that start no job are left out.
 pub fn read(files: &[(String, String)]) -> Result<Vec<WorkloadGroup>> {
@@ -125,10 +136,15 @@ pub fn read(files: &[(String, String)]) -> Result<Vec<WorkloadGroup>> {
             other => K8sError::Sql(format!("{path}: {other}")),
         })?;
         for statement in statements {
+            let at = format!("{path}:{}", statement.position.line);
             let Some(job) = statement.kind.downcast_ref::<CreateJob>() else {
+                if !statement.hints.is_empty() {
+                    return Err(K8sError::Sql(format!(
+                        "{at}: @ferris: hints go before a CREATE STREAM or CREATE TABLE, the statements deployed as jobs"
+                    )));
+                }
                 continue;
             };
-            let at = format!("{path}:{}", statement.position.line);
             let hints: &Hints = &statement.hints;
             let sql = match hints.parallelism {
                 Some(n) => with_option(&statement.text, "parallelism", &n.to_string())
@@ -183,7 +199,7 @@ pub fn read(files: &[(String, String)]) -> Result<Vec<WorkloadGroup>> {
             replicas: group
                 .replicas
                 .map_or_else(|| default_replicas(workload), |(r, _)| r),
-            resources: group.resources.map_or_else(default_resources, |(r, _)| r),
+            resources: with_defaults(group.resources.map(|(r, _)| r)),
             schedule: group.schedule.map(|(s, _)| s),
         })
         .collect())
@@ -241,7 +257,7 @@ mod tests {
             job("b", ""),
             job(
                 "c",
-                "-- @ferris:workload = analytics\n-- @ferris:replicas = 1..3",
+                "-- @ferris:workload = analytics\n-- @ferris:replicas = 1..3\n-- @ferris:resources = memory 2Gi",
             ),
             job(
                 "d",
@@ -263,8 +279,11 @@ mod tests {
             "{}",
             trading.jobs[0].sql
         );
-        assert_eq!(trading.jobs[1].at, "jobs.sql:11");
+        assert_eq!(trading.jobs[1].at, "jobs.sql:12");
         assert_eq!(groups[1].replicas, Replicas { min: 1, max: 3 });
+        // Memory given, CPU from the defaults (the autoscaler needs both requests).
+        assert_eq!(groups[1].resources.memory.as_ref().unwrap().request, "2Gi");
+        assert_eq!(groups[1].resources.cpu, default_resources().cpu);
         assert_eq!(groups[2].replicas, Replicas { min: 1, max: 1 });
         assert_eq!(groups[2].resources, default_resources());
     }
@@ -291,5 +310,12 @@ mod tests {
         );
         let bad = read(&file("-- @ferris:workload = fast\nSELECT 1")).unwrap_err();
         assert!(bad.to_string().starts_with("jobs.sql:1:23: "), "{bad}");
+        let not_a_job = read(&file("-- @ferris:workload = trading\nSELECT 1")).unwrap_err();
+        assert!(
+            not_a_job
+                .to_string()
+                .starts_with("jobs.sql:2: @ferris: hints go before a CREATE"),
+            "{not_a_job}"
+        );
     }
 }

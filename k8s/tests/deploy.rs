@@ -217,8 +217,17 @@ fn each_workload_scales_by_its_own_policy() {
         (hpa["minReplicas"].clone(), hpa["maxReplicas"].clone()),
         (3.into(), 12.into())
     );
+    // The autoscaler sets the pods: an apply must not bring them back to the minimum.
     let nodes = &of_kind(&realtime, "StatefulSet").unwrap()["spec"];
-    assert_eq!(nodes["replicas"], 3);
+    assert!(nodes["replicas"].is_null(), "{nodes:?}");
+
+    // Without a workload: pods by hand, no autoscaler.
+    let unhinted = objects_of(&job("realtime", "").replace("-- @ferris:workload = realtime\n", ""));
+    assert!(of_kind(&unhinted, "HorizontalPodAutoscaler").is_none());
+    assert_eq!(
+        of_kind(&unhinted, "StatefulSet").unwrap()["spec"]["replicas"],
+        1
+    );
 
     // Reporting: a CronJob on its schedule, no pod in between.
     let reporting = objects_of(&job("reporting", "-- @ferris:schedule = 0 6 * * 1-5\n"));
@@ -256,6 +265,8 @@ fn a_bad_hint_is_an_error_at_its_file_line_and_column() {
         path,
         "--image",
         "i",
+        "--state-dir",
+        "s3://b/p",
         "--out",
         dir.path().join("out").to_str().unwrap(),
     ]);

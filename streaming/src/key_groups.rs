@@ -1,6 +1,6 @@
 //! Key groups: how the keys of a parallel operator's state are divided among its instances.
 //!
-//! A key's group is the hash of its columns modulo [`KEY_GROUPS`], a number fixed for every
+//! A key's group is a stable hash of its columns modulo [`KEY_GROUPS`], a number fixed for every
 //! job (so it is also the most instances a job can run as). Group `g` belongs to instance
 //! `g * n / KEY_GROUPS` of `n`, so each instance owns a contiguous range of groups, as Flink
 //! assigns key groups to subtasks. A hash exchange routes a row to the instance that owns its key's
@@ -10,10 +10,11 @@
 
 use std::ops::Range;
 
+use std::hash::{BuildHasherDefault, Hasher};
+
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
-use datafusion::common::hash_utils::create_hashes;
+use datafusion::common::hash_utils::create_hashes_with_hasher;
 use datafusion::error::Result;
-use datafusion::physical_plan::repartition::REPARTITION_RANDOM_STATE;
 
 /// How many key groups there are, and so the most instances an operator runs as.
 pub const KEY_GROUPS: usize = 256;
@@ -45,12 +46,43 @@ fn owner(group: usize, count: usize) -> usize {
     group * count / KEY_GROUPS
 }
 
+/// FNV-1a: key groups are kept in checkpoints and must come out the same on every machine
+/// and in every version, which a seeded fast hash (DataFusion's, ahash) does not promise.
+/// (Numbers are hashed in native byte order: the same on every little-endian machine.)
+#[derive(Default)]
+struct StableHasher(u64);
+
+impl Hasher for StableHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for byte in bytes {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+
+    /// Mixed (murmur3's finalizer), so that its low bits, the key group, depend on every
+    /// byte.
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
 /// Per row, the key group of the key in `columns` (a row's key is all of them).
 fn key_groups_of(columns: &[ArrayRef], rows: usize) -> Result<Vec<usize>> {
     let mut hashes = vec![0u64; rows];
-    create_hashes(
+    create_hashes_with_hasher(
         columns,
-        REPARTITION_RANDOM_STATE.random_state(),
+        &BuildHasherDefault::<StableHasher>::default(),
         &mut hashes,
     )?;
     Ok(hashes
@@ -150,6 +182,16 @@ mod tests {
             }
             assert_eq!(seen, 500);
         }
+    }
+
+    /// The groups are part of checkpoints: these values must never change.
+    #[test]
+    fn key_groups_are_the_same_everywhere() {
+        let symbols: ArrayRef = Arc::new(StringArray::from(vec!["AAPL", "MSFT", "", "NVDA"]));
+        let numbers: ArrayRef = Arc::new(Int64Array::from(vec![0, 1, -1, 1 << 40]));
+        let groups = |columns: &[ArrayRef]| key_groups_of(columns, 4).unwrap();
+        assert_eq!(groups(std::slice::from_ref(&symbols)), [53, 227, 215, 147]);
+        assert_eq!(groups(std::slice::from_ref(&numbers)), [158, 38, 46, 99]);
     }
 
     #[test]

@@ -574,7 +574,7 @@ impl OperatorState for JoinState {
     }
 
     /// The rows of its key groups from each snapshot. Each side's clock starts from the
-    /// least of the old instances' that had one, so that no row is taken for late that one
+    /// least of the old instances' (none if one had none), so that no row is taken for late that one
     /// of them would have joined.
     fn restore_rescaled(
         &mut self,
@@ -582,6 +582,7 @@ impl OperatorState for JoinState {
         instance: OperatorInstance,
     ) -> Result<()> {
         let on = self.keys.on().to_vec();
+        // An old instance without a clock (it saw no row) makes the least one none.
         let mut least = [None::<i64>; 2];
         for snapshot in snapshots {
             let clocks = self.restore_rows(snapshot, |side, rows| {
@@ -595,9 +596,7 @@ impl OperatorState for JoinState {
                 rows_of_instance(&rows, &keys, instance)
             })?;
             for side in 0..2 {
-                if clocks[side] != i64::MIN {
-                    least[side] = Some(least[side].map_or(clocks[side], |l| l.min(clocks[side])));
-                }
+                least[side] = Some(least[side].map_or(clocks[side], |l| l.min(clocks[side])));
             }
         }
         if let Some((_, own)) = &mut self.time {

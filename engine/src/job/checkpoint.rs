@@ -59,6 +59,10 @@ pub struct CheckpointStore {
     store: Arc<dyn ObjectStore>,
     /// What the user gave, for messages.
     display: String,
+    /// The folder, when local: the object store leaves a pruned checkpoint's folder empty,
+    /// and left behind, every prune would list them all (ever longer for a job that
+    /// checkpoints often).
+    local: Option<std::path::PathBuf>,
 }
 
 impl CheckpointStore {
@@ -91,17 +95,15 @@ impl CheckpointStore {
         } else {
             std::fs::create_dir_all(location)
                 .map_err(|e| EngineError::Checkpoint(format!("cannot create {location}: {e}")))?;
-            // Emptied checkpoint folders go too: left behind, every prune would list them
-            // all, and a job that checkpoints often would spend ever longer doing it.
             Arc::new(
                 LocalFileSystem::new_with_prefix(location)
-                    .map_err(|e| EngineError::Checkpoint(format!("{location}: {e}")))?
-                    .with_automatic_cleanup(true),
+                    .map_err(|e| EngineError::Checkpoint(format!("{location}: {e}")))?,
             )
         };
         Ok(Self {
             store,
             display: location.to_string(),
+            local: (!location.contains("://")).then(|| location.into()),
         })
     }
 
@@ -125,6 +127,7 @@ impl CheckpointStore {
         Self {
             store,
             display: "a test store".into(),
+            local: None,
         }
     }
 
@@ -380,6 +383,11 @@ impl CheckpointStore {
                 .delete(&file.location)
                 .await
                 .map_err(|e| self.error("pruning checkpoints", e))?;
+        }
+        if let Some(local) = &self.local {
+            // Only this folder, emptied: never the job's, which a new checkpoint may be
+            // being written into.
+            let _ = std::fs::remove_dir(local.join(folder.as_ref()));
         }
         Ok(())
     }

@@ -46,6 +46,8 @@ pub struct JobMetrics {
     retrying: Mutex<Option<String>>,
     /// Time its tasks spent being polled (computing): its own, and its exchanges' senders.
     pub(crate) busy: Arc<BusyTime>,
+    /// How many instances it runs as.
+    parallelism: usize,
 }
 
 /// The last checkpoint a job completed.
@@ -76,6 +78,14 @@ struct SourceReader {
 }
 
 impl JobMetrics {
+    /// Counters of a job of `parallelism` instances.
+    pub(crate) fn new(parallelism: usize) -> Self {
+        Self {
+            parallelism: parallelism.max(1),
+            ..Self::default()
+        }
+    }
+
     /// Counters for one more reader of the job's source `name`, read by the job's instance
     /// `instance`, which yields `schema`.
     pub fn register_source(
@@ -124,7 +134,7 @@ impl JobMetrics {
     /// shares of the sources read and lag, and what its partition of each parallel operator
     /// holds. What runs above the instances (the merge, the sink) is no instance's.
     pub fn instances(&self, plan: &Arc<dyn ExecutionPlan>) -> Vec<InstanceCounters> {
-        let count = most_partitions(plan);
+        let count = self.parallelism.max(1);
         let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         (0..count)
             .map(|instance| {
@@ -310,14 +320,6 @@ pub struct InstanceCounters {
     pub peak_state_bytes: u64,
     /// Time its tasks spent computing (for a job of parallelism 1, the job's).
     pub busy: Duration,
-}
-
-/// The most partitions a node of `plan` has: the job's parallelism.
-fn most_partitions(plan: &Arc<dyn ExecutionPlan>) -> usize {
-    plan.children()
-        .into_iter()
-        .map(most_partitions)
-        .fold(plan.output_partitioning().partition_count(), usize::max)
 }
 
 /// The values of the metric `name` that nodes of `plan` running as `count` instances keep

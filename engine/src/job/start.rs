@@ -52,7 +52,7 @@ impl Engine {
         } = job;
         let inserting = into.is_some();
         let bounded = prepared.sources.iter().all(|s| s.source.is_bounded());
-        let metrics = Arc::new(JobMetrics::default());
+        let metrics = Arc::new(JobMetrics::new(prepared.parallelism));
         let control = Arc::new(JobControl::default());
         let spec = |plan: Arc<dyn ExecutionPlan>, checkpoint_dir| JobSpec {
             name: name.to_string(),

@@ -284,12 +284,22 @@ fn set_once<T>(slot: &mut Option<T>, value: T) -> bool {
     slot.replace(value).is_none()
 }
 
+/// The most pods a hint may ask for (Kubernetes counts replicas in an `int32`).
+const MAX_REPLICAS: u32 = 10_000;
+
 /// `N..M` or `N`.
 fn replicas(value: &str) -> std::result::Result<Replicas, String> {
     let number = |text: &str| {
         text.trim()
             .parse::<u32>()
-            .map_err(|_| format!("'{}' is not a whole number of pods", text.trim()))
+            .ok()
+            .filter(|n| *n <= MAX_REPLICAS)
+            .ok_or_else(|| {
+                format!(
+                    "'{}' is not a whole number of pods up to {MAX_REPLICAS}",
+                    text.trim()
+                )
+            })
     };
     let (min, max) = match value.split_once("..") {
         Some((min, max)) => (number(min)?, number(max)?),
@@ -391,15 +401,41 @@ fn check_cron(value: &str) -> std::result::Result<(), String> {
         return Ok(());
     }
     let fields: Vec<&str> = value.split_whitespace().collect();
-    let allowed = |field: &&str| {
-        field
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'*' | b'/' | b',' | b'-'))
-    };
-    if fields.len() != 5 || !fields.iter().all(allowed) {
+    if fields.len() != 5 {
         return Err(format!(
             "'{value}' is not a cron expression: five fields (minute hour day-of-month month day-of-week), such as '0 6 * * 1-5', or @hourly, @daily, @weekly, @monthly"
         ));
+    }
+    // Each field's name, range, and whether it takes names (JAN, MON).
+    const FIELDS: [(&str, u32, u32, bool); 5] = [
+        ("minute", 0, 59, false),
+        ("hour", 0, 23, false),
+        ("day of month", 1, 31, false),
+        ("month", 1, 12, true),
+        ("day of week", 0, 7, true),
+    ];
+    for (field, (name, low, high, names)) in fields.iter().zip(FIELDS) {
+        for item in field.split(',') {
+            let (range, step) = match item.split_once('/') {
+                Some((range, step)) => (range, Some(step)),
+                None => (item, None),
+            };
+            let value_ok = |v: &str| match v.parse::<u32>() {
+                Ok(n) => (low..=high).contains(&n),
+                Err(_) => names && v.len() == 3 && v.bytes().all(|b| b.is_ascii_alphabetic()),
+            };
+            let range_ok = range == "*"
+                || match range.split_once('-') {
+                    Some((from, to)) => value_ok(from) && value_ok(to),
+                    None => value_ok(range),
+                };
+            let step_ok = step.is_none_or(|s| s.parse::<u32>().is_ok_and(|n| n >= 1));
+            if !range_ok || !step_ok {
+                return Err(format!(
+                    "'{item}' is not a {name} of a cron expression ({low} to {high}, *, ranges a-b, steps /n, lists a,b)"
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -517,6 +553,11 @@ mod tests {
                 "-- @ferris:replicas = 0..4\nSELECT 1",
                 "1:23",
                 "0 pods at least",
+            ),
+            (
+                "-- @ferris:workload = reporting\n-- @ferris:schedule = 99 * * * *\nSELECT 1",
+                "2:23",
+                "'99' is not a minute",
             ),
         ];
         for (text, position, message) in cases {

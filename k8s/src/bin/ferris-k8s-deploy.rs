@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use ferris_k8s::manifests::{Settings, adapter_rules, objects, to_yaml};
 use ferris_k8s::workloads;
 
-const USAGE: &str = "usage: ferris-k8s-deploy FILE.sql... --image IMAGE [--namespace NS] [--etcd etcd://HOST:PORT] [--state-dir DIR] --out DIR
+const USAGE: &str = "usage: ferris-k8s-deploy FILE.sql... --image IMAGE --state-dir DIR [--namespace NS] [--etcd etcd://HOST:PORT] --out DIR
 
 Writes DIR/ferris-WORKLOAD.yaml for each workload the files' `-- @ferris:workload` hints
 name (and ferris-default.yaml for jobs without one), and DIR/prometheus-adapter-rules.yaml;
-apply them with `kubectl apply -f DIR`. Defaults: --namespace default,
---etcd etcd://etcd:2379, --state-dir /var/lib/ferris (a volume every node shares).";
+apply them with `kubectl apply -f DIR`. --state-dir is where every node keeps and finds
+checkpoints: s3://BUCKET/PREFIX, or a path on a volume every pod mounts. Defaults:
+--namespace default, --etcd etcd://etcd:2379.";
 
 fn main() -> ExitCode {
     match deploy(std::env::args().skip(1).collect()) {
@@ -32,12 +33,12 @@ fn main() -> ExitCode {
 /// Writes the objects; the files written, or what went wrong.
 fn deploy(args: Vec<String>) -> Result<Vec<String>, String> {
     let mut files = Vec::new();
-    let (mut image, mut out) = (None, None);
+    let (mut image, mut out, mut state_dir) = (None, None, None);
     let mut settings = Settings {
         image: String::new(),
         namespace: "default".into(),
         etcd: "etcd://etcd:2379".into(),
-        state_dir: "/var/lib/ferris".into(),
+        state_dir: String::new(),
     };
     let mut rest = args.into_iter();
     while let Some(arg) = rest.next() {
@@ -47,7 +48,7 @@ fn deploy(args: Vec<String>) -> Result<Vec<String>, String> {
             "--out" => out = Some(value()?),
             "--namespace" => settings.namespace = value()?,
             "--etcd" => settings.etcd = value()?,
-            "--state-dir" => settings.state_dir = value()?,
+            "--state-dir" => state_dir = Some(value()?),
             "--apply" | "--kubeconfig" => {
                 return Err(format!(
                     "{arg} is not available yet: write the objects with --out DIR and apply them with kubectl apply -f DIR"
@@ -60,9 +61,10 @@ fn deploy(args: Vec<String>) -> Result<Vec<String>, String> {
             file => files.push(file.to_string()),
         }
     }
-    let (Some(image), Some(out)) = (image, out) else {
+    let (Some(image), Some(out), Some(state_dir)) = (image, out, state_dir) else {
         return Err(USAGE.into());
     };
+    settings.state_dir = state_dir;
     if files.is_empty() {
         return Err(USAGE.into());
     }
