@@ -15,7 +15,7 @@ use ferris_engine::cluster::JobSummary;
 use ferris_engine::job::JobRecord;
 
 use crate::error::ClusterError;
-use crate::etcd::{Snapshot, key};
+use crate::etcd::{Keys, Snapshot};
 
 /// How long a job that could not start (or be declared) waits before it is tried again.
 const RETRY_START: Duration = Duration::from_secs(5);
@@ -56,6 +56,7 @@ pub(crate) struct Agent {
     local: BTreeMap<String, LocalJob>,
     failed: BTreeMap<String, FailedStart>,
     records: LocalRecords,
+    keys: Keys,
 }
 
 impl Agent {
@@ -63,8 +64,10 @@ impl Agent {
         node: String,
         session: Arc<tokio::sync::Mutex<Session>>,
         records: LocalRecords,
+        keys: Keys,
     ) -> Self {
         Self {
+            keys,
             node,
             session,
             declared: BTreeMap::new(),
@@ -295,12 +298,12 @@ impl Agent {
         name: &str,
         lease: i64,
     ) -> Result<bool, ClusterError> {
-        let running = key("running", name);
+        let running = self.keys.key("running", name);
         // Not if it was dropped since the snapshot: a DROP deletes its checkpoints next.
         let txn = Txn::new()
             .when([
                 Compare::create_revision(running.as_str(), CompareOp::Equal, 0),
-                Compare::version(key("jobs", name), CompareOp::Greater, 0),
+                Compare::version(self.keys.key("jobs", name), CompareOp::Greater, 0),
             ])
             .and_then([TxnOp::put(
                 running.as_str(),
@@ -312,7 +315,7 @@ impl Agent {
 
     /// Lets go of the job `name`, if this node holds it.
     async fn release(&self, client: &mut Client, name: &str) -> Result<(), ClusterError> {
-        let running = key("running", name);
+        let running = self.keys.key("running", name);
         let txn = Txn::new()
             .when([Compare::value(
                 running.as_str(),

@@ -11,7 +11,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::error::ClusterError;
-use crate::etcd::{self, Snapshot, encode, key};
+use crate::etcd::{Keys, Snapshot, encode};
 
 /// How long `DROP` waits for the job's node to stop it.
 const DROP_WAIT: Duration = Duration::from_secs(30);
@@ -21,25 +21,39 @@ const DROP_WAIT: Duration = Duration::from_secs(30);
 pub struct EtcdCatalog {
     client: Client,
     state_dir: String,
+    keys: Keys,
 }
 
 impl EtcdCatalog {
-    pub(crate) fn new(client: Client, state_dir: String) -> Self {
-        Self { client, state_dir }
+    pub(crate) fn new(client: Client, state_dir: String, keys: Keys) -> Self {
+        Self {
+            client,
+            state_dir,
+            keys,
+        }
     }
 
     async fn snapshot(&self) -> Result<Snapshot, ClusterError> {
-        etcd::snapshot(&mut self.client.clone()).await
+        self.keys.snapshot(&mut self.client.clone()).await
     }
 
     /// Changes the job `name` with `change`, unless another change came first (then again).
     /// The job `name` and the revision it was last changed at.
     async fn read_job(&self, name: &str) -> Result<Option<(ClusterJob, i64)>, ClusterError> {
-        let response = self.client.clone().get(key("jobs", name), None).await?;
+        let response = self
+            .client
+            .clone()
+            .get(self.keys.key("jobs", name), None)
+            .await?;
         response
             .kvs()
             .first()
-            .map(|kv| Ok((decode_job(name, kv.value())?, kv.mod_revision())))
+            .map(|kv| {
+                Ok((
+                    decode_job(self.keys.key("jobs", name), kv.value())?,
+                    kv.mod_revision(),
+                ))
+            })
             .transpose()
     }
 
@@ -49,7 +63,7 @@ impl EtcdCatalog {
         name: &str,
         change: impl Fn(&mut ClusterJob),
     ) -> Result<bool, ClusterError> {
-        let key = key("jobs", name);
+        let key = self.keys.key("jobs", name);
         let mut client = self.client.clone();
         loop {
             let Some((mut job, revision)) = self.read_job(name).await? else {
@@ -70,9 +84,10 @@ impl EtcdCatalog {
     }
 }
 
-fn decode_job(name: &str, value: &[u8]) -> Result<ClusterJob, ClusterError> {
+/// The job kept at `key`.
+fn decode_job(key: String, value: &[u8]) -> Result<ClusterJob, ClusterError> {
     serde_json::from_slice(value).map_err(|e| ClusterError::Corrupt {
-        key: key("jobs", name),
+        key,
         message: e.to_string(),
     })
 }
@@ -84,7 +99,7 @@ impl ClusterCatalog for EtcdCatalog {
 
     fn submit(&self, job: ClusterJob) -> BoxFuture<'_, Result<()>> {
         async move {
-            let key = key("jobs", &job.name);
+            let key = self.keys.key("jobs", &job.name);
             let txn = Txn::new()
                 .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(key.as_str(), encode(&job), None)]);
@@ -145,15 +160,15 @@ impl ClusterCatalog for EtcdCatalog {
         async move {
             let mut client = self.client.clone();
             let deleted = client
-                .delete(key("jobs", &name), Some(DeleteOptions::new().with_prev_key()))
+                .delete(self.keys.key("jobs", &name), Some(DeleteOptions::new().with_prev_key()))
                 .await
                 .map_err(ClusterError::from)?;
             let Some(kept) = deleted.prev_kvs().first() else {
                 return Ok(None);
             };
-            let job = decode_job(&name, kept.value())?;
+            let job = decode_job(self.keys.key("jobs", &name), kept.value())?;
             // Its node stops it at once when it sees it gone, and lets go of it.
-            let running = key("running", &name);
+            let running = self.keys.key("running", &name);
             let waited = std::time::Instant::now();
             while client
                 .get(running.as_str(), None)
@@ -173,7 +188,7 @@ impl ClusterCatalog for EtcdCatalog {
             }
             for folder in ["status", "assignments"] {
                 client
-                    .delete(key(folder, &name), None)
+                    .delete(self.keys.key(folder, &name), None)
                     .await
                     .map_err(ClusterError::from)?;
             }

@@ -22,20 +22,43 @@ pub struct ClusterConfig {
     pub lease_ttl: Duration,
     /// Where every job's checkpoints go: a folder every node reads, or `s3://...`.
     pub state_dir: String,
+    /// The cluster's name (`etcd://.../NAME`): clusters of other names share the etcd and
+    /// nothing else. `None`: the unnamed one.
+    pub name: Option<String>,
 }
 
-/// The endpoints of `etcd://HOST:PORT[,HOST:PORT...]`.
-pub fn parse_endpoints(url: &str) -> Result<Vec<String>, ClusterError> {
+impl ClusterConfig {
+    /// The cluster's keys in etcd.
+    pub(crate) fn keys(&self) -> crate::etcd::Keys {
+        crate::etcd::Keys::of(self.name.as_deref())
+    }
+}
+
+/// The endpoints and the cluster's name of `etcd://HOST:PORT[,HOST:PORT...][/NAME]`.
+pub fn parse_cluster_url(url: &str) -> Result<(Vec<String>, Option<String>), ClusterError> {
     let bad = |why: &str| {
         ClusterError::Config(format!(
-            "--cluster {url}: {why}; expected etcd://HOST:PORT[,HOST:PORT...]"
+            "--cluster {url}: {why}; expected etcd://HOST:PORT[,HOST:PORT...][/NAME]"
         ))
     };
     let rest = url
         .strip_prefix("etcd://")
         .ok_or_else(|| bad("not an etcd:// URL"))?;
-    let endpoints: Vec<String> = rest
-        .trim_end_matches('/')
+    let (hosts, name) = match rest.trim_end_matches('/').split_once('/') {
+        Some((hosts, name)) => (hosts, Some(name)),
+        None => (rest.trim_end_matches('/'), None),
+    };
+    if let Some(name) = name
+        && (name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        return Err(bad(&format!(
+            "'{name}' is not a cluster name (letters, digits, - and _)"
+        )));
+    }
+    let endpoints: Vec<String> = hosts
         .split(',')
         .map(str::trim)
         .map(str::to_string)
@@ -48,7 +71,7 @@ pub fn parse_endpoints(url: &str) -> Result<Vec<String>, ClusterError> {
             return Err(bad(&format!("'{endpoint}' is not HOST:PORT")));
         }
     }
-    Ok(endpoints)
+    Ok((endpoints, name.map(str::to_string)))
 }
 
 #[cfg(test)]
@@ -56,10 +79,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoints_are_read_from_an_etcd_url() {
+    fn endpoints_and_name_are_read_from_an_etcd_url() {
+        let (endpoints, name) = parse_cluster_url("etcd://127.0.0.1:2379,h2:2380").unwrap();
+        assert_eq!(endpoints, ["127.0.0.1:2379", "h2:2380"]);
+        assert_eq!(name, None);
+        let (endpoints, name) = parse_cluster_url("etcd://etcd:2379/trading").unwrap();
         assert_eq!(
-            parse_endpoints("etcd://127.0.0.1:2379,h2:2380").unwrap(),
-            ["127.0.0.1:2379", "h2:2380"]
+            (endpoints, name.as_deref()),
+            (vec!["etcd:2379".to_string()], Some("trading"))
         );
         for bad in [
             "http://h:1",
@@ -67,8 +94,10 @@ mod tests {
             "etcd://:1",
             "etcd://h:x",
             "etcd://h:1,",
+            "etcd://h:1/a/b",
+            "etcd://h:1/a b",
         ] {
-            let e = parse_endpoints(bad).unwrap_err().to_string();
+            let e = parse_cluster_url(bad).unwrap_err().to_string();
             assert!(e.contains("expected etcd://HOST:PORT"), "{bad}: {e}");
         }
     }

@@ -5,7 +5,7 @@ use std::fmt;
 /// What can go wrong between a node and etcd.
 #[derive(Debug)]
 pub enum ClusterError {
-    /// `--cluster` is not `etcd://HOST:PORT[,HOST:PORT...]`, or another setting is wrong.
+    /// `--cluster` is not `etcd://HOST:PORT[,HOST:PORT...][/NAME]`, or another setting is wrong.
     Config(String),
     /// No etcd endpoint answered.
     Unreachable {

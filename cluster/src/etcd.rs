@@ -10,17 +10,52 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ClusterError;
 
-/// Every key of the cluster starts with this.
-pub(crate) const PREFIX: &str = "/ferris/";
-
-/// The key of `name` in the folder `folder` (`nodes`, `jobs`, ...).
-pub(crate) fn key(folder: &str, name: &str) -> String {
-    format!("{PREFIX}{folder}/{name}")
+/// A cluster's keys in etcd: under `/ferris/`, or `/ferris-NAME/` for the cluster `NAME`, so
+/// that clusters of other names share an etcd and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Keys {
+    prefix: String,
 }
 
-/// The key the leader holds.
-pub(crate) fn leader_key() -> String {
-    format!("{PREFIX}leader")
+impl Keys {
+    /// The keys of the cluster called `name` (`None`: the unnamed one).
+    pub(crate) fn of(name: Option<&str>) -> Self {
+        Self {
+            prefix: match name {
+                Some(name) => format!("/ferris-{name}/"),
+                None => "/ferris/".to_string(),
+            },
+        }
+    }
+
+    /// The key of `name` in the folder `folder` (`nodes`, `jobs`, ...).
+    pub(crate) fn key(&self, folder: &str, name: &str) -> String {
+        format!("{}{folder}/{name}", self.prefix)
+    }
+
+    /// The key the leader holds.
+    pub(crate) fn leader(&self) -> String {
+        format!("{}leader", self.prefix)
+    }
+
+    /// Reads every key of the cluster at once.
+    pub(crate) async fn snapshot(&self, client: &mut Client) -> Result<Snapshot, ClusterError> {
+        let response = client
+            .get(self.prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        let mut snapshot = Snapshot::default();
+        let mut jobs = Vec::new();
+        for kv in response.kvs() {
+            // A value no node of this version reads (another program's, a newer node's) is
+            // left out, not a reason to stop reading the cluster.
+            if let Err(e) = read_key(&self.prefix, kv, &mut snapshot, &mut jobs) {
+                tracing::warn!("{e}: left out");
+            }
+        }
+        jobs.sort_by_key(|(revision, _)| *revision);
+        snapshot.jobs = jobs.into_iter().map(|(_, job)| job).collect();
+        Ok(snapshot)
+    }
 }
 
 /// Where the leader put a job, and where it was before.
@@ -32,7 +67,7 @@ pub(crate) struct Assignment {
     pub history: Vec<Placement>,
 }
 
-/// Everything under [`PREFIX`] at one revision.
+/// Everything of a cluster at one revision.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Snapshot {
     /// Live nodes, by id.
@@ -78,33 +113,15 @@ pub(crate) async fn connect(endpoints: &[String]) -> Result<Client, ClusterError
     Ok(client)
 }
 
-/// Reads every key of the cluster at once.
-pub(crate) async fn snapshot(client: &mut Client) -> Result<Snapshot, ClusterError> {
-    let response = client
-        .get(PREFIX, Some(GetOptions::new().with_prefix()))
-        .await?;
-    let mut snapshot = Snapshot::default();
-    let mut jobs = Vec::new();
-    for kv in response.kvs() {
-        // A value no node of this version reads (another program's, a newer node's) is left
-        // out, not a reason to stop reading the cluster.
-        if let Err(e) = read_key(kv, &mut snapshot, &mut jobs) {
-            tracing::warn!("{e}: left out");
-        }
-    }
-    jobs.sort_by_key(|(revision, _)| *revision);
-    snapshot.jobs = jobs.into_iter().map(|(_, job)| job).collect();
-    Ok(snapshot)
-}
-
 fn read_key(
+    prefix: &str,
     kv: &etcd_client::KeyValue,
     snapshot: &mut Snapshot,
     jobs: &mut Vec<(i64, ClusterJob)>,
 ) -> Result<(), ClusterError> {
     let key = kv.key_str().map_err(|e| corrupt("(not UTF-8)", e))?;
     let value = kv.value_str().map_err(|e| corrupt(key, e))?;
-    let Some(rest) = key.strip_prefix(PREFIX) else {
+    let Some(rest) = key.strip_prefix(prefix) else {
         return Ok(());
     };
     if rest == "leader" {

@@ -26,6 +26,6 @@ mod placement;
 pub mod resources;
 
 pub use catalog::EtcdCatalog;
-pub use config::{ClusterConfig, parse_endpoints};
+pub use config::{ClusterConfig, parse_cluster_url};
 pub use error::ClusterError;
 pub use node::Node;

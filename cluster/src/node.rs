@@ -16,7 +16,7 @@ use crate::agent::{Agent, LocalRecords};
 use crate::catalog::EtcdCatalog;
 use crate::config::ClusterConfig;
 use crate::error::ClusterError;
-use crate::etcd::{self, Snapshot, encode, key, leader_key};
+use crate::etcd::{self, Snapshot, encode};
 use crate::placement::{self, DRAINING};
 use crate::resources;
 
@@ -132,7 +132,11 @@ impl Node {
         session: Arc<tokio::sync::Mutex<Session>>,
     ) -> Result<Self, ClusterError> {
         let mut client = etcd::connect(&config.endpoints).await?;
-        let catalog = Arc::new(EtcdCatalog::new(client.clone(), config.state_dir.clone()));
+        let catalog = Arc::new(EtcdCatalog::new(
+            client.clone(),
+            config.state_dir.clone(),
+            config.keys(),
+        ));
         let waited = Instant::now();
         let lease = loop {
             match register(&mut client, &config, None).await {
@@ -158,6 +162,7 @@ impl Node {
                 config.node_id.clone(),
                 session,
                 records.clone(),
+                config.keys(),
             )),
             config,
             client,
@@ -204,14 +209,14 @@ impl Node {
         let id = &shared.config.node_id;
         shared.draining.store(true, Ordering::SeqCst);
         let mut client = shared.client.clone();
-        if let Ok(snapshot) = etcd::snapshot(&mut client).await {
+        if let Ok(snapshot) = shared.config.keys().snapshot(&mut client).await {
             let _ = report(&shared, &snapshot).await;
         }
         tracing::info!(node = %id, "draining: its jobs move to other nodes");
         let started = Instant::now();
         while started.elapsed() < DRAIN_WAIT && !shared.lease_lost() {
             tokio::time::sleep(TICK).await;
-            let Ok(snapshot) = etcd::snapshot(&mut client).await else {
+            let Ok(snapshot) = shared.config.keys().snapshot(&mut client).await else {
                 continue;
             };
             let others = snapshot
@@ -281,7 +286,7 @@ async fn register(
     let ttl = config.lease_ttl.as_secs().max(1) as i64;
     let lease = client.lease_grant(ttl, None).await?.id();
     let record = record(config);
-    let node_key = key("nodes", &config.node_id);
+    let node_key = config.keys().key("nodes", &config.node_id);
     let put = TxnOp::put(
         node_key.as_str(),
         encode(&record),
@@ -421,7 +426,7 @@ async fn work(shared: Arc<Shared>) {
             continue;
         }
         let round = async {
-            let snapshot = etcd::snapshot(&mut client).await?;
+            let snapshot = shared.config.keys().snapshot(&mut client).await?;
             lead(&shared, &mut client, &snapshot).await?;
             shared
                 .agent
@@ -464,7 +469,7 @@ async fn lead(
 ) -> Result<(), ClusterError> {
     let id = shared.config.node_id.as_str();
     let draining = shared.draining.load(Ordering::SeqCst);
-    let leader = leader_key();
+    let leader = shared.config.keys().leader();
     match snapshot.leader.as_deref() {
         None if !draining => {
             let txn = Txn::new()
@@ -500,13 +505,16 @@ async fn lead(
         let why = assignment.history.last().map_or("", |p| p.why.as_str());
         tracing::info!(job = %job, "assigned to node {}: {why}", assignment.node);
         ops.push(TxnOp::put(
-            key("assignments", job),
+            shared.config.keys().key("assignments", job),
             encode(assignment),
             None,
         ));
     }
     for job in &decisions.unassign {
-        ops.push(TxnOp::delete(key("assignments", job), None));
+        ops.push(TxnOp::delete(
+            shared.config.keys().key("assignments", job),
+            None,
+        ));
     }
     for chunk in ops.chunks(TXN_OPS) {
         // Only while it still leads.
@@ -522,13 +530,13 @@ async fn lead(
 async fn report(shared: &Shared, snapshot: &Snapshot) -> Result<(), ClusterError> {
     let lease = Some(PutOptions::new().with_lease(shared.lease()));
     let mut ops = vec![TxnOp::put(
-        key("nodes", &shared.config.node_id),
+        shared.config.keys().key("nodes", &shared.config.node_id),
         encode(&shared.summary()),
         lease.clone(),
     )];
     for job in shared.agent.lock().await.summaries(snapshot) {
         ops.push(TxnOp::put(
-            key("status", &job.name),
+            shared.config.keys().key("status", &job.name),
             encode(&job),
             lease.clone(),
         ));

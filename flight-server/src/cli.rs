@@ -25,7 +25,7 @@ Usage:
                              running server (its jobs start there)
   ferris server [--flight HOST:PORT] [--http HOST:PORT] [--auth-token TOKEN] [--kafka HOST:PORT]
                 [--tls-cert FILE --tls-key FILE] [--state-dir DIR]
-                [--cluster etcd://HOST:PORT[,HOST:PORT] [--node-id ID] [--advertise HOST:PORT]
+                [--cluster etcd://HOST:PORT[,HOST:PORT][/NAME] [--node-id ID] [--advertise HOST:PORT]
                  [--slots N] [--lease-ttl SECONDS]]
                 [--config FILE.yaml [--profile NAME]]
                              serve Arrow Flight SQL (default 127.0.0.1:50051), and
@@ -331,7 +331,7 @@ fn cluster_config(
     state_dir: Option<&str>,
     setting: &dyn Fn(&str, &str) -> Option<String>,
 ) -> Result<ferris_cluster::ClusterConfig, String> {
-    let endpoints = ferris_cluster::parse_endpoints(url).map_err(|e| e.to_string())?;
+    let (endpoints, name) = ferris_cluster::parse_cluster_url(url).map_err(|e| e.to_string())?;
     let state_dir = state_dir.ok_or(
         "--cluster needs --state-dir: a folder every node reads, or s3://..., where jobs keep the checkpoints they move between nodes with",
     )?;
@@ -362,6 +362,7 @@ fn cluster_config(
         slots,
         lease_ttl: std::time::Duration::from_secs(lease_ttl),
         state_dir: state_dir.to_string(),
+        name,
     })
 }
 

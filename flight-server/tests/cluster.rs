@@ -686,6 +686,33 @@ fn a_node_without_etcd_or_a_state_dir_refuses_to_start() {
     );
 }
 
+/// Two clusters named in the etcd URL (`etcd://.../NAME`) share the etcd and nothing else:
+/// each lists its own nodes and jobs only, and places its jobs on its own nodes.
+#[test]
+fn named_clusters_share_an_etcd_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let etcd = Etcd::start(dir);
+    let trading = Node::start(dir, "t1", &format!("{}/trading", etcd.url()));
+    let analytics = Node::start(dir, "a1", &format!("{}/analytics", etcd.url()));
+    let jobs = Jobs::files(1);
+    assert!(trading.sql(&jobs.sql(1)).unwrap().contains("SUBMITTED"));
+    wait_until("j1 runs in its cluster", Duration::from_secs(30), || {
+        statuses(&trading).get("j1").map(String::as_str) == Some("RUNNING")
+    });
+    let nodes = |node: &Node| -> Vec<String> {
+        rows(&node.sql("SHOW NODES").unwrap())
+            .into_iter()
+            .map(|n| n["id"].clone())
+            .collect()
+    };
+    assert_eq!(nodes(&trading), ["t1"]);
+    assert_eq!(nodes(&analytics), ["a1"]);
+    assert!(statuses(&analytics).is_empty());
+    // The same name is free in the other cluster.
+    assert!(analytics.sql(&jobs.sql(1)).unwrap().contains("SUBMITTED"));
+}
+
 /// The status of each job, as `SHOW JOBS` on `node` says.
 fn statuses(node: &Node) -> BTreeMap<String, String> {
     rows(&node.sql("SHOW JOBS").unwrap_or_default())

@@ -1,7 +1,8 @@
 //! The Kubernetes objects of one workload group, as the API server takes them.
 //!
 //! An always-on group (trading, analytics, realtime, or no workload) is a StatefulSet of
-//! `ferris server --cluster` pods, the cluster's nodes, with a headless Service, a
+//! `ferris server --cluster etcd://.../WORKLOAD` pods, the nodes of a cluster of its own
+//! (named after the workload, sharing the etcd with the others), with a headless Service, a
 //! PodDisruptionBudget, its autoscaler ([`crate::scaling`]) and a Job that deploys its SQL
 //! (kept in a ConfigMap) once the nodes answer: the cluster's leader places the jobs on
 //! them. A reporting group is a CronJob that runs its bounded jobs with `ferris run` on its
@@ -44,7 +45,8 @@ pub struct Settings {
     pub image: String,
     /// Where the objects go.
     pub namespace: String,
-    /// The cluster's etcd (`etcd://HOST:PORT[,HOST:PORT]`).
+    /// The etcd (`etcd://HOST:PORT[,HOST:PORT]`) of the clusters: each group is the
+    /// cluster named after its workload in it (`etcd://.../trading`).
     pub etcd: String,
     /// The state dir every node reads (`s3://...`, or a shared volume's path).
     pub state_dir: String,
@@ -174,7 +176,11 @@ fn nodes(group: &WorkloadGroup, settings: &Settings, replicas: bool) -> Stateful
     let args = [
         "server",
         "--cluster",
-        &settings.etcd,
+        &format!(
+            "{}/{}",
+            settings.etcd.trim_end_matches('/'),
+            group.workload.map_or("default", Workload::as_str)
+        ),
         "--state-dir",
         &settings.state_dir,
         "--node-id",
