@@ -200,6 +200,13 @@ impl CheckpointedJob {
             } else {
                 failures + 1
             };
+            // The failed attempt's consumers leave their groups now, not when the next
+            // attempt's replace them: a member leaving after the next one joined would bump
+            // the group's generation under the next attempt's first transaction, and fail it
+            // again, attempt after attempt.
+            for (_, source) in &self.sources {
+                source.release();
+            }
             let wait = backoff(failures);
             let reason = format!(
                 "{error} (failed {failures} time(s) in a row; trying again in {:.1}s)",
