@@ -173,11 +173,7 @@ impl FileSource {
                     };
                     // A share resumes the parts that are its own (a checkpoint of another
                     // parallelism names every share's).
-                    let (name, range) = match p.part.rsplit_once(RANGE_TAG) {
-                        Some((name, range)) => (name, Some(range)),
-                        None => (p.part.as_str(), None),
-                    };
-                    let whole_and_done = range.is_none() && p.size > 0 && p.offset >= p.size;
+                    let (name, range, whole_and_done) = part_read(p);
                     if range != self.share.and_then(FileShare::range_tag).as_deref()
                         && !whole_and_done
                     {
@@ -196,6 +192,17 @@ impl FileSource {
     }
 }
 
+/// A checkpointed part's file, the range it was read in (`None`: whole), and whether it was
+/// read whole to its end.
+fn part_read(part: &PartPosition) -> (&str, Option<&str>, bool) {
+    let (path, range) = match part.part.rsplit_once(RANGE_TAG) {
+        Some((path, range)) => (path, Some(range)),
+        None => (part.part.as_str(), None),
+    };
+    let whole_and_done = range.is_none() && part.size > 0 && part.offset >= part.size;
+    (path, range, whole_and_done)
+}
+
 impl FileSource {
     /// A checkpoint's position must have read each file as this share reads it: whole, or
     /// in the same byte range (the count of instances and files decides). A file read to its
@@ -203,15 +210,10 @@ impl FileSource {
     fn check_read_the_same_way(&self, position: &SourcePosition) -> Result<()> {
         let own = self.share.and_then(FileShare::range_tag);
         for part in &position.parts {
-            let (path, range) = match part.part.rsplit_once(RANGE_TAG) {
-                Some((path, range)) => (path, Some(range)),
-                None => (part.part.as_str(), None),
-            };
-            let whole_and_done = range.is_none() && part.size > 0 && part.offset >= part.size;
-            if range != own.as_deref() && !whole_and_done && range.is_some() == own.is_some() {
-                continue;
-            }
-            if range != own.as_deref() && !whole_and_done {
+            let (path, range, whole_and_done) = part_read(part);
+            // Another share's part read the same way is no concern of this share's.
+            let same_way = range == own.as_deref() || range.is_some() == own.is_some();
+            if !same_way && !whole_and_done {
                 return Err(ConnectorError::Config(format!(
                     "source '{}': its checkpoint read {path} {} and this run reads it {}: resume with the parallelism and the files it had, or delete the job's checkpoints to start over",
                     self.config.name,

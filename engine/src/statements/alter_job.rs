@@ -13,7 +13,8 @@ use crate::job::stored::StoredJob;
 use crate::prepare::MAX_PARALLELISM;
 use crate::statements::kind::{Execution, StatementKind, StatementOutput};
 use crate::statements::parser::{
-    StatementSyntax, StatementTokens, describe_token, error_at, identifier, with_option, word_is,
+    StatementSyntax, StatementTokens, describe_token, end_after, error_at, identifier, with_option,
+    word_is,
 };
 
 /// How long a stop at a checkpoint may take before the statement gives up.
@@ -64,15 +65,7 @@ fn parse(statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
             ),
         )
     })?;
-    if let Some(extra) = sig.get(6) {
-        return Err(error_at(
-            extra,
-            format!(
-                "expected the end of the statement after the parallelism, found {}",
-                describe_token(extra)
-            ),
-        ));
-    }
+    end_after(sig, 5, "the parallelism")?;
     Ok(Box::new(AlterJob { name, parallelism }))
 }
 

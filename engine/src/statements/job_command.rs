@@ -7,9 +7,7 @@ use crate::error::{EngineError, Result};
 use crate::job::command::JobCommand;
 use crate::listing;
 use crate::statements::kind::{Execution, StatementKind, StatementOutput};
-use crate::statements::parser::{
-    StatementSyntax, StatementTokens, describe_token, error_at, identifier, word_is,
-};
+use crate::statements::parser::{StatementSyntax, StatementTokens, end_after, identifier, word_is};
 
 /// A job command and the job it is for.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,15 +40,9 @@ fn parse(statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
         (JobCommand::Stop, Some(force)) if word_is(Some(force), "FORCE") && sig.len() == 4 => {
             JobCommand::StopForce
         }
-        (command, None) => command,
-        (_, Some(extra)) => {
-            return Err(error_at(
-                extra,
-                format!(
-                    "expected the end of the statement after the job's name, found {}",
-                    describe_token(extra)
-                ),
-            ));
+        (command, _) => {
+            end_after(sig, 2, "the job's name")?;
+            command
         }
     };
     Ok(Box::new(ControlJob { command, name }))

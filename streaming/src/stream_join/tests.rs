@@ -120,6 +120,14 @@ async fn joins_as_datafusion_s_hash_join_does() {
     }
 }
 
+/// The rows of `batches` as a table, its lines sorted (pairs come in any order).
+fn sorted_lines(batches: &[RecordBatch]) -> Vec<String> {
+    let table = pretty_format_batches(batches).unwrap().to_string();
+    let mut lines: Vec<String> = table.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
 #[tokio::test]
 async fn a_restored_join_writes_each_pair_once() {
     let schema = hash_join(None).schema();
@@ -141,13 +149,7 @@ async fn a_restored_join_writes_each_pair_once() {
     let mut after = new_state();
     after.restore(&snapshot).unwrap();
     written.extend(feed(&mut after, 2, 3));
-    let text = |batches: &[RecordBatch]| {
-        let table = pretty_format_batches(batches).unwrap().to_string();
-        let mut lines: Vec<String> = table.lines().map(str::to_string).collect();
-        lines.sort();
-        lines
-    };
-    assert_eq!(text(&written), text(&expected));
+    assert_eq!(sorted_lines(&written), sorted_lines(&expected));
     let wrong = RecordBatch::try_new(
         Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, false)])),
         vec![Arc::new(Int32Array::from(vec![1]))],
@@ -208,13 +210,7 @@ async fn a_join_rescaled_from_two_to_three_instances_writes_each_pair_once() {
         state.restore_rescaled(&overlapping, instance).unwrap();
     }
     written.extend(feed(&mut three, 2, 3));
-    let text = |batches: &[RecordBatch]| {
-        let table = pretty_format_batches(batches).unwrap().to_string();
-        let mut lines: Vec<String> = table.lines().map(str::to_string).collect();
-        lines.sort();
-        lines
-    };
-    assert_eq!(text(&written), text(&expected));
+    assert_eq!(sorted_lines(&written), sorted_lines(&expected));
 }
 
 fn symmetric(join_type: JoinType) -> SymmetricHashJoinExec {
