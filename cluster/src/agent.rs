@@ -28,6 +28,9 @@ pub(crate) type LocalRecords = Arc<Mutex<Vec<Arc<JobRecord>>>>;
 
 struct LocalJob {
     record: Arc<JobRecord>,
+    /// The statement it was started from: when the catalog's changes (`ALTER JOB`), it
+    /// stops at a checkpoint and starts again here from the new one.
+    sql: String,
     /// The catalog's generation it was started for.
     generation: u64,
     /// A stop was asked for.
@@ -141,7 +144,7 @@ impl Agent {
                 continue;
             }
             if let Some(local) = self.local.get(&job.name)
-                && (local.holds || local.generation == job.generation)
+                && (local.holds || (local.generation == job.generation && local.sql == job.sql))
             {
                 continue;
             }
@@ -176,6 +179,7 @@ impl Agent {
                         job.name.clone(),
                         LocalJob {
                             record,
+                            sql: job.sql.clone(),
                             generation: job.generation,
                             stopping: false,
                             leaving: false,
@@ -223,6 +227,14 @@ impl Agent {
                 .get(name)
                 .is_some_and(|a| a.node == self.node);
             match snapshot.job(name) {
+                // Started again here once stopped (`leaving` stays false).
+                Some(job) if assigned_here && !job.stopped && job.sql != local.sql => {
+                    if !local.stopping {
+                        tracing::info!(job = %name, "stopping at a checkpoint: its statement changed (ALTER JOB)");
+                        local.record.control.request_stop();
+                        local.stopping = true;
+                    }
+                }
                 Some(job) if assigned_here && !job.stopped => {
                     local.record.control.set_paused(job.paused);
                     // A START of the running job is no reason to start it again later.

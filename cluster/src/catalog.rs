@@ -155,6 +155,11 @@ impl ClusterCatalog for EtcdCatalog {
         .boxed()
     }
 
+    fn restate(&self, name: &str, sql: String) -> BoxFuture<'_, Result<bool>> {
+        let name = name.to_string();
+        async move { Ok(self.update(&name, |job| job.sql.clone_from(&sql)).await?) }.boxed()
+    }
+
     fn remove(&self, name: &str) -> BoxFuture<'_, Result<Option<ClusterJob>>> {
         let name = name.to_string();
         async move {

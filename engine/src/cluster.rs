@@ -155,6 +155,10 @@ pub trait ClusterCatalog: Send + Sync {
     /// Applies a job command to the job `name` (its node acts on it); whether it is kept.
     fn command(&self, name: &str, command: JobCommand) -> BoxFuture<'_, Result<bool>>;
 
+    /// Replaces the job `name`'s statement (`ALTER JOB`): its node stops it at a checkpoint
+    /// and starts it again from `sql`, resuming from that checkpoint; whether it is kept.
+    fn restate(&self, name: &str, sql: String) -> BoxFuture<'_, Result<bool>>;
+
     /// Forgets the job `name`, once no node runs it; what was kept.
     fn remove(&self, name: &str) -> BoxFuture<'_, Result<Option<ClusterJob>>>;
 

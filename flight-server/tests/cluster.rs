@@ -772,6 +772,21 @@ fn job_commands_and_drop_sent_to_any_node_act_where_the_job_runs() {
     n2.sql("RESUME JOB j1").unwrap();
     status_is(&n1, "RUNNING");
 
+    // At another parallelism, through either node: its node stops it at a checkpoint and
+    // starts it again as two instances, going on from there.
+    let altered = n2.sql("ALTER JOB j1 SET PARALLELISM 2").unwrap();
+    assert!(altered.contains("RESTARTING"), "{altered}");
+    wait_until("j1 runs as two instances", Duration::from_secs(30), || {
+        [&n1, &n2].iter().any(|node| {
+            let status = node.sql("SHOW JOB STATUS 'j1'").unwrap_or_default();
+            status.contains("instance_1") && status.contains("RUNNING")
+        })
+    });
+    jobs.write_batch(dir, 2);
+    jobs.wait_for_exact_output(dir, 3);
+    let error = n1.sql("ALTER JOB nope SET PARALLELISM 2").unwrap_err();
+    assert!(error.contains("no job 'nope'"), "{error}");
+
     // Dropped: stopped where it runs, its checkpoints deleted, forgotten by every node.
     assert!(n1.sql("DROP STREAM j1").unwrap().contains("DROPPED"));
     assert!(!dir.join("state/j1").exists(), "its checkpoints are gone");

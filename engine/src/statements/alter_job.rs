@@ -1,6 +1,7 @@
 //! `ALTER JOB name SET PARALLELISM n`: the job stops at a checkpoint and starts again from
 //! it as `n` instances, its keyed state and its sources' shares divided anew; its statement
-//! is kept with `'parallelism' = 'n'`, so that a restart keeps the new parallelism.
+//! is kept with `'parallelism' = 'n'`, so that a restart keeps the new parallelism. In a
+//! cluster the statement changes in the shared catalog and the job's node restarts it.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use futures::future::BoxFuture;
 
 use crate::error::{EngineError, Result};
 use crate::job::stored::StoredJob;
+use crate::listing;
 use crate::prepare::MAX_PARALLELISM;
 use crate::statements::kind::{Execution, StatementKind, StatementOutput};
 use crate::statements::parser::{
@@ -78,11 +80,17 @@ impl StatementKind for AlterJob {
                 message,
                 position: run.statement.position,
             };
-            if engine.cluster.is_some() {
-                return Err(error(
-                    "ALTER JOB is not available in a cluster yet: set 'parallelism' in the job's statement, DROP it and create it again (its checkpoints go with it), or run it outside the cluster"
-                        .into(),
-                ));
+            // In a cluster the job's statement changes in the shared catalog, and its node
+            // stops it at a checkpoint and starts it again (every cluster job checkpoints).
+            if let Some(cluster) = engine.cluster.clone() {
+                let Some(job) = cluster.job(name).await? else {
+                    return Err(error(format!("no job '{name}' (SHOW JOBS lists them)")));
+                };
+                let sql = with_option(&job.sql, "parallelism", &self.parallelism.to_string())?;
+                if !cluster.restate(name, sql).await? {
+                    return Err(error(format!("job '{name}' was dropped meanwhile")));
+                }
+                return StatementOutput::rows(listing::job_reply(name, "RESTARTING")?);
             }
             let Some(job) = engine.latest_job(name) else {
                 return Err(error(format!("no job '{name}' (SHOW JOBS lists them)")));
