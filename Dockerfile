@@ -1,4 +1,5 @@
-# The ferris image: ferris (server, run, deploy), ferris-flight and ferris-k8s-deploy on a
+# The ferris image: ferris (server, run, deploy), ferris-flight, ferris-k8s-deploy and
+# ferris-k8s-monitor on a
 # slim Debian. Built in two stages so the image carries no toolchain:
 #   docker build -t ghcr.io/ferris-streams/ferris:0.1.0 .
 # docs/kubernetes.md says where the image is used. The build fetches protoc from Maven
@@ -13,7 +14,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     PROTOC="$(bash scripts/protoc.sh)" cargo build --workspace --bins --profile dist \
  && mkdir -p /out \
- && cp target/dist/ferris target/dist/ferris-flight target/dist/ferris-k8s-deploy /out/
+ && cp target/dist/ferris target/dist/ferris-flight target/dist/ferris-k8s-deploy \
+       target/dist/ferris-k8s-monitor /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update \

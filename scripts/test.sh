@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, for a fresh machine (Debian with a Rust toolchain, Python 3.11, Java 17,
-# Maven, Go and curl). protoc (scripts/protoc.sh) and etcd (scripts/etcd.sh) are fetched and
-# built into a cache folder on the first run.
+# Maven, Go, curl and openssl). protoc (scripts/protoc.sh), etcd (scripts/etcd.sh) and
+# kube-apiserver (scripts/kube-apiserver.sh) are fetched and built into a cache folder on the
+# first run.
 # Run from anywhere: bash scripts/test.sh
 #
 # The conformance tests run our cases in tests/cases/, and the shared ones from
@@ -93,8 +94,10 @@ fi
 # - The etcd server binary for the cluster tests (scripts/etcd.sh install, built from the Go
 #   module proxy once): FERRIS_ETCD is its path. Not started here: the tests start their own
 #   etcd processes from it, on free ports.
+# - kube-apiserver (scripts/kube-apiserver.sh install, built from the Go module proxy once),
+#   which the Kubernetes test starts with an etcd of its own through the same script.
 # All install nothing when already installed.
-step "python venv, kafka broker and etcd"
+step "python venv, kafka broker, etcd and kube-apiserver"
 FERRIS_PYTHON="$(bash scripts/venv.sh)"
 "$FERRIS_PYTHON" -c 'import http.server, json, threading' # what the stand-ins need
 # Installs the hashed requirements file $2 into the venv unless Python can already run $1.
@@ -134,6 +137,9 @@ echo "FERRIS_PYTHON=$FERRIS_PYTHON"
 FERRIS_ETCD="$(bash scripts/etcd.sh install)"
 export FERRIS_ETCD
 echo "FERRIS_ETCD=$FERRIS_ETCD"
+# The Kubernetes API server for k8s/tests/apiserver.rs (scripts/kube-apiserver.sh, built from
+# the Go module proxy once: about 8 minutes on 2 cores). The test starts its own, on free ports.
+echo "kube-apiserver: $(bash scripts/kube-apiserver.sh install)"
 
 # --- Build and test -----------------------------------------------------------------------
 step "cargo build"

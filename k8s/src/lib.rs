@@ -7,12 +7,15 @@
 //! deployed once the nodes are up, or a CronJob for reports) and its autoscaler
 //! ([`scaling`]), and writes the Prometheus Adapter rules that give the autoscalers ferris's
 //! metrics per pod ([`adapter`]). The objects are Kubernetes' own API types (`k8s-openapi`,
-//! Kubernetes 1.33 and later), written as YAML.
+//! Kubernetes 1.33 and later), written as YAML or sent to an API server by server-side apply
+//! ([`apply`]); [`monitor`] shows a deployment as it runs.
 
 use std::fmt;
 
 pub mod adapter;
+pub mod apply;
 pub mod manifests;
+pub mod monitor;
 pub mod scaling;
 pub mod workloads;
 
@@ -25,14 +28,17 @@ pub enum K8sError {
     Conflict(String),
     /// An object could not be written out.
     Output(String),
+    /// The Kubernetes API server could not be reached, or refused an object (its reason).
+    Api(String),
 }
 
 impl fmt::Display for K8sError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Sql(message) | Self::Conflict(message) | Self::Output(message) => {
-                f.write_str(message)
-            }
+            Self::Sql(message)
+            | Self::Conflict(message)
+            | Self::Output(message)
+            | Self::Api(message) => f.write_str(message),
         }
     }
 }

@@ -21,8 +21,9 @@ use ferris_engine::statements::hints::Workload;
 
 use crate::workloads::WorkloadGroup;
 
-/// Trading: messages behind per pod (`ferris_consumer_lag`) the autoscaler holds pods to.
-pub const TRADING_LAG_PER_POD: &str = "1000";
+/// Trading: messages behind per pod (`ferris_consumer_lag`) the autoscaler holds pods to
+/// (1000, written as the API server keeps it, so that an object read back equals it).
+pub const TRADING_LAG_PER_POD: &str = "1k";
 /// Trading: the CPU use, of what a pod asks for, it holds pods to (percent).
 pub const TRADING_CPU_PERCENT: i32 = 70;
 /// Analytics: the memory use, of what a pod asks for, it holds pods to (percent).

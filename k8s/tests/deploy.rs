@@ -172,7 +172,7 @@ fn each_workload_scales_by_its_own_policy() {
         hpa["metrics"][0]["pods"]["metric"]["name"],
         "ferris_consumer_lag"
     );
-    assert_eq!(hpa["metrics"][0]["pods"]["target"]["averageValue"], "1000");
+    assert_eq!(hpa["metrics"][0]["pods"]["target"]["averageValue"], "1k");
     assert_eq!(hpa["metrics"][1]["resource"]["name"], "cpu");
     assert_eq!(
         hpa["metrics"][1]["resource"]["target"]["averageUtilization"],

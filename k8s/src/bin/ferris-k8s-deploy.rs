@@ -1,25 +1,29 @@
-//! `ferris-k8s-deploy FILE.sql... --image IMAGE [--namespace NS] [--etcd URL]
-//! [--state-dir DIR] --out DIR`: the Kubernetes objects of SQL files, by their `-- @ferris:`
-//! hints, one YAML file per workload group, and the Prometheus Adapter's rules.
+//! `ferris-k8s-deploy FILE.sql... --image IMAGE --state-dir DIR [--namespace NS] [--etcd URL]
+//! (--out DIR | --apply [--kubeconfig PATH])`: the Kubernetes objects of SQL files, by their
+//! `-- @ferris:` hints, per workload group, and the Prometheus Adapter's rules: written as
+//! one YAML file per group, or applied to a cluster (server-side apply).
 
 use std::process::ExitCode;
 
-use ferris_k8s::manifests::{Settings, adapter_rules, objects, to_yaml};
-use ferris_k8s::workloads;
+use ferris_k8s::manifests::{Object, Settings, adapter_rules, objects, to_yaml};
+use ferris_k8s::{apply, workloads};
 
-const USAGE: &str = "usage: ferris-k8s-deploy FILE.sql... --image IMAGE --state-dir DIR [--namespace NS] [--etcd etcd://HOST:PORT] --out DIR
+const USAGE: &str = "usage: ferris-k8s-deploy FILE.sql... --image IMAGE --state-dir DIR [--namespace NS] [--etcd etcd://HOST:PORT] (--out DIR | --apply [--kubeconfig PATH])
 
-Writes DIR/ferris-WORKLOAD.yaml for each workload the files' `-- @ferris:workload` hints
-name (and ferris-default.yaml for jobs without one), and DIR/prometheus-adapter-rules.yaml;
-apply them with `kubectl apply -f DIR`. --state-dir is where every node keeps and finds
-checkpoints: s3://BUCKET/PREFIX, or a path on a volume every pod mounts. Defaults:
---namespace default, --etcd etcd://etcd:2379.";
+--out writes DIR/ferris-WORKLOAD.yaml for each workload the files' `-- @ferris:workload`
+hints name (and ferris-default.yaml for jobs without one), and
+DIR/prometheus-adapter-rules.yaml, for `kubectl apply -f DIR`. --apply sends the same
+objects to the cluster of the kubeconfig (--kubeconfig, else KUBECONFIG, ~/.kube/config or
+the pod's service account) by server-side apply, the namespace first if it is missing.
+--state-dir is where every node keeps and finds checkpoints: s3://BUCKET/PREFIX, or a path
+on a volume every pod mounts. Defaults: --namespace default, --etcd etcd://etcd:2379.";
 
-fn main() -> ExitCode {
-    match deploy(std::env::args().skip(1).collect()) {
-        Ok(written) => {
-            for path in written {
-                println!("wrote {path}");
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match deploy(std::env::args().skip(1).collect()).await {
+        Ok(done) => {
+            for line in done {
+                println!("{line}");
             }
             ExitCode::SUCCESS
         }
@@ -30,10 +34,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Writes the objects; the files written, or what went wrong.
-fn deploy(args: Vec<String>) -> Result<Vec<String>, String> {
+/// Writes or applies the objects; what was done, line by line, or what went wrong.
+async fn deploy(args: Vec<String>) -> Result<Vec<String>, String> {
     let mut files = Vec::new();
-    let (mut image, mut out, mut state_dir) = (None, None, None);
+    let (mut image, mut out, mut state_dir, mut kubeconfig) = (None, None, None, None);
+    let mut applying = false;
     let mut settings = Settings {
         image: String::new(),
         namespace: "default".into(),
@@ -49,11 +54,8 @@ fn deploy(args: Vec<String>) -> Result<Vec<String>, String> {
             "--namespace" => settings.namespace = value()?,
             "--etcd" => settings.etcd = value()?,
             "--state-dir" => state_dir = Some(value()?),
-            "--apply" | "--kubeconfig" => {
-                return Err(format!(
-                    "{arg} is not available yet: write the objects with --out DIR and apply them with kubectl apply -f DIR"
-                ));
-            }
+            "--apply" => applying = true,
+            "--kubeconfig" => kubeconfig = Some(value()?),
             "-h" | "--help" => return Err(USAGE.into()),
             flag if flag.starts_with("--") => {
                 return Err(format!("unknown option {flag}\n\n{USAGE}"));
@@ -61,9 +63,15 @@ fn deploy(args: Vec<String>) -> Result<Vec<String>, String> {
             file => files.push(file.to_string()),
         }
     }
-    let (Some(image), Some(out), Some(state_dir)) = (image, out, state_dir) else {
+    let (Some(image), Some(state_dir)) = (image, state_dir) else {
         return Err(USAGE.into());
     };
+    if out.is_some() == applying {
+        return Err(format!("give one of --out DIR and --apply\n\n{USAGE}"));
+    }
+    if kubeconfig.is_some() && !applying {
+        return Err(format!("--kubeconfig goes with --apply\n\n{USAGE}"));
+    }
     settings.state_dir = state_dir;
     if files.is_empty() {
         return Err(USAGE.into());
@@ -84,19 +92,33 @@ fn deploy(args: Vec<String>) -> Result<Vec<String>, String> {
             files.join(", ")
         ));
     }
+    let rules = adapter_rules(&settings.namespace).map_err(|e| e.to_string())?;
+    let Some(out) = out else {
+        let mut all: Vec<Object> = groups.iter().flat_map(|g| objects(g, &settings)).collect();
+        all.push(rules);
+        let client = apply::connect(kubeconfig.as_deref().map(std::path::Path::new), true)
+            .await
+            .map_err(|e| e.to_string())?;
+        let applied = apply::apply(&client, &settings.namespace, &all)
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(applied
+            .iter()
+            .map(|a| format!("{} {}", a.object, a.outcome.as_str()))
+            .collect());
+    };
     std::fs::create_dir_all(&out).map_err(|e| format!("{out}: {e}"))?;
     let mut written = Vec::new();
     let mut write = |name: String, yaml: String| -> Result<(), String> {
         let path = std::path::Path::new(&out).join(name);
         std::fs::write(&path, yaml).map_err(|e| format!("{}: {e}", path.display()))?;
-        written.push(path.display().to_string());
+        written.push(format!("wrote {}", path.display()));
         Ok(())
     };
     for group in &groups {
         let yaml = to_yaml(&objects(group, &settings)).map_err(|e| e.to_string())?;
         write(format!("{}.yaml", group.name()), yaml)?;
     }
-    let rules = adapter_rules(&settings.namespace).map_err(|e| e.to_string())?;
     write(
         "prometheus-adapter-rules.yaml".into(),
         to_yaml(&[rules]).map_err(|e| e.to_string())?,
