@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -474,9 +474,30 @@ impl SourceConnector for KafkaSource {
                 .add_partition_offset(&self.config.topic, partition, Offset::Offset(offset))
                 .map_err(|e| self.config.connection.error("committing offsets on", e))?;
         }
-        consumer
-            .commit(&offsets, CommitMode::Sync)
-            .map_err(|e| self.config.connection.error("committing offsets on", e))
+        match consumer.commit(&offsets, CommitMode::Sync) {
+            // The group rebalanced under the commit (a member joined or left as this one
+            // stopped): the partitions' next owner resumes from the last offsets committed,
+            // reading some messages again, as at least once allows.
+            Err(e)
+                if e.rdkafka_error_code().is_some_and(|code| {
+                    matches!(
+                        code,
+                        RDKafkaErrorCode::IllegalGeneration
+                            | RDKafkaErrorCode::UnknownMemberId
+                            | RDKafkaErrorCode::RebalanceInProgress
+                    )
+                }) =>
+            {
+                tracing::warn!(
+                    "source '{}': the last offsets were not committed, the consumer group rebalancing ({e}): their next reader reads the messages since the last commit again",
+                    self.config.name
+                );
+                Ok(())
+            }
+            outcome => {
+                outcome.map_err(|e| self.config.connection.error("committing offsets on", e))
+            }
+        }
     }
 }
 
@@ -702,12 +723,22 @@ impl KafkaSourceReader {
         }
         self.fill().await?;
         let batch = self.decode()?;
+        // Only the partitions held now: one revoked meanwhile (its progress forgotten by the
+        // rebalance) is its next owner's to commit.
+        let held: BTreeSet<i32> = match self.consumer.assignment() {
+            Ok(assignment) => assignment
+                .elements()
+                .iter()
+                .map(|e| e.partition())
+                .collect(),
+            Err(_) => BTreeSet::new(),
+        };
         self.source
             .progress
             .next
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .extend(&self.read);
+            .extend(self.read.iter().filter(|(p, _)| held.contains(p)));
         self.report_lag();
         if self.finished && batch.num_rows() == 0 {
             return Ok(None);
