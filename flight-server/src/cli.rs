@@ -277,7 +277,8 @@ async fn finish(job: RunningJob) -> Result<(), EngineError> {
 }
 
 /// `ferris deploy FILE --server HOST:PORT ...`: the file's statements, checked here, run on
-/// the server one at a time.
+/// the server one at a time; a job that exists, created from the same statement, is left as
+/// it is (deploying a file again is a no-op), one created from another is an error.
 fn deploy(file: &str, options: &[&str]) -> ExitCode {
     let input = Input::File(file.to_string());
     let statements = input
@@ -306,8 +307,14 @@ fn deploy(file: &str, options: &[&str]) -> ExitCode {
             (other, _) => args.push(other.to_string()),
         }
     }
-    let texts = statements.into_iter().map(|s| s.text).collect();
-    crate::client::deploy(texts, &args)
+    let statements = statements
+        .into_iter()
+        .map(|s| crate::client::DeployStatement {
+            job: s.kind.explained().and_then(|e| e.job).map(str::to_string),
+            sql: s.text,
+        })
+        .collect();
+    crate::client::deploy(statements, &args)
 }
 
 /// Ctrl-C, or SIGTERM (how Kubernetes and systemd stop a process).

@@ -4,6 +4,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
+use arrow::array::{Array, AsArray};
 use arrow::record_batch::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
 use arrow_flight::sql::client::FlightSqlServiceClient;
@@ -50,7 +51,16 @@ enum Input {
     Text(String),
     File(String),
     /// Statements sent one at a time, each reply printed (`ferris deploy`).
-    Statements(Vec<String>),
+    Deploy(Vec<DeployStatement>),
+}
+
+/// A statement of a file `ferris deploy` sends.
+pub struct DeployStatement {
+    /// The job it creates, if it is a `CREATE STREAM|TABLE`: one that exists already is
+    /// left alone if it was created from this same statement, else an error.
+    pub job: Option<String>,
+    /// Its text.
+    pub sql: String,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -149,9 +159,20 @@ async fn run(options: Options) -> Result<(), String> {
                 std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
             execute(&mut client, &sql, &options).await
         }
-        Some(Input::Statements(statements)) => {
+        Some(Input::Deploy(statements)) => {
             for statement in statements {
-                execute(&mut client, statement, &options).await?;
+                if let Some(job) = &statement.job
+                    && let Some(kept) = kept_statement(&mut client, job).await?
+                {
+                    if same_statement(&kept, &statement.sql) {
+                        println!("job {job} exists, created from this statement: left as it is");
+                        continue;
+                    }
+                    return Err(format!(
+                        "job '{job}' exists, created from another statement (SHOW CREATE JOB '{job}' shows it): DROP it first to create it from this one, or ALTER JOB {job} SET PARALLELISM n for another parallelism"
+                    ));
+                }
+                execute(&mut client, &statement.sql, &options).await?;
             }
             Ok(())
         }
@@ -159,9 +180,43 @@ async fn run(options: Options) -> Result<(), String> {
     }
 }
 
+/// The statement the job `job` was created from, if the server has such a job.
+async fn kept_statement(
+    client: &mut FlightSqlServiceClient<Channel>,
+    job: &str,
+) -> Result<Option<String>, String> {
+    let sql = format!("SHOW CREATE JOB '{}'", job.replace('\'', "''"));
+    let info = match client.execute(sql, None).await {
+        Ok(info) => info,
+        Err(e) if e.to_string().contains("no job of that name") => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    for endpoint in info.endpoint {
+        let ticket = endpoint.ticket.ok_or("the server sent no ticket")?;
+        let mut batches = client.do_get(ticket).await.map_err(|e| e.to_string())?;
+        while let Some(batch) = batches.try_next().await.map_err(|e| e.to_string())? {
+            let statement = batch
+                .column_by_name("statement")
+                .and_then(|c| c.as_string_opt::<i32>())
+                .filter(|c| !c.is_empty())
+                .map(|c| c.value(0).to_string());
+            if statement.is_some() {
+                return Ok(statement);
+            }
+        }
+    }
+    Err(format!("SHOW CREATE JOB '{job}' answered no statement"))
+}
+
+/// Whether two statements are the same but for the spaces around them and a final `;`.
+fn same_statement(a: &str, b: &str) -> bool {
+    let bare = |s: &str| s.trim().trim_end_matches(';').trim_end().to_string();
+    bare(a) == bare(b)
+}
+
 /// Sends `statements` (checked already) to the server given by `args` (`ferris-flight`'s
 /// connection options), one at a time, printing each reply: `ferris deploy`.
-pub fn deploy(statements: Vec<String>, args: &[String]) -> ExitCode {
+pub fn deploy(statements: Vec<DeployStatement>, args: &[String]) -> ExitCode {
     let mut options = match parse(args) {
         Ok(options) if options.input.is_none() => options,
         Ok(_) => {
@@ -173,7 +228,7 @@ pub fn deploy(statements: Vec<String>, args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    options.input = Some(Input::Statements(statements));
+    options.input = Some(Input::Deploy(statements));
     crate::block_on("ferris deploy", run(options))
 }
 

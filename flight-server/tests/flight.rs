@@ -622,7 +622,50 @@ async fn deploy_then_pause_resume_stop_start_and_drop_a_job() {
         String::from_utf8_lossy(&deployed.stderr)
     );
     assert!(stdout.contains("| bars | RUNNING |"), "{stdout}");
+    // Deployed again: the job, created from the same statement, is left as it is; another
+    // statement for it is refused, naming it.
+    let again = deploy("jobs.sql");
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(
+        stdout.contains("job bars exists, created from this statement: left as it is"),
+        "{stdout}"
+    );
+    std::fs::write(
+        dir.path().join("changed.sql"),
+        RESUMED_JOB.replace("'10' SECOND", "'20' SECOND"),
+    )
+    .unwrap();
+    let changed = deploy("changed.sql");
+    let stderr = String::from_utf8_lossy(&changed.stderr);
+    assert!(!changed.status.success());
+    assert!(
+        stderr.contains(
+            "job 'bars' exists, created from another statement (SHOW CREATE JOB 'bars' shows it)"
+        ),
+        "{stderr}"
+    );
     let mut client = server.client(Some(TOKEN)).await;
+    let kept = arrow::util::pretty::pretty_format_batches(
+        &query(&mut client, "SHOW CREATE JOB 'bars'").await,
+    )
+    .unwrap()
+    .to_string();
+    assert!(kept.contains("TUMBLING(INTERVAL '10' SECOND)"), "{kept}");
+    let error = client
+        .execute("SHOW CREATE JOB 'nope'".into(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("SHOW CREATE JOB 'nope': no job of that name"),
+        "{error}"
+    );
     query_until(&mut client, "SHOW JOB STATUS 'bars'", |t| {
         property(t, "records_in") == Some("60")
     })

@@ -17,6 +17,7 @@ pub mod kind;
 pub mod parser;
 pub mod query;
 pub mod show;
+pub mod show_create_job;
 pub mod show_job_status;
 pub mod show_topic_details;
 pub mod streaming_query;
@@ -35,6 +36,7 @@ pub static STATEMENTS: &[StatementSyntax] = &[
     explain::SYNTAX,
     show::SYNTAX,
     show_job_status::SYNTAX,
+    show_create_job::SYNTAX,
     show_topic_details::SYNTAX,
     describe::SYNTAX,
     drop::SYNTAX,

@@ -304,7 +304,7 @@ fn every_error_names_its_position() {
         ),
         (
             "SHOW JOBZ",
-            "1:6: expected STREAMS, TABLES, FUNCTIONS, JOBS, TOPICS, NODES, JOB STATUS or TOPIC DETAILS after SHOW, found 'JOBZ'",
+            "1:6: expected STREAMS, TABLES, FUNCTIONS, JOBS, TOPICS, NODES, JOB STATUS, CREATE JOB or TOPIC DETAILS after SHOW, found 'JOBZ'",
         ),
         (
             "SHOW STREAMS LIKE x",
