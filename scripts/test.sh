@@ -139,7 +139,8 @@ export FERRIS_ETCD
 echo "FERRIS_ETCD=$FERRIS_ETCD"
 # The Kubernetes API server for k8s/tests/apiserver.rs (scripts/kube-apiserver.sh, built from
 # the Go module proxy once: about 8 minutes on 2 cores). The test starts its own, on free ports.
-echo "kube-apiserver: $(bash scripts/kube-apiserver.sh install)"
+kube_apiserver="$(bash scripts/kube-apiserver.sh install)"
+echo "kube-apiserver: $kube_apiserver"
 
 # --- Build and test -----------------------------------------------------------------------
 step "cargo build"

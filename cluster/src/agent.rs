@@ -143,8 +143,13 @@ impl Agent {
             if job.stopped || !self.assigned_here(snapshot, &job.name) {
                 continue;
             }
+            // Not again: one that holds its key, or that ended by itself as the catalog has it
+            // (one this node stopped for a change of the catalog starts again).
             if let Some(local) = self.local.get(&job.name)
-                && (local.holds || (local.generation == job.generation && local.sql == job.sql))
+                && (local.holds
+                    || (!local.stopping
+                        && local.generation == job.generation
+                        && local.sql == job.sql))
             {
                 continue;
             }
@@ -194,6 +199,9 @@ impl Agent {
                     };
                     tracing::error!(job = %job.name, "cannot start: {error}");
                     self.release(client, &job.name).await?;
+                    // Its run before (of another statement, say) is over: the failure is what
+                    // is reported, and a change of the catalog tries again.
+                    self.local.remove(&job.name);
                     self.failed.insert(
                         job.name.clone(),
                         FailedStart {
@@ -229,11 +237,7 @@ impl Agent {
             match snapshot.job(name) {
                 // Started again here once stopped (`leaving` stays false).
                 Some(job) if assigned_here && !job.stopped && job.sql != local.sql => {
-                    if !local.stopping {
-                        tracing::info!(job = %name, "stopping at a checkpoint: its statement changed (ALTER JOB)");
-                        local.record.control.request_stop();
-                        local.stopping = true;
-                    }
+                    stop_at_checkpoint(name, local, "its statement changed (ALTER JOB)");
                 }
                 Some(job) if assigned_here && !job.stopped => {
                     local.record.control.set_paused(job.paused);
@@ -242,11 +246,11 @@ impl Agent {
                 }
                 Some(job) if !job.force => {
                     local.leaving = !job.stopped;
-                    if !local.stopping {
-                        tracing::info!(job = %name, "stopping at a checkpoint: {}", if job.stopped { "stopped" } else { "assigned to another node" });
-                        local.record.control.request_stop();
-                        local.stopping = true;
-                    }
+                    let why = match job.stopped {
+                        true => "stopped",
+                        false => "assigned to another node",
+                    };
+                    stop_at_checkpoint(name, local, why);
                 }
                 job => {
                     tracing::info!(job = %name, "stopping at once: dropped or stopped by force");
@@ -371,15 +375,24 @@ impl Agent {
             })
             .map(|(_, local)| local.record.summary(&self.node))
             .collect();
+        // One report per job: a job tried here since its failed start reports itself.
         summaries.extend(
             self.failed
                 .iter()
                 .filter(|(name, _)| {
-                    self.assigned_here(snapshot, name)
-                        && !self.local.get(*name).is_some_and(|l| l.record.is_running())
+                    self.assigned_here(snapshot, name) && !self.local.contains_key(*name)
                 })
                 .map(|(_, f)| f.summary.clone()),
         );
         summaries
+    }
+}
+
+/// Asks `local` to stop at its next checkpoint, once, saying why.
+fn stop_at_checkpoint(name: &str, local: &mut LocalJob, why: &str) {
+    if !local.stopping {
+        tracing::info!(job = %name, "stopping at a checkpoint: {why}");
+        local.record.control.request_stop();
+        local.stopping = true;
     }
 }

@@ -157,7 +157,20 @@ impl ClusterCatalog for EtcdCatalog {
 
     fn restate(&self, name: &str, sql: String) -> BoxFuture<'_, Result<bool>> {
         let name = name.to_string();
-        async move { Ok(self.update(&name, |job| job.sql.clone_from(&sql)).await?) }.boxed()
+        async move {
+            Ok(self
+                .update(&name, |job| {
+                    job.sql.clone_from(&sql);
+                    // A stopped job starts at once, as on a lone server.
+                    if job.stopped {
+                        job.stopped = false;
+                        job.force = false;
+                        job.generation += 1;
+                    }
+                })
+                .await?)
+        }
+        .boxed()
     }
 
     fn remove(&self, name: &str) -> BoxFuture<'_, Result<Option<ClusterJob>>> {

@@ -156,7 +156,8 @@ pub trait ClusterCatalog: Send + Sync {
     fn command(&self, name: &str, command: JobCommand) -> BoxFuture<'_, Result<bool>>;
 
     /// Replaces the job `name`'s statement (`ALTER JOB`): its node stops it at a checkpoint
-    /// and starts it again from `sql`, resuming from that checkpoint; whether it is kept.
+    /// and starts it again from `sql`, resuming from that checkpoint (a stopped job starts);
+    /// whether it is kept.
     fn restate(&self, name: &str, sql: String) -> BoxFuture<'_, Result<bool>>;
 
     /// Forgets the job `name`, once no node runs it; what was kept.

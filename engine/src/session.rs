@@ -98,8 +98,12 @@ impl Session {
         statement.kind.declare_as(run, name).await
     }
 
-    /// Forgets the output of the job `name`, dropped by another node of the cluster.
+    /// Forgets the output of the job `name`, dropped by another node of the cluster, and the
+    /// runs of it this node had ended (else `SHOW JOBS` here would go on listing them).
     pub fn forget(&mut self, name: &str) -> Result<()> {
+        self.engine
+            .jobs
+            .retain(|j| !j.name.eq_ignore_ascii_case(name) || j.is_running());
         self.engine.catalog.remove(name);
         self.engine.ctx.deregister_table(name)?;
         Ok(())

@@ -8,6 +8,7 @@ use arrow::array::{Array, AsArray};
 use arrow::record_batch::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
 use arrow_flight::sql::client::FlightSqlServiceClient;
+use ferris_engine::statements::parser::with_option;
 use futures::TryStreamExt;
 use tonic::transport::Channel;
 
@@ -57,7 +58,8 @@ enum Input {
 /// A statement of a file `ferris deploy` sends.
 pub struct DeployStatement {
     /// The job it creates, if it is a `CREATE STREAM|TABLE`: one that exists already is
-    /// left alone if it was created from this same statement, else an error.
+    /// left alone if it was created from this same statement (at any parallelism), else an
+    /// error.
     pub job: Option<String>,
     /// Its text.
     pub sql: String,
@@ -189,7 +191,7 @@ async fn kept_statement(
     let info = match client.execute(sql, None).await {
         Ok(info) => info,
         Err(e) if e.to_string().contains("no job of that name") => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(format!("SHOW CREATE JOB '{job}': {e}")),
     };
     for endpoint in info.endpoint {
         let ticket = endpoint.ticket.ok_or("the server sent no ticket")?;
@@ -208,9 +210,13 @@ async fn kept_statement(
     Err(format!("SHOW CREATE JOB '{job}' answered no statement"))
 }
 
-/// Whether two statements are the same but for the spaces around them and a final `;`.
+/// Whether two statements are the same but for the spaces around them, a final `;` and
+/// their `'parallelism'`, which `ALTER JOB` changes in the kept one.
 fn same_statement(a: &str, b: &str) -> bool {
-    let bare = |s: &str| s.trim().trim_end_matches(';').trim_end().to_string();
+    let bare = |s: &str| {
+        let s = s.trim().trim_end_matches(';').trim_end();
+        with_option(s, "parallelism", "any").unwrap_or_else(|_| s.to_string())
+    };
     bare(a) == bare(b)
 }
 
@@ -403,5 +409,26 @@ impl Printer {
             println!("({} rows)", self.rows);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_statement;
+
+    #[test]
+    fn a_kept_statement_is_the_same_at_any_parallelism_but_not_otherwise() {
+        let file = "CREATE STREAM s AS SELECT a FROM t\n  WITH ('t.type' = 'kafka_source');\n";
+        let altered = "CREATE STREAM s AS SELECT a FROM t\n  WITH ('parallelism' = '3', 't.type' = 'kafka_source')";
+        assert!(same_statement(file, altered));
+        assert!(same_statement(
+            &file.replace("WITH (", "WITH ('parallelism' = '2', "),
+            altered
+        ));
+        assert!(!same_statement(
+            file,
+            &altered.replace("SELECT a", "SELECT b")
+        ));
+        assert!(same_statement("SHOW JOBS", "SHOW JOBS;"));
     }
 }

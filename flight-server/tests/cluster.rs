@@ -784,6 +784,17 @@ fn job_commands_and_drop_sent_to_any_node_act_where_the_job_runs() {
     });
     jobs.write_batch(dir, 2);
     jobs.wait_for_exact_output(dir, 3);
+    // A stopped job altered starts at the new parallelism, as on a lone server.
+    n1.sql("STOP JOB j1").unwrap();
+    status_is(&n2, "STOPPED");
+    assert!(
+        n1.sql("ALTER JOB j1 SET PARALLELISM 1")
+            .unwrap()
+            .contains("RESTARTING")
+    );
+    status_is(&n2, "RUNNING");
+    jobs.write_batch(dir, 3);
+    jobs.wait_for_exact_output(dir, 4);
     let error = n1.sql("ALTER JOB nope SET PARALLELISM 2").unwrap_err();
     assert!(error.contains("no job 'nope'"), "{error}");
 

@@ -101,11 +101,18 @@ pub async fn apply(client: &Client, namespace: &str, objects: &[Object]) -> Resu
 /// a right over namespaces that a user of one often lacks).
 async fn ensure_namespace(client: &Client, namespace: &str) -> Result<Applied> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let exists = namespaces
-        .get_opt(namespace)
-        .await
-        .map_err(|e| K8sError::Api(format!("namespace/{namespace}: {}", reason(&e))))?;
-    if exists.is_some() {
+    let exists = match namespaces.get_opt(namespace).await {
+        Ok(found) => found.is_some(),
+        // A user of one namespace may not read it: it is there, or the apply will say.
+        Err(kube::Error::Api(status)) if status.code == 403 => true,
+        Err(e) => {
+            return Err(K8sError::Api(format!(
+                "namespace/{namespace}: {}",
+                reason(&e)
+            )));
+        }
+    };
+    if exists {
         return Ok(Applied {
             object: format!("namespace/{namespace}"),
             outcome: Outcome::Unchanged,

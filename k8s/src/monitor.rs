@@ -15,6 +15,7 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use serde::Deserialize;
@@ -27,6 +28,8 @@ use crate::{K8sError, Result};
 const SELECTOR: &str = "app.kubernetes.io/name=ferris";
 /// The label that names an object's group.
 const GROUP_LABEL: &str = "app.kubernetes.io/instance";
+/// How long the monitor waits for a cluster's REST API.
+const REST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The label that names a group's workload.
 const WORKLOAD_LABEL: &str = "ferris.io/workload";
 
@@ -257,12 +260,27 @@ fn autoscaler_view(autoscaler: &HorizontalPodAutoscaler) -> AutoscalerView {
     }
 }
 
+/// A target or a value seen: a utilization in percent, else a quantity.
+fn metric_text(
+    utilization: Option<i32>,
+    average: Option<&Quantity>,
+    value: Option<&Quantity>,
+) -> String {
+    match (utilization, average.or(value)) {
+        (Some(percent), _) => format!("{percent}%"),
+        (None, Some(quantity)) => quantity.0.clone(),
+        (None, None) => "-".into(),
+    }
+}
+
 /// A metric's name (a resource's or a Pods metric's) and its target as text.
 fn metric_target(metric: &MetricSpec) -> (String, String) {
-    let target = |t: &MetricTarget| match (&t.average_utilization, &t.average_value, &t.value) {
-        (Some(percent), _, _) => format!("{percent}%"),
-        (_, Some(value), _) | (_, _, Some(value)) => value.0.clone(),
-        _ => "-".into(),
+    let target = |t: &MetricTarget| {
+        metric_text(
+            t.average_utilization,
+            t.average_value.as_ref(),
+            t.value.as_ref(),
+        )
     };
     if let Some(resource) = &metric.resource {
         (resource.name.clone(), target(&resource.target))
@@ -275,10 +293,12 @@ fn metric_target(metric: &MetricSpec) -> (String, String) {
 
 /// The value an autoscaler last saw of the metric `name`, if it is `status`'s.
 fn metric_current(status: &MetricStatus, name: &str) -> Option<String> {
-    let value = |v: &MetricValueStatus| match (&v.average_utilization, &v.average_value, &v.value) {
-        (Some(percent), _, _) => format!("{percent}%"),
-        (_, Some(value), _) | (_, _, Some(value)) => value.0.clone(),
-        _ => "-".into(),
+    let value = |v: &MetricValueStatus| {
+        metric_text(
+            v.average_utilization,
+            v.average_value.as_ref(),
+            v.value.as_ref(),
+        )
     };
     match (&status.resource, &status.pods) {
         (Some(resource), _) if resource.name == name => Some(value(&resource.current)),
@@ -310,7 +330,7 @@ async fn rest_get(
     let request = match sources.endpoints.get(group) {
         Some(base) => {
             let url = format!("{}{path}", base.trim_end_matches('/'));
-            let mut request = reqwest::Client::new().get(&url);
+            let mut request = reqwest::Client::new().get(&url).timeout(REST_TIMEOUT);
             if let Some(token) = &sources.token {
                 request = request.bearer_auth(token);
             }

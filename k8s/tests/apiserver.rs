@@ -93,8 +93,13 @@ impl ApiServer {
 }
 
 impl Drop for ApiServer {
+    /// Stops it without a panic (a test that failed is unwinding already).
     fn drop(&mut self) {
-        Self::script(&self.dir, "stop");
+        let _ = Command::new("bash")
+            .arg(root().join("scripts/kube-apiserver.sh"))
+            .arg("stop")
+            .env("FERRIS_KUBE_DIR", &self.dir)
+            .output();
     }
 }
 
@@ -375,4 +380,23 @@ async fn demos_apply_to_a_real_api_server_read_back_equal_apply_again_unchanged_
     ] {
         assert!(screen.contains(expected), "{expected:?} in:\n{screen}");
     }
+
+    // Watching, the screen is drawn again and again until the monitor is stopped.
+    let mut watching = Command::new(env!("CARGO_BIN_EXE_ferris-k8s-monitor"))
+        .args(["--namespace", NAMESPACE, "--kubeconfig"])
+        .arg(&server.kubeconfig)
+        .args(["--watch", "0.2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    watching.kill().unwrap();
+    let output = watching.wait_with_output().unwrap();
+    let frames = String::from_utf8_lossy(&output.stdout);
+    let redraws = frames.matches("\x1b[H\x1b[2J").count();
+    assert!(redraws >= 2, "{redraws} screens: {frames}");
+    assert!(
+        frames.contains("  autoscaler: 2 pods, wants 3 (min 2, max 6)"),
+        "{frames}"
+    );
 }

@@ -113,6 +113,8 @@ struct Progress {
     consumer: Mutex<Option<Arc<StreamConsumer<SourceContext>>>>,
     /// Per partition, the offset of the next message to read.
     next: Mutex<BTreeMap<i32, i64>>,
+    /// The partitions the consumer group has handed this process (a subscribed reader's).
+    held: Mutex<BTreeSet<i32>>,
 }
 
 impl std::fmt::Debug for Progress {
@@ -207,7 +209,7 @@ impl KafkaSource {
             .filter(|(partition, _)| !self.assigned || self.partitions.contains(partition))
             .collect();
         let mut restore = read.clone();
-        let pending = if config.bounded || self.assigned {
+        let pending = if !self.subscribes() {
             let mut start = start_offsets(&consumer, config, &self.partitions)?;
             for (&partition, &offset) in &restore {
                 start
@@ -263,6 +265,12 @@ impl KafkaSource {
             metrics,
             finished: false,
         })
+    }
+
+    /// Whether its readers join the consumer group for their partitions (an unbounded source
+    /// read whole), rather than being assigned them.
+    fn subscribes(&self) -> bool {
+        !self.config.bounded && !self.assigned
     }
 
     /// The offsets of `position` as a partition list of the topic.
@@ -477,16 +485,18 @@ impl SourceConnector for KafkaSource {
         match consumer.commit(&offsets, CommitMode::Sync) {
             // The group rebalanced under the commit (a member joined or left as this one
             // stopped): the partitions' next owner resumes from the last offsets committed,
-            // reading some messages again, as at least once allows.
+            // reading some messages again, as at least once allows. (A reader assigned its
+            // partitions has no group generation to lose: such an error is a real one.)
             Err(e)
-                if e.rdkafka_error_code().is_some_and(|code| {
-                    matches!(
-                        code,
-                        RDKafkaErrorCode::IllegalGeneration
-                            | RDKafkaErrorCode::UnknownMemberId
-                            | RDKafkaErrorCode::RebalanceInProgress
-                    )
-                }) =>
+                if self.subscribes()
+                    && e.rdkafka_error_code().is_some_and(|code| {
+                        matches!(
+                            code,
+                            RDKafkaErrorCode::IllegalGeneration
+                                | RDKafkaErrorCode::UnknownMemberId
+                                | RDKafkaErrorCode::RebalanceInProgress
+                        )
+                    }) =>
             {
                 tracing::warn!(
                     "source '{}': the last offsets were not committed, the consumer group rebalancing ({e}): their next reader reads the messages since the last commit again",
@@ -626,6 +636,11 @@ impl ConsumerContext for SourceContext {
         };
         match rebalance {
             Rebalance::Assign(partitions) => {
+                self.progress
+                    .held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(partitions.elements().iter().map(|e| e.partition()));
                 tracing::info!(
                     "source '{}': assigned partitions [{}]",
                     self.name,
@@ -634,8 +649,10 @@ impl ConsumerContext for SourceContext {
             }
             Rebalance::Revoke(partitions) => {
                 let mut next = self.progress.next.lock().unwrap_or_else(|e| e.into_inner());
+                let mut held = self.progress.held.lock().unwrap_or_else(|e| e.into_inner());
                 for element in partitions.elements() {
                     next.remove(&element.partition());
+                    held.remove(&element.partition());
                 }
                 tracing::info!(
                     "source '{}': revoked partitions [{}]",
@@ -723,22 +740,17 @@ impl KafkaSourceReader {
         }
         self.fill().await?;
         let batch = self.decode()?;
-        // Only the partitions held now: one revoked meanwhile (its progress forgotten by the
-        // rebalance) is its next owner's to commit.
-        let held: BTreeSet<i32> = match self.consumer.assignment() {
-            Ok(assignment) => assignment
-                .elements()
-                .iter()
-                .map(|e| e.partition())
-                .collect(),
-            Err(_) => BTreeSet::new(),
-        };
-        self.source
-            .progress
-            .next
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(self.read.iter().filter(|(p, _)| held.contains(p)));
+        let progress = &self.source.progress;
+        let mut next = progress.next.lock().unwrap_or_else(|e| e.into_inner());
+        if self.source.subscribes() {
+            // Only the partitions held now: one revoked meanwhile (its progress forgotten by
+            // the rebalance) is its next owner's to commit.
+            let held = progress.held.lock().unwrap_or_else(|e| e.into_inner());
+            next.extend(self.read.iter().filter(|(p, _)| held.contains(p)));
+        } else {
+            next.extend(&self.read);
+        }
+        drop(next);
         self.report_lag();
         if self.finished && batch.num_rows() == 0 {
             return Ok(None);

@@ -71,6 +71,14 @@ fn parse(statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
     Ok(Box::new(AlterJob { name, parallelism }))
 }
 
+impl AlterJob {
+    /// The job's statement `sql` at the new parallelism.
+    fn restated(&self, sql: &str) -> Result<String> {
+        with_option(sql, "parallelism", &self.parallelism.to_string())
+            .map_err(|e| EngineError::Internal(format!("job '{}': its statement: {e}", self.name)))
+    }
+}
+
 impl StatementKind for AlterJob {
     fn execute<'a>(&'a self, run: Execution<'a>) -> BoxFuture<'a, Result<StatementOutput>> {
         async move {
@@ -86,7 +94,9 @@ impl StatementKind for AlterJob {
                 let Some(job) = cluster.job(name).await? else {
                     return Err(error(format!("no job '{name}' (SHOW JOBS lists them)")));
                 };
-                let sql = with_option(&job.sql, "parallelism", &self.parallelism.to_string())?;
+                let sql = self.restated(&job.sql)?;
+                // What would not parse is refused here, not by its node.
+                (run.parse)(&sql)?;
                 if !cluster.restate(name, sql).await? {
                     return Err(error(format!("job '{name}' was dropped meanwhile")));
                 }
@@ -100,11 +110,7 @@ impl StatementKind for AlterJob {
                     "job '{name}' takes no checkpoints, so it cannot go on at another parallelism where it stopped: start the server with --state-dir, or give the job a 'checkpoint.dir'"
                 )));
             }
-            let sql = with_option(
-                &job.statement,
-                "parallelism",
-                &self.parallelism.to_string(),
-            )?;
+            let sql = self.restated(&job.statement)?;
             if job.is_running() {
                 job.control.request_stop();
                 let deadline = Instant::now() + STOP_TIMEOUT;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use ferris_k8s::K8sError;
 use ferris_k8s::apply::connect;
 use ferris_k8s::monitor::{Sources, look, render};
 
@@ -17,6 +18,9 @@ phase, and as its ferris node reports: jobs, records/s, consumer lag, state byte
 are read through the API server's proxy to the group's Service, or at --endpoint
 GROUP=http://HOST:PORT (a `kubectl port-forward svc/GROUP 8080`), with --token if the
 servers have an --auth-token. --watch redraws every SECONDS (default 2) until Ctrl-C.";
+
+/// How long one screen may take to gather.
+const LOOK_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -73,9 +77,22 @@ async fn monitor(args: Vec<String>) -> Result<(), String> {
         endpoints,
         token,
     };
+    // One Ctrl-C handler for the whole watch: it also cuts a look that hangs.
+    let stopped = tokio::signal::ctrl_c();
+    tokio::pin!(stopped);
     loop {
+        let looked = tokio::select! {
+            _ = &mut stopped => return Ok(()),
+            looked = tokio::time::timeout(LOOK_TIMEOUT, look(&sources)) => looked,
+        };
+        let looked = looked.unwrap_or_else(|_| {
+            Err(K8sError::Api(format!(
+                "no answer within {}s",
+                LOOK_TIMEOUT.as_secs()
+            )))
+        });
         // Watching, an API server out of reach is shown, and tried again.
-        let screen = match look(&sources).await {
+        let screen = match looked {
             Ok(groups) => render(&sources.namespace, &groups),
             Err(e) if watch.is_some() => format!("{e}\n"),
             Err(e) => return Err(e.to_string()),
@@ -89,7 +106,7 @@ async fn monitor(args: Vec<String>) -> Result<(), String> {
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut stopped => return Ok(()),
             _ = tokio::time::sleep(every) => {}
         }
     }
