@@ -27,6 +27,8 @@ WHAT=etcd
 STOP_GRACE=5 # seconds for a clean shutdown
 # shellcheck source=lib/service.sh
 source "$ROOT/scripts/lib/service.sh"
+# shellcheck source=lib/go_binary.sh
+source "$ROOT/scripts/lib/go_binary.sh"
 MODULE="$ROOT/scripts/etcd"
 DIR="$(abs "${FERRIS_ETCD_DIR:-$ROOT/target/etcd}")"
 CACHE="$(abs "${FERRIS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ferris-streams}")"
@@ -43,57 +45,12 @@ etcd_version() {
        $1 == "go.etcd.io/etcd/server/v3" { print $2 }' "$MODULE/go.mod" | sed -n '1s/^v//p'
 }
 
-# The oldest Go that builds the module (its go line).
-min_go() { sed -n 's/^go //p' "$MODULE/go.mod"; }
-
-go_binary() {
-  if command -v go >/dev/null 2>&1; then
-    command -v go
-  elif [[ -x /usr/local/go/bin/go ]]; then
-    echo /usr/local/go/bin/go
-  else
-    die "go not found (needs Go $(min_go) or newer: https://go.dev/dl)"
-  fi
-}
-
 # Builds the etcd binary the first time (a no-op after that) and prints its path.
 ensure_binary() {
-  local version bin marker
+  local version
   version="$(etcd_version)"
   [[ -n "$version" ]] || die "no go.etcd.io/etcd/server/v3 requirement in $MODULE/go.mod"
-  bin="$CACHE/etcd-$version"
-  # The marker names the hash of the wrapper module: a changed module builds again.
-  marker="$(cd "$MODULE" && cat go.mod go.sum main.go | sha256sum | cut -c1-16)"
-  marker="$bin/built-$marker"
-  if [[ ! -e "$marker" || ! -x "$bin/etcd" ]]; then
-    mkdir -p "$CACHE"
-    # Two runs at once build once. Closed again below: nothing started later inherits it.
-    exec 8>"$CACHE/etcd.lock"
-    if command -v flock >/dev/null 2>&1; then
-      flock -w 600 8 || die "another etcd.sh holds $CACHE/etcd.lock"
-    fi
-  fi
-  if [[ ! -e "$marker" || ! -x "$bin/etcd" ]]; then
-    local go tmp start
-    go="$(go_binary)"
-    tmp="$bin.tmp"
-    say "building etcd $version with $("$go" version | cut -d' ' -f3) into $bin (once: a minute or two)"
-    rm -rf "$tmp"
-    mkdir -p "$tmp"
-    start=$SECONDS
-    # Only this module's go.mod and go.sum decide the versions (-mod=readonly checks every
-    # download against go.sum); no workspace, no toolchain switch, no C compiler.
-    (cd "$MODULE" && GOTOOLCHAIN=local GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false" \
-      CGO_ENABLED=0 "$go" build -trimpath -ldflags '-s -w' -o "$tmp/etcd" .) >&2 ||
-      die "could not build etcd $version (go build in $MODULE; it needs Go $(min_go) or newer)"
-    "$tmp/etcd" --version >/dev/null 2>&1 || die "the etcd built in $tmp does not run"
-    touch "$tmp/$(basename "$marker")"
-    rm -rf "$bin"
-    mv "$tmp" "$bin"
-    say "built etcd $version in $((SECONDS - start)) s ($(du -h "$bin/etcd" | cut -f1))"
-  fi
-  exec 8>&-
-  printf '%s\n' "$bin/etcd"
+  build_go_binary etcd "$version" "-s -w" 600 "a minute or two"
 }
 
 # --- The server process ---------------------------------------------------------------------------
@@ -113,25 +70,13 @@ port() {
 }
 
 # Whether $1 is a live etcd of this folder (not a zombie, not a recycled pid).
-alive() {
-  local pid="$1" cmdline
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
-  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
-  [[ "$cmdline" == *"/etcd --data-dir $DATA "* ]]
-}
+alive() { runs_with "$1" "/etcd --data-dir $DATA "; }
 
 # Whether an etcd on 127.0.0.1:$1 reports itself healthy (it has a leader and serves reads).
 healthy() {
   local body
   body="$(curl -sf --max-time 2 "http://127.0.0.1:$1/health" 2>/dev/null)" || return 1
   [[ "$body" == *'"health":"true"'* ]]
-}
-
-log_tail() {
-  if [[ -s "$LOG" ]]; then
-    say "last lines of $LOG:"
-    tail -n 20 "$LOG" | sed 's/^/    /' >&2 || true
-  fi
 }
 
 cmd_start() {

@@ -94,12 +94,7 @@ port() {
 }
 
 # Whether $1 is a live broker of this folder (not a zombie, not a recycled pid).
-alive() {
-  local pid="$1" cmdline
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
-  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
-  [[ "$cmdline" == *"kafka.Kafka $DIR/server.properties"* ]]
-}
+alive() { runs_with "$1" "kafka.Kafka $DIR/server.properties"; }
 
 # A port on loopback that nothing listens on now.
 free_port() {

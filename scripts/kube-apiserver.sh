@@ -41,6 +41,8 @@ WHAT="kube-apiserver"
 STOP_GRACE=20 # seconds for a clean shutdown
 # shellcheck source=lib/service.sh
 source "$ROOT/scripts/lib/service.sh"
+# shellcheck source=lib/go_binary.sh
+source "$ROOT/scripts/lib/go_binary.sh"
 MODULE="$ROOT/scripts/kube-apiserver"
 DIR="$(abs "${FERRIS_KUBE_DIR:-$ROOT/target/kube}")"
 CACHE="$(abs "${FERRIS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ferris-streams}")"
@@ -62,19 +64,6 @@ kube_version() {
        $1 == "k8s.io/kubernetes" && $2 ~ /^v/ { print $2 }' "$MODULE/go.mod" | sed -n '1s/^v//p'
 }
 
-# The oldest Go that builds the module (its go line).
-min_go() { sed -n 's/^go //p' "$MODULE/go.mod"; }
-
-go_binary() {
-  if command -v go >/dev/null 2>&1; then
-    command -v go
-  elif [[ -x /usr/local/go/bin/go ]]; then
-    echo /usr/local/go/bin/go
-  else
-    die "go not found (needs Go $(min_go) or newer: https://go.dev/dl)"
-  fi
-}
-
 # What the release build stamps in (the server's /version and --version; without it they say
 # v0.0.0-master).
 ldflags() {
@@ -89,45 +78,10 @@ ldflags() {
 
 # Builds the kube-apiserver binary the first time (a no-op after that) and prints its path.
 ensure_binary() {
-  local version bin marker flags
+  local version
   version="$(kube_version)"
   [[ -n "$version" ]] || die "no k8s.io/kubernetes requirement in $MODULE/go.mod"
-  bin="$CACHE/kube-apiserver-$version"
-  flags="$(ldflags "$version")"
-  # The marker names the hash of the wrapper module and the link flags: a change builds again.
-  marker="$(cd "$MODULE" && { cat go.mod go.sum main.go; echo "$flags"; } | sha256sum | cut -c1-16)"
-  marker="$bin/built-$marker"
-  if [[ ! -e "$marker" || ! -x "$bin/kube-apiserver" ]]; then
-    mkdir -p "$CACHE"
-    # Two runs at once build once. Closed again below: nothing started later inherits it.
-    exec 8>"$CACHE/kube-apiserver.lock"
-    if command -v flock >/dev/null 2>&1; then
-      flock -w 1800 8 || die "another kube-apiserver.sh holds $CACHE/kube-apiserver.lock"
-    fi
-  fi
-  if [[ ! -e "$marker" || ! -x "$bin/kube-apiserver" ]]; then
-    local go tmp start
-    go="$(go_binary)"
-    tmp="$bin.tmp"
-    say "building kube-apiserver $version with $("$go" version | cut -d' ' -f3) into $bin" \
-      "(once: 5 to 15 minutes on 2 cores)"
-    rm -rf "$tmp"
-    mkdir -p "$tmp"
-    start=$SECONDS
-    # Only this module's go.mod and go.sum decide the versions (-mod=readonly checks every
-    # download against go.sum); no workspace, no toolchain switch, no C compiler.
-    (cd "$MODULE" && GOTOOLCHAIN=local GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false" \
-      CGO_ENABLED=0 "$go" build -trimpath -ldflags "$flags" -o "$tmp/kube-apiserver" .) >&2 ||
-      die "could not build kube-apiserver $version (go build in $MODULE; it needs Go $(min_go) or newer)"
-    "$tmp/kube-apiserver" --version >/dev/null 2>&1 ||
-      die "the kube-apiserver built in $tmp does not run"
-    touch "$tmp/$(basename "$marker")"
-    rm -rf "$bin"
-    mv "$tmp" "$bin"
-    say "built kube-apiserver $version in $((SECONDS - start)) s ($(du -h "$bin/kube-apiserver" | cut -f1))"
-  fi
-  exec 8>&-
-  printf '%s\n' "$bin/kube-apiserver"
+  build_go_binary kube-apiserver "$version" "$(ldflags "$version")" 1800 "5 to 15 minutes on 2 cores"
 }
 
 # --- Its etcd -------------------------------------------------------------------------------------
@@ -186,12 +140,7 @@ port() {
 }
 
 # Whether $1 is a live kube-apiserver of this folder (not a zombie, not a recycled pid).
-alive() {
-  local pid="$1" cmdline
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
-  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
-  [[ "$cmdline" == *"/kube-apiserver --cert-dir $PKI "* ]]
-}
+alive() { runs_with "$1" "/kube-apiserver --cert-dir $PKI "; }
 
 token() { cut -d, -f1 "$TOKENS" 2>/dev/null | head -n 1; }
 
@@ -201,13 +150,6 @@ ready() {
   body="$(curl -sk --max-time 3 -H "Authorization: Bearer $(token)" \
     "https://127.0.0.1:$1/readyz" 2>/dev/null)" || return 1
   [[ "$body" == ok ]]
-}
-
-log_tail() {
-  if [[ -s "$LOG" ]]; then
-    say "last lines of $LOG:"
-    tail -n 20 "$LOG" | sed 's/^/    /' >&2 || true
-  fi
 }
 
 # The admin token and the service-account key pair, made once and kept until clean.

@@ -14,31 +14,11 @@ use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-/// The demos, applied into one namespace: a reporting, a realtime + analytics and a trading
-/// group.
-const DEMOS: [&str; 3] = [
-    "demos/quickstart/quickstart.sql",
-    "demos/flight/jobs.sql",
-    "demos/kafka-e2e/minute_bars.sql",
-];
-/// The folders of `deploy/` their objects are checked in under (tests/deploy.rs keeps them
-/// current), with the flags they were written with.
-const CHECKED_IN: [&str; 3] = ["deploy/quickstart", "deploy/flight", "deploy/kafka-e2e"];
-const NAMESPACE: &str = "ferris";
-const FLAGS: [&str; 8] = [
-    "--image",
-    "ghcr.io/ferris-streams/ferris:0.1.0",
-    "--namespace",
-    NAMESPACE,
-    "--etcd",
-    "etcd://etcd.ferris.svc:2379",
-    "--state-dir",
-    "s3://ferris-state/checkpoints",
-];
+mod support;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+// The demos, applied into one namespace: a reporting, a realtime + analytics and a trading
+// group; their objects are checked in under deploy/ (tests/deploy.rs keeps them current).
+use support::{DEMOS, FLAGS, NAMESPACE, root};
 
 /// A kube-apiserver and its etcd, started by the project's script into a folder of the test's.
 struct ApiServer {
@@ -104,7 +84,7 @@ impl Drop for ApiServer {
 }
 
 fn deploy_apply(kubeconfig: &Path) -> Vec<String> {
-    let mut args: Vec<&str> = DEMOS.to_vec();
+    let mut args: Vec<&str> = DEMOS.iter().map(|(_, sql)| *sql).collect();
     args.extend(FLAGS);
     args.extend(["--apply", "--kubeconfig", kubeconfig.to_str().unwrap()]);
     let output = Command::new(env!("CARGO_BIN_EXE_ferris-k8s-deploy"))
@@ -126,8 +106,8 @@ fn deploy_apply(kubeconfig: &Path) -> Vec<String> {
 /// The checked-in objects of every demo, as JSON.
 fn generated() -> Vec<Value> {
     let mut objects = Vec::new();
-    for folder in CHECKED_IN {
-        for entry in std::fs::read_dir(root().join(folder)).unwrap() {
+    for (demo, _) in DEMOS {
+        for entry in std::fs::read_dir(root().join("deploy").join(demo)).unwrap() {
             let path = entry.unwrap().path();
             let text = std::fs::read_to_string(&path).unwrap();
             for doc in text.split("---\n").filter(|d| !d.trim().is_empty()) {

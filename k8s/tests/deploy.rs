@@ -5,7 +5,7 @@
 //! After a change to the demos' SQL or to the generator, write `deploy/` anew with
 //! `FERRIS_UPDATE_DEPLOY=1 cargo test --workspace --test deploy`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -15,26 +15,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde_yaml::Value;
 
-/// The demos deployed, and the flags they are deployed with.
-const DEMOS: [(&str, &str); 3] = [
-    ("quickstart", "demos/quickstart/quickstart.sql"),
-    ("flight", "demos/flight/jobs.sql"),
-    ("kafka-e2e", "demos/kafka-e2e/minute_bars.sql"),
-];
-const FLAGS: [&str; 8] = [
-    "--image",
-    "ghcr.io/ferris-streams/ferris:0.1.0",
-    "--namespace",
-    "ferris",
-    "--etcd",
-    "etcd://etcd.ferris.svc:2379",
-    "--state-dir",
-    "s3://ferris-state/checkpoints",
-];
+mod support;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use support::{DEMOS, FLAGS, root};
 
 fn deploy(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ferris-k8s-deploy"))

@@ -1,5 +1,6 @@
-# What the scripts that run a test service (kafka.sh, etcd.sh) share: messages, the pid file,
-# a lock on the service's folder, and stopping its process. Sourced, not run.
+# What the scripts that run a test service (kafka.sh, etcd.sh, kube-apiserver.sh) share:
+# messages, the pid file, a lock on the service's folder, its log's last lines, and stopping
+# its process. Sourced, not run. (kafka.sh has a log_tail of its own: its log is noisy.)
 #
 # The script sets before sourcing: SERVICE (its name in messages, e.g. "kafka.sh"), WHAT (the
 # process in messages, e.g. "broker"), DIR (its folder), PID_FILE, PORT_FILE, LOG, and
@@ -23,6 +24,15 @@ read_pid() {
 # Whether something accepts TCP connections on 127.0.0.1:$1.
 port_open() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Whether $1 is a live process (not a zombie, not a recycled pid) whose command line holds $2:
+# what each script's `alive` asks, with the words that tell its own process.
+runs_with() {
+  local pid="$1" cmdline
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  [[ "$cmdline" == *"$2"* ]]
 }
 
 # One start, stop or clean at a time in the folder.
@@ -49,6 +59,14 @@ stop_pid() {
     sleep 0.1
   done
   die "$WHAT (pid $pid) is still alive after SIGKILL"
+}
+
+# The last lines of the service's log, to stderr (a start that failed says why).
+log_tail() {
+  if [[ -s "$LOG" ]]; then
+    say "last lines of $LOG:"
+    tail -n 20 "$LOG" | sed 's/^/    /' >&2 || true
+  fi
 }
 
 # A start that failed stops what it launched and exits with $2.
