@@ -32,6 +32,7 @@
 #   FERRIS_KUBE_DIR        kube-apiserver.pid, .port and .log, the kubeconfig, the keys and token
 #                          (pki/) and the etcd folder (etcd/) (default target/kube)
 #   FERRIS_CACHE           the cache folder for the binaries (default ~/.cache/ferris-streams)
+#   FERRIS_KUBE_OWNER_PID  a start stops both once this process is gone (a test's own pid)
 # Messages go to stderr; stdout carries only the outputs named above, for $(...).
 set -euo pipefail
 
@@ -297,7 +298,21 @@ cmd_start() {
   write_kubeconfig "$port"
   say "kube-apiserver started (pid $pid, Kubernetes $(kube_version), https://127.0.0.1:$port," \
     "etcd 127.0.0.1:$etcd_port, log $LOG)"
+  stop_with_owner
   echo "kubeconfig: $KUBECONFIG_FILE"
+}
+
+# With FERRIS_KUBE_OWNER_PID, a watcher stops the server and its etcd once that process is
+# gone: a test killed before it could stop them leaves nothing running. (It must not hold
+# the folder's lock, fd 9, or its stop would wait for itself.)
+stop_with_owner() {
+  local owner="${FERRIS_KUBE_OWNER_PID:-}"
+  [[ -n "$owner" ]] || return 0
+  [[ "$owner" =~ ^[0-9]+$ ]] || die "not a pid: FERRIS_KUBE_OWNER_PID=$owner"
+  # shellcheck disable=SC2016 # expanded by the watcher's shell
+  setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done
+                  if [[ -d "$2" ]]; then FERRIS_KUBE_DIR="$2" bash "$3" stop; fi' \
+    watcher "$owner" "$DIR" "$ROOT/scripts/kube-apiserver.sh" </dev/null >/dev/null 2>&1 9>&- &
 }
 
 cmd_stop() {

@@ -47,6 +47,8 @@ impl ApiServer {
             .env("FERRIS_KUBE_DIR", dir)
             .env("FERRIS_KUBE_PORT", "0")
             .env("FERRIS_KUBE_ETCD_PORT", "0")
+            // Killed before Drop runs, the test leaves nothing running.
+            .env("FERRIS_KUBE_OWNER_PID", std::process::id().to_string())
             .output()
             .unwrap();
         assert!(
