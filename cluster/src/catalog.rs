@@ -84,6 +84,14 @@ impl EtcdCatalog {
     }
 }
 
+/// `job` as `START JOB` leaves it: to run (again, if it ended), unpaused.
+fn start(job: &mut ClusterJob) {
+    job.stopped = false;
+    job.force = false;
+    job.paused = false;
+    job.generation += 1;
+}
+
 /// The job kept at `key`.
 fn decode_job(key: String, value: &[u8]) -> Result<ClusterJob, ClusterError> {
     serde_json::from_slice(value).map_err(|e| ClusterError::Corrupt {
@@ -136,12 +144,7 @@ impl ClusterCatalog for EtcdCatalog {
         async move {
             Ok(self
                 .update(&name, |job| match command {
-                    JobCommand::Start => {
-                        job.stopped = false;
-                        job.force = false;
-                        job.paused = false;
-                        job.generation += 1;
-                    }
+                    JobCommand::Start => start(job),
                     JobCommand::Stop => job.stopped = true,
                     JobCommand::StopForce => {
                         job.stopped = true;
@@ -163,9 +166,7 @@ impl ClusterCatalog for EtcdCatalog {
                     job.sql.clone_from(&sql);
                     // A stopped job starts at once, as on a lone server.
                     if job.stopped {
-                        job.stopped = false;
-                        job.force = false;
-                        job.generation += 1;
+                        start(job);
                     }
                 })
                 .await?)

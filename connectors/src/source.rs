@@ -4,6 +4,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::hash::Hasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,10 +42,9 @@ impl Share {
     /// its name that never changes between runs, so a part never moves between shares.
     pub fn owns(&self, part: &str) -> bool {
         // FNV-1a: stable across processes and Rust versions, unlike the std hasher.
-        let hash = part.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-        hash % self.count as u64 == self.index as u64
+        let mut hash = fnv::FnvHasher::default();
+        hash.write(part.as_bytes());
+        hash.finish() % self.count as u64 == self.index as u64
     }
 }
 

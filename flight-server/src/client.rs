@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use arrow::array::{Array, AsArray};
 use arrow::record_batch::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
+use arrow_flight::FlightInfo;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use ferris_engine::statements::parser::with_option;
 use futures::TryStreamExt;
@@ -193,21 +194,37 @@ async fn kept_statement(
         Err(e) if e.to_string().contains("no job of that name") => return Ok(None),
         Err(e) => return Err(format!("SHOW CREATE JOB '{job}': {e}")),
     };
+    let mut statement = None;
+    for_each_batch(client, info, |batch| {
+        statement = statement.take().or_else(|| {
+            batch
+                .column_by_name("statement")
+                .and_then(|c| c.as_string_opt::<i32>())
+                .filter(|c| !c.is_empty())
+                .map(|c| c.value(0).to_string())
+        });
+        Ok(())
+    })
+    .await?;
+    statement
+        .map(Some)
+        .ok_or_else(|| format!("SHOW CREATE JOB '{job}' answered no statement"))
+}
+
+/// Hands each batch of the result that `info` describes to `take`, in order.
+async fn for_each_batch(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: FlightInfo,
+    mut take: impl FnMut(RecordBatch) -> Result<(), String>,
+) -> Result<(), String> {
     for endpoint in info.endpoint {
         let ticket = endpoint.ticket.ok_or("the server sent no ticket")?;
         let mut batches = client.do_get(ticket).await.map_err(|e| e.to_string())?;
         while let Some(batch) = batches.try_next().await.map_err(|e| e.to_string())? {
-            let statement = batch
-                .column_by_name("statement")
-                .and_then(|c| c.as_string_opt::<i32>())
-                .filter(|c| !c.is_empty())
-                .map(|c| c.value(0).to_string());
-            if statement.is_some() {
-                return Ok(statement);
-            }
+            take(batch)?;
         }
     }
-    Err(format!("SHOW CREATE JOB '{job}' answered no statement"))
+    Ok(())
 }
 
 /// Whether two statements are the same but for the spaces around them, a final `;` and
@@ -334,13 +351,7 @@ async fn execute(
         .await
         .map_err(|e| e.to_string())?;
     let mut printer = Printer::new(options.format);
-    for endpoint in info.endpoint {
-        let ticket = endpoint.ticket.ok_or("the server sent no ticket")?;
-        let mut batches = client.do_get(ticket).await.map_err(|e| e.to_string())?;
-        while let Some(batch) = batches.try_next().await.map_err(|e| e.to_string())? {
-            printer.add(batch, options.follow)?;
-        }
-    }
+    for_each_batch(client, info, |batch| printer.add(batch, options.follow)).await?;
     printer.finish()
 }
 

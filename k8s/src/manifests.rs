@@ -9,6 +9,7 @@
 //! schedule, with no pod between runs.
 
 use std::collections::BTreeMap;
+use std::hash::Hasher;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -26,7 +27,7 @@ use serde::Serialize;
 
 use ferris_engine::statements::hints::{Quantities, Workload};
 
-use crate::workloads::WorkloadGroup;
+use crate::workloads::{APP, APP_LABEL, WorkloadGroup};
 use crate::{K8sError, Result, adapter, scaling};
 
 /// The Flight SQL port of every pod.
@@ -130,10 +131,7 @@ pub fn adapter_rules(namespace: &str) -> Result<Object> {
         metadata: ObjectMeta {
             name: Some("ferris-adapter-rules".into()),
             namespace: Some(namespace.into()),
-            labels: Some(BTreeMap::from([(
-                "app.kubernetes.io/name".to_string(),
-                "ferris".to_string(),
-            )])),
+            labels: Some(BTreeMap::from([(APP_LABEL.to_string(), APP.to_string())])),
             ..Default::default()
         },
         data: Some(BTreeMap::from([("config.yaml".to_string(), config)])),
@@ -324,7 +322,9 @@ fn sql_pod(group: &WorkloadGroup, settings: &Settings, args: Vec<String>) -> Pod
 /// SQL or image is another Job (a finished one goes an hour later).
 fn deploy_job(group: &WorkloadGroup, settings: &Settings) -> Job {
     let name = group.name();
-    let version = fnv1a(format!("{}\n{}", settings.image, group.sql()).as_bytes());
+    let mut version = fnv::FnvHasher::default();
+    version.write(format!("{}\n{}", settings.image, group.sql()).as_bytes());
+    let version = version.finish();
     let args = vec![
         "deploy".to_string(),
         format!("{SQL_DIR}/{SQL_FILE}"),
@@ -384,11 +384,4 @@ fn reports(group: &WorkloadGroup, settings: &Settings) -> CronJob {
         }),
         ..Default::default()
     }
-}
-
-/// FNV-1a of `bytes`: a name that changes with what it names.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-    })
 }

@@ -22,16 +22,11 @@ use serde::Deserialize;
 
 use crate::apply::reason;
 use crate::manifests::HTTP_PORT;
+use crate::workloads::{APP, APP_LABEL, GROUP_LABEL, WORKLOAD_LABEL};
 use crate::{K8sError, Result};
 
-/// The label every object of a deployment carries.
-const SELECTOR: &str = "app.kubernetes.io/name=ferris";
-/// The label that names an object's group.
-const GROUP_LABEL: &str = "app.kubernetes.io/instance";
 /// How long the monitor waits for a cluster's REST API.
 const REST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-/// The label that names a group's workload.
-const WORKLOAD_LABEL: &str = "ferris.io/workload";
 
 /// Where to read the deployment from.
 pub struct Sources {
@@ -124,27 +119,10 @@ struct JobRow {
 
 /// Every group of the deployment in `sources.namespace`, by name.
 pub async fn look(sources: &Sources) -> Result<Vec<GroupView>> {
-    let params = ListParams::default().labels(SELECTOR);
-    let ns = &sources.namespace;
-    let list_error = |what: &str, e: kube::Error| {
-        K8sError::Api(format!("listing {what} in {ns}: {}", reason(&e)))
-    };
-    let sets = Api::<StatefulSet>::namespaced(sources.client.clone(), ns)
-        .list(&params)
-        .await
-        .map_err(|e| list_error("statefulsets", e))?;
-    let crons = Api::<CronJob>::namespaced(sources.client.clone(), ns)
-        .list(&params)
-        .await
-        .map_err(|e| list_error("cronjobs", e))?;
-    let autoscalers = Api::<HorizontalPodAutoscaler>::namespaced(sources.client.clone(), ns)
-        .list(&params)
-        .await
-        .map_err(|e| list_error("horizontalpodautoscalers", e))?;
-    let pods = Api::<Pod>::namespaced(sources.client.clone(), ns)
-        .list(&params)
-        .await
-        .map_err(|e| list_error("pods", e))?;
+    let sets: Vec<StatefulSet> = list(sources).await?;
+    let crons: Vec<CronJob> = list(sources).await?;
+    let autoscalers: Vec<HorizontalPodAutoscaler> = list(sources).await?;
+    let pods: Vec<Pod> = list(sources).await?;
     let group_of = |labels: &BTreeMap<String, String>| labels.get(GROUP_LABEL).cloned();
     let mut groups = BTreeMap::new();
     for set in &sets {
@@ -211,6 +189,29 @@ pub async fn look(sources: &Sources) -> Result<Vec<GroupView>> {
         }
     }
     Ok(groups.into_values().collect())
+}
+
+/// The deployment's objects of one kind in the namespace.
+async fn list<K>(sources: &Sources) -> Result<Vec<K>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+{
+    let ns = &sources.namespace;
+    let params = ListParams::default().labels(&format!("{APP_LABEL}={APP}"));
+    Api::<K>::namespaced(sources.client.clone(), ns)
+        .list(&params)
+        .await
+        .map(|list| list.items)
+        .map_err(|e| {
+            K8sError::Api(format!(
+                "listing {} in {ns}: {}",
+                K::plural(&()),
+                reason(&e)
+            ))
+        })
 }
 
 fn empty_group(name: &str, labels: &BTreeMap<String, String>) -> GroupView {

@@ -38,6 +38,15 @@ pub struct WorkloadGroup {
     pub schedule: Option<String>,
 }
 
+/// The label every object of a deployment carries, with the value [`APP`].
+pub const APP_LABEL: &str = "app.kubernetes.io/name";
+/// The value of [`APP_LABEL`].
+pub const APP: &str = "ferris";
+/// The label that names an object's group (`ferris-trading`).
+pub const GROUP_LABEL: &str = "app.kubernetes.io/instance";
+/// The label that names a group's workload (`trading`, ..., `none`).
+pub const WORKLOAD_LABEL: &str = "ferris.io/workload";
+
 impl WorkloadGroup {
     /// The name its objects share: `ferris-trading`, ..., `ferris-default`.
     pub fn name(&self) -> String {
@@ -50,10 +59,10 @@ impl WorkloadGroup {
     /// The labels of its objects (and the selector of its pods).
     pub fn labels(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
-            ("app.kubernetes.io/name".to_string(), "ferris".to_string()),
-            ("app.kubernetes.io/instance".to_string(), self.name()),
+            (APP_LABEL.to_string(), APP.to_string()),
+            (GROUP_LABEL.to_string(), self.name()),
             (
-                "ferris.io/workload".to_string(),
+                WORKLOAD_LABEL.to_string(),
                 self.workload.map_or("none", Workload::as_str).to_string(),
             ),
         ])

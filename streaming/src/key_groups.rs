@@ -12,6 +12,8 @@ use std::ops::Range;
 
 use std::hash::{BuildHasherDefault, Hasher};
 
+use fnv::FnvHasher;
+
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use datafusion::common::hash_utils::create_hashes_with_hasher;
 use datafusion::error::Result;
@@ -50,25 +52,17 @@ fn owner(group: usize, count: usize) -> usize {
 /// and in every version, which a seeded fast hash (DataFusion's, ahash) does not promise.
 /// (Numbers are hashed in native byte order: the same on every little-endian machine.)
 #[derive(Default)]
-struct StableHasher(u64);
+struct StableHasher(FnvHasher);
 
 impl Hasher for StableHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for byte in bytes {
-            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = hash;
+        self.0.write(bytes);
     }
 
     /// Mixed (murmur3's finalizer), so that its low bits, the key group, depend on every
     /// byte.
     fn finish(&self) -> u64 {
-        let mut h = self.0;
+        let mut h = self.0.finish();
         h ^= h >> 33;
         h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
         h ^= h >> 33;
