@@ -1,31 +1,39 @@
 //! Scaling of a parallel job: a Kafka topic of 8 partitions of JSON trades through a tumbling
-//! GROUP BY per symbol into a file, at 1, 2 and 4 instances. Each run is a process of its own
-//! (this benchmark started again as a worker) held by a cgroup CPU quota to one fixed share of
-//! a core per instance (`FERRIS_SCALING_SHARE`, default 0.3), so that the runs compare on a
-//! machine whose cores they share with the broker: 4 instances take 1.2 cores and leave the
-//! rest to Kafka. The instances of a run are tasks of its process (a job's instances are not
-//! yet spread over processes). Prints each run's records/s, per instance, and its
-//! efficiency T(n) / (n x T(1)).
+//! GROUP BY per symbol into a Kafka topic, at 1, 2 and 4 instances, two ways: the instances
+//! as tasks of one process (in one cgroup of n shares of a core), and each instance in a
+//! process of its own (`--instance i`, each in a cgroup of one share), its rows crossing to
+//! the others through the job's repartition topic. A share is `FERRIS_SCALING_SHARE` of a
+//! core (default 0.3), so that 4 instances take 1.2 cores and leave the rest to the broker.
+//! Each process is this benchmark started again as a worker. Prints each run's records/s,
+//! per instance, and its efficiency T(n) / (n x T(1)), T(1) being one instance in one
+//! process. At least once, checkpointed only as the input ends (instances in several
+//! processes keep their places in the exchanges' topics in checkpoints): no transactions.
 //!
 //! Needs a writable cgroup CPU controller (v1 at `/sys/fs/cgroup/cpu`, or v2) and the broker
 //! of `bash scripts/kafka.sh start` at `FERRIS_KAFKA_BOOTSTRAP`.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use ferris_benches::{
-    cpu_time, data_dir, kafka_topic, produce_trades, rows, run_job, runtime_with_threads,
+    cpu_time, data_dir, kafka_topic, peak_rss, produce_trades, rows, run_job_in,
+    runtime_with_threads,
 };
+use ferris_engine::Session;
 
 const PARTITIONS: i32 = 8;
+/// Set in a worker: how many instances the job has.
 const WORKER: &str = "FERRIS_SCALING_WORKER";
+/// Set in a worker that runs one instance of them (in a process of its own).
+const INSTANCE: &str = "FERRIS_SCALING_INSTANCE";
 const PERIOD_US: u64 = 100_000;
 
 fn main() {
     if let Ok(instances) = std::env::var(WORKER) {
-        return worker(instances.parse().unwrap());
+        let instance = std::env::var(INSTANCE).ok().map(|i| i.parse().unwrap());
+        return worker(instances.parse().unwrap(), instance);
     }
     let rows = rows(2_000_000);
     let share: f64 = std::env::var("FERRIS_SCALING_SHARE")
@@ -40,93 +48,139 @@ fn main() {
     println!("{rows} messages in {PARTITIONS} partitions; {share} of a core per instance");
 
     let mut single = None;
-    for instances in [1, 2, 4] {
-        let quota = (share * instances as f64 * PERIOD_US as f64) as u64;
-        let run = run_worker(instances, quota, &topic, &bootstrap);
+    for (instances, processes) in [(1, 1), (2, 1), (2, 2), (4, 1), (4, 4)] {
+        let run = run_workers(instances, processes, share, &topic, &bootstrap);
         assert_eq!(run.records as usize, rows, "{instances} instances");
         let throughput = run.records as f64 / run.wall;
         let single = *single.get_or_insert(throughput);
+        let how = if processes == 1 {
+            "in one process".to_string()
+        } else {
+            format!("in {processes} processes")
+        };
         println!(
-            "parallelism {instances}: {:.0} records/s in {:.2}s wall, {:.2}s CPU ({:.2} cores of {:.2} allowed), {:.0} records/s per instance, efficiency {:.2}",
+            "parallelism {instances} {how}: {:.0} records/s in {:.2}s wall, {:.2}s CPU ({:.2} cores of {:.2} allowed), peak RSS {} MiB per process, {:.0} records/s per instance, efficiency {:.2}",
             throughput,
             run.wall,
             run.cpu,
             run.cpu / run.wall,
             share * instances as f64,
+            run.peak_rss_kib / 1024,
             throughput / instances as f64,
             throughput / (instances as f64 * single)
         );
     }
 }
 
-/// What a worker measured.
+/// What the workers of a run measured, together.
 struct Run {
     records: u64,
+    /// The slowest worker's.
     wall: f64,
     cpu: f64,
+    /// The largest of the workers'.
+    peak_rss_kib: u64,
 }
 
-/// Runs a worker of `instances` instances in a cgroup of its own with `quota` µs of CPU per
-/// 100 ms.
-fn run_worker(instances: usize, quota: u64, topic: &str, bootstrap: &str) -> Run {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env(WORKER, instances.to_string())
-        .env("FERRIS_SCALING_TOPIC", topic)
-        .env("FERRIS_KAFKA_BOOTSTRAP", bootstrap)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let group = CpuGroup::create(
-        &format!("ferris-scaling-{}-{instances}", std::process::id()),
-        quota,
-    );
-    group.add(child.id());
-    // The worker starts once it is in its group.
-    writeln!(child.stdin.take().unwrap(), "go").unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "worker of {instances}");
-    let numbers: Vec<f64> = line
-        .split_whitespace()
-        .map(|n| n.parse().unwrap())
+/// Runs a job of `instances` instances in `processes` workers (1, or one per instance),
+/// each in a cgroup of its own with its instances' shares of a core.
+fn run_workers(
+    instances: usize,
+    processes: usize,
+    share: f64,
+    topic: &str,
+    bootstrap: &str,
+) -> Run {
+    let out = format!("{topic}_out_{instances}_{processes}");
+    kafka_topic(&out, bootstrap, 1);
+    let per_process = instances / processes;
+    let quota = (share * per_process as f64 * PERIOD_US as f64) as u64;
+    let mut workers: Vec<(Child, CpuGroup)> = (0..processes)
+        .map(|process| {
+            let mut command = Command::new(std::env::current_exe().unwrap());
+            command
+                .env(WORKER, instances.to_string())
+                .env("FERRIS_SCALING_TOPIC", topic)
+                .env("FERRIS_SCALING_OUT", &out)
+                .env("FERRIS_KAFKA_BOOTSTRAP", bootstrap)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped());
+            if processes > 1 {
+                command.env(INSTANCE, process.to_string());
+            }
+            let child = command.spawn().unwrap();
+            let group = CpuGroup::create(
+                &format!("ferris-scaling-{}-{out}-{process}", std::process::id()),
+                quota,
+            );
+            group.add(child.id());
+            (child, group)
+        })
         .collect();
-    Run {
-        records: numbers[0] as u64,
-        wall: numbers[1],
-        cpu: numbers[2],
+    // The workers start together, once each is in its group.
+    for (child, _) in &mut workers {
+        writeln!(child.stdin.take().unwrap(), "go").unwrap();
     }
+    let mut run = Run {
+        records: 0,
+        wall: 0.0,
+        cpu: 0.0,
+        peak_rss_kib: 0,
+    };
+    for (mut child, _group) in workers {
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "a worker of {instances}");
+        let numbers: Vec<f64> = line
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        run.records += numbers[0] as u64;
+        run.wall = run.wall.max(numbers[1]);
+        run.cpu += numbers[2];
+        run.peak_rss_kib = run.peak_rss_kib.max(numbers[3] as u64);
+    }
+    run
 }
 
-/// A worker: waits for its parent's word, runs the job, prints `records wall cpu`.
-fn worker(instances: usize) {
+/// A worker: waits for its parent's word, runs the job (or its one instance `instance`),
+/// prints `records wall cpu peak_rss_kib`.
+fn worker(instances: usize, instance: Option<usize>) {
     let mut go = String::new();
     std::io::stdin().read_line(&mut go).unwrap();
     let topic = std::env::var("FERRIS_SCALING_TOPIC").unwrap();
+    let out = std::env::var("FERRIS_SCALING_OUT").unwrap();
     let bootstrap = std::env::var("FERRIS_KAFKA_BOOTSTRAP").unwrap();
-    let out = data_dir().join(format!("out/scaling-{instances}.jsonl"));
+    // The job's name names its repartition topics: one per run.
     let sql = format!(
-        "CREATE STREAM bars AS
+        "CREATE STREAM {out} AS
          SELECT symbol, _window_start, COUNT(*) AS trades, SUM(price * qty) AS notional
          FROM trades GROUP BY symbol WINDOW TUMBLING(1m) EMIT FINAL
          WITH ('trades.type' = 'kafka_source', 'trades.bootstrap.servers' = '{bootstrap}',
-               'trades.topic' = '{topic}', 'trades.group.id' = '{topic}-{instances}',
+               'trades.topic' = '{topic}', 'trades.group.id' = '{out}',
                'trades.scan.bounded.mode' = 'latest-offset', 'trades.batch.size' = '8192',
                'trades.schema' = 'ts BIGINT, symbol VARCHAR, price DECIMAL(18,4), qty BIGINT',
                'trades.event.time.field' = 'ts', 'parallelism' = '{instances}',
-               'bars.type' = 'file_sink', 'bars.path' = '{}')",
-        out.display()
+               '{out}.type' = 'kafka_sink', '{out}.bootstrap.servers' = '{bootstrap}',
+               '{out}.topic' = '{out}', 'processing.guarantee' = 'at_least_once',
+               'checkpoint.dir' = '{}', 'checkpoint.interval' = '1h')",
+        data_dir().join(format!("state/{out}")).display()
     );
-    let runtime = runtime_with_threads(instances);
+    let mut session = Session::new();
+    if let Some(instance) = instance {
+        session.set_process_instance(instance);
+    }
+    let runtime = runtime_with_threads(if instance.is_some() { 1 } else { instances });
     let (wall, cpu) = (Instant::now(), cpu_time());
-    let progress = run_job(&runtime, &sql);
+    let progress = run_job_in(&runtime, session, &sql);
     println!(
-        "{} {} {}",
+        "{} {} {} {}",
         progress.records_in,
         wall.elapsed().as_secs_f64(),
-        (cpu_time() - cpu).as_secs_f64()
+        (cpu_time() - cpu).as_secs_f64(),
+        peak_rss() / 1024
     );
 }
 

@@ -150,8 +150,16 @@ pub fn measure(work: impl FnOnce() -> u64) -> Measurement {
 
 /// Runs the statements of `sql` through the engine; returns the last job's progress.
 pub fn run_job(runtime: &tokio::runtime::Runtime, sql: &str) -> JobProgress {
+    run_job_in(runtime, Session::new(), sql)
+}
+
+/// [`run_job`] in `session` (one set up otherwise than by default).
+pub fn run_job_in(
+    runtime: &tokio::runtime::Runtime,
+    mut session: Session,
+    sql: &str,
+) -> JobProgress {
     runtime.block_on(async {
-        let mut session = Session::new();
         let mut last = None;
         for statement in session.parse(sql).unwrap() {
             if let StatementOutput::Job(job) = session.execute(&statement).await.unwrap() {

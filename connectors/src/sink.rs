@@ -3,12 +3,14 @@
 //! and takes part in its checkpoints.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
+use crate::exchange_transport::ExchangeTransport;
 use crate::position::SourcePosition;
 use crate::prepared_output::PreparedOutput;
 use crate::source::SourceConnector;
@@ -112,6 +114,13 @@ pub trait Sink: Send {
     /// Whether its checkpoints commit the sources' positions themselves (in a transaction).
     fn commits_positions(&self) -> bool {
         false
+    }
+
+    /// The transport for the exchanges of job `job` when its instances run in several
+    /// processes, writing through this sink (in its transactions), if it can carry them: a
+    /// Kafka sink's producer can.
+    fn exchange_transport(&self, _job: &str) -> Option<Arc<dyn ExchangeTransport>> {
+        None
     }
 
     /// Makes everything durable and ends the sink; returns the rows written.

@@ -47,6 +47,9 @@ pub struct Engine {
     pub(crate) cluster: Option<Arc<dyn ClusterCatalog>>,
     /// Where this session's jobs run: the node's id in a cluster, else the host's name.
     pub(crate) node: String,
+    /// The one instance of every parallel job this process runs, the others running in
+    /// other processes; `None`: it runs them all.
+    pub(crate) process_instance: Option<usize>,
 }
 
 impl Engine {
@@ -95,6 +98,7 @@ impl Engine {
             job_defaults: Vec::new(),
             cluster: None,
             node: host_name(),
+            process_instance: None,
         }
     }
 

@@ -315,10 +315,11 @@ pub(crate) fn show_job_status(
         properties.push((
             format!("instance_{}", i.instance),
             format!(
-                "records_in={} lag={} watermark={} state_bytes={} peak_state_bytes={} cpu_seconds={:.3}",
+                "records_in={} lag={} watermark={} late_records={} state_bytes={} peak_state_bytes={} cpu_seconds={:.3}",
                 i.records_in,
                 i.lag,
                 timestamp_text(i.watermark_ms)?,
+                i.late_records,
                 i.state_bytes,
                 i.peak_state_bytes,
                 i.busy.as_secs_f64()

@@ -14,14 +14,14 @@ use datafusion::physical_plan::{
 };
 use ferris_connectors::options::{OptionValue, Options};
 use ferris_connectors::registry::{self, ConnectorKind};
-use ferris_connectors::{Declaration, SinkConfig, StopSignal};
+use ferris_connectors::{Declaration, SinkConfig, SourceConnector, StopSignal};
 use ferris_streaming::{
     AggregateSettings, EmitMode, LateDataPolicy, SideTime, WatermarkSpec, WindowSpec,
 };
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
-use crate::job::task::{JobRun, task_context};
+use crate::job::task::{InstanceHere, JobRun, task_context};
 use crate::late::LateRecordFile;
 use crate::placeholders::parse_query;
 use crate::planner::parallelize::Parallelize;
@@ -47,6 +47,22 @@ pub(crate) struct PreparedQuery {
     pub(crate) checkpoint: Option<CheckpointSettings>,
     /// Ends the sources (for a job: fired by its loop).
     pub(crate) source_stop: StopSignal,
+    /// The instance this process runs, when the job's instances run in several.
+    pub(crate) instance: Option<InstanceHere>,
+}
+
+impl PreparedQuery {
+    /// The sources this process reads, by name: all of them, or its instance's shares.
+    pub(crate) fn sources_here(&self) -> Vec<(String, Arc<dyn SourceConnector>)> {
+        match &self.instance {
+            Some(here) => here.sources.clone(),
+            None => self
+                .sources
+                .iter()
+                .map(|s| (s.name.clone(), s.source.clone()))
+                .collect(),
+        }
+    }
 }
 
 /// Where and how often a job checkpoints.
@@ -79,14 +95,49 @@ impl Engine {
         let (sources, sink) = resolve_connectors(&options, job, into, &state).await?;
         let late = late_policy(&options)?;
         let parallelism = parallelism(&options)?;
+        // Where instances run in several processes, each reads its own instance's shares.
+        let mut instance = match (self.process_instance, job) {
+            (Some(index), Some(job)) if index >= parallelism => {
+                return Err(EngineError::Sql {
+                    message: format!(
+                        "this process runs instance {index} of every parallel job, and job '{job}' runs as {parallelism} (instances 0 to {})",
+                        parallelism - 1
+                    ),
+                    position: query.position,
+                });
+            }
+            (Some(index), Some(_)) if parallelism > 1 => Some(InstanceHere {
+                index,
+                count: parallelism,
+                sources: Vec::new(),
+            }),
+            _ => None,
+        };
         let memory_limit = options
             .get("state.memory.limit")
             .map(|v| bytes(&v))
             .transpose()?;
-        let checkpoint = match job {
+        let mut checkpoint = match job {
             Some(job) => checkpoint_settings(&options, self.state_dir.as_deref(), job)?,
             None => None,
         };
+        // Each instance checkpoints alone; its positions in the exchanges' topics live only
+        // in its checkpoints.
+        match (checkpoint.as_mut(), &instance, job) {
+            (Some(settings), Some(here), _) => {
+                settings.dir = format!("{}/instance-{}", settings.dir, here.index);
+            }
+            (None, Some(here), Some(job)) => {
+                return Err(EngineError::Sql {
+                    message: format!(
+                        "job '{job}' runs instance {} of {} here, the others in other processes, and the instances keep their places in the topics between them in their checkpoints: start with --state-dir, or add 'checkpoint.dir'",
+                        here.index, here.count
+                    ),
+                    position: query.position,
+                });
+            }
+            _ => {}
+        }
         options.check_all_taken()?;
         // A job's sources end when its loop says (a checkpointing job's never do: it stops
         // at a checkpoint, windows open, to resume them); a query's on the session's stop.
@@ -112,11 +163,23 @@ impl Engine {
             };
             let scan = source.register(&self.ctx, &source_stop, stamp)?;
             let schema = scan.schema();
-            let shares = match parallelism {
+            let divided = match parallelism {
                 1 => None,
-                n => scan.divide(n).await?,
+                n => scan.divide(n, instance.is_some()).await?,
             };
-            scans.push((scan, shares.unwrap_or_default()));
+            if let Some(here) = instance.as_mut() {
+                let read_here = match &divided {
+                    Some(divided) => divided
+                        .shares
+                        .iter()
+                        .find(|(share, _)| share.index == here.index)
+                        .map(|(_, share)| share.clone()),
+                    None => (here.index == 0).then(|| source.source.clone()),
+                };
+                here.sources
+                    .extend(read_here.map(|share| (source.name.clone(), share)));
+            }
+            scans.push((scan, divided.map(|d| d.streams).unwrap_or_default()));
             // A join keeps one watermark per side: over parts read side by side (a topic's
             // partitions), a part behind the others would have its rows taken for late.
             let one_order = source.source.partitions().is_none_or(|p| p.ids.len() == 1);
@@ -227,6 +290,7 @@ impl Engine {
             memory_limit,
             checkpoint,
             source_stop,
+            instance,
         })
     }
 

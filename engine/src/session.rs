@@ -46,6 +46,13 @@ impl Session {
         self.engine.job_defaults = defaults;
     }
 
+    /// This process runs instance `index` of every parallel job (`'parallelism'` above 1);
+    /// the other instances run in other processes, each given its own index, and the
+    /// exchanges between them go through Kafka (docs/parallelism.md).
+    pub fn set_process_instance(&mut self, index: usize) {
+        self.engine.process_instance = Some(index);
+    }
+
     /// Jobs keep their checkpoints under `dir` (a folder per job) and resume from them.
     pub fn set_state_dir(&mut self, dir: impl Into<PathBuf>) {
         self.engine.state_dir = Some(dir.into());

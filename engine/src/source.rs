@@ -18,11 +18,12 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use ferris_connectors::options::Options;
 use ferris_connectors::registry::OpenSource;
 use ferris_connectors::{
-    ColumnParser, Declaration, DeclaredSource, Share, SinkConfig, SourceConnector, SourcePosition,
-    SourceReader, StopSignal,
+    ColumnParser, Declaration, DeclaredSource, DividedShare, Share, SinkConfig, SourceConnector,
+    SourcePosition, SourceReader, StopSignal,
 };
 use ferris_streaming::checkpoint::{CheckpointBarrier, SourceBarrier};
 use ferris_streaming::event_time::stamped_schema;
+use ferris_streaming::process_instance::ProcessInstance;
 use ferris_streaming::{EventTimeStamper, LookupTableRead, WatermarkSpec};
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
@@ -132,28 +133,63 @@ impl SourceScan {
     }
 
     /// The source divided into at most `count` shares, one partition each, if its
-    /// connector divides it.
-    pub async fn divide(&self, count: usize) -> Result<Option<Vec<Arc<dyn PartitionStream>>>> {
+    /// connector divides it. `padded`: exactly `count` partitions, partition `i` being share
+    /// `i` (one the connector left out reads nothing), as where instances run in several
+    /// processes, each reading the partitions of its own instance.
+    pub async fn divide(&self, count: usize, padded: bool) -> Result<Option<Divided>> {
         let Some(shares) = self.0.source.split(count).await? else {
             return Ok(None);
         };
-        Ok(Some(
-            shares
-                .into_iter()
-                .map(|(share, source)| {
-                    // Its watermark waits for its own parts only.
-                    let stamp = self.0.stamp.clone().map(|stamp| WatermarkSpec {
-                        partitions: source.partitions().map(|p| p.ids).unwrap_or_default(),
-                        ..stamp
-                    });
-                    Arc::new(SourcePartition {
-                        share: Some(share),
-                        source,
-                        stamp,
-                        ..self.0.as_ref().clone()
-                    }) as Arc<dyn PartitionStream>
-                })
-                .collect(),
+        let stream = |(share, source): &DividedShare| {
+            // Its watermark waits for its own parts only.
+            let stamp = self.0.stamp.clone().map(|stamp| WatermarkSpec {
+                partitions: source.partitions().map(|p| p.ids).unwrap_or_default(),
+                ..stamp
+            });
+            Arc::new(SourcePartition {
+                share: Some(*share),
+                source: source.clone(),
+                stamp,
+                ..self.0.as_ref().clone()
+            }) as Arc<dyn PartitionStream>
+        };
+        let streams = if padded {
+            (0..count)
+                .map(
+                    |index| match shares.iter().find(|(s, _)| s.index == index) {
+                        Some(share) => stream(share),
+                        None => Arc::new(LeftOutShare(self.0.schema.clone())),
+                    },
+                )
+                .collect()
+        } else {
+            shares.iter().map(stream).collect()
+        };
+        Ok(Some(Divided { streams, shares }))
+    }
+}
+
+/// A source divided for a parallel job.
+pub struct Divided {
+    /// One partition of the plan's scan per share.
+    pub streams: Vec<Arc<dyn PartitionStream>>,
+    /// The shares, each with the source that reads it.
+    pub shares: Vec<DividedShare>,
+}
+
+/// A share the source's connector left out (it would read nothing), as a partition.
+#[derive(Debug)]
+struct LeftOutShare(SchemaRef);
+
+impl PartitionStream for LeftOutShare {
+    fn schema(&self) -> &SchemaRef {
+        &self.0
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.0.clone(),
+            futures::stream::empty(),
         ))
     }
 }
@@ -177,6 +213,18 @@ impl PartitionStream for SourcePartition {
     }
 
     fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        // Where the job's instances run in several processes, a share is read by its own
+        // instance's process only (a lookup table, by every instance).
+        let config = ctx.session_config();
+        if let Some(process) = ProcessInstance::of(&ctx)
+            && config.get_extension::<LookupTableRead>().is_none()
+            && !process.runs(self.share.map_or(0, |share| share.index))
+        {
+            return Box::pin(RecordBatchStreamAdapter::new(
+                self.schema.clone(),
+                futures::stream::empty(),
+            ));
+        }
         // Count into the job's metrics when the task has them (every job's task does).
         // Each share is its own source to the checkpoints and the metrics.
         let instance = match self.share {
@@ -194,7 +242,6 @@ impl PartitionStream for SourcePartition {
             .unwrap_or_default();
         // A job that checkpoints cuts its sources at its barrier, and may restore them; a
         // lookup table is read whole on every start instead.
-        let config = ctx.session_config();
         let barrier = config
             .get_extension::<CheckpointBarrier>()
             .filter(|_| config.get_extension::<LookupTableRead>().is_none())

@@ -19,6 +19,11 @@ Usage:
                              checkpoint there and resume from it when run again
   ferris run [--state-dir DIR] -e \"SQL\"
                              run the statements given as text
+  ferris run --instance I [--state-dir DIR] FILE.sql
+                             run only instance I (from 0) of each parallel job; the
+                             job's other instances run in other processes, each given
+                             its own I, and meet through Kafka (docs/parallelism.md);
+                             also from FERRIS_INSTANCE
   ferris explain FILE.sql    print the plan of every query of the file
   ferris deploy FILE.sql --server HOST:PORT [--token TOKEN] [--tls] [--tls-ca FILE]
                              check the file's statements, then run them one by one on a
@@ -55,6 +60,17 @@ const REFRESH: Duration = Duration::from_millis(500);
 pub fn main(mut args: Vec<String>) -> ExitCode {
     let log_format =
         take_option(&mut args, "--log-format").or_else(|| std::env::var("FERRIS_LOG_FORMAT").ok());
+    let instance = take_option(&mut args, "--instance")
+        .or_else(|| std::env::var("FERRIS_INSTANCE").ok())
+        .map(|i| i.parse::<usize>());
+    let instance = match instance {
+        None => None,
+        Some(Ok(index)) => Some(index),
+        Some(Err(_)) => {
+            eprintln!("ferris: error: --instance takes an instance's number, from 0");
+            return ExitCode::from(2);
+        }
+    };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // The server may take its log format from its config file.
     if args.first() == Some(&"server") {
@@ -99,6 +115,9 @@ pub fn main(mut args: Vec<String>) -> ExitCode {
         let mut session = Session::new();
         if let Some(dir) = &state_dir {
             session.set_state_dir(dir);
+        }
+        if let Some(index) = instance {
+            session.set_process_instance(index);
         }
         watch_ctrl_c(&session);
         let statements = session.parse(&sql).map_err(|e| input.describe(e))?;

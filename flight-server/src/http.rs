@@ -126,7 +126,7 @@ struct JobView<'a> {
 /// Every job's counters in the Prometheus text format.
 async fn metrics(service: &impl Monitored) -> String {
     let jobs = service.job_records().await;
-    let families: [Family; 22] = [
+    let families: [Family; 23] = [
         (
             "ferris_job_records_in_total",
             "counter",
@@ -269,6 +269,12 @@ async fn metrics(service: &impl Monitored) -> String {
                         .then(|| now_ms().saturating_sub(i.watermark_ms) as f64 / 1000.0)
                 })
             },
+        ),
+        (
+            "ferris_instance_late_records_total",
+            "counter",
+            "Records an instance's windows found late.",
+            |job| per_instance(job, |i| Some(i.late_records as f64)),
         ),
         (
             "ferris_instance_state_bytes",

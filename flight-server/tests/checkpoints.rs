@@ -307,22 +307,36 @@ fn kafka_to_kafka_commits_each_checkpoint_in_a_transaction() {
     // The job waits on the broker more than it computes (about 0.2 s of CPU a second): kills
     // after little CPU time, or four times that in wall time, come before it ends.
     run_crashing(dir.path(), &crashing, 4, 150..500, &[], None);
-    let values = |topic: &str| {
-        let mut values: Vec<String> = consume_all(topic)
-            .into_iter()
-            .filter_map(|(_, v, _)| Some(String::from_utf8(v?).unwrap()))
-            .collect();
-        values.sort();
-        values
-    };
-    let expected = values(&expected_topic);
+    let expected = committed_lines(&expected_topic);
     assert_same_lines(&expected, &expected_bars(250_000));
-    let out = values(&out_topic);
+    let out = committed_lines(&out_topic);
     // A read_committed reader sees exactly the uncrashed run's bars: the crashed runs'
     // aborted transactions are hidden, and no checkpoint's output was committed twice.
     assert_same_lines(&out, &expected);
     // The job's consumer group committed its offsets inside the transactions: all read.
     assert_eq!(committed_offset(&input, "crashing").0, Some(250_000));
+}
+
+/// Writes `trades(rows)` to `topic` keyed by their number, not by symbol: a parallel job's
+/// rows cross an exchange.
+fn produce_unkeyed(topic: &str, rows: usize) {
+    produce(
+        topic,
+        trades(rows)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, v))| (i.to_string(), v.into_bytes())),
+    );
+}
+
+/// The values of `topic`'s committed messages, sorted.
+fn committed_lines(topic: &str) -> Vec<String> {
+    let mut lines: Vec<String> = consume_all(topic)
+        .into_iter()
+        .filter_map(|(_, v, _)| Some(String::from_utf8(v?).unwrap()))
+        .collect();
+    lines.sort();
+    lines
 }
 
 /// A job of three instances reading a topic of six partitions whose messages are not keyed
@@ -333,13 +347,7 @@ fn a_parallel_kafka_to_kafka_job_survives_sigkill_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let rows = 150_000;
     let input = topic("crash_parallel", 6);
-    produce(
-        &input,
-        trades(rows)
-            .into_iter()
-            .enumerate()
-            .map(|(i, (_, v))| (i.to_string(), v.into_bytes())),
-    );
+    produce_unkeyed(&input, rows);
     let sink = |topic: &str| {
         format!(
             "'bars.type' = 'kafka_sink', 'bars.bootstrap.servers' = '{}', 'bars.topic' = '{topic}',
@@ -350,18 +358,61 @@ fn a_parallel_kafka_to_kafka_job_survives_sigkill_exactly_once() {
     let out_topic = topic("crash_parallel_out", 1);
     let crashing = bars_job(&kafka_source(&input, "parallel"), &sink(&out_topic));
     run_crashing(dir.path(), &crashing, 4, 150..500, &[], None);
-    let mut out: Vec<String> = consume_all(&out_topic)
-        .into_iter()
-        .filter_map(|(_, v, _)| Some(String::from_utf8(v?).unwrap()))
-        .collect();
-    out.sort();
-    assert_same_lines(&out, &expected_bars(rows));
+    assert_same_lines(&committed_lines(&out_topic), &expected_bars(rows));
     let committed: i64 = (0..6)
         .map(|p| committed_offset_of(&input, "parallel", p).0.unwrap_or(0))
         .sum();
     assert_eq!(
         committed, rows as i64,
         "offsets committed over the partitions"
+    );
+}
+
+/// A job of two instances run in two processes (`ferris run --instance 0` and `1`), reading
+/// a topic of six partitions not keyed by its GROUP BY key, so that each symbol's rows cross
+/// between the processes through the job's repartition topic: instance 1 is killed four
+/// times and started again while instance 0 runs on, and their transactions hold exactly the
+/// bars of one uncrashed instance.
+#[test]
+fn instances_in_two_processes_meet_through_kafka_and_survive_sigkill_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 60_000;
+    let input = topic("crash_instances", 6);
+    produce_unkeyed(&input, rows);
+    let out_topic = topic("crash_instances_out", 1);
+    // The job's name names its repartition topic: one of its own, as its state is.
+    let job = out_topic.replace("_out", "_job");
+    let sink = format!(
+        "'bars.type' = 'kafka_sink', 'bars.bootstrap.servers' = '{}', 'bars.topic' = '{out_topic}',
+         'parallelism' = '2'",
+        bootstrap()
+    );
+    let sql = bars_job(&kafka_source(&input, &job), &sink)
+        .replace("CREATE STREAM bars", &format!("CREATE STREAM {job}"))
+        .replace("'bars.", &format!("'{job}."));
+    std::fs::write(dir.path().join("job.sql"), &sql).unwrap();
+    let steady = std::process::Command::new(env!("CARGO_BIN_EXE_ferris"))
+        .args(["run", "--instance", "0", "--state-dir", "state", "job.sql"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let one = [("FERRIS_INSTANCE".to_string(), "1".to_string())];
+    run_crashing(dir.path(), &sql, 4, 150..500, &one, None);
+    let steady = steady.wait_with_output().unwrap();
+    assert!(
+        steady.status.success(),
+        "instance 0: {}",
+        String::from_utf8_lossy(&steady.stderr)
+    );
+    assert_same_lines(&committed_lines(&out_topic), &expected_bars(rows));
+    let committed: i64 = (0..6)
+        .map(|p| committed_offset_of(&input, &job, p).0.unwrap_or(0))
+        .sum();
+    assert_eq!(
+        committed, rows as i64,
+        "offsets committed by both instances"
     );
 }
 
@@ -374,13 +425,7 @@ fn a_job_rescaled_from_one_to_three_to_two_instances_loses_and_duplicates_nothin
     let dir = tempfile::tempdir().unwrap();
     let rows = 150_000;
     let input = topic("rescaled", 6);
-    produce(
-        &input,
-        trades(rows)
-            .into_iter()
-            .enumerate()
-            .map(|(i, (_, v))| (i.to_string(), v.into_bytes())),
-    );
+    produce_unkeyed(&input, rows);
     let out_topic = topic("rescaled_out", 1);
     let job = |parallelism: usize| {
         let sink = format!(
@@ -432,12 +477,7 @@ fn a_job_rescaled_from_one_to_three_to_two_instances_loses_and_duplicates_nothin
     assert!(last.status.success(), "{last_log}");
     assert!(logs[1].contains("parallelism 1)"), "{}", logs[1]);
     assert!(last_log.contains("parallelism 3)"), "{last_log}");
-    let mut out: Vec<String> = consume_all(&out_topic)
-        .into_iter()
-        .filter_map(|(_, v, _)| Some(String::from_utf8(v?).unwrap()))
-        .collect();
-    out.sort();
-    assert_same_lines(&out, &expected_bars(rows));
+    assert_same_lines(&committed_lines(&out_topic), &expected_bars(rows));
 }
 
 /// The offset the group `group` committed on partition 0 of `topic`, and its metadata.

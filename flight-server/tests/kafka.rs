@@ -1090,12 +1090,23 @@ fn metrics_show_each_instance_of_a_parallel_job() {
             value("ferris_instance_watermark_delay_seconds") > 0.0,
             "{metrics}"
         );
+        value("ferris_instance_late_records_total");
     }
     assert_eq!(
         sample(&metrics, "ferris_instance_records_in_total", 2),
         None
     );
     let status = server.sql("SHOW JOB STATUS 'split_bars'");
+    let number_after = |text: &str, key: &str| -> u64 {
+        let rest = &text[text.find(key).unwrap_or_else(|| panic!("{key}: {status}")) + key.len()..];
+        let digits: String = rest
+            .trim_start_matches([' ', '|'])
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap_or_else(|_| panic!("{key}: {status}"))
+    };
+    let mut late = 0;
     for i in 0..2 {
         let row = status
             .lines()
@@ -1103,7 +1114,10 @@ fn metrics_show_each_instance_of_a_parallel_job() {
             .unwrap_or_else(|| panic!("instance_{i}: {status}"));
         assert!(row.contains("lag=0 "), "{status}");
         assert!(!row.contains("records_in=0 "), "{status}");
+        late += number_after(row, "late_records=");
     }
+    // The instances' late records are the job's.
+    assert_eq!(late, number_after(&status, "| late_records "), "{status}");
     assert!(!status.contains("instance_2"), "{status}");
 }
 

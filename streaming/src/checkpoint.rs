@@ -84,7 +84,7 @@ struct BarrierState {
     cutting: bool,
     sources: Vec<SourceSlot>,
     /// Per operator, its snapshot for `epoch`.
-    operators: Vec<Option<RecordBatch>>,
+    operators: Vec<OperatorSlot>,
     exchanges: Vec<ExchangeSlot>,
     restored: Restored,
     /// The restored operator snapshots grouped by operator: one per instance it had.
@@ -100,6 +100,17 @@ struct SourceSlot {
     /// The position recorded for the current epoch.
     cut: Option<RecordBatch>,
     /// An ended source's last position: its cut for every later epoch.
+    ended: Option<RecordBatch>,
+}
+
+/// One stateful operator instance.
+#[derive(Debug, Default)]
+struct OperatorSlot {
+    /// Its snapshot for the current epoch.
+    snapshot: Option<RecordBatch>,
+    /// An ended operator's last state: its snapshot for every later epoch (its instance
+    /// ended before the job: where instances run in several processes, one whose input
+    /// runs in another process ends with this process's senders).
     ended: Option<RecordBatch>,
 }
 
@@ -223,7 +234,7 @@ impl CheckpointBarrier {
     ) -> OperatorBarrier {
         let mut state = self.lock();
         let index = state.operators.len();
-        state.operators.push(None);
+        state.operators.push(OperatorSlot::default());
         if instance.index == 0 {
             state.next_group += 1;
         }
@@ -324,7 +335,7 @@ impl CheckpointBarrier {
             slot.cut = slot.ended.clone();
         }
         for operator in &mut state.operators {
-            *operator = None;
+            operator.snapshot = operator.ended.clone();
         }
         for exchange in &mut state.exchanges {
             exchange.cut = exchange.ended;
@@ -342,7 +353,7 @@ impl CheckpointBarrier {
         if !state.cutting || state.taken || !state.all_cut_through(u32::MAX) {
             return None;
         }
-        if state.operators.iter().any(Option::is_none) {
+        if state.operators.iter().any(|o| o.snapshot.is_none()) {
             return None;
         }
         state.taken = true;
@@ -353,7 +364,11 @@ impl CheckpointBarrier {
                 .iter()
                 .map(|s| (s.name.clone(), s.cut.clone().expect("all cut")))
                 .collect(),
-            operators: state.operators.iter().flatten().cloned().collect(),
+            operators: state
+                .operators
+                .iter()
+                .filter_map(|o| o.snapshot.clone())
+                .collect(),
         })
     }
 
@@ -473,14 +488,38 @@ impl OperatorBarrier {
     pub fn snapshot_due(&self) -> Option<u64> {
         let state = self.barrier.lock();
         (state.cutting
-            && state.operators[self.index].is_none()
+            && state.operators[self.index].snapshot.is_none()
             && state.all_cut_through(self.level))
         .then_some(state.epoch)
     }
 
     /// Hands over the state for `epoch`.
     pub fn snapshot(&self, epoch: u64, state: RecordBatch) {
-        // Which instance took it, so that a restore at another parallelism finds them all.
+        let state = self.stamped(state);
+        let mut guard = self.barrier.lock();
+        if guard.epoch == epoch {
+            guard.operators[self.index].snapshot = Some(state);
+        }
+        drop(guard);
+        self.barrier.changed();
+    }
+
+    /// The operator has ended with `state`: that is its snapshot from now on.
+    pub fn end(&self, state: RecordBatch) {
+        let state = self.stamped(state);
+        let mut guard = self.barrier.lock();
+        let slot = &mut guard.operators[self.index];
+        slot.ended = Some(state.clone());
+        if slot.snapshot.is_none() && guard.cutting {
+            guard.operators[self.index].snapshot = Some(state);
+        }
+        drop(guard);
+        self.barrier.changed();
+    }
+
+    /// `state` saying which instance took it, so that a restore at another parallelism
+    /// finds them all.
+    fn stamped(&self, state: RecordBatch) -> RecordBatch {
         let mut metadata = state.schema().metadata().clone();
         metadata.insert(INSTANCE_KEY.into(), self.instance.index.to_string());
         metadata.insert(INSTANCES_KEY.into(), self.instance.count.to_string());
@@ -488,13 +527,7 @@ impl OperatorBarrier {
             state.schema().fields().clone(),
             metadata,
         ));
-        let state = state.with_schema(schema).expect("only metadata changed");
-        let mut guard = self.barrier.lock();
-        if guard.epoch == epoch {
-            guard.operators[self.index] = Some(state);
-        }
-        drop(guard);
-        self.barrier.changed();
+        state.with_schema(schema).expect("only metadata changed")
     }
 
     /// Waits for a change of the barrier not seen yet (a source cut: a snapshot may be due).
@@ -513,7 +546,7 @@ pub async fn barrier_changed(barrier: Option<&mut OperatorBarrier>) {
 }
 
 /// One output of an exchange's side of the barrier.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ExchangeBarrier {
     barrier: Arc<CheckpointBarrier>,
     index: usize,

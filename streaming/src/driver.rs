@@ -268,6 +268,10 @@ impl<O: StreamOperator> Driver<O> {
                 self.done = true;
                 let ready = self.operator.finish()?;
                 self.pending.extend(ready);
+                // Checkpoints taken while the rest of the job runs on keep its last state.
+                if let (Some(barrier), Some(state)) = (&self.barrier, self.operator.state()) {
+                    barrier.end(state.snapshot()?);
+                }
             }
             return Ok(());
         };

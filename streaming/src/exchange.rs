@@ -18,7 +18,13 @@
 //! - **ends and errors**, from every sender to every output.
 //!
 //! In one process, senders and outputs meet in bounded in-memory channels, whose back
-//! pressure holds a fast sender to the pace of the slowest output.
+//! pressure holds a fast sender to the pace of the slowest output. When the job's instances
+//! run in several processes (`process_instance.rs`), every exchange but the one in front
+//! of the sink crosses them: this process's senders write to the transport, its one output
+//! reads the transport like a source (its offset cut at each checkpoint, held until the
+//! job releases the cut), and a sender reports its cut to the barrier itself instead of
+//! sending a marker. A sender whose input has been silent for the idle timeout says so, as
+//! the output cannot tell silence from a sender whose messages wait in the transport.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -39,13 +45,17 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties, SendableRecordBatchStream,
 };
+use ferris_connectors::{ExchangeMessage, ExchangeTransport, ReceivedMessage};
 use futures::{FutureExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::busy::{BusyTime, Timed};
-use crate::checkpoint::{CheckpointBarrier, ExchangeBarrier, ExchangeLevel, SenderBarrier};
+use crate::checkpoint::{
+    CheckpointBarrier, ExchangeBarrier, ExchangeLevel, SenderBarrier, SourceBarrier,
+};
 use crate::key_groups;
+use crate::process_instance::ProcessInstance;
 use crate::task_context::context_with;
 
 /// How an exchange merges the watermarks stamped on its rows.
@@ -89,6 +99,9 @@ pub struct ExchangeExec {
     routing: ExchangeRouting,
     /// Its level among the plan's exchanges: one above the highest exchange below it.
     level: u32,
+    /// Its number among the exchanges that cross processes when the job's instances run
+    /// in several; `None` for the one in front of the sink, which never does.
+    crossing: Option<u32>,
     /// How watermarks are merged, while rows carry one.
     watermark: Option<WatermarkMerge>,
     /// Why the plan has it (for EXPLAIN).
@@ -102,10 +115,13 @@ pub struct ExchangeExec {
 impl ExchangeExec {
     /// An exchange routing `input`'s rows as `routing` says, at `level`, merging the
     /// watermarks its rows carry as `watermark` says; `why` is shown by EXPLAIN.
+    /// `crossing`: its number among the exchanges that cross processes when instances run
+    /// in several (`None`: it never does).
     pub fn new(
         input: Arc<dyn ExecutionPlan>,
         routing: ExchangeRouting,
         level: u32,
+        crossing: Option<u32>,
         watermark: Option<WatermarkMerge>,
         why: String,
     ) -> Self {
@@ -123,6 +139,7 @@ impl ExchangeExec {
             input,
             routing,
             level,
+            crossing,
             watermark,
             why,
             properties: Arc::new(properties),
@@ -145,7 +162,8 @@ impl ExchangeExec {
         self.properties.output_partitioning().partition_count()
     }
 
-    /// Starts an execution: every input partition on a sender task, one channel per output.
+    /// Starts an execution: every input partition on a sender task, one channel per output;
+    /// across processes, this process's senders and outputs on the transport.
     fn start(&self, context: &Arc<TaskContext>) -> Result<Vec<Option<Output>>> {
         let barrier = context
             .session_config()
@@ -156,21 +174,49 @@ impl ExchangeExec {
             Arc::new(ExchangeLevel(self.level.saturating_sub(1))),
         );
         let inputs = self.input.output_partitioning().partition_count();
+        let outputs = self.output_count();
         // The senders' work is the job's, as its own task's is.
         let busy = context.session_config().get_extension::<BusyTime>();
+        let crossing = self.crossing.zip(ProcessInstance::of(context));
         let mut channels = Vec::new();
         let mut receivers = Vec::new();
-        for _ in 0..self.output_count() {
-            let (sender, receiver) = mpsc::channel(CHANNEL_BATCHES * inputs.max(1));
-            channels.push(sender);
-            receivers.push(receiver);
-        }
+        let ours: Vec<usize> = match &crossing {
+            None => {
+                for _ in 0..outputs {
+                    let (sender, receiver) = mpsc::channel(CHANNEL_BATCHES * inputs.max(1));
+                    channels.push(sender);
+                    receivers.push(receiver);
+                }
+                (0..inputs).collect()
+            }
+            Some((exchange, instance)) => {
+                instance
+                    .transport
+                    .open(*exchange, outputs, &self.schema())
+                    .map_err(transport_error)?;
+                (0..inputs).filter(|p| instance.runs(*p)).collect()
+            }
+        };
+        let status = Arc::new(watch::Sender::new(SendersStatus {
+            running: ours.len(),
+            error: None,
+        }));
         let mut tasks = JoinSet::new();
-        for partition in 0..inputs {
+        for partition in ours {
+            let outbox = match &crossing {
+                None => Outbox::Local(channels.clone()),
+                Some((exchange, instance)) => Outbox::Remote {
+                    transport: instance.transport.clone(),
+                    exchange: *exchange,
+                    outputs,
+                    cut: barrier.as_ref().map(|b| b.register_exchange(self.level)),
+                    status: status.clone(),
+                },
+            };
             let sender = Sender {
                 index: partition,
                 input: self.input.execute(partition, below.clone())?,
-                outputs: channels.clone(),
+                outbox,
                 keys: match &self.routing {
                     ExchangeRouting::Hash(exprs, _) => Some(KeyRouting {
                         exprs: exprs.clone(),
@@ -180,9 +226,18 @@ impl ExchangeExec {
                     ExchangeRouting::Merge => None,
                 },
                 watermark: self.watermark.map(|w| w.column),
-                sent_watermarks: vec![i64::MIN; self.output_count()],
+                sent_watermarks: vec![i64::MIN; outputs],
                 barrier: barrier.as_ref().map(|b| b.exchange_senders(self.level)),
                 marked: barrier.as_ref().map_or(0, |b| b.epoch()),
+                // Only a sender on a transport says it is idle: its outputs cannot tell.
+                idle: crossing.as_ref().and_then(|_| {
+                    let timeout = self.watermark?.idle_timeout?;
+                    Some(Silence {
+                        timeout,
+                        since: Instant::now(),
+                        told: false,
+                    })
+                }),
             };
             let work = sender.run_reporting_panics();
             match &busy {
@@ -191,28 +246,69 @@ impl ExchangeExec {
             };
         }
         let tasks = Arc::new(Mutex::new(tasks));
-        Ok(receivers
-            .into_iter()
-            .enumerate()
-            .map(|(partition, receiver)| {
-                Some(Output {
-                    receiver,
-                    senders: inputs,
-                    marked: vec![0; inputs],
-                    ended: vec![false; inputs],
-                    watermarks: vec![None; inputs],
-                    heard: vec![Instant::now(); inputs],
-                    // Until it is first polled, nobody listens either.
-                    returned: Some(Instant::now()),
-                    given: i64::MIN,
-                    schema: self.schema(),
-                    watermark: self.watermark,
-                    barrier: barrier.as_ref().map(|b| b.register_exchange(self.level)),
-                    output_rows: MetricBuilder::new(&self.metrics).output_rows(partition),
-                    _tasks: tasks.clone(),
-                })
-            })
-            .collect())
+        let mut receivers = receivers.into_iter();
+        let mut outputs_made = Vec::new();
+        for partition in 0..outputs {
+            let (inbox, watermark) = match &crossing {
+                None => (
+                    Inbox::Local(receivers.next().expect("one per output")),
+                    self.watermark,
+                ),
+                Some((exchange, instance)) if instance.runs(partition) => {
+                    let name = format!("exchange#{exchange}[{partition}]");
+                    let mut source = barrier.as_ref().map(|b| b.register_source(&name));
+                    let offset = match source.as_mut().and_then(SourceBarrier::take_restored) {
+                        Some(position) => instance
+                            .transport
+                            .resume_offset(&position)
+                            .map_err(transport_error)?,
+                        None => None,
+                    };
+                    let messages = instance
+                        .transport
+                        .read(*exchange, partition, &self.schema(), offset)
+                        .map_err(transport_error)?;
+                    let inbox = Inbox::Remote(RemoteInbox {
+                        messages,
+                        transport: instance.transport.clone(),
+                        exchange: *exchange,
+                        output: partition,
+                        offset,
+                        source,
+                        status: status.subscribe(),
+                    });
+                    // Its senders say when they are idle.
+                    let watermark = self.watermark.map(|w| WatermarkMerge {
+                        idle_timeout: None,
+                        ..w
+                    });
+                    (inbox, watermark)
+                }
+                Some(_) => (Inbox::Elsewhere(status.subscribe()), None),
+            };
+            let local = matches!(inbox, Inbox::Local(_));
+            outputs_made.push(Some(Output {
+                inbox,
+                senders: inputs,
+                marked: vec![0; inputs],
+                ended: vec![false; inputs],
+                watermarks: vec![None; inputs],
+                idle: vec![false; inputs],
+                heard: vec![Instant::now(); inputs],
+                // Until it is first polled, nobody listens either.
+                returned: Some(Instant::now()),
+                given: i64::MIN,
+                schema: self.schema(),
+                watermark,
+                barrier: barrier
+                    .as_ref()
+                    .filter(|_| local)
+                    .map(|b| b.register_exchange(self.level)),
+                output_rows: MetricBuilder::new(&self.metrics).output_rows(partition),
+                _tasks: tasks.clone(),
+            }));
+        }
+        Ok(outputs_made)
     }
 }
 
@@ -278,6 +374,7 @@ impl ExecutionPlan for ExchangeExec {
             children.swap_remove(0),
             self.routing.clone(),
             self.level,
+            self.crossing,
             self.watermark,
             self.why.clone(),
         )))
@@ -322,15 +419,141 @@ enum Item {
     Watermark(i64),
     /// Everything the sender read before checkpoint `epoch`'s cut has been sent.
     Marker(u64),
+    /// The sender's input has been silent for the idle timeout (across processes only).
+    Idle,
     End,
     Error(Arc<DataFusionError>),
+}
+
+/// How this process's senders of an exchange are doing (across processes, where no output
+/// of this process may hear them end or fail).
+#[derive(Debug)]
+struct SendersStatus {
+    running: usize,
+    error: Option<Arc<DataFusionError>>,
+}
+
+/// Where a sender's items go.
+#[derive(Clone)]
+enum Outbox {
+    /// To every output's channel, in this process.
+    Local(Vec<mpsc::Sender<(usize, Item)>>),
+    /// To the outputs' partitions of the transport.
+    Remote {
+        transport: Arc<dyn ExchangeTransport>,
+        exchange: u32,
+        outputs: usize,
+        /// The sender's own slot in the barrier: the outputs are in other processes.
+        cut: Option<ExchangeBarrier>,
+        status: Arc<watch::Sender<SendersStatus>>,
+    },
+}
+
+impl Outbox {
+    fn outputs(&self) -> usize {
+        match self {
+            Outbox::Local(channels) => channels.len(),
+            Outbox::Remote { outputs, .. } => *outputs,
+        }
+    }
+
+    /// Sends `item` from sender `from` to `output`; false once the plan is dropped.
+    async fn send(&self, output: usize, from: usize, item: Item) -> bool {
+        let (transport, exchange) = match self {
+            Outbox::Local(channels) => return channels[output].send((from, item)).await.is_ok(),
+            Outbox::Remote {
+                transport,
+                exchange,
+                ..
+            } => (transport, exchange),
+        };
+        let message = match item {
+            Item::Batch(batch) => ExchangeMessage::Rows(batch),
+            Item::Watermark(watermark) => ExchangeMessage::Watermark(watermark),
+            Item::Idle => ExchangeMessage::Idle,
+            Item::End => ExchangeMessage::End,
+            Item::Marker(_) | Item::Error(_) => unreachable!("not sent on a transport"),
+        };
+        match transport.send(*exchange, output, from, &message) {
+            Ok(()) => true,
+            Err(e) => {
+                self.finished(Some(Arc::new(transport_error(e))));
+                false
+            }
+        }
+    }
+
+    /// Everything read before checkpoint `epoch`'s cut has been sent; false once the plan
+    /// is dropped.
+    async fn mark(&self, from: usize, epoch: u64) -> bool {
+        match self {
+            Outbox::Local(_) => self.send_to_all(from, || Item::Marker(epoch)).await,
+            Outbox::Remote { cut, .. } => {
+                if let Some(cut) = cut {
+                    cut.cut(epoch);
+                }
+                true
+            }
+        }
+    }
+
+    /// Sends `item` to every output; false once an output has gone (the plan is dropped).
+    async fn send_to_all(&self, from: usize, item: impl Fn() -> Item) -> bool {
+        for output in 0..self.outputs() {
+            if !self.send(output, from, item()).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The sender has ended: every output hears it.
+    async fn end(&self, from: usize) {
+        if self.send_to_all(from, || Item::End).await {
+            self.finished(None);
+        }
+    }
+
+    /// The sender has failed: the outputs of this process hear it.
+    async fn fail(&self, from: usize, error: Arc<DataFusionError>) {
+        match self {
+            Outbox::Local(_) => {
+                self.send_to_all(from, || Item::Error(error.clone())).await;
+            }
+            Outbox::Remote { .. } => self.finished(Some(error)),
+        }
+    }
+
+    /// A sender on the transport is done, with `error` if it failed.
+    fn finished(&self, error: Option<Arc<DataFusionError>>) {
+        if let Outbox::Remote { cut, status, .. } = self {
+            if let Some(cut) = cut {
+                cut.end();
+            }
+            status.send_modify(|status| {
+                status.running = status.running.saturating_sub(1);
+                if let Some(error) = error {
+                    status.error.get_or_insert(error);
+                }
+            });
+        }
+    }
+}
+
+/// How long a sender's input has been silent, for a sender that says when it is idle.
+struct Silence {
+    timeout: Duration,
+    /// When its input last gave rows.
+    since: Instant,
+    /// Whether it has said so since.
+    told: bool,
 }
 
 /// One input partition, read on its own task.
 struct Sender {
     index: usize,
     input: SendableRecordBatchStream,
-    outputs: Vec<mpsc::Sender<(usize, Item)>>,
+    outbox: Outbox,
     /// `None`: a merge.
     keys: Option<KeyRouting>,
     watermark: Option<usize>,
@@ -339,13 +562,15 @@ struct Sender {
     barrier: Option<SenderBarrier>,
     /// The last epoch whose marker was sent.
     marked: u64,
+    /// Its input's silence, when it says it is idle.
+    idle: Option<Silence>,
 }
 
 impl Sender {
     /// Runs the sender; a panic in its input (an operator's, a function's) reaches every
     /// output as an error, instead of a sender gone silent that every checkpoint waits for.
     async fn run_reporting_panics(self) {
-        let (index, outputs) = (self.index, self.outputs.clone());
+        let (index, outbox) = (self.index, self.outbox.clone());
         if let Err(panic) = std::panic::AssertUnwindSafe(self.run())
             .catch_unwind()
             .await
@@ -358,9 +583,7 @@ impl Sender {
             let error = Arc::new(DataFusionError::Execution(format!(
                 "an exchange's input partition {index} failed: {why}"
             )));
-            for output in outputs {
-                let _ = output.send((index, Item::Error(error.clone()))).await;
-            }
+            outbox.fail(index, error).await;
         }
     }
 
@@ -377,14 +600,26 @@ impl Sender {
                     Some(next) => next,
                     None => {
                         self.marked = epoch;
-                        if !self.send_to_all(|| Item::Marker(epoch)).await {
+                        if !self.outbox.mark(self.index, epoch).await {
                             return;
                         }
                         continue;
                     }
                 },
                 None => {
+                    // Nothing goes out between its cut and the job's release of it: a
+                    // transaction commits meanwhile.
+                    let holding = self
+                        .barrier
+                        .as_ref()
+                        .and_then(SenderBarrier::marker_due)
+                        .is_some_and(|epoch| epoch <= self.marked);
                     let barrier = self.barrier.as_mut();
+                    let silent_until = self
+                        .idle
+                        .as_ref()
+                        .filter(|idle| !idle.told && !holding)
+                        .map(|idle| idle.since + idle.timeout);
                     tokio::select! {
                         biased;
                         next = self.input.next() => next,
@@ -394,18 +629,37 @@ impl Sender {
                                 None => std::future::pending().await,
                             }
                         } => continue,
+                        _ = async {
+                            match silent_until {
+                                Some(at) => tokio::time::sleep_until(at.into()).await,
+                                None => std::future::pending().await,
+                            }
+                        } => {
+                            if let Some(idle) = &mut self.idle {
+                                idle.told = true;
+                            }
+                            if !self.outbox.send_to_all(self.index, || Item::Idle).await {
+                                return;
+                            }
+                            continue;
+                        }
                     }
                 }
             };
             let going_on = match next {
-                Some(Ok(batch)) => self.route(batch).await,
+                Some(Ok(batch)) => {
+                    if let Some(idle) = self.idle.as_mut().filter(|_| batch.num_rows() > 0) {
+                        idle.since = Instant::now();
+                        idle.told = false;
+                    }
+                    self.route(batch).await
+                }
                 Some(Err(e)) => {
-                    let e = Arc::new(e);
-                    self.send_to_all(|| Item::Error(e.clone())).await;
+                    self.outbox.fail(self.index, Arc::new(e)).await;
                     false
                 }
                 None => {
-                    self.send_to_all(|| Item::End).await;
+                    self.outbox.end(self.index).await;
                     false
                 }
             };
@@ -413,16 +667,6 @@ impl Sender {
                 return;
             }
         }
-    }
-
-    /// Sends `item` to every output; false once an output has gone (the plan is dropped).
-    async fn send_to_all(&mut self, item: impl Fn() -> Item) -> bool {
-        for output in &self.outputs {
-            if output.send((self.index, item())).await.is_err() {
-                return false;
-            }
-        }
-        true
     }
 
     /// Sends each row of `batch` where it goes, and the batch's watermark to the outputs
@@ -435,24 +679,23 @@ impl Sender {
         match &self.keys {
             None => parts.push((0, batch)),
             Some(keys) => {
-                let routed = keys.route(&batch, self.outputs.len());
+                let routed = keys.route(&batch, self.outbox.outputs());
                 match routed {
                     Ok(routed) => parts = routed,
                     Err(e) => {
-                        let e = Arc::new(e);
-                        self.send_to_all(|| Item::Error(e.clone())).await;
+                        self.outbox.fail(self.index, Arc::new(e)).await;
                         return false;
                     }
                 }
             }
         }
-        let mut given = vec![false; self.outputs.len()];
+        let mut given = vec![false; self.outbox.outputs()];
         for (output, part) in parts {
             given[output] = true;
-            if self.outputs[output]
-                .send((self.index, Item::Batch(part)))
+            if !self
+                .outbox
+                .send(output, self.index, Item::Batch(part))
                 .await
-                .is_err()
             {
                 return false;
             }
@@ -464,7 +707,7 @@ impl Sender {
                 } else if watermark > self.sent_watermarks[output] {
                     self.sent_watermarks[output] = watermark;
                     let item = Item::Watermark(watermark);
-                    if self.outputs[output].send((self.index, item)).await.is_err() {
+                    if !self.outbox.send(output, self.index, item).await {
                         return false;
                     }
                 }
@@ -513,15 +756,133 @@ fn batch_watermark(batch: &RecordBatch, column: usize) -> Option<i64> {
     max(stamps)
 }
 
+/// A transport's error, as the plan's.
+fn transport_error(error: ferris_connectors::ConnectorError) -> DataFusionError {
+    DataFusionError::External(Box::new(error))
+}
+
+/// How often an output read from a transport looks whether a checkpoint's cut is due.
+const CUT_POLL: Duration = Duration::from_millis(50);
+
+/// Where an output's items come from.
+enum Inbox {
+    /// The senders' channel, in this process.
+    Local(mpsc::Receiver<(usize, Item)>),
+    /// The output's partition of the transport, read like a source.
+    Remote(RemoteInbox),
+    /// The output runs in another process: it gives nothing, and ends once this process's
+    /// senders have (or fails with them), so that the job here runs as long as they do.
+    Elsewhere(watch::Receiver<SendersStatus>),
+}
+
+/// An output read from the transport.
+struct RemoteInbox {
+    messages: mpsc::Receiver<ferris_connectors::Result<ReceivedMessage>>,
+    transport: Arc<dyn ExchangeTransport>,
+    exchange: u32,
+    output: usize,
+    /// Where the next message starts (`None`: the partition's beginning).
+    offset: Option<i64>,
+    /// Its side of the job's barrier, as a source's.
+    source: Option<SourceBarrier>,
+    /// This process's senders, whose failure fails it.
+    status: watch::Receiver<SendersStatus>,
+}
+
+impl Inbox {
+    /// The next item and its sender; `None` once the senders are all gone.
+    async fn recv(&mut self) -> Option<(usize, Item)> {
+        match self {
+            Inbox::Local(receiver) => receiver.recv().await,
+            Inbox::Remote(remote) => remote.recv().await,
+            Inbox::Elsewhere(status) => loop {
+                {
+                    let status = status.borrow_and_update();
+                    if let Some(error) = &status.error {
+                        return Some((0, Item::Error(error.clone())));
+                    }
+                    if status.running == 0 {
+                        return None;
+                    }
+                }
+                if status.changed().await.is_err() {
+                    return None;
+                }
+            },
+        }
+    }
+
+    /// Every sender has ended: a transport's output ends as a source does.
+    fn ended(&self) {
+        if let Inbox::Remote(remote) = self
+            && let Some(source) = &remote.source
+        {
+            source.end(remote.position());
+        }
+    }
+}
+
+impl RemoteInbox {
+    fn position(&self) -> RecordBatch {
+        self.transport
+            .position(self.exchange, self.output, self.offset)
+    }
+
+    async fn recv(&mut self) -> Option<(usize, Item)> {
+        loop {
+            // A cut is due: what was handed on is before it; nothing more until released.
+            if let Some(source) = &self.source
+                && let Some(epoch) = source.cut_due()
+            {
+                source.cut(epoch, self.position());
+                source.released(epoch).await;
+                continue;
+            }
+            if let Some(error) = &self.status.borrow().error {
+                return Some((0, Item::Error(error.clone())));
+            }
+            let polling = self.source.is_some();
+            tokio::select! {
+                biased;
+                received = self.messages.recv() => {
+                    let received = match received {
+                        Some(Ok(received)) => received,
+                        Some(Err(e)) => return Some((0, Item::Error(Arc::new(transport_error(e))))),
+                        None => {
+                            let error = DataFusionError::Execution(format!(
+                                "the transport of exchange {} stopped reading output {}",
+                                self.exchange, self.output
+                            ));
+                            return Some((0, Item::Error(Arc::new(error))));
+                        }
+                    };
+                    self.offset = Some(received.next_offset);
+                    let item = match received.message {
+                        ExchangeMessage::Rows(batch) => Item::Batch(batch),
+                        ExchangeMessage::Watermark(watermark) => Item::Watermark(watermark),
+                        ExchangeMessage::Idle => Item::Idle,
+                        ExchangeMessage::End => Item::End,
+                    };
+                    return Some((received.from, item));
+                }
+                _ = self.status.changed() => {}
+                _ = tokio::time::sleep(CUT_POLL), if polling => {}
+            }
+        }
+    }
+}
+
 /// One output: what every sender sent it, in the order each sent it.
 struct Output {
-    receiver: mpsc::Receiver<(usize, Item)>,
+    inbox: Inbox,
     senders: usize,
     /// Per sender, the last epoch whose marker was read.
     marked: Vec<u64>,
     ended: Vec<bool>,
     /// Per sender, its watermark so far (`None` before its first).
     watermarks: Vec<Option<i64>>,
+    /// Per sender, whether it has said it is idle (and sent nothing since).
+    idle: Vec<bool>,
     /// Per sender, when it last sent anything.
     heard: Vec<Instant>,
     /// When `next` last returned.
@@ -566,7 +927,7 @@ impl Output {
             let received = tokio::select! {
                 // What has come first: it may show a sender is not idle after all.
                 biased;
-                received = self.receiver.recv() => received,
+                received = self.inbox.recv() => received,
                 _ = async {
                     match idle_at {
                         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -581,6 +942,9 @@ impl Output {
                 }
             };
             let Some((from, item)) = received else {
+                if matches!(self.inbox, Inbox::Elsewhere(_)) {
+                    return None;
+                }
                 // Every sender gone: each ends with End, so one that did not was lost.
                 return (!self.ended.iter().all(|e| *e)).then(|| {
                     Err(DataFusionError::Execution(
@@ -592,6 +956,7 @@ impl Output {
             // come from every sender, with data or without).
             if matches!(item, Item::Batch(_) | Item::Watermark(_)) {
                 self.heard[from] = Instant::now();
+                self.idle[from] = false;
             }
             match item {
                 Item::Batch(batch) => {
@@ -614,12 +979,19 @@ impl Output {
                     self.marked[from] = epoch;
                     self.cut_if_complete();
                 }
+                Item::Idle => {
+                    self.idle[from] = true;
+                    if let Some(batch) = self.watermark_moved() {
+                        return Some(Ok(batch));
+                    }
+                }
                 Item::End => {
                     self.ended[from] = true;
                     if self.ended.iter().all(|e| *e) {
                         if let Some(barrier) = &self.barrier {
                             barrier.end();
                         }
+                        self.inbox.ended();
                         return None;
                     }
                     self.cut_if_complete();
@@ -632,11 +1004,14 @@ impl Output {
         }
     }
 
-    /// Whether sender `s` is idle: silent for the source's idle timeout.
+    /// Whether sender `s` is idle: it said so, or has been silent for the source's idle
+    /// timeout.
     fn idle(&self, s: usize) -> bool {
-        self.watermark
-            .and_then(|w| w.idle_timeout)
-            .is_some_and(|timeout| self.heard[s].elapsed() >= timeout)
+        self.idle[s]
+            || self
+                .watermark
+                .and_then(|w| w.idle_timeout)
+                .is_some_and(|timeout| self.heard[s].elapsed() >= timeout)
     }
 
     /// The least watermark of the senders that hold it back, leaving out `except`: those

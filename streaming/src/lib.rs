@@ -30,6 +30,7 @@ pub mod key_groups;
 pub mod late;
 mod lookup_join;
 mod operator;
+pub mod process_instance;
 mod session_state;
 mod sliced_state;
 mod state_memory;

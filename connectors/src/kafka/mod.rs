@@ -15,6 +15,7 @@
 mod admin;
 mod connection;
 mod dead_letter;
+mod exchange;
 mod metadata;
 pub(crate) mod options;
 mod producer;
@@ -25,6 +26,7 @@ pub use admin::{PartitionDetail, TopicSummary};
 pub use connection::{GroupOffsets, KafkaConnection};
 pub(crate) use dead_letter::DeadLetter;
 pub use dead_letter::DeadLetterTopic;
+pub use exchange::KafkaExchange;
 pub use metadata::{OFFSET_COLUMN, PARTITION_COLUMN, TIMESTAMP_COLUMN, metadata_fields};
 pub use options::DEFAULT_BOOTSTRAP_SERVERS;
 pub use sink::{KafkaSink, KafkaSinkConfig};

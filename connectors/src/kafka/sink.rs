@@ -15,11 +15,13 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
 use super::connection::{GroupOffsets, KafkaConnection};
+use super::exchange::KafkaExchange;
 use super::metadata::{HEADERS_COLUMN, TIMESTAMP_COLUMN};
 use super::producer::CheckedProducer;
 use super::source::KafkaSource;
 use crate::changelog::{RowChange, op_column, row_changes};
 use crate::error::{ConnectorError, Result};
+use crate::exchange_transport::ExchangeTransport;
 use crate::message::{MessageEncoder, MessageFormat, json_lines};
 use crate::position::SourcePosition;
 use crate::prepared_output::PreparedOutput;
@@ -50,7 +52,9 @@ pub struct KafkaSinkConfig {
 /// Writes result rows to a topic.
 pub struct KafkaSink {
     config: KafkaSinkConfig,
-    producer: CheckedProducer,
+    /// Shared with the job's exchanges between processes, whose messages ride in its
+    /// transactions.
+    producer: Arc<CheckedProducer>,
     encoder: MessageEncoder,
     /// The columns that make the value: all but `_op` and `_headers`.
     value_columns: Vec<usize>,
@@ -132,7 +136,7 @@ impl KafkaSink {
         };
         Ok(Self {
             config,
-            producer,
+            producer: Arc::new(producer),
             encoder,
             value_columns,
             value_schema,
@@ -378,6 +382,14 @@ impl Sink for KafkaSink {
 
     fn commits_positions(&self) -> bool {
         self.is_transactional()
+    }
+
+    fn exchange_transport(&self, job: &str) -> Option<Arc<dyn ExchangeTransport>> {
+        Some(Arc::new(KafkaExchange::new(
+            self.config.connection.clone(),
+            job,
+            self.producer.clone(),
+        )))
     }
 
     fn close(mut self: Box<Self>) -> Result<u64> {

@@ -148,6 +148,7 @@ impl JobMetrics {
                         .map(|(_, lag)| lag)
                         .sum(),
                     watermark_ms: gauge("watermark_ms").into_iter().max().unwrap_or(0),
+                    late_records: gauge("late_records").into_iter().sum(),
                     state_bytes: gauge("state_bytes").into_iter().sum(),
                     peak_state_bytes: gauge("peak_state_bytes").into_iter().sum(),
                     busy: match count {
@@ -314,6 +315,8 @@ pub struct InstanceCounters {
     pub lag: i64,
     /// Its windows' watermark (epoch ms; 0 before there is one).
     pub watermark_ms: u64,
+    /// Records its operators found late (after their windows closed).
+    pub late_records: u64,
     /// Bytes of keyed state its operators hold now.
     pub state_bytes: u64,
     /// The most bytes of keyed state its operators held at once.

@@ -25,7 +25,7 @@ use crate::job::checkpoint::{CheckpointStore, merge_shares, offsets_metadata};
 use crate::job::manifest::{Manifest, now_ms};
 use crate::job::materialized::{LiveStreamWriter, MaterializedTable};
 use crate::job::record::{CheckpointInfo, JobControl, JobEnd, JobMetrics};
-use crate::job::task::{JobRun, task_context};
+use crate::job::task::{InstanceHere, JobRun, process_instance, task_context};
 use crate::source::source_of;
 
 /// What ends a job's loop: the session's stop (Ctrl-C) or the job's own (`STOP JOB`).
@@ -143,12 +143,17 @@ struct Checkpointing {
 /// Everything a checkpointing job needs to start, and to start again from its last
 /// checkpoint.
 pub(crate) struct CheckpointedJob {
+    pub name: String,
     pub state: SessionState,
     pub plan: Arc<dyn ExecutionPlan>,
     pub memory_limit: Option<usize>,
     pub sink: Box<dyn SinkConfig>,
     pub schema: SchemaRef,
+    /// The sources this process reads (its instance's shares, when instances run in
+    /// several processes).
     pub sources: Vec<(String, Arc<dyn SourceConnector>)>,
+    /// The instance this process runs, when the job's instances run in several.
+    pub instance: Option<InstanceHere>,
     pub store: CheckpointStore,
     pub interval: Duration,
     /// The sink commits in transactions, with the sources' positions (the checkpoint to
@@ -242,14 +247,16 @@ impl CheckpointedJob {
             None => (Restored::default(), None),
         };
         let barrier = Arc::new(CheckpointBarrier::new(restored));
+        // The sink first: exchanges between processes write through it.
+        let sink = self.sink.recover(self.schema.clone(), sink_part.as_ref())?;
         let run = JobRun {
             metrics: self.metrics.clone(),
             barrier: Some(barrier.clone()),
             control: self.control.clone(),
+            process: process_instance(&self.name, self.instance.as_ref(), sink.as_ref())?,
         };
         let task = task_context(&self.state, self.memory_limit, Some(&run))?;
         let stream = execute_stream(self.plan.clone(), task)?;
-        let sink = self.sink.recover(self.schema.clone(), sink_part.as_ref())?;
         let outputs = JobOutputs {
             sink,
             materialized: self.materialized.clone(),

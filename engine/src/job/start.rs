@@ -19,7 +19,7 @@ use crate::job::manifest::Manifest;
 use crate::job::materialized::{LiveStream, MaterializedTable};
 use crate::job::record::{JobControl, JobEnd, JobKind, JobMetrics, JobSpec, RunningJob};
 use crate::job::run::{CheckpointedJob, JobOutputs, Stops, run_at_least_once};
-use crate::job::task::JobRun;
+use crate::job::task::{JobRun, process_instance};
 use crate::planner::properties;
 use crate::position::Position;
 use crate::prepare::{CheckpointSettings, PreparedQuery};
@@ -118,16 +118,14 @@ impl Engine {
                     interval,
                 }) => {
                     let job = CheckpointedJob {
+                        name: name.to_string(),
                         state: self.ctx.state(),
                         plan: prepared.plan.clone(),
                         memory_limit: prepared.memory_limit,
                         sink: sink_config,
                         schema,
-                        sources: prepared
-                            .sources
-                            .iter()
-                            .map(|s| (s.name.clone(), s.source.clone()))
-                            .collect(),
+                        sources: prepared.sources_here(),
+                        instance: prepared.instance.clone(),
                         store,
                         interval,
                         transactional,
@@ -142,20 +140,26 @@ impl Engine {
                     Box::pin(job.run())
                 }
                 _ => {
+                    let sink = sink_config.open(schema.clone())?;
                     let run = JobRun {
                         metrics: metrics.clone(),
                         barrier: None,
                         control: control.clone(),
+                        process: process_instance(name, prepared.instance.as_ref(), sink.as_ref())?,
                     };
                     let stream = self.run_plan(&prepared, Some(&run))?;
                     let outputs = JobOutputs {
-                        sink: sink_config.open(schema.clone())?,
+                        sink,
                         materialized,
                         live,
                         metrics: metrics.clone(),
                         schema,
                     };
-                    let sources = prepared.sources.iter().map(|s| s.source.clone()).collect();
+                    let sources = prepared
+                        .sources_here()
+                        .into_iter()
+                        .map(|(_, source)| source)
+                        .collect();
                     let stateless = properties::is_stateless(&prepared.plan);
                     let source_stop = prepared.source_stop.clone();
                     Box::pin(run_at_least_once(
@@ -304,8 +308,13 @@ impl Engine {
         }
         let sources: Vec<&dyn SourceConnector> =
             prepared.sources.iter().map(|s| s.source.as_ref()).collect();
+        // Each instance of a job run in several processes writes in transactions of its own.
+        let writer = match &prepared.instance {
+            Some(here) => format!("{name}-instance-{}", here.index),
+            None => name.to_string(),
+        };
         let transactional = sink_config
-            .use_transactions(name, &sources, settings.exactly_once)
+            .use_transactions(&writer, &sources, settings.exactly_once)
             .map_err(|e| EngineError::Checkpoint(format!("job '{name}': {e}")))?;
         let store = CheckpointStore::open(&settings.dir)?;
         // The newest checkpoint tells at once whether the query changed or already ended.

@@ -50,12 +50,14 @@ impl PhysicalOptimizerRule for Parallelize {
         if self.instances <= 1 {
             return Ok(plan);
         }
-        let plan = self.spread(plan)?;
-        // The sink writes one stream.
+        let plan = self.spread(plan, &mut 0)?;
+        // The sink writes one stream (of the instances of this process, when they run in
+        // several: this exchange never crosses processes).
         Ok(self.distribute(
             plan,
             &Distribution::SinglePartition,
             "the sink writes one stream",
+            None,
         ))
     }
 
@@ -69,8 +71,13 @@ impl PhysicalOptimizerRule for Parallelize {
 }
 
 impl Parallelize {
-    /// `plan` with its sources divided and its children given what each operator needs.
-    fn spread(&self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    /// `plan` with its sources divided and its children given what each operator needs;
+    /// `crossings` numbers the exchanges put in, in the order the walk puts them.
+    fn spread(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        crossings: &mut u32,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         if let Some(scan) = plan.downcast_ref::<StreamingTableExec>() {
             return self.divide(scan).map(|divided| divided.unwrap_or(plan));
         }
@@ -84,7 +91,7 @@ impl Parallelize {
                 children.push(child.clone());
                 continue;
             }
-            let spread = self.spread(child.clone())?;
+            let spread = self.spread(child.clone(), crossings)?;
             let (distribution, why) = match required.child_distribution(i) {
                 Some(distribution) if parallel => (distribution.clone(), why(plan.as_ref())),
                 _ => (
@@ -92,7 +99,7 @@ impl Parallelize {
                     format!("{} runs as one instance", plan.name()),
                 ),
             };
-            children.push(self.distribute(spread, &distribution, &why));
+            children.push(self.distribute(spread, &distribution, &why, Some(crossings)));
         }
         replace_children_if_necessary(plan, children)
     }
@@ -121,12 +128,14 @@ impl Parallelize {
     }
 
     /// `plan` with the distribution `required`, through an exchange if it is not so
-    /// already.
+    /// already: one that crosses processes when the instances run in several, numbered by
+    /// `crossings`, unless that is `None`.
     fn distribute(
         &self,
         plan: Arc<dyn ExecutionPlan>,
         required: &Distribution,
         why: &str,
+        crossings: Option<&mut u32>,
     ) -> Arc<dyn ExecutionPlan> {
         let partitioning = plan.output_partitioning();
         let satisfied = partitioning
@@ -141,6 +150,10 @@ impl Parallelize {
             _ => return plan,
         };
         let level = exchange_level(&plan) + 1;
+        let crossing = crossings.map(|next| {
+            *next += 1;
+            *next - 1
+        });
         let watermark = carries_watermarks(&plan)
             .then(|| plan.schema().index_of(WATERMARK_COLUMN).ok())
             .flatten()
@@ -152,6 +165,7 @@ impl Parallelize {
             plan,
             routing,
             level,
+            crossing,
             watermark,
             why.to_string(),
         ))
