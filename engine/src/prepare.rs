@@ -193,6 +193,19 @@ impl Engine {
                 times.push((schema, time));
             }
         }
+        // An instance's checkpoint is found again by its shares' committed offsets: one
+        // without a share could not tell a checkpoint whose transaction never committed.
+        if let (Some(here), Some(job)) = (&instance, job)
+            && here.sources.is_empty()
+        {
+            return Err(EngineError::Sql {
+                message: format!(
+                    "job '{job}' runs instance {} of {} here, and that instance has no share of its sources to read (a topic of fewer partitions than instances?): run it as at most as many instances as its sources divide into",
+                    here.index, here.count
+                ),
+                position: query.position,
+            });
+        }
         if window.is_some()
             && !sources
                 .iter()

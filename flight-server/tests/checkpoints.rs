@@ -339,6 +339,16 @@ fn committed_lines(topic: &str) -> Vec<String> {
     lines
 }
 
+/// A child process killed when dropped.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A job of three instances reading a topic of six partitions whose messages are not keyed
 /// by its GROUP BY key (so every instance's rows cross an exchange), writing to Kafka in
 /// transactions: killed four times, it writes exactly the bars of an uncrashed run.
@@ -391,20 +401,23 @@ fn instances_in_two_processes_meet_through_kafka_and_survive_sigkill_exactly_onc
         .replace("CREATE STREAM bars", &format!("CREATE STREAM {job}"))
         .replace("'bars.", &format!("'{job}."));
     std::fs::write(dir.path().join("job.sql"), &sql).unwrap();
-    let steady = std::process::Command::new(env!("CARGO_BIN_EXE_ferris"))
-        .args(["run", "--instance", "0", "--state-dir", "state", "job.sql"])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let log = dir.path().join("instance-0.log");
+    // Killed if the test fails first: it must not run on (and spin) after the test.
+    let mut steady = KilledOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferris"))
+            .args(["run", "--instance", "0", "--state-dir", "state", "job.sql"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let one = [("FERRIS_INSTANCE".to_string(), "1".to_string())];
     run_crashing(dir.path(), &sql, 4, 150..500, &one, None);
-    let steady = steady.wait_with_output().unwrap();
     assert!(
-        steady.status.success(),
+        steady.0.wait().unwrap().success(),
         "instance 0: {}",
-        String::from_utf8_lossy(&steady.stderr)
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
     assert_same_lines(&committed_lines(&out_topic), &expected_bars(rows));
     let committed: i64 = (0..6)
@@ -657,13 +670,16 @@ fn a_job_rides_out_a_broker_restart() {
     let sink = "'bars.type' = 'file_sink', 'bars.path' = 'out/'";
     std::fs::write(dir.path().join("job.sql"), bars_job(&source, sink)).unwrap();
     let log = dir.path().join("job.log");
-    let mut job = std::process::Command::new(env!("CARGO_BIN_EXE_ferris"))
-        .args(["run", "--state-dir", "state", "job.sql"])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    // Killed if the test fails first.
+    let mut job = KilledOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferris"))
+            .args(["run", "--state-dir", "state", "job.sql"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let out = dir.path().join("out");
     let wait_for = |what: &str, done: &dyn Fn() -> bool| {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -683,7 +699,7 @@ fn a_job_rides_out_a_broker_restart() {
     broker.script(&["stop"]);
     std::thread::sleep(Duration::from_secs(3));
     assert!(
-        job.try_wait().unwrap().is_none(),
+        job.0.try_wait().unwrap().is_none(),
         "the job ended while the broker was away"
     );
     broker.script(&["start"]);
@@ -709,8 +725,8 @@ fn a_job_rides_out_a_broker_restart() {
         sorted_part_lines(&out).len() >= expected.len()
     });
     std::thread::sleep(Duration::from_millis(500));
-    job.kill().unwrap();
-    job.wait().unwrap();
+    job.0.kill().unwrap();
+    job.0.wait().unwrap();
     let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(
         stderr.contains("waiting"),

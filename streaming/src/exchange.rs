@@ -236,6 +236,7 @@ impl ExchangeExec {
                         timeout,
                         since: Instant::now(),
                         told: false,
+                        held: None,
                     })
                 }),
             };
@@ -249,6 +250,8 @@ impl ExchangeExec {
         let mut receivers = receivers.into_iter();
         let mut outputs_made = Vec::new();
         for partition in 0..outputs {
+            // What the senders had said before the checkpoint restored, if it is one.
+            let mut marks = None;
             let (inbox, watermark) = match &crossing {
                 None => (
                     Inbox::Local(receivers.next().expect("one per output")),
@@ -257,13 +260,15 @@ impl ExchangeExec {
                 Some((exchange, instance)) if instance.runs(partition) => {
                     let name = format!("exchange#{exchange}[{partition}]");
                     let mut source = barrier.as_ref().map(|b| b.register_source(&name));
-                    let offset = match source.as_mut().and_then(SourceBarrier::take_restored) {
+                    let restored = source.as_mut().and_then(SourceBarrier::take_restored);
+                    let offset = match &restored {
                         Some(position) => instance
                             .transport
-                            .resume_offset(&position)
+                            .resume_offset(position)
                             .map_err(transport_error)?,
                         None => None,
                     };
+                    marks = restored.and_then(|p| p.schema().metadata().get(SENDER_MARKS).cloned());
                     let messages = instance
                         .transport
                         .read(*exchange, partition, &self.schema(), offset)
@@ -276,6 +281,7 @@ impl ExchangeExec {
                         offset,
                         source,
                         status: status.subscribe(),
+                        _status: status.clone(),
                     });
                     // Its senders say when they are idle.
                     let watermark = self.watermark.map(|w| WatermarkMerge {
@@ -287,7 +293,7 @@ impl ExchangeExec {
                 Some(_) => (Inbox::Elsewhere(status.subscribe()), None),
             };
             let local = matches!(inbox, Inbox::Local(_));
-            outputs_made.push(Some(Output {
+            let mut output = Output {
                 inbox,
                 senders: inputs,
                 marked: vec![0; inputs],
@@ -306,7 +312,11 @@ impl ExchangeExec {
                     .map(|b| b.register_exchange(self.level)),
                 output_rows: MetricBuilder::new(&self.metrics).output_rows(partition),
                 _tasks: tasks.clone(),
-            }));
+            };
+            if let Some(marks) = marks {
+                output.restore_marks(&marks)?;
+            }
+            outputs_made.push(Some(output));
         }
         Ok(outputs_made)
     }
@@ -450,6 +460,10 @@ enum Outbox {
 }
 
 impl Outbox {
+    fn is_remote(&self) -> bool {
+        matches!(self, Outbox::Remote { .. })
+    }
+
     fn outputs(&self) -> usize {
         match self {
             Outbox::Local(channels) => channels.len(),
@@ -527,7 +541,8 @@ impl Outbox {
     /// A sender on the transport is done, with `error` if it failed.
     fn finished(&self, error: Option<Arc<DataFusionError>>) {
         if let Outbox::Remote { cut, status, .. } = self {
-            if let Some(cut) = cut {
+            // A failed sender never counts as cut: no checkpoint may pass what it lost.
+            if let (Some(cut), None) = (cut, &error) {
                 cut.end();
             }
             status.send_modify(|status| {
@@ -547,6 +562,23 @@ struct Silence {
     since: Instant,
     /// Whether it has said so since.
     told: bool,
+    /// Since when the job holds its sources for a checkpoint: that time is no silence.
+    held: Option<Instant>,
+}
+
+impl Silence {
+    /// The job holds its sources (`holding`) or not: a hold ended moves the silence's
+    /// start on by its length.
+    fn hold(&mut self, holding: bool) {
+        match (holding, self.held) {
+            (true, None) => self.held = Some(Instant::now()),
+            (false, Some(held)) => {
+                self.since += held.elapsed();
+                self.held = None;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// One input partition, read on its own task.
@@ -614,6 +646,10 @@ impl Sender {
                         .as_ref()
                         .and_then(SenderBarrier::marker_due)
                         .is_some_and(|epoch| epoch <= self.marked);
+                    if let Some(idle) = &mut self.idle {
+                        idle.hold(holding);
+                    }
+                    let paused = holding && self.outbox.is_remote();
                     let barrier = self.barrier.as_mut();
                     let silent_until = self
                         .idle
@@ -622,7 +658,9 @@ impl Sender {
                         .map(|idle| idle.since + idle.timeout);
                     tokio::select! {
                         biased;
-                        next = self.input.next() => next,
+                        // Across processes nothing read after the cut may go out before
+                        // the job releases it (it would join the open transaction).
+                        next = self.input.next(), if !paused => next,
                         _ = async {
                             match barrier {
                                 Some(barrier) => barrier.changed().await,
@@ -787,87 +825,127 @@ struct RemoteInbox {
     source: Option<SourceBarrier>,
     /// This process's senders, whose failure fails it.
     status: watch::Receiver<SendersStatus>,
+    /// Held so that `status` stays open once the senders are gone.
+    _status: Arc<watch::Sender<SendersStatus>>,
+}
+
+/// What an inbox gave.
+enum Received {
+    /// An item from a sender.
+    Item(usize, Item),
+    /// Every sender is gone.
+    Gone,
+    /// Nothing yet: look again (a checkpoint's cut may be due).
+    Again,
 }
 
 impl Inbox {
-    /// The next item and its sender; `None` once the senders are all gone.
-    async fn recv(&mut self) -> Option<(usize, Item)> {
+    /// The next item and its sender. `marks`: the senders' state, to go with the position
+    /// of a transport's output when a cut is due (`None`: none was due when asked).
+    async fn recv(&mut self, marks: Option<String>) -> Received {
         match self {
-            Inbox::Local(receiver) => receiver.recv().await,
-            Inbox::Remote(remote) => remote.recv().await,
+            Inbox::Local(receiver) => match receiver.recv().await {
+                Some((from, item)) => Received::Item(from, item),
+                None => Received::Gone,
+            },
+            Inbox::Remote(remote) => remote.recv(marks).await,
             Inbox::Elsewhere(status) => loop {
                 {
                     let status = status.borrow_and_update();
                     if let Some(error) = &status.error {
-                        return Some((0, Item::Error(error.clone())));
+                        return Received::Item(0, Item::Error(error.clone()));
                     }
                     if status.running == 0 {
-                        return None;
+                        return Received::Gone;
                     }
                 }
                 if status.changed().await.is_err() {
-                    return None;
+                    return Received::Gone;
                 }
             },
         }
     }
 
-    /// Every sender has ended: a transport's output ends as a source does.
-    fn ended(&self) {
+    /// Whether a transport's output must cut now.
+    fn cut_due(&self) -> bool {
+        matches!(self, Inbox::Remote(remote)
+            if remote.source.as_ref().is_some_and(|s| s.cut_due().is_some()))
+    }
+
+    /// Every sender has ended: a transport's output ends as a source does, at `marks`.
+    fn ended(&self, marks: String) {
         if let Inbox::Remote(remote) = self
             && let Some(source) = &remote.source
         {
-            source.end(remote.position());
+            source.end(remote.position(marks));
         }
     }
 }
 
+/// The schema metadata of a transport output's position holding its senders' state:
+/// messages before the position are not read again, so what they said (an end, an idle
+/// spell, a watermark) must come back with it.
+const SENDER_MARKS: &str = "ferris.exchange.senders";
+
 impl RemoteInbox {
-    fn position(&self) -> RecordBatch {
-        self.transport
-            .position(self.exchange, self.output, self.offset)
+    /// Its position, with the senders' state `marks`.
+    fn position(&self, marks: String) -> RecordBatch {
+        let position = self
+            .transport
+            .position(self.exchange, self.output, self.offset);
+        let mut metadata = position.schema().metadata().clone();
+        metadata.insert(SENDER_MARKS.into(), marks);
+        let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+            position.schema().fields().clone(),
+            metadata,
+        ));
+        position.with_schema(schema).expect("only metadata changed")
     }
 
-    async fn recv(&mut self) -> Option<(usize, Item)> {
-        loop {
-            // A cut is due: what was handed on is before it; nothing more until released.
-            if let Some(source) = &self.source
-                && let Some(epoch) = source.cut_due()
-            {
-                source.cut(epoch, self.position());
-                source.released(epoch).await;
-                continue;
+    async fn recv(&mut self, marks: Option<String>) -> Received {
+        // A sender of this process failed: nothing it should have sent may be cut past.
+        if let Some(error) = &self.status.borrow().error {
+            return Received::Item(0, Item::Error(error.clone()));
+        }
+        // A cut is due: what was handed on is before it; nothing more until released.
+        if let Some(source) = &self.source
+            && let Some(epoch) = source.cut_due()
+        {
+            let Some(marks) = marks else {
+                return Received::Again;
+            };
+            source.cut(epoch, self.position(marks));
+            source.released(epoch).await;
+            return Received::Again;
+        }
+        let polling = self.source.is_some();
+        tokio::select! {
+            biased;
+            received = self.messages.recv() => {
+                let received = match received {
+                    Some(Ok(received)) => received,
+                    Some(Err(e)) => {
+                        return Received::Item(0, Item::Error(Arc::new(transport_error(e))));
+                    }
+                    None => {
+                        let error = DataFusionError::Execution(format!(
+                            "the transport of exchange {} stopped reading output {}",
+                            self.exchange, self.output
+                        ));
+                        return Received::Item(0, Item::Error(Arc::new(error)));
+                    }
+                };
+                self.offset = Some(received.next_offset);
+                let item = match received.message {
+                    ExchangeMessage::Rows(batch) => Item::Batch(batch),
+                    ExchangeMessage::Watermark(watermark) => Item::Watermark(watermark),
+                    ExchangeMessage::Idle => Item::Idle,
+                    ExchangeMessage::End => Item::End,
+                };
+                Received::Item(received.from, item)
             }
-            if let Some(error) = &self.status.borrow().error {
-                return Some((0, Item::Error(error.clone())));
-            }
-            let polling = self.source.is_some();
-            tokio::select! {
-                biased;
-                received = self.messages.recv() => {
-                    let received = match received {
-                        Some(Ok(received)) => received,
-                        Some(Err(e)) => return Some((0, Item::Error(Arc::new(transport_error(e))))),
-                        None => {
-                            let error = DataFusionError::Execution(format!(
-                                "the transport of exchange {} stopped reading output {}",
-                                self.exchange, self.output
-                            ));
-                            return Some((0, Item::Error(Arc::new(error))));
-                        }
-                    };
-                    self.offset = Some(received.next_offset);
-                    let item = match received.message {
-                        ExchangeMessage::Rows(batch) => Item::Batch(batch),
-                        ExchangeMessage::Watermark(watermark) => Item::Watermark(watermark),
-                        ExchangeMessage::Idle => Item::Idle,
-                        ExchangeMessage::End => Item::End,
-                    };
-                    return Some((received.from, item));
-                }
-                _ = self.status.changed() => {}
-                _ = tokio::time::sleep(CUT_POLL), if polling => {}
-            }
+            _ = self.status.changed() => Received::Again,
+            _ = tokio::time::sleep(CUT_POLL), if polling => Received::Again,
         }
     }
 }
@@ -907,6 +985,48 @@ impl fmt::Debug for Output {
 }
 
 impl Output {
+    /// The senders' state, as a transport output's position keeps it: per sender its
+    /// watermark (`-` before one), whether it ended, whether it is idle.
+    fn sender_marks(&self) -> String {
+        (0..self.senders)
+            .map(|s| {
+                let watermark = self.watermarks[s].map_or("-".to_string(), |w| w.to_string());
+                format!(
+                    "{watermark}:{}:{}",
+                    u8::from(self.ended[s]),
+                    u8::from(self.idle[s])
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Takes the senders' state back from `marks` ([`Output::sender_marks`]).
+    fn restore_marks(&mut self, marks: &str) -> Result<()> {
+        let bad = || {
+            DataFusionError::Execution(format!(
+                "an exchange's checkpointed senders '{marks}' do not fit its {} senders",
+                self.senders
+            ))
+        };
+        let marks: Vec<&str> = marks.split(',').collect();
+        if marks.len() != self.senders {
+            return Err(bad());
+        }
+        for (s, mark) in marks.into_iter().enumerate() {
+            let [watermark, ended, idle] = mark.split(':').collect::<Vec<_>>()[..] else {
+                return Err(bad());
+            };
+            self.watermarks[s] = match watermark {
+                "-" => None,
+                w => Some(w.parse().map_err(|_| bad())?),
+            };
+            self.ended[s] = ended == "1";
+            self.idle[s] = idle == "1";
+        }
+        Ok(())
+    }
+
     async fn next(&mut self) -> Option<Result<RecordBatch>> {
         // While the operator above worked (or the job committed), nobody listened: that
         // time is no sender's silence.
@@ -923,11 +1043,12 @@ impl Output {
 
     async fn next_item(&mut self) -> Option<Result<RecordBatch>> {
         loop {
+            let marks = self.inbox.cut_due().then(|| self.sender_marks());
             let idle_at = self.next_idle();
             let received = tokio::select! {
                 // What has come first: it may show a sender is not idle after all.
                 biased;
-                received = self.inbox.recv() => received,
+                received = self.inbox.recv(marks) => received,
                 _ = async {
                     match idle_at {
                         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -941,17 +1062,25 @@ impl Output {
                     }
                 }
             };
-            let Some((from, item)) = received else {
-                if matches!(self.inbox, Inbox::Elsewhere(_)) {
-                    return None;
-                }
+            let (from, item) = match received {
+                Received::Item(from, item) => (from, item),
+                Received::Again => continue,
+                Received::Gone if matches!(self.inbox, Inbox::Elsewhere(_)) => return None,
                 // Every sender gone: each ends with End, so one that did not was lost.
-                return (!self.ended.iter().all(|e| *e)).then(|| {
-                    Err(DataFusionError::Execution(
-                        "an exchange's input stopped without ending".into(),
-                    ))
-                });
+                Received::Gone => {
+                    return (!self.ended.iter().all(|e| *e)).then(|| {
+                        Err(DataFusionError::Execution(
+                            "an exchange's input stopped without ending".into(),
+                        ))
+                    });
+                }
             };
+            if from >= self.senders {
+                return Some(Err(DataFusionError::Execution(format!(
+                    "an exchange has {} senders, and a message came from sender {from}: a message of a run at another parallelism?",
+                    self.senders
+                ))));
+            }
             // Only what moves the watermark counts against idleness (a checkpoint's markers
             // come from every sender, with data or without).
             if matches!(item, Item::Batch(_) | Item::Watermark(_)) {
@@ -991,7 +1120,7 @@ impl Output {
                         if let Some(barrier) = &self.barrier {
                             barrier.end();
                         }
-                        self.inbox.ended();
+                        self.inbox.ended(self.sender_marks());
                         return None;
                     }
                     self.cut_if_complete();

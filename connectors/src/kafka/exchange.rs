@@ -195,6 +195,9 @@ impl ExchangeTransport for KafkaExchange {
                 ("enable.auto.commit", "false"),
                 ("fetch.queue.backoff.ms", "10"),
                 ("isolation.level", "read_committed"),
+                // A checkpoint's offset gone from the log (retention, a topic made anew) is
+                // an error, never a silent jump.
+                ("auto.offset.reset", "error"),
             ])
             .create()
             .map_err(|e| self.connection.error("connecting to", e))?;
@@ -227,6 +230,10 @@ impl ExchangeTransport for KafkaExchange {
                             ))
                         })
                     });
+                // librdkafka reconnects by itself to a broker that went away.
+                if received.as_ref().is_err_and(ConnectorError::is_transient) {
+                    continue;
+                }
                 let failed = received.is_err();
                 if sender.blocking_send(received).is_err() || failed {
                     return;

@@ -72,6 +72,16 @@ impl Engine {
             }
             None => None,
         };
+        // An instance run in a process of its own keeps its places in the exchanges' topics
+        // in its checkpoints only.
+        if start.is_none()
+            && let Some(here) = &prepared.instance
+        {
+            return Err(EngineError::Checkpoint(format!(
+                "job '{name}' runs instance {} of {} here, and cannot checkpoint (see the warning above): its instances cannot run in processes of their own",
+                here.index, here.count
+            )));
+        }
         if let Some(CheckpointStart::Finished(manifest)) = &start {
             // The job ran to its end before: its output is complete; make sure it is visible.
             sink_config.complete(&manifest.sink)?;
