@@ -5,7 +5,6 @@
 
 use std::fmt;
 
-use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
 
@@ -37,9 +36,9 @@ pub struct ReceivedMessage {
 
 /// Carries an exchange's messages between the processes running a job's instances.
 pub trait ExchangeTransport: Send + Sync + fmt::Debug {
-    /// Makes ready exchange `exchange` (its number in the plan) with `outputs` outputs
-    /// carrying rows of `schema`; called by each process before its senders write.
-    fn open(&self, exchange: u32, outputs: usize, schema: &SchemaRef) -> Result<()>;
+    /// Makes ready exchange `exchange` (its number in the plan) with `outputs` outputs;
+    /// called by each process before its senders write. (Rows carry their own schema.)
+    fn open(&self, exchange: u32, outputs: usize) -> Result<()>;
 
     /// Sends `message` from sender `from` to output `output` of `exchange`. It may wait
     /// while the transport's queue is full; an error fails the sender.
@@ -57,7 +56,6 @@ pub trait ExchangeTransport: Send + Sync + fmt::Debug {
         &self,
         exchange: u32,
         output: usize,
-        schema: &SchemaRef,
         offset: Option<i64>,
     ) -> Result<mpsc::Receiver<Result<ReceivedMessage>>>;
 

@@ -187,11 +187,16 @@ impl PartitionStream for LeftOutShare {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        Box::pin(RecordBatchStreamAdapter::new(
-            self.0.clone(),
-            futures::stream::empty(),
-        ))
+        no_rows(&self.0)
     }
+}
+
+/// A partition's stream that ends at once.
+fn no_rows(schema: &SchemaRef) -> SendableRecordBatchStream {
+    Box::pin(RecordBatchStreamAdapter::new(
+        schema.clone(),
+        futures::stream::empty(),
+    ))
 }
 
 /// One source (or a share of it) as a DataFusion partition: each execution reads it from
@@ -220,10 +225,7 @@ impl PartitionStream for SourcePartition {
             && config.get_extension::<LookupTableRead>().is_none()
             && !process.runs(self.share.map_or(0, |share| share.index))
         {
-            return Box::pin(RecordBatchStreamAdapter::new(
-                self.schema.clone(),
-                futures::stream::empty(),
-            ));
+            return no_rows(&self.schema);
         }
         // Count into the job's metrics when the task has them (every job's task does).
         // Each share is its own source to the checkpoints and the metrics.

@@ -54,6 +54,7 @@ use crate::busy::{BusyTime, Timed};
 use crate::checkpoint::{
     CheckpointBarrier, ExchangeBarrier, ExchangeLevel, SenderBarrier, SourceBarrier,
 };
+use crate::error::StreamingError;
 use crate::key_groups;
 use crate::process_instance::ProcessInstance;
 use crate::task_context::context_with;
@@ -192,7 +193,7 @@ impl ExchangeExec {
             Some((exchange, instance)) => {
                 instance
                     .transport
-                    .open(*exchange, outputs, &self.schema())
+                    .open(*exchange, outputs)
                     .map_err(transport_error)?;
                 (0..inputs).filter(|p| instance.runs(*p)).collect()
             }
@@ -271,7 +272,7 @@ impl ExchangeExec {
                     marks = restored.and_then(|p| p.schema().metadata().get(SENDER_MARKS).cloned());
                     let messages = instance
                         .transport
-                        .read(*exchange, partition, &self.schema(), offset)
+                        .read(*exchange, partition, offset)
                         .map_err(transport_error)?;
                     let inbox = Inbox::Remote(RemoteInbox {
                         messages,
@@ -1004,10 +1005,10 @@ impl Output {
     /// Takes the senders' state back from `marks` ([`Output::sender_marks`]).
     fn restore_marks(&mut self, marks: &str) -> Result<()> {
         let bad = || {
-            DataFusionError::Execution(format!(
+            DataFusionError::from(StreamingError::Snapshot(format!(
                 "an exchange's checkpointed senders '{marks}' do not fit its {} senders",
                 self.senders
-            ))
+            )))
         };
         let marks: Vec<&str> = marks.split(',').collect();
         if marks.len() != self.senders {

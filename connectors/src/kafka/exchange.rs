@@ -13,7 +13,6 @@ use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
@@ -116,7 +115,7 @@ impl ExchangeTransport for KafkaExchange {
     /// Creates the exchange's topic (every process tries; the first makes it), and checks
     /// that it has one partition per output: a topic left by a run at another parallelism
     /// does not fit.
-    fn open(&self, exchange: u32, outputs: usize, _schema: &SchemaRef) -> Result<()> {
+    fn open(&self, exchange: u32, outputs: usize) -> Result<()> {
         let topic = self.topic(exchange);
         self.create_topic(&topic, outputs)?;
         // A topic just made may take a moment to show in the metadata, all its partitions.
@@ -183,7 +182,6 @@ impl ExchangeTransport for KafkaExchange {
         &self,
         exchange: u32,
         output: usize,
-        _schema: &SchemaRef,
         offset: Option<i64>,
     ) -> Result<mpsc::Receiver<Result<ReceivedMessage>>> {
         let topic = self.topic(exchange);
