@@ -184,7 +184,9 @@ pub struct KilledRuns {
 /// machine kills it after about as much work as an idle one; at most four times that in wall
 /// time), restarting it each time, then lets the last run finish: by itself, or, given
 /// `until`, stopped with Ctrl-C (SIGINT) once `until()` holds (a job on watched sources never
-/// ends). The delays come from `seed`, printed so a failure can be replayed.
+/// ends). When every kill came before the first checkpoint (a slow start), it kills up to
+/// `kills` times more, each wait twice the one before, so that some run resumes. The delays
+/// come from `seed`, printed so a failure can be replayed.
 pub fn run_killing(
     dir: &Path,
     kills: usize,
@@ -212,12 +214,14 @@ pub fn run_killing(
             .spawn()
             .unwrap()
     };
-    let mut done = 0;
+    let mut done: usize = 0;
     let mut resumed = false;
     loop {
         let mut child = start();
-        if done < kills {
-            wait_for_cpu_time(&child, Duration::from_millis(next_delay()));
+        let extra = done.saturating_sub(kills);
+        if done < kills || (!resumed && extra < kills) {
+            let stretch = 1 << (extra + usize::from(done >= kills));
+            wait_for_cpu_time(&child, Duration::from_millis(next_delay() * stretch));
             if child.try_wait().unwrap().is_none() {
                 child.kill().unwrap();
                 let output = child.wait_with_output().unwrap();
