@@ -1,9 +1,10 @@
 //! A node's own share of the cluster's jobs: every job of the catalog declared (so that any
-//! statement sent here can name it), the jobs assigned here started, those moved away,
-//! stopped or dropped stopped, and what they do reported.
+//! statement sent here can name it), the units assigned here (jobs, or instances of jobs
+//! whose instances run apart) started, those moved away, stopped or dropped stopped, and
+//! what they do reported.
 //!
-//! A job runs on one node at most: a node starts a job only once it holds the job's
-//! `running/<name>` key, which lives under its lease, and lets go of it once the job ended.
+//! A unit runs on one node at most: a node starts it only once it holds its
+//! `running/<unit>` key, which lives under its lease, and lets go of it once it ended.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use ferris_engine::job::JobRecord;
 
 use crate::error::ClusterError;
 use crate::etcd::{Keys, Snapshot};
+use crate::unit::units;
 
 /// How long a job that could not start (or be declared) waits before it is tried again.
 const RETRY_START: Duration = Duration::from_secs(5);
@@ -56,7 +58,9 @@ pub(crate) struct Agent {
     declared: BTreeMap<String, String>,
     /// Jobs whose declaration failed, and when it was last tried.
     undeclared: BTreeMap<String, Instant>,
+    /// The units started here, by key.
     local: BTreeMap<String, LocalJob>,
+    /// The units that would not start here, by key.
     failed: BTreeMap<String, FailedStart>,
     records: LocalRecords,
     keys: Keys,
@@ -81,10 +85,10 @@ impl Agent {
         }
     }
 
-    fn assigned_here(&self, snapshot: &Snapshot, name: &str) -> bool {
+    fn assigned_here(&self, snapshot: &Snapshot, key: &str) -> bool {
         snapshot
             .assignments
-            .get(name)
+            .get(key)
             .is_some_and(|a| a.node == self.node)
     }
 
@@ -139,13 +143,14 @@ impl Agent {
         }
         self.undeclared
             .retain(|name, _| snapshot.job(name).is_some());
-        for job in &snapshot.jobs {
-            if job.stopped || !self.assigned_here(snapshot, &job.name) {
+        for unit in units(&snapshot.jobs) {
+            let (job, key) = (unit.job, unit.key());
+            if job.stopped || !self.assigned_here(snapshot, &key) {
                 continue;
             }
             // Not again: one that holds its key, or that ended by itself as the catalog has it
             // (one this node stopped for a change of the catalog starts again).
-            if let Some(local) = self.local.get(&job.name)
+            if let Some(local) = self.local.get(&key)
                 && (local.holds
                     || (!local.stopping
                         && local.generation == job.generation
@@ -153,35 +158,31 @@ impl Agent {
             {
                 continue;
             }
-            if let Some(failed) = self.failed.get(&job.name)
+            if let Some(failed) = self.failed.get(&key)
                 && failed.generation == job.generation
                 && failed.at.elapsed() < RETRY_START
             {
                 continue;
             }
             // The node it ran on has not let go of it yet.
-            if snapshot
-                .running
-                .get(&job.name)
-                .is_some_and(|n| *n != self.node)
-            {
+            if snapshot.running.get(&key).is_some_and(|n| *n != self.node) {
                 continue;
             }
-            if !self.take(client, &job.name, lease).await? {
+            if !self.take(client, &job.name, &key, lease).await? {
                 continue;
             }
-            match session.start_kept(&job.name, &job.sql).await {
+            match session.start_kept(&job.name, &job.sql, unit.instance).await {
                 Ok(Some(started)) => {
                     let record = started.record();
                     record.control.set_paused(job.paused);
-                    tracing::info!(job = %job.name, "started on this node");
+                    tracing::info!(job = %key, "started on this node");
                     self.records
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .push(record.clone());
-                    self.failed.remove(&job.name);
+                    self.failed.remove(&key);
                     self.local.insert(
-                        job.name.clone(),
+                        key,
                         LocalJob {
                             record,
                             sql: job.sql.clone(),
@@ -197,13 +198,13 @@ impl Agent {
                         Err(e) => e.to_string(),
                         _ => "its statement starts no job".to_string(),
                     };
-                    tracing::error!(job = %job.name, "cannot start: {error}");
-                    self.release(client, &job.name).await?;
+                    tracing::error!(job = %key, "cannot start: {error}");
+                    self.release(client, &key).await?;
                     // Its run before (of another statement, say) is over: the failure is what
                     // is reported, and a change of the catalog tries again.
-                    self.local.remove(&job.name);
+                    self.local.remove(&key);
                     self.failed.insert(
-                        job.name.clone(),
+                        key,
                         FailedStart {
                             generation: job.generation,
                             at: Instant::now(),
@@ -234,7 +235,7 @@ impl Agent {
                 .assignments
                 .get(name)
                 .is_some_and(|a| a.node == self.node);
-            match snapshot.job(name) {
+            match snapshot.unit(name).map(|u| u.job) {
                 // Started again here once stopped (`leaving` stays false).
                 Some(job) if assigned_here && !job.stopped && job.sql != local.sql => {
                     stop_at_checkpoint(name, local, "its statement changed (ALTER JOB)");
@@ -302,19 +303,20 @@ impl Agent {
         self.local.retain(|name, local| {
             local.holds
                 || local.record.is_running()
-                || (!local.leaving && snapshot.job(name).is_some())
+                || (!local.leaving && snapshot.unit(name).is_some())
         });
         Ok(())
     }
 
-    /// Takes the job `name` for this node; whether it got it.
+    /// Takes the unit `key` of the job `name` for this node; whether it got it.
     async fn take(
         &self,
         client: &mut Client,
         name: &str,
+        key: &str,
         lease: i64,
     ) -> Result<bool, ClusterError> {
-        let running = self.keys.key("running", name);
+        let running = self.keys.key("running", key);
         // Not if it was dropped since the snapshot: a DROP deletes its checkpoints next.
         let txn = Txn::new()
             .when([
@@ -329,9 +331,9 @@ impl Agent {
         Ok(client.txn(txn).await?.succeeded())
     }
 
-    /// Lets go of the job `name`, if this node holds it.
-    async fn release(&self, client: &mut Client, name: &str) -> Result<(), ClusterError> {
-        let running = self.keys.key("running", name);
+    /// Lets go of the unit `key`, if this node holds it.
+    async fn release(&self, client: &mut Client, key: &str) -> Result<(), ClusterError> {
+        let running = self.keys.key("running", key);
         let txn = Txn::new()
             .when([Compare::value(
                 running.as_str(),
@@ -364,25 +366,26 @@ impl Agent {
         }
     }
 
-    /// What this node reports of its jobs: those assigned here or still running here.
-    pub(crate) fn summaries(&self, snapshot: &Snapshot) -> Vec<JobSummary> {
-        let mut summaries: Vec<JobSummary> = self
+    /// What this node reports of its units, by key: those assigned here or still running
+    /// here.
+    pub(crate) fn summaries(&self, snapshot: &Snapshot) -> Vec<(String, JobSummary)> {
+        let mut summaries: Vec<(String, JobSummary)> = self
             .local
             .iter()
-            .filter(|(name, local)| {
+            .filter(|(key, local)| {
                 local.record.is_running()
-                    || (self.assigned_here(snapshot, name) && snapshot.job(name).is_some())
+                    || (self.assigned_here(snapshot, key) && snapshot.unit(key).is_some())
             })
-            .map(|(_, local)| local.record.summary(&self.node))
+            .map(|(key, local)| (key.clone(), local.record.summary(&self.node)))
             .collect();
-        // One report per job: a job tried here since its failed start reports itself.
+        // One report per unit: one tried here since its failed start reports itself.
         summaries.extend(
             self.failed
                 .iter()
-                .filter(|(name, _)| {
-                    self.assigned_here(snapshot, name) && !self.local.contains_key(*name)
+                .filter(|(key, _)| {
+                    self.assigned_here(snapshot, key) && !self.local.contains_key(*key)
                 })
-                .map(|(_, f)| f.summary.clone()),
+                .map(|(key, f)| (key.clone(), f.summary.clone())),
         );
         summaries
     }

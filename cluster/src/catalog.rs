@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 
 use crate::error::ClusterError;
 use crate::etcd::{Keys, Snapshot, encode};
+use crate::unit::{Unit, units_of};
 
 /// How long `DROP` waits for the job's node to stop it.
 const DROP_WAIT: Duration = Duration::from_secs(30);
@@ -186,30 +187,35 @@ impl ClusterCatalog for EtcdCatalog {
                 return Ok(None);
             };
             let job = decode_job(self.keys.key("jobs", &name), kept.value())?;
-            // Its node stops it at once when it sees it gone, and lets go of it.
-            let running = self.keys.key("running", &name);
+            let keys: Vec<String> = units_of(&job).iter().map(Unit::key).collect();
+            // Its nodes stop it at once when they see it gone, and let go of it.
             let waited = std::time::Instant::now();
-            while client
-                .get(running.as_str(), None)
-                .await
-                .map_err(ClusterError::from)?
-                .count()
-                > 0
-            {
-                if waited.elapsed() > DROP_WAIT {
-                    return Err(ClusterError::Etcd(format!(
-                        "job '{name}' is dropped, but its node has not let go of it after {}s; its checkpoints stay",
-                        DROP_WAIT.as_secs()
-                    ))
-                    .into());
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            for folder in ["status", "assignments"] {
-                client
-                    .delete(self.keys.key(folder, &name), None)
+            for key in &keys {
+                let running = self.keys.key("running", key);
+                while client
+                    .get(running.as_str(), None)
                     .await
-                    .map_err(ClusterError::from)?;
+                    .map_err(ClusterError::from)?
+                    .count()
+                    > 0
+                {
+                    if waited.elapsed() > DROP_WAIT {
+                        return Err(ClusterError::Etcd(format!(
+                            "job '{name}' is dropped, but its node has not let go of {key} after {}s; its checkpoints stay",
+                            DROP_WAIT.as_secs()
+                        ))
+                        .into());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            for key in &keys {
+                for folder in ["status", "assignments"] {
+                    client
+                        .delete(self.keys.key(folder, key), None)
+                        .await
+                        .map_err(ClusterError::from)?;
+                }
             }
             Ok(Some(job))
         }
@@ -246,25 +252,105 @@ impl ClusterCatalog for EtcdCatalog {
     fn placements(&self, name: &str) -> BoxFuture<'_, Result<Vec<Placement>>> {
         let name = name.to_string();
         async move {
-            Ok(self
-                .snapshot()
-                .await?
-                .assignments
-                .remove(&name)
-                .map(|a| a.history)
-                .unwrap_or_default())
+            let mut snapshot = self.snapshot().await?;
+            let Some(job) = snapshot.job(&name).cloned() else {
+                return Ok(vec![]);
+            };
+            let mut placements = Vec::new();
+            for unit in units_of(&job) {
+                let Some(assignment) = snapshot.assignments.remove(&unit.key()) else {
+                    continue;
+                };
+                placements.extend(assignment.history.into_iter().map(|mut p| {
+                    if let Some(i) = unit.instance {
+                        p.why = format!("instance {i}: {}", p.why);
+                    }
+                    p
+                }));
+            }
+            placements.sort_by_key(|p| p.at_ms);
+            Ok(placements)
         }
         .boxed()
     }
 }
 
-/// What `SHOW JOBS` shows of `job`: its node's report while that node is the one assigned
+/// What `SHOW JOBS` shows of `job`: what its unit shows, or its instances' put together.
+fn summary(snapshot: &Snapshot, job: &ClusterJob) -> JobSummary {
+    let units: Vec<JobSummary> = units_of(job)
+        .iter()
+        .map(|unit| unit_summary(snapshot, unit))
+        .collect();
+    match <[JobSummary; 1]>::try_from(units) {
+        Ok([one]) => one,
+        Err(instances) => together(instances),
+    }
+}
+
+/// A job whose instances run apart, from its instances' reports: on the nodes they run on,
+/// with their counts added up, the least advanced status, watermark and checkpoint, and the
+/// first error. (Each instance counts from its own start: one moved counts afresh.)
+fn together(instances: Vec<JobSummary>) -> JobSummary {
+    // Ordered as a job's life goes: the earliest stands for the job.
+    const ORDER: [&str; 9] = [
+        "FAILED", "RETRYING", "PENDING", "STARTING", "STOPPING", "PAUSED", "RUNNING", "STOPPED",
+        "FINISHED",
+    ];
+    let rank = |s: &JobSummary| ORDER.iter().position(|o| *o == s.status).unwrap_or(0);
+    let mut job = instances
+        .iter()
+        .min_by_key(|s| rank(s))
+        .cloned()
+        .unwrap_or_default();
+    let mut nodes: Vec<&str> = Vec::new();
+    for s in &instances {
+        if !s.node.is_empty() && !nodes.contains(&s.node.as_str()) {
+            nodes.push(&s.node);
+        }
+    }
+    job.node = nodes.join(",");
+    job.started_ms = instances.iter().map(|s| s.started_ms).max().unwrap_or(0);
+    job.records_in = instances.iter().map(|s| s.records_in).sum();
+    job.records_out = instances.iter().map(|s| s.records_out).sum();
+    job.records_per_second = instances.iter().map(|s| s.records_per_second).sum();
+    job.bad_records = instances.iter().map(|s| s.bad_records).sum();
+    job.late_records = instances.iter().map(|s| s.late_records).sum();
+    job.cpu_seconds = instances.iter().map(|s| s.cpu_seconds).sum();
+    job.running_seconds = instances
+        .iter()
+        .map(|s| s.running_seconds)
+        .fold(0.0, f64::max);
+    job.watermark_ms = instances.iter().map(|s| s.watermark_ms).min().unwrap_or(0);
+    job.lag = instances
+        .iter()
+        .map(|s| s.lag.as_str())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The instance furthest behind in checkpoints (one without any first) stands for them.
+    if let Some(behind) = instances.iter().min_by_key(|s| s.last_checkpoint) {
+        job.last_checkpoint = behind.last_checkpoint;
+        job.last_checkpoint_ms = behind.last_checkpoint_ms;
+        job.last_checkpoint_duration_ms = behind.last_checkpoint_duration_ms;
+        job.last_checkpoint_pause_ms = behind.last_checkpoint_pause_ms;
+    }
+    job.state_bytes = instances.iter().map(|s| s.state_bytes).sum();
+    job.peak_state_bytes = instances.iter().map(|s| s.peak_state_bytes).sum();
+    job.last_error = instances
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| s.last_error.as_ref().map(|e| format!("instance {i}: {e}")));
+    job
+}
+
+/// What `SHOW JOBS` shows of `unit`: its node's report while that node is the one assigned
 /// (or running it); else what the keys say: starting or stopping on the node that holds it
 /// (its first or last report not in yet), stopped, or waiting for a node.
-fn summary(snapshot: &Snapshot, job: &ClusterJob) -> JobSummary {
-    let assigned = snapshot.assignments.get(&job.name).map(|a| a.node.as_str());
-    let running = snapshot.running.get(&job.name).map(String::as_str);
-    match snapshot.statuses.get(&job.name) {
+fn unit_summary(snapshot: &Snapshot, unit: &Unit) -> JobSummary {
+    let (job, key) = (unit.job, unit.key());
+    let assigned = snapshot.assignments.get(&key).map(|a| a.node.as_str());
+    let running = snapshot.running.get(&key).map(String::as_str);
+    match snapshot.statuses.get(&key) {
         Some(status)
             if Some(status.node.as_str()) == assigned || Some(status.node.as_str()) == running =>
         {
@@ -283,5 +369,43 @@ fn summary(snapshot: &Snapshot, job: &ClusterJob) -> JobSummary {
             .to_string(),
             ..JobSummary::default()
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(node: &str, status: &str, records_in: u64, watermark_ms: u64) -> JobSummary {
+        JobSummary {
+            name: "p".into(),
+            node: node.into(),
+            status: status.into(),
+            records_in,
+            watermark_ms,
+            last_checkpoint: Some(records_in),
+            ..JobSummary::default()
+        }
+    }
+
+    #[test]
+    fn instances_run_apart_show_as_one_job_on_their_nodes() {
+        let job = together(vec![
+            instance("n1", "RUNNING", 10, 5_000),
+            instance("n2", "RUNNING", 7, 4_000),
+        ]);
+        assert_eq!(job.node, "n1,n2");
+        assert_eq!(job.status, "RUNNING");
+        assert_eq!(job.records_in, 17);
+        assert_eq!(job.watermark_ms, 4_000);
+        assert_eq!(job.last_checkpoint, Some(7));
+
+        // One still starting holds the job at STARTING; two on one node name it once.
+        let mut failed = instance("n1", "FAILED", 1, 0);
+        failed.last_error = Some("broken".into());
+        let job = together(vec![instance("n1", "RUNNING", 3, 1), failed]);
+        assert_eq!(job.node, "n1");
+        assert_eq!(job.status, "FAILED");
+        assert_eq!(job.last_error.as_deref(), Some("instance 1: broken"));
     }
 }

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ClusterError;
+use crate::unit::{Unit, units};
 
 /// A cluster's keys in etcd: under `/ferris/`, or `/ferris-NAME/` for the cluster `NAME`, so
 /// that clusters of other names share an etcd and nothing else.
@@ -74,11 +75,11 @@ pub(crate) struct Snapshot {
     pub nodes: BTreeMap<String, NodeSummary>,
     /// The catalog, oldest job first.
     pub jobs: Vec<ClusterJob>,
-    /// Where the leader put each job.
+    /// Where the leader put each unit (a job, or an instance run apart), by its key.
     pub assignments: BTreeMap<String, Assignment>,
-    /// Which node runs each job now.
+    /// Which node runs each unit now.
     pub running: BTreeMap<String, String>,
-    /// What the running (or last) node reports of each job.
+    /// What the running (or last) node reports of each unit.
     pub statuses: BTreeMap<String, JobSummary>,
     /// The leader's id.
     pub leader: Option<String>,
@@ -88,6 +89,11 @@ impl Snapshot {
     /// The job `name` of the catalog.
     pub(crate) fn job(&self, name: &str) -> Option<&ClusterJob> {
         self.jobs.iter().find(|j| j.name == name)
+    }
+
+    /// The unit whose key is `key`, of a job of the catalog.
+    pub(crate) fn unit(&self, key: &str) -> Option<Unit<'_>> {
+        units(&self.jobs).find(|u| u.key() == key)
     }
 }
 

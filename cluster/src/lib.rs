@@ -11,9 +11,10 @@
 //! - `nodes/<id>`: each node's [`NodeSummary`](ferris_engine::cluster::NodeSummary), under
 //!   its lease;
 //! - `jobs/<name>`: the catalog, a [`ClusterJob`](ferris_engine::cluster::ClusterJob) each;
-//! - `assignments/<name>`: the node the leader assigned the job to, and its moves;
-//! - `running/<name>`: the node running the job, under that node's lease: one copy at most;
-//! - `status/<name>`: what that node reports of the job, under its lease;
+//! - `assignments/<unit>`: the node the leader assigned the job (or, for a job whose
+//!   instances run apart, its instance: `<name>#<i>`) to, and its moves;
+//! - `running/<unit>`: the node running it, under that node's lease: one copy at most;
+//! - `status/<unit>`: what that node reports of it, under its lease;
 //! - `leader`: the leader's id, under its lease.
 
 mod agent;
@@ -24,6 +25,7 @@ mod etcd;
 mod node;
 mod placement;
 pub mod resources;
+mod unit;
 
 pub use catalog::EtcdCatalog;
 pub use config::{ClusterConfig, parse_cluster_url};

@@ -534,9 +534,9 @@ async fn report(shared: &Shared, snapshot: &Snapshot) -> Result<(), ClusterError
         encode(&shared.summary()),
         lease.clone(),
     )];
-    for job in shared.agent.lock().await.summaries(snapshot) {
+    for (unit, job) in shared.agent.lock().await.summaries(snapshot) {
         ops.push(TxnOp::put(
-            shared.config.keys().key("status", &job.name),
+            shared.config.keys().key("status", &unit),
             encode(&job),
             lease.clone(),
         ));

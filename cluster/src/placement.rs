@@ -1,16 +1,19 @@
 //! Where jobs run: the leader's decisions, from one snapshot of the cluster.
 //!
-//! A job stays on its node while that node is up and not draining. A job without one goes to
-//! the node with the most free slots, then the fewest records per second, then the smallest
-//! id. When nothing else changes and no move is under way, one job moves from the busiest
-//! node to the idlest while their job counts differ by two or more: a node that joins fills
-//! up one move at a time.
+//! What it places are units ([`crate::unit`]): a job whole, or each instance of a job whose
+//! instances run apart, each taking a slot. A unit stays on its node while that node is up
+//! and not draining. A unit without one goes to the node with the most free slots, then the
+//! fewest records per second, then the smallest id (so a job's instances spread over the
+//! nodes). When nothing else changes and no move is under way, one unit moves from the
+//! busiest node to the idlest while their counts differ by two or more: a node that joins
+//! fills up one move at a time.
 
 use std::collections::BTreeMap;
 
-use ferris_engine::cluster::{ClusterJob, NodeSummary, Placement};
+use ferris_engine::cluster::{NodeSummary, Placement};
 
 use crate::etcd::{Assignment, Snapshot};
+use crate::unit::{Unit, units};
 
 /// How many moves an assignment remembers.
 const HISTORY: usize = 20;
@@ -18,9 +21,10 @@ const HISTORY: usize = 20;
 /// What the leader writes: new assignments, and assignments of jobs no longer kept.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Decisions {
-    /// Jobs to (re)assign, with their new assignment.
+    /// Units to (re)assign, by key, with their new assignment.
     pub assign: Vec<(String, Assignment)>,
-    /// Jobs dropped: their assignments go.
+    /// Units of jobs dropped or stopped (or no longer units of their job): their
+    /// assignments go.
     pub unassign: Vec<String>,
 }
 
@@ -36,20 +40,21 @@ pub(crate) fn decide(snapshot: &Snapshot, now_ms: u64) -> Decisions {
         .map(|n| (n.id.as_str(), n))
         .collect();
     let mut load: BTreeMap<&str, u64> = eligible.keys().map(|id| (*id, 0)).collect();
-    for job in snapshot.jobs.iter().filter(|j| occupies_slot(snapshot, j)) {
+    for unit in units(&snapshot.jobs).filter(|u| occupies_slot(snapshot, u)) {
         if let Some(count) = snapshot
             .assignments
-            .get(&job.name)
+            .get(&unit.key())
             .and_then(|a| load.get_mut(a.node.as_str()))
         {
             *count += 1;
         }
     }
     let mut decisions = Decisions::default();
-    for job in &snapshot.jobs {
-        let current = snapshot.assignments.get(&job.name);
+    for unit in units(&snapshot.jobs) {
+        let key = unit.key();
+        let current = snapshot.assignments.get(&key);
         // A stopped job holds no node: START places it afresh.
-        if job.stopped || current.is_some_and(|a| eligible.contains_key(a.node.as_str())) {
+        if unit.job.stopped || current.is_some_and(|a| eligible.contains_key(a.node.as_str())) {
             continue;
         }
         let why = match current {
@@ -67,9 +72,9 @@ pub(crate) fn decide(snapshot: &Snapshot, now_ms: u64) -> Decisions {
         }
         decisions
             .assign
-            .push((job.name.clone(), moved(current, to, why, now_ms)));
+            .push((key, moved(current, to, why, now_ms)));
     }
-    if decisions.assign.is_empty() && snapshot.jobs.iter().all(|j| settled(snapshot, j)) {
+    if decisions.assign.is_empty() && units(&snapshot.jobs).all(|u| settled(snapshot, &u)) {
         decisions
             .assign
             .extend(rebalance(snapshot, &eligible, &load, now_ms));
@@ -77,23 +82,24 @@ pub(crate) fn decide(snapshot: &Snapshot, now_ms: u64) -> Decisions {
     decisions.unassign = snapshot
         .assignments
         .keys()
-        .filter(|name| snapshot.job(name).is_none_or(|j| j.stopped))
+        .filter(|key| snapshot.unit(key).is_none_or(|u| u.job.stopped))
         .cloned()
         .collect();
     decisions
 }
 
-/// Whether `job` takes a slot of its node: it is not stopped, and has not ended there
-/// (finished, or failed until `START JOB`).
-fn occupies_slot(snapshot: &Snapshot, job: &ClusterJob) -> bool {
-    let ended = snapshot.statuses.get(&job.name).is_some_and(|s| {
+/// Whether `unit` takes a slot of its node: its job is not stopped, and it has not ended
+/// there (finished, or failed until `START JOB`).
+fn occupies_slot(snapshot: &Snapshot, unit: &Unit) -> bool {
+    let key = unit.key();
+    let ended = snapshot.statuses.get(&key).is_some_and(|s| {
         matches!(s.status.as_str(), "FINISHED" | "FAILED")
             && snapshot
                 .assignments
-                .get(&job.name)
+                .get(&key)
                 .is_some_and(|a| a.node == s.node)
     });
-    !job.stopped && !ended
+    !unit.job.stopped && !ended
 }
 
 /// The eligible node with the most free slots, then the fewest records per second.
@@ -118,24 +124,25 @@ fn free_slots(node: &NodeSummary, load: &BTreeMap<&str, u64>) -> i64 {
     node.slots as i64 - load.get(node.id.as_str()).copied().unwrap_or(0) as i64
 }
 
-/// Whether `job` is where it was assigned: running there, or reported ended there.
-fn settled(snapshot: &Snapshot, job: &ClusterJob) -> bool {
-    if job.stopped {
-        return !snapshot.running.contains_key(&job.name);
+/// Whether `unit` is where it was assigned: running there, or reported ended there.
+fn settled(snapshot: &Snapshot, unit: &Unit) -> bool {
+    let key = unit.key();
+    if unit.job.stopped {
+        return !snapshot.running.contains_key(&key);
     }
-    let Some(assigned) = snapshot.assignments.get(&job.name) else {
+    let Some(assigned) = snapshot.assignments.get(&key) else {
         return false;
     };
-    match snapshot.running.get(&job.name) {
+    match snapshot.running.get(&key) {
         Some(node) => *node == assigned.node,
         None => snapshot
             .statuses
-            .get(&job.name)
+            .get(&key)
             .is_some_and(|s| s.node == assigned.node),
     }
 }
 
-/// One move from the busiest node to the idlest with a free slot, if their job counts
+/// One move from the busiest node to the idlest with a free slot, if their unit counts
 /// differ by two or more.
 fn rebalance(
     snapshot: &Snapshot,
@@ -151,19 +158,19 @@ fn rebalance(
     if *most < fewest + 2 {
         return None;
     }
-    // The newest job of the busiest node moves.
-    let job = snapshot.jobs.iter().rev().find(|j| {
-        occupies_slot(snapshot, j)
-            && snapshot
-                .assignments
-                .get(&j.name)
-                .is_some_and(|a| a.node == *busiest)
+    // The newest unit of the busiest node moves.
+    let all: Vec<Unit> = units(&snapshot.jobs).collect();
+    let key = all.iter().rev().find_map(|unit| {
+        let key = unit.key();
+        let here = snapshot
+            .assignments
+            .get(&key)
+            .is_some_and(|a| a.node == *busiest);
+        (here && occupies_slot(snapshot, unit)).then_some(key)
     })?;
     let why = format!("rebalance: {idlest} ran {fewest} jobs, {busiest} {most}");
-    Some((
-        job.name.clone(),
-        moved(snapshot.assignments.get(&job.name), idlest, why, now_ms),
-    ))
+    let assignment = moved(snapshot.assignments.get(&key), idlest, why, now_ms);
+    Some((key, assignment))
 }
 
 fn moved(current: Option<&Assignment>, to: &str, why: String, now_ms: u64) -> Assignment {
@@ -185,6 +192,7 @@ fn moved(current: Option<&Assignment>, to: &str, why: String, now_ms: u64) -> As
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferris_engine::cluster::ClusterJob;
 
     fn node(id: &str, slots: u64) -> NodeSummary {
         NodeSummary {
@@ -206,6 +214,7 @@ mod tests {
             paused: false,
             generation: 0,
             created_ms: 0,
+            instances: 0,
         }
     }
 
@@ -322,6 +331,30 @@ mod tests {
         snapshot.jobs[1].stopped = false;
         settle(&mut snapshot);
         assert!(!snapshot.assignments.contains_key("y"), "no free slot");
+    }
+
+    #[test]
+    fn instances_run_apart_spread_over_the_nodes_and_go_with_their_job() {
+        let mut snapshot = Snapshot::default();
+        snapshot.nodes.insert("a".into(), node("a", 4));
+        snapshot.nodes.insert("b".into(), node("b", 4));
+        let mut parallel = job("p");
+        parallel.instances = 2;
+        snapshot.jobs = vec![parallel, job("x")];
+        settle(&mut snapshot);
+        let on = |key: &str, snapshot: &Snapshot| snapshot.assignments[key].node.clone();
+        assert_ne!(on("p#0", &snapshot), on("p#1", &snapshot));
+        assert_eq!(snapshot.assignments.len(), 3);
+        // A node that leaves: its instance goes to the other.
+        snapshot.nodes.remove("b");
+        settle(&mut snapshot);
+        assert_eq!(on("p#0", &snapshot), "a");
+        assert_eq!(on("p#1", &snapshot), "a");
+        // Stopped, every instance lets go of its node.
+        snapshot.jobs[0].stopped = true;
+        snapshot.running.retain(|key, _| !key.starts_with("p#"));
+        settle(&mut snapshot);
+        assert_eq!(snapshot.assignments.keys().collect::<Vec<_>>(), ["x"]);
     }
 
     #[test]

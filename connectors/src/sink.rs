@@ -51,6 +51,12 @@ pub trait SinkConfig: fmt::Debug + Send + Sync {
         Ok(false)
     }
 
+    /// Whether the sinks it opens carry a job's exchanges between processes
+    /// ([`Sink::exchange_transport`]), so that the job's instances can run apart.
+    fn carries_exchanges(&self) -> bool {
+        false
+    }
+
     /// Opens the sink for rows of `schema`.
     fn open(&self, schema: SchemaRef) -> Result<Box<dyn Sink>>;
 

@@ -39,6 +39,10 @@ pub struct ClusterJob {
     /// When it was created (epoch ms).
     #[serde(default)]
     pub created_ms: u64,
+    /// How many instances run apart, each placed on a node by itself and exchanging rows
+    /// with the others through Kafka; 0: the job runs whole on one node.
+    #[serde(default)]
+    pub instances: usize,
 }
 
 /// What a node reports of a job it runs or ran (one row of `SHOW JOBS`). Fields a node of

@@ -47,9 +47,6 @@ pub struct Engine {
     pub(crate) cluster: Option<Arc<dyn ClusterCatalog>>,
     /// Where this session's jobs run: the node's id in a cluster, else the host's name.
     pub(crate) node: String,
-    /// The one instance of every parallel job this process runs, the others running in
-    /// other processes; `None`: it runs them all.
-    pub(crate) process_instance: Option<usize>,
 }
 
 impl Engine {
@@ -98,7 +95,6 @@ impl Engine {
             job_defaults: Vec::new(),
             cluster: None,
             node: host_name(),
-            process_instance: None,
         }
     }
 
@@ -128,9 +124,11 @@ impl Engine {
             return Ok(self.jobs.iter().map(|j| j.summary(&self.node)).collect());
         };
         let mut jobs = cluster.summaries().await?;
+        // Fresher from here where the whole job runs here (not one of its instances).
         for job in &mut jobs {
             if job.node == self.node
                 && let Some(local) = self.latest_job(&job.name)
+                && local.instance.is_none()
             {
                 *job = local.summary(&self.node);
             }

@@ -49,6 +49,9 @@ pub(crate) struct PreparedQuery {
     pub(crate) source_stop: StopSignal,
     /// The instance this process runs, when the job's instances run in several.
     pub(crate) instance: Option<InstanceHere>,
+    /// Whether each instance reads a share of some source (instance 0 reads those that do
+    /// not divide): one that reads none cannot run apart.
+    pub(crate) every_instance_reads: bool,
 }
 
 impl PreparedQuery {
@@ -84,6 +87,7 @@ impl Engine {
         job: Option<&str>,
         into: Option<&dyn SinkConfig>,
         parameters: &[ScalarValue],
+        instance: Option<usize>,
     ) -> Result<PreparedQuery> {
         let options = match job {
             Some(_) => {
@@ -96,11 +100,11 @@ impl Engine {
         let late = late_policy(&options)?;
         let parallelism = parallelism(&options)?;
         // Where instances run in several processes, each reads its own instance's shares.
-        let mut instance = match (self.process_instance, job) {
+        let mut instance = match (instance, job) {
             (Some(index), Some(job)) if index >= parallelism => {
                 return Err(EngineError::Sql {
                     message: format!(
-                        "this process runs instance {index} of every parallel job, and job '{job}' runs as {parallelism} (instances 0 to {})",
+                        "instance {index} of job '{job}' is to run here, and the job runs as {parallelism} (instances 0 to {})",
                         parallelism - 1
                     ),
                     position: query.position,
@@ -153,6 +157,7 @@ impl Engine {
         // The event times of the sources that declare one, for joins bounded in time.
         let mut times = Vec::new();
         let mut scans = Vec::new();
+        let mut readers = vec![false; parallelism];
         for source in &sources {
             let stamp = match &window {
                 Some(window) if stream_source.as_deref() == Some(source.name.as_str()) => {
@@ -167,6 +172,16 @@ impl Engine {
                 1 => None,
                 n => scan.divide(n, instance.is_some()).await?,
             };
+            match &divided {
+                Some(divided) => {
+                    for (share, _) in &divided.shares {
+                        if let Some(reads) = readers.get_mut(share.index) {
+                            *reads = true;
+                        }
+                    }
+                }
+                None => readers[0] = true,
+            }
             if let Some(here) = instance.as_mut() {
                 let read_here = match &divided {
                     Some(divided) => divided
@@ -304,6 +319,7 @@ impl Engine {
             checkpoint,
             source_stop,
             instance,
+            every_instance_reads: readers.iter().all(|r| *r),
         })
     }
 

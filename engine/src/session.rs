@@ -24,6 +24,8 @@ use crate::statements::{Execution, Statement, StatementOutput, parse_statements}
 /// Executes statements against one DataFusion context and catalog.
 pub struct Session {
     engine: Engine,
+    /// The one instance of every parallel job this process runs (`ferris run --instance`).
+    process_instance: Option<usize>,
 }
 
 impl Default for Session {
@@ -37,6 +39,7 @@ impl Session {
     pub fn new() -> Self {
         Self {
             engine: Engine::new(),
+            process_instance: None,
         }
     }
 
@@ -50,7 +53,7 @@ impl Session {
     /// the other instances run in other processes, each given its own index, and the
     /// exchanges between them go through Kafka (docs/parallelism.md).
     pub fn set_process_instance(&mut self, index: usize) {
-        self.engine.process_instance = Some(index);
+        self.process_instance = Some(index);
     }
 
     /// Jobs keep their checkpoints under `dir` (a folder per job) and resume from them.
@@ -69,7 +72,10 @@ impl Session {
             if stored.stopped {
                 continue;
             }
-            match self.start_kept(&stored.name, &stored.sql).await {
+            match self
+                .start_kept(&stored.name, &stored.sql, self.process_instance)
+                .await
+            {
                 Ok(Some(job)) => started.push(job),
                 Ok(None) => {}
                 Err(e) => tracing::error!(job = %stored.name, "cannot be resumed: {e}"),
@@ -86,11 +92,18 @@ impl Session {
         self.engine.node = node.to_string();
     }
 
-    /// Starts the kept job `name` (its statement `sql`) from its last checkpoint; `None` when
-    /// the statement started no job.
-    pub async fn start_kept(&mut self, name: &str, sql: &str) -> Result<Option<RunningJob>> {
+    /// Starts the kept job `name` (its statement `sql`) from its last checkpoint, all its
+    /// instances or, given `instance`, that one alone (the others run elsewhere); `None`
+    /// when the statement started no job.
+    pub async fn start_kept(
+        &mut self,
+        name: &str,
+        sql: &str,
+        instance: Option<usize>,
+    ) -> Result<Option<RunningJob>> {
         let statement = self.kept_statement(name, sql)?;
-        let run = self.execution(&statement, &[]);
+        let mut run = self.execution(&statement, &[]);
+        run.instance = instance;
         match statement.kind.execute_as(run, name).await? {
             StatementOutput::Job(job) => Ok(Some(job)),
             StatementOutput::Rows(_) => Ok(None),
@@ -190,6 +203,7 @@ impl Session {
             statement,
             parameters,
             parse: parse_statements,
+            instance: self.process_instance,
         }
     }
 }

@@ -811,3 +811,136 @@ fn job_commands_and_drop_sent_to_any_node_act_where_the_job_runs() {
     assert!(n1.sql(&jobs.sql(1)).unwrap().contains("SUBMITTED"));
     status_is(&n2, "RUNNING");
 }
+
+/// A job of two instances whose Kafka input is not keyed by its GROUP BY key: the leader
+/// places an instance on each node, their rows crossing between the nodes through the job's
+/// repartition topic. When one node is killed with SIGKILL, its instance moves to the other,
+/// resuming from its checkpoint, and the output topic holds each bar exactly once.
+#[test]
+fn a_parallel_job_runs_an_instance_on_each_node_and_one_moves_when_its_node_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let etcd = Etcd::start(dir);
+    let n1 = Node::start(dir, "n1", &etcd.url());
+    let mut n2 = Node::start(dir, "n2", &etcd.url());
+    let input = support::topic("apart_in", 6);
+    let output = support::topic("apart_out", 1);
+    // The job's name names its repartition topic: one of this run's.
+    let job = output.replace("apart_out", "apart");
+    let sql = format!(
+        "CREATE STREAM {job} AS
+         SELECT symbol, _window_start AS window_start, COUNT(*) AS trades, SUM(qty) AS qty
+         FROM src GROUP BY symbol WINDOW TUMBLING(INTERVAL '10' SECOND) EMIT FINAL
+         WITH ('src.type' = 'kafka_source', 'src.bootstrap.servers' = '{0}',
+               'src.topic' = '{input}', 'src.format' = 'json',
+               'src.schema' = 'ts BIGINT, symbol VARCHAR, qty BIGINT',
+               'src.event.time.field' = 'ts', 'src.watermark.max_out_of_orderness' = '1s',
+               '{job}.type' = 'kafka_sink', '{job}.bootstrap.servers' = '{0}',
+               '{job}.topic' = '{output}',
+               'parallelism' = '2', 'checkpoint.interval' = '100ms')",
+        support::bootstrap()
+    );
+    assert!(n1.sql(&sql).unwrap().contains("SUBMITTED"));
+    let on_both = wait_for_placement(&n1, "an instance runs on each node", |placed| {
+        placed
+            .get(&job)
+            .is_some_and(|nodes| nodes == "n1,n2" || nodes == "n2,n1")
+    });
+    assert_eq!(on_both.len(), 1);
+
+    // Rows 5 ms apart, keyed by their number (spread over the six partitions).
+    const BASE_MS: i64 = 1_700_000_000_000;
+    const ROWS: i64 = 30_000;
+    let row = |id: i64| {
+        let json = format!(
+            r#"{{"ts":{},"symbol":"S{}","qty":{}}}"#,
+            BASE_MS + id * 5,
+            id % 7,
+            id % 9 + 1
+        );
+        (id.to_string(), json.into_bytes())
+    };
+    support::produce(&input, (0..ROWS / 2).map(row));
+    wait_until(
+        "the first bars are written",
+        Duration::from_secs(60),
+        || !support::consume_all(&output).is_empty(),
+    );
+    n2.kill();
+    support::produce(&input, (ROWS / 2..ROWS).map(row));
+    // A row an hour on in every partition closes every window before it.
+    support::produce(
+        &input,
+        (0..60).map(|k| {
+            let json = format!(
+                r#"{{"ts":{},"symbol":"close","qty":0}}"#,
+                BASE_MS + ROWS * 5 + 3_600_000
+            );
+            (format!("close-{k}"), json.into_bytes())
+        }),
+    );
+    wait_for_placement(&n1, "both instances run on n1", |placed| {
+        placed.get(&job).is_some_and(|nodes| nodes == "n1")
+    });
+
+    let mut expected: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for id in 0..ROWS {
+        let start = (BASE_MS + id * 5).div_euclid(10_000) * 10_000;
+        let start = chrono::DateTime::from_timestamp_millis(start).unwrap();
+        let bar = expected
+            .entry((
+                format!("S{}", id % 7),
+                start.format("%Y-%m-%dT%H:%M:%S").to_string(),
+            ))
+            .or_default();
+        bar.0 += 1;
+        bar.1 += (id % 9 + 1) as u64;
+    }
+    let written = || -> Vec<((String, String), (u64, u64))> {
+        let mut bars: Vec<_> = support::consume_all(&output)
+            .into_iter()
+            .map(|(_, value, _)| {
+                let bar: serde_json::Value = serde_json::from_slice(&value.unwrap()).unwrap();
+                (
+                    (
+                        bar["symbol"].as_str().unwrap().to_string(),
+                        bar["window_start"].as_str().unwrap().to_string(),
+                    ),
+                    (
+                        bar["trades"].as_u64().unwrap(),
+                        bar["qty"].as_u64().unwrap(),
+                    ),
+                )
+            })
+            .collect();
+        bars.sort();
+        bars
+    };
+    let expected: Vec<_> = expected.into_iter().collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let bars = written();
+        if bars.len() >= expected.len() {
+            assert_eq!(bars, expected, "every bar once, none twice");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} bars written; n1 logged:\n{}",
+            bars.len(),
+            expected.len(),
+            n1.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Nothing more comes: no bar twice.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(written(), expected, "every bar once, none twice");
+    let status = n1.sql(&format!("SHOW JOB STATUS '{job}'")).unwrap();
+    assert!(status.contains(": node n2 left"), "{status}");
+    assert!(
+        n1.log().contains("resumes from checkpoint"),
+        "the moved instance resumed: {}",
+        n1.log()
+    );
+}

@@ -279,6 +279,10 @@ impl SinkConfig for KafkaSinkConfig {
         "kafka_sink"
     }
 
+    fn carries_exchanges(&self) -> bool {
+        true
+    }
+
     fn location(&self) -> String {
         format!(
             "kafka://{}/{}",

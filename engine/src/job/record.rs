@@ -224,16 +224,22 @@ impl JobMetrics {
         self.records_out.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// The counters now.
-    pub fn snapshot(&self, elapsed: Duration, plan: &Arc<dyn ExecutionPlan>) -> JobProgress {
+    /// The counters now; of its plan's instance `instance` alone, where the others run in
+    /// other processes.
+    pub fn snapshot(
+        &self,
+        elapsed: Duration,
+        plan: &Arc<dyn ExecutionPlan>,
+        instance: Option<usize>,
+    ) -> JobProgress {
         let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         JobProgress {
             records_in: sources.iter().map(|s| s.metrics.records_in()).sum(),
             bad_records: sources.iter().map(|s| s.metrics.bad_records()).sum(),
-            late_records: metric(plan, "late_records", |a, b| a + b),
-            peak_state_bytes: metric(plan, "peak_state_bytes", |a, b| a + b),
+            late_records: metric(plan, "late_records", |a, b| a + b, instance),
+            peak_state_bytes: metric(plan, "peak_state_bytes", |a, b| a + b, instance),
             // Of the last windows (a stacked window's is the lower one's or behind it).
-            watermark_ms: metric(plan, "watermark_ms", u64::max),
+            watermark_ms: metric(plan, "watermark_ms", u64::max, instance),
             records_out: self.records_out.load(Ordering::Relaxed),
             elapsed,
         }
@@ -488,6 +494,8 @@ pub struct JobRecord {
     pub statement: String,
     /// Where its checkpoints are, when it takes them.
     pub checkpoint_dir: Option<String>,
+    /// The one instance of the job this run is, the others running elsewhere; `None`: all.
+    pub instance: Option<usize>,
     /// Stop and pause.
     pub control: Arc<JobControl>,
     /// Cancels its task (`STOP JOB ... FORCE`).
@@ -513,7 +521,7 @@ impl JobRecord {
             Some((_, ran)) => *ran,
             None => self.started.elapsed(),
         };
-        self.metrics.snapshot(ran, &self.plan)
+        self.metrics.snapshot(ran, &self.plan, self.instance)
     }
 
     /// Each node of its plan with what went through it, root first.
@@ -637,6 +645,7 @@ pub(crate) struct JobSpec {
     pub kind: JobKind,
     pub statement: String,
     pub checkpoint_dir: Option<String>,
+    pub instance: Option<usize>,
     pub control: Arc<JobControl>,
     pub bounded: bool,
     pub plan: Arc<dyn ExecutionPlan>,
@@ -654,6 +663,7 @@ impl RunningJob {
             kind,
             statement,
             checkpoint_dir,
+            instance,
             control,
             bounded,
             plan,
@@ -664,6 +674,7 @@ impl RunningJob {
             kind,
             statement,
             checkpoint_dir,
+            instance,
             control,
             abort: Mutex::default(),
             started_at: std::time::SystemTime::now(),
@@ -730,14 +741,21 @@ impl RunningJob {
     }
 }
 
-/// A metric over every operator of the plan, combined with `combine`.
-fn metric(plan: &Arc<dyn ExecutionPlan>, name: &str, combine: fn(u64, u64) -> u64) -> u64 {
+/// A metric over every operator of the plan, combined with `combine`: over the operators'
+/// instance `instance` alone, where the others run in other processes.
+fn metric(
+    plan: &Arc<dyn ExecutionPlan>,
+    name: &str,
+    combine: fn(u64, u64) -> u64,
+    instance: Option<usize>,
+) -> u64 {
     let own = match plan.metrics() {
         // The instances of a parallel operator: a watermark is the least of theirs (one
         // without a watermark yet holds it at 0), a count is their sum.
         Some(metrics) if name == "watermark_ms" => metrics
             .iter()
             .filter(|m| m.value().name() == name)
+            .filter(|m| instance.is_none_or(|i| m.partition() == Some(i)))
             .map(|m| m.value().as_usize() as u64)
             .min()
             .unwrap_or(0),
@@ -746,6 +764,6 @@ fn metric(plan: &Arc<dyn ExecutionPlan>, name: &str, combine: fn(u64, u64) -> u6
     };
     plan.children()
         .into_iter()
-        .map(|child| metric(child, name, combine))
+        .map(|child| metric(child, name, combine, instance))
         .fold(own, combine)
 }

@@ -29,8 +29,13 @@ impl Engine {
     /// Starts `job` here.
     pub(crate) async fn start_job(&mut self, job: NewJob<'_>) -> Result<RunningJob> {
         let name = job.name;
-        // Two jobs writing one sink under one name would interleave their output.
-        if self.latest_job(name).is_some_and(|job| job.is_running()) {
+        // Two jobs writing one sink under one name would interleave their output (two
+        // instances of one job, each run apart, write their own shares).
+        if self.jobs.iter().any(|r| {
+            r.name.eq_ignore_ascii_case(name)
+                && r.is_running()
+                && r.instance.zip(job.instance).is_none_or(|(a, b)| a == b)
+        }) {
             return Err(EngineError::Sql {
                 message: format!(
                     "job '{name}' is running already; its name is taken until it ends"
@@ -59,6 +64,7 @@ impl Engine {
             kind,
             statement: statement.to_string(),
             checkpoint_dir,
+            instance: prepared.instance.as_ref().map(|here| here.index),
             control: control.clone(),
             bounded,
             plan,
@@ -203,6 +209,7 @@ impl Engine {
             query,
             into,
             parameters,
+            instance,
             ..
         } = job;
         let (kind, into) = (*kind, into.as_ref());
@@ -213,6 +220,7 @@ impl Engine {
                 Some(name),
                 into.map(|i| i.writer.as_ref()),
                 parameters,
+                *instance,
             )
             .await?;
         if let Some(cluster) = &self.cluster {
@@ -361,6 +369,8 @@ pub(crate) struct NewJob<'a> {
     pub(crate) into: Option<InsertTarget>,
     /// The values of the query's parameters.
     pub(crate) parameters: &'a [ScalarValue],
+    /// The one instance to run here, the others running elsewhere; `None`: all of them.
+    pub(crate) instance: Option<usize>,
 }
 
 /// Where an `INSERT INTO` job writes, and the columns it must give.
@@ -517,6 +527,21 @@ impl Declared {
     /// Where the job keeps its checkpoints, if it takes them.
     pub(crate) fn checkpoint_dir(&self) -> Option<String> {
         self.prepared.checkpoint.as_ref().map(|c| c.dir.clone())
+    }
+
+    /// How many instances of the job can run apart, each where a cluster places it: a
+    /// parallel job on sources that do not end, whose sink carries its exchanges, that
+    /// checkpoints, and each of whose instances reads a share of its sources. 0: it runs
+    /// whole, its instances as tasks of one process.
+    pub(crate) fn instances_apart(&self) -> usize {
+        let prepared = &self.prepared;
+        let apart = prepared.parallelism > 1
+            && !self.bounded()
+            && self.sink_config.carries_exchanges()
+            && prepared.checkpoint.is_some()
+            && !properties::has_unsnapshotted_join(&prepared.plan)
+            && prepared.every_instance_reads;
+        if apart { prepared.parallelism } else { 0 }
     }
 }
 

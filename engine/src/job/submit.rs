@@ -72,6 +72,7 @@ impl Engine {
                 paused: false,
                 generation: 0,
                 created_ms: now_ms(),
+                instances: declared.instances_apart(),
             })
             .await?;
         Ok(true)

@@ -94,6 +94,14 @@ impl StatementKind for AlterJob {
                 let Some(job) = cluster.job(name).await? else {
                     return Err(error(format!("no job '{name}' (SHOW JOBS lists them)")));
                 };
+                // Their exchange topics have a partition per instance, and rows in them
+                // between the instances' checkpoints are bound for the old instances.
+                if job.instances > 0 {
+                    return Err(error(format!(
+                        "job '{name}' runs its {} instances apart, on the cluster's nodes, and such a job cannot change its parallelism yet: drop it and create it again at the new parallelism (its state starts afresh)",
+                        job.instances
+                    )));
+                }
                 let sql = self.restated(&job.sql)?;
                 // What would not parse is refused here, not by its node.
                 (run.parse)(&sql)?;
@@ -136,6 +144,7 @@ impl StatementKind for AlterJob {
                 statement,
                 parameters: &[],
                 parse: run.parse,
+                instance: run.instance,
             };
             let output = statement.kind.execute_as(again, name).await?;
             // A restart keeps the new parallelism.

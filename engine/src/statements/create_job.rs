@@ -59,6 +59,7 @@ impl CreateJob {
         name: &'a str,
         statement: &'a str,
         parameters: &'a [datafusion::common::ScalarValue],
+        instance: Option<usize>,
     ) -> NewJob<'a> {
         NewJob {
             kind: self.kind,
@@ -67,6 +68,7 @@ impl CreateJob {
             statement,
             into: None,
             parameters,
+            instance,
         }
     }
 }
@@ -83,7 +85,12 @@ pub(crate) fn job_kind(word: &TokenWithSpan) -> JobKind {
 impl StatementKind for CreateJob {
     fn execute<'a>(&'a self, run: Execution<'a>) -> BoxFuture<'a, Result<StatementOutput>> {
         // A server started on its state dir again shows the job, even one that finished.
-        let job = self.job(&self.name, &run.statement.text, run.parameters);
+        let job = self.job(
+            &self.name,
+            &run.statement.text,
+            run.parameters,
+            run.instance,
+        );
         async move { run.engine.launch_job(job, true).await }.boxed()
     }
 
@@ -92,12 +99,12 @@ impl StatementKind for CreateJob {
         run: Execution<'a>,
         name: &'a str,
     ) -> BoxFuture<'a, Result<StatementOutput>> {
-        let job = self.job(name, &run.statement.text, &[]);
+        let job = self.job(name, &run.statement.text, &[], run.instance);
         async move { run.engine.start_job(job).await.map(StatementOutput::Job) }.boxed()
     }
 
     fn declare_as<'a>(&'a self, run: Execution<'a>, name: &'a str) -> BoxFuture<'a, Result<()>> {
-        let job = self.job(name, &run.statement.text, &[]);
+        let job = self.job(name, &run.statement.text, &[], run.instance);
         async move { run.engine.declare_job(&job).await.map(drop) }.boxed()
     }
 

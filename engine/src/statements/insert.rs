@@ -61,7 +61,13 @@ impl StatementKind for Insert {
             let (name, into) = insert_target(run.engine, &self.target, &self.query, None).await?;
             // A continuous insert starts again with the server; a one-shot one (values,
             // files read once) is done once.
-            let job = self.job(&name, into, &run.statement.text, run.parameters);
+            let job = self.job(
+                &name,
+                into,
+                &run.statement.text,
+                run.parameters,
+                run.instance,
+            );
             run.engine.launch_job(job, false).await
         }
         .boxed()
@@ -75,7 +81,7 @@ impl StatementKind for Insert {
         async move {
             let (name, into) =
                 insert_target(run.engine, &self.target, &self.query, Some(name)).await?;
-            let job = self.job(&name, into, &run.statement.text, &[]);
+            let job = self.job(&name, into, &run.statement.text, &[], run.instance);
             run.engine.start_job(job).await.map(StatementOutput::Job)
         }
         .boxed()
@@ -85,7 +91,7 @@ impl StatementKind for Insert {
         async move {
             let (name, into) =
                 insert_target(run.engine, &self.target, &self.query, Some(name)).await?;
-            let job = self.job(&name, into, &run.statement.text, &[]);
+            let job = self.job(&name, into, &run.statement.text, &[], run.instance);
             run.engine.declare_job(&job).await.map(drop)
         }
         .boxed()
@@ -99,6 +105,7 @@ impl Insert {
         into: InsertTarget,
         statement: &'a str,
         parameters: &'a [datafusion::common::ScalarValue],
+        instance: Option<usize>,
     ) -> NewJob<'a> {
         NewJob {
             kind: JobKind::Stream,
@@ -107,6 +114,7 @@ impl Insert {
             statement,
             into: Some(into),
             parameters,
+            instance,
         }
     }
 }

@@ -102,6 +102,7 @@ impl StatementKind for ControlJob {
                     statement,
                     parameters: &[],
                     parse: run.parse,
+                    instance: run.instance,
                 };
                 let output = statement.kind.execute_as(again, name).await?;
                 // Whatever the statement, a started job starts again with the server.

@@ -63,6 +63,9 @@ pub struct Execution<'a> {
     pub parameters: &'a [ScalarValue],
     /// Reads a job's kept SQL (`START JOB` runs it again).
     pub parse: fn(&str) -> Result<Vec<Statement>>,
+    /// The one instance of a parallel job that a job started here runs, the others running
+    /// in other processes (`ferris run --instance`, a cluster's node); `None`: all of them.
+    pub instance: Option<usize>,
 }
 
 /// A query EXPLAIN can show: the query and the job it would start.

@@ -34,7 +34,7 @@ impl StatementKind for Query {
         async move {
             let prepared = run
                 .engine
-                .prepare(&self.query, None, None, run.parameters)
+                .prepare(&self.query, None, None, run.parameters, None)
                 .await?;
             Ok(StatementOutput::Rows(run.engine.run_plan(&prepared, None)?))
         }

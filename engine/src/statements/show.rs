@@ -116,7 +116,8 @@ impl StatementKind for Show {
                         });
                     }
                     let mut jobs = engine.job_summaries().await?;
-                    jobs.retain(|j| &j.node == node);
+                    // A job whose instances run apart is on each of their nodes.
+                    jobs.retain(|j| j.node.split(',').any(|n| n == node));
                     listing::show_jobs(&jobs, like)?
                 }
                 Listing::Nodes => listing::show_nodes(&engine.cluster()?.nodes().await?)?,

@@ -41,9 +41,11 @@ impl StatementKind for ShowJobStatus {
                 .ok_or_else(|| {
                     EngineError::Catalog(format!("SHOW JOB STATUS '{name}': no job of that name"))
                 })?;
-            // The nodes of its plan, when it runs (or ran) here.
+            // The nodes of its plan, when it runs (or ran) here whole (not one instance).
             let (operators, instances) = match engine.latest_job(name) {
-                Some(local) if job.node == engine.node => (local.operators(), local.instances()),
+                Some(local) if job.node == engine.node && local.instance.is_none() => {
+                    (local.operators(), local.instances())
+                }
                 _ => (vec![], vec![]),
             };
             let placements = match &engine.cluster {
