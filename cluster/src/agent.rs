@@ -139,8 +139,8 @@ impl Agent {
                 tracing::warn!(job = %name, "dropped, but not forgotten here: {e}");
             }
             self.declared.remove(&name);
-            self.failed.remove(&name);
         }
+        self.failed.retain(|key, _| snapshot.unit(key).is_some());
         self.undeclared
             .retain(|name, _| snapshot.job(name).is_some());
         for unit in units(&snapshot.jobs) {

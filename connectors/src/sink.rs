@@ -57,6 +57,12 @@ pub trait SinkConfig: fmt::Debug + Send + Sync {
         false
     }
 
+    /// Deletes what carried job `job`'s exchanges between processes (its repartition
+    /// topics), with the rest of its state when it is dropped; returns what it deleted.
+    fn delete_exchanges(&self, _job: &str) -> Result<Vec<String>> {
+        Ok(vec![])
+    }
+
     /// Opens the sink for rows of `schema`.
     fn open(&self, schema: SchemaRef) -> Result<Box<dyn Sink>>;
 

@@ -302,7 +302,12 @@ async fn metrics(service: &impl Monitored) -> String {
             progress: record.progress(),
             checkpoint: record.metrics().last_checkpoint(),
             operators: record.operators(),
-            instances: record.instances(),
+            // A run of one instance (the others elsewhere) counts that one alone.
+            instances: record
+                .instances()
+                .into_iter()
+                .filter(|i| record.instance.is_none_or(|here| here == i.instance))
+                .collect(),
             lag: record.metrics().lag(),
         })
         .collect();
@@ -320,7 +325,13 @@ async fn metrics(service: &impl Monitored) -> String {
     for (name, kind, help, samples) in families {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for job in &views {
-            for (labels, value) in samples(job) {
+            for (mut labels, value) in samples(job) {
+                // Two instances of a job run in one process are two series.
+                if let Some(here) = job.record.instance
+                    && !labels.iter().any(|(key, _)| *key == "job_instance")
+                {
+                    labels.push(("job_instance", here.to_string()));
+                }
                 let mut text = format!("job=\"{}\"", label(&job.record.name));
                 for (key, v) in labels {
                     let _ = write!(text, ",{key}=\"{}\"", label(&v));

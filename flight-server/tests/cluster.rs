@@ -943,4 +943,33 @@ fn a_parallel_job_runs_an_instance_on_each_node_and_one_moves_when_its_node_is_k
         "the moved instance resumed: {}",
         n1.log()
     );
+
+    // Dropped, it takes its repartition topic along with its checkpoints.
+    let repartition = format!("{job}-repartition-0");
+    let topics = || -> Vec<String> {
+        use rdkafka::consumer::Consumer;
+        let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", support::bootstrap())
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .unwrap();
+        metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect()
+    };
+    assert!(topics().contains(&repartition));
+    assert!(
+        n1.sql(&format!("DROP STREAM {job}"))
+            .unwrap()
+            .contains("DROPPED")
+    );
+    wait_until(
+        "the repartition topic is gone",
+        Duration::from_secs(30),
+        || !topics().contains(&repartition),
+    );
 }

@@ -25,7 +25,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use super::connection::KafkaConnection;
+use super::connection::{KafkaConnection, METADATA_TIMEOUT};
 use super::producer::CheckedProducer;
 use crate::error::{ConnectorError, Result};
 use crate::exchange_transport::{ExchangeMessage, ExchangeTransport, ReceivedMessage};
@@ -109,6 +109,55 @@ impl KafkaExchange {
         }
         Ok(())
     }
+}
+
+/// Deletes the exchange topics of job `job` (`<job>-repartition-<n>`) on the brokers of
+/// `connection`; the topics deleted.
+pub(crate) fn delete_exchange_topics(
+    connection: &KafkaConnection,
+    job: &str,
+) -> Result<Vec<String>> {
+    let consumer: BaseConsumer = connection
+        .client_config(&[])
+        .create()
+        .map_err(|e| connection.error("connecting to", e))?;
+    let metadata = consumer
+        .fetch_metadata(None, METADATA_TIMEOUT)
+        .map_err(|e| connection.error("listing the topics of", e))?;
+    let prefix = format!("{job}-repartition-");
+    let topics: Vec<String> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name())
+        .filter(|name| {
+            name.strip_prefix(&prefix)
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(str::to_string)
+        .collect();
+    if topics.is_empty() {
+        return Ok(topics);
+    }
+    let admin: AdminClient<DefaultClientContext> = connection
+        .client_config(&[])
+        .create()
+        .map_err(|e| connection.error("connecting to", e))?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = futures::executor::block_on(admin.delete_topics(&names, &options))
+        .map_err(|e| connection.error("deleting the exchange topics of", e))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((topic, code)) => {
+                return Err(ConnectorError::Config(format!(
+                    "deleting the exchange topic '{topic}' on {}: {code}",
+                    connection.bootstrap_servers
+                )));
+            }
+        }
+    }
+    Ok(topics)
 }
 
 impl ExchangeTransport for KafkaExchange {

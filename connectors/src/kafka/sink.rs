@@ -15,7 +15,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
 use super::connection::{GroupOffsets, KafkaConnection};
-use super::exchange::KafkaExchange;
+use super::exchange::{KafkaExchange, delete_exchange_topics};
 use super::metadata::{HEADERS_COLUMN, TIMESTAMP_COLUMN};
 use super::producer::CheckedProducer;
 use super::source::KafkaSource;
@@ -281,6 +281,10 @@ impl SinkConfig for KafkaSinkConfig {
 
     fn carries_exchanges(&self) -> bool {
         true
+    }
+
+    fn delete_exchanges(&self, job: &str) -> Result<Vec<String>> {
+        delete_exchange_topics(&self.connection, job)
     }
 
     fn location(&self) -> String {

@@ -104,9 +104,10 @@ impl Engine {
         }
         // The output is readable by name: a table's current state answers pull queries, a
         // stream's rows as written feed push queries. (Not an insert's: it has no name of
-        // its own to read.)
+        // its own to read; nor an instance's, which writes a share of it, as a node that
+        // does not run the job reads it.)
         let (materialized, live) = match kind {
-            _ if inserting => (None, None),
+            _ if inserting || prepared.instance.is_some() => (None, None),
             JobKind::Table => {
                 let table = Arc::new(MaterializedTable::try_new(&schema, &key)?);
                 self.ctx.deregister_table(name)?;

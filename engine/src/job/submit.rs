@@ -12,6 +12,7 @@ use crate::job::start::NewJob;
 use crate::job::stored::StoredJob;
 use crate::listing;
 use crate::statements::StatementOutput;
+use crate::statements::parser::with_option;
 
 impl Engine {
     /// Runs `job` where it belongs; a one-shot job (every source ends by itself) is kept for
@@ -57,6 +58,14 @@ impl Engine {
         if job.into.is_some() && declared.bounded() {
             return Ok(false);
         }
+        // Each node starting an instance must see as many as the others: the parallelism
+        // this node resolved ('auto', the server's default) goes into the statement.
+        let instances = declared.instances_apart();
+        let sql = match instances {
+            0 => job.statement.to_string(),
+            n => with_option(job.statement, "parallelism", &n.to_string())
+                .map_err(|e| EngineError::Internal(format!("job '{name}': its statement: {e}")))?,
+        };
         cluster
             .submit(ClusterJob {
                 name: name.to_string(),
@@ -65,14 +74,14 @@ impl Engine {
                     JobKind::Table => "table",
                 }
                 .to_string(),
-                sql: job.statement.to_string(),
+                sql,
                 checkpoint_dir: declared.checkpoint_dir(),
                 stopped: false,
                 force: false,
                 paused: false,
                 generation: 0,
                 created_ms: now_ms(),
-                instances: declared.instances_apart(),
+                instances,
             })
             .await?;
         Ok(true)

@@ -73,10 +73,22 @@ impl StatementKind for DropJob {
             }
             if let Some(cluster) = engine.cluster.clone()
                 && let Some(kept) = cluster.remove(name).await?
-                && let Some(location) = &kept.checkpoint_dir
             {
-                // Its node has stopped it: its checkpoints can go.
-                CheckpointStore::delete(location).await?;
+                // Its nodes have stopped it: its checkpoints can go, and the topics its
+                // instances met in (a job of that name again would read their rows).
+                if let Some(location) = &kept.checkpoint_dir {
+                    CheckpointStore::delete(location).await?;
+                }
+                if kept.instances > 0
+                    && let Some(writer) = engine.catalog.get(name).and_then(|e| e.writer.clone())
+                {
+                    let job = name.to_string();
+                    let deleted =
+                        tokio::task::spawn_blocking(move || writer.delete_exchanges(&job))
+                            .await
+                            .map_err(|e| EngineError::Internal(e.to_string()))??;
+                    tracing::info!(job = %name, "deleted its exchange topics: {}", deleted.join(", "));
+                }
             }
             let records: Vec<_> = engine
                 .jobs

@@ -66,7 +66,7 @@ impl StatementKind for Explain {
             };
             let prepared = run
                 .engine
-                .prepare(explained.query, explained.job, None, &[], None)
+                .prepare(explained.query, explained.job, None, &[], run.instance)
                 .await?;
             let logical = run.engine.ctx.state().optimize(&prepared.logical)?;
             let physical = displayable(prepared.plan.as_ref()).indent(true).to_string();
