@@ -35,6 +35,7 @@ mod sink;
 mod source;
 mod sql_position;
 mod stop;
+mod text_timestamps;
 
 pub use dead_letter::{BadRecord, DeadLetterWriter};
 pub use declaration::{ColumnParser, Declaration, DeclaredSource};

@@ -23,7 +23,7 @@ use crate::error::{ConnectorError, Result};
 use crate::kafka::DeadLetter;
 use crate::metrics::SourceMetrics;
 use crate::position::{PartPosition, SourcePosition};
-use crate::records::{OnError, RecordDecoder, RecordSplitter, count_lines};
+use crate::records::{OnError, RecordDecoder, RecordSplitter, TextFormat, count_lines};
 use crate::source::{DividedShare, Share, SourceConnector, SourceReader};
 use crate::stop::StopSignal;
 
@@ -147,13 +147,13 @@ impl FileSource {
         metrics: Arc<SourceMetrics>,
     ) -> FileSourceReader {
         let decoder = match self.config.format {
-            FileFormat::Csv(options) => Some(RecordDecoder::Csv {
+            FileFormat::Csv(options) => Some(RecordDecoder::new(TextFormat::Csv {
                 schema: self.schema.clone(),
                 delimiter: options.delimiter,
-            }),
-            FileFormat::Json => Some(RecordDecoder::Json {
+            })),
+            FileFormat::Json => Some(RecordDecoder::new(TextFormat::Json {
                 schema: self.schema.clone(),
-            }),
+            })),
             FileFormat::Parquet => None,
         };
         FileSourceReader {
@@ -523,7 +523,7 @@ impl FileSourceReader {
         let config = &self.source.config;
         match current {
             OpenFile::Text(file) => {
-                let decoder = self.decoder.as_ref().expect("text formats have a decoder");
+                let decoder = self.decoder.as_mut().expect("text formats have a decoder");
                 match file
                     .next_batch(&config.location, decoder, config.batch_size)
                     .await?
@@ -744,7 +744,7 @@ impl TextFile {
     async fn next_batch(
         &mut self,
         location: &Location,
-        decoder: &RecordDecoder,
+        decoder: &mut RecordDecoder,
         batch_size: usize,
     ) -> Result<Option<(RecordBatch, Vec<BadRecord>)>> {
         while self.skip_header {

@@ -23,7 +23,7 @@ pub use protobuf::ProtobufFormat;
 pub use registry::SchemaRegistry;
 
 use crate::error::{ConnectorError, Result};
-use crate::records::{RecordDecoder, RecordSplitter};
+use crate::records::{RecordDecoder, RecordSplitter, TextFormat};
 
 /// How a topic's message values are encoded.
 #[derive(Debug, Clone)]
@@ -67,14 +67,14 @@ impl MessageFormat {
     pub(crate) fn decoder(&self, schema: SchemaRef, batch_size: usize) -> Result<MessageDecoder> {
         Ok(match self {
             Self::Json => MessageDecoder::Text {
-                decoder: RecordDecoder::Json { schema },
+                decoder: Box::new(RecordDecoder::new(TextFormat::Json { schema })),
                 separator: b'\n',
             },
             Self::Csv { delimiter } => MessageDecoder::Text {
-                decoder: RecordDecoder::Csv {
+                decoder: Box::new(RecordDecoder::new(TextFormat::Csv {
                     schema,
                     delimiter: *delimiter,
-                },
+                })),
                 separator: b'\n',
             },
             Self::Avro(avro) => MessageDecoder::Avro(Box::new(avro.decoder(batch_size)?)),
@@ -142,7 +142,7 @@ impl MessageBuffer {
 /// Decodes the messages of a micro-batch into rows.
 pub(crate) enum MessageDecoder {
     Text {
-        decoder: RecordDecoder,
+        decoder: Box<RecordDecoder>,
         separator: u8,
     },
     Avro(Box<avro::AvroDecoder>),
