@@ -424,16 +424,21 @@ mod tests {
         assert_eq!(ranges, vec![0..3, 3..6]);
     }
 
-    #[test]
-    fn bad_records_are_isolated_with_their_file_line() {
+    /// A decoder of CSV records `a BIGINT, b VARCHAR`.
+    fn number_and_text_decoder() -> RecordDecoder {
         let schema = Arc::new(Schema::new(vec![
             Field::new("a", DataType::Int64, true),
             Field::new("b", DataType::Utf8, true),
         ]));
-        let mut decoder = RecordDecoder::new(TextFormat::Csv {
+        RecordDecoder::new(TextFormat::Csv {
             schema,
             delimiter: b',',
-        });
+        })
+    }
+
+    #[test]
+    fn bad_records_are_isolated_with_their_file_line() {
+        let mut decoder = number_and_text_decoder();
         let buf = b"1,x\r\nnope,y\r\n3,z\n4\n5,w\n";
         let ranges = split_all(&mut RecordSplitter::csv(&CsvOptions::default()), buf);
         let (batch, bad) = decoder
@@ -498,14 +503,7 @@ mod tests {
 
     #[test]
     fn the_decoder_kept_reads_batch_after_batch_and_after_a_bad_one() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("a", DataType::Int64, true),
-            Field::new("b", DataType::Utf8, true),
-        ]));
-        let mut decoder = RecordDecoder::new(TextFormat::Csv {
-            schema,
-            delimiter: b',',
-        });
+        let mut decoder = number_and_text_decoder();
         let mut splitter = RecordSplitter::csv(&CsvOptions::default());
         // Two records, then three with a bad one between, then four: more than the decoder
         // was first made for.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication, TopicResult};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -84,30 +84,16 @@ impl KafkaExchange {
 
     /// Creates `topic` with `partitions` partitions unless it exists.
     fn create_topic(&self, topic: &str, partitions: usize) -> Result<()> {
-        let admin: AdminClient<DefaultClientContext> = self
-            .connection
-            .client_config(&[])
-            .create()
-            .map_err(|e| self.connection.error("connecting to", e))?;
         let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(-1));
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results =
-            futures::executor::block_on(admin.create_topics([&new], &options)).map_err(|e| {
-                self.connection
-                    .error(&format!("creating topic '{topic}' on"), e)
-            })?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => {
-                    return Err(ConnectorError::Config(format!(
-                        "creating the exchange topic '{topic}' on {}: {code}",
-                        self.connection.bootstrap_servers
-                    )));
-                }
-            }
-        }
-        Ok(())
+        let (admin, options) = admin(&self.connection)?;
+        let results = futures::executor::block_on(admin.create_topics([&new], &options))
+            .map_err(|e| self.connection.error("creating an exchange topic on", e))?;
+        topics_done(
+            results,
+            RDKafkaErrorCode::TopicAlreadyExists,
+            "creating",
+            &self.connection,
+        )
     }
 }
 
@@ -138,26 +124,50 @@ pub(crate) fn delete_exchange_topics(
     if topics.is_empty() {
         return Ok(topics);
     }
-    let admin: AdminClient<DefaultClientContext> = connection
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let (admin, options) = admin(connection)?;
+    let results = futures::executor::block_on(admin.delete_topics(&names, &options))
+        .map_err(|e| connection.error("deleting the exchange topics of", e))?;
+    topics_done(
+        results,
+        RDKafkaErrorCode::UnknownTopicOrPartition,
+        "deleting",
+        connection,
+    )?;
+    Ok(topics)
+}
+
+/// An admin client of `connection`, and the options of its calls.
+fn admin(
+    connection: &KafkaConnection,
+) -> Result<(AdminClient<DefaultClientContext>, AdminOptions)> {
+    let admin = connection
         .client_config(&[])
         .create()
         .map_err(|e| connection.error("connecting to", e))?;
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = futures::executor::block_on(admin.delete_topics(&names, &options))
-        .map_err(|e| connection.error("deleting the exchange topics of", e))?;
+    Ok((admin, options))
+}
+
+/// Checks what the brokers said of each topic `doing` did to, `passing` (already there,
+/// already gone) being no error.
+fn topics_done(
+    results: Vec<TopicResult>,
+    passing: RDKafkaErrorCode,
+    doing: &str,
+    connection: &KafkaConnection,
+) -> Result<()> {
     for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
-            Err((topic, code)) => {
-                return Err(ConnectorError::Config(format!(
-                    "deleting the exchange topic '{topic}' on {}: {code}",
-                    connection.bootstrap_servers
-                )));
-            }
+        if let Err((topic, code)) = result
+            && code != passing
+        {
+            return Err(ConnectorError::Config(format!(
+                "{doing} the exchange topic '{topic}' on {}: {code}",
+                connection.bootstrap_servers
+            )));
         }
     }
-    Ok(topics)
+    Ok(())
 }
 
 impl ExchangeTransport for KafkaExchange {
