@@ -222,18 +222,30 @@ impl RecordDecoder {
         Ok(batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema().clone())))
     }
 
-    /// Decodes `bytes`, which hold at most `records` whole records, with the decoder kept
-    /// (made anew when it is too small, or after it failed: it may hold part of a record).
+    /// Decodes `bytes`, which hold `records` whole records, with the decoder kept (made
+    /// anew when it is too small, and dropped after it failed, or gave another number of
+    /// rows than records: it may hold part of a record). An error sends the records to be
+    /// decoded one by one.
     fn decode_kept(&mut self, bytes: &[u8], records: usize) -> Result<RecordBatch, ArrowError> {
         let read_as = match &self.text_timestamps {
             Some((schema, _)) => schema.clone(),
             None => self.schema().clone(),
         };
+        // The CSV machine drops a byte-order mark only before it has read anything.
+        if bytes.starts_with(b"\xEF\xBB\xBF") {
+            self.kept = None;
+        }
         let mut kept = match self.kept.take() {
             Some((decoder, room)) if room >= records => (decoder, room),
             _ => (self.build(&read_as, records)?, records),
         };
         let batch = kept.0.decode_all(bytes)?;
+        let rows = batch.as_ref().map_or(0, RecordBatch::num_rows);
+        if rows != records {
+            return Err(ArrowError::ParseError(format!(
+                "{records} records gave {rows} rows"
+            )));
+        }
         self.kept = Some(kept);
         let Some(batch) = batch else {
             return Ok(RecordBatch::new_empty(self.schema().clone()));
@@ -487,6 +499,38 @@ mod tests {
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].line, 4);
         assert!(bad[0].reason.contains("soon"), "{}", bad[0].reason);
+    }
+
+    #[test]
+    fn the_decoder_kept_drops_each_files_byte_order_mark_and_no_half_record_stays_in_it() {
+        // Text first: a mark left in it would be no error, only a wrong value.
+        let mut decoder = RecordDecoder::new(TextFormat::Csv {
+            schema: Arc::new(Schema::new(vec![Field::new("t", DataType::Utf8, true)])),
+            delimiter: b',',
+        });
+        let mut splitter = RecordSplitter::csv(&CsvOptions::default());
+        let mut texts = |decoder: &mut RecordDecoder, buf: &[u8]| {
+            let ranges = split_all(&mut splitter, buf);
+            let (batch, _) = decoder.decode_records(buf, &ranges, "f", 1).unwrap();
+            batch
+                .column(0)
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(texts(&mut decoder, b"x\n"), ["x"]);
+        assert_eq!(texts(&mut decoder, b"\xEF\xBB\xBFy\nz\n"), ["y", "z"]);
+        let mut decoder = number_and_text_decoder();
+        // A message that opens a quote and never closes it leaves nothing behind.
+        let open = b"4,\"never closed\n";
+        let ranges = split_all(&mut RecordSplitter::lines(), open);
+        let _ = decoder.decode_each(open, &ranges);
+        let next = b"5,w\n";
+        let ranges = split_all(&mut RecordSplitter::lines(), next);
+        let (batch, bad) = decoder.decode_each(next, &ranges).unwrap();
+        assert!(bad.is_empty());
+        assert_eq!(batch.column(1).as_string::<i32>().value(0), "w");
     }
 
     #[test]
