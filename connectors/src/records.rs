@@ -161,24 +161,17 @@ impl RecordDecoder {
     pub(crate) fn new(format: TextFormat) -> Self {
         let text_timestamps = match &format {
             TextFormat::Csv { schema, .. } => {
-                let columns: Vec<(usize, TimeUnit)> = schema
-                    .fields()
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, field)| match field.data_type() {
-                        DataType::Timestamp(unit, None) => Some((i, *unit)),
-                        _ => None,
-                    })
-                    .collect();
-                let fields: Vec<Field> = schema
-                    .fields()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, field)| match columns.iter().any(|(c, _)| *c == i) {
-                        true => Field::new(field.name(), DataType::Utf8, true),
-                        false => field.as_ref().clone(),
-                    })
-                    .collect();
+                let mut columns = Vec::new();
+                let mut fields = Vec::with_capacity(schema.fields().len());
+                for (i, field) in schema.fields().iter().enumerate() {
+                    fields.push(match field.data_type() {
+                        DataType::Timestamp(unit, None) => {
+                            columns.push((i, *unit));
+                            Field::new(field.name(), DataType::Utf8, true)
+                        }
+                        _ => field.as_ref().clone(),
+                    });
+                }
                 (!columns.is_empty()).then(|| (Arc::new(Schema::new(fields)), columns))
             }
             TextFormat::Json { .. } => None,

@@ -75,10 +75,7 @@ fn common_shape(text: &[u8], last_date: &mut LastDate) -> Option<(i64, u32)> {
     if text.len() < 19 || !matches!(text[10], b' ' | b'T') || text[13] != b':' || text[16] != b':' {
         return None;
     }
-    let two = |i: usize| {
-        let (tens, ones) = (text[i].wrapping_sub(b'0'), text[i + 1].wrapping_sub(b'0'));
-        (tens < 10 && ones < 10).then_some(i64::from(tens * 10 + ones))
-    };
+    let two = |i: usize| two_digits(text, i);
     let date: [u8; 10] = text[..10].try_into().ok()?;
     let days = match last_date {
         Some((last, days)) if *last == date => *days,
@@ -115,16 +112,19 @@ fn date_days(date: &[u8; 10]) -> Option<i64> {
     if date[4] != b'-' || date[7] != b'-' {
         return None;
     }
-    let two = |i: usize| {
-        let (tens, ones) = (date[i].wrapping_sub(b'0'), date[i + 1].wrapping_sub(b'0'));
-        (tens < 10 && ones < 10).then_some(i64::from(tens * 10 + ones))
-    };
+    let two = |i: usize| two_digits(date, i);
     let year = two(0)? * 100 + two(2)?;
     let (month, day) = (two(5)?, two(8)?);
     if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
         return None;
     }
     Some(days_from_civil(year, month, day))
+}
+
+/// The number the two digits at `i` of `text` write.
+fn two_digits(text: &[u8], i: usize) -> Option<i64> {
+    let (tens, ones) = (text[i].wrapping_sub(b'0'), text[i + 1].wrapping_sub(b'0'));
+    (tens < 10 && ones < 10).then_some(i64::from(tens * 10 + ones))
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {

@@ -66,7 +66,7 @@ impl KafkaConnection {
         blocking(move || connection.describe_topic(&topic)).await
     }
 
-    fn list_topics(&self) -> Result<Vec<TopicSummary>> {
+    pub(crate) fn list_topics(&self) -> Result<Vec<TopicSummary>> {
         let consumer = self.admin_consumer(None)?;
         let metadata = consumer
             .fetch_metadata(None, METADATA_TIMEOUT)

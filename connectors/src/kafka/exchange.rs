@@ -25,7 +25,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use super::connection::{KafkaConnection, METADATA_TIMEOUT};
+use super::connection::KafkaConnection;
 use super::producer::CheckedProducer;
 use crate::error::{ConnectorError, Result};
 use crate::exchange_transport::{ExchangeMessage, ExchangeTransport, ReceivedMessage};
@@ -103,23 +103,15 @@ pub(crate) fn delete_exchange_topics(
     connection: &KafkaConnection,
     job: &str,
 ) -> Result<Vec<String>> {
-    let consumer: BaseConsumer = connection
-        .client_config(&[])
-        .create()
-        .map_err(|e| connection.error("connecting to", e))?;
-    let metadata = consumer
-        .fetch_metadata(None, METADATA_TIMEOUT)
-        .map_err(|e| connection.error("listing the topics of", e))?;
     let prefix = format!("{job}-repartition-");
-    let topics: Vec<String> = metadata
-        .topics()
-        .iter()
-        .map(|t| t.name())
+    let topics: Vec<String> = connection
+        .list_topics()?
+        .into_iter()
+        .map(|t| t.name)
         .filter(|name| {
             name.strip_prefix(&prefix)
                 .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         })
-        .map(str::to_string)
         .collect();
     if topics.is_empty() {
         return Ok(topics);
