@@ -87,10 +87,14 @@ struct BarrierState {
     operators: Vec<OperatorSlot>,
     exchanges: Vec<ExchangeSlot>,
     restored: Restored,
-    /// The restored operator snapshots grouped by operator: one per instance it had.
-    restored_groups: Vec<Vec<RecordBatch>>,
-    /// The group the next operator registering as instance 0 takes.
-    next_group: usize,
+    /// The restored operator snapshots grouped by operator: one per instance it had (in a
+    /// process running one instance of a job apart, only that instance's).
+    restored_groups: Vec<Vec<(OperatorInstance, RecordBatch)>>,
+    /// The instance registered last: the next registration starts the next operator unless
+    /// it is a later instance of the same one.
+    last_registered: Option<OperatorInstance>,
+    /// The restored group of the operator registering now.
+    group: Option<usize>,
     taken: bool,
 }
 
@@ -130,20 +134,38 @@ const INSTANCE_KEY: &str = "ferris.instance";
 const INSTANCES_KEY: &str = "ferris.instances";
 
 /// Snapshots in registration order, grouped by operator: a group is an operator's
-/// instances, 0 to its count (a snapshot without instance metadata is an operator of one).
-fn group_instances(snapshots: &[RecordBatch]) -> Vec<Vec<RecordBatch>> {
-    let number = |batch: &RecordBatch, key: &str| -> Option<usize> {
-        batch.schema().metadata().get(key)?.parse().ok()
+/// instances in rising order (a snapshot without instance metadata is an operator of one).
+/// A process running one instance of a job apart took one snapshot per operator, all of the
+/// same instance, so an instance that does not rise starts the next operator.
+fn group_instances(snapshots: &[RecordBatch]) -> Vec<Vec<(OperatorInstance, RecordBatch)>> {
+    let number = |batch: &RecordBatch, key: &str, default: usize| -> usize {
+        batch
+            .schema()
+            .metadata()
+            .get(key)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(default)
     };
-    let mut groups: Vec<Vec<RecordBatch>> = Vec::new();
+    let mut groups: Vec<Vec<(OperatorInstance, RecordBatch)>> = Vec::new();
     for snapshot in snapshots {
-        let index = number(snapshot, INSTANCE_KEY).unwrap_or(0);
+        let instance = OperatorInstance {
+            index: number(snapshot, INSTANCE_KEY, 0),
+            count: number(snapshot, INSTANCES_KEY, 1),
+        };
         match groups.last_mut() {
-            Some(group) if index > 0 && group.len() == index => group.push(snapshot.clone()),
-            _ => groups.push(vec![snapshot.clone()]),
+            Some(group) if same_operator(group.last().map(|(last, _)| *last), instance) => {
+                group.push((instance, snapshot.clone()))
+            }
+            _ => groups.push(vec![(instance, snapshot.clone())]),
         }
     }
     groups
+}
+
+/// Whether `next`, registering or restored right after `last`, is another instance of the
+/// same operator: instances of one operator come one after the other, the first first.
+fn same_operator(last: Option<OperatorInstance>, next: OperatorInstance) -> bool {
+    last.is_some_and(|last| last.count == next.count && last.index < next.index)
 }
 
 /// One output of an exchange.
@@ -235,27 +257,21 @@ impl CheckpointBarrier {
         let mut state = self.lock();
         let index = state.operators.len();
         state.operators.push(OperatorSlot::default());
-        if instance.index == 0 {
-            state.next_group += 1;
+        if !same_operator(state.last_registered, instance) {
+            state.group = Some(state.group.map_or(0, |group| group + 1));
         }
-        let group = state.next_group.saturating_sub(1);
+        state.last_registered = Some(instance);
+        let group = state.group.unwrap_or_default();
         let restored = state.restored_groups.get(group).map(|snapshots| {
-            match snapshots.get(instance.index) {
+            match snapshots.iter().find(|(old, _)| *old == instance) {
                 // Taken at the same parallelism: this instance's own.
-                Some(own) if snapshots.len() == instance.count => RestoredState::Own(own.clone()),
+                Some((_, own)) => RestoredState::Own(own.clone()),
                 // Of another parallelism: the snapshots of the old instances whose key
                 // groups overlap its own.
-                _ => RestoredState::Rescaled(
+                None => RestoredState::Rescaled(
                     snapshots
                         .iter()
-                        .enumerate()
-                        .filter(|(index, _)| {
-                            let old = OperatorInstance {
-                                index: *index,
-                                count: snapshots.len(),
-                            };
-                            key_groups::overlaps(old, instance)
-                        })
+                        .filter(|(old, _)| key_groups::overlaps(*old, instance))
                         .map(|(_, snapshot)| snapshot.clone())
                         .collect(),
                 ),
@@ -600,5 +616,82 @@ impl SenderBarrier {
     /// Waits for a change of the barrier not seen yet.
     pub async fn changed(&mut self) {
         self.barrier.wait_change(&mut self.seen).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn state(value: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![value]))]).unwrap()
+    }
+
+    fn value(state: &RecordBatch) -> i64 {
+        let column = state.column(0).as_any().downcast_ref::<Int64Array>();
+        column.unwrap().value(0)
+    }
+
+    /// Checkpoints `instances` (operator, instance) registering in this order, each
+    /// snapshotting its position in the list, and restores them into the same
+    /// registrations: what each is handed.
+    fn restored(instances: &[OperatorInstance]) -> Vec<Vec<i64>> {
+        let barrier = Arc::new(CheckpointBarrier::new(Restored::default()));
+        let operators: Vec<_> = instances
+            .iter()
+            .map(|instance| barrier.register_operator_at(u32::MAX, *instance))
+            .collect();
+        let epoch = barrier.trigger().unwrap();
+        for (position, operator) in operators.iter().enumerate() {
+            operator.snapshot(epoch, state(position as i64));
+        }
+        let captured = barrier.take_completed().unwrap();
+        let again = Arc::new(CheckpointBarrier::new(Restored {
+            epoch,
+            sources: HashMap::new(),
+            operators: captured.operators,
+        }));
+        instances
+            .iter()
+            .map(
+                |instance| match again.register_operator_at(u32::MAX, *instance).restored {
+                    Some(RestoredState::Own(own)) => vec![value(&own)],
+                    Some(RestoredState::Rescaled(all)) => all.iter().map(value).collect(),
+                    None => vec![],
+                },
+            )
+            .collect()
+    }
+
+    fn instance(index: usize, count: usize) -> OperatorInstance {
+        OperatorInstance { index, count }
+    }
+
+    /// Two parallel operators of two instances each, and one of one, in one process.
+    #[test]
+    fn each_operator_instance_gets_its_own_snapshot_back() {
+        let plan = [
+            instance(0, 2),
+            instance(1, 2),
+            instance(0, 1),
+            instance(0, 2),
+            instance(1, 2),
+        ];
+        assert_eq!(
+            restored(&plan),
+            vec![vec![0], vec![1], vec![2], vec![3], vec![4]]
+        );
+    }
+
+    /// A process running instance 1 of 2 apart registers one instance of each operator: the
+    /// second operator must not be taken for the first's instance 1 (nor get its state).
+    #[test]
+    fn a_process_running_one_instance_gets_each_operator_its_own_snapshot() {
+        let plan = [instance(1, 2), instance(1, 2), instance(1, 2)];
+        assert_eq!(restored(&plan), vec![vec![0], vec![1], vec![2]]);
     }
 }
