@@ -232,7 +232,12 @@ impl Engine {
                 position: query.position,
             });
         }
-        let mut logical = state.statement_to_plan(parsed).await?;
+        // DataFusion's planning errors without a place in the SQL (an aggregate in WHERE,
+        // nested aggregates) are placed at the query.
+        let mut logical = state
+            .statement_to_plan(parsed)
+            .await
+            .map_err(|e| planning_error(e, query))?;
         if !parameters.is_empty() {
             logical = logical.with_param_values(parameters.to_vec())?;
         }

@@ -253,6 +253,14 @@ fn errors_name_the_file_position_and_the_problem() {
         ),
         ("CREATE STREAM s AS SELECT 1".to_string(), "'s' has no sink"),
         (
+            format!("SELECT SUM(COUNT(*)) FROM t WITH ({source})"),
+            "<-e>:1:1: Aggregate function calls cannot be nested",
+        ),
+        (
+            format!("SELECT a FROM t WHERE SUM(b) > 1 GROUP BY a WITH ({source})"),
+            "<-e>:1:1: Aggregate functions are not allowed in the WHERE clause",
+        ),
+        (
             format!("SELECT a FROM t WITH ({source}, 'x.type' = 'kinesis_source')"),
             "expected one of file_source, file_sink, kafka_source, kafka_sink",
         ),

@@ -30,9 +30,11 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{
     AggregateExec, AggregateMode, PhysicalGroupBy, aggregate_expressions,
 };
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
+use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, InputDistributionRequirements,
     PlanProperties, SendableRecordBatchStream, apply_expression_roots,
@@ -667,6 +669,34 @@ impl ExecutionPlan for WindowAggregateExec {
     }
 }
 
+/// The one aggregate that computes `aggregate` from its input rows: itself, or the partial
+/// aggregate under a final one. DataFusion plans an aggregate in two phases when its input
+/// has several partitions (a UNION ALL) and for grouping sets; the streaming operator keeps
+/// whole states, so it takes the partial phase's input and aggregates, and refuses grouping
+/// sets (the operator itself rejects grouping sets planned in one phase).
+fn single_phase(aggregate: &AggregateExec) -> Result<&AggregateExec> {
+    if matches!(
+        aggregate.mode(),
+        AggregateMode::Single | AggregateMode::SinglePartitioned
+    ) {
+        return Ok(aggregate);
+    }
+    let mut input = aggregate.input();
+    while input.downcast_ref::<CoalescePartitionsExec>().is_some()
+        || input.downcast_ref::<RepartitionExec>().is_some()
+    {
+        input = &input.children()[0];
+    }
+    match input.downcast_ref::<AggregateExec>() {
+        Some(partial)
+            if *partial.mode() == AggregateMode::Partial && partial.group_expr().is_single() =>
+        {
+            Ok(partial)
+        }
+        _ => Err(DataFusionError::Plan(GROUPING_SETS_UNSUPPORTED.into())),
+    }
+}
+
 // The planner rule that puts the operator in place of DataFusion's aggregate: a keyed table's
 // changelog takes the HAVING filter on it into the operator, and every projection above
 // carries its `_op` column through.
@@ -721,14 +751,9 @@ impl PhysicalOptimizerRule for WindowAggregateRule {
                         None => return Ok(Transformed::no(node)),
                     },
                 };
-                // Grouping sets plan as a two-phase aggregate; a streaming one is single-phase
-                // (and the operator itself rejects grouping sets planned in one phase).
-                if !matches!(
-                    aggregate.mode(),
-                    AggregateMode::Single | AggregateMode::SinglePartitioned
-                ) {
-                    return Err(DataFusionError::Plan(GROUPING_SETS_UNSUPPORTED.into()));
-                }
+                let output_schema =
+                    WindowAggregateConfig::output_schema_for(&aggregate.schema(), changelog);
+                let aggregate = single_phase(aggregate)?;
                 let config = WindowAggregateConfig {
                     window: settings.window,
                     emit: settings.emit,
@@ -737,13 +762,12 @@ impl PhysicalOptimizerRule for WindowAggregateRule {
                     group_by: aggregate.group_expr().clone(),
                     aggr_expr: aggregate.aggr_expr().to_vec(),
                     filter_expr: aggregate.filter_expr().to_vec(),
-                    output_schema: WindowAggregateConfig::output_schema_for(
-                        &aggregate.schema(),
-                        changelog,
-                    ),
+                    output_schema,
                     changelog,
                     having,
                 };
+                // An input of several partitions (a UNION ALL) is merged in front of the
+                // operator by the plan's parallelization, as any other distribution.
                 let exec = WindowAggregateExec::try_new(aggregate.input().clone(), config)?;
                 // The top-most aggregate only: the traversal ends here.
                 Ok(Transformed::new(

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::array::{RecordBatch, new_null_array};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
@@ -51,10 +51,15 @@ impl MaterializedTable {
             .iter()
             .map(|k| schema.index_of(k))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let sort_fields = key
+        let mut sort_fields: Vec<_> = key
             .iter()
             .map(|&k| SortField::new(schema.field(k).data_type().clone()))
             .collect();
+        // A table without a key (an aggregate without GROUP BY) has one row: every row's
+        // key is the same null (rows of no columns would not say how many there are).
+        if sort_fields.is_empty() {
+            sort_fields.push(SortField::new(DataType::Null));
+        }
         // Every column nullable: a key's row may have come from any update.
         let fields: Vec<_> = columns
             .iter()
@@ -72,7 +77,10 @@ impl MaterializedTable {
 
     /// Applies a batch of the job's output.
     pub fn apply(&self, batch: &RecordBatch) -> Result<()> {
-        let keys: Vec<_> = self.key.iter().map(|&k| batch.column(k).clone()).collect();
+        let mut keys: Vec<_> = self.key.iter().map(|&k| batch.column(k).clone()).collect();
+        if keys.is_empty() {
+            keys.push(new_null_array(&DataType::Null, batch.num_rows()));
+        }
         let keys = lock(&self.converter).convert_columns(&keys)?;
         let changes = row_changes(batch, self.op);
         let mut rows = lock(&self.rows);

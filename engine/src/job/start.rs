@@ -439,7 +439,7 @@ enum CheckpointStart {
 }
 
 /// The key of a `CREATE TABLE`: the select items marked `PRIMARY KEY`, or else the selected
-/// GROUP BY columns, which must then all be selected.
+/// GROUP BY columns, which must then all be selected (none for an aggregate without GROUP BY).
 fn table_key(
     name: &str,
     query: &StreamingQuery,
@@ -484,6 +484,10 @@ fn table_key(
         .filter(|c| c.name != WATERMARK_COLUMN)
         .cloned()
         .collect();
+    // An aggregate without GROUP BY is a table of one row, whose key is empty.
+    if aggregate.group_expr.is_empty() {
+        return Ok(vec![]);
+    }
     let key: Vec<String> = projection
         .expr
         .iter()

@@ -4,7 +4,8 @@
 //! once), up to one merged stream for the sink.
 //!
 //! It runs last, on the finished streaming plan, so that every other rule sees the plan of
-//! one instance. Which distribution an operator needs is its own
+//! one instance. A job of one instance goes through it too when its plan has streams to
+//! merge (a UNION ALL). Which distribution an operator needs is its own
 //! `input_distribution_requirements`; the operators that run as many instances are listed in
 //! [`runs_in_parallel`], and every other one gets its input merged.
 
@@ -47,7 +48,9 @@ impl PhysicalOptimizerRule for Parallelize {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if self.instances <= 1 {
+        // One instance needs exchanges only where streams meet: a UNION ALL's inputs merged
+        // for an operator of one input (their watermarks merged too), or for the sink.
+        if self.instances <= 1 && !has_several_partitions(&plan) {
             return Ok(plan);
         }
         let plan = self.spread(plan, &mut 0)?;
@@ -206,6 +209,21 @@ fn exchange_level(plan: &Arc<dyn ExecutionPlan>) -> u32 {
     })
     .expect("the visit never fails");
     level
+}
+
+/// Whether some node of `plan` outputs more than one partition.
+fn has_several_partitions(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    let mut several = false;
+    plan.apply(|node| {
+        several |= node.output_partitioning().partition_count() > 1;
+        Ok(if several {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })
+    .expect("the visit never fails");
+    several
 }
 
 /// Whether `plan`'s rows still carry the watermark stamped at their source: no window
