@@ -282,6 +282,7 @@ impl Engine {
         let fingerprint = displayable(plan.as_ref()).indent(true).to_string();
         let parallelize = Parallelize {
             instances: parallelism,
+            pre_aggregate: instance.is_some(),
             sources: scans,
             idle_timeout,
         };

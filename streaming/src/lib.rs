@@ -30,6 +30,7 @@ pub mod key_groups;
 pub mod late;
 mod lookup_join;
 mod operator;
+mod pre_aggregate;
 pub mod process_instance;
 mod session_state;
 mod sliced_state;
@@ -48,6 +49,7 @@ pub use exchange::{ExchangeExec, ExchangeRouting, WatermarkMerge};
 pub use join_time_bounds::SideTime;
 pub use late::{LateDataPolicy, LateRecordSink};
 pub use lookup_join::{LookupJoinExec, LookupJoinRule, LookupTableRead};
+pub use pre_aggregate::PreAggregateExec;
 pub use stream_join::{StreamJoinExec, StreamJoinRule};
 pub use window::{EmitMode, WindowSpec};
 pub use window_aggregate::{

@@ -70,7 +70,16 @@ impl Groups {
         self.intern(&input.keys, &mut groups)?;
         let total = self.values.len();
         for (i, accumulator) in self.accumulators.iter_mut().enumerate() {
-            accumulator.update_batch(&input.args[i], &groups, input.filters[i].as_ref(), total)?;
+            if input.states {
+                accumulator.merge_batch(&input.args[i], &groups, total)?;
+            } else {
+                accumulator.update_batch(
+                    &input.args[i],
+                    &groups,
+                    input.filters[i].as_ref(),
+                    total,
+                )?;
+            }
         }
         self.changed.resize(total, false);
         for group in groups {

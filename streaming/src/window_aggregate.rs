@@ -50,10 +50,11 @@ use crate::key_groups::OperatorInstance;
 use crate::key_groups::rows_of_instance;
 use crate::late::LateDataPolicy;
 use crate::operator::{OperatorState, StreamOperator};
+use crate::pre_aggregate::{PreAggregateConfig, PreAggregateExec};
 use crate::session_state::SessionState;
 use crate::sliced_state::SlicedState;
 use crate::window::{EmitMode, WindowSpec};
-use crate::window_state::{Evaluated, WindowRows, WindowState};
+use crate::window_state::{Evaluated, WindowRows, WindowState, evaluate_all, evaluate_filters};
 
 /// Everything the operator needs: the window, emission and lateness settings, and the
 /// grouping and aggregates of the `AggregateExec` it replaces.
@@ -82,6 +83,9 @@ pub struct WindowAggregateConfig {
     /// The HAVING predicate over group and aggregate columns, evaluated here so that a row
     /// that stops matching can be retracted.
     pub having: Option<Arc<dyn PhysicalExpr>>,
+    /// Its input is a [`PreAggregateExec`]'s: per group of a micro-batch, the group columns,
+    /// the aggregates' partial states and how many rows they hold, to merge.
+    pub merges: bool,
 }
 
 /// Why an aggregate with grouping sets cannot be a streaming one.
@@ -190,7 +194,13 @@ impl WindowAggregator {
             }
             spec => Box::new(SlicedState::try_new(spec, allowed, aggregates, key_schema)?),
         };
-        let arg_exprs = aggregate_expressions(&config.aggr_expr, &AggregateMode::Single, 0)?;
+        // Rows give the aggregates' arguments; a pre-aggregation's rows give their states,
+        // after the group columns, as to DataFusion's final aggregate.
+        let (mode, states_from) = match config.merges {
+            true => (AggregateMode::Final, columns.len()),
+            false => (AggregateMode::Single, 0),
+        };
+        let arg_exprs = aggregate_expressions(&config.aggr_expr, &mode, states_from)?;
         let visible = match (&config.having, config.changelog) {
             (Some(_), true) => {
                 let group_fields = config.output_schema.fields().iter().take(columns.len());
@@ -224,34 +234,27 @@ impl WindowAggregator {
             return self.emit();
         }
         let rows = batch.num_rows();
-        let evaluate =
-            |e: &Arc<dyn PhysicalExpr>| e.evaluate(batch).and_then(|v| v.into_array(rows));
         let keys = if self.constant_key {
             vec![Arc::new(UInt8Array::from(vec![0; rows])) as ArrayRef]
         } else {
-            self.key_exprs.iter().map(evaluate).collect::<Result<_>>()?
+            evaluate_all(&self.key_exprs, batch)?
         };
         let args = self
             .arg_exprs
             .iter()
-            .map(|exprs| exprs.iter().map(evaluate).collect::<Result<Vec<_>>>())
+            .map(|exprs| evaluate_all(exprs, batch))
             .collect::<Result<_>>()?;
-        let filters = self
-            .config
-            .filter_expr
-            .iter()
-            .map(|f| match f {
-                Some(f) => Ok(Some(evaluate(f)?.as_boolean().clone())),
-                None => Ok(None),
-            })
-            .collect::<Result<Vec<Option<BooleanArray>>>>()?;
         let input = Evaluated {
             keys,
             args,
-            filters,
+            filters: evaluate_filters(&self.config.filter_expr, batch)?,
+            states: self.config.merges,
         };
         let (times, mut marks) = match &self.stamp_exprs {
-            Some((time, mark)) => (millis(&evaluate(time)?)?, millis(&evaluate(mark)?)?),
+            Some((time, mark)) => {
+                let [time, mark] = [time, mark].map(|e| e.evaluate(batch)?.into_array(rows));
+                (millis(&time?)?, millis(&mark?)?)
+            }
             None => (vec![], vec![]),
         };
         // A row is judged against the watermark the operator has already acted on: on event
@@ -262,7 +265,17 @@ impl WindowAggregator {
         }
         let late = self.state.update(&input, &times, &marks)?;
         if !late.is_empty() {
-            self.late_records += late.len();
+            self.late_records += match self.config.merges {
+                // A pre-aggregation's row stands for the rows it counts (its last column).
+                true => {
+                    let counts = batch.column(batch.num_columns() - 1);
+                    let counts = counts.as_primitive::<arrow::datatypes::UInt64Type>();
+                    late.iter()
+                        .map(|&r| counts.value(r as usize) as usize)
+                        .sum()
+                }
+                false => late.len(),
+            };
             if let LateDataPolicy::DeadLetter(sink) = &self.config.late {
                 let indices = arrow::array::UInt32Array::from(late);
                 sink.write(&arrow::compute::take_record_batch(batch, &indices)?)?;
@@ -513,7 +526,7 @@ fn with_ops(batch: RecordBatch, ops: Vec<&str>) -> Result<RecordBatch> {
     )?)
 }
 
-fn millis(array: &ArrayRef) -> Result<Vec<i64>> {
+pub(crate) fn millis(array: &ArrayRef) -> Result<Vec<i64>> {
     let values = cast(array, &DataType::Int64)?;
     let values = values.as_primitive::<Int64Type>();
     if values.null_count() > 0 {
@@ -560,6 +573,62 @@ impl WindowAggregateExec {
     pub fn config(&self) -> &WindowAggregateConfig {
         &self.config
     }
+
+    /// This aggregate over `input` in two phases, if it can be: a [`PreAggregateExec`] of
+    /// each micro-batch over `input`, under the aggregate merging its partial states (for
+    /// an exchange between the two). Not for sessions (which rows merge depends on every
+    /// row before), nor on processing time, nor when late rows go to a dead letter (they are
+    /// no longer rows after the first phase), nor without keys (nothing is exchanged), nor
+    /// over an exchange (whose rows without data only move the watermark on).
+    pub fn pre_aggregated(&self, input: Arc<dyn ExecutionPlan>) -> Result<Option<Arc<Self>>> {
+        if input.exists(|node| Ok(node.downcast_ref::<ExchangeExec>().is_some()))? {
+            return Ok(None);
+        }
+        let Some((partial, merging)) = self.config.two_phases() else {
+            return Ok(None);
+        };
+        let partial = PreAggregateExec::try_new(input, partial)?;
+        Ok(Some(Arc::new(Self::try_new(Arc::new(partial), merging)?)))
+    }
+}
+
+impl WindowAggregateConfig {
+    /// The two phases of this aggregate, where it can run in two (see
+    /// [`WindowAggregateExec::pre_aggregated`]): the pre-aggregation's and the merging
+    /// aggregate's.
+    pub(crate) fn two_phases(&self) -> Option<(PreAggregateConfig, WindowAggregateConfig)> {
+        let config = self;
+        let two_phase = !config.merges
+            && match config.window {
+                WindowSpec::Tumbling { .. } | WindowSpec::Sliding { .. } => {
+                    config.watermark.field.is_some()
+                }
+                WindowSpec::Global => true,
+                WindowSpec::Session { .. } => false,
+            }
+            && !matches!(config.late, LateDataPolicy::DeadLetter(_))
+            && config
+                .group_by
+                .expr()
+                .iter()
+                .any(|(_, name)| name != EVENT_TIME_COLUMN && name != WATERMARK_COLUMN);
+        two_phase.then(|| {
+            let partial = PreAggregateConfig {
+                window: config.window,
+                allowed_lateness: config.late.allowed_lateness(),
+                group_by: config.group_by.expr().to_vec(),
+                aggr_expr: config.aggr_expr.clone(),
+                filter_expr: config.filter_expr.clone(),
+            };
+            let merging = WindowAggregateConfig {
+                group_by: config.group_by.as_final(),
+                filter_expr: vec![None; config.aggr_expr.len()],
+                merges: true,
+                ..config.clone()
+            };
+            (partial, merging)
+        })
+    }
 }
 
 impl DisplayAs for WindowAggregateExec {
@@ -594,6 +663,9 @@ impl DisplayAs for WindowAggregateExec {
         }
         if config.changelog {
             write!(f, ", changelog")?;
+        }
+        if config.merges {
+            write!(f, ", merges partial states")?;
         }
         Ok(())
     }
@@ -685,7 +757,7 @@ fn single_phase(aggregate: &AggregateExec) -> Result<&AggregateExec> {
     while input.downcast_ref::<CoalescePartitionsExec>().is_some()
         || input.downcast_ref::<RepartitionExec>().is_some()
     {
-        input = &input.children()[0];
+        input = input.children()[0];
     }
     match input.downcast_ref::<AggregateExec>() {
         Some(partial)
@@ -765,6 +837,7 @@ impl PhysicalOptimizerRule for WindowAggregateRule {
                     output_schema,
                     changelog,
                     having,
+                    merges: false,
                 };
                 // An input of several partitions (a UNION ALL) is merged in front of the
                 // operator by the plan's parallelization, as any other distribution.

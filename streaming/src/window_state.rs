@@ -7,6 +7,7 @@ use arrow::compute::take;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::error::Result;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
 use crate::window::EmitMode;
@@ -17,6 +18,8 @@ pub(crate) struct Evaluated {
     pub keys: Vec<ArrayRef>,
     pub args: Vec<Vec<ArrayRef>>,
     pub filters: Vec<Option<BooleanArray>>,
+    /// The arguments are a pre-aggregation's partial states, to merge (no filters).
+    pub states: bool,
 }
 
 impl Evaluated {
@@ -45,8 +48,40 @@ impl Evaluated {
                     None => Ok(None),
                 })
                 .collect::<Result<_>>()?,
+            states: self.states,
         })
     }
+}
+
+/// Each of `exprs` evaluated over `batch`, as arrays.
+pub(crate) fn evaluate_all(
+    exprs: &[Arc<dyn PhysicalExpr>],
+    batch: &RecordBatch,
+) -> Result<Vec<ArrayRef>> {
+    exprs
+        .iter()
+        .map(|e| {
+            e.evaluate(batch)
+                .and_then(|v| v.into_array(batch.num_rows()))
+        })
+        .collect()
+}
+
+/// Each aggregate's `FILTER (WHERE ...)` evaluated over `batch`.
+pub(crate) fn evaluate_filters(
+    filters: &[Option<Arc<dyn PhysicalExpr>>],
+    batch: &RecordBatch,
+) -> Result<Vec<Option<BooleanArray>>> {
+    filters
+        .iter()
+        .map(|f| match f {
+            Some(f) => {
+                let array = f.evaluate(batch)?.into_array(batch.num_rows())?;
+                Ok(Some(arrow::array::AsArray::as_boolean(&array).clone()))
+            }
+            None => Ok(None),
+        })
+        .collect()
 }
 
 /// Result rows of one window (or, for sessions, of several, with per-row bounds).

@@ -271,6 +271,13 @@ impl Scratch {
         }
         sql = sql.replace("{out}", &self.out.display().to_string());
         for (key, value) in extra_options {
+            // An option the query sets already takes the new value (an option may not repeat).
+            let set = format!("'{key}' = '");
+            if let Some(start) = sql.find(&set).map(|at| at + set.len()) {
+                let end = start + sql[start..].find('\'').ok_or("an unclosed option value")?;
+                sql.replace_range(start..end, value);
+                continue;
+            }
             let at = sql
                 .rfind("WITH (")
                 .ok_or("the query has no WITH clause to add options to")?;

@@ -35,6 +35,11 @@ use crate::source::SourceScan;
 pub struct Parallelize {
     /// How many instances; 1 leaves the plan as it is.
     pub instances: usize,
+    /// Whether a window aggregate's rows are pre-aggregated before they cross an exchange:
+    /// where the instances run in several processes, so that the exchanges go through
+    /// Kafka. Within a process an exchange hands batches on for less than pre-aggregating
+    /// them costs (measured: `docs/performance.md`, parallel_scaling and windowed_aggregation).
+    pub pre_aggregate: bool,
     /// The sources the plan's scans read, each with its shares when it divides.
     pub sources: Vec<(SourceScan, Vec<Arc<dyn PartitionStream>>)>,
     /// The windowed source's idle timeout: a share silent this long stops holding the
@@ -88,23 +93,42 @@ impl Parallelize {
         let table_side = plan.downcast_ref::<LookupJoinExec>().map(|_| 0);
         let parallel = runs_in_parallel(plan.as_ref());
         let required = plan.input_distribution_requirements();
+        let mut two_phase = None;
         let mut children = Vec::new();
         for (i, child) in plan.children().into_iter().enumerate() {
             if Some(i) == table_side {
                 children.push(child.clone());
                 continue;
             }
-            let spread = self.spread(child.clone(), crossings)?;
-            let (distribution, why) = match required.child_distribution(i) {
+            let mut spread = self.spread(child.clone(), crossings)?;
+            let (mut distribution, mut why) = match required.child_distribution(i) {
                 Some(distribution) if parallel => (distribution.clone(), why(plan.as_ref())),
                 _ => (
                     Distribution::SinglePartition,
                     format!("{} runs as one instance", plan.name()),
                 ),
             };
+            // A window aggregate whose rows would cross processes takes each micro-batch's
+            // partial states across instead, far fewer than its rows.
+            if let Some(aggregate) = plan.downcast_ref::<WindowAggregateExec>()
+                && self.pre_aggregate
+                && parallel
+                && !satisfies(&spread, &distribution)
+                && let Some(merging) = aggregate.pre_aggregated(spread.clone())?
+            {
+                spread = merging.children()[0].clone();
+                if let Some(keys) = merging
+                    .input_distribution_requirements()
+                    .child_distribution(0)
+                {
+                    distribution = keys.clone();
+                }
+                why = format!("{why}, as partial states per micro-batch");
+                two_phase = Some(merging as Arc<dyn ExecutionPlan>);
+            }
             children.push(self.distribute(spread, &distribution, &why, Some(crossings)));
         }
-        replace_children_if_necessary(plan, children)
+        replace_children_if_necessary(two_phase.unwrap_or(plan), children)
     }
 
     /// The scan with its source divided into shares, if it reads one that divides.
@@ -140,12 +164,8 @@ impl Parallelize {
         why: &str,
         crossings: Option<&mut u32>,
     ) -> Arc<dyn ExecutionPlan> {
-        let partitioning = plan.output_partitioning();
-        let satisfied = partitioning
-            .satisfaction(required, plan.equivalence_properties(), false)
-            .is_satisfied();
         let routing = match required {
-            _ if satisfied => return plan,
+            _ if satisfies(&plan, required) => return plan,
             Distribution::SinglePartition => ExchangeRouting::Merge,
             Distribution::KeyPartitioned(keys) => {
                 ExchangeRouting::Hash(keys.clone(), self.instances)
@@ -209,6 +229,13 @@ fn exchange_level(plan: &Arc<dyn ExecutionPlan>) -> u32 {
     })
     .expect("the visit never fails");
     level
+}
+
+/// Whether `plan`'s output is distributed as `required` already.
+fn satisfies(plan: &Arc<dyn ExecutionPlan>, required: &Distribution) -> bool {
+    plan.output_partitioning()
+        .satisfaction(required, plan.equivalence_properties(), false)
+        .is_satisfied()
 }
 
 /// Whether some node of `plan` outputs more than one partition.
