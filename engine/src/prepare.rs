@@ -25,7 +25,7 @@ use crate::job::task::{InstanceHere, JobRun, task_context};
 use crate::late::LateRecordFile;
 use crate::placeholders::parse_query;
 use crate::planner::parallelize::Parallelize;
-use crate::planner::window_clause::{rewrite_query, time_source};
+use crate::planner::window_clause::{rewrite_query, stream_sources};
 use crate::planner::{StreamingQueryPlan, properties, streaming_rules};
 use crate::source::{SourceDef, SqlColumns, resolve_source};
 use crate::statements::streaming_query::StreamingQuery;
@@ -152,7 +152,8 @@ impl Engine {
 
         let mut parsed = parse_query(&state, &query.sql)?;
         let window = rewrite_query(&mut parsed, query.window.as_ref(), query.position)?;
-        let stream_source = time_source(&parsed);
+        let streams = stream_sources(&mut parsed, window.is_some());
+        let stream_source = streams.first().cloned();
         let mut watermark = WatermarkSpec::default();
         // The event times of the sources that declare one, for joins bounded in time.
         let mut times = Vec::new();
@@ -160,7 +161,7 @@ impl Engine {
         let mut readers = vec![false; parallelism];
         for source in &sources {
             let stamp = match &window {
-                Some(window) if stream_source.as_deref() == Some(source.name.as_str()) => {
+                Some(window) if streams.contains(&source.name) => {
                     watermark = source.watermark_spec(window.time_column.as_deref())?;
                     Some(watermark.clone())
                 }
@@ -222,9 +223,10 @@ impl Engine {
             });
         }
         if window.is_some()
-            && !sources
-                .iter()
-                .any(|s| Some(&s.name) == stream_source.as_ref())
+            && (streams.is_empty()
+                || !streams
+                    .iter()
+                    .all(|name| sources.iter().any(|s| &s.name == name)))
         {
             return Err(EngineError::Sql {
                 message: "a windowed query reads FROM a source declared in its own WITH clause"

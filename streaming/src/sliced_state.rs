@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array};
-use arrow::compute::{concat_batches, take};
+use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take};
 use arrow::datatypes::{DataType, Field, Int64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::error::Result;
@@ -244,15 +244,40 @@ impl SlicedState {
         })
     }
 
-    fn rows(&self, start: i64, (keys, values): (Vec<ArrayRef>, Vec<ArrayRef>)) -> WindowRows {
+    /// A window's rows, in key order: the same rows come out in the same order however the
+    /// input interleaved (two streams of a UNION ALL, micro-batches of any size).
+    fn rows(
+        &self,
+        start: i64,
+        (keys, values): (Vec<ArrayRef>, Vec<ArrayRef>),
+    ) -> Result<WindowRows> {
         let n = values.first().map_or(0, |v| v.len());
-        WindowRows {
+        let (keys, values) = if n > 1 && !keys.is_empty() {
+            let columns: Vec<SortColumn> = keys
+                .iter()
+                .map(|k| SortColumn {
+                    values: k.clone(),
+                    options: None,
+                })
+                .collect();
+            let order = lexsort_to_indices(&columns, None)?;
+            let sorted = |arrays: Vec<ArrayRef>| -> Result<Vec<ArrayRef>> {
+                Ok(arrays
+                    .iter()
+                    .map(|a| take(a, &order, None))
+                    .collect::<Result<_, _>>()?)
+            };
+            (sorted(keys)?, sorted(values)?)
+        } else {
+            (keys, values)
+        };
+        Ok(WindowRows {
             starts: vec![start; n],
             ends: vec![self.spec.end_of(start); n],
             retract: vec![false; n],
             keys,
             values,
-        }
+        })
     }
 }
 
@@ -334,7 +359,7 @@ impl WindowState for SlicedState {
                 _ => None,
             };
             if let Some(rows) = emitted {
-                out.push(self.rows(start, rows));
+                out.push(self.rows(start, rows)?);
             }
             if expired {
                 closed.push(start);

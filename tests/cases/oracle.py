@@ -879,6 +879,75 @@ EMIT CHANGES
     return sql, {"trades.csv": ([], TRADE_COLS)}, [], meta, Stats()
 
 
+@case
+def cte_filter_tumbling():
+    """A common table expression filtering the stream feeds a tumbling window. The watermark
+    is the source's: a trade the filter drops still moves it on."""
+    bound = 2 * SEC
+    rows = gen_trades(1717, 1500, bound, delays=[(0.04, 3 * SEC, 14 * SEC)])
+    rows = inject_boundaries(rows, 1718, bound, 10 * SEC, exact=3, near=2)
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = aligned_windows(recs, bound, tumbling(10 * SEC),
+                                   key_of=lambda r: r["symbol"] if r["qty"] >= 100 else None)
+    expected = [
+        {"symbol": k, "window_start": ts(s), "big_trades": len(rs), "volume": sum(r["qty"] for r in rs)}
+        for (k, s, e), rs in contents.items()
+    ]
+    sql = """CREATE STREAM big_trade_volume AS
+WITH big AS (
+  SELECT symbol, qty FROM trades WHERE qty >= 100
+)
+SELECT symbol, _window_start AS window_start, COUNT(*) AS big_trades, SUM(qty) AS volume
+FROM big
+GROUP BY symbol
+WINDOW TUMBLING(INTERVAL '10' SECOND)
+EMIT FINAL
+""" + trades_with("2s") + SINK_TAIL.format(name="big_trade_volume")
+    meta = {"mode": "final", "key": ["symbol", "window_start"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+@case
+def union_tumbling():
+    """A tumbling window over the UNION ALL of two streams (one filtered in its branch): their
+    watermarks merge (the least holds), so with every trade within its own stream's bound none
+    is late, and each window holds both streams' trades."""
+    bound = 2 * SEC
+    rows = gen_trades(1818, 800, bound)
+    more = gen_trades(1819, 700, bound)
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    more_recs = read_trades(to_csv(more, TRADE_COLS))
+    size = 10 * SEC
+    contents: dict = {}
+    for r in [r for r in recs if r["symbol"] != "TSLA"] + more_recs:
+        start = r["ts"] // size * size
+        contents.setdefault((r["symbol"], start), []).append(r)
+    expected = [{"symbol": k, "window_start": ts(s), **totals(rs)} for (k, s), rs in contents.items()]
+    more_source = (
+        "  'more_trades.type' = 'file_source',\n"
+        "  'more_trades.path' = '{in:more_trades.csv}',\n"
+        "  'more_trades.format' = 'csv',\n"
+        "  'more_trades.event.time.field' = 'ts',\n"
+        "  'more_trades.watermark.strategy' = 'bounded_out_of_orderness',\n"
+        "  'more_trades.watermark.max_out_of_orderness' = '2s',\n"
+    )
+    sql = """CREATE STREAM both_venues AS
+SELECT symbol, _window_start AS window_start, COUNT(*) AS trades, SUM(qty) AS volume,
+       SUM(CAST(price AS DECIMAL(18,4)) * qty) AS notional
+FROM (
+  SELECT symbol, price, qty FROM trades WHERE symbol <> 'TSLA'
+  UNION ALL
+  SELECT symbol, price, qty FROM more_trades
+) AS all_trades
+GROUP BY symbol
+WINDOW TUMBLING(INTERVAL '10' SECOND)
+EMIT FINAL
+""" + trades_with("2s", more_source) + SINK_TAIL.format(name="both_venues")
+    meta = {"mode": "final", "key": ["symbol", "window_start"]}
+    inputs = {"trades.csv": (rows, TRADE_COLS), "more_trades.csv": (more, TRADE_COLS)}
+    return sql, inputs, expected, meta, Stats()
+
+
 # The new changelog cases set a small source batch size: with the default (8192 rows) the
 # whole input is one micro-batch, emitted once, so the updates, corrections and retractions
 # between micro-batches would go untested by a plain run. 2 keeps multi-row batches (a record

@@ -302,26 +302,112 @@ fn top_select(statement: &mut Statement) -> Option<&mut ast::Select> {
     }
 }
 
-/// The table the query's first FROM item reads: the stream side of a stream-table join.
-pub fn time_source(statement: &DfStatement) -> Option<String> {
-    let DfStatement::Statement(statement) = statement else {
-        return None;
-    };
-    let Statement::Query(query) = statement.as_ref() else {
-        return None;
-    };
-    let SetExpr::Select(select) = query.body.as_ref() else {
-        return None;
-    };
-    match &select.from.first()?.relation {
-        TableFactor::Table { name, .. } => name.0.last().and_then(|p| p.as_ident()).map(|i| {
-            if i.quote_style.is_some() {
-                i.value.clone()
-            } else {
-                i.value.to_lowercase()
+/// The sources a query's stream comes from: its first FROM item (the stream side of a
+/// stream-table join), followed through subqueries, common table expressions and the
+/// branches of a UNION ALL. For a windowed query, each select on the way to them passes the
+/// stamp columns (event time, watermark) on, so that the window's GROUP BY finds them.
+pub fn stream_sources(statement: &mut DfStatement, windowed: bool) -> Vec<String> {
+    let mut sources = Vec::new();
+    if let DfStatement::Statement(statement) = statement
+        && let Statement::Query(query) = statement.as_mut()
+    {
+        let ast::Query { with, body, .. } = query.as_mut();
+        let mut ctes = with.as_mut().map(|w| w.cte_tables.as_mut_slice());
+        let mut follow = Follow {
+            ctes: ctes.take().unwrap_or_default(),
+            windowed,
+            sources: &mut sources,
+        };
+        follow.set(body, true, 0);
+    }
+    sources
+}
+
+/// The walk of [`stream_sources`].
+struct Follow<'a> {
+    ctes: &'a mut [ast::Cte],
+    windowed: bool,
+    sources: &'a mut Vec<String>,
+}
+
+/// How deep CTEs and subqueries are followed (a CTE naming itself would never end).
+const MAX_DEPTH: usize = 16;
+
+impl Follow<'_> {
+    fn set(&mut self, body: &mut SetExpr, top: bool, depth: usize) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        match body {
+            SetExpr::Select(select) => self.select(select, top, depth),
+            SetExpr::Query(query) => self.set(&mut query.body, false, depth + 1),
+            SetExpr::SetOperation {
+                op: ast::SetOperator::Union,
+                set_quantifier: ast::SetQuantifier::All,
+                left,
+                right,
+            } => {
+                self.set(left, false, depth + 1);
+                self.set(right, false, depth + 1);
             }
-        }),
-        _ => None,
+            _ => {}
+        }
+    }
+
+    fn select(&mut self, select: &mut ast::Select, top: bool, depth: usize) {
+        // A select below the window's passes the stamps on, unless it aggregates (its rows
+        // are no longer the source's) or takes every column (the stamps among them).
+        let aggregates = !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty())
+            || select.having.is_some();
+        let every_column = select.projection.iter().any(|item| {
+            matches!(
+                item,
+                ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..)
+            )
+        });
+        if !top && aggregates {
+            return;
+        }
+        let passes_stamps = select.projection.iter().any(
+            |item| matches!(item, ast::SelectItem::UnnamedExpr(Expr::Identifier(i)) if i.value == EVENT_TIME_COLUMN),
+        );
+        if self.windowed && !top && !every_column && !passes_stamps {
+            for column in [EVENT_TIME_COLUMN, WATERMARK_COLUMN] {
+                select
+                    .projection
+                    .push(ast::SelectItem::UnnamedExpr(identifier(column)));
+            }
+        }
+        let Some(from) = select.from.first_mut() else {
+            return;
+        };
+        match &mut from.relation {
+            TableFactor::Table { name, .. } => {
+                let Some(name) = name.0.last().and_then(|p| p.as_ident()).map(|i| {
+                    if i.quote_style.is_some() {
+                        i.value.clone()
+                    } else {
+                        i.value.to_lowercase()
+                    }
+                }) else {
+                    return;
+                };
+                let cte = self
+                    .ctes
+                    .iter()
+                    .position(|cte| cte.alias.name.value.to_lowercase() == name);
+                match cte {
+                    Some(i) => {
+                        let mut query = self.ctes[i].query.clone();
+                        self.set(&mut query.body, false, depth + 1);
+                        self.ctes[i].query = query;
+                    }
+                    None => self.sources.push(name),
+                }
+            }
+            TableFactor::Derived { subquery, .. } => self.set(&mut subquery.body, false, depth + 1),
+            _ => {}
+        }
     }
 }
 
@@ -479,15 +565,38 @@ mod tests {
         }
     }
 
-    #[test]
-    fn time_source_is_the_first_from_item() {
+    /// The sources of a statement's stream, and the statement after the stamps are passed
+    /// on for a window.
+    fn sources(sql: &str) -> (Vec<String>, String) {
         let state = SessionContext::new().state();
-        let statement = state
-            .sql_to_statement(
-                "SELECT * FROM Trades t JOIN instruments i ON t.s = i.s",
-                &Dialect::Generic,
-            )
-            .unwrap();
-        assert_eq!(time_source(&statement).as_deref(), Some("trades"));
+        let mut statement = state.sql_to_statement(sql, &Dialect::Generic).unwrap();
+        let sources = stream_sources(&mut statement, true);
+        (sources, statement.to_string())
+    }
+
+    #[test]
+    fn the_stream_is_the_first_from_item_followed_through_subqueries_and_unions() {
+        let (found, _) = sources("SELECT * FROM Trades t JOIN instruments i ON t.s = i.s");
+        assert_eq!(found, vec!["trades"]);
+        let (found, sql) = sources(
+            "WITH big AS (SELECT s, q FROM trades WHERE q > 100) SELECT s, COUNT(*) FROM big GROUP BY s",
+        );
+        assert_eq!(found, vec!["trades"]);
+        assert!(
+            sql.contains("SELECT s, q, _window_start, _window_end FROM trades"),
+            "{sql}"
+        );
+        let (found, sql) = sources(
+            "SELECT s, COUNT(*) FROM (SELECT s FROM a UNION ALL SELECT * FROM b) AS t GROUP BY s",
+        );
+        assert_eq!(found, vec!["a", "b"]);
+        assert!(
+            sql.contains("SELECT s, _window_start, _window_end FROM a UNION ALL SELECT * FROM b"),
+            "{sql}"
+        );
+        // An aggregate's rows are not the source's: nothing is followed into it.
+        let (found, _) =
+            sources("SELECT COUNT(*) FROM (SELECT s, COUNT(*) AS n FROM a GROUP BY s) AS t");
+        assert!(found.is_empty());
     }
 }
