@@ -67,14 +67,14 @@ async fn all_aggregates_match_datafusion_batch_group_by() {
     .unwrap();
     let batch_sql = format!(
         "SELECT k, date_bin(INTERVAL '10 seconds', to_timestamp_millis(ts)) AS ws, {}
-         FROM t GROUP BY 1, 2 ORDER BY 2, MIN(ts)",
+         FROM t GROUP BY 1, 2 ORDER BY 2, 1",
         AGGREGATES
             .replace("COUNT_DISTINCT(qty)", "COUNT(DISTINCT qty)")
             .replace("LISTAGG(note)", "STRING_AGG(note, ',')")
     );
     let batch = ctx.sql(&batch_sql).await.unwrap().collect().await.unwrap();
 
-    // Window by window, groups in order of first appearance: the same order both ways.
+    // Window by window, groups in key order: the same order both ways.
     let text =
         |b: &[arrow::record_batch::RecordBatch]| pretty_format_batches(b).unwrap().to_string();
     let (ours, theirs) = (text(&streamed), text(&batch));

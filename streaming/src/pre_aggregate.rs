@@ -41,8 +41,7 @@ use crate::event_time::{EVENT_TIME_COLUMN, WATERMARK_COLUMN};
 use crate::operator::StreamOperator;
 use crate::sliced_state::groups_accumulator;
 use crate::window::WindowSpec;
-use crate::window_aggregate::millis;
-use crate::window_state::{evaluate_all, evaluate_filters};
+use crate::window_state::{evaluate_all, evaluate_filters, millis};
 
 /// The column of a partial row counting the rows it stands for (its last).
 const PRE_AGGREGATED_ROWS: &str = "_pre_aggregated_rows";

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, TimestampMillisecondArray, UInt8Array};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
@@ -54,7 +54,9 @@ use crate::pre_aggregate::{PreAggregateConfig, PreAggregateExec};
 use crate::session_state::SessionState;
 use crate::sliced_state::SlicedState;
 use crate::window::{EmitMode, WindowSpec};
-use crate::window_state::{Evaluated, WindowRows, WindowState, evaluate_all, evaluate_filters};
+use crate::window_state::{
+    Evaluated, WindowRows, WindowState, evaluate_all, evaluate_filters, millis,
+};
 
 /// Everything the operator needs: the window, emission and lateness settings, and the
 /// grouping and aggregates of the `AggregateExec` it replaces.
@@ -524,18 +526,6 @@ fn with_ops(batch: RecordBatch, ops: Vec<&str>) -> Result<RecordBatch> {
         Arc::new(Schema::new(fields)),
         columns,
     )?)
-}
-
-pub(crate) fn millis(array: &ArrayRef) -> Result<Vec<i64>> {
-    let values = cast(array, &DataType::Int64)?;
-    let values = values.as_primitive::<Int64Type>();
-    if values.null_count() > 0 {
-        return Err(StreamingError::EventTime(
-            "a row reached the window operator without event time".into(),
-        )
-        .into());
-    }
-    Ok(values.values().to_vec())
 }
 
 /// The plan node around a `WindowAggregator`.

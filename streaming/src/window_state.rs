@@ -2,14 +2,15 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, UInt32Array};
-use arrow::compute::take;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
+use arrow::compute::{cast, take};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::error::Result;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
+use crate::error::StreamingError;
 use crate::window::EmitMode;
 
 /// The evaluated inputs of one micro-batch: group keys, aggregate arguments and filters.
@@ -65,6 +66,19 @@ pub(crate) fn evaluate_all(
                 .and_then(|v| v.into_array(batch.num_rows()))
         })
         .collect()
+}
+
+/// The epoch milliseconds of a stamp column (event time or watermark).
+pub(crate) fn millis(array: &ArrayRef) -> Result<Vec<i64>> {
+    let values = cast(array, &DataType::Int64)?;
+    let values = values.as_primitive::<Int64Type>();
+    if values.null_count() > 0 {
+        return Err(StreamingError::EventTime(
+            "a row reached the window operator without event time".into(),
+        )
+        .into());
+    }
+    Ok(values.values().to_vec())
 }
 
 /// Each aggregate's `FILTER (WHERE ...)` evaluated over `batch`.

@@ -471,6 +471,18 @@ def trades_with(bound: str, extra: str = "") -> str:
     )
 
 
+def more_trades_with(bound: str) -> str:
+    """The options of a second trades source, `more_trades`, to add to trades_with."""
+    return (
+        "  'more_trades.type' = 'file_source',\n"
+        "  'more_trades.path' = '{in:more_trades.csv}',\n"
+        "  'more_trades.format' = 'csv',\n"
+        "  'more_trades.event.time.field' = 'ts',\n"
+        "  'more_trades.watermark.strategy' = 'bounded_out_of_orderness',\n"
+        f"  'more_trades.watermark.max_out_of_orderness' = '{bound}',\n"
+    )
+
+
 def trades_and_volume_sql(name, window, emit, source, with_end=True, having=None):
     """The job of the cases that count trades and sum qty per symbol and window."""
     end = "_window_end AS window_end,\n       " if with_end else ""
@@ -840,14 +852,6 @@ def groupby_union_subquery():
     for r in [r for r in recs if r["qty"] > 50] + more_recs:
         groups.setdefault(r["symbol"], []).append(r)
     expected = [{"symbol": k, **totals(rs)} for k, rs in groups.items()]
-    more_source = (
-        "  'more_trades.type' = 'file_source',\n"
-        "  'more_trades.path' = '{in:more_trades.csv}',\n"
-        "  'more_trades.format' = 'csv',\n"
-        "  'more_trades.event.time.field' = 'ts',\n"
-        "  'more_trades.watermark.strategy' = 'bounded_out_of_orderness',\n"
-        "  'more_trades.watermark.max_out_of_orderness' = '5s',\n"
-    )
     sql = """CREATE TABLE symbol_totals AS
 SELECT symbol, COUNT(*) AS trades, SUM(qty) AS volume,
        SUM(CAST(price AS DECIMAL(18,4)) * qty) AS notional
@@ -858,7 +862,7 @@ FROM (
 ) AS all_trades
 GROUP BY symbol
 EMIT CHANGES
-""" + trades_with("5s", more_source) + SINK_TAIL.format(name="symbol_totals")
+""" + trades_with("5s", more_trades_with("5s")) + SINK_TAIL.format(name="symbol_totals")
     meta = {"mode": "changes", "key": ["symbol"], "monotonic": ["trades", "volume"]}
     inputs = {"trades.csv": (rows, TRADE_COLS), "more_trades.csv": (more, TRADE_COLS)}
     return sql, inputs, expected, meta, Stats()
@@ -923,14 +927,6 @@ def union_tumbling():
         start = r["ts"] // size * size
         contents.setdefault((r["symbol"], start), []).append(r)
     expected = [{"symbol": k, "window_start": ts(s), **totals(rs)} for (k, s), rs in contents.items()]
-    more_source = (
-        "  'more_trades.type' = 'file_source',\n"
-        "  'more_trades.path' = '{in:more_trades.csv}',\n"
-        "  'more_trades.format' = 'csv',\n"
-        "  'more_trades.event.time.field' = 'ts',\n"
-        "  'more_trades.watermark.strategy' = 'bounded_out_of_orderness',\n"
-        "  'more_trades.watermark.max_out_of_orderness' = '2s',\n"
-    )
     sql = """CREATE STREAM both_venues AS
 SELECT symbol, _window_start AS window_start, COUNT(*) AS trades, SUM(qty) AS volume,
        SUM(CAST(price AS DECIMAL(18,4)) * qty) AS notional
@@ -942,7 +938,7 @@ FROM (
 GROUP BY symbol
 WINDOW TUMBLING(INTERVAL '10' SECOND)
 EMIT FINAL
-""" + trades_with("2s", more_source) + SINK_TAIL.format(name="both_venues")
+""" + trades_with("2s", more_trades_with("2s")) + SINK_TAIL.format(name="both_venues")
     meta = {"mode": "final", "key": ["symbol", "window_start"]}
     inputs = {"trades.csv": (rows, TRADE_COLS), "more_trades.csv": (more, TRADE_COLS)}
     return sql, inputs, expected, meta, Stats()
