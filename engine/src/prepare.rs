@@ -155,6 +155,7 @@ impl Engine {
         let streams = stream_sources(&mut parsed, window.is_some());
         let stream_source = streams.first().cloned();
         let mut watermark = WatermarkSpec::default();
+        let mut stamped = 0;
         // The event times of the sources that declare one, for joins bounded in time.
         let mut times = Vec::new();
         let mut scans = Vec::new();
@@ -162,8 +163,27 @@ impl Engine {
         for source in &sources {
             let stamp = match &window {
                 Some(window) if streams.contains(&source.name) => {
-                    watermark = source.watermark_spec(window.time_column.as_deref())?;
-                    Some(watermark.clone())
+                    let spec = source.watermark_spec(window.time_column.as_deref())?;
+                    if stamped == 0 {
+                        watermark = spec.clone();
+                    } else if spec.field.is_some() != watermark.field.is_some() {
+                        // One window cannot close on event time and on the clock at once.
+                        return Err(EngineError::Sql {
+                            message: format!(
+                                "the streams a window reads must all have event time or all go by processing time: '{}' differs from '{}'",
+                                source.name, streams[0]
+                            ),
+                            position: query.position,
+                        });
+                    } else {
+                        // The stream that goes idle first lets the others' watermark on.
+                        watermark.idle_timeout = match (watermark.idle_timeout, spec.idle_timeout) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                    }
+                    stamped += 1;
+                    Some(spec)
                 }
                 _ => None,
             };

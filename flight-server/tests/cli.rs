@@ -253,6 +253,12 @@ fn errors_name_the_file_position_and_the_problem() {
         ),
         ("CREATE STREAM s AS SELECT 1".to_string(), "'s' has no sink"),
         (
+            format!(
+                "SELECT COUNT(*) FROM (SELECT a FROM t UNION ALL SELECT a FROM u) AS x WINDOW TUMBLING(1s) WITH ({source}, 't.event.time.field' = 'b', 'u.type' = 'file_source', 'u.path' = 't.csv')"
+            ),
+            "the streams a window reads must all have event time or all go by processing time: 'u' differs from 't'",
+        ),
+        (
             format!("SELECT SUM(COUNT(*)) FROM t WITH ({source})"),
             "<-e>:1:1: Aggregate function calls cannot be nested",
         ),

@@ -6,20 +6,20 @@
 //! part in checkpoints.
 //!
 //! A partial row stands for rows that the window aggregate would have treated alike: rows
-//! of one key in one pane (the stretch of time whose rows fall in the same windows: a
-//! tumbling window, or the greatest common divisor of a sliding window's size and slide),
-//! and in one lateness band. The aggregate judges a row late for a window by the row's
-//! watermark, which the exchange may only lower to what the other senders hold (the same for
-//! a whole batch). So rows whose own watermarks pass the same of their windows' ends (plus
-//! allowed lateness) are judged alike, and a partial row carries the largest of them, which
-//! also keeps the watermark the batch passes on. Its rows' count rides along, so that late
-//! partial rows count as the rows they hold.
+//! of one key in one pane (a tumbling window; a sliding window's panes would be merged in
+//! another order than their rows came, which order-dependent aggregates such as ARRAY_AGG
+//! would show), and in one lateness band. The aggregate judges a row late for a window by
+//! the row's watermark, which the exchange may only lower to what the other senders hold
+//! (the same for a whole batch). So rows whose own watermarks pass the same of their
+//! windows' ends (plus allowed lateness) are judged alike, and a partial row carries the
+//! largest of them, which also keeps the watermark the batch passes on. Its rows' count rides
+//! along, so that late partial rows count as the rows they hold.
 
 use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, UInt32Array, UInt64Array};
-use arrow::compute::{cast, sort_to_indices, take_record_batch};
+use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::Result;
@@ -58,12 +58,11 @@ pub(crate) struct PreAggregateConfig {
 }
 
 impl PreAggregateConfig {
-    /// The length of a pane: rows of one pane fall in the same windows.
+    /// The length of a pane, whose rows fall in the same window: a tumbling window's.
     fn pane(&self) -> Option<i64> {
         match self.window {
             WindowSpec::Tumbling { size } => Some(size),
-            WindowSpec::Sliding { size, slide } => Some(gcd(size, slide)),
-            WindowSpec::Session { .. } | WindowSpec::Global => None,
+            WindowSpec::Sliding { .. } | WindowSpec::Session { .. } | WindowSpec::Global => None,
         }
     }
 
@@ -79,10 +78,6 @@ impl PreAggregateConfig {
         fields.push(Field::new(PRE_AGGREGATED_ROWS, DataType::UInt64, false));
         Ok(Arc::new(Schema::new(fields)))
     }
-}
-
-fn gcd(a: i64, b: i64) -> i64 {
-    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// The plan node around a `PreAggregator`.
@@ -373,14 +368,9 @@ impl StreamOperator for PreAggregator {
             columns.extend(accumulator.state(EmitTo::All)?);
         }
         columns.push(Arc::new(UInt64Array::from(counts)));
-        let partial = RecordBatch::try_new(self.schema.clone(), columns)?;
-        if marks.is_none() {
-            return Ok(vec![partial]);
-        }
-        // In order of watermark, as rows come from a source: an exchange takes a batch's
-        // last row's as the batch's.
-        let by_mark = sort_to_indices(&Int64Array::from(latest_marks), None, None)?;
-        Ok(vec![take_record_batch(&partial, &by_mark)?])
+        // Groups in order of their first rows: an aggregate that depends on the order of its
+        // rows (ARRAY_AGG, FIRST_VALUE) merges them in the order it would have read them.
+        Ok(vec![RecordBatch::try_new(self.schema.clone(), columns)?])
     }
 }
 
@@ -400,21 +390,21 @@ mod tests {
         PreAggregator::try_new(&config, &Schema::empty(), schema).unwrap()
     }
 
-    /// A pane of a sliding window of 10 s sliding by 4 s lies in up to three windows; a
-    /// row's band counts the ends (plus lateness) its watermark has reached.
+    /// A row's band counts the window ends (plus allowed lateness) its watermark has reached.
     #[test]
     fn bands_count_the_window_ends_a_watermark_has_passed() {
-        let sliding = aggregator(WindowSpec::Sliding { size: 10, slide: 4 }, 1);
-        assert_eq!(sliding.pane, Some(2));
-        // The pane [8, 10) is in the windows starting at 0, 4 and 8: ends 10, 14, 18.
-        let closings = sliding.closings(8);
-        assert_eq!(closings, vec![11, 15, 19]);
-        let bands: Vec<u32> = [0, 10, 11, 14, 15, 18, 19, 100]
+        let tumbling = aggregator(WindowSpec::Tumbling { size: 60 }, 5);
+        assert_eq!(tumbling.pane, Some(60));
+        let closings = tumbling.closings(60);
+        assert_eq!(closings, vec![125]);
+        let bands: Vec<u32> = [0, 124, 125, 1000]
             .iter()
             .map(|&mark| band(&closings, mark))
             .collect();
-        assert_eq!(bands, vec![0, 0, 1, 1, 2, 2, 3, 3]);
-        let tumbling = aggregator(WindowSpec::Tumbling { size: 60 }, 0);
-        assert_eq!(tumbling.closings(60), vec![120]);
+        assert_eq!(bands, vec![0, 0, 1, 1]);
+        assert_eq!(
+            aggregator(WindowSpec::Sliding { size: 10, slide: 4 }, 0).pane,
+            None
+        );
     }
 }

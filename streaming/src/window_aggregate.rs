@@ -567,7 +567,7 @@ impl WindowAggregateExec {
     /// This aggregate over `input` in two phases, if it can be: a [`PreAggregateExec`] of
     /// each micro-batch over `input`, under the aggregate merging its partial states (for
     /// an exchange between the two). Not for sessions (which rows merge depends on every
-    /// row before), nor on processing time, nor when late rows go to a dead letter (they are
+    /// row before), nor sliding windows (see `pre_aggregate.rs`), nor on processing time, nor when late rows go to a dead letter (they are
     /// no longer rows after the first phase), nor without keys (nothing is exchanged), nor
     /// over an exchange (whose rows without data only move the watermark on).
     pub fn pre_aggregated(&self, input: Arc<dyn ExecutionPlan>) -> Result<Option<Arc<Self>>> {
@@ -590,11 +590,9 @@ impl WindowAggregateConfig {
         let config = self;
         let two_phase = !config.merges
             && match config.window {
-                WindowSpec::Tumbling { .. } | WindowSpec::Sliding { .. } => {
-                    config.watermark.field.is_some()
-                }
+                WindowSpec::Tumbling { .. } => config.watermark.field.is_some(),
                 WindowSpec::Global => true,
-                WindowSpec::Session { .. } => false,
+                WindowSpec::Sliding { .. } | WindowSpec::Session { .. } => false,
             }
             && !matches!(config.late, LateDataPolicy::DeadLetter(_))
             && config

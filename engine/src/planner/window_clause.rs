@@ -315,6 +315,7 @@ pub fn stream_sources(statement: &mut DfStatement, windowed: bool) -> Vec<String
         let mut ctes = with.as_mut().map(|w| w.cte_tables.as_mut_slice());
         let mut follow = Follow {
             ctes: ctes.take().unwrap_or_default(),
+            within: Vec::new(),
             windowed,
             sources: &mut sources,
         };
@@ -326,12 +327,22 @@ pub fn stream_sources(statement: &mut DfStatement, windowed: bool) -> Vec<String
 /// The walk of [`stream_sources`].
 struct Follow<'a> {
     ctes: &'a mut [ast::Cte],
+    /// The CTEs being followed: inside one, its own name is the table it hides.
+    within: Vec<usize>,
     windowed: bool,
     sources: &'a mut Vec<String>,
 }
 
-/// How deep CTEs and subqueries are followed (a CTE naming itself would never end).
+/// How deep CTEs and subqueries are followed.
 const MAX_DEPTH: usize = 16;
+
+/// A table or CTE name as DataFusion resolves it: folded to lower case unless quoted.
+fn normalized(ident: &Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
+    }
+}
 
 impl Follow<'_> {
     fn set(&mut self, body: &mut SetExpr, top: bool, depth: usize) {
@@ -355,27 +366,33 @@ impl Follow<'_> {
     }
 
     fn select(&mut self, select: &mut ast::Select, top: bool, depth: usize) {
-        // A select below the window's passes the stamps on, unless it aggregates (its rows
-        // are no longer the source's) or takes every column (the stamps among them).
+        // A select below the window's passes the stamps on, unless its rows are no longer
+        // the source's (it aggregates or removes duplicates) or it takes every column (the
+        // stamps among them).
         let aggregates = !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty())
-            || select.having.is_some();
-        let every_column = select.projection.iter().any(|item| {
-            matches!(
-                item,
-                ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..)
-            )
-        });
+            || select.having.is_some()
+            || select.distinct.is_some();
         if !top && aggregates {
             return;
         }
-        let passes_stamps = select.projection.iter().any(
-            |item| matches!(item, ast::SelectItem::UnnamedExpr(Expr::Identifier(i)) if i.value == EVENT_TIME_COLUMN),
-        );
-        if self.windowed && !top && !every_column && !passes_stamps {
+        let every_column = select
+            .projection
+            .iter()
+            .any(|item| matches!(item, ast::SelectItem::Wildcard(_)));
+        if self.windowed && !top && !every_column {
             for column in [EVENT_TIME_COLUMN, WATERMARK_COLUMN] {
-                select
-                    .projection
-                    .push(ast::SelectItem::UnnamedExpr(identifier(column)));
+                let selected = select.projection.iter().any(|item| match item {
+                    ast::SelectItem::UnnamedExpr(Expr::Identifier(i)) => i.value == column,
+                    ast::SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
+                        parts.last().is_some_and(|i| i.value == column)
+                    }
+                    _ => false,
+                });
+                if !selected {
+                    select
+                        .projection
+                        .push(ast::SelectItem::UnnamedExpr(identifier(column)));
+                }
             }
         }
         let Some(from) = select.from.first_mut() else {
@@ -383,30 +400,47 @@ impl Follow<'_> {
         };
         match &mut from.relation {
             TableFactor::Table { name, .. } => {
-                let Some(name) = name.0.last().and_then(|p| p.as_ident()).map(|i| {
-                    if i.quote_style.is_some() {
-                        i.value.clone()
-                    } else {
-                        i.value.to_lowercase()
-                    }
-                }) else {
+                let Some(name) = name.0.last().and_then(|p| p.as_ident()).map(normalized) else {
                     return;
                 };
                 let cte = self
                     .ctes
                     .iter()
-                    .position(|cte| cte.alias.name.value.to_lowercase() == name);
-                match cte {
+                    .position(|cte| normalized(&cte.alias.name) == name);
+                match cte.filter(|i| !self.within.contains(i)) {
                     Some(i) => {
-                        let mut query = self.ctes[i].query.clone();
-                        self.set(&mut query.body, false, depth + 1);
-                        self.ctes[i].query = query;
+                        let mut cte = self.ctes[i].clone();
+                        self.within.push(i);
+                        self.set(&mut cte.query.body, false, depth + 1);
+                        self.within.pop();
+                        self.pass_stamps_through(&mut cte.alias);
+                        self.ctes[i] = cte;
                     }
                     None => self.sources.push(name),
                 }
             }
-            TableFactor::Derived { subquery, .. } => self.set(&mut subquery.body, false, depth + 1),
+            TableFactor::Derived {
+                subquery, alias, ..
+            } => {
+                self.set(&mut subquery.body, false, depth + 1);
+                if let Some(alias) = alias {
+                    self.pass_stamps_through(alias);
+                }
+            }
             _ => {}
+        }
+    }
+
+    /// A subquery's or CTE's column names, when it names them, name the stamps too.
+    fn pass_stamps_through(&self, alias: &mut ast::TableAlias) {
+        if self.windowed && !alias.columns.is_empty() {
+            for column in [EVENT_TIME_COLUMN, WATERMARK_COLUMN] {
+                if !alias.columns.iter().any(|c| c.name.value == column) {
+                    alias
+                        .columns
+                        .push(ast::TableAliasColumnDef::from_name(column));
+                }
+            }
         }
     }
 }
@@ -598,5 +632,21 @@ mod tests {
         let (found, _) =
             sources("SELECT COUNT(*) FROM (SELECT s, COUNT(*) AS n FROM a GROUP BY s) AS t");
         assert!(found.is_empty());
+        let (found, _) = sources("SELECT COUNT(*) FROM (SELECT DISTINCT s FROM a) AS t");
+        assert!(found.is_empty());
+        // Inside a CTE its own name is the table it hides; named columns name the stamps too.
+        let (found, sql) = sources(
+            "WITH trades(sym) AS (SELECT s FROM trades WHERE q > 1) SELECT sym, COUNT(*) FROM trades GROUP BY sym",
+        );
+        assert_eq!(found, vec!["trades"]);
+        assert!(
+            sql.contains("trades (sym, _window_start, _window_end) AS (SELECT s, _window_start, _window_end FROM trades"),
+            "{sql}"
+        );
+        let (_, sql) = sources("SELECT n FROM (SELECT t._window_start, q FROM a AS t) AS x(n, q)");
+        assert!(
+            sql.contains("SELECT t._window_start, q, _window_end FROM a"),
+            "{sql}"
+        );
     }
 }

@@ -397,10 +397,7 @@ async fn two_phases_give_what_one_gives() {
             LateDataPolicy::Drop,
         ),
         (
-            WindowSpec::Sliding {
-                size: 3_000,
-                slide: 2_000,
-            },
+            WindowSpec::Tumbling { size: 3_000 },
             EmitMode::Final,
             LateDataPolicy::AllowedLateness(1_500),
         ),
