@@ -154,8 +154,8 @@ impl Engine {
         let window = rewrite_query(&mut parsed, query.window.as_ref(), query.position)?;
         let streams = stream_sources(&mut parsed, window.is_some());
         let stream_source = streams.first().cloned();
-        let mut watermark = WatermarkSpec::default();
-        let mut stamped = 0;
+        // The window's watermark: its streams' (all of them, for a UNION ALL).
+        let mut watermark: Option<WatermarkSpec> = None;
         // The event times of the sources that declare one, for joins bounded in time.
         let mut times = Vec::new();
         let mut scans = Vec::new();
@@ -164,25 +164,18 @@ impl Engine {
             let stamp = match &window {
                 Some(window) if streams.contains(&source.name) => {
                     let spec = source.watermark_spec(window.time_column.as_deref())?;
-                    if stamped == 0 {
-                        watermark = spec.clone();
-                    } else if spec.field.is_some() != watermark.field.is_some() {
-                        // One window cannot close on event time and on the clock at once.
-                        return Err(EngineError::Sql {
-                            message: format!(
-                                "the streams a window reads must all have event time or all go by processing time: '{}' differs from '{}'",
-                                source.name, streams[0]
-                            ),
-                            position: query.position,
-                        });
-                    } else {
-                        // The stream that goes idle first lets the others' watermark on.
-                        watermark.idle_timeout = match (watermark.idle_timeout, spec.idle_timeout) {
-                            (Some(a), Some(b)) => Some(a.min(b)),
-                            (a, b) => a.or(b),
-                        };
-                    }
-                    stamped += 1;
+                    watermark = Some(match watermark {
+                        None => spec.clone(),
+                        Some(earlier) => joined_watermark(earlier, &spec).ok_or_else(|| {
+                            EngineError::Sql {
+                                message: format!(
+                                    "the streams a window reads must all have event time or all go by processing time: '{}' differs from '{}'",
+                                    source.name, streams[0]
+                                ),
+                                position: query.position,
+                            }
+                        })?,
+                    });
                     Some(spec)
                 }
                 _ => None,
@@ -274,6 +267,7 @@ impl Engine {
             None => None,
         };
         let unbounded = sources.iter().any(|s| !s.source.is_bounded());
+        let watermark = watermark.unwrap_or_default();
         let idle_timeout = watermark.idle_timeout;
         let aggregate = match (&window, query.emit) {
             (Some(window), emit) => Some((window.spec, emit.unwrap_or(EmitMode::Final))),
@@ -360,6 +354,23 @@ impl Engine {
         let task = task_context(&self.ctx.state(), prepared.memory_limit, job)?;
         Ok(execute_stream(prepared.plan.clone(), task)?)
     }
+}
+
+/// The watermark of a window over two streams, `earlier`'s and `spec`'s: `None` if one has
+/// event time and the other goes by the clock (a window cannot close on both). The stream
+/// that goes idle first lets the others' watermark on.
+fn joined_watermark(earlier: WatermarkSpec, spec: &WatermarkSpec) -> Option<WatermarkSpec> {
+    if earlier.field.is_some() != spec.field.is_some() {
+        return None;
+    }
+    let idle_timeout = match (earlier.idle_timeout, spec.idle_timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Some(WatermarkSpec {
+        idle_timeout,
+        ..earlier
+    })
 }
 
 /// How many instances a query runs as: `'parallelism'` = N, or `auto` (one per core);

@@ -93,8 +93,9 @@ struct BarrierState {
     /// The instance registered last: the next registration starts the next operator unless
     /// it is a later instance of the same one.
     last_registered: Option<OperatorInstance>,
-    /// The restored group of the operator registering now.
-    group: Option<usize>,
+    /// How many operators have registered so far (the last one's restored group is this
+    /// less one).
+    operators_registered: usize,
     taken: bool,
 }
 
@@ -258,10 +259,10 @@ impl CheckpointBarrier {
         let index = state.operators.len();
         state.operators.push(OperatorSlot::default());
         if !same_operator(state.last_registered, instance) {
-            state.group = Some(state.group.map_or(0, |group| group + 1));
+            state.operators_registered += 1;
         }
         state.last_registered = Some(instance);
-        let group = state.group.unwrap_or_default();
+        let group = state.operators_registered - 1;
         let restored = state.restored_groups.get(group).map(|snapshots| {
             match snapshots.iter().find(|(old, _)| *old == instance) {
                 // Taken at the same parallelism: this instance's own.

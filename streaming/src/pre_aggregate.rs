@@ -6,19 +6,19 @@
 //! part in checkpoints.
 //!
 //! A partial row stands for rows that the window aggregate would have treated alike: rows
-//! of one key in one pane (a tumbling window; a sliding window's panes would be merged in
-//! another order than their rows came, which order-dependent aggregates such as ARRAY_AGG
-//! would show), and in one lateness band. The aggregate judges a row late for a window by
-//! the row's watermark, which the exchange may only lower to what the other senders hold
-//! (the same for a whole batch). So rows whose own watermarks pass the same of their
-//! windows' ends (plus allowed lateness) are judged alike, and a partial row carries the
+//! of one key in one tumbling window (a sliding window's rows would be merged pane by pane,
+//! in another order than they came, which order-dependent aggregates such as ARRAY_AGG
+//! would show), on the same side of its closing (its end plus allowed lateness). The
+//! aggregate judges a row late by the row's watermark, which the exchange may only lower to
+//! what the other senders hold (the same for a whole batch). So rows whose own watermarks
+//! are on the same side of the closing are judged alike, and a partial row carries the
 //! largest of them, which also keeps the watermark the batch passes on. Its rows' count rides
 //! along, so that late partial rows count as the rows they hold.
 
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, UInt32Array, UInt64Array};
+use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt64Array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -58,8 +58,8 @@ pub(crate) struct PreAggregateConfig {
 }
 
 impl PreAggregateConfig {
-    /// The length of a pane, whose rows fall in the same window: a tumbling window's.
-    fn pane(&self) -> Option<i64> {
+    /// The size of its tumbling window, when windowed.
+    fn size(&self) -> Option<i64> {
         match self.window {
             WindowSpec::Tumbling { size } => Some(size),
             WindowSpec::Sliding { .. } | WindowSpec::Session { .. } | WindowSpec::Global => None,
@@ -187,19 +187,20 @@ enum Output {
 
 /// Aggregates each micro-batch on its own into partial rows.
 pub(crate) struct PreAggregator {
-    window: WindowSpec,
+    /// The tumbling window's size, when windowed.
+    size: Option<i64>,
     allowed_lateness: i64,
-    pane: Option<i64>,
     key_exprs: Vec<Arc<dyn PhysicalExpr>>,
     stamp_exprs: Option<(Arc<dyn PhysicalExpr>, Arc<dyn PhysicalExpr>)>,
     outputs: Vec<Output>,
     arg_exprs: Vec<Vec<Arc<dyn PhysicalExpr>>>,
     filter_exprs: Vec<Option<Arc<dyn PhysicalExpr>>>,
-    /// The groups of the batch at hand by key, when its rows are of one pane and band (the
-    /// common case, and the cheaper one); emptied by every batch, as are the accumulators.
+    /// The groups of the batch at hand by key, when its rows are of one window and on one
+    /// side of its closing (the common case, and the cheaper one); emptied by every batch,
+    /// as are the accumulators.
     by_key: Box<dyn GroupValues>,
-    /// The groups of the batch at hand by key, pane and band, when windowed.
-    by_key_pane_band: Option<Box<dyn GroupValues>>,
+    /// The groups of the batch at hand by key, window and side of the closing, when windowed.
+    by_key_window_side: Option<Box<dyn GroupValues>>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     schema: SchemaRef,
 }
@@ -210,18 +211,18 @@ impl PreAggregator {
         input: &Schema,
         schema: SchemaRef,
     ) -> Result<Self> {
-        let pane = config.pane();
+        let size = config.size();
         let mut key_exprs = Vec::new();
         let mut key_fields = Vec::new();
         let mut outputs = Vec::new();
         let (mut time, mut mark) = (None, None);
         for (expr, name) in &config.group_by {
             match name.as_str() {
-                EVENT_TIME_COLUMN if pane.is_some() => {
+                EVENT_TIME_COLUMN if size.is_some() => {
                     time = Some(expr.clone());
                     outputs.push(Output::Time);
                 }
-                WATERMARK_COLUMN if pane.is_some() => {
+                WATERMARK_COLUMN if size.is_some() => {
                     mark = Some(expr.clone());
                     outputs.push(Output::Mark);
                 }
@@ -237,25 +238,24 @@ impl PreAggregator {
             new_group_values(Arc::new(Schema::new(fields)), &GroupOrdering::None)
         };
         let by_key = groups_of(key_fields.clone())?;
-        let by_key_pane_band = match stamp_exprs {
+        let by_key_window_side = match stamp_exprs {
             Some(_) => {
-                key_fields.push(Field::new("_pane", DataType::Int64, false));
-                key_fields.push(Field::new("_band", DataType::UInt32, false));
+                key_fields.push(Field::new("_window", DataType::Int64, false));
+                key_fields.push(Field::new("_past_closing", DataType::Boolean, false));
                 Some(groups_of(key_fields)?)
             }
             None => None,
         };
         Ok(Self {
-            window: config.window,
+            size,
             allowed_lateness: config.allowed_lateness,
-            pane,
             key_exprs,
             stamp_exprs,
             outputs,
             arg_exprs: aggregate_expressions(&config.aggr_expr, &AggregateMode::Single, 0)?,
             filter_exprs: config.filter_expr.clone(),
             by_key,
-            by_key_pane_band,
+            by_key_window_side,
             accumulators: config
                 .aggr_expr
                 .iter()
@@ -265,21 +265,13 @@ impl PreAggregator {
         })
     }
 
-    /// The end of each window of the pane starting at `pane`, plus allowed lateness: a
-    /// row's band is how many of them its watermark has reached, and rows of one band are
-    /// judged alike.
-    fn closings(&self, pane: i64) -> Vec<i64> {
-        let lateness = self.allowed_lateness;
-        self.window
-            .starts(pane)
-            .map(|start| self.window.end_of(start).saturating_add(lateness))
-            .collect()
+    /// Whether watermark `mark` has reached the closing of the window starting at `start`
+    /// of `size`: its end plus allowed lateness.
+    fn past_closing(&self, start: i64, size: i64, mark: i64) -> bool {
+        mark >= start
+            .saturating_add(size)
+            .saturating_add(self.allowed_lateness)
     }
-}
-
-/// How many of `closings` `mark` has reached.
-fn band(closings: &[i64], mark: i64) -> u32 {
-    closings.iter().filter(|&&closing| closing <= mark).count() as u32
 }
 
 impl StreamOperator for PreAggregator {
@@ -292,37 +284,34 @@ impl StreamOperator for PreAggregator {
         }
         let keys = evaluate_all(&self.key_exprs, &batch)?;
         let mut group_of_row = Vec::with_capacity(rows);
-        // Per row its watermark, pane and band.
-        let stamps = match (&self.stamp_exprs, self.pane) {
-            (Some((time, mark)), Some(pane)) => {
+        // Per row its watermark, window, and side of the window's closing.
+        let stamps = match (&self.stamp_exprs, self.size) {
+            (Some((time, mark)), Some(size)) => {
                 let times = millis(&time.evaluate(&batch)?.into_array(rows)?)?;
                 let marks = millis(&mark.evaluate(&batch)?.into_array(rows)?)?;
-                let panes: Vec<i64> = times.iter().map(|t| t.div_euclid(pane) * pane).collect();
-                let mut closings = (panes[0], self.closings(panes[0]));
-                let mut bands = Vec::with_capacity(rows);
-                for (&pane, &mark) in panes.iter().zip(&marks) {
-                    if pane != closings.0 {
-                        closings = (pane, self.closings(pane));
-                    }
-                    bands.push(band(&closings.1, mark));
-                }
-                Some((marks, panes, bands))
+                let starts: Vec<i64> = times.iter().map(|t| t.div_euclid(size) * size).collect();
+                let past: Vec<bool> = starts
+                    .iter()
+                    .zip(&marks)
+                    .map(|(&start, &mark)| self.past_closing(start, size, mark))
+                    .collect();
+                Some((marks, starts, past))
             }
             _ => None,
         };
-        // The pane of every row, when they share one and a band.
-        let one_pane = stamps.as_ref().and_then(|(_, panes, bands)| {
-            let first = (panes[0], bands[0]);
-            let same = panes.iter().zip(bands).all(|(&p, &b)| (p, b) == first);
+        // The window of every row, when they share one and a side of its closing.
+        let one_window = stamps.as_ref().and_then(|(_, starts, past)| {
+            let first = (starts[0], past[0]);
+            let same = starts.iter().zip(past).all(|(&s, &p)| (s, p) == first);
             same.then_some(first.0)
         });
-        let (groups, marks) = match (stamps, self.by_key_pane_band.as_mut()) {
-            (Some((marks, panes, bands)), Some(by_key_pane_band)) if one_pane.is_none() => {
+        let (groups, marks) = match (stamps, self.by_key_window_side.as_mut()) {
+            (Some((marks, starts, past)), Some(by_key_window_side)) if one_window.is_none() => {
                 let mut keys = keys;
-                keys.push(Arc::new(Int64Array::from(panes)));
-                keys.push(Arc::new(UInt32Array::from(bands)));
-                by_key_pane_band.intern(&keys, &mut group_of_row)?;
-                (by_key_pane_band, Some(marks))
+                keys.push(Arc::new(Int64Array::from(starts)));
+                keys.push(Arc::new(BooleanArray::from(past)));
+                by_key_window_side.intern(&keys, &mut group_of_row)?;
+                (by_key_window_side, Some(marks))
             }
             (stamps, _) => {
                 self.by_key.intern(&keys, &mut group_of_row)?;
@@ -350,16 +339,17 @@ impl StreamOperator for PreAggregator {
         for (output, field) in self.outputs.iter().zip(self.schema.fields()) {
             columns.push(match output {
                 Output::Key(k) => group_columns[*k].clone(),
-                // The pane's start stands for its rows' times: it falls in the same windows.
+                // The window's start stands for its rows' times: it falls in the same window.
                 Output::Time => {
-                    let panes = match one_pane {
-                        Some(pane) => Arc::new(Int64Array::from(vec![pane; total])),
+                    let starts = match one_window {
+                        Some(start) => Arc::new(Int64Array::from(vec![start; total])),
                         None => group_columns[self.key_exprs.len()].clone(),
                     };
-                    cast(&panes, field.data_type())?
+                    cast(&starts, field.data_type())?
                 }
                 Output::Mark => {
-                    let marks: ArrayRef = Arc::new(Int64Array::from(latest_marks.clone()));
+                    let marks: ArrayRef =
+                        Arc::new(Int64Array::from(std::mem::take(&mut latest_marks)));
                     cast(&marks, field.data_type())?
                 }
             });
@@ -390,20 +380,19 @@ mod tests {
         PreAggregator::try_new(&config, &Schema::empty(), schema).unwrap()
     }
 
-    /// A row's band counts the window ends (plus allowed lateness) its watermark has reached.
+    /// A row is past its window's closing once its watermark reaches the window's end plus
+    /// allowed lateness.
     #[test]
-    fn bands_count_the_window_ends_a_watermark_has_passed() {
+    fn rows_are_past_the_closing_from_the_windows_end_plus_allowed_lateness() {
         let tumbling = aggregator(WindowSpec::Tumbling { size: 60 }, 5);
-        assert_eq!(tumbling.pane, Some(60));
-        let closings = tumbling.closings(60);
-        assert_eq!(closings, vec![125]);
-        let bands: Vec<u32> = [0, 124, 125, 1000]
+        assert_eq!(tumbling.size, Some(60));
+        let past: Vec<bool> = [0, 124, 125, 1000]
             .iter()
-            .map(|&mark| band(&closings, mark))
+            .map(|&mark| tumbling.past_closing(60, 60, mark))
             .collect();
-        assert_eq!(bands, vec![0, 0, 1, 1]);
+        assert_eq!(past, vec![false, false, true, true]);
         assert_eq!(
-            aggregator(WindowSpec::Sliding { size: 10, slide: 4 }, 0).pane,
+            aggregator(WindowSpec::Sliding { size: 10, slide: 4 }, 0).size,
             None
         );
     }

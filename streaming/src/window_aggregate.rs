@@ -254,8 +254,8 @@ impl WindowAggregator {
         };
         let (times, mut marks) = match &self.stamp_exprs {
             Some((time, mark)) => {
-                let [time, mark] = [time, mark].map(|e| e.evaluate(batch)?.into_array(rows));
-                (millis(&time?)?, millis(&mark?)?)
+                let evaluate = |e: &Arc<dyn PhysicalExpr>| e.evaluate(batch)?.into_array(rows);
+                (millis(&evaluate(time)?)?, millis(&evaluate(mark)?)?)
             }
             None => (vec![], vec![]),
         };
@@ -567,9 +567,10 @@ impl WindowAggregateExec {
     /// This aggregate over `input` in two phases, if it can be: a [`PreAggregateExec`] of
     /// each micro-batch over `input`, under the aggregate merging its partial states (for
     /// an exchange between the two). Not for sessions (which rows merge depends on every
-    /// row before), nor sliding windows (see `pre_aggregate.rs`), nor on processing time, nor when late rows go to a dead letter (they are
-    /// no longer rows after the first phase), nor without keys (nothing is exchanged), nor
-    /// over an exchange (whose rows without data only move the watermark on).
+    /// row before), nor sliding windows (see `pre_aggregate.rs`), nor on processing time,
+    /// nor when late rows go to a dead letter (they are no longer rows after the first
+    /// phase), nor without keys (nothing is exchanged), nor over an exchange (whose rows
+    /// without data only move the watermark on).
     pub fn pre_aggregated(&self, input: Arc<dyn ExecutionPlan>) -> Result<Option<Arc<Self>>> {
         if input.exists(|node| Ok(node.downcast_ref::<ExchangeExec>().is_some()))? {
             return Ok(None);
@@ -587,32 +588,31 @@ impl WindowAggregateConfig {
     /// [`WindowAggregateExec::pre_aggregated`]): the pre-aggregation's and the merging
     /// aggregate's.
     pub(crate) fn two_phases(&self) -> Option<(PreAggregateConfig, WindowAggregateConfig)> {
-        let config = self;
-        let two_phase = !config.merges
-            && match config.window {
-                WindowSpec::Tumbling { .. } => config.watermark.field.is_some(),
+        let two_phase = !self.merges
+            && match self.window {
+                WindowSpec::Tumbling { .. } => self.watermark.field.is_some(),
                 WindowSpec::Global => true,
                 WindowSpec::Sliding { .. } | WindowSpec::Session { .. } => false,
             }
-            && !matches!(config.late, LateDataPolicy::DeadLetter(_))
-            && config
+            && !matches!(self.late, LateDataPolicy::DeadLetter(_))
+            && self
                 .group_by
                 .expr()
                 .iter()
                 .any(|(_, name)| name != EVENT_TIME_COLUMN && name != WATERMARK_COLUMN);
         two_phase.then(|| {
             let partial = PreAggregateConfig {
-                window: config.window,
-                allowed_lateness: config.late.allowed_lateness(),
-                group_by: config.group_by.expr().to_vec(),
-                aggr_expr: config.aggr_expr.clone(),
-                filter_expr: config.filter_expr.clone(),
+                window: self.window,
+                allowed_lateness: self.late.allowed_lateness(),
+                group_by: self.group_by.expr().to_vec(),
+                aggr_expr: self.aggr_expr.clone(),
+                filter_expr: self.filter_expr.clone(),
             };
             let merging = WindowAggregateConfig {
-                group_by: config.group_by.as_final(),
-                filter_expr: vec![None; config.aggr_expr.len()],
+                group_by: self.group_by.as_final(),
+                filter_expr: vec![None; self.aggr_expr.len()],
                 merges: true,
-                ..config.clone()
+                ..self.clone()
             };
             (partial, merging)
         })

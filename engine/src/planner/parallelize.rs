@@ -240,27 +240,14 @@ fn satisfies(plan: &Arc<dyn ExecutionPlan>, required: &Distribution) -> bool {
 
 /// Whether some node of `plan` outputs more than one partition.
 fn has_several_partitions(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    let mut several = false;
-    plan.apply(|node| {
-        several |= node.output_partitioning().partition_count() > 1;
-        Ok(if several {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    })
-    .expect("the visit never fails");
-    several
+    plan.exists(|node| Ok(node.output_partitioning().partition_count() > 1))
+        .expect("the visit never fails")
 }
 
 /// Whether `plan`'s rows still carry the watermark stamped at their source: no window
 /// aggregate has replaced it with the window's end yet.
 fn carries_watermarks(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    let mut aggregated = false;
-    plan.apply(|node| {
-        aggregated |= node.downcast_ref::<WindowAggregateExec>().is_some();
-        Ok(TreeNodeRecursion::Continue)
-    })
-    .expect("the visit never fails");
-    !aggregated
+    !plan
+        .exists(|node| Ok(node.downcast_ref::<WindowAggregateExec>().is_some()))
+        .expect("the visit never fails")
 }

@@ -7,6 +7,7 @@
 //! replaces.
 
 use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::planner::IdentNormalizer;
 use datafusion::sql::sqlparser::ast::Spanned;
 use datafusion::sql::sqlparser::ast::{
     self, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
@@ -312,9 +313,10 @@ pub fn stream_sources(statement: &mut DfStatement, windowed: bool) -> Vec<String
         && let Statement::Query(query) = statement.as_mut()
     {
         let ast::Query { with, body, .. } = query.as_mut();
-        let mut ctes = with.as_mut().map(|w| w.cte_tables.as_mut_slice());
         let mut follow = Follow {
-            ctes: ctes.take().unwrap_or_default(),
+            ctes: with
+                .as_mut()
+                .map_or(&mut [], |w| w.cte_tables.as_mut_slice()),
             within: Vec::new(),
             windowed,
             sources: &mut sources,
@@ -338,10 +340,7 @@ const MAX_DEPTH: usize = 16;
 
 /// A table or CTE name as DataFusion resolves it: folded to lower case unless quoted.
 fn normalized(ident: &Ident) -> String {
-    match ident.quote_style {
-        Some(_) => ident.value.clone(),
-        None => ident.value.to_lowercase(),
-    }
+    IdentNormalizer::default().normalize(ident.clone())
 }
 
 impl Follow<'_> {
