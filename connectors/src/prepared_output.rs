@@ -14,6 +14,14 @@ pub struct PreparedOutput {
 }
 
 impl PreparedOutput {
+    /// Output that is durable as it is (nothing to sync), recorded as `part`.
+    pub fn durable(part: serde_json::Value) -> Self {
+        Self {
+            part,
+            unsynced: Vec::new(),
+        }
+    }
+
     /// Syncs its files to disk (blocking; the job goes on meanwhile): the checkpoint may be
     /// written once it returns.
     pub fn make_durable(&self) -> Result<()> {

@@ -47,6 +47,9 @@ pub struct Engine {
     pub(crate) cluster: Option<Arc<dyn ClusterCatalog>>,
     /// Where this session's jobs run: the node's id in a cluster, else the host's name.
     pub(crate) node: String,
+    /// A job declared without a sink is kept here (`ferris server`): its table answers pull
+    /// queries, its stream push queries. Else (`ferris run`) a job needs a sink.
+    pub(crate) keeps_outputs: bool,
 }
 
 impl Engine {
@@ -95,6 +98,7 @@ impl Engine {
             job_defaults: Vec::new(),
             cluster: None,
             node: host_name(),
+            keeps_outputs: false,
         }
     }
 

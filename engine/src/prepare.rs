@@ -21,6 +21,7 @@ use ferris_streaming::{
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
+use crate::job::kept_output::KeptOutput;
 use crate::job::task::{InstanceHere, JobRun, task_context};
 use crate::late::LateRecordFile;
 use crate::placeholders::parse_query;
@@ -80,6 +81,23 @@ pub(crate) struct CheckpointSettings {
 }
 
 impl Engine {
+    /// Where the job `job`, declared without a sink, writes: a server keeps its output; a
+    /// job of `ferris run` needs a sink, and so does one of a cluster, whose other nodes
+    /// read a job's output from its sink.
+    fn output_without_sink(&self, job: &str) -> Result<Box<dyn SinkConfig>> {
+        let why = match (self.keeps_outputs, &self.cluster) {
+            (true, None) => return Ok(Box::new(KeptOutput)),
+            (true, Some(_)) => " (in a cluster, the other nodes read a job's output from its sink)",
+            (false, _) => "",
+        };
+        Err(EngineError::option(
+            format!(
+                "'{job}' has no sink{why}: add '{job}.type' = 'file_sink' and '{job}.path' = '...' to WITH"
+            ),
+            None,
+        ))
+    }
+
     /// Resolves the query's sources and sink from its options and plans it.
     pub(crate) async fn prepare(
         &mut self,
@@ -96,7 +114,10 @@ impl Engine {
             None => Options::new(query.options.clone()),
         };
         let state = self.ctx.state();
-        let (sources, sink) = resolve_connectors(&options, job, into, &state).await?;
+        let (sources, mut sink) = resolve_connectors(&options, job, into, &state).await?;
+        if let (Some(job), None) = (job, &sink) {
+            sink = Some(self.output_without_sink(job)?);
+        }
         let late = late_policy(&options)?;
         let parallelism = parallelism(&options)?;
         // Where instances run in several processes, each reads its own instance's shares.
@@ -489,14 +510,6 @@ async fn resolve_connectors(
                 sink = Some(declare(&declared).await?);
             }
         }
-    }
-    if let (Some(job), None) = (job, &sink) {
-        return Err(EngineError::option(
-            format!(
-                "'{job}' has no sink: add '{job}.type' = 'file_sink' and '{job}.path' = '...' to WITH"
-            ),
-            None,
-        ));
     }
     if let Some(field) = options.get("event.time.field")
         && !sources

@@ -56,6 +56,12 @@ impl Session {
         self.process_instance = Some(index);
     }
 
+    /// A job declared without a sink is kept by this session, as a server keeps it: a
+    /// table's rows answer pull queries, a stream's rows push queries.
+    pub fn keep_outputs(&mut self) {
+        self.engine.keeps_outputs = true;
+    }
+
     /// Jobs keep their checkpoints under `dir` (a folder per job) and resume from them.
     pub fn set_state_dir(&mut self, dir: impl Into<PathBuf>) {
         self.engine.state_dir = Some(dir.into());

@@ -92,6 +92,7 @@ pub async fn serve(
         None => None,
     };
     let mut session = Session::new();
+    session.keep_outputs();
     if let Some(kafka) = &config.kafka {
         session.set_kafka(kafka);
     }

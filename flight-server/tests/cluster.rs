@@ -753,6 +753,18 @@ fn job_commands_and_drop_sent_to_any_node_act_where_the_job_runs() {
         error.contains("keeps its checkpoints where other nodes of the cluster cannot read them (/tmp/ferris-not-shared)"),
         "{error}"
     );
+    // Output kept by one node's server would not be readable from the others.
+    let unsunk = jobs
+        .sql(1)
+        .replace("j1", "j8")
+        .replace("'j8.type' = 'file_sink', 'j8.path' = 'out/j8/',", "");
+    let error = n1.sql(&unsunk).unwrap_err();
+    assert!(
+        error.contains(
+            "'j8' has no sink (in a cluster, the other nodes read a job's output from its sink)"
+        ),
+        "{error}"
+    );
 
     // Stopped at a checkpoint, through either node; started again, it goes on from there.
     assert!(n1.sql("STOP JOB j1").unwrap().contains("STOPPING"));

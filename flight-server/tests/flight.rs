@@ -553,6 +553,86 @@ async fn a_killed_server_resumes_its_jobs_from_their_checkpoints() {
     assert_eq!(sorted_part_lines(&dir.path().join("out")), expected);
 }
 
+/// A table with no sink, kept by the server: a pull query reads it, SHOW TABLES says it is
+/// kept, a restart brings its rows back from the checkpoint before any new row comes, and
+/// its job goes on from there; INSERT INTO a stream with no sink says why it cannot.
+#[tokio::test]
+async fn a_table_kept_by_the_server_answers_pull_queries_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::write(inbox.join("1.csv"), trades_between(0, 4)).unwrap();
+    let options = ["--state-dir", "state", "--http", "127.0.0.1:0"];
+    let totals = "CREATE TABLE totals AS
+        SELECT symbol, COUNT(*) AS trades, SUM(qty) AS volume FROM trades GROUP BY symbol
+        WITH ('trades.type' = 'file_source', 'trades.path' = 'inbox', 'trades.format' = 'csv',
+              'trades.schema' = 'ts BIGINT, symbol VARCHAR, price DECIMAL(10,2), qty BIGINT',
+              'trades.watch' = 'true', 'trades.watch.interval' = '20ms',
+              'checkpoint.interval' = '100ms')";
+    let rows = "SELECT symbol, trades, volume FROM totals ORDER BY symbol";
+    // Seconds 0..4: quantities 1, 2, 3, 4 for each symbol.
+    let after_first = |t: &str| {
+        ["A", "B", "C"]
+            .iter()
+            .all(|s| t.contains(&format!("| {s}      | 4      | 10     |")))
+    };
+    let mut server = Server::start_with(dir.path(), &options);
+    wait_ready(server.http.as_ref().unwrap());
+    let mut client = server.client(Some(TOKEN)).await;
+    query(&mut client, totals).await;
+    query_until(&mut client, rows, after_first).await;
+    query_until(&mut client, "SHOW JOB STATUS 'totals'", |t| {
+        property(t, "last_checkpoint").is_some_and(|v| !v.is_empty())
+    })
+    .await;
+    let tables = query_until(&mut client, "SHOW TABLES", |t| t.contains("totals")).await;
+    let line = tables.lines().find(|l| l.contains("| totals")).unwrap();
+    assert!(
+        line.contains("| kept ") && line.contains("server memory"),
+        "{tables}"
+    );
+    let insert = client
+        .execute(
+            "CREATE STREAM big AS SELECT symbol, qty FROM trades WHERE qty > 3 WITH (
+             'trades.type' = 'file_source', 'trades.path' = 'inbox', 'trades.format' = 'csv',
+             'trades.schema' = 'ts BIGINT, symbol VARCHAR, price DECIMAL(10,2), qty BIGINT')"
+                .into(),
+            None,
+        )
+        .await;
+    assert!(insert.is_ok(), "{insert:?}");
+    let refused = client
+        .execute(
+            "INSERT INTO big SELECT 'Z' AS symbol, 9 AS qty".into(),
+            None,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("'big' is kept by the server"), "{refused}");
+
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let server = Server::start_with(dir.path(), &options);
+    wait_ready(server.http.as_ref().unwrap());
+    let mut client = server.client(Some(TOKEN)).await;
+    // Back from the checkpoint, not from reading the file again.
+    query_until(&mut client, rows, after_first).await;
+    let status = query_until(&mut client, "SHOW JOB STATUS 'totals'", |t| {
+        property(t, "status") == Some("RUNNING")
+    })
+    .await;
+    assert_eq!(property(&status, "records_in"), Some("0"), "{status}");
+    // Its job goes on where it stood: second 4 adds quantity 5 to each symbol, once.
+    std::fs::write(inbox.join("2.csv"), trades_between(4, 5)).unwrap();
+    query_until(&mut client, rows, |t| {
+        ["A", "B", "C"]
+            .iter()
+            .all(|s| t.contains(&format!("| {s}      | 5      | 15     |")))
+    })
+    .await;
+}
+
 /// A property's value in a `SHOW JOB STATUS` table as printed.
 fn property<'a>(table: &'a str, name: &str) -> Option<&'a str> {
     table.lines().find_map(|line| {
@@ -944,11 +1024,10 @@ async fn a_push_query_follows_the_rows_a_stream_s_job_writes() {
         "CREATE STREAM doubled AS SELECT n * 2 AS twice FROM numbers WITH (
          'numbers.type' = 'file_source', 'numbers.path' = 'in/', 'numbers.format' = 'csv',
          'numbers.schema' = 'n BIGINT', 'numbers.watch' = 'true',
-         'numbers.watch.interval' = '50ms',
-         'doubled.type' = 'file_sink', 'doubled.path' = 'out/')",
+         'numbers.watch.interval' = '50ms')",
     )
     .await;
-    // The push query reads the stream by name, from now on, while the job writes it.
+    // No sink: the server keeps the stream for push queries. One reads it by name, from now on, while the job writes it.
     let info = client
         .execute("SELECT twice + 1 AS odd FROM doubled".into(), None)
         .await

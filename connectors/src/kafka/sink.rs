@@ -364,10 +364,7 @@ impl Sink for KafkaSink {
 
     /// Flushed and acknowledged, its output is durable at once.
     fn prepare_checkpoint(&mut self) -> Result<PreparedOutput> {
-        KafkaSink::flush(self).map(|()| PreparedOutput {
-            part: serde_json::json!({}),
-            unsynced: Vec::new(),
-        })
+        KafkaSink::flush(self).map(|()| PreparedOutput::durable(serde_json::json!({})))
     }
 
     /// A transaction commits with the Kafka sources' offsets at the cut.

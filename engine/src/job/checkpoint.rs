@@ -1,8 +1,8 @@
 //! A job's checkpoints: written through object_store, read back when the job restarts.
 //!
 //! Checkpoint `n` of a job is a folder `chk-<n>/` under the job's checkpoint location: one
-//! Arrow IPC file per source position and per operator snapshot, then `_manifest.json`,
-//! written last. A checkpoint without a manifest never happened. The newest few are kept.
+//! Arrow IPC file per source position and per operator snapshot (and the rows of a table
+//! kept by name), then `_manifest.json`, written last. A checkpoint without a manifest never happened. The newest few are kept.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +28,8 @@ use crate::source::source_of;
 /// written, and the one before must then still be there.
 const KEEP: usize = 3;
 const MANIFEST: &str = "_manifest.json";
+/// The rows of a job's table kept by name, in a checkpoint.
+const TABLE: &str = "table.arrow";
 /// Before the checkpoint's number in the metadata of the offsets its transaction commits.
 const OFFSETS_METADATA: &str = "ferris checkpoint ";
 
@@ -139,8 +141,14 @@ impl CheckpointStore {
         format!("chk-{epoch:010}")
     }
 
-    /// Writes a checkpoint: state files first, the manifest last.
-    pub async fn write(&self, manifest: &Manifest, captured: &Captured) -> Result<()> {
+    /// Writes a checkpoint, with the rows of the job's table kept by name (`table`, if the
+    /// manifest says it has them): state files first, the manifest last.
+    pub async fn write(
+        &self,
+        manifest: &Manifest,
+        captured: &Captured,
+        table: Option<&RecordBatch>,
+    ) -> Result<()> {
         let folder = Self::folder(manifest.epoch);
         let files = captured
             .sources
@@ -153,7 +161,8 @@ impl CheckpointStore {
                     .iter()
                     .enumerate()
                     .map(|(i, batch)| (format!("operator-{i}.arrow"), batch)),
-            );
+            )
+            .chain(table.map(|batch| (TABLE.to_string(), batch)));
         for (name, batch) in files {
             let bytes = ipc_bytes(batch).map_err(|e| self.error("writing a checkpoint", e))?;
             self.store
@@ -300,6 +309,15 @@ impl CheckpointStore {
             sources: self.read_sources(manifest).await?,
             operators,
         })
+    }
+
+    /// The rows of the job's table kept by name in checkpoint `manifest`, if it has them.
+    pub async fn read_table(&self, manifest: &Manifest) -> Result<Option<RecordBatch>> {
+        if !manifest.table {
+            return Ok(None);
+        }
+        let folder = Self::folder(manifest.epoch);
+        Ok(Some(self.read_batch(&format!("{folder}/{TABLE}")).await?))
     }
 
     /// The source positions of checkpoint `manifest`, by source name.
@@ -530,6 +548,7 @@ mod tests {
             operators: 1,
             sink: serde_json::json!({"parts": []}),
             finished: false,
+            table: false,
             created_ms: now_ms(),
         }
     }
@@ -560,7 +579,10 @@ mod tests {
         let store = CheckpointStore::open(dir.path().to_str().unwrap()).unwrap();
         for (epoch, offset) in [(1, 10), (2, 20), (3, 30)] {
             let captured = captured_at(epoch, offset);
-            store.write(&manifest(epoch), &captured).await.unwrap();
+            store
+                .write(&manifest(epoch), &captured, None)
+                .await
+                .unwrap();
         }
         // Checkpoint 3's transaction never committed.
         let committed = Committed {
@@ -593,7 +615,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(dir.path().to_str().unwrap()).unwrap();
         store
-            .write(&manifest(1), &captured_at(1, 20))
+            .write(&manifest(1), &captured_at(1, 20), None)
             .await
             .unwrap();
         // The input ended with nothing read after checkpoint 1: the last checkpoint is at
@@ -602,7 +624,7 @@ mod tests {
             finished: true,
             ..manifest(2)
         };
-        store.write(&last, &captured_at(2, 20)).await.unwrap();
+        store.write(&last, &captured_at(2, 20), None).await.unwrap();
         let committed_by = |metadata: &str| Committed {
             positions: vec![("trades".into(), position(20))],
             checkpoint: named_checkpoint(&[metadata.to_string()]),
@@ -631,7 +653,7 @@ mod tests {
         let store = CheckpointStore::open(dir.path().to_str().unwrap()).unwrap();
         for epoch in 1..=5 {
             store
-                .write(&manifest(epoch), &captured(epoch))
+                .write(&manifest(epoch), &captured(epoch), None)
                 .await
                 .unwrap();
         }

@@ -22,6 +22,9 @@ pub struct Manifest {
     pub sink: serde_json::Value,
     /// Whether the job had ended (its input all read, its output all committed).
     pub finished: bool,
+    /// Whether it holds the rows of the job's table kept by name, as they were at the cut
+    /// (`table.arrow`).
+    pub table: bool,
     /// When it was written (ms since the epoch).
     pub created_ms: u64,
 }
@@ -36,6 +39,7 @@ impl Manifest {
             "operators": self.operators,
             "sink": self.sink,
             "finished": self.finished,
+            "table": self.table,
             "created_ms": self.created_ms,
         })
     }
@@ -77,6 +81,10 @@ impl Manifest {
             sink: value.get("sink").cloned().unwrap_or_default(),
             finished: value
                 .get("finished")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+            table: value
+                .get("table")
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
             created_ms: number("created_ms")?,

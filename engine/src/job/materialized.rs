@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{RecordBatch, new_null_array};
+use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::catalog::{Session, TableProvider};
@@ -28,6 +28,8 @@ use crate::error::{EngineError, Result};
 /// A table's rows by key, updated from its job's output batches.
 #[derive(Debug)]
 pub struct MaterializedTable {
+    /// The table's name, for errors.
+    name: String,
     /// The job's columns without `_op`.
     schema: SchemaRef,
     /// Where those columns are in the job's output.
@@ -36,13 +38,48 @@ pub struct MaterializedTable {
     key: Vec<usize>,
     /// Where `_op` is, for a changelog.
     op: Option<usize>,
+    /// The job's `'state.memory.limit'`: the rows may take no more.
+    limit: Option<usize>,
     converter: Mutex<RowConverter>,
-    rows: Mutex<BTreeMap<OwnedRow, Vec<ScalarValue>>>,
+    rows: Mutex<Rows>,
+}
+
+/// The rows by key, and what they take.
+#[derive(Debug, Default)]
+struct Rows {
+    by_key: BTreeMap<OwnedRow, Vec<ScalarValue>>,
+    bytes: usize,
+}
+
+impl Rows {
+    fn insert(&mut self, key: OwnedRow, values: Vec<ScalarValue>) {
+        self.bytes += row_bytes(&key, &values);
+        if let Some(old) = self.by_key.insert(key.clone(), values) {
+            self.bytes -= row_bytes(&key, &old);
+        }
+    }
+
+    fn remove(&mut self, key: &OwnedRow) {
+        if let Some(old) = self.by_key.remove(key) {
+            self.bytes -= row_bytes(key, &old);
+        }
+    }
+}
+
+/// What a row takes in memory: its key's bytes and its values'.
+fn row_bytes(key: &OwnedRow, values: &[ScalarValue]) -> usize {
+    key.row().data().len() + values.iter().map(ScalarValue::size).sum::<usize>()
 }
 
 impl MaterializedTable {
-    /// A table for a job whose output has `schema` and is keyed by the columns `key`.
-    pub fn try_new(schema: &SchemaRef, key: &[String]) -> Result<Self> {
+    /// The table `name`, of a job whose output has `schema` and is keyed by the columns
+    /// `key`, its rows taking `limit` bytes at most.
+    pub fn try_new(
+        name: &str,
+        schema: &SchemaRef,
+        key: &[String],
+        limit: Option<usize>,
+    ) -> Result<Self> {
         let op = op_column(schema);
         let columns: Vec<usize> = (0..schema.fields().len())
             .filter(|i| Some(*i) != op)
@@ -66,29 +103,27 @@ impl MaterializedTable {
             .map(|&c| schema.field(c).clone().with_nullable(true))
             .collect();
         Ok(Self {
+            name: name.to_string(),
             schema: Arc::new(Schema::new(fields)),
             columns,
             key,
             op,
+            limit,
             converter: Mutex::new(RowConverter::new(sort_fields)?),
             rows: Mutex::default(),
         })
     }
 
-    /// Applies a batch of the job's output.
+    /// Applies a batch of the job's output: an error once the rows take more than the
+    /// job's `'state.memory.limit'`.
     pub fn apply(&self, batch: &RecordBatch) -> Result<()> {
-        let mut keys: Vec<_> = self.key.iter().map(|&k| batch.column(k).clone()).collect();
-        if keys.is_empty() {
-            keys.push(new_null_array(&DataType::Null, batch.num_rows()));
-        }
-        let keys = lock(&self.converter).convert_columns(&keys)?;
+        let keys: Vec<_> = self.key.iter().map(|&k| batch.column(k).clone()).collect();
+        let keys = self.convert_keys(keys, batch.num_rows())?;
         let changes = row_changes(batch, self.op);
         let mut rows = lock(&self.rows);
         for (i, change) in changes.into_iter().enumerate() {
             match change {
-                RowChange::Delete => {
-                    rows.remove(&keys.row(i).owned());
-                }
+                RowChange::Delete => rows.remove(&keys.row(i).owned()),
                 RowChange::Retract => {}
                 RowChange::Upsert => {
                     let values = self
@@ -100,17 +135,61 @@ impl MaterializedTable {
                 }
             }
         }
+        match self.limit {
+            Some(limit) if rows.bytes > limit => Err(EngineError::Catalog(format!(
+                "table '{}' holds {} rows in {} bytes, over its job's 'state.memory.limit' of {limit} bytes: raise the limit, or give the table a sink and read it there",
+                self.name,
+                rows.by_key.len(),
+                rows.bytes
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The key rows of `keys` (the key columns of `count` rows).
+    fn convert_keys(&self, mut keys: Vec<ArrayRef>, count: usize) -> Result<arrow::row::Rows> {
+        if keys.is_empty() {
+            keys.push(new_null_array(&DataType::Null, count));
+        }
+        Ok(lock(&self.converter).convert_columns(&keys)?)
+    }
+
+    /// Replaces the rows with those of `snapshot` (a [`MaterializedTable::snapshot`] taken
+    /// at a checkpoint), or with none.
+    pub fn restore(&self, snapshot: Option<&RecordBatch>) -> Result<()> {
+        let mut restored = Rows::default();
+        if let Some(snapshot) = snapshot {
+            // The key's place among the columns kept (the output's without `_op`).
+            let keys = self
+                .key
+                .iter()
+                .map(|k| {
+                    let at = self.columns.iter().position(|c| c == k).expect("kept");
+                    snapshot.column(at).clone()
+                })
+                .collect();
+            let keys = self.convert_keys(keys, snapshot.num_rows())?;
+            for i in 0..snapshot.num_rows() {
+                let values = snapshot
+                    .columns()
+                    .iter()
+                    .map(|column| ScalarValue::try_from_array(column, i))
+                    .collect::<datafusion::common::Result<Vec<_>>>()?;
+                restored.insert(keys.row(i).owned(), values);
+            }
+        }
+        *lock(&self.rows) = restored;
         Ok(())
     }
 
     /// The rows now, in key order.
     pub fn snapshot(&self) -> Result<RecordBatch> {
         let rows = lock(&self.rows);
-        if rows.is_empty() {
+        if rows.by_key.is_empty() {
             return Ok(RecordBatch::new_empty(self.schema.clone()));
         }
         let columns = (0..self.columns.len())
-            .map(|c| ScalarValue::iter_to_array(rows.values().map(|row| row[c].clone())))
+            .map(|c| ScalarValue::iter_to_array(rows.by_key.values().map(|row| row[c].clone())))
             .collect::<datafusion::common::Result<Vec<_>>>()?;
         RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| EngineError::Internal(format!("reading a table's state: {e}")))
@@ -222,5 +301,73 @@ impl PartitionStream for LiveStream {
             }
         });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::Field;
+
+    fn totals(symbols: &[&str], trades: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("symbol", DataType::Utf8, false),
+            Field::new("trades", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(symbols.to_vec())),
+                Arc::new(Int64Array::from(trades.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// A snapshot restored into a table of the same job gives the same rows, replacing
+    /// what the table held; nothing restored empties it.
+    #[test]
+    fn a_snapshot_restores_the_rows_it_was_taken_of() {
+        let batch = totals(&["B", "A"], &[2, 1]);
+        let table =
+            MaterializedTable::try_new("t", &batch.schema(), &["symbol".into()], None).unwrap();
+        table.apply(&batch).unwrap();
+        let snapshot = table.snapshot().unwrap();
+        let again =
+            MaterializedTable::try_new("t", &batch.schema(), &["symbol".into()], None).unwrap();
+        again.apply(&totals(&["C"], &[9])).unwrap();
+        again.restore(Some(&snapshot)).unwrap();
+        assert_eq!(again.snapshot().unwrap(), snapshot);
+        again.apply(&totals(&["A"], &[5])).unwrap();
+        let rows = again.snapshot().unwrap();
+        assert_eq!(
+            rows.column(1).as_ref(),
+            &Int64Array::from(vec![5, 2]) as &dyn arrow::array::Array
+        );
+        again.restore(None).unwrap();
+        assert_eq!(again.snapshot().unwrap().num_rows(), 0);
+    }
+
+    /// Rows beyond the job's memory limit fail the job, naming the table and the limit;
+    /// an update in place takes no more.
+    #[test]
+    fn rows_beyond_the_memory_limit_are_an_error_naming_the_table() {
+        let schema = totals(&[], &[]).schema();
+        let table =
+            MaterializedTable::try_new("totals", &schema, &["symbol".into()], Some(200)).unwrap();
+        table.apply(&totals(&["A"], &[1])).unwrap();
+        table.apply(&totals(&["A"], &[2])).unwrap();
+        let many: Vec<String> = (0..20).map(|i| format!("S{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let error = table
+            .apply(&totals(&many, &[1; 20]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("table 'totals' holds 21 rows")
+                && error.contains("'state.memory.limit' of 200 bytes"),
+            "{error}"
+        );
     }
 }

@@ -229,6 +229,15 @@ impl CheckpointedJob {
     /// One run, from the last checkpoint.
     async fn attempt(&self) -> Result<JobEnd> {
         let chosen = self.store.choose(&self.sources, self.transactional).await?;
+        // The table kept by name as the checkpoint has it (a failed attempt may have
+        // written past it), or empty.
+        if let Some(table) = &self.materialized {
+            let rows = match &chosen {
+                Some((manifest, _)) => self.store.read_table(manifest).await?,
+                None => None,
+            };
+            table.restore(rows.as_ref())?;
+        }
         let (restored, sink_part) = match chosen {
             Some((manifest, _)) if manifest.finished => return Ok(JobEnd::Finished),
             Some((manifest, mut restored)) => {
@@ -431,6 +440,12 @@ fn begin(
 ) -> Result<PendingCheckpoint> {
     let started = Instant::now();
     let prepared = outputs.sink.prepare_checkpoint()?;
+    // A table kept by name comes back with its rows at the cut.
+    let table = outputs
+        .materialized
+        .as_ref()
+        .map(|table| table.snapshot())
+        .transpose()?;
     let manifest = Manifest {
         epoch: captured.epoch,
         plan: checkpointing.plan.clone(),
@@ -439,6 +454,7 @@ fn begin(
         operators: captured.operators.len(),
         sink: prepared.part.clone(),
         finished,
+        table: table.is_some(),
         created_ms: now_ms(),
     };
     let state_bytes = captured
@@ -454,7 +470,7 @@ fn begin(
         tokio::task::spawn_blocking(move || prepared.make_durable())
             .await
             .map_err(|e| EngineError::Checkpoint(format!("syncing the output: {e}")))??;
-        store.write(&manifest, &captured).await
+        store.write(&manifest, &captured, table.as_ref()).await
     }));
     Ok(PendingCheckpoint {
         epoch,

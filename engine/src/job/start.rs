@@ -88,20 +88,6 @@ impl Engine {
                 here.index, here.count
             )));
         }
-        if let Some(CheckpointStart::Finished(manifest)) = &start {
-            // The job ran to its end before: its output is complete; make sure it is visible.
-            sink_config.complete(&manifest.sink)?;
-            tracing::info!(
-                job = %name,
-                "finished in an earlier run (checkpoint {}); delete its state to run it again",
-                manifest.epoch
-            );
-            let job = RunningJob::spawn(spec(prepared.plan.clone(), checkpoint_dir), async {
-                Ok(JobEnd::Finished)
-            });
-            self.jobs.push(job.record());
-            return Ok(job);
-        }
         // The output is readable by name: a table's current state answers pull queries, a
         // stream's rows as written feed push queries. (Not an insert's: it has no name of
         // its own to read; nor an instance's, which writes a share of it, as a node that
@@ -109,7 +95,12 @@ impl Engine {
         let (materialized, live) = match kind {
             _ if inserting || prepared.instance.is_some() => (None, None),
             JobKind::Table => {
-                let table = Arc::new(MaterializedTable::try_new(&schema, &key)?);
+                let table = Arc::new(MaterializedTable::try_new(
+                    name,
+                    &schema,
+                    &key,
+                    prepared.memory_limit,
+                )?);
                 self.ctx.deregister_table(name)?;
                 self.ctx.register_table(name, table.clone())?;
                 (Some(table), None)
@@ -123,6 +114,23 @@ impl Engine {
                 (None, Some(live.writer()))
             }
         };
+        if let Some(CheckpointStart::Finished { manifest, store }) = &start {
+            // The job ran to its end before: its output is complete; make sure it is visible.
+            sink_config.complete(&manifest.sink)?;
+            if let Some(table) = &materialized {
+                table.restore(store.read_table(manifest).await?.as_ref())?;
+            }
+            tracing::info!(
+                job = %name,
+                "finished in an earlier run (checkpoint {}); delete its state to run it again",
+                manifest.epoch
+            );
+            let job = RunningJob::spawn(spec(prepared.plan.clone(), checkpoint_dir), async {
+                Ok(JobEnd::Finished)
+            });
+            self.jobs.push(job.record());
+            return Ok(job);
+        }
         let stops = Stops {
             session: self.stop.clone(),
             job: control.clone(),
@@ -345,7 +353,10 @@ impl Engine {
                 )));
             }
             if newest.finished && !transactional {
-                return Ok(Some(CheckpointStart::Finished(newest)));
+                return Ok(Some(CheckpointStart::Finished {
+                    manifest: newest,
+                    store,
+                }));
             }
         }
         Ok(Some(CheckpointStart::Run {
@@ -435,7 +446,11 @@ enum CheckpointStart {
         interval: std::time::Duration,
     },
     /// Not at all: its last run finished.
-    Finished(Manifest),
+    Finished {
+        manifest: Manifest,
+        /// Where the manifest is.
+        store: CheckpointStore,
+    },
 }
 
 /// The key of a `CREATE TABLE`: the select items marked `PRIMARY KEY`, or else the selected
