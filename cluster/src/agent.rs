@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use ferris_engine::Session;
 use ferris_engine::cluster::JobSummary;
-use ferris_engine::job::JobRecord;
+use ferris_engine::job::{InstanceToRun, JobRecord};
 
 use crate::error::ClusterError;
 use crate::etcd::{Keys, Snapshot};
@@ -171,7 +171,11 @@ impl Agent {
             if !self.take(client, &job.name, &key, lease).await? {
                 continue;
             }
-            match session.start_kept(&job.name, &job.sql, unit.instance).await {
+            let instance = unit.instance.map(|index| InstanceToRun {
+                index,
+                era: job.era,
+            });
+            match session.start_kept(&job.name, &job.sql, instance).await {
                 Ok(Some(started)) => {
                     let record = started.record();
                     record.control.set_paused(job.paused);
@@ -244,6 +248,13 @@ impl Agent {
                     local.record.control.set_paused(job.paused);
                     // A START of the running job is no reason to start it again later.
                     local.generation = job.generation;
+                }
+                Some(job) if job.stopped && job.draining => {
+                    if !local.stopping {
+                        tracing::info!(job = %name, "draining: its parallelism changes");
+                        local.record.control.request_drain();
+                        local.stopping = true;
+                    }
                 }
                 Some(job) if !job.force => {
                     local.leaving = !job.stopped;

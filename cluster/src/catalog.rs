@@ -90,6 +90,7 @@ fn start(job: &mut ClusterJob) {
     job.stopped = false;
     job.force = false;
     job.paused = false;
+    job.draining = false;
     job.generation += 1;
 }
 
@@ -169,6 +170,35 @@ impl ClusterCatalog for EtcdCatalog {
                     if job.stopped {
                         start(job);
                     }
+                })
+                .await?)
+        }
+        .boxed()
+    }
+
+    fn drain(&self, name: &str) -> BoxFuture<'_, Result<bool>> {
+        let name = name.to_string();
+        async move {
+            Ok(self
+                .update(&name, |job| {
+                    job.stopped = true;
+                    job.force = false;
+                    job.draining = true;
+                })
+                .await?)
+        }
+        .boxed()
+    }
+
+    fn rescale(&self, name: &str, sql: String, instances: usize) -> BoxFuture<'_, Result<bool>> {
+        let name = name.to_string();
+        async move {
+            Ok(self
+                .update(&name, |job| {
+                    job.sql.clone_from(&sql);
+                    job.instances = instances;
+                    job.era += 1;
+                    start(job);
                 })
                 .await?)
         }

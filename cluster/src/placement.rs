@@ -215,6 +215,8 @@ mod tests {
             generation: 0,
             created_ms: 0,
             instances: 0,
+            era: 0,
+            draining: false,
         }
     }
 

@@ -58,7 +58,8 @@ pub trait SinkConfig: fmt::Debug + Send + Sync {
     }
 
     /// Deletes what carried job `job`'s exchanges between processes (its repartition
-    /// topics), with the rest of its state when it is dropped; returns what it deleted.
+    /// topics, of every era), with the rest of its state when it is dropped, or once its
+    /// instances drained before a change of parallelism; returns what it deleted.
     fn delete_exchanges(&self, _job: &str) -> Result<Vec<String>> {
         Ok(vec![])
     }
@@ -130,8 +131,9 @@ pub trait Sink: Send {
 
     /// The transport for the exchanges of job `job` when its instances run in several
     /// processes, writing through this sink (in its transactions), if it can carry them: a
-    /// Kafka sink's producer can.
-    fn exchange_transport(&self, _job: &str) -> Option<Arc<dyn ExchangeTransport>> {
+    /// Kafka sink's producer can. The instances of each `era` (each parallelism the job
+    /// was changed to) meet in exchanges of their own.
+    fn exchange_transport(&self, _job: &str, _era: u64) -> Option<Arc<dyn ExchangeTransport>> {
         None
     }
 

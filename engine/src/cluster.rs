@@ -43,6 +43,14 @@ pub struct ClusterJob {
     /// with the others through Kafka; 0: the job runs whole on one node.
     #[serde(default)]
     pub instances: usize,
+    /// How many times its parallelism changed while its instances ran apart: each era's
+    /// instances keep checkpoints and exchange topics of their own (see `InstanceToRun`).
+    #[serde(default)]
+    pub era: u64,
+    /// Its stop (`stopped`) is a drain, before its parallelism changes: its instances take
+    /// in everything in flight between them, and keep their state in their last checkpoint.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// What a node reports of a job it runs or ran (one row of `SHOW JOBS`). Fields a node of
@@ -163,6 +171,15 @@ pub trait ClusterCatalog: Send + Sync {
     /// and starts it again from `sql`, resuming from that checkpoint (a stopped job starts);
     /// whether it is kept.
     fn restate(&self, name: &str, sql: String) -> BoxFuture<'_, Result<bool>>;
+
+    /// Stops the job `name`, whose instances run apart, with a drain before its parallelism
+    /// changes (see `JobControl::request_drain`); whether it is kept. `START JOB` takes it
+    /// back at its parallelism.
+    fn drain(&self, name: &str) -> BoxFuture<'_, Result<bool>>;
+
+    /// Starts the drained job `name` again from `sql` as `instances` instances apart, in a
+    /// new era: they take up the drained checkpoints of the ones before; whether it is kept.
+    fn rescale(&self, name: &str, sql: String, instances: usize) -> BoxFuture<'_, Result<bool>>;
 
     /// Forgets the job `name`, once no node runs it; what was kept.
     fn remove(&self, name: &str) -> BoxFuture<'_, Result<Option<ClusterJob>>>;

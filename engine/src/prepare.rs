@@ -21,8 +21,9 @@ use ferris_streaming::{
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
+use crate::job::checkpoint::era_folder;
 use crate::job::kept_output::KeptOutput;
-use crate::job::task::{InstanceHere, JobRun, task_context};
+use crate::job::task::{InstanceHere, InstanceToRun, JobRun, task_context};
 use crate::late::LateRecordFile;
 use crate::placeholders::parse_query;
 use crate::planner::parallelize::Parallelize;
@@ -74,6 +75,9 @@ impl PreparedQuery {
 pub(crate) struct CheckpointSettings {
     /// A local folder or `s3://bucket/prefix`.
     pub(crate) dir: String,
+    /// For an instance of a job whose parallelism has changed: the folder of the instances
+    /// of the era before, whose drained last checkpoints it takes up when it has none.
+    pub(crate) previous_era: Option<String>,
     pub(crate) interval: Duration,
     /// `'processing.guarantee'` as written: exactly once (true), at least once (false), or
     /// the best the sink allows (none).
@@ -105,7 +109,7 @@ impl Engine {
         job: Option<&str>,
         into: Option<&dyn SinkConfig>,
         parameters: &[ScalarValue],
-        instance: Option<usize>,
+        instance: Option<InstanceToRun>,
     ) -> Result<PreparedQuery> {
         let options = match job {
             Some(_) => {
@@ -122,7 +126,7 @@ impl Engine {
         let parallelism = parallelism(&options)?;
         // Where instances run in several processes, each reads its own instance's shares.
         let mut instance = match (instance, job) {
-            (Some(index), Some(job)) if index >= parallelism => {
+            (Some(InstanceToRun { index, .. }), Some(job)) if index >= parallelism => {
                 return Err(EngineError::Sql {
                     message: format!(
                         "instance {index} of job '{job}' is to run here, and the job runs as {parallelism} (instances 0 to {})",
@@ -131,11 +135,14 @@ impl Engine {
                     position: query.position,
                 });
             }
-            (Some(index), Some(_)) if parallelism > 1 => Some(InstanceHere {
-                index,
-                count: parallelism,
-                sources: Vec::new(),
-            }),
+            (Some(InstanceToRun { index, era }), Some(_)) if parallelism > 1 => {
+                Some(InstanceHere {
+                    index,
+                    era,
+                    count: parallelism,
+                    sources: Vec::new(),
+                })
+            }
             _ => None,
         };
         let memory_limit = options
@@ -150,7 +157,15 @@ impl Engine {
         // in its checkpoints.
         match (checkpoint.as_mut(), &instance, job) {
             (Some(settings), Some(here), _) => {
-                settings.dir = format!("{}/instance-{}", settings.dir, here.index);
+                settings.previous_era = here
+                    .era
+                    .checked_sub(1)
+                    .map(|era| era_folder(&settings.dir, era));
+                settings.dir = format!(
+                    "{}/instance-{}",
+                    era_folder(&settings.dir, here.era),
+                    here.index
+                );
             }
             (None, Some(here), Some(job)) => {
                 return Err(EngineError::Sql {
@@ -463,6 +478,7 @@ fn checkpoint_settings(
         .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL);
     Ok(Some(CheckpointSettings {
         dir,
+        previous_era: None,
         interval,
         exactly_once,
     }))

@@ -17,6 +17,7 @@ use crate::catalog::Catalog;
 use crate::cluster::ClusterCatalog;
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::job::InstanceToRun;
 use crate::job::{JobRecord, RunningJob};
 use crate::placeholders::parse_query;
 use crate::statements::{Execution, Statement, StatementOutput, parse_statements};
@@ -25,7 +26,7 @@ use crate::statements::{Execution, Statement, StatementOutput, parse_statements}
 pub struct Session {
     engine: Engine,
     /// The one instance of every parallel job this process runs (`ferris run --instance`).
-    process_instance: Option<usize>,
+    process_instance: Option<InstanceToRun>,
 }
 
 impl Default for Session {
@@ -53,7 +54,7 @@ impl Session {
     /// the other instances run in other processes, each given its own index, and the
     /// exchanges between them go through Kafka (docs/parallelism.md).
     pub fn set_process_instance(&mut self, index: usize) {
-        self.process_instance = Some(index);
+        self.process_instance = Some(InstanceToRun { index, era: 0 });
     }
 
     /// A job declared without a sink is kept by this session, as a server keeps it: a
@@ -105,7 +106,7 @@ impl Session {
         &mut self,
         name: &str,
         sql: &str,
-        instance: Option<usize>,
+        instance: Option<InstanceToRun>,
     ) -> Result<Option<RunningJob>> {
         let statement = self.kept_statement(name, sql)?;
         let mut run = self.execution(&statement, &[]);

@@ -839,20 +839,11 @@ fn a_parallel_job_runs_an_instance_on_each_node_and_one_moves_when_its_node_is_k
     let output = support::topic("apart_out", 1);
     // The job's name names its repartition topic: one of this run's.
     let job = output.replace("apart_out", "apart");
-    let sql = format!(
-        "CREATE STREAM {job} AS
-         SELECT symbol, _window_start AS window_start, COUNT(*) AS trades, SUM(qty) AS qty
-         FROM src GROUP BY symbol WINDOW TUMBLING(INTERVAL '10' SECOND) EMIT FINAL
-         WITH ('src.type' = 'kafka_source', 'src.bootstrap.servers' = '{0}',
-               'src.topic' = '{input}', 'src.format' = 'json',
-               'src.schema' = 'ts BIGINT, symbol VARCHAR, qty BIGINT',
-               'src.event.time.field' = 'ts', 'src.watermark.max_out_of_orderness' = '1s',
-               '{job}.type' = 'kafka_sink', '{job}.bootstrap.servers' = '{0}',
-               '{job}.topic' = '{output}',
-               'parallelism' = '2', 'checkpoint.interval' = '100ms')",
-        support::bootstrap()
+    assert!(
+        n1.sql(&bars_job(&job, &input, &output))
+            .unwrap()
+            .contains("SUBMITTED")
     );
-    assert!(n1.sql(&sql).unwrap().contains("SUBMITTED"));
     let on_both = wait_for_placement(&n1, "an instance runs on each node", |placed| {
         placed
             .get(&job)
@@ -860,94 +851,21 @@ fn a_parallel_job_runs_an_instance_on_each_node_and_one_moves_when_its_node_is_k
     });
     assert_eq!(on_both.len(), 1);
 
-    // Rows 5 ms apart, keyed by their number (spread over the six partitions).
-    const BASE_MS: i64 = 1_700_000_000_000;
     const ROWS: i64 = 30_000;
-    let row = |id: i64| {
-        let json = format!(
-            r#"{{"ts":{},"symbol":"S{}","qty":{}}}"#,
-            BASE_MS + id * 5,
-            id % 7,
-            id % 9 + 1
-        );
-        (id.to_string(), json.into_bytes())
-    };
-    support::produce(&input, (0..ROWS / 2).map(row));
+    support::produce(&input, (0..ROWS / 2).map(trade));
     wait_until(
         "the first bars are written",
         Duration::from_secs(60),
         || !support::consume_all(&output).is_empty(),
     );
     n2.kill();
-    support::produce(&input, (ROWS / 2..ROWS).map(row));
-    // A row an hour on in every partition closes every window before it.
-    support::produce(
-        &input,
-        (0..60).map(|k| {
-            let json = format!(
-                r#"{{"ts":{},"symbol":"close","qty":0}}"#,
-                BASE_MS + ROWS * 5 + 3_600_000
-            );
-            (format!("close-{k}"), json.into_bytes())
-        }),
-    );
+    support::produce(&input, (ROWS / 2..ROWS).map(trade));
+    close_every_window(&input, ROWS);
     wait_for_placement(&n1, "both instances run on n1", |placed| {
         placed.get(&job).is_some_and(|nodes| nodes == "n1")
     });
 
-    let mut expected: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
-    for id in 0..ROWS {
-        let start = (BASE_MS + id * 5).div_euclid(10_000) * 10_000;
-        let start = chrono::DateTime::from_timestamp_millis(start).unwrap();
-        let bar = expected
-            .entry((
-                format!("S{}", id % 7),
-                start.format("%Y-%m-%dT%H:%M:%S").to_string(),
-            ))
-            .or_default();
-        bar.0 += 1;
-        bar.1 += (id % 9 + 1) as u64;
-    }
-    let written = || -> Vec<((String, String), (u64, u64))> {
-        let mut bars: Vec<_> = support::consume_all(&output)
-            .into_iter()
-            .map(|(_, value, _)| {
-                let bar: serde_json::Value = serde_json::from_slice(&value.unwrap()).unwrap();
-                (
-                    (
-                        bar["symbol"].as_str().unwrap().to_string(),
-                        bar["window_start"].as_str().unwrap().to_string(),
-                    ),
-                    (
-                        bar["trades"].as_u64().unwrap(),
-                        bar["qty"].as_u64().unwrap(),
-                    ),
-                )
-            })
-            .collect();
-        bars.sort();
-        bars
-    };
-    let expected: Vec<_> = expected.into_iter().collect();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let bars = written();
-        if bars.len() >= expected.len() {
-            assert_eq!(bars, expected, "every bar once, none twice");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} bars written; n1 logged:\n{}",
-            bars.len(),
-            expected.len(),
-            n1.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // Nothing more comes: no bar twice.
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(written(), expected, "every bar once, none twice");
+    expect_bars_once(&output, ROWS, &n1);
     let status = n1.sql(&format!("SHOW JOB STATUS '{job}'")).unwrap();
     assert!(status.contains(": node n2 left"), "{status}");
     assert!(
@@ -984,4 +902,169 @@ fn a_parallel_job_runs_an_instance_on_each_node_and_one_moves_when_its_node_is_k
         Duration::from_secs(30),
         || !topics().contains(&repartition),
     );
+}
+
+/// Bars per symbol over 10 s of the JSON trades in topic `input`, written to topic `output`
+/// by job `job`: two instances apart, the input not keyed by the GROUP BY key.
+fn bars_job(job: &str, input: &str, output: &str) -> String {
+    format!(
+        "CREATE STREAM {job} AS
+         SELECT symbol, _window_start AS window_start, COUNT(*) AS trades, SUM(qty) AS qty
+         FROM src GROUP BY symbol WINDOW TUMBLING(INTERVAL '10' SECOND) EMIT FINAL
+         WITH ('src.type' = 'kafka_source', 'src.bootstrap.servers' = '{0}',
+               'src.topic' = '{input}', 'src.format' = 'json',
+               'src.schema' = 'ts BIGINT, symbol VARCHAR, qty BIGINT',
+               'src.event.time.field' = 'ts', 'src.watermark.max_out_of_orderness' = '1s',
+               '{job}.type' = 'kafka_sink', '{job}.bootstrap.servers' = '{0}',
+               '{job}.topic' = '{output}',
+               'parallelism' = '2', 'checkpoint.interval' = '100ms')",
+        support::bootstrap()
+    )
+}
+
+/// When trade `id` happened: 5 ms apart from `BASE_MS`.
+const BASE_MS: i64 = 1_700_000_000_000;
+
+/// Trade `id` for [`bars_job`], keyed by its number (spread over the topic's partitions).
+fn trade(id: i64) -> (String, Vec<u8>) {
+    let json = format!(
+        r#"{{"ts":{},"symbol":"S{}","qty":{}}}"#,
+        BASE_MS + id * 5,
+        id % 7,
+        id % 9 + 1
+    );
+    (id.to_string(), json.into_bytes())
+}
+
+/// A row an hour after trade `rows` in every partition of `input`: every window closes.
+fn close_every_window(input: &str, rows: i64) {
+    support::produce(
+        input,
+        (0..60).map(|k| {
+            let json = format!(
+                r#"{{"ts":{},"symbol":"close","qty":0}}"#,
+                BASE_MS + rows * 5 + 3_600_000
+            );
+            (format!("close-{k}"), json.into_bytes())
+        }),
+    );
+}
+
+/// Waits until topic `output` holds the bars of trades `0..rows`, each once and nothing
+/// else (90 s at most, then `node`'s log tells why).
+fn expect_bars_once(output: &str, rows: i64, node: &Node) {
+    let mut expected: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for id in 0..rows {
+        let start = (BASE_MS + id * 5).div_euclid(10_000) * 10_000;
+        let start = chrono::DateTime::from_timestamp_millis(start).unwrap();
+        let bar = expected
+            .entry((
+                format!("S{}", id % 7),
+                start.format("%Y-%m-%dT%H:%M:%S").to_string(),
+            ))
+            .or_default();
+        bar.0 += 1;
+        bar.1 += (id % 9 + 1) as u64;
+    }
+    let written = || -> Vec<((String, String), (u64, u64))> {
+        let mut bars: Vec<_> = support::consume_all(output)
+            .into_iter()
+            .map(|(_, value, _)| {
+                let bar: serde_json::Value = serde_json::from_slice(&value.unwrap()).unwrap();
+                (
+                    (
+                        bar["symbol"].as_str().unwrap().to_string(),
+                        bar["window_start"].as_str().unwrap().to_string(),
+                    ),
+                    (
+                        bar["trades"].as_u64().unwrap(),
+                        bar["qty"].as_u64().unwrap(),
+                    ),
+                )
+            })
+            .collect();
+        bars.sort();
+        bars
+    };
+    let expected: Vec<_> = expected.into_iter().collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let bars = written();
+        if bars.len() >= expected.len() {
+            assert_eq!(bars, expected, "every bar once, none twice");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} bars written, not {:?}; the node logged:\n{}",
+            bars.len(),
+            expected.len(),
+            expected
+                .iter()
+                .filter(|bar| !bars.contains(bar))
+                .collect::<Vec<_>>(),
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Nothing more comes: no bar twice.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(written(), expected, "every bar once, none twice");
+}
+
+/// The same job, its instances apart on two nodes, changes its parallelism twice while
+/// trades come: 2 -> 3 -> 2. Each change drains the instances (everything in flight
+/// between them taken in, windows left open), and the next instances take up their key
+/// groups and partitions: the output holds each bar once, as an unchanged run writes it.
+#[test]
+fn a_job_whose_instances_run_apart_changes_its_parallelism_while_it_runs_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let etcd = Etcd::start(dir);
+    let n1 = Node::start(dir, "n1", &etcd.url());
+    let n2 = Node::start(dir, "n2", &etcd.url());
+    let input = support::topic("rescaled_in", 6);
+    let output = support::topic("rescaled_out", 1);
+    let job = output.replace("rescaled_out", "rescaled");
+    assert!(
+        n1.sql(&bars_job(&job, &input, &output))
+            .unwrap()
+            .contains("SUBMITTED")
+    );
+    let running = |count: usize| {
+        wait_until(
+            &format!("{count} instances run"),
+            Duration::from_secs(60),
+            // An apart job runs once each of its instances does.
+            || statuses(&n1).get(&job).map(String::as_str) == Some("RUNNING"),
+        )
+    };
+    const ROWS: i64 = 30_000;
+    support::produce(&input, (0..ROWS / 3).map(trade));
+    wait_until(
+        "the first bars are written",
+        Duration::from_secs(60),
+        || !support::consume_all(&output).is_empty(),
+    );
+    let altered = n2
+        .sql(&format!("ALTER JOB {job} SET PARALLELISM 3"))
+        .unwrap();
+    assert!(altered.contains("RESTARTING"), "{altered}");
+    support::produce(&input, (ROWS / 3..2 * ROWS / 3).map(trade));
+    running(3);
+    let altered = n1
+        .sql(&format!("ALTER JOB {job} SET PARALLELISM 2"))
+        .unwrap();
+    assert!(altered.contains("RESTARTING"), "{altered}");
+    support::produce(&input, (2 * ROWS / 3..ROWS).map(trade));
+    close_every_window(&input, ROWS);
+    expect_bars_once(&output, ROWS, &n1);
+    let logs = format!("{}{}", n1.log(), n2.log());
+    assert_eq!(
+        logs.matches("takes up the drained checkpoints").count(),
+        5,
+        "three instances took up two, then two took up three: {logs}"
+    );
+    let create = n1.sql(&format!("SHOW CREATE JOB '{job}'")).unwrap();
+    assert!(create.contains("'parallelism' = '2'"), "{create}");
 }

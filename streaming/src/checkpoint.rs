@@ -57,6 +57,40 @@ pub struct Restored {
     pub operators: Vec<RecordBatch>,
 }
 
+impl Restored {
+    /// The last checkpoints of a job's instances that ran apart (`apart[k]` the process
+    /// running instance `k` took), as one checkpoint of them all: the newest epoch, every
+    /// position, and each operator's instances side by side, each taken from the process
+    /// that ran it (the others ran that partition with no input, and hold nothing of it).
+    pub fn of_instances_apart(apart: Vec<Restored>) -> Result<Restored, String> {
+        let processes = apart.len();
+        let grouped: Vec<_> = apart
+            .iter()
+            .map(|r| group_instances(&r.operators))
+            .collect();
+        let operators = grouped.first().map_or(0, Vec::len);
+        if grouped.iter().any(|groups| groups.len() != operators) {
+            return Err("the instances' checkpoints hold different operators".into());
+        }
+        let mut combined = Vec::new();
+        for operator in 0..operators {
+            for (process, groups) in grouped.iter().enumerate() {
+                combined.extend(
+                    groups[operator]
+                        .iter()
+                        .filter(|(instance, _)| instance.index % processes == process)
+                        .map(|(_, snapshot)| snapshot.clone()),
+                );
+            }
+        }
+        Ok(Restored {
+            epoch: apart.iter().map(|r| r.epoch).max().unwrap_or(0),
+            sources: apart.into_iter().flat_map(|r| r.sources).collect(),
+            operators: combined,
+        })
+    }
+}
+
 /// Everything one checkpoint captured.
 #[derive(Debug)]
 pub struct Captured {
@@ -97,6 +131,8 @@ struct BarrierState {
     /// less one).
     operators_registered: usize,
     taken: bool,
+    /// The plan ends by a drain (see [`CheckpointBarrier::drain`]).
+    draining: bool,
 }
 
 #[derive(Debug)]
@@ -398,6 +434,31 @@ impl CheckpointBarrier {
             .collect()
     }
 
+    /// Makes the plan's coming end a drain, before its job goes on at another parallelism:
+    /// its sources end where they are, everything in flight is taken in, and then its
+    /// stateful operators keep their state for the last checkpoint instead of flushing it,
+    /// and an exchange's ended senders go on holding the watermark back where they left it,
+    /// as they would have running on. The plan's end is then only a pause.
+    pub fn drain(&self) {
+        self.lock().draining = true;
+        self.changed();
+    }
+
+    /// Whether the plan's end is a drain.
+    pub fn is_draining(&self) -> bool {
+        self.lock().draining
+    }
+
+    /// Every stateful operator's last state, once all of them have ended (for the last
+    /// checkpoint of a drain); `None` while one runs.
+    pub fn ended_snapshots(&self) -> Option<Vec<RecordBatch>> {
+        self.lock()
+            .operators
+            .iter()
+            .map(|o| o.ended.clone())
+            .collect()
+    }
+
     /// Lets the sources go on after checkpoint `epoch` was written (or given up).
     pub fn release(&self, epoch: u64) {
         let mut state = self.lock();
@@ -547,6 +608,11 @@ impl OperatorBarrier {
         state.with_schema(schema).expect("only metadata changed")
     }
 
+    /// Whether the plan's end is a drain: the operator keeps its state instead of flushing.
+    pub fn draining(&self) -> bool {
+        self.barrier.is_draining()
+    }
+
     /// Waits for a change of the barrier not seen yet (a source cut: a snapshot may be due).
     pub async fn changed(&mut self) {
         self.barrier.wait_change(&mut self.seen).await
@@ -686,6 +752,57 @@ mod tests {
             restored(&plan),
             vec![vec![0], vec![1], vec![2], vec![3], vec![4]]
         );
+    }
+
+    /// The snapshots a process takes of `instances` registering in this order, each
+    /// holding `value(position)`.
+    fn snapshots(instances: &[OperatorInstance], value: impl Fn(usize) -> i64) -> Restored {
+        let barrier = Arc::new(CheckpointBarrier::new(Restored::default()));
+        let operators: Vec<_> = instances
+            .iter()
+            .map(|instance| barrier.register_operator_at(u32::MAX, *instance))
+            .collect();
+        let epoch = barrier.trigger().unwrap();
+        for (position, operator) in operators.iter().enumerate() {
+            operator.snapshot(epoch, state(value(position)));
+        }
+        Restored {
+            epoch,
+            sources: HashMap::new(),
+            operators: barrier.take_completed().unwrap().operators,
+        }
+    }
+
+    /// Two processes each ran every partition of a plan (an operator of two instances, one
+    /// of one), only their own with input: put together, each new instance of three gets
+    /// the old instances overlapping it from the process that ran them, and the operator
+    /// of one its own snapshot from the first process.
+    #[test]
+    fn checkpoints_of_instances_apart_put_together_take_each_from_its_process() {
+        let plan = [instance(0, 2), instance(1, 2), instance(0, 1)];
+        let apart = vec![
+            snapshots(&plan, |position| position as i64),
+            snapshots(&plan, |position| 10 + position as i64),
+        ];
+        let together = Restored::of_instances_apart(apart).unwrap();
+        let barrier = CheckpointBarrier::new(together);
+        let barrier = Arc::new(barrier);
+        let handed: Vec<Vec<i64>> = [
+            instance(0, 3),
+            instance(1, 3),
+            instance(2, 3),
+            instance(0, 1),
+        ]
+        .iter()
+        .map(
+            |instance| match barrier.register_operator_at(u32::MAX, *instance).restored {
+                Some(RestoredState::Own(own)) => vec![value(&own)],
+                Some(RestoredState::Rescaled(all)) => all.iter().map(value).collect(),
+                None => vec![],
+            },
+        )
+        .collect();
+        assert_eq!(handed, vec![vec![0], vec![0, 11], vec![11], vec![2]]);
     }
 
     /// A process running instance 1 of 2 apart registers one instance of each operator: the

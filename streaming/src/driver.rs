@@ -266,8 +266,11 @@ impl<O: StreamOperator> Driver<O> {
             self.inputs[input] = None;
             if self.inputs.iter().all(Option::is_none) {
                 self.done = true;
-                let ready = self.operator.finish()?;
-                self.pending.extend(ready);
+                // A drain's end is a pause: what is open stays open, in the state.
+                if !self.barrier.as_ref().is_some_and(OperatorBarrier::draining) {
+                    let ready = self.operator.finish()?;
+                    self.pending.extend(ready);
+                }
                 // Checkpoints taken while the rest of the job runs on keep its last state.
                 if let (Some(barrier), Some(state)) = (&self.barrier, self.operator.state()) {
                     barrier.end(state.snapshot()?);

@@ -259,7 +259,7 @@ impl ExchangeExec {
                     self.watermark,
                 ),
                 Some((exchange, instance)) if instance.runs(partition) => {
-                    let name = format!("exchange#{exchange}[{partition}]");
+                    let name = format!("{TRANSPORT_OUTPUT}{exchange}[{partition}]");
                     let mut source = barrier.as_ref().map(|b| b.register_source(&name));
                     let restored = source.as_mut().and_then(SourceBarrier::take_restored);
                     let offset = match &restored {
@@ -311,6 +311,7 @@ impl ExchangeExec {
                     .as_ref()
                     .filter(|_| local)
                     .map(|b| b.register_exchange(self.level)),
+                drain: barrier.clone(),
                 output_rows: MetricBuilder::new(&self.metrics).output_rows(partition),
                 _tasks: tasks.clone(),
             };
@@ -709,7 +710,7 @@ impl Sender {
     }
 
     /// Sends each row of `batch` where it goes, and the batch's watermark to the outputs
-    /// it gave no rows.
+    /// whose rows (if any) do not carry it.
     async fn route(&mut self, batch: RecordBatch) -> bool {
         let watermark = self
             .watermark
@@ -728,9 +729,14 @@ impl Sender {
                 }
             }
         }
-        let mut given = vec![false; self.outbox.outputs()];
         for (output, part) in parts {
-            given[output] = true;
+            // A part carries the watermarks of its own rows, maybe short of the batch's.
+            if let Some(carried) = self
+                .watermark
+                .and_then(|column| batch_watermark(&part, column))
+            {
+                self.sent_watermarks[output] = self.sent_watermarks[output].max(carried);
+            }
             if !self
                 .outbox
                 .send(output, self.index, Item::Batch(part))
@@ -740,10 +746,8 @@ impl Sender {
             }
         }
         if let Some(watermark) = watermark {
-            for (output, given) in given.into_iter().enumerate() {
-                if given {
-                    self.sent_watermarks[output] = watermark;
-                } else if watermark > self.sent_watermarks[output] {
+            for output in 0..self.outbox.outputs() {
+                if watermark > self.sent_watermarks[output] {
                     self.sent_watermarks[output] = watermark;
                     let item = Item::Watermark(watermark);
                     if !self.outbox.send(output, self.index, item).await {
@@ -799,6 +803,10 @@ fn batch_watermark(batch: &RecordBatch, column: usize) -> Option<i64> {
 fn transport_error(error: ferris_connectors::ConnectorError) -> DataFusionError {
     DataFusionError::External(Box::new(error))
 }
+
+/// What the position of an output read from a transport is named by, among a checkpoint's
+/// source positions: `exchange#<n>[<output>]`.
+pub const TRANSPORT_OUTPUT: &str = "exchange#";
 
 /// How often an output read from a transport looks whether a checkpoint's cut is due.
 const CUT_POLL: Duration = Duration::from_millis(50);
@@ -971,6 +979,8 @@ struct Output {
     schema: arrow::datatypes::SchemaRef,
     watermark: Option<WatermarkMerge>,
     barrier: Option<ExchangeBarrier>,
+    /// The job's barrier, which says whether the plan's end is a drain.
+    drain: Option<Arc<CheckpointBarrier>>,
     output_rows: datafusion::physical_plan::metrics::Count,
     /// The senders, stopped when the last output goes.
     _tasks: Arc<Mutex<JoinSet<()>>>,
@@ -1145,11 +1155,12 @@ impl Output {
     }
 
     /// The least watermark of the senders that hold it back, leaving out `except`: those
-    /// not ended nor idle (one not heard from yet holds it back entirely); `None` when none
-    /// does.
+    /// not ended (unless in a drain, whose ends are pauses) nor idle (one not heard from yet
+    /// holds it back entirely); `None` when none does.
     fn holding(&self, except: Option<usize>) -> Option<i64> {
+        let draining = self.drain.as_ref().is_some_and(|b| b.is_draining());
         (0..self.senders)
-            .filter(|&s| Some(s) != except && !self.ended[s] && !self.idle(s))
+            .filter(|&s| Some(s) != except && (draining || !self.ended[s]) && !self.idle(s))
             .map(|s| self.watermarks[s].unwrap_or(i64::MIN))
             .min()
     }
@@ -1233,5 +1244,65 @@ impl Output {
         let mut columns = batch.columns().to_vec();
         columns[column] = Arc::new(merged);
         Ok(RecordBatch::try_new(batch.schema(), columns)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{StringArray, TimestampMillisecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::physical_expr::expressions::col;
+
+    use super::*;
+    use crate::test_util::memory;
+
+    /// The rows one output gets of a batch may carry watermarks short of the batch's: the
+    /// output learns the batch's too, or its windows would wait for rows that never come.
+    #[tokio::test]
+    async fn every_output_learns_the_watermark_of_a_batch_it_gets_rows_of() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Utf8, false),
+            Field::new(
+                "watermark",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+        ]));
+        let keys: Vec<String> = (0..10).map(|k| format!("k{k}")).collect();
+        // Every row at 100, but the last at 200: the batch's watermark.
+        let stamps: Vec<i64> = (0..10).map(|k| if k == 9 { 200 } else { 100 }).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(keys)),
+                Arc::new(TimestampMillisecondArray::from(stamps)),
+            ],
+        )
+        .unwrap();
+        let exchange = ExchangeExec::new(
+            memory(vec![batch]),
+            ExchangeRouting::Hash(vec![col("key", &schema).unwrap()], 2),
+            1,
+            None,
+            Some(WatermarkMerge {
+                column: 1,
+                idle_timeout: None,
+            }),
+            "a test".into(),
+        );
+        let context = Arc::new(TaskContext::default());
+        let outputs: Vec<_> = (0..2)
+            .map(|o| exchange.execute(o, context.clone()).unwrap())
+            .collect();
+        for (output, stream) in outputs.into_iter().enumerate() {
+            let batches: Vec<RecordBatch> = stream.map(|b| b.unwrap()).collect().await;
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            let reached = batches
+                .iter()
+                .filter_map(|b| watermark_of(b).or_else(|| batch_watermark(b, 1)))
+                .max();
+            assert!(rows > 0, "output {output} gets rows");
+            assert_eq!(reached, Some(200), "output {output}");
+        }
     }
 }

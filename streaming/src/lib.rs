@@ -45,7 +45,7 @@ mod window_state;
 
 pub use error::StreamingError;
 pub use event_time::{EVENT_TIME_COLUMN, EventTimeStamper, WATERMARK_COLUMN, WatermarkSpec};
-pub use exchange::{ExchangeExec, ExchangeRouting, WatermarkMerge};
+pub use exchange::{ExchangeExec, ExchangeRouting, TRANSPORT_OUTPUT, WatermarkMerge};
 pub use join_time_bounds::SideTime;
 pub use late::{LateDataPolicy, LateRecordSink};
 pub use lookup_join::{LookupJoinExec, LookupJoinRule, LookupTableRead};

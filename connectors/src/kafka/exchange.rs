@@ -1,6 +1,7 @@
 //! The exchanges of a job whose instances run in several processes, through Kafka
 //! ([`KafkaExchange`], an `ExchangeTransport`): exchange `n` of job `j` is the topic
-//! `j-repartition-n`, one partition per output of the exchange.
+//! `j-repartition-n` (`j-repartition-n-era<g>` once the job's parallelism has changed `g`
+//! times), one partition per output of the exchange.
 //!
 //! A message is one sender's rows for one output, as an Arrow IPC stream (the schema, then
 //! the batch), or a watermark, an idle notice or an end; headers say which sender sent it
@@ -51,6 +52,8 @@ const READ_AHEAD: usize = 16;
 pub struct KafkaExchange {
     connection: KafkaConnection,
     job: String,
+    /// How many times the job's parallelism has changed.
+    era: u64,
     producer: Arc<CheckedProducer>,
 }
 
@@ -64,22 +67,28 @@ impl std::fmt::Debug for KafkaExchange {
 }
 
 impl KafkaExchange {
-    /// The exchanges of job `job`, written through `producer` (the job's sink's).
+    /// The exchanges of job `job` in era `era`, written through `producer` (the job's
+    /// sink's).
     pub(crate) fn new(
         connection: KafkaConnection,
         job: &str,
+        era: u64,
         producer: Arc<CheckedProducer>,
     ) -> Self {
         Self {
             connection,
             job: job.to_string(),
+            era,
             producer,
         }
     }
 
     /// The topic of exchange `exchange`.
     pub fn topic(&self, exchange: u32) -> String {
-        format!("{}-repartition-{exchange}", self.job)
+        match self.era {
+            0 => format!("{}-repartition-{exchange}", self.job),
+            era => format!("{}-repartition-{exchange}-era{era}", self.job),
+        }
     }
 
     /// Creates `topic` with `partitions` partitions unless it exists.
@@ -97,8 +106,8 @@ impl KafkaExchange {
     }
 }
 
-/// Deletes the exchange topics of job `job` (`<job>-repartition-<n>`) on the brokers of
-/// `connection`; the topics deleted.
+/// Deletes the exchange topics of job `job` (`<job>-repartition-<n>`, and of every era
+/// `<job>-repartition-<n>-era<g>`) on the brokers of `connection`; the topics deleted.
 pub(crate) fn delete_exchange_topics(
     connection: &KafkaConnection,
     job: &str,
@@ -109,8 +118,12 @@ pub(crate) fn delete_exchange_topics(
         .into_iter()
         .map(|t| t.name)
         .filter(|name| {
+            let number = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
             name.strip_prefix(&prefix)
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .is_some_and(|rest| match rest.split_once("-era") {
+                    Some((exchange, era)) => number(exchange) && number(era),
+                    None => number(rest),
+                })
         })
         .collect();
     if topics.is_empty() {

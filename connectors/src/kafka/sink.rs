@@ -389,10 +389,11 @@ impl Sink for KafkaSink {
         self.is_transactional()
     }
 
-    fn exchange_transport(&self, job: &str) -> Option<Arc<dyn ExchangeTransport>> {
+    fn exchange_transport(&self, job: &str, era: u64) -> Option<Arc<dyn ExchangeTransport>> {
         Some(Arc::new(KafkaExchange::new(
             self.config.connection.clone(),
             job,
+            era,
             self.producer.clone(),
         )))
     }

@@ -12,6 +12,7 @@ use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
 use ferris_connectors::{SourceConnector, SourcePosition};
 use ferris_streaming::EventTimeStamper;
+use ferris_streaming::TRANSPORT_OUTPUT;
 use ferris_streaming::checkpoint::{Captured, Restored};
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -411,6 +412,55 @@ impl CheckpointStore {
     }
 }
 
+/// The folder of the checkpoints of a job's instances in era `era` (see `InstanceToRun`),
+/// under the job's folder `dir`: each instance's in `instance-<i>` below it.
+pub(crate) fn era_folder(dir: &str, era: u64) -> String {
+    match era {
+        0 => dir.to_string(),
+        era => format!("{dir}/era-{era}"),
+    }
+}
+
+/// The state an instance of a job's new era starts from: the last checkpoints of the
+/// instances of the era before (under `folder`), each drained (nothing was left in flight
+/// between them), of the plan `plan`, put together (`Restored::of_instances_apart`: a new
+/// instance takes its key groups from the old ones overlapping them), each source's shares
+/// merged (a new share takes its parts), and no place in the old era's exchange topics.
+pub(crate) async fn take_up_era(folder: &str, plan: &str) -> Result<Restored> {
+    let first = CheckpointStore::open(&format!("{folder}/instance-0"))?;
+    let Some(newest) = first.manifests().await?.into_iter().next() else {
+        return Err(EngineError::Checkpoint(format!(
+            "{folder}/instance-0 holds no checkpoint of the job's instances before its parallelism changed"
+        )));
+    };
+    let count = newest.parallelism;
+    let mut lasts = Vec::with_capacity(count);
+    for index in 0..count {
+        let store = CheckpointStore::open(&format!("{folder}/instance-{index}"))?;
+        let last = store.manifests().await?.into_iter().next();
+        let Some(last) = last.filter(|m| m.drained && m.parallelism == count) else {
+            return Err(EngineError::Checkpoint(format!(
+                "instance {index} of the job's {count} before its parallelism changed did not drain ({}): START JOB runs it again at its old parallelism",
+                store.display
+            )));
+        };
+        if last.plan != plan {
+            return Err(EngineError::Checkpoint(format!(
+                "the job changed since checkpoint {} in {}: its state fits the old query only",
+                last.epoch, store.display
+            )));
+        }
+        lasts.push(store.read(&last).await?);
+    }
+    let mut restored = Restored::of_instances_apart(lasts)
+        .map_err(|e| EngineError::Checkpoint(format!("{folder}: {e}")))?;
+    restored
+        .sources
+        .retain(|name, _| !name.starts_with(TRANSPORT_OUTPUT));
+    restored.sources = merge_shares(&restored.sources)?;
+    Ok(restored)
+}
+
 /// The positions of a checkpoint taken at another parallelism, each source's shares' put
 /// together under the source's name: each share of the job now takes the parts of it that
 /// fall to it (`CheckpointBarrier::register_source_share`). A part read by two shares (a
@@ -548,6 +598,7 @@ mod tests {
             operators: 1,
             sink: serde_json::json!({"parts": []}),
             finished: false,
+            drained: false,
             table: false,
             created_ms: now_ms(),
         }

@@ -19,6 +19,8 @@ pub mod stored;
 pub(crate) mod submit;
 pub(crate) mod task;
 
+pub use task::InstanceToRun;
+
 pub use record::{
     CheckpointInfo, InstanceCounters, JobControl, JobEnd, JobKind, JobMetrics, JobProgress,
     JobRecord, JobStatus, OperatorCounters, RunningJob,

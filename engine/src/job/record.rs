@@ -449,6 +449,7 @@ impl JobStatus {
 #[derive(Debug)]
 pub struct JobControl {
     stop: StopSignal,
+    drain: StopSignal,
     paused: AtomicBool,
 }
 
@@ -456,6 +457,7 @@ impl Default for JobControl {
     fn default() -> Self {
         Self {
             stop: StopSignal::new(),
+            drain: StopSignal::new(),
             paused: AtomicBool::new(false),
         }
     }
@@ -470,6 +472,18 @@ impl JobControl {
     /// Fires when a stop is asked for.
     pub fn stop_requested(&self) -> &StopSignal {
         &self.stop
+    }
+
+    /// Asks a checkpointing job to stop with a drain, before it goes on at another
+    /// parallelism: its sources end where they are, what is in flight between its instances
+    /// is taken in, and its last checkpoint keeps its operators' state, nothing flushed.
+    pub fn request_drain(&self) {
+        self.drain.stop();
+    }
+
+    /// Fires when a drain is asked for.
+    pub fn drain_requested(&self) -> &StopSignal {
+        &self.drain
     }
 
     /// Holds the job's sources back, or lets them go on.

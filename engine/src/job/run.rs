@@ -21,17 +21,19 @@ use ferris_streaming::checkpoint::{Captured, CheckpointBarrier, Restored};
 use futures::StreamExt;
 
 use crate::error::{EngineError, Result};
-use crate::job::checkpoint::{CheckpointStore, merge_shares, offsets_metadata};
+use crate::job::checkpoint::{CheckpointStore, merge_shares, offsets_metadata, take_up_era};
 use crate::job::manifest::{Manifest, now_ms};
 use crate::job::materialized::{LiveStreamWriter, MaterializedTable};
 use crate::job::record::{CheckpointInfo, JobControl, JobEnd, JobMetrics};
 use crate::job::task::{InstanceHere, JobRun, process_instance, task_context};
 use crate::source::source_of;
 
-/// What ends a job's loop: the session's stop (Ctrl-C) or the job's own (`STOP JOB`).
+/// What ends a job's loop: the session's stop (Ctrl-C) or the job's own (`STOP JOB`, or a
+/// drain); and what ends its sources.
 pub(crate) struct Stops {
     pub session: StopSignal,
     pub job: Arc<JobControl>,
+    pub sources: StopSignal,
 }
 
 impl Stops {
@@ -83,7 +85,6 @@ pub(crate) async fn run_at_least_once(
     sources: Vec<Arc<dyn SourceConnector>>,
     stateless: bool,
     stops: Stops,
-    source_stop: StopSignal,
 ) -> Result<JobEnd> {
     // A folder sink commits its part files on time even when no rows come.
     // Checked four times an interval, so a part lands at most a quarter late.
@@ -100,8 +101,8 @@ pub(crate) async fn run_at_least_once(
         };
         let durable = tokio::select! {
             // The sources end; the windows flush as the plan ends; the sink commits.
-            _ = stops.requested(), if !source_stop.is_stopped() => {
-                source_stop.stop();
+            _ = stops.requested(), if !stops.sources.is_stopped() => {
+                stops.sources.stop();
                 false
             }
             batch = stream.next() => match batch {
@@ -147,6 +148,8 @@ pub(crate) struct CheckpointedJob {
     pub state: SessionState,
     pub plan: Arc<dyn ExecutionPlan>,
     pub memory_limit: Option<usize>,
+    /// The folder of the instances of the era before, for an instance of a new era.
+    pub previous_era: Option<String>,
     pub sink: Box<dyn SinkConfig>,
     pub schema: SchemaRef,
     /// The sources this process reads (its instance's shares, when instances run in
@@ -253,7 +256,19 @@ impl CheckpointedJob {
                 }
                 (restored, Some(manifest.sink))
             }
-            None => (Restored::default(), None),
+            // An instance of a new era: from the drained ones of the era before.
+            None => match &self.previous_era {
+                Some(folder) => {
+                    let restored = take_up_era(folder, &self.fingerprint).await?;
+                    tracing::info!(
+                        "takes up the drained checkpoints of the job's instances in {folder}, as instance {} of {}",
+                        self.instance.as_ref().map_or(0, |i| i.index),
+                        self.parallelism
+                    );
+                    (restored, None)
+                }
+                None => (Restored::default(), None),
+            },
         };
         let barrier = Arc::new(CheckpointBarrier::new(restored));
         // The sink first: exchanges between processes write through it.
@@ -336,6 +351,7 @@ async fn checkpoint_loop(
     );
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stopping = false;
+    let mut draining = false;
     // When the cut being made was asked for (its time counts in the checkpoint's).
     let mut started: Option<Instant> = None;
     let trigger = |started: &mut Option<Instant>| {
@@ -367,6 +383,16 @@ async fn checkpoint_loop(
                 trigger(&mut started);
                 None
             }
+            _ = stops.job.drain_requested().stopped(), if !draining && !stopping => {
+                draining = true;
+                barrier.drain();
+                stops.sources.stop();
+                // Rows between instances go through the transport in the checkpoints'
+                // transactions: the sooner each commits, the sooner the drain ends.
+                let every = checkpointing.interval.min(DRAIN_INTERVAL);
+                ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                None
+            }
             _ = barrier.wait_change(&mut changes) => None,
             batch = stream.next() => match batch {
                 Some(batch) => Some(batch?),
@@ -376,7 +402,7 @@ async fn checkpoint_loop(
         // A cut completed (maybe while this batch was made: the batch comes after it).
         if let Some(captured) = barrier.take_completed() {
             let elapsed = started.take().map(|s| s.elapsed()).unwrap_or_default();
-            let pending = begin(checkpointing, &mut outputs, captured, false, elapsed)?;
+            let pending = begin(checkpointing, &mut outputs, captured, None, elapsed)?;
             // A transaction takes all that is written until it commits: nothing may come
             // after the cut before then. A stop ends here.
             if outputs.sink.commits_positions() || stopping {
@@ -402,16 +428,47 @@ async fn checkpoint_loop(
         wait_and_complete(checkpointing, &mut outputs, sources, pending).await?;
     }
     // Every source ended: the last checkpoint says so, so that a restart does not run the
-    // job again, and commits the sink's last output.
-    let last = Captured {
+    // job again, and commits the sink's last output. A drain's holds the operators' state
+    // instead, for the job to go on from.
+    let (last, operators) = match draining {
+        true => (
+            LastCheckpoint::Drained,
+            barrier.ended_snapshots().ok_or_else(|| {
+                EngineError::Internal("the plan ended before its operators did".into())
+            })?,
+        ),
+        false => (LastCheckpoint::Finished, vec![]),
+    };
+    let captured = Captured {
         epoch: barrier.epoch() + 1,
         sources: barrier.ended_positions(),
-        operators: vec![],
+        operators,
     };
-    let pending = begin(checkpointing, &mut outputs, last, true, Duration::ZERO)?;
+    let pending = begin(
+        checkpointing,
+        &mut outputs,
+        captured,
+        Some(last),
+        Duration::ZERO,
+    )?;
     wait_and_complete(checkpointing, &mut outputs, sources, pending).await?;
     outputs.sink.close()?;
-    Ok(JobEnd::Finished)
+    Ok(match last {
+        LastCheckpoint::Drained => JobEnd::Stopped,
+        LastCheckpoint::Finished => JobEnd::Finished,
+    })
+}
+
+/// How often a draining job checkpoints at most.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What a job's last checkpoint is.
+#[derive(Debug, Clone, Copy)]
+enum LastCheckpoint {
+    /// Its input all read, its output all committed.
+    Finished,
+    /// Its drain's ([`JobControl::request_drain`]).
+    Drained,
 }
 
 /// A checkpoint whose output the sink has prepared, being written.
@@ -435,7 +492,7 @@ fn begin(
     checkpointing: &Checkpointing,
     outputs: &mut JobOutputs,
     captured: Captured,
-    finished: bool,
+    last: Option<LastCheckpoint>,
     cutting: Duration,
 ) -> Result<PendingCheckpoint> {
     let started = Instant::now();
@@ -453,7 +510,8 @@ fn begin(
         sources: captured.sources.iter().map(|(n, _)| n.clone()).collect(),
         operators: captured.operators.len(),
         sink: prepared.part.clone(),
-        finished,
+        finished: matches!(last, Some(LastCheckpoint::Finished)),
+        drained: matches!(last, Some(LastCheckpoint::Drained)),
         table: table.is_some(),
         created_ms: now_ms(),
     };
@@ -587,6 +645,7 @@ mod tests {
         let stops = Stops {
             session: StopSignal::new(),
             job: Arc::default(),
+            sources: StopSignal::new(),
         };
         let ended = run_checkpointed(stream, outputs, &[], &checkpointing, &stops).await;
         assert!(ended.is_err());

@@ -34,7 +34,9 @@ impl Engine {
         if self.jobs.iter().any(|r| {
             r.name.eq_ignore_ascii_case(name)
                 && r.is_running()
-                && r.instance.zip(job.instance).is_none_or(|(a, b)| a == b)
+                && r.instance
+                    .zip(job.instance)
+                    .is_none_or(|(a, b)| a == b.index)
         }) {
             return Err(EngineError::Sql {
                 message: format!(
@@ -134,6 +136,7 @@ impl Engine {
         let stops = Stops {
             session: self.stop.clone(),
             job: control.clone(),
+            sources: prepared.source_stop.clone(),
         };
         let work: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JobEnd>> + Send>> =
             match start {
@@ -147,6 +150,10 @@ impl Engine {
                         state: self.ctx.state(),
                         plan: prepared.plan.clone(),
                         memory_limit: prepared.memory_limit,
+                        previous_era: prepared
+                            .checkpoint
+                            .as_ref()
+                            .and_then(|c| c.previous_era.clone()),
                         sink: sink_config,
                         schema,
                         sources: prepared.sources_here(),
@@ -186,14 +193,8 @@ impl Engine {
                         .map(|(_, source)| source)
                         .collect();
                     let stateless = properties::is_stateless(&prepared.plan);
-                    let source_stop = prepared.source_stop.clone();
                     Box::pin(run_at_least_once(
-                        stream,
-                        outputs,
-                        sources,
-                        stateless,
-                        stops,
-                        source_stop,
+                        stream, outputs, sources, stateless, stops,
                     ))
                 }
             };
@@ -382,7 +383,7 @@ pub(crate) struct NewJob<'a> {
     /// The values of the query's parameters.
     pub(crate) parameters: &'a [ScalarValue],
     /// The one instance to run here, the others running elsewhere; `None`: all of them.
-    pub(crate) instance: Option<usize>,
+    pub(crate) instance: Option<crate::job::InstanceToRun>,
 }
 
 /// Where an `INSERT INTO` job writes, and the columns it must give.

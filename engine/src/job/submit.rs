@@ -82,6 +82,8 @@ impl Engine {
                 generation: 0,
                 created_ms: now_ms(),
                 instances,
+                era: 0,
+                draining: false,
             })
             .await?;
         Ok(true)

@@ -23,11 +23,26 @@ pub(crate) struct JobRun {
     pub process: Option<Arc<ProcessInstance>>,
 }
 
+/// Which instance of a parallel job a process runs, the others running in other processes
+/// (`ferris run --instance I`, a cluster's node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceToRun {
+    /// Its index.
+    pub index: usize,
+    /// How many times the job's parallelism has changed (`ALTER JOB ... SET PARALLELISM`).
+    /// The instances of each era keep their checkpoints, and meet in exchange topics, of
+    /// their own; the first checkpoint of an instance takes up the drained last ones of
+    /// the era before.
+    pub era: u64,
+}
+
 /// The instance of a parallel job this process runs, the others running in other
 /// processes (`ferris run --instance I`).
 #[derive(Debug, Clone)]
 pub(crate) struct InstanceHere {
     pub(crate) index: usize,
+    /// Its era ([`InstanceToRun::era`]).
+    pub(crate) era: u64,
     /// How many instances the job runs as.
     pub(crate) count: usize,
     /// What this instance reads, by source name: each divided source's share of this
@@ -46,7 +61,7 @@ pub(crate) fn process_instance(
     let Some(here) = here else {
         return Ok(None);
     };
-    let transport = sink.exchange_transport(job).ok_or_else(|| {
+    let transport = sink.exchange_transport(job, here.era).ok_or_else(|| {
         EngineError::Catalog(format!(
             "job '{job}' runs instance {} of {} here, the others in other processes: its exchanges between them go through its Kafka sink's producer, and its sink is not a Kafka topic",
             here.index, here.count

@@ -1,7 +1,8 @@
 //! `ALTER JOB name SET PARALLELISM n`: the job stops at a checkpoint and starts again from
 //! it as `n` instances, its keyed state and its sources' shares divided anew; its statement
 //! is kept with `'parallelism' = 'n'`, so that a restart keeps the new parallelism. In a
-//! cluster the statement changes in the shared catalog and the job's node restarts it.
+//! cluster the statement changes in the shared catalog and the job's node restarts it; a
+//! job whose instances run apart drains first (`AlterJob::rescale_apart`).
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,11 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
+use crate::cluster::{ClusterCatalog, ClusterJob};
+use crate::engine::Engine;
 use crate::error::{EngineError, Result};
+use crate::job::checkpoint::{CheckpointStore, era_folder};
+use crate::job::command::JobCommand;
 use crate::job::stored::StoredJob;
 use crate::listing;
 use crate::prepare::MAX_PARALLELISM;
@@ -79,6 +84,116 @@ impl AlterJob {
     }
 }
 
+impl AlterJob {
+    /// Changes the parallelism of `job`, whose instances run apart on the cluster's nodes
+    /// and meet in Kafka topics: they stop with a drain (everything in flight between them
+    /// taken in, their state in a last checkpoint each), their exchange topics are deleted,
+    /// and the job starts again from `sql` as instances of a new era, each taking up the
+    /// key groups and source parts that fall to it from those drained checkpoints.
+    async fn rescale_apart(
+        &self,
+        engine: &Engine,
+        cluster: &dyn ClusterCatalog,
+        job: ClusterJob,
+        sql: String,
+    ) -> Result<()> {
+        let name = &self.name;
+        let refused = |message: String| Err(EngineError::Catalog(message));
+        if self.parallelism < 2 {
+            return refused(format!(
+                "job '{name}' runs its {} instances apart, and goes on at 2 or more: to run it whole, drop it and create it again",
+                job.instances
+            ));
+        }
+        if job.stopped {
+            return refused(format!(
+                "job '{name}' is stopped: START JOB it, then change its parallelism"
+            ));
+        }
+        if self.parallelism == job.instances {
+            return refused(format!(
+                "job '{name}' runs as {} instances already",
+                job.instances
+            ));
+        }
+        let Some(base) = job.checkpoint_dir.as_deref() else {
+            return refused(format!("job '{name}' takes no checkpoints"));
+        };
+        // Every instance drains into a last checkpoint: one not running would leave none.
+        let status = cluster
+            .summaries()
+            .await?
+            .into_iter()
+            .find(|s| s.name.eq_ignore_ascii_case(name))
+            .map(|s| s.status)
+            .unwrap_or_default();
+        if status != "RUNNING" {
+            return refused(format!(
+                "job '{name}' is {status}: change its parallelism once every instance runs (SHOW JOBS)"
+            ));
+        }
+        if !cluster.drain(name).await? {
+            return refused(format!("job '{name}' was dropped meanwhile"));
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            let status = cluster
+                .summaries()
+                .await?
+                .into_iter()
+                .find(|s| s.name.eq_ignore_ascii_case(name))
+                .map(|s| (s.status, s.last_error));
+            match status {
+                None => return refused(format!("job '{name}' was dropped meanwhile")),
+                Some((status, _)) if status == "STOPPED" => break,
+                Some((status, error)) if status == "FAILED" => {
+                    return refused(format!(
+                        "job '{name}' failed while it drained ({}): START JOB runs it again at its parallelism",
+                        error.unwrap_or_default()
+                    ));
+                }
+                _ if Instant::now() >= deadline => {
+                    return refused(format!(
+                        "job '{name}' did not drain within {}s; it goes on draining (SHOW JOBS), and START JOB runs it again at its parallelism",
+                        STOP_TIMEOUT.as_secs()
+                    ));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        // Each instance's last checkpoint must be its drain's: else rows were in flight.
+        let folder = era_folder(base, job.era);
+        for index in 0..job.instances {
+            let dir = format!("{folder}/instance-{index}");
+            let last = CheckpointStore::open(&dir)?
+                .manifests()
+                .await?
+                .into_iter()
+                .next();
+            if !last.is_some_and(|m| m.drained) {
+                cluster.command(name, JobCommand::Start).await?;
+                return refused(format!(
+                    "instance {index} of job '{name}' stopped without draining ({dir}): it runs again at its parallelism of {}",
+                    job.instances
+                ));
+            }
+        }
+        // Drained, the old era's topics hold nothing unread; the new era has its own.
+        if let Some(sink) = engine.catalog.get(name).and_then(|e| e.writer.as_ref()) {
+            match sink.delete_exchanges(name) {
+                Ok(deleted) => {
+                    tracing::info!(job = %name, "deleted its exchange topics {deleted:?}")
+                }
+                Err(e) => tracing::warn!(job = %name, "its drained exchange topics stay: {e}"),
+            }
+        }
+        if !cluster.rescale(name, sql, self.parallelism).await? {
+            return refused(format!("job '{name}' was dropped meanwhile"));
+        }
+        Ok(())
+    }
+}
+
 impl StatementKind for AlterJob {
     fn execute<'a>(&'a self, run: Execution<'a>) -> BoxFuture<'a, Result<StatementOutput>> {
         async move {
@@ -94,17 +209,18 @@ impl StatementKind for AlterJob {
                 let Some(job) = cluster.job(name).await? else {
                     return Err(error(format!("no job '{name}' (SHOW JOBS lists them)")));
                 };
-                // Their exchange topics have a partition per instance, and rows in them
-                // between the instances' checkpoints are bound for the old instances.
-                if job.instances > 0 {
-                    return Err(error(format!(
-                        "job '{name}' runs its {} instances apart, on the cluster's nodes, and such a job cannot change its parallelism yet: drop it and create it again at the new parallelism (its state starts afresh)",
-                        job.instances
-                    )));
-                }
                 let sql = self.restated(&job.sql)?;
                 // What would not parse is refused here, not by its node.
                 (run.parse)(&sql)?;
+                if job.instances > 0 {
+                    self.rescale_apart(engine, cluster.as_ref(), job, sql)
+                        .await
+                        .map_err(|e| match e {
+                            EngineError::Catalog(message) => error(message),
+                            e => e,
+                        })?;
+                    return StatementOutput::rows(listing::job_reply(name, "RESTARTING")?);
+                }
                 if !cluster.restate(name, sql).await? {
                     return Err(error(format!("job '{name}' was dropped meanwhile")));
                 }

@@ -59,7 +59,7 @@ impl CreateJob {
         name: &'a str,
         statement: &'a str,
         parameters: &'a [datafusion::common::ScalarValue],
-        instance: Option<usize>,
+        instance: Option<crate::job::InstanceToRun>,
     ) -> NewJob<'a> {
         NewJob {
             kind: self.kind,

@@ -105,7 +105,7 @@ impl Insert {
         into: InsertTarget,
         statement: &'a str,
         parameters: &'a [datafusion::common::ScalarValue],
-        instance: Option<usize>,
+        instance: Option<crate::job::InstanceToRun>,
     ) -> NewJob<'a> {
         NewJob {
             kind: JobKind::Stream,

@@ -65,7 +65,7 @@ pub struct Execution<'a> {
     pub parse: fn(&str) -> Result<Vec<Statement>>,
     /// The one instance of a parallel job that a job started here runs, the others running
     /// in other processes (`ferris run --instance`, a cluster's node); `None`: all of them.
-    pub instance: Option<usize>,
+    pub instance: Option<crate::job::InstanceToRun>,
 }
 
 /// A query EXPLAIN can show: the query and the job it would start.
