@@ -42,6 +42,8 @@ struct LocalJob {
     leaving: bool,
     /// This node holds its `running/<name>` key.
     holds: bool,
+    /// It was asked to drain (before its job's parallelism changes).
+    draining: bool,
 }
 
 /// A job that would not start, and when it was tried.
@@ -194,6 +196,7 @@ impl Agent {
                             stopping: false,
                             leaving: false,
                             holds: true,
+                            draining: false,
                         },
                     );
                 }
@@ -240,6 +243,13 @@ impl Agent {
                 .get(name)
                 .is_some_and(|a| a.node == self.node);
             match snapshot.unit(name).map(|u| u.job) {
+                // The drain called off (START JOB): stopped at a checkpoint, it starts here
+                // again, its sources where they ended.
+                Some(job) if local.draining && !job.stopped => {
+                    tracing::info!(job = %name, "stopping at a checkpoint: its drain was called off");
+                    local.record.control.request_stop();
+                    local.draining = false;
+                }
                 // Started again here once stopped (`leaving` stays false).
                 Some(job) if assigned_here && !job.stopped && job.sql != local.sql => {
                     stop_at_checkpoint(name, local, "its statement changed (ALTER JOB)");
@@ -249,11 +259,12 @@ impl Agent {
                     // A START of the running job is no reason to start it again later.
                     local.generation = job.generation;
                 }
-                Some(job) if job.stopped && job.draining => {
-                    if !local.stopping {
+                Some(job) if job.stopped && job.draining && !job.force => {
+                    if !local.draining {
                         tracing::info!(job = %name, "draining: its parallelism changes");
                         local.record.control.request_drain();
                         local.stopping = true;
+                        local.draining = true;
                     }
                 }
                 Some(job) if !job.force => {

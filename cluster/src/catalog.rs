@@ -58,11 +58,12 @@ impl EtcdCatalog {
             .transpose()
     }
 
-    /// Changes the job `name` with `change`, unless another change came first (then again).
+    /// Changes the job `name` with `change`, unless another change came first (then again);
+    /// whether it changed it (`change` returns false to leave the job as it is).
     async fn update(
         &self,
         name: &str,
-        change: impl Fn(&mut ClusterJob),
+        change: impl Fn(&mut ClusterJob) -> bool,
     ) -> Result<bool, ClusterError> {
         let key = self.keys.key("jobs", name);
         let mut client = self.client.clone();
@@ -70,7 +71,9 @@ impl EtcdCatalog {
             let Some((mut job, revision)) = self.read_job(name).await? else {
                 return Ok(false);
             };
-            change(&mut job);
+            if !change(&mut job) {
+                return Ok(false);
+            }
             let txn = Txn::new()
                 .when([Compare::mod_revision(
                     key.as_str(),
@@ -145,15 +148,20 @@ impl ClusterCatalog for EtcdCatalog {
         let name = name.to_string();
         async move {
             Ok(self
-                .update(&name, |job| match command {
-                    JobCommand::Start => start(job),
-                    JobCommand::Stop => job.stopped = true,
-                    JobCommand::StopForce => {
-                        job.stopped = true;
-                        job.force = true;
+                .update(&name, |job| {
+                    match command {
+                        JobCommand::Start => start(job),
+                        JobCommand::Stop => job.stopped = true,
+                        // Also a drain's: its instances stop where they are.
+                        JobCommand::StopForce => {
+                            job.stopped = true;
+                            job.force = true;
+                            job.draining = false;
+                        }
+                        JobCommand::Pause => job.paused = true,
+                        JobCommand::Resume => job.paused = false,
                     }
-                    JobCommand::Pause => job.paused = true,
-                    JobCommand::Resume => job.paused = false,
+                    true
                 })
                 .await?)
         }
@@ -170,6 +178,7 @@ impl ClusterCatalog for EtcdCatalog {
                     if job.stopped {
                         start(job);
                     }
+                    true
                 })
                 .await?)
         }
@@ -181,24 +190,39 @@ impl ClusterCatalog for EtcdCatalog {
         async move {
             Ok(self
                 .update(&name, |job| {
+                    // Not a job stopped meanwhile: a user's stop stays one.
+                    if job.stopped {
+                        return false;
+                    }
                     job.stopped = true;
-                    job.force = false;
                     job.draining = true;
+                    true
                 })
                 .await?)
         }
         .boxed()
     }
 
-    fn rescale(&self, name: &str, sql: String, instances: usize) -> BoxFuture<'_, Result<bool>> {
+    fn rescale(
+        &self,
+        name: &str,
+        sql: String,
+        instances: usize,
+        drained: u64,
+    ) -> BoxFuture<'_, Result<bool>> {
         let name = name.to_string();
         async move {
             Ok(self
                 .update(&name, |job| {
+                    // Still the drained era, not started again meanwhile.
+                    if !(job.stopped && job.draining && job.era == drained) {
+                        return false;
+                    }
                     job.sql.clone_from(&sql);
                     job.instances = instances;
                     job.era += 1;
                     start(job);
+                    true
                 })
                 .await?)
         }

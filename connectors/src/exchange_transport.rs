@@ -22,6 +22,9 @@ pub enum ExchangeMessage {
     Idle,
     /// The sender has ended.
     End,
+    /// The sender's input ended in a drain, before the job's parallelism changes: it has
+    /// sent everything, and its watermark holds where it is, as if it ran on.
+    Drained,
 }
 
 /// A message read back, with who sent it and where the next one starts.

@@ -172,14 +172,21 @@ pub trait ClusterCatalog: Send + Sync {
     /// whether it is kept.
     fn restate(&self, name: &str, sql: String) -> BoxFuture<'_, Result<bool>>;
 
-    /// Stops the job `name`, whose instances run apart, with a drain before its parallelism
-    /// changes (see `JobControl::request_drain`); whether it is kept. `START JOB` takes it
-    /// back at its parallelism.
+    /// Stops the running job `name`, whose instances run apart, with a drain before its
+    /// parallelism changes (see `JobControl::request_drain`); false if it is gone or
+    /// stopped. `START JOB` calls the drain off.
     fn drain(&self, name: &str) -> BoxFuture<'_, Result<bool>>;
 
-    /// Starts the drained job `name` again from `sql` as `instances` instances apart, in a
-    /// new era: they take up the drained checkpoints of the ones before; whether it is kept.
-    fn rescale(&self, name: &str, sql: String, instances: usize) -> BoxFuture<'_, Result<bool>>;
+    /// Starts the job `name`, drained in era `drained`, again from `sql` as `instances`
+    /// instances apart, in the next era: they take up the drained checkpoints of the ones
+    /// before. False if it is gone, or no longer drained in that era.
+    fn rescale(
+        &self,
+        name: &str,
+        sql: String,
+        instances: usize,
+        drained: u64,
+    ) -> BoxFuture<'_, Result<bool>>;
 
     /// Forgets the job `name`, once no node runs it; what was kept.
     fn remove(&self, name: &str) -> BoxFuture<'_, Result<Option<ClusterJob>>>;

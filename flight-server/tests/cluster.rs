@@ -1046,6 +1046,15 @@ fn a_job_whose_instances_run_apart_changes_its_parallelism_while_it_runs_exactly
         Duration::from_secs(60),
         || !support::consume_all(&output).is_empty(),
     );
+    for (parallelism, refused) in [
+        (2, "runs as 2 instances already"),
+        (1, "goes on at 2 or more"),
+    ] {
+        let error = n2
+            .sql(&format!("ALTER JOB {job} SET PARALLELISM {parallelism}"))
+            .unwrap_err();
+        assert!(error.contains(refused), "{error}");
+    }
     let altered = n2
         .sql(&format!("ALTER JOB {job} SET PARALLELISM 3"))
         .unwrap();

@@ -684,6 +684,11 @@ impl SenderBarrier {
     pub async fn changed(&mut self) {
         self.barrier.wait_change(&mut self.seen).await
     }
+
+    /// Whether the plan's end is a drain: a sender's end is then a pause.
+    pub fn draining(&self) -> bool {
+        self.barrier.is_draining()
+    }
 }
 
 #[cfg(test)]
@@ -707,25 +712,16 @@ mod tests {
     /// snapshotting its position in the list, and restores them into the same
     /// registrations: what each is handed.
     fn restored(instances: &[OperatorInstance]) -> Vec<Vec<i64>> {
-        let barrier = Arc::new(CheckpointBarrier::new(Restored::default()));
-        let operators: Vec<_> = instances
-            .iter()
-            .map(|instance| barrier.register_operator_at(u32::MAX, *instance))
-            .collect();
-        let epoch = barrier.trigger().unwrap();
-        for (position, operator) in operators.iter().enumerate() {
-            operator.snapshot(epoch, state(position as i64));
-        }
-        let captured = barrier.take_completed().unwrap();
-        let again = Arc::new(CheckpointBarrier::new(Restored {
-            epoch,
-            sources: HashMap::new(),
-            operators: captured.operators,
-        }));
+        handed(snapshots(instances, |position| position as i64), instances)
+    }
+
+    /// What each of `instances`, registering in this order, is handed of `restored`.
+    fn handed(restored: Restored, instances: &[OperatorInstance]) -> Vec<Vec<i64>> {
+        let barrier = Arc::new(CheckpointBarrier::new(restored));
         instances
             .iter()
             .map(
-                |instance| match again.register_operator_at(u32::MAX, *instance).restored {
+                |instance| match barrier.register_operator_at(u32::MAX, *instance).restored {
                     Some(RestoredState::Own(own)) => vec![value(&own)],
                     Some(RestoredState::Rescaled(all)) => all.iter().map(value).collect(),
                     None => vec![],
@@ -785,23 +781,13 @@ mod tests {
             snapshots(&plan, |position| 10 + position as i64),
         ];
         let together = Restored::of_instances_apart(apart).unwrap();
-        let barrier = CheckpointBarrier::new(together);
-        let barrier = Arc::new(barrier);
-        let handed: Vec<Vec<i64>> = [
+        let new = [
             instance(0, 3),
             instance(1, 3),
             instance(2, 3),
             instance(0, 1),
-        ]
-        .iter()
-        .map(
-            |instance| match barrier.register_operator_at(u32::MAX, *instance).restored {
-                Some(RestoredState::Own(own)) => vec![value(&own)],
-                Some(RestoredState::Rescaled(all)) => all.iter().map(value).collect(),
-                None => vec![],
-            },
-        )
-        .collect();
+        ];
+        let handed = handed(together, &new);
         assert_eq!(handed, vec![vec![0], vec![0, 11], vec![11], vec![2]]);
     }
 

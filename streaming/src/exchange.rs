@@ -299,6 +299,7 @@ impl ExchangeExec {
                 senders: inputs,
                 marked: vec![0; inputs],
                 ended: vec![false; inputs],
+                drained: vec![false; inputs],
                 watermarks: vec![None; inputs],
                 idle: vec![false; inputs],
                 heard: vec![Instant::now(); inputs],
@@ -311,7 +312,6 @@ impl ExchangeExec {
                     .as_ref()
                     .filter(|_| local)
                     .map(|b| b.register_exchange(self.level)),
-                drain: barrier.clone(),
                 output_rows: MetricBuilder::new(&self.metrics).output_rows(partition),
                 _tasks: tasks.clone(),
             };
@@ -433,7 +433,10 @@ enum Item {
     Marker(u64),
     /// The sender's input has been silent for the idle timeout (across processes only).
     Idle,
-    End,
+    /// The sender has ended: for good, or (`drained`) for a drain, holding its watermark.
+    End {
+        drained: bool,
+    },
     Error(Arc<DataFusionError>),
 }
 
@@ -487,7 +490,8 @@ impl Outbox {
             Item::Batch(batch) => ExchangeMessage::Rows(batch),
             Item::Watermark(watermark) => ExchangeMessage::Watermark(watermark),
             Item::Idle => ExchangeMessage::Idle,
-            Item::End => ExchangeMessage::End,
+            Item::End { drained: false } => ExchangeMessage::End,
+            Item::End { drained: true } => ExchangeMessage::Drained,
             Item::Marker(_) | Item::Error(_) => unreachable!("not sent on a transport"),
         };
         match transport.send(*exchange, output, from, &message) {
@@ -523,9 +527,9 @@ impl Outbox {
         true
     }
 
-    /// The sender has ended: every output hears it.
-    async fn end(&self, from: usize) {
-        if self.send_to_all(from, || Item::End).await {
+    /// The sender has ended (`drained`: in a drain): every output hears it.
+    async fn end(&self, from: usize, drained: bool) {
+        if self.send_to_all(from, || Item::End { drained }).await {
             self.finished(None);
         }
     }
@@ -699,7 +703,8 @@ impl Sender {
                     false
                 }
                 None => {
-                    self.outbox.end(self.index).await;
+                    let drained = self.barrier.as_ref().is_some_and(SenderBarrier::draining);
+                    self.outbox.end(self.index, drained).await;
                     false
                 }
             };
@@ -949,7 +954,8 @@ impl RemoteInbox {
                     ExchangeMessage::Rows(batch) => Item::Batch(batch),
                     ExchangeMessage::Watermark(watermark) => Item::Watermark(watermark),
                     ExchangeMessage::Idle => Item::Idle,
-                    ExchangeMessage::End => Item::End,
+                    ExchangeMessage::End => Item::End { drained: false },
+                    ExchangeMessage::Drained => Item::End { drained: true },
                 };
                 Received::Item(received.from, item)
             }
@@ -968,6 +974,8 @@ struct Output {
     ended: Vec<bool>,
     /// Per sender, its watermark so far (`None` before its first).
     watermarks: Vec<Option<i64>>,
+    /// Per sender, whether its end was a drain's: it holds the watermark where it left it.
+    drained: Vec<bool>,
     /// Per sender, whether it has said it is idle (and sent nothing since).
     idle: Vec<bool>,
     /// Per sender, when it last sent anything.
@@ -979,8 +987,6 @@ struct Output {
     schema: arrow::datatypes::SchemaRef,
     watermark: Option<WatermarkMerge>,
     barrier: Option<ExchangeBarrier>,
-    /// The job's barrier, which says whether the plan's end is a drain.
-    drain: Option<Arc<CheckpointBarrier>>,
     output_rows: datafusion::physical_plan::metrics::Count,
     /// The senders, stopped when the last output goes.
     _tasks: Arc<Mutex<JoinSet<()>>>,
@@ -1002,9 +1008,10 @@ impl Output {
         (0..self.senders)
             .map(|s| {
                 let watermark = self.watermarks[s].map_or("-".to_string(), |w| w.to_string());
+                // A sender drained runs again when the job does.
                 format!(
                     "{watermark}:{}:{}",
-                    u8::from(self.ended[s]),
+                    u8::from(self.ended[s] && !self.drained[s]),
                     u8::from(self.idle[s])
                 )
             })
@@ -1125,8 +1132,9 @@ impl Output {
                         return Some(Ok(batch));
                     }
                 }
-                Item::End => {
+                Item::End { drained } => {
                     self.ended[from] = true;
+                    self.drained[from] = drained;
                     if self.ended.iter().all(|e| *e) {
                         if let Some(barrier) = &self.barrier {
                             barrier.end();
@@ -1155,12 +1163,15 @@ impl Output {
     }
 
     /// The least watermark of the senders that hold it back, leaving out `except`: those
-    /// not ended (unless in a drain, whose ends are pauses) nor idle (one not heard from yet
-    /// holds it back entirely); `None` when none does.
+    /// not idle and not ended, or ended by a drain and not said idle (a drain's end is a
+    /// pause); one not heard from yet holds it back entirely. `None` when none does.
     fn holding(&self, except: Option<usize>) -> Option<i64> {
-        let draining = self.drain.as_ref().is_some_and(|b| b.is_draining());
+        let holds = |s: usize| match self.ended[s] {
+            true => self.drained[s] && !self.idle[s],
+            false => !self.idle(s),
+        };
         (0..self.senders)
-            .filter(|&s| Some(s) != except && (draining || !self.ended[s]) && !self.idle(s))
+            .filter(|&s| Some(s) != except && holds(s))
             .map(|s| self.watermarks[s].unwrap_or(i64::MIN))
             .min()
     }

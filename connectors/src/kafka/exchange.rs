@@ -34,7 +34,7 @@ use crate::position::{PartPosition, SourcePosition};
 
 /// The header naming the sender (the exchange's input partition).
 const FROM: &str = "ferris.from";
-/// The header saying what a message is: `rows`, `watermark`, `idle` or `end`.
+/// The header saying what a message is: `rows`, `watermark`, `idle`, `end` or `drained`.
 const KIND: &str = "ferris.kind";
 /// A watermark message's watermark (milliseconds).
 const WATERMARK: &str = "ferris.watermark";
@@ -216,6 +216,7 @@ impl ExchangeTransport for KafkaExchange {
             }
             ExchangeMessage::Idle => ("idle", None, None),
             ExchangeMessage::End => ("end", None, None),
+            ExchangeMessage::Drained => ("drained", None, None),
         };
         let mut headers = OwnedHeaders::new()
             .insert(Header {
@@ -370,6 +371,7 @@ fn decode(message: &impl Message) -> std::result::Result<ReceivedMessage, String
         ),
         "idle" => ExchangeMessage::Idle,
         "end" => ExchangeMessage::End,
+        "drained" => ExchangeMessage::Drained,
         other => return Err(format!("unknown kind '{other}'")),
     };
     Ok(ReceivedMessage {

@@ -31,6 +31,8 @@ const KEEP: usize = 3;
 const MANIFEST: &str = "_manifest.json";
 /// The rows of a job's table kept by name, in a checkpoint.
 const TABLE: &str = "table.arrow";
+/// Written into a drain's last checkpoint once its output committed.
+const DRAINED: &str = "_drained";
 /// Before the checkpoint's number in the metadata of the offsets its transaction commits.
 const OFFSETS_METADATA: &str = "ferris checkpoint ";
 
@@ -218,6 +220,7 @@ impl CheckpointStore {
         &self,
         sources: &[(String, Arc<dyn SourceConnector>)],
         transactional: bool,
+        new_era: bool,
     ) -> Result<Option<(Manifest, Restored)>> {
         let committed = if transactional {
             let mut positions = Vec::new();
@@ -235,14 +238,17 @@ impl CheckpointStore {
         } else {
             None
         };
-        self.choose_committed(committed.as_ref()).await
+        self.choose_committed(committed.as_ref(), new_era).await
     }
 
     /// [`choose`](Self::choose), given what the sources' consumer groups committed (`None`
-    /// unless the sink is transactional).
+    /// unless the sink is transactional). `new_era`: these are the checkpoints of an
+    /// instance of a job whose parallelism changed, whose groups' offsets the instances of
+    /// the era before committed until one of its own transactions does.
     async fn choose_committed(
         &self,
         committed: Option<&Committed>,
+        new_era: bool,
     ) -> Result<Option<(Manifest, Restored)>> {
         let manifests = self.manifests().await?;
         let Some(newest) = manifests.first() else {
@@ -271,7 +277,13 @@ impl CheckpointStore {
                 return self.resume(manifest).await;
             }
         }
-        if committed.positions.iter().all(|(_, p)| p.parts.is_empty()) {
+        // In a new era, offsets that name no checkpoint kept, or one before them, are the
+        // era before's: no transaction of this one committed.
+        let before_this_era = new_era
+            && manifests
+                .last()
+                .is_some_and(|oldest| committed.checkpoint.is_none_or(|e| e < oldest.epoch));
+        if before_this_era || committed.positions.iter().all(|(_, p)| p.parts.is_empty()) {
             // No transaction ever committed: the checkpoints are of output nobody saw.
             self.clear().await?;
             return Ok(None);
@@ -312,6 +324,26 @@ impl CheckpointStore {
         })
     }
 
+    /// Marks checkpoint `epoch`, committed, as its drain's last (`drained_instances`).
+    pub async fn mark_drained(&self, epoch: u64) -> Result<()> {
+        let path = Path::from(format!("{}/{DRAINED}", Self::folder(epoch)));
+        self.store
+            .put(&path, Vec::new().into())
+            .await
+            .map_err(|e| self.error("marking a drained checkpoint", e))?;
+        Ok(())
+    }
+
+    /// Whether checkpoint `manifest` is a drain's last, committed.
+    async fn is_drained(&self, manifest: &Manifest) -> Result<bool> {
+        let path = Path::from(format!("{}/{DRAINED}", Self::folder(manifest.epoch)));
+        match self.store.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error("reading a checkpoint", e)),
+        }
+    }
+
     /// The rows of the job's table kept by name in checkpoint `manifest`, if it has them.
     pub async fn read_table(&self, manifest: &Manifest) -> Result<Option<RecordBatch>> {
         if !manifest.table {
@@ -322,7 +354,10 @@ impl CheckpointStore {
     }
 
     /// The source positions of checkpoint `manifest`, by source name.
-    async fn read_sources(&self, manifest: &Manifest) -> Result<HashMap<String, RecordBatch>> {
+    pub(crate) async fn read_sources(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<HashMap<String, RecordBatch>> {
         let folder = Self::folder(manifest.epoch);
         let mut sources = HashMap::new();
         for (i, name) in manifest.sources.iter().enumerate() {
@@ -421,16 +456,13 @@ pub(crate) fn era_folder(dir: &str, era: u64) -> String {
     }
 }
 
-/// The state an instance of a job's new era starts from: the last checkpoints of the
-/// instances of the era before (under `folder`), each drained (nothing was left in flight
-/// between them), of the plan `plan`, put together (`Restored::of_instances_apart`: a new
-/// instance takes its key groups from the old ones overlapping them), each source's shares
-/// merged (a new share takes its parts), and no place in the old era's exchange topics.
-pub(crate) async fn take_up_era(folder: &str, plan: &str) -> Result<Restored> {
+/// The last checkpoint of each instance of an era (under `folder`), each its drain's and
+/// committed (nothing was left in flight between the instances, nor uncommitted).
+pub(crate) async fn drained_instances(folder: &str) -> Result<Vec<(CheckpointStore, Manifest)>> {
     let first = CheckpointStore::open(&format!("{folder}/instance-0"))?;
     let Some(newest) = first.manifests().await?.into_iter().next() else {
         return Err(EngineError::Checkpoint(format!(
-            "{folder}/instance-0 holds no checkpoint of the job's instances before its parallelism changed"
+            "{folder}/instance-0 holds no checkpoint of the job's instances"
         )));
     };
     let count = newest.parallelism;
@@ -438,26 +470,61 @@ pub(crate) async fn take_up_era(folder: &str, plan: &str) -> Result<Restored> {
     for index in 0..count {
         let store = CheckpointStore::open(&format!("{folder}/instance-{index}"))?;
         let last = store.manifests().await?.into_iter().next();
-        let Some(last) = last.filter(|m| m.drained && m.parallelism == count) else {
-            return Err(EngineError::Checkpoint(format!(
-                "instance {index} of the job's {count} before its parallelism changed did not drain ({}): START JOB runs it again at its old parallelism",
-                store.display
-            )));
+        let drained = match &last {
+            Some(last) if last.parallelism == count => store.is_drained(last).await?,
+            _ => false,
         };
+        match last {
+            Some(last) if drained => lasts.push((store, last)),
+            _ => {
+                return Err(EngineError::Checkpoint(format!(
+                    "instance {index} of {count} did not drain ({})",
+                    store.display
+                )));
+            }
+        }
+    }
+    Ok(lasts)
+}
+
+/// The positions of the drained checkpoints `lasts`, each source's shares merged (a share
+/// at the new parallelism takes its parts), without the places in the old era's exchange
+/// topics (read to their ends).
+pub(crate) async fn era_positions(
+    lasts: &[(CheckpointStore, Manifest)],
+) -> Result<HashMap<String, RecordBatch>> {
+    let mut positions = HashMap::new();
+    for (store, last) in lasts {
+        positions.extend(
+            store
+                .read_sources(last)
+                .await?
+                .into_iter()
+                .filter(|(name, _)| !name.starts_with(TRANSPORT_OUTPUT)),
+        );
+    }
+    merge_shares(&positions)
+}
+
+/// The state an instance of a job's new era starts from: the drained last checkpoints of
+/// the instances of the era before (under `folder`), of the plan `plan`, put together
+/// (`Restored::of_instances_apart`: a new instance takes its key groups from the old ones
+/// overlapping them), with their positions (`era_positions`).
+pub(crate) async fn take_up_era(folder: &str, plan: &str) -> Result<Restored> {
+    let lasts = drained_instances(folder).await?;
+    let mut each = Vec::with_capacity(lasts.len());
+    for (store, last) in &lasts {
         if last.plan != plan {
             return Err(EngineError::Checkpoint(format!(
                 "the job changed since checkpoint {} in {}: its state fits the old query only",
                 last.epoch, store.display
             )));
         }
-        lasts.push(store.read(&last).await?);
+        each.push(store.read(last).await?);
     }
-    let mut restored = Restored::of_instances_apart(lasts)
+    let mut restored = Restored::of_instances_apart(each)
         .map_err(|e| EngineError::Checkpoint(format!("{folder}: {e}")))?;
-    restored
-        .sources
-        .retain(|name, _| !name.starts_with(TRANSPORT_OUTPUT));
-    restored.sources = merge_shares(&restored.sources)?;
+    restored.sources = era_positions(&lasts).await?;
     Ok(restored)
 }
 
@@ -598,7 +665,6 @@ mod tests {
             operators: 1,
             sink: serde_json::json!({"parts": []}),
             finished: false,
-            drained: false,
             table: false,
             created_ms: now_ms(),
         }
@@ -641,7 +707,7 @@ mod tests {
             checkpoint: Some(2),
         };
         let (chosen, _) = store
-            .choose_committed(Some(&committed))
+            .choose_committed(Some(&committed), false)
             .await
             .unwrap()
             .unwrap();
@@ -653,7 +719,7 @@ mod tests {
         let bytes = ipc_bytes(&position(20).to_batch()).unwrap();
         std::fs::write(folder.join("source-0.arrow"), bytes).unwrap();
         let (chosen, restored) = store
-            .choose_committed(Some(&committed))
+            .choose_committed(Some(&committed), false)
             .await
             .unwrap()
             .unwrap();
@@ -684,7 +750,7 @@ mod tests {
             let store = store.clone();
             async move {
                 let (manifest, _) = store
-                    .choose_committed(Some(&committed))
+                    .choose_committed(Some(&committed), false)
                     .await
                     .unwrap()
                     .unwrap();

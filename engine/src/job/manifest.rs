@@ -22,9 +22,6 @@ pub struct Manifest {
     pub sink: serde_json::Value,
     /// Whether the job had ended (its input all read, its output all committed).
     pub finished: bool,
-    /// Whether it is the last of a drain (`JobControl::request_drain`): nothing was in flight
-    /// between the job's instances, so instances of another parallelism may take it up.
-    pub drained: bool,
     /// Whether it holds the rows of the job's table kept by name, as they were at the cut
     /// (`table.arrow`).
     pub table: bool,
@@ -42,7 +39,6 @@ impl Manifest {
             "operators": self.operators,
             "sink": self.sink,
             "finished": self.finished,
-            "drained": self.drained,
             "table": self.table,
             "created_ms": self.created_ms,
         })
@@ -85,10 +81,6 @@ impl Manifest {
             sink: value.get("sink").cloned().unwrap_or_default(),
             finished: value
                 .get("finished")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false),
-            drained: value
-                .get("drained")
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
             table: value

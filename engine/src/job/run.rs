@@ -231,7 +231,11 @@ impl CheckpointedJob {
 
     /// One run, from the last checkpoint.
     async fn attempt(&self) -> Result<JobEnd> {
-        let chosen = self.store.choose(&self.sources, self.transactional).await?;
+        let new_era = self.previous_era.is_some();
+        let chosen = self
+            .store
+            .choose(&self.sources, self.transactional, new_era)
+            .await?;
         // The table kept by name as the checkpoint has it (a failed attempt may have
         // written past it), or empty.
         if let Some(table) = &self.materialized {
@@ -430,20 +434,20 @@ async fn checkpoint_loop(
     // Every source ended: the last checkpoint says so, so that a restart does not run the
     // job again, and commits the sink's last output. A drain's holds the operators' state
     // instead, for the job to go on from.
-    let (last, operators) = match draining {
-        true => (
-            LastCheckpoint::Drained,
-            barrier.ended_snapshots().ok_or_else(|| {
-                EngineError::Internal("the plan ended before its operators did".into())
-            })?,
-        ),
-        false => (LastCheckpoint::Finished, vec![]),
+    let (last, operators) = if draining {
+        let operators = barrier.ended_snapshots().ok_or_else(|| {
+            EngineError::Internal("the plan ended before its operators did".into())
+        })?;
+        (LastCheckpoint::Drained, operators)
+    } else {
+        (LastCheckpoint::Finished, vec![])
     };
     let captured = Captured {
         epoch: barrier.epoch() + 1,
         sources: barrier.ended_positions(),
         operators,
     };
+    let epoch = captured.epoch;
     let pending = begin(
         checkpointing,
         &mut outputs,
@@ -453,10 +457,14 @@ async fn checkpoint_loop(
     )?;
     wait_and_complete(checkpointing, &mut outputs, sources, pending).await?;
     outputs.sink.close()?;
-    Ok(match last {
-        LastCheckpoint::Drained => JobEnd::Stopped,
-        LastCheckpoint::Finished => JobEnd::Finished,
-    })
+    match last {
+        LastCheckpoint::Drained => {
+            // Committed: the instances of the next era may take it up.
+            checkpointing.store.mark_drained(epoch).await?;
+            Ok(JobEnd::Stopped)
+        }
+        LastCheckpoint::Finished => Ok(JobEnd::Finished),
+    }
 }
 
 /// How often a draining job checkpoints at most.
@@ -511,7 +519,6 @@ fn begin(
         operators: captured.operators.len(),
         sink: prepared.part.clone(),
         finished: matches!(last, Some(LastCheckpoint::Finished)),
-        drained: matches!(last, Some(LastCheckpoint::Drained)),
         table: table.is_some(),
         created_ms: now_ms(),
     };

@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use crate::cluster::{ClusterCatalog, ClusterJob};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
-use crate::job::checkpoint::{CheckpointStore, era_folder};
+use crate::job::checkpoint::{drained_instances, era_folder, era_positions};
 use crate::job::command::JobCommand;
 use crate::job::stored::StoredJob;
 use crate::listing;
@@ -96,102 +96,112 @@ impl AlterJob {
         cluster: &dyn ClusterCatalog,
         job: ClusterJob,
         sql: String,
+        refused: impl Fn(String) -> EngineError,
     ) -> Result<()> {
         let name = &self.name;
-        let refused = |message: String| Err(EngineError::Catalog(message));
         if self.parallelism < 2 {
-            return refused(format!(
+            return Err(refused(format!(
                 "job '{name}' runs its {} instances apart, and goes on at 2 or more: to run it whole, drop it and create it again",
                 job.instances
-            ));
+            )));
         }
         if job.stopped {
-            return refused(format!(
+            return Err(refused(format!(
                 "job '{name}' is stopped: START JOB it, then change its parallelism"
-            ));
+            )));
         }
         if self.parallelism == job.instances {
-            return refused(format!(
+            return Err(refused(format!(
                 "job '{name}' runs as {} instances already",
                 job.instances
-            ));
+            )));
         }
         let Some(base) = job.checkpoint_dir.as_deref() else {
-            return refused(format!("job '{name}' takes no checkpoints"));
+            return Err(refused(format!("job '{name}' takes no checkpoints")));
+        };
+        let gone = || {
+            refused(format!(
+                "job '{name}' was dropped, stopped or started meanwhile"
+            ))
         };
         // Every instance drains into a last checkpoint: one not running would leave none.
-        let status = cluster
-            .summaries()
-            .await?
-            .into_iter()
-            .find(|s| s.name.eq_ignore_ascii_case(name))
-            .map(|s| s.status)
-            .unwrap_or_default();
+        let status = job_status(cluster, name).await?.ok_or_else(gone)?.0;
         if status != "RUNNING" {
-            return refused(format!(
+            return Err(refused(format!(
                 "job '{name}' is {status}: change its parallelism once every instance runs (SHOW JOBS)"
-            ));
+            )));
         }
         if !cluster.drain(name).await? {
-            return refused(format!("job '{name}' was dropped meanwhile"));
+            return Err(gone());
         }
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
-            let status = cluster
-                .summaries()
-                .await?
-                .into_iter()
-                .find(|s| s.name.eq_ignore_ascii_case(name))
-                .map(|s| (s.status, s.last_error));
-            match status {
-                None => return refused(format!("job '{name}' was dropped meanwhile")),
-                Some((status, _)) if status == "STOPPED" => break,
-                Some((status, error)) if status == "FAILED" => {
-                    return refused(format!(
+            match job_status(cluster, name).await?.ok_or_else(gone)? {
+                (status, _) if status == "STOPPED" => break,
+                (status, error) if status == "FAILED" => {
+                    return Err(refused(format!(
                         "job '{name}' failed while it drained ({}): START JOB runs it again at its parallelism",
                         error.unwrap_or_default()
-                    ));
+                    )));
                 }
                 _ if Instant::now() >= deadline => {
-                    return refused(format!(
+                    return Err(refused(format!(
                         "job '{name}' did not drain within {}s; it goes on draining (SHOW JOBS), and START JOB runs it again at its parallelism",
                         STOP_TIMEOUT.as_secs()
-                    ));
+                    )));
                 }
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
-        // Each instance's last checkpoint must be its drain's: else rows were in flight.
+        // Every instance's last checkpoint is its drain's, and the new era can take them
+        // up; else the job goes on at its parallelism.
         let folder = era_folder(base, job.era);
-        for index in 0..job.instances {
-            let dir = format!("{folder}/instance-{index}");
-            let last = CheckpointStore::open(&dir)?
-                .manifests()
-                .await?
-                .into_iter()
-                .next();
-            if !last.is_some_and(|m| m.drained) {
-                cluster.command(name, JobCommand::Start).await?;
-                return refused(format!(
-                    "instance {index} of job '{name}' stopped without draining ({dir}): it runs again at its parallelism of {}",
-                    job.instances
-                ));
-            }
+        let drained = match drained_instances(&folder).await {
+            Ok(lasts) => era_positions(&lasts).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = drained {
+            cluster.command(name, JobCommand::Start).await?;
+            return Err(refused(format!(
+                "job '{name}' cannot go on at {} instances ({e}): it runs again as {}",
+                self.parallelism, job.instances
+            )));
         }
         // Drained, the old era's topics hold nothing unread; the new era has its own.
-        if let Some(sink) = engine.catalog.get(name).and_then(|e| e.writer.as_ref()) {
-            match sink.delete_exchanges(name) {
+        if let Some(sink) = engine.catalog.get(name).and_then(|e| e.writer.clone()) {
+            let job_name = name.clone();
+            let deleted = tokio::task::spawn_blocking(move || sink.delete_exchanges(&job_name))
+                .await
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            match deleted {
                 Ok(deleted) => {
                     tracing::info!(job = %name, "deleted its exchange topics {deleted:?}")
                 }
                 Err(e) => tracing::warn!(job = %name, "its drained exchange topics stay: {e}"),
             }
         }
-        if !cluster.rescale(name, sql, self.parallelism).await? {
-            return refused(format!("job '{name}' was dropped meanwhile"));
+        if !cluster
+            .rescale(name, sql, self.parallelism, job.era)
+            .await?
+        {
+            return Err(gone());
         }
         Ok(())
     }
+}
+
+/// The status of job `name` as `SHOW JOBS` gives it, and its last error; `None` once it is
+/// dropped.
+async fn job_status(
+    cluster: &dyn ClusterCatalog,
+    name: &str,
+) -> Result<Option<(String, Option<String>)>> {
+    Ok(cluster
+        .summaries()
+        .await?
+        .into_iter()
+        .find(|s| s.name.eq_ignore_ascii_case(name))
+        .map(|s| (s.status, s.last_error)))
 }
 
 impl StatementKind for AlterJob {
@@ -213,12 +223,8 @@ impl StatementKind for AlterJob {
                 // What would not parse is refused here, not by its node.
                 (run.parse)(&sql)?;
                 if job.instances > 0 {
-                    self.rescale_apart(engine, cluster.as_ref(), job, sql)
-                        .await
-                        .map_err(|e| match e {
-                            EngineError::Catalog(message) => error(message),
-                            e => e,
-                        })?;
+                    self.rescale_apart(engine, cluster.as_ref(), job, sql, error)
+                        .await?;
                     return StatementOutput::rows(listing::job_reply(name, "RESTARTING")?);
                 }
                 if !cluster.restate(name, sql).await? {
