@@ -912,6 +912,39 @@ EMIT FINAL
 
 
 @case
+def cte_join_star_tumbling():
+    """A common table expression joins the stream to a table and takes every column of the
+    stream (`t.*`, its event time and watermark among them) into a tumbling window per
+    sector. A trade without an instrument is dropped by the join but still moves the
+    watermark on."""
+    bound = 2 * SEC
+    weights = {"AAPL": 20, "MSFT": 20, "NVDA": 20, "AMZN": 15, "TSLA": 15, "ZZZZ": 2}
+    rows = gen_trades(1919, 1200, bound, weights=weights, delays=[(0.04, 3 * SEC, 14 * SEC)],
+                      extra_symbols={"ZZZZ": "12.5000"})
+    rows = inject_boundaries(rows, 1920, bound, 10 * SEC, exact=2, near=1, slack=1500, a_symbol="ZZZZ")
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    sector = dict(INSTRUMENTS)
+    contents, st = aligned_windows(recs, bound, tumbling(10 * SEC), key_of=lambda r: sector.get(r["symbol"]))
+    expected = [
+        {"sector": k, "window_start": ts(s), "trades": len(rs), "volume": sum(r["qty"] for r in rs)}
+        for (k, s, e), rs in contents.items()
+    ]
+    instruments = [{"symbol": s, "sector": sec} for s, sec in INSTRUMENTS]
+    sql = """CREATE STREAM sector_volume AS
+WITH joined AS (
+  SELECT t.*, i.sector FROM trades AS t JOIN instruments AS i ON t.symbol = i.symbol
+)
+SELECT sector, _window_start AS window_start, COUNT(*) AS trades, SUM(qty) AS volume
+FROM joined
+GROUP BY sector
+WINDOW TUMBLING(INTERVAL '10' SECOND)
+EMIT FINAL
+""" + trades_with("2s", "  'instruments.type' = 'file_source',\n  'instruments.path' = '{in:instruments.csv}',\n  'instruments.format' = 'csv',\n") + SINK_TAIL.format(name="sector_volume")
+    meta = {"mode": "final", "key": ["sector", "window_start"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS), "instruments.csv": (instruments, ["symbol", "sector"])}, expected, meta, st
+
+
+@case
 def union_tumbling():
     """A tumbling window over the UNION ALL of two streams (one filtered in its branch): their
     watermarks merge (the least holds), so with every trade within its own stream's bound none

@@ -374,10 +374,25 @@ impl Follow<'_> {
         if !top && aggregates {
             return;
         }
-        let every_column = select
-            .projection
-            .iter()
-            .any(|item| matches!(item, ast::SelectItem::Wildcard(_)));
+        // The name the stream followed (the first FROM item) goes by: `t.*` of it takes
+        // every column of it, the stamps among them (not so `i.*` of a table joined).
+        let followed = select.from.first().and_then(|from| match &from.relation {
+            TableFactor::Table { alias: Some(a), .. }
+            | TableFactor::Derived { alias: Some(a), .. } => Some(normalized(&a.name)),
+            TableFactor::Table { name, .. } => name.0.last()?.as_ident().map(normalized),
+            _ => None,
+        });
+        let every_column = select.projection.iter().any(|item| match item {
+            ast::SelectItem::Wildcard(_) => true,
+            ast::SelectItem::QualifiedWildcard(
+                ast::SelectItemQualifiedWildcardKind::ObjectName(name),
+                _,
+            ) => {
+                followed.is_some()
+                    && name.0.last().and_then(|p| p.as_ident()).map(normalized) == followed
+            }
+            _ => false,
+        });
         if self.windowed && !top && !every_column {
             for column in [EVENT_TIME_COLUMN, WATERMARK_COLUMN] {
                 let selected = select.projection.iter().any(|item| match item {
@@ -640,6 +655,15 @@ mod tests {
         assert_eq!(found, vec!["trades"]);
         assert!(
             sql.contains("trades (sym, _window_start, _window_end) AS (SELECT s, _window_start, _window_end FROM trades"),
+            "{sql}"
+        );
+        // `t.*` of the stream takes its stamps; `i.*` of a table joined does not.
+        let joined = "WITH j AS (SELECT t.*, i.sector FROM trades AS t JOIN instruments AS i ON t.s = i.s) SELECT sector, COUNT(*) FROM j GROUP BY sector";
+        let (_, sql) = sources(joined);
+        assert!(sql.contains("SELECT t.*, i.sector FROM trades"), "{sql}");
+        let (_, sql) = sources(&joined.replace("t.*, i.sector", "i.*, t.q"));
+        assert!(
+            sql.contains("SELECT i.*, t.q, _window_start, _window_end FROM trades"),
             "{sql}"
         );
         let (_, sql) = sources("SELECT n FROM (SELECT t._window_start, q FROM a AS t) AS x(n, q)");
