@@ -145,6 +145,8 @@ impl Engine {
             }
             _ => None,
         };
+        // Checked against the plan below: it keeps a table's keys only.
+        let state_ttl = options.get("state.ttl");
         let memory_limit = options
             .get("state.memory.limit")
             .map(|v| bytes(&v))
@@ -317,7 +319,22 @@ impl Engine {
             emit,
             late,
             watermark,
+            state_ttl: None,
         });
+        let aggregate = match (state_ttl, aggregate) {
+            (None, aggregate) => aggregate,
+            (Some(ttl), Some(settings)) if settings.window == WindowSpec::Global => {
+                Some(AggregateSettings {
+                    state_ttl: Some(ttl.duration()?),
+                    ..settings
+                })
+            }
+            (Some(ttl), _) => {
+                return Err(ttl
+                    .error("'state.ttl' is how long a table's key is kept without an update, for a GROUP BY without a window (a window's keys go when it closes); this query keeps no such keys")
+                    .into());
+            }
+        };
         let streaming = aggregate.is_some();
         let rules = streaming_rules(StreamingQueryPlan {
             aggregate,

@@ -254,6 +254,12 @@ fn errors_name_the_file_position_and_the_problem() {
         ("CREATE STREAM s AS SELECT 1".to_string(), "'s' has no sink"),
         (
             format!(
+                "SELECT COUNT(*) FROM t WINDOW TUMBLING(10s) WITH ({source}, 'state.ttl' = '1h')"
+            ),
+            "'state.ttl' is how long a table's key is kept without an update, for a GROUP BY without a window",
+        ),
+        (
+            format!(
                 "SELECT COUNT(*) FROM (SELECT a FROM t UNION ALL SELECT a FROM u) AS x WINDOW TUMBLING(1s) WITH ({source}, 't.event.time.field' = 'b', 'u.type' = 'file_source', 'u.path' = 't.csv')"
             ),
             "the streams a window reads must all have event time or all go by processing time: 'u' differs from 't'",

@@ -633,6 +633,40 @@ async fn a_table_kept_by_the_server_answers_pull_queries_and_survives_a_restart(
     .await;
 }
 
+/// A kept table whose keys expire (`'state.ttl'`): a key not updated for its time to live
+/// leaves the table, and counts afresh when it comes again.
+#[tokio::test]
+async fn a_table_s_keys_not_updated_for_their_time_to_live_leave_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let server = Server::start(dir.path());
+    let mut client = server.client(Some(TOKEN)).await;
+    query(
+        &mut client,
+        "CREATE TABLE recent AS SELECT symbol, COUNT(*) AS trades FROM trades GROUP BY symbol
+         WITH ('trades.type' = 'file_source', 'trades.path' = 'inbox', 'trades.format' = 'csv',
+               'trades.schema' = 'symbol VARCHAR, qty BIGINT',
+               'trades.watch' = 'true', 'trades.watch.interval' = '20ms',
+               'state.ttl' = '300ms')",
+    )
+    .await;
+    let rows = "SELECT symbol, trades FROM recent ORDER BY symbol";
+    std::fs::write(inbox.join("1.csv"), "symbol,qty\nA,1\nA,2\nB,3\n").unwrap();
+    query_until(&mut client, rows, |t| {
+        t.contains("| A      | 2      |") && t.contains("| B      | 1      |")
+    })
+    .await;
+    // Neither updated since: both leave.
+    query_until(&mut client, rows, |t| {
+        !t.contains("| A ") && !t.contains("| B ")
+    })
+    .await;
+    std::fs::write(inbox.join("2.csv"), "symbol,qty\nA,4\n").unwrap();
+    let table = query_until(&mut client, rows, |t| t.contains("| A      | 1      |")).await;
+    assert!(!table.contains("| B "), "{table}");
+}
+
 /// A property's value in a `SHOW JOB STATUS` table as printed.
 fn property<'a>(table: &'a str, name: &str) -> Option<&'a str> {
     table.lines().find_map(|line| {

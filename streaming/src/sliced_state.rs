@@ -45,10 +45,13 @@ struct Groups {
     changed: Vec<bool>,
     /// Whether the window's final rows were emitted (it stays for allowed lateness).
     emitted: bool,
+    /// Per group, when it was last updated (processing time, epoch ms), where keys expire
+    /// (`'state.ttl'`).
+    touched: Option<Vec<i64>>,
 }
 
 impl Groups {
-    fn new(key_schema: &SchemaRef, aggregates: &Aggregates) -> Result<Self> {
+    fn new(key_schema: &SchemaRef, aggregates: &Aggregates, expires: bool) -> Result<Self> {
         Ok(Self {
             values: new_group_values(key_schema.clone(), &GroupOrdering::None)?,
             keys: Vec::new(),
@@ -58,14 +61,39 @@ impl Groups {
                 .collect::<Result<_>>()?,
             changed: Vec::new(),
             emitted: false,
+            touched: expires.then(Vec::new),
         })
+    }
+
+    /// Groups of `keys` holding the aggregate states `states` (each aggregate's state
+    /// columns one after the other), one group per row: a snapshot's, or a part of a
+    /// window's.
+    fn of_states(
+        key_schema: &SchemaRef,
+        aggregates: &Aggregates,
+        expires: bool,
+        keys: &[ArrayRef],
+        states: &[ArrayRef],
+    ) -> Result<Self> {
+        let mut groups = Self::new(key_schema, aggregates, expires)?;
+        let mut indices = Vec::new();
+        groups.intern(keys, &mut indices)?;
+        let total = groups.values.len();
+        let mut column = 0;
+        for (accumulator, aggregate) in groups.accumulators.iter_mut().zip(aggregates.iter()) {
+            let width = aggregate.state_fields()?.len();
+            accumulator.merge_batch(&states[column..column + width], &indices, total)?;
+            column += width;
+        }
+        Ok(groups)
     }
 
     fn len(&self) -> usize {
         self.values.len()
     }
 
-    fn update(&mut self, input: &Evaluated) -> Result<()> {
+    /// Adds `input`'s rows, at processing time `now` where keys expire.
+    fn update(&mut self, input: &Evaluated, now: Option<i64>) -> Result<()> {
         let mut groups = Vec::with_capacity(input.keys.first().map_or(0, |k| k.len()));
         self.intern(&input.keys, &mut groups)?;
         let total = self.values.len();
@@ -82,8 +110,14 @@ impl Groups {
             }
         }
         self.changed.resize(total, false);
-        for group in groups {
+        for &group in &groups {
             self.changed[group] = true;
+        }
+        if let (Some(touched), Some(now)) = (self.touched.as_mut(), now) {
+            touched.resize(total, now);
+            for group in groups {
+                touched[group] = now;
+            }
         }
         Ok(())
     }
@@ -195,6 +229,7 @@ impl Groups {
                 .sum::<usize>()
             + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
             + self.changed.capacity()
+            + self.touched.as_ref().map_or(0, |t| t.capacity() * 8)
     }
 }
 
@@ -206,7 +241,13 @@ pub(crate) struct SlicedState {
     key_schema: SchemaRef,
     snapshot_schema: SchemaRef,
     windows: BTreeMap<i64, Groups>,
+    /// Keys expire when not updated for a while (`'state.ttl'`): each group's last update
+    /// is kept (and snapshotted, last column `_touched`).
+    expires: bool,
 }
+
+/// The last column of a snapshot where keys expire: each group's last update.
+const TOUCHED: &str = "_touched";
 
 impl SlicedState {
     pub fn try_new(
@@ -214,6 +255,7 @@ impl SlicedState {
         allowed_lateness: i64,
         aggregates: Aggregates,
         key_schema: SchemaRef,
+        expires: bool,
     ) -> Result<Self> {
         let snapshot_schema = snapshot_schema(
             vec![
@@ -224,6 +266,18 @@ impl SlicedState {
             &key_schema,
             &aggregates,
         )?;
+        let snapshot_schema = match expires {
+            true => {
+                let mut fields: Vec<Field> = snapshot_schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .collect();
+                fields.push(Field::new(TOUCHED, DataType::Int64, false));
+                Arc::new(arrow::datatypes::Schema::new(fields))
+            }
+            false => snapshot_schema,
+        };
         Ok(Self {
             spec,
             allowed_lateness,
@@ -231,6 +285,7 @@ impl SlicedState {
             key_schema,
             snapshot_schema,
             windows: BTreeMap::new(),
+            expires,
         })
     }
 
@@ -238,9 +293,11 @@ impl SlicedState {
     fn groups_of(&mut self, start: i64) -> Result<&mut Groups> {
         Ok(match self.windows.entry(start) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(Groups::new(&self.key_schema, &self.aggregates)?)
-            }
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(Groups::new(
+                &self.key_schema,
+                &self.aggregates,
+                self.expires,
+            )?),
         })
     }
 
@@ -284,6 +341,7 @@ impl SlicedState {
 impl WindowState for SlicedState {
     fn update(&mut self, input: &Evaluated, times: &[i64], watermarks: &[i64]) -> Result<Vec<u32>> {
         let rows = times.len();
+        let now = self.expires.then(|| chrono::Utc::now().timestamp_millis());
         // The common case, checked cheaply first: every row in one open window (the global
         // window, or a tumbling window that a whole micro-batch falls into).
         let single = match self.spec {
@@ -300,7 +358,7 @@ impl WindowState for SlicedState {
             _ => None,
         };
         if let Some(start) = single {
-            self.groups_of(start)?.update(input)?;
+            self.groups_of(start)?.update(input, now)?;
             return Ok(vec![]);
         }
         let mut late = Vec::new();
@@ -327,9 +385,9 @@ impl WindowState for SlicedState {
         for (start, indices) in per_window {
             let groups = self.groups_of(start)?;
             if indices.len() == rows {
-                groups.update(input)?;
+                groups.update(input, now)?;
             } else {
-                groups.update(&input.take(&UInt32Array::from(indices))?)?;
+                groups.update(&input.take(&UInt32Array::from(indices))?, now)?;
             }
         }
         Ok(late)
@@ -387,6 +445,9 @@ impl WindowState for SlicedState {
             ];
             columns.extend(keys);
             columns.extend(states.into_iter().flatten());
+            if let Some(touched) = &groups.touched {
+                columns.push(Arc::new(Int64Array::from(touched.clone())));
+            }
             batches.push(RecordBatch::try_new(self.snapshot_schema.clone(), columns)?);
         }
         Ok(concat_batches(&self.snapshot_schema, &batches)?)
@@ -394,6 +455,53 @@ impl WindowState for SlicedState {
 
     fn key_columns(&self) -> std::ops::Range<usize> {
         3..3 + self.key_schema.fields().len()
+    }
+
+    /// The global window's groups not updated since `before` go: their last values, as
+    /// rows to retract.
+    fn expire(&mut self, before: i64) -> Result<Option<WindowRows>> {
+        let Some(groups) = self
+            .windows
+            .get_mut(&0)
+            .filter(|_| self.spec == WindowSpec::Global)
+        else {
+            return Ok(None);
+        };
+        let Some(touched) = groups.touched.clone() else {
+            return Ok(None);
+        };
+        let (gone, kept): (Vec<u32>, Vec<u32>) =
+            (0..touched.len() as u32).partition(|&g| touched[g as usize] < before);
+        if gone.is_empty() {
+            return Ok(None);
+        }
+        let (keys, states) = groups.states(&self.aggregates)?;
+        let states: Vec<ArrayRef> = states.into_iter().flatten().collect();
+        let pick = |rows: &[u32], arrays: &[ArrayRef]| -> Result<Vec<ArrayRef>> {
+            let rows = UInt32Array::from(rows.to_vec());
+            Ok(arrays
+                .iter()
+                .map(|a| take(a, &rows, None))
+                .collect::<Result<_, _>>()?)
+        };
+        let of = |rows: &[u32]| -> Result<Groups> {
+            Groups::of_states(
+                &self.key_schema,
+                &self.aggregates,
+                true,
+                &pick(rows, &keys)?,
+                &pick(rows, &states)?,
+            )
+        };
+        let mut expired = of(&gone)?;
+        let mut live = of(&kept)?;
+        live.emitted = groups.emitted;
+        live.changed = kept.iter().map(|&g| groups.changed[g as usize]).collect();
+        live.touched = Some(kept.iter().map(|&g| touched[g as usize]).collect());
+        *groups = live;
+        let mut rows = self.rows(0, expired.take_all()?)?;
+        rows.retract = vec![true; rows.retract.len()];
+        Ok(Some(rows))
     }
 
     fn restore(&mut self, snapshot: &RecordBatch) -> Result<()> {
@@ -412,20 +520,21 @@ impl WindowState for SlicedState {
                 .take_while(|&r| starts.value(r) == start)
                 .count();
             let part = snapshot.slice(row, len);
-            let mut groups = Groups::new(&self.key_schema, &self.aggregates)?;
+            let keys_end = 3 + self.key_schema.fields().len();
+            let states_end = part.num_columns() - usize::from(self.expires);
+            let mut groups = Groups::of_states(
+                &self.key_schema,
+                &self.aggregates,
+                self.expires,
+                &part.columns()[3..keys_end],
+                &part.columns()[keys_end..states_end],
+            )?;
             // Put together from several instances, a window was emitted if it was by any:
             // the groups of the others, never emitted, are marked changed and follow.
             groups.emitted = part.column(1).as_boolean().true_count() > 0;
-            let keys = &part.columns()[3..3 + self.key_schema.fields().len()];
-            let mut indices = Vec::new();
-            groups.intern(keys, &mut indices)?;
-            let mut column = 3 + keys.len();
-            for (accumulator, aggregate) in
-                groups.accumulators.iter_mut().zip(self.aggregates.iter())
-            {
-                let width = aggregate.state_fields()?.len();
-                accumulator.merge_batch(&part.columns()[column..column + width], &indices, len)?;
-                column += width;
+            if self.expires {
+                let touched = part.column(states_end).as_primitive::<Int64Type>();
+                groups.touched = Some(touched.values().to_vec());
             }
             groups.changed = part
                 .column(2)

@@ -88,6 +88,9 @@ pub struct WindowAggregateConfig {
     /// Its input is a [`PreAggregateExec`]'s: per group of a micro-batch, the group columns,
     /// the aggregates' partial states and how many rows they hold, to merge.
     pub merges: bool,
+    /// A keyed table's key not updated for this long (processing time) goes from the state
+    /// (`'state.ttl'`), retracted from a changelog; `None`: keys stay as long as the job.
+    pub state_ttl: Option<Duration>,
 }
 
 /// Why an aggregate with grouping sets cannot be a streaming one.
@@ -194,7 +197,13 @@ impl WindowAggregator {
             WindowSpec::Session { gap } => {
                 Box::new(SessionState::try_new(gap, allowed, aggregates, key_schema)?)
             }
-            spec => Box::new(SlicedState::try_new(spec, allowed, aggregates, key_schema)?),
+            spec => Box::new(SlicedState::try_new(
+                spec,
+                allowed,
+                aggregates,
+                key_schema,
+                config.state_ttl.is_some(),
+            )?),
         };
         // Rows give the aggregates' arguments; a pre-aggregation's rows give their states,
         // after the group columns, as to DataFusion's final aggregate.
@@ -299,6 +308,38 @@ impl WindowAggregator {
         self.emit()
     }
 
+    /// Whether its windows go by processing time.
+    fn on_processing_time(&self) -> bool {
+        self.config.window.is_windowed() && self.config.watermark.field.is_none()
+    }
+
+    /// Lets the keys not updated since `before` go; in a changelog, their rows are
+    /// retracted (those HAVING showed).
+    fn expire(&mut self, before: i64) -> Result<Vec<RecordBatch>> {
+        let Some(rows) = self.state.expire(before)? else {
+            return Ok(vec![]);
+        };
+        if !self.config.changelog {
+            return Ok(vec![]);
+        }
+        let batch = self.aggregate_batch(&rows)?;
+        let shown: Vec<bool> = match self.visible.as_mut() {
+            Some((converter, visible)) => converter
+                .convert_columns(&batch.columns()[..self.columns.len()])?
+                .iter()
+                .map(|key| visible.remove(&key.owned()))
+                .collect(),
+            None => vec![true; batch.num_rows()],
+        };
+        let batch = arrow::compute::filter_record_batch(&batch, &BooleanArray::from(shown))?;
+        let deletes = vec![DELETE; batch.num_rows()];
+        let batch = with_ops(batch, deletes)?.with_schema(self.config.output_schema.clone())?;
+        Ok((batch.num_rows() > 0)
+            .then_some(batch)
+            .into_iter()
+            .collect())
+    }
+
     fn emit(&mut self) -> Result<Vec<RecordBatch>> {
         let rows = self.state.emit(self.watermark, self.config.emit)?;
         let mut batches = Vec::with_capacity(rows.len());
@@ -311,8 +352,9 @@ impl WindowAggregator {
         Ok(batches)
     }
 
-    fn output_batch(&mut self, rows: WindowRows) -> Result<RecordBatch> {
-        let schema = self.config.output_schema.clone();
+    /// The group and aggregate columns of `rows`, without `_op`.
+    fn aggregate_batch(&self, rows: &WindowRows) -> Result<RecordBatch> {
+        let schema = &self.config.output_schema;
         let stamp = |values: &[i64], field: &Field| -> Result<ArrayRef> {
             let array: ArrayRef = Arc::new(TimestampMillisecondArray::from(values.to_vec()));
             Ok(cast(&array, field.data_type())?)
@@ -325,10 +367,17 @@ impl WindowAggregator {
                 GroupColumn::Key(k) => rows.keys[*k].clone(),
             });
         }
-        columns.extend(rows.values);
+        columns.extend(rows.values.iter().cloned());
         let aggregate_fields = &schema.fields()[..columns.len()];
-        let batch =
-            RecordBatch::try_new(Arc::new(Schema::new(aggregate_fields.to_vec())), columns)?;
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(aggregate_fields.to_vec())),
+            columns,
+        )?)
+    }
+
+    fn output_batch(&mut self, rows: WindowRows) -> Result<RecordBatch> {
+        let schema = self.config.output_schema.clone();
+        let batch = self.aggregate_batch(&rows)?;
         let batch = match &self.config.having {
             Some(having) => self.apply_having(having.clone(), batch)?,
             None if self.config.changelog => {
@@ -379,6 +428,8 @@ impl WindowAggregator {
 
 /// How often processing-time windows look at the clock.
 const PROCESSING_TIME_TICK: Duration = Duration::from_millis(200);
+/// The longest a keyed table's expired keys wait to go.
+const MAX_EXPIRY_TICK: Duration = Duration::from_secs(60);
 
 impl StreamOperator for WindowAggregator {
     const NAME: &'static str = "WindowAggregateExec";
@@ -389,17 +440,25 @@ impl StreamOperator for WindowAggregator {
 
     /// On processing time, the clock closes windows too.
     fn tick_period(&self) -> Option<Duration> {
-        (self.config.window.is_windowed() && self.config.watermark.field.is_none())
-            .then_some(PROCESSING_TIME_TICK)
+        match self.config.state_ttl {
+            // Keys expire a quarter of their time to live late at most.
+            Some(ttl) => Some((ttl / 4).clamp(Duration::from_millis(10), MAX_EXPIRY_TICK)),
+            None => self.on_processing_time().then_some(PROCESSING_TIME_TICK),
+        }
     }
 
-    /// Windows that ended before `now` close even when no row arrives.
+    /// Windows that ended before `now` close even when no row arrives; a keyed table's keys
+    /// not updated for their time to live go.
     fn on_tick(&mut self, now: i64) -> Result<Vec<RecordBatch>> {
-        if now <= self.watermark {
-            return Ok(vec![]);
+        let mut ready = match self.config.state_ttl {
+            Some(ttl) => self.expire(now - ttl.as_millis() as i64)?,
+            None => vec![],
+        };
+        if self.on_processing_time() && now > self.watermark {
+            self.watermark = now;
+            ready.extend(self.emit()?);
         }
-        self.watermark = now;
-        self.emit()
+        Ok(ready)
     }
 
     /// The watermark goes to +∞ and every window is emitted.
@@ -655,6 +714,9 @@ impl DisplayAs for WindowAggregateExec {
         if config.merges {
             write!(f, ", merges partial states")?;
         }
+        if let Some(ttl) = config.state_ttl {
+            write!(f, ", state_ttl={ttl:?}")?;
+        }
         Ok(())
     }
 }
@@ -772,6 +834,8 @@ pub struct AggregateSettings {
     pub late: LateDataPolicy,
     /// How the time source stamps its rows.
     pub watermark: WatermarkSpec,
+    /// How long a keyed table's key is kept without an update (`'state.ttl'`).
+    pub state_ttl: Option<Duration>,
 }
 
 /// Replaces the top-most aggregate with a window aggregate run as `settings` say.
@@ -826,6 +890,7 @@ impl PhysicalOptimizerRule for WindowAggregateRule {
                     changelog,
                     having,
                     merges: false,
+                    state_ttl: settings.state_ttl,
                 };
                 // An input of several partitions (a UNION ALL) is merged in front of the
                 // operator by the plan's parallelization, as any other distribution.

@@ -160,4 +160,11 @@ pub(crate) trait WindowState: Send {
 
     /// The columns of a snapshot holding each row's group key.
     fn key_columns(&self) -> std::ops::Range<usize>;
+
+    /// Lets the keys of a keyed table (the global window) not updated since `before`
+    /// (processing time, epoch ms) go, where keys expire (`'state.ttl'`): their last
+    /// values, to retract. Windows' keys go with their windows.
+    fn expire(&mut self, _before: i64) -> Result<Option<WindowRows>> {
+        Ok(None)
+    }
 }

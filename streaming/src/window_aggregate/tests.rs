@@ -89,6 +89,7 @@ async fn config(
                 changelog: false,
                 having: None,
                 merges: false,
+                state_ttl: None,
             };
         }
         node = node.children()[0].clone();
@@ -446,4 +447,51 @@ async fn two_phases_give_what_one_gives() {
             assert_eq!(sorted(&by_one), sorted(&by_two), "{case}");
         }
     }
+}
+
+/// A keyed table's key not updated for its time to live goes: the changelog retracts its
+/// row, and it starts afresh when it comes again. A snapshot keeps when each key was last
+/// updated.
+#[tokio::test]
+async fn a_table_s_keys_expire_after_their_time_to_live() {
+    let mut config = config(
+        WindowSpec::Global,
+        EmitMode::Changes,
+        LateDataPolicy::Drop,
+        2_000,
+    )
+    .await;
+    config.changelog = true;
+    config.output_schema = WindowAggregateConfig::output_schema_for(&config.output_schema, true);
+    config.state_ttl = Some(Duration::from_millis(300));
+    let mut aggregator = WindowAggregator::try_new(config.clone()).unwrap();
+    aggregator
+        .process(&stamped(&[("b", 1_000, 2)], 2_000))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    aggregator
+        .process(&stamped(&[("a", 2_000, 5)], 2_000))
+        .unwrap();
+    let snapshot = aggregator.snapshot().unwrap();
+    let mut restored = WindowAggregator::try_new(config.clone()).unwrap();
+    restored.restore(&snapshot).unwrap();
+    let expired = restored
+        .on_tick(chrono::Utc::now().timestamp_millis())
+        .unwrap();
+    // The table as printed, its cells' padding left out.
+    let squeezed = |batches: &[RecordBatch]| {
+        text(batches)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let expired = squeezed(&expired);
+    assert!(expired.contains("| b | 1 | 2 | -D |"), "{expired}");
+    assert!(!expired.contains("| a "), "{expired}");
+    let again = restored
+        .process(&stamped(&[("b", 3_000, 7), ("a", 3_000, 1)], 2_000))
+        .unwrap();
+    let again = squeezed(&again);
+    assert!(again.contains("| b | 1 | 7 | +U |"), "{again}");
+    assert!(again.contains("| a | 2 | 6 | +U |"), "{again}");
 }
