@@ -89,7 +89,7 @@ fn main() {
     )
     .unwrap();
     let ours: Arc<dyn ExecutionPlan> = Arc::new(
-        StreamJoinExec::from_symmetric_hash_join(&join, [None, None])
+        StreamJoinExec::from_symmetric_hash_join(&join, [None, None], None)
             .expect("an inner stream join"),
     );
     let theirs: Arc<dyn ExecutionPlan> = Arc::new(join);

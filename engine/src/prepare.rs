@@ -321,30 +321,28 @@ impl Engine {
             watermark,
             state_ttl: None,
         });
-        let aggregate = match (state_ttl, aggregate) {
-            (None, aggregate) => aggregate,
-            (Some(ttl), Some(settings)) if settings.window == WindowSpec::Global => {
-                Some(AggregateSettings {
-                    state_ttl: Some(ttl.duration()?),
-                    ..settings
-                })
-            }
-            (Some(ttl), _) => {
-                return Err(ttl
-                    .error("'state.ttl' is how long a table's key is kept without an update, for a GROUP BY without a window (a window's keys go when it closes); this query keeps no such keys")
-                    .into());
-            }
-        };
+        // A table's keys and a join's rows without time bounds expire; nothing else.
+        let ttl = state_ttl.as_ref().map(|v| v.duration()).transpose()?;
+        let aggregate = aggregate.map(|settings| AggregateSettings {
+            state_ttl: ttl.filter(|_| settings.window == WindowSpec::Global),
+            ..settings
+        });
         let streaming = aggregate.is_some();
         let rules = streaming_rules(StreamingQueryPlan {
             aggregate,
             stream: stream_schema,
             times,
+            state_ttl: ttl,
         });
         for rule in rules {
             plan = rule
                 .optimize(plan, state.config_options())
                 .map_err(|e| planning_error(e, query))?;
+        }
+        if let Some(option) = state_ttl.filter(|_| !properties::lets_state_expire(&plan)) {
+            return Err(option
+                .error("'state.ttl' is how long a table's key (a GROUP BY without a window) or a row of a join of two streams without time bounds is kept; this query keeps neither (a window's keys go when it closes, an interval join's rows when they can no longer match)")
+                .into());
         }
         // The plan of one instance is what checkpoints fit: state taken at one parallelism
         // restores at another.

@@ -256,7 +256,7 @@ fn errors_name_the_file_position_and_the_problem() {
             format!(
                 "SELECT COUNT(*) FROM t WINDOW TUMBLING(10s) WITH ({source}, 'state.ttl' = '1h')"
             ),
-            "'state.ttl' is how long a table's key is kept without an update, for a GROUP BY without a window",
+            "'state.ttl' is how long a table's key (a GROUP BY without a window) or a row of a join of two streams without time bounds is kept; this query keeps neither",
         ),
         (
             format!(

@@ -14,8 +14,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
-use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Int64Array, RecordBatch, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, Int64Array, ListArray, RecordBatch, UInt32Array,
+};
 use arrow::compute::{filter_record_batch, interleave, take};
 use arrow::datatypes::Int64Type;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -61,6 +64,9 @@ pub struct StreamJoinExec {
     filter: Option<JoinFilter>,
     /// What `filter` says of the sides' event times, when it lets rows go.
     bounds: Option<TimeBounds>,
+    /// Without bounds: how long a row is kept (processing time, `'state.ttl'`); `None`:
+    /// as long as the job.
+    state_ttl: Option<Duration>,
     node: StreamNode,
 }
 
@@ -69,9 +75,11 @@ impl StreamJoinExec {
     /// inputs of one partition each, on equal keys where null matches nothing. `times` are
     /// the sides' event times, where their sources declare them: when the join condition
     /// bounds one by the other, rows are let go once they can no longer match.
+    /// Rows of a join without time bounds are kept `state_ttl` (processing time) at most.
     pub fn from_symmetric_hash_join(
         join: &SymmetricHashJoinExec,
         times: [Option<&SideTime>; 2],
+        state_ttl: Option<Duration>,
     ) -> Option<Self> {
         let single = |side: &Arc<dyn ExecutionPlan>| {
             side.properties().boundedness.is_unbounded()
@@ -96,9 +104,15 @@ impl StreamJoinExec {
                 join.on().to_vec(),
                 join.filter().cloned(),
                 bounds,
+                state_ttl.filter(|_| bounds.is_none()),
                 join.schema(),
             )
         })
+    }
+
+    /// How long a row is kept, for a join without time bounds that lets rows go.
+    pub fn state_ttl(&self) -> Option<Duration> {
+        self.state_ttl
     }
 
     fn new(
@@ -107,6 +121,7 @@ impl StreamJoinExec {
         on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
         filter: Option<JoinFilter>,
         bounds: Option<TimeBounds>,
+        state_ttl: Option<Duration>,
         schema: SchemaRef,
     ) -> Self {
         let node = StreamNode::new(
@@ -120,6 +135,7 @@ impl StreamJoinExec {
             on,
             filter,
             bounds,
+            state_ttl,
             node,
         }
     }
@@ -149,6 +165,9 @@ impl DisplayAs for StreamJoinExec {
                 bound(bounds.lower, "-inf"),
                 bound(bounds.upper, "+inf")
             )?;
+        }
+        if let Some(ttl) = self.state_ttl {
+            write!(f, ", state_ttl={ttl:?}")?;
         }
         Ok(())
     }
@@ -196,6 +215,7 @@ impl ExecutionPlan for StreamJoinExec {
             self.on.clone(),
             self.filter.clone(),
             self.bounds,
+            self.state_ttl,
             self.schema(),
         )))
     }
@@ -213,6 +233,7 @@ impl ExecutionPlan for StreamJoinExec {
             self.on.clone(),
             self.filter.clone(),
             self.bounds,
+            self.state_ttl,
             [self.left.schema(), self.right.schema()],
         )?;
         self.node.run(state, vec![left, right], partition, &context)
@@ -338,6 +359,9 @@ struct JoinState {
     time: Option<(TimeBounds, [SideClock; 2])>,
     /// Rows dropped as late so far (not kept in snapshots).
     late_records: usize,
+    /// Without time bounds, how long a row is kept: a kept batch's time is then when it
+    /// came (processing time, epoch ms), and snapshots keep it.
+    state_ttl: Option<Duration>,
 }
 
 impl JoinState {
@@ -346,6 +370,7 @@ impl JoinState {
         on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
         filter: Option<JoinFilter>,
         bounds: Option<TimeBounds>,
+        state_ttl: Option<Duration>,
         side_schemas: [SchemaRef; 2],
     ) -> Result<Self> {
         Ok(Self {
@@ -355,7 +380,26 @@ impl JoinState {
             sides: side_schemas.map(Kept::new),
             time: bounds.map(|bounds| (bounds, bounds.slack.map(SideClock::new))),
             late_records: 0,
+            state_ttl,
         })
+    }
+
+    /// The snapshot's shape: with each side's batches' arrival times where rows expire.
+    fn snapshot_schema(&self) -> SchemaRef {
+        let mut fields = vec![
+            Field::new("left", DataType::Binary, false),
+            Field::new("right", DataType::Binary, false),
+            Field::new("left_max_time", DataType::Int64, false),
+            Field::new("right_max_time", DataType::Int64, false),
+        ];
+        if self.state_ttl.is_some() {
+            for side in ["left", "right"] {
+                let times = Field::new("item", DataType::Int64, true);
+                let list = DataType::List(Arc::new(times));
+                fields.push(Field::new(format!("{side}_arrived"), list, false));
+            }
+        }
+        Arc::new(Schema::new(fields))
     }
 
     /// Keeps the rows of a snapshot that `own` lets through (given the side and a batch of
@@ -366,7 +410,8 @@ impl JoinState {
         own: impl Fn(usize, RecordBatch) -> Result<RecordBatch>,
     ) -> Result<[i64; 2]> {
         let wrong = |what: &str| StreamingError::Snapshot(format!("a stream join's {what}"));
-        if snapshot.schema().fields() != snapshot_schema().fields() || snapshot.num_rows() != 1 {
+        if snapshot.schema().fields() != self.snapshot_schema().fields() || snapshot.num_rows() != 1
+        {
             return Err(wrong("snapshot has another shape").into());
         }
         let mut clocks = [i64::MIN; 2];
@@ -380,11 +425,22 @@ impl JoinState {
             if reader.schema() != self.sides[side].schema {
                 return Err(wrong("rows have other columns than its input").into());
             }
-            for batch in reader {
+            // Where rows expire, when each batch came.
+            let arrived = match self.state_ttl {
+                Some(_) => snapshot
+                    .column(4 + side)
+                    .as_list::<i32>()
+                    .value(0)
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec(),
+                None => vec![],
+            };
+            for (n, batch) in reader.enumerate() {
                 let batch = own(side, batch?)?;
                 let max_time = match self.time {
                     Some((bounds, _)) => latest_time(batch.column(bounds.columns[side]))?,
-                    None => i64::MIN,
+                    None => arrived.get(n).copied().unwrap_or(i64::MIN),
                 };
                 self.add(side, batch, max_time, false)?;
             }
@@ -402,7 +458,12 @@ impl JoinState {
     /// side's rows that its watermark puts out of reach are let go after.
     fn join(&mut self, side: usize, batch: RecordBatch) -> Result<(Option<RecordBatch>, usize)> {
         let Some((bounds, clocks)) = &mut self.time else {
-            return Ok((self.add(side, batch, i64::MIN, true)?, 0));
+            // Without bounds a batch's time is when it came, for its rows to expire.
+            let came = match self.state_ttl {
+                Some(_) => chrono::Utc::now().timestamp_millis(),
+                None => i64::MIN,
+            };
+            return Ok((self.add(side, batch, came, true)?, 0));
         };
         let bounds = *bounds;
         let column = batch.column(bounds.columns[side]);
@@ -532,6 +593,23 @@ impl StreamOperator for JoinState {
         Ok(joined.into_iter().collect())
     }
 
+    /// Rows expire a quarter of their time to live late at most.
+    fn tick_period(&self) -> Option<Duration> {
+        self.state_ttl
+            .map(|ttl| (ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(60)))
+    }
+
+    /// Rows kept longer than their time to live go: nothing joins them any more.
+    fn on_tick(&mut self, now: i64) -> Result<Vec<RecordBatch>> {
+        if let Some(ttl) = self.state_ttl {
+            let limit = now - ttl.as_millis() as i64;
+            for side in &mut self.sides {
+                side.expire(limit, &self.keys);
+            }
+        }
+        Ok(vec![])
+    }
+
     fn state(&mut self) -> Option<&mut dyn OperatorState> {
         Some(self)
     }
@@ -559,7 +637,14 @@ impl OperatorState for JoinState {
                 .map_or(i64::MIN, |(_, clocks)| clocks[side].max_time);
             cells.push(Arc::new(Int64Array::from(vec![max_time])) as ArrayRef);
         }
-        Ok(RecordBatch::try_new(snapshot_schema(), cells)?)
+        if self.state_ttl.is_some() {
+            for side in &self.sides {
+                let arrived = side.kept().map(|batch| Some(batch.max_time));
+                let list = ListArray::from_iter_primitive::<Int64Type, _, _>([Some(arrived)]);
+                cells.push(Arc::new(list) as ArrayRef);
+            }
+        }
+        Ok(RecordBatch::try_new(self.snapshot_schema(), cells)?)
     }
 
     /// Takes back the rows of a snapshot; the state must be empty.
@@ -616,15 +701,6 @@ impl OperatorState for JoinState {
     }
 }
 
-fn snapshot_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("left", DataType::Binary, false),
-        Field::new("right", DataType::Binary, false),
-        Field::new("left_max_time", DataType::Int64, false),
-        Field::new("right_max_time", DataType::Int64, false),
-    ]))
-}
-
 // The planner rule that puts the operator in place of DataFusion's symmetric hash join of two
 // unbounded streams (an outer join stays DataFusion's); its sides' event times, of the
 // sources that declare one, bound it in time.
@@ -634,6 +710,8 @@ fn snapshot_schema() -> SchemaRef {
 pub struct StreamJoinRule {
     /// The event times of the sources that declare one, by the schema they are read with.
     pub times: Vec<(SchemaRef, SideTime)>,
+    /// How long a join without time bounds keeps a row (`'state.ttl'`).
+    pub state_ttl: Option<Duration>,
 }
 
 impl StreamJoinRule {
@@ -683,7 +761,7 @@ impl PhysicalOptimizerRule for StreamJoinRule {
                     .downcast_ref::<SymmetricHashJoinExec>()
                     .and_then(|join| {
                         let sides = [self.side_time(join.left()), self.side_time(join.right())];
-                        StreamJoinExec::from_symmetric_hash_join(join, sides)
+                        StreamJoinExec::from_symmetric_hash_join(join, sides, self.state_ttl)
                     });
                 Ok(match join {
                     Some(join) => Transformed::yes(Arc::new(join) as Arc<dyn ExecutionPlan>),

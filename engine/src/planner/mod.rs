@@ -31,12 +31,17 @@ pub struct StreamingQueryPlan {
     pub stream: Option<SchemaRef>,
     /// The event times of the sources that declare one, by the schema they are read with.
     pub times: Vec<(SchemaRef, SideTime)>,
+    /// How long a join of two streams without time bounds keeps a row (`'state.ttl'`).
+    pub state_ttl: Option<std::time::Duration>,
 }
 
 /// Our rewrites of DataFusion's physical plan, in the order they run.
 pub fn streaming_rules(query: StreamingQueryPlan) -> Vec<Arc<dyn PhysicalOptimizerRule>> {
     vec![
-        Arc::new(StreamJoinRule { times: query.times }),
+        Arc::new(StreamJoinRule {
+            times: query.times,
+            state_ttl: query.state_ttl,
+        }),
         Arc::new(LookupJoinRule {
             stream: query.stream,
         }),

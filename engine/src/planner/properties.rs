@@ -14,7 +14,7 @@ use datafusion::physical_plan::joins::{
 };
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::streaming::StreamingTableExec;
-use ferris_streaming::WindowAggregateExec;
+use ferris_streaming::{StreamJoinExec, WindowAggregateExec};
 
 fn is<T: ExecutionPlan>(node: &Arc<dyn ExecutionPlan>) -> bool {
     node.downcast_ref::<T>().is_some()
@@ -44,6 +44,18 @@ pub fn has_unsnapshotted_join(plan: &Arc<dyn ExecutionPlan>) -> bool {
             || is::<CrossJoinExec>(node)
             || is::<SortMergeJoinExec>(node)
             || is::<PiecewiseMergeJoinExec>(node)
+    })
+}
+
+/// Whether an operator of the plan lets its state expire (`'state.ttl'`): a table's
+/// aggregate, a join of two streams without time bounds.
+pub fn lets_state_expire(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    any_node(plan, |node| {
+        node.downcast_ref::<WindowAggregateExec>()
+            .is_some_and(|a| a.config().state_ttl.is_some())
+            || node
+                .downcast_ref::<StreamJoinExec>()
+                .is_some_and(|j| j.state_ttl().is_some())
     })
 }
 

@@ -110,6 +110,7 @@ async fn joins_as_datafusion_s_hash_join_does() {
             on(),
             filter.clone(),
             None,
+            None,
             join.schema(),
         );
         let expected = sorted_rows(Arc::new(join)).await;
@@ -132,7 +133,7 @@ fn sorted_lines(batches: &[RecordBatch]) -> Vec<String> {
 async fn a_restored_join_writes_each_pair_once() {
     let schema = hash_join(None).schema();
     let sides = || [orders()[0].schema(), payments()[0].schema()];
-    let new_state = || JoinState::try_new(schema.clone(), on(), None, None, sides()).unwrap();
+    let new_state = || JoinState::try_new(schema.clone(), on(), None, None, None, sides()).unwrap();
     let feed = |state: &mut JoinState, from: usize, to: usize| {
         let mut out = Vec::new();
         for i in from..to {
@@ -164,7 +165,7 @@ async fn a_restored_join_writes_each_pair_once() {
 async fn a_join_rescaled_from_two_to_three_instances_writes_each_pair_once() {
     let schema = hash_join(None).schema();
     let sides = || [orders()[0].schema(), payments()[0].schema()];
-    let new_state = || JoinState::try_new(schema.clone(), on(), None, None, sides()).unwrap();
+    let new_state = || JoinState::try_new(schema.clone(), on(), None, None, None, sides()).unwrap();
     // Batches `from..to` of both sides, each row given to the instance of `count` that
     // owns its key, as the exchanges before the join give them.
     let feed = |states: &mut [JoinState], from: usize, to: usize| {
@@ -230,8 +231,9 @@ fn symmetric(join_type: JoinType) -> SymmetricHashJoinExec {
 
 #[tokio::test]
 async fn gives_pairs_on_while_both_streams_are_quiet() {
-    let join = StreamJoinExec::from_symmetric_hash_join(&symmetric(JoinType::Inner), [None, None])
-        .unwrap();
+    let join =
+        StreamJoinExec::from_symmetric_hash_join(&symmetric(JoinType::Inner), [None, None], None)
+            .unwrap();
     let mut joined = join.execute(0, Arc::new(TaskContext::default())).unwrap();
     let first = tokio::time::timeout(std::time::Duration::from_secs(10), joined.next())
         .await
@@ -246,7 +248,8 @@ async fn gives_pairs_on_while_both_streams_are_quiet() {
 fn takes_inner_joins_only() {
     for join_type in [JoinType::Left, JoinType::Right, JoinType::Full] {
         assert!(
-            StreamJoinExec::from_symmetric_hash_join(&symmetric(join_type), [None, None]).is_none()
+            StreamJoinExec::from_symmetric_hash_join(&symmetric(join_type), [None, None], None)
+                .is_none()
         );
     }
 }
@@ -337,6 +340,7 @@ fn lets_rows_go_once_they_cannot_match_and_drops_late_ones() {
             on(),
             Some(filter.clone()),
             bounds,
+            None,
             sides,
         )
         .unwrap()
@@ -373,4 +377,37 @@ fn lets_rows_go_once_they_cannot_match_and_drops_late_ones() {
         assert_eq!(joined.unwrap().num_rows(), 1);
         assert_eq!(late, 1);
     }
+}
+
+/// A join without time bounds keeps a row its time to live: a payment for an order older
+/// than that finds nothing; a snapshot keeps when each row came.
+#[tokio::test]
+async fn rows_of_a_join_without_bounds_expire_after_their_time_to_live() {
+    let schema = hash_join(None).schema();
+    let sides = || [orders()[0].schema(), payments()[0].schema()];
+    let ttl = Some(Duration::from_millis(300));
+    let new_state = || JoinState::try_new(schema.clone(), on(), None, None, ttl, sides()).unwrap();
+    let mut state = new_state();
+    state.join(0, orders()[0].clone()).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    state.join(0, orders()[1].clone()).unwrap();
+    let snapshot = state.snapshot().unwrap();
+    let mut restored = new_state();
+    restored.restore(&snapshot).unwrap();
+    restored
+        .on_tick(chrono::Utc::now().timestamp_millis())
+        .unwrap();
+    // The first batch of orders went; the second stays and joins.
+    let mut joined = Vec::new();
+    for payments in payments() {
+        joined.extend(restored.join(1, payments).unwrap().0);
+    }
+    let mut kept = new_state();
+    kept.join(0, orders()[1].clone()).unwrap();
+    let mut expected = Vec::new();
+    for payments in payments() {
+        expected.extend(kept.join(1, payments).unwrap().0);
+    }
+    assert!(!expected.is_empty());
+    assert_eq!(sorted_lines(&joined), sorted_lines(&expected));
 }
