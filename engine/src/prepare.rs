@@ -145,7 +145,7 @@ impl Engine {
             }
             _ => None,
         };
-        // Checked against the plan below: it keeps a table's keys only.
+        // Checked against the plan below: only a table's keys and a join's rows expire.
         let state_ttl = options.get("state.ttl");
         let memory_limit = options
             .get("state.memory.limit")

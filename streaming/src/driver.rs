@@ -106,8 +106,10 @@ impl StreamNode {
             Some(baseline) => baseline.output_rows().clone(),
             None => MetricBuilder::new(&self.metrics).output_rows(partition),
         };
+        let clock = operator.tick_period();
         let driver = Driver {
-            clock: operator.tick_period(),
+            next_tick: clock.map(|period| tokio::time::Instant::now() + period),
+            clock,
             operator,
             inputs: inputs.into_iter().map(Some).collect(),
             polled_first: 0,
@@ -174,6 +176,8 @@ struct Driver<O> {
     barrier: Option<OperatorBarrier>,
     /// How often the operator wants processing time.
     clock: Option<Duration>,
+    /// When it is due next: on a fixed cadence, so that a busy input does not put it off.
+    next_tick: Option<tokio::time::Instant>,
     started: bool,
     done: bool,
 }
@@ -232,7 +236,14 @@ impl<O: StreamOperator> Driver<O> {
             }
             return Ok(());
         }
-        let period = self.clock;
+        // Due: before any input, however much one has ready.
+        if self
+            .next_tick
+            .is_some_and(|at| tokio::time::Instant::now() >= at)
+        {
+            return self.tick();
+        }
+        let next_tick = self.next_tick;
         let inputs = next_input(&mut self.inputs, &mut self.polled_first);
         let barrier = self.barrier.as_mut();
         let wake = tokio::select! {
@@ -240,8 +251,8 @@ impl<O: StreamOperator> Driver<O> {
             (input, next) = inputs => Wake::Input(input, next),
             _ = barrier_changed(barrier) => Wake::Barrier,
             _ = async {
-                match period {
-                    Some(period) => tokio::time::sleep(period).await,
+                match next_tick {
+                    Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             } => Wake::Tick,
@@ -249,15 +260,21 @@ impl<O: StreamOperator> Driver<O> {
         match wake {
             Wake::Input(input, next) => self.take(input, next),
             Wake::Barrier => Ok(()),
-            Wake::Tick => {
-                let now = chrono::Utc::now().timestamp_millis();
-                let ready = self.operator.on_tick(now)?;
-                // Windows closed by the clock give their memory back.
-                self.account()?;
-                self.pending.extend(ready);
-                Ok(())
-            }
+            Wake::Tick => self.tick(),
         }
+    }
+
+    /// Gives the operator processing time, and sets the next tick one period on.
+    fn tick(&mut self) -> Result<()> {
+        self.next_tick = self
+            .clock
+            .map(|period| tokio::time::Instant::now() + period);
+        let now = chrono::Utc::now().timestamp_millis();
+        let ready = self.operator.on_tick(now)?;
+        // Windows closed by the clock, or state expired, give their memory back.
+        self.account()?;
+        self.pending.extend(ready);
+        Ok(())
     }
 
     /// Hands the operator what input `input` gave (a batch, its end, or an error).

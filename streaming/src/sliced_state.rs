@@ -460,23 +460,30 @@ impl WindowState for SlicedState {
     /// The global window's groups not updated since `before` go: their last values, as
     /// rows to retract.
     fn expire(&mut self, before: i64) -> Result<Option<WindowRows>> {
-        let Some(groups) = self
-            .windows
-            .get_mut(&0)
-            .filter(|_| self.spec == WindowSpec::Global)
-        else {
-            return Ok(None);
-        };
-        let Some(touched) = groups.touched.clone() else {
-            return Ok(None);
-        };
-        let (gone, kept): (Vec<u32>, Vec<u32>) =
-            (0..touched.len() as u32).partition(|&g| touched[g as usize] < before);
-        if gone.is_empty() {
+        if self.spec != WindowSpec::Global {
             return Ok(None);
         }
-        let (keys, states) = groups.states(&self.aggregates)?;
-        let states: Vec<ArrayRef> = states.into_iter().flatten().collect();
+        let Some(groups) = self.windows.get_mut(&0) else {
+            return Ok(None);
+        };
+        let Some(touched) = groups.touched.as_ref() else {
+            return Ok(None);
+        };
+        if !touched.iter().any(|&t| t < before) {
+            return Ok(None);
+        }
+        let (gone, kept): (Vec<u32>, Vec<u32>) =
+            (0..touched.len() as u32).partition(|&g| touched[g as usize] < before);
+        let touched: Vec<i64> = kept.iter().map(|&g| touched[g as usize]).collect();
+        let changed: Vec<bool> = kept.iter().map(|&g| groups.changed[g as usize]).collect();
+        let emitted = groups.emitted;
+        // The window's groups are built again from their keys and states: those that stay,
+        // and those that go (for their last values).
+        let keys = groups.key_columns()?;
+        let mut states = Vec::new();
+        for accumulator in &mut groups.accumulators {
+            states.extend(accumulator.state(EmitTo::All)?);
+        }
         let pick = |rows: &[u32], arrays: &[ArrayRef]| -> Result<Vec<ArrayRef>> {
             let rows = UInt32Array::from(rows.to_vec());
             Ok(arrays
@@ -484,21 +491,21 @@ impl WindowState for SlicedState {
                 .map(|a| take(a, &rows, None))
                 .collect::<Result<_, _>>()?)
         };
-        let of = |rows: &[u32]| -> Result<Groups> {
+        let of = |rows: &[u32], expires: bool| -> Result<Groups> {
             Groups::of_states(
                 &self.key_schema,
                 &self.aggregates,
-                true,
+                expires,
                 &pick(rows, &keys)?,
                 &pick(rows, &states)?,
             )
         };
-        let mut expired = of(&gone)?;
-        let mut live = of(&kept)?;
-        live.emitted = groups.emitted;
-        live.changed = kept.iter().map(|&g| groups.changed[g as usize]).collect();
-        live.touched = Some(kept.iter().map(|&g| touched[g as usize]).collect());
-        *groups = live;
+        let mut expired = of(&gone, false)?;
+        let mut live = of(&kept, true)?;
+        live.emitted = emitted;
+        live.changed = changed;
+        live.touched = Some(touched);
+        self.windows.insert(0, live);
         let mut rows = self.rows(0, expired.take_all()?)?;
         rows.retract = vec![true; rows.retract.len()];
         Ok(Some(rows))

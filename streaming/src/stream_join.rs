@@ -52,7 +52,7 @@ use crate::join_keys::{BatchKeys, JoinKeys, KeyIndex};
 use crate::join_time_bounds::{SideClock, SideTime, TimeBounds, latest_time};
 use crate::key_groups::OperatorInstance;
 use crate::key_groups::rows_of_instance;
-use crate::operator::{OperatorState, StreamOperator};
+use crate::operator::{OperatorState, StreamOperator, expired_before, expiry_tick};
 
 /// The plan node: `left` joined with `right` where every pair of `on` is equal (and `filter`
 /// holds); its rows are the left side's columns, then the right side's.
@@ -436,13 +436,18 @@ impl JoinState {
                     .to_vec(),
                 None => vec![],
             };
-            for (n, batch) in reader.enumerate() {
+            let mut batches = 0;
+            for batch in reader {
                 let batch = own(side, batch?)?;
                 let max_time = match self.time {
                     Some((bounds, _)) => latest_time(batch.column(bounds.columns[side]))?,
-                    None => arrived.get(n).copied().unwrap_or(i64::MIN),
+                    None => arrived.get(batches).copied().unwrap_or(i64::MIN),
                 };
                 self.add(side, batch, max_time, false)?;
+                batches += 1;
+            }
+            if self.state_ttl.is_some() && arrived.len() != batches {
+                return Err(wrong("arrival times do not fit its rows").into());
             }
             *clock = snapshot
                 .column(2 + side)
@@ -593,16 +598,14 @@ impl StreamOperator for JoinState {
         Ok(joined.into_iter().collect())
     }
 
-    /// Rows expire a quarter of their time to live late at most.
     fn tick_period(&self) -> Option<Duration> {
-        self.state_ttl
-            .map(|ttl| (ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(60)))
+        self.state_ttl.map(expiry_tick)
     }
 
     /// Rows kept longer than their time to live go: nothing joins them any more.
     fn on_tick(&mut self, now: i64) -> Result<Vec<RecordBatch>> {
         if let Some(ttl) = self.state_ttl {
-            let limit = now - ttl.as_millis() as i64;
+            let limit = expired_before(now, ttl);
             for side in &mut self.sides {
                 side.expire(limit, &self.keys);
             }

@@ -59,3 +59,50 @@ pub async fn sorted_rows(plan: Arc<dyn ExecutionPlan>) -> String {
     lines.sort();
     lines.join("\n")
 }
+
+/// `first`, then `then` again and again, one every `every`: an input that never rests.
+#[derive(Debug)]
+struct BusyStream {
+    first: RecordBatch,
+    then: RecordBatch,
+    every: std::time::Duration,
+}
+
+impl PartitionStream for BusyStream {
+    fn schema(&self) -> &SchemaRef {
+        self.first.schema_ref()
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let (then, every) = (self.then.clone(), self.every);
+        let again = futures::stream::unfold((), move |()| {
+            let then = then.clone();
+            async move {
+                tokio::time::sleep(every).await;
+                Some((Ok(then), ()))
+            }
+        });
+        let stream =
+            futures::stream::once(futures::future::ready(Ok(self.first.clone()))).chain(again);
+        Box::pin(RecordBatchStreamAdapter::new(self.first.schema(), stream))
+    }
+}
+
+/// An unbounded input that gives `first`, then `then` every `every`, for ever.
+pub fn busy(
+    first: RecordBatch,
+    then: RecordBatch,
+    every: std::time::Duration,
+) -> Arc<dyn ExecutionPlan> {
+    let schema = first.schema();
+    let scan = StreamingTableExec::try_new(
+        schema,
+        vec![Arc::new(BusyStream { first, then, every })],
+        None,
+        [],
+        true,
+        None,
+    )
+    .unwrap();
+    Arc::new(scan)
+}

@@ -49,7 +49,7 @@ use crate::exchange::{ExchangeExec, watermark_of};
 use crate::key_groups::OperatorInstance;
 use crate::key_groups::rows_of_instance;
 use crate::late::LateDataPolicy;
-use crate::operator::{OperatorState, StreamOperator};
+use crate::operator::{OperatorState, StreamOperator, expired_before, expiry_tick};
 use crate::pre_aggregate::{PreAggregateConfig, PreAggregateExec};
 use crate::session_state::SessionState;
 use crate::sliced_state::SlicedState;
@@ -319,6 +319,7 @@ impl WindowAggregator {
         let Some(rows) = self.state.expire(before)? else {
             return Ok(vec![]);
         };
+        // A keyed table over streams is a changelog; over files it ends before a tick.
         if !self.config.changelog {
             return Ok(vec![]);
         }
@@ -428,8 +429,6 @@ impl WindowAggregator {
 
 /// How often processing-time windows look at the clock.
 const PROCESSING_TIME_TICK: Duration = Duration::from_millis(200);
-/// The longest a keyed table's expired keys wait to go.
-const MAX_EXPIRY_TICK: Duration = Duration::from_secs(60);
 
 impl StreamOperator for WindowAggregator {
     const NAME: &'static str = "WindowAggregateExec";
@@ -439,10 +438,10 @@ impl StreamOperator for WindowAggregator {
     }
 
     /// On processing time, the clock closes windows too.
+    /// A keyed table's keys expire (its window is global), or windows close on the clock.
     fn tick_period(&self) -> Option<Duration> {
         match self.config.state_ttl {
-            // Keys expire a quarter of their time to live late at most.
-            Some(ttl) => Some((ttl / 4).clamp(Duration::from_millis(10), MAX_EXPIRY_TICK)),
+            Some(ttl) => Some(expiry_tick(ttl)),
             None => self.on_processing_time().then_some(PROCESSING_TIME_TICK),
         }
     }
@@ -451,7 +450,7 @@ impl StreamOperator for WindowAggregator {
     /// not updated for their time to live go.
     fn on_tick(&mut self, now: i64) -> Result<Vec<RecordBatch>> {
         let mut ready = match self.config.state_ttl {
-            Some(ttl) => self.expire(now - ttl.as_millis() as i64)?,
+            Some(ttl) => self.expire(expired_before(now, ttl))?,
             None => vec![],
         };
         if self.on_processing_time() && now > self.watermark {

@@ -48,14 +48,14 @@ pub fn has_unsnapshotted_join(plan: &Arc<dyn ExecutionPlan>) -> bool {
 }
 
 /// Whether an operator of the plan lets its state expire (`'state.ttl'`): a table's
-/// aggregate, a join of two streams without time bounds.
+/// aggregate by keys, a join of two streams without time bounds.
 pub fn lets_state_expire(plan: &Arc<dyn ExecutionPlan>) -> bool {
     any_node(plan, |node| {
-        node.downcast_ref::<WindowAggregateExec>()
-            .is_some_and(|a| a.config().state_ttl.is_some())
-            || node
-                .downcast_ref::<StreamJoinExec>()
-                .is_some_and(|j| j.state_ttl().is_some())
+        node.downcast_ref::<WindowAggregateExec>().is_some_and(|a| {
+            a.config().state_ttl.is_some() && !a.config().group_by.expr().is_empty()
+        }) || node
+            .downcast_ref::<StreamJoinExec>()
+            .is_some_and(|j| j.state_ttl().is_some())
     })
 }
 

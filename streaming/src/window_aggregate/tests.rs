@@ -495,3 +495,41 @@ async fn a_table_s_keys_expire_after_their_time_to_live() {
     assert!(again.contains("| b | 1 | 7 | +U |"), "{again}");
     assert!(again.contains("| a | 2 | 6 | +U |"), "{again}");
 }
+
+/// Keys expire on time while rows keep coming, faster than the expiry looks: a busy
+/// input does not put the operator's clock off.
+#[tokio::test]
+async fn a_table_s_keys_expire_while_other_keys_keep_coming() {
+    let mut config = config(
+        WindowSpec::Global,
+        EmitMode::Changes,
+        LateDataPolicy::Drop,
+        2_000,
+    )
+    .await;
+    config.changelog = true;
+    config.output_schema = WindowAggregateConfig::output_schema_for(&config.output_schema, true);
+    // Looked at every 12.5 ms; a row of `a` every 5 ms.
+    config.state_ttl = Some(Duration::from_millis(50));
+    let input = crate::test_util::busy(
+        stamped(&[("b", 1_000, 1)], 2_000),
+        stamped(&[("a", 1_000, 1)], 2_000),
+        Duration::from_millis(5),
+    );
+    let exec = WindowAggregateExec::try_new(input, config).unwrap();
+    let mut rows = exec.execute(0, Arc::new(TaskContext::default())).unwrap();
+    let retracted = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(batch) = rows.next().await {
+            if text(&[batch.unwrap()]).contains("| b | 1               | 1        | -D  |") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        retracted,
+        Ok(true),
+        "b's row is retracted while a's keep coming"
+    );
+}
