@@ -449,11 +449,8 @@ async fn two_phases_give_what_one_gives() {
     }
 }
 
-/// A keyed table's key not updated for its time to live goes: the changelog retracts its
-/// row, and it starts afresh when it comes again. A snapshot keeps when each key was last
-/// updated.
-#[tokio::test]
-async fn a_table_s_keys_expire_after_their_time_to_live() {
+/// A keyed table's changelog (a GROUP BY without a window), its keys expiring after `ttl`.
+async fn table_config(ttl: Duration) -> WindowAggregateConfig {
     let mut config = config(
         WindowSpec::Global,
         EmitMode::Changes,
@@ -463,7 +460,16 @@ async fn a_table_s_keys_expire_after_their_time_to_live() {
     .await;
     config.changelog = true;
     config.output_schema = WindowAggregateConfig::output_schema_for(&config.output_schema, true);
-    config.state_ttl = Some(Duration::from_millis(300));
+    config.state_ttl = Some(ttl);
+    config
+}
+
+/// A keyed table's key not updated for its time to live goes: the changelog retracts its
+/// row, and it starts afresh when it comes again. A snapshot keeps when each key was last
+/// updated.
+#[tokio::test]
+async fn a_table_s_keys_expire_after_their_time_to_live() {
+    let config = table_config(Duration::from_millis(300)).await;
     let mut aggregator = WindowAggregator::try_new(config.clone()).unwrap();
     aggregator
         .process(&stamped(&[("b", 1_000, 2)], 2_000))
@@ -500,17 +506,8 @@ async fn a_table_s_keys_expire_after_their_time_to_live() {
 /// input does not put the operator's clock off.
 #[tokio::test]
 async fn a_table_s_keys_expire_while_other_keys_keep_coming() {
-    let mut config = config(
-        WindowSpec::Global,
-        EmitMode::Changes,
-        LateDataPolicy::Drop,
-        2_000,
-    )
-    .await;
-    config.changelog = true;
-    config.output_schema = WindowAggregateConfig::output_schema_for(&config.output_schema, true);
     // Looked at every 12.5 ms; a row of `a` every 5 ms.
-    config.state_ttl = Some(Duration::from_millis(50));
+    let config = table_config(Duration::from_millis(50)).await;
     let input = crate::test_util::busy(
         stamped(&[("b", 1_000, 1)], 2_000),
         stamped(&[("a", 1_000, 1)], 2_000),
