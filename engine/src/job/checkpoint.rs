@@ -487,29 +487,32 @@ pub(crate) async fn drained_instances(folder: &str) -> Result<Vec<(CheckpointSto
     Ok(lasts)
 }
 
-/// The positions of the drained checkpoints `lasts`, each source's shares merged (a share
-/// at the new parallelism takes its parts), without the places in the old era's exchange
-/// topics (read to their ends).
+/// The positions of the drained checkpoints `lasts` (read from their folders), as the
+/// new era takes them up (`era_positions_of`).
 pub(crate) async fn era_positions(
     lasts: &[(CheckpointStore, Manifest)],
 ) -> Result<HashMap<String, RecordBatch>> {
     let mut positions = HashMap::new();
     for (store, last) in lasts {
-        positions.extend(
-            store
-                .read_sources(last)
-                .await?
-                .into_iter()
-                .filter(|(name, _)| !name.starts_with(TRANSPORT_OUTPUT)),
-        );
+        positions.extend(store.read_sources(last).await?);
     }
+    era_positions_of(positions)
+}
+
+/// The positions of an era's last checkpoints, each source's shares merged (a share at the
+/// new parallelism takes its parts), without the places in the old era's exchange topics
+/// (read to their ends).
+fn era_positions_of(
+    mut positions: HashMap<String, RecordBatch>,
+) -> Result<HashMap<String, RecordBatch>> {
+    positions.retain(|name, _| !name.starts_with(TRANSPORT_OUTPUT));
     merge_shares(&positions)
 }
 
 /// The state an instance of a job's new era starts from: the drained last checkpoints of
 /// the instances of the era before (under `folder`), of the plan `plan`, put together
 /// (`Restored::of_instances_apart`: a new instance takes its key groups from the old ones
-/// overlapping them), with their positions (`era_positions`).
+/// overlapping them), with their positions (`era_positions_of`).
 pub(crate) async fn take_up_era(folder: &str, plan: &str) -> Result<Restored> {
     let lasts = drained_instances(folder).await?;
     let mut each = Vec::with_capacity(lasts.len());
@@ -524,7 +527,7 @@ pub(crate) async fn take_up_era(folder: &str, plan: &str) -> Result<Restored> {
     }
     let mut restored = Restored::of_instances_apart(each)
         .map_err(|e| EngineError::Checkpoint(format!("{folder}: {e}")))?;
-    restored.sources = era_positions(&lasts).await?;
+    restored.sources = era_positions_of(std::mem::take(&mut restored.sources))?;
     Ok(restored)
 }
 
