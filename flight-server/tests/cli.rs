@@ -305,6 +305,33 @@ fn errors_name_the_file_position_and_the_problem() {
 }
 
 #[test]
+fn explain_shows_a_stream_joined_to_two_tables_as_two_lookup_joins() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("trades")).unwrap();
+    std::fs::write(dir.path().join("instruments.csv"), "symbol,sector\nAAPL,tech\n").unwrap();
+    std::fs::write(dir.path().join("desks.csv"), "sector,desk\ntech,growth\n").unwrap();
+    std::fs::write(
+        dir.path().join("job.sql"),
+        "EXPLAIN SELECT d.desk, _window_start, SUM(t.qty) AS volume
+         FROM trades t JOIN instruments i ON t.symbol = i.symbol JOIN desks d ON i.sector = d.sector
+         GROUP BY d.desk WINDOW TUMBLING(10s)
+         WITH ('trades.type' = 'file_source', 'trades.path' = 'trades/', 'trades.watch' = 'true',
+           'trades.format' = 'csv', 'trades.schema' = 'ts TIMESTAMP, symbol VARCHAR, qty BIGINT',
+           'trades.event.time.field' = 'ts',
+           'instruments.type' = 'file_source', 'instruments.path' = 'instruments.csv',
+           'desks.type' = 'file_source', 'desks.path' = 'desks.csv');",
+    )
+    .unwrap();
+    let run = run_in(dir.path(), &["run", "job.sql"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let plan = String::from_utf8_lossy(&run.stdout);
+    // Both joins are lookup joins (checkpointed, row by row), not DataFusion's hash join,
+    // which would gather 8192 rows before writing any and keep no checkpoint.
+    assert_eq!(plan.matches("LookupJoinExec").count(), 2, "{plan}");
+    assert!(!plan.contains("HashJoinExec"), "{plan}");
+}
+
+#[test]
 fn explain_shows_which_joins_of_two_streams_keep_rows_only_while_they_can_match() {
     let dir = tempfile::tempdir().unwrap();
     for folder in ["orders", "payments"] {

@@ -324,12 +324,18 @@ impl LookupJoinRule {
     }
 }
 
-fn lookup(node: Arc<dyn ExecutionPlan>) -> Transformed<Arc<dyn ExecutionPlan>> {
+/// `node` as a lookup join if it is a hash join one can take; `then` says where the traversal
+/// goes next (bottom-up, on to the parents: a join of the stream with two tables is two lookup
+/// joins).
+fn lookup(
+    node: Arc<dyn ExecutionPlan>,
+    then: TreeNodeRecursion,
+) -> Transformed<Arc<dyn ExecutionPlan>> {
     match node
         .downcast_ref::<HashJoinExec>()
         .and_then(LookupJoinExec::from_hash_join)
     {
-        Some(join) => Transformed::new(Arc::new(join), true, TreeNodeRecursion::Jump),
+        Some(join) => Transformed::new(Arc::new(join), true, then),
         None => Transformed::no(node),
     }
 }
@@ -349,14 +355,16 @@ impl PhysicalOptimizerRule for LookupJoinRule {
                     return Ok(Transformed::no(node));
                 }
                 if !self.reads_stream(join.left()) || self.reads_stream(join.right()) {
-                    return Ok(lookup(node));
+                    return Ok(lookup(node, TreeNodeRecursion::Continue));
                 }
                 // The stream was taken for the table: swap (under a projection that puts the
                 // columns back in order), then look up.
                 let Ok(swapped) = join.swap_inputs(PartitionMode::CollectLeft) else {
                     return Ok(Transformed::no(node));
                 };
-                let swapped = swapped.transform_down(|n| Ok(lookup(n)))?;
+                // Top-down, the swapped join first, and not into what it became.
+                let swapped =
+                    swapped.transform_down(|n| Ok(lookup(n, TreeNodeRecursion::Jump)))?;
                 Ok(if swapped.transformed {
                     Transformed::yes(swapped.data)
                 } else {

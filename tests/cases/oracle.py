@@ -659,6 +659,44 @@ INSTRUMENTS = [
 
 
 @case
+def join_two_tables_window():
+    # The stream joined to two tables, the second on a column of the first: two lookup joins
+    # under one window (an instrument's sector, then the sector's desk).
+    bound = 2 * SEC
+    weights = {"AAPL": 20, "MSFT": 20, "NVDA": 20, "AMZN": 15, "TSLA": 15, "ZZZZ": 2}
+    rows = gen_trades(717, 1200, bound, weights=weights, delays=[(0.04, 3 * SEC, 40 * SEC)],
+                      extra_symbols={"ZZZZ": "12.5000"})
+    rows = inject_boundaries(rows, 718, bound, 30 * SEC, exact=2, near=1, slack=1500, a_symbol="ZZZZ")
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    sector = dict(INSTRUMENTS)
+    # Automotive has no desk: its trades match the first table and not the second.
+    desks = [("Technology", "growth"), ("Semiconductors", "growth"), ("Consumer", "value")]
+    desk = dict(desks)
+    contents, st = aligned_windows(recs, bound, tumbling(30 * SEC),
+                                   key_of=lambda r: desk.get(sector.get(r["symbol"])))
+    st["unmatched_trades"] = sum(1 for r in recs if desk.get(sector.get(r["symbol"])) is None)
+    expected = [
+        {"desk": k, "window_start": ts(s), "trades": len(rs),
+         "volume": sum(r["qty"] for r in rs)}
+        for (k, s, e), rs in contents.items()
+    ]
+    instruments = [{"symbol": s, "sector": sec} for s, sec in INSTRUMENTS]
+    sql = """CREATE STREAM desk_volume AS
+SELECT d.desk AS desk, _window_start AS window_start, COUNT(*) AS trades, SUM(t.qty) AS volume
+FROM trades t
+  JOIN instruments i ON t.symbol = i.symbol
+  JOIN desks d ON i.sector = d.sector
+GROUP BY d.desk
+WINDOW TUMBLING(INTERVAL '30' SECOND)
+EMIT FINAL
+""" + trades_with("2s", "  'instruments.type' = 'file_source',\n  'instruments.path' = '{in:instruments.csv}',\n  'instruments.format' = 'csv',\n  'desks.type' = 'file_source',\n  'desks.path' = '{in:desks.csv}',\n  'desks.format' = 'csv',\n") + SINK_TAIL.format(name="desk_volume")
+    meta = {"mode": "final", "key": ["desk", "window_start"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS),
+                 "instruments.csv": (instruments, ["symbol", "sector"]),
+                 "desks.csv": ([{"sector": s, "desk": d} for s, d in desks], ["sector", "desk"])}, expected, meta, st
+
+
+@case
 def join_table_window():
     bound = 2 * SEC
     weights = {"AAPL": 20, "MSFT": 20, "NVDA": 20, "AMZN": 15, "TSLA": 15, "ZZZZ": 2}
