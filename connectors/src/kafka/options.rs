@@ -25,8 +25,27 @@ pub(crate) fn source<'a>(declared: &'a Declaration<'a>) -> BoxFuture<'a, Result<
     async move {
         let topic = declared.required("topic", "the topic to read")?;
         let connection = connection(declared);
-        let format = message_format(declared, topic.value, true).await?;
-        let schema = declared.schema().await?;
+        let mut format = message_format(declared, topic.value, true).await?;
+        let mut schema = declared.schema().await?;
+        // A declared schema picks and types a protobuf message's fields; Avro's and raw's
+        // columns are their own.
+        if let (Some(columns), Some(value)) = (schema.clone(), declared.get("schema")) {
+            format = match format {
+                MessageFormat::Protobuf(protobuf) => {
+                    schema = None;
+                    MessageFormat::Protobuf(
+                        protobuf.with_columns(columns).map_err(|e| value.error(e))?,
+                    )
+                }
+                MessageFormat::Avro(_) | MessageFormat::Raw => {
+                    return Err(value.error(format!(
+                        "the {} format's columns come from its own schema",
+                        format.name()
+                    )));
+                }
+                other => other,
+            };
+        }
         let bounded = match declared.get("scan.bounded.mode") {
             Some(value) => value.one_of(&["latest-offset", "unbounded"])? == "latest-offset",
             None => false,

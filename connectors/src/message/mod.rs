@@ -370,4 +370,161 @@ mod tests {
         let err = ProtobufFormat::compile(&proto, "Node").unwrap_err();
         assert!(err.to_string().contains("contains itself"), "{err}");
     }
+
+    /// The rules of docs/protobuf-evolution.md, one by one: a message written with one
+    /// version of a `.proto` and read with another.
+    mod protobuf_evolution {
+        use super::*;
+        use arrow::array::AsArray;
+        use arrow::datatypes::Int64Type;
+
+        const V1: &str = "syntax = \"proto3\"; package m;
+            enum Venue { VENUE_UNSPECIFIED = 0; XNAS = 1; XNYS = 2; }
+            message Trade { string symbol = 1; string price = 2; int64 qty = 3; Venue venue = 4;
+                            string condition = 7; }";
+        const V2: &str = "syntax = \"proto3\"; package m;
+            enum Venue { VENUE_UNSPECIFIED = 0; XNAS = 1; XNYS = 2; IEXG = 4; }
+            enum Side { SIDE_UNSPECIFIED = 0; BUY = 1; SELL = 2; }
+            message Trade { string symbol = 1; string price = 2; int64 qty = 3; Venue venue = 4;
+                            string condition = 7 [deprecated = true]; Side aggressor = 8;
+                            optional string note = 9; }";
+
+        fn format(dir: &tempfile::TempDir, name: &str, text: &str) -> ProtobufFormat {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            ProtobufFormat::compile(&path, "m.Trade").unwrap()
+        }
+
+        /// Rows of `columns` (text values, `None` for null) encoded with `writer`.
+        fn written(writer: &ProtobufFormat, columns: &[(&str, Vec<Option<&str>>)]) -> Vec<Vec<u8>> {
+            let schema = Arc::new(Schema::new(
+                columns
+                    .iter()
+                    .map(|(name, _)| Field::new(*name, DataType::Utf8, true))
+                    .collect::<Vec<_>>(),
+            ));
+            let arrays = columns
+                .iter()
+                .map(|(_, values)| Arc::new(StringArray::from(values.clone())) as ArrayRef)
+                .collect();
+            writer
+                .encode(&RecordBatch::try_new(schema, arrays).unwrap())
+                .unwrap()
+        }
+
+        fn read(reader: &ProtobufFormat, messages: &[Vec<u8>]) -> Decoded {
+            let mut buffer = MessageBuffer::default();
+            for message in messages {
+                buffer.push(message, None);
+            }
+            reader.decoder(16).unwrap().decode(&buffer).unwrap()
+        }
+
+        fn text(batch: &RecordBatch, column: &str) -> Vec<Option<String>> {
+            let column = batch.column_by_name(column).unwrap();
+            let column = arrow::compute::cast(column, &DataType::Utf8).unwrap();
+            column
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(String::from))
+                .collect()
+        }
+
+        #[test]
+        fn an_older_reader_skips_added_fields_and_reads_a_new_enum_value_as_its_number() {
+            let dir = tempfile::tempdir().unwrap();
+            let (v1, v2) = (format(&dir, "v1.proto", V1), format(&dir, "v2.proto", V2));
+            let messages = written(
+                &v2,
+                &[
+                    ("symbol", vec![Some("AAPL"), Some("MSFT")]),
+                    ("price", vec![Some("229.51"), Some("415.10")]),
+                    ("qty", vec![Some("100"), Some("5")]),
+                    ("venue", vec![Some("IEXG"), Some("XNAS")]),
+                    ("aggressor", vec![Some("BUY"), Some("SELL")]),
+                ],
+            );
+            let (batch, bad) = read(&v1, &messages);
+            assert!(bad.is_empty(), "{bad:?}");
+            assert!(batch.column_by_name("aggressor").is_none());
+            assert_eq!(
+                text(&batch, "symbol"),
+                [Some("AAPL".into()), Some("MSFT".into())]
+            );
+            assert_eq!(
+                text(&batch, "venue"),
+                [Some("4".into()), Some("XNAS".into())]
+            );
+        }
+
+        #[test]
+        fn a_newer_reader_reads_fields_an_older_writer_never_set_as_defaults_or_null() {
+            let dir = tempfile::tempdir().unwrap();
+            let (v1, v2) = (format(&dir, "v1.proto", V1), format(&dir, "v2.proto", V2));
+            let messages = written(
+                &v1,
+                &[
+                    ("symbol", vec![Some("AAPL")]),
+                    ("price", vec![Some("229.51")]),
+                    ("condition", vec![Some("F")]),
+                ],
+            );
+            let (batch, bad) = read(&v2, &messages);
+            assert!(bad.is_empty(), "{bad:?}");
+            // proto3 fields hold their default: 0, the first enum value; a deprecated field
+            // is read like any other; an `optional` field that was never set is null.
+            assert_eq!(
+                batch
+                    .column_by_name("qty")
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .value(0),
+                0
+            );
+            assert_eq!(text(&batch, "venue"), [Some("VENUE_UNSPECIFIED".into())]);
+            assert_eq!(text(&batch, "aggressor"), [Some("SIDE_UNSPECIFIED".into())]);
+            assert_eq!(text(&batch, "condition"), [Some("F".into())]);
+            assert_eq!(text(&batch, "note"), [None]);
+        }
+
+        #[test]
+        fn declared_columns_pick_and_type_fields_and_a_field_changed_on_the_wire_is_a_bad_message()
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let v2 = format(&dir, "v2.proto", V2);
+            let columns = Arc::new(Schema::new(vec![
+                Field::new("symbol", DataType::Utf8, true),
+                Field::new("price", DataType::Decimal128(18, 6), true),
+            ]));
+            let typed = v2.clone().with_columns(columns.clone()).unwrap();
+            // price, field 2, as a number instead of text: a writer that broke the rules.
+            let broken_proto = "syntax = \"proto3\"; package m; message Trade { string symbol = 1; int64 price = 2; }";
+            let broken = format(&dir, "broken.proto", broken_proto);
+            let mut messages = written(
+                &v2,
+                &[
+                    ("symbol", vec![Some("AAPL")]),
+                    ("price", vec![Some("229.51")]),
+                ],
+            );
+            messages.extend(written(
+                &broken,
+                &[("symbol", vec![Some("MSFT")]), ("price", vec![Some("415")])],
+            ));
+            let (batch, bad) = read(&typed, &messages);
+            assert_eq!(batch.schema(), columns);
+            assert_eq!(text(&batch, "price"), [Some("229.510000".into())]);
+            assert_eq!(bad.len(), 1, "{bad:?}");
+            assert_eq!(bad[0].0, 1);
+            assert!(bad[0].1.contains("not a m.Trade"), "{}", bad[0].1);
+            let unknown = Arc::new(Schema::new(vec![Field::new("prize", DataType::Utf8, true)]));
+            let error = v2.with_columns(unknown).unwrap_err().to_string();
+            assert!(
+                error.contains(
+                    "protobuf message 'm.Trade' has no field 'prize' (it has symbol, price"
+                ),
+                "{error}"
+            );
+        }
+    }
 }

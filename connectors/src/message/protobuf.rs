@@ -75,7 +75,30 @@ impl ProtobufFormat {
         })
     }
 
-    /// The Arrow columns of a row: one per field of the message.
+    /// Rows of the declared `columns` instead of every field: each names a field of the
+    /// message, and the field's value is read as the column's type (decimal text as a
+    /// `DECIMAL`, a number as `VARCHAR`, ...). Fields not named are not built into columns.
+    pub fn with_columns(mut self, columns: SchemaRef) -> Result<Self> {
+        for column in columns.fields() {
+            if self.message.get_field_by_name(column.name()).is_none() {
+                let fields: Vec<_> = self
+                    .message
+                    .fields()
+                    .map(|f| f.name().to_string())
+                    .collect();
+                return Err(ConnectorError::Config(format!(
+                    "protobuf message '{}' has no field '{}' (it has {})",
+                    self.message.full_name(),
+                    column.name(),
+                    fields.join(", ")
+                )));
+            }
+        }
+        self.schema = columns;
+        Ok(self)
+    }
+
+    /// The Arrow columns of a row: one per field of the message, or the declared ones.
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -83,6 +106,9 @@ impl ProtobufFormat {
     pub(crate) fn decoder(&self, batch_size: usize) -> Result<ProtobufDecoder> {
         let json = arrow::json::ReaderBuilder::new(self.schema.clone())
             .with_batch_size(batch_size)
+            // An enum value the schema does not know (a newer writer's) comes as its number:
+            // it reads as that number's text rather than failing the message.
+            .with_coerce_primitive(true)
             .build_decoder()
             .map_err(|e| ConnectorError::arrow("building the protobuf decoder", e))?;
         Ok(ProtobufDecoder {
