@@ -1,13 +1,15 @@
 //! The server's HTTP endpoint (`--http`): `/health`, `/ready` and `/metrics` (Prometheus text
 //! exposition of every job's counters), for load balancers, Kubernetes probes and scrapers;
-//! and the JSON API under `/api/` ([`crate::rest`]).
+//! the JSON API under `/api/` ([`crate::rest`]); and the web dashboard at `/`
+//! ([`crate::dashboard`]).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -17,6 +19,9 @@ use ferris_engine::job::manifest::now_ms;
 use ferris_engine::job::{
     CheckpointInfo, InstanceCounters, JobRecord, JobStatus, OperatorCounters,
 };
+
+/// A response's body: whole, or a stream of events.
+pub type Body = UnsyncBoxBody<Bytes, std::convert::Infallible>;
 
 /// What the endpoint reports on: the server's readiness and its jobs; and what the API runs
 /// its SQL through.
@@ -52,9 +57,12 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListene
     tokio::net::TcpListener::bind(address).await
 }
 
-async fn answer(service: &impl Monitored, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(service: &impl Monitored, request: Request<Incoming>) -> Response<Body> {
     if request.uri().path().starts_with(crate::rest::PREFIX) {
         return crate::rest::answer(service, request).await;
+    }
+    if let Some(page) = crate::dashboard::page(request.uri().path()) {
+        return page.map(BodyExt::boxed_unsync);
     }
     let (status, body) = match request.uri().path() {
         "/health" => (StatusCode::OK, "ok\n".to_string()),
@@ -66,10 +74,10 @@ async fn answer(service: &impl Monitored, request: Request<Incoming>) -> Respons
         "/metrics" => (StatusCode::OK, metrics(service).await),
         _ => (
             StatusCode::NOT_FOUND,
-            "not found: /health, /ready, /metrics or /api/v1/\n".to_string(),
+            "not found: / (the dashboard), /health, /ready, /metrics or /api/v1/\n".to_string(),
         ),
     };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
     *response.status_mut() = status;
     response
 }

@@ -4,9 +4,11 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod dashboard;
 pub mod http;
 pub mod rest;
 pub mod server;
+pub mod sse;
 
 /// Runs `work` on a new multi-threaded runtime; its error is printed as `program: error: ...`.
 pub(crate) fn block_on(

@@ -7,10 +7,17 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::error::ArrowError;
 use arrow::json::{ArrayWriter, WriterBuilder};
 use bytes::Bytes;
+use datafusion::execution::SendableRecordBatchStream;
+use futures::TryStreamExt;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
+
+use crate::http::Body;
+
+/// The commands `POST /api/v1/jobs/{name}/COMMAND` takes: each is the statement `COMMAND JOB`.
+const JOB_COMMANDS: [&str; 4] = ["stop", "start", "pause", "resume"];
 
 /// Where the API is served.
 pub const PREFIX: &str = "/api/";
@@ -24,11 +31,29 @@ pub trait SqlService: Send + Sync {
     /// The token every call needs as `Authorization: Bearer TOKEN`, if any.
     fn token(&self) -> Option<&str>;
     /// Runs every statement of `sql` as Flight SQL runs a client's (a job starts in the
-    /// server, or in its cluster); the last statement's rows, or the engine's error.
+    /// server, or in its cluster); the last statement's rows as they come (a push query's
+    /// for as long as the stream is read), or the engine's error.
+    fn query(
+        &self,
+        sql: &str,
+    ) -> impl Future<Output = Result<SendableRecordBatchStream, SqlFailure>> + Send;
+
+    /// [`SqlService::query`]'s rows, all of them.
     fn execute_sql(
         &self,
         sql: &str,
-    ) -> impl Future<Output = Result<Vec<RecordBatch>, SqlFailure>> + Send;
+    ) -> impl Future<Output = Result<Vec<RecordBatch>, SqlFailure>> + Send {
+        async move {
+            self.query(sql)
+                .await?
+                .try_collect()
+                .await
+                .map_err(|e| SqlFailure {
+                    message: e.to_string(),
+                    retryable: false,
+                })
+        }
+    }
 }
 
 /// Why SQL run for the API failed.
@@ -41,10 +66,21 @@ pub struct SqlFailure {
 }
 
 /// Answers a request under [`PREFIX`].
-pub async fn answer(
+pub async fn answer(service: &impl SqlService, request: Request<Incoming>) -> Response<Body> {
+    if let Some(refused) = unauthorized(service, &request) {
+        return refused.map(BodyExt::boxed_unsync);
+    }
+    if request.uri().path() == crate::sse::PATH {
+        return crate::sse::answer(service, request).await;
+    }
+    route(service, request).await.map(BodyExt::boxed_unsync)
+}
+
+/// The answer to a request without the server's token, if it has one.
+fn unauthorized<T>(
     service: &impl SqlService,
-    request: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+    request: &Request<T>,
+) -> Option<Response<Full<Bytes>>> {
     if let Some(token) = service.token() {
         let bearer = request
             .headers()
@@ -59,9 +95,13 @@ pub async fn answer(
             response
                 .headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return response;
+            return Some(response);
         }
     }
+    None
+}
+
+async fn route(service: &impl SqlService, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_string();
     let method = request.method().clone();
     let route: Vec<&str> = match path.strip_prefix("/api/v1/") {
@@ -78,8 +118,12 @@ pub async fn answer(
             rows(service, "SHOW JOBS", StatusCode::SERVICE_UNAVAILABLE).await
         }
         (["jobs"], &Method::POST) => create(service, request).await,
-        (["jobs", name], &Method::GET) | (["jobs", name, "stop" | "start"], &Method::POST)
-            if !is_job_name(name) =>
+        (["jobs", name], &Method::GET) if !is_job_name(name) => error(
+            StatusCode::BAD_REQUEST,
+            &format!("'{name}' is no job name: letters, digits and _ only"),
+        ),
+        (["jobs", name, command], &Method::POST)
+            if JOB_COMMANDS.contains(command) && !is_job_name(name) =>
         {
             error(
                 StatusCode::BAD_REQUEST,
@@ -87,17 +131,17 @@ pub async fn answer(
             )
         }
         (["jobs", name], &Method::GET) => status(service, name).await,
-        (["jobs", name, command @ ("stop" | "start")], &Method::POST) => {
+        (["jobs", name, command], &Method::POST) if JOB_COMMANDS.contains(command) => {
             control(service, name, command).await
         }
         (["nodes"] | ["jobs", _], _) => not_allowed("GET"),
         (["jobs"], _) => not_allowed("GET, POST"),
-        (["jobs", _, "stop" | "start"], _) => not_allowed("POST"),
+        (["jobs", _, command], _) if JOB_COMMANDS.contains(command) => not_allowed("POST"),
         _ => error(
             StatusCode::NOT_FOUND,
             &format!(
                 "no route {path}: /api/v1/nodes, /api/v1/jobs, /api/v1/jobs/{{name}}, \
-                 /api/v1/jobs/{{name}}/stop or /start"
+                 /api/v1/jobs/{{name}}/stop, /start, /pause or /resume, /api/v1/query"
             ),
         ),
     }
@@ -177,7 +221,7 @@ async fn status(service: &impl SqlService, name: &str) -> Response<Full<Bytes>> 
     )
 }
 
-/// `POST /api/v1/jobs/{name}/stop` or `/start`: the command's reply rows.
+/// `POST /api/v1/jobs/{name}/stop`, `/start`, `/pause` or `/resume`: the command's reply rows.
 async fn control(service: &impl SqlService, name: &str, command: &str) -> Response<Full<Bytes>> {
     // Unquoted, as users type it: the name folds to lower case as the job's did when an
     // unquoted CREATE named it (START runs the job again under the name it is given).
@@ -221,7 +265,7 @@ fn is_job_name(name: &str) -> bool {
 }
 
 /// Rows as a JSON array of objects, column name to value (nulls written out).
-fn json(batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError> {
+pub(crate) fn json(batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError> {
     let mut writer: ArrayWriter<Vec<u8>> = WriterBuilder::new()
         .with_explicit_nulls(true)
         .build(Vec::new());
@@ -249,7 +293,7 @@ fn not_allowed(allowed: &'static str) -> Response<Full<Bytes>> {
 }
 
 /// `{"error": message}`.
-fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     reply(status, serde_json::json!({ "error": message }).to_string())
 }
 

@@ -1140,19 +1140,12 @@ impl crate::rest::SqlService for FerrisFlightSql {
         self.inner.token.as_deref()
     }
 
-    async fn execute_sql(&self, sql: &str) -> Result<Vec<RecordBatch>, crate::rest::SqlFailure> {
-        let rows = self
-            .execute(sql)
+    async fn query(&self, sql: &str) -> Result<SendableRecordBatchStream, crate::rest::SqlFailure> {
+        self.execute(sql)
             .await
             .map_err(|e| crate::rest::SqlFailure {
                 message: e.message().to_string(),
                 retryable: e.code() == tonic::Code::Unavailable,
-            })?;
-        rows.try_collect()
-            .await
-            .map_err(|e| crate::rest::SqlFailure {
-                message: e.to_string(),
-                retryable: false,
             })
     }
 }

@@ -1255,6 +1255,141 @@ fn api_until(http: &str, path: &str, done: impl Fn(&serde_json::Value) -> bool) 
     }
 }
 
+/// Reads from `stream` until what it has read contains `wanted` (10 s at most); all of it.
+fn read_until(stream: &mut std::net::TcpStream, read: &mut String, wanted: &str) {
+    use std::io::Read;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buffer = [0u8; 4096];
+    while !read.contains(wanted) {
+        assert!(Instant::now() < deadline, "no {wanted} in {read}");
+        match stream.read(&mut buffer) {
+            Ok(0) => panic!("the stream ended without {wanted}: {read}"),
+            Ok(n) => read.push_str(&String::from_utf8_lossy(&buffer[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn the_query_route_streams_rows_as_server_sent_events_and_the_dashboard_is_served() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &["--http", "127.0.0.1:0", "--state-dir", "state"],
+    );
+    let http = server.http.clone().unwrap();
+    wait_ready(&http);
+    let bearer = format!("Bearer {TOKEN}");
+    let authorized = [("Authorization", bearer.as_str())];
+
+    // A bounded result: schema, rows (a decimal as its exact text), end.
+    let response = support::http_send(
+        &http,
+        "POST",
+        "/api/v1/query",
+        &authorized,
+        "SELECT 1 AS one, CAST('12345678901234.123456' AS DECIMAL(20,6)) AS money",
+    )
+    .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(
+        response.contains("content-type: text/event-stream"),
+        "{response}"
+    );
+    for part in [
+        "event: schema\ndata: [{\"name\":\"one\",\"type\":\"Int64\"},{\"name\":\"money\",\"type\":\"Decimal128(20, 6)\"}]",
+        "event: rows\ndata: [{\"one\":1,\"money\":\"12345678901234.123456\"}]",
+        "event: end\ndata: {\"rows\":1}",
+    ] {
+        assert!(response.contains(part), "no {part} in {response}");
+    }
+    // A statement that fails before its first row: 400 with the engine's message.
+    let (status, _, bad) = api(&http, "POST", "/api/v1/query", Some(TOKEN), "SELEC 1");
+    assert_eq!(status, "HTTP/1.1 400 Bad Request", "{bad}");
+    assert!(bad["error"].as_str().unwrap().starts_with("1:1:"), "{bad}");
+    let (status, _, _) = api(&http, "POST", "/api/v1/query", None, "SELECT 1");
+    assert_eq!(status, "HTTP/1.1 401 Unauthorized");
+
+    // A push query over a stream the server keeps: rows come while its job writes them.
+    let (status, _, created) = api(
+        &http,
+        "POST",
+        "/api/v1/jobs",
+        Some(TOKEN),
+        "CREATE STREAM big AS SELECT symbol, qty FROM trades WHERE qty >= 100
+         WITH ('trades.type' = 'file_source', 'trades.path' = 'inbox', 'trades.format' = 'csv',
+               'trades.schema' = 'ts BIGINT, symbol VARCHAR, price DECIMAL(10,2), qty BIGINT',
+               'trades.watch' = 'true', 'trades.watch.interval' = '20ms')",
+    );
+    assert_eq!(status, "HTTP/1.1 201 Created", "{created}");
+    let mut follow = std::net::TcpStream::connect(&http).unwrap();
+    follow
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let sql = "SELECT * FROM big";
+    write!(
+        follow,
+        "POST /api/v1/query HTTP/1.1\r\nHost: {http}\r\nAuthorization: {bearer}\r\nContent-Length: {}\r\n\r\n{sql}",
+        sql.len()
+    )
+    .unwrap();
+    let mut read = String::new();
+    read_until(&mut follow, &mut read, "event: schema");
+    std::fs::write(
+        inbox.join("1.csv"),
+        "ts,symbol,price,qty\n1000,AAPL,229.50,100\n2000,MSFT,415.10,5\n",
+    )
+    .unwrap();
+    read_until(
+        &mut follow,
+        &mut read,
+        "event: rows\ndata: [{\"symbol\":\"AAPL\",\"qty\":100}]",
+    );
+    std::fs::write(
+        inbox.join("2.csv"),
+        "ts,symbol,price,qty\n3000,NVDA,135.20,300\n",
+    )
+    .unwrap();
+    read_until(&mut follow, &mut read, "{\"symbol\":\"NVDA\",\"qty\":300}");
+    assert!(!read.contains("MSFT"), "{read}");
+    assert!(!read.contains("event: end"), "a push query goes on: {read}");
+    drop(follow);
+
+    // Pause and resume, as the dashboard's buttons send them.
+    for (command, status) in [("pause", "PAUSED"), ("resume", "RUNNING")] {
+        let (answer, _, body) = api(
+            &http,
+            "POST",
+            &format!("/api/v1/jobs/big/{command}"),
+            Some(TOKEN),
+            "",
+        );
+        assert_eq!(answer, "HTTP/1.1 200 OK", "{body}");
+        api_until(&http, "/api/v1/jobs/big", |job| job["status"] == status);
+    }
+
+    // The page and its files need no token (what they show does), and only come from here.
+    let page = support::http_request(&http, "GET", "/").unwrap();
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(page.contains("content-type: text/html"), "{page}");
+    assert!(
+        page.contains("content-security-policy: default-src 'self'"),
+        "{page}"
+    );
+    assert!(page.contains("<script src=\"/ui/app.js\""), "{page}");
+    for file in ["/ui/app.js", "/ui/style.css", "/ui/lightweight-charts.js"] {
+        let (status, body) = http_get(&http, file);
+        assert_eq!(status, "HTTP/1.1 200 OK", "{file}");
+        assert!(body.len() > 1000, "{file}: {body}");
+    }
+    assert_eq!(http_get(&http, "/ui/nope.js").0, "HTTP/1.1 404 Not Found");
+}
+
 #[test]
 fn the_json_api_creates_lists_stops_and_starts_jobs_behind_the_token() {
     let dir = tempfile::tempdir().unwrap();
