@@ -141,6 +141,9 @@ echo "FERRIS_ETCD=$FERRIS_ETCD"
 # the Go module proxy once: about 8 minutes on 2 cores). The test starts its own, on free ports.
 kube_apiserver="$(bash scripts/kube-apiserver.sh install)"
 echo "kube-apiserver: $kube_apiserver"
+# Headless Chromium for the dashboard's browser test: Debian's chromium (apt-get, once) and
+# playwright-core from npm (pinned, into a cache folder once).
+echo "playwright-core: $(bash scripts/browser.sh)"
 
 # --- Build and test -----------------------------------------------------------------------
 step "cargo build"
@@ -155,6 +158,12 @@ export FERRIS_JDBC_CLASSPATH
 
 step "cargo test"
 cargo test --workspace
+
+# The trading demo end to end (demos/trading/README.md): ten minutes of market data at ten
+# times the clock's pace, the server's bars and P&L checked digit for digit against the raw
+# topics, and the dashboard driven in headless Chromium (tests/browser/dashboard.mjs).
+step "trading demo: bash demos/trading/run.sh --duration 60 --speed 10 --browser-test"
+bash demos/trading/run.sh --duration 60 --speed 10 --browser-test
 
 if ((${#unchecked[@]})); then
   step "all tests passed; not checked: ${unchecked[*]}"

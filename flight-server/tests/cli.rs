@@ -308,7 +308,11 @@ fn errors_name_the_file_position_and_the_problem() {
 fn explain_shows_a_stream_joined_to_two_tables_as_two_lookup_joins() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("trades")).unwrap();
-    std::fs::write(dir.path().join("instruments.csv"), "symbol,sector\nAAPL,tech\n").unwrap();
+    std::fs::write(
+        dir.path().join("instruments.csv"),
+        "symbol,sector\nAAPL,tech\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("desks.csv"), "sector,desk\ntech,growth\n").unwrap();
     std::fs::write(
         dir.path().join("job.sql"),

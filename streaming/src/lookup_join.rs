@@ -363,8 +363,7 @@ impl PhysicalOptimizerRule for LookupJoinRule {
                     return Ok(Transformed::no(node));
                 };
                 // Top-down, the swapped join first, and not into what it became.
-                let swapped =
-                    swapped.transform_down(|n| Ok(lookup(n, TreeNodeRecursion::Jump)))?;
+                let swapped = swapped.transform_down(|n| Ok(lookup(n, TreeNodeRecursion::Jump)))?;
                 Ok(if swapped.transformed {
                     Transformed::yes(swapped.data)
                 } else {
