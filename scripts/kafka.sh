@@ -299,6 +299,19 @@ cmd_delete_topic() {
   say "topic $name deleted (if it existed)"
 }
 
+# Apache Kafka's producer benchmark against the running broker, as the project's
+# benchmarks' baseline: ProducerPerformance with the arguments given (the bootstrap servers
+# are added). The JVM runs with its full JIT, unlike the short-lived admin tools.
+cmd_producer_perf() {
+  local port lib
+  port="$(port)"
+  port_open "$port" || die "no broker on 127.0.0.1:$port (bash scripts/kafka.sh start)"
+  lib="$(ensure_jars)"
+  java -Dlog4j2.configurationFile="$ROOT/scripts/kafka/tools-log4j2.properties" \
+    -cp "$lib/*" org.apache.kafka.tools.ProducerPerformance "$@" \
+    --producer-props "bootstrap.servers=127.0.0.1:$port"
+}
+
 case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
@@ -307,8 +320,9 @@ case "${1:-}" in
   topic) shift; cmd_topic "$@" ;;
   delete-topic) shift; cmd_delete_topic "$@" ;;
   fetch) ensure_jars ;;
+  producer-perf) shift; cmd_producer_perf "$@" ;;
   *)
-    echo "usage: bash scripts/kafka.sh start|stop|clean|status|fetch|topic NAME PARTITIONS|delete-topic NAME" >&2
+    echo "usage: bash scripts/kafka.sh start|stop|clean|status|fetch|topic NAME PARTITIONS|delete-topic NAME|producer-perf ARGS" >&2
     exit 2
     ;;
 esac

@@ -101,6 +101,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Another server on these ports would answer for ours.
+for port in "$http_port" "$flight_port"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    die "port $port is taken (an earlier demo still running?): set FERRIS_HTTP_PORT / FERRIS_FLIGHT_PORT"
+  fi
+done
 rm -rf "$work"
 mkdir -p "$work"
 say "starting ferris server (log: $work/server.log)"
@@ -113,9 +119,12 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 curl -sf "http://127.0.0.1:$http_port/ready" >/dev/null || die "the server is not ready after 10 s"
+kill -0 "${pids[0]}" 2>/dev/null || die "the server exited: $(tail -n 5 "$work/server.log")"
 
 say "$ferris deploy $demo/trading.sql --server 127.0.0.1:$flight_port"
-"$ferris" deploy "$demo/trading.sql" --server "127.0.0.1:$flight_port" | grep -E '^\| [a-z_0-9]+ +\| [A-Z]+ ' || true
+deployed="$("$ferris" deploy "$demo/trading.sql" --server "127.0.0.1:$flight_port" 2>&1)" ||
+  die "deploying $demo/trading.sql failed: $deployed"
+grep -E '^\| [a-z_0-9]+ +\| [A-Z]+ ' <<<"$deployed" || true
 
 # --- the market ---------------------------------------------------------------------------------
 say "starting ferris-market-gen: $rate messages per second, event time at ${speed}x (log: $work/generator.log)"

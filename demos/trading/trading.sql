@@ -117,21 +117,28 @@ WITH (
 );
 
 -- 5. Positions and P&L per account and symbol, from the fills: a table that changes with
---    every fill (EMIT CHANGES), in DECIMAL(18,6). cash is what the account paid (-) and got
---    (+); pnl marks the position to the account's last fill price: cash + position * mark,
---    realised plus unrealised (docs: demos/trading/README.md).
+--    every fill (EMIT CHANGES). cash is what the account paid (-) and got (+); pnl marks the
+--    position to the account's last fill price (cash + position * mark: realised plus
+--    unrealised), in the instrument's currency, DECIMAL(18,6); pnl_usd converts it with the
+--    instrument file's rate (a lookup join), rounded to the cent.
 CREATE TABLE positions AS
-SELECT account,
-       symbol,
-       SUM(CASE WHEN side = 'BUY' THEN qty ELSE -qty END) AS position,
-       CAST(SUM(CASE WHEN side = 'BUY' THEN -price * qty ELSE price * qty END) AS DECIMAL(18,6)) AS cash,
-       LAST_VALUE(price ORDER BY time, fill_id) AS mark,
-       CAST(SUM(CASE WHEN side = 'BUY' THEN -price * qty ELSE price * qty END)
-            + SUM(CASE WHEN side = 'BUY' THEN qty ELSE -qty END)
-              * LAST_VALUE(price ORDER BY time, fill_id) AS DECIMAL(18,6)) AS pnl,
+SELECT f.account,
+       f.symbol,
+       MAX(i.currency) AS currency,
+       SUM(CASE WHEN f.side = 'BUY' THEN f.qty ELSE -f.qty END) AS position,
+       CAST(SUM(CASE WHEN f.side = 'BUY' THEN -f.price * f.qty ELSE f.price * f.qty END)
+            AS DECIMAL(24,6)) AS cash,
+       LAST_VALUE(f.price ORDER BY f.time, f.fill_id) AS mark,
+       CAST(SUM(CASE WHEN f.side = 'BUY' THEN -f.price * f.qty ELSE f.price * f.qty END)
+            + SUM(CASE WHEN f.side = 'BUY' THEN f.qty ELSE -f.qty END)
+              * LAST_VALUE(f.price ORDER BY f.time, f.fill_id) AS DECIMAL(18,6)) AS pnl,
+       CAST((SUM(CASE WHEN f.side = 'BUY' THEN -f.price * f.qty ELSE f.price * f.qty END)
+             + SUM(CASE WHEN f.side = 'BUY' THEN f.qty ELSE -f.qty END)
+               * LAST_VALUE(f.price ORDER BY f.time, f.fill_id))
+            * MAX(i.usd_rate) AS DECIMAL(20,2)) AS pnl_usd,
        COUNT(*) AS fills
-FROM fills
-GROUP BY account, symbol
+FROM fills f JOIN instruments i ON f.symbol = i.symbol
+GROUP BY f.account, f.symbol
 EMIT CHANGES
 WITH (
   'fills.type' = 'kafka_source',
@@ -139,7 +146,10 @@ WITH (
   'fills.format' = 'protobuf',
   'fills.protobuf.schema.file' = 'demos/trading/proto/market_v2.proto',
   'fills.protobuf.message' = 'market.Fill',
-  'fills.schema' = 'fill_id VARCHAR, account VARCHAR, symbol VARCHAR, side VARCHAR, price DECIMAL(18,6), qty BIGINT, time TIMESTAMP'
+  'fills.schema' = 'fill_id VARCHAR, account VARCHAR, symbol VARCHAR, side VARCHAR, price DECIMAL(18,6), qty BIGINT, time TIMESTAMP',
+  'instruments.type' = 'file_source',
+  'instruments.path' = 'demos/trading/instruments.csv',
+  'instruments.schema' = 'symbol VARCHAR, name VARCHAR, sector VARCHAR, currency VARCHAR, usd_rate DECIMAL(12,6), lot_size BIGINT, tick_size DECIMAL(12,6), reference_price DECIMAL(18,6), max_position BIGINT, max_order_notional DECIMAL(18,2)'
 );
 
 -- 6. Fills joined to their orders within 5 seconds (an interval join): how long each order

@@ -20,7 +20,7 @@ use arrow::error::ArrowError;
 use bytes::Bytes;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
-use http_body_util::{BodyExt, Limited, StreamBody};
+use http_body_util::{BodyExt, LengthLimitError, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -57,6 +57,12 @@ pub async fn answer(service: &impl SqlService, request: Request<Incoming>) -> Re
     {
         Ok(Ok(sql)) => sql,
         Ok(Err(_)) => return refused(StatusCode::BAD_REQUEST, "the SQL is not UTF-8 text"),
+        Err(e) if e.is::<LengthLimitError>() => {
+            return refused(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the SQL is over {MAX_SQL_BYTES} bytes"),
+            );
+        }
         Err(e) => return refused(StatusCode::BAD_REQUEST, &format!("reading the SQL: {e}")),
     };
     let rows = match service.query(&sql).await {

@@ -526,5 +526,50 @@ mod tests {
                 "{error}"
             );
         }
+
+        #[test]
+        fn a_value_that_does_not_fit_its_declared_column_is_one_bad_message_and_typed_rows_write_back()
+         {
+            let dir = tempfile::tempdir().unwrap();
+            let v2 = format(&dir, "v2.proto", V2);
+            let columns = Arc::new(Schema::new(vec![
+                Field::new("symbol", DataType::Utf8, true),
+                Field::new("price", DataType::Decimal128(18, 6), true),
+            ]));
+            let typed = v2.clone().with_columns(columns).unwrap();
+            // An unset price is "", which is no decimal; so is "N/A".
+            let messages = written(
+                &v2,
+                &[
+                    (
+                        "symbol",
+                        vec![Some("AAPL"), Some("MSFT"), Some("NVDA"), Some("TSLA")],
+                    ),
+                    (
+                        "price",
+                        vec![Some("229.51"), None, Some("N/A"), Some("248.9")],
+                    ),
+                ],
+            );
+            let (batch, bad) = read(&typed, &messages);
+            assert_eq!(
+                text(&batch, "symbol"),
+                [Some("AAPL".into()), Some("TSLA".into())]
+            );
+            assert_eq!(
+                text(&batch, "price"),
+                [Some("229.510000".into()), Some("248.900000".into())]
+            );
+            assert_eq!(
+                bad.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+                [1, 2],
+                "{bad:?}"
+            );
+            assert!(bad[0].1.contains("does not fit its column"), "{}", bad[0].1);
+            // INSERT INTO such a source writes its typed rows back as the message's fields.
+            let (round_trip, bad) = read(&typed, &typed.encode(&batch).unwrap());
+            assert!(bad.is_empty(), "{bad:?}");
+            assert_eq!(round_trip, batch);
+        }
     }
 }

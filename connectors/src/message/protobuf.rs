@@ -104,23 +104,20 @@ impl ProtobufFormat {
     }
 
     pub(crate) fn decoder(&self, batch_size: usize) -> Result<ProtobufDecoder> {
-        let json = arrow::json::ReaderBuilder::new(self.schema.clone())
-            .with_batch_size(batch_size)
-            // An enum value the schema does not know (a newer writer's) comes as its number:
-            // it reads as that number's text rather than failing the message.
-            .with_coerce_primitive(true)
-            .build_decoder()
+        let json = json_decoder(&self.schema, batch_size)
             .map_err(|e| ConnectorError::arrow("building the protobuf decoder", e))?;
         Ok(ProtobufDecoder {
             message: self.message.clone(),
             schema: self.schema.clone(),
+            batch_size,
             json,
         })
     }
 
     /// One encoded message per row; columns are matched to fields by name.
     pub(crate) fn encode(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
-        let rows = in_utc(batch)
+        let rows = self
+            .in_json_form(batch)
             .and_then(|batch| super::json_lines(&batch))
             .map_err(|e| ConnectorError::arrow("encoding protobuf messages", e))?;
         let options = DeserializeOptions::new().deny_unknown_fields(false);
@@ -138,27 +135,52 @@ impl ProtobufFormat {
             })
             .collect()
     }
-}
 
-/// The batch with zone-less timestamps read as UTC: protobuf's JSON form of a
-/// `google.protobuf.Timestamp` is RFC 3339, which needs a zone.
-fn in_utc(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let mut fields = Vec::with_capacity(batch.num_columns());
-    let mut columns = Vec::with_capacity(batch.num_columns());
-    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        match field.data_type() {
-            DataType::Timestamp(unit, None) => {
-                let utc = DataType::Timestamp(*unit, Some("UTC".into()));
-                columns.push(arrow::compute::cast(column, &utc)?);
-                fields.push(field.as_ref().clone().with_data_type(utc));
-            }
-            _ => {
-                columns.push(column.clone());
-                fields.push(field.as_ref().clone());
+    /// The batch as protobuf's JSON mapping reads it: zone-less timestamps as UTC (a
+    /// `google.protobuf.Timestamp` is RFC 3339 text, which needs a zone), and a column of a
+    /// `string` field that is not text (a `DECIMAL` declared over decimal text) as text.
+    fn in_json_form(&self, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+        let mut fields = Vec::with_capacity(batch.num_columns());
+        let mut columns = Vec::with_capacity(batch.num_columns());
+        for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+            let text_field = self
+                .message
+                .get_field_by_name(field.name())
+                .is_some_and(|f| f.kind() == Kind::String && !f.is_list());
+            let json_type = match field.data_type() {
+                DataType::Timestamp(unit, None) => {
+                    Some(DataType::Timestamp(*unit, Some("UTC".into())))
+                }
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => None,
+                _ if text_field => Some(DataType::Utf8),
+                _ => None,
+            };
+            match json_type {
+                Some(json_type) => {
+                    columns.push(arrow::compute::cast(column, &json_type)?);
+                    fields.push(field.as_ref().clone().with_data_type(json_type));
+                }
+                None => {
+                    columns.push(column.clone());
+                    fields.push(field.as_ref().clone());
+                }
             }
         }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+/// arrow's JSON decoder into `schema`, as protobuf's JSON mapping needs it.
+fn json_decoder(
+    schema: &SchemaRef,
+    batch_size: usize,
+) -> Result<arrow::json::reader::Decoder, ArrowError> {
+    arrow::json::ReaderBuilder::new(schema.clone())
+        .with_batch_size(batch_size)
+        // An enum value the schema does not know (a newer writer's) comes as its number: it
+        // reads as that number's text rather than failing the message.
+        .with_coerce_primitive(true)
+        .build_decoder()
 }
 
 /// A message serialized with our JSON mapping options.
@@ -174,25 +196,54 @@ impl Serialize for Mapped {
 pub(crate) struct ProtobufDecoder {
     message: MessageDescriptor,
     schema: SchemaRef,
+    batch_size: usize,
     json: arrow::json::reader::Decoder,
 }
 
 impl ProtobufDecoder {
     pub(crate) fn decode(&mut self, messages: &MessageBuffer) -> Result<Decoded, ArrowError> {
         let mut rows = Vec::with_capacity(messages.len());
+        // The message each row is of.
+        let mut decoded = Vec::with_capacity(messages.len());
         let mut bad = Vec::new();
         for i in 0..messages.len() {
             match DynamicMessage::decode(self.message.clone(), messages.get(i)) {
-                Ok(message) => rows.push(Mapped(message)),
+                Ok(message) => {
+                    rows.push(Mapped(message));
+                    decoded.push(i);
+                }
                 Err(e) => bad.push((i, format!("not a {}: {e}", self.message.full_name()))),
             }
         }
-        self.json.serialize(&rows)?;
-        let batch = self
-            .json
-            .flush()?
-            .unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone()));
-        Ok((batch, bad))
+        if let Ok(batch) = self.rows(&rows) {
+            return Ok((batch, bad));
+        }
+        // A value that does not fit its declared column (decimal text that is no number): the
+        // messages one by one, so that only the ones that do not fit are bad.
+        let mut batches = Vec::with_capacity(rows.len());
+        for (row, &i) in rows.iter().zip(&decoded) {
+            match self.rows(std::slice::from_ref(row)) {
+                Ok(batch) => batches.push(batch),
+                Err(e) => bad.push((
+                    i,
+                    format!(
+                        "a field of {} does not fit its column: {e}",
+                        self.message.full_name()
+                    ),
+                )),
+            }
+        }
+        bad.sort_by_key(|(i, _)| *i);
+        Ok((arrow::compute::concat_batches(&self.schema, &batches)?, bad))
+    }
+
+    /// `rows` as a batch; after a failure the decoder starts afresh, holding nothing of them.
+    fn rows(&mut self, rows: &[Mapped]) -> Result<RecordBatch, ArrowError> {
+        let batch = self.json.serialize(rows).and_then(|()| self.json.flush());
+        if batch.is_err() {
+            self.json = json_decoder(&self.schema, self.batch_size)?;
+        }
+        Ok(batch?.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
     }
 }
 

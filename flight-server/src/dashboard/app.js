@@ -149,20 +149,29 @@ function show() {
   current.enter();
 }
 
-// Calls `work` now and every `ms` while the view is shown.
+// Calls `work` now and every `ms` after it finishes, until stopped. A round that was under way
+// when stop() came schedules no next one, so a stop and a start never leave two loops running.
 function every(ms, work) {
+  let round = 0;
   let timer = null;
-  const tick = async () => {
+  const tick = async (mine) => {
     try {
       await work();
     } catch (e) {
       if (!(e instanceof Unauthorized)) console.warn(e);
     }
-    timer = setTimeout(tick, ms);
+    if (mine === round) timer = setTimeout(() => tick(mine), ms);
   };
   return {
-    start() { if (timer === null) tick(); },
-    stop() { clearTimeout(timer); timer = null; },
+    start() {
+      this.stop();
+      tick(round);
+    },
+    stop() {
+      round += 1;
+      clearTimeout(timer);
+      timer = null;
+    },
   };
 }
 
@@ -176,7 +185,6 @@ views.jobs = (() => {
     } catch (e) {
       message("jobs-message", `${verb} ${name}: ${e.message}`, true);
     }
-    refresh.stop();
     refresh.start();
   };
   const refresh = every(2000, async () => {
@@ -221,7 +229,9 @@ views.live = (() => {
   };
   const start = () => {
     end();
-    const [kind, name] = select.value.split(":");
+    const colon = select.value.indexOf(":");
+    const kind = select.value.slice(0, colon);
+    const name = select.value.slice(colon + 1);
     if (!name) return;
     follow.disabled = true;
     stop.disabled = false;
@@ -250,8 +260,9 @@ views.live = (() => {
       },
     }).then(() => message("live-message", `${name}: its job ended`))
       .catch((e) => { if (e.name !== "AbortError") message("live-message", e.message, true); })
-      .finally(end);
-    running = { stop: () => controller.abort() };
+      .finally(() => { if (running === following) end(); });
+    const following = { stop: () => controller.abort() };
+    running = following;
   };
   follow.addEventListener("click", start);
   stop.addEventListener("click", end);
@@ -296,7 +307,8 @@ views.sql = (() => {
   };
   const execute = async () => {
     controller?.abort();
-    controller = new AbortController();
+    const mine = new AbortController();
+    controller = mine;
     run.disabled = true;
     stop.disabled = false;
     plan.replaceChildren();
@@ -306,7 +318,7 @@ views.sql = (() => {
     const rows = [];
     try {
       const count = await query(text.value, {
-        signal: controller.signal,
+        signal: mine.signal,
         onSchema: (c) => (columns = c),
         onRows: (batch) => {
           rows.push(...batch);
@@ -324,16 +336,22 @@ views.sql = (() => {
       }
       message("sql-message", `${count} row${count === 1 ? "" : "s"}`);
     } catch (e) {
-      message("sql-message", e.name === "AbortError" ? "stopped" : e.message, e.name !== "AbortError");
+      // A run that a newer one replaced says nothing.
+      if (mine === controller) {
+        message("sql-message", e.name === "AbortError" ? "stopped" : e.message, e.name !== "AbortError");
+      }
     } finally {
-      run.disabled = false;
-      stop.disabled = true;
+      if (mine === controller) {
+        run.disabled = false;
+        stop.disabled = true;
+      }
     }
   };
   run.addEventListener("click", execute);
   stop.addEventListener("click", () => controller?.abort());
   text.addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) execute(); });
-  return { enter: () => {} };
+  // A push query left running would hold a connection and keep rendering out of sight.
+  return { enter: () => {}, leave: () => controller?.abort() };
 })();
 
 // Trading: the demo's tables (demos/trading/trading.sql) as a candlestick chart with the VWAP
@@ -377,7 +395,7 @@ views.trading = (() => {
   };
   const positions = async () => {
     const { columns, rows } = await collect(
-      "SELECT account, SUM(position) AS position, SUM(cash) AS cash, SUM(pnl) AS pnl, SUM(fills) AS fills " +
+      "SELECT account, COUNT(*) AS instruments, SUM(fills) AS fills, SUM(pnl_usd) AS pnl_usd " +
       "FROM positions GROUP BY account ORDER BY account");
     renderRows(pnl, columns, rows, 1);
   };

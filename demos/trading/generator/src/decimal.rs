@@ -1,6 +1,11 @@
 //! Exact decimal prices: an integer count of units at a fixed scale, written out as decimal
 //! text. The generator never holds a price as a binary float.
 
+/// The most decimal places a price may have.
+const MAX_SCALE: u32 = 9;
+/// Prices stay below this, so that any of them at [`MAX_SCALE`] fits an `i64`.
+const MAX_WHOLE: i64 = 1_000_000_000;
+
 /// `units / 10^scale`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fixed {
@@ -9,15 +14,23 @@ pub struct Fixed {
 }
 
 impl Fixed {
-    /// Reads decimal text such as `229.50` or `8420`.
+    /// Reads decimal text such as `229.50` or `8420`: at most nine decimal places, and
+    /// below a billion.
     pub fn parse(text: &str) -> Result<Self, String> {
         let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-        let digits = format!("{whole}{fraction}");
-        let units = digits
+        let no_number = || format!("'{text}' is no decimal number");
+        if whole.is_empty() || !fraction.chars().all(|c| c.is_ascii_digit()) {
+            return Err(no_number());
+        }
+        let whole_value = whole.parse::<i64>().map_err(|_| no_number())?;
+        if fraction.len() as u32 > MAX_SCALE || whole_value.abs() >= MAX_WHOLE {
+            return Err(format!(
+                "'{text}': prices have at most {MAX_SCALE} decimal places and stay below {MAX_WHOLE}"
+            ));
+        }
+        let units = format!("{whole}{fraction}")
             .parse::<i64>()
-            .ok()
-            .filter(|_| !whole.is_empty() && fraction.chars().all(|c| c.is_ascii_digit()))
-            .ok_or_else(|| format!("'{text}' is no decimal number"))?;
+            .map_err(|_| no_number())?;
         Ok(Self {
             units,
             scale: fraction.len() as u32,
@@ -93,6 +106,8 @@ mod tests {
         assert_eq!(Fixed::parse("8420").unwrap().to_string(), "8420");
         assert!(Fixed::parse("12.x").is_err());
         assert!(Fixed::parse(".5").is_err());
+        assert!(Fixed::parse("1.0000000001").is_err());
+        assert!(Fixed::parse("1000000000").is_err());
         assert!(Fixed::parse("0.001").unwrap().to_multiple_of(tick).is_err());
     }
 }

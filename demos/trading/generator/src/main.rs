@@ -153,7 +153,7 @@ fn run() -> Result<(), String> {
         };
         // Owed at most a second's worth: a generator that cannot keep up writes as fast as
         // it can rather than ever faster to catch up.
-        owed = (owed + rate * now.duration_since(last).as_secs_f64()).min(rate);
+        owed = (owed + rate * now.duration_since(last).as_secs_f64()).min(rate.max(1.0));
         last = now;
         if owed < 1.0 {
             std::thread::sleep(Duration::from_millis(1));
@@ -180,9 +180,10 @@ fn run() -> Result<(), String> {
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "ferris-market-gen: {} messages in {seconds:.1} s ({:.0}/s): {} quotes, {} trades \
-         ({} of schema version 1), {} orders, {} fills",
+        "ferris-market-gen: {} messages ({} bytes) in {seconds:.1} s ({:.0}/s): {} quotes, \
+         {} trades ({} of schema version 1), {} orders, {} fills",
         written.total,
+        written.bytes,
         written.total as f64 / seconds,
         written.quotes,
         written.trades,
@@ -225,6 +226,8 @@ impl ProducerContext for Deliveries {
 #[derive(Default)]
 struct Counts {
     total: u64,
+    /// Keys and values.
+    bytes: u64,
     quotes: u64,
     trades: u64,
     orders: u64,
@@ -254,6 +257,7 @@ fn send(
         }
     }
     written.total += 1;
+    written.bytes += (event.symbol().len() + encoded.payload.len()) as u64;
     written.v1 += u64::from(encoded.version == 1);
     *match encoded.topic {
         "quotes" => &mut written.quotes,
