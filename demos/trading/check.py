@@ -12,6 +12,7 @@ Exit status 0 when everything agrees, 1 with the differences otherwise.
 """
 
 import argparse
+import decimal
 import json
 import re
 import sys
@@ -28,6 +29,8 @@ from kafka import KafkaConsumer, TopicPartition
 WATERMARK_BOUND_MS = 5_000  # trading.sql: 'trades.watermark.max_out_of_orderness' = '5s'
 MINUTE_MS = 60_000
 SIX_PLACES = Decimal("0.000001")
+# Averages are divisions: enough digits that rounding them to six places is exact.
+decimal.getcontext().prec = 60
 
 
 # --- the Protobuf wire format -----------------------------------------------------------------
@@ -234,8 +237,18 @@ def expected_positions(fills):
         cash = sum((-s * f["price"] * f["qty"] for s, f in zip(sign, rows)), Decimal(0))
         mark = max(rows, key=lambda f: (f["time"], f["fill_id"]))["price"]
         pnl = cash + position * mark
+        bought = sum(f["qty"] for f in rows if f["side"] == "BUY")
+        sold = sum(f["qty"] for f in rows if f["side"] != "BUY")
+        realised = Decimal(0)
+        if bought and sold:
+            # The average-cost method, exact, then rounded as the SQL's CAST rounds.
+            bought_value = sum((f["price"] * f["qty"] for f in rows if f["side"] == "BUY"), Decimal(0))
+            sold_value = sum((f["price"] * f["qty"] for f in rows if f["side"] != "BUY"), Decimal(0))
+            realised = (min(bought, sold) * (sold_value / sold - bought_value / bought)).quantize(
+                SIX_PLACES, rounding=ROUND_HALF_UP)
         positions[key] = {
             "position": position, "cash": cash, "mark": mark, "pnl": pnl,
+            "realised": realised, "unrealised": pnl - realised,
             "pnl_usd": (pnl * rates[key[1]]).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP),
             "fills": len(rows),
             "float_pnl": sum(-s * float(f["price"]) * f["qty"] for s, f in zip(sign, rows))
@@ -316,7 +329,8 @@ def main():
                        optional)
     bars = {key: bar for key, bar in bars.items() if key in written}
     problems += compare("position", positions, held,
-                        ["position", "cash", "mark", "pnl", "pnl_usd", "fills"])
+                        ["position", "cash", "mark", "pnl", "realised", "unrealised", "pnl_usd",
+                         "fills"])
     status = get_json(f"{args.http}/api/v1/jobs/bars")
     if int(status["late_records"]) != late:
         problems.append(f"bars: ferris dropped {status['late_records']} trades as late, expected {late}")
@@ -335,7 +349,7 @@ def main():
             print("  " + line, file=sys.stderr)
         sys.exit(1)
     print("OK: every bar (open, high, low, close, volume, trades, notional, VWAP) and every "
-          "position (quantity, cash, mark, P&L, P&L in US dollars) agrees with ferris to the last digit")
+          "position (quantity, cash, mark, P&L, realised and unrealised, P&L in US dollars) agrees with ferris to the last digit")
 
     for what, rows, exact, approximate in [("bar notionals", bars, "notional", "float_notional"),
                                             ("P&L values", positions, "pnl", "float_pnl")]:

@@ -117,28 +117,44 @@ WITH (
 );
 
 -- 5. Positions and P&L per account and symbol, from the fills: a table that changes with
---    every fill (EMIT CHANGES). cash is what the account paid (-) and got (+); pnl marks the
---    position to the account's last fill price (cash + position * mark: realised plus
---    unrealised), in the instrument's currency, DECIMAL(18,6); pnl_usd converts it with the
---    instrument file's rate (a lookup join), rounded to the cent.
+--    every fill (EMIT CHANGES), in the instrument's currency, DECIMAL(18,6).
+--    - cash: what the account paid (-) and got (+);
+--    - pnl: the position marked to the account's last fill price, cash + position * mark;
+--    - realised: on the quantity both bought and sold, the average selling price less the
+--      average buying price (the average-cost method); unrealised: the rest of pnl;
+--    - pnl_usd: pnl at the instrument file's rate to US dollars (a lookup join), to the cent.
 CREATE TABLE positions AS
-SELECT f.account,
-       f.symbol,
-       MAX(i.currency) AS currency,
-       SUM(CASE WHEN f.side = 'BUY' THEN f.qty ELSE -f.qty END) AS position,
-       CAST(SUM(CASE WHEN f.side = 'BUY' THEN -f.price * f.qty ELSE f.price * f.qty END)
-            AS DECIMAL(24,6)) AS cash,
-       LAST_VALUE(f.price ORDER BY f.time, f.fill_id) AS mark,
-       CAST(SUM(CASE WHEN f.side = 'BUY' THEN -f.price * f.qty ELSE f.price * f.qty END)
-            + SUM(CASE WHEN f.side = 'BUY' THEN f.qty ELSE -f.qty END)
-              * LAST_VALUE(f.price ORDER BY f.time, f.fill_id) AS DECIMAL(18,6)) AS pnl,
-       CAST((SUM(CASE WHEN f.side = 'BUY' THEN -f.price * f.qty ELSE f.price * f.qty END)
-             + SUM(CASE WHEN f.side = 'BUY' THEN f.qty ELSE -f.qty END)
-               * LAST_VALUE(f.price ORDER BY f.time, f.fill_id))
-            * MAX(i.usd_rate) AS DECIMAL(20,2)) AS pnl_usd,
+SELECT account PRIMARY KEY, symbol PRIMARY KEY, currency, position, cash, mark,
+       pnl, realised, pnl - realised AS unrealised, pnl_usd, fills
+FROM (
+WITH signed AS (
+  -- A fill's quantity with its sign: bought +, sold -.
+  SELECT f.account, f.symbol, f.price, f.time, f.fill_id, i.currency, i.usd_rate,
+         CASE WHEN f.side = 'BUY' THEN f.qty ELSE -f.qty END AS qty
+  FROM fills f JOIN instruments i ON f.symbol = i.symbol
+)
+SELECT account,
+       symbol,
+       MAX(currency) AS currency,
+       SUM(qty) AS position,
+       CAST(-SUM(price * qty) AS DECIMAL(24,6)) AS cash,
+       LAST_VALUE(price ORDER BY time, fill_id) AS mark,
+       CAST(SUM(qty) * LAST_VALUE(price ORDER BY time, fill_id) - SUM(price * qty)
+            AS DECIMAL(18,6)) AS pnl,
+       -- A decimal division keeps four more places than its dividend: the averages are
+       -- taken to 24 places, so that realised is exact once rounded to 6.
+       CAST(COALESCE(LEAST(SUM(GREATEST(qty, 0)), SUM(GREATEST(-qty, 0)))
+                     * (CAST(SUM(price * GREATEST(-qty, 0)) AS DECIMAL(38,20))
+                          / NULLIF(SUM(GREATEST(-qty, 0)), 0)
+                        - CAST(SUM(price * GREATEST(qty, 0)) AS DECIMAL(38,20))
+                          / NULLIF(SUM(GREATEST(qty, 0)), 0)), 0)
+            AS DECIMAL(18,6)) AS realised,
+       CAST((SUM(qty) * LAST_VALUE(price ORDER BY time, fill_id) - SUM(price * qty)) * MAX(usd_rate)
+            AS DECIMAL(20,2)) AS pnl_usd,
        COUNT(*) AS fills
-FROM fills f JOIN instruments i ON f.symbol = i.symbol
-GROUP BY f.account, f.symbol
+FROM signed
+GROUP BY account, symbol
+)
 EMIT CHANGES
 WITH (
   'fills.type' = 'kafka_source',

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -20,8 +19,7 @@ use ferris_engine::job::{
     CheckpointInfo, InstanceCounters, JobRecord, JobStatus, OperatorCounters,
 };
 
-/// A response's body: whole, or a stream of events.
-pub type Body = UnsyncBoxBody<Bytes, std::convert::Infallible>;
+use crate::sse::Body;
 
 /// What the endpoint reports on: the server's readiness and its jobs; and what the API runs
 /// its SQL through.
@@ -58,8 +56,13 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListene
 }
 
 async fn answer(service: &impl Monitored, request: Request<Incoming>) -> Response<Body> {
+    if request.uri().path() == crate::sse::PATH {
+        return crate::sse::answer(service, request).await;
+    }
     if request.uri().path().starts_with(crate::rest::PREFIX) {
-        return crate::rest::answer(service, request).await;
+        return crate::rest::answer(service, request)
+            .await
+            .map(BodyExt::boxed_unsync);
     }
     if let Some(page) = crate::dashboard::page(request.uri().path()) {
         return page.map(BodyExt::boxed_unsync);

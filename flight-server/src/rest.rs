@@ -14,8 +14,6 @@ use hyper::body::Incoming;
 use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 
-use crate::http::Body;
-
 /// The commands `POST /api/v1/jobs/{name}/COMMAND` takes: each is the statement `COMMAND JOB`.
 const JOB_COMMANDS: [&str; 4] = ["stop", "start", "pause", "resume"];
 
@@ -66,18 +64,18 @@ pub struct SqlFailure {
 }
 
 /// Answers a request under [`PREFIX`].
-pub async fn answer(service: &impl SqlService, request: Request<Incoming>) -> Response<Body> {
+pub async fn answer(
+    service: &impl SqlService,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if let Some(refused) = unauthorized(service, &request) {
-        return refused.map(BodyExt::boxed_unsync);
+        return refused;
     }
-    if request.uri().path() == crate::sse::PATH {
-        return crate::sse::answer(service, request).await;
-    }
-    route(service, request).await.map(BodyExt::boxed_unsync)
+    route(service, request).await
 }
 
 /// The answer to a request without the server's token, if it has one.
-fn unauthorized<T>(
+pub(crate) fn unauthorized<T>(
     service: &impl SqlService,
     request: &Request<T>,
 ) -> Option<Response<Full<Bytes>>> {

@@ -25,11 +25,13 @@ use hyper::body::{Frame, Incoming};
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
-use crate::http::Body;
 use crate::rest::SqlService;
 
 /// Where the route is served.
 pub const PATH: &str = "/api/v1/query";
+
+/// A response's body: whole, or a stream of events.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
 
 /// The most SQL one request may send.
 const MAX_SQL_BYTES: usize = 1 << 20;
@@ -37,9 +39,12 @@ const MAX_SQL_BYTES: usize = 1 << 20;
 /// How long the stream may stay silent before a comment line goes out.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// Answers `POST` [`PATH`]: 400 with `{"error"}` when the statement fails before its first
+/// Answers `POST` [`PATH`] (with the token, when the server has one): 400 with `{"error"}` when the statement fails before its first
 /// row, else `200 text/event-stream`.
 pub async fn answer(service: &impl SqlService, request: Request<Incoming>) -> Response<Body> {
+    if let Some(refused) = crate::rest::unauthorized(service, &request) {
+        return refused.map(BodyExt::boxed_unsync);
+    }
     if request.method() != Method::POST {
         let mut response = crate::rest::error(
             StatusCode::METHOD_NOT_ALLOWED,
