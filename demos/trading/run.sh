@@ -22,8 +22,8 @@
 #                        tests use 10, so that minutes close every six seconds)
 #   --browser-test       with --duration: also drive the dashboard in headless Chromium
 #                        (tests/browser/dashboard.mjs) before the checks
-# Environment: FERRIS (the ferris binary, else target/debug/ferris), FERRIS_MARKET_GEN (the
-# generator, else target/debug/ferris-market-gen), FERRIS_HTTP_PORT (default 8080),
+# Environment: FERRIS (the ferris binary, else $CARGO_TARGET_DIR or target, /debug/ferris),
+# FERRIS_MARKET_GEN (the generator, else beside it: ferris-market-gen), FERRIS_HTTP_PORT (default 8080),
 # FERRIS_FLIGHT_PORT (default 50051), FERRIS_KAFKA_PORT (see scripts/kafka.sh).
 set -euo pipefail
 
@@ -60,8 +60,9 @@ flight_port="${FERRIS_FLIGHT_PORT:-50051}"
 url="http://127.0.0.1:$http_port/"
 
 # --- binaries -----------------------------------------------------------------------------------
-ferris="${FERRIS:-target/debug/ferris}"
-generator="${FERRIS_MARKET_GEN:-target/debug/ferris-market-gen}"
+target="${CARGO_TARGET_DIR:-target}"
+ferris="${FERRIS:-$target/debug/ferris}"
+generator="${FERRIS_MARKET_GEN:-$target/debug/ferris-market-gen}"
 if [[ ! -x "$ferris" || ! -x "$generator" ]] && [[ -z "${FERRIS:-}${FERRIS_MARKET_GEN:-}" ]]; then
   command -v cargo >/dev/null 2>&1 || die "cargo not found and $ferris not built; install Rust from https://rustup.rs"
   say "building ferris and ferris-market-gen (cargo build --workspace --all-targets)"
