@@ -19,7 +19,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{
-    BaselineMetrics, Count, ExecutionPlanMetricsSet, Gauge, MetricBuilder, MetricsSet,
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, Gauge, MetricBuilder, MetricsSet, Time,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{Partitioning, PlanProperties, SendableRecordBatchStream};
@@ -106,6 +106,10 @@ impl StreamNode {
             Some(baseline) => baseline.output_rows().clone(),
             None => MetricBuilder::new(&self.metrics).output_rows(partition),
         };
+        let compute = match &baseline {
+            Some(baseline) => baseline.elapsed_compute().clone(),
+            None => MetricBuilder::new(&self.metrics).elapsed_compute(partition),
+        };
         let clock = operator.tick_period();
         let driver = Driver {
             next_tick: clock.map(|period| tokio::time::Instant::now() + period),
@@ -115,6 +119,7 @@ impl StreamNode {
             polled_first: 0,
             pending: VecDeque::new(),
             output_rows,
+            compute,
             _baseline: baseline,
             accounting,
             barrier,
@@ -168,6 +173,8 @@ struct Driver<O> {
     /// Rows made ready and not given on yet.
     pending: VecDeque<RecordBatch>,
     output_rows: Count,
+    /// Time spent in the operator's own work (EXPLAIN ANALYZE's `elapsed_compute`).
+    compute: Time,
     /// Held so that it records when the run ends.
     _baseline: Option<BaselineMetrics>,
     /// For an operator with state.
@@ -270,7 +277,10 @@ impl<O: StreamOperator> Driver<O> {
             .clock
             .map(|period| tokio::time::Instant::now() + period);
         let now = chrono::Utc::now().timestamp_millis();
-        let ready = self.operator.on_tick(now)?;
+        let timer = self.compute.timer();
+        let ready = self.operator.on_tick(now);
+        timer.done();
+        let ready = ready?;
         // Windows closed by the clock, or state expired, give their memory back.
         self.account()?;
         self.pending.extend(ready);
@@ -285,8 +295,10 @@ impl<O: StreamOperator> Driver<O> {
                 self.done = true;
                 // A drain's end is a pause: what is open stays open, in the state.
                 if !self.barrier.as_ref().is_some_and(OperatorBarrier::draining) {
-                    let ready = self.operator.finish()?;
-                    self.pending.extend(ready);
+                    let timer = self.compute.timer();
+                    let ready = self.operator.finish();
+                    timer.done();
+                    self.pending.extend(ready?);
                 }
                 // Checkpoints taken while the rest of the job runs on keep its last state.
                 if let (Some(barrier), Some(state)) = (&self.barrier, self.operator.state()) {
@@ -297,7 +309,9 @@ impl<O: StreamOperator> Driver<O> {
         };
         let batch = batch?;
         let late_before = self.late_records();
+        let timer = self.compute.timer();
         let ready = self.operator.process_batch(input, batch);
+        timer.done();
         // Late rows count even when the rest of the batch fails.
         let late = self.late_records() - late_before;
         if let Some(accounting) = &self.accounting {

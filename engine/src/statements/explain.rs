@@ -1,23 +1,35 @@
 //! `EXPLAIN <statement>`: DataFusion's optimized logical plan and the physical plan as it
 //! will run, with the streaming operators in it; nothing runs.
+//!
+//! `EXPLAIN ANALYZE <statement>`: the statement's query runs to its end (its sources must
+//! end), its rows counted and dropped (a `CREATE`'s sink is not written), and the physical
+//! plan comes back with what each operator did: rows out, compute time, late rows, peak
+//! state.
 
 use std::sync::Arc;
 
+use std::time::Instant;
+
 use arrow::array::{ArrayRef, StringArray};
 use arrow::record_batch::RecordBatch;
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::physical_plan::displayable;
-use futures::FutureExt;
+use datafusion::sql::sqlparser::keywords::Keyword;
 use futures::future::BoxFuture;
+use futures::{FutureExt, TryStreamExt};
 
 use crate::error::{EngineError, Result};
+use crate::prepare::PreparedQuery;
 use crate::statements::kind::{Execution, Statement, StatementKind, StatementOutput};
-use crate::statements::parser::{StatementSyntax, StatementTokens, error_at};
+use crate::statements::parser::{StatementSyntax, StatementTokens, error_at, keyword};
 
-/// `EXPLAIN <statement>`.
+/// `EXPLAIN [ANALYZE] <statement>`.
 #[derive(Debug, Clone)]
 pub struct Explain {
     /// The statement explained.
     pub inner: Box<Statement>,
+    /// Whether it runs first (`EXPLAIN ANALYZE`).
+    pub analyze: bool,
 }
 
 pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
@@ -27,18 +39,28 @@ pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
 };
 
 fn parse(statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
-    let Some(inner_start) = statement.sig.get(1) else {
+    let analyze = keyword(statement.sig.get(1), Keyword::ANALYZE);
+    let first = if analyze { 2 } else { 1 };
+    let Some(inner_start) = statement.sig.get(first) else {
         return Err(error_at(
-            statement.sig[0],
-            "expected a statement after EXPLAIN",
+            statement.sig[first - 1],
+            format!(
+                "expected a statement after {}",
+                if analyze {
+                    "EXPLAIN ANALYZE"
+                } else {
+                    "EXPLAIN"
+                }
+            ),
         ));
     };
-    let inner = statement.statement_from(1)?;
+    let inner = statement.statement_from(first)?;
     if inner.kind.downcast_ref::<Explain>().is_some() {
         return Err(error_at(inner_start, "EXPLAIN EXPLAIN is not a statement"));
     }
     Ok(Box::new(Explain {
         inner: Box::new(inner),
+        analyze,
     }))
 }
 
@@ -50,6 +72,7 @@ pub fn explain(statement: &Statement) -> Option<Statement> {
         text: format!("EXPLAIN {}", statement.text),
         kind: Arc::new(Explain {
             inner: Box::new(statement.clone()),
+            analyze: false,
         }),
         hints: statement.hints.clone(),
     })
@@ -68,22 +91,68 @@ impl StatementKind for Explain {
                 .engine
                 .prepare(explained.query, explained.job, None, &[], run.instance)
                 .await?;
+            if self.analyze {
+                return analyze(&run, &prepared, self.inner.position).await;
+            }
             let logical = run.engine.ctx.state().optimize(&prepared.logical)?;
             let physical = displayable(prepared.plan.as_ref()).indent(true).to_string();
-            StatementOutput::rows(RecordBatch::try_from_iter([
-                (
-                    "plan_type",
-                    Arc::new(StringArray::from(vec!["logical_plan", "physical_plan"])) as ArrayRef,
-                ),
-                (
-                    "plan",
-                    Arc::new(StringArray::from(vec![
-                        logical.display_indent().to_string(),
-                        physical,
-                    ])) as ArrayRef,
-                ),
-            ])?)
+            plans(&[
+                ("logical_plan", logical.display_indent().to_string()),
+                ("physical_plan", physical),
+            ])
         }
         .boxed()
     }
+}
+
+/// Runs the prepared query to its end, dropping its rows; its plan with what each operator
+/// did, and a summary.
+async fn analyze(
+    run: &Execution<'_>,
+    prepared: &PreparedQuery,
+    position: crate::position::Position,
+) -> Result<StatementOutput> {
+    if prepared.plan.properties().boundedness.is_unbounded() {
+        return Err(EngineError::Sql {
+            message: "EXPLAIN ANALYZE runs the query to its end, and one of its sources does \
+                      not end (a watched folder, or a Kafka topic without \
+                      'scan.bounded.mode' = 'latest-offset')"
+                .into(),
+            position,
+        });
+    }
+    let started = Instant::now();
+    let rows = run
+        .engine
+        .run_plan(prepared, None)?
+        .try_fold(
+            0usize,
+            |rows, batch| async move { Ok(rows + batch.num_rows()) },
+        )
+        .await?;
+    let analyzed = DisplayableExecutionPlan::with_metrics(prepared.plan.as_ref())
+        .indent(true)
+        .to_string();
+    plans(&[
+        ("plan_with_metrics", analyzed),
+        (
+            "summary",
+            format!(
+                "{rows} rows in {:.3} s (compute times are summed over an operator's instances)",
+                started.elapsed().as_secs_f64()
+            ),
+        ),
+    ])
+}
+
+/// Rows of `plan_type` and `plan`, as DataFusion's EXPLAIN gives them.
+fn plans(rows: &[(&str, String)]) -> Result<StatementOutput> {
+    let (types, plans): (Vec<&str>, Vec<&str>) = rows
+        .iter()
+        .map(|(kind, plan)| (*kind, plan.as_str()))
+        .unzip();
+    StatementOutput::rows(RecordBatch::try_from_iter([
+        ("plan_type", Arc::new(StringArray::from(types)) as ArrayRef),
+        ("plan", Arc::new(StringArray::from(plans)) as ArrayRef),
+    ])?)
 }

@@ -321,6 +321,14 @@ fn every_error_names_its_position() {
         ),
         ("EXPLAIN", "1:1: expected a statement after EXPLAIN"),
         (
+            "EXPLAIN ANALYZE",
+            "1:9: expected a statement after EXPLAIN ANALYZE",
+        ),
+        (
+            "EXPLAIN ANALYZE EXPLAIN SELECT 1",
+            "1:17: EXPLAIN EXPLAIN is not a statement",
+        ),
+        (
             "EXPLAIN EXPLAIN SELECT 1",
             "1:9: EXPLAIN EXPLAIN is not a statement",
         ),
