@@ -12,7 +12,6 @@ Exit status 0 when everything agrees, 1 with the differences otherwise.
 """
 
 import argparse
-import decimal
 import json
 import re
 import sys
@@ -21,6 +20,7 @@ import urllib.request
 from collections import defaultdict
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 
 from pathlib import Path
 
@@ -28,9 +28,6 @@ from kafka import KafkaConsumer, TopicPartition
 
 WATERMARK_BOUND_MS = 5_000  # trading.sql: 'trades.watermark.max_out_of_orderness' = '5s'
 MINUTE_MS = 60_000
-SIX_PLACES = Decimal("0.000001")
-# Averages are divisions: enough digits that rounding them to six places is exact.
-decimal.getcontext().prec = 60
 
 
 # --- the Protobuf wire format -----------------------------------------------------------------
@@ -209,12 +206,19 @@ def expected_bars(trades):
             "open": ordered[0]["price"], "high": max(r["price"] for r in rows),
             "low": min(r["price"] for r in rows), "close": ordered[-1]["price"],
             "volume": volume, "trades": len(rows), "notional": notional,
-            "vwap": (notional / volume).quantize(SIX_PLACES, rounding=ROUND_HALF_UP),
+            "vwap": half_up(Fraction(notional) / volume, 6),
             "float_notional": sum(float(r["price"]) * r["qty"] for r in rows),
         }
         if start + MINUTE_MS > surely:
             optional.add(key)
     return bars, optional, late
+
+
+def half_up(value, places):
+    """`value` (a Fraction) rounded to `places` decimals, halves away from zero."""
+    scaled = abs(value) * 10**places
+    whole = int(scaled + Fraction(1, 2))
+    return (Decimal(whole if value >= 0 else -whole)).scaleb(-places)
 
 
 def usd_rates():
@@ -241,11 +245,12 @@ def expected_positions(fills):
         sold = sum(f["qty"] for f in rows if f["side"] != "BUY")
         realised = Decimal(0)
         if bought and sold:
-            # The average-cost method, exact, then rounded as the SQL's CAST rounds.
+            # The average-cost method as an exact fraction (an average can repeat forever,
+            # and the result can be a tie exactly), then rounded as the SQL's CAST rounds.
             bought_value = sum((f["price"] * f["qty"] for f in rows if f["side"] == "BUY"), Decimal(0))
             sold_value = sum((f["price"] * f["qty"] for f in rows if f["side"] != "BUY"), Decimal(0))
-            realised = (min(bought, sold) * (sold_value / sold - bought_value / bought)).quantize(
-                SIX_PLACES, rounding=ROUND_HALF_UP)
+            exact = min(bought, sold) * (Fraction(sold_value) / sold - Fraction(bought_value) / bought)
+            realised = half_up(exact, 6)
         positions[key] = {
             "position": position, "cash": cash, "mark": mark, "pnl": pnl,
             "realised": realised, "unrealised": pnl - realised,
