@@ -11,7 +11,9 @@ use datafusion::execution::SendableRecordBatchStream;
 use futures::TryStreamExt;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{
+    ALLOW, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, ORIGIN, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 
 /// The commands `POST /api/v1/jobs/{name}/COMMAND` takes: each is the statement `COMMAND JOB`.
@@ -74,11 +76,29 @@ pub async fn answer(
     route(service, request).await
 }
 
-/// The answer to a request without the server's token, if it has one.
+/// The answer to a request the API refuses, if it does: one sent by a web page of another
+/// origin (a browser says so in `Origin`), or one without the server's token when it has one.
 pub(crate) fn unauthorized<T>(
     service: &impl SqlService,
     request: &Request<T>,
 ) -> Option<Response<Full<Bytes>>> {
+    // A browser lets any page POST text to any address without asking (no CORS preflight
+    // for a plain body): without this, a page open in the same browser could run SQL on a
+    // server on loopback that has no token. The dashboard's own calls come from its origin.
+    if let Some(origin) = request.headers().get(ORIGIN) {
+        let host = request.headers().get(HOST).and_then(|h| h.to_str().ok());
+        let origin_host = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .map(|(_, host)| host);
+        if origin_host.is_none() || origin_host != host {
+            return Some(error(
+                StatusCode::FORBIDDEN,
+                "a web page of another origin may not call this API",
+            ));
+        }
+    }
     if let Some(token) = service.token() {
         let bearer = request
             .headers()

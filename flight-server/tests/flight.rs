@@ -1373,6 +1373,23 @@ fn the_query_route_streams_rows_as_server_sent_events_and_the_dashboard_is_serve
         api_until(&http, "/api/v1/jobs/big", |job| job["status"] == status);
     }
 
+    // A web page of another origin may not call the API (a browser sends its Origin); the
+    // dashboard's own calls come from the server's origin.
+    for (origin, status) in [
+        ("http://evil.example", "HTTP/1.1 403 Forbidden"),
+        (&*format!("http://{http}"), "HTTP/1.1 200 OK"),
+    ] {
+        let response = support::http_send(
+            &http,
+            "GET",
+            "/api/v1/jobs",
+            &[("Authorization", &bearer), ("Origin", origin)],
+            "",
+        )
+        .unwrap();
+        assert!(response.starts_with(status), "{origin}: {response}");
+    }
+
     // The page and its files need no token (what they show does), and only come from here.
     let page = support::http_request(&http, "GET", "/").unwrap();
     assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");

@@ -365,16 +365,20 @@ views.trading = (() => {
   let candles = null;
   let vwap = null;
   let alertFeeds = [];
+  let symbolsRead = 0;
   const seconds = (text) => Math.floor(utcMillis(text) / 1000);
   const draw = async () => {
-    if (!select.value) {
+    // The symbols, again every half minute: a symbol's first bar may come late.
+    if (!select.value || Date.now() - symbolsRead > 30_000) {
       const { rows } = await collect("SELECT DISTINCT symbol FROM bars ORDER BY symbol");
       if (rows.length === 0) {
         message("trading-message", "No bars yet: the first appear when a minute of trades closes.");
         return;
       }
+      const chosen = select.value || (rows.some((r) => r.symbol === "AAPL") ? "AAPL" : rows[0].symbol);
       select.replaceChildren(...rows.map((r) => element("option", { value: r.symbol }, r.symbol)));
-      if (rows.some((r) => r.symbol === "AAPL")) select.value = "AAPL";
+      select.value = chosen;
+      symbolsRead = Date.now();
       message("trading-message", "one-minute bars, and the VWAP of the five minutes before");
     }
     const symbol = quoted(select.value);
