@@ -84,8 +84,6 @@ pub struct EventTimeStamper {
     max_event_time: i64,
     /// Per input partition: the largest event time and when its last row came.
     partitions: Vec<(i64, PartitionClock)>,
-    /// When the source last gave rows (or the stamper began).
-    last_rows: std::time::Instant,
     /// The watermark last stamped; it never goes back.
     watermark: i64,
 }
@@ -134,7 +132,6 @@ impl EventTimeStamper {
                     (i64::from(p), clock)
                 })
                 .collect(),
-            last_rows: std::time::Instant::now(),
             watermark: i64::MIN,
             spec,
         })
@@ -247,7 +244,6 @@ impl EventTimeStamper {
                     .map_err(|e| StreamingError::EventTime(e.to_string()))?;
                 let partitions = partitions.as_primitive::<arrow::datatypes::Int64Type>();
                 let now = std::time::Instant::now();
-                self.after_silence(now);
                 let mut merged = self.merged_max(now);
                 for (row, &t) in times.iter().enumerate() {
                     self.watermark = self.watermark.max(merged.saturating_sub(bound));
@@ -263,22 +259,6 @@ impl EventTimeStamper {
         columns.push(Arc::new(TimestampMillisecondArray::from(watermarks)) as ArrayRef);
         RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| StreamingError::EventTime(e.to_string()))
-    }
-
-    /// A partition is idle when it is silent while the others give rows. When the whole
-    /// source was silent (waiting for its consumer group's assignment, paused, its broker
-    /// away), that says nothing of which partition is behind: every one counts as active
-    /// again, so that the first one read after the silence does not lead the watermark
-    /// alone, leaving the others' rows late.
-    fn after_silence(&mut self, now: std::time::Instant) {
-        if let Some(idle) = self.spec.idle_timeout
-            && now.duration_since(self.last_rows) >= idle
-        {
-            for (_, clock) in &mut self.partitions {
-                clock.last_row = now;
-            }
-        }
-        self.last_rows = now;
     }
 
     /// Records a row of `partition` at event time `t`; true when the merged value (`merged`
@@ -456,42 +436,6 @@ mod tests {
             .to_vec();
         // Partition 1 is awaited, then lags: the watermark follows it, not partition 0.
         assert_eq!(marks, vec![i64::MIN, i64::MIN, 10, 10, 20]);
-    }
-
-    #[test]
-    fn after_a_silence_longer_than_the_idle_timeout_no_partition_leads_the_watermark_alone() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("ts", DataType::Int64, false),
-            Field::new("p", DataType::Int32, false),
-        ]));
-        // A backlog read after the source waited (for its group's assignment): partition 0's
-        // rows first, then partition 1's, which are as old.
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(Int64Array::from(vec![0, 50_000, 100_000, 0, 40_000])),
-                Arc::new(arrow::array::Int32Array::from(vec![0, 0, 0, 1, 1])),
-            ],
-        )
-        .unwrap();
-        let spec = WatermarkSpec {
-            partition_field: Some("p".into()),
-            partitions: vec![0, 1],
-            idle_timeout: Some(Duration::from_millis(10)),
-            ..spec(None, 5_000)
-        };
-        let mut stamper = EventTimeStamper::try_new("s", schema, spec).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-        let out = stamper.stamp(&batch).unwrap();
-        let marks = out
-            .column_by_name(WATERMARK_COLUMN)
-            .unwrap()
-            .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
-            .values()
-            .to_vec();
-        // Partition 1 holds the watermark back until its rows come (before, both counted as
-        // idle after the wait, and partition 1's rows were stamped 95 s behind it, late).
-        assert_eq!(marks, vec![i64::MIN, i64::MIN, i64::MIN, i64::MIN, -5_000]);
     }
 
     #[test]
