@@ -141,13 +141,14 @@ SELECT account,
        LAST_VALUE(price ORDER BY time, fill_id) AS mark,
        CAST(SUM(qty) * LAST_VALUE(price ORDER BY time, fill_id) - SUM(price * qty)
             AS DECIMAL(18,6)) AS pnl,
-       -- A decimal division keeps four more places than its dividend: the averages are
-       -- taken to 24 places, so that realised is exact once rounded to 6.
-       CAST(COALESCE(LEAST(SUM(GREATEST(qty, 0)), SUM(GREATEST(-qty, 0)))
-                     * (CAST(SUM(price * GREATEST(-qty, 0)) AS DECIMAL(38,20))
-                          / NULLIF(SUM(GREATEST(-qty, 0)), 0)
-                        - CAST(SUM(price * GREATEST(qty, 0)) AS DECIMAL(38,20))
-                          / NULLIF(SUM(GREATEST(qty, 0)), 0)), 0)
+       -- bought B for BV, sold S for SV: realised = min(B, S) * (SV / S - BV / B), which is
+       -- (SV * B - BV * S) / max(B, S): one division of an exact dividend. A decimal division
+       -- keeps four more places than its dividend, so the dividend is cast to 14: 18 places
+       -- are enough for the rounding to 6 to be exact, ties included.
+       CAST(COALESCE(CAST(SUM(price * GREATEST(-qty, 0)) * SUM(GREATEST(qty, 0))
+                          - SUM(price * GREATEST(qty, 0)) * SUM(GREATEST(-qty, 0))
+                          AS DECIMAL(38,14))
+                     / NULLIF(GREATEST(SUM(GREATEST(qty, 0)), SUM(GREATEST(-qty, 0))), 0), 0)
             AS DECIMAL(18,6)) AS realised,
        CAST((SUM(qty) * LAST_VALUE(price ORDER BY time, fill_id) - SUM(price * qty)) * MAX(usd_rate)
             AS DECIMAL(20,2)) AS pnl_usd,
