@@ -136,17 +136,11 @@ async fn route(service: &impl SqlService, request: Request<Incoming>) -> Respons
             rows(service, "SHOW JOBS", StatusCode::SERVICE_UNAVAILABLE).await
         }
         (["jobs"], &Method::POST) => create(service, request).await,
-        (["jobs", name], &Method::GET) if !is_job_name(name) => error(
-            StatusCode::BAD_REQUEST,
-            &format!("'{name}' is no job name: letters, digits and _ only"),
-        ),
+        (["jobs", name], &Method::GET) if !is_job_name(name) => not_a_job_name(name),
         (["jobs", name, command], &Method::POST)
             if JOB_COMMANDS.contains(command) && !is_job_name(name) =>
         {
-            error(
-                StatusCode::BAD_REQUEST,
-                &format!("'{name}' is no job name: letters, digits and _ only"),
-            )
+            not_a_job_name(name)
         }
         (["jobs", name], &Method::GET) => status(service, name).await,
         (["jobs", name, command], &Method::POST) if JOB_COMMANDS.contains(command) => {
@@ -174,7 +168,7 @@ async fn rows(service: &impl SqlService, sql: &str, failed: StatusCode) -> Respo
 }
 
 /// 503 when the cluster's catalog (etcd) failed, which a retry may get past; else `status`.
-fn unavailable_or(status: StatusCode, failure: &SqlFailure) -> StatusCode {
+pub(crate) fn unavailable_or(status: StatusCode, failure: &SqlFailure) -> StatusCode {
     if failure.retryable {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -185,29 +179,42 @@ fn unavailable_or(status: StatusCode, failure: &SqlFailure) -> StatusCode {
 /// `POST /api/v1/jobs`: the body's statements run; the last one's rows (a job's name and
 /// status) answer.
 async fn create(service: &impl SqlService, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let body = match Limited::new(request.into_body(), MAX_SQL_BYTES)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("the SQL is over {MAX_SQL_BYTES} bytes"),
-            );
-        }
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("reading the SQL: {e}")),
+    let sql = match sql_body(request).await {
+        Ok(sql) => sql,
+        Err(refused) => return refused,
     };
-    let Ok(sql) = std::str::from_utf8(&body) else {
-        return error(StatusCode::BAD_REQUEST, "the SQL is not UTF-8 text");
-    };
-    match service.execute_sql(sql).await {
+    match service.execute_sql(&sql).await {
         Ok(batches) => json_rows(StatusCode::CREATED, &batches),
         Err(failure) => error(
             unavailable_or(StatusCode::BAD_REQUEST, &failure),
             &failure.message,
         ),
     }
+}
+
+/// The SQL a request's body carries (at most [`MAX_SQL_BYTES`], UTF-8), or the answer
+/// refusing it.
+pub(crate) async fn sql_body(request: Request<Incoming>) -> Result<String, Response<Full<Bytes>>> {
+    let body = match Limited::new(request.into_body(), MAX_SQL_BYTES)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the SQL is over {MAX_SQL_BYTES} bytes"),
+            ));
+        }
+        Err(e) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                &format!("reading the SQL: {e}"),
+            ));
+        }
+    };
+    String::from_utf8(body.to_vec())
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "the SQL is not UTF-8 text"))
 }
 
 /// `GET /api/v1/jobs/{name}`: the rows (property, value) of `SHOW JOB STATUS` as one object.
@@ -275,6 +282,13 @@ async fn job_error(
         StatusCode::NOT_FOUND
     };
     error(status, message)
+}
+
+fn not_a_job_name(name: &str) -> Response<Full<Bytes>> {
+    error(
+        StatusCode::BAD_REQUEST,
+        &format!("'{name}' is no job name: letters, digits and _ only"),
+    )
 }
 
 /// Whether a job's name from the path is an identifier, which goes into SQL as it is.

@@ -20,7 +20,7 @@ use arrow::error::ArrowError;
 use bytes::Bytes;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
-use http_body_util::{BodyExt, LengthLimitError, Limited, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -32,9 +32,6 @@ pub const PATH: &str = "/api/v1/query";
 
 /// A response's body: whole, or a stream of events.
 pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
-
-/// The most SQL one request may send.
-const MAX_SQL_BYTES: usize = 1 << 20;
 
 /// How long the stream may stay silent before a comment line goes out.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -55,29 +52,14 @@ pub async fn answer(service: &impl SqlService, request: Request<Incoming>) -> Re
             .insert(hyper::header::ALLOW, HeaderValue::from_static("POST"));
         return response.map(BodyExt::boxed_unsync);
     }
-    let sql = match Limited::new(request.into_body(), MAX_SQL_BYTES)
-        .collect()
-        .await
-        .map(|body| String::from_utf8(body.to_bytes().to_vec()))
-    {
-        Ok(Ok(sql)) => sql,
-        Ok(Err(_)) => return refused(StatusCode::BAD_REQUEST, "the SQL is not UTF-8 text"),
-        Err(e) if e.is::<LengthLimitError>() => {
-            return refused(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("the SQL is over {MAX_SQL_BYTES} bytes"),
-            );
-        }
-        Err(e) => return refused(StatusCode::BAD_REQUEST, &format!("reading the SQL: {e}")),
+    let sql = match crate::rest::sql_body(request).await {
+        Ok(sql) => sql,
+        Err(refused) => return refused.map(BodyExt::boxed_unsync),
     };
     let rows = match service.query(&sql).await {
         Ok(rows) => rows,
         Err(failure) => {
-            let status = if failure.retryable {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
+            let status = crate::rest::unavailable_or(StatusCode::BAD_REQUEST, &failure);
             return refused(status, &failure.message);
         }
     };
@@ -170,7 +152,6 @@ fn rows_json(batch: &RecordBatch) -> Result<String, ArrowError> {
         .into_iter()
         .unzip();
     let batch = RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)?;
-    let json = crate::rest::json(&[batch])?;
-    // arrow writes no line breaks inside the array, which one `data:` line needs.
-    Ok(String::from_utf8_lossy(&json).replace('\n', " "))
+    // arrow writes the array on one line, as one `data:` line needs.
+    Ok(String::from_utf8_lossy(&crate::rest::json(&[batch])?).into_owned())
 }
