@@ -145,6 +145,12 @@ pub trait SourceReader: Send {
     /// while it waits.
     fn report_lag(&self) {}
 
+    /// The partitions known to hold records not read yet (a Kafka partition short of its end
+    /// offset): the watermark waits for them, however long they gave nothing.
+    fn backlogged(&self) -> Vec<i32> {
+        Vec::new()
+    }
+
     /// The next micro-batch, `None` at the end; an empty one when nothing came for a while.
     fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<RecordBatch>>>;
 }

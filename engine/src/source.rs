@@ -342,7 +342,10 @@ impl SourceRun {
                 Some(batch) if batch.num_rows() == 0 => continue,
                 Some(batch) => {
                     return Ok(Some(match self.stamper.as_mut() {
-                        Some(stamper) => stamper.stamp(&batch)?,
+                        Some(stamper) => {
+                            stamper.hold_for_backlog(&self.reader.backlogged());
+                            stamper.stamp(&batch)?
+                        }
                         None => batch,
                     }));
                 }

@@ -1121,6 +1121,65 @@ fn metrics_show_each_instance_of_a_parallel_job() {
     assert!(!status.contains("instance_2"), "{status}");
 }
 
+/// A backlog found after every partition was silent past the idle timeout (the source waited
+/// for its consumer group, as after a member was killed; or was paused) comes in on time: a
+/// partition short of its end offset is behind, not idle, and the watermark waits for it.
+#[test]
+fn a_backlog_found_after_a_long_silence_is_not_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = topic("backlog", 2);
+    // The same event times in both partitions, there before the job starts.
+    let producer = producer();
+    for (i, trade) in trades().iter().enumerate() {
+        let value = json_value(trade);
+        let partition = (i % 2) as i32;
+        producer
+            .send(
+                BaseRecord::<str, [u8]>::to(&input)
+                    .partition(partition)
+                    .payload(&value),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    let server = Server::spawn(dir.path(), &["--http", "127.0.0.1:0"]);
+    let http = server.http.clone().unwrap();
+    // Idle after 1 ms: the wait for the group's assignment is far longer. Batches of 10 from
+    // one partition at a time.
+    server.sql(&format!(
+        "CREATE STREAM backlog_bars AS {BARS_QUERY} WITH (
+           'trades.type' = 'kafka_source', 'trades.bootstrap.servers' = '{}',
+           'trades.topic' = '{input}', 'trades.group.id' = '{input}-backlog',
+           'trades.schema' = 'symbol VARCHAR, price DECIMAL(10,2), qty BIGINT, ts BIGINT',
+           'trades.event.time.field' = 'ts', 'trades.watermark.max_out_of_orderness' = '1s',
+           'trades.watermark.idle.timeout' = '1ms', 'trades.batch.size' = '10',
+           'backlog_bars.type' = 'file_sink', 'backlog_bars.path' = 'backlog_bars/')",
+        bootstrap()
+    ));
+    let sample = |metrics: &str, family: &str| {
+        let prefix = format!("{family}{{job=\"backlog_bars\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .map(|value| value.parse::<f64>().unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let metrics = loop {
+        let metrics = http_get(&http, "/metrics").1;
+        if sample(&metrics, "ferris_job_records_in_total") == Some(ROWS as f64) {
+            break metrics;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        sample(&metrics, "ferris_job_late_records_total"),
+        Some(0.0),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn a_topic_joined_to_a_table_writes_each_batch_s_rows_at_once_and_checkpoints() {
     let dir = tempfile::tempdir().unwrap();

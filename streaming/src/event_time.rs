@@ -221,6 +221,26 @@ impl EventTimeStamper {
         Ok(())
     }
 
+    /// Keeps `partitions` from going idle: the source knows they hold records not read yet
+    /// (a Kafka partition short of its end offset), so their silence was a wait (for a
+    /// consumer group, a pause), not an end of data, and the watermark waits for them.
+    pub fn hold_for_backlog(&mut self, partitions: &[i32]) {
+        let now = std::time::Instant::now();
+        for &partition in partitions {
+            let partition = i64::from(partition);
+            match self.partitions.iter_mut().find(|(p, _)| *p == partition) {
+                Some((_, clock)) => clock.last_row = now,
+                None => self.partitions.push((
+                    partition,
+                    PartitionClock {
+                        max_event_time: i64::MIN,
+                        last_row: now,
+                    },
+                )),
+            }
+        }
+    }
+
     /// The batch with its stamp columns added.
     pub fn stamp(&mut self, batch: &RecordBatch) -> Result<RecordBatch, StreamingError> {
         let times = match self.field_index {
@@ -436,6 +456,60 @@ mod tests {
             .to_vec();
         // Partition 1 is awaited, then lags: the watermark follows it, not partition 0.
         assert_eq!(marks, vec![i64::MIN, i64::MIN, 10, 10, 20]);
+    }
+
+    #[test]
+    fn a_partition_behind_is_waited_for_however_long_it_was_silent() {
+        let spec = WatermarkSpec {
+            partition_field: Some("p".into()),
+            partitions: vec![0, 1],
+            idle_timeout: Some(Duration::from_millis(10)),
+            ..spec(None, 1000)
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Int64, false),
+            Field::new("p", DataType::Int32, false),
+        ]));
+        let batch = |partition: i32, times: Vec<i64>| {
+            let partitions = vec![partition; times.len()];
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(times)),
+                    Arc::new(arrow::array::Int32Array::from(partitions)),
+                ],
+            )
+            .unwrap()
+        };
+        let watermarks = |stamped: &RecordBatch| -> Vec<i64> {
+            let column = cast(
+                stamped.column_by_name(WATERMARK_COLUMN).unwrap(),
+                &DataType::Int64,
+            );
+            let column = column.unwrap();
+            column
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .values()
+                .to_vec()
+        };
+        // Both partitions were silent past the idle timeout (the source waited for its group).
+        for backlog in [vec![], vec![1]] {
+            let mut stamper =
+                EventTimeStamper::try_new("trades", schema.clone(), spec.clone()).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            stamper.hold_for_backlog(&backlog);
+            stamper
+                .stamp(&batch(0, (0..=100_000).step_by(1000).collect()))
+                .unwrap();
+            let last = *watermarks(&stamper.stamp(&batch(1, vec![0])).unwrap())
+                .last()
+                .unwrap();
+            match backlog.is_empty() {
+                // Idle, partition 1 let partition 0 lead: its row comes in late.
+                true => assert!(last > 90_000, "{last}"),
+                false => assert!(last < 0, "{last}"),
+            }
+        }
     }
 
     #[test]

@@ -209,6 +209,7 @@ impl KafkaSource {
             .filter(|(partition, _)| !self.assigned || self.partitions.contains(partition))
             .collect();
         let mut restore = read.clone();
+        let mut starts = BTreeMap::new();
         let pending = if !self.subscribes() {
             let mut start = start_offsets(&consumer, config, &self.partitions)?;
             for (&partition, &offset) in &restore {
@@ -218,8 +219,13 @@ impl KafkaSource {
             }
             restore.clear();
             for element in start.elements() {
-                if let Offset::Offset(offset) = element.offset() {
-                    read.insert(element.partition(), offset);
+                match element.offset() {
+                    Offset::Offset(offset) => {
+                        read.insert(element.partition(), offset);
+                    }
+                    offset => {
+                        starts.insert(element.partition(), offset);
+                    }
                 }
             }
             consumer
@@ -261,6 +267,7 @@ impl KafkaSource {
             rewound: BTreeSet::new(),
             decoder,
             pending,
+            starts,
             stop,
             metrics,
             finished: false,
@@ -684,6 +691,9 @@ pub struct KafkaSourceReader {
     decoder: MessageDecoder,
     /// Partitions of a bounded read not yet at their end.
     pending: BTreeSet<i32>,
+    /// Where reading starts in partitions held but not read from yet (the group's committed
+    /// offset, else where the reset option says), to tell whether they have a backlog.
+    starts: BTreeMap<i32, Offset>,
     /// The topic's name for librdkafka's C calls.
     topic: CString,
     stop: StopSignal,
@@ -707,6 +717,10 @@ impl SourceReader for KafkaSourceReader {
     /// Each partition's, from the end offsets the client last fetched.
     fn report_lag(&self) {
         KafkaSourceReader::report_lag(self)
+    }
+
+    fn backlogged(&self) -> Vec<i32> {
+        KafkaSourceReader::backlogged(self)
     }
 
     fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<RecordBatch>>> {
@@ -740,6 +754,19 @@ impl KafkaSourceReader {
         }
         self.fill().await?;
         let batch = self.decode()?;
+        self.note_progress();
+        if self.source.subscribes() {
+            self.learn_starts().await;
+        }
+        self.report_lag();
+        if self.finished && batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        Ok(Some(batch))
+    }
+
+    /// Hands what has been read to the source's progress, for the next commit.
+    fn note_progress(&self) {
         let progress = &self.source.progress;
         let mut next = progress.next.lock().unwrap_or_else(|e| e.into_inner());
         if self.source.subscribes() {
@@ -750,12 +777,6 @@ impl KafkaSourceReader {
         } else {
             next.extend(&self.read);
         }
-        drop(next);
-        self.report_lag();
-        if self.finished && batch.num_rows() == 0 {
-            return Ok(None);
-        }
-        Ok(Some(batch))
     }
 
     /// Puts each partition's lag in the reader's metrics: how many messages it has after the
@@ -763,30 +784,109 @@ impl KafkaSourceReader {
     /// the client fetches ahead even while nothing is read). Partitions whose end is not
     /// known yet are left out.
     pub fn report_lag(&self) {
-        let client = self.consumer.client().native_ptr();
         let lag = self
             .read
             .iter()
             .filter_map(|(&partition, &next)| {
-                let (mut low, mut high) = (-1_i64, -1_i64);
-                // SAFETY: the client lives as long as `self.consumer`; the topic is a
-                // NUL-terminated string, and librdkafka only writes the two offsets.
-                let error = unsafe {
-                    rdkafka::bindings::rd_kafka_get_watermark_offsets(
-                        client,
-                        self.topic.as_ptr(),
-                        partition,
-                        &mut low,
-                        &mut high,
-                    )
-                };
-                let known = error
-                    == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-                    && high >= 0;
-                known.then(|| (partition, (high - next).max(0)))
+                let (_, high) = self.end_offsets(partition)?;
+                Some((partition, (high - next).max(0)))
             })
             .collect();
         self.metrics.set_lag(lag);
+    }
+
+    /// The partitions this reader holds that have messages it has not read: short of the end
+    /// offset the client last fetched, or with an end not fetched yet. However long such a
+    /// partition gave nothing (the reader waited for its group, was paused), it is behind,
+    /// not idle.
+    pub fn backlogged(&self) -> Vec<i32> {
+        let held = self.held();
+        held.into_iter()
+            .filter(|&partition| {
+                let Some((low, high)) = self.end_offsets(partition) else {
+                    return true;
+                };
+                let next = match (self.read.get(&partition), self.starts.get(&partition)) {
+                    (Some(&next), _) | (None, Some(&Offset::Offset(next))) => next,
+                    (None, Some(Offset::Beginning)) => low,
+                    // At the end, or a start not learnt: only new messages will come.
+                    (None, _) => high,
+                };
+                next < high
+            })
+            .collect()
+    }
+
+    /// The partitions this reader reads now: its share's, or those its group handed it.
+    fn held(&self) -> Vec<i32> {
+        if self.source.subscribes() {
+            let held = self.source.progress.held.lock();
+            held.unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .copied()
+                .collect()
+        } else {
+            self.source.partitions.clone()
+        }
+    }
+
+    /// The low and high offsets of `partition` as the client last fetched them, if it has.
+    fn end_offsets(&self, partition: i32) -> Option<(i64, i64)> {
+        let client = self.consumer.client().native_ptr();
+        let (mut low, mut high) = (-1_i64, -1_i64);
+        // SAFETY: the client lives as long as `self.consumer`; the topic is a NUL-terminated
+        // string, and librdkafka only writes the two offsets.
+        let error = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                client,
+                self.topic.as_ptr(),
+                partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        let known = error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+            && high >= 0;
+        known.then_some((low.max(0), high))
+    }
+
+    /// Learns where reading starts in the partitions the group handed this reader since the
+    /// last batch, from the group's committed offsets (one round trip per assignment, off the
+    /// runtime's threads). Unknown starts count as at the end, as before this was known.
+    async fn learn_starts(&mut self) {
+        let held = self.held();
+        self.starts.retain(|p, _| held.contains(p));
+        let unknown: Vec<i32> = held
+            .into_iter()
+            .filter(|p| !self.read.contains_key(p) && !self.starts.contains_key(p))
+            .collect();
+        if unknown.is_empty() {
+            return;
+        }
+        let consumer = self.consumer.clone();
+        let config = self.source.config.clone();
+        let asked = unknown.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            start_offsets(consumer.as_ref(), &config, &asked).map(|list| {
+                list.elements()
+                    .iter()
+                    .map(|e| (e.partition(), e.offset()))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .await;
+        let error = match found {
+            Ok(Ok(found)) => return self.starts.extend(found),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        // Not asked again each batch: these partitions go idle as before.
+        tracing::warn!(
+            "source '{}': the start of partitions {unknown:?} is not known, so they can go idle while behind: {error}",
+            self.source.config.name
+        );
+        self.starts
+            .extend(unknown.into_iter().map(|p| (p, Offset::End)));
     }
 
     /// Gathers messages until the batch is full, its linger time is up, a bounded read is
