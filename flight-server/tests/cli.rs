@@ -288,6 +288,18 @@ fn errors_name_the_file_position_and_the_problem() {
             ),
             "'event.time.field' = 'tss': no source of this statement has that column",
         ),
+        (
+            format!(
+                "CREATE TABLE top AS SELECT a, b FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY a ORDER BY b) AS rn FROM t) WHERE rn <= 2 EMIT CHANGES WITH ({source}, 'top.type' = 'file_sink', 'top.path' = 'top.jsonl')"
+            ),
+            "<-e>:1:21: CREATE TABLE top needs a key: a Top-N of 2 rows per key must select its ROW_NUMBER() column",
+        ),
+        (
+            format!(
+                "SELECT * FROM (SELECT a, COUNT(*) AS n, ROW_NUMBER() OVER (ORDER BY COUNT(*) DESC) AS rn FROM t GROUP BY a) WHERE rn <= 1 EMIT CHANGES WITH ({source})"
+            ),
+            "ROW_NUMBER() over an aggregate's rows is not supported on a stream",
+        ),
     ];
     for (sql, expected) in cases {
         let output = run_in(dir.path(), &["run", "-e", &sql]);

@@ -1180,6 +1180,77 @@ fn a_backlog_found_after_a_long_silence_is_not_late() {
     );
 }
 
+/// `ROW_NUMBER() ... = 1` over a topic where orders are sent again: a table the server keeps,
+/// one row per order id, the earliest by its time (a resend with an earlier time replaces it),
+/// whichever of the job's two instances holds the order id.
+#[test]
+fn resent_orders_are_deduplicated_into_a_table_the_server_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = topic("resent_orders", 3);
+    let mut messages = Vec::new();
+    let mut first = std::collections::BTreeMap::new();
+    for i in 0..300_i64 {
+        let id = format!("o{i:03}");
+        let ts = 1_700_000_000_000 + i * 100;
+        messages.push((id.clone(), i, ts));
+        first.insert(id.clone(), (i, ts));
+        // Every third order is resent later; every ninth with an earlier time, which wins.
+        if i % 3 == 0 {
+            let earlier = i % 9 == 0;
+            let resent = if earlier { ts - 50 } else { ts + 5000 };
+            messages.push((id.clone(), i + 1000, resent));
+            if earlier {
+                first.insert(id, (i + 1000, resent));
+            }
+        }
+    }
+    // Resends come after the first sends of every order.
+    messages.sort_by_key(|(_, qty, _)| *qty >= 1000);
+    produce(
+        &input,
+        messages.iter().map(|(id, qty, ts)| {
+            let value = json!({ "order_id": id, "qty": qty, "ts": ts });
+            (id.clone(), value.to_string().into_bytes())
+        }),
+    );
+    let server = Server::spawn(dir.path(), &[]);
+    server.sql(&format!(
+        "CREATE TABLE first_orders AS
+         SELECT order_id, qty, ts FROM (
+           SELECT *, ROW_NUMBER() OVER (PARTITION BY order_id ORDER BY ts) AS rn FROM orders
+         ) WHERE rn = 1
+         WITH ('orders.type' = 'kafka_source', 'orders.bootstrap.servers' = '{}',
+               'orders.topic' = '{input}', 'orders.group.id' = '{input}-first',
+               'orders.schema' = 'order_id VARCHAR, qty BIGINT, ts BIGINT',
+               'orders.batch.size' = '7', 'parallelism' = '2')",
+        bootstrap()
+    ));
+    let expected: Vec<Vec<String>> = first
+        .iter()
+        .map(|(id, (qty, ts))| vec![id.clone(), qty.to_string(), ts.to_string()])
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let table = server.sql("SELECT order_id, qty, ts FROM first_orders ORDER BY order_id");
+        let rows: Vec<Vec<String>> = table
+            .lines()
+            .filter(|line| line.starts_with("| o") && !line.starts_with("| order_id"))
+            .map(|line| {
+                line.split('|')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .collect();
+        if rows == expected {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{table}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn a_topic_joined_to_a_table_writes_each_batch_s_rows_at_once_and_checkpoints() {
     let dir = tempfile::tempdir().unwrap();

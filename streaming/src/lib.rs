@@ -12,13 +12,16 @@
 //! - [`checkpoint`]: a consistent cut of a running plan, for checkpoints.
 //! - [`ExchangeExec`]: rows, watermarks and checkpoint markers between the parallel
 //!   instances of a plan (by key, or merged into one).
+//! - [`TopNExec`]: the first N rows of each key by an order (`ROW_NUMBER() ... <= N`, and
+//!   deduplication), as a changelog.
 //!
-//! Those three operators implement only their own work (`operator.rs`); one driver runs
+//! Those operators implement only their own work (`operator.rs`); one driver runs
 //! them all (`driver.rs`): it polls their inputs, snapshots and restores their state at
 //! checkpoints, runs their clock and holds their state against the job's memory limit.
 //! Every stateful piece can be snapshotted to a `RecordBatch` and restored from it.
 
 pub mod busy;
+mod changelog;
 pub mod checkpoint;
 mod driver;
 mod error;
@@ -39,6 +42,7 @@ mod stream_join;
 mod task_context;
 #[cfg(test)]
 mod test_util;
+mod top_n;
 pub mod window;
 mod window_aggregate;
 mod window_state;
@@ -51,6 +55,7 @@ pub use late::{LateDataPolicy, LateRecordSink};
 pub use lookup_join::{LookupJoinExec, LookupJoinRule, LookupTableRead};
 pub use pre_aggregate::PreAggregateExec;
 pub use stream_join::{StreamJoinExec, StreamJoinRule};
+pub use top_n::{TopNConfig, TopNExec, TopNRule};
 pub use window::{EmitMode, WindowSpec};
 pub use window_aggregate::{
     AggregateSettings, GROUPING_SETS_UNSUPPORTED, WindowAggregateConfig, WindowAggregateExec,

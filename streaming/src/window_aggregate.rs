@@ -25,7 +25,6 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
-use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{
     AggregateExec, AggregateMode, PhysicalGroupBy, aggregate_expressions,
@@ -33,15 +32,15 @@ use datafusion::physical_plan::aggregates::{
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::metrics::MetricsSet;
-use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, InputDistributionRequirements,
     PlanProperties, SendableRecordBatchStream, apply_expression_roots,
 };
 
-use ferris_connectors::changelog::{DELETE, OP_COLUMN, UPSERT};
+use ferris_connectors::changelog::{DELETE, UPSERT};
 
+use crate::changelog::{carry_op_column, with_op_column, with_ops};
 use crate::driver::StreamNode;
 use crate::error::StreamingError;
 use crate::event_time::{EVENT_TIME_COLUMN, WATERMARK_COLUMN, WatermarkSpec};
@@ -77,9 +76,9 @@ pub struct WindowAggregateConfig {
     /// Per aggregate, its `FILTER (WHERE ...)`.
     pub filter_expr: Vec<Option<Arc<dyn PhysicalExpr>>>,
     /// The output schema: group columns, then aggregates (the replaced `AggregateExec`'s),
-    /// then, for a changelog, [`OP_COLUMN`].
+    /// then, for a changelog, `_op`.
     pub output_schema: SchemaRef,
-    /// A changelog (a keyed table's `EMIT CHANGES`): rows carry [`OP_COLUMN`], and a group
+    /// A changelog (a keyed table's `EMIT CHANGES`): rows carry `_op`, and a group
     /// that stops matching `having` is retracted.
     pub changelog: bool,
     /// The HAVING predicate over group and aggregate columns, evaluated here so that a row
@@ -98,21 +97,12 @@ pub const GROUPING_SETS_UNSUPPORTED: &str =
     "GROUPING SETS, CUBE and ROLLUP are not supported in streaming aggregates";
 
 impl WindowAggregateConfig {
-    /// The output schema for an aggregate's schema: with [`OP_COLUMN`] for a changelog.
+    /// The output schema for an aggregate's schema: with `_op` for a changelog.
     pub fn output_schema_for(aggregate_schema: &SchemaRef, changelog: bool) -> SchemaRef {
-        if !changelog {
-            return aggregate_schema.clone();
+        match changelog {
+            true => with_op_column(aggregate_schema),
+            false => aggregate_schema.clone(),
         }
-        let mut fields: Vec<Field> = aggregate_schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new(OP_COLUMN, DataType::Utf8, false));
-        Arc::new(Schema::new_with_metadata(
-            fields,
-            aggregate_schema.metadata().clone(),
-        ))
     }
 }
 
@@ -569,23 +559,6 @@ impl OperatorState for WindowAggregator {
     }
 }
 
-/// The batch with an [`OP_COLUMN`] of `ops`.
-fn with_ops(batch: RecordBatch, ops: Vec<&str>) -> Result<RecordBatch> {
-    let mut fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new(OP_COLUMN, DataType::Utf8, false));
-    let mut columns = batch.columns().to_vec();
-    columns.push(Arc::new(arrow::array::StringArray::from(ops)));
-    Ok(RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns,
-    )?)
-}
-
 /// The plan node around a `WindowAggregator`.
 #[derive(Debug)]
 pub struct WindowAggregateExec {
@@ -905,29 +878,7 @@ impl PhysicalOptimizerRule for WindowAggregateRule {
         if !changelog {
             return Ok(plan);
         }
-        let plan = plan
-            .transform_up(|node| {
-                let Some(projection) = node.downcast_ref::<ProjectionExec>() else {
-                    return Ok(Transformed::no(node));
-                };
-                // Carry `_op` through every projection above the operator.
-                let input = projection.input();
-                let (Ok(op), Err(_)) = (
-                    input.schema().index_of(OP_COLUMN),
-                    projection.schema().index_of(OP_COLUMN),
-                ) else {
-                    return Ok(Transformed::no(node));
-                };
-                let mut exprs: Vec<ProjectionExpr> = projection.expr().to_vec();
-                exprs.push(ProjectionExpr::new(
-                    Arc::new(Column::new(OP_COLUMN, op)),
-                    OP_COLUMN.to_string(),
-                ));
-                let with_op = ProjectionExec::try_new(exprs, input.clone())?;
-                Ok(Transformed::yes(Arc::new(with_op) as Arc<dyn ExecutionPlan>))
-            })?
-            .data;
-        Ok(plan)
+        carry_op_column(plan)
     }
 
     fn name(&self) -> &str {

@@ -1132,6 +1132,118 @@ def tumbling_emit_changes_dead_letter():
 # writing
 
 
+@case
+def top_n_per_key():
+    """Top-N per key: the three largest trades of each symbol (ties: the earlier trade first),
+    a changelog keyed by symbol and rank. At a rank, the size only grows."""
+    bound = 5 * SEC
+    rows = gen_trades(1301, 900, bound, qty=lambda rng: rng.randint(1, 60))
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    by_symbol: dict = {}
+    for r in recs:
+        by_symbol.setdefault(r["symbol"], []).append(r)
+    expected = [
+        {"symbol": k, "rank": n + 1, "qty": r["qty"], "seq": r["seq"]}
+        for k, rs in by_symbol.items()
+        for n, r in enumerate(sorted(rs, key=lambda r: (-r["qty"], r["seq"]))[:3])
+    ]
+    sql = """CREATE TABLE biggest_trades AS
+SELECT symbol, rn AS rank, qty, seq
+FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY symbol ORDER BY qty DESC, seq) AS rn
+  FROM trades
+)
+WHERE rn <= 3
+EMIT CHANGES
+""" + trades_with("5s", SMALL_BATCHES) + SINK_TAIL.format(name="biggest_trades")
+    meta = {"mode": "changes", "key": ["symbol", "rank"], "monotonic": ["qty"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, Stats()
+
+
+@case
+def top_n_global_decimal():
+    """Top-N without PARTITION BY: the five largest notionals of all trades, ordered by an exact
+    DECIMAL product, the rank not selected first."""
+    bound = 5 * SEC
+    rows = gen_trades(1302, 800, bound)
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    best = sorted(recs, key=lambda r: (-(dec4(r["price"]) * r["qty"]), r["seq"]))[:5]
+    expected = [
+        {"rank": n + 1, "seq": r["seq"], "symbol": r["symbol"],
+         "notional": dec(dec4(r["price"]) * r["qty"], 4)}
+        for n, r in enumerate(best)
+    ]
+    sql = """CREATE TABLE largest_notionals AS
+SELECT rn AS rank, seq, symbol, notional
+FROM (
+  SELECT seq, symbol, CAST(price AS DECIMAL(18,4)) * qty AS notional,
+         ROW_NUMBER() OVER (ORDER BY CAST(price AS DECIMAL(18,4)) * qty DESC, seq) AS rn
+  FROM trades
+)
+WHERE rn <= 5
+EMIT CHANGES
+""" + trades_with("5s", SMALL_BATCHES) + SINK_TAIL.format(name="largest_notionals")
+    meta = {"mode": "changes", "key": ["rank"], "monotonic": []}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, Stats()
+
+
+ORDER_COLS = ["ts", "order_id", "symbol", "qty"]
+
+
+@case
+def dedup_first_per_key():
+    """ROW_NUMBER() ... = 1 as deduplication: orders sent again (by a sender that retries, some
+    with a clock behind), the first of each order id by its time kept. A resend with an earlier
+    time replaces the row of its order id."""
+    rng = random.Random(1303)
+    events = []
+    for i in range(500):
+        t = BASE_MS + i * 250 + rng.randint(0, 200)
+        order = {"order_id": f"o{i:04d}", "symbol": rng.choice(list(SYMBOLS)), "qty": rng.randint(1, 500)}
+        events.append((t + rng.randint(0, 500), t, order))
+        times = {t}
+        for _ in range(rng.choice([0, 0, 0, 1, 2])):
+            resent = t + rng.randint(-3000, 5000)
+            if resent in times:
+                continue
+            times.add(resent)
+            events.append((t + rng.randint(1000, 20000), resent, order))
+    events.sort(key=lambda e: (e[0], e[1]))
+    rows = [{"ts": fmt_ts(sent), **order} for _, sent, order in events]
+    first: dict = {}
+    for r in read_orders(to_csv(rows, ORDER_COLS)):
+        if r["order_id"] not in first or r["ts"] < first[r["order_id"]]["ts"]:
+            first[r["order_id"]] = r
+    expected = [
+        {"order_id": r["order_id"], "ts": ts(r["ts"]), "symbol": r["symbol"], "qty": r["qty"]}
+        for r in first.values()
+    ]
+    sql = """CREATE TABLE first_orders AS
+SELECT order_id, ts, symbol, qty
+FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY order_id ORDER BY ts) AS rn
+  FROM orders
+)
+WHERE rn = 1
+EMIT CHANGES
+WITH (
+  'orders.type' = 'file_source',
+  'orders.path' = '{in:orders.csv}',
+  'orders.format' = 'csv',
+  'orders.batch.size' = '2',
+""" + SINK_TAIL.format(name="first_orders")
+    meta = {"mode": "changes", "key": ["order_id"], "monotonic": []}
+    return sql, {"orders.csv": (rows, ORDER_COLS)}, expected, meta, Stats()
+
+
+def read_orders(text: str) -> list[dict]:
+    """Parse the orders CSV as ferris reads it: ts -> epoch ms, qty -> int."""
+    return [
+        {"ts": parse_ts(r["ts"]), "order_id": r["order_id"], "symbol": r["symbol"], "qty": int(r["qty"])}
+        for r in csv.DictReader(io.StringIO(text))
+    ]
+
+
 def sort_key(meta):
     def k(row):
         parts = []
@@ -1340,7 +1452,7 @@ def run_case(ferris, d, batch_size=None):
             sql = sql[:s] + str(d / sql[s + 4:e]) + sql[e + 1:]
         sql = sql.replace("{out}", str(out))
         if batch_size:
-            sources = [n for n in ("trades", "instruments") if f"'{n}.type' = 'file_source'" in sql]
+            sources = re.findall(r"'(\w+)\.type' = 'file_source'", sql)
             for n in sources:  # a batch size the query sets is replaced (an option may not repeat)
                 option = f"'{n}.batch.size' = '{batch_size}'"
                 sql, found = re.subn(rf"'{n}\.batch\.size' = '\d+'", option, sql)

@@ -17,6 +17,7 @@ pub(crate) mod run;
 pub(crate) mod start;
 pub mod stored;
 pub(crate) mod submit;
+mod table_key;
 pub(crate) mod task;
 
 pub use task::InstanceToRun;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::ExecutionPlan;
 use ferris_connectors::{SinkConfig, SourceConnector};
 use ferris_streaming::WATERMARK_COLUMN;
@@ -19,6 +18,7 @@ use crate::job::manifest::Manifest;
 use crate::job::materialized::{LiveStream, MaterializedTable};
 use crate::job::record::{JobControl, JobEnd, JobKind, JobMetrics, JobSpec, RunningJob};
 use crate::job::run::{CheckpointedJob, JobOutputs, Stops, run_at_least_once};
+use crate::job::table_key::table_key;
 use crate::job::task::{JobRun, process_instance};
 use crate::planner::properties;
 use crate::position::Position;
@@ -452,71 +452,6 @@ enum CheckpointStart {
         /// Where the manifest is.
         store: CheckpointStore,
     },
-}
-
-/// The key of a `CREATE TABLE`: the select items marked `PRIMARY KEY`, or else the selected
-/// GROUP BY columns, which must then all be selected (none for an aggregate without GROUP BY).
-fn table_key(
-    name: &str,
-    query: &StreamingQuery,
-    plan: &LogicalPlan,
-    schema: &SchemaRef,
-) -> Result<Vec<String>> {
-    let missing_key = || EngineError::Sql {
-        message: format!(
-            "CREATE TABLE {name} needs a key: GROUP BY columns, all selected (for a windowed table, with _window_start), or a select item marked PRIMARY KEY"
-        ),
-        position: query.position,
-    };
-    if !query.primary_key.is_empty() {
-        for key in &query.primary_key {
-            if schema.field_with_name(key).is_err() {
-                return Err(EngineError::Sql {
-                    message: format!("PRIMARY KEY column '{key}' is not a result column of {name}"),
-                    position: query.position,
-                });
-            }
-        }
-        return Ok(query.primary_key.clone());
-    }
-    let mut node = plan;
-    while let LogicalPlan::Sort(_) | LogicalPlan::Limit(_) = node {
-        node = node.inputs()[0];
-    }
-    let LogicalPlan::Projection(projection) = node else {
-        return Err(missing_key());
-    };
-    let mut input = projection.input.as_ref();
-    while let LogicalPlan::Filter(filter) = input {
-        input = filter.input.as_ref();
-    }
-    let LogicalPlan::Aggregate(aggregate) = input else {
-        return Err(missing_key());
-    };
-    // A window's end is no part of the key: a session's end moves as it grows, and a fixed
-    // window's end follows from its start.
-    let group_columns: Vec<_> = aggregate.schema.columns()[..aggregate.group_expr.len()]
-        .iter()
-        .filter(|c| c.name != WATERMARK_COLUMN)
-        .cloned()
-        .collect();
-    // An aggregate without GROUP BY is a table of one row, whose key is empty.
-    if aggregate.group_expr.is_empty() {
-        return Ok(vec![]);
-    }
-    let key: Vec<String> = projection
-        .expr
-        .iter()
-        .zip(projection.schema.fields())
-        .filter_map(|(expr, field)| match expr.clone().unalias() {
-            Expr::Column(column) if group_columns.contains(&column) => Some(field.name().clone()),
-            _ => None,
-        })
-        .collect();
-    if key.is_empty() || key.len() < group_columns.len() {
-        return Err(missing_key());
-    }
-    Ok(key)
 }
 
 /// The columns that may time each result row, best first: the window end of a windowed

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use ferris_streaming::{
-    AggregateSettings, LookupJoinRule, SideTime, StreamJoinRule, WindowAggregateRule,
+    AggregateSettings, LookupJoinRule, SideTime, StreamJoinRule, TopNRule, WindowAggregateRule,
 };
 
 /// What the streaming rules need to know of a query beyond its plan.
@@ -37,6 +37,7 @@ pub struct StreamingQueryPlan {
 
 /// Our rewrites of DataFusion's physical plan, in the order they run.
 pub fn streaming_rules(query: StreamingQueryPlan) -> Vec<Arc<dyn PhysicalOptimizerRule>> {
+    let streams = query.aggregate.is_some();
     vec![
         Arc::new(StreamJoinRule {
             times: query.times,
@@ -44,6 +45,12 @@ pub fn streaming_rules(query: StreamingQueryPlan) -> Vec<Arc<dyn PhysicalOptimiz
         }),
         Arc::new(LookupJoinRule {
             stream: query.stream,
+        }),
+        // A query that streams ranks as rows come (before the aggregate rule, to see an
+        // aggregate it is asked to rank, and refuse).
+        Arc::new(TopNRule {
+            changelog: streams,
+            state_ttl: query.state_ttl,
         }),
         Arc::new(WindowAggregateRule {
             settings: query.aggregate,

@@ -24,7 +24,7 @@ use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{Distribution, ExecutionPlan, ExecutionPlanProperties};
 use ferris_streaming::{
-    ExchangeExec, ExchangeRouting, LookupJoinExec, StreamJoinExec, WATERMARK_COLUMN,
+    ExchangeExec, ExchangeRouting, LookupJoinExec, StreamJoinExec, TopNExec, WATERMARK_COLUMN,
     WatermarkMerge, WindowAggregateExec,
 };
 
@@ -205,6 +205,7 @@ fn runs_in_parallel(plan: &dyn ExecutionPlan) -> bool {
         || plan.downcast_ref::<StreamJoinExec>().is_some()
         || plan.downcast_ref::<LookupJoinExec>().is_some()
         || plan.downcast_ref::<ExchangeExec>().is_some()
+        || plan.downcast_ref::<TopNExec>().is_some()
 }
 
 /// Why an operator needs its input distributed as it says, for EXPLAIN.
@@ -213,6 +214,8 @@ fn why(plan: &dyn ExecutionPlan) -> String {
         "each GROUP BY key's state in one instance".into()
     } else if plan.downcast_ref::<StreamJoinExec>().is_some() {
         "each join key's rows of both sides in one instance".into()
+    } else if plan.downcast_ref::<TopNExec>().is_some() {
+        "each PARTITION BY key's rows in one instance".into()
     } else {
         format!("{} needs it", plan.name())
     }

@@ -14,7 +14,7 @@ use datafusion::physical_plan::joins::{
 };
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::streaming::StreamingTableExec;
-use ferris_streaming::{StreamJoinExec, WindowAggregateExec};
+use ferris_streaming::{StreamJoinExec, TopNExec, WindowAggregateExec};
 
 fn is<T: ExecutionPlan>(node: &Arc<dyn ExecutionPlan>) -> bool {
     node.downcast_ref::<T>().is_some()
@@ -48,7 +48,7 @@ pub fn has_unsnapshotted_join(plan: &Arc<dyn ExecutionPlan>) -> bool {
 }
 
 /// Whether an operator of the plan lets its state expire (`'state.ttl'`): a table's
-/// aggregate by keys, a join of two streams without time bounds.
+/// aggregate by keys, a join of two streams without time bounds, a Top-N.
 pub fn lets_state_expire(plan: &Arc<dyn ExecutionPlan>) -> bool {
     any_node(plan, |node| {
         node.downcast_ref::<WindowAggregateExec>().is_some_and(|a| {
@@ -56,6 +56,9 @@ pub fn lets_state_expire(plan: &Arc<dyn ExecutionPlan>) -> bool {
         }) || node
             .downcast_ref::<StreamJoinExec>()
             .is_some_and(|j| j.state_ttl().is_some())
+            || node
+                .downcast_ref::<TopNExec>()
+                .is_some_and(|t| t.config().state_ttl.is_some())
     })
 }
 

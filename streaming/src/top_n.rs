@@ -1,0 +1,637 @@
+//! `TopNExec`: the first N rows of each key by an order, kept up to date as rows come:
+//! `ROW_NUMBER() OVER (PARTITION BY k ORDER BY o) <= N` over a stream, written as a
+//! changelog. With N = 1 and `ORDER BY` a time, it deduplicates (the first row of each key).
+//!
+//! DataFusion plans that query as a sort of the whole input, a window function and a filter:
+//! nothing comes out before the input ends. Its planner rule, [`TopNRule`], puts this operator
+//! in their place. It keeps, per key, the N rows ranked first so far (a row ranked below N can
+//! never come back: rows only come, so ranks only fall), and after each micro-batch writes a
+//! `+U` row for every (key, rank) whose row changed. The changelog's key is the `PARTITION
+//! BY` columns and the rank; rows of equal order keep the rank they came in with.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::config::ConfigOptions;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+use datafusion::physical_expr::window::StandardWindowExpr;
+use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::aggregates::AggregateExec;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::metrics::MetricsSet;
+use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowUDFExpr};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, InputDistributionRequirements,
+    PlanProperties, SendableRecordBatchStream, apply_expression_roots,
+};
+use ferris_connectors::changelog::{DELETE, UPSERT};
+
+use crate::changelog::{carry_op_column, with_op_column};
+use crate::driver::StreamNode;
+use crate::error::StreamingError;
+use crate::key_groups::{OperatorInstance, rows_of_instance};
+use crate::operator::{OperatorState, StreamOperator, expired_before, expiry_tick};
+
+/// The snapshot's column after the kept rows: when each row's key was last updated.
+const TOUCHED_COLUMN: &str = "_touched";
+
+/// What ranks the rows: which rows compete, by what, and how many are kept.
+#[derive(Debug, Clone)]
+pub struct TopNConfig {
+    /// The `PARTITION BY` expressions: each key ranks its own rows.
+    pub partition_by: Vec<Arc<dyn PhysicalExpr>>,
+    /// The `ORDER BY` of the ranking.
+    pub order_by: Vec<PhysicalSortExpr>,
+    /// N: how many rows of each key are kept.
+    pub limit: usize,
+    /// How long a key is kept without a row (`'state.ttl'`).
+    pub state_ttl: Option<Duration>,
+}
+
+/// The plan node.
+#[derive(Debug)]
+pub struct TopNExec {
+    input: Arc<dyn ExecutionPlan>,
+    config: TopNConfig,
+    /// The input's columns, the rank (named as the window function's column) and `_op`.
+    schema: SchemaRef,
+    node: StreamNode,
+}
+
+impl TopNExec {
+    /// Ranks `input`'s rows as `config` says; `rank` is the rank column's field.
+    pub fn try_new(input: Arc<dyn ExecutionPlan>, config: TopNConfig, rank: Field) -> Result<Self> {
+        let mut fields: Vec<Field> = input
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(rank);
+        let schema = with_op_column(&Arc::new(Schema::new(fields)));
+        let node = StreamNode::new(
+            schema.clone(),
+            input.properties().output_partitioning().partition_count(),
+            input.properties().boundedness,
+        );
+        Ok(Self {
+            input,
+            config,
+            schema,
+            node,
+        })
+    }
+
+    /// How it ranks.
+    pub fn config(&self) -> &TopNConfig {
+        &self.config
+    }
+}
+
+impl DisplayAs for TopNExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let partition: Vec<String> = self
+            .config
+            .partition_by
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        let order: Vec<String> = self.config.order_by.iter().map(|e| e.to_string()).collect();
+        write!(
+            f,
+            "TopNExec: partition_by=[{}], order_by=[{}], limit={}, changelog",
+            partition.join(", "),
+            order.join(", "),
+            self.config.limit
+        )?;
+        if let Some(ttl) = self.config.state_ttl {
+            write!(f, ", state_ttl={}s", ttl.as_secs_f64())?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for TopNExec {
+    fn name(&self) -> &str {
+        TopN::NAME
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.node.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    /// Each key's rows in one instance (all in one without `PARTITION BY`).
+    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
+        let distribution = match self.config.partition_by.is_empty() {
+            true => Distribution::SinglePartition,
+            false => Distribution::KeyPartitioned(self.config.partition_by.clone()),
+        };
+        InputDistributionRequirements::new(vec![distribution])
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        let order = self.config.order_by.iter().map(|e| &e.expr);
+        apply_expression_roots(self.config.partition_by.iter().chain(order), f)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let rank = self.schema.field(self.schema.fields().len() - 2).clone();
+        Ok(Arc::new(Self::try_new(
+            children.swap_remove(0),
+            self.config.clone(),
+            rank,
+        )?))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context.clone())?;
+        let run = TopN::try_new(
+            self.config.clone(),
+            self.input.schema(),
+            self.schema.clone(),
+        )?;
+        self.node.run(run, vec![input], partition, &context)
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.node.metrics())
+    }
+}
+
+/// One key's rows ranked first, best first, at most N.
+#[derive(Debug, Default)]
+struct Ranked {
+    /// Each row's order key (bytes that compare as the `ORDER BY` does) and the row.
+    rows: Vec<(Box<[u8]>, OwnedRow)>,
+    /// When a row last came for the key (processing time, epoch ms), with a TTL.
+    touched: i64,
+}
+
+/// A key whose first N changed, with its first N before.
+type Changed = (Box<[u8]>, Vec<OwnedRow>);
+
+/// Row `row`'s key as bytes, of [`TopN::key_rows`].
+fn key_of(keys: &Option<Rows>, row: usize) -> &[u8] {
+    keys.as_ref().map_or(&[], |keys| keys.row(row).data())
+}
+
+/// The running operator.
+struct TopN {
+    config: TopNConfig,
+    input_schema: SchemaRef,
+    schema: SchemaRef,
+    keys: RowConverter,
+    orders: RowConverter,
+    rows: RowConverter,
+    ranked: HashMap<Box<[u8]>, Ranked>,
+    bytes: usize,
+}
+
+impl TopN {
+    fn try_new(config: TopNConfig, input_schema: SchemaRef, schema: SchemaRef) -> Result<Self> {
+        let types = |exprs: &mut dyn Iterator<Item = &Arc<dyn PhysicalExpr>>| {
+            exprs
+                .map(|e| e.data_type(&input_schema))
+                .collect::<Result<Vec<_>>>()
+        };
+        let keys = types(&mut config.partition_by.iter())?;
+        let orders = types(&mut config.order_by.iter().map(|e| &e.expr))?;
+        let order_fields = orders
+            .into_iter()
+            .zip(&config.order_by)
+            .map(|(t, e)| SortField::new_with_options(t, e.options))
+            .collect();
+        let row_fields = input_schema
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        Ok(Self {
+            keys: RowConverter::new(keys.into_iter().map(SortField::new).collect())?,
+            orders: RowConverter::new(order_fields)?,
+            rows: RowConverter::new(row_fields)?,
+            config,
+            input_schema,
+            schema,
+            ranked: HashMap::new(),
+            bytes: 0,
+        })
+    }
+
+    fn evaluate(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        exprs
+            .iter()
+            .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
+            .collect()
+    }
+
+    /// The `PARTITION BY` keys of `batch`'s rows; none without one (every row is of the
+    /// one key, the empty one).
+    fn key_rows(&self, batch: &RecordBatch) -> Result<Option<Rows>> {
+        if self.config.partition_by.is_empty() {
+            return Ok(None);
+        }
+        let columns = Self::evaluate(&self.config.partition_by, batch)?;
+        Ok(Some(self.keys.convert_columns(&columns)?))
+    }
+
+    /// Ranks the rows of `batch`; per key whose first N changed (in the order first
+    /// changed), its first N before.
+    fn rank(&mut self, batch: &RecordBatch, now: i64) -> Result<Vec<Changed>> {
+        let keys = self.key_rows(batch)?;
+        let order_exprs: Vec<_> = self
+            .config
+            .order_by
+            .iter()
+            .map(|e| e.expr.clone())
+            .collect();
+        let orders = self
+            .orders
+            .convert_columns(&Self::evaluate(&order_exprs, batch)?)?;
+        let rows = self.rows.convert_columns(batch.columns())?;
+        let mut changed: Vec<Changed> = Vec::new();
+        let mut seen: HashSet<Box<[u8]>> = HashSet::new();
+        for row in 0..batch.num_rows() {
+            let key = key_of(&keys, row);
+            let order = orders.row(row);
+            if !self.ranked.contains_key(key) {
+                self.bytes += key.len() + std::mem::size_of::<Ranked>();
+                self.ranked.insert(key.into(), Ranked::default());
+            }
+            let ranked = self.ranked.get_mut(key).expect("inserted above");
+            ranked.touched = now;
+            // After the rows of equal order: they came first.
+            let at = ranked
+                .rows
+                .partition_point(|(o, _)| o.as_ref() <= order.as_ref());
+            if at >= self.config.limit {
+                continue;
+            }
+            if seen.insert(key.into()) {
+                let before = ranked.rows.iter().map(|(_, r)| r.clone()).collect();
+                changed.push((key.into(), before));
+            }
+            let kept = (Box::<[u8]>::from(order.as_ref()), rows.row(row).owned());
+            self.bytes += kept.0.len() + kept.1.as_ref().len();
+            ranked.rows.insert(at, kept);
+            if ranked.rows.len() > self.config.limit {
+                let (order, row) = ranked.rows.pop().expect("longer than the limit");
+                self.bytes -= order.len() + row.as_ref().len();
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The rows `(row, rank, op)` as a batch of the output schema.
+    fn output(&self, rows: Vec<(OwnedRow, u64, &'static str)>) -> Result<RecordBatch> {
+        let mut columns = self
+            .rows
+            .convert_rows(rows.iter().map(|(r, _, _)| r.row()))?;
+        columns.push(Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|(_, rank, _)| *rank),
+        )));
+        columns.push(Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(_, _, op)| *op),
+        )));
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    /// Puts the rows of a snapshot (each key's in rank order) back, writing nothing.
+    fn restore_rows(&mut self, snapshot: &RecordBatch) -> Result<()> {
+        let width = self.input_schema.fields().len();
+        let (Some(touched), true) = (
+            snapshot.column_by_name(TOUCHED_COLUMN),
+            snapshot.num_columns() == width + 1,
+        ) else {
+            return Err(StreamingError::Snapshot(format!(
+                "a Top-N snapshot has the input's {width} columns and {TOUCHED_COLUMN}"
+            ))
+            .into());
+        };
+        let touched = touched
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| StreamingError::Snapshot(format!("{TOUCHED_COLUMN} is not Int64")))?
+            .clone();
+        let rows = RecordBatch::try_new(
+            self.input_schema.clone(),
+            snapshot.columns()[..width].to_vec(),
+        )?;
+        let keys = self.key_rows(&rows)?;
+        self.rank(&rows, 0)?;
+        for row in 0..rows.num_rows() {
+            if let Some(ranked) = self.ranked.get_mut(key_of(&keys, row)) {
+                ranked.touched = ranked.touched.max(touched.value(row));
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets the keys not updated since `before` go, retracting their rows.
+    fn expire(&mut self, before: i64) -> Result<Vec<RecordBatch>> {
+        let mut retracted = Vec::new();
+        let bytes = &mut self.bytes;
+        self.ranked.retain(|key, ranked| {
+            if ranked.touched >= before {
+                return true;
+            }
+            *bytes -= key.len() + std::mem::size_of::<Ranked>();
+            for (rank, (order, row)) in ranked.rows.drain(..).enumerate() {
+                *bytes -= order.len() + row.as_ref().len();
+                retracted.push((row, rank as u64 + 1, DELETE));
+            }
+            false
+        });
+        match retracted.is_empty() {
+            true => Ok(vec![]),
+            false => Ok(vec![self.output(retracted)?]),
+        }
+    }
+}
+
+impl StreamOperator for TopN {
+    const NAME: &'static str = "TopNExec";
+
+    fn process_batch(&mut self, _input: usize, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let now = match self.config.state_ttl {
+            Some(_) => chrono::Utc::now().timestamp_millis(),
+            None => 0,
+        };
+        let changed = self.rank(&batch, now)?;
+        let mut upserts = Vec::new();
+        for (key, before) in changed {
+            let ranked = &self.ranked[&key];
+            for (rank, (_, row)) in ranked.rows.iter().enumerate() {
+                if before.get(rank) != Some(row) {
+                    upserts.push((row.clone(), rank as u64 + 1, UPSERT));
+                }
+            }
+        }
+        match upserts.is_empty() {
+            true => Ok(vec![]),
+            false => Ok(vec![self.output(upserts)?]),
+        }
+    }
+
+    fn tick_period(&self) -> Option<Duration> {
+        self.config.state_ttl.map(expiry_tick)
+    }
+
+    fn on_tick(&mut self, now: i64) -> Result<Vec<RecordBatch>> {
+        match self.config.state_ttl {
+            Some(ttl) => self.expire(expired_before(now, ttl)),
+            None => Ok(vec![]),
+        }
+    }
+
+    fn state(&mut self) -> Option<&mut dyn OperatorState> {
+        Some(self)
+    }
+}
+
+impl OperatorState for TopN {
+    /// Every key's rows in rank order, each with its key's last update.
+    fn snapshot(&mut self) -> Result<RecordBatch> {
+        let kept = self
+            .ranked
+            .values()
+            .flat_map(|ranked| ranked.rows.iter().map(|(_, row)| (row, ranked.touched)));
+        let (rows, touched): (Vec<_>, Vec<_>) = kept.unzip();
+        let mut columns = self.rows.convert_rows(rows.into_iter().map(|r| r.row()))?;
+        columns.push(Arc::new(Int64Array::from(touched)));
+        let mut fields: Vec<Field> = self
+            .input_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        fields.push(Field::new(TOUCHED_COLUMN, DataType::Int64, false));
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?)
+    }
+
+    fn restore(&mut self, snapshot: &RecordBatch) -> Result<()> {
+        self.restore_rows(snapshot)
+    }
+
+    fn size(&self) -> usize {
+        self.bytes
+    }
+
+    fn late_records(&self) -> usize {
+        0
+    }
+
+    fn restore_rescaled(
+        &mut self,
+        snapshots: &[RecordBatch],
+        instance: OperatorInstance,
+    ) -> Result<()> {
+        let width = self.input_schema.fields().len();
+        for snapshot in snapshots {
+            let rows = RecordBatch::try_new(
+                self.input_schema.clone(),
+                snapshot.columns()[..width.min(snapshot.num_columns())].to_vec(),
+            )?;
+            let keys = Self::evaluate(&self.config.partition_by, &rows)?;
+            let own = rows_of_instance(snapshot, &keys, instance)?;
+            self.restore_rows(&own)?;
+        }
+        Ok(())
+    }
+}
+
+// The planner rule: `FilterExec(rank <= N)` over a `BoundedWindowAggExec` of `ROW_NUMBER()`
+// alone (with a projection between them or not) over the `SortExec` it needs, becomes a
+// `TopNExec` over the sort's input, under the projections that were there, which carry `_op`.
+
+/// Puts [`TopNExec`] in place of a ranking DataFusion would sort the whole input for.
+#[derive(Debug)]
+pub struct TopNRule {
+    /// Whether the query writes a changelog (a stream, or `EMIT CHANGES`): a bounded query
+    /// without `EMIT CHANGES` ranks as DataFusion does, once the input has ended.
+    pub changelog: bool,
+    /// How long a key is kept without a row (`'state.ttl'`).
+    pub state_ttl: Option<Duration>,
+}
+
+impl PhysicalOptimizerRule for TopNRule {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if !self.changelog {
+            return Ok(plan);
+        }
+        let mut found = false;
+        let plan = plan
+            .transform_up(|node| {
+                let Some(filter) = node.downcast_ref::<FilterExec>() else {
+                    return Ok(Transformed::no(node));
+                };
+                match self.top_n(filter)? {
+                    Some(top_n) => {
+                        found = true;
+                        Ok(Transformed::yes(top_n))
+                    }
+                    None => Ok(Transformed::no(node)),
+                }
+            })?
+            .data;
+        match found {
+            true => carry_op_column(plan),
+            false => Ok(plan),
+        }
+    }
+
+    fn name(&self) -> &str {
+        "top_n"
+    }
+
+    fn schema_check(&self) -> bool {
+        // The projections above gain `_op`.
+        false
+    }
+}
+
+impl TopNRule {
+    /// The Top-N `filter` stands for, if it is one.
+    fn top_n(&self, filter: &FilterExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let (between, window) = match filter.input().downcast_ref::<ProjectionExec>() {
+            Some(projection) => (Some(projection), projection.input()),
+            None => (None, filter.input()),
+        };
+        let Some(window) = window.downcast_ref::<BoundedWindowAggExec>() else {
+            return Ok(None);
+        };
+        let [expr] = window.window_expr() else {
+            return Ok(None);
+        };
+        let is_row_number = expr
+            .as_any()
+            .downcast_ref::<StandardWindowExpr>()
+            .and_then(|e| {
+                e.get_standard_func_expr()
+                    .as_any()
+                    .downcast_ref::<WindowUDFExpr>()
+            })
+            .is_some_and(|e| e.fun().name() == "row_number");
+        if !is_row_number {
+            return Ok(None);
+        }
+        // The rank's column in the window's output, and in the filter's input.
+        let rank = window.input().schema().fields().len();
+        let rank_in_filter = match between {
+            None => Some(rank),
+            Some(projection) => projection.expr().iter().position(|e| {
+                e.expr
+                    .downcast_ref::<Column>()
+                    .is_some_and(|c| c.index() == rank)
+            }),
+        };
+        let Some(limit) = rank_in_filter.and_then(|c| rank_limit(filter.predicate(), c)) else {
+            return Ok(None);
+        };
+        let input = match window.input().downcast_ref::<SortExec>() {
+            Some(sort) => sort.input().clone(),
+            None => window.input().clone(),
+        };
+        // An aggregate's rows change as the stream goes on (a GROUP BY without a window is a
+        // changelog): a Top-N of them would have to take rows back.
+        if input.exists(|n| Ok(n.downcast_ref::<AggregateExec>().is_some()))? {
+            return Err(DataFusionError::Plan(
+                "ROW_NUMBER() over an aggregate's rows is not supported on a stream: they change as it goes on, and a Top-N of them would have to take rows back; rank the stream's rows".into(),
+            ));
+        }
+        let config = TopNConfig {
+            partition_by: expr.partition_by().to_vec(),
+            order_by: expr.order_by().to_vec(),
+            limit,
+            state_ttl: self.state_ttl,
+        };
+        let rank_field = window.schema().field(rank).clone();
+        let mut plan: Arc<dyn ExecutionPlan> =
+            Arc::new(TopNExec::try_new(input, config, rank_field)?);
+        if let Some(projection) = between {
+            plan = Arc::new(ProjectionExec::try_new(projection.expr().to_vec(), plan)?);
+        }
+        if let Some(columns) = filter.projection() {
+            let schema = plan.schema();
+            let exprs = columns.iter().map(|&i| {
+                let field = schema.field(i);
+                ProjectionExpr::new(Arc::new(Column::new(field.name(), i)), field.name().clone())
+            });
+            plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
+        }
+        Ok(Some(plan))
+    }
+}
+
+/// N when `predicate` keeps exactly the rows whose rank (column `rank`) is at most N:
+/// `rank <= N`, `rank < N + 1`, `rank = 1`, or the same with the sides swapped.
+fn rank_limit(predicate: &Arc<dyn PhysicalExpr>, rank: usize) -> Option<usize> {
+    let binary = predicate.downcast_ref::<BinaryExpr>()?;
+    let is_rank = |e: &Arc<dyn PhysicalExpr>| {
+        e.downcast_ref::<Column>()
+            .is_some_and(|c| c.index() == rank)
+    };
+    let number = |e: &Arc<dyn PhysicalExpr>| -> Option<i128> {
+        let value = e
+            .downcast_ref::<Literal>()?
+            .value()
+            .cast_to(&DataType::Int64)
+            .ok()?;
+        match value {
+            ScalarValue::Int64(Some(n)) => Some(i128::from(n)),
+            _ => None,
+        }
+    };
+    // As `rank op n`.
+    let (op, n) = if is_rank(binary.left()) {
+        (*binary.op(), number(binary.right())?)
+    } else if is_rank(binary.right()) {
+        (binary.op().swap()?, number(binary.left())?)
+    } else {
+        return None;
+    };
+    let limit = match op {
+        Operator::LtEq => n,
+        Operator::Lt => n - 1,
+        Operator::Eq if n == 1 => 1,
+        _ => return None,
+    };
+    usize::try_from(limit).ok().filter(|&l| l >= 1)
+}
+
+#[cfg(test)]
+mod tests;
