@@ -223,7 +223,7 @@ pub(crate) fn latest_time(column: &ArrayRef) -> Result<i64> {
 }
 
 /// A timestamp column as epoch milliseconds.
-fn event_millis(column: &ArrayRef) -> Result<ArrayRef> {
+pub(crate) fn event_millis(column: &ArrayRef) -> Result<ArrayRef> {
     let millis = cast(column, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
     Ok(cast(&millis, &DataType::Int64)?)
 }

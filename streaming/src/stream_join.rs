@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, Int64Array, ListArray, RecordBatch, UInt32Array,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, ListArray, RecordBatch,
+    UInt32Array, new_null_array,
 };
 use arrow::compute::{filter_record_batch, interleave, take};
 use arrow::datatypes::Int64Type;
@@ -49,7 +50,7 @@ use datafusion::physical_plan::{
 use crate::driver::StreamNode;
 use crate::error::StreamingError;
 use crate::join_keys::{BatchKeys, JoinKeys, KeyIndex};
-use crate::join_time_bounds::{SideClock, SideTime, TimeBounds, latest_time};
+use crate::join_time_bounds::{SideClock, SideTime, TimeBounds, event_millis, latest_time};
 use crate::key_groups::OperatorInstance;
 use crate::key_groups::rows_of_instance;
 use crate::operator::{OperatorState, StreamOperator, expired_before, expiry_tick};
@@ -67,15 +68,19 @@ pub struct StreamJoinExec {
     /// Without bounds: how long a row is kept (processing time, `'state.ttl'`); `None`:
     /// as long as the job.
     state_ttl: Option<Duration>,
+    /// Inner, or an outer join (with time bounds) that writes a row no match can come for.
+    join_type: JoinType,
     node: StreamNode,
 }
 
 impl StreamJoinExec {
-    /// The stream join doing what `join` does, when it can: an inner join of two unbounded
-    /// inputs of one partition each, on equal keys where null matches nothing. `times` are
-    /// the sides' event times, where their sources declare them: when the join condition
-    /// bounds one by the other, rows are let go once they can no longer match.
-    /// Rows of a join without time bounds are kept `state_ttl` (processing time) at most.
+    /// The stream join doing what `join` does, when it can: a join of two unbounded inputs
+    /// of one partition each, on equal keys where null matches nothing. `times` are the
+    /// sides' event times, where their sources declare them: when the join condition bounds
+    /// one by the other, rows are let go once they can no longer match, and an outer join
+    /// (`LEFT`, `RIGHT`, `FULL`) writes an outer side's row without a match then, its other
+    /// side's columns null. Without time bounds, only an inner join is taken, whose rows are
+    /// kept `state_ttl` (processing time) at most.
     pub fn from_symmetric_hash_join(
         join: &SymmetricHashJoinExec,
         times: [Option<&SideTime>; 2],
@@ -85,10 +90,6 @@ impl StreamJoinExec {
             side.properties().boundedness.is_unbounded()
                 && side.properties().output_partitioning().partition_count() == 1
         };
-        let usable = *join.join_type() == JoinType::Inner
-            && join.null_equality() == NullEquality::NullEqualsNothing
-            && single(join.left())
-            && single(join.right());
         let bounds = match (join.filter(), times) {
             (Some(filter), [Some(left), Some(right)]) => TimeBounds::of(
                 filter,
@@ -97,6 +98,13 @@ impl StreamJoinExec {
             ),
             _ => None,
         };
+        let join_type = *join.join_type();
+        let usable = (join_type == JoinType::Inner
+            || (bounds.is_some()
+                && matches!(join_type, JoinType::Left | JoinType::Right | JoinType::Full)))
+            && join.null_equality() == NullEquality::NullEqualsNothing
+            && single(join.left())
+            && single(join.right());
         usable.then(|| {
             Self::new(
                 join.left().clone(),
@@ -105,6 +113,7 @@ impl StreamJoinExec {
                 join.filter().cloned(),
                 bounds,
                 state_ttl.filter(|_| bounds.is_none()),
+                join_type,
                 join.schema(),
             )
         })
@@ -115,6 +124,7 @@ impl StreamJoinExec {
         self.state_ttl
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn new(
         left: Arc<dyn ExecutionPlan>,
         right: Arc<dyn ExecutionPlan>,
@@ -122,6 +132,7 @@ impl StreamJoinExec {
         filter: Option<JoinFilter>,
         bounds: Option<TimeBounds>,
         state_ttl: Option<Duration>,
+        join_type: JoinType,
         schema: SchemaRef,
     ) -> Self {
         let node = StreamNode::new(
@@ -136,6 +147,7 @@ impl StreamJoinExec {
             filter,
             bounds,
             state_ttl,
+            join_type,
             node,
         }
     }
@@ -148,7 +160,11 @@ impl DisplayAs for StreamJoinExec {
             .iter()
             .map(|(left, right)| format!("({left}, {right})"))
             .collect();
-        write!(f, "StreamJoinExec: on=[{}]", on.join(", "))?;
+        write!(f, "StreamJoinExec: ")?;
+        if self.join_type != JoinType::Inner {
+            write!(f, "join_type={}, ", self.join_type)?;
+        }
+        write!(f, "on=[{}]", on.join(", "))?;
         if let Some(filter) = &self.filter {
             write!(f, ", filter={}", filter.expression())?;
         }
@@ -216,6 +232,7 @@ impl ExecutionPlan for StreamJoinExec {
             self.filter.clone(),
             self.bounds,
             self.state_ttl,
+            self.join_type,
             self.schema(),
         )))
     }
@@ -235,7 +252,8 @@ impl ExecutionPlan for StreamJoinExec {
             self.bounds,
             self.state_ttl,
             [self.left.schema(), self.right.schema()],
-        )?;
+        )?
+        .keeping_unmatched(self.join_type);
         self.node.run(state, vec![left, right], partition, &context)
     }
 
@@ -258,6 +276,10 @@ struct Kept {
     dropped_rows: usize,
     /// The earliest latest event time of a kept batch: nothing before it can be let go.
     earliest: i64,
+    /// On a side that writes its rows without a match: the column of their event time, and
+    /// the earliest event time of a kept row not yet joined nor written.
+    time_column: Option<usize>,
+    earliest_unmatched: i64,
     bytes: usize,
 }
 
@@ -267,7 +289,22 @@ struct KeptBatch {
     keys: BatchKeys,
     /// Its latest event time (ms), when the join lets rows go by event time.
     max_time: i64,
+    /// Per row, whether it has been joined, on a side whose rows without a match are
+    /// written (an outer join's).
+    matched: Option<Vec<bool>>,
     bytes: usize,
+}
+
+impl KeptBatch {
+    /// Its rows never joined, if its side writes them.
+    fn unmatched(&self) -> Result<Option<RecordBatch>> {
+        let Some(matched) = &self.matched else {
+            return Ok(None);
+        };
+        let unmatched = BooleanArray::from_iter(matched.iter().map(|m| Some(!m)));
+        let rows = filter_record_batch(&self.rows, &unmatched)?;
+        Ok((rows.num_rows() > 0).then_some(rows))
+    }
 }
 
 impl Kept {
@@ -278,6 +315,8 @@ impl Kept {
             index: KeyIndex::default(),
             dropped_rows: 0,
             earliest: i64::MAX,
+            time_column: None,
+            earliest_unmatched: i64::MAX,
             bytes: 0,
         }
     }
@@ -288,8 +327,16 @@ impl Kept {
         self.index.matches(hash, key, keys_of, found)
     }
 
-    /// Keeps a batch, indexing its rows by `keys`, hashed to `hashes`.
-    fn keep(&mut self, rows: RecordBatch, keys: BatchKeys, hashes: &[Option<u64>], max_time: i64) {
+    /// Keeps a batch, indexing its rows by `keys`, hashed to `hashes`; `matched` says which
+    /// rows were joined, on a side that writes the others.
+    fn keep(
+        &mut self,
+        rows: RecordBatch,
+        keys: BatchKeys,
+        hashes: &[Option<u64>],
+        max_time: i64,
+        matched: Option<Vec<bool>>,
+    ) {
         for (row, hash) in hashes.iter().enumerate() {
             if let Some(hash) = *hash {
                 self.index.insert(hash, self.batches.len(), row);
@@ -299,28 +346,56 @@ impl Kept {
             rows.get_array_memory_size() + keys.size() + rows.num_rows() * KeyIndex::ROW_SIZE;
         self.bytes += bytes;
         self.earliest = self.earliest.min(max_time);
+        if matched.is_some() && self.time_column.is_some() {
+            // Rows of it may go before the whole batch does.
+            self.earliest_unmatched = i64::MIN;
+        }
         self.batches.push(Some(KeptBatch {
             rows,
             keys,
             max_time,
+            matched,
             bytes,
         }));
     }
 
-    /// Lets go of every batch whose rows are all older than `limit` (ms).
-    fn expire(&mut self, limit: i64, join_keys: &JoinKeys) {
-        if limit <= self.earliest {
-            return;
+    /// Lets go of every batch whose rows are all older than `limit` (ms); returns the rows
+    /// older than `limit` never joined, on a side that writes them (of a batch kept on, they
+    /// are marked as written).
+    fn expire(&mut self, limit: i64, join_keys: &JoinKeys) -> Result<Vec<RecordBatch>> {
+        let mut unmatched = Vec::new();
+        if limit <= self.earliest.min(self.earliest_unmatched) {
+            return Ok(unmatched);
         }
         let (mut live_rows, mut earliest) = (0, i64::MAX);
+        let mut earliest_unmatched = i64::MAX;
         for slot in &mut self.batches {
             match slot {
                 Some(batch) if batch.max_time < limit => {
+                    unmatched.extend(batch.unmatched()?);
                     self.bytes -= batch.bytes;
                     self.dropped_rows += batch.rows.num_rows();
                     *slot = None;
                 }
                 Some(batch) => {
+                    if let (Some(column), Some(matched)) = (self.time_column, &mut batch.matched) {
+                        let times = event_millis(batch.rows.column(column))?;
+                        let times = times.as_primitive::<Int64Type>();
+                        let due: Vec<bool> = (0..matched.len())
+                            .map(|row| !matched[row] && times.value(row) < limit)
+                            .collect();
+                        if due.contains(&true) {
+                            let rows =
+                                filter_record_batch(&batch.rows, &BooleanArray::from(due.clone()))?;
+                            unmatched.push(rows);
+                            for (row, due) in due.into_iter().enumerate() {
+                                matched[row] |= due;
+                            }
+                        }
+                        let waiting = (0..matched.len()).filter(|&row| !matched[row]);
+                        let first = waiting.map(|row| times.value(row)).min();
+                        earliest_unmatched = earliest_unmatched.min(first.unwrap_or(i64::MAX));
+                    }
                     live_rows += batch.rows.num_rows();
                     earliest = earliest.min(batch.max_time);
                 }
@@ -328,6 +403,7 @@ impl Kept {
             }
         }
         self.earliest = earliest;
+        self.earliest_unmatched = earliest_unmatched;
         if self.dropped_rows > live_rows {
             // Build the index again from the batches still kept.
             let kept: Vec<KeptBatch> = self.batches.drain(..).flatten().collect();
@@ -337,9 +413,17 @@ impl Kept {
             self.earliest = i64::MAX;
             for batch in kept {
                 let hashes = join_keys.hashes(&batch.keys);
-                self.keep(batch.rows, batch.keys, &hashes, batch.max_time);
+                self.keep(
+                    batch.rows,
+                    batch.keys,
+                    &hashes,
+                    batch.max_time,
+                    batch.matched,
+                );
             }
+            self.earliest_unmatched = earliest_unmatched;
         }
+        Ok(unmatched)
     }
 
     /// The kept batches.
@@ -362,9 +446,57 @@ struct JoinState {
     /// Without time bounds, how long a row is kept: a kept batch's time is then when it
     /// came (processing time, epoch ms), and snapshots keep it.
     state_ttl: Option<Duration>,
+    /// Per side, whether its rows without a match are written (an outer join's side), once
+    /// none can come: when they are let go, or when the inputs end.
+    outer: [bool; 2],
 }
 
+/// The column a snapshot's rows of an outer side carry after theirs: whether each was joined.
+const MATCHED_COLUMN: &str = "_matched";
+
 impl JoinState {
+    /// The state of a join of type `join_type`: which sides write their rows without a match.
+    fn keeping_unmatched(mut self, join_type: JoinType) -> Self {
+        self.outer = match join_type {
+            JoinType::Left => [true, false],
+            JoinType::Right => [false, true],
+            JoinType::Full => [true, true],
+            _ => [false, false],
+        };
+        self
+    }
+
+    /// The columns a snapshot keeps of side `side`'s rows: its own, and whether each was
+    /// joined on a side that writes the others.
+    fn stored_schema(&self, side: usize) -> SchemaRef {
+        let schema = &self.sides[side].schema;
+        if !self.outer[side] {
+            return schema.clone();
+        }
+        let mut fields = schema.fields().to_vec();
+        fields.push(Arc::new(Field::new(
+            MATCHED_COLUMN,
+            DataType::Boolean,
+            false,
+        )));
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Rows of side `side` without a match, with the other side's columns null.
+    fn padded(&self, side: usize, rows: RecordBatch) -> Result<RecordBatch> {
+        let width = self.sides[0].schema.fields().len();
+        let fields = self.schema.fields();
+        let nulls = |range: std::ops::Range<usize>| -> Vec<ArrayRef> {
+            range
+                .map(|i| new_null_array(fields[i].data_type(), rows.num_rows()))
+                .collect()
+        };
+        let columns = match side {
+            0 => [rows.columns().to_vec(), nulls(width..fields.len())].concat(),
+            _ => [nulls(0..width), rows.columns().to_vec()].concat(),
+        };
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
     fn try_new(
         schema: SchemaRef,
         on: Vec<(PhysicalExprRef, PhysicalExprRef)>,
@@ -377,10 +509,17 @@ impl JoinState {
             schema,
             keys: JoinKeys::try_new(on, &side_schemas[0])?,
             filter,
-            sides: side_schemas.map(Kept::new),
+            sides: {
+                let mut sides = side_schemas.map(Kept::new);
+                for (side, kept) in sides.iter_mut().enumerate() {
+                    kept.time_column = bounds.map(|b| b.columns[side]);
+                }
+                sides
+            },
             time: bounds.map(|bounds| (bounds, bounds.slack.map(SideClock::new))),
             late_records: 0,
             state_ttl,
+            outer: [false, false],
         })
     }
 
@@ -422,7 +561,7 @@ impl JoinState {
                 .downcast_ref::<BinaryArray>()
                 .ok_or_else(|| wrong("snapshot has another shape"))?;
             let reader = StreamReader::try_new(cell.value(0), None)?;
-            if reader.schema() != self.sides[side].schema {
+            if reader.schema() != self.stored_schema(side) {
                 return Err(wrong("rows have other columns than its input").into());
             }
             // Where rows expire, when each batch came.
@@ -438,12 +577,22 @@ impl JoinState {
             };
             let mut batches = 0;
             for batch in reader {
-                let batch = own(side, batch?)?;
+                let mut batch = own(side, batch?)?;
+                let matched = match self.outer[side] {
+                    true => {
+                        let flags = batch.remove_column(batch.num_columns() - 1);
+                        Some(flags.as_boolean().iter().map(|m| m == Some(true)).collect())
+                    }
+                    false => None,
+                };
                 let max_time = match self.time {
                     Some((bounds, _)) => latest_time(batch.column(bounds.columns[side]))?,
                     None => arrived.get(batches).copied().unwrap_or(i64::MIN),
                 };
                 self.add(side, batch, max_time, false)?;
+                if let Some(kept) = self.sides[side].batches.last_mut().and_then(Option::as_mut) {
+                    kept.matched = matched;
+                }
                 batches += 1;
             }
             if self.state_ttl.is_some() && arrived.len() != batches {
@@ -461,31 +610,40 @@ impl JoinState {
     /// then keeps it: the joined rows, if any, and how many rows were dropped as late. With
     /// time bounds, its rows without an event time or late are dropped first, and the other
     /// side's rows that its watermark puts out of reach are let go after.
-    fn join(&mut self, side: usize, batch: RecordBatch) -> Result<(Option<RecordBatch>, usize)> {
+    fn join(&mut self, side: usize, batch: RecordBatch) -> Result<(Vec<RecordBatch>, usize)> {
         let Some((bounds, clocks)) = &mut self.time else {
             // Without bounds a batch's time is when it came, for its rows to expire.
             let came = match self.state_ttl {
                 Some(_) => chrono::Utc::now().timestamp_millis(),
                 None => i64::MIN,
             };
-            return Ok((self.add(side, batch, came, true)?, 0));
+            let joined = self.add(side, batch, came, true)?;
+            return Ok((joined.into_iter().collect(), 0));
         };
         let bounds = *bounds;
         let column = batch.column(bounds.columns[side]);
         let (keep, max_time) = clocks[side].advance(column, bounds.watches(side))?;
-        let watermark = clocks[side].watermark();
         let late = batch.num_rows() - keep.true_count();
         let batch = if late == 0 {
             batch
         } else {
             filter_record_batch(&batch, &keep)?
         };
-        let joined = self.add(side, batch, max_time, true)?;
-        let other = 1 - side;
-        if let Some(limit) = bounds.expired_before(other, watermark) {
-            self.sides[other].expire(limit, &self.keys);
+        let watermarks = [clocks[0].watermark(), clocks[1].watermark()];
+        let mut out: Vec<RecordBatch> =
+            self.add(side, batch, max_time, true)?.into_iter().collect();
+        // The other side's rows this watermark puts out of reach; and this side's rows the
+        // other's watermark had already (they were joined with what is kept, and no more
+        // can come for them: their side may be the one that goes on, the other quiet).
+        for kept in [1 - side, side] {
+            let Some(limit) = bounds.expired_before(kept, watermarks[1 - kept]) else {
+                continue;
+            };
+            for rows in self.sides[kept].expire(limit, &self.keys)? {
+                out.push(self.padded(kept, rows)?);
+            }
         }
-        Ok((joined, late))
+        Ok((out, late))
     }
 
     /// Joins a batch of side `side` with the other side's rows so far (unless `probe` is
@@ -499,6 +657,8 @@ impl JoinState {
         probe: bool,
     ) -> Result<Option<RecordBatch>> {
         let keys = self.keys.of(side, &batch)?;
+        let left_width = self.sides[0].schema.fields().len();
+        let outer = self.outer;
         let [left, right] = &mut self.sides;
         let (this, other) = if side == 0 {
             (left, right)
@@ -516,7 +676,9 @@ impl JoinState {
                 }
             }
         }
-        this.keep(batch.clone(), keys, &hashes, max_time);
+        let kept_at = this.batches.len();
+        let matched = outer[side].then(|| vec![false; batch.num_rows()]);
+        this.keep(batch.clone(), keys, &hashes, max_time, matched);
         if rows.is_empty() {
             return Ok(None);
         }
@@ -530,9 +692,9 @@ impl JoinState {
         // The batches matched, and the matches as positions in that list.
         let mut matched: Vec<&RecordBatch> = Vec::new();
         let mut slots: HashMap<usize, usize> = HashMap::new();
-        let found: Vec<(usize, usize)> = found
-            .into_iter()
-            .map(|(batch, row)| {
+        let slotted: Vec<(usize, usize)> = found
+            .iter()
+            .map(|&(batch, row)| {
                 let slot = *slots.entry(batch).or_insert_with(|| {
                     let kept = other.batches[batch].as_ref();
                     matched.push(&kept.expect("a match is in a kept batch").rows);
@@ -545,7 +707,7 @@ impl JoinState {
             .map(|c| {
                 let arrays: Vec<&dyn Array> =
                     matched.iter().map(|b| b.column(c).as_ref()).collect();
-                Ok(interleave(&arrays, &found)?)
+                Ok(interleave(&arrays, &slotted)?)
             })
             .collect::<Result<Vec<_>>>()?;
         // Output rows are always left columns, then right ones.
@@ -557,16 +719,37 @@ impl JoinState {
             columns.extend(this_columns);
         }
         let joined = RecordBatch::try_new(self.schema.clone(), columns)?;
-        let joined = match &self.filter {
-            Some(filter) => self.apply(filter, joined)?,
+        let holds = match &self.filter {
+            Some(filter) => Some(holds(filter, &joined, left_width)?),
+            None => None,
+        };
+        // The rows of an outer side that found a match are never written alone.
+        if outer[side] || outer[1 - side] {
+            for (pair, (&row, &(batch, other_row))) in rows.values().iter().zip(&found).enumerate()
+            {
+                if holds.as_ref().is_some_and(|h| !h.value(pair)) {
+                    continue;
+                }
+                let mark = |kept: Option<&mut KeptBatch>, row: usize| {
+                    if let Some(matched) = kept.and_then(|k| k.matched.as_mut()) {
+                        matched[row] = true;
+                    }
+                };
+                mark(this.batches[kept_at].as_mut(), row as usize);
+                mark(other.batches[batch].as_mut(), other_row);
+            }
+        }
+        let joined = match &holds {
+            Some(holds) => filter_record_batch(&joined, holds)?,
             None => joined,
         };
         Ok((joined.num_rows() > 0).then_some(joined))
     }
+}
 
-    /// The joined rows for which the join's extra condition holds.
-    fn apply(&self, filter: &JoinFilter, joined: RecordBatch) -> Result<RecordBatch> {
-        let left_width = self.sides[0].schema.fields().len();
+/// Per joined row, whether the join's extra condition holds.
+fn holds(filter: &JoinFilter, joined: &RecordBatch, left_width: usize) -> Result<BooleanArray> {
+    {
         let columns = filter
             .column_indices()
             .iter()
@@ -580,12 +763,12 @@ impl JoinState {
             .expression()
             .evaluate(&intermediate)?
             .into_array(intermediate.num_rows())?;
-        let holds = holds.as_any().downcast_ref().ok_or_else(|| {
+        let holds: &BooleanArray = holds.as_any().downcast_ref().ok_or_else(|| {
             datafusion::error::DataFusionError::Internal(
                 "a join condition that is not a boolean".into(),
             )
         })?;
-        Ok(filter_record_batch(&joined, holds)?)
+        Ok(holds.clone())
     }
 }
 
@@ -595,7 +778,25 @@ impl StreamOperator for JoinState {
     fn process_batch(&mut self, input: usize, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
         let (joined, late) = self.join(input, batch)?;
         self.late_records += late;
-        Ok(joined.into_iter().collect())
+        Ok(joined)
+    }
+
+    /// The inputs ended: no match can come for an outer side's rows still kept.
+    fn finish(&mut self) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for side in 0..2 {
+            let unmatched: Vec<RecordBatch> = self.sides[side]
+                .kept()
+                .map(KeptBatch::unmatched)
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .collect();
+            for rows in unmatched {
+                out.push(self.padded(side, rows)?);
+            }
+        }
+        Ok(out)
     }
 
     fn tick_period(&self) -> Option<Duration> {
@@ -607,7 +808,8 @@ impl StreamOperator for JoinState {
         if let Some(ttl) = self.state_ttl {
             let limit = expired_before(now, ttl);
             for side in &mut self.sides {
-                side.expire(limit, &self.keys);
+                // Only an inner join keeps rows by their time to live: nothing to write.
+                side.expire(limit, &self.keys)?;
             }
         }
         Ok(vec![])
@@ -624,11 +826,19 @@ impl OperatorState for JoinState {
     /// side's latest event time.
     fn snapshot(&mut self) -> Result<RecordBatch> {
         let mut cells = Vec::with_capacity(4);
-        for side in &self.sides {
+        for (index, side) in self.sides.iter().enumerate() {
+            let stored = self.stored_schema(index);
             let mut bytes = Vec::new();
-            let mut writer = StreamWriter::try_new(&mut bytes, &side.schema)?;
+            let mut writer = StreamWriter::try_new(&mut bytes, &stored)?;
             for batch in side.kept() {
-                writer.write(&batch.rows)?;
+                match &batch.matched {
+                    Some(matched) => {
+                        let mut columns = batch.rows.columns().to_vec();
+                        columns.push(Arc::new(BooleanArray::from(matched.clone())));
+                        writer.write(&RecordBatch::try_new(stored.clone(), columns)?)?;
+                    }
+                    None => writer.write(&batch.rows)?,
+                }
             }
             writer.finish()?;
             drop(writer);
@@ -705,8 +915,8 @@ impl OperatorState for JoinState {
 }
 
 // The planner rule that puts the operator in place of DataFusion's symmetric hash join of two
-// unbounded streams (an outer join stays DataFusion's); its sides' event times, of the
-// sources that declare one, bound it in time.
+// unbounded streams (an outer join without time bounds stays DataFusion's); its sides' event
+// times, of the sources that declare one, bound it in time.
 
 /// Turns symmetric hash joins of two streams into stream joins.
 #[derive(Debug)]
