@@ -30,6 +30,7 @@ pub mod position;
 mod prepare;
 mod session;
 pub mod source;
+pub mod sql_function;
 pub mod statements;
 
 pub use engine::{CATALOG, KAFKA_ENV, SCHEMA};

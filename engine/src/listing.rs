@@ -16,6 +16,7 @@ use crate::catalog::{Catalog, CatalogEntry, EntryKind};
 use crate::cluster::{JobSummary, NodeSummary, Placement};
 use crate::error::{EngineError, Result};
 use crate::job::{InstanceCounters, OperatorCounters};
+use crate::sql_function::SqlFunction;
 
 fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
     let schema = Schema::new(
@@ -100,32 +101,56 @@ pub(crate) fn show_entries(
 
 /// `SHOW FUNCTIONS`: every function DataFusion has registered, with its kind.
 pub(crate) fn show_functions(state: &SessionState, pattern: Option<&str>) -> Result<RecordBatch> {
-    let mut functions: Vec<(String, &str)> = state
+    // Name, kind, and the statement of a function written in SQL.
+    let mut functions: Vec<(String, &str, Option<String>)> = state
         .scalar_functions()
-        .keys()
-        .map(|name| (name.clone(), "scalar"))
+        .iter()
+        .map(|(name, f)| {
+            let written = SqlFunction::of(f).map(|f| f.definition().to_string());
+            (name.clone(), "scalar", written)
+        })
         .chain(
             state
                 .aggregate_functions()
                 .keys()
-                .map(|n| (n.clone(), "aggregate")),
+                .map(|n| (n.clone(), "aggregate", None)),
         )
         .chain(
             state
                 .window_functions()
                 .keys()
-                .map(|n| (n.clone(), "window")),
+                .map(|n| (n.clone(), "window", None)),
         )
         .collect();
     functions.sort();
     functions.dedup();
+    let language = |written: &Option<String>| if written.is_some() { "sql" } else { "built-in" };
     filter_like(
         batch(vec![
-            ("name", strings(functions.iter().map(|(n, _)| n.as_str()))),
-            ("kind", strings(functions.iter().map(|(_, k)| *k))),
+            (
+                "name",
+                strings(functions.iter().map(|(n, _, _)| n.as_str())),
+            ),
+            ("kind", strings(functions.iter().map(|(_, k, _)| *k))),
+            (
+                "language",
+                strings(functions.iter().map(|(_, _, w)| language(w))),
+            ),
+            (
+                "definition",
+                strings(functions.iter().map(|(_, _, w)| w.as_deref().unwrap_or(""))),
+            ),
         ])?,
         pattern,
     )
+}
+
+/// What `CREATE FUNCTION` and `DROP FUNCTION` did to the function `name`.
+pub(crate) fn function_reply(name: &str, status: &str) -> Result<RecordBatch> {
+    batch(vec![
+        ("function", strings(std::iter::once(name))),
+        ("status", strings(std::iter::once(status))),
+    ])
 }
 
 /// `DESCRIBE name`: its columns, their types and nullability.

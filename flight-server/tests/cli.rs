@@ -300,6 +300,26 @@ fn errors_name_the_file_position_and_the_problem() {
             ),
             "ROW_NUMBER() over an aggregate's rows is not supported on a stream",
         ),
+        (
+            "CREATE FUNCTION fee(x BIGINT) RETURNS BIGINT AS 'x +* 2'".to_string(),
+            "<-e>:1:1: CREATE FUNCTION fee: in its body 'x +* 2': SQL error: ParserError(\"Expected: an expression, found: * at Line: 1, Column: 4\")",
+        ),
+        (
+            "CREATE FUNCTION fee(x BIGINT) RETURNS BIGINT AS 'y + 1'".to_string(),
+            "CREATE FUNCTION fee: in its body 'y + 1': Schema error: No field named y.",
+        ),
+        (
+            "CREATE FUNCTION fee(x BIGINT) RETURNS BIGINT AS 'SUM(x)'".to_string(),
+            "its body must be an expression of its parameters alone",
+        ),
+        (
+            "CREATE FUNCTION abs(x BIGINT) RETURNS BIGINT AS 'x'".to_string(),
+            "CREATE FUNCTION abs: a built-in function of that name exists",
+        ),
+        (
+            "CREATE FUNCTION fee(x DATE) RETURNS BOOLEAN AS 'x'".to_string(),
+            "its body is of type Date32, which cannot be cast to Boolean",
+        ),
     ];
     for (sql, expected) in cases {
         let output = run_in(dir.path(), &["run", "-e", &sql]);

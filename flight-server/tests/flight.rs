@@ -1515,3 +1515,59 @@ fn the_json_api_creates_lists_stops_and_starts_jobs_behind_the_token() {
         "{response}"
     );
 }
+
+/// A function written in SQL: called by a windowed job and a query, listed by SHOW FUNCTIONS
+/// with its statement, kept by a server across a kill (the job calling it starts again), and
+/// dropped for good.
+#[test]
+fn a_sql_function_is_kept_across_a_restart_and_called_inside_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::write(inbox.join("1.csv"), trades_between(0, 40)).unwrap();
+    let options = ["--state-dir", "state"];
+    let mut server = Server::spawn(dir.path(), &options);
+    let created = server.sql(
+        "CREATE FUNCTION notional(p DECIMAL(10,2), q BIGINT) RETURNS DECIMAL(38,2) AS 'p * q'",
+    );
+    assert!(created.contains("CREATED"), "{created}");
+    let call = "SELECT notional(CAST(1.25 AS DECIMAL(10,2)), 3) AS n";
+    assert!(server.sql(call).contains("| 3.75 |"));
+    server.sql(
+        "CREATE TABLE turnover AS
+         SELECT symbol, _window_start AS minute, SUM(notional(price, qty)) AS notional
+         FROM trades GROUP BY symbol WINDOW TUMBLING(1m)
+         WITH ('trades.type' = 'file_source', 'trades.path' = 'inbox', 'trades.format' = 'csv',
+               'trades.schema' = 'ts BIGINT, symbol VARCHAR, price DECIMAL(10,2), qty BIGINT',
+               'trades.event.time.field' = 'ts', 'trades.watch' = 'true')",
+    );
+    let listed = server.sql("SHOW FUNCTIONS LIKE 'notional'");
+    assert!(listed.contains("| sql "), "{listed}");
+    assert!(listed.contains("AS 'p * q'"), "{listed}");
+    // Killed: the function comes back before the job that calls it.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let mut server = Server::spawn(dir.path(), &options);
+    assert!(server.sql(call).contains("| 3.75 |"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let jobs = server.sql("SHOW JOBS");
+        if jobs.contains("turnover") && jobs.contains("RUNNING") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{jobs}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(server.sql("DROP FUNCTION notional").contains("DROPPED"));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let server = Server::spawn(dir.path(), &options);
+    let port = server.address.rsplit(':').next().unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_ferris-flight"))
+        .args(["--port", port, "-e", call])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("notional"), "{stderr}");
+}

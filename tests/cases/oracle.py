@@ -1187,6 +1187,45 @@ EMIT CHANGES
     return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, Stats()
 
 
+@case
+def sql_functions_tumbling():
+    """Functions written in SQL (CREATE FUNCTION) inside a window's aggregates: an exact DECIMAL
+    notional, and a fee of 0.1 % below 10 000 and 0.05 % from it, one calling the other."""
+    bound = 2 * SEC
+    rows = gen_trades(1401, 1200, bound, delays=[(0.03, 3 * SEC, 14 * SEC)])
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = aligned_windows(recs, bound, tumbling(10 * SEC))
+
+    def notional(r):
+        return dec4(r["price"]) * r["qty"]
+
+    def fee(n):
+        return n * (Decimal("0.0005") if n > 10000 else Decimal("0.001"))
+
+    expected = window_agg_rows(contents, lambda k, s, e, rs: {
+        "symbol": k, "window_start": ts(s),
+        "notional": dec(sum((notional(r) for r in rs), Decimal(0)), 4),
+        "fees": dec(sum((fee(notional(r)) for r in rs), Decimal(0)), 8),
+    })
+    sql = """CREATE FUNCTION notional(price DECIMAL(18,4), qty BIGINT) RETURNS DECIMAL(38,4)
+AS 'price * qty';
+
+CREATE FUNCTION fee(amount DECIMAL(38,4)) RETURNS DECIMAL(38,8)
+AS 'CASE WHEN amount > 10000 THEN amount * 0.0005 ELSE amount * 0.001 END';
+
+CREATE STREAM fees AS
+SELECT symbol, _window_start AS window_start,
+       SUM(notional(CAST(price AS DECIMAL(18,4)), qty)) AS notional,
+       SUM(fee(notional(CAST(price AS DECIMAL(18,4)), qty))) AS fees
+FROM trades
+GROUP BY symbol
+WINDOW TUMBLING(INTERVAL '10' SECOND)
+EMIT FINAL
+""" + trades_with("2s") + SINK_TAIL.format(name="fees")
+    meta = {"mode": "final", "key": ["symbol", "window_start"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
 ORDER_COLS = ["ts", "order_id", "symbol", "qty"]
 
 

@@ -6,9 +6,11 @@
 
 pub mod alter_job;
 pub mod clauses;
+pub mod create_function;
 pub mod create_job;
 pub mod describe;
 pub mod drop;
+pub mod drop_function;
 pub mod explain;
 pub mod hints;
 pub mod insert;
@@ -31,6 +33,7 @@ use parser::StatementSyntax;
 /// Every statement, by the keywords it starts with.
 pub static STATEMENTS: &[StatementSyntax] = &[
     create_job::SYNTAX,
+    create_function::SYNTAX,
     insert::SYNTAX,
     query::SYNTAX,
     explain::SYNTAX,
@@ -40,6 +43,7 @@ pub static STATEMENTS: &[StatementSyntax] = &[
     show_topic_details::SYNTAX,
     describe::SYNTAX,
     drop::SYNTAX,
+    drop_function::SYNTAX,
     job_command::SYNTAX,
     alter_job::SYNTAX,
 ];

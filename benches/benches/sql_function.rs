@@ -1,0 +1,57 @@
+//! The cost of calling a function written in SQL (`CREATE FUNCTION`): the windowed
+//! aggregation of `windowed_aggregation` summing `notional(price, qty)`, against the same
+//! job with the expression `price * qty` written out (the baseline), both on one core, in
+//! one process. The optimizer puts the function's body in place of each call, so the two
+//! should cost the same; the difference per row is printed.
+
+use ferris_benches::{Measurement, data_dir, measure, rows, run_job, runtime, trades_csv};
+
+fn main() {
+    let rows = rows(10_000_000);
+    let path = trades_csv(rows, 1000).display().to_string();
+    let function =
+        "CREATE FUNCTION notional(p DECIMAL(18,4), q BIGINT) RETURNS DECIMAL(38,4) AS 'p * q';";
+    // Alternately, twice each: the first run of a process is the noisiest.
+    let mut written_out = Vec::new();
+    let mut called = Vec::new();
+    for _ in 0..2 {
+        written_out.push(job(&path, "", "price * qty", rows));
+        called.push(job(&path, function, "notional(price, qty)", rows));
+    }
+    let best = |runs: &[Measurement]| {
+        *runs
+            .iter()
+            .min_by(|a, b| a.cpu.cmp(&b.cpu))
+            .expect("two runs")
+    };
+    let (baseline, udf) = (best(&written_out), best(&called));
+    baseline.print("expression written out (baseline)");
+    udf.print("SQL function notional(price, qty)  ");
+    let per_row = (udf.cpu.as_secs_f64() - baseline.cpu.as_secs_f64()) / rows as f64;
+    println!(
+        "the function call costs {:.1} ns of CPU per row ({:.3}x the baseline's rows/s per core)",
+        per_row * 1e9,
+        udf.rows_per_core_second() / baseline.rows_per_core_second()
+    );
+}
+
+fn job(path: &str, prelude: &str, notional: &str, rows: usize) -> Measurement {
+    let out = data_dir().join("out").join("sql_function.jsonl");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    measure(|| {
+        let sql = format!(
+            "{prelude}
+             CREATE STREAM bars AS
+             SELECT symbol, _window_start, SUM({notional}) AS notional
+             FROM trades GROUP BY symbol WINDOW TUMBLING(1m)
+             WITH ('trades.type' = 'file_source', 'trades.path' = '{path}', 'trades.format' = 'csv',
+                   'trades.schema' = 'ts TIMESTAMP, symbol VARCHAR, price DECIMAL(18,4), qty BIGINT',
+                   'trades.event.time.field' = 'ts', 'trades.watermark.max_out_of_orderness' = '5s',
+                   'bars.type' = 'file_sink', 'bars.path' = '{}')",
+            out.display()
+        );
+        let progress = run_job(&runtime(), &sql);
+        assert_eq!(progress.records_in as usize, rows);
+        progress.records_in
+    })
+}

@@ -1,0 +1,167 @@
+//! `CREATE [OR REPLACE] FUNCTION name(param TYPE, ...) RETURNS TYPE AS 'expression'`: a
+//! function written in SQL ([`SqlFunction`]), callable from every query, kept by a server
+//! with a state dir across restarts (beside its jobs), listed by `SHOW FUNCTIONS`.
+//!
+//! DataFusion reads the statement (its parameter and return types); the body is a string
+//! that DataFusion plans as an expression over the parameters, by name, or a plain expression
+//! (`RETURN $1 * 2`) whose `$1`, `$name` are the parameters.
+
+use datafusion::common::Column;
+use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::logical_expr::{DdlStatement, Expr, ExprSchemable, LogicalPlan, ScalarUDF};
+use datafusion::optimizer::analyzer::type_coercion::TypeCoercionRewriter;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use crate::error::{EngineError, Result};
+use crate::job::stored::StoredJob;
+use crate::listing;
+use crate::sql_function::{Parameter, SqlFunction};
+use crate::statements::kind::{Execution, StatementKind, StatementOutput};
+use crate::statements::parser::{StatementSyntax, StatementTokens};
+
+/// What a function is kept under among a server's kept jobs: no job's name has a `:`.
+pub(crate) const KEPT_AS: &str = "function:";
+
+/// `CREATE [OR REPLACE] FUNCTION ...`, read by DataFusion when it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateFunction;
+
+pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
+    leading: &["CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"],
+    synopsis: "CREATE FUNCTION",
+    parse,
+};
+
+fn parse(_statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
+    Ok(Box::new(CreateFunction))
+}
+
+impl StatementKind for CreateFunction {
+    fn execute<'a>(&'a self, run: Execution<'a>) -> BoxFuture<'a, Result<StatementOutput>> {
+        async move {
+            let position = run.statement.position;
+            let sql = run.statement.text.as_str();
+            let error = |message: String| EngineError::Sql { message, position };
+            let engine = run.engine;
+            if engine.cluster.is_some() {
+                return Err(error(
+                    "CREATE FUNCTION is not kept by a cluster yet: its nodes would not know it".into(),
+                ));
+            }
+            let state = engine.ctx.state();
+            let statement = state
+                .sql_to_statement(sql, &datafusion::config::Dialect::Generic)
+                .map_err(|e| error(e.find_root().to_string()))?;
+            let plan = state
+                .statement_to_plan(statement)
+                .await
+                .map_err(|e| error(e.find_root().to_string()))?;
+            let LogicalPlan::Ddl(DdlStatement::CreateFunction(created)) = plan else {
+                return Err(error("not a CREATE FUNCTION".into()));
+            };
+            let name = created.name.clone();
+            let error = |message: String| error(format!("CREATE FUNCTION {name}: {message}"));
+            if let Some(language) = &created.params.language
+                && !language.value.eq_ignore_ascii_case("sql")
+            {
+                return Err(error(format!(
+                    "LANGUAGE {} is not supported: a function's body is a SQL expression",
+                    language.value
+                )));
+            }
+            let parameters: Vec<Parameter> = created
+                .args
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, arg)| Parameter {
+                    name: arg
+                        .name
+                        .as_ref()
+                        .map_or_else(|| format!("${}", i + 1), |n| n.value.clone()),
+                    data_type: arg.data_type.clone(),
+                })
+                .collect();
+            let returns = created
+                .return_type
+                .clone()
+                .ok_or_else(|| error("RETURNS <type> is missing".into()))?;
+            let schema = SqlFunction::parameter_schema(&parameters)?;
+            let body = match created.params.function_body.clone() {
+                Some(Expr::Literal(ScalarValue::Utf8(Some(text)), _)) => engine
+                    .ctx
+                    .parse_sql_expr(&text, &schema)
+                    .map_err(|e| error(format!("in its body '{text}': {}", e.find_root())))?,
+                // `$1`, `$name`: DataFusion made them positional.
+                Some(body) => body
+                    .transform(|e| match &e {
+                        Expr::Placeholder(p) => {
+                            let at = p.id[1..].parse::<usize>().ok().filter(|&i| i >= 1);
+                            match at.and_then(|i| parameters.get(i - 1)) {
+                                Some(parameter) => Ok(Transformed::yes(Expr::Column(
+                                    Column::new_unqualified(&parameter.name),
+                                ))),
+                                None => Ok(Transformed::no(e)),
+                            }
+                        }
+                        _ => Ok(Transformed::no(e)),
+                    })?
+                    .data,
+                None => return Err(error("AS '<expression>' is missing".into())),
+            };
+            // As the analyzer would in a query: the body is put in after it ran.
+            let body = body
+                .rewrite(&mut TypeCoercionRewriter::new(&schema))
+                .map_err(|e| error(format!("in its body: {}", e.find_root())))?
+                .data;
+            if body.exists(|e| {
+                Ok(matches!(
+                    e,
+                    Expr::AggregateFunction(_) | Expr::WindowFunction(_) | Expr::Placeholder(_)
+                ))
+            })? {
+                return Err(error(
+                    "its body must be an expression of its parameters alone: no aggregate, window function or unknown parameter".into(),
+                ));
+            }
+            let body_type = body
+                .get_type(&schema)
+                .map_err(|e| error(format!("in its body: {}", e.find_root())))?;
+            if !arrow::compute::can_cast_types(&body_type, &returns) {
+                return Err(error(format!(
+                    "its body is of type {body_type}, which cannot be cast to {returns}"
+                )));
+            }
+            let existing = state.scalar_functions().get(&name).cloned();
+            let replaced = match &existing {
+                Some(f) if SqlFunction::of(f).is_none() => {
+                    return Err(error("a built-in function of that name exists".into()));
+                }
+                Some(_) if !created.or_replace => {
+                    return Err(error(
+                        "a function of that name exists (CREATE OR REPLACE FUNCTION replaces it)"
+                            .into(),
+                    ));
+                }
+                Some(_) => true,
+                None => false,
+            };
+            let function = SqlFunction::new(&name, parameters, returns, body, sql);
+            engine
+                .ctx
+                .register_udf(ScalarUDF::new_from_impl(function));
+            if let Some(stored) = engine.stored_jobs() {
+                stored.save(StoredJob {
+                    name: format!("{KEPT_AS}{name}"),
+                    sql: sql.to_string(),
+                    stopped: false,
+                })?;
+            }
+            let status = if replaced { "REPLACED" } else { "CREATED" };
+            StatementOutput::rows(listing::function_reply(&name, status)?)
+        }
+        .boxed()
+    }
+}
