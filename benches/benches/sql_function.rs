@@ -2,7 +2,9 @@
 //! aggregation of `windowed_aggregation` summing `notional(price, qty)`, against the same
 //! job with the expression `price * qty` written out (the baseline), both on one core, in
 //! one process. The optimizer puts the function's body in place of each call, so the two
-//! should cost the same; the difference per row is printed.
+//! should cost the same; the difference per row is printed. Then a function written in Python
+//! (pyarrow, `FERRIS_PYTHON`) against the same expression on `DOUBLE`s: what crossing to its
+//! worker process and back costs per row.
 
 use ferris_benches::{Measurement, data_dir, measure, rows, run_job, runtime, trades_csv};
 
@@ -32,6 +34,25 @@ fn main() {
         "the function call costs {:.1} ns of CPU per row ({:.3}x the baseline's rows/s per core)",
         per_row * 1e9,
         udf.rows_per_core_second() / baseline.rows_per_core_second()
+    );
+    if std::env::var("FERRIS_PYTHON").is_err() {
+        println!("FERRIS_PYTHON is not set: the Python function is not measured");
+        return;
+    }
+    let python = "CREATE FUNCTION notional(p DOUBLE, q BIGINT) RETURNS DOUBLE LANGUAGE python AS '
+import pyarrow.compute as pc
+def notional(p, q):
+    return pc.multiply(p, q)
+';";
+    let doubles = job(&path, "", "CAST(price AS DOUBLE) * qty", rows);
+    // The worker's CPU is another process's: wall time is what the job waits.
+    let called = job(&path, python, "notional(CAST(price AS DOUBLE), qty)", rows);
+    doubles.print("expression on DOUBLE (baseline)   ");
+    called.print("Python function (engine's CPU)     ");
+    println!(
+        "the Python call costs {:.1} ns of wall time per row ({:.3}x the baseline's wall time)",
+        (called.wall.as_secs_f64() - doubles.wall.as_secs_f64()) / rows as f64 * 1e9,
+        called.wall.as_secs_f64() / doubles.wall.as_secs_f64()
     );
 }
 

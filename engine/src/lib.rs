@@ -28,10 +28,12 @@ mod placeholders;
 pub mod planner;
 pub mod position;
 mod prepare;
+pub mod python_function;
 mod session;
 pub mod source;
 pub mod sql_function;
 pub mod statements;
+pub mod user_function;
 
 pub use engine::{CATALOG, KAFKA_ENV, SCHEMA};
 pub use error::{EngineError, Result};

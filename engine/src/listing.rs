@@ -16,7 +16,7 @@ use crate::catalog::{Catalog, CatalogEntry, EntryKind};
 use crate::cluster::{JobSummary, NodeSummary, Placement};
 use crate::error::{EngineError, Result};
 use crate::job::{InstanceCounters, OperatorCounters};
-use crate::sql_function::SqlFunction;
+use crate::user_function;
 
 fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
     let schema = Schema::new(
@@ -99,14 +99,17 @@ pub(crate) fn show_entries(
     filter_like(batch(columns)?, pattern)
 }
 
+/// The language and statement of a function a user wrote.
+type Written = (&'static str, String);
+
 /// `SHOW FUNCTIONS`: every function DataFusion has registered, with its kind.
 pub(crate) fn show_functions(state: &SessionState, pattern: Option<&str>) -> Result<RecordBatch> {
-    // Name, kind, and the statement of a function written in SQL.
-    let mut functions: Vec<(String, &str, Option<String>)> = state
+    // Name, kind, and the language and statement of a function a user wrote.
+    let mut functions: Vec<(String, &str, Option<Written>)> = state
         .scalar_functions()
         .iter()
         .map(|(name, f)| {
-            let written = SqlFunction::of(f).map(|f| f.definition().to_string());
+            let written = user_function::written(f).map(|(l, d)| (l, d.to_string()));
             (name.clone(), "scalar", written)
         })
         .chain(
@@ -124,7 +127,7 @@ pub(crate) fn show_functions(state: &SessionState, pattern: Option<&str>) -> Res
         .collect();
     functions.sort();
     functions.dedup();
-    let language = |written: &Option<String>| if written.is_some() { "sql" } else { "built-in" };
+    let language = |written: &Option<Written>| written.as_ref().map_or("built-in", |w| w.0);
     filter_like(
         batch(vec![
             (
@@ -138,7 +141,11 @@ pub(crate) fn show_functions(state: &SessionState, pattern: Option<&str>) -> Res
             ),
             (
                 "definition",
-                strings(functions.iter().map(|(_, _, w)| w.as_deref().unwrap_or(""))),
+                strings(
+                    functions
+                        .iter()
+                        .map(|(_, _, w)| w.as_ref().map_or("", |w| w.1.as_str())),
+                ),
             ),
         ])?,
         pattern,

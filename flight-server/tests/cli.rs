@@ -839,3 +839,62 @@ fn logs_are_json_lines_with_the_job_s_name() {
     );
     assert!(stderr(&refused).contains("--log-format 'xml': text or json"));
 }
+
+/// A function written in Python, vectorized over pyarrow arrays in a worker process: called
+/// in a window's aggregate, its result as the query written in SQL gives it; a function that
+/// raises fails the query with its traceback; code that defines no such function is refused.
+/// (`FERRIS_PYTHON` is the project's venv, with pyarrow: `scripts/test.sh` sets it.)
+#[test]
+fn a_python_function_runs_over_arrow_batches_inside_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let ticks = project_root().join("docs/examples/ticks.csv");
+    let query = |sum: &str, prelude: &str| {
+        format!(
+            "{prelude} SELECT symbol, _window_start AS minute, {sum} AS volume FROM ticks
+             GROUP BY symbol WINDOW TUMBLING(10s)
+             WITH ('ticks.type' = 'file_source', 'ticks.path' = '{}',
+                   'ticks.event.time.field' = 'ts', 'ticks.batch.size' = '3')",
+            ticks.display()
+        )
+    };
+    let python = "CREATE FUNCTION lots(qty BIGINT) RETURNS BIGINT LANGUAGE python AS '
+import pyarrow.compute as pc
+
+def lots(qty):
+    return pc.divide(pc.add(qty, 9), 10)
+';";
+    let run = |sql: &str| {
+        let output = run_in(dir.path(), &["run", "-e", sql]);
+        assert!(output.status.success(), "{sql}: {}", stderr(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let expected = run(&query("SUM((qty + 9) / 10)", ""));
+    let got = run(&query("SUM(lots(qty))", python));
+    assert!(expected.contains("| AMZN "), "{expected}");
+    assert!(
+        got.ends_with(&expected[expected.find("| symbol").unwrap()..]),
+        "{got}\n{expected}"
+    );
+
+    let raising = "CREATE FUNCTION lots(qty BIGINT) RETURNS BIGINT LANGUAGE python AS '
+def lots(qty):
+    raise ValueError(\"no lots today\")
+';";
+    let output = run_in(
+        dir.path(),
+        &["run", "-e", &query("SUM(lots(qty))", raising)],
+    );
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(error.contains("Python function 'lots'"), "{error}");
+    assert!(error.contains("ValueError: no lots today"), "{error}");
+
+    let misnamed = "CREATE FUNCTION lots(qty BIGINT) RETURNS BIGINT LANGUAGE python AS 'def lot(qty): return qty'";
+    let output = run_in(dir.path(), &["run", "-e", misnamed]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("NameError: the code defines no function named lots"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -6,6 +6,7 @@
 //! that DataFusion plans as an expression over the parameters, by name, or a plain expression
 //! (`RETURN $1 * 2`) whose `$1`, `$name` are the parameters.
 
+use arrow::datatypes::DataType;
 use datafusion::common::Column;
 use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -17,9 +18,71 @@ use futures::future::BoxFuture;
 use crate::error::{EngineError, Result};
 use crate::job::stored::StoredJob;
 use crate::listing;
+use crate::python_function::PythonFunction;
 use crate::sql_function::{Parameter, SqlFunction};
 use crate::statements::kind::{Execution, StatementKind, StatementOutput};
 use crate::statements::parser::{StatementSyntax, StatementTokens};
+use crate::user_function;
+
+/// The body of a function written in SQL, as an expression of columns named after its
+/// parameters, checked: a string planned by DataFusion against the parameters, or an
+/// expression whose `$1`, `$name` DataFusion made positional.
+fn sql_body(
+    engine: &crate::engine::Engine,
+    body: &Option<Expr>,
+    parameters: &[Parameter],
+    returns: &DataType,
+) -> std::result::Result<Expr, String> {
+    let schema = SqlFunction::parameter_schema(parameters).map_err(|e| e.to_string())?;
+    let body = match body.clone() {
+        Some(Expr::Literal(ScalarValue::Utf8(Some(text)), _)) => engine
+            .ctx
+            .parse_sql_expr(&text, &schema)
+            .map_err(|e| format!("in its body '{text}': {}", e.find_root()))?,
+        Some(body) => {
+            body.transform(|e| match &e {
+                Expr::Placeholder(p) => {
+                    let at = p.id[1..].parse::<usize>().ok().filter(|&i| i >= 1);
+                    match at.and_then(|i| parameters.get(i - 1)) {
+                        Some(parameter) => Ok(Transformed::yes(Expr::Column(
+                            Column::new_unqualified(&parameter.name),
+                        ))),
+                        None => Ok(Transformed::no(e)),
+                    }
+                }
+                _ => Ok(Transformed::no(e)),
+            })
+            .map_err(|e| e.to_string())?
+            .data
+        }
+        None => return Err("AS '<expression>' is missing".into()),
+    };
+    // As the analyzer would in a query: the body is put in after it ran.
+    let body = body
+        .rewrite(&mut TypeCoercionRewriter::new(&schema))
+        .map_err(|e| format!("in its body: {}", e.find_root()))?
+        .data;
+    let stray = body
+        .exists(|e| {
+            Ok(matches!(
+                e,
+                Expr::AggregateFunction(_) | Expr::WindowFunction(_) | Expr::Placeholder(_)
+            ))
+        })
+        .map_err(|e| e.to_string())?;
+    if stray {
+        return Err("its body must be an expression of its parameters alone: no aggregate, window function or unknown parameter".into());
+    }
+    let body_type = body
+        .get_type(&schema)
+        .map_err(|e| format!("in its body: {}", e.find_root()))?;
+    if !arrow::compute::can_cast_types(&body_type, returns) {
+        return Err(format!(
+            "its body is of type {body_type}, which cannot be cast to {returns}"
+        ));
+    }
+    Ok(body)
+}
 
 /// What a function is kept under among a server's kept jobs: no job's name has a `:`.
 pub(crate) const KEPT_AS: &str = "function:";
@@ -47,7 +110,8 @@ impl StatementKind for CreateFunction {
             let engine = run.engine;
             if engine.cluster.is_some() {
                 return Err(error(
-                    "CREATE FUNCTION is not kept by a cluster yet: its nodes would not know it".into(),
+                    "CREATE FUNCTION is not kept by a cluster yet: its nodes would not know it"
+                        .into(),
                 ));
             }
             let state = engine.ctx.state();
@@ -63,14 +127,18 @@ impl StatementKind for CreateFunction {
             };
             let name = created.name.clone();
             let error = |message: String| error(format!("CREATE FUNCTION {name}: {message}"));
-            if let Some(language) = &created.params.language
-                && !language.value.eq_ignore_ascii_case("sql")
-            {
-                return Err(error(format!(
-                    "LANGUAGE {} is not supported: a function's body is a SQL expression",
-                    language.value
-                )));
-            }
+            let existing = state.scalar_functions().get(&name).cloned();
+            let replaced = match existing.as_deref().map(user_function::written) {
+                Some(None) => return Err(error("a built-in function of that name exists".into())),
+                Some(Some(_)) if !created.or_replace => {
+                    return Err(error(
+                        "a function of that name exists (CREATE OR REPLACE FUNCTION replaces it)"
+                            .into(),
+                    ));
+                }
+                Some(Some(_)) => true,
+                None => false,
+            };
             let parameters: Vec<Parameter> = created
                 .args
                 .iter()
@@ -88,70 +156,45 @@ impl StatementKind for CreateFunction {
                 .return_type
                 .clone()
                 .ok_or_else(|| error("RETURNS <type> is missing".into()))?;
-            let schema = SqlFunction::parameter_schema(&parameters)?;
-            let body = match created.params.function_body.clone() {
-                Some(Expr::Literal(ScalarValue::Utf8(Some(text)), _)) => engine
-                    .ctx
-                    .parse_sql_expr(&text, &schema)
-                    .map_err(|e| error(format!("in its body '{text}': {}", e.find_root())))?,
-                // `$1`, `$name`: DataFusion made them positional.
-                Some(body) => body
-                    .transform(|e| match &e {
-                        Expr::Placeholder(p) => {
-                            let at = p.id[1..].parse::<usize>().ok().filter(|&i| i >= 1);
-                            match at.and_then(|i| parameters.get(i - 1)) {
-                                Some(parameter) => Ok(Transformed::yes(Expr::Column(
-                                    Column::new_unqualified(&parameter.name),
-                                ))),
-                                None => Ok(Transformed::no(e)),
-                            }
-                        }
-                        _ => Ok(Transformed::no(e)),
-                    })?
-                    .data,
-                None => return Err(error("AS '<expression>' is missing".into())),
-            };
-            // As the analyzer would in a query: the body is put in after it ran.
-            let body = body
-                .rewrite(&mut TypeCoercionRewriter::new(&schema))
-                .map_err(|e| error(format!("in its body: {}", e.find_root())))?
-                .data;
-            if body.exists(|e| {
-                Ok(matches!(
-                    e,
-                    Expr::AggregateFunction(_) | Expr::WindowFunction(_) | Expr::Placeholder(_)
-                ))
-            })? {
-                return Err(error(
-                    "its body must be an expression of its parameters alone: no aggregate, window function or unknown parameter".into(),
-                ));
-            }
-            let body_type = body
-                .get_type(&schema)
-                .map_err(|e| error(format!("in its body: {}", e.find_root())))?;
-            if !arrow::compute::can_cast_types(&body_type, &returns) {
-                return Err(error(format!(
-                    "its body is of type {body_type}, which cannot be cast to {returns}"
-                )));
-            }
-            let existing = state.scalar_functions().get(&name).cloned();
-            let replaced = match &existing {
-                Some(f) if SqlFunction::of(f).is_none() => {
-                    return Err(error("a built-in function of that name exists".into()));
+            let language = created
+                .params
+                .language
+                .as_ref()
+                .map(|l| l.value.to_lowercase());
+            let function = match language.as_deref() {
+                None | Some("sql") => {
+                    let body =
+                        sql_body(engine, &created.params.function_body, &parameters, &returns)
+                            .map_err(error)?;
+                    ScalarUDF::new_from_impl(SqlFunction::new(
+                        &name, parameters, returns, body, sql,
+                    ))
                 }
-                Some(_) if !created.or_replace => {
-                    return Err(error(
-                        "a function of that name exists (CREATE OR REPLACE FUNCTION replaces it)"
-                            .into(),
-                    ));
+                Some("python") => {
+                    let Some(Expr::Literal(ScalarValue::Utf8(Some(code)), _)) =
+                        created.params.function_body.clone()
+                    else {
+                        return Err(error(
+                            "a Python function's body is its code, quoted: AS 'def name(...): ...'"
+                                .into(),
+                        ));
+                    };
+                    let (function, definition) = (name.clone(), sql.to_string());
+                    // Starts its worker process, and runs it once.
+                    let loaded = tokio::task::spawn_blocking(move || {
+                        PythonFunction::try_new(&function, parameters, returns, &code, &definition)
+                    })
+                    .await
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
+                    ScalarUDF::new_from_impl(loaded.map_err(error)?)
                 }
-                Some(_) => true,
-                None => false,
+                Some(other) => {
+                    return Err(error(format!(
+                        "LANGUAGE {other} is not supported: a function is written in sql or python"
+                    )));
+                }
             };
-            let function = SqlFunction::new(&name, parameters, returns, body, sql);
-            engine
-                .ctx
-                .register_udf(ScalarUDF::new_from_impl(function));
+            engine.ctx.register_udf(function);
             if let Some(stored) = engine.stored_jobs() {
                 stored.save(StoredJob {
                     name: format!("{KEPT_AS}{name}"),

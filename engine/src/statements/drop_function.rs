@@ -1,4 +1,4 @@
-//! `DROP FUNCTION [IF EXISTS] name`: forgets a function written in SQL (`CREATE FUNCTION`),
+//! `DROP FUNCTION [IF EXISTS] name`: forgets a function a user wrote (`CREATE FUNCTION`),
 //! here and in the server's kept statements. Jobs already running with it go on.
 
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -7,10 +7,10 @@ use futures::future::BoxFuture;
 
 use crate::error::{EngineError, Result};
 use crate::listing;
-use crate::sql_function::SqlFunction;
 use crate::statements::create_function::KEPT_AS;
 use crate::statements::kind::{Execution, StatementKind, StatementOutput};
 use crate::statements::parser::{StatementSyntax, StatementTokens, end_after, identifier, keyword};
+use crate::user_function;
 
 /// `DROP FUNCTION [IF EXISTS] name`.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +41,7 @@ impl StatementKind for DropFunction {
         async move {
             let (name, engine) = (&self.name, run.engine);
             let found = engine.ctx.state().scalar_functions().get(name).cloned();
-            match found.as_deref().map(SqlFunction::of) {
+            match found.as_deref().map(user_function::written) {
                 Some(Some(_)) => {}
                 Some(None) => {
                     return Err(EngineError::Sql {
