@@ -106,7 +106,7 @@ fn job_commands_and_drop() {
     assert!(err("STOP bars").contains("at 1:6: expected JOB after STOP"));
     assert!(err("PAUSE JOB bars now").contains("at 1:16: expected the end of the statement"));
     assert!(err("RESUME JOB").contains("expected the job's name after 'JOB'"));
-    assert!(err("DROP VIEW v").contains("at 1:6: expected STREAM or TABLE after DROP"));
+    assert!(err("DROP VIEW v").contains("at 1:6: expected STREAM, TABLE or FUNCTION after DROP"));
     assert!(err("DROP STREAM a b").contains("at 1:15: expected the end of the statement"));
 }
 
@@ -214,7 +214,7 @@ fn every_error_names_its_position() {
     let cases = [
         (
             "CREATE VIEW v AS SELECT 1",
-            "1:8: expected STREAM or TABLE after CREATE, found 'VIEW'",
+            "1:8: expected STREAM, TABLE, FUNCTION or OR REPLACE FUNCTION after CREATE, found 'VIEW'",
         ),
         (
             "CREATE STREAM AS SELECT 1",
@@ -229,7 +229,10 @@ fn every_error_names_its_position() {
             "CREATE STREAM s SELECT 1",
             "1:17: expected AS after CREATE STREAM s, found 'SELECT'",
         ),
-        ("CREATE", "1:1: expected STREAM or TABLE after CREATE"),
+        (
+            "CREATE",
+            "1:1: expected STREAM, TABLE, FUNCTION or OR REPLACE FUNCTION after CREATE",
+        ),
         (
             "ALTER JOB bars SET PARALLELISM 0",
             "1:32: expected a whole number of instances from 1 to 256, found '0'",
