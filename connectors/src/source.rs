@@ -147,7 +147,7 @@ pub trait SourceReader: Send {
 
     /// The partitions known to hold records not read yet (a Kafka partition short of its end
     /// offset): the watermark waits for them, however long they gave nothing.
-    fn backlogged(&self) -> Vec<i32> {
+    fn backlogged(&mut self) -> Vec<i32> {
         Vec::new()
     }
 

@@ -341,7 +341,7 @@ impl Engine {
         }
         if let Some(option) = state_ttl.filter(|_| !properties::lets_state_expire(&plan)) {
             return Err(option
-                .error("'state.ttl' is how long a table's key (a GROUP BY without a window) or a row of a join of two streams without time bounds is kept; this query keeps neither (a window's keys go when it closes, an interval join's rows when they can no longer match)")
+                .error("'state.ttl' is how long a table's key (a GROUP BY without a window, a Top-N's key) or a row of a join of two streams without time bounds is kept; this query keeps neither (a window's keys go when it closes, an interval join's rows when they can no longer match)")
                 .into());
         }
         // The plan of one instance is what checkpoints fit: state taken at one parallelism

@@ -75,7 +75,13 @@ impl Session {
             return Ok(vec![]);
         };
         let mut started = Vec::new();
-        for stored in stored.load()? {
+        let mut kept = stored.load()?;
+        // Functions first: the jobs may call them.
+        kept.sort_by_key(|k| {
+            !k.name
+                .starts_with(crate::statements::create_function::KEPT_AS)
+        });
+        for stored in kept {
             if stored.stopped {
                 continue;
             }

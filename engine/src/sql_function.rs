@@ -49,12 +49,17 @@ impl SqlFunction {
         definition: &str,
     ) -> Self {
         let types = parameters.iter().map(|p| p.data_type.clone()).collect();
+        // A body that calls `random()` is not folded into one value.
+        let volatility = match body.is_volatile() {
+            true => Volatility::Volatile,
+            false => Volatility::Immutable,
+        };
         Self {
             name: name.to_string(),
             returns,
             body,
             definition: definition.to_string(),
-            signature: Signature::exact(types, Volatility::Immutable),
+            signature: Signature::exact(types, volatility),
             parameters,
         }
     }

@@ -256,7 +256,7 @@ fn errors_name_the_file_position_and_the_problem() {
             format!(
                 "SELECT COUNT(*) FROM t WINDOW TUMBLING(10s) WITH ({source}, 'state.ttl' = '1h')"
             ),
-            "'state.ttl' is how long a table's key (a GROUP BY without a window) or a row of a join of two streams without time bounds is kept; this query keeps neither",
+            "'state.ttl' is how long a table's key (a GROUP BY without a window, a Top-N's key) or a row of a join of two streams without time bounds is kept; this query keeps neither",
         ),
         (
             format!(
@@ -401,8 +401,15 @@ fn explain_shows_which_joins_of_two_streams_keep_rows_only_while_they_can_match(
         assert!(kept.contains("StreamJoinExec"), "{kept}");
         assert!(!kept.contains("keeps rows while"), "{kept}");
     }
+    // An outer join with bounds that let its outer side's rows go writes them unmatched then.
     let outer = plan(join("LEFT", within, times));
-    assert!(outer.contains("SymmetricHashJoinExec"), "{outer}");
+    assert!(outer.contains("StreamJoinExec: join_type=Left"), "{outer}");
+    // Without bounds, or with none that lets the left rows go, it stays DataFusion's.
+    let after = " AND p.ts >= o.ts";
+    for sql in [join("LEFT", within, ""), join("LEFT", after, times)] {
+        let kept = plan(sql);
+        assert!(kept.contains("SymmetricHashJoinExec"), "{kept}");
+    }
 }
 
 #[test]

@@ -99,9 +99,16 @@ impl StreamJoinExec {
             _ => None,
         };
         let join_type = *join.join_type();
-        let usable = (join_type == JoinType::Inner
-            || (bounds.is_some()
-                && matches!(join_type, JoinType::Left | JoinType::Right | JoinType::Full)))
+        // An outer side's rows without a match are written when they are let go: its rows
+        // must be (a LEFT join's need an upper bound on the right's time, a RIGHT join's a
+        // lower one).
+        let outer_sides_go = bounds.is_some_and(|b| match join_type {
+            JoinType::Left => b.upper.is_some(),
+            JoinType::Right => b.lower.is_some(),
+            JoinType::Full => b.upper.is_some() && b.lower.is_some(),
+            _ => false,
+        });
+        let usable = (join_type == JoinType::Inner || outer_sides_go)
             && join.null_equality() == NullEquality::NullEqualsNothing
             && single(join.left())
             && single(join.right());
@@ -781,17 +788,18 @@ impl StreamOperator for JoinState {
         Ok(joined)
     }
 
-    /// The inputs ended: no match can come for an outer side's rows still kept.
+    /// The inputs ended: no match can come for an outer side's rows still kept. They are
+    /// marked as written, for the snapshot taken at the end.
     fn finish(&mut self) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
         for side in 0..2 {
-            let unmatched: Vec<RecordBatch> = self.sides[side]
-                .kept()
-                .map(KeptBatch::unmatched)
-                .collect::<Result<Vec<_>>>()?
-                .into_iter()
-                .flatten()
-                .collect();
+            let mut unmatched = Vec::new();
+            for batch in self.sides[side].batches.iter_mut().flatten() {
+                unmatched.extend(batch.unmatched()?);
+                if let Some(matched) = &mut batch.matched {
+                    matched.fill(true);
+                }
+            }
             for rows in unmatched {
                 out.push(self.padded(side, rows)?);
             }

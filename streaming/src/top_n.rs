@@ -197,9 +197,24 @@ struct Ranked {
 /// A key whose first N changed, with its first N before.
 type Changed = (Box<[u8]>, Vec<OwnedRow>);
 
-/// Row `row`'s key as bytes, of [`TopN::key_rows`].
-fn key_of(keys: &Option<Rows>, row: usize) -> &[u8] {
-    keys.as_ref().map_or(&[], |keys| keys.row(row).data())
+/// What `exprs` give of `batch`'s rows, as bytes that compare as `converter` orders them;
+/// none without expressions (no `PARTITION BY`, no `ORDER BY`): every row is then the same.
+fn converted(
+    converter: &RowConverter,
+    exprs: &[Arc<dyn PhysicalExpr>],
+    batch: &RecordBatch,
+) -> Result<Option<Rows>> {
+    if exprs.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        converter.convert_columns(&TopN::evaluate(exprs, batch)?)?,
+    ))
+}
+
+/// Row `row`'s bytes, of [`converted`].
+fn bytes_of(rows: &Option<Rows>, row: usize) -> &[u8] {
+    rows.as_ref().map_or(&[], |rows| rows.row(row).data())
 }
 
 /// The running operator.
@@ -252,35 +267,23 @@ impl TopN {
             .collect()
     }
 
-    /// The `PARTITION BY` keys of `batch`'s rows; none without one (every row is of the
-    /// one key, the empty one).
-    fn key_rows(&self, batch: &RecordBatch) -> Result<Option<Rows>> {
-        if self.config.partition_by.is_empty() {
-            return Ok(None);
-        }
-        let columns = Self::evaluate(&self.config.partition_by, batch)?;
-        Ok(Some(self.keys.convert_columns(&columns)?))
-    }
-
     /// Ranks the rows of `batch`; per key whose first N changed (in the order first
     /// changed), its first N before.
     fn rank(&mut self, batch: &RecordBatch, now: i64) -> Result<Vec<Changed>> {
-        let keys = self.key_rows(batch)?;
+        let keys = converted(&self.keys, &self.config.partition_by, batch)?;
         let order_exprs: Vec<_> = self
             .config
             .order_by
             .iter()
             .map(|e| e.expr.clone())
             .collect();
-        let orders = self
-            .orders
-            .convert_columns(&Self::evaluate(&order_exprs, batch)?)?;
+        let orders = converted(&self.orders, &order_exprs, batch)?;
         let rows = self.rows.convert_columns(batch.columns())?;
         let mut changed: Vec<Changed> = Vec::new();
         let mut seen: HashSet<Box<[u8]>> = HashSet::new();
         for row in 0..batch.num_rows() {
-            let key = key_of(&keys, row);
-            let order = orders.row(row);
+            let key = bytes_of(&keys, row);
+            let order = bytes_of(&orders, row);
             if !self.ranked.contains_key(key) {
                 self.bytes += key.len() + std::mem::size_of::<Ranked>();
                 self.ranked.insert(key.into(), Ranked::default());
@@ -288,9 +291,7 @@ impl TopN {
             let ranked = self.ranked.get_mut(key).expect("inserted above");
             ranked.touched = now;
             // After the rows of equal order: they came first.
-            let at = ranked
-                .rows
-                .partition_point(|(o, _)| o.as_ref() <= order.as_ref());
+            let at = ranked.rows.partition_point(|(o, _)| o.as_ref() <= order);
             if at >= self.config.limit {
                 continue;
             }
@@ -298,7 +299,7 @@ impl TopN {
                 let before = ranked.rows.iter().map(|(_, r)| r.clone()).collect();
                 changed.push((key.into(), before));
             }
-            let kept = (Box::<[u8]>::from(order.as_ref()), rows.row(row).owned());
+            let kept = (Box::<[u8]>::from(order), rows.row(row).owned());
             self.bytes += kept.0.len() + kept.1.as_ref().len();
             ranked.rows.insert(at, kept);
             if ranked.rows.len() > self.config.limit {
@@ -327,7 +328,7 @@ impl TopN {
     fn restore_rows(&mut self, snapshot: &RecordBatch) -> Result<()> {
         let width = self.input_schema.fields().len();
         let (Some(touched), true) = (
-            snapshot.column_by_name(TOUCHED_COLUMN),
+            snapshot.columns().last(),
             snapshot.num_columns() == width + 1,
         ) else {
             return Err(StreamingError::Snapshot(format!(
@@ -344,10 +345,10 @@ impl TopN {
             self.input_schema.clone(),
             snapshot.columns()[..width].to_vec(),
         )?;
-        let keys = self.key_rows(&rows)?;
+        let keys = converted(&self.keys, &self.config.partition_by, &rows)?;
         self.rank(&rows, 0)?;
         for row in 0..rows.num_rows() {
-            if let Some(ranked) = self.ranked.get_mut(key_of(&keys, row)) {
+            if let Some(ranked) = self.ranked.get_mut(bytes_of(&keys, row)) {
                 ranked.touched = ranked.touched.max(touched.value(row));
             }
         }
@@ -508,10 +509,15 @@ impl PhysicalOptimizerRule for TopNRule {
                 }
             })?
             .data;
-        match found {
-            true => carry_op_column(plan),
-            false => Ok(plan),
+        if !found {
+            return Ok(plan);
         }
+        if !read_as_changelog(&plan) {
+            return Err(DataFusionError::Plan(
+                "a Top-N (ROW_NUMBER() ... <= N) on a stream is a changelog: a query can select its columns, but not aggregate, join or rank it again".into(),
+            ));
+        }
+        carry_op_column(plan)
     }
 
     fn name(&self) -> &str {
@@ -524,6 +530,23 @@ impl PhysicalOptimizerRule for TopNRule {
     }
 }
 
+/// Whether every path from `plan`'s root to a Top-N goes through projections only: what
+/// reads the changelog passes its rows (and `_op`) on as they are.
+fn read_as_changelog(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    if plan.downcast_ref::<TopNExec>().is_some() {
+        return true;
+    }
+    let holds_top_n = |p: &Arc<dyn ExecutionPlan>| {
+        p.exists(|n| Ok(n.downcast_ref::<TopNExec>().is_some()))
+            .unwrap_or(false)
+    };
+    if !holds_top_n(plan) {
+        return true;
+    }
+    plan.downcast_ref::<ProjectionExec>().is_some()
+        && plan.children().into_iter().all(read_as_changelog)
+}
+
 impl TopNRule {
     /// The Top-N `filter` stands for, if it is one.
     fn top_n(&self, filter: &FilterExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
@@ -534,6 +557,10 @@ impl TopNRule {
         let Some(window) = window.downcast_ref::<BoundedWindowAggExec>() else {
             return Ok(None);
         };
+        // A LIMIT pushed into the filter would be lost.
+        if filter.fetch().is_some() {
+            return Ok(None);
+        }
         let [expr] = window.window_expr() else {
             return Ok(None);
         };

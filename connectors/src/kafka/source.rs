@@ -64,6 +64,9 @@ impl OffsetReset {
 /// How long an unbounded source's partition may go without messages before it no longer
 /// holds the watermark back, unless `'<name>.watermark.idle.timeout'` says.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a partition short of its end may give nothing, its end not moving, before the
+/// gap counts as no message (see [`KafkaSourceReader::backlogged`]): far longer than a fetch.
+const STALE_GAP: Duration = Duration::from_secs(5);
 
 /// Everything a Kafka source needs, resolved from its `WITH` options.
 #[derive(Debug, Clone)]
@@ -268,6 +271,7 @@ impl KafkaSource {
             decoder,
             pending,
             starts,
+            gaps: BTreeMap::new(),
             stop,
             metrics,
             finished: false,
@@ -694,6 +698,9 @@ pub struct KafkaSourceReader {
     /// Where reading starts in partitions held but not read from yet (the group's committed
     /// offset, else where the reset option says), to tell whether they have a backlog.
     starts: BTreeMap<i32, Offset>,
+    /// Per partition short of its end: that end, and since when it has neither moved nor
+    /// given a message.
+    gaps: BTreeMap<i32, (i64, std::time::Instant)>,
     /// The topic's name for librdkafka's C calls.
     topic: CString,
     stop: StopSignal,
@@ -719,7 +726,7 @@ impl SourceReader for KafkaSourceReader {
         KafkaSourceReader::report_lag(self)
     }
 
-    fn backlogged(&self) -> Vec<i32> {
+    fn backlogged(&mut self) -> Vec<i32> {
         KafkaSourceReader::backlogged(self)
     }
 
@@ -798,23 +805,38 @@ impl KafkaSourceReader {
     /// The partitions this reader holds that have messages it has not read: short of the end
     /// offset the client last fetched, or with an end not fetched yet. However long such a
     /// partition gave nothing (the reader waited for its group, was paused), it is behind,
-    /// not idle.
-    pub fn backlogged(&self) -> Vec<i32> {
+    /// not idle. A gap that gives nothing for [`STALE_GAP`] while its end stays put is no
+    /// message: a transaction's commit marker, or records of an aborted one, which a
+    /// committed read never gets.
+    pub fn backlogged(&mut self) -> Vec<i32> {
+        let now = std::time::Instant::now();
         let held = self.held();
-        held.into_iter()
-            .filter(|&partition| {
-                let Some((low, high)) = self.end_offsets(partition) else {
-                    return true;
-                };
-                let next = match (self.read.get(&partition), self.starts.get(&partition)) {
-                    (Some(&next), _) | (None, Some(&Offset::Offset(next))) => next,
-                    (None, Some(Offset::Beginning)) => low,
-                    // At the end, or a start not learnt: only new messages will come.
-                    (None, _) => high,
-                };
-                next < high
-            })
-            .collect()
+        self.gaps.retain(|p, _| held.contains(p));
+        let mut behind = Vec::new();
+        for partition in held {
+            let Some((low, high)) = self.end_offsets(partition) else {
+                behind.push(partition);
+                continue;
+            };
+            let next = match (self.read.get(&partition), self.starts.get(&partition)) {
+                (Some(&next), _) | (None, Some(&Offset::Offset(next))) => next,
+                (None, Some(Offset::Beginning)) => low,
+                // At the end, or a start not learnt: only new messages will come.
+                (None, _) => high,
+            };
+            if next >= high {
+                self.gaps.remove(&partition);
+                continue;
+            }
+            let gap = self.gaps.entry(partition).or_insert((high, now));
+            if gap.0 != high {
+                *gap = (high, now);
+            }
+            if now.duration_since(gap.1) < STALE_GAP {
+                behind.push(partition);
+            }
+        }
+        behind
     }
 
     /// The partitions this reader reads now: its share's, or those its group handed it.
@@ -987,6 +1009,9 @@ impl KafkaSourceReader {
                 continue;
             }
             self.read.insert(partition, message.offset() + 1);
+            if let Some(gap) = self.gaps.get_mut(&partition) {
+                gap.1 = std::time::Instant::now();
+            }
             if !self.rewound.is_empty() {
                 self.rewound.remove(&partition);
             }

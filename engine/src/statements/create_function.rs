@@ -125,8 +125,14 @@ impl StatementKind for CreateFunction {
             let LogicalPlan::Ddl(DdlStatement::CreateFunction(created)) = plan else {
                 return Err(error("not a CREATE FUNCTION".into()));
             };
-            let name = created.name.clone();
+            // Calls are read with DataFusion's identifiers, lowercased unless quoted.
+            let name = created.name.to_lowercase();
             let error = |message: String| error(format!("CREATE FUNCTION {name}: {message}"));
+            let built_in = state.aggregate_functions().contains_key(&name)
+                || state.window_functions().contains_key(&name);
+            if built_in {
+                return Err(error("a built-in function of that name exists".into()));
+            }
             let existing = state.scalar_functions().get(&name).cloned();
             let replaced = match existing.as_deref().map(user_function::written) {
                 Some(None) => return Err(error("a built-in function of that name exists".into())),
@@ -148,7 +154,7 @@ impl StatementKind for CreateFunction {
                     name: arg
                         .name
                         .as_ref()
-                        .map_or_else(|| format!("${}", i + 1), |n| n.value.clone()),
+                        .map_or_else(|| format!("${}", i + 1), |n| n.value.to_lowercase()),
                     data_type: arg.data_type.clone(),
                 })
                 .collect();

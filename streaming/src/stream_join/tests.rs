@@ -496,6 +496,10 @@ async fn outer_interval_joins_write_rows_without_a_match_once() {
             let padded = |b: &RecordBatch| b.column(0).null_count() + b.column(2).null_count();
             before_end += written.iter().map(padded).sum::<usize>();
             written.extend(state.finish().unwrap());
+            // The snapshot taken at the end knows those rows were written.
+            let mut again = new_state();
+            again.restore(&state.snapshot().unwrap()).unwrap();
+            assert!(again.finish().unwrap().is_empty(), "{join_type}");
             assert_eq!(
                 sorted_lines(&written),
                 expected,

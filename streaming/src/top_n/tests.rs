@@ -269,3 +269,37 @@ fn a_key_not_updated_for_its_ttl_is_retracted() {
         .collect();
     assert!(ranks.iter().all(|r| (1..=2).contains(r)), "{ranks:?}");
 }
+
+#[tokio::test]
+async fn without_order_by_any_row_of_a_key_is_its_first() {
+    let rule = TopNRule {
+        changelog: true,
+        state_ttl: None,
+    };
+    let sql =
+        "SELECT k, v FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k) AS rn FROM t) WHERE rn = 1";
+    let streaming = rule
+        .optimize(plan(sql, batches(100, 7)).await, &ConfigOptions::default())
+        .unwrap();
+    assert!(top_n_of(&streaming).is_some());
+    let changes = collect(streaming, Arc::new(TaskContext::default()))
+        .await
+        .unwrap();
+    // Six keys (five and NULL), each written once: the first row of each stays first.
+    assert_eq!(applied(&changes, &["k"]).len(), 6);
+    let written: usize = changes.iter().map(RecordBatch::num_rows).sum();
+    assert_eq!(written, 6);
+}
+
+#[tokio::test]
+async fn what_reads_its_changelog_may_only_select_from_it() {
+    let rule = TopNRule {
+        changelog: true,
+        state_ttl: None,
+    };
+    let sql = "SELECT k, SUM(v) FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v) AS rn FROM t) WHERE rn <= 2 GROUP BY k";
+    let refused = rule
+        .optimize(plan(sql, batches(10, 10)).await, &ConfigOptions::default())
+        .unwrap_err();
+    assert!(refused.to_string().contains("is a changelog"), "{refused}");
+}
