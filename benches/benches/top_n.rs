@@ -3,9 +3,9 @@
 //! DataFusion ranking the same rows in one batch (sort, window function, filter). Both on one
 //! core. Then the same for deduplication (the first trade of each symbol by time, N = 1).
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext};
-use ferris_benches::{Measurement, data_dir, measure, rows, run_job, runtime, trades_csv};
+use ferris_benches::{
+    Measurement, data_dir, datafusion_trades, measure, rows, run_job, runtime, trades_csv,
+};
 
 const TOP_3: &str = "SELECT symbol, rn, qty, ts FROM (
     SELECT symbol, qty, ts, ROW_NUMBER() OVER (PARTITION BY symbol ORDER BY qty DESC) AS rn
@@ -58,17 +58,7 @@ fn ferris(path: &str, query: &str, rows: usize) -> Measurement {
 fn datafusion(path: &str, query: &str, rows: usize) -> Measurement {
     measure(|| {
         runtime().block_on(async {
-            let ctx =
-                SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
-            let schema = Schema::new(vec![
-                Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
-                Field::new("symbol", DataType::Utf8, true),
-                Field::new("price", DataType::Decimal128(18, 4), true),
-                Field::new("qty", DataType::Int64, true),
-            ]);
-            ctx.register_csv("trades", path, CsvReadOptions::new().schema(&schema))
-                .await
-                .unwrap();
+            let ctx = datafusion_trades(path, Some(1)).await;
             let batches = ctx.sql(query).await.unwrap().collect().await.unwrap();
             assert!(!batches.is_empty());
         });

@@ -3,10 +3,9 @@
 //! at `'parallelism' = '2'` (the file read in two byte ranges, the groups hashed over two
 //! instances) against DataFusion at its default partitions, both on a runtime of two threads.
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext};
 use ferris_benches::{
-    Measurement, measure, rows, run_job, runtime, runtime_with_threads, trades_csv,
+    Measurement, datafusion_trades, measure, rows, run_job, runtime, runtime_with_threads,
+    trades_csv,
 };
 
 fn main() {
@@ -73,20 +72,7 @@ fn datafusion(
 ) -> Measurement {
     measure(|| {
         runtime.block_on(async {
-            let mut config = SessionConfig::new();
-            if let Some(partitions) = partitions {
-                config = config.with_target_partitions(partitions);
-            }
-            let ctx = SessionContext::new_with_config(config);
-            let schema = Schema::new(vec![
-                Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
-                Field::new("symbol", DataType::Utf8, true),
-                Field::new("price", DataType::Decimal128(18, 4), true),
-                Field::new("qty", DataType::Int64, true),
-            ]);
-            ctx.register_csv("trades", path, CsvReadOptions::new().schema(&schema))
-                .await
-                .unwrap();
+            let ctx = datafusion_trades(path, partitions).await;
             let batches = ctx
                 .sql("SELECT symbol, date_bin(INTERVAL '1 minute', ts) AS window_start, COUNT(*) AS trades, SUM(price * qty) AS notional FROM trades GROUP BY 1, 2")
                 .await

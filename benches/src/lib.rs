@@ -1,5 +1,5 @@
-//! What the benchmarks share: generated input files, CPU time and peak memory readings, and
-//! running a job through the engine.
+//! What the benchmarks share: generated input files, CPU time and peak memory readings,
+//! running a job through the engine, and the trades CSV as DataFusion's baseline reads it.
 //!
 //! Run with `cargo bench -p ferris-benches`; `FERRIS_BENCH_ROWS` scales the inputs.
 
@@ -8,6 +8,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext};
 use ferris_engine::{JobProgress, Session, StatementOutput};
 
 /// Rows to generate: `FERRIS_BENCH_ROWS`, or `default`.
@@ -237,4 +239,24 @@ pub fn produce_trades(topic: &str, bootstrap: &str, rows: usize) {
         }
     }
     producer.flush(Duration::from_secs(120)).unwrap();
+}
+
+/// DataFusion with the trades CSV at `path` (of [`trades_csv`]) as the table `trades`, on
+/// `partitions` partitions (its default: one per core): the benchmarks' baseline.
+pub async fn datafusion_trades(path: &str, partitions: Option<usize>) -> SessionContext {
+    let mut config = SessionConfig::new();
+    if let Some(partitions) = partitions {
+        config = config.with_target_partitions(partitions);
+    }
+    let ctx = SessionContext::new_with_config(config);
+    let schema = Schema::new(vec![
+        Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+        Field::new("symbol", DataType::Utf8, true),
+        Field::new("price", DataType::Decimal128(18, 4), true),
+        Field::new("qty", DataType::Int64, true),
+    ]);
+    ctx.register_csv("trades", path, CsvReadOptions::new().schema(&schema))
+        .await
+        .unwrap();
+    ctx
 }

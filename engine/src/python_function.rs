@@ -7,7 +7,8 @@
 //! functions do: the server stays one binary without Python inside, and a function that
 //! crashes takes only its worker down (started again at the next call). Batches cross as
 //! Arrow IPC streams over the worker's stdin and stdout. Calls of one function wait for each
-//! other: one worker serves them.
+//! other: one worker serves them. A call blocks its thread, which on a runtime of several
+//! threads hands its other tasks to the others first (`block_in_place`).
 
 use std::hash::{Hash, Hasher};
 use std::io::{BufReader, Read, Write};
@@ -167,7 +168,17 @@ impl ScalarUDFImpl for PythonFunction {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        Ok(ColumnarValue::Array(self.call(&arrays, args.number_rows)?))
+        let call = || self.call(&arrays, args.number_rows);
+        // The round trip to the worker blocks: on a runtime of several threads, the others
+        // take this thread's other tasks meanwhile (checkpoints, timers, sources).
+        let threaded = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+            runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        let result = match threaded {
+            true => tokio::task::block_in_place(call)?,
+            false => call()?,
+        };
+        Ok(ColumnarValue::Array(result))
     }
 }
 
