@@ -1037,29 +1037,45 @@ fn metrics_show_each_partition_s_lag_and_each_operator_s_records() {
 
 /// A job of two instances reports each: what its partitions gave it, its lag, its windows'
 /// state and watermark, and its tasks' time, in `/metrics` and `SHOW JOB STATUS`.
+/// `CREATE STREAM name AS` the minute bars of the Kafka topic `input` of JSON trades (event
+/// time `ts`), with `options` more, into the folder `name/`.
+fn bars_job(name: &str, input: &str, options: &str) -> String {
+    format!(
+        "CREATE STREAM {name} AS {BARS_QUERY} WITH (
+           'trades.type' = 'kafka_source', 'trades.bootstrap.servers' = '{}',
+           'trades.topic' = '{input}', 'trades.group.id' = '{input}-{name}',
+           'trades.schema' = 'symbol VARCHAR, price DECIMAL(10,2), qty BIGINT, ts BIGINT',
+           'trades.event.time.field' = 'ts', {options},
+           '{name}.type' = 'file_sink', '{name}.path' = '{name}/')",
+        bootstrap()
+    )
+}
+
+/// The value of the Prometheus series `series` (its family and labels) in `metrics`.
+fn metric(metrics: &str, series: &str) -> Option<f64> {
+    let prefix = format!("{series} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .map(|value| value.parse::<f64>().unwrap())
+}
+
 #[test]
 fn metrics_show_each_instance_of_a_parallel_job() {
     let dir = tempfile::tempdir().unwrap();
     let input = topic("instances", 4);
     let server = Server::spawn(dir.path(), &["--http", "127.0.0.1:0"]);
     let http = server.http.clone().unwrap();
-    server.sql(&format!(
-        "CREATE STREAM split_bars AS {BARS_QUERY} WITH (
-           'trades.type' = 'kafka_source', 'trades.bootstrap.servers' = '{}',
-           'trades.topic' = '{input}', 'trades.group.id' = '{input}-instances',
-           'trades.schema' = 'symbol VARCHAR, price DECIMAL(10,2), qty BIGINT, ts BIGINT',
-           'trades.event.time.field' = 'ts', 'trades.kafka.session.timeout.ms' = '6000',
-           'trades.watermark.idle.timeout' = '200ms', 'parallelism' = '2',
-           'split_bars.type' = 'file_sink', 'split_bars.path' = 'split_bars/')",
-        bootstrap()
+    server.sql(&bars_job(
+        "split_bars",
+        &input,
+        "'trades.kafka.session.timeout.ms' = '6000',
+         'trades.watermark.idle.timeout' = '200ms', 'parallelism' = '2'",
     ));
     produce_trades(&input, json_value, b"");
     let sample = |metrics: &str, family: &str, instance: usize| {
-        let prefix = format!("{family}{{job=\"split_bars\",job_instance=\"{instance}\"}} ");
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(prefix.as_str()))
-            .map(|value| value.parse::<f64>().unwrap())
+        let labels = format!("{{job=\"split_bars\",job_instance=\"{instance}\"}}");
+        metric(metrics, &format!("{family}{labels}"))
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     let metrics = loop {
@@ -1147,23 +1163,14 @@ fn a_backlog_found_after_a_long_silence_is_not_late() {
     let http = server.http.clone().unwrap();
     // Idle after 1 ms: the wait for the group's assignment is far longer. Batches of 10 from
     // one partition at a time.
-    server.sql(&format!(
-        "CREATE STREAM backlog_bars AS {BARS_QUERY} WITH (
-           'trades.type' = 'kafka_source', 'trades.bootstrap.servers' = '{}',
-           'trades.topic' = '{input}', 'trades.group.id' = '{input}-backlog',
-           'trades.schema' = 'symbol VARCHAR, price DECIMAL(10,2), qty BIGINT, ts BIGINT',
-           'trades.event.time.field' = 'ts', 'trades.watermark.max_out_of_orderness' = '1s',
-           'trades.watermark.idle.timeout' = '1ms', 'trades.batch.size' = '10',
-           'backlog_bars.type' = 'file_sink', 'backlog_bars.path' = 'backlog_bars/')",
-        bootstrap()
+    server.sql(&bars_job(
+        "backlog_bars",
+        &input,
+        "'trades.watermark.max_out_of_orderness' = '1s',
+         'trades.watermark.idle.timeout' = '1ms', 'trades.batch.size' = '10'",
     ));
-    let sample = |metrics: &str, family: &str| {
-        let prefix = format!("{family}{{job=\"backlog_bars\"}} ");
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(prefix.as_str()))
-            .map(|value| value.parse::<f64>().unwrap())
-    };
+    let sample =
+        |metrics: &str, family: &str| metric(metrics, &format!("{family}{{job=\"backlog_bars\"}}"));
     let deadline = Instant::now() + Duration::from_secs(60);
     let metrics = loop {
         let metrics = http_get(&http, "/metrics").1;
