@@ -907,6 +907,28 @@ EMIT CHANGES
 
 
 @case
+def groupby_subquery_filtered():
+    """A filter over a keyed table's subquery, from outside it: as a HAVING, a key whose count
+    grows past the bound is retracted. Rare symbols stay."""
+    bound = 5 * SEC
+    weights = {"AAPL": 10, "MSFT": 10, "NVDA": 1, "AMZN": 1, "TSLA": 10}
+    rows = gen_trades(1416, 400, bound, weights=weights)
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    counts: dict = {}
+    for r in recs:
+        counts[r["symbol"]] = counts.get(r["symbol"], 0) + 1
+    expected = [{"symbol": k, "trades": n} for k, n in counts.items() if n <= 40]
+    sql = """CREATE TABLE rare_symbols AS
+SELECT symbol PRIMARY KEY, trades
+FROM (SELECT symbol, COUNT(*) AS trades FROM trades GROUP BY symbol) AS counts
+WHERE trades <= 40
+EMIT CHANGES
+""" + trades_with("5s", SMALL_BATCHES) + SINK_TAIL.format(name="rare_symbols")
+    meta = {"mode": "changes", "key": ["symbol"], "monotonic": []}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, Stats()
+
+
+@case
 def groupby_empty_input():
     """A GROUP BY over a source with a header and no rows (its schema given, as there is no
     row to infer it from): an empty table."""
