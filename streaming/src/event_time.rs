@@ -94,6 +94,16 @@ struct PartitionClock {
     last_row: std::time::Instant,
 }
 
+impl PartitionClock {
+    /// A partition nothing was read from yet, waited for from `now`.
+    fn unseen(now: std::time::Instant) -> Self {
+        Self {
+            max_event_time: i64::MIN,
+            last_row: now,
+        }
+    }
+}
+
 impl EventTimeStamper {
     /// A stamper for batches of `schema` from the source `source` (named in errors).
     pub fn try_new(
@@ -125,11 +135,10 @@ impl EventTimeStamper {
                 .partitions
                 .iter()
                 .map(|&p| {
-                    let clock = PartitionClock {
-                        max_event_time: i64::MIN,
-                        last_row: std::time::Instant::now(),
-                    };
-                    (i64::from(p), clock)
+                    (
+                        i64::from(p),
+                        PartitionClock::unseen(std::time::Instant::now()),
+                    )
                 })
                 .collect(),
             watermark: i64::MIN,
@@ -230,13 +239,9 @@ impl EventTimeStamper {
             let partition = i64::from(partition);
             match self.partitions.iter_mut().find(|(p, _)| *p == partition) {
                 Some((_, clock)) => clock.last_row = now,
-                None => self.partitions.push((
-                    partition,
-                    PartitionClock {
-                        max_event_time: i64::MIN,
-                        last_row: now,
-                    },
-                )),
+                None => self
+                    .partitions
+                    .push((partition, PartitionClock::unseen(now))),
             }
         }
     }

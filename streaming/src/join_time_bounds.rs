@@ -216,6 +216,18 @@ impl SideClock {
     }
 }
 
+/// The earliest event time (ms) of a timestamp column; `i64::MIN` if it cannot tell, which
+/// a caller takes as "any time".
+pub(crate) fn earliest_time(column: &ArrayRef) -> i64 {
+    if column.is_empty() {
+        return i64::MAX;
+    }
+    event_millis(column)
+        .ok()
+        .and_then(|millis| arrow::compute::min(millis.as_primitive::<Int64Type>()))
+        .unwrap_or(i64::MIN)
+}
+
 /// The latest event time (ms) of a timestamp column (`i64::MIN` if it has none).
 pub(crate) fn latest_time(column: &ArrayRef) -> Result<i64> {
     let millis = event_millis(column)?;

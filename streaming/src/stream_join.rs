@@ -50,7 +50,9 @@ use datafusion::physical_plan::{
 use crate::driver::StreamNode;
 use crate::error::StreamingError;
 use crate::join_keys::{BatchKeys, JoinKeys, KeyIndex};
-use crate::join_time_bounds::{SideClock, SideTime, TimeBounds, event_millis, latest_time};
+use crate::join_time_bounds::{
+    SideClock, SideTime, TimeBounds, earliest_time, event_millis, latest_time,
+};
 use crate::key_groups::OperatorInstance;
 use crate::key_groups::rows_of_instance;
 use crate::operator::{OperatorState, StreamOperator, expired_before, expiry_tick};
@@ -283,9 +285,10 @@ struct Kept {
     dropped_rows: usize,
     /// The earliest latest event time of a kept batch: nothing before it can be let go.
     earliest: i64,
-    /// On a side that writes its rows without a match: the column of their event time, and
-    /// the earliest event time of a kept row not yet joined nor written.
+    /// The column of the rows' event time, when the join lets rows go by it.
     time_column: Option<usize>,
+    /// On a side that writes its rows without a match: the earliest event time of a kept
+    /// row neither joined nor written yet.
     earliest_unmatched: i64,
     bytes: usize,
 }
@@ -299,10 +302,39 @@ struct KeptBatch {
     /// Per row, whether it has been joined, on a side whose rows without a match are
     /// written (an outer join's).
     matched: Option<Vec<bool>>,
+    /// No row before this event time is waiting to be written without a match.
+    unmatched_from: i64,
     bytes: usize,
 }
 
 impl KeptBatch {
+    /// Its rows before `limit` (their event time in `column`) never joined, if its side
+    /// writes them; marked as written.
+    fn take_unmatched_before(
+        &mut self,
+        limit: i64,
+        column: Option<usize>,
+    ) -> Result<Option<RecordBatch>> {
+        let (Some(matched), Some(column)) = (&mut self.matched, column) else {
+            return Ok(None);
+        };
+        let times = event_millis(self.rows.column(column))?;
+        let times = times.as_primitive::<Int64Type>();
+        let due = BooleanArray::from_iter(
+            (0..matched.len()).map(|row| Some(!matched[row] && times.value(row) < limit)),
+        );
+        let mut from = i64::MAX;
+        for (row, matched) in matched.iter_mut().enumerate() {
+            *matched |= due.value(row);
+            if !*matched {
+                from = from.min(times.value(row));
+            }
+        }
+        self.unmatched_from = from;
+        let rows = filter_record_batch(&self.rows, &due)?;
+        Ok((rows.num_rows() > 0).then_some(rows))
+    }
+
     /// Its rows never joined, if its side writes them.
     fn unmatched(&self) -> Result<Option<RecordBatch>> {
         let Some(matched) = &self.matched else {
@@ -315,14 +347,14 @@ impl KeptBatch {
 }
 
 impl Kept {
-    fn new(schema: SchemaRef) -> Self {
+    fn new(schema: SchemaRef, time_column: Option<usize>) -> Self {
         Self {
             schema,
             batches: Vec::new(),
             index: KeyIndex::default(),
             dropped_rows: 0,
             earliest: i64::MAX,
-            time_column: None,
+            time_column,
             earliest_unmatched: i64::MAX,
             bytes: 0,
         }
@@ -353,15 +385,18 @@ impl Kept {
             rows.get_array_memory_size() + keys.size() + rows.num_rows() * KeyIndex::ROW_SIZE;
         self.bytes += bytes;
         self.earliest = self.earliest.min(max_time);
-        if matched.is_some() && self.time_column.is_some() {
-            // Rows of it may go before the whole batch does.
-            self.earliest_unmatched = i64::MIN;
-        }
+        // Its rows may go before the whole batch does, from its earliest one on.
+        let unmatched_from = match (&matched, self.time_column) {
+            (Some(_), Some(column)) => earliest_time(rows.column(column)),
+            _ => i64::MAX,
+        };
+        self.earliest_unmatched = self.earliest_unmatched.min(unmatched_from);
         self.batches.push(Some(KeptBatch {
             rows,
             keys,
             max_time,
             matched,
+            unmatched_from,
             bytes,
         }));
     }
@@ -385,24 +420,10 @@ impl Kept {
                     *slot = None;
                 }
                 Some(batch) => {
-                    if let (Some(column), Some(matched)) = (self.time_column, &mut batch.matched) {
-                        let times = event_millis(batch.rows.column(column))?;
-                        let times = times.as_primitive::<Int64Type>();
-                        let due: Vec<bool> = (0..matched.len())
-                            .map(|row| !matched[row] && times.value(row) < limit)
-                            .collect();
-                        if due.contains(&true) {
-                            let rows =
-                                filter_record_batch(&batch.rows, &BooleanArray::from(due.clone()))?;
-                            unmatched.push(rows);
-                            for (row, due) in due.into_iter().enumerate() {
-                                matched[row] |= due;
-                            }
-                        }
-                        let waiting = (0..matched.len()).filter(|&row| !matched[row]);
-                        let first = waiting.map(|row| times.value(row)).min();
-                        earliest_unmatched = earliest_unmatched.min(first.unwrap_or(i64::MAX));
+                    if batch.unmatched_from < limit {
+                        unmatched.extend(batch.take_unmatched_before(limit, self.time_column)?);
                     }
+                    earliest_unmatched = earliest_unmatched.min(batch.unmatched_from);
                     live_rows += batch.rows.num_rows();
                     earliest = earliest.min(batch.max_time);
                 }
@@ -517,11 +538,9 @@ impl JoinState {
             keys: JoinKeys::try_new(on, &side_schemas[0])?,
             filter,
             sides: {
-                let mut sides = side_schemas.map(Kept::new);
-                for (side, kept) in sides.iter_mut().enumerate() {
-                    kept.time_column = bounds.map(|b| b.columns[side]);
-                }
-                sides
+                let [left, right] = side_schemas;
+                let column = |side: usize| bounds.map(|b| b.columns[side]);
+                [Kept::new(left, column(0)), Kept::new(right, column(1))]
             },
             time: bounds.map(|bounds| (bounds, bounds.slack.map(SideClock::new))),
             late_records: 0,

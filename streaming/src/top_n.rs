@@ -9,12 +9,13 @@
 //! `+U` row for every (key, rank) whose row changed. The changelog's key is the `PARTITION
 //! BY` columns and the rank; rows of equal order keep the rank they came in with.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 use datafusion::common::ScalarValue;
@@ -194,8 +195,29 @@ struct Ranked {
     touched: i64,
 }
 
+impl Ranked {
+    /// Bytes of its rows and their order keys.
+    fn size(&self) -> usize {
+        self.rows
+            .iter()
+            .map(|(o, r)| o.len() + r.as_ref().len())
+            .sum()
+    }
+}
+
 /// A key whose first N changed, with its first N before.
 type Changed = (Box<[u8]>, Vec<OwnedRow>);
+
+/// A candidate with its order key.
+type Ordered = (Box<[u8]>, Candidate);
+
+/// A row among a key's first N while a batch is ranked.
+enum Candidate {
+    /// The row the key kept at this position before the batch.
+    Kept(usize),
+    /// A row of the batch, by its index.
+    Batch(usize),
+}
 
 /// What `exprs` give of `batch`'s rows, as bytes that compare as `converter` orders them;
 /// none without expressions (no `PARTITION BY`, no `ORDER BY`): every row is then the same.
@@ -223,6 +245,8 @@ struct TopN {
     input_schema: SchemaRef,
     schema: SchemaRef,
     keys: RowConverter,
+    /// The `ORDER BY` expressions, and how their values compare.
+    order_exprs: Vec<Arc<dyn PhysicalExpr>>,
     orders: RowConverter,
     rows: RowConverter,
     ranked: HashMap<Box<[u8]>, Ranked>,
@@ -250,6 +274,7 @@ impl TopN {
             .collect();
         Ok(Self {
             keys: RowConverter::new(keys.into_iter().map(SortField::new).collect())?,
+            order_exprs: config.order_by.iter().map(|e| e.expr.clone()).collect(),
             orders: RowConverter::new(order_fields)?,
             rows: RowConverter::new(row_fields)?,
             config,
@@ -268,19 +293,16 @@ impl TopN {
     }
 
     /// Ranks the rows of `batch`; per key whose first N changed (in the order first
-    /// changed), its first N before.
+    /// changed), its first N before. Only the rows of the batch that end up kept are
+    /// converted to rows: after a while, few are.
     fn rank(&mut self, batch: &RecordBatch, now: i64) -> Result<Vec<Changed>> {
+        let limit = self.config.limit;
         let keys = converted(&self.keys, &self.config.partition_by, batch)?;
-        let order_exprs: Vec<_> = self
-            .config
-            .order_by
-            .iter()
-            .map(|e| e.expr.clone())
-            .collect();
-        let orders = converted(&self.orders, &order_exprs, batch)?;
-        let rows = self.rows.convert_columns(batch.columns())?;
-        let mut changed: Vec<Changed> = Vec::new();
-        let mut seen: HashSet<Box<[u8]>> = HashSet::new();
+        let orders = converted(&self.orders, &self.order_exprs, batch)?;
+        // Per key the batch changes: its first N as they go, each a row it kept before (by
+        // its position then) or a row of the batch.
+        let mut working: Vec<(Box<[u8]>, Vec<Ordered>)> = Vec::new();
+        let mut working_at: HashMap<Box<[u8]>, usize> = HashMap::new();
         for row in 0..batch.num_rows() {
             let key = bytes_of(&keys, row);
             let order = bytes_of(&orders, row);
@@ -290,22 +312,55 @@ impl TopN {
             }
             let ranked = self.ranked.get_mut(key).expect("inserted above");
             ranked.touched = now;
-            // After the rows of equal order: they came first.
-            let at = ranked.rows.partition_point(|(o, _)| o.as_ref() <= order);
-            if at >= self.config.limit {
+            // After the rows of equal order: they came first. A row that would not be among
+            // the first N kept before the batch is not among them now either.
+            if ranked.rows.partition_point(|(o, _)| o.as_ref() <= order) >= limit {
                 continue;
             }
-            if seen.insert(key.into()) {
-                let before = ranked.rows.iter().map(|(_, r)| r.clone()).collect();
-                changed.push((key.into(), before));
+            let list = match working_at.get(key) {
+                Some(&at) => &mut working[at].1,
+                None => {
+                    working_at.insert(key.into(), working.len());
+                    let kept = ranked.rows.iter().enumerate();
+                    let list = kept
+                        .map(|(i, (o, _))| (o.clone(), Candidate::Kept(i)))
+                        .collect();
+                    working.push((key.into(), list));
+                    &mut working.last_mut().expect("pushed above").1
+                }
+            };
+            let at = list.partition_point(|(o, _)| o.as_ref() <= order);
+            if at < limit {
+                list.insert(at, (order.into(), Candidate::Batch(row)));
+                list.truncate(limit);
             }
-            let kept = (Box::<[u8]>::from(order), rows.row(row).owned());
-            self.bytes += kept.0.len() + kept.1.as_ref().len();
-            ranked.rows.insert(at, kept);
-            if ranked.rows.len() > self.config.limit {
-                let (order, row) = ranked.rows.pop().expect("longer than the limit");
-                self.bytes -= order.len() + row.as_ref().len();
+        }
+        // The batch's rows that stayed, converted at once, in the order they are met below.
+        let stayed: Vec<u32> = working
+            .iter()
+            .flat_map(|(_, list)| list.iter())
+            .filter_map(|(_, candidate)| match candidate {
+                Candidate::Batch(row) => Some(*row as u32),
+                Candidate::Kept(_) => None,
+            })
+            .collect();
+        let stayed = take_record_batch(batch, &UInt32Array::from(stayed))?;
+        let stayed = self.rows.convert_columns(stayed.columns())?;
+        let mut next = stayed.iter();
+        let mut changed = Vec::with_capacity(working.len());
+        for (key, list) in working {
+            let ranked = self.ranked.get_mut(&key).expect("ranked above");
+            let old = ranked.size();
+            let before: Vec<OwnedRow> = ranked.rows.drain(..).map(|(_, row)| row).collect();
+            for (order, candidate) in list {
+                let row = match candidate {
+                    Candidate::Kept(i) => before[i].clone(),
+                    Candidate::Batch(_) => next.next().expect("one per row that stayed").owned(),
+                };
+                ranked.rows.push((order, row));
             }
+            self.bytes = self.bytes + ranked.size() - old;
+            changed.push((key, before));
         }
         Ok(changed)
     }

@@ -698,9 +698,9 @@ pub struct KafkaSourceReader {
     /// Where reading starts in partitions held but not read from yet (the group's committed
     /// offset, else where the reset option says), to tell whether they have a backlog.
     starts: BTreeMap<i32, Offset>,
-    /// Per partition short of its end: that end, and since when it has neither moved nor
-    /// given a message.
-    gaps: BTreeMap<i32, (i64, std::time::Instant)>,
+    /// Per partition short of its end: where the reader and the end stood, and since when
+    /// neither has moved.
+    gaps: BTreeMap<i32, (i64, i64, std::time::Instant)>,
     /// The topic's name for librdkafka's C calls.
     topic: CString,
     stop: StopSignal,
@@ -828,11 +828,11 @@ impl KafkaSourceReader {
                 self.gaps.remove(&partition);
                 continue;
             }
-            let gap = self.gaps.entry(partition).or_insert((high, now));
-            if gap.0 != high {
-                *gap = (high, now);
+            let gap = self.gaps.entry(partition).or_insert((next, high, now));
+            if (gap.0, gap.1) != (next, high) {
+                *gap = (next, high, now);
             }
-            if now.duration_since(gap.1) < STALE_GAP {
+            if now.duration_since(gap.2) < STALE_GAP {
                 behind.push(partition);
             }
         }
@@ -1009,9 +1009,6 @@ impl KafkaSourceReader {
                 continue;
             }
             self.read.insert(partition, message.offset() + 1);
-            if let Some(gap) = self.gaps.get_mut(&partition) {
-                gap.1 = std::time::Instant::now();
-            }
             if !self.rewound.is_empty() {
                 self.rewound.remove(&partition);
             }
