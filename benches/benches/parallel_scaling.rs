@@ -4,9 +4,10 @@
 //! process of its own (`--instance i`, each in a cgroup of one share), its rows crossing to
 //! the others through the job's repartition topic. A share is `FERRIS_SCALING_SHARE` of a
 //! core (default 0.3), so that 4 instances take 1.2 cores and leave the rest to the broker.
-//! Each process is this benchmark started again as a worker. Prints each run's records/s,
-//! per instance, and its efficiency T(n) / (n x T(1)), T(1) being one instance in one
-//! process. At least once, checkpointed only as the input ends (instances in several
+//! Each process is this benchmark started again as a worker. Each configuration runs
+//! `FERRIS_SCALING_ROUNDS` times (default 3, the rounds interleaved); prints each run's
+//! records/s, then per configuration the median, per instance, and its efficiency
+//! T(n) / (n x T(1)), T(1) being one instance in one process. At least once, checkpointed only as the input ends (instances in several
 //! processes keep their places in the exchanges' topics in checkpoints): no transactions.
 //!
 //! Needs a writable cgroup CPU controller (v1 at `/sys/fs/cgroup/cpu`, or v2) and the broker
@@ -35,7 +36,7 @@ fn main() {
         let instance = std::env::var(INSTANCE).ok().map(|i| i.parse().unwrap());
         return worker(instances.parse().unwrap(), instance);
     }
-    let rows = rows(2_000_000);
+    let rows = rows(6_000_000);
     let share: f64 = std::env::var("FERRIS_SCALING_SHARE")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -47,28 +48,58 @@ fn main() {
     produce_trades(&topic, &bootstrap, rows);
     println!("{rows} messages in {PARTITIONS} partitions; {share} of a core per instance");
 
-    let mut single = None;
-    for (instances, processes) in [(1, 1), (2, 1), (2, 2), (4, 1), (4, 4)] {
-        let run = run_workers(instances, processes, share, &topic, &bootstrap);
-        assert_eq!(run.records as usize, rows, "{instances} instances");
-        let throughput = run.records as f64 / run.wall;
-        let single = *single.get_or_insert(throughput);
-        let how = if processes == 1 {
-            "in one process".to_string()
-        } else {
-            format!("in {processes} processes")
-        };
+    // The same binary's CPU time per record varies by up to 1.6x between runs here: each
+    // configuration runs `rounds` times, the rounds interleaved, and the medians compare.
+    let rounds: usize = std::env::var("FERRIS_SCALING_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let configurations = [(1, 1), (2, 1), (2, 2), (4, 1), (4, 4)];
+    let mut throughputs = vec![Vec::new(); configurations.len()];
+    for round in 0..rounds {
+        for (c, &(instances, processes)) in configurations.iter().enumerate() {
+            let run = run_workers(instances, processes, share, &topic, &bootstrap, round);
+            assert_eq!(run.records as usize, rows, "{instances} instances");
+            let throughput = run.records as f64 / run.wall;
+            throughputs[c].push(throughput);
+            println!(
+                "round {round}, parallelism {instances} {}: {:.0} records/s in {:.2}s wall, {:.2}s CPU ({:.2} cores of {:.2} allowed), peak RSS {} MiB per process",
+                how(processes),
+                throughput,
+                run.wall,
+                run.cpu,
+                run.cpu / run.wall,
+                share * instances as f64,
+                run.peak_rss_kib / 1024,
+            );
+        }
+    }
+    let medians: Vec<f64> = throughputs.iter_mut().map(|t| median(t)).collect();
+    for (c, &(instances, processes)) in configurations.iter().enumerate() {
         println!(
-            "parallelism {instances} {how}: {:.0} records/s in {:.2}s wall, {:.2}s CPU ({:.2} cores of {:.2} allowed), peak RSS {} MiB per process, {:.0} records/s per instance, efficiency {:.2}",
-            throughput,
-            run.wall,
-            run.cpu,
-            run.cpu / run.wall,
-            share * instances as f64,
-            run.peak_rss_kib / 1024,
-            throughput / instances as f64,
-            throughput / (instances as f64 * single)
+            "parallelism {instances} {}: median of {rounds} rounds {:.0} records/s, {:.0} records/s per instance, efficiency {:.2}",
+            how(processes),
+            medians[c],
+            medians[c] / instances as f64,
+            medians[c] / (instances as f64 * medians[0])
         );
+    }
+}
+
+fn how(processes: usize) -> String {
+    if processes == 1 {
+        "in one process".to_string()
+    } else {
+        format!("in {processes} processes")
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match values.len() % 2 {
+        1 => values[middle],
+        _ => (values[middle - 1] + values[middle]) / 2.0,
     }
 }
 
@@ -90,8 +121,9 @@ fn run_workers(
     share: f64,
     topic: &str,
     bootstrap: &str,
+    round: usize,
 ) -> Run {
-    let out = format!("{topic}_out_{instances}_{processes}");
+    let out = format!("{topic}_out_{instances}_{processes}_{round}");
     kafka_topic(&out, bootstrap, 1);
     let per_process = instances / processes;
     let quota = (share * per_process as f64 * PERIOD_US as f64) as u64;

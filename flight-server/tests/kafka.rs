@@ -1083,7 +1083,11 @@ fn metrics_show_each_instance_of_a_parallel_job() {
         let read: Vec<f64> = (0..2)
             .filter_map(|i| sample(&metrics, "ferris_instance_records_in_total", i))
             .collect();
-        if read.iter().sum::<f64>() == ROWS as f64 {
+        // An instance has a watermark once each of its partitions gave a row or went idle
+        // (200 ms after its reader started): maybe only after every row was read.
+        let stamped = (0..2)
+            .all(|i| sample(&metrics, "ferris_instance_watermark_delay_seconds", i).is_some());
+        if read.iter().sum::<f64>() == ROWS as f64 && stamped {
             break metrics;
         }
         assert!(Instant::now() < deadline, "{metrics}");

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 
 use crate::error::{ConnectorError, Result};
 
@@ -19,6 +20,16 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(call)
         .await
         .map_err(|e| ConnectorError::storage("a Kafka metadata call", e))?
+}
+
+/// Drops a client that joins its polling thread when dropped (rust-rdkafka's admin client
+/// and threaded producer) on a thread of its own: that thread wakes every 100 ms to look
+/// whether it should stop, which would hold a job's start or end that long for each.
+pub(crate) fn drop_aside<T: Send + 'static>(client: T) {
+    // Should no thread be had, the closure, and the client with it, is dropped here.
+    let _ = std::thread::Builder::new()
+        .name("kafka client drop".into())
+        .spawn(move || drop(client));
 }
 
 /// Where the brokers are, and librdkafka properties given as `'<name>.kafka.<property>'`.
@@ -63,6 +74,24 @@ impl KafkaConnection {
         let mut partitions: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
         partitions.sort_unstable();
         Ok(partitions)
+    }
+
+    /// Assigns `partitions` of `topic` to `consumer`, asking for the topic's metadata first:
+    /// a consumer that does not know a partition's leader yet starts fetching only on
+    /// librdkafka's next metadata scan, a second later (measured: 1 005 ms to the first
+    /// message, against 5 ms).
+    pub(crate) fn assign<C: ConsumerContext>(
+        &self,
+        consumer: &impl Consumer<C>,
+        topic: &str,
+        partitions: &TopicPartitionList,
+    ) -> Result<()> {
+        consumer
+            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+            .map_err(|e| self.error(&format!("reading topic '{topic}' from"), e))?;
+        consumer
+            .assign(partitions)
+            .map_err(|e| self.error(&format!("assigning partitions of '{topic}' on"), e))
     }
 
     pub(crate) fn missing(&self, topic: &str) -> ConnectorError {

@@ -19,14 +19,14 @@ use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication, TopicResult};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use super::connection::KafkaConnection;
+use super::connection::{KafkaConnection, drop_aside};
 use super::producer::CheckedProducer;
 use crate::error::{ConnectorError, Result};
 use crate::exchange_transport::{ExchangeMessage, ExchangeTransport, ReceivedMessage};
@@ -42,9 +42,13 @@ const WATERMARK: &str = "ferris.watermark";
 /// How long an output's reader waits for a message before it looks whether it is still
 /// wanted.
 const POLL: Duration = Duration::from_millis(100);
-/// How many times (100 ms apart) an exchange's topic is looked up before its partitions
-/// count as they are.
-const TOPIC_TRIES: u32 = 50;
+/// How long a new exchange topic may take to show all its partitions in the metadata.
+const TOPIC_WAIT: Duration = Duration::from_secs(5);
+/// The first wait before it is looked up again, doubled each time up to [`TOPIC_RETRY_MAX`]:
+/// every instance's process waits for the topic before it starts, and it usually shows
+/// within a few milliseconds.
+const TOPIC_RETRY: Duration = Duration::from_millis(10);
+const TOPIC_RETRY_MAX: Duration = Duration::from_millis(200);
 /// Messages an output's reader may hold before the exchange takes them.
 const READ_AHEAD: usize = 16;
 
@@ -95,8 +99,10 @@ impl KafkaExchange {
     fn create_topic(&self, topic: &str, partitions: usize) -> Result<()> {
         let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(-1));
         let (admin, options) = admin(&self.connection)?;
-        let results = futures::executor::block_on(admin.create_topics([&new], &options))
-            .map_err(|e| self.connection.error("creating an exchange topic on", e))?;
+        let results = futures::executor::block_on(admin.create_topics([&new], &options));
+        drop_aside(admin);
+        let results =
+            results.map_err(|e| self.connection.error("creating an exchange topic on", e))?;
         topics_done(
             results,
             RDKafkaErrorCode::TopicAlreadyExists,
@@ -131,8 +137,9 @@ pub(crate) fn delete_exchange_topics(
     }
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     let (admin, options) = admin(connection)?;
-    let results = futures::executor::block_on(admin.delete_topics(&names, &options))
-        .map_err(|e| connection.error("deleting the exchange topics of", e))?;
+    let results = futures::executor::block_on(admin.delete_topics(&names, &options));
+    drop_aside(admin);
+    let results = results.map_err(|e| connection.error("deleting the exchange topics of", e))?;
     topics_done(
         results,
         RDKafkaErrorCode::UnknownTopicOrPartition,
@@ -183,19 +190,23 @@ impl ExchangeTransport for KafkaExchange {
         let topic = self.topic(exchange);
         self.create_topic(&topic, outputs)?;
         // A topic just made may take a moment to show in the metadata, all its partitions.
-        let mut tries = 0;
+        let deadline = std::time::Instant::now() + TOPIC_WAIT;
+        let mut retry = TOPIC_RETRY;
         loop {
-            tries += 1;
+            let late = std::time::Instant::now() >= deadline;
             match self.connection.partitions(&topic) {
                 Ok(partitions) if partitions.len() == outputs => return Ok(()),
-                Ok(partitions) if tries >= TOPIC_TRIES => {
+                Ok(partitions) if late => {
                     return Err(ConnectorError::Config(format!(
                         "the exchange topic '{topic}' has {} partitions, and the job runs as {outputs} instances: it was made for another parallelism; delete it (and the job's state) to run at this one",
                         partitions.len()
                     )));
                 }
-                Err(e) if tries >= TOPIC_TRIES => return Err(e),
-                _ => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) if late => return Err(e),
+                _ => {
+                    std::thread::sleep(retry);
+                    retry = (retry * 2).min(TOPIC_RETRY_MAX);
+                }
             }
         }
     }
@@ -272,9 +283,7 @@ impl ExchangeTransport for KafkaExchange {
                 offset.map_or(Offset::Beginning, Offset::Offset),
             )
             .map_err(|e| self.connection.error(&format!("assigning '{topic}' on"), e))?;
-        consumer
-            .assign(&assignment)
-            .map_err(|e| self.connection.error(&format!("reading '{topic}' from"), e))?;
+        self.connection.assign(&consumer, &topic, &assignment)?;
         let (sender, receiver) = mpsc::channel(READ_AHEAD);
         let connection = self.connection.clone();
         tokio::task::spawn_blocking(move || {

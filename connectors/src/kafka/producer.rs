@@ -8,7 +8,7 @@ use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-use super::connection::KafkaConnection;
+use super::connection::{KafkaConnection, drop_aside};
 use crate::error::{ConnectorError, Result};
 
 /// How long a flush may wait for the broker before the write counts as failed.
@@ -36,7 +36,8 @@ impl ProducerContext for DeliveryReport {
 /// A producer for one connection whose flush fails when any message since the last one
 /// failed.
 pub(crate) struct CheckedProducer {
-    producer: ThreadedProducer<DeliveryReport>,
+    /// Taken only when dropped.
+    client: Option<ThreadedProducer<DeliveryReport>>,
     connection: KafkaConnection,
 }
 
@@ -47,19 +48,23 @@ impl CheckedProducer {
             .create_with_context(DeliveryReport::default())
             .map_err(|e| connection.error("connecting to", e))?;
         Ok(Self {
-            producer,
+            client: Some(producer),
             connection: connection.clone(),
         })
+    }
+
+    fn producer(&self) -> &ThreadedProducer<DeliveryReport> {
+        self.client.as_ref().expect("taken only when dropped")
     }
 
     /// Queues a message, waiting while librdkafka's queue is full.
     pub(crate) fn send(&self, topic: &str, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<()> {
         loop {
-            match self.producer.send(record) {
+            match self.producer().send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
-                    self.producer.poll(Duration::from_millis(10));
+                    self.producer().poll(Duration::from_millis(10));
                 }
                 Err((e, _)) => return Err(self.failed(topic, e)),
             }
@@ -68,11 +73,11 @@ impl CheckedProducer {
 
     /// Waits until the broker has every queued message.
     pub(crate) fn flush(&self, topic: &str) -> Result<()> {
-        self.producer
+        self.producer()
             .flush(FLUSH_TIMEOUT)
             .map_err(|e| self.failed(topic, e))?;
         let failure = self
-            .producer
+            .producer()
             .context()
             .failure
             .lock()
@@ -87,10 +92,10 @@ impl CheckedProducer {
     /// Initialises a transactional producer (aborting what an earlier one with its id left
     /// open) and opens its first transaction.
     pub(crate) fn begin(&self, topic: &str) -> Result<()> {
-        self.producer
+        self.producer()
             .init_transactions(FLUSH_TIMEOUT)
             .map_err(|e| self.failed(topic, e))?;
-        self.producer
+        self.producer()
             .begin_transaction()
             .map_err(|e| self.failed(topic, e))
     }
@@ -99,14 +104,14 @@ impl CheckedProducer {
     pub(crate) fn commit(&self, topic: &str, offsets: &[crate::kafka::GroupOffsets]) -> Result<()> {
         self.flush(topic)?;
         for group in offsets {
-            self.producer
+            self.producer()
                 .send_offsets_to_transaction(&group.offsets, &group.group, FLUSH_TIMEOUT)
                 .map_err(|e| self.failed(topic, e))?;
         }
-        self.producer
+        self.producer()
             .commit_transaction(FLUSH_TIMEOUT)
             .map_err(|e| self.failed(topic, e))?;
-        self.producer
+        self.producer()
             .begin_transaction()
             .map_err(|e| self.failed(topic, e))
     }
@@ -114,5 +119,15 @@ impl CheckedProducer {
     fn failed(&self, topic: &str, e: KafkaError) -> ConnectorError {
         self.connection
             .error(&format!("writing to topic '{topic}' on"), e)
+    }
+}
+
+impl Drop for CheckedProducer {
+    /// Everything was flushed or given up on before: nothing waits in its queue that a
+    /// later drop would deliver.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop_aside(client);
+        }
     }
 }

@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::connection::{GroupOffsets, KafkaConnection, METADATA_TIMEOUT, blocking};
+use super::connection::{GroupOffsets, KafkaConnection, METADATA_TIMEOUT, blocking, drop_aside};
 use super::dead_letter::DeadLetter;
 use super::metadata::{MetadataBuilder, PARTITION_COLUMN, TIMESTAMP_COLUMN, metadata_fields};
 use crate::error::{ConnectorError, Result};
@@ -114,6 +115,8 @@ pub struct KafkaSource {
 #[derive(Default)]
 struct Progress {
     consumer: Mutex<Option<Arc<StreamConsumer<SourceContext>>>>,
+    /// Whether that consumer joined the group (rather than being assigned partitions).
+    joined: AtomicBool,
     /// Per partition, the offset of the next message to read.
     next: Mutex<BTreeMap<i32, i64>>,
     /// The partitions the consumer group has handed this process (a subscribed reader's).
@@ -231,9 +234,7 @@ impl KafkaSource {
                     }
                 }
             }
-            consumer
-                .assign(&start)
-                .map_err(|e| config.connection.error("assigning partitions on", e))?;
+            config.connection.assign(&consumer, &config.topic, &start)?;
             match config.bounded {
                 true => self.partitions.iter().copied().collect(),
                 false => BTreeSet::new(),
@@ -245,6 +246,9 @@ impl KafkaSource {
             BTreeSet::new()
         };
         let consumer = Arc::new(consumer);
+        self.progress
+            .joined
+            .store(self.subscribes(), Ordering::Relaxed);
         *self
             .progress
             .consumer
@@ -336,7 +340,9 @@ impl SourceConnector for KafkaSource {
 
     /// The consumer goes (it leaves its group as it is dropped) once its reader has too;
     /// the job's plan keeps the source, and would keep the consumer in the group until its
-    /// poll interval ran out.
+    /// poll interval ran out. An assigned consumer has no group to leave, yet its drop waits
+    /// for a 100 ms poll of its closing queue (rust-rdkafka's, for any consumer with a group
+    /// id): it goes aside, and the job ends without waiting for it.
     fn release(&self) {
         let consumer = self
             .progress
@@ -344,7 +350,10 @@ impl SourceConnector for KafkaSource {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        drop(consumer);
+        match consumer {
+            Some(consumer) if !self.progress.joined.load(Ordering::Relaxed) => drop_aside(consumer),
+            joined => drop(joined),
+        }
     }
 
     /// The columns of a row: the value's, then the metadata columns.
@@ -454,8 +463,10 @@ impl SourceConnector for KafkaSource {
             for &p in &source.partitions {
                 wanted.add_partition(&config.topic, p);
             }
-            let committed = consumer
-                .committed_offsets(wanted, METADATA_TIMEOUT)
+            let committed = consumer.committed_offsets(wanted, METADATA_TIMEOUT);
+            // It never joined the group: nothing to wait for as it goes.
+            drop_aside(consumer);
+            let committed = committed
                 .map_err(|e| config.connection.error("reading committed offsets from", e))?;
             let mut found = CommittedPosition::default();
             for element in committed.elements() {
@@ -583,9 +594,7 @@ fn infer_json_schema(config: &KafkaSourceConfig, partitions: &[i32]) -> Result<S
             .add_partition_offset(&config.topic, p, Offset::Beginning)
             .map_err(|e| config.connection.error("assigning partitions on", e))?;
     }
-    consumer
-        .assign(&start)
-        .map_err(|e| config.connection.error("assigning partitions on", e))?;
+    config.connection.assign(&consumer, &config.topic, &start)?;
     let mut at_end: BTreeSet<i32> = BTreeSet::new();
     let mut values = Vec::new();
     let deadline = std::time::Instant::now() + INFER_TIMEOUT;
