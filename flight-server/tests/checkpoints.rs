@@ -457,24 +457,17 @@ fn a_job_rescaled_from_one_to_three_to_two_instances_loses_and_duplicates_nothin
             .spawn()
             .unwrap()
     };
-    let checkpoints = || {
-        std::fs::read_dir(dir.path().join("state/bars"))
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter(|e| e.path().join("_manifest.json").exists())
-                    .count()
-            })
-            .unwrap_or(0)
-    };
+    // The checkpoint the last transaction committed with the offsets (a checkpoint whose
+    // manifest is written but whose transaction is not is not resumed from).
+    let committed_checkpoint = || committed_offset_of(&input, "rescaled", 0).1;
     let mut logs = Vec::new();
     for parallelism in [1, 3] {
         let mut child = start(parallelism);
         // Past a checkpoint of this run, and some way into the input.
-        let before = checkpoints();
+        let before = committed_checkpoint();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         support::wait_for_cpu_time(&child, Duration::from_millis(300));
-        while checkpoints() <= before.min(2) && std::time::Instant::now() < deadline {
+        while committed_checkpoint() == before && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(
