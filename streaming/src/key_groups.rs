@@ -72,7 +72,7 @@ impl Hasher for StableHasher {
 }
 
 /// Per row, the key group of the key in `columns` (a row's key is all of them).
-fn key_groups_of(columns: &[ArrayRef], rows: usize) -> Result<Vec<usize>> {
+fn key_groups_of(columns: &[ArrayRef], rows: usize) -> Result<impl Iterator<Item = usize>> {
     let mut hashes = vec![0u64; rows];
     create_hashes_with_hasher(
         columns,
@@ -81,15 +81,17 @@ fn key_groups_of(columns: &[ArrayRef], rows: usize) -> Result<Vec<usize>> {
     )?;
     Ok(hashes
         .into_iter()
-        .map(|hash| (hash % KEY_GROUPS as u64) as usize)
-        .collect())
+        .map(|hash| (hash % KEY_GROUPS as u64) as usize))
 }
 
 /// Per instance of `count`, the rows whose key (`columns`, of rows of a batch of `rows`)
 /// falls to it: row indices, in their order.
 pub(crate) fn route(columns: &[ArrayRef], rows: usize, count: usize) -> Result<Vec<Vec<u32>>> {
-    let mut routed = vec![Vec::new(); count];
-    for (row, group) in key_groups_of(columns, rows)?.into_iter().enumerate() {
+    // Room for an even share and a little more: most keys spread evenly, and a vector
+    // that grows copies what it holds.
+    let share = rows / count.max(1) + rows / (8 * count.max(1)) + 1;
+    let mut routed: Vec<Vec<u32>> = (0..count).map(|_| Vec::with_capacity(share)).collect();
+    for (row, group) in key_groups_of(columns, rows)?.enumerate() {
         routed[owner(group, count)].push(row as u32);
     }
     Ok(routed)
@@ -104,7 +106,6 @@ pub(crate) fn rows_of_instance(
 ) -> Result<RecordBatch> {
     let own = key_group_range(instance);
     let rows: UInt32Array = key_groups_of(columns, batch.num_rows())?
-        .into_iter()
         .enumerate()
         .filter(|(_, group)| own.contains(group))
         .map(|(row, _)| row as u32)
@@ -183,7 +184,7 @@ mod tests {
     fn key_groups_are_the_same_everywhere() {
         let symbols: ArrayRef = Arc::new(StringArray::from(vec!["AAPL", "MSFT", "", "NVDA"]));
         let numbers: ArrayRef = Arc::new(Int64Array::from(vec![0, 1, -1, 1 << 40]));
-        let groups = |columns: &[ArrayRef]| key_groups_of(columns, 4).unwrap();
+        let groups = |columns: &[ArrayRef]| key_groups_of(columns, 4).unwrap().collect::<Vec<_>>();
         assert_eq!(groups(std::slice::from_ref(&symbols)), [53, 227, 215, 147]);
         assert_eq!(groups(std::slice::from_ref(&numbers)), [158, 38, 46, 99]);
     }
