@@ -7,7 +7,8 @@
 //! Each process is this benchmark started again as a worker. Each configuration runs
 //! `FERRIS_SCALING_ROUNDS` times (default 3, the rounds interleaved); prints each run's
 //! records/s, then per configuration the median, per instance, and its efficiency
-//! T(n) / (n x T(1)), T(1) being one instance in one process. At least once, checkpointed only as the input ends (instances in several
+//! T(n) / (n x T(1)), T(1) being one instance in one process. By default that is about four
+//! minutes; every run leaves its output topic (`bench_scaling_<pid>_out_...`) on the broker. At least once, checkpointed only as the input ends (instances in several
 //! processes keep their places in the exchanges' topics in checkpoints): no transactions.
 //!
 //! Needs a writable cgroup CPU controller (v1 at `/sys/fs/cgroup/cpu`, or v2) and the broker
@@ -53,7 +54,8 @@ fn main() {
     let rounds: usize = std::env::var("FERRIS_SCALING_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(3)
+        .max(1);
     let configurations = [(1, 1), (2, 1), (2, 2), (4, 1), (4, 4)];
     let mut throughputs = vec![Vec::new(); configurations.len()];
     for round in 0..rounds {

@@ -403,7 +403,7 @@ fn instances_in_two_processes_meet_through_kafka_and_survive_sigkill_exactly_onc
     std::fs::write(dir.path().join("job.sql"), &sql).unwrap();
     let log = dir.path().join("instance-0.log");
     // Killed if the test fails first: it must not run on (and spin) after the test.
-    let mut steady = KilledOnDrop(
+    let steady = std::cell::RefCell::new(KilledOnDrop(
         std::process::Command::new(env!("CARGO_BIN_EXE_ferris"))
             .args(["run", "--instance", "0", "--state-dir", "state", "job.sql"])
             .current_dir(dir.path())
@@ -411,11 +411,17 @@ fn instances_in_two_processes_meet_through_kafka_and_survive_sigkill_exactly_onc
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
-    );
+    ));
     let one = [("FERRIS_INSTANCE".to_string(), "1".to_string())];
-    run_crashing(dir.path(), &sql, 4, 150..500, &one, None);
+    // Instance 1's last run waits for instance 0's rows for ever: stopped if instance 0
+    // failed, for the failure to show.
+    let steady_failed = || {
+        let status = steady.borrow_mut().0.try_wait().unwrap();
+        status.is_some_and(|status| !status.success())
+    };
+    run_crashing(dir.path(), &sql, 4, 150..500, &one, Some(&steady_failed));
     assert!(
-        steady.0.wait().unwrap().success(),
+        steady.borrow_mut().0.wait().unwrap().success(),
         "instance 0: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
@@ -458,16 +464,26 @@ fn a_job_rescaled_from_one_to_three_to_two_instances_loses_and_duplicates_nothin
             .unwrap()
     };
     // The checkpoint the last transaction committed with the offsets (a checkpoint whose
-    // manifest is written but whose transaction is not is not resumed from).
-    let committed_checkpoint = || committed_offset_of(&input, "rescaled", 0).1;
+    // manifest is written but whose transaction is not is not resumed from); none while
+    // they cannot be read (a transaction of a killed run still open).
+    let committed_checkpoint =
+        || try_committed_offset_of(&input, "rescaled", 0).map(|(_, metadata)| metadata);
     let mut logs = Vec::new();
     for parallelism in [1, 3] {
         let mut child = start(parallelism);
         // Past a checkpoint of this run, and some way into the input.
-        let before = committed_checkpoint();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let before = loop {
+            if let Some(before) = committed_checkpoint() {
+                break before;
+            }
+            assert!(std::time::Instant::now() < deadline, "no committed offsets");
+            std::thread::sleep(Duration::from_millis(20));
+        };
         support::wait_for_cpu_time(&child, Duration::from_millis(300));
-        while committed_checkpoint() == before && std::time::Instant::now() < deadline {
+        while committed_checkpoint().is_none_or(|now| now == before)
+            && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(
@@ -494,22 +510,32 @@ fn committed_offset(topic: &str, group: &str) -> (Option<i64>, String) {
 /// The offset the group `group` committed on partition `partition` of `topic`, and its
 /// metadata.
 fn committed_offset_of(topic: &str, group: &str, partition: i32) -> (Option<i64>, String) {
+    try_committed_offset_of(topic, group, partition)
+        .unwrap_or_else(|| panic!("reading the offsets {group} committed on {topic}"))
+}
+
+/// [`committed_offset_of`], or `None` when they cannot be read (yet).
+fn try_committed_offset_of(
+    topic: &str,
+    group: &str,
+    partition: i32,
+) -> Option<(Option<i64>, String)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("group.id", group)
         .create()
-        .unwrap();
+        .ok()?;
     let mut wanted = rdkafka::TopicPartitionList::new();
     wanted.add_partition(topic, partition);
     let committed = consumer
         .committed_offsets(wanted, Duration::from_secs(10))
-        .unwrap();
+        .ok()?;
     let partition = &committed.elements()[0];
     let offset = match partition.offset() {
         rdkafka::Offset::Offset(n) => Some(n),
         _ => None,
     };
-    (offset, partition.metadata().to_string())
+    Some((offset, partition.metadata().to_string()))
 }
 
 /// A free port on loopback.

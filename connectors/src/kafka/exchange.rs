@@ -283,10 +283,14 @@ impl ExchangeTransport for KafkaExchange {
                 offset.map_or(Offset::Beginning, Offset::Offset),
             )
             .map_err(|e| self.connection.error(&format!("assigning '{topic}' on"), e))?;
-        self.connection.assign(&consumer, &topic, &assignment)?;
         let (sender, receiver) = mpsc::channel(READ_AHEAD);
         let connection = self.connection.clone();
         tokio::task::spawn_blocking(move || {
+            // A round trip to the brokers: off the runtime's threads.
+            if let Err(e) = connection.assign(&consumer, &topic, &assignment) {
+                let _ = sender.blocking_send(Err(e));
+                return;
+            }
             while !sender.is_closed() {
                 let Some(polled) = consumer.poll(POLL) else {
                     continue;

@@ -38,17 +38,20 @@ impl ProducerContext for DeliveryReport {
 pub(crate) struct CheckedProducer {
     /// Taken only when dropped.
     client: Option<ThreadedProducer<DeliveryReport>>,
+    /// It has a `transactional.id`.
+    transactional: bool,
     connection: KafkaConnection,
 }
 
 impl CheckedProducer {
     pub(crate) fn new(connection: &KafkaConnection, defaults: &[(&str, &str)]) -> Result<Self> {
-        let producer = connection
-            .client_config(defaults)
+        let config = connection.client_config(defaults);
+        let producer = config
             .create_with_context(DeliveryReport::default())
             .map_err(|e| connection.error("connecting to", e))?;
         Ok(Self {
             client: Some(producer),
+            transactional: config.get("transactional.id").is_some(),
             connection: connection.clone(),
         })
     }
@@ -124,9 +127,13 @@ impl CheckedProducer {
 
 impl Drop for CheckedProducer {
     /// Everything was flushed or given up on before: nothing waits in its queue that a
-    /// later drop would deliver.
+    /// later drop would deliver. A transactional one is dropped in place: a commit that
+    /// timed out may still be on its way, and must land or be gone before the job's next
+    /// attempt reads which checkpoint was committed.
     fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
+        if let Some(client) = self.client.take()
+            && !self.transactional
+        {
             drop_aside(client);
         }
     }

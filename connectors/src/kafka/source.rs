@@ -117,6 +117,8 @@ struct Progress {
     consumer: Mutex<Option<Arc<StreamConsumer<SourceContext>>>>,
     /// Whether that consumer joined the group (rather than being assigned partitions).
     joined: AtomicBool,
+    /// The offsets last committed without waiting, until a commit that waited follows.
+    unconfirmed: Mutex<Option<TopicPartitionList>>,
     /// Per partition, the offset of the next message to read.
     next: Mutex<BTreeMap<i32, i64>>,
     /// The partitions the consumer group has handed this process (a subscribed reader's).
@@ -351,7 +353,26 @@ impl SourceConnector for KafkaSource {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         match consumer {
-            Some(consumer) if !self.progress.joined.load(Ordering::Relaxed) => drop_aside(consumer),
+            Some(consumer) if !self.progress.joined.load(Ordering::Relaxed) => {
+                // Dropped in place, it would wait for a commit still on its way: here that
+                // commit is made again and waited for (a round trip), as the process may
+                // end as soon as its job has.
+                let unconfirmed = self
+                    .progress
+                    .unconfirmed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                if let Some(offsets) = unconfirmed
+                    && let Err(e) = consumer.commit(&offsets, CommitMode::Sync)
+                {
+                    tracing::warn!(
+                        "source '{}': the last offsets were not committed ({e}): a run without checkpoints starts before them",
+                        self.config.name
+                    );
+                }
+                drop_aside(consumer)
+            }
             joined => drop(joined),
         }
     }
@@ -442,9 +463,17 @@ impl SourceConnector for KafkaSource {
     fn commit_position(&self, position: &SourcePosition) -> Result<()> {
         let offsets = self.offsets(position)?;
         match self.live_consumer() {
-            Some(consumer) if offsets.count() > 0 => consumer
-                .commit(&offsets, CommitMode::Async)
-                .map_err(|e| self.config.connection.error("committing offsets on", e)),
+            Some(consumer) if offsets.count() > 0 => {
+                consumer
+                    .commit(&offsets, CommitMode::Async)
+                    .map_err(|e| self.config.connection.error("committing offsets on", e))?;
+                *self
+                    .progress
+                    .unconfirmed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(offsets);
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -504,7 +533,16 @@ impl SourceConnector for KafkaSource {
                 .add_partition_offset(&self.config.topic, partition, Offset::Offset(offset))
                 .map_err(|e| self.config.connection.error("committing offsets on", e))?;
         }
-        match consumer.commit(&offsets, CommitMode::Sync) {
+        let committed = consumer.commit(&offsets, CommitMode::Sync);
+        if committed.is_ok() {
+            // Later than any commit not waited for: that one must not be made again.
+            *self
+                .progress
+                .unconfirmed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        match committed {
             // The group rebalanced under the commit (a member joined or left as this one
             // stopped): the partitions' next owner resumes from the last offsets committed,
             // reading some messages again, as at least once allows. (A reader assigned its

@@ -121,7 +121,11 @@ impl StoredJobs {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| self.error("creating the folder of", e))?;
         }
-        let temporary = self.path.with_extension("json.tmp");
+        // Named by the process: instances of a job run apart may share a state dir, and a
+        // rename of a temporary file another process renamed first would fail.
+        let temporary = self
+            .path
+            .with_extension(format!("json.{}.tmp", std::process::id()));
         let text = serde_json::to_string_pretty(&json).expect("JSON values print");
         std::fs::write(&temporary, text).map_err(|e| self.error("writing", e))?;
         std::fs::rename(&temporary, &self.path).map_err(|e| self.error("writing", e))

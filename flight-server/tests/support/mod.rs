@@ -233,10 +233,16 @@ pub fn run_killing(
         }
         if let Some(until) = until {
             let deadline = std::time::Instant::now() + Duration::from_secs(120);
-            while !until() && std::time::Instant::now() < deadline {
+            while !until()
+                && child.try_wait().unwrap().is_none()
+                && std::time::Instant::now() < deadline
+            {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            interrupt(&child);
+            // Ended on its own already: nothing to interrupt (its process id may be gone).
+            if child.try_wait().unwrap().is_none() {
+                interrupt(&child);
+            }
         }
         let last = child.wait_with_output().unwrap();
         resumed |= String::from_utf8_lossy(&last.stderr).contains("resumes from checkpoint");
