@@ -8,8 +8,9 @@
 //! `FERRIS_SCALING_ROUNDS` times (default 3, the rounds interleaved); prints each run's
 //! records/s, then per configuration the median, per instance, and its efficiency
 //! T(n) / (n x T(1)), T(1) being one instance in one process. By default that is about four
-//! minutes; every run leaves its output topic (`bench_scaling_<pid>_out_...`) on the broker. At least once, checkpointed only as the input ends (instances in several
-//! processes keep their places in the exchanges' topics in checkpoints): no transactions.
+//! minutes; every run leaves its output topic (`bench_scaling_<pid>_out_...`) on the broker.
+//! At least once, checkpointed only as the input ends (instances in several processes keep
+//! their places in the exchanges' topics in checkpoints): no transactions.
 //!
 //! Needs a writable cgroup CPU controller (v1 at `/sys/fs/cgroup/cpu`, or v2) and the broker
 //! of `bash scripts/kafka.sh start` at `FERRIS_KAFKA_BOOTSTRAP`.

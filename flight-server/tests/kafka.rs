@@ -1035,8 +1035,6 @@ fn metrics_show_each_partition_s_lag_and_each_operator_s_records() {
     wait_for_lag(0);
 }
 
-/// A job of two instances reports each: what its partitions gave it, its lag, its windows'
-/// state and watermark, and its tasks' time, in `/metrics` and `SHOW JOB STATUS`.
 /// `CREATE STREAM name AS` the minute bars of the Kafka topic `input` of JSON trades (event
 /// time `ts`), with `options` more, into the folder `name/`.
 fn bars_job(name: &str, input: &str, options: &str) -> String {
@@ -1060,6 +1058,8 @@ fn metric(metrics: &str, series: &str) -> Option<f64> {
         .map(|value| value.parse::<f64>().unwrap())
 }
 
+/// A job of two instances reports each: what its partitions gave it, its lag, its windows'
+/// state and watermark, and its tasks' time, in `/metrics` and `SHOW JOB STATUS`.
 #[test]
 fn metrics_show_each_instance_of_a_parallel_job() {
     let dir = tempfile::tempdir().unwrap();

@@ -89,7 +89,7 @@ fn key_groups_of(columns: &[ArrayRef], rows: usize) -> Result<impl Iterator<Item
 pub(crate) fn route(columns: &[ArrayRef], rows: usize, count: usize) -> Result<Vec<Vec<u32>>> {
     // Room for an even share and a little more: most keys spread evenly, and a vector
     // that grows copies what it holds.
-    let share = rows / count.max(1) + rows / (8 * count.max(1)) + 1;
+    let share = (rows + rows / 8) / count.max(1) + 1;
     let mut routed: Vec<Vec<u32>> = (0..count).map(|_| Vec::with_capacity(share)).collect();
     for (row, group) in key_groups_of(columns, rows)?.enumerate() {
         routed[owner(group, count)].push(row as u32);

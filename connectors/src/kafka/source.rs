@@ -3,7 +3,6 @@
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -114,15 +113,28 @@ pub struct KafkaSource {
 /// What has been read, so that it can be committed once the sink has it.
 #[derive(Default)]
 struct Progress {
-    consumer: Mutex<Option<Arc<StreamConsumer<SourceContext>>>>,
-    /// Whether that consumer joined the group (rather than being assigned partitions).
-    joined: AtomicBool,
-    /// The offsets last committed without waiting, until a commit that waited follows.
-    unconfirmed: Mutex<Option<TopicPartitionList>>,
+    /// The consumer of the reader running now, if one is.
+    live: Mutex<Option<LiveConsumer>>,
     /// Per partition, the offset of the next message to read.
     next: Mutex<BTreeMap<i32, i64>>,
     /// The partitions the consumer group has handed this process (a subscribed reader's).
     held: Mutex<BTreeSet<i32>>,
+}
+
+impl Progress {
+    fn live(&self) -> std::sync::MutexGuard<'_, Option<LiveConsumer>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A reader's consumer, as its source commits through it and lets it go.
+struct LiveConsumer {
+    consumer: Arc<StreamConsumer<SourceContext>>,
+    /// It joined the group (rather than being assigned partitions).
+    joined: bool,
+    /// The offsets last committed through it without waiting, until a commit that waited
+    /// follows.
+    unconfirmed: Option<TopicPartitionList>,
 }
 
 impl std::fmt::Debug for Progress {
@@ -248,14 +260,11 @@ impl KafkaSource {
             BTreeSet::new()
         };
         let consumer = Arc::new(consumer);
-        self.progress
-            .joined
-            .store(self.subscribes(), Ordering::Relaxed);
-        *self
-            .progress
-            .consumer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(consumer.clone());
+        *self.progress.live() = Some(LiveConsumer {
+            consumer: consumer.clone(),
+            joined: self.subscribes(),
+            unconfirmed: None,
+        });
         let decoder = config
             .format
             .decoder(self.value_schema.clone(), config.batch_size)?;
@@ -328,10 +337,9 @@ impl KafkaSource {
     /// The consumer of the reader running now, if one is.
     fn live_consumer(&self) -> Option<Arc<StreamConsumer<SourceContext>>> {
         self.progress
-            .consumer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .live()
+            .as_ref()
+            .map(|live| live.consumer.clone())
     }
 }
 
@@ -346,35 +354,23 @@ impl SourceConnector for KafkaSource {
     /// for a 100 ms poll of its closing queue (rust-rdkafka's, for any consumer with a group
     /// id): it goes aside, and the job ends without waiting for it.
     fn release(&self) {
-        let consumer = self
-            .progress
-            .consumer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        match consumer {
-            Some(consumer) if !self.progress.joined.load(Ordering::Relaxed) => {
-                // Dropped in place, it would wait for a commit still on its way: here that
-                // commit is made again and waited for (a round trip), as the process may
-                // end as soon as its job has.
-                let unconfirmed = self
-                    .progress
-                    .unconfirmed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
-                if let Some(offsets) = unconfirmed
-                    && let Err(e) = consumer.commit(&offsets, CommitMode::Sync)
-                {
-                    tracing::warn!(
-                        "source '{}': the last offsets were not committed ({e}): a run without checkpoints starts before them",
-                        self.config.name
-                    );
-                }
-                drop_aside(consumer)
-            }
-            joined => drop(joined),
+        let live = self.progress.live().take();
+        // One that joined its group is dropped here, leaving the group as it goes.
+        let Some(live) = live.filter(|live| !live.joined) else {
+            return;
+        };
+        // Dropped in place, it would wait for a commit still on its way: here that commit is
+        // made again and waited for (a round trip), as the process may end as soon as its
+        // job has.
+        if let Some(offsets) = &live.unconfirmed
+            && let Err(e) = live.consumer.commit(offsets, CommitMode::Sync)
+        {
+            tracing::warn!(
+                "source '{}': the last offsets were not committed ({e}): a run without checkpoints starts before them",
+                self.config.name
+            );
         }
+        drop_aside(live.consumer)
     }
 
     /// The columns of a row: the value's, then the metadata columns.
@@ -462,16 +458,13 @@ impl SourceConnector for KafkaSource {
     /// consumer, without waiting: it shows lag, and starts a run without checkpoints there.
     fn commit_position(&self, position: &SourcePosition) -> Result<()> {
         let offsets = self.offsets(position)?;
-        match self.live_consumer() {
-            Some(consumer) if offsets.count() > 0 => {
-                consumer
+        let mut live = self.progress.live();
+        match live.as_mut() {
+            Some(live) if offsets.count() > 0 => {
+                live.consumer
                     .commit(&offsets, CommitMode::Async)
                     .map_err(|e| self.config.connection.error("committing offsets on", e))?;
-                *self
-                    .progress
-                    .unconfirmed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(offsets);
+                live.unconfirmed = Some(offsets);
                 Ok(())
             }
             _ => Ok(()),
@@ -534,13 +527,11 @@ impl SourceConnector for KafkaSource {
                 .map_err(|e| self.config.connection.error("committing offsets on", e))?;
         }
         let committed = consumer.commit(&offsets, CommitMode::Sync);
-        if committed.is_ok() {
+        if committed.is_ok()
+            && let Some(live) = self.progress.live().as_mut()
+        {
             // Later than any commit not waited for: that one must not be made again.
-            *self
-                .progress
-                .unconfirmed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = None;
+            live.unconfirmed = None;
         }
         match committed {
             // The group rebalanced under the commit (a member joined or left as this one
