@@ -16,6 +16,7 @@ use crate::cluster::{ClusterCatalog, JobSummary};
 use crate::error::{EngineError, Result};
 use crate::job::record::JobRecord;
 use crate::job::stored::StoredJobs;
+use crate::planner::window_output::{StreamingQueryPlanner, WindowOutputRule};
 
 /// The catalog of every stream, table and source: `ferris.public.name` is `name`.
 pub const CATALOG: &str = "ferris";
@@ -81,8 +82,20 @@ impl Engine {
             .filter(|rule| rule.name() != SanityCheckPlan::new().name())
             .cloned()
             .collect();
+        // `COUNT(DISTINCT x)` alone stays one aggregate (DataFusion would group by x below
+        // it): our streaming aggregate keeps distinct values itself. (A bounded query's
+        // results are the same either way; only its speed may differ.)
+        let logical_rules = state
+            .optimizers()
+            .iter()
+            .filter(|rule| rule.name() != "single_distinct_aggregation_to_group_by")
+            .cloned()
+            .collect();
         let state = SessionStateBuilder::new_from_existing(state)
+            .with_optimizer_rules(logical_rules)
             .with_physical_optimizer_rules(rules)
+            .with_analyzer_rule(Arc::new(WindowOutputRule))
+            .with_query_planner(Arc::new(StreamingQueryPlanner))
             .build();
         Self {
             ctx: SessionContext::new_with_state(state),

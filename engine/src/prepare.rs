@@ -27,7 +27,7 @@ use crate::job::task::{InstanceHere, InstanceToRun, JobRun, task_context};
 use crate::late::LateRecordFile;
 use crate::placeholders::parse_query;
 use crate::planner::parallelize::Parallelize;
-use crate::planner::window_clause::{rewrite_query, stream_sources};
+use crate::planner::window_clause::{QueryWindows, plan_windows};
 use crate::planner::{StreamingQueryPlan, properties, streaming_rules};
 use crate::source::{SourceDef, SqlColumns, resolve_source};
 use crate::statements::streaming_query::StreamingQuery;
@@ -189,8 +189,13 @@ impl Engine {
         };
 
         let mut parsed = parse_query(&state, &query.sql)?;
-        let window = rewrite_query(&mut parsed, query.window.as_ref(), query.position)?;
-        let streams = stream_sources(&mut parsed, window.is_some());
+        let QueryWindows {
+            windows,
+            sources: streams,
+        } = plan_windows(&mut parsed, &query.windows, query.position)?;
+        // The sources' rows are stamped for the innermost window; the others read the rows
+        // of the window below them.
+        let window = windows.last();
         let stream_source = streams.first().cloned();
         // The window's watermark: its streams' (all of them, for a UNION ALL).
         let mut watermark: Option<WatermarkSpec> = None;
@@ -307,29 +312,48 @@ impl Engine {
         let unbounded = sources.iter().any(|s| !s.source.is_bounded());
         let watermark = watermark.unwrap_or_default();
         let idle_timeout = watermark.idle_timeout;
-        let aggregate = match (&window, query.emit) {
-            (Some(window), emit) => Some((window.spec, emit.unwrap_or(EmitMode::Final))),
-            (None, Some(EmitMode::Changes)) => Some((WindowSpec::Global, EmitMode::Changes)),
-            // A keyed result over unbounded input can only ever be a changelog.
-            (None, None) if unbounded => Some((WindowSpec::Global, EmitMode::Changes)),
-            (None, _) => None,
-        }
-        .map(|(window, emit)| AggregateSettings {
-            window,
-            emit,
-            late,
-            watermark,
-            state_ttl: None,
-        });
         // A table's keys and a join's rows without time bounds expire; nothing else.
         let ttl = state_ttl.as_ref().map(|v| v.duration()).transpose()?;
-        let aggregate = aggregate.map(|settings| AggregateSettings {
-            state_ttl: ttl.filter(|_| settings.window == WindowSpec::Global),
-            ..settings
+        // An aggregate by keys (without a window, or over a window's rows) over unbounded
+        // input can only ever be a changelog.
+        let keyed_changes = match query.emit {
+            Some(emit) => emit == EmitMode::Changes,
+            None => unbounded,
+        };
+        let keyed = keyed_changes.then(|| AggregateSettings {
+            window: WindowSpec::Global,
+            emit: EmitMode::Changes,
+            late: LateDataPolicy::Drop,
+            watermark: watermark.clone(),
+            state_ttl: ttl,
+            over_window: false,
+            announces_watermark: false,
         });
-        let streaming = aggregate.is_some();
+        // The innermost window reads the sources' rows; each other one the next one's.
+        let innermost = windows.len().saturating_sub(1);
+        let windows: Vec<AggregateSettings> = windows
+            .iter()
+            .enumerate()
+            .map(|(level, window)| AggregateSettings {
+                window: window.spec,
+                emit: match level {
+                    0 => query.emit.unwrap_or(EmitMode::Final),
+                    _ => EmitMode::Final,
+                },
+                late: match level == innermost {
+                    true => late.clone(),
+                    false => LateDataPolicy::Drop,
+                },
+                watermark: watermark.clone(),
+                state_ttl: None,
+                over_window: level != innermost,
+                announces_watermark: level != 0,
+            })
+            .collect();
+        let window_count = windows.len();
         let rules = streaming_rules(StreamingQueryPlan {
-            aggregate,
+            windows,
+            keyed,
             stream: stream_schema,
             times,
             state_ttl: ttl,
@@ -344,6 +368,19 @@ impl Engine {
                 .error("'state.ttl' is how long a table's key (a GROUP BY without a window, a Top-N's key) or a row of a join of two streams without time bounds is kept; this query keeps neither (a window's keys go when it closes, an interval join's rows when they can no longer match)")
                 .into());
         }
+        // A window Top-N takes each batch of its rows as the windows one watermark closed,
+        // which an exchange between them would not keep.
+        if parallelism > 1 && properties::ranks_per_window(&plan) {
+            let message =
+                "a Top-N per window runs as one instance: leave 'parallelism' out, or set it to 1";
+            return Err(match options.get("parallelism") {
+                Some(option) => option.error(message).into(),
+                None => EngineError::Sql {
+                    message: message.into(),
+                    position: query.position,
+                },
+            });
+        }
         // The plan of one instance is what checkpoints fit: state taken at one parallelism
         // restores at another.
         let fingerprint = displayable(plan.as_ref()).indent(true).to_string();
@@ -356,13 +393,15 @@ impl Engine {
         plan = parallelize
             .optimize(plan, state.config_options())
             .map_err(|e| planning_error(e, query))?;
-        if window.is_some() && !properties::has_window_aggregate(&plan) {
+        if properties::count_windowed_aggregates(&plan) < window_count {
             return Err(EngineError::Sql {
                 message: "WINDOW needs an aggregate: GROUP BY keys with COUNT, SUM, ...".into(),
                 position: query.position,
             });
         }
-        if !streaming && unbounded && properties::has_aggregate(&plan) {
+        // An aggregate left to DataFusion (`EMIT FINAL` without a window, or over a
+        // window's rows) would wait for the end of a source that has none.
+        if unbounded && properties::has_aggregate(&plan) {
             return Err(EngineError::Sql {
                 message: "EMIT FINAL on a watched source needs a WINDOW: without one, a group never closes".into(),
                 position: query.position,

@@ -17,6 +17,13 @@ const AGGREGATES: &str =
 
 #[tokio::test]
 async fn all_aggregates_match_datafusion_batch_group_by() {
+    // A distinct count alone, too: DataFusion would plan it as a GROUP BY of the values.
+    for aggregates in [AGGREGATES, "COUNT(DISTINCT qty) AS distinct_qty"] {
+        aggregates_match_datafusion(aggregates).await;
+    }
+}
+
+async fn aggregates_match_datafusion(aggregates: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.csv");
     let mut csv = String::from("ts,k,price,qty,note\n");
@@ -36,7 +43,7 @@ async fn all_aggregates_match_datafusion_batch_group_by() {
 
     let mut session = Session::new();
     let sql = format!(
-        "SELECT k, _window_start AS ws, {AGGREGATES} FROM t GROUP BY k WINDOW TUMBLING(10s)
+        "SELECT k, _window_start AS ws, {aggregates} FROM t GROUP BY k WINDOW TUMBLING(10s)
          WITH ('t.type' = 'file_source', 't.path' = '{path}', 't.batch.size' = '33',
                't.schema' = 'ts BIGINT, k VARCHAR, price DECIMAL(10,2), qty BIGINT, note VARCHAR',
                't.event.time.field' = 'ts')"
@@ -68,7 +75,7 @@ async fn all_aggregates_match_datafusion_batch_group_by() {
     let batch_sql = format!(
         "SELECT k, date_bin(INTERVAL '10 seconds', to_timestamp_millis(ts)) AS ws, {}
          FROM t GROUP BY 1, 2 ORDER BY 2, 1",
-        AGGREGATES
+        aggregates
             .replace("COUNT_DISTINCT(qty)", "COUNT(DISTINCT qty)")
             .replace("LISTAGG(note)", "STRING_AGG(note, ',')")
     );
@@ -81,4 +88,47 @@ async fn all_aggregates_match_datafusion_batch_group_by() {
     let strip_header = |t: &str| t.lines().skip(3).collect::<Vec<_>>().join("\n");
     assert_eq!(strip_header(&ours), strip_header(&theirs));
     assert_eq!(streamed.iter().map(|b| b.num_rows()).sum::<usize>(), 3 * 6);
+}
+
+/// What a window over a window's rows, or a window Top-N, cannot do is refused, at the
+/// query, the clause or the option.
+#[tokio::test]
+async fn windows_over_windows_refuse_what_they_cannot_run() {
+    let inner = "SELECT k, COUNT(*) AS n FROM t GROUP BY k WINDOW TUMBLING(10s)";
+    let with = "WITH ('t.type' = 'file_source', 't.path' = 'nowhere.csv', 't.schema' = 'ts BIGINT, k VARCHAR', 't.event.time.field' = 'ts'";
+    let cases = [
+        (
+            format!(
+                "SELECT k, rn FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY _window_start ORDER BY n) AS rn FROM (SELECT k, _window_start, COUNT(*) AS n FROM t GROUP BY k WINDOW TUMBLING(10s))) WHERE rn = 1 {with}, 'parallelism' = '2')"
+            ),
+            "'parallelism' = '2': a Top-N per window runs as one instance",
+        ),
+        (
+            format!(
+                "SELECT k, MAX(n) FROM ({inner}) GROUP BY k WINDOW TUMBLING(1m) {with}, 'late.data.strategy' = 'allowed_lateness', 'late.data.allowed.lateness' = '5s')"
+            ),
+            "1:1: 'late.data.allowed.lateness' emits a window's rows again",
+        ),
+        (
+            format!("SELECT k, MAX(n) FROM ({inner} EMIT FINAL) GROUP BY k {with})"),
+            "1:87: EMIT is said once for the whole query",
+        ),
+        (
+            format!(
+                "SELECT k, rn FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY n) AS rn FROM ({inner})) WHERE rn = 1 {with}, 'late.data.strategy' = 'allowed_lateness', 'late.data.allowed.lateness' = '5s')"
+            ),
+            "ROW_NUMBER() over an aggregate's rows is not supported on a stream unless they are a window's final rows",
+        ),
+    ];
+    let mut session = Session::new();
+    for (sql, expected) in cases {
+        let error = match session.parse(&sql) {
+            Ok(statements) => match session.execute(&statements[0]).await {
+                Ok(_) => panic!("{sql}: ran"),
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        assert!(error.contains(expected), "{sql}: {error}");
+    }
 }

@@ -11,7 +11,9 @@
 //!   every other back; one that has ended, or has been idle for the source's idle timeout,
 //!   holds nothing back. When the merged watermark moves on without a row (a sender's
 //!   watermark, end or idleness), the output gives a batch of no rows carrying it
-//!   ([`watermark_of`]), so that windows close in an instance whose keys get no rows;
+//!   ([`watermark_of`]), so that windows close in an instance whose keys get no rows. A
+//!   window aggregate's rows carry no watermark: its operator writes its own in batches of
+//!   no rows, which a sender passes on as such, and the outputs merge those alone;
 //! - **checkpoint markers**: a sender passes a marker on once everything below the exchange
 //!   has cut and its input has nothing ready; an output that has read every sender's marker
 //!   has given on everything before the cut (see `checkpoint.rs`);
@@ -32,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{AsArray, TimestampMillisecondArray};
 use arrow::compute::max;
-use arrow::datatypes::TimestampMillisecondType;
+use arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
@@ -59,11 +61,13 @@ use crate::key_groups;
 use crate::process_instance::ProcessInstance;
 use crate::task_context::context_with;
 
-/// How an exchange merges the watermarks stamped on its rows.
+/// How an exchange merges the watermarks of its senders: stamped on their rows, or carried
+/// by their batches of no rows alone.
 #[derive(Debug, Clone, Copy)]
 pub struct WatermarkMerge {
-    /// The column holding each row's watermark.
-    pub column: usize,
+    /// The column holding each row's watermark; `None`: the rows carry none (a window's
+    /// rows), their sender's watermark comes in batches of no rows ([`watermark_batch`]).
+    pub column: Option<usize>,
     /// A split silent this long no longer holds the others back (the source's idle
     /// timeout); `None`: it always does until it ends.
     pub idle_timeout: Option<Duration>,
@@ -72,11 +76,19 @@ pub struct WatermarkMerge {
 /// The schema metadata of a batch of no rows that only moves the watermark on.
 const WATERMARK_ONLY: &str = "ferris.exchange.watermark";
 
-/// The watermark a batch of no rows from an exchange carries, if it is one.
+/// The watermark a batch of no rows carries, if it is one.
 pub fn watermark_of(batch: &RecordBatch) -> Option<i64> {
     (batch.num_rows() == 0)
         .then(|| batch.schema().metadata().get(WATERMARK_ONLY)?.parse().ok())
         .flatten()
+}
+
+/// A batch of no rows of `schema` that only moves the watermark on to `watermark`.
+pub fn watermark_batch(schema: &SchemaRef, watermark: i64) -> RecordBatch {
+    let mut metadata = schema.metadata().clone();
+    metadata.insert(WATERMARK_ONLY.into(), watermark.to_string());
+    let schema = arrow::datatypes::Schema::new_with_metadata(schema.fields().clone(), metadata);
+    RecordBatch::new_empty(Arc::new(schema))
 }
 
 /// Batches a sender may have queued for one output before it waits.
@@ -226,7 +238,7 @@ impl ExchangeExec {
                     }),
                     ExchangeRouting::Merge => None,
                 },
-                watermark: self.watermark.map(|w| w.column),
+                watermark: self.watermark.and_then(|w| w.column),
                 sent_watermarks: vec![i64::MIN; outputs],
                 barrier: barrier.as_ref().map(|b| b.exchange_senders(self.level)),
                 marked: barrier.as_ref().map_or(0, |b| b.epoch()),
@@ -715,8 +727,12 @@ impl Sender {
     }
 
     /// Sends each row of `batch` where it goes, and the batch's watermark to the outputs
-    /// whose rows (if any) do not carry it.
+    /// whose rows (if any) do not carry it; a batch of no rows carrying a watermark (from a
+    /// window aggregate below) to every output it moves on for.
     async fn route(&mut self, batch: RecordBatch) -> bool {
+        if let Some(watermark) = watermark_of(&batch) {
+            return self.send_watermark(watermark).await;
+        }
         let watermark = self
             .watermark
             .and_then(|column| batch_watermark(&batch, column));
@@ -750,14 +766,20 @@ impl Sender {
                 return false;
             }
         }
-        if let Some(watermark) = watermark {
-            for output in 0..self.outbox.outputs() {
-                if watermark > self.sent_watermarks[output] {
-                    self.sent_watermarks[output] = watermark;
-                    let item = Item::Watermark(watermark);
-                    if !self.outbox.send(output, self.index, item).await {
-                        return false;
-                    }
+        match watermark {
+            Some(watermark) => self.send_watermark(watermark).await,
+            None => true,
+        }
+    }
+
+    /// Sends `watermark` to the outputs it moves on for; false when the exchange has gone.
+    async fn send_watermark(&mut self, watermark: i64) -> bool {
+        for output in 0..self.outbox.outputs() {
+            if watermark > self.sent_watermarks[output] {
+                self.sent_watermarks[output] = watermark;
+                let item = Item::Watermark(watermark);
+                if !self.outbox.send(output, self.index, item).await {
+                    return false;
                 }
             }
         }
@@ -1107,8 +1129,8 @@ impl Output {
             }
             match item {
                 Item::Batch(batch) => {
-                    let batch = match self.watermark {
-                        Some(merge) => self.merge_watermarks(from, batch, merge),
+                    let batch = match self.watermark.and_then(|merge| merge.column) {
+                        Some(column) => self.merge_watermarks(from, batch, column),
                         None => Ok(batch),
                     };
                     if let Ok(batch) = &batch {
@@ -1201,13 +1223,7 @@ impl Output {
             return None;
         }
         self.given = merged;
-        let mut metadata = self.schema.metadata().clone();
-        metadata.insert(WATERMARK_ONLY.into(), merged.to_string());
-        let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
-            self.schema.fields().clone(),
-            metadata,
-        ));
-        Some(RecordBatch::new_empty(schema))
+        Some(watermark_batch(&self.schema, merged))
     }
 
     /// Cuts once every sender still running has sent its marker of the epoch being cut.
@@ -1229,9 +1245,8 @@ impl Output {
         &mut self,
         from: usize,
         batch: RecordBatch,
-        merge: WatermarkMerge,
+        column: usize,
     ) -> Result<RecordBatch> {
-        let column = merge.column;
         let own = batch_watermark(&batch, column);
         if let Some(watermark) = own {
             self.watermarks[from] = self.watermarks[from].max(Some(watermark));
@@ -1296,7 +1311,7 @@ mod tests {
             1,
             None,
             Some(WatermarkMerge {
-                column: 1,
+                column: Some(1),
                 idle_timeout: None,
             }),
             "a test".into(),

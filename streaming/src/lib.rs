@@ -45,6 +45,7 @@ mod test_util;
 mod top_n;
 pub mod window;
 mod window_aggregate;
+mod window_rows_map;
 mod window_state;
 
 pub use error::StreamingError;
@@ -59,5 +60,6 @@ pub use top_n::{TopNConfig, TopNExec, TopNRule};
 pub use window::{EmitMode, WindowSpec};
 pub use window_aggregate::{
     AggregateSettings, GROUPING_SETS_UNSUPPORTED, WindowAggregateConfig, WindowAggregateExec,
-    WindowAggregateRule,
+    WindowAggregateRule, final_window_rows,
 };
+pub use window_rows_map::WindowRowsMapExec;

@@ -52,6 +52,9 @@ pub struct LookupJoinExec {
 }
 
 impl LookupJoinExec {
+    /// Which of its inputs is the stream (the other is the table).
+    pub const STREAM_INPUT: usize = 1;
+
     /// The lookup join doing what `join` does, when it can: an equi-join without an extra
     /// filter, whose build (left) side is bounded, keeping matched stream (right) rows
     /// (`INNER`) or every stream row (`RIGHT`), where null keys match nothing.
@@ -139,6 +142,7 @@ impl ExecutionPlan for LookupJoinExec {
         self.node.properties()
     }
 
+    /// The table, then the stream ([`LookupJoinExec::STREAM_INPUT`]).
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         vec![&self.joiner.table_plan, &self.stream]
     }

@@ -8,8 +8,11 @@
 //! never come back: rows only come, so ranks only fall), and after each micro-batch writes a
 //! `+U` row for every (key, rank) whose row changed. The changelog's key is the `PARTITION
 //! BY` columns and the rank; rows of equal order keep the rank they came in with.
+//!
+//! Over a window aggregate's final rows, partitioned by their window, it is a window Top-N
+//! (Flink's): each window's first N are written once, as inserts, when the window closes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,8 +46,11 @@ use ferris_connectors::changelog::{DELETE, UPSERT};
 use crate::changelog::{carry_op_column, with_op_column};
 use crate::driver::StreamNode;
 use crate::error::StreamingError;
+use crate::event_time::{EVENT_TIME_COLUMN, WATERMARK_COLUMN};
 use crate::key_groups::{OperatorInstance, rows_of_instance};
 use crate::operator::{OperatorState, StreamOperator, expired_before, expiry_tick};
+use crate::window::WindowSpec;
+use crate::window_aggregate::{WindowAggregateExec, final_window_rows};
 
 /// The snapshot's column after the kept rows: when each row's key was last updated.
 const TOUCHED_COLUMN: &str = "_touched";
@@ -60,6 +66,11 @@ pub struct TopNConfig {
     pub limit: usize,
     /// How long a key is kept without a row (`'state.ttl'`).
     pub state_ttl: Option<Duration>,
+    /// Its rows are a window aggregate's final rows and `partition_by` holds their window:
+    /// each batch holds every row of each window in it (see the window aggregate's
+    /// `over_window`), so it is ranked alone and its first N written as inserts, without
+    /// `_op`, and nothing is kept.
+    pub per_window: bool,
 }
 
 /// The plan node.
@@ -67,7 +78,8 @@ pub struct TopNConfig {
 pub struct TopNExec {
     input: Arc<dyn ExecutionPlan>,
     config: TopNConfig,
-    /// The input's columns, the rank (named as the window function's column) and `_op`.
+    /// The input's columns, the rank (named as the window function's column) and, unless
+    /// per window, `_op`.
     schema: SchemaRef,
     node: StreamNode,
 }
@@ -82,7 +94,11 @@ impl TopNExec {
             .map(|f| f.as_ref().clone())
             .collect();
         fields.push(rank);
-        let schema = with_op_column(&Arc::new(Schema::new(fields)));
+        let schema = Arc::new(Schema::new(fields));
+        let schema = match config.per_window {
+            true => schema,
+            false => with_op_column(&schema),
+        };
         let node = StreamNode::new(
             schema.clone(),
             input.properties().output_partitioning().partition_count(),
@@ -113,10 +129,14 @@ impl DisplayAs for TopNExec {
         let order: Vec<String> = self.config.order_by.iter().map(|e| e.to_string()).collect();
         write!(
             f,
-            "TopNExec: partition_by=[{}], order_by=[{}], limit={}, changelog",
+            "TopNExec: partition_by=[{}], order_by=[{}], limit={}, {}",
             partition.join(", "),
             order.join(", "),
-            self.config.limit
+            self.config.limit,
+            match self.config.per_window {
+                true => "per window",
+                false => "changelog",
+            }
         )?;
         if let Some(ttl) = self.config.state_ttl {
             write!(f, ", state_ttl={}s", ttl.as_secs_f64())?;
@@ -159,7 +179,10 @@ impl ExecutionPlan for TopNExec {
         self: Arc<Self>,
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let rank = self.schema.field(self.schema.fields().len() - 2).clone();
+        let rank = self
+            .schema
+            .field(self.input.schema().fields().len())
+            .clone();
         Ok(Arc::new(Self::try_new(
             children.swap_remove(0),
             self.config.clone(),
@@ -365,7 +388,8 @@ impl TopN {
         Ok(changed)
     }
 
-    /// The rows `(row, rank, op)` as a batch of the output schema.
+    /// The rows `(row, rank, op)` as a batch of the output schema (`op` left out per
+    /// window).
     fn output(&self, rows: Vec<(OwnedRow, u64, &'static str)>) -> Result<RecordBatch> {
         let mut columns = self
             .rows
@@ -373,10 +397,29 @@ impl TopN {
         columns.push(Arc::new(UInt64Array::from_iter_values(
             rows.iter().map(|(_, rank, _)| *rank),
         )));
-        columns.push(Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|(_, _, op)| *op),
-        )));
+        if !self.config.per_window {
+            columns.push(Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|(_, _, op)| *op),
+            )));
+        }
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    /// Per window: the batch's first N of each key, the batch alone ranked, in key order.
+    fn rank_windows(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+        self.rank(batch, 0)?;
+        let mut ranked: Vec<_> = std::mem::take(&mut self.ranked).into_iter().collect();
+        ranked.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        self.bytes = 0;
+        let rows: Vec<_> = ranked
+            .into_iter()
+            .flat_map(|(_, ranked)| ranked.rows.into_iter().enumerate())
+            .map(|(rank, (_, row))| (row, rank as u64 + 1, UPSERT))
+            .collect();
+        match rows.is_empty() {
+            true => Ok(vec![]),
+            false => Ok(vec![self.output(rows)?]),
+        }
     }
 
     /// Puts the rows of a snapshot (each key's in rank order) back, writing nothing.
@@ -436,6 +479,9 @@ impl StreamOperator for TopN {
     const NAME: &'static str = "TopNExec";
 
     fn process_batch(&mut self, _input: usize, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        if self.config.per_window {
+            return self.rank_windows(&batch);
+        }
         let now = match self.config.state_ttl {
             Some(_) => chrono::Utc::now().timestamp_millis(),
             None => 0,
@@ -530,6 +576,9 @@ impl OperatorState for TopN {
 // alone (with a projection between them or not) over the `SortExec` it needs, becomes a
 // `TopNExec` over the sort's input, under the projections that were there, which carry `_op`.
 
+/// Why a Top-N of a changelog's rows is refused.
+pub(crate) const RANKED_CHANGELOG: &str = "ROW_NUMBER() over an aggregate's rows is not supported on a stream unless they are a window's final rows (EMIT FINAL, no allowed lateness): they change as it goes on, and a Top-N of them would have to take rows back";
+
 /// Puts [`TopNExec`] in place of a ranking DataFusion would sort the whole input for.
 #[derive(Debug)]
 pub struct TopNRule {
@@ -557,7 +606,7 @@ impl PhysicalOptimizerRule for TopNRule {
                 };
                 match self.top_n(filter)? {
                     Some(top_n) => {
-                        found = true;
+                        found |= writes_changelog(&top_n);
                         Ok(Transformed::yes(top_n))
                     }
                     None => Ok(Transformed::no(node)),
@@ -585,17 +634,19 @@ impl PhysicalOptimizerRule for TopNRule {
     }
 }
 
-/// Whether every path from `plan`'s root to a Top-N goes through projections only: what
-/// reads the changelog passes its rows (and `_op`) on as they are.
+/// Whether `plan` holds a Top-N that writes a changelog (not one per window).
+fn writes_changelog(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.exists(|n| {
+        Ok(n.downcast_ref::<TopNExec>()
+            .is_some_and(|t| !t.config.per_window))
+    })
+    .unwrap_or(false)
+}
+
+/// Whether every path from `plan`'s root to a Top-N's changelog goes through projections
+/// only: what reads the changelog passes its rows (and `_op`) on as they are.
 fn read_as_changelog(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    if plan.downcast_ref::<TopNExec>().is_some() {
-        return true;
-    }
-    let holds_top_n = |p: &Arc<dyn ExecutionPlan>| {
-        p.exists(|n| Ok(n.downcast_ref::<TopNExec>().is_some()))
-            .unwrap_or(false)
-    };
-    if !holds_top_n(plan) {
+    if plan.downcast_ref::<TopNExec>().is_some() || !writes_changelog(plan) {
         return true;
     }
     plan.downcast_ref::<ProjectionExec>().is_some()
@@ -644,22 +695,26 @@ impl TopNRule {
         let Some(limit) = rank_in_filter.and_then(|c| rank_limit(filter.predicate(), c)) else {
             return Ok(None);
         };
-        let input = match window.input().downcast_ref::<SortExec>() {
-            Some(sort) => sort.input().clone(),
-            None => window.input().clone(),
-        };
+        let input = without_sort(window.input())?;
         // An aggregate's rows change as the stream goes on (a GROUP BY without a window is a
-        // changelog): a Top-N of them would have to take rows back.
-        if input.exists(|n| Ok(n.downcast_ref::<AggregateExec>().is_some()))? {
-            return Err(DataFusionError::Plan(
-                "ROW_NUMBER() over an aggregate's rows is not supported on a stream: they change as it goes on, and a Top-N of them would have to take rows back; rank the stream's rows".into(),
-            ));
+        // changelog, a window with allowed lateness emits again): a Top-N of them would have
+        // to take rows back. A window's final rows only come.
+        let changing = input.exists(|n| {
+            Ok(n.downcast_ref::<AggregateExec>().is_some()
+                || n.downcast_ref::<WindowAggregateExec>()
+                    .is_some_and(|w| !w.config().emits_each_window_once()))
+        })?;
+        if changing {
+            return Err(DataFusionError::Plan(RANKED_CHANGELOG.into()));
         }
+        let partition_by = expr.partition_by().to_vec();
+        let per_window = partitions_by_window(&input, &partition_by);
         let config = TopNConfig {
-            partition_by: expr.partition_by().to_vec(),
+            partition_by,
             order_by: expr.order_by().to_vec(),
             limit,
-            state_ttl: self.state_ttl,
+            state_ttl: self.state_ttl.filter(|_| !per_window),
+            per_window,
         };
         let rank_field = window.schema().field(rank).clone();
         let mut plan: Arc<dyn ExecutionPlan> =
@@ -676,6 +731,46 @@ impl TopNRule {
             plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
         }
         Ok(Some(plan))
+    }
+}
+
+/// `plan` without the sort DataFusion put in for the ranking: right under it, or under the
+/// projections it was pushed below.
+fn without_sort(plan: &Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    if let Some(sort) = plan.downcast_ref::<SortExec>() {
+        return Ok(sort.input().clone());
+    }
+    match plan.downcast_ref::<ProjectionExec>() {
+        Some(projection) => Ok(Arc::new(ProjectionExec::try_new(
+            projection.expr().to_vec(),
+            without_sort(projection.input())?,
+        )?)),
+        None => Ok(plan.clone()),
+    }
+}
+
+/// Whether `partition_by` holds the window of the window aggregate's final rows `input`
+/// passes on: its start or its end, both for sessions (two sessions may start together and
+/// close apart).
+fn partitions_by_window(
+    input: &Arc<dyn ExecutionPlan>,
+    partition_by: &[Arc<dyn PhysicalExpr>],
+) -> bool {
+    let mut bounds = HashSet::new();
+    let mut session = false;
+    for expr in partition_by {
+        let column = expr.downcast_ref::<Column>().map(Column::index);
+        if let Some((window, Some(column))) = final_window_rows(input, column) {
+            session = matches!(window.config().window, WindowSpec::Session { .. });
+            let name = window.schema().field(column).name().clone();
+            if name == EVENT_TIME_COLUMN || name == WATERMARK_COLUMN {
+                bounds.insert(name);
+            }
+        }
+    }
+    match session {
+        true => bounds.len() == 2,
+        false => !bounds.is_empty(),
     }
 }
 

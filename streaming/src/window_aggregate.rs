@@ -15,24 +15,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, TimestampMillisecondArray, UInt8Array};
-use arrow::compute::cast;
+use arrow::compute::{cast, concat_batches};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, RowConverter, SortField};
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::config::ConfigOptions;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
-use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{
-    AggregateExec, AggregateMode, PhysicalGroupBy, aggregate_expressions,
+    AggregateMode, PhysicalGroupBy, aggregate_expressions,
 };
-use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
-use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::metrics::MetricsSet;
-use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, InputDistributionRequirements,
     PlanProperties, SendableRecordBatchStream, apply_expression_roots,
@@ -40,11 +35,11 @@ use datafusion::physical_plan::{
 
 use ferris_connectors::changelog::{DELETE, UPSERT};
 
-use crate::changelog::{carry_op_column, with_op_column, with_ops};
+use crate::changelog::{with_op_column, with_ops};
 use crate::driver::StreamNode;
 use crate::error::StreamingError;
 use crate::event_time::{EVENT_TIME_COLUMN, WATERMARK_COLUMN, WatermarkSpec};
-use crate::exchange::{ExchangeExec, watermark_of};
+use crate::exchange::{ExchangeExec, watermark_batch, watermark_of};
 use crate::key_groups::OperatorInstance;
 use crate::key_groups::rows_of_instance;
 use crate::late::LateDataPolicy;
@@ -90,6 +85,26 @@ pub struct WindowAggregateConfig {
     /// A keyed table's key not updated for this long (processing time) goes from the state
     /// (`'state.ttl'`), retracted from a changelog; `None`: keys stay as long as the job.
     pub state_ttl: Option<Duration>,
+    /// Its rows are the final rows of a window aggregate below it (`EMIT FINAL`, no
+    /// allowed lateness). A row's event time is then its window's end less 1 ms (Flink's
+    /// `window_time`), from the end column ([`WATERMARK_COLUMN`]) the inner operator wrote.
+    /// The inner operator emits all the windows a watermark closes in one batch, and only
+    /// those: a later batch's windows end after every window of the batches before. So the
+    /// watermark after a batch is the latest end in it, and no row is late. (Where the
+    /// inner operator announces its watermark, that moves it on too; over an exchange
+    /// merging those, they alone do.)
+    pub over_window: bool,
+    /// Its rows feed a window aggregate above it: after the rows a watermark makes ready,
+    /// it writes a batch of no rows carrying that watermark ([`watermark_batch`]), so that
+    /// the window above closes even when no row comes.
+    pub announces_watermark: bool,
+}
+
+/// The event times of an inner window's rows (see [`WindowAggregateConfig::over_window`])
+/// from their windows' ends, and the watermark after them.
+fn over_window_times(ends: Vec<i64>) -> (Vec<i64>, Option<i64>) {
+    let latest = ends.iter().copied().max();
+    (ends.into_iter().map(|end| end - 1).collect(), latest)
 }
 
 /// Why an aggregate with grouping sets cannot be a streaming one.
@@ -125,6 +140,8 @@ pub(crate) struct WindowAggregator {
     constant_key: bool,
     state: Box<dyn WindowState>,
     watermark: i64,
+    /// The watermark written last (see [`WindowAggregateConfig::announces_watermark`]).
+    announced: i64,
     /// Only the watermarks stamped on the rows move the operator's on (not their times):
     /// its rows come from parts read side by side (a topic's partitions, a parallel job's
     /// shares), whose least watermark only the stamper or the exchange knows.
@@ -223,6 +240,7 @@ impl WindowAggregator {
             constant_key,
             state,
             watermark: i64::MIN,
+            announced: i64::MIN,
             late_records: 0,
         })
     }
@@ -251,7 +269,14 @@ impl WindowAggregator {
             filters: evaluate_filters(&self.config.filter_expr, batch)?,
             states: self.config.merges,
         };
+        let mut latest_end = None;
         let (times, mut marks) = match &self.stamp_exprs {
+            Some((_, end)) if self.config.over_window => {
+                let ends = millis(&end.evaluate(batch)?.into_array(rows)?)?;
+                let (times, latest) = over_window_times(ends);
+                latest_end = latest;
+                (times, vec![self.watermark; rows])
+            }
             Some((time, mark)) => {
                 let evaluate = |e: &Arc<dyn PhysicalExpr>| e.evaluate(batch)?.into_array(rows);
                 (millis(&evaluate(time)?)?, millis(&evaluate(mark)?)?)
@@ -286,9 +311,10 @@ impl WindowAggregator {
         // Over parts read side by side, the rows' W alone counts (one row behind, until the
         // next batch).
         let bound = self.config.watermark.max_out_of_orderness.as_millis() as i64;
-        let latest = match self.watermark_from_rows {
-            true => i64::MIN,
-            false => times
+        let latest = match (self.watermark_from_rows, latest_end) {
+            (true, _) => i64::MIN,
+            (false, Some(end)) => end,
+            (false, None) => times
                 .iter()
                 .max()
                 .map_or(i64::MIN, |t| t.saturating_sub(bound)),
@@ -300,7 +326,9 @@ impl WindowAggregator {
 
     /// Whether its windows go by processing time.
     fn on_processing_time(&self) -> bool {
-        self.config.window.is_windowed() && self.config.watermark.field.is_none()
+        self.config.window.is_windowed()
+            && self.config.watermark.field.is_none()
+            && !self.config.over_window
     }
 
     /// Lets the keys not updated since `before` go; in a changelog, their rows are
@@ -331,6 +359,9 @@ impl WindowAggregator {
             .collect())
     }
 
+    /// The rows the watermark makes ready, in one batch: an aggregate over them (see
+    /// [`WindowAggregateConfig::over_window`]) and a window Top-N take a batch for all the
+    /// windows one watermark closed.
     fn emit(&mut self) -> Result<Vec<RecordBatch>> {
         let rows = self.state.emit(self.watermark, self.config.emit)?;
         let mut batches = Vec::with_capacity(rows.len());
@@ -339,6 +370,14 @@ impl WindowAggregator {
             if batch.num_rows() > 0 {
                 batches.push(batch);
             }
+        }
+        let mut batches = match batches.len() {
+            0 | 1 => batches,
+            _ => vec![concat_batches(&self.config.output_schema, &batches)?],
+        };
+        if self.config.announces_watermark && self.watermark > self.announced {
+            self.announced = self.watermark;
+            batches.push(watermark_batch(&self.config.output_schema, self.watermark));
         }
         Ok(batches)
     }
@@ -590,7 +629,12 @@ impl WindowAggregateExec {
         })
     }
 
-    /// The configuration.
+    /// Its input.
+    pub fn input(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.input
+    }
+
+    /// How it runs.
     pub fn config(&self) -> &WindowAggregateConfig {
         &self.config
     }
@@ -615,11 +659,19 @@ impl WindowAggregateExec {
 }
 
 impl WindowAggregateConfig {
+    /// Whether it writes each window's rows once, final: a window (not a keyed table), not a
+    /// changelog, without allowed lateness. Each batch it writes then holds every window one
+    /// watermark closed (see [`WindowAggregateConfig::over_window`]).
+    pub fn emits_each_window_once(&self) -> bool {
+        self.window.is_windowed() && !self.changelog && self.late.allowed_lateness() == 0
+    }
+
     /// The two phases of this aggregate, where it can run in two (see
     /// [`WindowAggregateExec::pre_aggregated`]): the pre-aggregation's and the merging
     /// aggregate's.
     pub(crate) fn two_phases(&self) -> Option<(PreAggregateConfig, WindowAggregateConfig)> {
         let two_phase = !self.merges
+            && !self.over_window
             && match self.window {
                 WindowSpec::Tumbling { .. } => self.watermark.field.is_some(),
                 WindowSpec::Global => true,
@@ -668,8 +720,10 @@ impl DisplayAs for WindowAggregateExec {
             "WindowAggregateExec: window={}, emit={}",
             config.window, config.emit
         )?;
-        if config.window.is_windowed() {
-            write!(f, ", late={}, {}", config.late, config.watermark)?;
+        match (config.window.is_windowed(), config.over_window) {
+            (true, true) => write!(f, ", event_time=inner window end - 1ms")?,
+            (true, false) => write!(f, ", late={}, {}", config.late, config.watermark)?,
+            (false, _) => {}
         }
         write!(
             f,
@@ -763,133 +817,8 @@ impl ExecutionPlan for WindowAggregateExec {
     }
 }
 
-/// The one aggregate that computes `aggregate` from its input rows: itself, or the partial
-/// aggregate under a final one. DataFusion plans an aggregate in two phases when its input
-/// has several partitions (a UNION ALL) and for grouping sets; the streaming operator keeps
-/// whole states, so it takes the partial phase's input and aggregates, and refuses grouping
-/// sets (the operator itself rejects grouping sets planned in one phase).
-fn single_phase(aggregate: &AggregateExec) -> Result<&AggregateExec> {
-    if matches!(
-        aggregate.mode(),
-        AggregateMode::Single | AggregateMode::SinglePartitioned
-    ) {
-        return Ok(aggregate);
-    }
-    let mut input = aggregate.input();
-    while input.downcast_ref::<CoalescePartitionsExec>().is_some()
-        || input.downcast_ref::<RepartitionExec>().is_some()
-    {
-        input = input.children()[0];
-    }
-    match input.downcast_ref::<AggregateExec>() {
-        Some(partial)
-            if *partial.mode() == AggregateMode::Partial && partial.group_expr().is_single() =>
-        {
-            Ok(partial)
-        }
-        _ => Err(DataFusionError::Plan(GROUPING_SETS_UNSUPPORTED.into())),
-    }
-}
-
-// The planner rule that puts the operator in place of DataFusion's aggregate: a keyed table's
-// changelog takes the HAVING filter on it into the operator, and every projection above
-// carries its `_op` column through.
-
-/// How the aggregate of a streaming query runs.
-#[derive(Debug, Clone)]
-pub struct AggregateSettings {
-    /// The window (`Global` for a keyed table without one).
-    pub window: WindowSpec,
-    /// When rows are emitted.
-    pub emit: EmitMode,
-    /// What late rows get.
-    pub late: LateDataPolicy,
-    /// How the time source stamps its rows.
-    pub watermark: WatermarkSpec,
-    /// How long a keyed table's key is kept without an update (`'state.ttl'`).
-    pub state_ttl: Option<Duration>,
-}
-
-/// Replaces the top-most aggregate with a window aggregate run as `settings` say.
-#[derive(Debug)]
-pub struct WindowAggregateRule {
-    /// How the aggregate runs; none: the query's aggregate (if any) is left as it is.
-    pub settings: Option<AggregateSettings>,
-}
-
-impl PhysicalOptimizerRule for WindowAggregateRule {
-    fn optimize(
-        &self,
-        plan: Arc<dyn ExecutionPlan>,
-        _config: &ConfigOptions,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let Some(settings) = &self.settings else {
-            return Ok(plan);
-        };
-        // EMIT CHANGES output is a changelog: every row says whether it upserts or retracts.
-        let changelog = settings.emit == EmitMode::Changes;
-        // A keyed table evaluates HAVING itself, to retract a key that stops matching it. (A
-        // window's rows are never retracted for HAVING: it stays a filter above the operator.)
-        let absorb_having = changelog && settings.window == WindowSpec::Global;
-        let plan = plan
-            .transform_down(|node| {
-                let having = node
-                    .downcast_ref::<FilterExec>()
-                    .filter(|f| absorb_having && f.projection().is_none())
-                    .and_then(|f| {
-                        let aggregate = f.input().downcast_ref::<AggregateExec>()?;
-                        Some((f.predicate().clone(), aggregate))
-                    });
-                let (having, aggregate) = match having {
-                    Some((predicate, aggregate)) => (Some(predicate), aggregate),
-                    None => match node.downcast_ref::<AggregateExec>() {
-                        Some(aggregate) => (None, aggregate),
-                        None => return Ok(Transformed::no(node)),
-                    },
-                };
-                let output_schema =
-                    WindowAggregateConfig::output_schema_for(&aggregate.schema(), changelog);
-                let aggregate = single_phase(aggregate)?;
-                let config = WindowAggregateConfig {
-                    window: settings.window,
-                    emit: settings.emit,
-                    late: settings.late.clone(),
-                    watermark: settings.watermark.clone(),
-                    group_by: aggregate.group_expr().clone(),
-                    aggr_expr: aggregate.aggr_expr().to_vec(),
-                    filter_expr: aggregate.filter_expr().to_vec(),
-                    output_schema,
-                    changelog,
-                    having,
-                    merges: false,
-                    state_ttl: settings.state_ttl,
-                };
-                // An input of several partitions (a UNION ALL) is merged in front of the
-                // operator by the plan's parallelization, as any other distribution.
-                let exec = WindowAggregateExec::try_new(aggregate.input().clone(), config)?;
-                // The top-most aggregate only: the traversal ends here.
-                Ok(Transformed::new(
-                    Arc::new(exec) as Arc<dyn ExecutionPlan>,
-                    true,
-                    TreeNodeRecursion::Stop,
-                ))
-            })?
-            .data;
-        if !changelog {
-            return Ok(plan);
-        }
-        carry_op_column(plan)
-    }
-
-    fn name(&self) -> &str {
-        "window_aggregate"
-    }
-
-    fn schema_check(&self) -> bool {
-        // A changelog's projections gain `_op`.
-        false
-    }
-}
+mod rule;
+pub use rule::{AggregateSettings, WindowAggregateRule, final_window_rows};
 
 #[cfg(test)]
 mod tests;

@@ -26,7 +26,11 @@ The case format and the semantics implemented here are those of shared/conforman
   the dead-letter file (the aggregate's input columns, the event time in `_window_start`); a
   case's expected_late.jsonl (beyond the README's format) lists them, compared as a multiset;
 - EMIT CHANGES rows carry `_op`: `+U` upserts, `-D` retracts (a session merged away); as in the
-  runner (tests/src/lib.rs), a retraction withdraws its key's earlier row.
+  runner (tests/src/lib.rs), a retraction withdraws its key's earlier row;
+- an aggregate over a window's rows (beyond the README's format): an inner window's rows are
+  its final ones, their event time the window's end - 1 ms; a window Top-N runs as one
+  instance, which its meta.json says with `"single_instance": true` (the runner checks that
+  it refuses parallelism 2 instead of running it in parallel).
 
 Only the Python 3.11 standard library is used: `decimal.Decimal` for money, integer epoch
 milliseconds for time. The oracle reads back the CSV it wrote, so it computes from exactly the
@@ -1207,6 +1211,163 @@ EMIT CHANGES
 """ + trades_with("5s", SMALL_BATCHES) + SINK_TAIL.format(name="largest_notionals")
     meta = {"mode": "changes", "key": ["rank"], "monotonic": []}
     return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, Stats()
+
+
+def over_windows(contents, outer_size):
+    """The rows of inner windows {(key, start, end): records}, grouped by key and the outer
+    tumbling window their event time (the inner window's end - 1 ms, Flink's window_time)
+    falls in: {(key, outer_start): [(start, end, records)]}. An inner window is final when
+    emitted, so none of them is late for the outer window."""
+    outer: dict = {}
+    for (k, s, e), rs in contents.items():
+        start = (e - 1) // outer_size * outer_size
+        outer.setdefault((k, start), []).append((s, e, rs))
+    return outer
+
+
+@case
+def window_over_window():
+    """An aggregate over a windowed aggregate's rows: 10-second bars per symbol of at least two
+    trades (a WINDOW clause and a HAVING in a subquery), then per minute the busiest bar, the
+    bars' sums and how many bars there were. The source is three files, each a stretch of
+    time: in a parallel job each instance reads its files, an exchange brings each symbol's
+    trades to one instance of the inner window, and another each symbol's bars to one
+    instance of the outer window, merging the inner instances' watermarks."""
+    bound = 3 * SEC
+    rows = gen_trades(1401, 1400, bound)
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = aligned_windows(recs, bound, tumbling(10 * SEC))
+    contents = {w: rs for w, rs in contents.items() if len(rs) >= 2}
+    expected = []
+    for (k, start), bars in over_windows(contents, 60 * SEC).items():
+        expected.append({
+            "symbol": k, "window_start": ts(start), "window_end": ts(start + 60 * SEC),
+            "bars": len(bars),
+            "busiest_bar": max(len(rs) for _s, _e, rs in bars),
+            "volume": sum(r["qty"] for _s, _e, rs in bars for r in rs),
+            "notional": dec(sum((dec4(r["price"]) * r["qty"] for _s, _e, rs in bars for r in rs),
+                                Decimal(0)), 4),
+            "last_bar": ts(max(s for s, _e, _rs in bars)),
+        })
+    sql = """CREATE STREAM minute_of_bars AS
+SELECT symbol, _window_start AS window_start, _window_end AS window_end,
+       COUNT(*) AS bars, MAX(trades) AS busiest_bar, SUM(volume) AS volume,
+       SUM(notional) AS notional, MAX(bar_start) AS last_bar
+FROM (
+  SELECT symbol, _window_start AS bar_start, COUNT(*) AS trades, SUM(qty) AS volume,
+         SUM(CAST(price AS DECIMAL(18,4)) * qty) AS notional
+  FROM trades
+  GROUP BY symbol
+  HAVING COUNT(*) >= 2
+  WINDOW TUMBLING(INTERVAL '10' SECOND)
+) AS bars
+GROUP BY symbol
+WINDOW TUMBLING(INTERVAL '1' MINUTE)
+""" + trades_with("3s").replace("{in:trades.csv}", "{in:trades}") + SINK_TAIL.format(name="minute_of_bars")
+    third = len(rows) // 3
+    parts = [rows[:third], rows[third:2 * third], rows[2 * third:]]
+    inputs = {f"trades/part-{i}.csv": (part, TRADE_COLS) for i, part in enumerate(parts)}
+    meta = {"mode": "final", "key": ["symbol", "window_start"]}
+    return sql, inputs, expected, meta, st
+
+
+@case
+def sliding_over_window():
+    """A window over sliding windows' rows (Flink's HOP in the subquery): per symbol and 30
+    seconds, the most trades any 20-second window sliding by 5 seconds held, among those
+    that end in it, and how many of them there were. Overlapping windows end one after
+    another: each goes to the outer window its end falls in."""
+    bound = 2 * SEC
+    weights = {"AAPL": 30, "MSFT": 25, "NVDA": 20, "AMZN": 8, "TSLA": 3}
+    rows = gen_trades(1406, 1100, bound, step_ms=250, weights=weights,
+                      delays=[(0.05, 3 * SEC, 25 * SEC)])
+    rows = inject_boundaries(rows, 1407, bound, 5 * SEC, exact=3, near=2)
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = aligned_windows(recs, bound, sliding(20 * SEC, 5 * SEC))
+    expected = [
+        {"symbol": k, "window_start": ts(start), "windows": len(inner),
+         "most_trades": max(len(rs) for _s, _e, rs in inner)}
+        for (k, start), inner in over_windows(contents, 30 * SEC).items()
+    ]
+    sql = """CREATE STREAM busiest_slides AS
+SELECT symbol, _window_start AS window_start, COUNT(*) AS windows, MAX(trades) AS most_trades
+FROM (
+  SELECT symbol, COUNT(*) AS trades
+  FROM trades
+  GROUP BY HOP(ts, INTERVAL '5' SECOND, INTERVAL '20' SECOND), symbol
+)
+GROUP BY symbol
+WINDOW TUMBLING(INTERVAL '30' SECOND)
+""" + trades_with("2s") + SINK_TAIL.format(name="busiest_slides")
+    meta = {"mode": "final", "key": ["symbol", "window_start"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+@case
+def table_over_window():
+    """A table by keys over a window's rows (Flink's group-window syntax in the subquery): per
+    symbol, its busiest 15-second window so far and how many windows it traded in, a
+    changelog. Both only grow."""
+    bound = 3 * SEC
+    rows = gen_trades(1403, 1000, bound, delays=[(0.04, 4 * SEC, 25 * SEC)])
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = aligned_windows(recs, bound, tumbling(15 * SEC))
+    per_symbol: dict = {}
+    for (k, _s, _e), rs in contents.items():
+        per_symbol.setdefault(k, []).append(len(rs))
+    expected = [{"symbol": k, "busiest": max(counts), "windows": len(counts)}
+                for k, counts in per_symbol.items()]
+    sql = """CREATE TABLE busiest_windows AS
+SELECT symbol, MAX(trades) AS busiest, COUNT(*) AS windows
+FROM (
+  SELECT symbol, COUNT(*) AS trades
+  FROM trades
+  GROUP BY TUMBLE(ts, INTERVAL '15' SECOND), symbol
+)
+GROUP BY symbol
+EMIT CHANGES
+""" + trades_with("3s") + SINK_TAIL.format(name="busiest_windows")
+    meta = {"mode": "changes", "key": ["symbol"], "monotonic": ["busiest", "windows"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+@case
+def window_top_n():
+    """Window Top-N (Flink's): the two symbols of most volume in each 10-second window from
+    09:30:20 on (ties: by symbol), over a CTE's windowed aggregate filtered by its window
+    start. Each window's two rows are written once, when the window closes."""
+    bound = 2 * SEC
+    rows = gen_trades(1404, 1300, bound, delays=[(0.04, 3 * SEC, 20 * SEC)],
+                      qty=lambda rng: rng.randint(1, 40))
+    rows = inject_boundaries(rows, 1405, bound, 10 * SEC, exact=2, near=2)
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = aligned_windows(recs, bound, tumbling(10 * SEC))
+    per_window: dict = {}
+    for (k, s, _e), rs in contents.items():
+        if s >= BASE_MS + 20 * SEC:
+            per_window.setdefault(s, []).append((k, sum(r["qty"] for r in rs)))
+    expected = [
+        {"window_start": ts(s), "rank": n + 1, "symbol": k, "volume": v}
+        for s, volumes in per_window.items()
+        for n, (k, v) in enumerate(sorted(volumes, key=lambda kv: (-kv[1], kv[0]))[:2])
+    ]
+    sql = """CREATE STREAM top_symbols AS
+WITH volumes AS (
+  SELECT symbol, _window_start AS window_start, SUM(qty) AS volume
+  FROM trades
+  GROUP BY symbol
+  WINDOW TUMBLING(INTERVAL '10' SECOND)
+)
+SELECT window_start, rn AS rank, symbol, volume
+FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY volume DESC, symbol) AS rn
+  FROM volumes
+  WHERE window_start >= TIMESTAMP '2026-03-02 09:30:20'
+)
+WHERE rn <= 2
+""" + trades_with("2s") + SINK_TAIL.format(name="top_symbols")
+    meta = {"mode": "final", "key": ["window_start", "rank"], "single_instance": True}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
 
 
 @case

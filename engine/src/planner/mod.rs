@@ -1,7 +1,9 @@
 //! Streaming planning: our window clauses on DataFusion's AST, and our operators in
 //! DataFusion's physical plan.
 //!
-//! [`window_clause`] rewrites the query's AST before DataFusion plans it. Each rewrite of
+//! [`window_clause`] rewrites the query's AST before DataFusion plans it;
+//! [`window_output`] keeps filters on a window's bounds above its aggregate in the logical
+//! plan (an analyzer rule, a node and its physical planner). Each rewrite of
 //! the physical plan is a DataFusion [`PhysicalOptimizerRule`]: an operator's sits in the
 //! operator's own file in `ferris_streaming` (it puts that operator in place of what
 //! DataFusion planned), the others in a file of their own here; [`streaming_rules`] lists
@@ -13,6 +15,7 @@ pub mod batch_pass_through;
 pub mod parallelize;
 pub mod properties;
 pub mod window_clause;
+pub mod window_output;
 
 use std::sync::Arc;
 
@@ -25,8 +28,11 @@ use ferris_streaming::{
 /// What the streaming rules need to know of a query beyond its plan.
 #[derive(Debug, Default)]
 pub struct StreamingQueryPlan {
-    /// How its aggregate runs, when it has one that streams (a window, or a changelog).
-    pub aggregate: Option<AggregateSettings>,
+    /// How each of its windows runs, outermost first.
+    pub windows: Vec<AggregateSettings>,
+    /// How its aggregate by keys runs (without a window, or over a window's rows), when it
+    /// streams (as a changelog); `None`: left to DataFusion.
+    pub keyed: Option<AggregateSettings>,
     /// The schema its stream (its first FROM item) is read with.
     pub stream: Option<SchemaRef>,
     /// The event times of the sources that declare one, by the schema they are read with.
@@ -37,7 +43,7 @@ pub struct StreamingQueryPlan {
 
 /// Our rewrites of DataFusion's physical plan, in the order they run.
 pub fn streaming_rules(query: StreamingQueryPlan) -> Vec<Arc<dyn PhysicalOptimizerRule>> {
-    let streams = query.aggregate.is_some();
+    let streams = !query.windows.is_empty() || query.keyed.is_some();
     vec![
         Arc::new(StreamJoinRule {
             times: query.times,
@@ -46,14 +52,15 @@ pub fn streaming_rules(query: StreamingQueryPlan) -> Vec<Arc<dyn PhysicalOptimiz
         Arc::new(LookupJoinRule {
             stream: query.stream,
         }),
-        // A query that streams ranks as rows come (before the aggregate rule, to see an
-        // aggregate it is asked to rank, and refuse).
+        Arc::new(WindowAggregateRule {
+            windows: query.windows,
+            keyed: query.keyed,
+        }),
+        // A query that streams ranks as rows come (after the aggregate rule: a window's
+        // final rows can be ranked, a changelog's cannot).
         Arc::new(TopNRule {
             changelog: streams,
             state_ttl: query.state_ttl,
-        }),
-        Arc::new(WindowAggregateRule {
-            settings: query.aggregate,
         }),
         Arc::new(batch_pass_through::BatchPassThrough),
     ]

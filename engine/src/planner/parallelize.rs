@@ -25,7 +25,7 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{Distribution, ExecutionPlan, ExecutionPlanProperties};
 use ferris_streaming::{
     ExchangeExec, ExchangeRouting, LookupJoinExec, StreamJoinExec, TopNExec, WATERMARK_COLUMN,
-    WatermarkMerge, WindowAggregateExec,
+    WatermarkMerge, WindowAggregateExec, WindowRowsMapExec, final_window_rows,
 };
 
 use crate::source::SourceScan;
@@ -177,13 +177,23 @@ impl Parallelize {
             *next += 1;
             *next - 1
         });
-        let watermark = carries_watermarks(&plan)
-            .then(|| plan.schema().index_of(WATERMARK_COLUMN).ok())
-            .flatten()
-            .map(|column| WatermarkMerge {
-                column,
-                idle_timeout: self.idle_timeout,
-            });
+        let watermark = match carries_watermarks(&plan) {
+            true => plan
+                .schema()
+                .index_of(WATERMARK_COLUMN)
+                .ok()
+                .map(|column| WatermarkMerge {
+                    column: Some(column),
+                    idle_timeout: self.idle_timeout,
+                }),
+            // A window's rows whose operator announces its watermark: the announcements
+            // alone are merged, and each sender's come as its input's watermark moves (its
+            // own exchange tells it), so none is ever idle.
+            false => announces_watermark(&plan).then_some(WatermarkMerge {
+                column: None,
+                idle_timeout: None,
+            }),
+        };
         Arc::new(ExchangeExec::new(
             plan,
             routing,
@@ -206,6 +216,7 @@ fn runs_in_parallel(plan: &dyn ExecutionPlan) -> bool {
         || plan.downcast_ref::<LookupJoinExec>().is_some()
         || plan.downcast_ref::<ExchangeExec>().is_some()
         || plan.downcast_ref::<TopNExec>().is_some()
+        || plan.downcast_ref::<WindowRowsMapExec>().is_some()
 }
 
 /// Why an operator needs its input distributed as it says, for EXPLAIN.
@@ -245,6 +256,12 @@ fn satisfies(plan: &Arc<dyn ExecutionPlan>, required: &Distribution) -> bool {
 fn has_several_partitions(plan: &Arc<dyn ExecutionPlan>) -> bool {
     plan.exists(|node| Ok(node.output_partitioning().partition_count() > 1))
         .expect("the visit never fails")
+}
+
+/// Whether `plan` passes on the final rows of a window aggregate that announces its
+/// watermark in batches of no rows.
+fn announces_watermark(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    final_window_rows(plan, None).is_some_and(|(window, _)| window.config().announces_watermark)
 }
 
 /// Whether `plan`'s rows still carry the watermark stamped at their source: no window

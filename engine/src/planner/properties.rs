@@ -67,9 +67,19 @@ pub fn has_aggregate(plan: &Arc<dyn ExecutionPlan>) -> bool {
     any_node(plan, is::<AggregateExec>)
 }
 
-/// Whether the plan aggregates with our window aggregate.
-pub fn has_window_aggregate(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    any_node(plan, is::<WindowAggregateExec>)
+/// How many of our window aggregates over windows (not one global window) the plan has.
+pub fn count_windowed_aggregates(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    let mut count = 0;
+    let _ = plan.apply(|node| {
+        if node
+            .downcast_ref::<WindowAggregateExec>()
+            .is_some_and(|w| w.config().window.is_windowed())
+        {
+            count += 1;
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    count
 }
 
 /// Whether the plan aggregates over windows (not one global window).
@@ -77,5 +87,13 @@ pub fn is_windowed(plan: &Arc<dyn ExecutionPlan>) -> bool {
     any_node(plan, |node| {
         node.downcast_ref::<WindowAggregateExec>()
             .is_some_and(|w| w.config().window.is_windowed())
+    })
+}
+
+/// Whether the plan ranks a window aggregate's rows per window (a window Top-N).
+pub fn ranks_per_window(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    any_node(plan, |node| {
+        node.downcast_ref::<TopNExec>()
+            .is_some_and(|t| t.config().per_window)
     })
 }

@@ -1,10 +1,11 @@
-//! Our window clauses on DataFusion's AST: the window comes from `WINDOW TUMBLING(...)` (or
-//! from Flink's `GROUP BY TUMBLE(ts, size)`); `TUMBLE_START(...)`-style calls become
-//! `_window_start` / `_window_end`, those two columns join the GROUP BY, and the seed's
-//! `COUNT_DISTINCT` / `LISTAGG` map onto DataFusion's functions. The time source's rows
+//! Our window clauses on DataFusion's AST: a SELECT's window comes from its `WINDOW
+//! TUMBLING(...)` (or from Flink's `GROUP BY TUMBLE(ts, size)`); `TUMBLE_START(...)`-style
+//! calls become `_window_start` / `_window_end`, those two columns join the GROUP BY, and the
+//! seed's `COUNT_DISTINCT` / `LISTAGG` map onto DataFusion's functions. The time source's rows
 //! carry event time and watermark in those two columns (see `ferris_streaming::event_time`),
-//! so DataFusion plans an ordinary aggregate, which `ferris_streaming::WindowAggregateRule`
-//! replaces.
+//! and a window's rows its bounds, so DataFusion plans ordinary aggregates, which
+//! `ferris_streaming::WindowAggregateRule` replaces. A query may window a window's rows: its
+//! windows nest, each over the next.
 
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::planner::IdentNormalizer;
@@ -23,7 +24,7 @@ use crate::error::{EngineError, Result};
 use crate::position::Position;
 use crate::statements::streaming_query::WindowClause;
 
-/// The window of a query and the column its event time comes from, if it names one.
+/// A window and the column its event time comes from, if it names one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowPlan {
     /// The window's shape.
@@ -216,47 +217,119 @@ fn identifier(name: &str) -> Expr {
     Expr::Identifier(Ident::new(name))
 }
 
-/// Rewrites the query for streaming and returns its window, from the `WINDOW` clause or
-/// the Flink group-window functions.
-pub fn rewrite_query(
+/// A window of a query, and the SELECT it windows.
+#[derive(Debug, Clone, PartialEq)]
+struct SelectWindow {
+    /// Where the SELECT starts: it names the select.
+    pub select: Position,
+    /// Its window.
+    pub plan: WindowPlan,
+}
+
+/// What a query's windows and stream are, once its AST is rewritten for streaming.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryWindows {
+    /// Its windows, outermost first: each after the first aggregates the rows of the one
+    /// after it, the last those of the sources.
+    pub windows: Vec<WindowPlan>,
+    /// The sources its stream reads (see [`stream_sources`]).
+    pub sources: Vec<String>,
+}
+
+/// Rewrites the query for streaming (see [`rewrite_query`] and [`stream_sources`]) and
+/// checks that its windows nest: each reads the rows of the next, down to the sources.
+pub fn plan_windows(
     statement: &mut DfStatement,
-    clause: Option<&WindowClause>,
+    clauses: &[WindowClause],
     position: Position,
-) -> Result<Option<WindowPlan>> {
+) -> Result<QueryWindows> {
+    let found = rewrite_query(statement, clauses, position)?;
+    let windowed: Vec<Position> = found.iter().map(|w| w.select).collect();
+    let stream = stream_sources(statement, &windowed);
+    let mut windows = Vec::with_capacity(found.len());
+    for level in 0..found.len() {
+        let at_level: Vec<&Position> = stream
+            .windows
+            .iter()
+            .filter(|(_, above)| *above == level)
+            .map(|(select, _)| select)
+            .collect();
+        match at_level[..] {
+            [select] => windows.push(
+                found
+                    .iter()
+                    .find(|w| w.select == *select)
+                    .expect("met windows were found")
+                    .plan
+                    .clone(),
+            ),
+            [] => {
+                let lost = found
+                    .iter()
+                    .find(|w| !stream.windows.iter().any(|(s, _)| *s == w.select))
+                    .map_or(position, |w| w.select);
+                return Err(sql_error(
+                    "this SELECT's window is not on the query's stream: a window aggregates the rows of the query's first FROM item (through subqueries, CTEs and UNION ALL), or of a window below it",
+                    lost,
+                ));
+            }
+            [_, second, ..] => {
+                return Err(sql_error(
+                    "two windows side by side (in the branches of a UNION ALL): window the UNION ALL once, around it",
+                    *second,
+                ));
+            }
+        }
+    }
+    // A source read beside a window's rows (in the other branch of a UNION ALL) would be
+    // taken for them.
+    if let Some(beside) = stream
+        .sources
+        .iter()
+        .find(|source| source.windows_above < found.len())
+    {
+        return Err(sql_error(
+            format!(
+                "'{}' is read beside a window's rows: a window over a window's rows reads them alone",
+                beside.name
+            ),
+            beside.select,
+        ));
+    }
+    Ok(QueryWindows {
+        windows,
+        sources: stream.sources.into_iter().map(|s| s.name).collect(),
+    })
+}
+
+/// Rewrites the query for streaming and returns its windows, each from a `WINDOW` clause or
+/// the Flink group-window functions of a SELECT, in the order the SELECTs are met from the
+/// top down.
+fn rewrite_query(
+    statement: &mut DfStatement,
+    clauses: &[WindowClause],
+    position: Position,
+) -> Result<Vec<SelectWindow>> {
     let DfStatement::Statement(statement) = statement else {
         return Err(sql_error("expected a query", position));
     };
     let statement: &mut Statement = statement.as_mut();
-    let mut window = clause.map(window_from_clause).transpose()?;
-    if let Some(select) = top_select(statement)
-        && let GroupByExpr::Expressions(exprs, _) = &mut select.group_by
-    {
-        let mut kept = Vec::with_capacity(exprs.len());
-        for expr in exprs.drain(..) {
-            let found = match &expr {
-                Expr::Function(f) => window_from_group_function(f)?,
-                _ => None,
-            };
-            match (found, &window) {
-                (Some(_), Some(_)) => {
-                    return Err(sql_error(
-                        "a query has one window: a WINDOW clause or a group window function, not both",
-                        position,
-                    ));
-                }
-                (Some(found), None) => window = Some(found),
-                (None, _) => kept.push(expr),
+    let mut windows = Vec::new();
+    if let Statement::Query(query) = statement {
+        each_select(query, &mut |select| {
+            if let Some(window) = select_window(select, clauses)? {
+                windows.push(window);
             }
-        }
-        if window.is_some() {
-            kept.push(identifier(EVENT_TIME_COLUMN));
-            kept.push(identifier(WATERMARK_COLUMN));
-        }
-        *exprs = kept;
-    } else if window.is_some() {
+            Ok(())
+        })?;
+    }
+    if let Some(clause) = clauses
+        .iter()
+        .find(|c| !windows.iter().any(|w| w.select == c.select))
+    {
         return Err(sql_error(
-            "WINDOW applies to a SELECT ... GROUP BY (or a SELECT of aggregates)",
-            position,
+            "WINDOW applies to a SELECT ... GROUP BY (or a SELECT of aggregates) of the query, a subquery in FROM or a CTE",
+            clause.position,
         ));
     }
     let _ = visit_expressions_mut(statement, |expr| {
@@ -290,25 +363,125 @@ pub fn rewrite_query(
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
-    Ok(window)
+    Ok(windows)
 }
 
-fn top_select(statement: &mut Statement) -> Option<&mut ast::Select> {
-    let Statement::Query(query) = statement else {
-        return None;
+/// The window of one SELECT, from its `WINDOW` clause or a group-window function in its
+/// GROUP BY, whose window columns join its GROUP BY.
+fn select_window(
+    select: &mut ast::Select,
+    clauses: &[WindowClause],
+) -> Result<Option<SelectWindow>> {
+    let at = position_of(select.select_token.0.span);
+    let clause = clauses.iter().find(|c| c.select == at);
+    let mut window = clause.map(window_from_clause).transpose()?;
+    let GroupByExpr::Expressions(exprs, _) = &mut select.group_by else {
+        return Ok(None);
     };
-    match query.body.as_mut() {
-        SetExpr::Select(select) => Some(select.as_mut()),
-        _ => None,
+    let mut kept = Vec::with_capacity(exprs.len());
+    for expr in exprs.drain(..) {
+        let found = match &expr {
+            Expr::Function(f) => window_from_group_function(f)?,
+            _ => None,
+        };
+        match (found, &window) {
+            (Some(_), Some(_)) => {
+                return Err(sql_error(
+                    "a SELECT has one window: one WINDOW clause or one group window function",
+                    clause.map_or(at, |c| c.position),
+                ));
+            }
+            (Some(found), None) => window = Some(found),
+            (None, _) => kept.push(expr),
+        }
+    }
+    if window.is_some() {
+        kept.push(identifier(EVENT_TIME_COLUMN));
+        kept.push(identifier(WATERMARK_COLUMN));
+    }
+    *exprs = kept;
+    Ok(window.map(|plan| SelectWindow { select: at, plan }))
+}
+
+/// Calls `f` on every SELECT of a query's FROM items, CTEs and set operations, top down.
+fn each_select(
+    query: &mut ast::Query,
+    f: &mut dyn FnMut(&mut ast::Select) -> Result<()>,
+) -> Result<()> {
+    if let Some(with) = &mut query.with {
+        for cte in &mut with.cte_tables {
+            each_select(&mut cte.query, f)?;
+        }
+    }
+    each_select_of_set(&mut query.body, f)
+}
+
+fn each_select_of_set(
+    body: &mut SetExpr,
+    f: &mut dyn FnMut(&mut ast::Select) -> Result<()>,
+) -> Result<()> {
+    match body {
+        SetExpr::Select(select) => {
+            f(select)?;
+            for from in &mut select.from {
+                each_select_of_table(from, f)?;
+            }
+            Ok(())
+        }
+        SetExpr::Query(query) => each_select(query, f),
+        SetExpr::SetOperation { left, right, .. } => {
+            each_select_of_set(left, f)?;
+            each_select_of_set(right, f)
+        }
+        _ => Ok(()),
     }
 }
 
+fn each_select_of_table(
+    table: &mut ast::TableWithJoins,
+    f: &mut dyn FnMut(&mut ast::Select) -> Result<()>,
+) -> Result<()> {
+    let relations =
+        std::iter::once(&mut table.relation).chain(table.joins.iter_mut().map(|j| &mut j.relation));
+    for relation in relations {
+        match relation {
+            TableFactor::Derived { subquery, .. } => each_select(subquery, f)?,
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => each_select_of_table(table_with_joins, f)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// What [`stream_sources`] found of a query's stream.
+#[derive(Debug, Default)]
+struct StreamPath {
+    /// The sources its stream comes from.
+    sources: Vec<StreamSource>,
+    /// The windowed SELECTs on the way, each with how many of them are above it.
+    windows: Vec<(Position, usize)>,
+}
+
+/// A source a query's stream comes from.
+#[derive(Debug)]
+struct StreamSource {
+    /// Its name, as DataFusion resolves it.
+    name: String,
+    /// Where the SELECT reading it starts.
+    select: Position,
+    /// How many windowed SELECTs are above it.
+    windows_above: usize,
+}
+
 /// The sources a query's stream comes from: its first FROM item (the stream side of a
-/// stream-table join), followed through subqueries, common table expressions and the
-/// branches of a UNION ALL. For a windowed query, each select on the way to them passes the
-/// stamp columns (event time, watermark) on, so that the window's GROUP BY finds them.
-pub fn stream_sources(statement: &mut DfStatement, windowed: bool) -> Vec<String> {
-    let mut sources = Vec::new();
+/// stream-table join), followed through subqueries, common table expressions, the branches
+/// of a UNION ALL and the windowed SELECTs (`windowed`, by where they start). Each select
+/// on the way below a window passes the stamp columns (event time and watermark, or a
+/// window's bounds) on, so that the window's GROUP BY finds them.
+fn stream_sources(statement: &mut DfStatement, windowed: &[Position]) -> StreamPath {
+    let mut path = StreamPath::default();
     if let DfStatement::Statement(statement) = statement
         && let Statement::Query(query) = statement.as_mut()
     {
@@ -319,11 +492,11 @@ pub fn stream_sources(statement: &mut DfStatement, windowed: bool) -> Vec<String
                 .map_or(&mut [], |w| w.cte_tables.as_mut_slice()),
             within: Vec::new(),
             windowed,
-            sources: &mut sources,
+            path: &mut path,
         };
-        follow.set(body, true, 0);
+        follow.set(body, true, 0, 0);
     }
-    sources
+    path
 }
 
 /// The walk of [`stream_sources`].
@@ -331,8 +504,8 @@ struct Follow<'a> {
     ctes: &'a mut [ast::Cte],
     /// The CTEs being followed: inside one, its own name is the table it hides.
     within: Vec<usize>,
-    windowed: bool,
-    sources: &'a mut Vec<String>,
+    windowed: &'a [Position],
+    path: &'a mut StreamPath,
 }
 
 /// How deep CTEs and subqueries are followed.
@@ -344,34 +517,37 @@ fn normalized(ident: &Ident) -> String {
 }
 
 impl Follow<'_> {
-    fn set(&mut self, body: &mut SetExpr, top: bool, depth: usize) {
+    /// Follows `body`, below `windows` windowed SELECTs.
+    fn set(&mut self, body: &mut SetExpr, top: bool, depth: usize, windows: usize) {
         if depth > MAX_DEPTH {
             return;
         }
         match body {
-            SetExpr::Select(select) => self.select(select, top, depth),
-            SetExpr::Query(query) => self.set(&mut query.body, false, depth + 1),
+            SetExpr::Select(select) => self.select(select, top, depth, windows),
+            SetExpr::Query(query) => self.set(&mut query.body, false, depth + 1, windows),
             SetExpr::SetOperation {
                 op: ast::SetOperator::Union,
                 set_quantifier: ast::SetQuantifier::All,
                 left,
                 right,
             } => {
-                self.set(left, false, depth + 1);
-                self.set(right, false, depth + 1);
+                self.set(left, false, depth + 1, windows);
+                self.set(right, false, depth + 1, windows);
             }
             _ => {}
         }
     }
 
-    fn select(&mut self, select: &mut ast::Select, top: bool, depth: usize) {
-        // A select below the window's passes the stamps on, unless its rows are no longer
-        // the source's (it aggregates or removes duplicates) or it takes every column (the
-        // stamps among them).
+    fn select(&mut self, select: &mut ast::Select, top: bool, depth: usize, windows: usize) {
+        let at = position_of(select.select_token.0.span);
+        let windowed = self.windowed.contains(&at);
+        // A select below the top passes the stamps on, unless its rows are no longer the
+        // source's (it aggregates or removes duplicates, other than by a window) or it
+        // takes every column (the stamps among them).
         let aggregates = !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty())
             || select.having.is_some()
             || select.distinct.is_some();
-        if !top && aggregates {
+        if !top && aggregates && !windowed {
             return;
         }
         // The name the stream followed (the first FROM item) goes by: `t.*` of it takes
@@ -393,7 +569,7 @@ impl Follow<'_> {
             }
             _ => false,
         });
-        if self.windowed && !top && !every_column {
+        if windows > 0 && !every_column {
             for column in [EVENT_TIME_COLUMN, WATERMARK_COLUMN] {
                 let selected = select.projection.iter().any(|item| match item {
                     ast::SelectItem::UnnamedExpr(Expr::Identifier(i)) => i.value == column,
@@ -409,6 +585,13 @@ impl Follow<'_> {
                 }
             }
         }
+        let windows = match windowed {
+            true => {
+                self.path.windows.push((at, windows));
+                windows + 1
+            }
+            false => windows,
+        };
         let Some(from) = select.from.first_mut() else {
             return;
         };
@@ -425,35 +608,40 @@ impl Follow<'_> {
                     Some(i) => {
                         let mut cte = self.ctes[i].clone();
                         self.within.push(i);
-                        self.set(&mut cte.query.body, false, depth + 1);
+                        self.set(&mut cte.query.body, false, depth + 1, windows);
                         self.within.pop();
-                        self.pass_stamps_through(&mut cte.alias);
+                        pass_stamps_through(&mut cte.alias, windows);
                         self.ctes[i] = cte;
                     }
-                    None => self.sources.push(name),
+                    None => self.path.sources.push(StreamSource {
+                        name,
+                        select: at,
+                        windows_above: windows,
+                    }),
                 }
             }
             TableFactor::Derived {
                 subquery, alias, ..
             } => {
-                self.set(&mut subquery.body, false, depth + 1);
+                self.set(&mut subquery.body, false, depth + 1, windows);
                 if let Some(alias) = alias {
-                    self.pass_stamps_through(alias);
+                    pass_stamps_through(alias, windows);
                 }
             }
             _ => {}
         }
     }
+}
 
-    /// A subquery's or CTE's column names, when it names them, name the stamps too.
-    fn pass_stamps_through(&self, alias: &mut ast::TableAlias) {
-        if self.windowed && !alias.columns.is_empty() {
-            for column in [EVENT_TIME_COLUMN, WATERMARK_COLUMN] {
-                if !alias.columns.iter().any(|c| c.name.value == column) {
-                    alias
-                        .columns
-                        .push(ast::TableAliasColumnDef::from_name(column));
-                }
+/// Below `windows` windows, a subquery's or CTE's column names, when it names them, name
+/// the stamps too.
+fn pass_stamps_through(alias: &mut ast::TableAlias, windows: usize) {
+    if windows > 0 && !alias.columns.is_empty() {
+        for column in [EVENT_TIME_COLUMN, WATERMARK_COLUMN] {
+            if !alias.columns.iter().any(|c| c.name.value == column) {
+                alias
+                    .columns
+                    .push(ast::TableAliasColumnDef::from_name(column));
             }
         }
     }
@@ -468,15 +656,21 @@ mod tests {
     fn rewrite(sql: &str, clause: Option<WindowClause>) -> Result<(String, Option<WindowPlan>)> {
         let state = SessionContext::new().state();
         let mut statement = state.sql_to_statement(sql, &Dialect::Generic).unwrap();
-        let window = rewrite_query(&mut statement, clause.as_ref(), Position::default())?;
-        Ok((statement.to_string(), window))
+        let clauses: Vec<WindowClause> = clause.into_iter().collect();
+        let windows = rewrite_query(&mut statement, &clauses, Position::default())?;
+        Ok((
+            statement.to_string(),
+            windows.into_iter().next().map(|w| w.plan),
+        ))
     }
 
+    /// A clause of the SELECT at the start of the statement.
     fn clause(kind: &str, args: &[&str]) -> WindowClause {
         WindowClause {
             kind: kind.into(),
             args: args.iter().map(|a| a.to_string()).collect(),
             position: Position { line: 2, column: 1 },
+            select: Position { line: 1, column: 1 },
         }
     }
 
@@ -583,13 +777,13 @@ mod tests {
             ),
             (
                 Some(clause("TUMBLING", &["1s"])),
-                "SELECT 1 UNION SELECT 2",
+                "VALUES (1)",
                 "WINDOW applies to a SELECT",
             ),
             (
                 Some(clause("TUMBLING", &["1s"])),
                 "SELECT COUNT(*) FROM t GROUP BY TUMBLE(ts, INTERVAL '1' SECOND)",
-                "not both",
+                "a SELECT has one window",
             ),
             (
                 None,
@@ -618,8 +812,99 @@ mod tests {
     fn sources(sql: &str) -> (Vec<String>, String) {
         let state = SessionContext::new().state();
         let mut statement = state.sql_to_statement(sql, &Dialect::Generic).unwrap();
-        let sources = stream_sources(&mut statement, true);
-        (sources, statement.to_string())
+        let DfStatement::Statement(top) = &statement else {
+            panic!("a query")
+        };
+        let Statement::Query(query) = top.as_ref() else {
+            panic!("a query")
+        };
+        let SetExpr::Select(select) = query.body.as_ref() else {
+            panic!("a select at the top")
+        };
+        let top = position_of(select.select_token.0.span);
+        let path = stream_sources(&mut statement, &[top]);
+        let names = path.sources.into_iter().map(|s| s.name).collect();
+        (names, statement.to_string())
+    }
+
+    fn windows(sql: &str) -> Result<(QueryWindows, String)> {
+        let statements = crate::statements::parse_statements(sql)?;
+        let [statement] = &statements[..] else {
+            panic!("one statement")
+        };
+        let query = &statement
+            .kind
+            .downcast_ref::<crate::statements::query::Query>()
+            .expect("a query")
+            .query;
+        let mut config = datafusion::prelude::SessionConfig::new();
+        config.options_mut().sql_parser.collect_spans = true;
+        let state = SessionContext::new_with_config(config).state();
+        let mut statement = state
+            .sql_to_statement(&query.sql, &Dialect::Generic)
+            .unwrap();
+        let windows = plan_windows(&mut statement, &query.windows, query.position)?;
+        Ok((windows, statement.to_string()))
+    }
+
+    #[test]
+    fn windows_nest_each_over_the_rows_of_the_next() {
+        let (found, sql) = windows(
+            "SELECT s, MAX(n) AS most FROM (SELECT s, _window_start AS minute, COUNT(*) AS n FROM t GROUP BY s WINDOW TUMBLING(1m)) AS m GROUP BY s WINDOW TUMBLING(1h)",
+        )
+        .unwrap();
+        let sizes: Vec<WindowSpec> = found.windows.iter().map(|w| w.spec).collect();
+        assert_eq!(
+            sizes,
+            [
+                WindowSpec::Tumbling { size: 3_600_000 },
+                WindowSpec::Tumbling { size: 60_000 }
+            ]
+        );
+        assert_eq!(found.sources, ["t"]);
+        // The inner window's bounds reach the outer one's GROUP BY.
+        assert!(
+            sql.contains("COUNT(*) AS n, _window_start, _window_end FROM t GROUP BY s, _window_start, _window_end"),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("GROUP BY s, _window_start, _window_end"),
+            "{sql}"
+        );
+        let (found, _) = windows(
+            "SELECT s, SUM(n) FROM (SELECT s, COUNT(*) AS n FROM t GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE), s) GROUP BY s",
+        )
+        .unwrap();
+        assert_eq!(found.windows.len(), 1);
+        let err = windows(
+            "SELECT s, COUNT(*) FROM (SELECT s FROM (SELECT s, COUNT(*) AS n FROM a GROUP BY s WINDOW TUMBLING(1s)) UNION ALL SELECT s FROM b) GROUP BY s WINDOW TUMBLING(1m)",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("1:114: 'b' is read beside a window's rows"),
+            "{err}"
+        );
+        let err = windows(
+            "SELECT s, COUNT(*) FROM (SELECT s FROM a GROUP BY s WINDOW TUMBLING(1s) UNION ALL SELECT s FROM b GROUP BY s WINDOW TUMBLING(1s)) GROUP BY s WINDOW TUMBLING(1m)",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("side by side"), "{err}");
+        let err =
+            windows("SELECT s FROM t WHERE s IN (SELECT s FROM u GROUP BY s WINDOW TUMBLING(1s))")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("1:56: WINDOW applies to"), "{err}");
+        let err = windows(
+            "SELECT t.s FROM t JOIN (SELECT s, COUNT(*) AS n FROM u GROUP BY s WINDOW TUMBLING(1s)) AS w ON t.s = w.s",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("1:25: this SELECT's window is not on the query's stream"),
+            "{err}"
+        );
     }
 
     #[test]

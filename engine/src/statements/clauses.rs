@@ -1,7 +1,7 @@
-//! Our clauses inside a query: `WINDOW TUMBLING(...)`, `EMIT CHANGES|FINAL`, `WITH ('k' =
-//! 'v', ...)` and `PRIMARY KEY` after a select item are recorded and blanked out. What is
-//! left is plain SQL for DataFusion, laid out at its original line and column, so
-//! DataFusion's own errors point into the user's file.
+//! Our clauses inside a query: `WINDOW TUMBLING(...)` (after any SELECT, a subquery's too),
+//! `EMIT CHANGES|FINAL`, `WITH ('k' = 'v', ...)` and `PRIMARY KEY` after a select item are
+//! recorded and blanked out. What is left is plain SQL for DataFusion, laid out at its
+//! original line and column, so DataFusion's own errors point into the user's file.
 
 use std::collections::HashSet;
 
@@ -10,7 +10,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 use ferris_connectors::options::OptionEntry;
 
 use crate::error::Result;
-use crate::position::at;
+use crate::position::{Position, at};
 use crate::statements::parser::{
     SqlText, StatementTokens, describe_token, error_at, keyword, significant, word_is,
 };
@@ -26,7 +26,9 @@ fn parse_query(source: &SqlText, tokens: &[TokenWithSpan]) -> Result<StreamingQu
     let sig = significant(tokens);
     let first = sig[0];
     let mut blank: Vec<(usize, usize)> = Vec::new();
-    let mut window = None;
+    let mut windows: Vec<WindowClause> = Vec::new();
+    // The SELECT each open parenthesis depth is in, for the WINDOW clauses that follow.
+    let mut selects: Vec<Option<Position>> = vec![None];
     let mut emit = None;
     let mut options: Option<Vec<OptionEntry>> = None;
     let mut primary_key = Vec::new();
@@ -35,30 +37,40 @@ fn parse_query(source: &SqlText, tokens: &[TokenWithSpan]) -> Result<StreamingQu
     while i < sig.len() {
         let token = sig[i];
         match &token.token {
-            Token::LParen => depth += 1,
-            Token::RParen => depth -= 1,
+            Token::LParen => {
+                depth += 1;
+                selects.push(None);
+            }
+            Token::RParen => {
+                depth -= 1;
+                selects.pop();
+            }
             _ => {}
         }
-        if depth != 0 || options.is_some() {
-            if options.is_some() {
-                return Err(error_at(
-                    token,
-                    format!(
-                        "unexpected {} after the WITH options; they end the statement",
-                        describe_token(token)
-                    ),
-                ));
-            }
-            i += 1;
-            continue;
+        if options.is_some() {
+            return Err(error_at(
+                token,
+                format!(
+                    "unexpected {} after the WITH options; they end the statement",
+                    describe_token(token)
+                ),
+            ));
         }
         let next = sig.get(i + 1);
+        if keyword(Some(&token), Keyword::SELECT)
+            && let Some(select) = selects.last_mut()
+        {
+            *select = Some(at(token.span.start));
+        }
         // `WINDOW w AS (...)` is SQL's named window: only `WINDOW KIND(` is ours.
         if keyword(Some(&token), Keyword::WINDOW)
             && matches!(sig.get(i + 2).map(|t| &t.token), Some(Token::LParen))
         {
-            if window.is_some() {
-                return Err(error_at(token, "a query can have only one WINDOW clause"));
+            let Some(Some(select)) = selects.last().copied() else {
+                return Err(error_at(token, "WINDOW must follow a SELECT"));
+            };
+            if windows.iter().any(|w| w.select == select) {
+                return Err(error_at(token, "a SELECT can have only one WINDOW clause"));
             }
             let kind_token = next.expect("checked above");
             let Token::Word(kind) = &kind_token.token else {
@@ -79,16 +91,28 @@ fn parse_query(source: &SqlText, tokens: &[TokenWithSpan]) -> Result<StreamingQu
             if args.is_empty() {
                 return Err(error_at(kind_token, format!("WINDOW {kind} needs a size")));
             }
-            window = Some(WindowClause {
+            windows.push(WindowClause {
                 kind,
                 args,
                 position: at(token.span.start),
+                select,
             });
             blank.push((
                 source.offset(token.span.start),
                 source.offset(sig[close].span.end),
             ));
             i = close + 1;
+            continue;
+        }
+        if depth != 0 {
+            if word_is(Some(&token), "EMIT") && (word_is(next, "CHANGES") || word_is(next, "FINAL"))
+            {
+                return Err(error_at(
+                    token,
+                    "EMIT is said once for the whole query, at its end: a window inside it emits its final rows",
+                ));
+            }
+            i += 1;
             continue;
         }
         if word_is(Some(&token), "EMIT") {
@@ -180,7 +204,7 @@ fn parse_query(source: &SqlText, tokens: &[TokenWithSpan]) -> Result<StreamingQu
     Ok(StreamingQuery {
         sql,
         position: at(first.span.start),
-        window,
+        windows,
         emit,
         options: options.unwrap_or_default(),
         primary_key,

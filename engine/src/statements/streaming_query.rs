@@ -16,6 +16,8 @@ pub struct WindowClause {
     pub args: Vec<String>,
     /// Where the clause starts.
     pub position: Position,
+    /// Where the SELECT it windows starts (a query's windows may nest, one per SELECT).
+    pub select: Position,
 }
 
 /// A query with our streaming clauses taken out.
@@ -26,8 +28,8 @@ pub struct StreamingQuery {
     pub sql: String,
     /// Where the query starts.
     pub position: Position,
-    /// The `WINDOW` clause.
-    pub window: Option<WindowClause>,
+    /// The `WINDOW` clauses, in the order they are written.
+    pub windows: Vec<WindowClause>,
     /// The `EMIT` clause.
     pub emit: Option<EmitMode>,
     /// The `WITH (...)` options, in order.

@@ -39,7 +39,9 @@ fn create_stream_with_all_clauses() {
     let CreateJob { kind, name, query } = one(sql);
     assert_eq!((kind, name.as_str()), (JobKind::Stream, "bars"));
     assert_eq!(query.emit, Some(EmitMode::Final));
-    let window = query.window.unwrap();
+    let [window] = &query.windows[..] else {
+        panic!("one window: {:?}", query.windows);
+    };
     assert_eq!(window.kind, "TUMBLING");
     assert_eq!(window.args, ["ts", "INTERVAL '1' MINUTE"]);
     assert_eq!(window.position, Position { line: 5, column: 1 });
@@ -187,8 +189,27 @@ fn primary_key_and_emit_changes_on_a_table() {
 fn named_windows_and_ctes_are_left_to_datafusion() {
     let Query { query } =
         one("WITH a AS (SELECT 1 AS x) SELECT SUM(x) OVER w FROM a WINDOW w AS (ORDER BY x)");
-    assert!(query.window.is_none() && query.options.is_empty());
+    assert!(query.windows.is_empty() && query.options.is_empty());
     assert!(query.sql.contains("WINDOW w AS"));
+}
+
+#[test]
+fn a_subquery_has_its_own_window_clause() {
+    let Query { query } = one(
+        "SELECT s, MAX(n) FROM (\n  SELECT s, COUNT(*) AS n FROM t GROUP BY s WINDOW TUMBLING(1s)\n) GROUP BY s WINDOW TUMBLING(1m)",
+    );
+    let windows: Vec<_> = query
+        .windows
+        .iter()
+        .map(|w| (w.args[0].as_str(), w.select.line, w.select.column))
+        .collect();
+    assert_eq!(windows, [("1s", 2, 3), ("1m", 1, 1)]);
+    assert!(!query.sql.contains("TUMBLING"), "{}", query.sql);
+    assert!(err("SELECT * FROM (SELECT 1 EMIT FINAL)").contains("EMIT is said once"));
+    assert!(
+        err("SELECT s FROM t GROUP BY s WINDOW TUMBLING(1s) WINDOW TUMBLING(2s)")
+            .contains("only one WINDOW clause")
+    );
 }
 
 /// A kept statement gets its parallelism set: the option's value replaced where it is
@@ -263,7 +284,7 @@ fn every_error_names_its_position() {
         ),
         (
             "SELECT 1 WINDOW SESSION(1s) WINDOW SESSION(2s)",
-            "1:29: a query can have only one WINDOW clause",
+            "1:29: a SELECT can have only one WINDOW clause",
         ),
         (
             "SELECT 1 WINDOW TUMBLING(1s",

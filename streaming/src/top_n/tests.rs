@@ -1,6 +1,6 @@
 use super::*;
 
-use arrow::array::{AsArray, Int64Array, StringArray};
+use arrow::array::{Array, AsArray, Int64Array, StringArray};
 use arrow::util::pretty::pretty_format_batches;
 use datafusion::datasource::MemTable;
 use datafusion::physical_plan::collect;
@@ -179,6 +179,11 @@ async fn rankings_it_cannot_keep_incrementally_stay_as_they_are() {
 
 /// A Top-N of the first (key, value, seq) batches, run directly.
 fn operator(ttl: Option<Duration>) -> TopN {
+    operator_with(ttl, false)
+}
+
+/// [`operator`], per window or not.
+fn operator_with(ttl: Option<Duration>, per_window: bool) -> TopN {
     let schema = batches(1, 1)[0].schema();
     let config = TopNConfig {
         partition_by: vec![Arc::new(Column::new("k", 0))],
@@ -191,6 +196,7 @@ fn operator(ttl: Option<Duration>) -> TopN {
         )],
         limit: 2,
         state_ttl: ttl,
+        per_window,
     };
     let rank = Field::new("rn", DataType::UInt64, false);
     let exec = TopNExec::try_new(memory(batches(1, 1)), config.clone(), rank).unwrap();
@@ -302,4 +308,50 @@ async fn what_reads_its_changelog_may_only_select_from_it() {
         .optimize(plan(sql, batches(10, 10)).await, &ConfigOptions::default())
         .unwrap_err();
     assert!(refused.to_string().contains("is a changelog"), "{refused}");
+}
+
+#[test]
+fn per_window_each_batch_is_ranked_alone_and_written_once_without_op() {
+    let mut top = operator_with(None, true);
+    for batch in batches(60, 20) {
+        let out = top.process_batch(0, batch.clone()).unwrap();
+        let [out] = &out[..] else {
+            panic!("one batch: {out:?}")
+        };
+        assert!(
+            out.schema()
+                .index_of(ferris_connectors::changelog::OP_COLUMN)
+                .is_err()
+        );
+        // Each key's two largest values of this batch alone, ties in the order they came.
+        let mut expected: Vec<(Option<String>, i64, i64)> = (0..batch.num_rows())
+            .map(|r| {
+                let key = batch.column(0).as_string::<i32>();
+                let key = key.is_valid(r).then(|| key.value(r).to_string());
+                let value = batch
+                    .column(1)
+                    .as_primitive::<arrow::datatypes::Int64Type>();
+                let seq = batch
+                    .column(2)
+                    .as_primitive::<arrow::datatypes::Int64Type>();
+                (key, value.value(r), seq.value(r))
+            })
+            .collect();
+        expected.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+        let mut want = Vec::new();
+        for (i, row) in expected.iter().enumerate() {
+            let rank = expected[..i].iter().filter(|r| r.0 == row.0).count() + 1;
+            if rank <= 2 {
+                let key = row.0.clone().unwrap_or_default();
+                want.push(format!("{key} | {} | {} | {rank}", row.1, row.2));
+            }
+        }
+        let mut got: Vec<String> = (0..out.num_rows()).map(|r| row_text(out, r, 4)).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        // Nothing is kept for the next batch.
+        assert_eq!(top.size(), 0);
+        assert_eq!(top.snapshot().unwrap().num_rows(), 0);
+    }
 }

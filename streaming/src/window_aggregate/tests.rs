@@ -90,6 +90,8 @@ async fn config(
                 having: None,
                 merges: false,
                 state_ttl: None,
+                over_window: false,
+                announces_watermark: false,
             };
         }
         node = node.children()[0].clone();
@@ -529,4 +531,114 @@ async fn a_table_s_keys_expire_while_other_keys_keep_coming() {
         Ok(true),
         "b's row is retracted while a's keep coming"
     );
+}
+
+/// Rows of an inner window aggregate: (key, value, window start, window end) in ms.
+fn inner_windows(rows: &[(&str, i64, i64, i64)]) -> RecordBatch {
+    let schema = stamped(&[], 0).schema();
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.2),
+            )),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.3),
+            )),
+        ],
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_window_over_a_windows_rows_closes_when_the_inner_windows_that_end_it_come() {
+    let mut config = config(
+        WindowSpec::Tumbling { size: 20 },
+        EmitMode::Final,
+        LateDataPolicy::Drop,
+        0,
+    )
+    .await;
+    config.over_window = true;
+    let mut aggregator = WindowAggregator::try_new(config).unwrap();
+    // Inner windows of 10 ms: each batch is what one inner watermark closed, in any order.
+    // Each result's rows, spaces collapsed.
+    let rows = |batches: Vec<RecordBatch>| -> Vec<String> {
+        let text = text(&batches);
+        text.lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| k "))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let mut closed = |inner| rows(aggregator.process(&inner_windows(inner)).unwrap());
+    assert!(closed(&[("a", 1, 0, 10), ("b", 2, 0, 10)]).is_empty());
+    // The inner window [10, 20) ends the outer [0, 20): it closes with it.
+    assert_eq!(
+        closed(&[("a", 3, 10, 20)]),
+        [
+            "| a | 1970-01-01T00:00:00 | 1970-01-01T00:00:00.020 | 2 | 4 |",
+            "| b | 1970-01-01T00:00:00 | 1970-01-01T00:00:00.020 | 1 | 2 |"
+        ]
+    );
+    // Ends in any order: the latest, 40, closes [20, 40).
+    assert_eq!(
+        closed(&[("b", 7, 30, 40), ("a", 5, 20, 30)]),
+        [
+            "| a | 1970-01-01T00:00:00.020 | 1970-01-01T00:00:00.040 | 1 | 5 |",
+            "| b | 1970-01-01T00:00:00.020 | 1970-01-01T00:00:00.040 | 1 | 7 |"
+        ]
+    );
+    assert!(rows(aggregator.finish().unwrap()).is_empty());
+    assert_eq!(aggregator.late_records(), 0);
+}
+
+#[tokio::test]
+async fn an_inner_window_announces_its_watermark_and_the_outer_closes_on_it() {
+    let mut inner = config(
+        WindowSpec::Tumbling { size: 10 },
+        EmitMode::Final,
+        LateDataPolicy::Drop,
+        0,
+    )
+    .await;
+    inner.announces_watermark = true;
+    let mut inner = WindowAggregator::try_new(inner).unwrap();
+    // W moves to 12: the window [0, 10) closes, then W is written.
+    let out = inner
+        .process(&stamped(&[("a", 5, 1), ("a", 12, 2)], 0))
+        .unwrap();
+    let counts: Vec<(usize, Option<i64>)> = out
+        .iter()
+        .map(|b| (b.num_rows(), watermark_of(b)))
+        .collect();
+    assert_eq!(counts, [(1, None), (0, Some(12))]);
+    // W moves on without closing a window: W alone.
+    let out = inner.process(&stamped(&[("a", 13, 3)], 0)).unwrap();
+    let counts: Vec<(usize, Option<i64>)> = out
+        .iter()
+        .map(|b| (b.num_rows(), watermark_of(b)))
+        .collect();
+    assert_eq!(counts, [(0, Some(13))]);
+
+    let mut outer = config(
+        WindowSpec::Tumbling { size: 20 },
+        EmitMode::Final,
+        LateDataPolicy::Drop,
+        0,
+    )
+    .await;
+    outer.over_window = true;
+    let mut outer = WindowAggregator::try_new(outer).unwrap();
+    assert!(
+        outer
+            .process(&inner_windows(&[("a", 1, 0, 10)]))
+            .unwrap()
+            .is_empty()
+    );
+    // No inner window ends at 20, but the inner watermark passes it: [0, 20) closes.
+    let announced = watermark_batch(&inner_windows(&[]).schema(), 25);
+    let closed = outer.process(&announced).unwrap();
+    assert_eq!(closed.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
 }
