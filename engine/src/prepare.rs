@@ -401,7 +401,7 @@ impl Engine {
         }
         // An aggregate left to DataFusion (`EMIT FINAL` without a window, or over a
         // window's rows) would wait for the end of a source that has none.
-        if unbounded && properties::has_aggregate(&plan) {
+        if properties::has_unbounded_aggregate(&plan) {
             return Err(EngineError::Sql {
                 message: "EMIT FINAL on a watched source needs a WINDOW: without one, a group never closes".into(),
                 position: query.position,

@@ -88,23 +88,15 @@ pub struct WindowAggregateConfig {
     /// Its rows are the final rows of a window aggregate below it (`EMIT FINAL`, no
     /// allowed lateness). A row's event time is then its window's end less 1 ms (Flink's
     /// `window_time`), from the end column ([`WATERMARK_COLUMN`]) the inner operator wrote.
-    /// The inner operator emits all the windows a watermark closes in one batch, and only
-    /// those: a later batch's windows end after every window of the batches before. So the
-    /// watermark after a batch is the latest end in it, and no row is late. (Where the
-    /// inner operator announces its watermark, that moves it on too; over an exchange
-    /// merging those, they alone do.)
+    /// The inner operator writes all the windows a watermark closes together, then that
+    /// watermark ([`WindowAggregateConfig::announces_watermark`]): every window it writes
+    /// later ends after it, so no row is late. This operator's watermark moves on those
+    /// announcements alone (over an exchange, the least of the inner instances').
     pub over_window: bool,
     /// Its rows feed a window aggregate above it: after the rows a watermark makes ready,
     /// it writes a batch of no rows carrying that watermark ([`watermark_batch`]), so that
     /// the window above closes even when no row comes.
     pub announces_watermark: bool,
-}
-
-/// The event times of an inner window's rows (see [`WindowAggregateConfig::over_window`])
-/// from their windows' ends, and the watermark after them.
-fn over_window_times(ends: Vec<i64>) -> (Vec<i64>, Option<i64>) {
-    let latest = ends.iter().copied().max();
-    (ends.into_iter().map(|end| end - 1).collect(), latest)
 }
 
 /// Why an aggregate with grouping sets cannot be a streaming one.
@@ -269,12 +261,11 @@ impl WindowAggregator {
             filters: evaluate_filters(&self.config.filter_expr, batch)?,
             states: self.config.merges,
         };
-        let mut latest_end = None;
         let (times, mut marks) = match &self.stamp_exprs {
+            // An inner window's row: its end less 1 ms, under the watermark announced so far.
             Some((_, end)) if self.config.over_window => {
                 let ends = millis(&end.evaluate(batch)?.into_array(rows)?)?;
-                let (times, latest) = over_window_times(ends);
-                latest_end = latest;
+                let times = ends.into_iter().map(|end| end - 1).collect();
                 (times, vec![self.watermark; rows])
             }
             Some((time, mark)) => {
@@ -309,12 +300,11 @@ impl WindowAggregator {
         }
         // W after the batch: the largest of the rows' W before them and times less the bound.
         // Over parts read side by side, the rows' W alone counts (one row behind, until the
-        // next batch).
+        // next batch); over a window's rows, its announcements alone.
         let bound = self.config.watermark.max_out_of_orderness.as_millis() as i64;
-        let latest = match (self.watermark_from_rows, latest_end) {
-            (true, _) => i64::MIN,
-            (false, Some(end)) => end,
-            (false, None) => times
+        let latest = match self.watermark_from_rows || self.config.over_window {
+            true => i64::MIN,
+            false => times
                 .iter()
                 .max()
                 .map_or(i64::MIN, |t| t.saturating_sub(bound)),

@@ -52,7 +52,10 @@ impl WindowRowsMapExec {
         let map = if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
             RowMap::Project(projection.expr().to_vec())
         } else {
-            let filter = plan.downcast_ref::<FilterExec>()?;
+            // A LIMIT pushed into the filter is not ours to keep.
+            let filter = plan
+                .downcast_ref::<FilterExec>()
+                .filter(|f| f.fetch().is_none())?;
             RowMap::Filter {
                 predicate: filter.predicate().clone(),
                 projection: filter.projection().as_ref().map(|p| p.to_vec()),
@@ -120,13 +123,16 @@ impl RowMap {
                     DataFusionError::Internal("a filter's predicate is not boolean".into())
                 })?;
                 let kept = filter_record_batch(batch, matches)?;
+                let rows = kept.num_rows();
                 let kept = match projection {
                     Some(columns) => kept.project(columns)?,
                     None => kept,
                 };
-                Ok(RecordBatch::try_new(
+                let options = RecordBatchOptions::new().with_row_count(Some(rows));
+                Ok(RecordBatch::try_new_with_options(
                     schema.clone(),
                     kept.columns().to_vec(),
+                    &options,
                 )?)
             }
         }
@@ -143,8 +149,15 @@ impl DisplayAs for WindowRowsMapExec {
                     .collect();
                 write!(f, "WindowRowsMapExec: expr=[{}]", exprs.join(", "))
             }
-            RowMap::Filter { predicate, .. } => {
-                write!(f, "WindowRowsMapExec: filter={predicate}")
+            RowMap::Filter {
+                predicate,
+                projection,
+            } => {
+                write!(f, "WindowRowsMapExec: filter={predicate}")?;
+                if let Some(columns) = projection {
+                    write!(f, ", projection={columns:?}")?;
+                }
+                Ok(())
             }
         }
     }

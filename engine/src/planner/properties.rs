@@ -62,9 +62,12 @@ pub fn lets_state_expire(plan: &Arc<dyn ExecutionPlan>) -> bool {
     })
 }
 
-/// Whether the plan has one of DataFusion's aggregates (one our rules did not replace).
-pub fn has_aggregate(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    any_node(plan, is::<AggregateExec>)
+/// Whether the plan has one of DataFusion's aggregates (one our rules did not replace) over
+/// input that does not end (not, say, a table joined to the stream).
+pub fn has_unbounded_aggregate(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    any_node(plan, |node| {
+        is::<AggregateExec>(node) && node.properties().boundedness.is_unbounded()
+    })
 }
 
 /// How many of our window aggregates over windows (not one global window) the plan has.

@@ -553,7 +553,7 @@ fn inner_windows(rows: &[(&str, i64, i64, i64)]) -> RecordBatch {
 }
 
 #[tokio::test]
-async fn a_window_over_a_windows_rows_closes_when_the_inner_windows_that_end_it_come() {
+async fn a_window_over_a_windows_rows_closes_when_the_inner_watermark_passes_its_end() {
     let mut config = config(
         WindowSpec::Tumbling { size: 20 },
         EmitMode::Final,
@@ -563,7 +563,6 @@ async fn a_window_over_a_windows_rows_closes_when_the_inner_windows_that_end_it_
     .await;
     config.over_window = true;
     let mut aggregator = WindowAggregator::try_new(config).unwrap();
-    // Inner windows of 10 ms: each batch is what one inner watermark closed, in any order.
     // Each result's rows, spaces collapsed.
     let rows = |batches: Vec<RecordBatch>| -> Vec<String> {
         let text = text(&batches);
@@ -572,19 +571,29 @@ async fn a_window_over_a_windows_rows_closes_when_the_inner_windows_that_end_it_
             .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
             .collect()
     };
-    let mut closed = |inner| rows(aggregator.process(&inner_windows(inner)).unwrap());
-    assert!(closed(&[("a", 1, 0, 10), ("b", 2, 0, 10)]).is_empty());
-    // The inner window [10, 20) ends the outer [0, 20): it closes with it.
+    let schema = inner_windows(&[]).schema();
+    // Inner windows of 10 ms, as the inner operator writes them: the windows a watermark
+    // closed (their ends in any order), then that watermark.
+    let mut closed = |inner, watermark| {
+        let mut out = aggregator.process(&inner_windows(inner)).unwrap();
+        out.extend(
+            aggregator
+                .process(&watermark_batch(&schema, watermark))
+                .unwrap(),
+        );
+        rows(out)
+    };
+    assert!(closed(&[("a", 1, 0, 10), ("b", 2, 0, 10)], 10).is_empty());
+    // The inner watermark reaches 20, the end of [0, 20).
     assert_eq!(
-        closed(&[("a", 3, 10, 20)]),
+        closed(&[("a", 3, 10, 20)], 20),
         [
             "| a | 1970-01-01T00:00:00 | 1970-01-01T00:00:00.020 | 2 | 4 |",
             "| b | 1970-01-01T00:00:00 | 1970-01-01T00:00:00.020 | 1 | 2 |"
         ]
     );
-    // Ends in any order: the latest, 40, closes [20, 40).
     assert_eq!(
-        closed(&[("b", 7, 30, 40), ("a", 5, 20, 30)]),
+        closed(&[("b", 7, 30, 40), ("a", 5, 20, 30)], 40),
         [
             "| a | 1970-01-01T00:00:00.020 | 1970-01-01T00:00:00.040 | 1 | 5 |",
             "| b | 1970-01-01T00:00:00.020 | 1970-01-01T00:00:00.040 | 1 | 7 |"
