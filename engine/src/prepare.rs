@@ -327,7 +327,6 @@ impl Engine {
             watermark: watermark.clone(),
             state_ttl: ttl,
             over_window: false,
-            announces_watermark: false,
         });
         // The innermost window reads the sources' rows; each other one the next one's.
         let innermost = windows.len().saturating_sub(1);
@@ -347,7 +346,6 @@ impl Engine {
                 watermark: watermark.clone(),
                 state_ttl: None,
                 over_window: level != innermost,
-                announces_watermark: level != 0,
             })
             .collect();
         let window_count = windows.len();
@@ -367,19 +365,6 @@ impl Engine {
             return Err(option
                 .error("'state.ttl' is how long a table's key (a GROUP BY without a window, a Top-N's key) or a row of a join of two streams without time bounds is kept; this query keeps neither (a window's keys go when it closes, an interval join's rows when they can no longer match)")
                 .into());
-        }
-        // A window Top-N takes each batch of its rows as the windows one watermark closed,
-        // which an exchange between them would not keep.
-        if parallelism > 1 && properties::ranks_per_window(&plan) {
-            let message =
-                "a Top-N per window runs as one instance: leave 'parallelism' out, or set it to 1";
-            return Err(match options.get("parallelism") {
-                Some(option) => option.error(message).into(),
-                None => EngineError::Sql {
-                    message: message.into(),
-                    position: query.position,
-                },
-            });
         }
         // The plan of one instance is what checkpoints fit: state taken at one parallelism
         // restores at another.

@@ -91,18 +91,12 @@ async fn aggregates_match_datafusion(aggregates: &str) {
 }
 
 /// What a window over a window's rows, or a window Top-N, cannot do is refused, at the
-/// query, the clause or the option.
+/// query or the clause.
 #[tokio::test]
 async fn windows_over_windows_refuse_what_they_cannot_run() {
     let inner = "SELECT k, COUNT(*) AS n FROM t GROUP BY k WINDOW TUMBLING(10s)";
     let with = "WITH ('t.type' = 'file_source', 't.path' = 'nowhere.csv', 't.schema' = 'ts BIGINT, k VARCHAR', 't.event.time.field' = 'ts'";
     let cases = [
-        (
-            format!(
-                "SELECT k, rn FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY _window_start ORDER BY n) AS rn FROM (SELECT k, _window_start, COUNT(*) AS n FROM t GROUP BY k WINDOW TUMBLING(10s))) WHERE rn = 1 {with}, 'parallelism' = '2')"
-            ),
-            "'parallelism' = '2': a Top-N per window runs as one instance",
-        ),
         (
             format!(
                 "SELECT k, MAX(n) FROM ({inner}) GROUP BY k WINDOW TUMBLING(1m) {with}, 'late.data.strategy' = 'allowed_lateness', 'late.data.allowed.lateness' = '5s')"

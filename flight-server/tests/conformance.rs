@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use ferris_conformance::{
     Outcome, check_output, judge, load_cases, load_expected_failures, mode, run_query,
-    run_query_restored_with, single_instance, source_names,
+    run_query_restored_with, source_names,
 };
 
 fn project_root() -> PathBuf {
@@ -119,18 +119,6 @@ fn every_case_gives_the_same_result_in_parallel() {
                 continue;
             }
             let sources = source_names(&case).unwrap();
-            // A query that runs as one instance says so.
-            if single_instance(&case).unwrap() {
-                let options = [("parallelism".to_string(), "2".to_string())];
-                match run_query(ferris, &case, &options) {
-                    Err(why) if why.contains("runs as one instance") => {}
-                    other => bad.push(format!(
-                        "{} runs as one instance, and at parallelism 2 gave {other:?}",
-                        case.name
-                    )),
-                }
-                continue;
-            }
             for parallelism in ["2", "4"] {
                 let mut options = vec![("parallelism".to_string(), parallelism.to_string())];
                 if parallelism == "4" {
@@ -180,11 +168,7 @@ fn every_case_survives_a_kill_and_a_restore() {
             options.push(("checkpoint.interval".into(), "1ms".into()));
             // In one instance; in two, exchanges carrying the checkpoints' markers; and
             // killed at two and restored at three, its keyed state divided anew.
-            let parallelisms: &[_] = match single_instance(&case).unwrap() {
-                true => &[("1", "1")],
-                false => &[("1", "1"), ("2", "2"), ("2", "3")],
-            };
-            for &(before, after) in parallelisms {
+            for (before, after) in [("1", "1"), ("2", "2"), ("2", "3")] {
                 let with = |parallelism: &str| {
                     let mut options = options.clone();
                     options.push(("parallelism".into(), parallelism.into()));

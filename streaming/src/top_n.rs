@@ -12,7 +12,7 @@
 //! Over a window aggregate's final rows, partitioned by their window, it is a window Top-N
 //! (Flink's): each window's first N are written once, as inserts, when the window closes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,10 +47,12 @@ use crate::changelog::{carry_op_column, with_op_column};
 use crate::driver::StreamNode;
 use crate::error::StreamingError;
 use crate::event_time::{EVENT_TIME_COLUMN, WATERMARK_COLUMN};
+use crate::exchange::watermark_of;
 use crate::key_groups::{OperatorInstance, rows_of_instance};
 use crate::operator::{OperatorState, StreamOperator, expired_before, expiry_tick};
 use crate::window::WindowSpec;
-use crate::window_aggregate::{WindowAggregateExec, final_window_rows};
+use crate::window_aggregate::{WindowAggregateExec, announcing_window_rows, final_window_rows};
+use crate::window_state::millis;
 
 /// The snapshot's column after the kept rows: when each row's key was last updated.
 const TOUCHED_COLUMN: &str = "_touched";
@@ -67,10 +69,19 @@ pub struct TopNConfig {
     /// How long a key is kept without a row (`'state.ttl'`).
     pub state_ttl: Option<Duration>,
     /// Its rows are a window aggregate's final rows and `partition_by` holds their window:
-    /// each batch holds every row of each window in it (see the window aggregate's
-    /// `over_window`), so it is ranked alone and its first N written as inserts, without
-    /// `_op`, and nothing is kept.
-    pub per_window: bool,
+    /// a key's first N are written once, as inserts without `_op`, when the window
+    /// aggregate's watermark (announced in batches of no rows) passes the key's window end,
+    /// and the key goes.
+    pub per_window: Option<PartitionWindow>,
+}
+
+/// Where a window Top-N's key has its window's end.
+#[derive(Debug, Clone)]
+pub struct PartitionWindow {
+    /// The `PARTITION BY` expression holding a bound of the window.
+    pub bound: Arc<dyn PhysicalExpr>,
+    /// How far past that bound the window ends: 0 for its end, its size for its start.
+    pub end_after: i64,
 }
 
 /// The plan node.
@@ -96,8 +107,8 @@ impl TopNExec {
         fields.push(rank);
         let schema = Arc::new(Schema::new(fields));
         let schema = match config.per_window {
-            true => schema,
-            false => with_op_column(&schema),
+            Some(_) => schema,
+            None => with_op_column(&schema),
         };
         let node = StreamNode::new(
             schema.clone(),
@@ -134,8 +145,8 @@ impl DisplayAs for TopNExec {
             order.join(", "),
             self.config.limit,
             match self.config.per_window {
-                true => "per window",
-                false => "changelog",
+                Some(_) => "per window",
+                None => "changelog",
             }
         )?;
         if let Some(ttl) = self.config.state_ttl {
@@ -216,6 +227,8 @@ struct Ranked {
     rows: Vec<(Box<[u8]>, OwnedRow)>,
     /// When a row last came for the key (processing time, epoch ms), with a TTL.
     touched: i64,
+    /// Per window: when the key's window ends (epoch ms).
+    window_end: i64,
 }
 
 impl Ranked {
@@ -321,6 +334,16 @@ impl TopN {
     fn rank(&mut self, batch: &RecordBatch, now: i64) -> Result<Vec<Changed>> {
         let limit = self.config.limit;
         let keys = converted(&self.keys, &self.config.partition_by, batch)?;
+        let window_ends = match &self.config.per_window {
+            Some(window) => {
+                let bounds = window.bound.evaluate(batch)?.into_array(batch.num_rows())?;
+                millis(&bounds)?
+                    .into_iter()
+                    .map(|bound| bound.saturating_add(window.end_after))
+                    .collect()
+            }
+            None => vec![],
+        };
         let orders = converted(&self.orders, &self.order_exprs, batch)?;
         // Per key the batch changes: its first N as they go, each a row it kept before (by
         // its position then) or a row of the batch.
@@ -331,7 +354,12 @@ impl TopN {
             let order = bytes_of(&orders, row);
             if !self.ranked.contains_key(key) {
                 self.bytes += key.len() + std::mem::size_of::<Ranked>();
-                self.ranked.insert(key.into(), Ranked::default());
+                let window_end = window_ends.get(row).copied().unwrap_or(i64::MAX);
+                let ranked = Ranked {
+                    window_end,
+                    ..Ranked::default()
+                };
+                self.ranked.insert(key.into(), ranked);
             }
             let ranked = self.ranked.get_mut(key).expect("inserted above");
             ranked.touched = now;
@@ -397,7 +425,7 @@ impl TopN {
         columns.push(Arc::new(UInt64Array::from_iter_values(
             rows.iter().map(|(_, rank, _)| *rank),
         )));
-        if !self.config.per_window {
+        if self.config.per_window.is_none() {
             columns.push(Arc::new(StringArray::from_iter_values(
                 rows.iter().map(|(_, _, op)| *op),
             )));
@@ -405,15 +433,23 @@ impl TopN {
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 
-    /// Per window: the batch's first N of each key, the batch alone ranked, in key order.
-    fn rank_windows(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
-        self.rank(batch, 0)?;
-        let mut ranked: Vec<_> = std::mem::take(&mut self.ranked).into_iter().collect();
-        ranked.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
-        self.bytes = 0;
-        let rows: Vec<_> = ranked
+    /// Per window: the first N of each key whose window ends by `watermark`, in key order;
+    /// those keys go.
+    fn close_windows(&mut self, watermark: i64) -> Result<Vec<RecordBatch>> {
+        let mut closed = Vec::new();
+        let bytes = &mut self.bytes;
+        self.ranked.retain(|key, ranked| {
+            if ranked.window_end > watermark {
+                return true;
+            }
+            *bytes -= key.len() + std::mem::size_of::<Ranked>() + ranked.size();
+            closed.push((key.clone(), std::mem::take(&mut ranked.rows)));
+            false
+        });
+        closed.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        let rows: Vec<_> = closed
             .into_iter()
-            .flat_map(|(_, ranked)| ranked.rows.into_iter().enumerate())
+            .flat_map(|(_, rows)| rows.into_iter().enumerate())
             .map(|(rank, (_, row))| (row, rank as u64 + 1, UPSERT))
             .collect();
         match rows.is_empty() {
@@ -479,8 +515,11 @@ impl StreamOperator for TopN {
     const NAME: &'static str = "TopNExec";
 
     fn process_batch(&mut self, _input: usize, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
-        if self.config.per_window {
-            return self.rank_windows(&batch);
+        if self.config.per_window.is_some() {
+            return match watermark_of(&batch) {
+                Some(watermark) => self.close_windows(watermark),
+                None => self.rank(&batch, 0).map(|_| vec![]),
+            };
         }
         let now = match self.config.state_ttl {
             Some(_) => chrono::Utc::now().timestamp_millis(),
@@ -509,6 +548,14 @@ impl StreamOperator for TopN {
     fn on_tick(&mut self, now: i64) -> Result<Vec<RecordBatch>> {
         match self.config.state_ttl {
             Some(ttl) => self.expire(expired_before(now, ttl)),
+            None => Ok(vec![]),
+        }
+    }
+
+    /// Per window, every window left closes.
+    fn finish(&mut self) -> Result<Vec<RecordBatch>> {
+        match self.config.per_window {
+            Some(_) => self.close_windows(i64::MAX),
             None => Ok(vec![]),
         }
     }
@@ -638,7 +685,7 @@ impl PhysicalOptimizerRule for TopNRule {
 fn writes_changelog(plan: &Arc<dyn ExecutionPlan>) -> bool {
     plan.exists(|n| {
         Ok(n.downcast_ref::<TopNExec>()
-            .is_some_and(|t| !t.config.per_window))
+            .is_some_and(|t| t.config.per_window.is_none()))
     })
     .unwrap_or(false)
 }
@@ -708,12 +755,20 @@ impl TopNRule {
             return Err(DataFusionError::Plan(RANKED_CHANGELOG.into()));
         }
         let partition_by = expr.partition_by().to_vec();
-        let per_window = partitions_by_window(&input, &partition_by);
+        let per_window = partition_window(&input, &partition_by);
+        // The window's watermark closes its keys: the window announces it, and the
+        // projections and filters between pass it on.
+        let input = match per_window {
+            Some(_) => announcing_window_rows(&input)?.ok_or_else(|| {
+                DataFusionError::Internal("a window Top-N's input is a window's rows".into())
+            })?,
+            None => input,
+        };
         let config = TopNConfig {
             partition_by,
             order_by: expr.order_by().to_vec(),
             limit,
-            state_ttl: self.state_ttl.filter(|_| !per_window),
+            state_ttl: self.state_ttl.filter(|_| per_window.is_none()),
             per_window,
         };
         let rank_field = window.schema().field(rank).clone();
@@ -749,29 +804,40 @@ fn without_sort(plan: &Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>>
     }
 }
 
-/// Whether `partition_by` holds the window of the window aggregate's final rows `input`
-/// passes on: its start or its end, both for sessions (two sessions may start together and
-/// close apart).
-fn partitions_by_window(
+/// Where `partition_by` holds the window of the window aggregate's final rows `input`
+/// passes on, if it does: its end, or its start and the window's size (not for sessions,
+/// whose size varies: two sessions may start together and end apart).
+fn partition_window(
     input: &Arc<dyn ExecutionPlan>,
     partition_by: &[Arc<dyn PhysicalExpr>],
-) -> bool {
-    let mut bounds = HashSet::new();
-    let mut session = false;
+) -> Option<PartitionWindow> {
+    let mut start = None;
     for expr in partition_by {
         let column = expr.downcast_ref::<Column>().map(Column::index);
-        if let Some((window, Some(column))) = final_window_rows(input, column) {
-            session = matches!(window.config().window, WindowSpec::Session { .. });
-            let name = window.schema().field(column).name().clone();
-            if name == EVENT_TIME_COLUMN || name == WATERMARK_COLUMN {
-                bounds.insert(name);
+        let Some((window, Some(column))) = final_window_rows(input, column) else {
+            continue;
+        };
+        match window.schema().field(column).name().as_str() {
+            WATERMARK_COLUMN => {
+                return Some(PartitionWindow {
+                    bound: expr.clone(),
+                    end_after: 0,
+                });
             }
+            EVENT_TIME_COLUMN => {
+                let size = match window.config().window {
+                    WindowSpec::Tumbling { size } | WindowSpec::Sliding { size, .. } => size,
+                    WindowSpec::Session { .. } | WindowSpec::Global => continue,
+                };
+                start = Some(PartitionWindow {
+                    bound: expr.clone(),
+                    end_after: size,
+                });
+            }
+            _ => {}
         }
     }
-    match session {
-        true => bounds.len() == 2,
-        false => !bounds.is_empty(),
-    }
+    start
 }
 
 /// N when `predicate` keeps exactly the rows whose rank (column `rank`) is at most N:

@@ -808,7 +808,7 @@ impl ExecutionPlan for WindowAggregateExec {
 }
 
 mod rule;
-pub use rule::{AggregateSettings, WindowAggregateRule, final_window_rows};
+pub use rule::{AggregateSettings, WindowAggregateRule, announcing_window_rows, final_window_rows};
 
 #[cfg(test)]
 mod tests;

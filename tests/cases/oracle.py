@@ -28,9 +28,8 @@ The case format and the semantics implemented here are those of shared/conforman
 - EMIT CHANGES rows carry `_op`: `+U` upserts, `-D` retracts (a session merged away); as in the
   runner (tests/src/lib.rs), a retraction withdraws its key's earlier row;
 - an aggregate over a window's rows (beyond the README's format): an inner window's rows are
-  its final ones, their event time the window's end - 1 ms; a window Top-N runs as one
-  instance, which its meta.json says with `"single_instance": true` (the runner checks that
-  it refuses parallelism 2 instead of running it in parallel).
+  its final ones, their event time the window's end - 1 ms; a window Top-N writes each
+  window's first N once.
 
 Only the Python 3.11 standard library is used: `decimal.Decimal` for money, integer epoch
 milliseconds for time. The oracle reads back the CSV it wrote, so it computes from exactly the
@@ -1335,11 +1334,12 @@ EMIT CHANGES
 def window_top_n():
     """Window Top-N (Flink's): the two symbols of most volume in each 10-second window from
     09:30:20 on (ties: by symbol), over a CTE's windowed aggregate filtered by its window
-    start. Each window's two rows are written once, when the window closes."""
+    start. Each window's two rows are written once, when the window's watermark passes its
+    end. The source is three files, each a stretch of time: in a parallel job an exchange
+    brings each window's rows to one instance of the ranking, merging the window
+    instances' watermarks."""
     bound = 2 * SEC
-    rows = gen_trades(1404, 1300, bound, delays=[(0.04, 3 * SEC, 20 * SEC)],
-                      qty=lambda rng: rng.randint(1, 40))
-    rows = inject_boundaries(rows, 1405, bound, 10 * SEC, exact=2, near=2)
+    rows = gen_trades(1404, 1300, bound, qty=lambda rng: rng.randint(1, 40))
     recs = read_trades(to_csv(rows, TRADE_COLS))
     contents, st = aligned_windows(recs, bound, tumbling(10 * SEC))
     per_window: dict = {}
@@ -1365,9 +1365,12 @@ FROM (
   WHERE window_start >= TIMESTAMP '2026-03-02 09:30:20'
 )
 WHERE rn <= 2
-""" + trades_with("2s") + SINK_TAIL.format(name="top_symbols")
-    meta = {"mode": "final", "key": ["window_start", "rank"], "single_instance": True}
-    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+""" + trades_with("2s").replace("{in:trades.csv}", "{in:trades}") + SINK_TAIL.format(name="top_symbols")
+    third = len(rows) // 3
+    parts = [rows[:third], rows[third:2 * third], rows[2 * third:]]
+    inputs = {f"trades/part-{i}.csv": (part, TRADE_COLS) for i, part in enumerate(parts)}
+    meta = {"mode": "final", "key": ["window_start", "rank"]}
+    return sql, inputs, expected, meta, st
 
 
 @case

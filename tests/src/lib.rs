@@ -25,7 +25,7 @@ pub struct Case {
     pub dir: PathBuf,
 }
 
-/// How a case runs and how its output is compared (`meta.json`).
+/// How a case's output is compared (`meta.json`).
 #[derive(Debug, Clone)]
 pub struct Meta {
     /// `final`, `rows` or `changes`.
@@ -36,9 +36,6 @@ pub struct Meta {
     pub float_tol: Option<f64>,
     /// Columns that never decrease from one update of a key to the next (`changes`).
     pub monotonic: Vec<String>,
-    /// Its query runs as one instance only, and says so when asked for more
-    /// (`"single_instance": true`).
-    pub single_instance: bool,
 }
 
 /// A field of an output row: its parsed value and its exact text (for decimals).
@@ -137,11 +134,6 @@ pub fn source_names(case: &Case) -> Result<Vec<String>, String> {
 /// The case's comparison mode (`final`, `rows`, `changes`).
 pub fn mode(case: &Case) -> Result<String, String> {
     read_meta(&case.dir).map(|m| m.mode)
-}
-
-/// Whether the case's query runs as one instance only.
-pub fn single_instance(case: &Case) -> Result<bool, String> {
-    read_meta(&case.dir).map(|m| m.single_instance)
 }
 
 /// Runs the case's query in a scratch folder and compares its output. `extra_options` are
@@ -344,7 +336,6 @@ fn read_meta(dir: &Path) -> Result<Meta, String> {
         key: strings("key"),
         float_tol: meta["float_tol"].as_f64(),
         monotonic: strings("monotonic"),
-        single_instance: meta["single_instance"].as_bool().unwrap_or(false),
     })
 }
 
@@ -637,7 +628,6 @@ mod tests {
             key: key.iter().map(|k| k.to_string()).collect(),
             float_tol: Some(1e-9),
             monotonic: vec!["n".into()],
-            single_instance: false,
         }
     }
 

@@ -92,11 +92,3 @@ pub fn is_windowed(plan: &Arc<dyn ExecutionPlan>) -> bool {
             .is_some_and(|w| w.config().window.is_windowed())
     })
 }
-
-/// Whether the plan ranks a window aggregate's rows per window (a window Top-N).
-pub fn ranks_per_window(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    any_node(plan, |node| {
-        node.downcast_ref::<TopNExec>()
-            .is_some_and(|t| t.config().per_window)
-    })
-}

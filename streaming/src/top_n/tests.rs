@@ -1,6 +1,6 @@
 use super::*;
 
-use arrow::array::{Array, AsArray, Int64Array, StringArray};
+use arrow::array::{AsArray, Int64Array, StringArray};
 use arrow::util::pretty::pretty_format_batches;
 use datafusion::datasource::MemTable;
 use datafusion::physical_plan::collect;
@@ -179,11 +179,6 @@ async fn rankings_it_cannot_keep_incrementally_stay_as_they_are() {
 
 /// A Top-N of the first (key, value, seq) batches, run directly.
 fn operator(ttl: Option<Duration>) -> TopN {
-    operator_with(ttl, false)
-}
-
-/// [`operator`], per window or not.
-fn operator_with(ttl: Option<Duration>, per_window: bool) -> TopN {
     let schema = batches(1, 1)[0].schema();
     let config = TopNConfig {
         partition_by: vec![Arc::new(Column::new("k", 0))],
@@ -196,7 +191,7 @@ fn operator_with(ttl: Option<Duration>, per_window: bool) -> TopN {
         )],
         limit: 2,
         state_ttl: ttl,
-        per_window,
+        per_window: None,
     };
     let rank = Field::new("rn", DataType::UInt64, false);
     let exec = TopNExec::try_new(memory(batches(1, 1)), config.clone(), rank).unwrap();
@@ -310,48 +305,98 @@ async fn what_reads_its_changelog_may_only_select_from_it() {
     assert!(refused.to_string().contains("is a changelog"), "{refused}");
 }
 
+/// Rows of (window start ms, key, value).
+fn window_rows(rows: &[(i64, &str, i64)]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(
+            "w",
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+            false,
+        ),
+        Field::new("k", DataType::Utf8, false),
+        Field::new("v", DataType::Int64, false),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(arrow::array::TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.0),
+            )),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+        ],
+    )
+    .unwrap()
+}
+
 #[test]
-fn per_window_each_batch_is_ranked_alone_and_written_once_without_op() {
-    let mut top = operator_with(None, true);
-    for batch in batches(60, 20) {
-        let out = top.process_batch(0, batch.clone()).unwrap();
-        let [out] = &out[..] else {
-            panic!("one batch: {out:?}")
-        };
-        assert!(
-            out.schema()
-                .index_of(ferris_connectors::changelog::OP_COLUMN)
-                .is_err()
-        );
-        // Each key's two largest values of this batch alone, ties in the order they came.
-        let mut expected: Vec<(Option<String>, i64, i64)> = (0..batch.num_rows())
-            .map(|r| {
-                let key = batch.column(0).as_string::<i32>();
-                let key = key.is_valid(r).then(|| key.value(r).to_string());
-                let value = batch
-                    .column(1)
-                    .as_primitive::<arrow::datatypes::Int64Type>();
-                let seq = batch
-                    .column(2)
-                    .as_primitive::<arrow::datatypes::Int64Type>();
-                (key, value.value(r), seq.value(r))
-            })
-            .collect();
-        expected.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
-        let mut want = Vec::new();
-        for (i, row) in expected.iter().enumerate() {
-            let rank = expected[..i].iter().filter(|r| r.0 == row.0).count() + 1;
-            if rank <= 2 {
-                let key = row.0.clone().unwrap_or_default();
-                want.push(format!("{key} | {} | {} | {rank}", row.1, row.2));
-            }
-        }
-        let mut got: Vec<String> = (0..out.num_rows()).map(|r| row_text(out, r, 4)).collect();
-        got.sort();
-        want.sort();
-        assert_eq!(got, want);
-        // Nothing is kept for the next batch.
-        assert_eq!(top.size(), 0);
-        assert_eq!(top.snapshot().unwrap().num_rows(), 0);
-    }
+fn per_window_a_window_s_first_n_are_written_once_when_its_watermark_passes() {
+    let schema = window_rows(&[]).schema();
+    // The two largest values of each 10 ms window (partitioned by its start).
+    let config = TopNConfig {
+        partition_by: vec![Arc::new(Column::new("w", 0))],
+        order_by: vec![PhysicalSortExpr::new(
+            Arc::new(Column::new("v", 2)),
+            arrow::compute::SortOptions {
+                descending: true,
+                nulls_first: true,
+            },
+        )],
+        limit: 2,
+        state_ttl: None,
+        per_window: Some(PartitionWindow {
+            bound: Arc::new(Column::new("w", 0)),
+            end_after: 10,
+        }),
+    };
+    let rank = Field::new("rn", DataType::UInt64, false);
+    let exec = TopNExec::try_new(memory(vec![window_rows(&[])]), config.clone(), rank).unwrap();
+    assert!(
+        exec.schema()
+            .index_of(ferris_connectors::changelog::OP_COLUMN)
+            .is_err()
+    );
+    let top = || TopN::try_new(config.clone(), schema.clone(), exec.schema()).unwrap();
+    let text = |batches: &[RecordBatch]| -> Vec<String> {
+        batches
+            .iter()
+            .flat_map(|b| (0..b.num_rows()).map(move |r| row_text(b, r, 4)))
+            .collect()
+    };
+    let mut ranked = top();
+    // Rows of two windows, in two batches: nothing is written before a watermark.
+    let first = window_rows(&[(0, "a", 5), (0, "b", 9), (10, "a", 1)]);
+    let second = window_rows(&[(0, "c", 7), (10, "b", 3), (0, "d", 1)]);
+    assert!(ranked.process_batch(0, first).unwrap().is_empty());
+    assert!(ranked.process_batch(0, second.clone()).unwrap().is_empty());
+    // A checkpoint here keeps both windows' first N.
+    let snapshot = ranked.snapshot().unwrap();
+    let announced = |w| crate::exchange::watermark_batch(&schema, w);
+    let closed = text(&ranked.process_batch(0, announced(10)).unwrap());
+    assert_eq!(
+        closed,
+        [
+            "1970-01-01T00:00:00 | b | 9 | 1",
+            "1970-01-01T00:00:00 | c | 7 | 2"
+        ]
+    );
+    // Closed once: a later watermark writes the next window only.
+    let rest = text(&ranked.process_batch(0, announced(25)).unwrap());
+    assert_eq!(
+        rest,
+        [
+            "1970-01-01T00:00:00.010 | b | 3 | 1",
+            "1970-01-01T00:00:00.010 | a | 1 | 2"
+        ]
+    );
+    assert_eq!(ranked.size(), 0);
+    assert!(ranked.finish().unwrap().is_empty());
+    // Restored from the checkpoint, the same windows close the same way.
+    let mut restored = top();
+    restored.restore(&snapshot).unwrap();
+    assert_eq!(
+        text(&restored.process_batch(0, announced(10)).unwrap()),
+        closed
+    );
+    assert_eq!(text(&restored.finish().unwrap()), rest);
 }

@@ -47,9 +47,6 @@ pub struct AggregateSettings {
     pub state_ttl: Option<Duration>,
     /// Its rows are a window aggregate's (see [`WindowAggregateConfig::over_window`]).
     pub over_window: bool,
-    /// Its rows feed a window aggregate (see
-    /// [`WindowAggregateConfig::announces_watermark`]).
-    pub announces_watermark: bool,
 }
 
 /// Replaces the aggregates on a query's stream, met from the top down through every input
@@ -113,7 +110,7 @@ impl PhysicalOptimizerRule for WindowAggregateRule {
                 if !window.config().over_window {
                     return Ok(Transformed::no(node));
                 }
-                let input = passing_watermarks(window.input()).ok_or_else(|| {
+                let input = announcing_window_rows(window.input())?.ok_or_else(|| {
                     DataFusionError::Plan(
                         "a window over a window's rows reads them through projections and filters only (not a join, a Top-N or another aggregate between them)".into(),
                     )
@@ -249,7 +246,7 @@ fn window_aggregate(
         merges: false,
         state_ttl: settings.state_ttl,
         over_window: settings.over_window,
-        announces_watermark: settings.announces_watermark,
+        announces_watermark: false,
     };
     // An input of several partitions (a UNION ALL) is merged in front of the operator by the
     // plan's parallelization, as any other distribution.
@@ -285,23 +282,34 @@ fn single_phase(aggregate: &AggregateExec) -> Result<&AggregateExec> {
     }
 }
 
-/// `plan`, the projections and filters over a window aggregate's final rows, with
-/// [`WindowRowsMapExec`]s in their place, if that is what it is.
-fn passing_watermarks(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
-    if plan
-        .downcast_ref::<WindowAggregateExec>()
-        .is_some_and(|w| w.config().emits_each_window_once())
-    {
-        return Some(plan.clone());
+/// `plan`, projections and filters over a window aggregate's final rows, with the window
+/// announcing its watermark ([`WindowAggregateConfig::announces_watermark`]) and
+/// [`WindowRowsMapExec`]s in their place, which pass it on: for an operator over them that
+/// needs it. `None` if `plan` is not that.
+pub fn announcing_window_rows(
+    plan: &Arc<dyn ExecutionPlan>,
+) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    if let Some(window) = plan.downcast_ref::<WindowAggregateExec>() {
+        if !window.config().emits_each_window_once() {
+            return Ok(None);
+        }
+        let config = WindowAggregateConfig {
+            announces_watermark: true,
+            ..window.config().clone()
+        };
+        let exec = WindowAggregateExec::try_new(window.input().clone(), config)?;
+        return Ok(Some(Arc::new(exec)));
     }
     let [child] = plan.children()[..] else {
-        return None;
+        return Ok(None);
     };
-    let input = passing_watermarks(child)?;
-    match plan.downcast_ref::<CooperativeExec>() {
-        Some(_) => replace_children_if_necessary(plan.clone(), vec![input]).ok(),
+    let Some(input) = announcing_window_rows(child)? else {
+        return Ok(None);
+    };
+    Ok(match plan.downcast_ref::<CooperativeExec>() {
+        Some(_) => Some(replace_children_if_necessary(plan.clone(), vec![input])?),
         None => WindowRowsMapExec::of(plan, input).map(|map| Arc::new(map) as _),
-    }
+    })
 }
 
 /// The window aggregate whose final rows `plan` passes on, through projections and filters

@@ -14,7 +14,7 @@ FROM (
 WHERE rn <= 2
 WITH (
   'trades.type' = 'file_source',
-  'trades.path' = '{in:trades.csv}',
+  'trades.path' = '{in:trades}',
   'trades.format' = 'csv',
   'trades.event.time.field' = 'ts',
   'trades.watermark.strategy' = 'bounded_out_of_orderness',
