@@ -4,7 +4,7 @@
 //! core. Then the same for deduplication (the first trade of each symbol by time, N = 1).
 
 use ferris_benches::{
-    Measurement, data_dir, datafusion_trades, measure, rows, run_job, runtime, trades_csv,
+    Measurement, data_dir, datafusion_one_partition, measure, rows, run_job, runtime, trades_csv,
 };
 
 const TOP_3: &str = "SELECT symbol, rn, qty, ts FROM (
@@ -25,7 +25,7 @@ fn main() {
         .collect();
     for ((what, query), ours) in workloads.iter().zip(ours) {
         ours.print(&format!("ferris     {what}, changelog, 1 thread"));
-        let theirs = datafusion(&path, query, rows);
+        let theirs = datafusion_one_partition(&path, query, rows);
         theirs.print(&format!("datafusion {what}, one batch, 1 partition"));
         println!(
             "{what}: ferris does {:.2}x DataFusion's rows/s per core, in {:.2}x its wall time, with {:.2}x its peak RSS",
@@ -52,16 +52,5 @@ fn ferris(path: &str, query: &str, rows: usize) -> Measurement {
         let progress = run_job(&runtime(), &sql);
         assert_eq!(progress.records_in as usize, rows);
         progress.records_in
-    })
-}
-
-fn datafusion(path: &str, query: &str, rows: usize) -> Measurement {
-    measure(|| {
-        runtime().block_on(async {
-            let ctx = datafusion_trades(path, Some(1)).await;
-            let batches = ctx.sql(query).await.unwrap().collect().await.unwrap();
-            assert!(!batches.is_empty());
-        });
-        rows as u64
     })
 }

@@ -6,7 +6,7 @@
 //! the same minute bars in one batch.
 
 use ferris_benches::{
-    Measurement, data_dir, datafusion_trades, measure, rows, run_job, runtime, trades_csv,
+    Measurement, data_dir, datafusion_one_partition, measure, rows, run_job, runtime, trades_csv,
 };
 
 const SOURCE: &str = "'trades.type' = 'file_source', 'trades.format' = 'csv',
@@ -45,14 +45,14 @@ fn main() {
     nested.print("ferris     minute bars of 10 s bars, 1 thread");
     let alone = ferris(&path, BARS, rows);
     alone.print("ferris     minute bars (the window alone), 1 thread");
-    let theirs = datafusion(&path, DATAFUSION_BARS_OF_BARS, rows);
+    let theirs = datafusion_one_partition(&path, DATAFUSION_BARS_OF_BARS, rows);
     theirs.print("datafusion minute bars of 10 s bars, one batch, 1 partition");
     compare("bars of bars against the window alone", &nested, &alone);
     compare("bars of bars against DataFusion", &nested, &theirs);
 
     let top = ferris(&path, TOP_3, rows);
     top.print("ferris     top 3 per minute, 1 thread");
-    let theirs = datafusion(&path, DATAFUSION_TOP_3, rows);
+    let theirs = datafusion_one_partition(&path, DATAFUSION_TOP_3, rows);
     theirs.print("datafusion top 3 per minute, one batch, 1 partition");
     compare("window Top-N against the window alone", &top, &alone);
     compare("window Top-N against DataFusion", &top, &theirs);
@@ -82,16 +82,5 @@ fn ferris(path: &str, query: &str, rows: usize) -> Measurement {
         let progress = run_job(&runtime(), &sql);
         assert_eq!(progress.records_in as usize, rows);
         progress.records_in
-    })
-}
-
-fn datafusion(path: &str, query: &str, rows: usize) -> Measurement {
-    measure(|| {
-        runtime().block_on(async {
-            let ctx = datafusion_trades(path, Some(1)).await;
-            let batches = ctx.sql(query).await.unwrap().collect().await.unwrap();
-            assert!(!batches.is_empty());
-        });
-        rows as u64
     })
 }

@@ -260,3 +260,17 @@ pub async fn datafusion_trades(path: &str, partitions: Option<usize>) -> Session
         .unwrap();
     ctx
 }
+
+/// DataFusion running `query` over the trades CSV at `path` ([`datafusion_trades`]) on one
+/// partition, its results collected in one batch: the single-core baseline of a query over
+/// `rows` rows.
+pub fn datafusion_one_partition(path: &str, query: &str, rows: usize) -> Measurement {
+    measure(|| {
+        runtime().block_on(async {
+            let ctx = datafusion_trades(path, Some(1)).await;
+            let batches = ctx.sql(query).await.unwrap().collect().await.unwrap();
+            assert!(!batches.is_empty());
+        });
+        rows as u64
+    })
+}

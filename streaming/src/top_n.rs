@@ -287,6 +287,9 @@ struct TopN {
     rows: RowConverter,
     ranked: HashMap<Box<[u8]>, Ranked>,
     bytes: usize,
+    /// Per window: the earliest end of a window kept (a watermark short of it closes
+    /// nothing, and is answered without a look at the keys).
+    earliest_end: i64,
 }
 
 impl TopN {
@@ -318,6 +321,7 @@ impl TopN {
             schema,
             ranked: HashMap::new(),
             bytes: 0,
+            earliest_end: i64::MAX,
         })
     }
 
@@ -355,6 +359,7 @@ impl TopN {
             if !self.ranked.contains_key(key) {
                 self.bytes += key.len() + std::mem::size_of::<Ranked>();
                 let window_end = window_ends.get(row).copied().unwrap_or(i64::MAX);
+                self.earliest_end = self.earliest_end.min(window_end);
                 let ranked = Ranked {
                     window_end,
                     ..Ranked::default()
@@ -436,10 +441,16 @@ impl TopN {
     /// Per window: the first N of each key whose window ends by `watermark`, in key order;
     /// those keys go.
     fn close_windows(&mut self, watermark: i64) -> Result<Vec<RecordBatch>> {
+        if watermark < self.earliest_end {
+            return Ok(vec![]);
+        }
         let mut closed = Vec::new();
         let bytes = &mut self.bytes;
+        let earliest = &mut self.earliest_end;
+        *earliest = i64::MAX;
         self.ranked.retain(|key, ranked| {
             if ranked.window_end > watermark {
+                *earliest = (*earliest).min(ranked.window_end);
                 return true;
             }
             *bytes -= key.len() + std::mem::size_of::<Ranked>() + ranked.size();

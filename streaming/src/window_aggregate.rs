@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, TimestampMillisecondArray, UInt8Array};
-use arrow::compute::{cast, concat_batches};
+use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, RowConverter, SortField};
@@ -93,9 +93,10 @@ pub struct WindowAggregateConfig {
     /// later ends after it, so no row is late. This operator's watermark moves on those
     /// announcements alone (over an exchange, the least of the inner instances').
     pub over_window: bool,
-    /// Its rows feed a window aggregate above it: after the rows a watermark makes ready,
-    /// it writes a batch of no rows carrying that watermark ([`watermark_batch`]), so that
-    /// the window above closes even when no row comes.
+    /// Its rows feed an operator that closes windows on its watermark (a window aggregate
+    /// over them, a window Top-N): after the rows a watermark makes ready, it writes a
+    /// batch of no rows carrying that watermark ([`watermark_batch`]), so that the operator
+    /// above closes them even when no row comes.
     pub announces_watermark: bool,
 }
 
@@ -349,9 +350,8 @@ impl WindowAggregator {
             .collect())
     }
 
-    /// The rows the watermark makes ready, in one batch: an aggregate over them (see
-    /// [`WindowAggregateConfig::over_window`]) and a window Top-N take a batch for all the
-    /// windows one watermark closed.
+    /// The rows the watermark makes ready, then, where the operator announces it, the
+    /// watermark.
     fn emit(&mut self) -> Result<Vec<RecordBatch>> {
         let rows = self.state.emit(self.watermark, self.config.emit)?;
         let mut batches = Vec::with_capacity(rows.len());
@@ -361,10 +361,6 @@ impl WindowAggregator {
                 batches.push(batch);
             }
         }
-        let mut batches = match batches.len() {
-            0 | 1 => batches,
-            _ => vec![concat_batches(&self.config.output_schema, &batches)?],
-        };
         if self.config.announces_watermark && self.watermark > self.announced {
             self.announced = self.watermark;
             batches.push(watermark_batch(&self.config.output_schema, self.watermark));

@@ -1331,6 +1331,41 @@ EMIT CHANGES
 
 
 @case
+def window_top_n_sliding():
+    """Window Top-N over sliding windows (Flink's HOP), partitioned by the window's end: the
+    symbol of most trades in each 10-second window sliding by 5 seconds (ties: by symbol),
+    with late trades and trades at window bounds."""
+    bound = 2 * SEC
+    rows = gen_trades(1408, 1200, bound, step_ms=250, delays=[(0.05, 3 * SEC, 20 * SEC)])
+    rows = inject_boundaries(rows, 1409, bound, 5 * SEC, exact=3, near=2)
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = aligned_windows(recs, bound, sliding(10 * SEC, 5 * SEC))
+    per_window: dict = {}
+    for (k, _s, e), rs in contents.items():
+        per_window.setdefault(e, []).append((k, len(rs)))
+    expected = [
+        {"window_end": ts(e), "symbol": k, "trades": n}
+        for e, counts in per_window.items()
+        for k, n in sorted(counts, key=lambda kn: (-kn[1], kn[0]))[:1]
+    ]
+    sql = """CREATE STREAM busiest_symbol AS
+SELECT window_end, symbol, trades
+FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY window_end ORDER BY trades DESC, symbol) AS rn
+  FROM (
+    SELECT symbol, HOP_END(ts, INTERVAL '5' SECOND, INTERVAL '10' SECOND) AS window_end,
+           COUNT(*) AS trades
+    FROM trades
+    GROUP BY HOP(ts, INTERVAL '5' SECOND, INTERVAL '10' SECOND), symbol
+  )
+)
+WHERE rn = 1
+""" + trades_with("2s") + SINK_TAIL.format(name="busiest_symbol")
+    meta = {"mode": "final", "key": ["window_end"]}
+    return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+@case
 def window_top_n():
     """Window Top-N (Flink's): the two symbols of most volume in each 10-second window from
     09:30:20 on (ties: by symbol), over a CTE's windowed aggregate filtered by its window

@@ -313,7 +313,8 @@ pub fn announcing_window_rows(
 }
 
 /// The window aggregate whose final rows `plan` passes on, through projections and filters
-/// alone (which keep each of its batches whole), if it does and it emits each window once;
+/// alone (which pass its announced watermark on, as [`WindowRowsMapExec`]s), if it does and
+/// it emits each window once;
 /// with it, where column `column` of `plan` comes from in its output, if that is a column
 /// passed on as it is.
 pub fn final_window_rows(
@@ -333,7 +334,10 @@ pub fn final_window_rows(
         });
         return final_window_rows(projection.input(), column);
     }
-    if let Some(filter) = plan.downcast_ref::<FilterExec>() {
+    if let Some(filter) = plan
+        .downcast_ref::<FilterExec>()
+        .filter(|f| f.fetch().is_none())
+    {
         let column = match filter.projection() {
             Some(columns) => column.and_then(|c| columns.get(c).copied()),
             None => column,
