@@ -905,3 +905,38 @@ def lots(qty):
         stderr(&output)
     );
 }
+
+/// A window over a window's rows runs its instances in one process for now: asked to run one
+/// instance of several (`--instance`), it says so, at the statement, before it reads.
+#[test]
+fn a_window_over_a_window_s_rows_refuses_instances_in_separate_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("trades.csv"),
+        "ts,symbol\n2026-03-02 09:30:00.000,AAPL\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("job.sql"),
+        "CREATE STREAM nested AS
+SELECT symbol, _window_start AS minute, MAX(trades) AS busiest
+FROM (SELECT symbol, COUNT(*) AS trades FROM trades GROUP BY symbol
+      WINDOW TUMBLING(INTERVAL '10' SECOND))
+GROUP BY symbol WINDOW TUMBLING(INTERVAL '1' MINUTE)
+WITH ('trades.type' = 'file_source', 'trades.path' = 'trades.csv',
+      'trades.schema' = 'ts TIMESTAMP, symbol VARCHAR', 'trades.event.time.field' = 'ts',
+      'nested.type' = 'kafka_sink', 'nested.bootstrap.servers' = '127.0.0.1:1',
+      'nested.topic' = 'nested', 'parallelism' = '2');",
+    )
+    .unwrap();
+    let output = run_in(
+        dir.path(),
+        &["run", "--instance", "0", "--state-dir", "state", "job.sql"],
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("job.sql:2:1: a window over a window's rows, or a window Top-N, runs its instances in one process for now"),
+        "{}",
+        stderr(&output)
+    );
+}
