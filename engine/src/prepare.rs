@@ -326,7 +326,6 @@ impl Engine {
             late: LateDataPolicy::Drop,
             watermark: watermark.clone(),
             state_ttl: ttl,
-            over_window: false,
         });
         // The innermost window reads the sources' rows; each other one the next one's.
         let innermost = windows.len().saturating_sub(1);
@@ -345,7 +344,6 @@ impl Engine {
                 },
                 watermark: watermark.clone(),
                 state_ttl: None,
-                over_window: level != innermost,
             })
             .collect();
         let window_count = windows.len();

@@ -646,8 +646,8 @@ impl WindowAggregateExec {
 
 impl WindowAggregateConfig {
     /// Whether it writes each window's rows once, final: a window (not a keyed table), not a
-    /// changelog, without allowed lateness. Each batch it writes then holds every window one
-    /// watermark closed (see [`WindowAggregateConfig::over_window`]).
+    /// changelog, without allowed lateness; what reads them closes windows on its watermark
+    /// (see [`WindowAggregateConfig::over_window`]).
     pub fn emits_each_window_once(&self) -> bool {
         self.window.is_windowed() && !self.changelog && self.late.allowed_lateness() == 0
     }

@@ -130,8 +130,6 @@ impl Progress {
 /// A reader's consumer, as its source commits through it and lets it go.
 struct LiveConsumer {
     consumer: Arc<StreamConsumer<SourceContext>>,
-    /// It joined the group (rather than being assigned partitions).
-    joined: bool,
     /// The offsets last committed through it without waiting, until a commit that waited
     /// follows.
     unconfirmed: Option<TopicPartitionList>,
@@ -262,7 +260,6 @@ impl KafkaSource {
         let consumer = Arc::new(consumer);
         *self.progress.live() = Some(LiveConsumer {
             consumer: consumer.clone(),
-            joined: self.subscribes(),
             unconfirmed: None,
         });
         let decoder = config
@@ -356,7 +353,7 @@ impl SourceConnector for KafkaSource {
     fn release(&self) {
         let live = self.progress.live().take();
         // One that joined its group is dropped here, leaving the group as it goes.
-        let Some(live) = live.filter(|live| !live.joined) else {
+        let Some(live) = live.filter(|_| !self.subscribes()) else {
             return;
         };
         // Dropped in place, it would wait for a commit still on its way: here that commit is
@@ -510,14 +507,15 @@ impl SourceConnector for KafkaSource {
     /// Commits the offsets of everything read so far to the consumer group. Call it once the
     /// sink has everything those messages produced.
     fn commit(&self) -> Result<()> {
-        let consumer = self.live_consumer();
         let next = self
             .progress
             .next
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let Some(consumer) = consumer.filter(|_| !next.is_empty()) else {
+        // Held through the commit: a release meanwhile must see its offsets confirmed.
+        let mut live = self.progress.live();
+        let Some(live) = live.as_mut().filter(|_| !next.is_empty()) else {
             return Ok(());
         };
         let mut offsets = TopicPartitionList::new();
@@ -526,10 +524,8 @@ impl SourceConnector for KafkaSource {
                 .add_partition_offset(&self.config.topic, partition, Offset::Offset(offset))
                 .map_err(|e| self.config.connection.error("committing offsets on", e))?;
         }
-        let committed = consumer.commit(&offsets, CommitMode::Sync);
-        if committed.is_ok()
-            && let Some(live) = self.progress.live().as_mut()
-        {
+        let committed = live.consumer.commit(&offsets, CommitMode::Sync);
+        if committed.is_ok() {
             // Later than any commit not waited for: that one must not be made again.
             live.unconfirmed = None;
         }

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::TreeNode;
 use datafusion::config::ConfigOptions;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_expr::expressions::Column;
@@ -45,8 +45,6 @@ pub struct AggregateSettings {
     pub watermark: WatermarkSpec,
     /// How long a keyed table's key is kept without an update (`'state.ttl'`).
     pub state_ttl: Option<Duration>,
-    /// Its rows are a window aggregate's (see [`WindowAggregateConfig::over_window`]).
-    pub over_window: bool,
 }
 
 /// Replaces the aggregates on a query's stream, met from the top down through every input
@@ -100,24 +98,6 @@ impl PhysicalOptimizerRule for WindowAggregateRule {
             return Err(DataFusionError::Plan(EMITTED_AGAIN.into()));
         }
         let plan = replace(plan, &mut levels, false)?;
-        // Between a window and the window over its rows, the projections and filters pass
-        // the inner window's watermark on.
-        let plan = plan
-            .transform_up(|node| {
-                let Some(window) = node.downcast_ref::<WindowAggregateExec>() else {
-                    return Ok(Transformed::no(node));
-                };
-                if !window.config().over_window {
-                    return Ok(Transformed::no(node));
-                }
-                let input = announcing_window_rows(window.input())?.ok_or_else(|| {
-                    DataFusionError::Plan(
-                        "a window over a window's rows reads them through projections and filters only (not a join, a Top-N or another aggregate between them)".into(),
-                    )
-                })?;
-                Ok(Transformed::yes(replace_children_if_necessary(node, vec![input])?))
-            })?
-            .data;
         let changelog = plan.exists(|node| {
             Ok(node
                 .downcast_ref::<WindowAggregateExec>()
@@ -232,6 +212,20 @@ fn window_aggregate(
     let changelog = settings.emit == EmitMode::Changes;
     let output_schema = WindowAggregateConfig::output_schema_for(&aggregate.schema(), changelog);
     let aggregate = single_phase(aggregate)?;
+    // An input of several partitions (a UNION ALL) is merged in front of the operator by the
+    // plan's parallelization, as any other distribution.
+    let input = replace(aggregate.input().clone(), levels, false)?;
+    // A window over a window's rows: the inner window announces its watermark, and the
+    // projections and filters between pass it on.
+    let over_window = settings.window.is_windowed() && windowed_below(&input);
+    let input = match over_window {
+        true => announcing_window_rows(&input)?.ok_or_else(|| {
+            DataFusionError::Plan(
+                "a window over a window's rows reads them through projections and filters only (not a join, a Top-N or another aggregate between them)".into(),
+            )
+        })?,
+        false => input,
+    };
     let config = WindowAggregateConfig {
         window: settings.window,
         emit: settings.emit,
@@ -245,13 +239,23 @@ fn window_aggregate(
         having,
         merges: false,
         state_ttl: settings.state_ttl,
-        over_window: settings.over_window,
+        over_window,
         announces_watermark: false,
     };
-    // An input of several partitions (a UNION ALL) is merged in front of the operator by the
-    // plan's parallelization, as any other distribution.
-    let input = replace(aggregate.input().clone(), levels, false)?;
     Ok(Arc::new(WindowAggregateExec::try_new(input, config)?))
+}
+
+/// Whether the query's stream under `node` flows through a window aggregate over windows.
+fn windowed_below(node: &Arc<dyn ExecutionPlan>) -> bool {
+    let windowed = node
+        .downcast_ref::<WindowAggregateExec>()
+        .is_some_and(|w| w.config().window.is_windowed());
+    windowed
+        || node
+            .children()
+            .into_iter()
+            .enumerate()
+            .any(|(i, child)| on_stream(node, i) && windowed_below(child))
 }
 
 /// The one aggregate that computes `aggregate` from its input rows: itself, or the partial
