@@ -507,15 +507,14 @@ impl SourceConnector for KafkaSource {
     /// Commits the offsets of everything read so far to the consumer group. Call it once the
     /// sink has everything those messages produced.
     fn commit(&self) -> Result<()> {
+        let consumer = self.live_consumer();
         let next = self
             .progress
             .next
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        // Held through the commit: a release meanwhile must see its offsets confirmed.
-        let mut live = self.progress.live();
-        let Some(live) = live.as_mut().filter(|_| !next.is_empty()) else {
+        let Some(consumer) = consumer.filter(|_| !next.is_empty()) else {
             return Ok(());
         };
         let mut offsets = TopicPartitionList::new();
@@ -524,8 +523,12 @@ impl SourceConnector for KafkaSource {
                 .add_partition_offset(&self.config.topic, partition, Offset::Offset(offset))
                 .map_err(|e| self.config.connection.error("committing offsets on", e))?;
         }
-        let committed = live.consumer.commit(&offsets, CommitMode::Sync);
-        if committed.is_ok() {
+        // Not under the consumer slot's lock: a commit may wait out a broker that is down,
+        // and the reader takes that lock as it goes.
+        let committed = consumer.commit(&offsets, CommitMode::Sync);
+        if committed.is_ok()
+            && let Some(live) = self.progress.live().as_mut()
+        {
             // Later than any commit not waited for: that one must not be made again.
             live.unconfirmed = None;
         }
