@@ -364,17 +364,6 @@ impl Engine {
                 .error("'state.ttl' is how long a table's key (a GROUP BY without a window, a Top-N's key) or a row of a join of two streams without time bounds is kept; this query keeps neither (a window's keys go when it closes, an interval join's rows when they can no longer match)")
                 .into());
         }
-        // Seen stalling at its first checkpoint (both processes waiting on the other's
-        // exchange messages, none committed): kept to one process until understood.
-        if let (Some(here), true) = (&instance, properties::announces_window_watermarks(&plan)) {
-            return Err(EngineError::Sql {
-                message: format!(
-                    "a window over a window's rows, or a window Top-N, runs its instances in one process for now: run it without --instance (instance {} of {} was asked for)",
-                    here.index, here.count
-                ),
-                position: query.position,
-            });
-        }
         // The plan of one instance is what checkpoints fit: state taken at one parallelism
         // restores at another.
         let fingerprint = displayable(plan.as_ref()).indent(true).to_string();

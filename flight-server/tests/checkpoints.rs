@@ -435,6 +435,90 @@ fn instances_in_two_processes_meet_through_kafka_and_survive_sigkill_exactly_onc
     );
 }
 
+/// A window over a window's rows in two processes: each reads its share of a topic of six
+/// partitions not keyed by symbol, its 10-second bars cross to the other process by symbol
+/// through one repartition topic, and the inner windows' announced watermarks through
+/// the next, with the bars, to the minute windows; together they write the minutes one
+/// instance would.
+#[test]
+fn a_window_over_a_window_s_rows_runs_in_two_processes_through_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 20_000;
+    let input = topic("nested_instances", 6);
+    produce_unkeyed(&input, rows);
+    let out_topic = topic("nested_instances_out", 1);
+    let job = out_topic.replace("_out", "_job");
+    let sql = format!(
+        "CREATE STREAM {job} AS
+         SELECT symbol, _window_start AS minute, COUNT(*) AS bars, MAX(trades) AS busiest
+         FROM (SELECT symbol, COUNT(*) AS trades FROM trades GROUP BY symbol
+               WINDOW TUMBLING(INTERVAL '10' SECOND))
+         GROUP BY symbol WINDOW TUMBLING(INTERVAL '1' MINUTE)
+         WITH ({},
+           'trades.schema' = 'ts BIGINT, symbol VARCHAR, price VARCHAR, qty BIGINT',
+           'trades.event.time.field' = 'ts',
+           'trades.watermark.max_out_of_orderness' = '1s',
+           '{job}.type' = 'kafka_sink', '{job}.bootstrap.servers' = '{}',
+           '{job}.topic' = '{out_topic}',
+           'parallelism' = '2', 'checkpoint.interval' = '100ms');",
+        kafka_source(&input, &job),
+        bootstrap()
+    );
+    std::fs::write(dir.path().join("job.sql"), &sql).unwrap();
+    let instances: Vec<KilledOnDrop> = (0..2)
+        .map(|i| {
+            let log = std::fs::File::create(dir.path().join(format!("instance-{i}.log"))).unwrap();
+            KilledOnDrop(
+                std::process::Command::new(env!("CARGO_BIN_EXE_ferris"))
+                    .args(["run", "--instance", &i.to_string(), "--state-dir", "state"])
+                    .arg("job.sql")
+                    .current_dir(dir.path())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for (i, mut instance) in instances.into_iter().enumerate() {
+        assert!(
+            instance.0.wait().unwrap().success(),
+            "instance {i}: {}",
+            std::fs::read_to_string(dir.path().join(format!("instance-{i}.log")))
+                .unwrap_or_default()
+        );
+    }
+    // No trade is late (within the 1 s bound): every 10-second bar, in the minute it ends in.
+    let mut bars: std::collections::BTreeMap<(String, i64), u64> = Default::default();
+    for (symbol, line) in trades(rows) {
+        let trade: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let ts = trade["ts"].as_i64().unwrap();
+        *bars
+            .entry((symbol, ts.div_euclid(10_000) * 10_000))
+            .or_default() += 1;
+    }
+    let mut minutes: std::collections::BTreeMap<(String, i64), (u64, u64)> = Default::default();
+    for ((symbol, start), trades) in bars {
+        let minute = minutes
+            .entry((symbol, start.div_euclid(60_000) * 60_000))
+            .or_default();
+        minute.0 += 1;
+        minute.1 = minute.1.max(trades);
+    }
+    let mut expected: Vec<String> = minutes
+        .into_iter()
+        .map(|((symbol, minute), (bars, busiest))| {
+            let minute = chrono::DateTime::from_timestamp_millis(minute).unwrap();
+            format!(
+                r#"{{"symbol":"{symbol}","minute":"{}","bars":{bars},"busiest":{busiest}}}"#,
+                minute.format("%Y-%m-%dT%H:%M:%S")
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_same_lines(&committed_lines(&out_topic), &expected);
+}
+
 /// A job rescaled while it runs: killed at parallelism 1 after a checkpoint, started again
 /// at 3 from it (its keyed window state divided by key among three instances, the topic's
 /// offsets among three shares), killed again, and run to its end at 2: its transactions

@@ -41,6 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow::record_batch::RecordBatch;
 use datafusion::execution::TaskContext;
+use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 
 use crate::key_groups::{self, OperatorInstance};
@@ -145,8 +146,10 @@ struct SourceSlot {
 }
 
 /// One stateful operator instance.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct OperatorSlot {
+    /// Its exchange level.
+    level: u32,
     /// Its snapshot for the current epoch.
     snapshot: Option<RecordBatch>,
     /// An ended operator's last state: its snapshot for every later epoch (its instance
@@ -293,7 +296,11 @@ impl CheckpointBarrier {
     ) -> OperatorBarrier {
         let mut state = self.lock();
         let index = state.operators.len();
-        state.operators.push(OperatorSlot::default());
+        state.operators.push(OperatorSlot {
+            level,
+            snapshot: None,
+            ended: None,
+        });
         if !same_operator(state.last_registered, instance) {
             state.operators_registered += 1;
         }
@@ -619,6 +626,13 @@ impl OperatorBarrier {
     }
 }
 
+/// What `stream` has ready now, if anything, whatever the task's poll budget: a stream the
+/// runtime made yield (tokio's cooperative budget) would otherwise read as empty, and a cut
+/// taken then would leave a batch read before it out of its snapshot.
+pub fn ready_now<S: Stream + Unpin>(stream: &mut S) -> Option<Option<S::Item>> {
+    tokio::task::coop::unconstrained(stream.next()).now_or_never()
+}
+
 /// Waits for a change of an operator's barrier; never, for an operator of a job that does
 /// not checkpoint.
 pub async fn barrier_changed(barrier: Option<&mut OperatorBarrier>) {
@@ -674,10 +688,18 @@ pub struct SenderBarrier {
 
 impl SenderBarrier {
     /// The epoch whose marker is due once the sender's input has nothing ready: everything
-    /// below the exchange has cut.
+    /// below the exchange has cut, and every operator below it has snapshotted. An operator
+    /// snapshots when it is polled; until then the sender keeps polling its input (a marker
+    /// sent first would let a sender across processes pause, and nothing would poll it).
     pub fn marker_due(&self) -> Option<u64> {
         let state = self.barrier.lock();
-        (state.cutting && state.all_cut_through(self.below)).then_some(state.epoch)
+        (state.cutting
+            && state.all_cut_through(self.below)
+            && state
+                .operators
+                .iter()
+                .all(|o| o.level > self.below || o.snapshot.is_some()))
+        .then_some(state.epoch)
     }
 
     /// Waits for a change of the barrier not seen yet.

@@ -23,9 +23,9 @@ use datafusion::physical_plan::metrics::{
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{Partitioning, PlanProperties, SendableRecordBatchStream};
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 
-use crate::checkpoint::{CheckpointBarrier, OperatorBarrier, RestoredState, barrier_changed};
+use crate::checkpoint::{self, CheckpointBarrier, OperatorBarrier, RestoredState, barrier_changed};
 use crate::key_groups::OperatorInstance;
 use crate::operator::{OperatorState, StreamOperator};
 use crate::state_memory::StateMemory;
@@ -232,7 +232,7 @@ impl<O: StreamOperator> Driver<O> {
             // Every source holds back: what an input still has ready was read before the
             // cut and belongs in the snapshot; once none has anything, snapshot.
             let ready = self.inputs.iter_mut().enumerate().find_map(|(i, input)| {
-                let next = input.as_mut()?.next().now_or_never()?;
+                let next = checkpoint::ready_now(input.as_mut()?)?;
                 Some((i, next))
             });
             if let Some((input, next)) = ready {

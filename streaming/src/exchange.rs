@@ -54,7 +54,7 @@ use tokio::task::JoinSet;
 
 use crate::busy::{BusyTime, Timed};
 use crate::checkpoint::{
-    CheckpointBarrier, ExchangeBarrier, ExchangeLevel, SenderBarrier, SourceBarrier,
+    self, CheckpointBarrier, ExchangeBarrier, ExchangeLevel, SenderBarrier, SourceBarrier,
 };
 use crate::error::StreamingError;
 use crate::key_groups;
@@ -646,7 +646,7 @@ impl Sender {
                 .filter(|epoch| *epoch > self.marked);
             let next = match due {
                 // Whatever the input still has ready was read before the cut.
-                Some(epoch) => match self.input.next().now_or_never() {
+                Some(epoch) => match checkpoint::ready_now(&mut self.input) {
                     Some(next) => next,
                     None => {
                         self.marked = epoch;

@@ -487,9 +487,8 @@ impl Declared {
 
     /// How many instances of the job can run apart, each where a cluster places it: a
     /// parallel job on sources that do not end, whose sink carries its exchanges, that
-    /// checkpoints, each of whose instances reads a share of its sources, and without a
-    /// window over a window's rows or a window Top-N (see `prepare`). 0: it runs whole, its
-    /// instances as tasks of one process.
+    /// checkpoints, and each of whose instances reads a share of its sources. 0: it runs
+    /// whole, its instances as tasks of one process.
     pub(crate) fn instances_apart(&self) -> usize {
         let prepared = &self.prepared;
         let apart = prepared.parallelism > 1
@@ -497,7 +496,6 @@ impl Declared {
             && self.sink_config.carries_exchanges()
             && prepared.checkpoint.is_some()
             && !properties::has_unsnapshotted_join(&prepared.plan)
-            && !properties::announces_window_watermarks(&prepared.plan)
             && prepared.every_instance_reads;
         if apart { prepared.parallelism } else { 0 }
     }

@@ -62,15 +62,6 @@ pub fn lets_state_expire(plan: &Arc<dyn ExecutionPlan>) -> bool {
     })
 }
 
-/// Whether a window aggregate of the plan announces its watermark to an operator over its
-/// rows (a window over a window's rows, a window Top-N).
-pub fn announces_window_watermarks(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    any_node(plan, |node| {
-        node.downcast_ref::<WindowAggregateExec>()
-            .is_some_and(|w| w.config().announces_watermark)
-    })
-}
-
 /// Whether the plan has one of DataFusion's aggregates (one our rules did not replace) over
 /// input that does not end (not, say, a table joined to the stream).
 pub fn has_unbounded_aggregate(plan: &Arc<dyn ExecutionPlan>) -> bool {
