@@ -112,12 +112,10 @@ pub(crate) fn show_functions(state: &SessionState, pattern: Option<&str>) -> Res
             let written = user_function::written(f).map(|(l, d)| (l, d.to_string()));
             (name.clone(), "scalar", written)
         })
-        .chain(
-            state
-                .aggregate_functions()
-                .keys()
-                .map(|n| (n.clone(), "aggregate", None)),
-        )
+        .chain(state.aggregate_functions().iter().map(|(name, f)| {
+            let written = user_function::written_aggregate(f).map(|(l, d)| (l, d.to_string()));
+            (name.clone(), "aggregate", written)
+        }))
         .chain(
             state
                 .window_functions()

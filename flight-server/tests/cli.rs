@@ -905,3 +905,89 @@ def lots(qty):
         stderr(&output)
     );
 }
+
+/// An aggregate function written in Python is given each group's values and returns its
+/// value: the same as the built-in aggregates it stands for, in tumbling, sliding and
+/// session windows and in a keyed table; `SHOW FUNCTIONS` lists it, `DROP FUNCTION` forgets
+/// it, and its errors name it.
+#[test]
+fn a_python_aggregate_function_gets_each_group_s_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let ticks = project_root().join("docs/examples/ticks.csv");
+    let spread =
+        "CREATE AGGREGATE FUNCTION spread(price DOUBLE) RETURNS DOUBLE LANGUAGE python AS '
+import pyarrow.compute as pc
+
+def spread(price):
+    low, high = pc.min_max(price).values()
+    return high.as_py() - low.as_py()
+';";
+    let query = |value: &str, grouping: &str| {
+        format!(
+            "SELECT symbol, {value} AS spread, COUNT(*) AS trades FROM ticks GROUP BY symbol {grouping}
+             WITH ('ticks.type' = 'file_source', 'ticks.path' = '{}',
+                   'ticks.event.time.field' = 'ts', 'ticks.batch.size' = '2')",
+            ticks.display()
+        )
+    };
+    let run = |sql: &str| {
+        let output = run_in(dir.path(), &["run", "-e", sql]);
+        assert!(output.status.success(), "{sql}: {}", stderr(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    for grouping in [
+        "WINDOW TUMBLING(10s)",
+        "WINDOW SLIDING(20s, 10s)",
+        "WINDOW SESSION(3s)",
+        "EMIT CHANGES",
+    ] {
+        let expected = run(&query("MAX(price) - MIN(price)", grouping));
+        let got = run(&format!("{spread} {}", query("spread(price)", grouping)));
+        assert!(expected.contains("| AMZN "), "{expected}");
+        assert!(
+            got.ends_with(&expected[expected.find("| symbol").unwrap()..]),
+            "{grouping}:\n{got}\n{expected}"
+        );
+    }
+
+    let listed = run(&format!(
+        "{spread} SHOW FUNCTIONS LIKE 'spread'; DROP FUNCTION spread; SHOW FUNCTIONS LIKE 'spread'"
+    ));
+    assert!(
+        listed.contains("| spread | aggregate | python "),
+        "{listed}"
+    );
+    assert!(listed.contains("DROPPED"), "{listed}");
+    assert!(listed.ends_with("(0 rows)\n"), "{listed}");
+
+    let failing = |sql: &str, message: &str| {
+        let output = run_in(dir.path(), &["run", "-e", sql]);
+        assert!(!output.status.success(), "{sql}");
+        let error = stderr(&output);
+        assert!(error.contains(message), "{sql}: {error}");
+    };
+    let raising =
+        "CREATE AGGREGATE FUNCTION spread(price DOUBLE) RETURNS DOUBLE LANGUAGE python AS '
+def spread(price):
+    raise ValueError(\"no spread today\")
+';";
+    failing(
+        &format!(
+            "{raising} {}",
+            query("spread(price)", "WINDOW TUMBLING(10s)")
+        ),
+        "ValueError: no spread today",
+    );
+    failing(
+        "CREATE AGGREGATE FUNCTION spread(price DOUBLE) RETURNS DOUBLE AS 'MAX(price)'",
+        "CREATE FUNCTION spread: an aggregate function is written in Python (LANGUAGE python)",
+    );
+    failing(
+        "CREATE AGGREGATE FUNCTION count(x BIGINT) RETURNS BIGINT LANGUAGE python AS 'def count(x): return 0'",
+        "CREATE FUNCTION count: a built-in function of that name exists",
+    );
+    failing(
+        "CREATE AGGREGATE FUNCTION spread(price DOUBLE) RETURNS DOUBLE LANGUAGE python AS 'def spreads(p): return 0'",
+        "NameError: the code defines no function named spread",
+    );
+}

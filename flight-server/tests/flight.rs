@@ -1520,7 +1520,7 @@ fn the_json_api_creates_lists_stops_and_starts_jobs_behind_the_token() {
 /// with its statement, kept by a server across a kill (the job calling it starts again), and
 /// dropped for good.
 #[test]
-fn a_sql_function_is_kept_across_a_restart_and_called_inside_a_window() {
+fn functions_are_kept_across_a_restart_and_called_inside_a_window() {
     let dir = tempfile::tempdir().unwrap();
     let inbox = dir.path().join("inbox");
     std::fs::create_dir(&inbox).unwrap();
@@ -1533,6 +1533,13 @@ fn a_sql_function_is_kept_across_a_restart_and_called_inside_a_window() {
     assert!(created.contains("CREATED"), "{created}");
     let call = "SELECT notional(CAST(1.25 AS DECIMAL(10,2)), 3) AS n";
     assert!(server.sql(call).contains("| 3.75 |"));
+    let created = server.sql(
+        "CREATE AGGREGATE FUNCTION total(x BIGINT) RETURNS BIGINT LANGUAGE python
+         AS 'def total(x): return sum(x.to_pylist())'",
+    );
+    assert!(created.contains("CREATED"), "{created}");
+    let summed = "SELECT total(x) AS t FROM (VALUES (1), (2), (4)) AS v(x)";
+    assert!(server.sql(summed).contains("| 7 |"));
     server.sql(
         "CREATE TABLE turnover AS
          SELECT symbol, _window_start AS minute, SUM(notional(price, qty)) AS notional
@@ -1549,6 +1556,7 @@ fn a_sql_function_is_kept_across_a_restart_and_called_inside_a_window() {
     server.child.wait().unwrap();
     let mut server = Server::spawn(dir.path(), &options);
     assert!(server.sql(call).contains("| 3.75 |"));
+    assert!(server.sql(summed).contains("| 7 |"));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let jobs = server.sql("SHOW JOBS");

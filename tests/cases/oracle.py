@@ -47,6 +47,7 @@ import os
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -1445,6 +1446,65 @@ EMIT FINAL
 """ + trades_with("2s") + SINK_TAIL.format(name="fees")
     meta = {"mode": "final", "key": ["symbol", "window_start"]}
     return sql, {"trades.csv": (rows, TRADE_COLS)}, expected, meta, st
+
+
+@case
+def python_aggregate_tumbling():
+    """Aggregate functions written in Python (CREATE AGGREGATE FUNCTION ... LANGUAGE python)
+    in a window: an exact DECIMAL volume-weighted price of two parameters, and a median of the
+    quantities over 100 (a FILTER; a window without any gets NULL). Three files: in a parallel
+    job each symbol's trades cross an exchange to one instance, and a restore hands the
+    windows' buffered values back from the checkpoint."""
+    bound = 2 * SEC
+    # No late trades: which are late would depend on how the instances' reads interleave.
+    rows = gen_trades(1501, 1200, bound)
+    recs = read_trades(to_csv(rows, TRADE_COLS))
+    contents, st = aligned_windows(recs, bound, tumbling(10 * SEC))
+
+    def vwap(rs):
+        notional = sum((dec4(r["price"]) * r["qty"] for r in rs), Decimal(0))
+        return (notional / sum(r["qty"] for r in rs)).quantize(Decimal("0.000001"))
+
+    def big_median(rs):
+        big = [r["qty"] for r in rs if r["qty"] > 100]
+        return float(statistics.median(big)) if big else None
+
+    expected = window_agg_rows(contents, lambda k, s, e, rs: {
+        "symbol": k, "window_start": ts(s), "trades": len(rs),
+        "vwap": dec(vwap(rs), 6), "big_median": big_median(rs),
+    })
+    sql = """CREATE AGGREGATE FUNCTION vwap(price DECIMAL(18,4), qty BIGINT) RETURNS DECIMAL(38,6)
+LANGUAGE python AS '
+from decimal import Decimal
+
+def vwap(price, qty):
+    prices, qtys = price.to_pylist(), qty.to_pylist()
+    notional = sum((p * q for p, q in zip(prices, qtys)), Decimal(0))
+    return (notional / sum(qtys)).quantize(Decimal("0.000001"))
+';
+
+CREATE AGGREGATE FUNCTION big_median(qty BIGINT) RETURNS DOUBLE LANGUAGE python AS '
+import statistics
+
+def big_median(qty):
+    values = qty.to_pylist()
+    return float(statistics.median(values)) if values else None
+';
+
+CREATE STREAM prices AS
+SELECT symbol, _window_start AS window_start, COUNT(*) AS trades,
+       vwap(CAST(price AS DECIMAL(18,4)), qty) AS vwap,
+       big_median(qty) FILTER (WHERE qty > 100) AS big_median
+FROM trades
+GROUP BY symbol
+WINDOW TUMBLING(INTERVAL '10' SECOND)
+EMIT FINAL
+""" + trades_with("2s").replace("{in:trades.csv}", "{in:trades}") + SINK_TAIL.format(name="prices")
+    third = len(rows) // 3
+    parts = [rows[:third], rows[third:2 * third], rows[2 * third:]]
+    inputs = {f"trades/part-{i}.csv": (part, TRADE_COLS) for i, part in enumerate(parts)}
+    meta = {"mode": "final", "key": ["symbol", "window_start"]}
+    return sql, inputs, expected, meta, st
 
 
 ORDER_COLS = ["ts", "order_id", "symbol", "qty"]

@@ -1,23 +1,31 @@
-//! `CREATE [OR REPLACE] FUNCTION name(param TYPE, ...) RETURNS TYPE AS 'expression'`: a
-//! function written in SQL ([`SqlFunction`]), callable from every query, kept by a server
-//! with a state dir across restarts (beside its jobs), listed by `SHOW FUNCTIONS`.
+//! `CREATE [OR REPLACE] [AGGREGATE] FUNCTION name(param TYPE, ...) RETURNS TYPE AS '...'`: a
+//! function written in SQL ([`SqlFunction`]) or Python ([`PythonFunction`], an aggregate:
+//! [`PythonAggregate`]), callable from every query, kept by a server with a state dir across
+//! restarts (beside its jobs), listed by `SHOW FUNCTIONS`.
 //!
-//! DataFusion reads the statement (its parameter and return types); the body is a string
-//! that DataFusion plans as an expression over the parameters, by name, or a plain expression
-//! (`RETURN $1 * 2`) whose `$1`, `$name` are the parameters.
+//! DataFusion reads the statement (its parameter and return types; `AGGREGATE`, which its
+//! parser does not know, is blanked out first); a SQL body is a string that DataFusion plans
+//! as an expression over the parameters, by name, or a plain expression (`RETURN $1 * 2`)
+//! whose `$1`, `$name` are the parameters.
 
 use arrow::datatypes::DataType;
 use datafusion::common::Column;
 use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::logical_expr::{DdlStatement, Expr, ExprSchemable, LogicalPlan, ScalarUDF};
+use datafusion::logical_expr::{
+    AggregateUDF, DdlStatement, Expr, ExprSchemable, LogicalPlan, ScalarUDF,
+};
 use datafusion::optimizer::analyzer::type_coercion::TypeCoercionRewriter;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::error::{EngineError, Result};
 use crate::job::stored::StoredJob;
 use crate::listing;
+use crate::python_aggregate::PythonAggregate;
 use crate::python_function::PythonFunction;
 use crate::sql_function::{Parameter, SqlFunction};
 use crate::statements::kind::{Execution, StatementKind, StatementOutput};
@@ -87,18 +95,51 @@ fn sql_body(
 /// What a function is kept under among a server's kept jobs: no job's name has a `:`.
 pub(crate) const KEPT_AS: &str = "function:";
 
-/// `CREATE [OR REPLACE] FUNCTION ...`, read by DataFusion when it runs.
+/// `CREATE [OR REPLACE] [AGGREGATE] FUNCTION ...`, read by DataFusion when it runs.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CreateFunction;
+pub struct CreateFunction {
+    /// `AGGREGATE`: a group's values in, one value out.
+    pub aggregate: bool,
+}
 
 pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
-    leading: &["CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"],
+    leading: &[
+        "CREATE FUNCTION",
+        "CREATE OR REPLACE FUNCTION",
+        "CREATE AGGREGATE FUNCTION",
+        "CREATE OR REPLACE AGGREGATE FUNCTION",
+    ],
     synopsis: "CREATE FUNCTION",
     parse,
 };
 
-fn parse(_statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
-    Ok(Box::new(CreateFunction))
+fn parse(statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
+    let aggregate = statement.sig[..4]
+        .iter()
+        .any(|t| matches!(&t.token, Token::Word(w) if w.keyword == Keyword::AGGREGATE));
+    Ok(Box::new(CreateFunction { aggregate }))
+}
+
+/// `sql` with its first `AGGREGATE` keyword blanked out (spaces, so that DataFusion's
+/// positions stay those of the statement).
+fn without_aggregate(sql: &str) -> String {
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        return sql.to_string();
+    };
+    let mut at = 0;
+    for token in tokens {
+        let text = token.to_string();
+        if matches!(&token, Token::Word(w) if w.keyword == Keyword::AGGREGATE) {
+            return format!(
+                "{}{}{}",
+                &sql[..at],
+                " ".repeat(text.len()),
+                &sql[at + text.len()..]
+            );
+        }
+        at += text.len();
+    }
+    sql.to_string()
 }
 
 impl StatementKind for CreateFunction {
@@ -115,8 +156,12 @@ impl StatementKind for CreateFunction {
                 ));
             }
             let state = engine.ctx.state();
+            let read = match self.aggregate {
+                true => without_aggregate(sql),
+                false => sql.to_string(),
+            };
             let statement = state
-                .sql_to_statement(sql, &datafusion::config::Dialect::Generic)
+                .sql_to_statement(&read, &datafusion::config::Dialect::Generic)
                 .map_err(|e| error(e.find_root().to_string()))?;
             let plan = state
                 .statement_to_plan(statement)
@@ -128,13 +173,7 @@ impl StatementKind for CreateFunction {
             // Calls are read with DataFusion's identifiers, lowercased unless quoted.
             let name = created.name.to_lowercase();
             let error = |message: String| error(format!("CREATE FUNCTION {name}: {message}"));
-            let built_in = state.aggregate_functions().contains_key(&name)
-                || state.window_functions().contains_key(&name);
-            if built_in {
-                return Err(error("a built-in function of that name exists".into()));
-            }
-            let existing = state.scalar_functions().get(&name).cloned();
-            let replaced = match existing.as_deref().map(user_function::written) {
+            let replaced = match user_function::find(&state, &name) {
                 Some(None) => return Err(error("a built-in function of that name exists".into())),
                 Some(Some(_)) if !created.or_replace => {
                     return Err(error(
@@ -167,6 +206,31 @@ impl StatementKind for CreateFunction {
                 .language
                 .as_ref()
                 .map(|l| l.value.to_lowercase());
+            let python_code = || match created.params.function_body.clone() {
+                Some(Expr::Literal(ScalarValue::Utf8(Some(code)), _)) => Ok(code),
+                _ => Err(error(
+                    "a Python function's body is its code, quoted: AS 'def name(...): ...'".into(),
+                )),
+            };
+            let (function, definition) = (name.clone(), sql.to_string());
+            if self.aggregate {
+                if language.as_deref() != Some("python") {
+                    return Err(error(
+                        "an aggregate function is written in Python (LANGUAGE python)".into(),
+                    ));
+                }
+                let code = python_code()?;
+                // Starts its worker process, and runs it once.
+                let loaded = tokio::task::spawn_blocking(move || {
+                    PythonAggregate::try_new(&function, parameters, returns, &code, &definition)
+                })
+                .await
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+                let aggregate = AggregateUDF::new_from_impl(loaded.map_err(error)?);
+                forget(engine, &name);
+                engine.ctx.register_udaf(aggregate);
+                return kept(engine, &name, sql, replaced);
+            }
             let function = match language.as_deref() {
                 None | Some("sql") => {
                     let body =
@@ -177,15 +241,7 @@ impl StatementKind for CreateFunction {
                     ))
                 }
                 Some("python") => {
-                    let Some(Expr::Literal(ScalarValue::Utf8(Some(code)), _)) =
-                        created.params.function_body.clone()
-                    else {
-                        return Err(error(
-                            "a Python function's body is its code, quoted: AS 'def name(...): ...'"
-                                .into(),
-                        ));
-                    };
-                    let (function, definition) = (name.clone(), sql.to_string());
+                    let code = python_code()?;
                     // Starts its worker process, and runs it once.
                     let loaded = tokio::task::spawn_blocking(move || {
                         PythonFunction::try_new(&function, parameters, returns, &code, &definition)
@@ -200,17 +256,35 @@ impl StatementKind for CreateFunction {
                     )));
                 }
             };
+            forget(engine, &name);
             engine.ctx.register_udf(function);
-            if let Some(stored) = engine.stored_jobs() {
-                stored.save(StoredJob {
-                    name: format!("{KEPT_AS}{name}"),
-                    sql: sql.to_string(),
-                    stopped: false,
-                })?;
-            }
-            let status = if replaced { "REPLACED" } else { "CREATED" };
-            StatementOutput::rows(listing::function_reply(&name, status)?)
+            kept(engine, &name, sql, replaced)
         }
         .boxed()
     }
+}
+
+/// Forgets the function a user wrote called `name`, if any, scalar or aggregate (one
+/// replaced by the other kind would otherwise stay).
+pub(crate) fn forget(engine: &crate::engine::Engine, name: &str) {
+    engine.ctx.deregister_udf(name);
+    engine.ctx.deregister_udaf(name);
+}
+
+/// Keeps the function `name` made by `sql` among a server's kept jobs, and says so.
+fn kept(
+    engine: &crate::engine::Engine,
+    name: &str,
+    sql: &str,
+    replaced: bool,
+) -> Result<StatementOutput> {
+    if let Some(stored) = engine.stored_jobs() {
+        stored.save(StoredJob {
+            name: format!("{KEPT_AS}{name}"),
+            sql: sql.to_string(),
+            stopped: false,
+        })?;
+    }
+    let status = if replaced { "REPLACED" } else { "CREATED" };
+    StatementOutput::rows(listing::function_reply(name, status)?)
 }

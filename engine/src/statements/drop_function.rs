@@ -7,7 +7,7 @@ use futures::future::BoxFuture;
 
 use crate::error::{EngineError, Result};
 use crate::listing;
-use crate::statements::create_function::KEPT_AS;
+use crate::statements::create_function::{self, KEPT_AS};
 use crate::statements::kind::{Execution, StatementKind, StatementOutput};
 use crate::statements::parser::{StatementSyntax, StatementTokens, end_after, identifier, keyword};
 use crate::user_function;
@@ -40,8 +40,8 @@ impl StatementKind for DropFunction {
     fn execute<'a>(&'a self, run: Execution<'a>) -> BoxFuture<'a, Result<StatementOutput>> {
         async move {
             let (name, engine) = (&self.name, run.engine);
-            let found = engine.ctx.state().scalar_functions().get(name).cloned();
-            match found.as_deref().map(user_function::written) {
+            let state = engine.ctx.state();
+            match user_function::find(&state, name) {
                 Some(Some(_)) => {}
                 Some(None) => {
                     return Err(EngineError::Sql {
@@ -59,7 +59,7 @@ impl StatementKind for DropFunction {
                     });
                 }
             }
-            engine.ctx.deregister_udf(name);
+            create_function::forget(engine, name);
             if let Some(stored) = engine.stored_jobs() {
                 stored.remove(&format!("{KEPT_AS}{name}"))?;
             }
