@@ -111,7 +111,13 @@ impl RecordSplitter {
 /// The text formats records are decoded from, with the schema they are decoded into.
 #[derive(Debug, Clone)]
 pub(crate) enum TextFormat {
-    Csv { schema: SchemaRef, delimiter: u8 },
+    /// Records of `schema`'s fields, of which only `columns` are decoded (`None`: all).
+    Csv {
+        schema: SchemaRef,
+        delimiter: u8,
+        columns: Option<Vec<usize>>,
+    },
+    /// Objects whose fields of `schema` are decoded (the others are skipped).
     Json { schema: SchemaRef },
 }
 
@@ -122,10 +128,12 @@ pub(crate) enum TextFormat {
 #[derive(Debug)]
 pub(crate) struct RecordDecoder {
     format: TextFormat,
+    /// The columns it gives (a CSV's decoded ones).
+    output: SchemaRef,
     /// The decoder kept, and how many records it takes at most.
     kept: Option<(ArrowDecoder, usize)>,
     /// What the decoder kept reads as text: the schema it reads, and the timestamp columns
-    /// of the format's schema (without a time zone) it reads as text.
+    /// of the output (without a time zone) it reads as text.
     text_timestamps: Option<(SchemaRef, Vec<(usize, TimeUnit)>)>,
 }
 
@@ -159,48 +167,76 @@ impl ArrowDecoder {
 
 impl RecordDecoder {
     pub(crate) fn new(format: TextFormat) -> Self {
-        let text_timestamps = match &format {
-            TextFormat::Csv { schema, .. } => {
-                let mut columns = Vec::new();
-                let mut fields = Vec::with_capacity(schema.fields().len());
-                for (i, field) in schema.fields().iter().enumerate() {
-                    fields.push(match field.data_type() {
-                        DataType::Timestamp(unit, None) => {
-                            columns.push((i, *unit));
-                            Field::new(field.name(), DataType::Utf8, true)
-                        }
-                        _ => field.as_ref().clone(),
-                    });
-                }
-                (!columns.is_empty()).then(|| (Arc::new(Schema::new(fields)), columns))
+        let (output, text_timestamps) = match &format {
+            TextFormat::Csv {
+                schema, columns, ..
+            } => {
+                let output = match columns {
+                    Some(columns) => Arc::new(
+                        schema
+                            .project(columns)
+                            .expect("decoded columns are the schema's"),
+                    ),
+                    None => schema.clone(),
+                };
+                let read_as = |field: &Field| match field.data_type() {
+                    DataType::Timestamp(_, None) => Field::new(field.name(), DataType::Utf8, true),
+                    _ => field.clone(),
+                };
+                let fields: Vec<Field> = schema.fields().iter().map(|f| read_as(f)).collect();
+                let timestamps: Vec<(usize, TimeUnit)> = output
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, field)| match field.data_type() {
+                        DataType::Timestamp(unit, None) => Some((i, *unit)),
+                        _ => None,
+                    })
+                    .collect();
+                let text =
+                    (!timestamps.is_empty()).then(|| (Arc::new(Schema::new(fields)), timestamps));
+                (output, text)
             }
-            TextFormat::Json { .. } => None,
+            TextFormat::Json { schema } => (schema.clone(), None),
         };
         Self {
             format,
+            output,
             kept: None,
             text_timestamps,
         }
     }
 
+    /// The columns of its batches.
     pub(crate) fn schema(&self) -> &SchemaRef {
+        &self.output
+    }
+
+    /// The format's own schema: what a record holds.
+    fn format_schema(&self) -> &SchemaRef {
         match &self.format {
             TextFormat::Csv { schema, .. } | TextFormat::Json { schema } => schema,
         }
     }
 
-    /// A decoder of at most `records` records at a time, into `schema` (the format's, or
-    /// the one it reads as text).
+    /// A decoder of at most `records` records at a time, reading them as `schema` (the
+    /// format's, or the one that reads timestamps as text).
     fn build(&self, schema: &SchemaRef, records: usize) -> Result<ArrowDecoder, ArrowError> {
         let batch_size = records.max(1);
         Ok(match &self.format {
-            TextFormat::Csv { delimiter, .. } => ArrowDecoder::Csv(Box::new(
-                arrow::csv::ReaderBuilder::new(schema.clone())
+            TextFormat::Csv {
+                delimiter, columns, ..
+            } => {
+                let builder = arrow::csv::ReaderBuilder::new(schema.clone())
                     .with_header(false)
                     .with_delimiter(*delimiter)
-                    .with_batch_size(batch_size)
-                    .build_decoder(),
-            )),
+                    .with_batch_size(batch_size);
+                let builder = match columns {
+                    Some(columns) => builder.with_projection(columns.clone()),
+                    None => builder,
+                };
+                ArrowDecoder::Csv(Box::new(builder.build_decoder()))
+            }
             TextFormat::Json { .. } => ArrowDecoder::Json(
                 arrow::json::ReaderBuilder::new(schema.clone())
                     .with_batch_size(batch_size)
@@ -211,7 +247,9 @@ impl RecordDecoder {
 
     /// Decodes `bytes`, which hold at most `records` whole records, with a decoder of its own.
     fn decode(&self, bytes: &[u8], records: usize) -> Result<RecordBatch, ArrowError> {
-        let batch = self.build(self.schema(), records)?.decode_all(bytes)?;
+        let batch = self
+            .build(self.format_schema(), records)?
+            .decode_all(bytes)?;
         Ok(batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema().clone())))
     }
 
@@ -222,7 +260,7 @@ impl RecordDecoder {
     fn decode_kept(&mut self, bytes: &[u8], records: usize) -> Result<RecordBatch, ArrowError> {
         let read_as = match &self.text_timestamps {
             Some((schema, _)) => schema.clone(),
-            None => self.schema().clone(),
+            None => self.format_schema().clone(),
         };
         // The CSV machine drops a byte-order mark only before it has read anything.
         if bytes.starts_with(b"\xEF\xBB\xBF") {
@@ -436,6 +474,7 @@ mod tests {
             Field::new("b", DataType::Utf8, true),
         ]));
         RecordDecoder::new(TextFormat::Csv {
+            columns: None,
             schema,
             delimiter: b',',
         })
@@ -476,6 +515,7 @@ mod tests {
             Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
         ]));
         let mut decoder = RecordDecoder::new(TextFormat::Csv {
+            columns: None,
             schema: schema.clone(),
             delimiter: b',',
         });
@@ -498,6 +538,7 @@ mod tests {
     fn the_decoder_kept_drops_each_files_byte_order_mark_and_no_half_record_stays_in_it() {
         // Text first: a mark left in it would be no error, only a wrong value.
         let mut decoder = RecordDecoder::new(TextFormat::Csv {
+            columns: None,
             schema: Arc::new(Schema::new(vec![Field::new("t", DataType::Utf8, true)])),
             delimiter: b',',
         });

@@ -105,10 +105,14 @@ pub trait SourceConnector: fmt::Debug + Send + Sync {
     }
 
     /// A reader from `position` (a checkpoint's), else from where the source starts (the
-    /// beginning of its files, its consumer group's committed offsets).
+    /// beginning of its files, its consumer group's committed offsets), that decodes the
+    /// `columns` of its schema a plan reads (ascending; `None`: all of them): its batches
+    /// hold those columns, in that order. A value in a column it does not decode is not
+    /// looked at, so it cannot make its record malformed.
     fn reader(
         &self,
         position: Option<&SourcePosition>,
+        columns: Option<&[usize]>,
         stop: StopSignal,
         metrics: Arc<SourceMetrics>,
     ) -> Result<Box<dyn SourceReader>>;

@@ -21,15 +21,16 @@ use ferris_streaming::{
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
+use crate::job::JobMetrics;
 use crate::job::checkpoint::era_folder;
 use crate::job::kept_output::KeptOutput;
-use crate::job::task::{InstanceHere, InstanceToRun, JobRun, task_context};
+use crate::job::task::{InstanceHere, InstanceToRun, JobRun, task_context, task_with_config};
 use crate::late::LateRecordFile;
 use crate::placeholders::parse_query;
 use crate::planner::parallelize::Parallelize;
 use crate::planner::window_clause::{QueryWindows, plan_windows};
 use crate::planner::{StreamingQueryPlan, properties, streaming_rules};
-use crate::source::{SourceDef, SqlColumns, resolve_source};
+use crate::source::{SourceDef, SourceScan, SqlColumns, resolve_source};
 use crate::statements::streaming_query::StreamingQuery;
 
 /// A query made ready to run: its physical plan, sources and sink.
@@ -42,6 +43,8 @@ pub(crate) struct PreparedQuery {
     /// The logical plan DataFusion made of the query (before optimization).
     pub(crate) logical: LogicalPlan,
     pub(crate) sources: Vec<SourceDef>,
+    /// What the plan's scans read of each source (the columns its readers decode).
+    pub(crate) scanned: Vec<SourceScan>,
     pub(crate) sink: Option<Box<dyn SinkConfig>>,
     /// `'state.memory.limit'` in bytes.
     pub(crate) memory_limit: Option<usize>,
@@ -147,6 +150,12 @@ impl Engine {
         };
         // Checked against the plan below: only a table's keys and a join's rows expire.
         let state_ttl = options.get("state.ttl");
+        // Off: the sources decode every column (to compare, `benches/projection_pushdown.rs`).
+        let projection_pushdown = options
+            .get("projection.pushdown")
+            .map(|v| v.boolean())
+            .transpose()?
+            .unwrap_or(true);
         let memory_limit = options
             .get("state.memory.limit")
             .map(|v| bytes(&v))
@@ -367,6 +376,14 @@ impl Engine {
         // The plan of one instance is what checkpoints fit: state taken at one parallelism
         // restores at another.
         let fingerprint = displayable(plan.as_ref()).indent(true).to_string();
+        let scanned: Vec<SourceScan> = scans.iter().map(|(scan, _)| scan.clone()).collect();
+        if projection_pushdown {
+            for scan in &scanned {
+                if let Some(columns) = scan.columns_read_by(&plan) {
+                    scan.decode_only(columns);
+                }
+            }
+        }
         let parallelize = Parallelize {
             instances: parallelism,
             pre_aggregate: instance.is_some(),
@@ -409,6 +426,7 @@ impl Engine {
             parallelism,
             logical,
             sources,
+            scanned,
             sink,
             memory_limit,
             checkpoint,
@@ -425,6 +443,19 @@ impl Engine {
         job: Option<&JobRun>,
     ) -> Result<SendableRecordBatchStream> {
         let task = task_context(&self.ctx.state(), prepared.memory_limit, job)?;
+        Ok(execute_stream(prepared.plan.clone(), task)?)
+    }
+
+    /// Runs the plan outside a job, its sources counting what they read into `metrics`
+    /// (EXPLAIN ANALYZE).
+    pub(crate) fn run_plan_counting(
+        &self,
+        prepared: &PreparedQuery,
+        metrics: Arc<JobMetrics>,
+    ) -> Result<SendableRecordBatchStream> {
+        let state = self.ctx.state();
+        let config = state.config().clone().with_extension(metrics);
+        let task = task_with_config(&state, config, prepared.memory_limit)?;
         Ok(execute_stream(prepared.plan.clone(), task)?)
     }
 }

@@ -1,20 +1,24 @@
 //! Sources named in `WITH`: opened by their connectors, given event time, and registered as
 //! DataFusion tables.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
+use arrow::array::new_null_array;
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::config::Dialect;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
-use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::streaming::StreamingTableExec;
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use ferris_connectors::options::Options;
 use ferris_connectors::registry::OpenSource;
 use ferris_connectors::{
@@ -80,6 +84,7 @@ impl SourceDef {
             source: self.source.clone(),
             stop: stop.clone(),
             stamp,
+            decoded: Arc::default(),
         });
         let table = StreamingTable::try_new(schema, vec![partition.clone()])?
             .with_infinite_table(!self.source.is_bounded());
@@ -125,6 +130,60 @@ impl SourceScan {
     /// The schema the source is read with.
     pub fn schema(&self) -> SchemaRef {
         self.0.schema.clone()
+    }
+
+    /// The source's name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The columns of the source (by index in its own schema) that `plan`'s scans of it
+    /// read, with those its event time is read from; `None`: all of them, or the plan does
+    /// not read it.
+    pub fn columns_read_by(&self, plan: &Arc<dyn ExecutionPlan>) -> Option<Vec<usize>> {
+        let source = self.0.source.schema();
+        let width = source.fields().len();
+        let mut read = BTreeSet::new();
+        let mut scanned = false;
+        let mut whole = false;
+        let _ = plan.apply(|node| {
+            if let Some(scan) = node.downcast_ref::<StreamingTableExec>()
+                && Arc::ptr_eq(scan.partition_schema(), &self.0.schema)
+            {
+                scanned = true;
+                match scan.projection() {
+                    Some(projection) => read.extend(projection.iter().filter(|&&c| c < width)),
+                    None => whole = true,
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        if let Some(stamp) = &self.0.stamp {
+            let fields = [&stamp.field, &stamp.partition_field];
+            read.extend(
+                fields
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|name| source.index_of(name).ok()),
+            );
+        }
+        (scanned && !whole && read.len() < width).then(|| read.into_iter().collect())
+    }
+
+    /// Has every reader of the source (its shares' too) decode `columns` only. Set once the
+    /// plan is made, before it runs.
+    pub fn decode_only(&self, columns: Vec<usize>) {
+        let _ = self.0.decoded.set(columns);
+    }
+
+    /// The columns every reader decodes, if not all.
+    pub fn decoded(&self) -> Option<&[usize]> {
+        self.0.decoded.get().map(Vec::as_slice)
+    }
+
+    /// The source's connector.
+    pub fn source(&self) -> &Arc<dyn SourceConnector> {
+        &self.0.source
     }
 
     /// Whether a scan's partition is this source's.
@@ -210,6 +269,9 @@ struct SourcePartition {
     source: Arc<dyn SourceConnector>,
     stop: StopSignal,
     stamp: Option<WatermarkSpec>,
+    /// The columns its readers decode, once the plan says (shared by the source's shares);
+    /// unset: all of them.
+    decoded: Arc<OnceLock<Vec<usize>>>,
 }
 
 impl PartitionStream for SourcePartition {
@@ -249,14 +311,20 @@ impl PartitionStream for SourcePartition {
             .filter(|_| config.get_extension::<LookupTableRead>().is_none())
             .map(|barrier| barrier.register_source_share(&instance, &self.name));
         let control = ctx.session_config().get_extension::<JobControl>();
-        let (name, source, stop, stamp) = (
+        let (name, source, stop, stamp, decoded) = (
             self.name.clone(),
             self.source.clone(),
             self.stop.clone(),
             self.stamp.clone(),
+            self.decoded.get().cloned(),
         );
         let start = async move {
-            let mut run = SourceRun::start(&name, &source, stop, stamp, barrier, metrics)?;
+            let reading = Reading {
+                stop,
+                stamp,
+                decoded,
+            };
+            let mut run = SourceRun::start(&name, &source, reading, barrier, metrics)?;
             run.control = control;
             Ok::<_, DataFusionError>(run)
         };
@@ -274,9 +342,20 @@ impl PartitionStream for SourcePartition {
 /// How often a paused job's sources look whether they may go on.
 const PAUSE_POLL: Duration = Duration::from_millis(50);
 
+/// How a source is read: until what stop, stamped how, decoding which columns.
+struct Reading {
+    stop: StopSignal,
+    stamp: Option<WatermarkSpec>,
+    /// `None`: all of them.
+    decoded: Option<Vec<usize>>,
+}
+
 /// One execution of a source: its reader, its stamper, its side of the job's barrier.
 struct SourceRun {
     reader: Box<dyn SourceReader>,
+    /// Where its decoded columns go among the source's, the others left null (the plan's
+    /// scan drops them at once): the source's schema, and those columns.
+    widened: Option<(SchemaRef, Vec<usize>)>,
     stamper: Option<EventTimeStamper>,
     barrier: Option<SourceBarrier>,
     /// The job's pause switch.
@@ -287,8 +366,7 @@ impl SourceRun {
     fn start(
         name: &str,
         source: &Arc<dyn SourceConnector>,
-        stop: StopSignal,
-        stamp: Option<WatermarkSpec>,
+        reading: Reading,
         mut barrier: Option<SourceBarrier>,
         metrics: Arc<ferris_connectors::SourceMetrics>,
     ) -> Result<Self, DataFusionError> {
@@ -298,6 +376,11 @@ impl SourceRun {
             .map(SourcePosition::from_batch)
             .transpose()
             .map_err(external)?;
+        let Reading {
+            stop,
+            stamp,
+            decoded,
+        } = reading;
         let mut stamper = stamp
             .map(|spec| EventTimeStamper::try_new(name, source.schema(), spec))
             .transpose()?;
@@ -305,10 +388,12 @@ impl SourceRun {
             stamper.restore(restored.schema().metadata())?;
         }
         let reader = source
-            .reader(position.as_ref(), stop, metrics)
+            .reader(position.as_ref(), decoded.as_deref(), stop, metrics)
             .map_err(external)?;
+        let widened = decoded.map(|columns| (nullable(&source.schema()), columns));
         Ok(Self {
             reader,
+            widened,
             stamper,
             barrier,
             control: None,
@@ -341,6 +426,10 @@ impl SourceRun {
                 // Nothing came for a while: the loop's turn to cut.
                 Some(batch) if batch.num_rows() == 0 => continue,
                 Some(batch) => {
+                    let batch = match &self.widened {
+                        Some((schema, columns)) => widen(&batch, schema, columns)?,
+                        None => batch,
+                    };
                     return Ok(Some(match self.stamper.as_mut() {
                         Some(stamper) => {
                             stamper.hold_for_backlog(&self.reader.backlogged());
@@ -367,6 +456,42 @@ impl SourceRun {
             None => batch,
         }
     }
+}
+
+/// `schema` with every field nullable: a column a reader does not decode is null.
+fn nullable(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch`, of the `columns` of `schema` a reader decoded, as a batch of all of `schema`'s
+/// columns, the others null.
+fn widen(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    columns: &[usize],
+) -> Result<RecordBatch, DataFusionError> {
+    let rows = batch.num_rows();
+    let mut decoded = columns.iter().zip(batch.columns()).peekable();
+    let all = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| match decoded.next_if(|(c, _)| **c == i) {
+            Some((_, column)) => column.clone(),
+            None => new_null_array(field.data_type(), rows),
+        })
+        .collect();
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        all,
+        &options,
+    )?)
 }
 
 fn external(e: ferris_connectors::ConnectorError) -> DataFusionError {

@@ -12,8 +12,8 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 
 use super::format::FileFormat;
 use super::location::Location;
@@ -135,29 +135,41 @@ impl FileSource {
     /// A reader from the beginning of the data, counting into `metrics`; it ends at the end
     /// of the files, or when watching, once `stop` fires.
     pub fn reader(&self, stop: StopSignal, metrics: Arc<SourceMetrics>) -> FileSourceReader {
-        self.reader_from(&SourcePosition::default(), stop, metrics)
+        self.reader_from(&SourcePosition::default(), None, stop, metrics)
     }
 
     /// A reader that resumes at `position` (from [`FileSourceReader::position`]): files read
     /// to their end are skipped unless they grew, a file read part way goes on where it was.
+    /// It decodes `columns` of the schema only (`None`: all).
     pub fn reader_from(
         &self,
         position: &SourcePosition,
+        columns: Option<&[usize]>,
         stop: StopSignal,
         metrics: Arc<SourceMetrics>,
     ) -> FileSourceReader {
+        let decoded = match columns {
+            Some(columns) => Arc::new(
+                self.schema
+                    .project(columns)
+                    .expect("decoded columns are the schema's"),
+            ),
+            None => self.schema.clone(),
+        };
         let decoder = match self.config.format {
             FileFormat::Csv(options) => Some(RecordDecoder::new(TextFormat::Csv {
                 schema: self.schema.clone(),
                 delimiter: options.delimiter,
+                columns: columns.map(<[usize]>::to_vec),
             })),
             FileFormat::Json => Some(RecordDecoder::new(TextFormat::Json {
-                schema: self.schema.clone(),
+                schema: decoded.clone(),
             })),
             FileFormat::Parquet => None,
         };
         FileSourceReader {
             source: self.clone(),
+            decoded,
             stop,
             metrics,
             decoder,
@@ -297,6 +309,7 @@ impl SourceConnector for FileSource {
     fn reader(
         &self,
         position: Option<&SourcePosition>,
+        columns: Option<&[usize]>,
         stop: StopSignal,
         metrics: Arc<SourceMetrics>,
     ) -> Result<Box<dyn SourceReader>> {
@@ -306,6 +319,7 @@ impl SourceConnector for FileSource {
         }
         Ok(Box::new(self.reader_from(
             position.unwrap_or(&start),
+            columns,
             stop,
             metrics,
         )))
@@ -315,6 +329,8 @@ impl SourceConnector for FileSource {
 /// Reads a [`FileSource`] a micro-batch at a time.
 pub struct FileSourceReader {
     source: FileSource,
+    /// The columns it decodes.
+    decoded: SchemaRef,
     stop: StopSignal,
     metrics: Arc<SourceMetrics>,
     decoder: Option<RecordDecoder>,
@@ -431,7 +447,7 @@ impl FileSourceReader {
                 self.stop.sleep(poll).await;
                 self.enqueue_new_data().await?;
                 if self.queue.is_empty() {
-                    return Ok(Some(RecordBatch::new_empty(self.source.schema.clone())));
+                    return Ok(Some(RecordBatch::new_empty(self.decoded.clone())));
                 }
                 continue;
             }
@@ -482,6 +498,17 @@ impl FileSourceReader {
                     Some(own) => builder.with_row_groups(own),
                     None => builder,
                 };
+                // The file's columns the reader decodes (matched by name, as they are after).
+                let roots: Vec<usize> = builder
+                    .schema()
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, field)| self.decoded.field_with_name(field.name()).is_ok())
+                    .map(|(i, _)| i)
+                    .collect();
+                let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+                let builder = builder.with_projection(mask);
                 let stream = builder
                     .with_batch_size(self.source.config.batch_size)
                     .with_offset(progress.line as usize)
@@ -551,7 +578,7 @@ impl FileSourceReader {
                     let batch =
                         batch.map_err(|e| ConnectorError::storage(format!("reading {url}"), e))?;
                     *rows += batch.num_rows() as u64;
-                    conform_to_schema(&batch, &self.source.schema)
+                    conform_to_schema(&batch, &self.decoded)
                         .map(Some)
                         .map_err(|e| ConnectorError::arrow(format!("reading {url}"), e))
                 }
@@ -1022,7 +1049,7 @@ mod tests {
         let mut reader = share.reader(StopSignal::new(), Arc::default());
         let first = reader.next_batch().await.unwrap().unwrap();
         let position = reader.position();
-        let mut resumed = share.reader_from(&position, StopSignal::new(), Arc::default());
+        let mut resumed = share.reader_from(&position, None, StopSignal::new(), Arc::default());
         let mut rest = vec![];
         while let Some(batch) = resumed.next_batch().await.unwrap() {
             rest.extend(
@@ -1040,6 +1067,69 @@ mod tests {
             .to_vec();
         assert_eq!(rest.first().copied(), first.last().map(|v| v + 1));
         assert_eq!(rest.last(), Some(&199));
+    }
+
+    /// A reader asked for some columns decodes those only, in every format: a value that
+    /// would not decode in a column it does not read leaves its record valid.
+    #[tokio::test]
+    async fn a_reader_decodes_the_columns_it_is_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Utf8, true),
+            Field::new("c", DataType::Int64, true),
+        ]));
+        std::fs::write(dir.path().join("t.csv"), "a,b,c\nnot a number,x,1\n2,y,2\n").unwrap();
+        std::fs::write(
+            dir.path().join("t.jsonl"),
+            "{\"a\": \"not a number\", \"b\": \"x\", \"c\": 1}\n{\"a\": 2, \"b\": \"y\", \"c\": 2}\n",
+        )
+        .unwrap();
+        let rows = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(arrow::array::Int64Array::from(vec![1, 2])),
+                Arc::new(arrow::array::StringArray::from(vec!["x", "y"])),
+                Arc::new(arrow::array::Int64Array::from(vec![1, 2])),
+            ],
+        )
+        .unwrap();
+        let parquet = dir.path().join("t.parquet");
+        let mut writer = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&parquet).unwrap(),
+            schema.clone(),
+            None,
+        )
+        .unwrap();
+        writer.write(&rows).unwrap();
+        writer.close().unwrap();
+        let formats = [
+            ("t.csv", FileFormat::Csv(CsvOptions::default())),
+            ("t.jsonl", FileFormat::Json),
+            ("t.parquet", FileFormat::Parquet),
+        ];
+        for (file, format) in formats {
+            let path = dir.path().join(file);
+            let mut config = config(path.to_str().unwrap(), format);
+            config.schema = Some(schema.clone());
+            let source = FileSource::try_new(config).await.unwrap();
+            let mut reader = source.reader_from(
+                &SourcePosition::default(),
+                Some(&[1, 2]),
+                StopSignal::new(),
+                Arc::default(),
+            );
+            let mut batches = vec![];
+            while let Some(batch) = reader.next_batch().await.unwrap() {
+                batches.push(batch);
+            }
+            let read = arrow::compute::concat_batches(
+                &Arc::new(schema.project(&[1, 2]).unwrap()),
+                &batches,
+            )
+            .unwrap();
+            assert_eq!(read, rows.project(&[1, 2]).unwrap(), "{file}");
+        }
     }
 
     /// A Parquet file read in ranges of row groups: every row once, whatever the number of
@@ -1104,7 +1194,7 @@ mod tests {
             position.parts[0].part.ends_with("#range=1/3"),
             "{position:?}"
         );
-        let mut resumed = share.reader_from(&position, StopSignal::new(), Arc::default());
+        let mut resumed = share.reader_from(&position, None, StopSignal::new(), Arc::default());
         let mut rest = vec![];
         while let Some(batch) = resumed.next_batch().await.unwrap() {
             rest.extend(column(&batch));

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, Int32Builder, Int64Builder, MapBuilder, StringArray, StringBuilder,
+    ArrayRef, Int32Builder, Int64Builder, MapBuilder, StringArray, StringBuilder,
     TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, TimeUnit};
@@ -54,18 +54,29 @@ pub fn metadata_fields() -> Vec<Field> {
     ]
 }
 
-/// Builds the metadata columns of a micro-batch, one message at a time.
+/// Builds the metadata columns of a micro-batch, one message at a time: those it is asked
+/// for only.
 pub(crate) struct MetadataBuilder {
+    /// Which of [`metadata_fields`] it builds.
+    wanted: [bool; 6],
     keys: StringBuilder,
     timestamps: TimestampMillisecondBuilder,
     partitions: Int32Builder,
     offsets: Int64Builder,
     headers: MapBuilder<StringBuilder, StringBuilder>,
     topic: String,
+    /// Messages pushed since the last finish.
+    rows: usize,
 }
 
 impl MetadataBuilder {
-    pub(crate) fn new(topic: &str) -> Self {
+    /// A builder of the metadata columns of `topic` numbered `columns` in
+    /// [`metadata_fields`] (`None`: all of them).
+    pub(crate) fn new(topic: &str, columns: Option<Vec<usize>>) -> Self {
+        let mut wanted = [columns.is_none(); 6];
+        for column in columns.iter().flatten() {
+            wanted[*column] = true;
+        }
         let (_, keys, values) = headers_type();
         let names = arrow::array::builder::MapFieldNames {
             entry: "entries".into(),
@@ -73,22 +84,37 @@ impl MetadataBuilder {
             value: values.name().clone(),
         };
         Self {
+            wanted,
             keys: StringBuilder::new(),
             timestamps: TimestampMillisecondBuilder::new(),
             partitions: Int32Builder::new(),
             offsets: Int64Builder::new(),
             headers: MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new()),
             topic: topic.to_string(),
+            rows: 0,
         }
     }
 
     pub(crate) fn push(&mut self, message: &impl Message) {
-        self.keys
-            .append_option(message.key().map(String::from_utf8_lossy));
-        self.timestamps
-            .append_option(message.timestamp().to_millis());
-        self.partitions.append_value(message.partition());
-        self.offsets.append_value(message.offset());
+        let [key, timestamp, partition, offset, _, headers] = self.wanted;
+        self.rows += 1;
+        if key {
+            self.keys
+                .append_option(message.key().map(String::from_utf8_lossy));
+        }
+        if timestamp {
+            self.timestamps
+                .append_option(message.timestamp().to_millis());
+        }
+        if partition {
+            self.partitions.append_value(message.partition());
+        }
+        if offset {
+            self.offsets.append_value(message.offset());
+        }
+        if !headers {
+            return;
+        }
         if let Some(headers) = message.headers() {
             for header in headers.iter() {
                 self.headers.keys().append_value(header.key);
@@ -102,19 +128,60 @@ impl MetadataBuilder {
             .expect("keys and values are appended in pairs");
     }
 
-    /// The columns of the messages pushed since the last call.
+    /// The columns asked for, of the messages pushed since the last call.
     pub(crate) fn finish(&mut self) -> Vec<ArrayRef> {
-        let rows = self.partitions.len();
-        vec![
+        let rows = std::mem::take(&mut self.rows);
+        let all: [ArrayRef; 6] = [
             Arc::new(self.keys.finish()),
             Arc::new(self.timestamps.finish()),
             Arc::new(self.partitions.finish()),
             Arc::new(self.offsets.finish()),
             Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
                 &self.topic,
-                rows,
+                if self.wanted[4] { rows } else { 0 },
             ))),
             Arc::new(self.headers.finish()),
-        ]
+        ];
+        all.into_iter()
+            .zip(self.wanted)
+            .filter_map(|(column, wanted)| wanted.then_some(column))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::AsArray;
+    use rdkafka::message::{OwnedHeaders, OwnedMessage, Timestamp};
+
+    use super::*;
+
+    /// Only the columns asked for are built, in the order of [`metadata_fields`].
+    #[test]
+    fn builds_the_columns_asked_for() {
+        let message = OwnedMessage::new(
+            Some(b"v".to_vec()),
+            Some(b"k".to_vec()),
+            "trades".into(),
+            Timestamp::CreateTime(7),
+            3,
+            42,
+            Some(OwnedHeaders::new()),
+        );
+        let mut builder = MetadataBuilder::new("trades", Some(vec![2, 4]));
+        builder.push(&message);
+        builder.push(&message);
+        let columns = builder.finish();
+        assert_eq!(columns.len(), 2);
+        assert_eq!(
+            columns[0]
+                .as_primitive::<arrow::datatypes::Int32Type>()
+                .values(),
+            &[3, 3]
+        );
+        assert_eq!(columns[1].as_string::<i32>().value(1), "trades");
+        let mut all = MetadataBuilder::new("trades", None);
+        all.push(&message);
+        assert_eq!(all.finish().len(), metadata_fields().len());
     }
 }

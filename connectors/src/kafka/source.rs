@@ -193,16 +193,18 @@ impl KafkaSource {
         stop: StopSignal,
         metrics: Arc<SourceMetrics>,
     ) -> Result<KafkaSourceReader> {
-        self.reader_from(None, stop, metrics)
+        self.reader_from(None, None, stop, metrics)
     }
 
     /// A reader from `position` (a checkpoint's, from [`KafkaSourceReader::position`]) for
     /// the partitions it names, else from the group's committed offsets. A bounded reader is
     /// assigned those offsets; an unbounded one seeks to them as its group hands it each
-    /// partition.
+    /// partition. It decodes `columns` of the schema only (`None`: all), value columns and
+    /// metadata columns alike.
     pub fn reader_from(
         &self,
         position: Option<&SourcePosition>,
+        columns: Option<&[usize]>,
         stop: StopSignal,
         metrics: Arc<SourceMetrics>,
     ) -> Result<KafkaSourceReader> {
@@ -262,15 +264,35 @@ impl KafkaSource {
             consumer: consumer.clone(),
             unconfirmed: None,
         });
-        let decoder = config
-            .format
-            .decoder(self.value_schema.clone(), config.batch_size)?;
+        // The value's columns come first, then the metadata columns.
+        let values = self.value_schema.fields().len();
+        let (value_columns, metadata_columns) = match columns {
+            Some(columns) => {
+                let (value, metadata): (Vec<usize>, Vec<usize>) =
+                    columns.iter().partition(|&&c| c < values);
+                let metadata = metadata.iter().map(|c| c - values).collect();
+                (Some(value), Some(metadata))
+            }
+            None => (None, None),
+        };
+        let decoder = config.format.decoder(
+            self.value_schema.clone(),
+            value_columns.as_deref(),
+            config.batch_size,
+        )?;
+        let decoded = match columns {
+            Some(columns) => Arc::new(self.schema.project(columns).map_err(|e| {
+                ConnectorError::arrow(format!("reading topic '{}'", config.topic), e)
+            })?),
+            None => self.schema.clone(),
+        };
         Ok(KafkaSourceReader {
             source: self.clone(),
+            decoded,
             consumer,
             messages: MessageBuffer::default(),
             origins: Vec::new(),
-            metadata: MetadataBuilder::new(&config.topic),
+            metadata: MetadataBuilder::new(&config.topic, metadata_columns),
             topic: CString::new(config.topic.as_str()).map_err(|_| {
                 ConnectorError::Config(format!(
                     "source '{}': a topic name holds a NUL",
@@ -445,10 +467,13 @@ impl SourceConnector for KafkaSource {
     fn reader(
         &self,
         position: Option<&SourcePosition>,
+        columns: Option<&[usize]>,
         stop: StopSignal,
         metrics: Arc<SourceMetrics>,
     ) -> Result<Box<dyn SourceReader>> {
-        Ok(Box::new(self.reader_from(position, stop, metrics)?))
+        Ok(Box::new(
+            self.reader_from(position, columns, stop, metrics)?,
+        ))
     }
 
     /// Commits `position` (a checkpoint's, once complete) through the running reader's
@@ -716,6 +741,8 @@ impl ConsumerContext for SourceContext {
 /// Reads one Kafka source's micro-batches.
 pub struct KafkaSourceReader {
     source: KafkaSource,
+    /// The columns it decodes.
+    decoded: SchemaRef,
     consumer: Arc<StreamConsumer<SourceContext>>,
     messages: MessageBuffer,
     /// Partition and offset of each message in `messages`.
@@ -1083,7 +1110,7 @@ impl KafkaSourceReader {
         self.origins.clear();
         let mut columns = values.columns().to_vec();
         columns.extend(metadata);
-        let batch = RecordBatch::try_new(self.source.schema.clone(), columns)
+        let batch = RecordBatch::try_new(self.decoded.clone(), columns)
             .map_err(|e| ConnectorError::arrow(format!("reading topic '{}'", config.topic), e))?;
         self.metrics.add_records(batch.num_rows());
         self.metrics.add_bad(bad.len());

@@ -63,25 +63,59 @@ impl MessageFormat {
         }
     }
 
-    /// A decoder of messages into rows of `schema`.
-    pub(crate) fn decoder(&self, schema: SchemaRef, batch_size: usize) -> Result<MessageDecoder> {
-        Ok(match self {
-            Self::Json => MessageDecoder::Text {
-                decoder: Box::new(RecordDecoder::new(TextFormat::Json { schema })),
-                separator: b'\n',
-            },
-            Self::Csv { delimiter } => MessageDecoder::Text {
-                decoder: Box::new(RecordDecoder::new(TextFormat::Csv {
-                    schema,
-                    delimiter: *delimiter,
-                })),
-                separator: b'\n',
-            },
-            Self::Avro(avro) => MessageDecoder::Avro(Box::new(avro.decoder(batch_size)?)),
-            Self::Protobuf(protobuf) => {
-                MessageDecoder::Protobuf(Box::new(protobuf.decoder(batch_size)?))
-            }
-            Self::Raw => MessageDecoder::Raw,
+    /// A decoder of messages into rows of `schema`, decoding only its `columns` (`None`:
+    /// all). JSON skips the other fields and CSV does not parse them; Avro, Protobuf and raw
+    /// values are decoded whole and the other columns dropped.
+    pub(crate) fn decoder(
+        &self,
+        schema: SchemaRef,
+        columns: Option<&[usize]>,
+        batch_size: usize,
+    ) -> Result<MessageDecoder> {
+        let projected = || -> Result<SchemaRef> {
+            Ok(match columns {
+                Some(columns) => Arc::new(
+                    schema
+                        .project(columns)
+                        .map_err(|e| ConnectorError::arrow("projecting a topic's columns", e))?,
+                ),
+                None => schema.clone(),
+            })
+        };
+        let (kind, dropped) = match self {
+            Self::Json => (
+                DecoderKind::Text {
+                    decoder: Box::new(RecordDecoder::new(TextFormat::Json {
+                        schema: projected()?,
+                    })),
+                    separator: b'\n',
+                },
+                None,
+            ),
+            Self::Csv { delimiter } => (
+                DecoderKind::Text {
+                    decoder: Box::new(RecordDecoder::new(TextFormat::Csv {
+                        schema: schema.clone(),
+                        delimiter: *delimiter,
+                        columns: columns.map(<[usize]>::to_vec),
+                    })),
+                    separator: b'\n',
+                },
+                None,
+            ),
+            Self::Avro(avro) => (
+                DecoderKind::Avro(Box::new(avro.decoder(batch_size)?)),
+                columns,
+            ),
+            Self::Protobuf(protobuf) => (
+                DecoderKind::Protobuf(Box::new(protobuf.decoder(batch_size)?)),
+                columns,
+            ),
+            Self::Raw => (DecoderKind::Raw, columns),
+        };
+        Ok(MessageDecoder {
+            kind,
+            dropped: dropped.map(<[usize]>::to_vec),
         })
     }
 
@@ -140,7 +174,13 @@ impl MessageBuffer {
 }
 
 /// Decodes the messages of a micro-batch into rows.
-pub(crate) enum MessageDecoder {
+pub(crate) struct MessageDecoder {
+    kind: DecoderKind,
+    /// The columns kept of what a format that decodes whole values gives.
+    dropped: Option<Vec<usize>>,
+}
+
+enum DecoderKind {
     Text {
         decoder: Box<RecordDecoder>,
         separator: u8,
@@ -156,25 +196,29 @@ pub(crate) type Decoded = (RecordBatch, Vec<(usize, String)>);
 impl MessageDecoder {
     /// The byte to put after every message in the buffer, if the format needs one.
     pub(crate) fn separator(&self) -> Option<u8> {
-        match self {
-            Self::Text { separator, .. } => Some(*separator),
+        match &self.kind {
+            DecoderKind::Text { separator, .. } => Some(*separator),
             _ => None,
         }
     }
 
     /// Decodes the messages; the raw format takes their bytes (the buffer is cleared after).
     pub(crate) fn decode(&mut self, messages: &mut MessageBuffer) -> Result<Decoded> {
-        let decoded = match self {
-            Self::Text { decoder, .. } => {
+        let decoded = match &mut self.kind {
+            DecoderKind::Text { decoder, .. } => {
                 // Each range plus its separator is one record for arrow's decoder.
                 let ranges: Vec<_> = messages.ranges.iter().map(|r| r.start..r.end + 1).collect();
                 decoder.decode_each(&messages.bytes, &ranges)
             }
-            Self::Avro(decoder) => decoder.decode(messages),
-            Self::Protobuf(decoder) => decoder.decode(messages),
-            Self::Raw => raw_values(messages).and_then(|values| {
+            DecoderKind::Avro(decoder) => decoder.decode(messages),
+            DecoderKind::Protobuf(decoder) => decoder.decode(messages),
+            DecoderKind::Raw => raw_values(messages).and_then(|values| {
                 RecordBatch::try_new(raw_schema(), vec![values]).map(|batch| (batch, vec![]))
             }),
+        };
+        let decoded = match (decoded, &self.dropped) {
+            (Ok((batch, bad)), Some(columns)) => batch.project(columns).map(|batch| (batch, bad)),
+            (decoded, _) => decoded,
         };
         decoded.map_err(|e| ConnectorError::arrow("decoding messages", e))
     }
@@ -291,7 +335,7 @@ mod tests {
         let mut encoder = format.encoder(batch.schema(), "t").unwrap();
         let values = encoder.encode(batch).unwrap();
         assert_eq!(values.len(), batch.num_rows());
-        let mut decoder = format.decoder(batch.schema(), 16).unwrap();
+        let mut decoder = format.decoder(batch.schema(), None, 16).unwrap();
         let mut messages = MessageBuffer::default();
         for (i, value) in values.iter().enumerate() {
             messages.push(value, decoder.separator());
@@ -323,7 +367,7 @@ mod tests {
             messages.push(value, None);
         }
         let (batch, bad) = MessageFormat::Raw
-            .decoder(raw_schema(), 8)
+            .decoder(raw_schema(), None, 8)
             .unwrap()
             .decode(&mut messages)
             .unwrap();

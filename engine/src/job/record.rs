@@ -1,5 +1,6 @@
 //! A running continuous query: its task, its counters, its summary.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -105,6 +106,20 @@ impl JobMetrics {
                 metrics: metrics.clone(),
             });
         metrics
+    }
+
+    /// Per source (its shares together), the records its readers gave and those they set
+    /// aside as malformed.
+    pub fn read_per_source(&self) -> BTreeMap<String, (u64, u64)> {
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let mut read = BTreeMap::new();
+        for source in sources.iter() {
+            let name = crate::source::source_of(&source.name).to_string();
+            let (records, bad): &mut (u64, u64) = read.entry(name).or_default();
+            *records += source.metrics.records_in();
+            *bad += source.metrics.bad_records();
+        }
+        read
     }
 
     /// Per source and partition read (Kafka), how many messages its reader is behind.

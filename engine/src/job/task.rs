@@ -94,6 +94,15 @@ pub(crate) fn task_context(
             config = config.with_extension(process.clone());
         }
     }
+    task_with_config(state, config, memory_limit)
+}
+
+/// The task context of `state` with `config`, its memory limited to `memory_limit` bytes.
+pub(crate) fn task_with_config(
+    state: &datafusion::execution::SessionState,
+    config: datafusion::execution::context::SessionConfig,
+    memory_limit: Option<usize>,
+) -> Result<Arc<TaskContext>> {
     let mut task = TaskContext::from(state).with_session_config(config);
     if let Some(limit) = memory_limit {
         task = task.with_runtime(

@@ -5,9 +5,12 @@
 //! end), its rows counted and dropped (a `CREATE`'s sink is not written), and the physical
 //! plan comes back with what each operator did: rows out, compute time, late rows, peak
 //! state.
+//!
+//! Both add a `sources` row: what each source's decoders decode (the columns the plan
+//! reads), and for `EXPLAIN ANALYZE` the records they gave and set aside.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-
 use std::time::Instant;
 
 use arrow::array::{ArrayRef, StringArray};
@@ -19,7 +22,9 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
 
 use crate::error::{EngineError, Result};
+use crate::job::JobMetrics;
 use crate::prepare::PreparedQuery;
+use crate::source::SourceScan;
 use crate::statements::kind::{Execution, Statement, StatementKind, StatementOutput};
 use crate::statements::parser::{StatementSyntax, StatementTokens, error_at, keyword};
 
@@ -99,6 +104,7 @@ impl StatementKind for Explain {
             plans(&[
                 ("logical_plan", logical.display_indent().to_string()),
                 ("physical_plan", physical),
+                ("sources", sources(&prepared.scanned, None)),
             ])
         }
         .boxed()
@@ -122,9 +128,10 @@ async fn analyze(
         });
     }
     let started = Instant::now();
+    let metrics = Arc::new(JobMetrics::new(prepared.parallelism));
     let rows = run
         .engine
-        .run_plan(prepared, None)?
+        .run_plan_counting(prepared, metrics.clone())?
         .try_fold(
             0usize,
             |rows, batch| async move { Ok(rows + batch.num_rows()) },
@@ -133,8 +140,10 @@ async fn analyze(
     let analyzed = DisplayableExecutionPlan::with_metrics(prepared.plan.as_ref())
         .indent(true)
         .to_string();
+    let read = metrics.read_per_source();
     plans(&[
         ("plan_with_metrics", analyzed),
+        ("sources", sources(&prepared.scanned, Some(&read))),
         (
             "summary",
             format!(
@@ -143,6 +152,46 @@ async fn analyze(
             ),
         ),
     ])
+}
+
+/// A line per source: where it reads, which columns its decoders decode (a plan's filters
+/// run after them), and with `read`, the records they gave and set aside.
+fn sources(scanned: &[SourceScan], read: Option<&BTreeMap<String, (u64, u64)>>) -> String {
+    let lines: Vec<String> = scanned
+        .iter()
+        .map(|scan| {
+            let source = scan.source();
+            let schema = source.schema();
+            let width = schema.fields().len();
+            let decodes = match scan.decoded() {
+                Some(columns) => {
+                    let names: Vec<&str> = columns
+                        .iter()
+                        .map(|&c| schema.field(c).name().as_str())
+                        .collect();
+                    format!(
+                        "decodes [{}] ({} of {width} columns)",
+                        names.join(", "),
+                        columns.len()
+                    )
+                }
+                None => format!("decodes all {width} columns"),
+            };
+            let counted = match read.and_then(|read| read.get(scan.name())) {
+                Some((records, bad)) => format!(", read {records} records ({bad} malformed)"),
+                None if read.is_some() => ", read 0 records".to_string(),
+                None => String::new(),
+            };
+            format!(
+                "{}: {} {} at {}, {decodes}; filters run after decoding{counted}",
+                scan.name(),
+                source.connector(),
+                source.format(),
+                source.location()
+            )
+        })
+        .collect();
+    lines.join("\n")
 }
 
 /// Rows of `plan_type` and `plan`, as DataFusion's EXPLAIN gives them.
