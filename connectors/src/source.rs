@@ -104,11 +104,17 @@ pub trait SourceConnector: fmt::Debug + Send + Sync {
         Vec::new()
     }
 
+    /// Whether its readers leave the columns they are not asked for undecoded (else they
+    /// decode whole records and drop the rest: Avro, Protobuf).
+    fn skips_unread_columns(&self) -> bool {
+        true
+    }
+
     /// A reader from `position` (a checkpoint's), else from where the source starts (the
     /// beginning of its files, its consumer group's committed offsets), that decodes the
     /// `columns` of its schema a plan reads (ascending; `None`: all of them): its batches
-    /// hold those columns, in that order. A value in a column it does not decode is not
-    /// looked at, so it cannot make its record malformed.
+    /// hold those columns, in that order. Where it skips the others, a value in one of them
+    /// that would not decode does not make its record malformed.
     fn reader(
         &self,
         position: Option<&SourcePosition>,

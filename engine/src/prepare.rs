@@ -380,7 +380,7 @@ impl Engine {
         if projection_pushdown {
             for scan in &scanned {
                 if let Some(columns) = scan.columns_read_by(&plan) {
-                    scan.decode_only(columns);
+                    scan.decode_only(columns, &self.ctx)?;
                 }
             }
         }

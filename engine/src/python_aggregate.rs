@@ -12,10 +12,12 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, ListArray, new_empty_array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, ListArray, new_empty_array, new_null_array,
+};
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::common::{DataFusionError, Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
@@ -127,8 +129,15 @@ impl AggregateUDFImpl for PythonAggregate {
         Ok(Box::new(OneGroup(group)))
     }
 
-    /// One list of values per parameter.
+    /// One list of values per parameter. Called when the plan is made: what the function
+    /// cannot do is refused then.
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        if args.is_distinct || !args.ordering_fields.is_empty() {
+            return plan_err!(
+                "Python aggregate function '{}' takes neither DISTINCT nor ORDER BY: it is given all of a group's values",
+                self.name
+            );
+        }
         Ok(self
             .types
             .iter()
@@ -155,6 +164,9 @@ impl AggregateUDFImpl for PythonAggregate {
 
 /// Where one of a group's values is: which chunk, which row of it.
 type ValueAt = (usize, usize);
+
+/// Chunks of values kept before they are put together into one.
+const MAX_CHUNKS: usize = 64;
 
 /// Every group's values, kept where they came in: the argument arrays of each input batch
 /// (a chunk) and, per group, the places of its values in them.
@@ -208,30 +220,75 @@ impl GroupValues {
         if kept == 0 {
             self.chunks.clear();
         } else if kept * 2 < held {
-            let lists = self.gather(&self.groups)?;
-            self.chunks = vec![
-                lists
-                    .iter()
-                    .map(|l| l.as_list::<i32>().values().clone())
-                    .collect(),
-            ];
-            let mut at = 0;
-            for group in &mut self.groups {
-                for place in group.iter_mut() {
-                    *place = (0, at);
-                    at += 1;
-                }
-            }
+            self.compact()?;
         }
         Ok(lists)
     }
 
-    /// The function over the lists of a row per group.
-    fn call(&self, lists: &[ArrayRef]) -> Result<ArrayRef> {
-        match lists[0].len() {
-            0 => Ok(new_empty_array(self.code.returns())),
-            groups => self.code.call(lists, groups),
+    /// Puts the values of every group into one chunk once they are spread over many (a
+    /// session's values come a row at a time).
+    fn compact_when_scattered(&mut self) -> Result<()> {
+        match self.chunks.len() > MAX_CHUNKS {
+            true => self.compact(),
+            false => Ok(()),
         }
+    }
+
+    /// Puts the values of every group into one chunk, in group order.
+    fn compact(&mut self) -> Result<()> {
+        let lists = self.gather(&self.groups)?;
+        self.chunks = vec![
+            lists
+                .iter()
+                .map(|l| l.as_list::<i32>().values().clone())
+                .collect(),
+        ];
+        let mut at = 0;
+        for group in &mut self.groups {
+            for place in group.iter_mut() {
+                *place = (0, at);
+                at += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The function over the lists of a row per group; a group without values (all of
+    /// them filtered out) is NULL, as a built-in aggregate's, without a call.
+    fn call(&self, lists: &[ArrayRef]) -> Result<ArrayRef> {
+        let first = lists[0].as_list::<i32>();
+        let valued: BooleanArray = (0..first.len())
+            .map(|g| Some(first.value_length(g) > 0))
+            .collect();
+        let groups = valued.true_count();
+        if groups == first.len() {
+            return self.code.call(lists, groups);
+        }
+        let lists = lists
+            .iter()
+            .map(|list| arrow::compute::filter(list, &valued))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let called = match groups {
+            0 => new_empty_array(self.code.returns()),
+            _ => self.code.call(&lists, groups)?,
+        };
+        let null = new_null_array(self.code.returns(), 1);
+        let mut next = 0;
+        let places: Vec<(usize, usize)> = valued
+            .values()
+            .iter()
+            .map(|valued| match valued {
+                true => {
+                    next += 1;
+                    (0, next - 1)
+                }
+                false => (1, 0),
+            })
+            .collect();
+        Ok(arrow::compute::interleave(
+            &[called.as_ref(), null.as_ref()],
+            &places,
+        )?)
     }
 }
 
@@ -251,7 +308,7 @@ impl GroupsAccumulator for GroupValues {
             }
         }
         self.chunks.push(values.to_vec());
-        Ok(())
+        self.compact_when_scattered()
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
@@ -279,13 +336,19 @@ impl GroupsAccumulator for GroupValues {
         }
         let chunk = self.chunks.len();
         let offsets = lists[0].offsets();
+        // Only the values the lists use are kept (a state may be a slice of a larger one).
+        let (first, last) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
         for (row, group) in group_indices.iter().enumerate() {
             let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-            self.groups[*group].extend((start..end).map(|at| (chunk, at)));
+            self.groups[*group].extend((start..end).map(|at| (chunk, at - first)));
         }
-        self.chunks
-            .push(lists.iter().map(|l| l.values().clone()).collect());
-        Ok(())
+        self.chunks.push(
+            lists
+                .iter()
+                .map(|l| l.values().slice(first, last - first))
+                .collect(),
+        );
+        self.compact_when_scattered()
     }
 
     /// Each row as the state of a group of its one value (none where filtered out).
@@ -317,7 +380,8 @@ impl GroupsAccumulator for GroupValues {
             .chunks
             .iter()
             .flatten()
-            .map(|a| a.get_array_memory_size())
+            // What the values take, not the buffers they may share with other groups'.
+            .map(|a| a.to_data().get_slice_memory_size().unwrap_or(0))
             .sum();
         let places: usize = self.groups.iter().map(|g| g.capacity()).sum();
         chunks + places * std::mem::size_of::<ValueAt>()

@@ -11,7 +11,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
-use arrow::compute::cast;
+use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
@@ -104,8 +104,13 @@ impl PythonCode {
             }
             let running = worker.as_mut().expect("started above");
             match running.call(&batch) {
+                // A value that does not fit the type fails the call (not NULL).
                 Ok(Answer::Result(result)) => {
-                    return cast(&result, &self.returns).map_err(|e| {
+                    let options = CastOptions {
+                        safe: false,
+                        ..CastOptions::default()
+                    };
+                    return cast_with_options(&result, &self.returns, &options).map_err(|e| {
                         self.error(format!(
                             "its result, of type {}, cannot be cast to {}: {e}",
                             result.data_type(),

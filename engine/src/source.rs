@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arrow::array::new_null_array;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -86,11 +86,9 @@ impl SourceDef {
             stamp,
             decoded: Arc::default(),
         });
-        let table = StreamingTable::try_new(schema, vec![partition.clone()])?
-            .with_infinite_table(!self.source.is_bounded());
-        ctx.deregister_table(self.name.as_str())?;
-        ctx.register_table(self.name.as_str(), Arc::new(table))?;
-        Ok(SourceScan(partition))
+        let scan = SourceScan(partition);
+        scan.register_table(ctx)?;
+        Ok(scan)
     }
 
     /// How this source's rows are stamped for a window whose time column is `time_column`
@@ -167,13 +165,41 @@ impl SourceScan {
                     .filter_map(|name| source.index_of(name).ok()),
             );
         }
+        // A column that cannot be null is always decoded (left out, it would be null), and
+        // at least one column is, to carry the batch's rows (`COUNT(*)`).
+        let required = source.fields().iter().enumerate();
+        read.extend(required.filter(|(_, f)| !f.is_nullable()).map(|(i, _)| i));
+        if read.is_empty() {
+            read.insert(0);
+        }
         (scanned && !whole && read.len() < width).then(|| read.into_iter().collect())
     }
 
-    /// Has every reader of the source (its shares' too) decode `columns` only. Set once the
-    /// plan is made, before it runs.
-    pub fn decode_only(&self, columns: Vec<usize>) {
+    /// Has every reader of the plan's scans of the source (its shares' too) decode
+    /// `columns` only: set once the plan is made, before it runs. The source's table is
+    /// registered again with a partition of its own, so that a later statement reading it
+    /// (a source declared before) decodes what it reads, not what this plan chose.
+    pub fn decode_only(
+        &self,
+        columns: Vec<usize>,
+        ctx: &datafusion::prelude::SessionContext,
+    ) -> Result<()> {
         let _ = self.0.decoded.set(columns);
+        let fresh = SourcePartition {
+            decoded: Arc::default(),
+            ..self.0.as_ref().clone()
+        };
+        SourceScan(Arc::new(fresh)).register_table(ctx)
+    }
+
+    /// Registers the source's table, read through this scan's partition (replacing a table
+    /// of the same name).
+    fn register_table(&self, ctx: &datafusion::prelude::SessionContext) -> Result<()> {
+        let table = StreamingTable::try_new(self.0.schema.clone(), vec![self.0.clone()])?
+            .with_infinite_table(!self.0.source.is_bounded());
+        ctx.deregister_table(self.0.name.as_str())?;
+        ctx.register_table(self.0.name.as_str(), Arc::new(table))?;
+        Ok(())
     }
 
     /// The columns every reader decodes, if not all.
@@ -353,8 +379,8 @@ struct Reading {
 /// One execution of a source: its reader, its stamper, its side of the job's barrier.
 struct SourceRun {
     reader: Box<dyn SourceReader>,
-    /// Where its decoded columns go among the source's, the others left null (the plan's
-    /// scan drops them at once): the source's schema, and those columns.
+    /// Where its decoded columns go among the source's, the others (all nullable) left
+    /// null, which the plan's scan drops at once: the source's schema, and those columns.
     widened: Option<(SchemaRef, Vec<usize>)>,
     stamper: Option<EventTimeStamper>,
     barrier: Option<SourceBarrier>,
@@ -390,7 +416,7 @@ impl SourceRun {
         let reader = source
             .reader(position.as_ref(), decoded.as_deref(), stop, metrics)
             .map_err(external)?;
-        let widened = decoded.map(|columns| (nullable(&source.schema()), columns));
+        let widened = decoded.map(|columns| (source.schema(), columns));
         Ok(Self {
             reader,
             widened,
@@ -456,16 +482,6 @@ impl SourceRun {
             None => batch,
         }
     }
-}
-
-/// `schema` with every field nullable: a column a reader does not decode is null.
-fn nullable(schema: &SchemaRef) -> SchemaRef {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone().with_nullable(true))
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// `batch`, of the `columns` of `schema` a reader decoded, as a batch of all of `schema`'s

@@ -941,6 +941,23 @@ fn a_source_decodes_only_the_columns_its_query_reads() {
         analyzed.contains("decodes [qty] (1 of 4 columns); filters run after decoding, read 2 records (0 malformed)"),
         "{analyzed}"
     );
+    // A count reads no column; one that cannot be null is always decoded; a later
+    // statement reading the source declared before decodes what it reads itself (all of
+    // its columns: the record of a bad price is skipped then, not before).
+    let counted = run(&query("SELECT COUNT(*) AS n", ""));
+    assert!(counted.contains("| 2 |"), "{counted}");
+    let required = run(&query("SELECT symbol", "").replace("qty BIGINT", "qty BIGINT NOT NULL"));
+    assert!(required.contains("| MSFT   |"), "{required}");
+    let later = run(&format!(
+        "{}; SELECT * FROM trades",
+        query("SELECT symbol", ", 'trades.on.error' = 'skip'")
+    ));
+    assert!(later.contains("| AAPL   |"), "{later}");
+    assert!(
+        later.contains("| 2026-03-02T09:30:01 | MSFT   | 415.10 | 20  |"),
+        "{later}"
+    );
+    assert!(later.ends_with("(1 rows)\n"), "{later}");
     let whole = query(
         "SELECT SUM(qty) AS volume",
         ", 'projection.pushdown' = 'false'",
@@ -1000,6 +1017,20 @@ def spread(price):
         );
     }
 
+    // A group whose values are all filtered out is NULL, as with a built-in aggregate: the
+    // function (which would fail on no values) is not called for it.
+    let filtered = run(&format!(
+        "{spread} {}",
+        query(
+            "spread(price) FILTER (WHERE price > 1000)",
+            "WINDOW TUMBLING(10s)"
+        )
+    ));
+    assert!(
+        filtered.contains("| AMZN   |        | 2      |"),
+        "{filtered}"
+    );
+
     let listed = run(&format!(
         "{spread} SHOW FUNCTIONS LIKE 'spread'; DROP FUNCTION spread; SHOW FUNCTIONS LIKE 'spread'"
     ));
@@ -1028,6 +1059,14 @@ def spread(price):
         ),
         "ValueError: no spread today",
     );
+    failing(
+        &format!(
+            "{spread} {}",
+            query("spread(DISTINCT price)", "WINDOW TUMBLING(10s)")
+        ),
+        "Python aggregate function 'spread' takes neither DISTINCT nor ORDER BY",
+    );
+    failing("CREATE AGGREGATE FUNCTION", "1:1: SQL error: ParserError");
     failing(
         "CREATE AGGREGATE FUNCTION spread(price DOUBLE) RETURNS DOUBLE AS 'MAX(price)'",
         "CREATE FUNCTION spread: an aggregate function is written in Python (LANGUAGE python)",

@@ -578,6 +578,15 @@ impl OperatorBarrier {
         .then_some(state.epoch)
     }
 
+    /// Whether it has snapshotted the epoch being cut: until the job releases the cut,
+    /// nothing more may come out of it (a tick's rows, or rows of input after the cut, would
+    /// join the epoch's output while its snapshot has not seen them).
+    pub fn holds(&self) -> bool {
+        let state = self.barrier.lock();
+        let slot = &state.operators[self.index];
+        state.cutting && slot.ended.is_none() && slot.snapshot.is_some()
+    }
+
     /// Hands over the state for `epoch`.
     pub fn snapshot(&self, epoch: u64, state: RecordBatch) {
         let state = self.stamped(state);
@@ -705,6 +714,11 @@ impl SenderBarrier {
     /// Waits for a change of the barrier not seen yet.
     pub async fn changed(&mut self) {
         self.barrier.wait_change(&mut self.seen).await
+    }
+
+    /// Whether a cut is open (the sources hold back until the job releases it).
+    pub fn cutting(&self) -> bool {
+        self.barrier.lock().cutting
     }
 
     /// Whether the plan's end is a drain: a sender's end is then a pause.

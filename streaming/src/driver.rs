@@ -222,8 +222,13 @@ impl<O: StreamOperator> Driver<O> {
         }
     }
 
-    /// Does the next thing due: a snapshot, a batch, a tick.
+    /// Does the next thing due: a snapshot, a batch, a tick; nothing between its snapshot
+    /// and the job's release of the cut.
     async fn step(&mut self) -> Result<()> {
+        if self.barrier.as_ref().is_some_and(OperatorBarrier::holds) {
+            barrier_changed(self.barrier.as_mut()).await;
+            return Ok(());
+        }
         if let Some(epoch) = self
             .barrier
             .as_ref()

@@ -664,15 +664,17 @@ impl Sender {
                         .as_ref()
                         .and_then(SenderBarrier::marker_due)
                         .is_some_and(|epoch| epoch <= self.marked);
+                    // The sources hold back through the whole cut: no silence then.
+                    let cutting = self.barrier.as_ref().is_some_and(SenderBarrier::cutting);
                     if let Some(idle) = &mut self.idle {
-                        idle.hold(holding);
+                        idle.hold(holding || cutting);
                     }
                     let paused = holding && self.outbox.is_remote();
                     let barrier = self.barrier.as_mut();
                     let silent_until = self
                         .idle
                         .as_ref()
-                        .filter(|idle| !idle.told && !holding)
+                        .filter(|idle| !idle.told && !holding && !cutting)
                         .map(|idle| idle.since + idle.timeout);
                     tokio::select! {
                         biased;

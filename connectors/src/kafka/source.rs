@@ -460,6 +460,10 @@ impl SourceConnector for KafkaSource {
         async move { Ok(Some(shares)) }.boxed()
     }
 
+    fn skips_unread_columns(&self) -> bool {
+        self.config.format.decodes_columns_apart()
+    }
+
     fn metadata_columns(&self) -> Vec<String> {
         metadata_fields().iter().map(|f| f.name().clone()).collect()
     }

@@ -52,6 +52,12 @@ impl MessageFormat {
         }
     }
 
+    /// Whether a value's columns decode apart, so that those not asked for are skipped
+    /// (JSON, CSV); Avro, Protobuf and raw values are decoded whole.
+    pub fn decodes_columns_apart(&self) -> bool {
+        matches!(self, Self::Json | Self::Csv { .. })
+    }
+
     /// The columns the format itself defines (Avro, Protobuf, raw); JSON and CSV take theirs
     /// from a declared or inferred schema.
     pub fn own_schema(&self) -> Option<SchemaRef> {

@@ -114,32 +114,42 @@ pub(crate) const SYNTAX: StatementSyntax = StatementSyntax {
 };
 
 fn parse(statement: &StatementTokens) -> Result<Box<dyn StatementKind>> {
-    let aggregate = statement.sig[..4]
-        .iter()
-        .any(|t| matches!(&t.token, Token::Word(w) if w.keyword == Keyword::AGGREGATE));
-    Ok(Box::new(CreateFunction { aggregate }))
+    // `CREATE AGGREGATE FUNCTION` or `CREATE OR REPLACE AGGREGATE FUNCTION`.
+    let at = |i: usize| {
+        statement
+            .sig
+            .get(i)
+            .is_some_and(|t| matches!(&t.token, Token::Word(w) if w.keyword == Keyword::AGGREGATE))
+    };
+    Ok(Box::new(CreateFunction {
+        aggregate: at(1) || at(3),
+    }))
 }
 
 /// `sql` with its first `AGGREGATE` keyword blanked out (spaces, so that DataFusion's
 /// positions stay those of the statement).
 fn without_aggregate(sql: &str) -> String {
-    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize_with_location() else {
         return sql.to_string();
     };
-    let mut at = 0;
-    for token in tokens {
-        let text = token.to_string();
-        if matches!(&token, Token::Word(w) if w.keyword == Keyword::AGGREGATE) {
-            return format!(
-                "{}{}{}",
-                &sql[..at],
-                " ".repeat(text.len()),
-                &sql[at + text.len()..]
-            );
-        }
-        at += text.len();
-    }
-    sql.to_string()
+    let Some(start) = tokens.iter().find_map(|t| match &t.token {
+        Token::Word(w) if w.keyword == Keyword::AGGREGATE => Some(t.span.start),
+        _ => None,
+    }) else {
+        return sql.to_string();
+    };
+    // Lines end at `\n` (a `\r` before it stays on its line); columns count characters.
+    let line_start: usize = sql
+        .split_inclusive('\n')
+        .take(start.line.saturating_sub(1) as usize)
+        .map(str::len)
+        .sum();
+    let from = sql[line_start..]
+        .char_indices()
+        .nth(start.column.saturating_sub(1) as usize)
+        .map_or(sql.len(), |(i, _)| line_start + i);
+    let to = (from + "AGGREGATE".len()).min(sql.len());
+    format!("{}{}{}", &sql[..from], " ".repeat(to - from), &sql[to..])
 }
 
 impl StatementKind for CreateFunction {
@@ -287,4 +297,23 @@ fn kept(
     }
     let status = if replaced { "REPLACED" } else { "CREATED" };
     StatementOutput::rows(listing::function_reply(name, status)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_aggregate;
+
+    /// The keyword is blanked where it is, whatever the line ends before it.
+    #[test]
+    fn aggregate_is_blanked_in_place() {
+        let sql = "CREATE OR REPLACE\r\n  Aggregate FUNCTION f(x BIGINT)";
+        assert_eq!(
+            without_aggregate(sql),
+            "CREATE OR REPLACE\r\n            FUNCTION f(x BIGINT)"
+        );
+        assert_eq!(
+            without_aggregate("CREATE AGGREGATE FUNCTION g(x BIGINT)"),
+            "CREATE           FUNCTION g(x BIGINT)"
+        );
+    }
 }

@@ -169,8 +169,12 @@ fn sources(scanned: &[SourceScan], read: Option<&BTreeMap<String, (u64, u64)>>) 
                         .iter()
                         .map(|&c| schema.field(c).name().as_str())
                         .collect();
+                    let verb = match source.skips_unread_columns() {
+                        true => "decodes",
+                        false => "decodes whole records, keeps",
+                    };
                     format!(
-                        "decodes [{}] ({} of {width} columns)",
+                        "{verb} [{}] ({} of {width} columns)",
                         names.join(", "),
                         columns.len()
                     )

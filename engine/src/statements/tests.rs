@@ -235,7 +235,7 @@ fn every_error_names_its_position() {
     let cases = [
         (
             "CREATE VIEW v AS SELECT 1",
-            "1:8: expected STREAM, TABLE, FUNCTION or OR REPLACE FUNCTION after CREATE, found 'VIEW'",
+            "1:8: expected STREAM, TABLE, FUNCTION, OR REPLACE FUNCTION, AGGREGATE FUNCTION or OR REPLACE AGGREGATE FUNCTION after CREATE, found 'VIEW'",
         ),
         (
             "CREATE STREAM AS SELECT 1",
@@ -252,7 +252,7 @@ fn every_error_names_its_position() {
         ),
         (
             "CREATE",
-            "1:1: expected STREAM, TABLE, FUNCTION or OR REPLACE FUNCTION after CREATE",
+            "1:1: expected STREAM, TABLE, FUNCTION, OR REPLACE FUNCTION, AGGREGATE FUNCTION or OR REPLACE AGGREGATE FUNCTION after CREATE",
         ),
         (
             "ALTER JOB bars SET PARALLELISM 0",
