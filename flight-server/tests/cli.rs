@@ -122,8 +122,10 @@ const MALFORMED: &str = "ts,symbol,price,qty
 
 fn malformed_job(dir: &Path, on_error: &str) -> Output {
     std::fs::write(dir.join("bad.csv"), MALFORMED).unwrap();
+    // It reads every column that has a bad value (a column it did not read would not be
+    // decoded, its values not checked).
     let sql = format!(
-        "CREATE STREAM good AS SELECT symbol, price * qty AS notional FROM trades
+        "CREATE STREAM good AS SELECT ts, symbol, price * qty AS notional FROM trades
          WITH ('trades.type' = 'file_source', 'trades.path' = 'bad.csv',
                'trades.schema' = 'ts TIMESTAMP, symbol VARCHAR, price DECIMAL(18,4), qty BIGINT',
                'trades.on.error' = '{on_error}', 'trades.dead_letter.path' = 'dead.jsonl',
