@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use ferris_benches::{Measurement, data_dir, measure, rows, run_job, runtime};
+use ferris_benches::{Measurement, data_dir, generated, measure, rows, run_job, runtime};
 
 /// The columns of the wide trades, in order.
 const SCHEMA: &str = "ts TIMESTAMP, symbol VARCHAR, price DECIMAL(18,4), qty BIGINT, \
@@ -69,12 +69,12 @@ fn job(path: &str, format: &str, pushdown: bool, rows: usize) -> Measurement {
 /// Trades of twelve columns over 1000 symbols, one every millisecond, as CSV (with a
 /// header) or JSON lines; generated once and reused.
 fn wide_trades(rows: usize, format: &str) -> PathBuf {
-    let path = data_dir().join(format!("wide-trades-{rows}.{format}"));
-    if path.exists() {
-        return path;
-    }
-    let partial = path.with_extension("partial");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&partial).unwrap());
+    generated(&format!("wide-trades-{rows}.{format}"), |out| {
+        write_wide_trades(out, rows, format)
+    })
+}
+
+fn write_wide_trades(out: &mut std::io::BufWriter<std::fs::File>, rows: usize, format: &str) {
     if format == "csv" {
         writeln!(
             out,
@@ -120,8 +120,4 @@ fn wide_trades(rows: usize, format: &str) -> PathBuf {
         .unwrap();
         writeln!(out, "{line}").unwrap();
     }
-    out.flush().unwrap();
-    drop(out);
-    std::fs::rename(&partial, &path).unwrap();
-    path
 }

@@ -30,12 +30,31 @@ pub fn data_dir() -> PathBuf {
 /// A trades CSV (`ts,symbol,price,qty`) of `rows` rows over `keys` symbols (in turn), one
 /// trade every millisecond, generated once and reused.
 pub fn trades_csv(rows: usize, keys: usize) -> PathBuf {
-    let path = data_dir().join(format!("trades-{rows}-{keys}.csv"));
+    generated(&format!("trades-{rows}-{keys}.csv"), |out| {
+        write_trades(out, rows, keys)
+    })
+}
+
+/// The input file `name` in [`data_dir`], written by `write` unless it is there already
+/// (written to the side first, so that an interrupted run leaves none half written).
+pub fn generated(
+    name: &str,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>),
+) -> PathBuf {
+    let path = data_dir().join(name);
     if path.exists() {
         return path;
     }
     let partial = path.with_extension("partial");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&partial).unwrap());
+    write(&mut out);
+    out.flush().unwrap();
+    drop(out);
+    std::fs::rename(&partial, &path).unwrap();
+    path
+}
+
+fn write_trades(out: &mut std::io::BufWriter<std::fs::File>, rows: usize, keys: usize) {
     writeln!(out, "ts,symbol,price,qty").unwrap();
     let start = 1_772_443_800_000i64; // 2026-03-02 09:30 UTC
     let mut line = String::new();
@@ -62,10 +81,6 @@ pub fn trades_csv(rows: usize, keys: usize) -> PathBuf {
         .unwrap();
         writeln!(out, "{line}").unwrap();
     }
-    out.flush().unwrap();
-    drop(out);
-    std::fs::rename(&partial, &path).unwrap();
-    path
 }
 
 /// Resets the process's peak resident set size (Linux), so the next reading covers only

@@ -60,6 +60,10 @@ pub(crate) struct Agent {
     declared: BTreeMap<String, String>,
     /// Jobs whose declaration failed, and when it was last tried.
     undeclared: BTreeMap<String, Instant>,
+    /// Each function of the catalog created here, with the statement it was created from.
+    functions: BTreeMap<String, String>,
+    /// Functions that would not be created here, the statement tried, and when.
+    uncreated: BTreeMap<String, (String, Instant)>,
     /// The units started here, by key.
     local: BTreeMap<String, LocalJob>,
     /// The units that would not start here, by key.
@@ -81,10 +85,55 @@ impl Agent {
             session,
             declared: BTreeMap::new(),
             undeclared: BTreeMap::new(),
+            functions: BTreeMap::new(),
+            uncreated: BTreeMap::new(),
             local: BTreeMap::new(),
             failed: BTreeMap::new(),
             records,
         }
+    }
+
+    /// Creates the catalog's functions this node does not have as they are (oldest first:
+    /// one may call an older one), and forgets those dropped.
+    async fn create_functions(&mut self, session: &mut Session, snapshot: &Snapshot) {
+        for (name, sql) in &snapshot.functions {
+            let tried_lately = self
+                .uncreated
+                .get(name)
+                .is_some_and(|(tried, at)| tried == sql && at.elapsed() < RETRY_START);
+            if self.functions.get(name) == Some(sql) || tried_lately {
+                continue;
+            }
+            match session.declare_kept(name, sql).await {
+                Ok(()) => {
+                    self.uncreated.remove(name);
+                    self.functions.insert(name.clone(), sql.clone());
+                }
+                Err(e) => {
+                    if self
+                        .uncreated
+                        .get(name)
+                        .is_none_or(|(tried, _)| tried != sql)
+                    {
+                        tracing::error!(function = %name, "cannot be created on this node (tried again every {}s): {e}", RETRY_START.as_secs());
+                    }
+                    self.uncreated
+                        .insert(name.clone(), (sql.clone(), Instant::now()));
+                }
+            }
+        }
+        let kept = |name: &String| snapshot.functions.iter().any(|(n, _)| n == name);
+        let dropped: Vec<String> = self
+            .functions
+            .keys()
+            .filter(|n| !kept(n))
+            .cloned()
+            .collect();
+        for name in dropped {
+            session.forget_function(&name);
+            self.functions.remove(&name);
+        }
+        self.uncreated.retain(|name, _| kept(name));
     }
 
     fn assigned_here(&self, snapshot: &Snapshot, key: &str) -> bool {
@@ -108,6 +157,8 @@ impl Agent {
         else {
             return Ok(());
         };
+        // The jobs declared or started below may call them.
+        self.create_functions(&mut session, snapshot).await;
         for job in &snapshot.jobs {
             if self.declared.get(&job.name) == Some(&job.sql)
                 || self

@@ -135,6 +135,33 @@ impl ClusterCatalog for EtcdCatalog {
         .boxed()
     }
 
+    fn put_function(&self, name: &str, sql: &str) -> BoxFuture<'_, Result<()>> {
+        let (key, sql) = (self.keys.key("functions", name), sql.to_string());
+        async move {
+            self.client
+                .clone()
+                .put(key, sql, None)
+                .await
+                .map_err(ClusterError::from)?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn remove_function(&self, name: &str) -> BoxFuture<'_, Result<bool>> {
+        let key = self.keys.key("functions", name);
+        async move {
+            let deleted = self
+                .client
+                .clone()
+                .delete(key, None)
+                .await
+                .map_err(ClusterError::from)?;
+            Ok(deleted.deleted() > 0)
+        }
+        .boxed()
+    }
+
     fn job(&self, name: &str) -> BoxFuture<'_, Result<Option<ClusterJob>>> {
         let name = name.to_string();
         async move { Ok(self.read_job(&name).await?.map(|(job, _)| job)) }.boxed()

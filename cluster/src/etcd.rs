@@ -46,15 +46,18 @@ impl Keys {
             .await?;
         let mut snapshot = Snapshot::default();
         let mut jobs = Vec::new();
+        let mut functions = Vec::new();
         for kv in response.kvs() {
             // A value no node of this version reads (another program's, a newer node's) is
             // left out, not a reason to stop reading the cluster.
-            if let Err(e) = read_key(&self.prefix, kv, &mut snapshot, &mut jobs) {
+            if let Err(e) = read_key(&self.prefix, kv, &mut snapshot, &mut jobs, &mut functions) {
                 tracing::warn!("{e}: left out");
             }
         }
         jobs.sort_by_key(|(revision, _)| *revision);
         snapshot.jobs = jobs.into_iter().map(|(_, job)| job).collect();
+        functions.sort_by_key(|(revision, _)| *revision);
+        snapshot.functions = functions.into_iter().map(|(_, f)| f).collect();
         Ok(snapshot)
     }
 }
@@ -75,6 +78,9 @@ pub(crate) struct Snapshot {
     pub nodes: BTreeMap<String, NodeSummary>,
     /// The catalog, oldest job first.
     pub jobs: Vec<ClusterJob>,
+    /// The functions users wrote, oldest first (one may call an older one): name and
+    /// statement.
+    pub functions: Vec<(String, String)>,
     /// Where the leader put each unit (a job, or an instance run apart), by its key.
     pub assignments: BTreeMap<String, Assignment>,
     /// Which node runs each unit now.
@@ -124,6 +130,7 @@ fn read_key(
     kv: &etcd_client::KeyValue,
     snapshot: &mut Snapshot,
     jobs: &mut Vec<(i64, ClusterJob)>,
+    functions: &mut Vec<(i64, (String, String))>,
 ) -> Result<(), ClusterError> {
     let key = kv.key_str().map_err(|e| corrupt("(not UTF-8)", e))?;
     let value = kv.value_str().map_err(|e| corrupt(key, e))?;
@@ -156,6 +163,7 @@ fn read_key(
         "running" => {
             snapshot.running.insert(name, value.to_string());
         }
+        "functions" => functions.push((kv.create_revision(), (name, value.to_string()))),
         "status" => {
             snapshot.statuses.insert(name, decode(key, value)?);
         }

@@ -164,6 +164,13 @@ pub trait ClusterCatalog: Send + Sync {
     /// Every job kept, oldest first.
     fn jobs(&self) -> BoxFuture<'_, Result<Vec<ClusterJob>>>;
 
+    /// Keeps the function `name` made by `sql` (`CREATE [AGGREGATE] FUNCTION`): every node
+    /// creates it before it declares or starts a job, replacing one of that name.
+    fn put_function(&self, name: &str, sql: &str) -> BoxFuture<'_, Result<()>>;
+
+    /// Forgets the function `name` (`DROP FUNCTION`); whether there was one.
+    fn remove_function(&self, name: &str) -> BoxFuture<'_, Result<bool>>;
+
     /// Applies a job command to the job `name` (its node acts on it); whether it is kept.
     fn command(&self, name: &str, command: JobCommand) -> BoxFuture<'_, Result<bool>>;
 

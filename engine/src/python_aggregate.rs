@@ -9,7 +9,6 @@
 //! groups are emitted (a window closing), all of them go to the worker in one batch, one row
 //! per group: one round trip per emission, one Python call per group.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -28,7 +27,7 @@ use crate::python_worker::{CallShape, PythonCode};
 use crate::sql_function::Parameter;
 
 /// An aggregate function whose body is Python code defining a function of its name.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PythonAggregate {
     name: String,
     types: Vec<DataType>,
@@ -36,21 +35,6 @@ pub struct PythonAggregate {
     definition: String,
     signature: Signature,
     code: Arc<PythonCode>,
-}
-
-impl PartialEq for PythonAggregate {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && self.definition == other.definition
-    }
-}
-
-impl Eq for PythonAggregate {}
-
-impl Hash for PythonAggregate {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.name.hash(state);
-        self.definition.hash(state);
-    }
 }
 
 impl PythonAggregate {

@@ -2,8 +2,6 @@
 //! vectorized: it is called once per batch with its arguments as pyarrow arrays, and returns
 //! an array of as many values. It runs in a worker process (`python_worker.rs`).
 
-use std::hash::{Hash, Hasher};
-
 use arrow::array::ArrayRef;
 use arrow::datatypes::DataType;
 use datafusion::common::Result;
@@ -15,28 +13,13 @@ use crate::python_worker::{CallShape, PythonCode};
 use crate::sql_function::Parameter;
 
 /// A scalar function whose body is Python code defining a function of its name.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PythonFunction {
     name: String,
     returns: DataType,
     definition: String,
     signature: Signature,
     code: PythonCode,
-}
-
-impl PartialEq for PythonFunction {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && self.definition == other.definition
-    }
-}
-
-impl Eq for PythonFunction {}
-
-impl Hash for PythonFunction {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.name.hash(state);
-        self.definition.hash(state);
-    }
 }
 
 impl PythonFunction {

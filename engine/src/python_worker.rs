@@ -6,6 +6,7 @@
 //! other: one worker serves them. A call blocks its thread, which on a runtime of several
 //! threads hands its other tasks to the others first (`block_in_place`).
 
+use std::hash::{Hash, Hasher};
 use std::io::{BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,7 @@ const WORKER: &str = include_str!("python_worker/worker.py");
 const PYTHON_ENV: &str = "FERRIS_PYTHON";
 
 /// How the worker calls the function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CallShape {
     /// Once per batch, its arguments the batch's columns; it returns one value per row.
     Scalar,
@@ -41,7 +42,8 @@ impl CallShape {
     }
 }
 
-/// A function defined by Python code, and the worker that runs it.
+/// A function defined by Python code, and the worker that runs it. Two are alike when
+/// their code is (whether a worker runs is no part of it).
 #[derive(Debug)]
 pub struct PythonCode {
     name: String,
@@ -134,6 +136,26 @@ impl PythonCode {
 
     fn error(&self, message: impl std::fmt::Display) -> DataFusionError {
         DataFusionError::Execution(format!("Python function '{}': {message}", self.name))
+    }
+}
+
+impl PartialEq for PythonCode {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for PythonCode {}
+
+impl Hash for PythonCode {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
+    }
+}
+
+impl PythonCode {
+    fn identity(&self) -> (&str, &str, CallShape, &DataType) {
+        (&self.name, &self.code, self.shape, &self.returns)
     }
 }
 

@@ -142,6 +142,12 @@ impl Session {
         Ok(())
     }
 
+    /// Forgets the function `name` a user wrote, dropped through another node of the
+    /// cluster.
+    pub fn forget_function(&mut self, name: &str) {
+        crate::statements::create_function::forget(&self.engine, name);
+    }
+
     fn kept_statement(&self, name: &str, sql: &str) -> Result<Statement> {
         let mut statements = self.parse(sql)?;
         match statements.len() {

@@ -824,6 +824,59 @@ fn job_commands_and_drop_sent_to_any_node_act_where_the_job_runs() {
     status_is(&n2, "RUNNING");
 }
 
+/// A function created through one node is every node's: a query sent to another calls it,
+/// a node that joins later has it, a job placed on any node calls it, and DROP FUNCTION
+/// through any node forgets it everywhere.
+#[test]
+fn functions_created_through_one_node_are_every_node_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let etcd = Etcd::start(dir);
+    let n1 = Node::start(dir, "n1", &etcd.url());
+    let n2 = Node::start(dir, "n2", &etcd.url());
+    let created = n1
+        .sql("CREATE FUNCTION doubled(x BIGINT) RETURNS BIGINT AS 'x * 2'")
+        .unwrap();
+    assert!(created.contains("CREATED"), "{created}");
+    let created = n2
+        .sql("CREATE AGGREGATE FUNCTION total(x BIGINT) RETURNS BIGINT LANGUAGE python AS 'def total(x): return sum(x.to_pylist())'")
+        .unwrap();
+    assert!(created.contains("CREATED"), "{created}");
+    let n3 = Node::start(dir, "n3", &etcd.url());
+    let call = "SELECT doubled(total(x)) AS t FROM (VALUES (1), (2), (4)) AS v(x)";
+    for node in [&n1, &n2, &n3] {
+        wait_until(
+            "every node has both functions",
+            Duration::from_secs(20),
+            || node.sql(call).is_ok_and(|out| out.contains("| 14 |")),
+        );
+    }
+    let jobs = Jobs::files(1);
+    let job = jobs.sql(1).replace(
+        "SELECT id, symbol, price",
+        "SELECT id, symbol, price, doubled(id) AS twice",
+    );
+    assert!(n3.sql(&job).unwrap().contains("SUBMITTED"));
+    jobs.write_batch(dir, 0);
+    wait_until(
+        "the job calls the function",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_dir(dir.join("out/j1")).is_ok_and(|files| {
+                files.flatten().any(|file| {
+                    std::fs::read_to_string(file.path()).is_ok_and(|t| t.contains("\"twice\":98"))
+                })
+            })
+        },
+    );
+    assert!(n3.sql("DROP FUNCTION total").unwrap().contains("DROPPED"));
+    for node in [&n1, &n2, &n3] {
+        wait_until("every node forgets total", Duration::from_secs(20), || {
+            node.sql(call).is_err_and(|e| e.contains("total"))
+        });
+    }
+}
+
 /// A job of two instances whose Kafka input is not keyed by its GROUP BY key: the leader
 /// places an instance on each node, their rows crossing between the nodes through the job's
 /// repartition topic. When one node is killed with SIGKILL, its instance moves to the other,

@@ -22,13 +22,14 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
+use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::job::stored::StoredJob;
 use crate::listing;
 use crate::python_aggregate::PythonAggregate;
 use crate::python_function::PythonFunction;
 use crate::sql_function::{Parameter, SqlFunction};
-use crate::statements::kind::{Execution, StatementKind, StatementOutput};
+use crate::statements::kind::{Execution, Statement, StatementKind, StatementOutput};
 use crate::statements::parser::{StatementSyntax, StatementTokens};
 use crate::user_function;
 
@@ -36,7 +37,7 @@ use crate::user_function;
 /// parameters, checked: a string planned by DataFusion against the parameters, or an
 /// expression whose `$1`, `$name` DataFusion made positional.
 fn sql_body(
-    engine: &crate::engine::Engine,
+    engine: &Engine,
     body: &Option<Expr>,
     parameters: &[Parameter],
     returns: &DataType,
@@ -155,148 +156,153 @@ fn without_aggregate(sql: &str) -> String {
 impl StatementKind for CreateFunction {
     fn execute<'a>(&'a self, run: Execution<'a>) -> BoxFuture<'a, Result<StatementOutput>> {
         async move {
-            let position = run.statement.position;
             let sql = run.statement.text.as_str();
-            let error = |message: String| EngineError::Sql { message, position };
             let engine = run.engine;
-            if engine.cluster.is_some() {
+            let (name, replaced) = self.create(engine, run.statement, false).await?;
+            // A cluster keeps it for every node (each creates it); a server, beside its jobs.
+            if let Some(cluster) = &engine.cluster {
+                cluster.put_function(&name, sql).await?;
+            } else if let Some(stored) = engine.stored_jobs() {
+                stored.save(StoredJob {
+                    name: format!("{KEPT_AS}{name}"),
+                    sql: sql.to_string(),
+                    stopped: false,
+                })?;
+            }
+            let status = if replaced { "REPLACED" } else { "CREATED" };
+            StatementOutput::rows(listing::function_reply(&name, status)?)
+        }
+        .boxed()
+    }
+
+    /// Creates the function a cluster keeps, as every node does, replacing one of its name.
+    fn declare_as<'a>(&'a self, run: Execution<'a>, _name: &'a str) -> BoxFuture<'a, Result<()>> {
+        async move { self.create(run.engine, run.statement, true).await.map(drop) }.boxed()
+    }
+}
+
+impl CreateFunction {
+    /// Makes the function `statement` says and registers it: its name, and whether it
+    /// replaced one. `kept`: a cluster keeps it already, and it replaces whatever function
+    /// of that name this node has.
+    async fn create(
+        &self,
+        engine: &mut Engine,
+        statement: &Statement,
+        kept: bool,
+    ) -> Result<(String, bool)> {
+        let position = statement.position;
+        let sql = statement.text.as_str();
+        let error = |message: String| EngineError::Sql { message, position };
+        let state = engine.ctx.state();
+        let read = match self.aggregate {
+            true => without_aggregate(sql),
+            false => sql.to_string(),
+        };
+        let statement = state
+            .sql_to_statement(&read, &datafusion::config::Dialect::Generic)
+            .map_err(|e| error(e.find_root().to_string()))?;
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(|e| error(e.find_root().to_string()))?;
+        let LogicalPlan::Ddl(DdlStatement::CreateFunction(created)) = plan else {
+            return Err(error("not a CREATE FUNCTION".into()));
+        };
+        // Calls are read with DataFusion's identifiers, lowercased unless quoted.
+        let name = created.name.to_lowercase();
+        let error = |message: String| error(format!("CREATE FUNCTION {name}: {message}"));
+        let replaced = match user_function::find(&state, &name) {
+            Some(None) => return Err(error("a built-in function of that name exists".into())),
+            Some(Some(_)) if !created.or_replace && !kept => {
                 return Err(error(
-                    "CREATE FUNCTION is not kept by a cluster yet: its nodes would not know it"
+                    "a function of that name exists (CREATE OR REPLACE FUNCTION replaces it)"
                         .into(),
                 ));
             }
-            let state = engine.ctx.state();
-            let read = match self.aggregate {
-                true => without_aggregate(sql),
-                false => sql.to_string(),
-            };
-            let statement = state
-                .sql_to_statement(&read, &datafusion::config::Dialect::Generic)
-                .map_err(|e| error(e.find_root().to_string()))?;
-            let plan = state
-                .statement_to_plan(statement)
-                .await
-                .map_err(|e| error(e.find_root().to_string()))?;
-            let LogicalPlan::Ddl(DdlStatement::CreateFunction(created)) = plan else {
-                return Err(error("not a CREATE FUNCTION".into()));
-            };
-            // Calls are read with DataFusion's identifiers, lowercased unless quoted.
-            let name = created.name.to_lowercase();
-            let error = |message: String| error(format!("CREATE FUNCTION {name}: {message}"));
-            let replaced = match user_function::find(&state, &name) {
-                Some(None) => return Err(error("a built-in function of that name exists".into())),
-                Some(Some(_)) if !created.or_replace => {
-                    return Err(error(
-                        "a function of that name exists (CREATE OR REPLACE FUNCTION replaces it)"
-                            .into(),
-                    ));
-                }
-                Some(Some(_)) => true,
-                None => false,
-            };
-            let parameters: Vec<Parameter> = created
-                .args
-                .iter()
-                .flatten()
-                .enumerate()
-                .map(|(i, arg)| Parameter {
-                    name: arg
-                        .name
-                        .as_ref()
-                        .map_or_else(|| format!("${}", i + 1), |n| n.value.to_lowercase()),
-                    data_type: arg.data_type.clone(),
-                })
-                .collect();
-            let returns = created
-                .return_type
-                .clone()
-                .ok_or_else(|| error("RETURNS <type> is missing".into()))?;
-            let language = created
-                .params
-                .language
-                .as_ref()
-                .map(|l| l.value.to_lowercase());
-            let python_code = || match created.params.function_body.clone() {
-                Some(Expr::Literal(ScalarValue::Utf8(Some(code)), _)) => Ok(code),
-                _ => Err(error(
-                    "a Python function's body is its code, quoted: AS 'def name(...): ...'".into(),
-                )),
-            };
-            let (function, definition) = (name.clone(), sql.to_string());
-            if self.aggregate {
-                if language.as_deref() != Some("python") {
-                    return Err(error(
-                        "an aggregate function is written in Python (LANGUAGE python)".into(),
-                    ));
-                }
+            Some(Some(_)) => true,
+            None => false,
+        };
+        let parameters: Vec<Parameter> = created
+            .args
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, arg)| Parameter {
+                name: arg
+                    .name
+                    .as_ref()
+                    .map_or_else(|| format!("${}", i + 1), |n| n.value.to_lowercase()),
+                data_type: arg.data_type.clone(),
+            })
+            .collect();
+        let returns = created
+            .return_type
+            .clone()
+            .ok_or_else(|| error("RETURNS <type> is missing".into()))?;
+        let language = created
+            .params
+            .language
+            .as_ref()
+            .map(|l| l.value.to_lowercase());
+        let python_code = || match created.params.function_body.clone() {
+            Some(Expr::Literal(ScalarValue::Utf8(Some(code)), _)) => Ok(code),
+            _ => Err(error(
+                "a Python function's body is its code, quoted: AS 'def name(...): ...'".into(),
+            )),
+        };
+        let (function, definition) = (name.clone(), sql.to_string());
+        if self.aggregate {
+            if language.as_deref() != Some("python") {
+                return Err(error(
+                    "an aggregate function is written in Python (LANGUAGE python)".into(),
+                ));
+            }
+            let code = python_code()?;
+            // Starts its worker process, and runs it once.
+            let loaded = tokio::task::spawn_blocking(move || {
+                PythonAggregate::try_new(&function, parameters, returns, &code, &definition)
+            })
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+            let aggregate = AggregateUDF::new_from_impl(loaded.map_err(error)?);
+            forget(engine, &name);
+            engine.ctx.register_udaf(aggregate);
+            return Ok((name, replaced));
+        }
+        let function = match language.as_deref() {
+            None | Some("sql") => {
+                let body = sql_body(engine, &created.params.function_body, &parameters, &returns)
+                    .map_err(error)?;
+                ScalarUDF::new_from_impl(SqlFunction::new(&name, parameters, returns, body, sql))
+            }
+            Some("python") => {
                 let code = python_code()?;
                 // Starts its worker process, and runs it once.
                 let loaded = tokio::task::spawn_blocking(move || {
-                    PythonAggregate::try_new(&function, parameters, returns, &code, &definition)
+                    PythonFunction::try_new(&function, parameters, returns, &code, &definition)
                 })
                 .await
                 .map_err(|e| EngineError::Internal(e.to_string()))?;
-                let aggregate = AggregateUDF::new_from_impl(loaded.map_err(error)?);
-                forget(engine, &name);
-                engine.ctx.register_udaf(aggregate);
-                return kept(engine, &name, sql, replaced);
+                ScalarUDF::new_from_impl(loaded.map_err(error)?)
             }
-            let function = match language.as_deref() {
-                None | Some("sql") => {
-                    let body =
-                        sql_body(engine, &created.params.function_body, &parameters, &returns)
-                            .map_err(error)?;
-                    ScalarUDF::new_from_impl(SqlFunction::new(
-                        &name, parameters, returns, body, sql,
-                    ))
-                }
-                Some("python") => {
-                    let code = python_code()?;
-                    // Starts its worker process, and runs it once.
-                    let loaded = tokio::task::spawn_blocking(move || {
-                        PythonFunction::try_new(&function, parameters, returns, &code, &definition)
-                    })
-                    .await
-                    .map_err(|e| EngineError::Internal(e.to_string()))?;
-                    ScalarUDF::new_from_impl(loaded.map_err(error)?)
-                }
-                Some(other) => {
-                    return Err(error(format!(
-                        "LANGUAGE {other} is not supported: a function is written in sql or python"
-                    )));
-                }
-            };
-            forget(engine, &name);
-            engine.ctx.register_udf(function);
-            kept(engine, &name, sql, replaced)
-        }
-        .boxed()
+            Some(other) => {
+                return Err(error(format!(
+                    "LANGUAGE {other} is not supported: a function is written in sql or python"
+                )));
+            }
+        };
+        forget(engine, &name);
+        engine.ctx.register_udf(function);
+        Ok((name, replaced))
     }
 }
 
 /// Forgets the function a user wrote called `name`, if any, scalar or aggregate (one
 /// replaced by the other kind would otherwise stay).
-pub(crate) fn forget(engine: &crate::engine::Engine, name: &str) {
+pub(crate) fn forget(engine: &Engine, name: &str) {
     engine.ctx.deregister_udf(name);
     engine.ctx.deregister_udaf(name);
-}
-
-/// Keeps the function `name` made by `sql` among a server's kept jobs, and says so.
-fn kept(
-    engine: &crate::engine::Engine,
-    name: &str,
-    sql: &str,
-    replaced: bool,
-) -> Result<StatementOutput> {
-    if let Some(stored) = engine.stored_jobs() {
-        stored.save(StoredJob {
-            name: format!("{KEPT_AS}{name}"),
-            sql: sql.to_string(),
-            stopped: false,
-        })?;
-    }
-    let status = if replaced { "REPLACED" } else { "CREATED" };
-    StatementOutput::rows(listing::function_reply(name, status)?)
 }
 
 #[cfg(test)]

@@ -60,7 +60,10 @@ impl StatementKind for DropFunction {
                 }
             }
             create_function::forget(engine, name);
-            if let Some(stored) = engine.stored_jobs() {
+            // Every node of a cluster forgets it too.
+            if let Some(cluster) = &engine.cluster {
+                cluster.remove_function(name).await?;
+            } else if let Some(stored) = engine.stored_jobs() {
                 stored.remove(&format!("{KEPT_AS}{name}"))?;
             }
             StatementOutput::rows(listing::function_reply(name, "DROPPED")?)
