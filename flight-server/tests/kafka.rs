@@ -488,11 +488,13 @@ fn malformed_messages_follow_on_error_and_reach_the_dead_letter_topic() {
             bootstrap()
         );
 
-        // fail (the default): the error names the topic, partition and offset.
+        // fail (the default): the error names the topic, partition and offset. The query
+        // reads `qty`, whose bad value makes a JSON message malformed (a column it did not
+        // read would not be decoded).
         let output = ferris(
             dir.path(),
             &format!(
-                "CREATE STREAM out AS SELECT symbol FROM src WITH ({source},
+                "CREATE STREAM out AS SELECT symbol, qty FROM src WITH ({source},
                  'out.type' = 'file_sink', 'out.path' = 'out.jsonl');"
             ),
         );
@@ -510,7 +512,7 @@ fn malformed_messages_follow_on_error_and_reach_the_dead_letter_topic() {
         run_ok(
             dir.path(),
             &format!(
-                "CREATE STREAM out AS SELECT symbol FROM src WITH ({source},
+                "CREATE STREAM out AS SELECT symbol, qty FROM src WITH ({source},
                  'src.on.error' = 'dead_letter', 'src.dead_letter.topic' = '{dead}',
                  'out.type' = 'file_sink', 'out.path' = 'out.jsonl');"
             ),
