@@ -29,7 +29,7 @@ use arrow::row::Row;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{JoinSide, JoinType, NullEquality};
 use datafusion::config::ConfigOptions;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{PhysicalExpr, PhysicalExprRef};
@@ -47,6 +47,7 @@ use datafusion::physical_plan::{
     PlanProperties, SendableRecordBatchStream, apply_expression_roots,
 };
 
+use crate::changelog::{carry_op_column, with_op_column, with_ops};
 use crate::driver::StreamNode;
 use crate::error::StreamingError;
 use crate::join_keys::{BatchKeys, JoinKeys, KeyIndex};
@@ -56,6 +57,7 @@ use crate::join_time_bounds::{
 use crate::key_groups::OperatorInstance;
 use crate::key_groups::rows_of_instance;
 use crate::operator::{OperatorState, StreamOperator, expired_before, expiry_tick};
+use ferris_connectors::changelog::{DELETE, UPSERT};
 
 /// The plan node: `left` joined with `right` where every pair of `on` is equal (and `filter`
 /// holds); its rows are the left side's columns, then the right side's.
@@ -70,7 +72,8 @@ pub struct StreamJoinExec {
     /// Without bounds: how long a row is kept (processing time, `'state.ttl'`); `None`:
     /// as long as the job.
     state_ttl: Option<Duration>,
-    /// Inner, or an outer join (with time bounds) that writes a row no match can come for.
+    /// Inner, or an outer join: with time bounds it writes a row no match can come for;
+    /// without, it writes a changelog (see [`StreamJoinExec::writes_changelog`]).
     join_type: JoinType,
     node: StreamNode,
 }
@@ -81,8 +84,9 @@ impl StreamJoinExec {
     /// sides' event times, where their sources declare them: when the join condition bounds
     /// one by the other, rows are let go once they can no longer match, and an outer join
     /// (`LEFT`, `RIGHT`, `FULL`) writes an outer side's row without a match then, its other
-    /// side's columns null. Without time bounds, only an inner join is taken, whose rows are
-    /// kept `state_ttl` (processing time) at most.
+    /// side's columns null. Without time bounds rows are kept `state_ttl` (processing time)
+    /// at most, and an outer join writes a changelog: an outer side's row without a match at
+    /// once, taken back (`-D`) when its first match comes.
     pub fn from_symmetric_hash_join(
         join: &SymmetricHashJoinExec,
         times: [Option<&SideTime>; 2],
@@ -110,10 +114,16 @@ impl StreamJoinExec {
             JoinType::Full => b.upper.is_some() && b.lower.is_some(),
             _ => false,
         });
-        let usable = (join_type == JoinType::Inner || outer_sides_go)
-            && join.null_equality() == NullEquality::NullEqualsNothing
-            && single(join.left())
-            && single(join.right());
+        let outer = matches!(join_type, JoinType::Left | JoinType::Right | JoinType::Full);
+        let usable =
+            (join_type == JoinType::Inner || outer_sides_go || (outer && bounds.is_none()))
+                && join.null_equality() == NullEquality::NullEqualsNothing
+                && single(join.left())
+                && single(join.right());
+        let schema = match outer && bounds.is_none() {
+            true => with_op_column(&join.schema()),
+            false => join.schema(),
+        };
         usable.then(|| {
             Self::new(
                 join.left().clone(),
@@ -123,7 +133,7 @@ impl StreamJoinExec {
                 bounds,
                 state_ttl.filter(|_| bounds.is_none()),
                 join_type,
-                join.schema(),
+                schema,
             )
         })
     }
@@ -131,6 +141,13 @@ impl StreamJoinExec {
     /// How long a row is kept, for a join without time bounds that lets rows go.
     pub fn state_ttl(&self) -> Option<Duration> {
         self.state_ttl
+    }
+
+    /// Whether it writes a changelog: an outer join without time bounds, whose rows without
+    /// a match are written at once (`+U`) and taken back (`-D`) when their first match comes,
+    /// as Flink's regular outer joins do.
+    pub fn writes_changelog(&self) -> bool {
+        self.bounds.is_none() && self.join_type != JoinType::Inner
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -254,8 +271,16 @@ impl ExecutionPlan for StreamJoinExec {
         // Inputs first: operators register with the barrier in the order the plan executes.
         let left = self.left.execute(partition, context.clone())?;
         let right = self.right.execute(partition, context.clone())?;
+        // A changelog's rows are the join's, then their change.
+        let schema = self.schema();
+        let rows = match self.writes_changelog() {
+            true => Arc::new(Schema::new(
+                schema.fields()[..schema.fields().len() - 1].to_vec(),
+            )),
+            false => schema,
+        };
         let state = JoinState::try_new(
-            self.schema(),
+            rows,
             self.on.clone(),
             self.filter.clone(),
             self.bounds,
@@ -475,8 +500,13 @@ struct JoinState {
     /// came (processing time, epoch ms), and snapshots keep it.
     state_ttl: Option<Duration>,
     /// Per side, whether its rows without a match are written (an outer join's side), once
-    /// none can come: when they are let go, or when the inputs end.
+    /// none can come: when they are let go, or when the inputs end; in a changelog, at once.
     outer: [bool; 2],
+    /// It writes a changelog (an outer join without time bounds): every row with its change.
+    changelog: bool,
+    /// The rows of the other side the last batch added gave their first match (kept batch,
+    /// row), on an outer side.
+    first_matches: Vec<(usize, usize)>,
 }
 
 /// The column a snapshot's rows of an outer side carry after theirs: whether each was joined.
@@ -491,6 +521,7 @@ impl JoinState {
             JoinType::Full => [true, true],
             _ => [false, false],
         };
+        self.changelog = self.time.is_none() && self.outer.contains(&true);
         self
     }
 
@@ -546,6 +577,8 @@ impl JoinState {
             late_records: 0,
             state_ttl,
             outer: [false, false],
+            changelog: false,
+            first_matches: Vec::new(),
         })
     }
 
@@ -643,6 +676,9 @@ impl JoinState {
                 Some(_) => chrono::Utc::now().timestamp_millis(),
                 None => i64::MIN,
             };
+            if self.changelog {
+                return Ok((self.add_changes(side, batch, came)?, 0));
+            }
             let joined = self.add(side, batch, came, true)?;
             return Ok((joined.into_iter().collect(), 0));
         };
@@ -692,6 +728,7 @@ impl JoinState {
             (right, left)
         };
         let hashes = self.keys.hashes(&keys);
+        let (changelog, mut first_matches) = (self.changelog, Vec::new());
         let mut rows: Vec<u32> = Vec::new();
         let mut found: Vec<(usize, usize)> = Vec::new();
         if probe {
@@ -756,20 +793,88 @@ impl JoinState {
                 if holds.as_ref().is_some_and(|h| !h.value(pair)) {
                     continue;
                 }
+                // Whether the row had no match before.
                 let mark = |kept: Option<&mut KeptBatch>, row: usize| {
-                    if let Some(matched) = kept.and_then(|k| k.matched.as_mut()) {
-                        matched[row] = true;
-                    }
+                    kept.and_then(|k| k.matched.as_mut())
+                        .is_some_and(|matched| !std::mem::replace(&mut matched[row], true))
                 };
                 mark(this.batches[kept_at].as_mut(), row as usize);
-                mark(other.batches[batch].as_mut(), other_row);
+                if mark(other.batches[batch].as_mut(), other_row) && changelog {
+                    first_matches.push((batch, other_row));
+                }
             }
         }
+        self.first_matches = first_matches;
         let joined = match &holds {
             Some(holds) => filter_record_batch(&joined, holds)?,
             None => joined,
         };
         Ok((joined.num_rows() > 0).then_some(joined))
+    }
+}
+
+impl JoinState {
+    /// A changelog's [`JoinState::add`]: the rows of the other (outer) side that this batch
+    /// gives their first match, taken back (`-D`, null-padded as they were written); the
+    /// pairs (`+U`); and this batch's rows of an outer side that found no match (`+U`,
+    /// null-padded).
+    fn add_changes(
+        &mut self,
+        side: usize,
+        batch: RecordBatch,
+        came: i64,
+    ) -> Result<Vec<RecordBatch>> {
+        let other = 1 - side;
+        // `add` sets them only when the batch finds a match.
+        self.first_matches.clear();
+        let joined = self.add(side, batch, came, true)?;
+        let mut out = Vec::new();
+        let mut sources: Vec<&RecordBatch> = Vec::new();
+        let mut slots: HashMap<usize, usize> = HashMap::new();
+        let mut taken_back: Vec<(usize, usize)> = Vec::new();
+        for &(index, row) in &self.first_matches {
+            let Some(kept) = self.kept_batch(other, index) else {
+                continue;
+            };
+            let slot = *slots.entry(index).or_insert_with(|| {
+                sources.push(&kept.rows);
+                sources.len() - 1
+            });
+            taken_back.push((slot, row));
+        }
+        if !taken_back.is_empty() {
+            let columns = (0..self.sides[other].schema.fields().len())
+                .map(|c| {
+                    let arrays: Vec<&dyn Array> =
+                        sources.iter().map(|b| b.column(c).as_ref()).collect();
+                    Ok(interleave(&arrays, &taken_back)?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let rows = RecordBatch::try_new(self.sides[other].schema.clone(), columns)?;
+            let padded = self.padded(other, rows)?;
+            let rows = padded.num_rows();
+            out.push(with_ops(padded, vec![DELETE; rows])?);
+        }
+        if let Some(joined) = joined {
+            let rows = joined.num_rows();
+            out.push(with_ops(joined, vec![UPSERT; rows])?);
+        }
+        // This batch's rows without a match, on an outer side.
+        let last = self.sides[side].batches.len() - 1;
+        if self.outer[side]
+            && let Some(kept) = self.kept_batch(side, last)
+            && let Some(rows) = kept.unmatched()?
+        {
+            let padded = self.padded(side, rows)?;
+            let rows = padded.num_rows();
+            out.push(with_ops(padded, vec![UPSERT; rows])?);
+        }
+        Ok(out)
+    }
+
+    /// Side `side`'s kept batch `index`, unless it was let go.
+    fn kept_batch(&self, side: usize, index: usize) -> Option<&KeptBatch> {
+        self.sides[side].batches.get(index).and_then(Option::as_ref)
     }
 }
 
@@ -810,6 +915,10 @@ impl StreamOperator for JoinState {
     /// The inputs ended: no match can come for an outer side's rows still kept. They are
     /// marked as written, for the snapshot taken at the end.
     fn finish(&mut self) -> Result<Vec<RecordBatch>> {
+        // A changelog wrote them when they came.
+        if self.changelog {
+            return Ok(vec![]);
+        }
         let mut out = Vec::new();
         for side in 0..2 {
             let mut unmatched = Vec::new();
@@ -989,13 +1098,33 @@ impl StreamJoinRule {
     }
 }
 
+/// Whether `node` is a stream join that writes a changelog.
+fn writes_changelog(node: &Arc<dyn ExecutionPlan>) -> bool {
+    node.downcast_ref::<StreamJoinExec>()
+        .is_some_and(StreamJoinExec::writes_changelog)
+}
+
+/// Whether `node` maps its input's rows one by one (or passes them on).
+fn passes_rows_on(node: &Arc<dyn ExecutionPlan>) -> bool {
+    node.downcast_ref::<ProjectionExec>().is_some()
+        || node.downcast_ref::<FilterExec>().is_some()
+        || node.downcast_ref::<CooperativeExec>().is_some()
+        || node.downcast_ref::<RepartitionExec>().is_some()
+}
+
+/// Whether a changelog join's rows reach `node` through nodes that pass rows on.
+fn changelog_below(node: &Arc<dyn ExecutionPlan>) -> bool {
+    writes_changelog(node)
+        || (passes_rows_on(node) && node.children().into_iter().any(changelog_below))
+}
+
 impl PhysicalOptimizerRule for StreamJoinRule {
     fn optimize(
         &self,
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(plan
+        let plan = plan
             .transform_up(|node| {
                 let join = node
                     .downcast_ref::<SymmetricHashJoinExec>()
@@ -1008,7 +1137,25 @@ impl PhysicalOptimizerRule for StreamJoinRule {
                     None => Transformed::no(node),
                 })
             })?
-            .data)
+            .data;
+        if !plan.exists(|node| Ok(writes_changelog(node)))? {
+            return Ok(plan);
+        }
+        // Only what maps rows one by one may follow a changelog: anything that holds rows
+        // would have to take them back.
+        plan.apply(|node| {
+            if !passes_rows_on(node)
+                && !writes_changelog(node)
+                && node.children().into_iter().any(changelog_below)
+            {
+                return Err(DataFusionError::Plan(format!(
+                    "{} over an outer join of two streams without time bounds is not supported: the join writes a changelog (a row without a match is taken back when its match comes); only projections and filters may follow it",
+                    node.name()
+                )));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        carry_op_column(plan)
     }
 
     fn name(&self) -> &str {
