@@ -12,11 +12,13 @@
 //! instances meet at exchanges (`exchange.rs`), which number them in levels: the pipelines
 //! reading the sources are level 0, and what reads an exchange is one level above the
 //! highest exchange below it. Each sender of an exchange passes a marker on once everything
-//! at the levels below it has cut (and its own input has nothing ready); each output of the
-//! exchange counts as cut once it has read every sender's marker, so an operator knows its
-//! input is complete once every source and every exchange up to its level has cut. Sources
-//! hold back until the job releases the cut (once the sink has prepared its output), so no
-//! alignment buffering is needed: nothing follows a marker before the release.
+//! at the levels below it has cut and every operator there has snapshotted (and its own
+//! input has nothing ready); each output of the exchange counts as cut once it has read
+//! every sender's marker, so an operator knows its input is complete once every source and
+//! every exchange up to its level has cut. An operator that has snapshotted neither reads
+//! nor ticks until the release. Sources hold back until the job releases the cut (once the
+//! sink has prepared its output), so no alignment buffering is needed: nothing follows a
+//! marker before the release.
 //!
 //! ```
 //! use std::sync::Arc;
