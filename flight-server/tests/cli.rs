@@ -417,16 +417,28 @@ fn explain_shows_which_joins_of_two_streams_keep_rows_only_while_they_can_match(
     let after = " AND p.ts >= o.ts";
     let kept = plan(join("LEFT", after, times));
     assert!(kept.contains("SymmetricHashJoinExec"), "{kept}");
-    // What would hold its rows cannot follow it.
-    let counted = join("LEFT", " GROUP BY o.id", "").replace("p.paid", "COUNT(*) AS n");
-    std::fs::write(dir.path().join("job.sql"), counted).unwrap();
-    let refused = run_in(dir.path(), &["run", "job.sql"]);
-    assert!(!refused.status.success());
-    assert!(
-        stderr(&refused).contains("over an outer join of two streams without time bounds is not supported: the join writes a changelog"),
-        "{}",
-        stderr(&refused)
+    // A filter on a column it does not select still passes `_op` on.
+    let filtered = plan(
+        join("LEFT", " WHERE p.paid IS NULL OR p.paid > 100", "")
+            .replace("SELECT o.id, p.paid", "SELECT o.id"),
     );
+    assert!(
+        filtered.contains("FilterExec: paid@1 IS NULL OR paid@1 > 100, projection=[id@0, _op@2]"),
+        "{filtered}"
+    );
+    // What would hold its rows, or another outer join, cannot follow it.
+    let counted = join("LEFT", " GROUP BY o.id", "").replace("p.paid", "COUNT(*) AS n");
+    let chained = join("LEFT", " LEFT JOIN payments q ON o.id = q.order_id", "");
+    for sql in [counted, chained] {
+        std::fs::write(dir.path().join("job.sql"), sql).unwrap();
+        let refused = run_in(dir.path(), &["run", "job.sql"]);
+        assert!(!refused.status.success());
+        assert!(
+            stderr(&refused).contains("over an outer join of two streams without time bounds is not supported: the join writes a changelog"),
+            "{}",
+            stderr(&refused)
+        );
+    }
 }
 
 #[test]

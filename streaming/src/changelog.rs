@@ -10,6 +10,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::Result;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use ferris_connectors::changelog::OP_COLUMN;
 
@@ -30,10 +31,24 @@ pub(crate) fn with_ops(batch: RecordBatch, ops: Vec<&str>) -> Result<RecordBatch
     )?)
 }
 
-/// `plan` with every projection above a changelog's operator carrying its `_op` column on.
+/// `plan` with every projection above a changelog's operator carrying its `_op` column on
+/// (a filter's own projection too: DataFusion folds a projection into the filter below it).
 pub(crate) fn carry_op_column(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     Ok(plan
         .transform_up(|node| {
+            if let Some(filter) = node.downcast_ref::<FilterExec>()
+                && let Some(projection) = filter.projection()
+                && let Ok(op) = filter.input().schema().index_of(OP_COLUMN)
+                && !projection.contains(&op)
+            {
+                let mut columns: Vec<usize> = projection.iter().copied().collect();
+                columns.push(op);
+                let with_op =
+                    FilterExecBuilder::new(filter.predicate().clone(), filter.input().clone())
+                        .apply_projection(Some(columns))?
+                        .build()?;
+                return Ok(Transformed::yes(Arc::new(with_op) as Arc<dyn ExecutionPlan>));
+            }
             let Some(projection) = node.downcast_ref::<ProjectionExec>() else {
                 return Ok(Transformed::no(node));
             };

@@ -274,9 +274,7 @@ impl ExecutionPlan for StreamJoinExec {
         // A changelog's rows are the join's, then their change.
         let schema = self.schema();
         let rows = match self.writes_changelog() {
-            true => Arc::new(Schema::new(
-                schema.fields()[..schema.fields().len() - 1].to_vec(),
-            )),
+            true => Arc::new(schema.project(&(0..schema.fields().len() - 1).collect::<Vec<_>>())?),
             false => schema,
         };
         let state = JoinState::try_new(
@@ -790,7 +788,11 @@ impl JoinState {
         if outer[side] || outer[1 - side] {
             for (pair, (&row, &(batch, other_row))) in rows.values().iter().zip(&found).enumerate()
             {
-                if holds.as_ref().is_some_and(|h| !h.value(pair)) {
+                // A NULL condition is no match (as the filter of the pairs says).
+                if holds
+                    .as_ref()
+                    .is_some_and(|h| !(h.is_valid(pair) && h.value(pair)))
+                {
                     continue;
                 }
                 // Whether the row had no match before.
@@ -944,7 +946,8 @@ impl StreamOperator for JoinState {
         if let Some(ttl) = self.state_ttl {
             let limit = expired_before(now, ttl);
             for side in &mut self.sides {
-                // Only an inner join keeps rows by their time to live: nothing to write.
+                // Rows that go by their time to live are not written: an inner join's never
+                // are, and a changelog wrote an outer side's unmatched ones when they came.
                 side.expire(limit, &self.keys)?;
             }
         }
@@ -1051,7 +1054,8 @@ impl OperatorState for JoinState {
 }
 
 // The planner rule that puts the operator in place of DataFusion's symmetric hash join of two
-// unbounded streams (an outer join without time bounds stays DataFusion's); its sides' event
+// unbounded streams (an outer join whose bounds cannot let its outer rows go stays
+// DataFusion's); its sides' event
 // times, of the sources that declare one, bound it in time.
 
 /// Turns symmetric hash joins of two streams into stream joins.
@@ -1144,9 +1148,7 @@ impl PhysicalOptimizerRule for StreamJoinRule {
         // Only what maps rows one by one may follow a changelog: anything that holds rows
         // would have to take them back.
         plan.apply(|node| {
-            if !passes_rows_on(node)
-                && !writes_changelog(node)
-                && node.children().into_iter().any(changelog_below)
+            if !passes_rows_on(node) && node.children().into_iter().any(changelog_below)
             {
                 return Err(DataFusionError::Plan(format!(
                     "{} over an outer join of two streams without time bounds is not supported: the join writes a changelog (a row without a match is taken back when its match comes); only projections and filters may follow it",

@@ -262,6 +262,56 @@ fn takes_outer_joins_without_time_bounds_as_changelogs() {
     assert!(!inner.writes_changelog());
 }
 
+/// A pair whose condition is NULL (`amount >= paid`, `paid` NULL) is no match: the outer
+/// row written without one stays (no `-D`), as DataFusion's outer joins leave it.
+#[test]
+fn a_null_condition_is_no_match_in_a_changelog() {
+    let side = |name: &str, value: Option<i64>| {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int32, true),
+            Field::new(name, DataType::Int64, true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int32Array::from(vec![1])),
+            Arc::new(Int64Array::from(vec![value])),
+        ];
+        RecordBatch::try_new(schema, columns).unwrap()
+    };
+    let (order, payment) = (side("amount", Some(10)), side("paid", None));
+    let fields = [
+        order.schema().fields().to_vec(),
+        payment.schema().fields().to_vec(),
+    ]
+    .concat();
+    let nullable = Schema::new(vec![
+        Field::new("amount", DataType::Int64, true),
+        Field::new("paid", DataType::Int64, true),
+    ]);
+    let condition = BinaryExpr::new(
+        Arc::new(Column::new("amount", 0)),
+        Operator::GtEq,
+        Arc::new(Column::new("paid", 1)),
+    );
+    let indices = [(1, JoinSide::Left), (1, JoinSide::Right)]
+        .map(|(index, side)| ColumnIndex { index, side });
+    let filter = JoinFilter::new(Arc::new(condition), indices.to_vec(), Arc::new(nullable));
+    let sides = [order.schema(), payment.schema()];
+    let mut state = JoinState::try_new(
+        Arc::new(Schema::new(fields)),
+        on(),
+        Some(filter),
+        None,
+        None,
+        sides,
+    )
+    .unwrap()
+    .keeping_unmatched(JoinType::Left);
+    let mut changes = state.join(0, order).unwrap().0;
+    changes.extend(state.join(1, payment).unwrap().0);
+    assert_eq!(applied(&changes).len(), 1, "the order, without a payment");
+    assert_eq!(changes.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+}
+
 /// The rows a changelog leaves (`+U` adds a row, `-D` takes one back), without `_op`.
 fn applied(changes: &[RecordBatch]) -> Vec<String> {
     let mut rows: Vec<String> = Vec::new();
