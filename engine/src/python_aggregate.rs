@@ -23,8 +23,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
-use crate::python_worker::{CallShape, PythonCode};
-use crate::sql_function::Parameter;
+use crate::python_worker::{CallShape, PythonCode, PythonDefinition};
 
 /// An aggregate function whose body is Python code defining a function of its name.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -38,32 +37,17 @@ pub struct PythonAggregate {
 }
 
 impl PythonAggregate {
-    /// The aggregate `name` of `parameters` returning `returns`, defined by `code`. Its
-    /// worker starts now, on no groups: code that cannot load, or that defines no function
-    /// of that name, is refused here.
-    pub fn try_new(
-        name: &str,
-        parameters: Vec<Parameter>,
-        returns: DataType,
-        code: &str,
-        definition: &str,
-    ) -> std::result::Result<Self, String> {
-        if parameters.is_empty() {
-            return Err("a Python aggregate function takes at least one parameter".into());
-        }
-        let types: Vec<DataType> = parameters.iter().map(|p| p.data_type.clone()).collect();
+    /// The aggregate `definition` declares. Its worker starts now, on no groups: code that
+    /// cannot load, or that defines no function of that name, is refused here.
+    pub fn try_new(definition: PythonDefinition) -> std::result::Result<Self, String> {
+        let (types, code) = definition.load(CallShape::Aggregate)?;
         let function = Self {
-            name: name.to_string(),
-            code: Arc::new(PythonCode::new(
-                name,
-                code,
-                CallShape::Aggregate,
-                returns.clone(),
-            )),
+            name: definition.name,
+            code: Arc::new(code),
             signature: Signature::exact(types.clone(), Volatility::Immutable),
             types,
-            returns,
-            definition: definition.to_string(),
+            returns: definition.returns,
+            definition: definition.statement,
         };
         let buffer = function.buffer();
         let no_groups = buffer.gather(&[]).map_err(|e| e.to_string())?;

@@ -9,8 +9,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::python_worker::{CallShape, PythonCode};
-use crate::sql_function::Parameter;
+use crate::python_worker::{CallShape, PythonCode, PythonDefinition};
 
 /// A scalar function whose body is Python code defining a function of its name.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -23,26 +22,17 @@ pub struct PythonFunction {
 }
 
 impl PythonFunction {
-    /// The function `name` of `parameters` returning `returns`, defined by `code`. Its
-    /// worker starts now and runs it once on no rows: a function that cannot load, or whose
-    /// result cannot be cast to `returns`, is refused here.
-    pub fn try_new(
-        name: &str,
-        parameters: Vec<Parameter>,
-        returns: DataType,
-        code: &str,
-        definition: &str,
-    ) -> std::result::Result<Self, String> {
-        if parameters.is_empty() {
-            return Err("a Python function takes at least one parameter".into());
-        }
-        let types: Vec<DataType> = parameters.iter().map(|p| p.data_type.clone()).collect();
+    /// The function `definition` declares. Its worker starts now and runs it once on no
+    /// rows: a function that cannot load, or whose result cannot be cast to its type, is
+    /// refused here.
+    pub fn try_new(definition: PythonDefinition) -> std::result::Result<Self, String> {
+        let (types, code) = definition.load(CallShape::Scalar)?;
         let empty: Vec<ArrayRef> = types.iter().map(arrow::array::new_empty_array).collect();
         let function = Self {
-            name: name.to_string(),
-            code: PythonCode::new(name, code, CallShape::Scalar, returns.clone()),
-            returns,
-            definition: definition.to_string(),
+            name: definition.name,
+            code,
+            returns: definition.returns,
+            definition: definition.statement,
             signature: Signature::exact(types, Volatility::Immutable),
         };
         function.code.call(&empty, 0).map_err(|e| e.to_string())?;

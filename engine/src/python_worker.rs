@@ -18,10 +18,49 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use datafusion::common::{DataFusionError, Result};
 
+use crate::sql_function::Parameter;
+
 /// The worker's code.
 const WORKER: &str = include_str!("python_worker/worker.py");
 /// Where the Python with pyarrow is.
 const PYTHON_ENV: &str = "FERRIS_PYTHON";
+
+/// A function written in Python, as its statement declares it.
+#[derive(Debug, Clone)]
+pub struct PythonDefinition {
+    /// What queries call it.
+    pub name: String,
+    pub parameters: Vec<Parameter>,
+    pub returns: DataType,
+    /// Python code that defines a function of its name.
+    pub code: String,
+    /// The statement that made it.
+    pub statement: String,
+}
+
+impl PythonDefinition {
+    /// Its parameters' types, and its code to be called as `shape`: refused without a
+    /// parameter.
+    pub fn load(
+        &self,
+        shape: CallShape,
+    ) -> std::result::Result<(Vec<DataType>, PythonCode), String> {
+        if self.parameters.is_empty() {
+            let kind = match shape {
+                CallShape::Scalar => "function",
+                CallShape::Aggregate => "aggregate function",
+            };
+            return Err(format!("a Python {kind} takes at least one parameter"));
+        }
+        let types = self
+            .parameters
+            .iter()
+            .map(|p| p.data_type.clone())
+            .collect();
+        let code = PythonCode::new(&self.name, &self.code, shape, self.returns.clone());
+        Ok((types, code))
+    }
+}
 
 /// How the worker calls the function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -28,6 +28,7 @@ use crate::job::stored::StoredJob;
 use crate::listing;
 use crate::python_aggregate::PythonAggregate;
 use crate::python_function::PythonFunction;
+use crate::python_worker::PythonDefinition;
 use crate::sql_function::{Parameter, SqlFunction};
 use crate::statements::kind::{Execution, Statement, StatementKind, StatementOutput};
 use crate::statements::parser::{StatementSyntax, StatementTokens};
@@ -251,20 +252,24 @@ impl CreateFunction {
                 "a Python function's body is its code, quoted: AS 'def name(...): ...'".into(),
             )),
         };
-        let (function, definition) = (name.clone(), sql.to_string());
+        let python = |code: String| PythonDefinition {
+            name: name.clone(),
+            parameters: parameters.clone(),
+            returns: returns.clone(),
+            code,
+            statement: sql.to_string(),
+        };
         if self.aggregate {
             if language.as_deref() != Some("python") {
                 return Err(error(
                     "an aggregate function is written in Python (LANGUAGE python)".into(),
                 ));
             }
-            let code = python_code()?;
+            let definition = python(python_code()?);
             // Starts its worker process, and runs it once.
-            let loaded = tokio::task::spawn_blocking(move || {
-                PythonAggregate::try_new(&function, parameters, returns, &code, &definition)
-            })
-            .await
-            .map_err(|e| EngineError::Internal(e.to_string()))?;
+            let loaded = tokio::task::spawn_blocking(move || PythonAggregate::try_new(definition))
+                .await
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
             let aggregate = AggregateUDF::new_from_impl(loaded.map_err(error)?);
             forget(engine, &name);
             engine.ctx.register_udaf(aggregate);
@@ -277,13 +282,12 @@ impl CreateFunction {
                 ScalarUDF::new_from_impl(SqlFunction::new(&name, parameters, returns, body, sql))
             }
             Some("python") => {
-                let code = python_code()?;
+                let definition = python(python_code()?);
                 // Starts its worker process, and runs it once.
-                let loaded = tokio::task::spawn_blocking(move || {
-                    PythonFunction::try_new(&function, parameters, returns, &code, &definition)
-                })
-                .await
-                .map_err(|e| EngineError::Internal(e.to_string()))?;
+                let loaded =
+                    tokio::task::spawn_blocking(move || PythonFunction::try_new(definition))
+                        .await
+                        .map_err(|e| EngineError::Internal(e.to_string()))?;
                 ScalarUDF::new_from_impl(loaded.map_err(error)?)
             }
             Some(other) => {
