@@ -11,9 +11,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, ListArray, new_empty_array, new_null_array,
-};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, ListArray, new_empty_array};
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{DataFusionError, Result, ScalarValue, plan_err};
@@ -22,6 +20,7 @@ use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
+use datafusion::physical_expr_common::utils::scatter;
 
 use crate::python_worker::{CallShape, PythonCode, PythonDefinition};
 
@@ -240,23 +239,8 @@ impl GroupValues {
             0 => new_empty_array(self.code.returns()),
             _ => self.code.call(&lists, groups)?,
         };
-        let null = new_null_array(self.code.returns(), 1);
-        let mut next = 0;
-        let places: Vec<(usize, usize)> = valued
-            .values()
-            .iter()
-            .map(|valued| match valued {
-                true => {
-                    next += 1;
-                    (0, next - 1)
-                }
-                false => (1, 0),
-            })
-            .collect();
-        Ok(arrow::compute::interleave(
-            &[called.as_ref(), null.as_ref()],
-            &places,
-        )?)
+        // The groups with values get the results in order, the others NULL.
+        scatter(&valued, called.as_ref())
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use arrow::array::new_null_array;
+use arrow::array::{ArrayRef, new_null_array};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::catalog::streaming::StreamingTable;
@@ -379,9 +379,9 @@ struct Reading {
 /// One execution of a source: its reader, its stamper, its side of the job's barrier.
 struct SourceRun {
     reader: Box<dyn SourceReader>,
-    /// Where its decoded columns go among the source's, the others (all nullable) left
-    /// null, which the plan's scan drops at once: the source's schema, and those columns.
-    widened: Option<(SchemaRef, Vec<usize>)>,
+    /// Its batches of some columns as batches of all of the source's, when it decodes
+    /// fewer.
+    widened: Option<Widening>,
     stamper: Option<EventTimeStamper>,
     barrier: Option<SourceBarrier>,
     /// The job's pause switch.
@@ -416,7 +416,7 @@ impl SourceRun {
         let reader = source
             .reader(position.as_ref(), decoded.as_deref(), stop, metrics)
             .map_err(external)?;
-        let widened = decoded.map(|columns| (source.schema(), columns));
+        let widened = decoded.map(|columns| Widening::new(source.schema(), columns));
         Ok(Self {
             reader,
             widened,
@@ -452,8 +452,8 @@ impl SourceRun {
                 // Nothing came for a while: the loop's turn to cut.
                 Some(batch) if batch.num_rows() == 0 => continue,
                 Some(batch) => {
-                    let batch = match &self.widened {
-                        Some((schema, columns)) => widen(&batch, schema, columns)?,
+                    let batch = match &mut self.widened {
+                        Some(widening) => widening.widen(&batch)?,
                         None => batch,
                     };
                     return Ok(Some(match self.stamper.as_mut() {
@@ -484,30 +484,52 @@ impl SourceRun {
     }
 }
 
-/// `batch`, of the `columns` of `schema` a reader decoded, as a batch of all of `schema`'s
-/// columns, the others null.
-fn widen(
-    batch: &RecordBatch,
-    schema: &SchemaRef,
-    columns: &[usize],
-) -> Result<RecordBatch, DataFusionError> {
-    let rows = batch.num_rows();
-    let mut decoded = columns.iter().zip(batch.columns()).peekable();
-    let all = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(i, field)| match decoded.next_if(|(c, _)| **c == i) {
-            Some((_, column)) => column.clone(),
-            None => new_null_array(field.data_type(), rows),
-        })
-        .collect();
-    let options = RecordBatchOptions::new().with_row_count(Some(rows));
-    Ok(RecordBatch::try_new_with_options(
-        schema.clone(),
-        all,
-        &options,
-    )?)
+/// Batches of the `columns` of `schema` a reader decoded, as batches of all of `schema`'s
+/// columns, the others (all nullable) null; the plan's scan drops them at once.
+struct Widening {
+    schema: SchemaRef,
+    columns: Vec<usize>,
+    /// A null array per column of `schema`, for a batch of this many rows at most: sliced,
+    /// not made again for every batch.
+    nulls: Vec<ArrayRef>,
+    rows: usize,
+}
+
+impl Widening {
+    fn new(schema: SchemaRef, columns: Vec<usize>) -> Self {
+        Self {
+            schema,
+            columns,
+            nulls: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    fn widen(&mut self, batch: &RecordBatch) -> Result<RecordBatch, DataFusionError> {
+        let rows = batch.num_rows();
+        if rows > self.rows {
+            self.nulls = self
+                .schema
+                .fields()
+                .iter()
+                .map(|field| new_null_array(field.data_type(), rows))
+                .collect();
+            self.rows = rows;
+        }
+        let mut decoded = self.columns.iter().zip(batch.columns()).peekable();
+        let all = (0..self.schema.fields().len())
+            .map(|i| match decoded.next_if(|(c, _)| **c == i) {
+                Some((_, column)) => column.clone(),
+                None => self.nulls[i].slice(0, rows),
+            })
+            .collect();
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            all,
+            &options,
+        )?)
+    }
 }
 
 fn external(e: ferris_connectors::ConnectorError) -> DataFusionError {

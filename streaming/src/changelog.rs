@@ -43,10 +43,11 @@ pub(crate) fn carry_op_column(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Ex
             {
                 let mut columns: Vec<usize> = projection.iter().copied().collect();
                 columns.push(op);
-                let with_op =
-                    FilterExecBuilder::new(filter.predicate().clone(), filter.input().clone())
-                        .apply_projection(Some(columns))?
-                        .build()?;
+                // Its projection replaced (`None` first: a projection applies over the last).
+                let with_op = FilterExecBuilder::from(filter)
+                    .apply_projection(None)?
+                    .apply_projection(Some(columns))?
+                    .build()?;
                 return Ok(Transformed::yes(Arc::new(with_op) as Arc<dyn ExecutionPlan>));
             }
             let Some(projection) = node.downcast_ref::<ProjectionExec>() else {

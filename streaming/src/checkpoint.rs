@@ -412,10 +412,11 @@ impl CheckpointBarrier {
     /// (once per epoch).
     pub fn take_completed(&self) -> Option<Captured> {
         let mut state = self.lock();
-        if !state.cutting || state.taken || !state.all_cut_through(u32::MAX) {
-            return None;
-        }
-        if state.operators.iter().any(|o| o.snapshot.is_none()) {
+        if !state.cutting
+            || state.taken
+            || !state.all_cut_through(u32::MAX)
+            || !state.all_snapshotted_through(u32::MAX)
+        {
             return None;
         }
         state.taken = true;
@@ -495,6 +496,13 @@ impl BarrierState {
     fn all_cut_through(&self, level: u32) -> bool {
         self.sources.iter().all(|s| s.cut.is_some())
             && self.exchanges.iter().all(|e| e.cut || e.level > level)
+    }
+
+    /// Every operator up to `level` has snapshotted (or ended).
+    fn all_snapshotted_through(&self, level: u32) -> bool {
+        self.operators
+            .iter()
+            .all(|o| o.snapshot.is_some() || o.level > level)
     }
 }
 
@@ -706,10 +714,7 @@ impl SenderBarrier {
         let state = self.barrier.lock();
         (state.cutting
             && state.all_cut_through(self.below)
-            && state
-                .operators
-                .iter()
-                .all(|o| o.level > self.below || o.snapshot.is_some()))
+            && state.all_snapshotted_through(self.below))
         .then_some(state.epoch)
     }
 

@@ -639,12 +639,8 @@ impl Sender {
 
     async fn run(mut self) {
         loop {
-            let due = self
-                .barrier
-                .as_ref()
-                .and_then(SenderBarrier::marker_due)
-                .filter(|epoch| *epoch > self.marked);
-            let next = match due {
+            let marker = self.barrier.as_ref().and_then(SenderBarrier::marker_due);
+            let next = match marker.filter(|epoch| *epoch > self.marked) {
                 // Whatever the input still has ready was read before the cut.
                 Some(epoch) => match checkpoint::ready_now(&mut self.input) {
                     Some(next) => next,
@@ -659,22 +655,19 @@ impl Sender {
                 None => {
                     // Nothing goes out between its cut and the job's release of it: a
                     // transaction commits meanwhile.
-                    let holding = self
-                        .barrier
-                        .as_ref()
-                        .and_then(SenderBarrier::marker_due)
-                        .is_some_and(|epoch| epoch <= self.marked);
-                    // The sources hold back through the whole cut: no silence then.
+                    let holding = marker.is_some_and(|epoch| epoch <= self.marked);
+                    // The sources hold back through the whole cut (a marker is due only within
+                    // one): no silence then.
                     let cutting = self.barrier.as_ref().is_some_and(SenderBarrier::cutting);
                     if let Some(idle) = &mut self.idle {
-                        idle.hold(holding || cutting);
+                        idle.hold(cutting);
                     }
                     let paused = holding && self.outbox.is_remote();
                     let barrier = self.barrier.as_mut();
                     let silent_until = self
                         .idle
                         .as_ref()
-                        .filter(|idle| !idle.told && !holding && !cutting)
+                        .filter(|idle| !idle.told && !cutting)
                         .map(|idle| idle.since + idle.timeout);
                     tokio::select! {
                         biased;

@@ -370,6 +370,31 @@ impl KeptBatch {
 }
 
 impl Kept {
+    /// The columns of its rows at `places` (kept batch, row), in that order.
+    fn columns_at(&self, places: &[(usize, usize)]) -> Result<Vec<ArrayRef>> {
+        // The batches named, and the places as positions in that list.
+        let mut batches: Vec<&RecordBatch> = Vec::new();
+        let mut slots: HashMap<usize, usize> = HashMap::new();
+        let slotted: Vec<(usize, usize)> = places
+            .iter()
+            .map(|&(batch, row)| {
+                let slot = *slots.entry(batch).or_insert_with(|| {
+                    let kept = self.batches[batch].as_ref();
+                    batches.push(&kept.expect("a place in a kept batch").rows);
+                    batches.len() - 1
+                });
+                (slot, row)
+            })
+            .collect();
+        (0..self.schema.fields().len())
+            .map(|c| {
+                let arrays: Vec<&dyn Array> =
+                    batches.iter().map(|b| b.column(c).as_ref()).collect();
+                Ok(interleave(&arrays, &slotted)?)
+            })
+            .collect()
+    }
+
     fn new(schema: SchemaRef, time_column: Option<usize>) -> Self {
         Self {
             schema,
@@ -502,10 +527,11 @@ struct JoinState {
     outer: [bool; 2],
     /// It writes a changelog (an outer join without time bounds): every row with its change.
     changelog: bool,
-    /// The rows of the other side the last batch added gave their first match (kept batch,
-    /// row), on an outer side.
-    first_matches: Vec<(usize, usize)>,
 }
+
+/// What [`JoinState::add`] made of a batch: its pairs, and in a changelog the other (outer)
+/// side's rows it gave their first match (kept batch, row).
+type Added = (Option<RecordBatch>, Vec<(usize, usize)>);
 
 /// The column a snapshot's rows of an outer side carry after theirs: whether each was joined.
 const MATCHED_COLUMN: &str = "_matched";
@@ -576,7 +602,6 @@ impl JoinState {
             state_ttl,
             outer: [false, false],
             changelog: false,
-            first_matches: Vec::new(),
         })
     }
 
@@ -677,7 +702,7 @@ impl JoinState {
             if self.changelog {
                 return Ok((self.add_changes(side, batch, came)?, 0));
             }
-            let joined = self.add(side, batch, came, true)?;
+            let (joined, _) = self.add(side, batch, came, true)?;
             return Ok((joined.into_iter().collect(), 0));
         };
         let bounds = *bounds;
@@ -690,8 +715,11 @@ impl JoinState {
             filter_record_batch(&batch, &keep)?
         };
         let watermarks = [clocks[0].watermark(), clocks[1].watermark()];
-        let mut out: Vec<RecordBatch> =
-            self.add(side, batch, max_time, true)?.into_iter().collect();
+        let mut out: Vec<RecordBatch> = self
+            .add(side, batch, max_time, true)?
+            .0
+            .into_iter()
+            .collect();
         // The other side's rows this watermark puts out of reach; and this side's rows the
         // other's watermark had already (they were joined with what is kept, and no more
         // can come for them: their side may be the one that goes on, the other quiet).
@@ -715,7 +743,7 @@ impl JoinState {
         batch: RecordBatch,
         max_time: i64,
         probe: bool,
-    ) -> Result<Option<RecordBatch>> {
+    ) -> Result<Added> {
         let keys = self.keys.of(side, &batch)?;
         let left_width = self.sides[0].schema.fields().len();
         let outer = self.outer;
@@ -741,7 +769,7 @@ impl JoinState {
         let matched = outer[side].then(|| vec![false; batch.num_rows()]);
         this.keep(batch.clone(), keys, &hashes, max_time, matched);
         if rows.is_empty() {
-            return Ok(None);
+            return Ok((None, first_matches));
         }
         let rows = UInt32Array::from(rows);
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
@@ -750,27 +778,7 @@ impl JoinState {
             .iter()
             .map(|column| Ok(take(column, &rows, None)?))
             .collect::<Result<Vec<_>>>()?;
-        // The batches matched, and the matches as positions in that list.
-        let mut matched: Vec<&RecordBatch> = Vec::new();
-        let mut slots: HashMap<usize, usize> = HashMap::new();
-        let slotted: Vec<(usize, usize)> = found
-            .iter()
-            .map(|&(batch, row)| {
-                let slot = *slots.entry(batch).or_insert_with(|| {
-                    let kept = other.batches[batch].as_ref();
-                    matched.push(&kept.expect("a match is in a kept batch").rows);
-                    matched.len() - 1
-                });
-                (slot, row)
-            })
-            .collect();
-        let other_columns = (0..other.schema.fields().len())
-            .map(|c| {
-                let arrays: Vec<&dyn Array> =
-                    matched.iter().map(|b| b.column(c).as_ref()).collect();
-                Ok(interleave(&arrays, &slotted)?)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let other_columns = other.columns_at(&found)?;
         // Output rows are always left columns, then right ones.
         if side == 0 {
             columns.extend(this_columns);
@@ -806,12 +814,11 @@ impl JoinState {
                 }
             }
         }
-        self.first_matches = first_matches;
         let joined = match &holds {
             Some(holds) => filter_record_batch(&joined, holds)?,
             None => joined,
         };
-        Ok((joined.num_rows() > 0).then_some(joined))
+        Ok(((joined.num_rows() > 0).then_some(joined), first_matches))
     }
 }
 
@@ -827,31 +834,10 @@ impl JoinState {
         came: i64,
     ) -> Result<Vec<RecordBatch>> {
         let other = 1 - side;
-        // `add` sets them only when the batch finds a match.
-        self.first_matches.clear();
-        let joined = self.add(side, batch, came, true)?;
+        let (joined, first_matches) = self.add(side, batch, came, true)?;
         let mut out = Vec::new();
-        let mut sources: Vec<&RecordBatch> = Vec::new();
-        let mut slots: HashMap<usize, usize> = HashMap::new();
-        let mut taken_back: Vec<(usize, usize)> = Vec::new();
-        for &(index, row) in &self.first_matches {
-            let Some(kept) = self.kept_batch(other, index) else {
-                continue;
-            };
-            let slot = *slots.entry(index).or_insert_with(|| {
-                sources.push(&kept.rows);
-                sources.len() - 1
-            });
-            taken_back.push((slot, row));
-        }
-        if !taken_back.is_empty() {
-            let columns = (0..self.sides[other].schema.fields().len())
-                .map(|c| {
-                    let arrays: Vec<&dyn Array> =
-                        sources.iter().map(|b| b.column(c).as_ref()).collect();
-                    Ok(interleave(&arrays, &taken_back)?)
-                })
-                .collect::<Result<Vec<_>>>()?;
+        if !first_matches.is_empty() {
+            let columns = self.sides[other].columns_at(&first_matches)?;
             let rows = RecordBatch::try_new(self.sides[other].schema.clone(), columns)?;
             let padded = self.padded(other, rows)?;
             let rows = padded.num_rows();
@@ -862,9 +848,9 @@ impl JoinState {
             out.push(with_ops(joined, vec![UPSERT; rows])?);
         }
         // This batch's rows without a match, on an outer side.
-        let last = self.sides[side].batches.len() - 1;
+        let kept = self.sides[side].batches.last().and_then(Option::as_ref);
         if self.outer[side]
-            && let Some(kept) = self.kept_batch(side, last)
+            && let Some(kept) = kept
             && let Some(rows) = kept.unmatched()?
         {
             let padded = self.padded(side, rows)?;
@@ -872,11 +858,6 @@ impl JoinState {
             out.push(with_ops(padded, vec![UPSERT; rows])?);
         }
         Ok(out)
-    }
-
-    /// Side `side`'s kept batch `index`, unless it was let go.
-    fn kept_batch(&self, side: usize, index: usize) -> Option<&KeptBatch> {
-        self.sides[side].batches.get(index).and_then(Option::as_ref)
     }
 }
 
@@ -1094,10 +1075,7 @@ impl StreamJoinRule {
                 })
                 .then_some(time),
             // Nodes that pass their input's columns on unchanged (fewer rows, maybe).
-            None => (node.downcast_ref::<FilterExec>().is_some()
-                || node.downcast_ref::<CooperativeExec>().is_some()
-                || node.downcast_ref::<RepartitionExec>().is_some())
-            .then_some(time),
+            None => passes_rows_on(node).then_some(time),
         }
     }
 }
