@@ -29,7 +29,6 @@ use crate::python_worker::{CallShape, PythonCode, PythonDefinition};
 pub struct PythonAggregate {
     name: String,
     types: Vec<DataType>,
-    returns: DataType,
     definition: String,
     signature: Signature,
     code: Arc<PythonCode>,
@@ -45,7 +44,6 @@ impl PythonAggregate {
             code: Arc::new(code),
             signature: Signature::exact(types.clone(), Volatility::Immutable),
             types,
-            returns: definition.returns,
             definition: definition.statement,
         };
         let buffer = function.buffer();
@@ -87,7 +85,7 @@ impl AggregateUDFImpl for PythonAggregate {
     }
 
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(self.returns.clone())
+        Ok(self.code.returns().clone())
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {

@@ -15,7 +15,6 @@ use crate::python_worker::{CallShape, PythonCode, PythonDefinition};
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PythonFunction {
     name: String,
-    returns: DataType,
     definition: String,
     signature: Signature,
     code: PythonCode,
@@ -31,7 +30,6 @@ impl PythonFunction {
         let function = Self {
             name: definition.name,
             code,
-            returns: definition.returns,
             definition: definition.statement,
             signature: Signature::exact(types, Volatility::Immutable),
         };
@@ -60,7 +58,7 @@ impl ScalarUDFImpl for PythonFunction {
     }
 
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(self.returns.clone())
+        Ok(self.code.returns().clone())
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
